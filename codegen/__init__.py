@@ -1,0 +1,1 @@
+"""Standalone NumPy code printed from a derivation's steps."""

@@ -1,0 +1,102 @@
+"""The ``chainrule`` command: a thin layer over ``derive`` and ``codegen``.
+
+SymPy is imported only inside the commands that need it, so ``chainrule --help`` is quick.
+Bad input ends in one line on stderr and exit code 2; no traceback, no half-written file.
+"""
+import argparse
+import sys
+
+FORMATS = ("text", "tex", "md")
+
+
+def _derive(args) -> int:
+    from derive import derive
+    derivation = derive(args.spec)
+    text = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]()
+    _emit(text, args.output)
+    return 0
+
+
+def _list(args) -> int:
+    from derive.catalogue import catalogue_text
+    print(catalogue_text(), end="")
+    return 0
+
+
+def _generate(args) -> int:
+    from codegen.generate import cli_generate
+    return cli_generate(args)
+
+
+def _check(args) -> int:
+    from derive.check import cli_check
+    return cli_check(args)
+
+
+def _check_code(args) -> int:
+    from derive.check import cli_check_code
+    return cli_check_code(args)
+
+
+def _emit(text: str, output) -> None:
+    if output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from codegen.files import write_atomic
+        write_atomic(output, text)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="chainrule",
+        description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
+                    "standalone NumPy code that implements them, and checks of hand derivations.")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND")
+    spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
+
+    p = sub.add_parser("derive", help="print the step-by-step derivation of every gradient")
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("--format", "-f", choices=FORMATS, default="text", help="text (default), tex or md")
+    p.add_argument("--output", "-o", help="write to this file instead of standard output")
+    p.set_defaults(run=_derive)
+
+    p = sub.add_parser("list", help="list the activations and losses with their formulas")
+    p.set_defaults(run=_list)
+
+    p = sub.add_parser("generate", help="emit a standalone NumPy module: forward, backward, optimizer, training")
+    p.add_argument("spec", help=spec_help)
+    from codegen.options import add_generate_arguments
+    add_generate_arguments(p)
+    p.set_defaults(run=_generate)
+
+    p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
+    p.add_argument("spec", help=spec_help)
+    from derive.check_options import add_check_arguments
+    add_check_arguments(p)
+    p.set_defaults(run=_check)
+
+    p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation")
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds the code may run (default 20)")
+    p.set_defaults(run=_check_code)
+    return top
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if not getattr(args, "run", None):
+        parser().print_help()
+        return 2
+    from derive.errors import ChainruleError
+    try:
+        return args.run(args)
+    except ChainruleError as err:
+        print(f"chainrule: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

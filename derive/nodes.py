@@ -1,0 +1,84 @@
+"""The two SymPy expression nodes the derivation needs beyond MatMul, MatAdd, HadamardProduct.
+
+``Pointwise(fn, *mats)`` applies a scalar ``Lambda`` element by element (an activation, its
+derivative, a loss's derivative); ``ElementSum(fn, *mats)`` sums such a map over all elements
+(a loss, a penalty). Both carry the formula itself, so ``doit()`` on explicit matrices gives
+the element-wise expansion that ``derive.verify`` differentiates, and the printers can show
+either a short label (``\\sigma'(z_1)``) or the formula.
+"""
+import sympy as sp
+from sympy.core.symbol import Str
+from sympy.matrices.expressions import MatrixExpr
+
+
+class Pointwise(MatrixExpr):
+    """``fn`` applied element-wise to equally shaped matrices; ``label`` names it when printed."""
+
+    def __new__(cls, fn: sp.Lambda, label, *mats):
+        return sp.Basic.__new__(cls, fn, label if isinstance(label, Str) else Str(label), *mats)
+
+    @property
+    def fn(self) -> sp.Lambda:
+        return self.args[0]
+
+    @property
+    def label(self) -> str:
+        return self.args[1].name
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[2:]
+
+    @property
+    def shape(self):
+        return self.mats[0].shape
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.mats]
+        if not all(isinstance(m, sp.MatrixBase) for m in mats):
+            return Pointwise(self.fn, self.label, *mats)
+        rows, cols = mats[0].shape
+        return sp.ImmutableMatrix(rows, cols, lambda i, j: self.fn(*(m[i, j] for m in mats)))
+
+
+class ElementSum(sp.Expr):
+    """The scalar sum over all elements of ``fn`` applied element-wise."""
+
+    def __new__(cls, fn: sp.Lambda, *mats):
+        return sp.Expr.__new__(cls, fn, *mats)
+
+    @property
+    def fn(self) -> sp.Lambda:
+        return self.args[0]
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[1:]
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.mats]
+        if not all(isinstance(m, sp.MatrixBase) for m in mats):
+            return ElementSum(self.fn, *mats)
+        return sp.Add(*(self.fn(*(m[k] for m in mats)) for k in range(len(mats[0]))))
+
+
+class ColumnNormalize(MatrixExpr):
+    """Each column divided by its sum: softmax(Z) is ColumnNormalize(exp applied element-wise to Z)."""
+
+    def __new__(cls, mat):
+        return sp.Basic.__new__(cls, mat)
+
+    @property
+    def mat(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.mat.shape
+
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        if not isinstance(mat, sp.MatrixBase):
+            return ColumnNormalize(mat)
+        sums = [sum(mat[:, j]) for j in range(mat.cols)]
+        return sp.ImmutableMatrix(mat.rows, mat.cols, lambda i, j: mat[i, j] / sums[j])

@@ -1,0 +1,160 @@
+"""Activations, one definition each: the scalar SymPy formula in ``z``.
+
+The derivative is never typed here: it is ``sympy.diff`` of the definition. Kinks are written
+as ``Piecewise`` with the ``z <= 0`` branch first, so the derivative at 0 is the left branch's,
+as PyTorch takes it (relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha).
+Add an activation by adding one ``@activation`` function below; everything else picks it up.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+
+from ..errors import ChainruleError, unknown
+from ..formula import parse_formula
+from . import bind_params
+
+Z = sp.Symbol("z", real=True)
+
+
+@dataclass(frozen=True)
+class ActivationKind:
+    """A catalogue entry: how to build the formula from parameter values."""
+    name: str
+    latex: str
+    build: Callable
+    defaults: dict
+    domain: tuple = (-3.0, 3.0)
+    elementwise: bool = True
+
+
+CATALOGUE: dict[str, ActivationKind] = {}
+
+
+def activation(name, latex, domain=(-3.0, 3.0), elementwise=True, **defaults):
+    """Register the decorated ``f(z, **params) -> SymPy expression`` as an activation."""
+    def register(build):
+        CATALOGUE[name] = ActivationKind(name, latex, build, defaults, domain, elementwise)
+        return build
+    return register
+
+
+@activation("identity", r"\operatorname{id}")
+def identity(z):
+    return z
+
+
+@activation("sigmoid", r"\sigma")
+def sigmoid(z):
+    return 1 / (1 + sp.exp(-z))
+
+
+@activation("tanh", r"\tanh")
+def tanh(z):
+    return sp.tanh(z)
+
+
+@activation("relu", r"\operatorname{relu}")
+def relu(z):
+    return sp.Piecewise((0, z <= 0), (z, True))
+
+
+@activation("leaky_relu", r"\operatorname{lrelu}", slope=0.01)
+def leaky_relu(z, slope):
+    return sp.Piecewise((slope * z, z <= 0), (z, True))
+
+
+@activation("elu", r"\operatorname{elu}", alpha=1.0)
+def elu(z, alpha):
+    return sp.Piecewise((alpha * (sp.exp(z) - 1), z <= 0), (z, True))
+
+
+@activation("softplus", r"\operatorname{softplus}")
+def softplus(z):
+    return sp.log(1 + sp.exp(z))
+
+
+@activation("gelu", r"\operatorname{gelu}")
+def gelu(z):
+    return z / 2 * (1 + sp.erf(z / sp.sqrt(2)))
+
+
+@activation("silu", r"\operatorname{silu}")
+def silu(z):
+    return z / (1 + sp.exp(-z))
+
+
+@activation("softmax", r"\operatorname{softmax}", elementwise=False)
+def softmax(z):
+    """Component i of softmax over a column z_1..z_n: exp(z_i) / sum_j exp(z_j) (see the loss)."""
+    return sp.exp(z)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation with its parameter values bound: ``f(z)`` and ``f'(z)`` as SymPy formulas."""
+    name: str
+    latex: str
+    definition: sp.Expr
+    params: tuple = ()
+    domain: tuple = (-3.0, 3.0)
+    elementwise: bool = True
+    formula: str = ""
+    derivative: sp.Expr = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "derivative", sp.diff(self.definition, Z))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.definition == Z
+
+    @property
+    def spec(self):
+        """The TOML value that gives this activation back."""
+        if self.formula:
+            return {"formula": self.formula, "name": self.name}
+        if self.params:
+            return {"type": self.name, **dict(self.params)}
+        return self.name
+
+    def __call__(self, value):
+        return self.definition.subs(Z, value)
+
+    def prime(self, value):
+        return self.derivative.subs(Z, value)
+
+    def derivative_display(self) -> sp.Expr:
+        """f'(z) in its plainest form: in terms of f(z) itself where SymPy proves that equal."""
+        f = sp.Function(self.name)(Z)
+        for candidate in (f * (1 - f), 1 - f ** 2):
+            if sp.simplify(self.derivative - candidate.subs(f, self.definition)) == 0:
+                return candidate
+        return sp.simplify(self.derivative) if not self.derivative.has(sp.Piecewise) else self.derivative
+
+
+def make_activation(value, where: str) -> Activation:
+    """An Activation from a spec value: a name, ``{type=..., param=...}`` or ``{formula=...}``."""
+    if value is None:
+        value = "identity"
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict):
+        raise ChainruleError(f"{where}: activation must be a name or a table, not {value!r}")
+    value = dict(value)
+    if "formula" in value:
+        name = value.pop("name", "f")
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise ChainruleError(f"{where}: activation name {name!r} must be a plain identifier like 'mish'")
+        if value.keys() - {"formula"}:
+            raise ChainruleError(f"{where}: a formula activation takes only 'formula' and 'name'")
+        text = value["formula"]
+        definition = parse_formula(text, {"z": Z}, f"activation formula at {where}")
+        return Activation(name, rf"\operatorname{{{name}}}" if len(name) > 1 else name, definition, formula=text)
+    kind_name = value.pop("type", None)
+    if kind_name not in CATALOGUE:
+        raise unknown(f"activation at {where}", kind_name, list(CATALOGUE) + ["{formula = ...}"])
+    kind = CATALOGUE[kind_name]
+    exact, shown = bind_params(f"{where}: {kind_name}", kind.defaults, value)
+    return Activation(kind.name, kind.latex, kind.build(Z, **exact), tuple(sorted(shown)), kind.domain,
+                      kind.elementwise)

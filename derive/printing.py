@@ -1,0 +1,204 @@
+"""Printers of a derivation's steps: LaTeX and terminal text, and the documents built from them.
+
+One printer class per notation dispatches on SymPy's classes (``_print_<Class>``), so the
+LaTeX document, the Markdown and the terminal text all print the same Step objects.
+"""
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from .nodes import ColumnNormalize, ElementSum, Pointwise
+from .ops.activations import Z
+from .ops.losses import Y, YHAT
+
+
+class MathLatex(LatexPrinter):
+    """LaTeX with the derivation's own names for its matrices, ``\\odot`` and ``^\\top``."""
+
+    def __init__(self, names: dict):
+        super().__init__({"mul_symbol": None})
+        self.names = names
+
+    def _print_MatrixSymbol(self, expr):
+        return self.names.get(expr.name, expr.name)
+
+    def _as_ordered_terms(self, expr, order=None):
+        return _positive_first(super()._as_ordered_terms(expr, order))
+
+    def _print_Symbol(self, expr, style="plain"):
+        return self.names.get(expr.name) or super()._print_Symbol(expr)
+
+    def _print_Transpose(self, expr):
+        return self.parenthesize_matrix(expr.arg) + r"^{\top}"
+
+    def parenthesize_matrix(self, expr):
+        text = self._print(expr)
+        if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) or (
+                isinstance(expr, sp.MatrixExpr) and expr.could_extract_minus_sign()):
+            return rf"\left({text}\right)"
+        return text
+
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self.parenthesize_matrix(a) for a in expr.args)
+
+    def _print_MatMul(self, expr):
+        coeff, factors = expr.as_coeff_matrices()
+        parts = [self.parenthesize_matrix(f) if isinstance(f, (sp.MatAdd, sp.HadamardProduct)) else self._print(f)
+                 for f in factors]
+        body = " ".join(parts)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return "-" + body
+        if len(factors) == 1 and isinstance(factors[0], sp.MatAdd):
+            return self._print(coeff) + " " + body
+        return self._print(coeff) + " " + body
+
+    def _print_MatAdd(self, expr):
+        terms = _positive_first(expr.args)
+        text = self._print(terms[0])
+        for term in terms[1:]:
+            printed = self._print(term)
+            text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
+        return text
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}_{N}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}_{N}"
+
+    def _print_Pointwise(self, expr):
+        args = ", ".join(self._print(m) for m in expr.mats)
+        if expr.label:
+            return rf"{expr.label}\left({args}\right)"
+        return self._print(expr.fn.expr.xreplace(_placeholders(expr, self)))
+
+    def _print_ColumnNormalize(self, expr):
+        return self._print(expr.mat)
+
+    def _print_ElementSum(self, expr):
+        inner = expr.fn.expr.xreplace(_placeholders(expr, self, "_{%s}" % _element_index(expr.mats[0])))
+        body = self._print(inner)
+        if isinstance(inner, sp.Add):
+            body = rf"\left({body}\right)"
+        return r"\sum_{%s} " % ",".join(_element_index(expr.mats[0])) + body
+
+
+def _placeholders(expr, printer, suffix=""):
+    """Symbols standing for the node's matrices, named as the printer names those matrices."""
+    out = {}
+    for var, mat in zip(expr.fn.variables, expr.mats):
+        name = printer._print(mat)
+        if suffix:
+            name = rf"\left({name}\right){suffix}" if isinstance(mat, sp.MatrixExpr) and not isinstance(mat, sp.MatrixSymbol) else name + suffix
+        out[var] = sp.Symbol(name)
+    return out
+
+
+class MathText(StrPrinter):
+    """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``."""
+
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names = names
+
+    def _print_MatrixSymbol(self, expr):
+        return self.names.get(expr.name, expr.name)
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr.name) or expr.name
+
+    def _as_ordered_terms(self, expr, order=None):
+        return _positive_first(super()._as_ordered_terms(expr, order))
+
+    def _print_Piecewise(self, expr):
+        cases = [f"{self._print(e)} if {self._print(c)}" for e, c in expr.args[:-1]]
+        return " else ".join(cases + [self._print(expr.args[-1][0])])
+
+    def _paren(self, expr):
+        text = self._print(expr)
+        return f"({text})" if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) else text
+
+    def _print_Transpose(self, expr):
+        return self._paren(expr.arg) + "ᵀ"
+
+    def _print_HadamardProduct(self, expr):
+        return " ⊙ ".join(self._paren(a) for a in expr.args)
+
+    def _print_MatMul(self, expr):
+        coeff, factors = expr.as_coeff_matrices()
+        body = " ".join(self._paren(f) if isinstance(f, (sp.MatAdd, sp.HadamardProduct)) else self._print(f)
+                        for f in factors)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return "-" + body
+        return f"{self._print(coeff)}·{body}" if coeff.is_Rational else f"({self._print(coeff)})·{body}"
+
+    def _print_MatAdd(self, expr):
+        terms = _positive_first(expr.args)
+        text = self._print(terms[0])
+        for term in terms[1:]:
+            printed = self._print(term)
+            text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
+        return text
+
+    def _print_OneMatrix(self, expr):
+        return "1ᵀ" if expr.shape[0] == 1 else "1"
+
+    def _print_Pointwise(self, expr):
+        args = ", ".join(self._print(m) for m in expr.mats)
+        if expr.label:
+            return f"{_plain_label(expr.label)}({args})"
+        return self._print(expr.fn.expr.xreplace({v: sp.Symbol(self._print(m)) for v, m in zip(expr.fn.variables, expr.mats)}))
+
+    def _print_ColumnNormalize(self, expr):
+        return self._print(expr.mat)
+
+    def _print_ElementSum(self, expr):
+        index = {"i": "ᵢ", "ij": "ᵢⱼ"}[_element_index(expr.mats[0])]
+        inner = expr.fn.expr.xreplace({v: sp.Symbol(self._print(m) + index) for v, m in zip(expr.fn.variables, expr.mats)})
+        return f"Σ{index} {self._paren(inner) if isinstance(inner, sp.Add) else self._print(inner)}"
+
+
+def _positive_first(terms):
+    """Print ``yhat - y`` rather than SymPy's canonical ``-y + yhat``."""
+    return sorted(terms, key=lambda term: term.could_extract_minus_sign())
+
+
+def _element_index(mat) -> str:
+    return "i" if mat.shape[1] == 1 else "ij"
+
+
+def _plain_label(label: str) -> str:
+    """``\\operatorname{relu}'`` -> ``relu'``, ``\\sigma`` -> ``σ``."""
+    greek = {r"\sigma": "σ", r"\tanh": "tanh"}
+    for tex, plain in greek.items():
+        label = label.replace(tex, plain)
+    return label.replace(r"\operatorname{", "").replace("}", "").replace("{", "")
+
+
+def scalar_latex(expr, names: dict) -> str:
+    return MathLatex(names).doprint(expr)
+
+
+def activation_definitions(activations, latex: bool):
+    """For each distinct activation: (f(z) printed, f'(z) printed), both from SymPy."""
+    rows = []
+    for f in activations:
+        if f.is_identity or not f.elementwise:
+            continue
+        fz = sp.Symbol(f"{f.latex}(z)" if latex else f"{_plain_label(f.latex)}(z)")
+        dfz = sp.Symbol(f"{f.latex}'(z)" if latex else f"{_plain_label(f.latex)}'(z)")
+        shown = f.derivative_display().subs(sp.Function(f.name)(Z), fz)
+        printer = MathLatex({}).doprint if latex else MathText({}).doprint
+        rows.append((f"{fz} = {printer(f.definition)}", f"{dfz} = {printer(shown)}"))
+    return rows
+
+
+def loss_definition(loss, latex: bool):
+    """(the per-element loss term, its derivative in yhat), printed from SymPy."""
+    yhat = sp.Symbol(r"\hat{y}" if latex else "ŷ")
+    y = sp.Symbol("y")
+    term = loss.pointwise.xreplace({YHAT: yhat, Y: y})
+    deriv = sp.factor(loss.derivative).xreplace({YHAT: yhat, Y: y})
+    printer = MathLatex({}).doprint if latex else MathText({}).doprint
+    return printer(term), printer(deriv)
