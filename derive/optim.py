@@ -3,7 +3,8 @@
 Each entry holds PyTorch's hyperparameter names and defaults, the state it keeps per
 parameter, its update rule as LaTeX (for the lecture notes) and the name of the Jinja macro in
 ``codegen/templates/optim.py.jinja`` that writes it as NumPy. ``examples`` are the settings
-the tests run against torch; between them they turn every option on.
+the tests run against torch; between them they turn every option on. ``state`` uses torch's
+names; the emitted class keeps the ones its options use (``step`` as ``step_count``).
 
 Add an optimizer or a schedule by adding one entry to ``OPTIMIZERS`` or ``SCHEDULES`` (and its
 macro); ``validate`` and the tests pick it up. Value rules live in ``RULES``, keyed by
@@ -17,9 +18,15 @@ into settings with every default filled in::
      "training": {"epochs": 20, "batch_size": 32, "clip_norm": None, "clip_value": None,
                   "patience": None, "seed": 0}}
 
-Warm-up: ``warmup_epochs = k`` on any schedule trains epoch ``e < k`` at ``lr * (e + 1) / (k + 1)``
-and then runs the schedule from its epoch 0, as torch's
-``SequentialLR([LinearLR(start_factor=1 / (k + 1), total_iters=k), schedule], milestones=[k])``.
+Schedules are stepped once per epoch. ``cyclic`` is CyclicLR with ``cycle_momentum=False``:
+the emitted optimizers keep their momentum/betas fixed (torch's default True would also cycle
+them).
+
+Warm-up: ``warmup_epochs = k`` on any schedule trains epoch ``e < k`` at ``r0 * (e + 1) / (k + 1)``,
+where ``r0`` is the schedule's own epoch-0 rate (the optimizer's ``lr``; ``base_lr`` for cyclic),
+and then runs the schedule from its epoch 0, so the rate climbs in k + 1 equal steps to r0.
+That is torch's ``SequentialLR([LinearLR(start_factor=1 / (k + 1), total_iters=k), schedule],
+milestones=[k])`` with the schedule constructed first.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -295,13 +302,14 @@ RULES: dict[str, tuple[str, Callable]] = {
 }
 
 
-def _normalize(value):
-    """TOML arrays arrive as lists; settings hold tuples so they print and compare the same."""
+def _normalize(key, value):
+    """Real-valued settings as floats and arrays as tuples, so they print and compare the same."""
+    real = RULES[key][0].startswith("a number")
+    if key == "betas":
+        return tuple(float(b) for b in value)
     if isinstance(value, list):
         return tuple(value)
-    if _is_number(value) and not _is_whole(value):
-        return float(value)
-    return value
+    return float(value) if real else value
 
 
 def _fill(raw: dict, defaults: dict, where: str, optional=()) -> dict:
@@ -313,7 +321,7 @@ def _fill(raw: dict, defaults: dict, where: str, optional=()) -> dict:
     for key, default in defaults.items():
         value = raw.get(key, default)
         if value is None:
-            if key in optional or default is not None:
+            if key in optional:
                 settings[key] = None
                 continue
             what, _ = RULES[key]
@@ -321,7 +329,7 @@ def _fill(raw: dict, defaults: dict, where: str, optional=()) -> dict:
         what, ok = RULES[key]
         if not ok(value):
             raise ChainruleError(f"{where} {key} must be {what}, not {value!r}")
-        settings[key] = _normalize(value)
+        settings[key] = _normalize(key, value)
     return settings
 
 

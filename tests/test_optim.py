@@ -196,7 +196,7 @@ def test_examples_turn_every_option_on(name):
     kind = OPTIMIZERS[name]
     varied = {key for example in kind.examples for key, value in example.items() if value != kind.defaults[key]}
     assert varied == set(kind.defaults), f"no example of {name} changes {sorted(set(kind.defaults) - varied)}"
-    assert {} in kind.examples or name == "adamw", f"{name} has no example with the defaults"
+    assert {} in kind.examples, f"{name} has no example with the defaults"
 
 
 def test_every_schedule_is_tested_with_and_without_warmup():
@@ -262,6 +262,8 @@ def test_defaults_when_tables_are_missing():
     assert validate({"optimizer": {"type": "adamw"}})["optimizer"]["weight_decay"] == 0.01
     assert validate({"optimizer": {"type": "adam", "betas": [0.8, 0.9]}})["optimizer"]["betas"] == (0.8, 0.9)
     assert validate({"training": {"batch_size": "full"}})["training"]["batch_size"] is None
+    assert validate({"optimizer": {"type": "adadelta", "lr": 2}})["optimizer"]["lr"] == 2.0
+    assert "lr=2.0," in render_optim(validate({"optimizer": {"type": "adadelta", "lr": 2}}))
     assert validate({"schedule": {"type": "step", "step_size": 2}})["schedule"] == {
         "type": "step", "step_size": 2, "gamma": 0.1, "warmup_epochs": 0}
 
