@@ -1,0 +1,350 @@
+"""The NumPy printer: a derivation's matrix expressions as batch-first NumPy code.
+
+The derivation is written with samples as columns (``X`` is in × N); the emitted code keeps a
+batch in rows (``X`` is N × in), as PyTorch does, and stores parameters as ``torch.nn.Linear``
+does (``W`` out × in, ``b`` a vector of out). So a quantity with N columns is held transposed in
+code and every other quantity as it is. The printer walks a right-hand side and prints the
+expression whose value is what the code variable holds: ``Z1 = W1 X + b1 1ᵀ`` becomes
+``Z1 = X @ W1.T + b1`` (the transpose, pushed down to the leaves), ``Δ 1_N`` becomes
+``Delta1.sum(axis=0)``.
+
+Element-wise formulas (the bodies of ``Pointwise`` and ``ElementSum``) print through SymPy's
+``NumPyPrinter``, after :func:`stabilize` has rewritten the forms that overflow: ``log(1 + e^u)``
+becomes :class:`Softplus`, ``1 / (1 + e^-u)`` becomes :class:`Sigmoid`, and each branch of a
+``Piecewise`` sees its argument clipped to the branch's own side of the kink.
+"""
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.printing.numpy import NumPyPrinter
+
+from derive.nodes import ColumnNormalize, ElementSum, Pointwise
+
+#: Helper functions the emitted module defines when a printed expression calls them.
+HELPERS = ("_erf", "_softmax")
+
+
+class Sigmoid(sp.Function):
+    """The logistic function 1 / (1 + e^-u), printed without overflow for any u."""
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return 1 / (1 + sp.exp(-u))
+
+
+class Softplus(sp.Function):
+    """log(1 + e^u), printed as ``np.logaddexp(0, u)``."""
+
+    def fdiff(self, argindex=1):
+        return Sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return sp.log(1 + sp.exp(u))
+
+
+# -- stable forms of element-wise formulas ----------------------------------------------------
+
+def _exp_of_one_plus(expr):
+    """u when ``expr`` is 1 + e^u, else None."""
+    if isinstance(expr, sp.Add) and len(expr.args) == 2 and sp.S.One in expr.args:
+        other = expr.args[0] if expr.args[1] == 1 else expr.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _sigmoid_form(expr):
+    """``expr`` with e^u written through σ(u) where 1 + e^u occurs and the result has no σ below a
+    fraction bar (e^u/(1 + e^u) = σ(u) is safe; e^u alone as σ/(1 - σ) would not be)."""
+    args = sorted({-u if u.could_extract_minus_sign() else u for node in sp.preorder_traversal(expr) if (u := _exp_of_one_plus(node)) is not None},
+                  key=sp.default_sort_key)
+    for u in args:
+        s = Sigmoid(u)
+        trial = sp.factor(sp.cancel(expr.subs({sp.exp(u): s / (1 - s), sp.exp(-u): (1 - s) / s})))
+        unsafe = any(isinstance(p, sp.Pow) and p.exp.is_negative and p.base.has(Sigmoid)
+                     for p in sp.preorder_traversal(trial))
+        if not unsafe:
+            expr = trial
+    return expr
+
+
+def _log_rules(expr):
+    """log σ(u) = -softplus(-u), log(1 - σ(u)) = -softplus(u), log(1 + e^u) = softplus(u)."""
+    def rule(node):
+        arg = node.args[0]
+        if isinstance(arg, Sigmoid):
+            return -Softplus(-arg.args[0])
+        if isinstance(arg, sp.Add) and len(arg.args) == 2 and sp.S.One in arg.args:
+            other = arg.args[0] if arg.args[1] == 1 else arg.args[1]
+            if isinstance(other, sp.Mul) and other.args[0] == -1 and isinstance(other.args[1], Sigmoid) \
+                    and len(other.args) == 2:
+                return -Softplus(other.args[1].args[0])
+        u = _exp_of_one_plus(arg)
+        if u is not None:
+            return Softplus(u)
+        return node
+    return expr.replace(lambda e: isinstance(e, sp.log), rule)
+
+
+def _clip_branches(expr):
+    """Each branch of a one-variable Piecewise sees its argument clipped to the branch's side.
+
+    ``np.where`` evaluates every branch everywhere, so elu's ``e^z - 1`` would overflow at
+    z = 1000 in the branch that is not taken; at ``min(z, 0)`` it cannot.
+    """
+    def clip(pw):
+        pieces, lower = [], None
+        for value, cond in pw.args:
+            if value.has(sp.exp) and isinstance(cond, (sp.LessThan, sp.StrictLessThan)) \
+                    and cond.lhs.is_Symbol and cond.rhs.is_number:
+                value = value.subs(cond.lhs, sp.Min(cond.lhs, cond.rhs))
+                lower = (cond.lhs, cond.rhs)
+            elif value.has(sp.exp) and cond == sp.true and lower is not None:
+                value = value.subs(lower[0], sp.Max(*lower))
+            pieces.append((value, cond))
+        return sp.Piecewise(*pieces, evaluate=False)
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), clip)
+
+
+def stabilize(expr):
+    """An element-wise formula rewritten so that no input makes NumPy overflow."""
+    expr = _log_rules(expr)
+    expr = _sigmoid_form(expr)
+    expr = _log_rules(expr)
+    return _clip_branches(expr)
+
+
+# -- printers ---------------------------------------------------------------------------------
+
+class ElementwisePrinter(NumPyPrinter):
+    """Scalar formulas on arrays: ``np.where`` for Piecewise, stable σ and softplus.
+
+    Numbers that stand alone as a ``Piecewise`` branch print as ``real(c)`` (``real`` is the
+    array's scalar type in the emitted code) so ``np.where`` keeps float32 float32.
+    """
+
+    def __init__(self, settings=None):
+        super().__init__(settings or {})
+        self.helpers = set()
+
+    def _print_Piecewise(self, expr):
+        value, cond = expr.args[-1]
+        if cond != sp.true:
+            raise ValueError(f"Piecewise without an otherwise branch: {expr}")
+        out = self._branch(value)
+        for value, cond in reversed(expr.args[:-1]):
+            out = "np.where({}, {}, {})".format(self._print(cond), self._branch(value), out)
+        return out
+
+    def _branch(self, value):
+        return "real({})".format(self._print(value)) if value.is_number else self._print(value)
+
+    def _print_Relational(self, expr):
+        ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+        if expr.rel_op not in ops:
+            return super()._print_Relational(expr)
+        prec = precedence(expr)
+        return "{} {} {}".format(self.parenthesize(expr.lhs, prec), ops[expr.rel_op],
+                                 self.parenthesize(expr.rhs, prec))
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.is_number and not expr.is_Rational:
+            return self._print_NumberSymbol(expr)
+        if expr.exp == -1:
+            return "1/{}".format(self.parenthesize(expr.base, PRECEDENCE["Pow"]))
+        return super()._print_Pow(expr, rational=rational)
+
+    def _print_NumberSymbol(self, expr):
+        # a Python float, which NumPy casts to the array's dtype (numpy.sqrt(2) would force float64)
+        return repr(float(expr))
+
+    _print_Pi = _print_NumberSymbol
+    _print_Exp1 = _print_NumberSymbol
+
+    def _module_format(self, fqn, register=True):
+        # the emitted module imports numpy as np, as the optimizer code does
+        if fqn.startswith("numpy."):
+            fqn = "np." + fqn[len("numpy."):]
+        return super()._module_format(fqn, register)
+
+    def _print_Min(self, expr):
+        return self._nested("np.minimum", expr.args)
+
+    def _print_Max(self, expr):
+        return self._nested("np.maximum", expr.args)
+
+    def _nested(self, fn, args):
+        args = sorted(args, key=sp.default_sort_key)
+        out = self._print(args[0])
+        for arg in args[1:]:
+            out = "{}({}, {})".format(fn, out, self._print(arg))
+        return out
+
+    def _print_Abs(self, expr):
+        return "np.abs({})".format(self._print(expr.args[0]))
+
+    def _print_erf(self, expr):
+        self.helpers.add("_erf")
+        return "_erf({})".format(self._print(expr.args[0]))
+
+    def _print_Sigmoid(self, expr):
+        # exp(-log(1 + e^-u)): the logarithm never overflows and exp only underflows.
+        return "np.exp(-numpy.logaddexp(0, {}))".format(self._print(-expr.args[0]))
+
+    def _print_Softplus(self, expr):
+        return "np.logaddexp(0, {})".format(self._print(expr.args[0]))
+
+
+def stored_transposed(matrix) -> bool:
+    """A quantity with one column per sample is held transposed (batch-first) in code."""
+    return getattr(matrix, "shape", (0, 0))[1] == _N
+
+
+_N = sp.Symbol("N", integer=True, positive=True)
+
+
+class BatchFirstPrinter(ElementwisePrinter):
+    """Matrix expressions of the column convention printed as batch-first NumPy.
+
+    ``print_value(expr, transposed)`` prints ``exprᵀ`` when ``transposed`` (the target is held
+    transposed) and ``expr`` otherwise; the transpose is pushed to the leaves, where a data
+    quantity is already stored transposed and a parameter gets ``.T``. ``names`` maps a
+    quantity's key to its variable in code. Vectors with one column (biases and their gradients)
+    are stored 1-D and broadcast as rows.
+    """
+
+    def __init__(self, names=None, cse_prefix="t"):
+        super().__init__()
+        self.names = dict(names or {})
+        self.cse_prefix = cse_prefix
+        self._transposed = False
+        self.preamble = []
+
+    # -- entry point ----------------------------------------------------------------------------
+    def print_value(self, expr, transposed: bool):
+        """(lines of cse temporaries, the expression): the code for expr, or exprᵀ."""
+        self.preamble, self._transposed, self._cse_count = [], transposed, 0
+        text = self._print(expr)
+        return list(self.preamble), text
+
+    def _flip(self, expr):
+        self._transposed = not self._transposed
+        try:
+            return self._print(expr)
+        finally:
+            self._transposed = not self._transposed
+
+    def _name(self, key):
+        return self.names.get(key, key)
+
+    # -- leaves ---------------------------------------------------------------------------------
+    def _print_MatrixSymbol(self, expr):
+        name = self._name(expr.name)
+        if expr.shape[1] == 1:  # a vector, stored 1-D: broadcasts as a row
+            return name if self._transposed else "{}[:, None]".format(name)
+        if self._transposed != stored_transposed(expr):
+            return "{}.T".format(name)
+        return name
+
+    def _print_Symbol(self, expr):
+        return self._name(expr.name)
+
+    def _print_Transpose(self, expr):
+        return self._flip(expr.arg)
+
+    # -- matrix algebra -------------------------------------------------------------------------
+    def _factor(self, expr):
+        if isinstance(expr, Pointwise):
+            text, body = self._apply(expr.fn, expr.mats)
+            return "({})".format(text) if precedence(body) < PRECEDENCE["Mul"] else text
+        text = self._print(expr)
+        if isinstance(expr, (MatAdd, sp.HadamardProduct)) or (isinstance(expr, MatMul) and "@" in text) \
+                or text.startswith("-"):
+            return "({})".format(text)
+        return text
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_mmul()
+        mats = list(mats.args) if isinstance(mats, MatMul) else [mats]
+        tail = ""
+        if mats and isinstance(mats[-1], OneMatrix) and mats[-1].shape[0] == 1:
+            mats = mats[:-1]  # b 1ᵀ: the bias added to every sample is a broadcast row
+        elif mats and isinstance(mats[-1], OneMatrix) and mats[-1].shape[1] == 1:
+            # M 1_N sums the columns of M, the rows of what code holds: a 1-D vector
+            rest = MatMul(*mats[:-1]) if len(mats) > 2 else mats[0]
+            saved, self._transposed = self._transposed, True
+            body = self._factor(rest)
+            self._transposed = saved
+            return self._scaled(coeff, "{}.sum(axis=0)".format(body))
+        if self._transposed:
+            mats = mats[::-1]
+        return self._scaled(coeff, " @ ".join(self._factor(m) for m in mats))
+
+    def _scaled(self, coeff, text):
+        if coeff == 1:
+            return text
+        if coeff == -1:
+            return "-" + text
+        shown = self._print(coeff)
+        if coeff.is_Add or (coeff.is_Rational and not coeff.is_Integer):
+            shown = "({})".format(shown)
+        return "{}*{}".format(shown, text)
+
+    def _print_MatAdd(self, expr):
+        terms = sorted(expr.args, key=lambda t: (t.as_coeff_mmul()[0].is_negative is True
+                                                 if isinstance(t, MatMul) else False))
+        out = ""
+        for i, term in enumerate(terms):
+            text = self._print(term)
+            if i and text.startswith("-"):
+                out += " - " + text[1:]
+            else:
+                out += (" + " if i else "") + text
+        return out
+
+    def _print_HadamardProduct(self, expr):
+        return " * ".join(self._factor(m) for m in expr.args)
+
+    def _print_OneMatrix(self, expr):
+        raise ValueError("a matrix of ones is printed only as a broadcast or a sum over the batch")
+
+    # -- the derivation's own nodes -------------------------------------------------------------
+    def _apply(self, fn, mats):
+        """fn's body with each variable replaced by the code of the matching matrix."""
+        names = {}
+        for var, mat in zip(fn.variables, mats):
+            text = self._print(mat)
+            names[var] = sp.Symbol(text if isinstance(mat, MatrixSymbol) else "({})".format(text), real=True)
+        body = stabilize(fn.expr.xreplace(names))
+        replacements, (reduced,) = sp.cse(body, symbols=self._cse_symbols())
+        for symbol, value in replacements:
+            self.preamble.append((symbol.name, self._print(value)))
+        return self._print(reduced), reduced
+
+    def _cse_symbols(self):
+        while True:
+            yield sp.Symbol("{}{}".format(self.cse_prefix, self._cse_count), real=True)
+            self._cse_count += 1
+
+    def _print_Pointwise(self, expr):
+        return self._apply(expr.fn, expr.mats)[0]
+
+    def _print_ColumnNormalize(self, expr):
+        axis = 1 if self._transposed else 0
+        inner = expr.mat
+        if isinstance(inner, Pointwise) and inner.fn.expr == sp.exp(inner.fn.variables[0]) \
+                and isinstance(inner.mats[0], MatrixSymbol):
+            self.helpers.add("_softmax")
+            return "_softmax({}, axis={})".format(self._print(inner.mats[0]), axis)
+        text = self._print(inner)
+        return "({0}) / ({0}).sum(axis={1}, keepdims=True)".format(text, axis)
+
+    def _print_ElementSum(self, expr):
+        # a sum over every element is the same for a matrix and its transpose: print as stored
+        saved, self._transposed = self._transposed, stored_transposed(expr.mats[0])
+        try:
+            return "np.sum({})".format(self._apply(expr.fn, expr.mats)[0])
+        finally:
+            self._transposed = saved
