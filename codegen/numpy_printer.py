@@ -191,7 +191,7 @@ class ElementwisePrinter(NumPyPrinter):
 
     def _print_Sigmoid(self, expr):
         # exp(-log(1 + e^-u)): the logarithm never overflows and exp only underflows.
-        return "np.exp(-numpy.logaddexp(0, {}))".format(self._print(-expr.args[0]))
+        return "np.exp(-np.logaddexp(0, {}))".format(self._print(-expr.args[0]))
 
     def _print_Softplus(self, expr):
         return "np.logaddexp(0, {})".format(self._print(expr.args[0]))
