@@ -1,0 +1,860 @@
+"""Check a person's hand-derived gradient against the derivation, and say what is wrong.
+
+``check(derivation, "W2", r"\\delta_2 h_1^\\top")`` parses the expression (``check_parse``, which
+runs nothing), binds its names to the derivation's quantities, and compares it with the derived
+gradient: shapes first, then exact SymPy equality with a symbol for every entry (the network's
+widths, N = 3 for a batch), then three random points (Piecewise and erf defeat ``simplify``).
+When it differs, single edits of the usual mistakes (a transpose, a sign, a constant factor, an
+activation derivative missing, extra or wrong, a Hadamard for a matrix product and the reverse,
+a wrong sum over the batch) are tried until one explains it.
+
+Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
+samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
+generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
+the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
+numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``).
+"""
+import random
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .chain import N
+from .check_parse import ACTIVATION_ALIASES, GENERIC_ACTIVATIONS, Node, parse
+from .errors import ChainruleError, did_you_mean
+from .nodes import ColumnNormalize, ElementSum, Pointwise
+from .ops.activations import Z, make_activation
+from .printing import MathLatex, MathText
+
+BATCH = 3  # N at the checking points: 3, so a missing 1/N is not mistaken for the 2 of a square
+POINTS = 3
+CONVENTIONS = ("sample", "columns", "rows")
+_INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
+_INDICATOR_GE = sp.Lambda(Z, sp.Piecewise((1, Z >= 0), (0, True)))
+
+
+class ShapeMismatch(Exception):
+    """The person's expression combines matrices whose shapes do not fit."""
+
+
+@dataclass
+class CheckResult:
+    """The verdict on one expression. ``equal`` is True when it is the derived gradient."""
+    wrt: str
+    expression: str
+    equal: bool
+    diagnosis: str
+    correct: str
+    correct_latex: str
+    counterexample: str = ""
+    proof: str = ""
+
+    def report(self) -> str:
+        if self.equal:
+            return f"{self.wrt}: correct ({self.proof})\n"
+        lines = [f"{self.wrt}: different", f"  yours:    {self.expression}", f"  mistake:  {self.diagnosis}",
+                 f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
+        if self.counterexample:
+            lines.append(f"  counterexample: {self.counterexample}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _Target:
+    expr: sp.Basic       # the gradient, in the convention's view of the derivation's symbols
+    label: str
+    rhs: sp.Basic        # what it equals, for printing
+
+
+class _Ones:
+    """``\\mathbf{1}``: a ones vector whose length the matrix product beside it decides."""
+
+    def __init__(self, row=False):
+        self.row = row
+
+
+class Checker:
+    """One derivation in one convention: names, values at points, the comparison and diagnosis."""
+
+    def __init__(self, derivation, convention="sample"):
+        if convention not in CONVENTIONS:
+            raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
+        self.derivation, self.convention = derivation, convention
+        self.net = derivation.network
+        self.batch = convention != "sample"
+        self.rows = convention == "rows"
+        self.sweep = derivation.batch if self.batch else derivation.sample
+        self.q = self.sweep.quantities
+        self.layers = len(self.net.layers)
+        self.flags: list = []
+        self._names()
+        self._points = None
+
+    # -- names ----------------------------------------------------------------------------------
+    def view(self, q):
+        """The matrix a name stands for in this convention (rows: transposed, weights excepted)."""
+        sym = q.symbol
+        if self.rows and not re.fullmatch(r"(dL_d)?W\d+", q.key) and isinstance(sym, sp.MatrixSymbol):
+            return sym.T
+        return sym
+
+    def key(self, name: str) -> str:
+        return name.upper() if self.batch and name in ("x", "y", "z", "a") else (
+            "Delta" if self.batch and name == "delta" else name)
+
+    def _names(self):
+        q, L = self.q, self.layers
+        self.table, self.grads, self.shown = {}, {}, []
+        self.table["x"], self.table["y"] = self.view(q[self.key("x")]), self.view(q[self.key("y")])
+        yhat = q["Yhat" if self.batch else "yhat"]
+        self.table["yhat"] = self.view(yhat)
+        self.shown += ["x", "y", r"\hat y (yhat)"]
+        for l in range(1, L + 1):
+            for p in ("W", "b"):
+                self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
+                self.grads[f"{p.lower()}{l}"] = (self.view(q[f"dL_d{p}{l}"]), q[f"dL_d{p}{l}"])
+            z = q[f"{self.key('z')}{l}"]
+            self.table[f"z{l}"] = self.view(z)
+            delta = q[f"{self.key('delta')}{l}"]
+            self.table[f"delta{l}"] = self.view(delta)
+            self.grads[f"z{l}"] = (self.view(delta), delta)
+            a = yhat if l == L else q.get(f"{self.key('a')}{l}", z)
+            self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+            self.shown += [f"W_{l}", f"b_{l}", f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"]
+        for l in range(1, L + 1):
+            a_key = "Yhat" if l == L and self.batch else "yhat" if l == L else self.q.get(
+                f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
+            named = self.q.get(f"dL_d{a_key}")
+            if named is not None:
+                grad = (self.view(named), named)
+            elif a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain()):
+                grad = self.grads[f"z{l}"]
+            elif l < L:
+                W, d = self.q[f"W{l + 1}"].symbol, self.q[f"{self.key('delta')}{l + 1}"].symbol
+                rhs = W.T * d
+                grad = (rhs.T if self.rows else rhs, None, rhs)
+            else:
+                continue
+            for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ()):
+                self.grads[base] = grad
+        for l, layer in enumerate(self.net.layers, start=1):
+            f = layer.activation
+            if f.elementwise and not f.is_identity:
+                short = {"sigmoid": r"\sigma", "relu": "relu", "tanh": "tanh"}.get(f.name, f.name)
+                self.shown.append(f"{short}'(z_{l}) (or f'(z_{l}))")
+                if f.name == "relu":
+                    self.shown.append(f"1[z_{l} > 0]")
+        self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)"]
+        if self.batch:
+            self.shown.append("N or m (batch size)")
+
+    def _output_plain(self) -> bool:
+        last = self.net.layers[-1]
+        return last.activation.is_identity and not last.residual
+
+    def accepted(self) -> list:
+        return list(self.shown)
+
+    def unknown_name(self, node: Node) -> ChainruleError:
+        return ChainruleError(f"unknown name '{node.text}'{did_you_mean(node.args[0], self.table)}; "
+                              f"for this network use: {', '.join(self.shown)}")
+
+    def _rows_form(self, rhs, transpose: bool):
+        """A columns-form right-hand side written with the rows-form matrices (for printing)."""
+        if not self.rows:
+            return rhs
+        swap = {q.symbol: sp.MatrixSymbol(q.key, q.symbol.shape[1], q.symbol.shape[0]).T for q in self.q.values()
+                if isinstance(q.symbol, sp.MatrixSymbol) and not q.key.startswith("W")}
+        out = rhs.xreplace(swap)
+        return out.T if transpose else out
+
+    # -- the target -----------------------------------------------------------------------------
+    def target(self, wrt: str) -> _Target:
+        node = parse(wrt)
+        if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
+            norm = "z" + node.args[0][5:]
+        elif node.kind == "grad":
+            norm = node.args[0]
+        elif node.kind == "name":
+            norm = self._gradient_name(node.args[0]) or node.args[0]
+        else:
+            raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
+        if norm not in self.grads:
+            choices = sorted(self.grads)
+            raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
+                                 f"choose one of: {', '.join(choices)}")
+        entry = self.grads[norm]
+        label = {"w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ"}[norm[0]] + (
+            norm[1:] if norm != "yhat" else "")
+        if self.batch and norm[0] in "zah":
+            label = label.upper()
+        if norm[0] == "z":
+            label = ("Δ" if self.batch else "δ") + norm[1:]
+        else:
+            label = f"dL/d{label}"
+        if entry[1] is None:
+            return _Target(entry[0], label, entry[2])
+        q = entry[1]
+        rhs = next(s.rhs for s in self.sweep.steps if s.target.key == q.key)
+        return _Target(entry[0], label, rhs)
+
+    def _gradient_name(self, norm: str):
+        if norm.startswith("dld") and norm[3:] in self.grads:
+            return norm[3:]
+        if norm.startswith("d") and norm not in self.table and norm[1:] in self.grads:
+            return norm[1:]
+        return None
+
+    def printed(self, target: _Target):
+        """The correct right-hand side as (text, LaTeX)."""
+        rhs = target.rhs
+        transpose = self.rows and not re.fullmatch(r"dL/dW\d+", target.label)
+        if self.rows:
+            rhs = _push_transposes(self._rows_form(rhs, transpose))
+        text = MathText({q.key: q.text for q in self.q.values()}).doprint(rhs)
+        latex = MathLatex({q.key: q.latex for q in self.q.values()}).doprint(rhs)
+        return text, latex
+
+    # -- binding a parsed expression to SymPy ------------------------------------------------------
+    def bind(self, node: Node):
+        method = getattr(self, f"_bind_{node.kind}")
+        return method(node)
+
+    def _bind_num(self, node):
+        return sp.Rational(node.args[0])
+
+    def _bind_name(self, node):
+        norm = node.args[0]
+        if norm in self.table:
+            return self.table[norm]
+        if norm in ("n", "m"):
+            if not self.batch:
+                raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
+                                     f"use --convention columns or rows")
+            return N
+        grad = self._gradient_name(norm)
+        if grad:
+            return self.grads[grad][0]
+        raise self.unknown_name(node)
+
+    def _bind_grad(self, node):
+        if node.args[0] not in self.grads:
+            raise ChainruleError(f"dL/d{node.args[0]} is not a gradient of this network; "
+                                 f"use one of: {', '.join('dL/d' + g for g in sorted(self.grads))}")
+        return self.grads[node.args[0]][0]
+
+    def _bind_neg(self, node):
+        value = self.bind(node.args[0])
+        if isinstance(value, _Ones):
+            raise ChainruleError("a negated ones vector is not understood")
+        return -value
+
+    def _bind_add(self, node):
+        return self._combine(node, lambda a, b: a + b)
+
+    def _bind_sub(self, node):
+        return self._combine(node, lambda a, b: a - b)
+
+    def _combine(self, node, op):
+        a, b = (self.bind(x) for x in node.args[:2])
+        if _is_matrix(a) or _is_matrix(b):
+            a, b = self._broadcast(node, a, b)
+            return sp.MatAdd(a, -b) if op(1, 1) == 0 else sp.MatAdd(a, b)
+        return op(a, b)
+
+    def _broadcast(self, node, a, b):
+        """NumPy's broadcasting of two operands (scalars and 1-wide sides stretch)."""
+        if isinstance(a, _Ones) or isinstance(b, _Ones):
+            raise ChainruleError(f"a ones vector must be multiplied, not added, in '{node.text}'")
+        if not _is_matrix(a):
+            return a * sp.OneMatrix(*b.shape), b
+        if not _is_matrix(b):
+            return a, b * sp.OneMatrix(*a.shape)
+        if a.shape == b.shape:
+            return a, b
+        rows = _stretch(a.shape[0], b.shape[0])
+        cols = _stretch(a.shape[1], b.shape[1])
+        if rows is None or cols is None:
+            raise ShapeMismatch(f"'{node.args[0].text}' is {_shape(a)} and '{node.args[1].text}' is {_shape(b)}, "
+                                f"which do not fit in '{node.text}'")
+        return _expand(a, rows, cols), _expand(b, rows, cols)
+
+    def _bind_mul(self, node):
+        a, b = (self.bind(x) for x in node.args[:2])
+        how = node.args[2]
+        if not _is_matrix(a) and not isinstance(a, _Ones) or not _is_matrix(b) and not isinstance(b, _Ones):
+            if isinstance(a, _Ones) or isinstance(b, _Ones):
+                raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
+            return a * b
+        if isinstance(b, _Ones) and not b.row and _is_matrix(a):
+            return a * sp.OneMatrix(a.shape[1], 1)
+        if isinstance(a, _Ones) and a.row and _is_matrix(b):
+            return sp.OneMatrix(1, b.shape[0]) * b
+        if isinstance(a, _Ones) or isinstance(b, _Ones):
+            raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
+        if how == "star":
+            a, b = self._broadcast(node, a, b)
+            return sp.HadamardProduct(a, b)
+        if a.shape[1] == b.shape[0]:
+            return sp.MatMul(a, b)
+        if a.shape == (1, 1) or b.shape == (1, 1):  # a 1×1 matrix is a scalar in textbook notation
+            a, b = self._broadcast(node, a, b)
+            return sp.HadamardProduct(a, b)
+        raise ShapeMismatch(f"cannot multiply '{node.args[0].text}' ({_shape(a)}) by '{node.args[1].text}' "
+                            f"({_shape(b)}): the inner sizes differ")
+
+    def _bind_had(self, node):
+        a, b = (self.bind(x) for x in node.args[:2])
+        if not _is_matrix(a) or not _is_matrix(b):
+            if isinstance(a, _Ones) or isinstance(b, _Ones):
+                raise ChainruleError(f"a ones vector cannot be in an element-wise product in '{node.text}'")
+            return a * b
+        if a.shape != b.shape:
+            raise ShapeMismatch(f"the element-wise product in '{node.text}' needs equal shapes, but "
+                                f"'{node.args[0].text}' is {_shape(a)} and '{node.args[1].text}' is {_shape(b)}")
+        return sp.HadamardProduct(a, b)
+
+    def _bind_div(self, node):
+        a, b = (self.bind(x) for x in node.args)
+        if _is_matrix(b) or isinstance(b, _Ones) or isinstance(a, _Ones):
+            raise ChainruleError(f"only division by a number or N is understood, not by '{node.args[1].text}'")
+        if b == 0:
+            raise ChainruleError(f"'{node.text}' divides by zero")
+        return a * (1 / b) if not _is_matrix(a) else (1 / b) * a
+
+    def _bind_T(self, node):
+        a = self.bind(node.args[0])
+        if isinstance(a, _Ones):
+            return _Ones(not a.row)
+        return a.T if _is_matrix(a) else a
+
+    def _bind_pow(self, node):
+        a, k = self.bind(node.args[0]), node.args[1]
+        if not _is_matrix(a):
+            return a ** k
+        if k == 0:
+            return sp.OneMatrix(*a.shape)
+        return a if k == 1 else sp.HadamardProduct(*([a] * k))
+
+    def _bind_ones(self, node):
+        return _Ones()
+
+    def _bind_ind(self, node):
+        arg = self.bind(node.args[0])
+        if not _is_matrix(arg):
+            raise ChainruleError(f"the indicator in '{node.text}' must be applied to a matrix such as z_1")
+        return Pointwise(_INDICATOR if node.args[1] == ">" else _INDICATOR_GE, r"\mathbb{1}", arg)
+
+    def _bind_sum(self, node):
+        a, axis = self.bind(node.args[0]), node.args[1]
+        if not _is_matrix(a):
+            return a
+        if axis == "batch":
+            if not self.batch:
+                return a
+            axis = 0 if self.rows else 1
+        if axis == 0:
+            return sp.OneMatrix(1, a.shape[0]) * a
+        if axis == 1:
+            return a * sp.OneMatrix(a.shape[1], 1)
+        return sp.OneMatrix(1, a.shape[0]) * a * sp.OneMatrix(a.shape[1], 1)
+
+    def _bind_act(self, node):
+        name, prime, arg_node = node.args
+        arg = self.bind(arg_node)
+        if not _is_matrix(arg):
+            raise ChainruleError(f"'{node.text}' must be applied to a matrix such as z_1")
+        layer = self._layer_of(arg_node)
+        if name in GENERIC_ACTIVATIONS:
+            if layer is None:
+                raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
+                                     f"that layer's pre-activation, like {name}'(z_1)")
+            act = self.net.layers[layer - 1].activation
+        else:
+            kind = ACTIVATION_ALIASES[name]
+            own = self.net.layers[layer - 1].activation if layer else None
+            if own is not None and own.name == kind:
+                act = own
+            else:
+                act = make_activation(kind, "check")
+                if own is not None and prime:
+                    self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
+                                      f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
+        if not act.elementwise:
+            raise ChainruleError(f"{act.name} is not element-wise, so '{node.text}' is not understood; with "
+                                 f"cross-entropy write dL/dz_L = \\hat y - y")
+        body = act.derivative if prime else act.definition
+        return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
+
+    def _layer_of(self, node):
+        if node.kind == "name":
+            m = re.fullmatch(r"z(\d+)", node.args[0])
+            if m and 1 <= int(m.group(1)) <= self.layers:
+                return int(m.group(1))
+        return None
+
+    # -- values at points -----------------------------------------------------------------------
+    def leaves(self, rng=None):
+        """Values for the data and parameters: symbols (rng None) or random numbers of one decimal."""
+        values = {}
+        for q in self.q.values():
+            if q.role not in ("data", "param"):
+                continue
+            rows, cols = (int(s.subs(N, BATCH)) for s in q.symbol.shape)
+            if rng is None:
+                values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Symbol(f"{q.key}_{i}{j}", real=True))
+                continue
+            if q.key.lower() == "y" and self.net.loss.name == "cross_entropy":
+                hot = [rng.randrange(rows) for _ in range(cols)]
+                values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: int(hot[j] == i))
+                continue
+            low, high = (1, 9) if q.key.lower() == "y" and self.net.loss.name == "bce" else (-15, 15)
+            values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Float(_nonzero(rng, low, high) / 10, 30))
+        return values
+
+    def evaluate_steps(self, leaves, overrides=None):
+        env = dict(leaves)
+        overrides = overrides or {}
+        for step in self.sweep.steps:
+            env[step.target.symbol] = explicit(overrides.get(step.target.key, step.rhs), env)
+        return env
+
+    def points(self):
+        if self._points is None:
+            self._points = [self.evaluate_steps(self.leaves(random.Random(seed))) for seed in range(1, POINTS + 1)]
+        return self._points
+
+    def numeric(self, expr, env):
+        return _as_float_matrix(explicit(expr, env))
+
+    def same(self, a, b, envs=None) -> bool:
+        """Equal at the random points (both matrices or both scalars, equal shapes)."""
+        if _shape_of(a) != _shape_of(b):
+            return False
+        for env in envs or self.points():
+            try:
+                x, y = self.numeric(a, env), self.numeric(b, env)
+            except (TypeError, ValueError, ZeroDivisionError):
+                return False
+            if not _close(x, y):
+                return False
+        return True
+
+    def exactly_equal(self, a, b) -> bool:
+        """True when SymPy proves the entries equal with a symbol for every input and parameter."""
+        try:
+            env = self.evaluate_steps(self.leaves(None))
+            x, y = explicit(a, env), explicit(b, env)
+        except Exception:  # symbolic evaluation can fail on exotic formulas; the numeric check decides
+            return False
+        for d in (sp.Matrix(x) - sp.Matrix(y)):
+            if d == 0:
+                continue
+            ops = sp.count_ops(d)
+            if ops > 3000:
+                return False
+            if sp.expand(d) == 0:
+                continue
+            if ops > 80 or sp.simplify(d) != 0:
+                return False
+        return True
+
+    # -- the verdict ----------------------------------------------------------------------------
+    def check(self, wrt: str, text: str) -> CheckResult:
+        target = self.target(wrt)
+        correct, correct_latex = self.printed(target)
+        tree = parse(text)
+        self.flags = []
+        problem, mine = "", None
+        try:
+            mine = self.bind(tree)
+            if isinstance(mine, _Ones):
+                raise ChainruleError(f"'{text}' is only a ones vector")
+        except ShapeMismatch as err:
+            problem = str(err)
+        flags = list(self.flags)
+        expected = target.expr
+        result = CheckResult(target.label, text, False, "", correct, correct_latex)
+        if mine is not None and _shape_of(mine) == _shape_of(expected) and not flags:
+            if self.same(mine, expected):
+                result.equal, result.proof = True, f"equal at {POINTS} random points; SymPy could not simplify " \
+                                                   f"the difference to 0 (as with Piecewise or erf)"
+                if self.exactly_equal(mine, expected):
+                    result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
+                        f" with N = {BATCH}" if self.batch else "")
+                return result
+        result.diagnosis = self.diagnose(tree, mine, expected, problem, flags)
+        if mine is not None and _shape_of(mine) == _shape_of(expected):
+            result.counterexample = self.counterexample(mine, expected, target.label)
+        return result
+
+    def diagnose(self, tree, mine, expected, problem, flags) -> str:
+        if flags:
+            return flags[0]
+        if mine is not None:
+            found = self._global_mistake(mine, expected)
+            if found:
+                return found
+        for edited, message in _edits(tree, self):
+            self.flags = []
+            try:
+                value = self.bind(edited)
+            except (ShapeMismatch, ChainruleError):
+                continue
+            if not self.flags and _is_matrix(value) and self.same(value, expected):
+                return message
+        if problem:
+            return f"the shapes do not fit: {problem}"
+        if mine is not None and _shape_of(mine) != _shape_of(expected):
+            return (f"wrong shape: yours is {_shape(mine)} but the gradient is {_shape(expected)}, "
+                    f"and no single usual mistake explains it")
+        return "no single usual mistake (transpose, sign, factor, activation derivative, sum) explains the difference"
+
+    def _global_mistake(self, mine, expected) -> str:
+        rs, cs = _shape_of(mine), _shape_of(expected)
+        if rs == (cs[1], cs[0]) and rs != cs and self.same(mine.T, expected):
+            return f"transposed: yours is {_shape(mine)}, the transpose of the {_shape(expected)} gradient"
+        if rs == cs and rs[0] == rs[1] and rs != (1, 1) and self.same(mine.T, expected):
+            return "transposed: yours is the transpose of the gradient"
+        if self.batch:
+            along = sp.OneMatrix(1, rs[0]) * mine if self.rows else mine * sp.OneMatrix(rs[1], 1)
+            if _shape_of(along) == cs and rs != cs and self.same(along, expected):
+                axis = 0 if self.rows else 1
+                return f"missing sum over the batch: yours has one column per sample; sum it (axis={axis})"
+        if rs == cs:
+            ratio = self._ratio(mine, expected)
+            if ratio is not None and ratio != 1:
+                return _factor_message(ratio, self.net)
+            for l, layer in enumerate(self.net.layers, start=1):
+                f = layer.activation
+                if not f.elementwise or f.is_identity:
+                    continue
+                z = self.table[f"z{l}"]
+                if _shape_of(z) != cs:
+                    continue
+                prime = Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", z)
+                label = f"{f.name}'(z_{l})"
+                if self.same(sp.HadamardProduct(mine, prime), expected):
+                    return f"missing activation derivative: multiply element-wise by {label}"
+                if self.same(mine, sp.HadamardProduct(expected, prime)):
+                    return f"extra activation derivative: yours has one {label} too many"
+        return ""
+
+    def _ratio(self, mine, expected):
+        env = self.points()[0]
+        x, y = self.numeric(mine, env), self.numeric(expected, env)
+        pairs = [(a, b) for a, b in zip(x, y) if abs(b) > 1e-9]
+        if not pairs:
+            return None
+        k = max(pairs, key=lambda p: abs(p[1]))
+        k = k[0] / k[1]
+        if abs(k) < 1e-12:
+            return None
+        guess = sp.nsimplify(k, rational=True, tolerance=1e-9)
+        scaled = guess * expected if _is_matrix(expected) else guess * expected
+        return guess if self.same(mine, scaled) else None
+
+    def counterexample(self, mine, expected, label) -> str:
+        env = self.points()[0]
+        inputs = []
+        for q in self.q.values():
+            if q.role in ("data", "param"):
+                inputs.append(f"{q.text} = {_fmt(self.numeric(self.view(q), env), self.view(q))}")
+        yours = _fmt(self.numeric(mine, env), mine)
+        right = _fmt(self.numeric(expected, env), expected)
+        return f"at {', '.join(inputs)}: yours = {yours}, {label} = {right}"
+
+
+# -- the usual mistakes as single edits of the tree ---------------------------------------------------
+def _edits(tree: Node, checker, limit=400):
+    count = 0
+    for edited, message in _walk(tree, checker):
+        yield edited, message
+        count += 1
+        if count >= limit:
+            return
+
+
+def _walk(node: Node, checker):
+    yield from _local(node, checker)
+    for i, child in enumerate(node.args):
+        if isinstance(child, Node):
+            for edited, message in _walk(child, checker):
+                args = list(node.args)
+                args[i] = edited
+                yield Node(node.kind, tuple(args), node.text), message
+
+
+def _local(node: Node, checker):
+    t = node.text
+    kind, args = node.kind, node.args
+    if kind == "T":
+        yield args[0], f"extra transpose: '{t}' should be '{args[0].text}'"
+    elif kind in ("name", "grad", "mul", "had", "act", "sum", "add", "sub") and not (
+            kind == "name" and args[0] in ("n", "m")):
+        yield Node("T", (node,), t), f"missing transpose: '{t}' should be transposed"
+    if kind == "mul" and args[2] == "matmul":
+        a, b = args[0].text, args[1].text
+        yield Node("had", args[:2], t), (f"a matrix product where an element-wise (Hadamard) product belongs: "
+                                         f"'{t}' should be '{a} ⊙ {b}'")
+        yield Node("mul", (args[1], args[0], "matmul"), t), f"factors in the wrong order: '{t}' should be '{b} {a}'"
+    if kind == "had" or kind == "mul" and args[2] == "star":
+        a, b = args[0].text, args[1].text
+        yield Node("mul", (args[0], args[1], "matmul"), t), (
+            f"an element-wise (Hadamard) product where a matrix product belongs: '{t}' should be '{a} {b}' (a @ b)")
+    if kind in ("had", "mul"):
+        for keep, drop in ((args[0], args[1]), (args[1], args[0])):
+            if drop.kind in ("act", "ind"):
+                yield keep, f"extra activation derivative: '{drop.text}' does not belong in '{t}'"
+    if kind == "neg":
+        yield args[0], f"sign: '{t}' should be '{args[0].text}'"
+    if kind == "sub":
+        yield Node("add", args, t), f"sign: '{t}' should add '{args[1].text}', not subtract it"
+    if kind == "add":
+        yield Node("sub", args, t), f"sign: '{t}' should subtract '{args[1].text}'"
+    if kind == "act":
+        name, prime, arg = args
+        layer = checker._layer_of(arg)
+        if layer and name not in GENERIC_ACTIVATIONS:
+            yield Node("act", ("f", prime, arg), t), (
+                f"wrong activation derivative: layer {layer} uses "
+                f"{checker.net.layers[layer - 1].activation.name}, not {ACTIVATION_ALIASES[name]}")
+        if not prime:
+            yield Node("act", (name, True, arg), t), f"the activation where its derivative belongs: '{t}' should be {name}'(...)"
+        if layer:
+            for other in range(1, checker.layers + 1):
+                if other != layer:
+                    moved = Node("name", (f"z{other}",), f"z_{other}")
+                    yield Node("act", (name, prime, moved), t), (
+                        f"activation derivative at the wrong layer: '{t}' should be at z_{other}")
+    if kind == "sum":
+        for axis in (0, 1, None):
+            if axis != args[1]:
+                yield Node("sum", (args[0], axis), t), f"wrong sum over the batch: '{t}' sums over the wrong axis"
+        yield args[0], f"extra sum: '{t}' should not be summed"
+    if kind == "name" and re.fullmatch(r"[a-z]+\d+", args[0] or ""):
+        stem, layer = re.fullmatch(r"([a-z]+)(\d+)", args[0]).groups()
+        for other in range(0, checker.layers + 1):
+            norm = f"{stem}{other}" if other else ("x" if stem in ("a", "h") else "")
+            if other != int(layer) and norm and norm in checker.table:
+                yield Node("name", (norm,), norm), f"wrong layer: '{t}' should be {norm}"
+
+
+def _factor_message(k, net) -> str:
+    outputs = net.outputs
+    if k == -1:
+        return "sign: yours is the negative of the gradient (check ŷ - y against y - ŷ, and every minus)"
+    hints = []
+    if abs(k) in (2, sp.Rational(1, 2)):
+        hints.append("the 2 from differentiating the square: d/dŷ (ŷ - y)² = 2(ŷ - y)")
+    if abs(k) in (BATCH, sp.Rational(1, BATCH)):
+        hints.append("the 1/N of the mean over the batch")
+    if net.loss.reduction == "mean" and outputs > 1 and abs(k) in (outputs, sp.Rational(1, outputs)):
+        hints.append(f"the 1/{outputs} of the mean over the outputs")
+    if abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)):
+        hints.append("both the 2 of the square and the 1/N of the mean")
+    sign = "the negative of " if k < 0 else ""
+    text = f"constant factor: yours is {sign}{abs(k)} times the gradient"
+    return text + (f" ({'; '.join(hints)})" if hints else "")
+
+
+def _push_transposes(expr, flip=False):
+    """``expr`` (transposed when ``flip``) with transposes moved down to the symbols, for printing."""
+    if isinstance(expr, sp.Transpose):
+        return _push_transposes(expr.arg, not flip)
+    if isinstance(expr, sp.MatMul):
+        coeff, mats = expr.as_coeff_matrices()
+        mats = [_push_transposes(m, flip) for m in (reversed(mats) if flip else mats)]
+        return sp.MatMul(coeff, *mats) if coeff != 1 else sp.MatMul(*mats)
+    if isinstance(expr, sp.MatAdd):
+        return sp.MatAdd(*(_push_transposes(a, flip) for a in expr.args))
+    if isinstance(expr, sp.HadamardProduct):
+        return sp.HadamardProduct(*(_push_transposes(a, flip) for a in expr.args))
+    if isinstance(expr, Pointwise):
+        return Pointwise(expr.fn, expr.label, *(_push_transposes(m, flip) for m in expr.mats))
+    if isinstance(expr, sp.OneMatrix) and flip:
+        return sp.OneMatrix(expr.shape[1], expr.shape[0])
+    return expr.T if flip and isinstance(expr, sp.MatrixExpr) else expr
+
+
+# -- explicit evaluation of the derivation's matrix expressions --------------------------------------
+def explicit(expr, env):
+    """``expr`` with every MatrixSymbol replaced by its explicit matrix in ``env``, N by BATCH."""
+    if expr in env:
+        return env[expr]
+    if expr == N:
+        return sp.Integer(BATCH)
+    if isinstance(expr, sp.MatrixSymbol):
+        raise KeyError(f"no value for {expr}")
+    if isinstance(expr, sp.OneMatrix):
+        rows, cols = (int(sp.sympify(s).subs(N, BATCH)) for s in expr.shape)
+        return sp.ImmutableMatrix.ones(rows, cols)
+    if isinstance(expr, sp.ZeroMatrix):
+        rows, cols = (int(sp.sympify(s).subs(N, BATCH)) for s in expr.shape)
+        return sp.ImmutableMatrix.zeros(rows, cols)
+    if isinstance(expr, sp.Transpose):
+        return explicit(expr.arg, env).T
+    if isinstance(expr, sp.MatMul):
+        out = sp.Integer(1)
+        for arg in expr.args:
+            value = explicit(arg, env)
+            out = value * out if not isinstance(out, sp.MatrixBase) and isinstance(value, sp.MatrixBase) else out * value
+        return out
+    if isinstance(expr, sp.MatAdd):
+        values = [explicit(arg, env) for arg in expr.args]
+        total = values[0]
+        for v in values[1:]:
+            total = total + v
+        return total
+    if isinstance(expr, sp.HadamardProduct):
+        values = [explicit(arg, env) for arg in expr.args]
+        out = values[0]
+        for v in values[1:]:
+            out = out.multiply_elementwise(v)
+        return sp.ImmutableMatrix(out)
+    if isinstance(expr, Pointwise):
+        mats = [explicit(m, env) for m in expr.mats]
+        rows, cols = mats[0].shape
+        return sp.ImmutableMatrix(rows, cols, lambda i, j: expr.fn(*(m[i, j] for m in mats)))
+    if isinstance(expr, ColumnNormalize):
+        mat = explicit(expr.mat, env)
+        sums = [sum(mat[:, j]) for j in range(mat.cols)]
+        return sp.ImmutableMatrix(mat.rows, mat.cols, lambda i, j: mat[i, j] / sums[j])
+    if isinstance(expr, ElementSum):
+        mats = [explicit(m, env) for m in expr.mats]
+        return sp.Add(*(expr.fn(*(m[k] for m in mats)) for k in range(len(mats[0]))))
+    if isinstance(expr, (sp.Add, sp.Mul, sp.Pow)) and expr.has(ElementSum, sp.MatrixExpr):
+        return expr.func(*(explicit(a, env) for a in expr.args))
+    if isinstance(expr, sp.Expr):
+        return expr.xreplace({N: sp.Integer(BATCH)})
+    raise TypeError(f"cannot evaluate {type(expr).__name__}")
+
+
+def _as_float_matrix(value):
+    if isinstance(value, sp.MatrixBase):
+        return [complex(sp.N(v, 30)).real if not v.is_real is False else float("nan") for v in value]
+    return [float(sp.N(value, 30))]
+
+
+def _close(x, y) -> bool:
+    return len(x) == len(y) and all(abs(a - b) <= 1e-9 * (1 + abs(b)) for a, b in zip(x, y))
+
+
+def _is_matrix(value) -> bool:
+    return isinstance(value, (sp.MatrixExpr, sp.MatrixBase))
+
+
+def _shape_of(value):
+    if _is_matrix(value):
+        return tuple(sp.sympify(s).subs(N, BATCH) for s in value.shape)
+    return (1, 1) if isinstance(value, sp.Expr) else None
+
+
+def _shape(value) -> str:
+    if not _is_matrix(value):
+        return "a scalar"
+    return " × ".join(str(s) for s in value.shape)
+
+
+def _stretch(a, b):
+    if a == b:
+        return a
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    return None
+
+
+def _expand(m, rows, cols):
+    r, c = m.shape
+    if r != rows:
+        m = sp.OneMatrix(rows, 1) * m
+    if c != cols:
+        m = m * sp.OneMatrix(1, cols)
+    return m
+
+
+def _nonzero(rng, low, high) -> int:
+    while True:
+        v = rng.randint(low, high)
+        if v:
+            return v
+
+
+def _fmt(values, like) -> str:
+    def num(v):
+        return f"{v:.4g}"
+    if not _is_matrix(like):
+        return num(values[0])
+    rows, cols = (int(sp.sympify(s).subs(N, BATCH)) for s in like.shape)
+    grid = [values[i * cols:(i + 1) * cols] for i in range(rows)]
+    return "[" + "; ".join(" ".join(num(v) for v in row) for row in grid) + "]"
+
+
+# -- the public API and the command line --------------------------------------------------------------
+def check(derivation, wrt: str, expr: str, convention: str = "sample") -> CheckResult:
+    """Compare a person's expression for the gradient ``wrt`` with the derived one."""
+    return Checker(derivation, convention).check(wrt, expr)
+
+
+def accepted_names(derivation, convention: str = "sample") -> list:
+    """The names ``check`` binds for this network, as a person may write them."""
+    return Checker(derivation, convention).accepted()
+
+
+_FILE_LINE = re.compile(r"^\s*(?P<lhs>[^=]+?)\s*&?=\s*&?(?P<rhs>.+?)\s*(\\\\)?\s*[,.]?\s*$")
+
+
+def read_equations(text: str) -> list:
+    """(line number, left side, right side) for each 'X = ...' line of a file; LaTeX trimmings dropped."""
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("%")[0].strip() if not line.lstrip().startswith("#") else ""
+        line = line.replace("$", "").replace(r"\[", "").replace(r"\]", "").replace("&", "")
+        line = re.sub(r"\\(begin|end)\{[a-z*]+\}", "", line).strip()
+        line = re.sub(r"\\(label|tag)\{[^}]*\}", "", line)
+        if "=" not in line:
+            continue
+        m = _FILE_LINE.match(line)
+        if m:
+            out.append((number, m["lhs"], m["rhs"]))
+    return out
+
+
+def cli_check(args) -> int:
+    """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
+    from .chain import derive
+    derivation = derive(args.spec)
+    checker = Checker(derivation, getattr(args, "convention", "sample") or "sample")
+    if getattr(args, "file", None):
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ChainruleError(f"cannot read '{args.file}': {err}") from None
+        equations = read_equations(text)
+        if not equations:
+            raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
+        worst = 0
+        for number, lhs, rhs in equations:
+            try:
+                result = checker.check(lhs, rhs)
+            except ChainruleError as err:
+                print(f"line {number}: not understood: {err}")
+                worst = 2
+                continue
+            print(f"line {number}: " + result.report(), end="")
+            worst = max(worst, 0 if result.equal else 1)
+        return worst
+    if not args.wrt or args.grad is None:
+        raise ChainruleError("give --wrt QUANTITY and --grad EXPRESSION, or --file FILE")
+    result = checker.check(args.wrt, args.grad)
+    print(result.report(), end="")
+    return 0 if result.equal else 1
+
+
+def cli_check_code(args) -> int:
+    from .check_code import cli_check_code as run
+    return run(args)
