@@ -1,0 +1,59 @@
+"""The performance targets of issue 6, judged against a run's figures (reported, never asserted)."""
+
+HAND_RATIO = 1.05
+MATMUL_FRACTION = 0.90
+DEPTH_100_S = 2.0
+HELP_S = 0.2
+LARGER_NETS = ("mnist-mlp", "wide-tanh")
+SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
+
+
+def _row(rows, net, dtype, peer):
+    for row in rows:
+        if (row["net"], row["dtype"], row["peer"]) == (net, dtype, peer):
+            return row
+    return None
+
+
+def judge(results: dict) -> list:
+    """One entry per target and case: what, the target, the figure, met (True/False/None = not run)."""
+    out = []
+
+    def add(what, target, figure, met):
+        out.append({"target": what, "wanted": target, "figure": figure, "met": met})
+
+    step = results.get("train_step", {}).get("rows", [])
+    cases = sorted({(r["net"], r["dtype"]) for r in step}, key=lambda c: (c[0] != "seed-2-2-1", c))
+    for net, dtype in cases:
+        ours = _row(step, net, dtype, "chainrule")
+        name = f"{net} {dtype}"
+        if ours is None:
+            add(f"chainrule vs hand NumPy, {name}", f"<= {HAND_RATIO}x", "not run", None)
+            continue
+        ok = ours["grads_match"]
+        add(f"chainrule vs hand NumPy, {name}", f"<= {HAND_RATIO}x", f"{ours['ratio_to_hand']:.2f}x",
+            ok and ours["ratio_to_hand"] <= HAND_RATIO)
+        if net in LARGER_NETS:
+            add(f"chainrule matmul bound, {name}", f">= {MATMUL_FRACTION:.0%}", f"{ours['matmul_fraction']:.0%}",
+                ok and ours["matmul_fraction"] >= MATMUL_FRACTION)
+        peers = ["PyTorch", "autograd"] + (["jax.jit"] if net in SMALLER_NETS else [])
+        for peer in peers:
+            theirs = _row(step, net, dtype, peer)
+            if theirs is None:
+                add(f"chainrule faster than {peer}, {name}", "faster", f"{peer} not run", None)
+                continue
+            speedup = theirs["median_s"] / ours["median_s"]
+            add(f"chainrule faster than {peer}, {name}", "faster", f"{speedup:.2f}x as fast",
+                ok and speedup > 1.0)
+    staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
+    deep = staged.get(100, {})
+    if "generate_s" in deep:
+        add("derive + generate at depth 100", f"< {DEPTH_100_S:g} s", f"{deep['total_s']:.2f} s",
+            deep["total_s"] < DEPTH_100_S)
+    else:
+        add("derive + generate at depth 100", f"< {DEPTH_100_S:g} s", "not run", None)
+    startup = {r["command"]: r for r in results.get("startup", {}).get("rows", [])}
+    helped = startup.get("chainrule --help")
+    add("chainrule --help", f"< {HELP_S:g} s", f"{helped['median_s']:.3f} s" if helped else "not run",
+        helped["median_s"] < HELP_S if helped else None)
+    return out

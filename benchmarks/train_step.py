@@ -1,0 +1,109 @@
+"""Section 1: one train step (forward, loss, every gradient, no update) across peers.
+
+Before any timing, every peer's loss and gradients are compared with the hand-written NumPy
+step run in float64 on the same numbers; a mismatch is printed loudly and recorded.
+"""
+import sys
+
+import numpy as np
+
+import hand_numpy
+import peers
+from nets import NETS, Unavailable, load_emitted, make_data, make_params
+from timing import interleaved
+
+PEERS = ("hand NumPy", "chainrule", "PyTorch", "autograd", "jax.jit")
+TOLERANCE = {"float64": 1e-8, "float32": 2e-3}   # max |g - g_ref| / max |g_ref|, per gradient
+
+
+def emitted_step(net, dtype, params, X, T):
+    module = load_emitted(net.spec, dtype, f"emitted_{net.key.replace('-', '_')}_{dtype}")
+    shapes = {k: tuple(v) for k, v in getattr(module, "PARAM_SHAPES", {}).items()}
+    if shapes and shapes != net.shapes:
+        raise Unavailable(f"emitted PARAM_SHAPES {shapes} differ from the expected {net.shapes}")
+    if not hasattr(module, "loss_and_grads"):
+        raise Unavailable("the emitted module has no loss_and_grads yet")
+    return lambda: module.loss_and_grads(params, X, T)
+
+
+def build_steps(net, dtype, params, X, T) -> tuple:
+    """{peer: step} for the peers that run here, and {peer: why skipped} for the rest."""
+    makers = {
+        "hand NumPy": lambda: (lambda: hand_numpy.loss_and_grads(params, X, T, net.hidden, net.loss)),
+        "chainrule": lambda: emitted_step(net, dtype, params, X, T),
+        "PyTorch": lambda: peers.make_torch(net, params, X, T),
+        "autograd": lambda: peers.make_autograd(net, params, X, T),
+        "jax.jit": lambda: peers.make_jax(net, params, X, T),
+    }
+    steps, skipped = {}, {}
+    for name, make in makers.items():
+        try:
+            steps[name] = make()
+        except Unavailable as err:
+            skipped[name] = str(err)
+    return steps, skipped
+
+
+def compare(step, reference, tolerance) -> tuple:
+    """(worst relative error over the loss and every gradient, what was worst or None)."""
+    value, grads = step()
+    grads = peers.to_numpy(grads)
+    ref_value, ref_grads = reference
+    worst, where = abs(float(value) - ref_value) / max(abs(ref_value), 1e-30), "loss"
+    for name, ref in ref_grads.items():
+        if name not in grads:
+            return float("inf"), f"no gradient {name}"
+        got = grads[name]
+        if got.shape != ref.shape:
+            return float("inf"), f"{name} has shape {got.shape}, expected {ref.shape}"
+        err = float(np.max(np.abs(got - ref))) / max(float(np.max(np.abs(ref))), 1e-30)
+        if err > worst:
+            worst, where = err, name
+    return worst, (where if worst > tolerance else None)
+
+
+def run(quick: bool) -> dict:
+    rounds, target = (5, 0.02) if quick else (15, 0.05)
+    rows, skipped, mismatches = [], {}, []
+    for net in NETS:
+        params64 = make_params(net, np.float64)
+        X64, T64 = make_data(net, np.float64)
+        reference = hand_numpy.loss_and_grads(params64, X64, T64, net.hidden, net.loss)
+        for dtype in ("float64", "float32"):
+            params = {k: v.astype(dtype) for k, v in params64.items()}
+            X = X64.astype(dtype)
+            T = T64 if net.loss == "cross_entropy" else T64.astype(dtype)
+            steps, why = build_steps(net, dtype, params, X, T)
+            for name, reason in why.items():
+                skipped.setdefault(name, reason)
+            checked = {}
+            for name, step in list(steps.items()):
+                try:
+                    err, problem = compare(step, reference, TOLERANCE[dtype])
+                except Exception as exc:   # a peer that crashes is reported, not fatal
+                    err, problem = float("inf"), f"raised {type(exc).__name__}: {exc}"
+                if problem:
+                    message = (f"GRADIENT MISMATCH: {name} on {net.label} {dtype}: {problem} "
+                               f"(relative error {err:.3g} > {TOLERANCE[dtype]:g})")
+                    print("!" * 100, f"\n!! {message}\n" + "!" * 100, file=sys.stderr, flush=True)
+                    mismatches.append(message)
+                    if err == float("inf"):
+                        del steps[name]
+                checked[name] = err
+            matmuls = hand_numpy.matmuls_only(net.widths, net.batch, dtype)
+            times = interleaved({**steps, "matmuls": matmuls}, rounds, target)
+            bound = times["matmuls"]["median_s"]
+            hand = times.get("hand NumPy", {}).get("median_s")
+            for name in PEERS:
+                if name not in steps:
+                    continue
+                t = times[name]["median_s"]
+                rows.append({"net": net.key, "label": net.label, "dtype": dtype, "peer": name,
+                             "median_s": t, "min_s": times[name]["min_s"],
+                             "samples": times[name]["samples"],
+                             "ratio_to_hand": t / hand if hand else None,
+                             "matmul_bound_s": bound, "matmul_fraction": bound / t,
+                             "grad_rel_error": checked.get(name),
+                             "grads_match": checked.get(name, 0) <= TOLERANCE[dtype]})
+            print(f"  train step {net.key} {dtype}: done", file=sys.stderr, flush=True)
+    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}
