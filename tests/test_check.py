@@ -1,0 +1,170 @@
+"""chainrule check: hand-derived gradients, right ones accepted, usual mistakes named."""
+import pytest
+
+from codegen.cli import main
+from derive import derive
+from derive.check import accepted_names, check, read_equations
+
+SIMPLE = "2 -> 2 relu -> 1 ; mse"
+SIGMOID = "3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half"
+SOFTMAX = "3 -> 4 relu -> 3 softmax ; cross_entropy"
+RESIDUAL = "3 -> 3 tanh residual -> 3 tanh residual -> 2 ; mse"
+
+_CACHE = {}
+
+
+def derivation(spec):
+    if spec not in _CACHE:
+        _CACHE[spec] = derive(spec)
+    return _CACHE[spec]
+
+
+# (spec, convention, wrt, the same expression in LaTeX and in plain math)
+CORRECT = [
+    (SIMPLE, "sample", "delta2", r"2 (\hat{y} - y)", "2*(yhat - y)"),
+    (SIMPLE, "sample", "W2", r"\delta_2 h_1^\top", "delta2 @ h1.T"),
+    (SIMPLE, "sample", "b2", r"\delta_2", "delta2"),
+    (SIMPLE, "sample", "delta1", r"(W_2^T \delta_2) \odot 1[z_1 > 0]", "(W2.T @ delta2) * (z1 > 0)"),
+    (SIMPLE, "sample", "delta1", r"\left(W_2^{\top} \delta_2\right) \circ \operatorname{relu}'(z_1)",
+     "np.dot(W2.T, delta2) * relu_prime(z1)"),
+    (SIMPLE, "sample", "W1", r"\delta_1 x^T", "delta1 @ x.T"),
+    (SIMPLE, "sample", "b1", r"\frac{\partial L}{\partial z_1}", "dL/dz1"),
+    (SIMPLE, "columns", "delta2", r"\frac{2}{N} (\hat{Y} - Y)", "2/N*(Yhat - Y)"),
+    (SIMPLE, "columns", "W1", r"\Delta_1 X^\top", "Delta1 @ X.T"),
+    (SIMPLE, "columns", "b1", r"\Delta_1 \mathbf{1}", "sum(delta1, axis=1)"),
+    (SIMPLE, "columns", "W2", r"\frac{2}{N} (\hat{Y} - Y) A_1^\top", "2 / N * (Yhat - Y) @ A1.T"),
+    (SIMPLE, "rows", "W1", r"\Delta_1^\top X", "Delta1.T @ X"),
+    (SIMPLE, "rows", "b1", r"\mathbf{1}^\top \Delta_1", "Delta1.sum(axis=0)"),
+    (SIMPLE, "rows", "delta1", r"(\Delta_2 W_2) \odot \mathbb{1}[Z_1 > 0]", "(Delta2 @ W2) * (Z1 > 0)"),
+    (SIGMOID, "sample", "yhat", r"\hat y - y", "yhat - y"),
+    (SIGMOID, "sample", "delta3", r"(\hat y - y) \odot \sigma'(z_3)", "(yhat - y) * sigmoid_prime(z3)"),
+    (SIGMOID, "sample", "delta2", r"(W_3^\top \delta_3) \odot a_2 \odot (1 - a_2)", "(W3.T @ delta3) * a2 * (1 - a2)"),
+    (SIGMOID, "sample", "delta1", r"(W_2^T \delta_2) \odot \sigma'(z_1)", "(W2.T @ delta2) * sigmoid_prime(z1)"),
+    (SIGMOID, "sample", "W3", r"\delta_3 h_2^\top", "delta3 @ h2.T"),
+    (SIGMOID, "sample", "W1", r"\delta_1 x^\top", "dZ1 @ x.T"),
+    (SIGMOID, "sample", "h1", r"W_2^\top \delta_2", "W2.T @ delta2"),
+    (SIGMOID, "columns", "b3", r"\sum_{n=1}^{N} \Delta_3^{(n)}", "Delta3.sum(axis=1, keepdims=True)"),
+    (SOFTMAX, "sample", "delta2", r"\hat{y} - y", "yhat - y"),
+    (SOFTMAX, "sample", "W2", r"(\hat{y} - y) a_1^\top", "(yhat - y) @ a1.T"),
+    (SOFTMAX, "sample", "delta1", r"(W_2^\top (\hat y - y)) \odot f'(z_1)", "(W2.T @ (yhat - y)) * (z1 > 0)"),
+    (SOFTMAX, "columns", "delta2", r"\frac{1}{N}(\hat Y - Y)", "(Yhat - Y) / N"),
+    (SOFTMAX, "rows", "W2", r"\frac{1}{N} (\hat Y - Y)^\top A_1", "(Yhat - Y).T @ A1 / N"),
+    (RESIDUAL, "sample", "delta3", r"\hat y - y", "yhat - y"),
+    (RESIDUAL, "sample", "delta2", r"(W_3^\top \delta_3) \odot (1 - \tanh(z_2)^2)",
+     "(W3.T @ delta3) * (1 - tanh(z2)**2)"),
+    (RESIDUAL, "sample", "h1", r"W_2^\top \delta_2 + \frac{\partial L}{\partial h_2}", "W2.T @ delta2 + dL/dh2"),
+    (RESIDUAL, "sample", "delta1", r"(W_2^\top \delta_2 + W_3^\top \delta_3) \odot \tanh'(z_1)",
+     "(W2.T @ delta2 + W3.T @ delta3) * tanh_prime(z1)"),
+    (RESIDUAL, "sample", "W2", r"\delta_2 a_1^\top", "delta2 @ a1.T"),
+    (RESIDUAL, "sample", "b1", r"\delta_1", "delta1"),
+]
+
+
+@pytest.mark.parametrize("spec, convention, wrt, latex, plain", CORRECT)
+def test_right_gradients_are_accepted_in_both_notations(spec, convention, wrt, latex, plain):
+    for text in (latex, plain):
+        result = check(derivation(spec), wrt, text, convention)
+        assert result.equal, (text, result.report())
+
+
+def test_the_four_classic_equations_in_textbook_notation():
+    d = derivation(SIGMOID)
+    assert check(d, r"\delta^{3}", r"(a^{3} - y) \odot \sigma'(z^{3})").equal    # δ^L = ∇_a C ⊙ σ'(z^L)
+    assert check(d, r"\delta^{2}", r"((W^{3})^T \delta^{3}) \odot \sigma'(z^{2})").equal
+    assert check(d, r"b^{2}", r"\delta^{2}").equal                                 # ∂C/∂b^l = δ^l
+    assert check(d, r"\frac{\partial C}{\partial W^{2}}", r"\delta^{2} (a^{1})^T").equal
+
+
+# (spec, convention, wrt, wrong expression, words the diagnosis must contain)
+MISTAKES = [
+    (SIGMOID, "sample", "delta1", r"(W_2 \delta_2) \odot \sigma'(z_1)", "missing transpose"),
+    (SIGMOID, "sample", "W1", r"\delta_1^\top x^\top", "extra transpose"),
+    (SIGMOID, "sample", "W2", r"h_1 \delta_2^\top", "transposed"),
+    (SIGMOID, "sample", "delta3", r"(y - \hat y) \odot \sigma'(z_3)", "sign"),
+    (SIGMOID, "sample", "delta3", r"2 (\hat y - y) \odot \sigma'(z_3)", "the 2 from differentiating the square"),
+    (SIGMOID, "columns", "delta3", r"(\hat Y - Y) \odot \sigma'(Z_3)", "1/N of the mean"),
+    (SIGMOID, "sample", "delta2", r"W_3^\top \delta_3", "missing activation derivative"),
+    (SIGMOID, "sample", "delta2", r"(W_3^\top \delta_3) \odot \sigma'(z_2) \odot \sigma'(z_2)", "extra activation derivative"),
+    (SIMPLE, "sample", "delta1", r"(W_2^T \delta_2) \odot \sigma'(z_1)", "wrong activation derivative"),
+    (SIMPLE, "columns", "b1", "sum(Delta1, axis=0)", "wrong sum over the batch"),
+    (SIMPLE, "columns", "b1", r"\Delta_1", "missing sum over the batch"),
+    (SIGMOID, "sample", "delta2", r"(W_3^\top \odot \delta_3) \odot \sigma'(z_2)", "where a matrix product belongs"),
+    (SIGMOID, "sample", "delta2", "W3.T * delta3 * sigmoid_prime(z2)", "where a matrix product belongs"),
+    (SIGMOID, "sample", "delta1", r"(W_2^T \delta_2) \sigma'(z_1)", "where an element-wise (Hadamard) product belongs"),
+    (SIGMOID, "sample", "delta1", r"(W_2^T \delta_2) \odot \sigma'(z_2)", "wrong layer"),
+]
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text, words", MISTAKES)
+def test_usual_mistakes_are_named(spec, convention, wrt, text, words):
+    result = check(derivation(spec), wrt, text, convention)
+    assert not result.equal
+    assert words in result.diagnosis, result.report()
+    assert result.correct
+
+
+def test_a_difference_comes_with_the_correct_expression_and_a_counterexample():
+    result = check(derivation(SIGMOID), "W3", r"-\delta_3 h_2^\top")
+    assert "δ3 a2ᵀ" in result.correct and r"\delta_{3} a_{2}^{\top}" in result.correct_latex
+    assert "yours = [" in result.counterexample and "dL/dW3 = [" in result.counterexample
+    assert "mistake:  sign" in result.report()
+
+
+def test_rows_convention_prints_the_rows_form():
+    result = check(derivation(SIMPLE), "W1", "X.T @ Delta1", "rows")
+    assert "transposed" in result.diagnosis and "Δ1ᵀ X" in result.correct
+
+
+def test_cli_exit_codes(capsys):
+    assert main(["check", SIMPLE, "--wrt", "W2", "--grad", r"\delta_2 h_1^\top"]) == 0
+    assert main(["check", SIMPLE, "--wrt", "W2", "--grad", r"\delta_2 h_1"]) == 1
+    assert main(["check", SIMPLE, "--wrt", "W2", "--grad", r"\delta_2 q_1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown name 'q_1'" in err and "W_1" in err and "\\delta_1" in err and len(err.strip().splitlines()) == 1
+    assert main(["check", SIMPLE, "--wrt", "W9", "--grad", "x"]) == 2
+
+
+@pytest.mark.parametrize("hostile", [
+    "__import__('os').system('touch {marker}')",
+    "exec('open(\"{marker}\", \"w\")')",
+    "x" * 100000,
+    "(" * 5000 + "x" + ")" * 5000,
+    "W2 @ " * 1000 + "x",
+    "\\input{{{marker}}}",
+    "lambda: 0",
+    "W2.__class__",
+    "",
+])
+def test_hostile_input_fails_cleanly_with_exit_2(hostile, tmp_path, capsys):
+    marker = tmp_path / "x"
+    code = main(["check", SIMPLE, "--wrt", "W1", "--grad", hostile.format(marker=marker)])
+    assert code == 2
+    assert not marker.exists()
+    assert capsys.readouterr().err.startswith("chainrule: error: ")
+
+
+def test_a_file_of_equations(tmp_path, capsys):
+    good = tmp_path / "mine.tex"
+    good.write_text("\\begin{align}\n"
+                    "\\delta_2 &= 2(\\hat y - y) \\\\\n"
+                    "\\frac{\\partial L}{\\partial W_2} &= \\delta_2 h_1^\\top \\\\  % output layer\n"
+                    "dL/dW1 = delta1 @ x.T\n"
+                    "\\end{align}\n")
+    assert len(read_equations(good.read_text())) == 3
+    assert main(["check", SIMPLE, "--file", str(good)]) == 0
+    bad = tmp_path / "bad.txt"
+    bad.write_text("W2 = delta2 @ h1.T\nW1 = x @ delta1.T\n")
+    assert main(["check", SIMPLE, "--file", str(bad)]) == 1
+    assert "line 2: dL/dW1: different" in capsys.readouterr().out
+
+
+def test_accepted_names_are_listed():
+    names = accepted_names(derivation(SIMPLE), "sample")
+    assert "W_1" in names and "x" in names and any("relu'(z_1)" in n for n in names)
+    assert any(n.startswith("N") for n in accepted_names(derivation(SIMPLE), "columns"))
+
+
+def test_batch_size_needs_a_batch_convention():
+    from derive.errors import ChainruleError
+    with pytest.raises(ChainruleError, match="batch size"):
+        check(derivation(SIMPLE), "W1", "delta1 @ x.T / N")
