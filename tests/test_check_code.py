@@ -1,0 +1,86 @@
+"""chainrule check-code: a person's NumPy backward pass, run in a child process and diagnosed."""
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from codegen.cli import main
+
+SIMPLE = "2 -> 2 relu -> 1 ; mse"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "student_backward.py"
+
+
+def run(capsys, spec, target, *extra):
+    code = main(["check-code", spec, target, *extra])
+    return code, capsys.readouterr()
+
+
+def write(tmp_path, body):
+    path = tmp_path / "student.py"
+    path.write_text("import numpy as np\n\n" + textwrap.dedent(body))
+    return path
+
+
+def test_a_right_backward_pass_passes(capsys):
+    code, out = run(capsys, SIMPLE, f"{EXAMPLE}:backward")
+    assert code == 0, out.out
+    assert out.out.count(": correct") == 4
+
+
+def test_a_missing_mean_is_named(capsys):
+    code, out = run(capsys, SIMPLE, f"{EXAMPLE}:backward_no_mean")
+    assert code == 1 and "1/N of the mean" in out.out
+
+
+def test_a_missing_activation_derivative_and_a_missing_sum_are_named(capsys):
+    code, out = run(capsys, SIMPLE, f"{EXAMPLE}:backward_no_relu_prime")
+    assert code == 1
+    assert "dL/dW1: different: missing activation derivative" in out.out
+    assert "dL/db1: different: missing sum over the batch" in out.out
+    assert "dL/dW2: correct" in out.out
+
+
+def test_transposed_and_sign_on_a_sigmoid_network(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T):
+            N = X.shape[0]
+            d3 = (cache["Yhat"] - T) * cache["Yhat"] * (1 - cache["Yhat"]) / N
+            d2 = (d3 @ params["W3"]) * cache["A2"] * (1 - cache["A2"])
+            d1 = (d2 @ params["W2"]) * cache["A1"] * (1 - cache["A1"])
+            return {"W3": d3.T @ cache["A2"], "b3": -d3.sum(axis=0),
+                    "W2": cache["A1"].T @ d2, "b2": d2.sum(axis=0),
+                    "dL_dW1": d1.T @ X, "db1": d1.sum(axis=0)}
+    """)
+    code, out = run(capsys, "3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half", f"{path}:backward")
+    assert code == 1
+    assert "dL/db3: different: sign" in out.out
+    assert "dL/dW2: different: transposed" in out.out
+    assert "dL/dW1: correct" in out.out and "dL/dW3: correct" in out.out
+
+
+@pytest.mark.parametrize("body, words", [
+    ("def backward(params, cache, X, T):\n    raise RuntimeError('oops')\n", "raised an exception: RuntimeError: oops"),
+    ("def backward(params, cache, X, T):\n    return 3\n", "not a dict"),
+    ("def backward(params, cache, X, T):\n    import os\n    os._exit(3)\n", "crashed"),
+    ("raise SystemExit('no import for you')\n", "importing the file failed"),
+])
+def test_failures_of_the_code_are_reported_not_inherited(tmp_path, capsys, body, words):
+    path = write(tmp_path, body)
+    code, out = run(capsys, SIMPLE, f"{path}:backward")
+    assert code == 1
+    assert words in out.out
+
+
+def test_a_hang_is_stopped_by_the_time_limit(tmp_path, capsys):
+    path = write(tmp_path, "def backward(params, cache, X, T):\n    while True:\n        pass\n")
+    start = time.monotonic()
+    code, out = run(capsys, SIMPLE, f"{path}:backward", "--timeout", "1")
+    assert code == 1 and "did not finish within 1 s" in out.out
+    assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("target", ["nowhere.py:backward", "no_colon", f"{EXAMPLE}:not_there", f"{EXAMPLE}:1x"])
+def test_a_target_that_cannot_be_found_exits_2(capsys, target):
+    code, out = run(capsys, SIMPLE, target)
+    assert code == 2 and out.err.startswith("chainrule: error: ")
