@@ -183,7 +183,7 @@ class Checker:
         else:
             raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
         if norm not in self.grads:
-            choices = sorted(self.grads)
+            choices = [c.upper() if c[0] == "w" else c for c in sorted(self.grads)]
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
                                  f"choose one of: {', '.join(choices)}")
         entry = self.grads[norm]
@@ -368,6 +368,10 @@ class Checker:
         if not _is_matrix(arg):
             raise ChainruleError(f"'{node.text}' must be applied to a matrix such as z_1")
         layer = self._layer_of(arg_node)
+        if name == "sign":
+            if prime:
+                raise ChainruleError(f"'{node.text}': sign' is not understood")
+            return Pointwise(sp.Lambda(Z, sp.sign(Z)), r"\operatorname{sign}", arg)
         if name in GENERIC_ACTIVATIONS:
             if layer is None:
                 raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
@@ -525,6 +529,19 @@ class Checker:
                 axis = 0 if self.rows else 1
                 return f"missing sum over the batch: yours has one column per sample; sum it (axis={axis})"
         if rs == cs:
+            for l in range(1, self.layers + 1):
+                W = self.table[f"w{l}"]
+                if _shape_of(W) != cs:
+                    continue
+                for weight, term, name in ((self.net.l2, W, "L2"),
+                                           (self.net.l1, Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W), "L1")):
+                    lam = sp.nsimplify(weight, rational=True)
+                    if weight and self.same(sp.MatAdd(mine, lam * term), expected):
+                        shown = f"{weight:g}·W{l}" if name == "L2" else f"{weight:g}·sign(W{l})"
+                        return f"missing the {name} penalty's gradient: add {shown}"
+            found = self._missing_residual(mine, expected)
+            if found:
+                return found
             ratio = self._ratio(mine, expected)
             if ratio is not None and ratio != 1:
                 return _factor_message(ratio, self.net)
@@ -541,6 +558,25 @@ class Checker:
                     return f"missing activation derivative: multiply element-wise by {label}"
                 if self.same(mine, sp.HadamardProduct(expected, prime)):
                     return f"extra activation derivative: yours has one {label} too many"
+        return ""
+
+    def _missing_residual(self, mine, expected) -> str:
+        """The skip connection's gradient left out: yours + dL/dh_k (times f'(z_l)) is right."""
+        cs = _shape_of(expected)
+        for q in self.q.values():
+            if not re.fullmatch(r"dL_d[aA]\d+", q.key) or _shape_of(self.view(q)) != cs:
+                continue
+            skip = self.view(q)
+            tries = [(skip, "")]
+            for l, layer in enumerate(self.net.layers, start=1):
+                f = layer.activation
+                if f.elementwise and not f.is_identity and _shape_of(self.table[f"z{l}"]) == cs:
+                    prime = Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
+                    tries.append((sp.HadamardProduct(skip, prime), f" inside the product with {f.name}'(z_{l})"))
+            for extra, where in tries:
+                if self.same(sp.MatAdd(mine, extra), expected):
+                    return (f"missing the residual path: the gradient also arrives through the skip connection; "
+                            f"add {q.text}{where}")
         return ""
 
     def _ratio(self, mine, expected):
@@ -618,6 +654,8 @@ def _local(node: Node, checker):
     if kind == "act":
         name, prime, arg = args
         layer = checker._layer_of(arg)
+        if name == "sign":
+            return
         if layer and name not in GENERIC_ACTIVATIONS:
             yield Node("act", ("f", prime, arg), t), (
                 f"wrong activation derivative: layer {layer} uses "
@@ -635,6 +673,9 @@ def _local(node: Node, checker):
             if axis != args[1]:
                 yield Node("sum", (args[0], axis), t), f"wrong sum over the batch: '{t}' sums over the wrong axis"
         yield args[0], f"extra sum: '{t}' should not be summed"
+    if kind == "name" and args[0] == "x":
+        for other in range(1, checker.layers):
+            yield Node("name", (f"h{other}",), f"h{other}"), f"wrong layer: '{t}' should be h{other}"
     if kind == "name" and re.fullmatch(r"[a-z]+\d+", args[0] or ""):
         stem, layer = re.fullmatch(r"([a-z]+)(\d+)", args[0]).groups()
         for other in range(0, checker.layers + 1):

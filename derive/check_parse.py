@@ -353,7 +353,7 @@ class Parser:
             if word == "partial":
                 raise ChainruleError("write a partial derivative as \\frac{\\partial L}{\\partial W_2} or dL/dW2")
             return self.identifier(start, word)
-        if value in ("tanh", "exp", "log"):
+        if value in ("tanh", "exp", "log", "sign"):
             return self.identifier(start, value)
         raise ChainruleError(f"the LaTeX command \\{value} is not understood; use \\odot, \\circ, \\cdot, ^\\top, "
                              f"\\frac, \\sum, \\delta, \\sigma, \\hat")
@@ -498,7 +498,7 @@ class Parser:
             prime = True
         if norm.endswith("prime") and norm[:-5] in ACTIVATION_ALIASES:
             norm, prime = norm[:-5], True
-        if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS):
+        if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"):
             self.take()
             arg = self.expr()
             self.expect("op", ")")

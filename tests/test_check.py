@@ -57,6 +57,8 @@ CORRECT = [
      "(W2.T @ delta2 + W3.T @ delta3) * tanh_prime(z1)"),
     (RESIDUAL, "sample", "W2", r"\delta_2 a_1^\top", "delta2 @ a1.T"),
     (RESIDUAL, "sample", "b1", r"\delta_1", "delta1"),
+    (SIMPLE + " ; l1=0.5 ; l2=0.25", "sample", "W2", r"\delta_2 a_1^\top + \frac{1}{2} \operatorname{sign}(W_2) + 0.25 W_2",
+     "delta2 @ a1.T + 0.5*sign(W2) + 0.25*W2"),
 ]
 
 
@@ -92,6 +94,10 @@ MISTAKES = [
     (SIGMOID, "sample", "delta2", "W3.T * delta3 * sigmoid_prime(z2)", "where a matrix product belongs"),
     (SIGMOID, "sample", "delta1", r"(W_2^T \delta_2) \sigma'(z_1)", "where an element-wise (Hadamard) product belongs"),
     (SIGMOID, "sample", "delta1", r"(W_2^T \delta_2) \odot \sigma'(z_2)", "wrong layer"),
+    (SIMPLE, "sample", "W2", "delta2 @ x.T", "wrong layer: 'x' should be h1"),
+    (SIMPLE + " ; l2=0.01", "sample", "W1", "delta1 @ x.T", "missing the L2 penalty's gradient"),
+    (RESIDUAL, "sample", "delta1", r"(W_2^\top \delta_2) \odot \tanh'(z_1)", "missing the residual path"),
+    (RESIDUAL, "sample", "h1", r"W_2^\top \delta_2", "missing the residual path"),
 ]
 
 
