@@ -3,6 +3,9 @@
 64 -> 128 relu -> 10 softmax, cross-entropy, Adam lr 1e-3, batch 32, 20 epochs, float64, for
 chainrule's emitted ``train``, sklearn's MLPClassifier (no L2, no early stopping) and PyTorch.
 """
+import contextlib
+import inspect
+import io
 import statistics
 import sys
 import time
@@ -51,8 +54,10 @@ def run_chainrule(X, y, X_test, y_test):
     if not hasattr(module, "train"):
         raise Unavailable("the emitted module has no train() yet (the training loop is still being written)")
     params = module.init_params(seed=0)
+    quiet = {"verbose": False} if "verbose" in inspect.signature(module.train).parameters else {}
     start = time.perf_counter()
-    module.train(params, X, y, epochs=EPOCHS, batch_size=BATCH)
+    with contextlib.redirect_stdout(io.StringIO()):   # its progress lines would break the tables
+        module.train(params, X, y, epochs=EPOCHS, batch_size=BATCH, **quiet)
     seconds = time.perf_counter() - start
     Y, _ = module.forward(params, X_test)
     return seconds, float(np.mean(np.argmax(Y, axis=1) == y_test))
@@ -72,11 +77,20 @@ def run_sklearn(X, y, X_test, y_test):
     return seconds, float(model.score(X_test, y_test))
 
 
-def run_torch(X, y, X_test, y_test):
+def run_torch(X, y, X_test, y_test, threads=None):
     try:
         import torch
     except ImportError:
         raise Unavailable("torch is not installed; skipped") from None
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads or saved)
+    try:
+        return _train_torch(torch, X, y, X_test, y_test)
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _train_torch(torch, X, y, X_test, y_test):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10)).double()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
@@ -95,7 +109,10 @@ def run_torch(X, y, X_test, y_test):
     return seconds, float(accuracy)
 
 
-RUNNERS = {"chainrule": run_chainrule, "sklearn MLP": run_sklearn, "PyTorch": run_torch}
+# Small batches leave torch's intra-op threads mostly waiting on each other, which a busy
+# machine turns into a large slowdown; the one-thread row shows how much.
+RUNNERS = {"chainrule": run_chainrule, "sklearn MLP": run_sklearn, "PyTorch": run_torch,
+           "PyTorch, 1 thread": lambda *data: run_torch(*data, threads=1)}
 
 
 def run(quick: bool) -> dict:

@@ -2,8 +2,8 @@
 
 Each implementation runs in a fresh process that imports NumPy and the code under test only
 (the emitted module is generated beforehand by the parent, so SymPy is never loaded there).
-Two figures: tracemalloc's peak of the bytes allocated during the step (NumPy reports its
-buffers to tracemalloc), and the growth of the process's peak resident set (ru_maxrss).
+The figure is tracemalloc's peak of the bytes allocated during the step (NumPy reports its
+buffers to tracemalloc); ru_maxrss is no use here, as setting up the data peaks higher.
 
 Worker: ``python memory.py hand|chainrule [EMITTED_FILE]`` prints one JSON line.
 """
@@ -21,7 +21,6 @@ MIB = 1 << 20
 
 def worker(kind: str, emitted_file: str = "") -> dict:
     import importlib.util
-    import resource
     import tracemalloc
 
     import numpy as np
@@ -40,17 +39,13 @@ def worker(kind: str, emitted_file: str = "") -> dict:
 
         def step():
             return module.loss_and_grads(params, X, T)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     tracemalloc.start()
-    result = step()
+    step()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    del result
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     param_bytes = sum(p.nbytes for p in params.values())
     activation_bytes = NET.batch * sum(NET.widths[1:]) * 8
-    return {"peak_traced_mib": peak / MIB, "rss_growth_mib": (rss_after - rss_before) / MIB,
-            "gradients_mib": param_bytes / MIB, "activations_mib": activation_bytes / MIB}
+    return {"peak_traced_mib": peak / MIB, "gradients_mib": param_bytes / MIB, "activations_mib": activation_bytes / MIB}
 
 
 def in_subprocess(kind: str, emitted_file: str = "") -> dict:

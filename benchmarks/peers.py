@@ -18,12 +18,13 @@ def _import(name):
 
 def versions() -> dict:
     """The peers' versions, or None where missing."""
+    from importlib.metadata import PackageNotFoundError, version
     found = {}
-    for name in ("torch", "autograd", "jax", "sklearn"):
+    for name, distribution in (("torch", "torch"), ("autograd", "autograd"), ("jax", "jax"),
+                               ("sklearn", "scikit-learn")):
         try:
-            module = __import__(name)
-            found[name] = getattr(module, "__version__", "?")
-        except ImportError:
+            found[name] = version(distribution)
+        except PackageNotFoundError:
             found[name] = None
     return found
 

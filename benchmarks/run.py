@@ -114,12 +114,13 @@ def print_memory(section):
     rows = []
     for r in section["rows"]:
         if "error" in r:
-            rows.append([r["peer"], r["error"], "", "", ""])
+            rows.append([r["peer"], r["error"], "", ""])
             continue
-        rows.append([r["peer"], f"{r['peak_traced_mib']:.1f} MiB", f"{r['rss_growth_mib']:.1f} MiB",
-                     f"{r['gradients_mib']:.1f} MiB", f"{r['activations_mib']:.1f} MiB"])
-    print(table(f"5. Memory of one train step, {section['net']} {section['dtype']}",
-                ["peer", "tracemalloc peak", "max RSS growth", "(gradients", "activations)"], rows)
+        rows.append([r["peer"], f"{r['peak_traced_mib']:.1f} MiB", f"{r['gradients_mib']:.1f} MiB",
+                     f"{r['activations_mib']:.1f} MiB"])
+    print(table(f"5. Memory of one train step, {section['net']} {section['dtype']} (peak allocated "
+                f"during the step; for scale: the gradients alone, the hidden activations alone)",
+                ["peer", "tracemalloc peak", "gradients", "activations"], rows)
           + skipped_lines(section["skipped"]))
 
 
@@ -154,13 +155,32 @@ def environment() -> dict:
     return env
 
 
+def cap_threads(threads: int):
+    """Cap BLAS and torch threads in this process (not jax, whose pool is fixed at start-up)."""
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("  note: threadpoolctl is not installed, so --threads leaves NumPy's BLAS as it is")
+        return None
+    return threadpool_limits(limits=threads)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (about 3 minutes)")
     parser.add_argument("--json", default=str(HERE / "results.json"), help="where to write the figures")
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run only these sections")
+    parser.add_argument("--threads", type=int, help="cap NumPy's BLAS (through threadpoolctl) and torch at this "
+                        "many threads, for a busy machine; default: leave every library as it is")
     args = parser.parse_args(argv)
+    limits = cap_threads(args.threads) if args.threads else None  # noqa: F841 (held for the run)
     env = environment()
+    env["threads_cap"] = args.threads
     load = env["load_average_at_start"][0]
     print(f"chainrule benchmarks ({'quick' if args.quick else 'full'}): Python {env['python']}, "
           f"NumPy {env['numpy']}, {env['cpus']} CPUs, load average {load:.2f}; peers: "
