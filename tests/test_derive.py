@@ -1,0 +1,230 @@
+"""The derivation engine: specs, the reverse sweep, the printers and the proof of every step."""
+import dataclasses
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import derive
+from derive.chain import Derivation
+from derive.ops.activations import CATALOGUE as ACTIVATIONS
+from derive.ops.losses import CATALOGUE as LOSSES
+from derive.verify import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS_SPEC = ROOT / "generated" / "specs" / "simple_nn.toml"
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "codegen.cli", *args], capture_output=True, text=True,
+                          cwd=cwd or ROOT)
+
+
+def output_layer(loss: str) -> str:
+    return {"bce": "1 sigmoid", "cross_entropy": "2 softmax"}.get(loss, "2")
+
+
+# -- the proof ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_is_proved(name):
+    spec = "2 -> 2 tanh -> 2 softmax ; cross_entropy" if name == "softmax" else f"2 -> 2 {name} -> 2 {name} -> 1 ; mse"
+    report = verify(derive.derive(spec))
+    assert report.ok, report.text()
+    assert len(report.proofs) == len([s for s in derive.derive(spec).all_steps() if s.phase == "backward"])
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_is_proved(name):
+    report = verify(derive.derive(f"2 -> 2 tanh -> {output_layer(name)} ; {name}"))
+    assert report.ok, report.text()
+
+
+def test_custom_formulas_penalties_and_residuals_are_proved():
+    spec = "2 -> 2 [z*tanh(log(1+exp(z)))] -> 2 elu(alpha=0.5) residual -> 2 ; [(yhat - y)**4/4] ; l1=0.01 ; l2=0.1"
+    report = verify(derive.derive(spec))
+    assert report.ok, report.text()
+
+
+def test_small_networks_are_proved_exactly():
+    report = verify(derive.derive("2 -> 2 tanh -> 2 ; sse_half"), exact=True)
+    assert report.ok and {p.method for p in report.proofs} == {"exact"}, report.text()
+
+
+def test_the_proof_catches_a_wrong_step():
+    derivation = derive.derive("2 -> 2 tanh -> 1 ; mse")
+    for steps in (derivation.sample_steps, derivation.steps):
+        i = next(i for i, s in enumerate(steps) if s.target.key == "dL_dW1")
+        wrong = steps[i].rhs.args[0].T if False else 2 * steps[i].rhs
+        steps[i] = type(steps[i])(**{**steps[i].__dict__, "rhs": wrong})
+    report = verify(derivation)
+    assert not report.ok
+    assert {p.target for p in report.failures()} == {"dL/dW1"}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(depth=st.integers(1, 3), data=st.data())
+def test_random_networks_are_proved(depth, data):
+    cheap = ["identity", "relu", "tanh", "leaky_relu", "sigmoid"]
+    widths = [data.draw(st.integers(1, 3)) for _ in range(depth + 1)]
+    layers = []
+    for i in range(1, depth + 1):
+        act = data.draw(st.sampled_from(cheap))
+        residual = i < depth and widths[i] == widths[i - 1] and data.draw(st.booleans())
+        layers.append({"units": widths[i], "activation": act, "residual": residual})
+    loss = data.draw(st.sampled_from(["mse", "sse_half", "huber"]))
+    net = derive.from_dict({"network": {"inputs": widths[0], "layers": layers, "loss": loss}})
+    report = verify(Derivation(net))
+    assert report.ok, report.text()
+
+
+# -- what the derivation says ------------------------------------------------------------------
+
+def test_four_classic_backprop_equations_for_a_sigmoid_network():
+    text = derive.derive("3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half").text()
+    assert "dL/dŷ = ŷ - y" in text
+    assert "δ3 = dL/dŷ ⊙ σ'(z3)" in text                    # delta^L = grad_a C (.) sigma'(z^L)
+    assert "δ2 = (W3ᵀ δ3) ⊙ σ'(z2)" in text                 # delta^l = (W^{l+1}^T delta^{l+1}) (.) sigma'(z^l)
+    assert "dL/db2 = δ2" in text                            # dC/db^l = delta^l
+    assert "dL/dW2 = δ2 a1ᵀ" in text                        # dC/dW^l = delta^l a^{l-1}^T
+    assert "σ'(z) = σ(z)*(1 - σ(z))" in text
+
+
+def test_residual_adjoint_sums_both_paths():
+    d = derive.derive("2 -> 3 tanh -> 3 tanh residual -> 1 ; mse")
+    by_key = {s.target.key: s for s in d.sample_steps}
+    assert set(by_key["dL_da1"].rhs.args) == {d.sample.quantities["W2"].symbol.T * d.sample.quantities["delta2"].symbol,
+                                              d.sample.quantities["dL_da2"].symbol}
+
+
+def test_seeds_network_gradients_and_batch_form():
+    d = derive.derive(SEEDS_SPEC)
+    q, b = d.sample.quantities, d.batch.quantities
+    assert d.gradients["W1"] == q["delta1"].symbol * q["x"].symbol.T
+    assert d.gradients["b2"] == q["delta2"].symbol
+    assert d.batch_gradients["b1"] == b["Delta1"].symbol * sp.OneMatrix(derive.chain.N, 1)
+    numbers = [s.number for s in d.all_steps()]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_printers_print_the_same_steps():
+    d = derive.derive("2 -> 3 relu -> 2 sigmoid ; bce")
+    tex, md, text = d.latex(), d.markdown(), d.text()
+    for step in d.all_steps():
+        assert f"\\tag{{{step.number}}}" in tex
+        assert f"\\tag{{{step.number}}}" in md
+        assert f"({step.number:>2})" in text
+    assert tex.count("\\tag{") == md.count("\\tag{") == len(d.all_steps())
+
+
+def test_derivation_grows_linearly_with_depth():
+    sizes = []
+    for depth in (4, 8, 16):
+        spec = " -> ".join(["3"] + ["3 tanh"] * depth + ["1"]) + " ; mse"
+        d = derive.derive(spec)
+        sizes.append(sum(sp.count_ops(s.rhs) for s in d.all_steps()))
+    assert sizes[2] - sizes[1] == pytest.approx(2 * (sizes[1] - sizes[0]), rel=0.05)
+
+
+# -- specs and bad input --------------------------------------------------------------------------
+
+def test_toml_inline_and_dict_specs_agree():
+    toml_net = derive.load(SEEDS_SPEC)
+    inline = derive.parse_inline("2 -> 2 relu -> 1 ; mse")
+    as_dict = derive.from_dict({"network": {"inputs": 2, "layers": [{"units": 2, "activation": "relu"}, {"units": 1}],
+                                            "loss": "mse"}})
+    assert toml_net.layers == inline.layers == as_dict.layers
+    assert toml_net.loss == inline.loss == as_dict.loss
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("2 -> 2 relux -> 1 ; mse", "unknown activation at layer 1 'relux' (did you mean 'relu'?)"),
+    ("2 -> 2 relu -> 1 ; mes", "unknown loss 'mes' (did you mean 'mse'?)"),
+    ("2 -> 0 relu -> 1 ; mse", "layer 1 units must be a positive whole number"),
+    ("2 -> 3 relu residual -> 1 ; mse", "layer 1 is residual but maps 2 to 3 units"),
+    ("2 -> 2 relu -> 1", "has no loss after ';'"),
+    ("2 -> 2 relu -> 1 sigmoid ; cross_entropy", "needs a softmax output layer"),
+    ("2 -> 2 [z*foo(z)] -> 1 ; mse", "calls unknown function 'foo'"),
+    ("2 -> 2 [w*z] -> 1 ; mse", "uses unknown name 'w'"),
+    ("2 -> 2 leaky_relu(slop=0.1) -> 1 ; mse", "has no parameter 'slop'"),
+    ("2 -> 2 relu -> 1 ; huber(delta=-1)", "must be a positive number"),
+])
+def test_bad_inline_specs_fail_in_one_line_with_exit_2(spec, message, tmp_path):
+    out = tmp_path / "out.tex"
+    result = cli("derive", spec, "--format", "tex", "-o", str(out))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name = 'x'\n[network\ninputs = 2", "is not valid TOML"),
+    ("[network]\ninputs = 2\nlayers = [{ units = 1 }]\nloss = 'mse'\nlayer = 3", "unknown key 'layer' (did you mean 'layers'?)"),
+    ("[network]\ninputs = 2\nlayers = []\nloss = 'mse'", "layers must be a non-empty list"),
+    ("[network]\ninputs = 2\nlayers = [{ units = 1, activation = { formula = 'z**2', name = '1x' } }]\nloss = 'mse'",
+     "must be a plain identifier"),
+])
+def test_bad_toml_specs_fail_in_one_line(text, message, tmp_path):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    result = cli("derive", str(spec))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("formula", [
+    "__import__('os').system('touch {marker}')",
+    "(lambda: __import__('os').system('touch {marker}'))()",
+    "z.__class__.__bases__",
+    "[c for c in ().__class__.__base__.__subclasses__()]",
+    "exp(z) if open('{marker}', 'w') else z",
+    "z" + "+z" * 400,
+])
+def test_hostile_formulas_only_fail_cleanly(formula, tmp_path):
+    marker = tmp_path / "pwned"
+    text = formula.format(marker=marker)
+    spec = tmp_path / "evil.toml"
+    spec.write_text(f"[network]\ninputs = 2\nlayers = [{{ units = 1, activation = {{ formula = {text!r} }} }}]\n"
+                    f"loss = {{ formula = {text!r} }}\n".replace("'", '"') if "'" not in text else
+                    f"[network]\ninputs = 2\nlayers = [{{ units = 1, activation = {{ formula = \"\"\"{text}\"\"\" }} }}]\nloss = 'mse'\n")
+    result = cli("derive", str(spec))
+    assert result.returncode == 2, result.stdout[-300:]
+    assert "Traceback" not in result.stderr and result.stderr.startswith("chainrule: error: ")
+    assert not marker.exists()
+
+
+def test_unknown_key_in_a_layer_is_named():
+    with pytest.raises(derive.ChainruleError, match="unknown key 'activaton'.*did you mean 'activation'"):
+        derive.from_dict({"network": {"inputs": 2, "layers": [{"units": 1, "activaton": "relu"}], "loss": "mse"}})
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+def test_cli_derive_writes_each_format(tmp_path):
+    for fmt, marker in (("tex", r"\documentclass"), ("md", "$$"), ("text", "Backward pass")):
+        out = tmp_path / f"seeds.{fmt}"
+        result = cli("derive", str(SEEDS_SPEC), "--format", fmt, "-o", str(out))
+        assert result.returncode == 0, result.stderr
+        assert marker in out.read_text()
+
+
+def test_cli_list_shows_derivatives_from_sympy():
+    result = cli("list")
+    assert result.returncode == 0
+    assert "relu'(z) = 0 if z <= 0 else 1" in result.stdout
+    assert "sse_half: ℓ = (ŷ - y)**2/2;  ∂ℓ/∂ŷ = ŷ - y" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is installed by .ci/run")
+def test_gallery_latex_compiles_with_pdflatex(tmp_path):
+    texs = sorted((ROOT / "generated").glob("*.tex"))
+    assert texs, "the gallery has no .tex files"
+    for tex in texs:
+        result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", str(tex)],
+                                cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, f"{tex.name}:\n" + "\n".join(re.findall(r"^!.*$", result.stdout, re.M))
