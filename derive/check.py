@@ -14,11 +14,13 @@ generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights an
 the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
 numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``).
 """
+import math
 import random
 import re
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from .chain import N
@@ -30,6 +32,8 @@ from .printing import MathLatex, MathText
 
 BATCH = 3  # N at the checking points: 3, so a missing 1/N is not mistaken for the 2 of a square
 POINTS = 3
+SHOWN_ENTRIES = 40  # a counterexample lists every input up to this many numbers
+MAX_PROOF_ENTRIES = 150  # beyond this many symbols the exact proof is skipped
 PROOF_SECONDS = 1.0  # SymPy's simplify may take long; past this the random points decide
 CONVENTIONS = ("sample", "columns", "rows")
 _INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
@@ -402,7 +406,7 @@ class Checker:
 
     # -- values at points -----------------------------------------------------------------------
     def leaves(self, rng=None):
-        """Values for the data and parameters: symbols (rng None) or random numbers of one decimal."""
+        """Values for the data and parameters: SymPy symbols (rng None) or NumPy arrays of one-decimal numbers."""
         values = {}
         for q in self.q.values():
             if q.role not in ("data", "param"):
@@ -413,17 +417,20 @@ class Checker:
                 continue
             if q.key.lower() == "y" and self.net.loss.name == "cross_entropy":
                 hot = [rng.randrange(rows) for _ in range(cols)]
-                values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: int(hot[j] == i))
+                values[q.symbol] = np.array([[float(hot[j] == i) for j in range(cols)] for i in range(rows)])
                 continue
             low, high = (1, 9) if q.key.lower() == "y" and self.net.loss.name == "bce" else (-15, 15)
-            values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Float(_nonzero(rng, low, high) / 10, 30))
+            values[q.symbol] = np.array([[_nonzero(rng, low, high) / 10 for _ in range(cols)] for _ in range(rows)])
         return values
 
     def evaluate_steps(self, leaves, overrides=None):
+        """Every step's value from the leaves: SymPy matrices for symbols, NumPy arrays for numbers."""
         env = dict(leaves)
         overrides = overrides or {}
+        numeric = any(isinstance(v, np.ndarray) for v in leaves.values())
+        evaluate = numeric_value if numeric else explicit
         for step in self.sweep.steps:
-            env[step.target.symbol] = explicit(overrides.get(step.target.key, step.rhs), env)
+            env[step.target.symbol] = evaluate(overrides.get(step.target.key, step.rhs), env)
         return env
 
     def points(self):
@@ -432,25 +439,29 @@ class Checker:
         return self._points
 
     def numeric(self, expr, env):
-        return _as_float_matrix(explicit(expr, env))
+        return np.atleast_2d(np.asarray(numeric_value(expr, env), dtype=float)).ravel().tolist()
 
     def same(self, a, b, envs=None) -> bool:
         """Equal at the random points (both matrices or both scalars, equal shapes)."""
         if _shape_of(a) != _shape_of(b):
             return False
-        for env in envs or self.points():
-            try:
-                x, y = self.numeric(a, env), self.numeric(b, env)
-            except (TypeError, ValueError, ZeroDivisionError):
-                return False
-            if not _close(x, y):
-                return False
+        with np.errstate(all="ignore"):
+            for env in envs or self.points():
+                try:
+                    x, y = self.numeric(a, env), self.numeric(b, env)
+                except (TypeError, ValueError, ZeroDivisionError, KeyError):
+                    return False
+                if not _close(x, y):
+                    return False
         return True
 
     def exactly_equal(self, a, b) -> bool:
         """True when SymPy proves the entries equal with a symbol for every input and parameter."""
+        leaves = self.leaves(None)
+        if sum(len(v) for v in leaves.values()) > MAX_PROOF_ENTRIES:
+            return False
         try:
-            env = self.evaluate_steps(self.leaves(None))
+            env = self.evaluate_steps(leaves)
             x, y = explicit(a, env), explicit(b, env)
         except Exception:  # symbolic evaluation can fail on exotic formulas; the numeric check decides
             return False
@@ -599,9 +610,14 @@ class Checker:
         for q in self.q.values():
             if q.role in ("data", "param"):
                 inputs.append(f"{q.text} = {_fmt(self.numeric(self.view(q), env), self.view(q))}")
-        yours = _fmt(self.numeric(mine, env), mine)
-        right = _fmt(self.numeric(expected, env), expected)
-        return f"at {', '.join(inputs)}: yours = {yours}, {label} = {right}"
+        x, y = self.numeric(mine, env), self.numeric(expected, env)
+        if sum(len(self.numeric(self.view(q), env)) for q in self.q.values() if q.role in ("data", "param")) \
+                <= SHOWN_ENTRIES and len(y) <= SHOWN_ENTRIES:
+            return f"at {', '.join(inputs)}: yours = {_fmt(x, mine)}, {label} = {_fmt(y, expected)}"
+        worst = max(range(len(y)), key=lambda k: abs(x[k] - y[k]))
+        cols = int(_shape_of(expected)[1])
+        return (f"at random inputs and parameters (one decimal each, seed 1), entry ({worst // cols + 1}, "
+                f"{worst % cols + 1}): yours = {x[worst]:.4g}, {label} = {y[worst]:.4g}")
 
 
 # -- the usual mistakes as single edits of the tree ---------------------------------------------------
@@ -777,14 +793,78 @@ def explicit(expr, env):
     raise TypeError(f"cannot evaluate {type(expr).__name__}")
 
 
-def _as_float_matrix(value):
-    if isinstance(value, sp.MatrixBase):
-        return [complex(sp.N(v, 30)).real if not v.is_real is False else float("nan") for v in value]
-    return [float(sp.N(value, 30))]
+_COMPILED = {}
+
+
+def _compiled(fn: sp.Lambda):
+    """A NumPy function for a scalar Lambda (activations, their derivatives, losses)."""
+    if fn not in _COMPILED:
+        body = fn.expr
+        try:
+            f = sp.lambdify(fn.variables, body, modules=["numpy", {"erf": np.vectorize(math.erf)}])
+        except Exception:  # a formula NumPy cannot print: evaluate it element by element
+            scalar = sp.lambdify(fn.variables, body, modules=["mpmath"])
+            f = np.vectorize(lambda *a: float(scalar(*a)))
+        _COMPILED[fn] = f
+    return _COMPILED[fn]
+
+
+def _ones_like(shape):
+    return np.ones(tuple(int(sp.sympify(s).subs(N, BATCH)) for s in shape))
+
+
+def numeric_value(expr, env):
+    """``expr`` evaluated with NumPy: 2-D arrays for matrices, floats for scalars."""
+    if expr in env:
+        return env[expr]
+    if expr == N:
+        return float(BATCH)
+    if isinstance(expr, sp.MatrixSymbol):
+        raise KeyError(f"no value for {expr}")
+    if isinstance(expr, sp.OneMatrix):
+        return _ones_like(expr.shape)
+    if isinstance(expr, sp.ZeroMatrix):
+        return 0 * _ones_like(expr.shape)
+    if isinstance(expr, sp.Transpose):
+        return numeric_value(expr.arg, env).T
+    if isinstance(expr, sp.MatMul):
+        out = 1.0
+        for arg in expr.args:
+            value = numeric_value(arg, env)
+            out = out @ value if isinstance(out, np.ndarray) and isinstance(value, np.ndarray) else out * value
+        return out
+    if isinstance(expr, (sp.MatAdd, sp.Add)):
+        return sum((numeric_value(a, env) for a in expr.args[1:]), numeric_value(expr.args[0], env))
+    if isinstance(expr, sp.HadamardProduct):
+        out = numeric_value(expr.args[0], env)
+        for arg in expr.args[1:]:
+            out = out * numeric_value(arg, env)
+        return out
+    if isinstance(expr, sp.HadamardPower):
+        return numeric_value(expr.base, env) ** numeric_value(expr.exp, env)
+    if isinstance(expr, Pointwise):
+        mats = [numeric_value(m, env) for m in expr.mats]
+        return np.broadcast_to(np.asarray(_compiled(expr.fn)(*mats), dtype=float), mats[0].shape).copy()
+    if isinstance(expr, ColumnNormalize):
+        mat = numeric_value(expr.mat, env)
+        return mat / mat.sum(axis=0, keepdims=True)
+    if isinstance(expr, ElementSum):
+        mats = [numeric_value(m, env) for m in expr.mats]
+        return float(np.sum(np.broadcast_to(np.asarray(_compiled(expr.fn)(*mats), dtype=float), mats[0].shape)))
+    if isinstance(expr, sp.Mul):
+        out = 1.0
+        for arg in expr.args:
+            out = out * numeric_value(arg, env)
+        return out
+    if isinstance(expr, sp.Pow):
+        return numeric_value(expr.base, env) ** numeric_value(expr.exp, env)
+    if isinstance(expr, sp.Expr):
+        return float(expr.xreplace({N: sp.Integer(BATCH)}))
+    raise TypeError(f"cannot evaluate {type(expr).__name__}")
 
 
 def _close(x, y) -> bool:
-    return len(x) == len(y) and all(abs(a - b) <= 1e-9 * (1 + abs(b)) for a, b in zip(x, y))
+    return len(x) == len(y) and all(abs(a - b) <= 1e-8 * (1 + abs(b)) for a, b in zip(x, y))
 
 
 def _is_matrix(value) -> bool:

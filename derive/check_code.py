@@ -237,11 +237,22 @@ def check_code(derivation, target: str, timeout: float = 20.0):
         lines.append(f"  dL/d{param}: different: {verdict}")
         lines.append(f"    correct: dL/d{param} = {correct}")
         if got[0] is not None:
-            lines.append(f"    at the first point: yours = {_flat(got[0])}, derived = {_flat(want[0][param])}")
+            lines.append("    " + _difference(np.asarray(got[0]), want[0][param]))
         if wrong_above and "no single usual mistake" in verdict:
             lines.append(f"    (dL/d{wrong_above[0]} is already wrong; fix the layers nearer the output first)")
         wrong_above.append(param)
     return lines, worst
+
+
+def _difference(got, want) -> str:
+    """The first point's values, whole when small, else the entry that differs most."""
+    if got.size <= 8 and want.size <= 8:
+        return f"at the first point: yours = {_flat(got)}, derived = {_flat(want)}"
+    if got.shape != want.shape:
+        return f"yours has shape {got.shape}, the gradient {want.shape}"
+    worst = np.unravel_index(np.argmax(np.abs(got - want)), want.shape)
+    where = ", ".join(str(i) for i in worst)
+    return f"at the first point, entry [{where}]: yours = {got[worst]:.4g}, derived = {want[worst]:.4g}"
 
 
 def _flat(array) -> str:

@@ -112,7 +112,7 @@ def test_usual_mistakes_are_named(spec, convention, wrt, text, words):
 def test_a_difference_comes_with_the_correct_expression_and_a_counterexample():
     result = check(derivation(SIGMOID), "W3", r"-\delta_3 h_2^\top")
     assert "δ3 a2ᵀ" in result.correct and r"\delta_{3} a_{2}^{\top}" in result.correct_latex
-    assert "yours = [" in result.counterexample and "dL/dW3 = [" in result.counterexample
+    assert "yours = " in result.counterexample and "dL/dW3 = " in result.counterexample
     assert "mistake:  sign" in result.report()
 
 
@@ -174,3 +174,19 @@ def test_batch_size_needs_a_batch_convention():
     from derive.errors import ChainruleError
     with pytest.raises(ChainruleError, match="batch size"):
         check(derivation(SIMPLE), "W1", "delta1 @ x.T / N")
+
+
+def test_a_small_network_counterexample_lists_every_input():
+    result = check(derivation(SIMPLE), "W2", r"-\delta_2 h_1^\top")
+    assert result.counterexample.startswith("at x = [") and "W1 = [" in result.counterexample
+    assert "yours = [" in result.counterexample and "dL/dW2 = [" in result.counterexample
+
+
+def test_a_wide_network_is_checked_quickly_at_its_real_widths():
+    import time
+    start = time.monotonic()
+    spec = "64 -> 128 relu -> 10 softmax ; cross_entropy"
+    assert check(derivation(spec), "W1", "delta1 @ x.T").equal
+    wrong = check(derivation(spec), "delta1", "(W2.T @ delta2) * sigmoid_prime(z1)")
+    assert "wrong activation derivative" in wrong.diagnosis
+    assert time.monotonic() - start < 20
