@@ -115,7 +115,7 @@ class Checker:
         self.table["x"], self.table["y"] = self.view(q[self.key("x")]), self.view(q[self.key("y")])
         yhat = q["Yhat" if self.batch else "yhat"]
         self.table["yhat"] = self.view(yhat)
-        self.shown += ["x", "y", r"\hat y (yhat)"]
+        self.shown += ["X", "Y", r"\hat Y (Yhat)"] if self.batch else ["x", "y", r"\hat y (yhat)"]
         for l in range(1, L + 1):
             for p in ("W", "b"):
                 self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
@@ -127,7 +127,8 @@ class Checker:
             self.grads[f"z{l}"] = (self.view(delta), delta)
             a = yhat if l == L else q.get(f"{self.key('a')}{l}", z)
             self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
-            self.shown += [f"W_{l}", f"b_{l}", f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"]
+            self.shown += [f"W_{l}", f"b_{l}"] + ([f"Z_{l}", f"H_{l} (A_{l})", rf"\Delta_{l} (Delta{l})"] if self.batch
+                                                 else [f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"])
         for l in range(1, L + 1):
             a_key = "Yhat" if l == L and self.batch else "yhat" if l == L else self.q.get(
                 f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
@@ -153,7 +154,7 @@ class Checker:
                     self.shown.append(f"1[z_{l} > 0]")
         self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)"]
         if self.batch:
-            self.shown.append("N or m (batch size)")
+            self.shown.append("N or m (batch size); names are case-insensitive")
 
     def _output_plain(self) -> bool:
         last = self.net.layers[-1]
@@ -984,3 +985,10 @@ def cli_check(args) -> int:
 def cli_check_code(args) -> int:
     from .check_code import cli_check_code as run
     return run(args)
+
+
+# ``derive.check`` may name this function (exported by the package) or this module; both spellings work.
+check.accepted_names = accepted_names
+check.cli_check = cli_check
+check.cli_check_code = cli_check_code
+check.CheckResult = CheckResult

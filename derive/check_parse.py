@@ -343,10 +343,11 @@ class Parser:
                 return self.indicator(start)
             if self.at("op", "_"):
                 self.take()
-                if self.at("op", "("):
+                if self.at("op", "(") and self.is_condition_ahead():
                     self.take()
                     inner = self.expr()
                     return self.comparison(inner, start, ")")
+                self.braced_word()  # the length, as in \mathbf{1}_N
             return self.node("ones", ("column",), start)
         if value in _GREEK:
             word = _GREEK[value]
