@@ -5,6 +5,7 @@ expression in earlier symbols and the derivation grows linearly with depth. The 
 twice: for one sample as a column vector (the textbook form) and for a batch whose samples are
 the columns of ``X`` (the form the generated code implements).
 """
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -33,6 +34,16 @@ class Quantity:
         return getattr(self.symbol, "shape", ())
 
 
+def _scaled(coefficient, matrix):
+    """``coefficient * matrix`` kept as a product, so ``2 (yhat - y)`` is not distributed."""
+    return matrix if coefficient == 1 else sp.MatMul(coefficient, matrix, evaluate=False)
+
+
+def ref(q: Quantity) -> str:
+    """A placeholder for a quantity's name in a reason; each printer fills in its own notation."""
+    return f"⟦{q.key}⟧"
+
+
 @dataclass(frozen=True)
 class Step:
     """One equation: ``target = rhs``, with its shape, its reason in words and its number."""
@@ -47,6 +58,10 @@ class Step:
     @property
     def shape(self):
         return self.target.shape
+
+    def explain(self, names: dict) -> str:
+        """The reason, with each quantity named as `names` (key -> printed name) names it."""
+        return re.sub(r"⟦(\w+)⟧", lambda m: names[m[1]], self.reason)
 
 
 class _Sweep:
@@ -136,17 +151,19 @@ class _Sweep:
         loss = net.loss
         self.L = self.quantity("L", 0, 0, "L", "L", "loss", "loss")
         fn = sp.Lambda((YHAT, Y_SCALAR), loss.pointwise)
-        rhs = self.scale() * ElementSum(fn, yhat.symbol, target.symbol)
+        terms = [self.scale() * ElementSum(fn, yhat.symbol, target.symbol)]
         over = {"mean": "every element", "batch": "the batch"}[loss.reduction]
         why = f"{loss.title}, averaged over {over}" if self.batch else f"{loss.title} of one sample"
         if loss.reduction == "mean" and net.outputs > 1:
             why = f"{loss.title}, averaged over " + ("every element" if self.batch else "the outputs")
-        for name, weight, fn_w, shown in (("l1", net.l1, sp.Lambda(Z, sp.Abs(Z)), "L1"),
-                                          ("l2", net.l2, sp.Lambda(Z, Z ** 2 / 2), "L2")):
+        for weight, fn_w, coefficient, shown in ((net.l1, sp.Lambda(Z, sp.Abs(Z)), 1, "L1"),
+                                                  (net.l2, sp.Lambda(Z, Z ** 2), sp.Rational(1, 2), "L2")):
             if weight:
-                lam = sp.nsimplify(weight, rational=True)
-                rhs += lam * sp.Add(*(ElementSum(fn_w, W.symbol) for W, _ in self.params.values()))
+                lam = sp.nsimplify(weight, rational=True) * coefficient
+                terms.extend(lam * ElementSum(fn_w, W.symbol) for W, _ in self.params.values())
                 why += f", plus the {shown} penalty on the weights"
+        # unevaluated, so the data term is printed first and the penalties after it
+        rhs = sp.Add(*terms, evaluate=False) if len(terms) > 1 else terms[0]
         self.step(self.L, rhs, why, "loss", len(net.layers))
 
     def backward(self, a, z, target):
@@ -174,15 +191,16 @@ class _Sweep:
         out = layers[-1].activation
         loss = net.loss
         if loss.fused_with:
-            rhs = self.scale() * sp.MatAdd(a[L].symbol, -target.symbol, evaluate=False)
+            rhs = _scaled(self.scale(), sp.MatAdd(a[L].symbol, -target.symbol, evaluate=False))
             why = (f"{out.name} and {loss.name} differentiated together (their fused form): "
-                   f"dL/dz is the output minus the target, divided as the loss is")
+                   f"dL/d{ref(z[L])} is the output minus the target, divided as the loss is")
             self.step(delta_q(L), rhs, why, "backward", L)
         else:
             upstream = self.loss_gradient(a[L], target)
-            why = f"derivative of the {loss.title} with respect to the output (SymPy: {self.dloss_text()})"
+            why = f"derivative of the {loss.title} with respect to the output: the derivative of one element's term (see the definitions), divided as the loss is"
             if out.is_identity and not layers[-1].residual:
-                self.step(delta_q(L), upstream, why + "; the output activation is the identity, so this is dL/dz", "backward", L)
+                self.step(delta_q(L), upstream, why + f"; the output activation is the identity, so this is also dL/d{ref(z[L])}",
+                          "backward", L)
             else:
                 adjoint_of_a(L, upstream, why)
                 self.delta_step(L, grad_a[L].symbol, delta_q(L))
@@ -190,7 +208,7 @@ class _Sweep:
             W, b = self.params[l]
             prev = a[l - 1]
             rhs = delta[l].symbol * prev.symbol.T
-            why = f"chain rule through {z[l].text} = {W.text} {prev.text} + {b.text}: the error times the input, transposed"
+            why = f"chain rule through {ref(z[l])} = {ref(W)} {ref(prev)} + {ref(b)}: the error times the input, transposed"
             extras = []
             if net.l2:
                 rhs = sp.MatAdd(rhs, sp.nsimplify(net.l2, rational=True) * W.symbol)
@@ -210,14 +228,14 @@ class _Sweep:
                 self.step(gb, delta[l].symbol * sp.OneMatrix(N, 1),
                           "the bias reaches every column, so its gradient sums the error over the batch", "backward", l)
             else:
-                self.step(gb, delta[l].symbol, f"dz{l}/db{l} is the identity", "backward", l)
+                self.step(gb, delta[l].symbol, f"d{ref(z[l])}/d{ref(b)} is the identity", "backward", l)
             if l == 1:
                 break
             upstream = W.symbol.T * delta[l].symbol
-            why = f"chain rule back through {W.text}: its transpose times the error of layer {l}"
+            why = f"chain rule back through {ref(W)}: its transpose times the error of layer {l}"
             if layers[l - 1].residual:
                 upstream = sp.MatAdd(upstream, grad_a[l].symbol)
-                why += f", plus the gradient that reaches {a[l - 1].text} through the residual connection (both paths summed)"
+                why += f", plus the gradient that reaches {ref(a[l - 1])} through the residual connection (both paths summed)"
             if named(l - 1):
                 adjoint_of_a(l - 1, upstream, why)
                 self.delta_step(l - 1, grad_a[l - 1].symbol, delta_q(l - 1))
@@ -232,7 +250,7 @@ class _Sweep:
             rhs, reason = upstream, "the identity activation passes the gradient unchanged"
         else:
             rhs = sp.HadamardProduct(upstream, self.apply(f, z, prime=True))
-            reason = f"chain rule through {f.name}: element-wise product with its derivative at {z.text}"
+            reason = f"chain rule through {f.name}: element-wise product with its derivative at {ref(z)}"
         self.step(target, rhs, f"{why}; {reason}" if why else reason, "backward", l)
 
     def loss_gradient(self, yhat: Quantity, target: Quantity):
@@ -240,14 +258,9 @@ class _Sweep:
         derivative = sp.factor(self.net.loss.derivative)
         ratio = sp.simplify(derivative / (YHAT - Y_SCALAR))
         if ratio.free_symbols.isdisjoint({YHAT, Y_SCALAR}) and ratio != 0:
-            return (self.scale() * ratio) * sp.MatAdd(yhat.symbol, -target.symbol, evaluate=False)
+            return _scaled(self.scale() * ratio, sp.MatAdd(yhat.symbol, -target.symbol, evaluate=False))
         fn = sp.Lambda((YHAT, Y_SCALAR), self.net.loss.derivative)
         return self.scale() * Pointwise(fn, "", yhat.symbol, target.symbol)
-
-    def dloss_text(self) -> str:
-        from .printing import loss_definition
-        term, derivative = loss_definition(self.net.loss, latex=False)
-        return f"d/dŷ {term} = {derivative}"
 
 
 class Derivation:

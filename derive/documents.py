@@ -69,7 +69,8 @@ def outline(derivation, latex: bool):
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
-            yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), step.reason
+            reason = step.explain({k: math(v) for k, v in names.items()})
+            yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
 
 
 def _distinct_activations(net):
@@ -109,16 +110,16 @@ def latex_document(derivation) -> str:
             out.append(_latex_text(block[1]) + "\n")
         elif kind == "table":
             header, rows = block[1], block[2]
-            out.append(rf"\paragraph{{{header[0]}}}" + "\n" + r"\begin{tabular}{lll}" + "\n"
+            out.append(rf"\noindent\textbf{{{header[0]}}}" + "\n\n" + r"{\renewcommand{\arraystretch}{1.5}\begin{tabular}{lll}" + "\n"
                        + " & ".join(rf"\textbf{{{h}}}" for h in header[1:]) + r" \\ \hline")
             out.extend(f"{a} & {b} & {_latex_escape(c)} " + r"\\" for a, b, c in rows)
-            out.append(r"\end{tabular}" + "\n")
+            out.append(r"\end{tabular}}" + "\n")
         elif kind == "display":
             out.append(r"\begin{gather*}" + "\n" + " \\\\\n".join(block[1]) + "\n" + r"\end{gather*}")
         elif kind == "eq":
             number, lhs, rhs, reason = block[1:]
             out.append(r"\begin{equation}" + f"\n{lhs} = {rhs} \\tag{{{number}}}\n" + r"\end{equation}")
-            out.append(r"{\small " + _latex_escape(reason) + "}\n")
+            out.append(r"{\small " + _latex_text(reason) + "}\n")
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 

@@ -23,7 +23,7 @@ class MathLatex(LatexPrinter):
         return self.names.get(expr.name, expr.name)
 
     def _as_ordered_terms(self, expr, order=None):
-        return _positive_first(super()._as_ordered_terms(expr, order))
+        return _ordered(expr, super()._as_ordered_terms(expr, order))
 
     def _print_Symbol(self, expr, style="plain"):
         return self.names.get(expr.name) or super()._print_Symbol(expr)
@@ -40,6 +40,14 @@ class MathLatex(LatexPrinter):
 
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(self.parenthesize_matrix(a) for a in expr.args)
+
+    def _print_Mul(self, expr):
+        """``\frac{1}{N} \sum ...`` rather than one fraction over the whole sum."""
+        sums = [f for f in expr.args if isinstance(f, ElementSum)]
+        if not sums:
+            return super()._print_Mul(expr)
+        factor = sp.Mul(*(f for f in expr.args if not isinstance(f, ElementSum)))
+        return f"{self._print(factor)} {' '.join(self._print(f) for f in sums)}"
 
     def _print_MatMul(self, expr):
         coeff, factors = expr.as_coeff_matrices()
@@ -88,7 +96,7 @@ def _placeholders(expr, printer, suffix=""):
     for var, mat in zip(expr.fn.variables, expr.mats):
         name = printer._print(mat)
         if suffix:
-            name = rf"\left({name}\right){suffix}" if isinstance(mat, sp.MatrixExpr) and not isinstance(mat, sp.MatrixSymbol) else name + suffix
+            name = rf"\left({name}\right){suffix}" if "_" in name or not isinstance(mat, sp.MatrixSymbol) else name + suffix
         out[var] = sp.Symbol(name)
     return out
 
@@ -107,7 +115,10 @@ class MathText(StrPrinter):
         return self.names.get(expr.name) or expr.name
 
     def _as_ordered_terms(self, expr, order=None):
-        return _positive_first(super()._as_ordered_terms(expr, order))
+        return _ordered(expr, super()._as_ordered_terms(expr, order))
+
+    def _print_Abs(self, expr):
+        return f"|{self._print(expr.args[0])}|"
 
     def _print_Piecewise(self, expr):
         cases = [f"{self._print(e)} if {self._print(c)}" for e, c in expr.args[:-1]]
@@ -162,6 +173,11 @@ class MathText(StrPrinter):
 def _positive_first(terms):
     """Print ``yhat - y`` rather than SymPy's canonical ``-y + yhat``."""
     return sorted(terms, key=lambda term: term.could_extract_minus_sign())
+
+
+def _ordered(expr, terms):
+    """A loss keeps the order it was built in (data term, then penalties); other sums go positive first."""
+    return list(expr.args) if expr.has(ElementSum) else _positive_first(terms)
 
 
 def _element_index(mat) -> str:
