@@ -42,7 +42,7 @@ class MathLatex(LatexPrinter):
         return r" \odot ".join(self.parenthesize_matrix(a) for a in expr.args)
 
     def _print_Mul(self, expr):
-        """``\frac{1}{N} \sum ...`` rather than one fraction over the whole sum."""
+        r"""``\frac{1}{N} \sum ...`` rather than one fraction over the whole sum."""
         sums = [f for f in expr.args if isinstance(f, ElementSum)]
         if not sums:
             return super()._print_Mul(expr)
