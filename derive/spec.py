@@ -115,6 +115,9 @@ def from_dict(spec: dict, source: str = "") -> Network:
     if loss.fused_with and output.name != loss.fused_with:
         raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not {output.name}; "
                              f"set the last layer's activation = \"{loss.fused_with}\"")
+    if loss.fused_with and layers[-1].residual:
+        raise ChainruleError(f"the last layer feeds the fused {output.name} + {loss.name} loss and cannot be residual; "
+                             f"remove residual = true from it")
     if not output.elementwise and loss.fused_with != output.name:
         raise ChainruleError(f"a {output.name} output needs loss = \"cross_entropy\", not {loss.name}")
     if output.name == "softmax" and layers[-1].units < 2:
@@ -178,7 +181,7 @@ def parse_inline(text: str) -> Network:
         if match["res"]:
             layer["residual"] = True
         layers.append(layer)
-    network = {"inputs": inputs, "layers": layers, "loss": _inline_entry(parts[1], "loss", formula_key="formula")}
+    network = {"inputs": inputs, "layers": layers, "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")
         if key.strip() not in ("l1", "l2") or not value:
@@ -200,10 +203,10 @@ def _inline_number(token: str, what: str) -> float:
         raise ChainruleError(f"{what} value '{token.strip()}' is not a number") from None
 
 
-def _inline_entry(token: str, where: str, formula_key: str = "formula"):
+def _inline_entry(token: str, where: str):
     token = token.strip()
     if token.startswith("[") and token.endswith("]"):
-        return {formula_key: token[1:-1]}
+        return {"formula": token[1:-1]}
     match = _CALL.match(token)
     if not match:
         raise ChainruleError(f"{where} '{token}' is not NAME, NAME(key=value) or [formula]")
