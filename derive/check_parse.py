@@ -16,6 +16,7 @@ from .errors import ChainruleError
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60
+MAX_NODES = 300
 
 # Activation names a person may apply (or differentiate, with a prime) to an expression.
 ACTIVATION_ALIASES = {
@@ -98,7 +99,21 @@ def parse(text: str) -> Node:
     if parser.pos != len(tokens):
         _, value, start, _ = tokens[parser.pos]
         raise ChainruleError(f"unexpected '{value}' at character {start + 1} of '{_short(clean)}'")
+    _check_size(node)
     return node
+
+
+def _check_size(tree: Node):
+    """Reject trees too deep or too big to bind (long chains like 'W @ W @ ... @ x' nest deeply)."""
+    stack, count = [(tree, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise ChainruleError(f"the expression is nested more than {MAX_DEPTH} operations deep; simplify it")
+        if count > MAX_NODES:
+            raise ChainruleError(f"the expression has more than {MAX_NODES} parts; simplify it")
+        stack.extend((child, depth + 1) for child in node.args if isinstance(child, Node))
 
 
 def normalise(parts) -> str:
@@ -198,13 +213,11 @@ class Parser:
 
     def unary(self) -> Node:
         start = self.start()
-        if self.at("op", "-"):
-            self.take()
-            return self.node("neg", (self.unary(),), start)
-        if self.at("op", "+"):
-            self.take()
-            return self.unary()
-        return self.postfix()
+        negative = False
+        while self.at("op", "-") or self.at("op", "+"):
+            negative ^= self.take()[1] == "-"
+        operand = self.postfix()
+        return self.node("neg", (operand,), start) if negative else operand
 
     def postfix(self) -> Node:
         self.enter()
