@@ -146,7 +146,7 @@ def test_cli_exit_codes(capsys):
 ])
 def test_hostile_input_fails_cleanly_with_exit_2(hostile, tmp_path, capsys):
     marker = tmp_path / "x"
-    code = main(["check", SIMPLE, "--wrt", "W1", "--grad", hostile.format(marker=marker)])
+    code = main(["check", SIMPLE, "--wrt", "W1", "--grad=" + hostile.format(marker=marker)])
     assert code == 2
     assert not marker.exists()
     assert capsys.readouterr().err.startswith("chainrule: error: ")
