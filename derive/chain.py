@@ -114,7 +114,7 @@ class _Sweep:
             self.step(z[l], sp.MatAdd(affine, bias), why, "forward", l)
             f = layer.activation
             out = l == L
-            if f.is_identity and not layer.residual and not out:
+            if f.is_identity and not layer.residual and not layer.dropout and not out:
                 a[l] = z[l]
                 continue
             if out:
@@ -127,6 +127,10 @@ class _Sweep:
             why = (f"{f.name} applied element-wise" if f.elementwise else f"{f.name} over each column")
             if f.is_identity:
                 why = "the identity activation"
+            if layer.dropout:
+                mask = self.mask(l, layer.dropout)
+                rhs = sp.HadamardProduct(rhs, mask.symbol)
+                why += f", times the dropout mask {ref(mask)} (inverted dropout, p = {layer.dropout:g})"
             if layer.residual:
                 rhs = sp.MatAdd(rhs, a[l - 1].symbol)
                 why += ", plus the layer's input (residual connection)"
@@ -134,6 +138,13 @@ class _Sweep:
         self.a, self.z = a, z
         self.loss_step(a[L], target)
         self.backward(a, z, target)
+
+    def mask(self, l: int, p: float) -> Quantity:
+        """Inverted dropout's mask: each entry 0 (dropped, probability p) or 1/(1-p); a constant here."""
+        m = self.letter("m")
+        return self.quantity(f"{m}{l}", self.net.widths[l], self.cols, f"{m}_{{{l}}}", f"{m}{l}",
+                             f"dropout mask of layer {l}: 0 or 1/(1-p) per entry, fixed for the step "
+                             f"(all ones in evaluation)", "mask", l)
 
     def apply(self, f, q: Quantity, prime=False):
         body = f.derivative if prime else f.definition
@@ -244,14 +255,20 @@ class _Sweep:
         self.delta, self.grad_a = delta, grad_a
 
     def delta_step(self, l, upstream, target: Quantity, why: str = ""):
-        f = self.net.layers[l - 1].activation
-        z = self.z[l]
+        layer = self.net.layers[l - 1]
+        f, z = layer.activation, self.z[l]
+        factors, reasons = [upstream], []
+        if layer.dropout:
+            mask = self.quantities[f"{self.letter('m')}{l}"]
+            factors.append(mask.symbol)
+            reasons.append(f"the dropout mask {ref(mask)} passes the gradient only where a unit was kept")
         if f.is_identity:
-            rhs, reason = upstream, "the identity activation passes the gradient unchanged"
+            reasons.append("the identity activation passes the gradient unchanged")
         else:
-            rhs = sp.HadamardProduct(upstream, self.apply(f, z, prime=True))
-            reason = f"chain rule through {f.name}: element-wise product with its derivative at {ref(z)}"
-        self.step(target, rhs, f"{why}; {reason}" if why else reason, "backward", l)
+            factors.append(self.apply(f, z, prime=True))
+            reasons.append(f"chain rule through {f.name}: element-wise product with its derivative at {ref(z)}")
+        rhs = sp.HadamardProduct(*factors) if len(factors) > 1 else upstream
+        self.step(target, rhs, "; ".join(([why] if why else []) + reasons), "backward", l)
 
     def loss_gradient(self, yhat: Quantity, target: Quantity):
         """dL/dyhat at the matrix level: a scalar times (yhat - y) where the derivative is that simple."""

@@ -18,15 +18,16 @@ from .ops.losses import Loss, make_loss
 
 TOP_KEYS = ("name", "description", "network", "optimizer", "schedule", "training")
 NETWORK_KEYS = ("inputs", "layers", "loss", "l1", "l2")
-LAYER_KEYS = ("units", "activation", "residual")
+LAYER_KEYS = ("units", "activation", "residual", "dropout")
 
 
 @dataclass(frozen=True)
 class Layer:
-    """A dense layer ``z = W a + b``, ``a' = f(z)`` (plus ``a`` when ``residual``)."""
+    """A dense layer ``z = W a + b``, ``a' = f(z)`` (times a dropout mask, plus ``a`` when ``residual``)."""
     units: int
     activation: Activation
     residual: bool = False
+    dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,12 @@ def from_dict(spec: dict, source: str = "") -> Network:
                                  f"a residual layer needs units = {width}")
         if not act.elementwise and i != len(raw_layers):
             raise ChainruleError(f"{where}: {act.name} is only supported on the output layer")
-        layers.append(Layer(units, act, residual))
+        dropout = raw.get("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {dropout!r}")
+        if dropout and i == len(raw_layers):
+            raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
+        layers.append(Layer(units, act, residual, float(dropout)))
         width = units
     loss = make_loss(net.get("loss"))
     output = layers[-1].activation
@@ -151,14 +157,15 @@ def load(path) -> Network:
     return from_dict(table, source=path.as_posix())
 
 
-_INLINE_LAYER = re.compile(r"^(?P<units>\S+)(?:\s+(?P<act>[A-Za-z_]\w*(?:\(.*\))?|\[.*\]))?(?P<res>\s+residual)?$")
+_INLINE_LAYER = re.compile(r"^(?P<units>\S+)(?:\s+(?P<act>(?!residual\b|dropout=)[A-Za-z_]\w*(?:\(.*\))?|\[.*\]))?"
+                           r"(?P<res>\s+residual)?(?:\s+dropout=(?P<drop>\S+))?$")
 _CALL = re.compile(r"^(?P<name>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$")
 
 
 def parse_inline(text: str) -> Network:
     """Parse ``"2 -> 2 relu -> 2 tanh residual -> 1 ; huber(delta=0.5) ; l2=0.01"``.
 
-    A layer is ``UNITS [ACTIVATION] [residual]``; an activation is a name, ``name(k=v)``, or a
+    A layer is ``UNITS [ACTIVATION] [residual] [dropout=P]``; an activation is a name, ``name(k=v)``, or a
     formula in ``z`` in brackets, ``[z*tanh(log(1+exp(z)))]``. After the first ``;`` comes the
     loss (a name, ``name(k=v)`` or ``[formula in yhat, y]``), then optional ``l1=...``, ``l2=...``.
     """
@@ -180,6 +187,8 @@ def parse_inline(text: str) -> Network:
             layer["activation"] = _inline_entry(match["act"], f"layer {i}")
         if match["res"]:
             layer["residual"] = True
+        if match["drop"]:
+            layer["dropout"] = _inline_number(match["drop"], f"layer {i} dropout")
         layers.append(layer)
     network = {"inputs": inputs, "layers": layers, "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:

@@ -76,7 +76,7 @@ def _evaluate(expr, values: dict, columns: int):
 
 def _prove_sweep(sweep, columns: int, rng: random.Random, exact: bool) -> list:
     quantities = sweep.quantities
-    inputs = {q.symbol: _explicit(q, columns) for q in quantities.values() if q.role in ("data", "param")}
+    inputs = {q.symbol: _explicit(q, columns) for q in quantities.values() if q.role in ("data", "param", "mask")}
     constraint = _one_hot_constraint(sweep, inputs)
     forward = [s for s in sweep.steps if s.phase in ("forward", "loss")]
 

@@ -51,6 +51,13 @@ def test_custom_formulas_penalties_and_residuals_are_proved():
     assert report.ok, report.text()
 
 
+def test_dropout_masks_are_constants_in_the_proof():
+    d = derive.derive("2 -> 2 tanh dropout=0.5 -> 2 relu residual dropout=0.25 -> 1 ; mse")
+    assert "δ1 = dL/da1 ⊙ m1 ⊙ tanh'(z1)" in d.text()
+    report = verify(d)
+    assert report.ok, report.text()
+
+
 def test_small_networks_are_proved_exactly():
     report = verify(derive.derive("2 -> 2 tanh -> 2 ; sse_half"), exact=True)
     assert report.ok and {p.method for p in report.proofs} == {"exact"}, report.text()
@@ -153,6 +160,8 @@ def test_toml_inline_and_dict_specs_agree():
     ("2 -> 2 [w*z] -> 1 ; mse", "uses unknown name 'w'"),
     ("2 -> 2 leaky_relu(slop=0.1) -> 1 ; mse", "has no parameter 'slop'"),
     ("2 -> 2 relu -> 1 ; huber(delta=-1)", "must be a positive number"),
+    ("2 -> 2 relu dropout=1.5 -> 1 ; mse", "dropout must be a probability in [0, 1)"),
+    ("2 -> 2 relu -> 1 dropout=0.5 ; mse", "is the output layer and cannot have dropout"),
 ])
 def test_bad_inline_specs_fail_in_one_line_with_exit_2(spec, message, tmp_path):
     out = tmp_path / "out.tex"
