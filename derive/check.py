@@ -382,6 +382,16 @@ class Checker:
                 raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
                                      f"that layer's pre-activation, like {name}'(z_1)")
             act = self.net.layers[layer - 1].activation
+        elif name not in ACTIVATION_ALIASES:
+            custom = {layer.activation.name.lower().replace("_", ""): layer.activation for layer in self.net.layers}
+            if name not in custom:
+                raise ChainruleError(f"unknown activation '{name}' in '{node.text}'; use sigma, tanh, relu, ..., "
+                                     f"f for the layer's own, or one of this network's: {', '.join(sorted(custom))}")
+            act = custom[name]
+            own = self.net.layers[layer - 1].activation if layer else None
+            if own is not None and own is not act and prime:
+                self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
+                                  f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
         else:
             kind = ACTIVATION_ALIASES[name]
             own = self.net.layers[layer - 1].activation if layer else None
@@ -676,7 +686,7 @@ def _local(node: Node, checker):
         if layer and name not in GENERIC_ACTIVATIONS:
             yield Node("act", ("f", prime, arg), t), (
                 f"wrong activation derivative: layer {layer} uses "
-                f"{checker.net.layers[layer - 1].activation.name}, not {ACTIVATION_ALIASES[name]}")
+                f"{checker.net.layers[layer - 1].activation.name}, not {ACTIVATION_ALIASES.get(name, name)}")
         if not prime:
             yield Node("act", (name, True, arg), t), f"the activation where its derivative belongs: '{t}' should be {name}'(...)"
         if layer:
@@ -706,13 +716,14 @@ def _factor_message(k, net) -> str:
     if k == -1:
         return "sign: yours is the negative of the gradient (check ŷ - y against y - ŷ, and every minus)"
     hints = []
-    if abs(k) in (2, sp.Rational(1, 2)):
+    squared = net.loss.pointwise.has(sp.Pow) and any(p.exp == 2 for p in net.loss.pointwise.atoms(sp.Pow))
+    if abs(k) in (2, sp.Rational(1, 2)) and squared:
         hints.append("the 2 from differentiating the square: d/dŷ (ŷ - y)² = 2(ŷ - y)")
     if abs(k) in (BATCH, sp.Rational(1, BATCH)):
         hints.append("the 1/N of the mean over the batch")
     if net.loss.reduction == "mean" and outputs > 1 and abs(k) in (outputs, sp.Rational(1, outputs)):
         hints.append(f"the 1/{outputs} of the mean over the outputs")
-    if abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)):
+    if abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)) and squared:
         hints.append("both the 2 of the square and the 1/N of the mean")
     sign = "the negative of " if k < 0 else ""
     text = f"constant factor: yours is {sign}{abs(k)} times the gradient"

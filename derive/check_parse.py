@@ -512,7 +512,8 @@ class Parser:
             prime = True
         if norm.endswith("prime") and norm[:-5] in ACTIVATION_ALIASES:
             norm, prime = norm[:-5], True
-        if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"):
+        if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"
+                                   or (prime and re.fullmatch(r"[a-z]+", norm))):
             self.take()
             arg = self.expr()
             self.expect("op", ")")

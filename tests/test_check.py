@@ -193,3 +193,15 @@ def test_a_wide_network_is_checked_quickly_at_its_real_widths():
     wrong = check(derivation(spec), "delta1", "(W2.T @ delta2) * sigmoid_prime(z1)")
     assert "wrong activation derivative" in wrong.diagnosis
     assert time.monotonic() - start < 20
+
+
+def test_a_formula_activation_and_an_identity_hidden_layer():
+    mish = derivation("2 -> 3 [z*tanh(log(1+exp(z)))] -> 1 ; mse")
+    assert check(mish, "delta1", r"(W_2^T \delta_2) \odot f'(z_1)").equal
+    plain = derivation("2 -> 3 -> 1 ; mse")
+    assert check(plain, "W2", r"\delta_2 h_1^T").equal and check(plain, "h1", "W2.T @ delta2").equal
+
+
+def test_factor_hints_fit_the_loss():
+    bce = check(derivation("2 -> 3 tanh -> 2 sigmoid ; bce"), "W2", "(yhat - y) @ h1.T")
+    assert "1/2 of the mean over the outputs" in bce.diagnosis and "square" not in bce.diagnosis
