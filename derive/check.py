@@ -12,7 +12,11 @@ Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns``
 samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
 generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
 the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
-numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``).
+numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``); ``h_l`` and
+``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\hat y`` for the last); ``N`` and
+``m`` are the batch size. ``\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
+sample). ``f'(z_l)`` (also ``g``, ``\phi``) is layer l's own activation derivative; a named one
+(``\sigma'``, ``relu'``, ``tanh'``) that is not layer l's is the diagnosis "wrong activation derivative".
 """
 import math
 import random
@@ -473,7 +477,7 @@ class Checker:
             return False
         try:
             env = self.evaluate_steps(leaves)
-            x, y = explicit(a, env), explicit(b, env)
+            x, y = sp.Matrix(sp.Matrix([explicit(a, env)])), sp.Matrix(sp.Matrix([explicit(b, env)]))
         except Exception:  # symbolic evaluation can fail on exotic formulas; the numeric check decides
             return False
         deadline = time.monotonic() + PROOF_SECONDS
