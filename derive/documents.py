@@ -5,6 +5,7 @@ numbered equations); each document only lays those blocks out.
 """
 import sympy as sp
 
+from .optim import OPTIMIZERS, SCHEDULES, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
 
 FORM_TITLES = {
@@ -71,6 +72,33 @@ def outline(derivation, latex: bool):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             reason = step.explain({k: math(v) for k, v in names.items()})
             yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
+    yield from training_outline(net, latex)
+
+
+def training_outline(net, latex: bool):
+    """The optimizer's and the schedule's update rules, when the spec chooses them."""
+    if not net.tables:
+        return
+    settings = validate(net.tables)
+    opt = settings["optimizer"]
+    kind = OPTIMIZERS[opt["type"]]
+    yield "heading", "Training"
+    values = ", ".join(f"{k} = {v}" for k, v in opt.items() if k != "type")
+    yield "para", f"Optimizer: {kind.torch_name} ({values}), as torch.optim.{kind.torch_name} updates each parameter:"
+    if latex:
+        yield "display", list(kind.equations)
+    schedule = settings["schedule"]
+    if schedule:
+        skind = SCHEDULES[schedule["type"]]
+        values = ", ".join(f"{k} = {v}" for k, v in schedule.items() if k != "type")
+        yield "para", (f"Learning-rate schedule: {skind.torch_name} ({values}), stepped once per epoch e"
+                       + (", after a linear warm-up that trains epoch e < k at rate r0 (e + 1) / (k + 1)"
+                          if schedule.get("warmup_epochs") else "") + ":")
+        if latex:
+            yield "display", list(skind.equations)
+    train = settings["training"]
+    shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
+    yield "para", f"Training: {shown}."
 
 
 def _distinct_activations(net):
@@ -84,7 +112,7 @@ def _distinct_activations(net):
 
 def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
-                 ("^", r"\^{}"), ("->", r"$\to$")):
+                 ("^", r"\^{}"), ("->", r"$\to$"), ("<", r"$<$"), (">", r"$>$")):
         text = text.replace(a, b)
     return text
 

@@ -13,6 +13,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .errors import ChainruleError, did_you_mean
+from .optim import validate as validate_training_tables
 from .ops.activations import Activation, make_activation
 from .ops.losses import Loss, make_loss
 
@@ -135,6 +136,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
     for key, table in tables.items():
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
+    validate_training_tables(tables)
     return Network(name, inputs, tuple(layers), loss, _penalty(net.get("l1", 0), "[network] l1"),
                    _penalty(net.get("l2", 0), "[network] l2"), str(spec.get("description", "")), source, tables)
 
