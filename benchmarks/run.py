@@ -62,13 +62,16 @@ def print_train_step(section):
     rows = []
     for r in section["rows"]:
         check = "ok" if r["grads_match"] else "MISMATCH"
-        rows.append([r["label"], r["dtype"], r["peer"], seconds(r["median_s"]),
+        rows.append([r["label"], r["dtype"], r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]),
                      f"{r['ratio_to_hand']:.2f}x" if r["ratio_to_hand"] else "-",
                      f"{r['matmul_fraction']:.0%}", f"{check} ({r['grad_rel_error']:.1g})"])
     print(table("1. Train step: forward + loss + all gradients, no update (median; matmul bound = the "
                 "step's matmuls alone / the step)",
-                ["net", "dtype", "peer", "median", "vs hand", "matmul bound", "gradients vs hand f64"], rows)
+                ["net", "dtype", "peer", "median", "CPU time", "vs hand", "matmul bound", "gradients vs hand f64"],
+                rows)
           + skipped_lines(section["skipped"]))
+    print("  CPU time: the process's, per call; comparable between peers only with --threads 1, and never "
+          "for jax.jit, whose thread pool cannot be capped")
     for message in section["mismatches"]:
         print(f"  !!! {message}")
 

@@ -22,19 +22,23 @@ def interleaved(functions: dict, rounds: int, target_seconds: float) -> dict:
 
     Each round visits every function once, starting one further along each time, so a slow
     patch of the machine (another process, a frequency drop) lands on all of them alike.
+    The process's CPU time is kept too: with one thread per library (``--threads 1``) it is the
+    figure a busy machine disturbs least, as time spent waiting for a core is not counted.
     """
     counts = {name: calls_per_sample(fn, target_seconds) for name, fn in functions.items()}
     samples = {name: [] for name in functions}
+    cpu = {name: [] for name in functions}
     names = list(functions)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, count = functions[name], counts[name]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(count):
                 fn()
+            cpu[name].append((time.process_time() - start_cpu) / count)
             samples[name].append((time.perf_counter() - start) / count)
-    return {name: {"median_s": statistics.median(s), "min_s": min(s), "samples": len(s),
-                   "calls_per_sample": counts[name]} for name, s in samples.items()}
+    return {name: {"median_s": statistics.median(s), "min_s": min(s), "cpu_median_s": statistics.median(cpu[name]),
+                   "samples": len(s), "calls_per_sample": counts[name]} for name, s in samples.items()}
 
 
 def median_wall(fn, repeats: int) -> float:

@@ -100,6 +100,7 @@ def run(quick: bool) -> dict:
                 t = times[name]["median_s"]
                 rows.append({"net": net.key, "label": net.label, "dtype": dtype, "peer": name,
                              "median_s": t, "min_s": times[name]["min_s"],
+                             "cpu_median_s": times[name]["cpu_median_s"],
                              "samples": times[name]["samples"],
                              "ratio_to_hand": t / hand if hand else None,
                              "matmul_bound_s": bound, "matmul_fraction": bound / t,
