@@ -126,7 +126,7 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
     if dtype not in DTYPES:
         raise ChainruleError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     net = derivation.network
-    printer = BatchFirstPrinter()
+    printer = BatchFirstPrinter(vectors=[f"b{l}" for l in range(1, len(net.layers) + 1)])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]
     loss_step = next(s for s in steps if s.phase == "loss")

@@ -211,13 +211,14 @@ class BatchFirstPrinter(ElementwisePrinter):
     ``print_value(expr, transposed)`` prints ``exprᵀ`` when ``transposed`` (the target is held
     transposed) and ``expr`` otherwise; the transpose is pushed to the leaves, where a data
     quantity is already stored transposed and a parameter gets ``.T``. ``names`` maps a
-    quantity's key to its variable in code. Vectors with one column (biases and their gradients)
-    are stored 1-D and broadcast as rows.
+    quantity's key to its variable in code; the keys in ``vectors`` (biases) are stored 1-D, as
+    torch stores them, and broadcast as rows.
     """
 
-    def __init__(self, names=None, cse_prefix="t"):
+    def __init__(self, names=None, vectors=(), cse_prefix="t"):
         super().__init__()
         self.names = dict(names or {})
+        self.vectors = frozenset(vectors)
         self.cse_prefix = cse_prefix
         self._transposed = False
         self.preamble = []
@@ -242,7 +243,7 @@ class BatchFirstPrinter(ElementwisePrinter):
     # -- leaves ---------------------------------------------------------------------------------
     def _print_MatrixSymbol(self, expr):
         name = self._name(expr.name)
-        if expr.shape[1] == 1:  # a vector, stored 1-D: broadcasts as a row
+        if expr.name in self.vectors:  # a bias, stored 1-D: broadcasts as a row
             return name if self._transposed else "{}[:, None]".format(name)
         if self._transposed != stored_transposed(expr):
             return "{}.T".format(name)

@@ -1,0 +1,116 @@
+"""Shared helpers for the code-generation tests: load an emitted module, build the same network
+in PyTorch, and compare gradients with central differences."""
+import types
+
+import numpy as np
+
+from codegen.generate import generate
+from derive import derive
+
+
+def load_module(spec, dtype="float64", name="emitted"):
+    """The emitted module of ``spec`` (a spec dict, inline string or path), imported from its text."""
+    source = generate(derive(spec), dtype=dtype)
+    module = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def central_differences(module, params, X, T, eps=1e-6):
+    """dL/dparam for every parameter by central differences, in float64."""
+    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    grads = {}
+    for name, value in params.items():
+        numeric = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            saved = value[i]
+            value[i] = saved + eps
+            up = module.loss(params, X, T)
+            value[i] = saved - eps
+            down = module.loss(params, X, T)
+            value[i] = saved
+            numeric[i] = (up - down) / (2 * eps)
+        grads[name] = numeric
+    return grads
+
+
+def relative_error(a, b) -> float:
+    scale = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+
+
+# -- PyTorch ------------------------------------------------------------------------------------
+
+def torch_activation(act):
+    """The torch function of an Activation, or None for one this helper does not know."""
+    import torch
+    import torch.nn.functional as F
+    params = dict(act.params)
+    table = {
+        "identity": lambda z: z,
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "leaky_relu": lambda z: F.leaky_relu(z, params.get("slope", 0.01)),
+        "elu": lambda z: F.elu(z, params.get("alpha", 1.0)),
+        "softplus": F.softplus,
+        "gelu": F.gelu,
+        "silu": F.silu,
+        "softmax": lambda z: torch.softmax(z, dim=1),
+        "mish": F.mish,
+    }
+    return table.get(act.name)
+
+
+def _fused_loss(network, Z, T):
+    import torch.nn.functional as F
+    if network.loss.name == "cross_entropy":
+        return F.cross_entropy(Z, T)
+    if network.loss.name == "bce":
+        return F.binary_cross_entropy_with_logits(Z, T)
+    return None
+
+
+def torch_loss_and_grads(network, params, X, T):
+    """(loss, grads) of the same network in torch autograd (float64), or None if unsupported."""
+    import torch
+    acts = [torch_activation(layer.activation) for layer in network.layers]
+    if any(a is None for a in acts):
+        return None
+    weights = {k: torch.tensor(np.asarray(v, dtype=np.float64), requires_grad=True) for k, v in params.items()}
+    a = torch.tensor(np.asarray(X, dtype=np.float64))
+    L = len(network.layers)
+    z = None
+    for l, layer in enumerate(network.layers, start=1):
+        z = a @ weights[f"W{l}"].T + weights[f"b{l}"]
+        if l == L and network.loss.fused_with:
+            break
+        new = acts[l - 1](z)
+        a = new + a if layer.residual else new
+    if not network.loss.fused_with and network.layers[-1].residual:
+        return None
+    target = torch.tensor(T) if network.loss.name == "cross_entropy" else torch.tensor(np.asarray(T, dtype=np.float64))
+    value = _fused_loss(network, z, target) if network.loss.fused_with else _plain_loss(network, a, target)
+    if value is None:
+        return None
+    for l in range(1, L + 1):
+        W = weights[f"W{l}"]
+        if network.l2:
+            value = value + network.l2 / 2 * (W ** 2).sum()
+        if network.l1:
+            value = value + network.l1 * W.abs().sum()
+    value.backward()
+    return float(value.detach()), {k: w.grad.numpy() for k, w in weights.items()}
+
+
+def _plain_loss(network, yhat, T):
+    import torch.nn.functional as F
+    loss = network.loss
+    params = dict(loss.params)
+    table = {
+        "mse": lambda: F.mse_loss(yhat, T),
+        "sse_half": lambda: 0.5 * ((yhat - T) ** 2).sum() / T.shape[0],
+        "mae": lambda: F.l1_loss(yhat, T),
+        "huber": lambda: F.huber_loss(yhat, T, delta=params.get("delta", 1.0)),
+    }
+    return table[loss.name]() if loss.name in table else None
