@@ -34,6 +34,7 @@ from .nodes import ColumnNormalize, ElementSum, Pointwise
 from .ops.activations import Z, make_activation
 from .printing import MathLatex, MathText
 
+LEAF_ROLES = ("data", "param", "mask")  # quantities given values, not computed by a step
 BATCH = 3  # N at the checking points: 3, so a missing 1/N is not mistaken for the 2 of a square
 POINTS = 3
 SHOWN_ENTRIES = 40  # a counterexample lists every input up to this many numbers
@@ -131,6 +132,10 @@ class Checker:
             self.grads[f"z{l}"] = (self.view(delta), delta)
             a = yhat if l == L else q.get(f"{self.key('a')}{l}", z)
             self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+            mask = q.get(f"{'M' if self.batch else 'm'}{l}")
+            if mask is not None:
+                self.table[f"m{l}"] = self.table[f"mask{l}"] = self.view(mask)
+                self.shown.append(f"{'M' if self.batch else 'm'}_{l} (dropout mask)")
             self.shown += [f"W_{l}", f"b_{l}"] + ([f"Z_{l}", f"H_{l} (A_{l})", rf"\Delta_{l} (Delta{l})"] if self.batch
                                                  else [f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"])
         for l in range(1, L + 1):
@@ -424,9 +429,13 @@ class Checker:
         """Values for the data and parameters: SymPy symbols (rng None) or NumPy arrays of one-decimal numbers."""
         values = {}
         for q in self.q.values():
-            if q.role not in ("data", "param"):
+            if q.role not in LEAF_ROLES:
                 continue
             rows, cols = (int(s.subs(N, BATCH)) for s in q.symbol.shape)
+            if q.role == "mask" and rng is not None:
+                keep = 1 / (1 - self.net.layers[q.layer - 1].dropout)
+                values[q.symbol] = np.array([[keep * (rng.random() < 0.6) for _ in range(cols)] for _ in range(rows)])
+                continue
             if rng is None:
                 values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Symbol(f"{q.key}_{i}{j}", real=True))
                 continue
@@ -571,6 +580,10 @@ class Checker:
             ratio = self._ratio(mine, expected)
             if ratio is not None and ratio != 1:
                 return _factor_message(ratio, self.net)
+            for l in range(1, self.layers + 1):
+                mask = self.table.get(f"m{l}")
+                if mask is not None and _shape_of(mask) == cs and self.same(sp.HadamardProduct(mine, mask), expected):
+                    return f"missing dropout mask: multiply element-wise by m_{l} (the gradient flows only where a unit was kept)"
             for l, layer in enumerate(self.net.layers, start=1):
                 f = layer.activation
                 if not f.elementwise or f.is_identity:
@@ -623,10 +636,10 @@ class Checker:
         env = self.points()[0]
         inputs = []
         for q in self.q.values():
-            if q.role in ("data", "param"):
+            if q.role in LEAF_ROLES:
                 inputs.append(f"{q.text} = {_fmt(self.numeric(self.view(q), env), self.view(q))}")
         x, y = self.numeric(mine, env), self.numeric(expected, env)
-        if sum(len(self.numeric(self.view(q), env)) for q in self.q.values() if q.role in ("data", "param")) \
+        if sum(len(self.numeric(self.view(q), env)) for q in self.q.values() if q.role in LEAF_ROLES) \
                 <= SHOWN_ENTRIES and len(y) <= SHOWN_ENTRIES:
             return f"at {', '.join(inputs)}: yours = {_fmt(x, mine)}, {label} = {_fmt(y, expected)}"
         worst = max(range(len(y)), key=lambda k: abs(x[k] - y[k]))

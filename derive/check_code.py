@@ -5,7 +5,8 @@ The calling convention, batch-first like the generated module (N samples as rows
     def backward(params, cache, X, T) -> dict:
         params  {"W1": (out, in), "b1": (out,), "W2": ..., ...}      float64 arrays
         cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
-                (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation)
+                (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
+                M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
         X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from .check import BATCH, Checker, _factor_message
+from .check import BATCH, LEAF_ROLES, Checker, _factor_message
 from .errors import ChainruleError
 from .nodes import Pointwise
 
@@ -106,6 +107,8 @@ def _arguments(checker, env):
         cache[f"Z{l}"] = _array(env[q[f"Z{l}"].symbol]).T.tolist()
         if l < len(net.layers):
             cache[f"A{l}"] = _array(env[q.get(f"A{l}", q[f"Z{l}"]).symbol]).T.tolist()
+        if f"M{l}" in q:
+            cache[f"M{l}"] = _array(env[q[f"M{l}"].symbol]).T.tolist()
     cache["Yhat"] = _array(env[q["Yhat"].symbol]).T.tolist()
     return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[q["Y"].symbol]).T.tolist()}
 
@@ -118,13 +121,19 @@ def expected_gradients(checker, env):
     return out
 
 
-def _without_derivative(checker, layer):
-    """The batch steps' values with layer ``layer``'s activation derivative left out of its Δ."""
+def _without(checker, layer, what):
+    """Overrides that leave layer ``layer``'s activation derivative (or dropout mask) out of its Δ."""
     key = f"Delta{layer}"
     step = next(s for s in checker.sweep.steps if s.target.key == key)
     if not isinstance(step.rhs, sp.HadamardProduct):
         return None
-    kept = [a for a in step.rhs.args if not (isinstance(a, Pointwise) and a.label.endswith("'"))]
+    if what == "mask":
+        def dropped(a):
+            return isinstance(a, sp.MatrixSymbol) and a.name == f"M{layer}"
+    else:
+        def dropped(a):
+            return isinstance(a, Pointwise) and a.label.endswith("'")
+    kept = [a for a in step.rhs.args if not dropped(a)]
     if len(kept) == len(step.rhs.args):
         return None
     rhs = kept[0] if len(kept) == 1 else sp.HadamardProduct(*kept)
@@ -185,14 +194,14 @@ def judge(name, got_by_case, want_by_case, alternatives) -> str:
             return "missing sum over the batch: yours has one row per sample; sum it with axis=0"
     if got0.shape != want0.shape:
         return f"wrong shape: yours is {got0.shape}, dL/d{name} is {want0.shape}"
+    for label, alt_by_case in alternatives:
+        if all(_close(g, a[name]) for g, a in zip(got_by_case, alt_by_case)):
+            return label
     big = np.unravel_index(np.argmax(np.abs(want0)), want0.shape)
     if abs(want0[big]) > 1e-12:
         k = sp.nsimplify(float(got0[big] / want0[big]), rational=True, tolerance=1e-7)
         if k != 1 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in pairs):
             return _factor_message(k, _NET[0])
-    for label, alt_by_case in alternatives:
-        if all(_close(g, a[name]) for g, a in zip(got_by_case, alt_by_case)):
-            return label
     return "no single usual mistake (transpose, sign, factor, activation derivative, sum) explains the difference"
 
 
@@ -217,13 +226,14 @@ def check_code(derivation, target: str, timeout: float = 20.0):
         return [header, f"  {what}: {error[-1] if error else ''}"] + [f"    {line}" for line in error[-4:-1]], 1
     alternatives = []
     for l, layer in enumerate(derivation.network.layers, start=1):
-        overrides = _without_derivative(checker, l)
-        if overrides:
-            values = [expected_gradients(checker, checker.evaluate_steps(
-                {s: env[s] for s in env if checker.q.get(getattr(s, "name", "")) is not None
-                 and checker.q[s.name].role in ("data", "param")}, overrides)) for _, _, env in prepared]
-            alternatives.append((f"missing activation derivative: Δ{l} needs ⊙ {layer.activation.name}'(Z{l})",
-                                 values))
+        for what, label in (("mask", f"missing dropout mask: Δ{l} needs ⊙ M{l}"),
+                            ("derivative", f"missing activation derivative: Δ{l} needs ⊙ {layer.activation.name}'(Z{l})")):
+            overrides = _without(checker, l, what)
+            if overrides:
+                values = [expected_gradients(checker, checker.evaluate_steps(
+                    {s: env[s] for s in env if checker.q.get(getattr(s, "name", "")) is not None
+                     and checker.q[s.name].role in LEAF_ROLES}, overrides)) for _, _, env in prepared]
+                alternatives.append((label, values))
     lines, worst, wrong_above = [header], 0, []
     for param in reversed(derivation.network.param_names):
         got = [_lookup(result, param) for result in report["results"]]

@@ -205,3 +205,10 @@ def test_a_formula_activation_and_an_identity_hidden_layer():
 def test_factor_hints_fit_the_loss():
     bce = check(derivation("2 -> 3 tanh -> 2 sigmoid ; bce"), "W2", "(yhat - y) @ h1.T")
     assert "1/2 of the mean over the outputs" in bce.diagnosis and "square" not in bce.diagnosis
+
+
+def test_dropout_masks_have_names():
+    d = derivation("2 -> 3 relu dropout=0.5 -> 1 ; mse")
+    assert check(d, "delta1", r"(W_2^T \delta_2) \odot m_1 \odot 1[z_1 > 0]").equal
+    assert check(d, "delta1", "(Delta2 @ W2) * M1 * (Z1 > 0)", "rows").equal
+    assert "missing dropout mask" in check(d, "delta1", r"(W_2^T \delta_2) \odot 1[z_1 > 0]").diagnosis

@@ -84,3 +84,20 @@ def test_a_hang_is_stopped_by_the_time_limit(tmp_path, capsys):
 def test_a_target_that_cannot_be_found_exits_2(capsys, target):
     code, out = run(capsys, SIMPLE, target)
     assert code == 2 and out.err.startswith("chainrule: error: ")
+
+
+def test_dropout_masks_are_in_the_cache_and_a_missing_mask_is_named(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T, use_mask=True):
+            N = X.shape[0]
+            d2 = 2 / N * (cache["Yhat"] - T)
+            d1 = (d2 @ params["W2"]) * (cache["Z1"] > 0) * (cache["M1"] if use_mask else 1)
+            return {"W2": d2.T @ cache["A1"], "b2": d2.sum(axis=0), "W1": d1.T @ X, "b1": d1.sum(axis=0)}
+
+        def no_mask(params, cache, X, T):
+            return backward(params, cache, X, T, use_mask=False)
+    """)
+    spec = "2 -> 3 relu dropout=0.5 -> 1 ; mse"
+    assert run(capsys, spec, f"{path}:backward")[0] == 0
+    code, out = run(capsys, spec, f"{path}:no_mask")
+    assert code == 1 and "dL/dW1: different: missing dropout mask" in out.out
