@@ -34,7 +34,6 @@ from .nodes import ColumnNormalize, ElementSum, Pointwise
 from .ops.activations import Z, make_activation
 from .printing import MathLatex, MathText
 
-LEAF_ROLES = ("data", "param", "mask")  # quantities given values, not computed by a step
 BATCH = 3  # N at the checking points: 3, so a missing 1/N is not mistaken for the 2 of a square
 POINTS = 3
 SHOWN_ENTRIES = 40  # a counterexample lists every input up to this many numbers
@@ -99,6 +98,9 @@ class Checker:
         self.q = self.sweep.quantities
         self.layers = len(self.net.layers)
         self.flags: list = []
+        computed = {step.target.key for step in self.sweep.steps}
+        # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
+        self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
         self._names()
         self._points = None
 
@@ -429,7 +431,7 @@ class Checker:
         """Values for the data and parameters: SymPy symbols (rng None) or NumPy arrays of one-decimal numbers."""
         values = {}
         for q in self.q.values():
-            if q.role not in LEAF_ROLES:
+            if q.key not in self.leaf_keys:
                 continue
             rows, cols = (int(s.subs(N, BATCH)) for s in q.symbol.shape)
             if q.role == "mask" and rng is not None:
@@ -636,10 +638,10 @@ class Checker:
         env = self.points()[0]
         inputs = []
         for q in self.q.values():
-            if q.role in LEAF_ROLES:
+            if q.key in self.leaf_keys:
                 inputs.append(f"{q.text} = {_fmt(self.numeric(self.view(q), env), self.view(q))}")
         x, y = self.numeric(mine, env), self.numeric(expected, env)
-        if sum(len(self.numeric(self.view(q), env)) for q in self.q.values() if q.role in LEAF_ROLES) \
+        if sum(len(self.numeric(self.view(q), env)) for q in self.q.values() if q.key in self.leaf_keys) \
                 <= SHOWN_ENTRIES and len(y) <= SHOWN_ENTRIES:
             return f"at {', '.join(inputs)}: yours = {_fmt(x, mine)}, {label} = {_fmt(y, expected)}"
         worst = max(range(len(y)), key=lambda k: abs(x[k] - y[k]))

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from .check import BATCH, LEAF_ROLES, Checker, _factor_message
+from .check import BATCH, Checker, _factor_message
 from .errors import ChainruleError
 from .nodes import Pointwise
 
@@ -231,8 +231,8 @@ def check_code(derivation, target: str, timeout: float = 20.0):
             overrides = _without(checker, l, what)
             if overrides:
                 values = [expected_gradients(checker, checker.evaluate_steps(
-                    {s: env[s] for s in env if checker.q.get(getattr(s, "name", "")) is not None
-                     and checker.q[s.name].role in LEAF_ROLES}, overrides)) for _, _, env in prepared]
+                    {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides))
+                    for _, _, env in prepared]
                 alternatives.append((label, values))
     lines, worst, wrong_above = [header], 0, []
     for param in reversed(derivation.network.param_names):
