@@ -269,17 +269,20 @@ class Checker:
         return -value
 
     def _bind_add(self, node):
-        return self._combine(node, lambda a, b: a + b)
+        return self._combine(node, subtract=False)
 
     def _bind_sub(self, node):
-        return self._combine(node, lambda a, b: a - b)
+        return self._combine(node, subtract=True)
 
-    def _combine(self, node, op):
+    def _combine(self, node, subtract: bool):
         a, b = (self.bind(x) for x in node.args[:2])
         if _is_matrix(a) or _is_matrix(b):
             a, b = self._broadcast(node, a, b)
-            return sp.MatAdd(a, -b) if op(1, 1) == 0 else sp.MatAdd(a, b)
-        return op(a, b)
+        if isinstance(a, _Ones) or isinstance(b, _Ones):
+            raise ChainruleError(f"a ones vector must be multiplied, not added, in '{node.text}'")
+        if _is_matrix(a):
+            return sp.MatAdd(a, -b if subtract else b)
+        return a - b if subtract else a + b
 
     def _broadcast(self, node, a, b):
         """NumPy's broadcasting of two operands (scalars and 1-wide sides stretch)."""

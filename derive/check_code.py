@@ -176,7 +176,7 @@ def _close(a, b) -> bool:
     return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9)
 
 
-def judge(name, got_by_case, want_by_case, alternatives) -> str:
+def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
     """'' when right, else the diagnosis for one parameter's gradient."""
     want0, got0 = want_by_case[0], got_by_case[0]
     if got0 is None:
@@ -201,11 +201,8 @@ def judge(name, got_by_case, want_by_case, alternatives) -> str:
     if abs(want0[big]) > 1e-12:
         k = sp.nsimplify(float(got0[big] / want0[big]), rational=True, tolerance=1e-7)
         if k != 1 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in pairs):
-            return _factor_message(k, _NET[0])
+            return _factor_message(k, network)
     return "no single usual mistake (transpose, sign, factor, activation derivative, sum) explains the difference"
-
-
-_NET = [None]
 
 
 def check_code(derivation, target: str, timeout: float = 20.0):
@@ -213,7 +210,6 @@ def check_code(derivation, target: str, timeout: float = 20.0):
     path, name = _split_target(target)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
-    _NET[0] = derivation.network
     prepared = cases(checker)
     report = run_child(path, name, [args for args, _, _ in prepared], timeout)
     if report.get("stage") == "missing":
@@ -238,7 +234,7 @@ def check_code(derivation, target: str, timeout: float = 20.0):
     for param in reversed(derivation.network.param_names):
         got = [_lookup(result, param) for result in report["results"]]
         want = [expected for _, expected, _ in prepared]
-        verdict = judge(param, got, [w[param] for w in want], alternatives)
+        verdict = judge(param, got, [w[param] for w in want], alternatives, derivation.network)
         if not verdict:
             lines.append(f"  dL/d{param}: correct")
             continue

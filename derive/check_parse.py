@@ -348,7 +348,7 @@ class Parser:
         if value in ("hat", "widehat"):
             base = self.braced_word()
             return self.name_rest([base, "hat"], start)
-        if value == "mathbb" or (value == "mathbf" and False):
+        if value == "mathbb":
             word = self.braced_word()
             if word != "1":
                 raise ChainruleError(f"\\mathbb{{{word}}} is not understood; the indicator is \\mathbb{{1}}[z > 0]")
