@@ -15,10 +15,10 @@ becomes :class:`Softplus`, ``1 / (1 + e^-u)`` becomes :class:`Sigmoid`, and each
 """
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
-from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
+from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
-from derive.nodes import ColumnNormalize, ElementSum, Pointwise
+from derive.nodes import Pointwise
 
 #: Helper functions the emitted module defines when a printed expression calls them.
 HELPERS = ("_erf", "_softmax")
@@ -197,12 +197,12 @@ class ElementwisePrinter(NumPyPrinter):
         return "np.logaddexp(0, {})".format(self._print(expr.args[0]))
 
 
+_N = sp.Symbol("N", integer=True, positive=True)  # the batch size, as derive.chain names it
+
+
 def stored_transposed(matrix) -> bool:
     """A quantity with one column per sample is held transposed (batch-first) in code."""
     return getattr(matrix, "shape", (0, 0))[1] == _N
-
-
-_N = sp.Symbol("N", integer=True, positive=True)
 
 
 class BatchFirstPrinter(ElementwisePrinter):

@@ -2,8 +2,9 @@
 """binary: the network 4 -> 8 tanh -> 1 sigmoid ; bce, its gradients and training in NumPy alone.
 
 Spec: generated/specs/binary.toml
-Binary classification: a sigmoid output with binary cross-entropy, computed on the logits.
 Regenerate with: chainrule generate generated/specs/binary.toml -o generated/binary.py
+
+Binary classification: a sigmoid output with binary cross-entropy, computed on the logits.
 
 Batch-first, as PyTorch: X is (N, 4), the output (N, 1); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

@@ -2,8 +2,9 @@
 """digits: the network 64 -> 128 relu -> 10 softmax ; cross_entropy, its gradients and training in NumPy alone.
 
 Spec: generated/specs/digits.toml
-8x8 digit images (64 pixels) to 10 classes: softmax with cross-entropy.
 Regenerate with: chainrule generate generated/specs/digits.toml -o generated/digits.py
+
+8x8 digit images (64 pixels) to 10 classes: softmax with cross-entropy.
 
 Batch-first, as PyTorch: X is (N, 64), the output (N, 10); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

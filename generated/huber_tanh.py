@@ -2,8 +2,9 @@
 """huber_tanh: the network 3 -> 6 tanh -> 6 tanh -> 2 identity ; huber, its gradients and training in NumPy alone.
 
 Spec: generated/specs/huber_tanh.toml
-Regression with tanh hidden units and the Huber loss.
 Regenerate with: chainrule generate generated/specs/huber_tanh.toml -o generated/huber_tanh.py
+
+Regression with tanh hidden units and the Huber loss.
 
 Batch-first, as PyTorch: X is (N, 3), the output (N, 2); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

@@ -2,8 +2,9 @@
 """mish: the network 3 -> 5 mish -> 1 identity ; mse, its gradients and training in NumPy alone.
 
 Spec: generated/specs/mish.toml
-A user-defined activation, mish(z) = z tanh(softplus(z)); SymPy derives its derivative.
 Regenerate with: chainrule generate generated/specs/mish.toml -o generated/mish.py
+
+A user-defined activation, mish(z) = z tanh(softplus(z)); SymPy derives its derivative.
 
 Batch-first, as PyTorch: X is (N, 3), the output (N, 1); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

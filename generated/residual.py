@@ -2,8 +2,9 @@
 """residual: the network 4 -> 4 tanh residual -> 4 tanh residual -> 2 identity ; mse, its gradients and training in NumPy alone.
 
 Spec: generated/specs/residual.toml
-Two residual tanh blocks: a' = tanh(W a + b) + a, so gradients reach a by two paths.
 Regenerate with: chainrule generate generated/specs/residual.toml -o generated/residual.py
+
+Two residual tanh blocks: a' = tanh(W a + b) + a, so gradients reach a by two paths.
 
 Batch-first, as PyTorch: X is (N, 4), the output (N, 2); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

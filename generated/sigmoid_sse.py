@@ -2,8 +2,9 @@
 """sigmoid_sse: the network 3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half, its gradients and training in NumPy alone.
 
 Spec: generated/specs/sigmoid_sse.toml
-The classic textbook network: sigmoid units everywhere, half the sum of squared errors.
 Regenerate with: chainrule generate generated/specs/sigmoid_sse.toml -o generated/sigmoid_sse.py
+
+The classic textbook network: sigmoid units everywhere, half the sum of squared errors.
 
 Batch-first, as PyTorch: X is (N, 3), the output (N, 2); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

@@ -2,8 +2,9 @@
 """simple_nn: the network 2 -> 2 relu -> 1 identity ; mse, its gradients and training in NumPy alone.
 
 Spec: generated/specs/simple_nn.toml
-The seeds' SimpleNN: 2 inputs, 2 ReLU units, 1 linear output, mean squared error.
 Regenerate with: chainrule generate generated/specs/simple_nn.toml -o generated/simple_nn.py
+
+The seeds' SimpleNN: 2 inputs, 2 ReLU units, 1 linear output, mean squared error.
 
 Batch-first, as PyTorch: X is (N, 2), the output (N, 1); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line

@@ -93,6 +93,7 @@ def test_activation_loss_pair(act_name, loss_name):
 
 @pytest.mark.parametrize("spec", [
     "3 -> 3 tanh residual -> 3 relu residual -> 2 ; mse",
+    "3 -> 3 tanh residual -> 3 silu residual ; sse_half",
     "3 -> 3 identity residual -> 3 sigmoid residual -> 1 sigmoid ; bce",
     "4 -> 4 elu residual -> 3 softmax ; cross_entropy ; l2=0.01",
     "3 -> 3 [z*tanh(log(1+exp(z)))] residual -> 2 ; huber(delta=0.5) ; l1=0.01",
