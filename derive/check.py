@@ -13,15 +13,17 @@ samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (ba
 generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
 the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
 numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``); ``h_l`` and
-``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\hat y`` for the last); ``N`` and
-``m`` are the batch size. ``\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
-sample). ``f'(z_l)`` (also ``g``, ``\phi``) is layer l's own activation derivative; a named one
-(``\sigma'``, ``relu'``, ``tanh'``) that is not layer l's is the diagnosis "wrong activation derivative".
+``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\\hat y`` for the last); ``N`` and
+``m`` are the batch size. ``\\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
+sample). ``f'(z_l)`` (also ``g``, ``\\phi``) is layer l's own activation derivative; a named one
+(``\\sigma'``, ``relu'``, ``tanh'``) that is not layer l's is the diagnosis "wrong activation derivative".
 """
 import math
 import random
 import re
+import sys
 import time
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -1020,7 +1022,15 @@ def cli_check_code(args) -> int:
     return run(args)
 
 
-# ``derive.check`` may name this function (exported by the package) or this module; both spellings work.
+class _CallableModule(types.ModuleType):
+    """``derive.check`` is this module once it is imported, and the package exports the function
+    ``check`` under the same name; calling the module calls the function, so both spellings work."""
+
+    def __call__(self, *args, **kwargs):
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 check.accepted_names = accepted_names
 check.cli_check = cli_check
 check.cli_check_code = cli_check_code

@@ -212,3 +212,11 @@ def test_dropout_masks_have_names():
     assert check(d, "delta1", r"(W_2^T \delta_2) \odot m_1 \odot 1[z_1 > 0]").equal
     assert check(d, "delta1", "(Delta2 @ W2) * M1 * (Z1 > 0)", "rows").equal
     assert "missing dropout mask" in check(d, "delta1", r"(W_2^T \delta_2) \odot 1[z_1 > 0]").diagnosis
+
+
+def test_derive_check_is_callable_and_lists_names_whichever_object_it_is():
+    import derive
+    d = derivation(SIMPLE)
+    for _ in range(2):  # the first access imports the module, the second finds it
+        assert derive.check(d, "W2", "delta2 @ h1.T").equal
+        assert "W_1" in derive.check.accepted_names(d, "sample")
