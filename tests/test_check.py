@@ -220,3 +220,11 @@ def test_derive_check_is_callable_and_lists_names_whichever_object_it_is():
     for _ in range(2):  # the first access imports the module, the second finds it
         assert derive.check(d, "W2", "delta2 @ h1.T").equal
         assert "W_1" in derive.check.accepted_names(d, "sample")
+
+
+def test_a_file_line_that_cannot_be_read_gives_exit_2(tmp_path, capsys):
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("W2 = delta2 @ h1.T\nW1 = delta1 @ q.T\n")
+    assert main(["check", SIMPLE, "--file", str(mixed)]) == 2
+    out = capsys.readouterr().out
+    assert "line 1: dL/dW2: correct" in out and "line 2: not understood: unknown name 'q'" in out
