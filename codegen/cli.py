@@ -29,12 +29,12 @@ def _generate(args) -> int:
 
 
 def _check(args) -> int:
-    from derive.check import cli_check
+    from derive.checking import cli_check
     return cli_check(args)
 
 
 def _check_code(args) -> int:
-    from derive.check import cli_check_code
+    from derive.checking import cli_check_code
     return cli_check_code(args)
 
 

@@ -8,7 +8,7 @@ import importlib
 _EXPORTS = {
     "ChainruleError": "errors", "Derivation": "chain", "Step": "chain", "derive": "chain",
     "Layer": "spec", "Network": "spec", "build": "spec", "from_dict": "spec", "load": "spec",
-    "parse_inline": "spec", "check": "check",
+    "parse_inline": "spec", "check": "checking",
 }
 __all__ = sorted(_EXPORTS)
 

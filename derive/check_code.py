@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from .check import BATCH, Checker, _factor_message
+from .checking import BATCH, Checker, _factor_message
 from .errors import ChainruleError
 from .nodes import Pointwise
 

@@ -448,7 +448,7 @@ class Parser:
             else:
                 k, v, _, _ = self.take()
                 if k != "id" or not v.startswith("d"):
-                    raise ChainruleError(f"dL/ must be followed by d and a name, like dL/dW2")
+                    raise ChainruleError("dL/ must be followed by d and a name, like dL/dW2")
                 name = self.name_rest([v[1:]], self.start()) if len(v) > 1 else self.identifier(self.start())
             if name.kind != "name":
                 raise ChainruleError("dL/d must be followed by a name, like dL/dW2")

@@ -7,7 +7,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .nodes import ColumnNormalize, ElementSum, Pointwise
+from .nodes import ElementSum
 from .ops.activations import Z
 from .ops.losses import Y, YHAT
 

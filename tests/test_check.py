@@ -3,7 +3,7 @@ import pytest
 
 from codegen.cli import main
 from derive import derive
-from derive.check import accepted_names, check, read_equations
+from derive.checking import accepted_names, check, read_equations
 
 SIMPLE = "2 -> 2 relu -> 1 ; mse"
 SIGMOID = "3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half"
@@ -219,7 +219,7 @@ def test_derive_check_is_callable_and_lists_names_whichever_object_it_is():
     d = derivation(SIMPLE)
     for _ in range(2):  # the first access imports the module, the second finds it
         assert derive.check(d, "W2", "delta2 @ h1.T").equal
-        assert "W_1" in derive.check.accepted_names(d, "sample")
+        assert "W_1" in accepted_names(d, "sample")
 
 
 def test_a_file_line_that_cannot_be_read_gives_exit_2(tmp_path, capsys):

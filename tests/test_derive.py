@@ -67,8 +67,7 @@ def test_the_proof_catches_a_wrong_step():
     derivation = derive.derive("2 -> 2 tanh -> 1 ; mse")
     for steps in (derivation.sample_steps, derivation.steps):
         i = next(i for i, s in enumerate(steps) if s.target.key == "dL_dW1")
-        wrong = steps[i].rhs.args[0].T if False else 2 * steps[i].rhs
-        steps[i] = type(steps[i])(**{**steps[i].__dict__, "rhs": wrong})
+        steps[i] = dataclasses.replace(steps[i], rhs=steps[i].rhs.T)  # a transpose forgotten
     report = verify(derivation)
     assert not report.ok
     assert {p.target for p in report.failures()} == {"dL/dW1"}

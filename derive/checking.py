@@ -21,9 +21,7 @@ sample). ``f'(z_l)`` (also ``g``, ``\\phi``) is layer l's own activation derivat
 import math
 import random
 import re
-import sys
 import time
-import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -1020,18 +1018,3 @@ def cli_check(args) -> int:
 def cli_check_code(args) -> int:
     from .check_code import cli_check_code as run
     return run(args)
-
-
-class _CallableModule(types.ModuleType):
-    """``derive.check`` is this module once it is imported, and the package exports the function
-    ``check`` under the same name; calling the module calls the function, so both spellings work."""
-
-    def __call__(self, *args, **kwargs):
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-check.accepted_names = accepted_names
-check.cli_check = cli_check
-check.cli_check_code = cli_check_code
-check.CheckResult = CheckResult
