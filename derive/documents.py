@@ -5,6 +5,7 @@ numbered equations); each document only lays those blocks out.
 """
 import sympy as sp
 
+from .checking import accepted_names
 from .optim import OPTIMIZERS, SCHEDULES, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
 
@@ -72,6 +73,10 @@ def outline(derivation, latex: bool):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             reason = step.explain({k: math(v) for k, v in names.items()})
             yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
+    yield "heading", "Checking your own derivation"
+    yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
+                   "with these steps; in the per-sample convention it reads these names: "
+                   + "; ".join(accepted_names(derivation, "sample")) + ".")
     yield from training_outline(net, latex)
 
 
