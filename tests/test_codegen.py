@@ -97,8 +97,11 @@ def test_activation_loss_pair(act_name, loss_name):
     "3 -> 3 identity residual -> 3 sigmoid residual -> 1 sigmoid ; bce",
     "4 -> 4 elu residual -> 3 softmax ; cross_entropy ; l2=0.01",
     "3 -> 3 [z*tanh(log(1+exp(z)))] residual -> 2 ; huber(delta=0.5) ; l1=0.01",
+    "2 -> 3 tanh -> 2 ; [(yhat-y)**4/4]",
+    "2 -> 3 leaky_relu(slope=0.2) -> 2 elu(alpha=0.5) ; huber(delta=2)",
+    "1 -> 1 sigmoid -> 1 ; mae",
 ])
-def test_residual_and_penalties(spec):
+def test_residual_penalties_parameters_formulas(spec):
     check_gradients(spec)
 
 
@@ -106,11 +109,15 @@ ELEMENTWISE = sorted(name for name, kind in ACTIVATIONS.items() if kind.elementw
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 4), st.lists(st.tuples(st.integers(1, 4), st.sampled_from(ELEMENTWISE)), min_size=1, max_size=3),
+@given(st.integers(1, 4), st.lists(st.tuples(st.integers(1, 4), st.sampled_from(ELEMENTWISE), st.booleans()),
+                                    min_size=1, max_size=3),
        st.sampled_from(sorted(LOSSES)), st.integers(0, 2 ** 16))
 def test_random_networks(inputs, hidden, loss_name, seed):
     loss = LOSSES[loss_name]
-    layers = [{"units": u, "activation": a} for u, a in hidden]
+    layers, width = [], inputs
+    for units, act, residual in hidden:  # a residual layer keeps its input's width
+        layers.append({"units": width if residual else units, "activation": act, "residual": residual})
+        width = layers[-1]["units"]
     out = loss.fused_with or "identity"
     layers.append({"units": 3 if out == "softmax" else 2, "activation": out})
     check_gradients({"name": "random", "network": {"inputs": inputs, "layers": layers, "loss": loss_name}}, seed=seed)
