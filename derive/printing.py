@@ -12,11 +12,11 @@ from .ops.activations import Z
 from .ops.losses import Y, YHAT
 
 
-class MathLatex(LatexPrinter):
-    """LaTeX with the derivation's own names for its matrices, ``\\odot`` and ``^\\top``."""
+class _Named:
+    """What both notations share: the derivation's names for its matrices and the order of sums."""
 
-    def __init__(self, names: dict):
-        super().__init__({"mul_symbol": None})
+    def __init__(self, names: dict, settings=None):
+        super().__init__(settings or {})
         self.names = names
 
     def _print_MatrixSymbol(self, expr):
@@ -25,13 +25,34 @@ class MathLatex(LatexPrinter):
     def _as_ordered_terms(self, expr, order=None):
         return _ordered(expr, super()._as_ordered_terms(expr, order))
 
+    def _print_MatAdd(self, expr):
+        terms = _positive_first(expr.args)
+        text = self._print(terms[0])
+        for term in terms[1:]:
+            printed = self._print(term)
+            text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
+        return text
+
+    def _matmul_parts(self, expr):
+        """(coefficient, the matrix factors printed, sums and products in parentheses)."""
+        coeff, factors = expr.as_coeff_matrices()
+        grouped = (sp.MatAdd, sp.HadamardProduct)
+        return coeff, " ".join(self._paren(f) if isinstance(f, grouped) else self._print(f) for f in factors)
+
+
+class MathLatex(_Named, LatexPrinter):
+    """LaTeX with the derivation's own names for its matrices, ``\\odot`` and ``^\\top``."""
+
+    def __init__(self, names: dict):
+        super().__init__(names, {"mul_symbol": None})
+
     def _print_Symbol(self, expr, style="plain"):
         return self.names.get(expr.name) or super()._print_Symbol(expr)
 
     def _print_Transpose(self, expr):
-        return self.parenthesize_matrix(expr.arg) + r"^{\top}"
+        return self._paren(expr.arg) + r"^{\top}"
 
-    def parenthesize_matrix(self, expr):
+    def _paren(self, expr):
         text = self._print(expr)
         if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) or (
                 isinstance(expr, sp.MatrixExpr) and expr.could_extract_minus_sign()):
@@ -39,7 +60,7 @@ class MathLatex(LatexPrinter):
         return text
 
     def _print_HadamardProduct(self, expr):
-        return r" \odot ".join(self.parenthesize_matrix(a) for a in expr.args)
+        return r" \odot ".join(self._paren(a) for a in expr.args)
 
     def _print_Mul(self, expr):
         r"""``\frac{1}{N} \sum ...`` rather than one fraction over the whole sum."""
@@ -50,25 +71,10 @@ class MathLatex(LatexPrinter):
         return f"{self._print(factor)} {' '.join(self._print(f) for f in sums)}"
 
     def _print_MatMul(self, expr):
-        coeff, factors = expr.as_coeff_matrices()
-        parts = [self.parenthesize_matrix(f) if isinstance(f, (sp.MatAdd, sp.HadamardProduct)) else self._print(f)
-                 for f in factors]
-        body = " ".join(parts)
+        coeff, body = self._matmul_parts(expr)
         if coeff == 1:
             return body
-        if coeff == -1:
-            return "-" + body
-        if len(factors) == 1 and isinstance(factors[0], sp.MatAdd):
-            return self._print(coeff) + " " + body
-        return self._print(coeff) + " " + body
-
-    def _print_MatAdd(self, expr):
-        terms = _positive_first(expr.args)
-        text = self._print(terms[0])
-        for term in terms[1:]:
-            printed = self._print(term)
-            text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
-        return text
+        return ("-" if coeff == -1 else self._print(coeff) + " ") + body
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}_{N}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}_{N}"
@@ -101,21 +107,11 @@ def _placeholders(expr, printer, suffix=""):
     return out
 
 
-class MathText(StrPrinter):
+class MathText(_Named, StrPrinter):
     """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``."""
-
-    def __init__(self, names: dict):
-        super().__init__()
-        self.names = names
-
-    def _print_MatrixSymbol(self, expr):
-        return self.names.get(expr.name, expr.name)
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name) or expr.name
-
-    def _as_ordered_terms(self, expr, order=None):
-        return _ordered(expr, super()._as_ordered_terms(expr, order))
 
     def _print_Abs(self, expr):
         return f"|{self._print(expr.args[0])}|"
@@ -135,22 +131,12 @@ class MathText(StrPrinter):
         return " ⊙ ".join(self._paren(a) for a in expr.args)
 
     def _print_MatMul(self, expr):
-        coeff, factors = expr.as_coeff_matrices()
-        body = " ".join(self._paren(f) if isinstance(f, (sp.MatAdd, sp.HadamardProduct)) else self._print(f)
-                        for f in factors)
+        coeff, body = self._matmul_parts(expr)
         if coeff == 1:
             return body
         if coeff == -1:
             return "-" + body
         return f"{self._print(coeff)}·{body}" if coeff.is_Rational else f"({self._print(coeff)})·{body}"
-
-    def _print_MatAdd(self, expr):
-        terms = _positive_first(expr.args)
-        text = self._print(terms[0])
-        for term in terms[1:]:
-            printed = self._print(term)
-            text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
-        return text
 
     def _print_OneMatrix(self, expr):
         return "1ᵀ" if expr.shape[0] == 1 else "1"
