@@ -72,6 +72,9 @@ def print_train_step(section):
           + skipped_lines(section["skipped"]))
     print("  CPU time: the process's, per call; comparable between peers only with --threads 1, and never "
           "for jax.jit, whose thread pool cannot be capped")
+    if any(r["matmul_fraction"] > 1.05 for r in section["rows"]):
+        print("  note: a matmul bound above 100 % means the matmuls alone ran slower than the whole step, so the "
+              "machine was disturbed while sampling; rerun, or use --threads 1 and read the CPU time")
     for message in section["mismatches"]:
         print(f"  !!! {message}")
 
