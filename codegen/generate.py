@@ -16,7 +16,10 @@ from derive.nodes import ElementSum
 from derive.ops.activations import Z
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 
+from derive.optim import init_scheme, validate
+
 from .env import ENV
+from .optim import render_optim
 from .numpy_printer import HELPERS, BatchFirstPrinter, stabilize, stored_transposed
 
 #: The first line of every generated module; a file that starts otherwise is not overwritten.
@@ -91,41 +94,39 @@ def _setup(params, cache, lines, batch) -> list:
     return out
 
 
-def _command(source: str, output, dtype: str) -> str:
+def _command(source: str, output, dtype: str, flags=()) -> str:
     parts = ["chainrule", "generate", shlex.quote(source)]
     if output:
         parts += ["-o", shlex.quote(Path(output).as_posix())]
     if dtype != "float64":
         parts += ["--dtype", dtype]
-    return " ".join(parts)
+    return " ".join(parts + [shlex.quote(flag) for flag in flags])
 
 
 def _summary(net) -> str:
     """``2 -> 2 relu -> 1 identity ; mse``: the architecture in the inline spec's words."""
     layers = [f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
-              for layer in net.layers]
+              + (f" dropout={layer.dropout:g}" if layer.dropout else "") for layer in net.layers]
     return " -> ".join([str(net.inputs)] + layers) + f" ; {net.loss.name}"
 
 
-def _optim_source(network):
-    """The optimizer, schedule and clipping source, or None when codegen.optim is unavailable."""
-    try:
-        from derive.optim import validate
-        from codegen.optim import render_optim
-    except ImportError:
-        return None, None
-    settings = validate(network.tables)
-    return render_optim(settings, header=False), settings["training"]
+def _init(net, training) -> list:
+    """(layer, scheme, gain, activation name) of every layer, as ``init_params`` draws its weights."""
+    return [(l, *init_scheme(layer.activation, training.get("init")), layer.activation.name)
+            for l, layer in enumerate(net.layers, start=1)]
 
 
-def generate(derivation, dtype: str = "float64", output=None) -> str:
+def generate(derivation, dtype: str = "float64", output=None, tables=None, flags=()) -> str:
     """Source of a standalone NumPy module implementing ``derivation`` (its batch-form steps).
 
-    ``output`` is only named in the docstring's regenerate command.
+    ``tables`` (raw [optimizer]/[schedule]/[training]) replaces the spec's own; ``output`` and
+    ``flags`` (the command-line options that made ``tables``) only appear in the docstring's
+    regenerate command.
     """
     if dtype not in DTYPES:
         raise ChainruleError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     net = derivation.network
+    settings = validate(net.tables if tables is None else tables)
     printer = BatchFirstPrinter(vectors=[f"b{l}" for l in range(1, len(net.layers) + 1)])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]
@@ -147,7 +148,9 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
     params = net.param_names
     backward_free = set().union(*(_free_keys(s.rhs) for s in backward))
     loss_free = _free_keys(loss_rhs) - ({lse[0]} if lse else set())
-    cache = [k for k in forward_keys if k in backward_free | loss_free]
+    masks = [(q.key, net.layers[q.layer - 1].dropout) for q in derivation.batch.quantities.values()
+             if q.role == "mask"]
+    cache = [k for k in forward_keys if k in backward_free | loss_free] + [k for k, _ in masks]
     widths = net.widths
     L = len(net.layers)
     shapes = []
@@ -156,7 +159,6 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, _code_name(f"dL_d{p}")) for p in params]
     source = net.source or net.name
-    optim_source, training = _optim_source(net)
     all_lines = forward_lines + loss_lines + backward_lines
     context = dict(
         header=HEADER,
@@ -164,7 +166,7 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
         summary=_summary(net),
         description=net.description,
         source=source,
-        command=_command(source, output, dtype),
+        command=_command(source, output, dtype, flags),
         dtype=dtype,
         inputs=net.inputs,
         outputs=net.outputs,
@@ -173,7 +175,9 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
         target_kind=kind,
         loss_name=net.loss.name,
         forward_lines=forward_lines,
-        forward_setup=_setup(params, [], forward_lines, "X"),
+        forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks] + _setup(params, [], forward_lines, "X"),
+        masks=masks,
+        init=_init(net, settings["training"]),
         output=_code_name(forward_keys[-1]),
         cache=cache,
         loss_lines=loss_lines,
@@ -183,8 +187,8 @@ def generate(derivation, dtype: str = "float64", output=None) -> str:
         grads=grads,
         helpers=sorted(h for h in printer.helpers if h in HELPERS + ("_logsumexp",)),
         uses_math=_uses(all_lines, "_erf"),
-        optim_source=optim_source,
-        training=training,
+        optim_source=render_optim(settings, header=False),
+        training=settings["training"],
     )
     return ENV.get_template("module.py.jinja").render(**context)
 

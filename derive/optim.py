@@ -18,6 +18,10 @@ into settings with every default filled in::
      "training": {"epochs": 20, "batch_size": 32, "clip_norm": None, "clip_value": None,
                   "patience": None, "seed": 0}}
 
+``[training] init`` names a weight initialization of ``INITS``; the settings carry ``"init"`` only
+when the spec gives it, and ``init_scheme(activation, init)`` resolves it (or, without it, the
+default for the layer's activation) to a scheme and a gain per layer.
+
 Schedules are stepped once per epoch. ``cyclic`` is CyclicLR with ``cycle_momentum=False``:
 the emitted optimizers keep their momentum/betas fixed (torch's default True would also cycle
 them).
@@ -28,6 +32,7 @@ and then runs the schedule from its epoch 0, so the rate climbs in k + 1 equal s
 That is torch's ``SequentialLR([LinearLR(start_factor=1 / (k + 1), total_iters=k), schedule],
 milestones=[k])`` with the schedule constructed first.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -235,6 +240,40 @@ TRAINING_DEFAULTS = dict(epochs=20, batch_size=32, clip_norm=None, clip_value=No
 
 
 # ---------------------------------------------------------------------------------------------
+# Weight initialization, as torch.nn.init draws it (fan_in = columns of W, fan_out = rows).
+# Biases start at zero, except under "torch", nn.Linear's own default.
+# ---------------------------------------------------------------------------------------------
+
+INITS: dict[str, str] = {
+    "xavier_uniform": "xavier_uniform_(gain): U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))",
+    "xavier_normal": "xavier_normal_(gain): N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))",
+    "he_uniform": "kaiming_uniform_(mode='fan_in'): U(-a, a), a = gain * sqrt(3 / fan_in)",
+    "he_normal": "kaiming_normal_(mode='fan_in'): N(0, std^2), std = gain / sqrt(fan_in)",
+    "torch": "nn.Linear's default: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))",
+}
+# The default init of a layer: He for the relu family, Xavier for the rest (tanh, sigmoid, identity,
+# softmax, formulas). Those relu-like activations torch.nn.init has no gain for get relu's sqrt(2).
+RELU_FAMILY = ("relu", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus")
+
+
+def init_gain(activation) -> float:
+    """torch.nn.init.calculate_gain of a layer's activation (1 for one torch does not name)."""
+    if activation.name == "leaky_relu":
+        slope = dict(activation.params).get("slope", 0.01)
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    if activation.name in RELU_FAMILY:
+        return math.sqrt(2.0)
+    return {"tanh": 5.0 / 3}.get(activation.name, 1.0)
+
+
+def init_scheme(activation, init=None) -> tuple:
+    """(scheme, gain) for a layer with ``activation``: ``init`` or the activation's default."""
+    if init is None:
+        init = "he_uniform" if activation.name in RELU_FAMILY else "xavier_uniform"
+    return init, (1.0 if init == "torch" else init_gain(activation))
+
+
+# ---------------------------------------------------------------------------------------------
 # Value rules: hyperparameter name -> (what it must be, test). One rule per name, everywhere.
 # ---------------------------------------------------------------------------------------------
 
@@ -299,6 +338,7 @@ RULES: dict[str, tuple[str, Callable]] = {
     "clip_value": ("a number > 0", _number(lambda v: v > 0)),
     "patience": ("a whole number >= 1", _whole(lambda v: v >= 1)),
     "seed": ("a whole number >= 0", _whole(lambda v: v >= 0)),
+    "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: v in INITS),
 }
 
 
@@ -370,8 +410,11 @@ def validate_schedule(raw) -> dict | None:
 
 def validate_training(raw) -> dict:
     """Normalized [training] settings; ``batch_size`` None means the whole data set per step."""
-    settings = _fill(dict(raw or {}), TRAINING_DEFAULTS, "[training]",
-                     optional=("clip_norm", "clip_value", "patience"))
+    raw = dict(raw or {})
+    settings = _fill(raw, {**TRAINING_DEFAULTS, "init": None}, "[training]",
+                     optional=("clip_norm", "clip_value", "patience", "init"))
+    if "init" not in raw:
+        del settings["init"]  # the per-activation default; see init_scheme
     if settings["clip_norm"] is not None and settings["clip_value"] is not None:
         raise ChainruleError("[training] clip_norm and clip_value exclude each other; keep one")
     if settings["batch_size"] == "full":

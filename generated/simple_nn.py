@@ -23,15 +23,37 @@ PARAM_SHAPES = {
 }
 
 
+#: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
+INIT = {
+    1: ("he_uniform", 1.4142135623730951),  # relu
+    2: ("xavier_uniform", 1.0),  # identity
+}
+
+
 def init_params(seed=0, dtype=DTYPE):
-    """Parameters as torch.nn.Linear initialises them: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """Parameters drawn as torch.nn.init draws them (INIT), fan_in = inputs of the layer; biases
+    zero, except under "torch", nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
     rng = np.random.default_rng(seed)
     params = {}
-    for l in range(1, len(PARAM_SHAPES) // 2 + 1):
-        out, fan_in = PARAM_SHAPES[f"W{l}"]
-        bound = 1.0 / np.sqrt(fan_in)
-        params[f"W{l}"] = rng.uniform(-bound, bound, size=(out, fan_in)).astype(dtype)
-        params[f"b{l}"] = rng.uniform(-bound, bound, size=(out,)).astype(dtype)
+    for l, (scheme, gain) in INIT.items():
+        fan_out, fan_in = PARAM_SHAPES[f"W{l}"]
+        bias = np.zeros(fan_out)
+        if scheme == "xavier_uniform":
+            bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
+            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+        elif scheme == "xavier_normal":
+            weights = rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=(fan_out, fan_in))
+        elif scheme == "he_uniform":
+            bound = gain * np.sqrt(3.0 / fan_in)
+            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+        elif scheme == "he_normal":
+            weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=(fan_out, fan_in))
+        else:  # "torch"
+            bound = 1.0 / np.sqrt(fan_in)
+            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            bias = rng.uniform(-bound, bound, size=(fan_out,))
+        params[f"W{l}"] = weights.astype(dtype)
+        params[f"b{l}"] = bias.astype(dtype)
     return params
 
 
@@ -59,6 +81,8 @@ def _targets(T, n, dtype):
     if T.shape != (n, OUTPUTS):
         raise ValueError(f"T must have shape ({n}, {OUTPUTS}): one row of {OUTPUTS} targets per sample; got shape {T.shape}")
     return T.astype(dtype, copy=False)
+
+
 
 
 def forward(params, X):
@@ -121,7 +145,7 @@ def loss_and_grads(params, X, T):
 
 def gradient_check(params, X, T, eps=1e-6):
     """The largest relative error, over the parameters, of the analytic gradient against
-    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms."""
+    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.    """
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     X = np.asarray(X, dtype=np.float64)
     _, grads = loss_and_grads(params, X, T)
@@ -175,18 +199,32 @@ def clip_gradients(grads):
 # ---- end of the optimizer section ------------------------------------------------------------
 
 
-def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True):
-    """Mini-batch training of params in place; returns the loss on the whole data after each epoch."""
+def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
+          X_val=None, T_val=None, patience=None, shuffle=True):
+    """Train params in place by mini-batches; return the history {"loss": [...], "val_loss": [...]}.
+
+    Each epoch visits the samples in an order drawn from seed (in order when shuffle is False),
+    batch_size at a time (None: all N at once), with one clipped optimizer step per batch; the schedule steps once per epoch.
+    history["loss"] is the loss on all of X, T after each epoch, without dropout; "val_loss" the
+    same on X_val, T_val, when given. With patience and validation data, training stops once
+    val_loss has not improved for patience epochs, and params are set back to the epoch with the
+    lowest val_loss (history["best_epoch"], counted from 0).
+    """
     rng = np.random.default_rng(seed)
-    X = np.asarray(X)
+    X = _inputs(X, _check_params(params))
     T = np.asarray(T)
+    if T.shape[:1] != X.shape[:1]:
+        raise ValueError(f"X has {X.shape[0]} samples but T has {T.shape[:1] or 'no'} rows")
+    if (X_val is None) != (T_val is None):
+        raise ValueError("give both X_val and T_val, or neither")
     n = X.shape[0]
     size = n if batch_size is None else batch_size
     optimizer = make_optimizer(params)
     schedule = make_schedule(optimizer)
-    history = []
+    history = {"loss": []} if X_val is None else {"loss": [], "val_loss": []}
+    best_loss, best_params, waited = np.inf, None, 0
     for epoch in range(epochs):
-        order = rng.permutation(n)
+        order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, size):
             batch = order[start:start + size]
             _, grads = loss_and_grads(params, X[batch], T[batch])
@@ -194,9 +232,24 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True):
             optimizer.step(params, grads)
         if schedule is not None:
             schedule.step()
-        history.append(loss(params, X, T))
-        if verbose and (epoch % max(1, epochs // 10) == 0 or epoch == epochs - 1):
-            print(f"epoch {epoch:4d}  loss {history[-1]:.6f}")
+        history["loss"].append(loss(params, X, T))
+        progress = f"epoch {epoch + 1:4d}/{epochs}  loss {history['loss'][-1]:.6f}"
+        if X_val is not None:
+            history["val_loss"].append(loss(params, X_val, T_val))
+            progress += f"  val_loss {history['val_loss'][-1]:.6f}"
+            if history["val_loss"][-1] < best_loss:
+                best_loss, waited = history["val_loss"][-1], 0
+                best_params = {name: value.copy() for name, value in params.items()}
+                history["best_epoch"] = epoch
+            else:
+                waited += 1
+        if verbose:
+            print(progress)
+        if patience is not None and waited >= patience:
+            break
+    if patience is not None and best_params is not None:
+        for name, value in best_params.items():
+            params[name][...] = value
     return history
 
 
@@ -214,4 +267,4 @@ if __name__ == "__main__":
     params = init_params(seed=0)
     print(f"gradient check, largest relative error: {gradient_check(params, X[:8], T[:8]):.2e}")
     history = train(params, X, T)
-    print(f"loss {history[0]:.6f} after the first epoch, {history[-1]:.6f} after the last")
+    print(f"loss {history['loss'][0]:.6f} after the first epoch, {history['loss'][-1]:.6f} after the last")
