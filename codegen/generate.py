@@ -194,12 +194,15 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
 
 
 def cli_generate(args) -> int:
-    """``chainrule generate SPEC [-o FILE] [--dtype float32] [--force]``."""
+    """``chainrule generate SPEC [-o FILE] [--dtype float32] [--force] [--optimizer adam --lr 0.01 ...]``."""
     from derive import derive
     from .files import write_atomic
+    from .options import overrides
     output = getattr(args, "output", None)
     derivation = derive(args.spec)
-    text = generate(derivation, dtype=getattr(args, "dtype", "float64"), output=output if output != "-" else None)
+    tables, flags = overrides(args, derivation.network.tables)
+    text = generate(derivation, dtype=getattr(args, "dtype", "float64"), output=output if output != "-" else None,
+                    tables=tables, flags=flags)
     if output in (None, "-"):
         print(text, end="")
         return 0
