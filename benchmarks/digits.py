@@ -41,7 +41,7 @@ def load_split():
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
-        raise Unavailable("scikit-learn is not installed (pip install scikit-learn): no digits data") from None
+        raise Unavailable("scikit-learn is not installed here, so there is no digits data; skipped") from None
     digits = load_digits()
     X = digits.data / 16.0
     return train_test_split(X, digits.target, test_size=0.25, random_state=0, stratify=digits.target)

@@ -13,7 +13,7 @@ def _import(name):
     try:
         return __import__(name)
     except ImportError:
-        raise Unavailable(f"{name} is not installed (pip install {name}); skipped") from None
+        raise Unavailable(f"{name} is not installed here; skipped") from None
 
 
 def versions() -> dict:
