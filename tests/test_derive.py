@@ -236,3 +236,17 @@ def test_gallery_latex_compiles_with_pdflatex(tmp_path):
         result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", str(tex)],
                                 cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, f"{tex.name}:\n" + "\n".join(re.findall(r"^!.*$", result.stdout, re.M))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_derivative_in_terms_of_the_output_agrees_with_sympy(name):
+    from derive.ops.activations import A, Z, derivative_of_output, make_activation
+    act = make_activation(name, "test")
+    form = derivative_of_output(act)
+    if name in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "identity"):
+        assert form is not None
+    if form is None:
+        return
+    for point in (-2.0, -0.5, 0.0, 0.7, 1.9):
+        expected = act.derivative.subs(Z, point)
+        assert abs(sp.N(form.subs(A, act.definition.subs(Z, point)) - expected)) < 1e-12

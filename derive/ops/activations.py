@@ -5,6 +5,7 @@ as ``Piecewise`` with the ``z <= 0`` branch first, so the derivative at 0 is the
 as PyTorch takes it (relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha).
 Add an activation by adding one ``@activation`` function below; everything else picks it up.
 """
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -131,6 +132,51 @@ class Activation:
             if sp.simplify(self.derivative - candidate.subs(f, self.definition)) == 0:
                 return candidate
         return sp.simplify(self.derivative) if not self.derivative.has(sp.Piecewise) else self.derivative
+
+
+A = sp.Symbol("a", real=True)
+
+
+@functools.lru_cache(maxsize=None)
+def derivative_of_output(act: Activation):
+    """f'(z) written in a = f(z) alone, when SymPy finds such a form (sigmoid: a(1 - a), tanh:
+    1 - a**2, relu: 0 if a <= 0 else 1), else None. Code that keeps a need not recompute f.
+
+    Each branch of f is inverted with ``sympy.solve`` and put into the matching branch of f';
+    a form is kept only if it is a rational function of ``a`` and agrees with f' at points on
+    both sides of every kink.
+    """
+    if not act.elementwise:
+        return None
+    pairs = [(act.definition, act.derivative, sp.true)]
+    if isinstance(act.derivative, sp.Piecewise):
+        if not isinstance(act.definition, sp.Piecewise) or len(act.definition.args) != len(act.derivative.args):
+            return None
+        pairs = [(f, d, cond) for (f, cond), (d, _) in zip(act.definition.args, act.derivative.args)]
+    branches = []
+    for f, d, cond in pairs:
+        form = d if Z not in d.free_symbols else _in_terms_of_output(f, d)
+        if form is None:
+            return None
+        branches.append((form, cond.subs(Z, A) if cond is not sp.true else sp.true))
+    candidate = branches[0][0] if len(branches) == 1 else sp.Piecewise(*branches)
+    for point in (-2.5, -1.0, -0.3, 0.0, 0.3, 1.0, 2.5):
+        a = act.definition.subs(Z, point)
+        if abs(sp.N(candidate.subs(A, a) - act.derivative.subs(Z, point))) > 1e-12:
+            return None
+    return candidate
+
+
+def _in_terms_of_output(f, d):
+    try:
+        inverses = sp.solve(sp.Eq(f, A), Z)
+    except NotImplementedError:
+        return None
+    for inverse in inverses:
+        form = sp.simplify(sp.simplify(d.subs(Z, inverse)).rewrite(sp.exp))
+        if Z not in form.free_symbols and form.is_rational_function(A):
+            return min((form, sp.factor(form), sp.expand(form)), key=sp.count_ops)
+    return None
 
 
 def make_activation(value, where: str) -> Activation:
