@@ -73,7 +73,6 @@ class _Sweep:
         self.cols = N if self.batch else 1
         self.quantities: dict[str, Quantity] = {}
         self.steps: list[Step] = []
-        self.alias: dict[str, Quantity] = {}
 
     # -- naming -------------------------------------------------------------------------------
     def quantity(self, key, rows, cols, latex, text, meaning, role, layer=0) -> Quantity:
