@@ -27,6 +27,10 @@ TRAINING_FLAGS = (
 )
 
 
+_METAVARS = {"name": "NAME", "number": "X", "whole": "N", "pair": "B1,B2", "batch": "N|full",
+             "key=value": "KEY=VALUE"}
+
+
 def add_generate_arguments(parser) -> None:
     parser.add_argument("--output", "-o", help="the module to write (default: standard output)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -35,7 +39,7 @@ def add_generate_arguments(parser) -> None:
     group = parser.add_argument_group("training (override the spec's [optimizer], [schedule] and [training])")
     for flag, _, key, kind, text in TRAINING_FLAGS:
         # values stay text here: overrides() converts them, so a bad one is a one-line error
-        group.add_argument(flag, metavar=kind.upper().replace("=", "_"), help=text,
+        group.add_argument(flag, metavar=_METAVARS[kind], help=text,
                            action="append" if key is None else "store")
 
 

@@ -270,7 +270,7 @@ def init_scheme(activation, init=None) -> tuple:
     """(scheme, gain) for a layer with ``activation``: ``init`` or the activation's default."""
     if init is None:
         init = "he_uniform" if activation.name in RELU_FAMILY else "xavier_uniform"
-    return init, (1.0 if init == "torch" else init_gain(activation))
+    return init, init_gain(activation)  # "torch" ignores the gain
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,12 +33,14 @@ INIT = {
 }
 
 
-def init_params(seed=0, dtype=DTYPE):
-    """Parameters drawn as torch.nn.init draws them (INIT), fan_in = inputs of the layer; biases
-    zero, except under "torch", nn.Linear's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
+def init_params(seed=0, dtype=DTYPE, init=None):
+    """Parameters drawn as torch.nn.init draws them (INIT; init names one scheme for every layer
+    instead), fan_in = inputs of the layer; biases zero, except under "torch", nn.Linear's default
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
     rng = np.random.default_rng(seed)
     params = {}
     for l, (scheme, gain) in INIT.items():
+        scheme = init or scheme
         fan_out, fan_in = PARAM_SHAPES[f"W{l}"]
         bias = np.zeros(fan_out)
         if scheme == "xavier_uniform":
@@ -51,10 +53,12 @@ def init_params(seed=0, dtype=DTYPE):
             weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
         elif scheme == "he_normal":
             weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=(fan_out, fan_in))
-        else:  # "torch"
+        elif scheme == "torch":
             bound = 1.0 / np.sqrt(fan_in)
             weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
             bias = rng.uniform(-bound, bound, size=(fan_out,))
+        else:
+            raise ValueError(f"init must be one of xavier_uniform, xavier_normal, he_uniform, he_normal, torch; not {scheme!r}")
         params[f"W{l}"] = weights.astype(dtype)
         params[f"b{l}"] = bias.astype(dtype)
     return params
