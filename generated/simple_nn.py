@@ -211,8 +211,8 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     batch_size at a time (None: all N at once), with one clipped optimizer step per batch; the schedule steps once per epoch.
     history["loss"] is the loss on all of X, T after each epoch, without dropout; "val_loss" the
     same on X_val, T_val, when given. With patience and validation data, training stops once
-    val_loss has not improved for patience epochs, and params are set back to the epoch with the
-    lowest val_loss (history["best_epoch"], counted from 0).
+    val_loss has not improved for patience epochs, and params end as they were after the epoch
+    with the lowest val_loss (history["best_epoch"], counted from 0), stopped early or not.
     """
     rng = np.random.default_rng(seed)
     X = _inputs(X, _check_params(params))
