@@ -206,17 +206,18 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     """Train params in place by mini-batches; return the history {"loss": [...], "val_loss": [...]}.
 
     Each epoch visits the samples in an order drawn from seed (in order when shuffle is False),
-    batch_size at a time (None: all N at once), with one clipped optimizer step per batch; the schedule steps once per epoch.
-    history["loss"] is the loss on all of X, T after each epoch, without dropout; "val_loss" the
-    same on X_val, T_val, when given. With patience and validation data, training stops once
-    val_loss has not improved for patience epochs, and params end as they were after the epoch
-    with the lowest val_loss (history["best_epoch"], counted from 0), stopped early or not.
+    batch_size at a time (None: all N at once), with one clipped optimizer step per batch.
+    The schedule steps once per epoch. history["loss"] is the loss on all of X, T after each
+    epoch, without dropout; "val_loss" the same on X_val, T_val, when given. With patience and
+    validation data, training stops once val_loss has not improved for patience epochs, and
+    params end as they were after the epoch with the lowest val_loss (history["best_epoch"],
+    counted from 0), stopped early or not.
     """
     rng = np.random.default_rng(seed)
     X = _inputs(X, _check_params(params))
     T = np.asarray(T)
     if T.shape[:1] != X.shape[:1]:
-        raise ValueError(f"X has {X.shape[0]} samples but T has {T.shape[:1] or 'no'} rows")
+        raise ValueError(f"X has {X.shape[0]} samples but T has {len(T) if T.ndim else 0} rows")
     if (X_val is None) != (T_val is None):
         raise ValueError("give both X_val and T_val, or neither")
     n = X.shape[0]
