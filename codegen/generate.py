@@ -77,18 +77,20 @@ def _lines(printer, step, rhs=None):
         [Line(_code_name(step.target.key), text, step.number)]
 
 
-def _uses(lines, word) -> bool:
-    return any(re.search(rf"\b{word}\b", line.rhs) for line in lines)
+def _names(lines) -> set:
+    """Every identifier the right-hand sides of ``lines`` mention (one pass, so depth stays linear)."""
+    return set(re.findall(r"\b[A-Za-z_]\w*\b", " ".join(line.rhs for line in lines)))
 
 
 def _setup(params, cache, lines, batch) -> list:
     """The statements a function runs before its math: the parameters and cached values the
     lines use, the scalar type ``real`` and the batch size ``N`` when they appear."""
-    out = [f'{p} = params["{p}"]' for p in params if _uses(lines, p)]
-    out += [f'{k} = cache["{k}"]' for k in cache if _uses(lines, k)]
-    if _uses(lines, "real"):
+    used = _names(lines)
+    out = [f'{p} = params["{p}"]' for p in params if p in used]
+    out += [f'{k} = cache["{k}"]' for k in cache if k in used]
+    if "real" in used:
         out.append(f"real = {batch}.dtype.type  # constants in np.where keep the arrays' dtype")
-    if _uses(lines, "N"):
+    if "N" in used:
         out.append(f"N = {batch}.shape[0]")
     return out
 
@@ -185,7 +187,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         backward_setup=_setup(params, cache, backward_lines, "X"),
         grads=grads,
         helpers=sorted(h for h in printer.helpers if h in HELPERS + ("_logsumexp",)),
-        uses_math=_uses(all_lines, "_erf"),
+        uses_math="_erf" in _names(all_lines),
         optim_source=render_optim(settings, header=False),
         training=settings["training"],
     )
