@@ -35,8 +35,11 @@ def central_differences(module, params, X, T, eps=1e-6):
 
 
 def relative_error(a, b) -> float:
-    scale = np.linalg.norm(a) + np.linalg.norm(b)
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+    """|a - b| / (|a| + |b|), the scale floored at 1e-3: central differences of a loss near 1
+    carry about 1e-10 of rounding noise, which would swamp a gradient of 1e-5 (hypothesis found
+    one), while a wrong gradient of any size still gives an error far above 1e-6."""
+    scale = max(np.linalg.norm(a) + np.linalg.norm(b), 1e-3)
+    return float(np.linalg.norm(a - b) / scale)
 
 
 # -- PyTorch ------------------------------------------------------------------------------------
