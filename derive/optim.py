@@ -16,11 +16,10 @@ into settings with every default filled in::
     {"optimizer": {"type": "adam", "lr": 0.001, "betas": (0.9, 0.999), ...},
      "schedule": None or {"type": "step", "step_size": 10, "gamma": 0.1, "warmup_epochs": 0},
      "training": {"epochs": 20, "batch_size": 32, "clip_norm": None, "clip_value": None,
-                  "patience": None, "seed": 0}}
+                  "patience": None, "seed": 0, "init": None}}
 
-``[training] init`` names a weight initialization of ``INITS``; the settings carry ``"init"`` only
-when the spec gives it, and ``init_scheme(activation, init)`` resolves it (or, without it, the
-default for the layer's activation) to a scheme and a gain per layer.
+``[training] init`` names a weight initialization of ``INITS`` (None: the default for each layer's
+activation); ``init_scheme(activation, init)`` resolves it to a scheme and a gain per layer.
 
 Schedules are stepped once per epoch. ``cyclic`` is CyclicLR with ``cycle_momentum=False``:
 the emitted optimizers keep their momentum/betas fixed (torch's default True would also cycle
@@ -236,7 +235,8 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
 )}
 
 DEFAULT_OPTIMIZER = {"type": "sgd", "lr": 0.01}  # when the spec has no [optimizer] table
-TRAINING_DEFAULTS = dict(epochs=20, batch_size=32, clip_norm=None, clip_value=None, patience=None, seed=0)
+TRAINING_DEFAULTS = dict(epochs=20, batch_size=32, clip_norm=None, clip_value=None, patience=None, seed=0,
+                         init=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,10 +411,7 @@ def validate_schedule(raw) -> dict | None:
 def validate_training(raw) -> dict:
     """Normalized [training] settings; ``batch_size`` None means the whole data set per step."""
     raw = dict(raw or {})
-    settings = _fill(raw, {**TRAINING_DEFAULTS, "init": None}, "[training]",
-                     optional=("clip_norm", "clip_value", "patience", "init"))
-    if "init" not in raw:
-        del settings["init"]  # the per-activation default; see init_scheme
+    settings = _fill(raw, TRAINING_DEFAULTS, "[training]", optional=("clip_norm", "clip_value", "patience", "init"))
     if settings["clip_norm"] is not None and settings["clip_value"] is not None:
         raise ChainruleError("[training] clip_norm and clip_value exclude each other; keep one")
     if settings["batch_size"] == "full":
