@@ -116,6 +116,32 @@ def stabilize(expr):
     return _clip_branches(expr)
 
 
+# -- shapes of Piecewise that print without np.where ------------------------------------------
+
+def _floor(pw):
+    """(x, c) when ``pw`` is c for x <= c and x otherwise, which is max(x, c); else None."""
+    if len(pw.args) != 2:
+        return None
+    (low, cond), (high, _) = pw.args
+    if isinstance(cond, (sp.LessThan, sp.StrictLessThan)) and cond.rhs.is_number and low == cond.rhs \
+            and high == cond.lhs:
+        return cond.lhs, cond.rhs
+    return None
+
+
+def indicator(expr):
+    """The condition under which ``expr`` is 1 when it is a Piecewise of 0 and 1 (relu', a step),
+    else None: multiplied into a float array, the boolean array is that 0/1 factor."""
+    if not isinstance(expr, sp.Piecewise) or len(expr.args) != 2:
+        return None
+    (first, cond), (other, _) = expr.args
+    if (first, other) == (0, 1):
+        return sp.Not(cond)
+    if (first, other) == (1, 0):
+        return cond
+    return None
+
+
 # -- printers ---------------------------------------------------------------------------------
 
 class ElementwisePrinter(NumPyPrinter):
@@ -133,6 +159,9 @@ class ElementwisePrinter(NumPyPrinter):
         value, cond = expr.args[-1]
         if cond != sp.true:
             raise ValueError(f"Piecewise without an otherwise branch: {expr}")
+        floor = _floor(expr)
+        if floor is not None:  # relu's shape: one pass of np.maximum instead of a compare and a select
+            return "np.maximum({}, {})".format(self._print(floor[0]), self._print(floor[1]))
         out = self._branch(value)
         for value, cond in reversed(expr.args[:-1]):
             out = "np.where({}, {}, {})".format(self._print(cond), self._branch(value), out)
@@ -306,7 +335,18 @@ class BatchFirstPrinter(ElementwisePrinter):
         return out
 
     def _print_HadamardProduct(self, expr):
-        return " * ".join(self._factor(m) for m in expr.args)
+        return " * ".join(self._mask(m) or self._factor(m) for m in expr.args)
+
+    def _mask(self, factor):
+        """A 0/1 Pointwise factor printed as a boolean array, ``(Z1 > 0)``: NumPy multiplies it in
+        as 0 and 1 in the other factor's dtype, which costs far less than ``np.where``."""
+        if not (isinstance(factor, Pointwise) and indicator(factor.fn.expr) is not None):
+            return None
+        names = {var: sp.Symbol(self._print(mat), real=True) for var, mat in zip(factor.fn.variables, factor.mats)
+                 if isinstance(mat, MatrixSymbol)}
+        if len(names) != len(factor.mats):
+            return None
+        return "({})".format(self._print(indicator(factor.fn.expr.xreplace(names))))
 
     def _print_OneMatrix(self, expr):
         raise ValueError("a matrix of ones is printed only as a broadcast or a sum over the batch")
