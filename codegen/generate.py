@@ -12,8 +12,8 @@ from pathlib import Path
 import sympy as sp
 
 from derive.errors import ChainruleError
-from derive.nodes import ElementSum
-from derive.ops.activations import Z
+from derive.nodes import ElementSum, Pointwise
+from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
 
@@ -29,10 +29,11 @@ LSE = sp.Symbol("lse", real=True)
 
 @dataclass(frozen=True)
 class Line:
-    """``lhs = rhs  # (eq. number)`` in the emitted code."""
+    """``lhs = rhs  # (eq. number)`` in the emitted code (``op`` "+=" adds in place)."""
     lhs: str
     rhs: str
     eq: int
+    op: str = "="
 
 
 def _code_name(key: str) -> str:
@@ -72,9 +73,54 @@ def _free_keys(expr) -> set:
 
 
 def _lines(printer, step, rhs=None):
-    pre, text = printer.print_value(step.rhs if rhs is None else rhs, stored_transposed(step.target.symbol))
+    rhs = step.rhs if rhs is None else rhs
+    transposed = stored_transposed(step.target.symbol)
+    if step.phase == "forward" and _is_affine(rhs):
+        # Z = A @ W.T, then the bias added in place: one (N, units) array allocated, not two
+        product, bias = sorted(rhs.args, key=_is_bias)
+        lines = []
+        for term, op in ((product, "="), (bias, "+=")):
+            pre, text = printer.print_value(term, transposed)
+            lines += [Line(name, value, step.number) for name, value in pre]
+            lines.append(Line(_code_name(step.target.key), text, step.number, op))
+        return lines
+    pre, text = printer.print_value(rhs, transposed)
     return [Line(name, value, step.number) for name, value in pre] + \
         [Line(_code_name(step.target.key), text, step.number)]
+
+
+def _is_bias(term) -> bool:
+    """b 1ᵀ: a bias broadcast over the batch."""
+    return isinstance(term, sp.MatMul) and isinstance(term.args[-1], sp.OneMatrix)
+
+
+def _is_affine(rhs) -> bool:
+    """W A + b 1ᵀ, the affine step of a layer."""
+    return isinstance(rhs, sp.MatAdd) and len(rhs.args) == 2 and sum(map(_is_bias, rhs.args)) == 1 \
+        and isinstance(rhs.args[0] if _is_bias(rhs.args[1]) else rhs.args[1], sp.MatMul)
+
+
+def _derivatives_from_outputs(derivation) -> dict:
+    """{Z_l: (f, A_l)} for each layer whose forward step is exactly A_l = f(Z_l) (no dropout mask,
+    no residual) and whose f' has a form in f alone (``derivative_of_output``): the backward
+    pass reads f'(Z_l) off the cached A_l (tanh: 1 - A**2) instead of computing f again."""
+    out = {}
+    for step in derivation.steps:
+        if step.phase != "forward" or not isinstance(step.rhs, Pointwise) or len(step.rhs.mats) != 1:
+            continue
+        act = derivation.network.layers[step.layer - 1].activation
+        if step.rhs.fn.expr == act.definition and derivative_of_output(act) is not None:
+            out[step.rhs.mats[0]] = (act, step.target.symbol)
+    return out
+
+
+def _in_terms_of_outputs(rhs, outputs: dict):
+    """``rhs`` with each f'(Z_l) of ``outputs`` written as derivative_of_output(f) of A_l."""
+    def swap(node):
+        act, output = outputs[node.mats[0]]
+        return Pointwise(sp.Lambda(A_SCALAR, derivative_of_output(act)), node.label, output)
+    return rhs.replace(lambda e: isinstance(e, Pointwise) and len(e.mats) == 1 and e.mats[0] in outputs
+                       and e.fn.expr == outputs[e.mats[0]][0].derivative, swap)
 
 
 def _names(lines) -> set:
@@ -143,11 +189,13 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         printer.helpers.add("_logsumexp")
         loss_lines.append(Line(lse[0], f"_logsumexp({lse[1]}, axis=1)", loss_step.number))
     loss_lines += _lines(printer, loss_step, loss_rhs)
-    backward_lines = [line for s in backward for line in _lines(printer, s)]
+    outputs = _derivatives_from_outputs(derivation)
+    backward_rhs = [_in_terms_of_outputs(s.rhs, outputs) for s in backward]
+    backward_lines = [line for s, rhs in zip(backward, backward_rhs) for line in _lines(printer, s, rhs)]
 
     forward_keys = [s.target.key for s in forward]
     params = net.param_names
-    backward_free = set().union(*(_free_keys(s.rhs) for s in backward))
+    backward_free = set().union(*(_free_keys(rhs) for rhs in backward_rhs))
     loss_free = _free_keys(loss_rhs) - ({lse[0]} if lse else set())
     masks = [(q.key, net.layers[q.layer - 1].dropout) for q in derivation.batch.quantities.values()
              if q.role == "mask"]

@@ -102,13 +102,16 @@ def forward(params, X):
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    Z1 = X @ W1.T + b1  # (eq. 17)
+    Z1 = X @ W1.T  # (eq. 17)
+    Z1 += b1  # (eq. 17)
     A1 = np.tanh(Z1)  # (eq. 18)
-    Z2 = A1 @ W2.T + b2  # (eq. 19)
+    Z2 = A1 @ W2.T  # (eq. 19)
+    Z2 += b2  # (eq. 19)
     A2 = np.tanh(Z2)  # (eq. 20)
-    Z3 = A2 @ W3.T + b3  # (eq. 21)
+    Z3 = A2 @ W3.T  # (eq. 21)
+    Z3 += b3  # (eq. 21)
     Yhat = Z3  # (eq. 22)
-    cache = {"X": X, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Yhat": Yhat}
+    cache = {"X": X, "A1": A1, "A2": A2, "Yhat": Yhat}
     return Yhat, cache
 
 
@@ -136,9 +139,7 @@ def loss_and_grads(params, X, T):
     L = _loss(params, cache, Y)
     W2 = params["W2"]
     W3 = params["W3"]
-    Z1 = cache["Z1"]
     A1 = cache["A1"]
-    Z2 = cache["Z2"]
     A2 = cache["A2"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
@@ -146,10 +147,10 @@ def loss_and_grads(params, X, T):
     Delta3 = (1/2)/N*np.where(np.abs(t0) <= 1/2, -t0, -1/2*np.sign(t0))  # (eq. 24)
     dL_dW3 = Delta3.T @ A2  # (eq. 25)
     dL_db3 = Delta3.sum(axis=0)  # (eq. 26)
-    Delta2 = (Delta3 @ W3) * (1 - np.tanh(Z2)**2)  # (eq. 27)
+    Delta2 = (Delta3 @ W3) * (1 - A2**2)  # (eq. 27)
     dL_dW2 = Delta2.T @ A1  # (eq. 28)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 29)
-    Delta1 = (Delta2 @ W2) * (1 - np.tanh(Z1)**2)  # (eq. 30)
+    Delta1 = (Delta2 @ W2) * (1 - A1**2)  # (eq. 30)
     dL_dW1 = Delta1.T @ X  # (eq. 31)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 32)
     grads = {

@@ -97,9 +97,11 @@ def forward(params, X):
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    Z1 = X @ W1.T + b1  # (eq. 12)
+    Z1 = X @ W1.T  # (eq. 12)
+    Z1 += b1  # (eq. 12)
     A1 = Z1*np.tanh(np.logaddexp(0, Z1))  # (eq. 13)
-    Z2 = A1 @ W2.T + b2  # (eq. 14)
+    Z2 = A1 @ W2.T  # (eq. 14)
+    Z2 += b2  # (eq. 14)
     Yhat = Z2  # (eq. 15)
     cache = {"X": X, "Z1": Z1, "A1": A1, "Yhat": Yhat}
     return Yhat, cache

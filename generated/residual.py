@@ -102,11 +102,14 @@ def forward(params, X):
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    Z1 = X @ W1.T + b1  # (eq. 19)
+    Z1 = X @ W1.T  # (eq. 19)
+    Z1 += b1  # (eq. 19)
     A1 = np.tanh(Z1) + X  # (eq. 20)
-    Z2 = A1 @ W2.T + b2  # (eq. 21)
+    Z2 = A1 @ W2.T  # (eq. 21)
+    Z2 += b2  # (eq. 21)
     A2 = np.tanh(Z2) + A1  # (eq. 22)
-    Z3 = A2 @ W3.T + b3  # (eq. 23)
+    Z3 = A2 @ W3.T  # (eq. 23)
+    Z3 += b3  # (eq. 23)
     Yhat = Z3  # (eq. 24)
     cache = {"X": X, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Yhat": Yhat}
     return Yhat, cache

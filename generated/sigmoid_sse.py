@@ -102,13 +102,16 @@ def forward(params, X):
     b2 = params["b2"]
     W3 = params["W3"]
     b3 = params["b3"]
-    Z1 = X @ W1.T + b1  # (eq. 18)
+    Z1 = X @ W1.T  # (eq. 18)
+    Z1 += b1  # (eq. 18)
     A1 = np.exp(-np.logaddexp(0, -Z1))  # (eq. 19)
-    Z2 = A1 @ W2.T + b2  # (eq. 20)
+    Z2 = A1 @ W2.T  # (eq. 20)
+    Z2 += b2  # (eq. 20)
     A2 = np.exp(-np.logaddexp(0, -Z2))  # (eq. 21)
-    Z3 = A2 @ W3.T + b3  # (eq. 22)
+    Z3 = A2 @ W3.T  # (eq. 22)
+    Z3 += b3  # (eq. 22)
     Yhat = np.exp(-np.logaddexp(0, -Z3))  # (eq. 23)
-    cache = {"X": X, "Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2, "Z3": Z3, "Yhat": Yhat}
+    cache = {"X": X, "A1": A1, "A2": A2, "Yhat": Yhat}
     return Yhat, cache
 
 
@@ -134,24 +137,18 @@ def loss_and_grads(params, X, T):
     L = _loss(params, cache, Y)
     W2 = params["W2"]
     W3 = params["W3"]
-    Z1 = cache["Z1"]
     A1 = cache["A1"]
-    Z2 = cache["Z2"]
     A2 = cache["A2"]
-    Z3 = cache["Z3"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
     dL_dYhat = 1/N*(Yhat - Y)  # (eq. 25)
-    t0 = np.exp(-np.logaddexp(0, -Z3))  # (eq. 26)
-    Delta3 = dL_dYhat * (-t0*(t0 - 1))  # (eq. 26)
+    Delta3 = dL_dYhat * Yhat*(1 - Yhat)  # (eq. 26)
     dL_dW3 = Delta3.T @ A2  # (eq. 27)
     dL_db3 = Delta3.sum(axis=0)  # (eq. 28)
-    t0 = np.exp(-np.logaddexp(0, -Z2))  # (eq. 29)
-    Delta2 = (Delta3 @ W3) * (-t0*(t0 - 1))  # (eq. 29)
+    Delta2 = (Delta3 @ W3) * A2*(1 - A2)  # (eq. 29)
     dL_dW2 = Delta2.T @ A1  # (eq. 30)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 31)
-    t0 = np.exp(-np.logaddexp(0, -Z1))  # (eq. 32)
-    Delta1 = (Delta2 @ W2) * (-t0*(t0 - 1))  # (eq. 32)
+    Delta1 = (Delta2 @ W2) * A1*(1 - A1)  # (eq. 32)
     dL_dW1 = Delta1.T @ X  # (eq. 33)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 34)
     grads = {

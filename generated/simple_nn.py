@@ -97,11 +97,13 @@ def forward(params, X):
     b1 = params["b1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    Z1 = X @ W1.T + b1  # (eq. 12)
+    Z1 = X @ W1.T  # (eq. 12)
+    Z1 += b1  # (eq. 12)
     A1 = np.maximum(Z1, 0)  # (eq. 13)
-    Z2 = A1 @ W2.T + b2  # (eq. 14)
+    Z2 = A1 @ W2.T  # (eq. 14)
+    Z2 += b2  # (eq. 14)
     Yhat = Z2  # (eq. 15)
-    cache = {"X": X, "Z1": Z1, "A1": A1, "Yhat": Yhat}
+    cache = {"X": X, "A1": A1, "Yhat": Yhat}
     return Yhat, cache
 
 
@@ -126,14 +128,13 @@ def loss_and_grads(params, X, T):
     Y = _targets(T, X.shape[0], X.dtype)
     L = _loss(params, cache, Y)
     W2 = params["W2"]
-    Z1 = cache["Z1"]
     A1 = cache["A1"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
     Delta2 = 2/N*(Yhat - Y)  # (eq. 17)
     dL_dW2 = Delta2.T @ A1  # (eq. 18)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 19)
-    Delta1 = (Delta2 @ W2) * (Z1 > 0)  # (eq. 20)
+    Delta1 = (Delta2 @ W2) * (A1 > 0)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
     grads = {
