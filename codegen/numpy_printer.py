@@ -386,6 +386,9 @@ class BatchFirstPrinter(ElementwisePrinter):
         # a sum over every element is the same for a matrix and its transpose: print as stored
         saved, self._transposed = self._transposed, stored_transposed(expr.mats[0])
         try:
-            return "np.sum({})".format(self._apply(expr.fn, expr.mats)[0])
+            text, body = self._apply(expr.fn, expr.mats)
+            # the method, not np.sum: on a small batch np.sum's dispatch costs more than the sum
+            bare = not isinstance(body, (sp.Add, sp.Mul, sp.Pow)) and not text.startswith("-")
+            return "{}.sum()".format(text if bare else "({})".format(text))
         finally:
             self._transposed = saved

@@ -62,12 +62,16 @@ def init_params(seed=0, dtype=DTYPE, init=None):
 
 
 def _check_params(params):
+    """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
     for name, shape in PARAM_SHAPES.items():
         if name not in params:
             raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        if np.shape(params[name]) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
-    return params["W1"].dtype if np.issubdtype(params["W1"].dtype, np.floating) else DTYPE
+        value = params[name]
+        # .shape directly on arrays: this runs on every public call, and np.shape costs more
+        if (value.shape if isinstance(value, np.ndarray) else np.shape(value)) != shape:
+            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(value)}")
+    dtype = params["W1"].dtype
+    return dtype if dtype.kind == "f" else DTYPE
 
 
 def _inputs(X, dtype):
@@ -91,8 +95,12 @@ def _targets(T, n, dtype):
 
 def forward(params, X):
     """(Y, cache): the output for X (N, 4), (N, 1), and what the backward pass needs."""
-    dtype = _check_params(params)
-    X = _inputs(X, dtype)
+    X = _inputs(X, _check_params(params))
+    return _forward(params, X)
+
+
+def _forward(params, X):
+    """forward on checked inputs: X already (N, 4) of the parameters' dtype."""
     W1 = params["W1"]
     b1 = params["b1"]
     W2 = params["W2"]
@@ -110,22 +118,34 @@ def forward(params, X):
 def _loss(params, cache, Y):
     Z2 = cache["Z2"]
     N = Y.shape[0]
-    L = np.sum(Y*np.logaddexp(0, -Z2) + (1 - Y)*np.logaddexp(0, Z2))/N  # (eq. 16)
+    L = (Y*np.logaddexp(0, -Z2) + (1 - Y)*np.logaddexp(0, Z2)).sum()/N  # (eq. 16)
     return L
+
+
+def _checked(params, X, T):
+    """X and the targets T as (N, 1) arrays of the parameters' dtype; raises ValueError on bad shapes."""
+    X = _inputs(X, _check_params(params))
+    Y = _targets(T, X.shape[0], X.dtype)
+    return X, Y
 
 
 def loss(params, X, T):
     """The loss (bce) of the network on inputs X (N, 4) and targets T, a float."""
-    _, cache = forward(params, X)
-    Y = _targets(T, cache["X"].shape[0], cache["X"].dtype)
+    X, Y = _checked(params, X, T)
+    _, cache = _forward(params, X)
     return float(_loss(params, cache, Y))
 
 
 def loss_and_grads(params, X, T):
     """(loss, grads): grads has the keys, shapes and dtype of params."""
-    _, cache = forward(params, X)
-    X = cache["X"]
-    Y = _targets(T, X.shape[0], X.dtype)
+    X, Y = _checked(params, X, T)
+    L, grads = _loss_and_grads(params, X, Y)
+    return float(L), grads
+
+
+def _loss_and_grads(params, X, Y):
+    """loss_and_grads on checked arrays (see _checked); the loss as a NumPy scalar."""
+    _, cache = _forward(params, X)
     L = _loss(params, cache, Y)
     W2 = params["W2"]
     A1 = cache["A1"]
@@ -137,13 +157,12 @@ def loss_and_grads(params, X, T):
     Delta1 = (Delta2 @ W2) * (1 - A1**2)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
-    grads = {
+    return L, {
         "W1": dL_dW1,
         "b1": dL_db1,
         "W2": dL_dW2,
         "b2": dL_db2,
     }
-    return float(L), grads
 
 
 def gradient_check(params, X, T, eps=1e-6):
@@ -219,6 +238,7 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     T = np.asarray(T)
     if T.shape[:1] != X.shape[:1]:
         raise ValueError(f"X has {X.shape[0]} samples but T has {len(T) if T.ndim else 0} rows")
+    Y = _targets(T, X.shape[0], X.dtype)  # checked and converted once, not per batch
     if (X_val is None) != (T_val is None):
         raise ValueError("give both X_val and T_val, or neither")
     n = X.shape[0]
@@ -231,7 +251,7 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
         order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, size):
             batch = order[start:start + size]
-            _, grads = loss_and_grads(params, X[batch], T[batch])
+            _, grads = _loss_and_grads(params, X[batch], Y[batch])
             clip_gradients(grads)
             optimizer.step(params, grads)
         if schedule is not None:
