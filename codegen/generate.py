@@ -238,6 +238,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         uses_math="_erf" in _names(all_lines),
         optim_source=render_optim(settings, header=False),
         training=settings["training"],
+        clipping=settings["training"].get("clip_norm") is not None or settings["training"].get("clip_value") is not None,
     )
     return ENV.get_template("module.py.jinja").render(**context)
 

@@ -226,12 +226,13 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     """Train params in place by mini-batches; return the history {"loss": [...], "val_loss": [...]}.
 
     Each epoch visits the samples in an order drawn from seed (in order when shuffle is False),
-    batch_size at a time (None: all N at once), with one clipped optimizer step per batch.
-    The schedule steps once per epoch. history["loss"] is the loss on all of X, T after each
-    epoch, without dropout; "val_loss" the same on X_val, T_val, when given. With patience and
-    validation data, training stops once val_loss has not improved for patience epochs, and
-    params end as they were after the epoch with the lowest val_loss (history["best_epoch"],
-    counted from 0), stopped early or not.
+    batch_size at a time (None: all N at once), with one optimizer step per batch.
+    The schedule steps once per epoch. history["loss"]: the loss is the mean of the epoch's
+    mini-batch losses, each taken just before its step, so training makes no
+    extra pass over X. "val_loss" is the loss on X_val, T_val after each epoch, without dropout,
+    when given. With patience and validation data, training stops once val_loss has not improved
+    for patience epochs, and params end as they were after the epoch with the lowest val_loss
+    (history["best_epoch"], counted from 0), stopped early or not.
     """
     rng = np.random.default_rng(seed)
     X = _inputs(X, _check_params(params))
@@ -249,14 +250,15 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     best_loss, best_params, waited = np.inf, None, 0
     for epoch in range(epochs):
         order = rng.permutation(n) if shuffle else np.arange(n)
+        batch_losses = []
         for start in range(0, n, size):
             batch = order[start:start + size]
-            _, grads = _loss_and_grads(params, X[batch], Y[batch])
-            clip_gradients(grads)
+            batch_loss, grads = _loss_and_grads(params, X[batch], Y[batch])
+            batch_losses.append(float(batch_loss))
             optimizer.step(params, grads)
         if schedule is not None:
             schedule.step()
-        history["loss"].append(loss(params, X, T))
+        history["loss"].append(sum(batch_losses) / len(batch_losses))
         progress = f"epoch {epoch + 1:4d}/{epochs}  loss {history['loss'][-1]:.6f}"
         if X_val is not None:
             history["val_loss"].append(loss(params, X_val, T_val))
