@@ -232,11 +232,20 @@ class Adam:
         for name, param in params.items():
             grad = grads[name]
             exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
-            exp_avg += (1 - beta1) * (grad - exp_avg)  # m = beta1 m + (1 - beta1) g
+            # torch's operations in torch's order, in place in one scratch array per parameter
+            scratch = np.subtract(grad, exp_avg)
+            scratch *= 1 - beta1
+            exp_avg += scratch  # m = beta1 m + (1 - beta1) g
+            np.multiply(grad, 1 - beta2, out=scratch)
+            scratch *= grad
             exp_avg_sq *= beta2
-            exp_avg_sq += (1 - beta2) * grad * grad
-            denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + self.eps
-            param -= step_size * (exp_avg / denom)
+            exp_avg_sq += scratch  # v = beta2 v + (1 - beta2) g * g
+            denom = np.sqrt(exp_avg_sq, out=scratch)
+            denom /= bias_correction2_sqrt
+            denom += self.eps  # sqrt(v_hat) + eps
+            update = np.divide(exp_avg, denom, out=scratch)
+            update *= step_size
+            param -= update  # param -= step_size * m / denom
 
 
 def make_optimizer(params):
