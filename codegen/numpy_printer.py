@@ -170,6 +170,11 @@ class ElementwisePrinter(NumPyPrinter):
     def _branch(self, value):
         return "real({})".format(self._print(value)) if value.is_number else self._print(value)
 
+    def _print_Add(self, expr, order=None):
+        # positive terms first: "Yhat - Y" is one subtraction, "-Y + Yhat" a negation and an addition
+        terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
+        return super()._print_Add(sp.Add(*terms, evaluate=False), order="none")
+
     def _print_Relational(self, expr):
         ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
         if expr.rel_op not in ops:

@@ -138,7 +138,7 @@ def _loss(params, cache, Y):
     Z2 = cache["Z2"]
     N = Y.shape[0]
     logsumexp_Z2 = _logsumexp(Z2, axis=1)  # (eq. 16)
-    L = (-Y*Z2 + Y*logsumexp_Z2).sum()/N  # (eq. 16)
+    L = (Y*logsumexp_Z2 - Y*Z2).sum()/N  # (eq. 16)
     return L
 
 

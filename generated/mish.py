@@ -118,7 +118,7 @@ def _forward(params, X):
 def _loss(params, cache, Y):
     Yhat = cache["Yhat"]
     N = Y.shape[0]
-    L = ((-Y + Yhat)**2).sum()/N  # (eq. 16)
+    L = ((Yhat - Y)**2).sum()/N  # (eq. 16)
     return L
 
 
@@ -157,7 +157,7 @@ def _loss_and_grads(params, X, Y):
     dL_db2 = Delta2.sum(axis=0)  # (eq. 19)
     t0 = np.tanh(np.logaddexp(0, Z1))  # (eq. 20)
     t1 = Z1*np.exp(-np.logaddexp(0, -Z1))  # (eq. 20)
-    Delta1 = (Delta2 @ W2) * (-t0**2*t1 + t0 + t1)  # (eq. 20)
+    Delta1 = (Delta2 @ W2) * (t0 + t1 - t0**2*t1)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
     return L, {

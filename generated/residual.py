@@ -126,7 +126,7 @@ def _forward(params, X):
 def _loss(params, cache, Y):
     Yhat = cache["Yhat"]
     N = Y.shape[0]
-    L = (1/2)*((-Y + Yhat)**2).sum()/N  # (eq. 25)
+    L = (1/2)*((Yhat - Y)**2).sum()/N  # (eq. 25)
     return L
 
 

@@ -118,7 +118,7 @@ def _forward(params, X):
 def _loss(params, cache, Y):
     Yhat = cache["Yhat"]
     N = Y.shape[0]
-    L = ((-Y + Yhat)**2).sum()/N  # (eq. 16)
+    L = ((Yhat - Y)**2).sum()/N  # (eq. 16)
     return L
 
 
