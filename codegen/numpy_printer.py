@@ -303,7 +303,6 @@ class BatchFirstPrinter(ElementwisePrinter):
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_mmul()
         mats = list(mats.args) if isinstance(mats, MatMul) else [mats]
-        tail = ""
         if mats and isinstance(mats[-1], OneMatrix) and mats[-1].shape[0] == 1:
             mats = mats[:-1]  # b 1ᵀ: the bias added to every sample is a broadcast row
         elif mats and isinstance(mats[-1], OneMatrix) and mats[-1].shape[1] == 1:

@@ -7,7 +7,6 @@
 backward(params, cache, X, T) -> dict: batch-first arrays (one sample per row), params W (out, in)
 and b (out,), cache with Z1, A1, ..., Yhat from the forward pass; returns dL/dW and dL/db by name.
 """
-import numpy as np
 
 
 def backward(params, cache, X, T):
