@@ -183,7 +183,8 @@ def _loss_and_grads(params, X, Y):
 
 def gradient_check(params, X, T, eps=1e-6):
     """The largest relative error, over the parameters, of the analytic gradient against
-    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.    """
+    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.
+    """
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     X = np.asarray(X, dtype=np.float64)
     _, grads = loss_and_grads(params, X, T)
