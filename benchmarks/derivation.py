@@ -30,7 +30,7 @@ def staged(depth: int) -> dict:
     derived = time.perf_counter()
     result = {"depth": depth, "derive_s": derived - start, "steps": len(derivation.steps)}
     try:
-        from codegen.generate import generate
+        from codegen.emit import generate
     except ImportError as err:
         result["generate_skipped"] = f"codegen.generate is not importable yet ({err})"
         return result

@@ -85,7 +85,7 @@ def emitted_source(spec, dtype: str = "float64") -> str:
     """chainrule's generated module for ``spec`` (inline or a TOML path), as text."""
     try:
         from derive import derive
-        from codegen.generate import generate
+        from codegen.emit import generate
     except ImportError as err:
         raise Unavailable(f"codegen.generate is not importable yet ({err})") from None
     try:

@@ -24,7 +24,7 @@ def _list(args) -> int:
 
 
 def _generate(args) -> int:
-    from codegen.generate import cli_generate
+    from codegen.emit import cli_generate
     return cli_generate(args)
 
 

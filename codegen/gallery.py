@@ -28,7 +28,7 @@ def render(root=ROOT) -> dict:
     from derive.chain import Derivation
     from derive.spec import from_dict
 
-    from .generate import generate
+    from .emit import generate
     files = {}
     for spec in spec_paths(root):
         table = tomllib.loads((root / spec).read_text(encoding="utf-8"))

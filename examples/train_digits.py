@@ -12,7 +12,7 @@ from pathlib import Path
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from codegen.generate import generate
+from codegen.emit import generate
 from derive import derive
 
 SPEC = Path(__file__).resolve().parent.parent / "generated" / "specs" / "digits.toml"

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from codegen.generate import generate
+from codegen.emit import generate
 from derive import derive
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from codegen import gallery
-from codegen.generate import HEADER, generate
+from codegen.emit import HEADER, generate
 from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.activations import CATALOGUE as ACTIVATIONS
@@ -216,7 +216,7 @@ def test_generation_is_deterministic():
     spec = "3 -> 4 [z*tanh(log(1+exp(z)))] -> 4 elu residual -> 2 sigmoid ; bce ; l2=0.1"
     first = generate(derive(spec))
     assert first == generate(derive(spec))
-    script = ("import sys; from codegen.generate import generate; from derive import derive; "
+    script = ("import sys; from codegen.emit import generate; from derive import derive; "
               f"sys.stdout.write(generate(derive({spec!r})))")
     for seed in ("1", "12345"):
         out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,

@@ -1,4 +1,4 @@
-"""``codegen.generate``: a derivation's batch-form Steps printed as a standalone NumPy module.
+"""``codegen.emit``: a derivation's batch-form Steps printed as a standalone NumPy module (``codegen.generate``).
 
 The template (``templates/module.py.jinja``) holds the structure; every line of math comes from
 printing one Step with :class:`codegen.numpy_printer.BatchFirstPrinter` and carries the Step's
