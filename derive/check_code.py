@@ -11,7 +11,8 @@ The calling convention, batch-first like the generated module (N samples as rows
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
 The returned keys may also be spelt ``dW1``, ``dL_dW1`` or ``grad_W1``; a bias gradient may be
-``(out,)``, ``(1, out)`` or ``(out, 1)``. The loss is the spec's, reduction included (a mean over
+``(out,)``, ``(1, out)`` or ``(out, 1)``. When the dict also has ``X`` (``dX``, ``dL_dX``), dL/dX,
+``(N, in)``, is checked too. The loss is the spec's, reduction included (a mean over
 the batch gives the gradients a 1/N).
 
 The function runs in a child process with a time limit (a crash, an exception or a hang is
@@ -32,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from .checking import BATCH, Checker, _factor_message
+from .checking import BATCH, Checker, _factor_message, numeric_value
 from .errors import ChainruleError
 from .nodes import Pointwise
 
@@ -114,10 +115,12 @@ def _arguments(checker, env):
 
 
 def expected_gradients(checker, env):
+    """The parameters' gradients, batch-first, and "X": dL/dX, (N, in), which no step names."""
     out = {}
     for name in checker.net.param_names:
         value = _array(env[checker.q[f"dL_d{name}"].symbol])
         out[name] = value.ravel() if name.startswith("b") else value
+    out["X"] = np.asarray(numeric_value(checker.grads["x"][2], env), dtype=float).T
     return out
 
 
@@ -231,7 +234,8 @@ def check_code(derivation, target: str, timeout: float = 20.0):
                     for _, _, env in prepared]
                 alternatives.append((label, values))
     lines, worst, wrong_above = [header], 0, []
-    for param in reversed(derivation.network.param_names):
+    given_x = _lookup(report["results"][0], "X") is not None
+    for param in list(reversed(derivation.network.param_names)) + (["X"] if given_x else []):
         got = [_lookup(result, param) for result in report["results"]]
         want = [expected for _, expected, _ in prepared]
         verdict = judge(param, got, [w[param] for w in want], alternatives, derivation.network)

@@ -4,7 +4,9 @@ A hand-written tokenizer and recursive-descent parser; the tree holds only names
 operators, so hostile text (``__import__('os')...``) can only be rejected. Names are kept as
 written and normalised (``W_{2}``, ``W2``, ``W^{2}``, ``W^{[2]}`` -> ``w2``; ``\\delta_1``,
 ``delta1``, ``δ1`` -> ``delta1``; ``\\hat{y}``, ``yhat``, ``ŷ`` -> ``yhat``); ``derive.check``
-binds them to the derivation's quantities.
+binds them to the derivation's quantities. A layer index in the letter l (``W^{l+1}``, ``W_{l+1}``,
+``W^{[l+1]}``, ``\\delta^{(l)}``, ``a^{\\ell-1}``) or L, the last layer (``z^L``), is kept apart as a
+suffix: ``w[l+1]``, ``a[l-1]``, ``z[L]``; ``derive.check`` instantiates it.
 
 Precedence, loosest first: ``+ -``; ``\\odot \\circ ⊙`` (element-wise); ``* / @ \\cdot \\times``
 and juxtaposition (left to right, as in Python); unary minus; postfix ``^T ^\\top .T ᵀ ' **k``.
@@ -32,7 +34,10 @@ _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "big
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial"}
 _UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
             "×": r" \times ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ", "Σ": r" \sum ",
-            "′": "'", "−": "-", "φ": r" \phi "}
+            "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
+_ELL = re.compile(r"\\ell(?![A-Za-z])")
+# A layer index in the letter l (any layer a rule is checked at) or L (the last layer), with an offset.
+LAYER_INDEX = re.compile(r"(?P<letter>[lL])(?P<offset>[+-]\d+)?")
 _FONT = re.compile(r"\\(mathbf|boldsymbol|bm|mathrm|mathit|vec|operatorname|mathsf|text|textrm)\s*\{([A-Za-z0-9]*)\}")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -60,6 +65,7 @@ def tokenize(text: str) -> list:
         raise ChainruleError(f"the expression is longer than {MAX_LENGTH} characters; shorten it")
     for char, replacement in _UNICODE.items():
         text = text.replace(char, replacement)
+    text = _ELL.sub(" l ", text)
     text = text.replace(r"\mathbf{1}", r"\mathbb{1}").replace(r"\mathbf 1", r"\mathbb{1}")
     text = _FONT.sub(lambda m: f" {m.group(2)} ", text)
     tokens, pos = [], 0
@@ -389,11 +395,12 @@ class Parser:
     def braced_word(self) -> str:
         if self.at("op", "("):
             self.take()
-            parts = []
-            while not self.at("op", ")"):
+            parts, depth = [], 0
+            while depth or not self.at("op", ")"):
                 k, v, _, _ = self.take()
                 if k == "cmd" and v in _GREEK:
                     v = _GREEK[v]
+                depth += (v == "(") - (v == ")") if k == "op" else 0
                 parts.append(v)
             self.take()
             return "".join(parts)
@@ -483,23 +490,33 @@ class Parser:
 
     def name_rest(self, parts, start) -> Node:
         """Subscripts and layer superscripts after a name; a prime and '(' make it a function."""
+        index = ""
         while True:
+            numbered = index or re.search(r"\d$", normalise(parts))
             if self.at("op", "^") and self.at("op", "(", 1) and self.at("op", "(", 2) and self.at("id", None, 3) \
-                    and self.at("op", ")", 4) and self.at("op", ")", 5):
+                    and self.at("op", ")", 4) and self.at("op", ")", 5) and not self.at("id", "l", 3) \
+                    and not self.at("id", "L", 3):
                 self.pos += 6  # a sample index such as x^{(n)}
             elif self.at("op", "_"):
                 self.take()
-                parts.append(self.braced_word())
+                word = self.braced_word()
+                if not numbered and LAYER_INDEX.fullmatch(word.strip("[]()")):
+                    index = word.strip("[]()")
+                else:
+                    parts.append(word)
             elif self.at("num") and self.peek()[2] == self.tokens[self.pos - 1][3] and self.peek()[1].isdigit() \
-                    and not re.search(r"\d$", normalise(parts)):
+                    and not numbered:
                 parts.append(self.take()[1])  # δ2, \delta2
-            elif self.at("op", "^") and not self.transpose_ahead() and not re.search(r"\d$", normalise(parts)) \
-                    and self.layer_ahead():
+            elif self.at("op", "^") and not self.transpose_ahead() and not numbered and self.layer_ahead():
                 self.take()
-                parts.append(self.braced_word().strip("[]()"))
+                word = self.braced_word().strip("[]()")
+                if LAYER_INDEX.fullmatch(word):
+                    index = word
+                else:
+                    parts.append(word)
             else:
                 break
-        norm = normalise(parts)
+        norm = normalise(parts) + (f"[{index}]" if index else "")
         prime = False
         if self.at("op", "'"):
             self.take()
@@ -527,15 +544,17 @@ class Parser:
             self.at("op", "(", 1) and (self.at("id", "T", 2) or self.at("cmd", "top", 2)))
 
     def layer_ahead(self) -> bool:
-        """A layer superscript: ^2, ^{2}, ^{[2]}, ^{(2)}."""
-        if self.at("num", None, 1):
+        """A layer superscript: ^2, ^{2}, ^{[2]}, ^{(2)}, or one in l or L: ^l, ^{l+1}, ^{[l-1]}, ^L."""
+        def number_or_letter(offset):
+            return self.at("num", None, offset) or self.at("id", "l", offset) or self.at("id", "L", offset)
+        if number_or_letter(1):
             return True
         if not self.at("op", "(", 1):
             return False
         offset = 2
         if self.at("op", "[", offset) or self.at("op", "(", offset):
             offset += 1
-        return self.at("num", None, offset)
+        return number_or_letter(offset)
 
     def sum_arguments(self, method: bool):
         """After sum( ARG: the rest of ', axis=k, keepdims=True)'; the axis or None."""

@@ -17,6 +17,14 @@ numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}
 ``m`` are the batch size. ``\\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
 sample). ``f'(z_l)`` (also ``g``, ``\\phi``) is layer l's own activation derivative; a named one
 (``\\sigma'``, ``relu'``, ``tanh'``) that is not layer l's is the diagnosis "wrong activation derivative".
+``a_0`` (``h_0``) is the input x, and ``dL/dx`` (W1ᵀ δ1, plus the skip path when layer 1 is residual) is
+a gradient like the others.
+
+A rule in the layer letter l (``\\delta^l = ((W^{l+1})^T \\delta^{l+1}) \\odot f'(z^l)``; also ``W_{l+1}``,
+``W^{[l+1]}``, ``W^{(l+1)}``, ``\\ell``) is checked at every layer l = 1, ..., L where each name it uses
+exists (layer 0 only as a^0 = x): one verdict per layer, and for a layer where it names something
+the network lacks (W^{l+1} at the output layer) the reason and that layer's correct expression,
+without counting against the rule. L in an index is the last layer (``\\delta^L``).
 """
 import math
 import random
@@ -68,6 +76,58 @@ class CheckResult:
         if self.counterexample:
             lines.append(f"  counterexample: {self.counterexample}")
         return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _LayerVerdict:
+    layer: int
+    result: "CheckResult | None"  # None: the rule names a quantity this layer does not have
+    note: str = ""
+
+
+@dataclass
+class RuleResult:
+    """The verdict on a rule in the layer l: one CheckResult per layer it applies at."""
+    wrt: str
+    expression: str
+    layers: list
+
+    @property
+    def equal(self) -> bool:
+        return all(v.result.equal for v in self.layers if v.result is not None)
+
+    def report(self) -> str:
+        checked = [str(v.layer) for v in self.layers if v.result is not None]
+        wrong = [str(v.layer) for v in self.layers if v.result is not None and not v.result.equal]
+        verdict = f"wrong at l = {', '.join(wrong)}" if wrong else "correct wherever it applies"
+        lines = [f"{self.wrt} = {self.expression}: a rule in l, checked at l = {', '.join(checked)}: {verdict}"]
+        for v in self.layers:
+            if v.result is None:
+                lines.append(f"  l = {v.layer}: {v.note}")
+                continue
+            first, *rest = v.result.report().rstrip("\n").split("\n")
+            lines.append(f"  l = {v.layer}: {first}")
+            lines += [f"  {line}" for line in rest]
+        return "\n".join(lines) + "\n"
+
+
+class _Absent(Exception):
+    """A layer index that names no layer of the network (W^{l+1} at the last layer)."""
+
+    def __init__(self, node, layer):
+        super().__init__(node.text)
+        self.node, self.layer = node, layer
+
+
+_INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
+
+
+def _layer_refs(node: Node, letter: str) -> bool:
+    """True when a name in the tree has a layer index in ``letter`` (l or L)."""
+    if node.kind in ("name", "grad"):
+        m = _INDEXED.fullmatch(node.args[0])
+        return bool(m) and m["letter"] == letter
+    return any(_layer_refs(a, letter) for a in node.args if isinstance(a, Node))
 
 
 @dataclass
@@ -140,21 +200,25 @@ class Checker:
                 self.shown.append(f"{'M' if self.batch else 'm'}_{l} (dropout mask)")
             self.shown += [f"W_{l}", f"b_{l}"] + ([f"Z_{l}", f"H_{l} (A_{l})", rf"\Delta_{l} (Delta{l})"] if self.batch
                                                  else [f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"])
-        for l in range(1, L + 1):
-            a_key = "Yhat" if l == L and self.batch else "yhat" if l == L else self.q.get(
-                f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
+        self.table["a0"] = self.table["h0"] = self.table["x"]
+        for l in range(0, L + 1):
+            a_key = self._a_key(l)
             named = self.q.get(f"dL_d{a_key}")
             if named is not None:
                 grad = (self.view(named), named)
-            elif a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain()):
+            elif l and (a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain())):
                 grad = self.grads[f"z{l}"]
             elif l < L:
+                # what no step names: the gradient of a layer's input, W^T δ of the layer above (plus the
+                # skip connection's share when that layer is residual); for l = 0 this is dL/dx
                 W, d = self.q[f"W{l + 1}"].symbol, self.q[f"{self.key('delta')}{l + 1}"].symbol
                 rhs = W.T * d
+                if self.net.layers[l].residual:
+                    rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
                 grad = (rhs.T if self.rows else rhs, None, rhs)
             else:
                 continue
-            for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ()):
+            for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
                 self.grads[base] = grad
         for l, layer in enumerate(self.net.layers, start=1):
             f = layer.activation
@@ -163,9 +227,19 @@ class Checker:
                 self.shown.append(f"{short}'(z_{l}) (or f'(z_{l}))")
                 if f.name == "relu":
                     self.shown.append(f"1[z_{l} > 0]")
-        self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)"]
+        self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l, dL/dx (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)",
+                       "a_0 = h_0 = x", "a rule in the layer l (W^{l+1}, W_{l+1}, W^{[l+1]}, \\delta^l, a^{l-1}) "
+                       "or L, the last layer (z^L)"]
         if self.batch:
             self.shown.append("N or m (batch size); names are case-insensitive")
+
+    def _a_key(self, l: int) -> str:
+        """The derivation's key of layer l's activation (the input for 0, the output for the last)."""
+        if l == 0:
+            return self.key("x")
+        if l == self.layers:
+            return "Yhat" if self.batch else "yhat"
+        return self.q.get(f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
 
     def _output_plain(self) -> bool:
         last = self.net.layers[-1]
@@ -188,8 +262,10 @@ class Checker:
         return out.T if transpose else out
 
     # -- the target -----------------------------------------------------------------------------
-    def target(self, wrt: str) -> _Target:
-        node = parse(wrt)
+    def target(self, wrt) -> _Target:
+        """What ``wrt`` (text, or its parsed tree) is the gradient of."""
+        node = parse(wrt) if isinstance(wrt, str) else wrt
+        wrt = node.text
         if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
             norm = "z" + node.args[0][5:]
         elif node.kind == "grad":
@@ -198,14 +274,15 @@ class Checker:
             norm = self._gradient_name(node.args[0]) or node.args[0]
         else:
             raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
+        norm = "x" if norm in ("a0", "h0") else norm
         if norm not in self.grads:
             choices = [c.upper() if c[0] == "w" else c for c in sorted(self.grads)]
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
                                  f"choose one of: {', '.join(choices)}")
         entry = self.grads[norm]
-        label = {"w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ"}[norm[0]] + (
+        label = {"w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
             norm[1:] if norm != "yhat" else "")
-        if self.batch and norm[0] in "zah":
+        if self.batch and norm[0] in "zahx":
             label = label.upper()
         if norm[0] == "z":
             label = ("Δ" if self.batch else "δ") + norm[1:]
@@ -507,10 +584,62 @@ class Checker:
         return True
 
     # -- the verdict ----------------------------------------------------------------------------
-    def check(self, wrt: str, text: str) -> CheckResult:
-        target = self.target(wrt)
+    def check(self, wrt: str, text: str):
+        """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l."""
+        wrt_tree, tree = parse(wrt), parse(text)
+        if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
+            raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
+                                 f"left side in l too, like \\delta^l or dL/dW^l, to check it at every layer")
+        if _layer_refs(wrt_tree, "l"):
+            return self.check_rule(wrt_tree, tree, text)
+        try:
+            return self._check_one(self._at_layer(wrt_tree, None), self._at_layer(tree, None), text)
+        except _Absent as absent:
+            raise ChainruleError(f"{absent.node.text} would be layer {absent.layer}, but this network's layers are "
+                                 f"1 to {self.layers} (L is the last layer)") from None
+
+    def check_rule(self, wrt_tree: Node, tree: Node, text: str) -> "RuleResult":
+        """The rule instantiated at l = 1, ..., L; a layer where it names a missing quantity is left out."""
+        verdicts = []
+        for l in range(1, self.layers + 1):
+            try:
+                verdicts.append(_LayerVerdict(l, self._check_one(self._at_layer(wrt_tree, l),
+                                                                 self._at_layer(tree, l), text)))
+            except _Absent as absent:
+                verdicts.append(_LayerVerdict(l, None, self._absent_note(absent, wrt_tree, l)))
+        if all(v.result is None for v in verdicts):
+            raise ChainruleError(f"the rule '{wrt_tree.text} = {text}' applies at no layer of this network: "
+                                 + "; ".join(f"at l = {v.layer}, {v.note}" for v in verdicts))
+        return RuleResult(wrt_tree.text, text, verdicts)
+
+    def _at_layer(self, node: Node, l):
+        """``node`` with every layer index in l (at ``l``) and L (the last layer) replaced by its number."""
+        if node.kind in ("name", "grad"):
+            m = _INDEXED.fullmatch(node.args[0])
+            if not m:
+                return node
+            layer = (l if m["letter"] == "l" else self.layers) + int(m["offset"] or 0)
+            norm = f"{m['stem']}{layer}"
+            if not (1 <= layer <= self.layers or layer == 0 and (
+                    norm in self.table or norm in self.grads or self._gradient_name(norm))):
+                raise _Absent(node, layer)
+            return Node(node.kind, (norm,), node.text)
+        return Node(node.kind, tuple(self._at_layer(a, l) if isinstance(a, Node) else a for a in node.args), node.text)
+
+    def _absent_note(self, absent, wrt_tree, l) -> str:
+        where = "the output layer" if l == self.layers else "a hidden layer"
+        why = ("layers start at 1 (only a^0 = h^0 = x is layer 0)" if absent.layer <= 0 else
+               f"the network's last layer is {self.layers}")
+        note = f"does not apply ({where}): {absent.node.text} would be layer {absent.layer}, and {why}"
+        try:
+            target = self.target(self._at_layer(wrt_tree, l))
+        except _Absent:
+            return note
+        return note + f"; there {target.label} = {self.printed(target)[0]}"
+
+    def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
+        target = self.target(wrt_tree)
         correct, correct_latex = self.printed(target)
-        tree = parse(text)
         self.flags = []
         problem, mine = "", None
         try:

@@ -228,3 +228,40 @@ def test_a_file_line_that_cannot_be_read_gives_exit_2(tmp_path, capsys):
     assert main(["check", SIMPLE, "--file", str(mixed)]) == 2
     out = capsys.readouterr().out
     assert "line 1: dL/dW2: correct" in out and "line 2: not understood: unknown name 'q'" in out
+
+
+@pytest.mark.parametrize("convention, wrt, text", [
+    ("sample", "dL/dx", r"W_1^\top \delta_1"),
+    ("sample", r"\frac{\partial L}{\partial x}", "W1.T @ delta1"),
+    ("columns", "dL/dX", r"W_1^T \Delta_1"),
+    ("rows", "dX", "Delta1 @ W1"),
+    ("sample", "dL/da^{l-1}", r"(W^l)^T \delta^l"),
+])
+def test_the_gradient_of_the_input_is_checked(convention, wrt, text):
+    result = check(derivation(SIMPLE), wrt, text, convention)
+    assert result.equal, result.report()
+
+
+def test_a_wrong_gradient_of_the_input_is_diagnosed():
+    result = check(derivation(SIMPLE), "dL/dx", r"W_1 \delta_1")
+    assert not result.equal and "missing transpose" in result.diagnosis
+    assert "dL/dx = W1ᵀ δ1" in result.report()
+    residual = check(derivation("3 -> 3 tanh residual -> 2 ; mse"), "dL/dx", r"W_1^\top \delta_1")
+    assert "missing the residual path" in residual.diagnosis
+
+
+def test_the_gradient_of_the_input_is_what_pytorch_computes():
+    """dL/dx is no step of the derivation: its value is compared with autograd's, residual path included."""
+    import torch
+    from derive.checking import Checker
+    checker = Checker(derivation(RESIDUAL), "sample")
+    env = checker.points()[0]
+    value = {k: torch.tensor(env[q.symbol], dtype=torch.float64) for k, q in checker.q.items()
+             if q.symbol in env and k in ("x", "y", "W1", "b1", "W2", "b2", "W3", "b3")}
+    x = value["x"].clone().requires_grad_(True)
+    h1 = torch.tanh(value["W1"] @ x + value["b1"]) + x
+    h2 = torch.tanh(value["W2"] @ h1 + value["b2"]) + h1
+    loss = ((value["W3"] @ h2 + value["b3"] - value["y"]) ** 2).mean()
+    loss.backward()
+    mine = checker.numeric(checker.grads["x"][0], env)
+    assert torch.allclose(torch.tensor(mine, dtype=torch.float64), x.grad.ravel(), atol=1e-12)

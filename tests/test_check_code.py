@@ -101,3 +101,23 @@ def test_dropout_masks_are_in_the_cache_and_a_missing_mask_is_named(tmp_path, ca
     assert run(capsys, spec, f"{path}:backward")[0] == 0
     code, out = run(capsys, spec, f"{path}:no_mask")
     assert code == 1 and "dL/dW1: different: missing dropout mask" in out.out
+
+
+def test_the_gradient_of_the_input_is_checked_when_returned(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T, relu_prime=True):
+            N = X.shape[0]
+            d2 = 2 / N * (cache["Yhat"] - T)
+            d1 = (d2 @ params["W2"]) * ((cache["Z1"] > 0) if relu_prime else 1)
+            return {"W2": d2.T @ cache["A1"], "b2": d2.sum(axis=0), "W1": d1.T @ X, "b1": d1.sum(axis=0),
+                    "dX": d1 @ params["W1"]}
+
+        def no_relu_prime(params, cache, X, T):
+            return backward(params, cache, X, T, relu_prime=False)
+    """)
+    spec = "3 -> 2 relu -> 1 ; mse"
+    code, out = run(capsys, spec, f"{path}:backward")
+    assert code == 0 and "dL/dX: correct" in out.out
+    code, out = run(capsys, spec, f"{path}:no_relu_prime")
+    assert code == 1 and "dL/dX: different: missing activation derivative" in out.out
+    assert "correct: dL/dX = Δ1 W1" in out.out
