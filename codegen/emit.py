@@ -6,7 +6,7 @@ equation number. Interface of the emitted module: see the module docstring of th
 """
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sympy as sp
@@ -60,7 +60,7 @@ def _fused_loss(derivation, rhs):
         fn, mats, extra = sp.Lambda((Z, Y_SCALAR), stabilize(net.loss.pointwise.subs(YHAT, yhat))), (z, target), None
     else:
         lse = sp.MatrixSymbol(f"logsumexp_{z.name}", 1, z.shape[1])
-        body = sp.expand(net.loss.pointwise.subs(YHAT, sp.exp(Z - LSE)))
+        body = sp.collect(sp.expand(net.loss.pointwise.subs(YHAT, sp.exp(Z - LSE))), Y_SCALAR)
         fn, mats, extra = sp.Lambda((Z, Y_SCALAR, LSE), body), (z, target, lse), (lse.name, z.name)
     sums = [e for e in sp.preorder_traversal(rhs) if isinstance(e, ElementSum) and YHAT in e.fn.variables]
     if len(sums) != 1:
@@ -84,9 +84,70 @@ def _lines(printer, step, rhs=None):
             lines += [Line(name, value, step.number) for name, value in pre]
             lines.append(Line(_code_name(step.target.key), text, step.number, op))
         return lines
+    split = _in_place_product(rhs)
+    if split is not None:
+        # (Delta3 @ W3) * (A2 > 0) as Delta2 = Delta3 @ W3, then Delta2 *= (A2 > 0): no second array
+        fresh, factors = split
+        pre, text = printer.print_value(fresh, transposed)
+        more, rest = printer.print_factors(factors, transposed)
+        name = _code_name(step.target.key)
+        return [Line(n, value, step.number) for n, value in pre + more] + \
+            [Line(name, text, step.number), Line(name, rest, step.number, "*=")]
     pre, text = printer.print_value(rhs, transposed)
     return [Line(name, value, step.number) for name, value in pre] + \
         [Line(_code_name(step.target.key), text, step.number)]
+
+
+#: ``np.f(Z, ...)`` for a NumPy ufunc f whose first argument is a bare name: it can write into Z.
+_UFUNC_CALL = re.compile(r"np\.(?:maximum|minimum|tanh|exp|abs|sin|cos|arctan|logaddexp)"
+                         r"\((?P<arg>[A-Za-z_]\w*)(?:, [^()]*)?\)")
+
+
+def _overwrite_dead(lines, keep) -> list:
+    """``A1 = np.maximum(Z1, 0)`` as ``np.maximum(Z1, 0, out=Z1)`` when Z1 is a pre-activation this
+    function computed (``Z1 += b1``) and nothing later reads it (not a line after, not ``keep``):
+    the activation takes Z1's memory instead of a new array."""
+    out, computed = [], set()
+    for i, line in enumerate(lines):
+        match = _UFUNC_CALL.fullmatch(line.rhs)
+        if match and line.op == "=" and match["arg"] in computed - set(keep) \
+                and match["arg"] not in _names(lines[i + 1:]):
+            line = replace(line, rhs="{}, out={})".format(line.rhs[:-1], match["arg"]))
+        if line.op == "+=":
+            computed.add(line.lhs)
+        out.append(line)
+    return out
+
+
+def _with_logsumexp(lines, lse: str, z: str, loss_number: int, helpers: set) -> list:
+    """The softmax line of ``lines`` also returning log-sum-exp of its logits ``z`` for the fused
+    loss: one pass of exp serves both the output and the loss. Its citation names both equations."""
+    softmax = f"_softmax({z}, axis=1)"
+    helpers.discard("_softmax")
+    helpers.add("_softmax_logsumexp")
+    return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_softmax_logsumexp({z}, axis=1)",
+                    eq=f"{line.eq}, {loss_number}") if line.rhs == softmax else line for line in lines]
+
+
+def _is_fresh(term) -> bool:
+    """A matrix product or a sum: NumPy computes it into a new array, which may be overwritten."""
+    return isinstance(term, sp.MatAdd) or (isinstance(term, sp.MatMul) and not _is_bias(term)
+                                           and len(term.as_coeff_mmul()[1].args) > 1)
+
+
+def _in_place_product(rhs):
+    """(fresh factor, other factors) when ``rhs`` is an element-wise product with a factor NumPy
+    computes into a new array (``(Δ W) ⊙ f'(Z)``, ``c (Ŷ - Y)``), else None."""
+    if isinstance(rhs, sp.HadamardProduct):
+        fresh = next((f for f in rhs.args if _is_fresh(f)), None)
+        if fresh is not None:
+            return fresh, [f for f in rhs.args if f is not fresh]
+    if isinstance(rhs, sp.MatMul):
+        coeff, rest = rhs.as_coeff_mmul()
+        rest = rest.args[0] if isinstance(rest, sp.MatMul) and len(rest.args) == 1 else rest
+        if coeff != 1 and isinstance(rest, sp.MatAdd):
+            return rest, [coeff]
+    return None
 
 
 def _is_bias(term) -> bool:
@@ -184,11 +245,9 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     loss_rhs, lse = (loss_step.rhs, None)
     if net.loss.fused_with:
         loss_rhs, lse = _fused_loss(derivation, loss_step.rhs)
-    loss_lines = []
     if lse:
-        printer.helpers.add("_logsumexp")
-        loss_lines.append(Line(lse[0], f"_logsumexp({lse[1]}, axis=1)", loss_step.number))
-    loss_lines += _lines(printer, loss_step, loss_rhs)
+        forward_lines = _with_logsumexp(forward_lines, *lse, loss_step.number, printer.helpers)
+    loss_lines = _lines(printer, loss_step, loss_rhs)
     outputs = _derivatives_from_outputs(derivation)
     backward_rhs = [_in_terms_of_outputs(s.rhs, outputs) for s in backward]
     backward_lines = [line for s, rhs in zip(backward, backward_rhs) for line in _lines(printer, s, rhs)]
@@ -196,10 +255,12 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     forward_keys = [s.target.key for s in forward]
     params = net.param_names
     backward_free = set().union(*(_free_keys(rhs) for rhs in backward_rhs))
-    loss_free = _free_keys(loss_rhs) - ({lse[0]} if lse else set())
+    loss_free = _free_keys(loss_rhs)
     masks = [(q.key, net.layers[q.layer - 1].dropout) for q in derivation.batch.quantities.values()
              if q.role == "mask"]
-    cache = [k for k in forward_keys if k in backward_free | loss_free] + [k for k, _ in masks]
+    cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
+        + [k for k, _ in masks]
+    forward_lines = _overwrite_dead(forward_lines, cache + [_code_name(forward_keys[-1])])
     widths = net.widths
     L = len(net.layers)
     shapes = []
@@ -234,7 +295,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         backward_lines=backward_lines,
         backward_setup=_setup(params, cache, backward_lines, "X"),
         grads=grads,
-        helpers=sorted(h for h in printer.helpers if h in HELPERS + ("_logsumexp",)),
+        helpers=sorted(h for h in printer.helpers if h in HELPERS),
         uses_math="_erf" in _names(all_lines),
         optim_source=render_optim(settings, header=False),
         training=settings["training"],

@@ -21,7 +21,7 @@ from sympy.printing.numpy import NumPyPrinter
 from derive.nodes import Pointwise
 
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax")
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp")
 
 
 class Sigmoid(sp.Function):
@@ -264,6 +264,13 @@ class BatchFirstPrinter(ElementwisePrinter):
         text = self._print(expr)
         return list(self.preamble), text
 
+    def print_factors(self, factors, transposed: bool):
+        """(temporaries, code) of the element-wise product of ``factors``, the rest of the line
+        print_value began: its temporaries continue that line's numbering."""
+        self.preamble, self._transposed = [], transposed
+        text = self._product(factors)
+        return list(self.preamble), text
+
     def _flip(self, expr):
         self._transposed = not self._transposed
         try:
@@ -339,7 +346,10 @@ class BatchFirstPrinter(ElementwisePrinter):
         return out
 
     def _print_HadamardProduct(self, expr):
-        return " * ".join(self._mask(m) or self._factor(m) for m in expr.args)
+        return self._product(expr.args)
+
+    def _product(self, factors):
+        return " * ".join(self._mask(m) or self._factor(m) for m in factors)
 
     def _mask(self, factor):
         """A 0/1 Pointwise factor printed as a boolean array, ``(Z1 > 0)``: NumPy multiplies it in
@@ -369,9 +379,15 @@ class BatchFirstPrinter(ElementwisePrinter):
         return self._print(reduced), reduced
 
     def _cse_symbols(self):
-        while True:
-            yield sp.Symbol("{}{}".format(self.cse_prefix, self._cse_count), real=True)
+        while True:  # counted as each is handed out, so no two temporaries of a line share a name
             self._cse_count += 1
+            yield sp.Symbol("{}{}".format(self.cse_prefix, self._cse_count - 1), real=True)
+
+    def _temporary(self, value):
+        """The name of a new temporary holding ``value``, computed in the line's preamble."""
+        name = next(self._cse_symbols()).name
+        self.preamble.append((name, self._print(value)))
+        return name
 
     def _print_Pointwise(self, expr):
         return self._apply(expr.fn, expr.mats)[0]
@@ -391,6 +407,11 @@ class BatchFirstPrinter(ElementwisePrinter):
         saved, self._transposed = self._transposed, stored_transposed(expr.mats[0])
         try:
             text, body = self._apply(expr.fn, expr.mats)
+            coeff, square = body.as_coeff_Mul()
+            if isinstance(square, sp.Pow) and square.exp == 2:
+                # a sum of squares is one dot product: no squared temporary, and BLAS does the sum
+                base = self._print(square.base) if square.base.is_Symbol else self._temporary(square.base)
+                return self._scaled(coeff, "np.vdot({0}, {0})".format(base))
             # the method, not np.sum: on a small batch np.sum's dispatch costs more than the sum
             bare = not isinstance(body, (sp.Add, sp.Mul, sp.Pow)) and not text.startswith("-")
             return "{}.sum()".format(text if bare else "({})".format(text))

@@ -21,6 +21,7 @@ PARAM_SHAPES = {
     "W2": (10, 128),
     "b2": (10,),
 }
+_SHAPES = list(PARAM_SHAPES.values())
 
 
 #: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
@@ -61,29 +62,35 @@ def init_params(seed=0, dtype=DTYPE, init=None):
     return params
 
 
-def _logsumexp(z, axis):
-    """log(sum(exp(z))) along `axis`, kept as a size-1 axis; shifted by the max so exp cannot overflow."""
+def _softmax_logsumexp(z, axis):
+    """(exp(z) normalised along `axis`, log(sum(exp(z))) along `axis` kept as a size-1 axis), from
+    one exp of z shifted by its max, so exp cannot overflow."""
     top = z.max(axis=axis, keepdims=True)
-    return top + np.log(np.exp(z - top).sum(axis=axis, keepdims=True))
-
-
-def _softmax(z, axis):
-    """exp(z) normalised along `axis`, shifted by the max so exp cannot overflow."""
-    e = np.exp(z - z.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    e = np.exp(z - top)
+    total = e.sum(axis=axis, keepdims=True)
+    e /= total
+    return e, top + np.log(total)
 
 
 def _check_params(params):
     """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
+    try:  # the common case in one comparison: this runs on every public call
+        fine = [params[name].shape for name in PARAM_SHAPES] == _SHAPES
+    except (KeyError, AttributeError):
+        fine = False
+    if not fine:
+        _explain_params(params)
+    dtype = params["W1"].dtype
+    return dtype if dtype.kind == "f" else DTYPE
+
+
+def _explain_params(params):
+    """ValueError naming the first missing or misshapen parameter (arrays or nested lists)."""
     for name, shape in PARAM_SHAPES.items():
         if name not in params:
             raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        value = params[name]
-        # .shape directly on arrays: this runs on every public call, and np.shape costs more
-        if (value.shape if isinstance(value, np.ndarray) else np.shape(value)) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(value)}")
-    dtype = params["W1"].dtype
-    return dtype if dtype.kind == "f" else DTYPE
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
 
 
 def _inputs(X, dtype):
@@ -126,19 +133,19 @@ def _forward(params, X):
     b2 = params["b2"]
     Z1 = X @ W1.T  # (eq. 12)
     Z1 += b1  # (eq. 12)
-    A1 = np.maximum(Z1, 0)  # (eq. 13)
+    A1 = np.maximum(Z1, 0, out=Z1)  # (eq. 13)
     Z2 = A1 @ W2.T  # (eq. 14)
     Z2 += b2  # (eq. 14)
-    Yhat = _softmax(Z2, axis=1)  # (eq. 15)
-    cache = {"X": X, "A1": A1, "Z2": Z2, "Yhat": Yhat}
+    Yhat, logsumexp_Z2 = _softmax_logsumexp(Z2, axis=1)  # (eq. 15, 16)
+    cache = {"X": X, "A1": A1, "Z2": Z2, "Yhat": Yhat, "logsumexp_Z2": logsumexp_Z2}
     return Yhat, cache
 
 
 def _loss(params, cache, Y):
     Z2 = cache["Z2"]
+    logsumexp_Z2 = cache["logsumexp_Z2"]
     N = Y.shape[0]
-    logsumexp_Z2 = _logsumexp(Z2, axis=1)  # (eq. 16)
-    L = (Y*logsumexp_Z2 - Y*Z2).sum()/N  # (eq. 16)
+    L = (Y*(logsumexp_Z2 - Z2)).sum()/N  # (eq. 16)
     return L
 
 
@@ -171,10 +178,12 @@ def _loss_and_grads(params, X, Y):
     A1 = cache["A1"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
-    Delta2 = 1/N*(Yhat - Y)  # (eq. 17)
+    Delta2 = Yhat - Y  # (eq. 17)
+    Delta2 *= 1/N  # (eq. 17)
     dL_dW2 = Delta2.T @ A1  # (eq. 18)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 19)
-    Delta1 = (Delta2 @ W2) * (A1 > 0)  # (eq. 20)
+    Delta1 = Delta2 @ W2  # (eq. 20)
+    Delta1 *= (A1 > 0)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
     return L, {

@@ -23,6 +23,7 @@ PARAM_SHAPES = {
     "W3": (2, 6),
     "b3": (2,),
 }
+_SHAPES = list(PARAM_SHAPES.values())
 
 
 #: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
@@ -66,15 +67,23 @@ def init_params(seed=0, dtype=DTYPE, init=None):
 
 def _check_params(params):
     """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
+    try:  # the common case in one comparison: this runs on every public call
+        fine = [params[name].shape for name in PARAM_SHAPES] == _SHAPES
+    except (KeyError, AttributeError):
+        fine = False
+    if not fine:
+        _explain_params(params)
+    dtype = params["W1"].dtype
+    return dtype if dtype.kind == "f" else DTYPE
+
+
+def _explain_params(params):
+    """ValueError naming the first missing or misshapen parameter (arrays or nested lists)."""
     for name, shape in PARAM_SHAPES.items():
         if name not in params:
             raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        value = params[name]
-        # .shape directly on arrays: this runs on every public call, and np.shape costs more
-        if (value.shape if isinstance(value, np.ndarray) else np.shape(value)) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(value)}")
-    dtype = params["W1"].dtype
-    return dtype if dtype.kind == "f" else DTYPE
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
 
 
 def _inputs(X, dtype):
@@ -112,10 +121,10 @@ def _forward(params, X):
     b3 = params["b3"]
     Z1 = X @ W1.T  # (eq. 17)
     Z1 += b1  # (eq. 17)
-    A1 = np.tanh(Z1)  # (eq. 18)
+    A1 = np.tanh(Z1, out=Z1)  # (eq. 18)
     Z2 = A1 @ W2.T  # (eq. 19)
     Z2 += b2  # (eq. 19)
-    A2 = np.tanh(Z2)  # (eq. 20)
+    A2 = np.tanh(Z2, out=Z2)  # (eq. 20)
     Z3 = A2 @ W3.T  # (eq. 21)
     Z3 += b3  # (eq. 21)
     Yhat = Z3  # (eq. 22)
@@ -167,10 +176,12 @@ def _loss_and_grads(params, X, Y):
     Delta3 = (1/2)/N*np.where(np.abs(t0) <= 1/2, -t0, -1/2*np.sign(t0))  # (eq. 24)
     dL_dW3 = Delta3.T @ A2  # (eq. 25)
     dL_db3 = Delta3.sum(axis=0)  # (eq. 26)
-    Delta2 = (Delta3 @ W3) * (1 - A2**2)  # (eq. 27)
+    Delta2 = Delta3 @ W3  # (eq. 27)
+    Delta2 *= (1 - A2**2)  # (eq. 27)
     dL_dW2 = Delta2.T @ A1  # (eq. 28)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 29)
-    Delta1 = (Delta2 @ W2) * (1 - A1**2)  # (eq. 30)
+    Delta1 = Delta2 @ W2  # (eq. 30)
+    Delta1 *= (1 - A1**2)  # (eq. 30)
     dL_dW1 = Delta1.T @ X  # (eq. 31)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 32)
     return L, {

@@ -23,6 +23,7 @@ PARAM_SHAPES = {
     "W3": (2, 4),
     "b3": (2,),
 }
+_SHAPES = list(PARAM_SHAPES.values())
 
 
 #: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
@@ -66,15 +67,23 @@ def init_params(seed=0, dtype=DTYPE, init=None):
 
 def _check_params(params):
     """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
+    try:  # the common case in one comparison: this runs on every public call
+        fine = [params[name].shape for name in PARAM_SHAPES] == _SHAPES
+    except (KeyError, AttributeError):
+        fine = False
+    if not fine:
+        _explain_params(params)
+    dtype = params["W1"].dtype
+    return dtype if dtype.kind == "f" else DTYPE
+
+
+def _explain_params(params):
+    """ValueError naming the first missing or misshapen parameter (arrays or nested lists)."""
     for name, shape in PARAM_SHAPES.items():
         if name not in params:
             raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        value = params[name]
-        # .shape directly on arrays: this runs on every public call, and np.shape costs more
-        if (value.shape if isinstance(value, np.ndarray) else np.shape(value)) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(value)}")
-    dtype = params["W1"].dtype
-    return dtype if dtype.kind == "f" else DTYPE
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
 
 
 def _inputs(X, dtype):
@@ -126,7 +135,8 @@ def _forward(params, X):
 def _loss(params, cache, Y):
     Yhat = cache["Yhat"]
     N = Y.shape[0]
-    L = ((1/2)*(Yhat - Y)**2).sum()/N  # (eq. 24)
+    t0 = Yhat - Y  # (eq. 24)
+    L = (1/2)*np.vdot(t0, t0)/N  # (eq. 24)
     return L
 
 
@@ -161,14 +171,17 @@ def _loss_and_grads(params, X, Y):
     A2 = cache["A2"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
-    dL_dYhat = 1/N*(Yhat - Y)  # (eq. 25)
+    dL_dYhat = Yhat - Y  # (eq. 25)
+    dL_dYhat *= 1/N  # (eq. 25)
     Delta3 = dL_dYhat * Yhat*(1 - Yhat)  # (eq. 26)
     dL_dW3 = Delta3.T @ A2  # (eq. 27)
     dL_db3 = Delta3.sum(axis=0)  # (eq. 28)
-    Delta2 = (Delta3 @ W3) * A2*(1 - A2)  # (eq. 29)
+    Delta2 = Delta3 @ W3  # (eq. 29)
+    Delta2 *= A2*(1 - A2)  # (eq. 29)
     dL_dW2 = Delta2.T @ A1  # (eq. 30)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 31)
-    Delta1 = (Delta2 @ W2) * A1*(1 - A1)  # (eq. 32)
+    Delta1 = Delta2 @ W2  # (eq. 32)
+    Delta1 *= A1*(1 - A1)  # (eq. 32)
     dL_dW1 = Delta1.T @ X  # (eq. 33)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 34)
     return L, {

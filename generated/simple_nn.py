@@ -21,6 +21,7 @@ PARAM_SHAPES = {
     "W2": (1, 2),
     "b2": (1,),
 }
+_SHAPES = list(PARAM_SHAPES.values())
 
 
 #: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
@@ -63,15 +64,23 @@ def init_params(seed=0, dtype=DTYPE, init=None):
 
 def _check_params(params):
     """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
+    try:  # the common case in one comparison: this runs on every public call
+        fine = [params[name].shape for name in PARAM_SHAPES] == _SHAPES
+    except (KeyError, AttributeError):
+        fine = False
+    if not fine:
+        _explain_params(params)
+    dtype = params["W1"].dtype
+    return dtype if dtype.kind == "f" else DTYPE
+
+
+def _explain_params(params):
+    """ValueError naming the first missing or misshapen parameter (arrays or nested lists)."""
     for name, shape in PARAM_SHAPES.items():
         if name not in params:
             raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        value = params[name]
-        # .shape directly on arrays: this runs on every public call, and np.shape costs more
-        if (value.shape if isinstance(value, np.ndarray) else np.shape(value)) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(value)}")
-    dtype = params["W1"].dtype
-    return dtype if dtype.kind == "f" else DTYPE
+        if np.shape(params[name]) != shape:
+            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
 
 
 def _inputs(X, dtype):
@@ -107,7 +116,7 @@ def _forward(params, X):
     b2 = params["b2"]
     Z1 = X @ W1.T  # (eq. 12)
     Z1 += b1  # (eq. 12)
-    A1 = np.maximum(Z1, 0)  # (eq. 13)
+    A1 = np.maximum(Z1, 0, out=Z1)  # (eq. 13)
     Z2 = A1 @ W2.T  # (eq. 14)
     Z2 += b2  # (eq. 14)
     Yhat = Z2  # (eq. 15)
@@ -118,7 +127,8 @@ def _forward(params, X):
 def _loss(params, cache, Y):
     Yhat = cache["Yhat"]
     N = Y.shape[0]
-    L = ((Yhat - Y)**2).sum()/N  # (eq. 16)
+    t0 = Yhat - Y  # (eq. 16)
+    L = np.vdot(t0, t0)/N  # (eq. 16)
     return L
 
 
@@ -151,10 +161,12 @@ def _loss_and_grads(params, X, Y):
     A1 = cache["A1"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
-    Delta2 = 2/N*(Yhat - Y)  # (eq. 17)
+    Delta2 = Yhat - Y  # (eq. 17)
+    Delta2 *= 2/N  # (eq. 17)
     dL_dW2 = Delta2.T @ A1  # (eq. 18)
     dL_db2 = Delta2.sum(axis=0)  # (eq. 19)
-    Delta1 = (Delta2 @ W2) * (A1 > 0)  # (eq. 20)
+    Delta1 = Delta2 @ W2  # (eq. 20)
+    Delta1 *= (A1 > 0)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
     dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
     return L, {

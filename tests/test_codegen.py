@@ -238,7 +238,7 @@ def test_every_math_line_cites_an_equation():
     derivation = derive("3 -> 4 sigmoid -> 2 ; sse_half")
     source = generate(derivation)
     numbers = {s.number for s in derivation.steps}
-    cited = {int(part.split(")")[0]) for part in source.split("# (eq. ")[1:]}
+    cited = {int(n) for part in source.split("# (eq. ")[1:] for n in part.split(")")[0].split(", ")}
     assert cited == numbers
     assert source.startswith(HEADER + "\n")
     assert "chainrule generate" in source and "3 -> 4 sigmoid -> 2 ; sse_half" in source
