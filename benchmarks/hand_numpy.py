@@ -84,12 +84,16 @@ def matmul_shapes(widths, batch):
     return shapes
 
 
-def matmuls_only(widths, batch, dtype, seed=2):
-    """A function that runs just the step's matmuls, same shapes and layouts, for the bound."""
+def matmul_operands(widths, batch, dtype, seed=2) -> list:
+    """(kind, left, right) NumPy operands of every matmul in one step."""
     rng = np.random.default_rng(seed)
-    operands = [(kind, rng.standard_normal(a).astype(dtype), rng.standard_normal(b).astype(dtype))
-                for _, a, b, kind in matmul_shapes(widths, batch)]
+    return [(kind, rng.standard_normal(a).astype(dtype), rng.standard_normal(b).astype(dtype))
+            for _, a, b, kind in matmul_shapes(widths, batch)]
 
+
+def matmuls_only(operands):
+    """A function that runs just the step's matmuls, same shapes and layouts, for the bound.
+    The operands may be NumPy arrays or torch tensors: the same code times either library's BLAS."""
     def run():
         for kind, left, right in operands:
             if kind == "A @ W.T":

@@ -52,6 +52,12 @@ def make_torch(net, params, X, T):
     return step
 
 
+def torch_operands(operands) -> list:
+    """hand_numpy.matmul_operands as torch tensors sharing their memory, to time PyTorch's BLAS."""
+    torch = _import("torch")
+    return [(kind, torch.from_numpy(left), torch.from_numpy(right)) for kind, left, right in operands]
+
+
 # -- HIPS autograd ------------------------------------------------------------------------------
 def make_autograd(net, params, X, T):
     _import("autograd")

@@ -72,9 +72,16 @@ def print_train_step(section):
           + skipped_lines(section["skipped"]))
     print("  CPU time: the process's, per call; comparable between peers only with --threads 1, and never "
           "for jax.jit, whose thread pool cannot be capped")
-    if any(r["matmul_fraction"] > 1.05 for r in section["rows"]):
-        print("  note: a matmul bound above 100 % means the matmuls alone ran slower than the whole step, so the "
-              "machine was disturbed while sampling; rerun, or use --threads 1 and read the CPU time")
+    blas = {(r["label"], r["dtype"]): (r["matmul_bound_s"], r["torch_matmul_bound_s"]) for r in section["rows"]
+            if r["torch_matmul_bound_s"]}
+    if blas:
+        print("  the step's matmuls alone, NumPy's BLAS against PyTorch's (a peer whose BLAS is faster can pass "
+              "100 % of NumPy's bound):")
+        for (label, dtype), (ours, theirs) in blas.items():
+            print(f"    {label} {dtype}: NumPy {seconds(ours)}, PyTorch {seconds(theirs)} ({theirs / ours:.2f}x)")
+    if any(r["matmul_fraction"] > 1.05 for r in section["rows"] if r["peer"] != "PyTorch"):
+        print("  note: a NumPy peer above 100 % of the matmul bound means the matmuls alone ran slower than its "
+              "whole step, so the machine was disturbed while sampling; rerun, or use --threads 1 and read the CPU time")
     for message in section["mismatches"]:
         print(f"  !!! {message}")
 
@@ -156,6 +163,7 @@ def environment() -> dict:
     try:
         import torch
         env["torch_threads"] = torch.get_num_threads()
+        env["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "not MKL"
     except ImportError:
         pass
     return env
@@ -190,7 +198,10 @@ def main(argv=None) -> int:
     load = env["load_average_at_start"][0]
     print(f"chainrule benchmarks ({'quick' if args.quick else 'full'}): Python {env['python']}, "
           f"NumPy {env['numpy']}, {env['cpus']} CPUs, load average {load:.2f}; peers: "
-          + ", ".join(f"{k} {v}" if v else f"{k} MISSING (skipped)" for k, v in env["peers"].items()))
+          + ", ".join(f"{k} {v}" if v else f"{k} MISSING (skipped)" for k, v in env["peers"].items())
+          + "".join(f"; NumPy's BLAS {b['internal_api']} {b['version']} ({b['architecture']})"
+                    for b in env["blas"] or [] if b["internal_api"] in ("openblas", "mkl", "blis"))
+          + (f"; torch's BLAS {env['torch_blas']}" if "torch_blas" in env else ""))
     if load > 0.5:
         print(f"  note: the machine is busy (load {load:.2f}); multi-threaded BLAS and torch suffer most")
     started = time.perf_counter()

@@ -90,9 +90,13 @@ def run(quick: bool) -> dict:
                     if err == float("inf"):
                         del steps[name]
                 checked[name] = err
-            matmuls = hand_numpy.matmuls_only(net.widths, net.batch, dtype)
-            times = interleaved({**steps, "matmuls": matmuls}, rounds, target)
+            operands = hand_numpy.matmul_operands(net.widths, net.batch, dtype)
+            bounds = {"matmuls": hand_numpy.matmuls_only(operands)}
+            if "PyTorch" in steps:  # PyTorch has its own BLAS: its matmuls alone, for comparison
+                bounds["torch matmuls"] = hand_numpy.matmuls_only(peers.torch_operands(operands))
+            times = interleaved({**steps, **bounds}, rounds, target)
             bound = times["matmuls"]["median_s"]
+            torch_bound = times.get("torch matmuls", {}).get("median_s")
             hand = times.get("hand NumPy", {}).get("median_s")
             for name in PEERS:
                 if name not in steps:
@@ -104,6 +108,7 @@ def run(quick: bool) -> dict:
                              "samples": times[name]["samples"],
                              "ratio_to_hand": t / hand if hand else None,
                              "matmul_bound_s": bound, "matmul_fraction": bound / t,
+                             "torch_matmul_bound_s": torch_bound,
                              "grad_rel_error": checked.get(name),
                              "grads_match": checked.get(name, 0) <= TOLERANCE[dtype]})
             print(f"  train step {net.key} {dtype}: done", file=sys.stderr, flush=True)
