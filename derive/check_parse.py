@@ -131,7 +131,8 @@ class Parser:
     """Recursive descent over the tokens. Node kinds:
 
     num(value) name(norm) grad(norm) neg(a) add(a, b) sub(a, b) mul(a, b, how) had(a, b) div(a, b)
-    T(a) pow(a, k) act(name, prime, arg) ind(arg) sum(a, axis) ones(kind)
+    T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) ones(kind)
+    where(cond, op, a, b) (np.where(cond op 0, a, b), op '>' or '>=') clip(a, low, high)
     ``how`` is 'matmul' (@, juxtaposition, \\cdot, \\times) or 'star' (*, element-wise with broadcasting).
     """
 
@@ -332,17 +333,56 @@ class Parser:
         return self.comparison(inner, start, closing)
 
     def comparison(self, left, start, closing) -> Node:
-        op = self.take()[1]
+        op = self.relation()
+        self.expect("op", closing)
+        if op.startswith("<"):
+            raise ChainruleError("write the indicator as 1[z > 0]; '<' comparisons are not understood")
+        return self.node("ind", (left, op), start)
+
+    def relation(self) -> str:
+        """After the left side of a comparison: the operator (> >= < <=), with 0 on its right."""
+        kind, op, start, _ = self.take()
+        if kind != "op" or op not in "<>":
+            raise ChainruleError(f"expected a comparison with 0 such as 'z_1 > 0' but found '{op}' "
+                                 f"at character {start + 1}")
         if self.at("op", "="):
             self.take()
             op += "="
         right = self.expr()
         if right.kind != "num" or float(right.args[0]) != 0:
             raise ChainruleError(f"only comparisons with 0 are understood, like 1[z_1 > 0], not '{right.text}'")
-        self.expect("op", closing)
+        return op
+
+    def where(self, start) -> Node:
+        """np.where(Z > 0, A, B), the condition turned to '>' or '>=' (z <= 0 swaps the branches of z > 0)."""
+        self.expect("op", "(")
+        left = self.expr()
+        op = self.relation()
+        self.expect("op", ",")
+        yes = self.expr()
+        self.expect("op", ",")
+        no = self.expr()
+        self.expect("op", ")")
         if op.startswith("<"):
-            raise ChainruleError("write the indicator as 1[z > 0]; '<' comparisons are not understood")
-        return self.node("ind", (left, op), start)
+            op, yes, no = {"<": ">=", "<=": ">"}[op], no, yes
+        return self.node("where", (left, op, yes, no), start)
+
+    def clip(self, start) -> Node:
+        """np.clip(A, low, high); the bounds are numbers."""
+        self.expect("op", "(")
+        arg = self.expr()
+        bounds = []
+        for key in ("a_min", "a_max"):
+            self.expect("op", ",")
+            if self.at("id", "a") and self.at("op", "_", 1) and self.at("id", key[2:], 2) and self.at("op", "=", 3):
+                self.pos += 4
+            bound = self.expr()
+            if not (bound.kind == "num" or bound.kind == "neg" and bound.args[0].kind == "num"):
+                raise ChainruleError(f"the bounds of np.clip must be numbers, like np.clip(yhat - y, -1, 1), "
+                                     f"not '{bound.text}'")
+            bounds.append(bound)
+        self.expect("op", ")")
+        return self.node("clip", (arg, *bounds), start)
 
     def command(self, start) -> Node:
         value = self.take()[1]
@@ -462,6 +502,10 @@ class Parser:
             return self.node("grad", (name.args[0],), start)
         if word == "partial":
             raise ChainruleError("write a partial derivative as \\frac{\\partial L}{\\partial W_2} or dL/dW2")
+        if word == "where":
+            return self.where(start)
+        if word == "clip":
+            return self.clip(start)
         if word in ("sum",):
             self.expect("op", "(")
             arg = self.expr()

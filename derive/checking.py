@@ -40,6 +40,7 @@ from .check_parse import ACTIVATION_ALIASES, GENERIC_ACTIVATIONS, Node, parse
 from .errors import ChainruleError, did_you_mean
 from .nodes import ColumnNormalize, ElementSum, Pointwise
 from .ops.activations import Z, make_activation
+from .ops.losses import CATALOGUE as LOSSES
 from .printing import MathLatex, MathText
 
 BATCH = 3  # N at the checking points: 3, so a missing 1/N is not mistaken for the 2 of a square
@@ -48,6 +49,7 @@ SHOWN_ENTRIES = 40  # a counterexample lists every input up to this many numbers
 MAX_PROOF_ENTRIES = 150  # beyond this many symbols the exact proof is skipped
 PROOF_SECONDS = 1.0  # SymPy's simplify may take long; past this the random points decide
 CONVENTIONS = ("sample", "columns", "rows")
+_YES, _NO = sp.symbols("yes no", real=True)  # np.where's branches, element by element
 _INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
 _INDICATOR_GE = sp.Lambda(Z, sp.Piecewise((1, Z >= 0), (0, True)))
 
@@ -361,8 +363,8 @@ class Checker:
             return sp.MatAdd(a, -b if subtract else b)
         return a - b if subtract else a + b
 
-    def _broadcast(self, node, a, b):
-        """NumPy's broadcasting of two operands (scalars and 1-wide sides stretch)."""
+    def _broadcast(self, node, a, b, parts=None):
+        """NumPy's broadcasting of two operands (scalars and 1-wide sides stretch); ``parts``: their nodes."""
         if isinstance(a, _Ones) or isinstance(b, _Ones):
             raise ChainruleError(f"a ones vector must be multiplied, not added, in '{node.text}'")
         if not _is_matrix(a):
@@ -374,7 +376,8 @@ class Checker:
         rows = _stretch(a.shape[0], b.shape[0])
         cols = _stretch(a.shape[1], b.shape[1])
         if rows is None or cols is None:
-            raise ShapeMismatch(f"'{node.args[0].text}' is {_shape(a)} and '{node.args[1].text}' is {_shape(b)}, "
+            first, second = parts or node.args[:2]
+            raise ShapeMismatch(f"'{first.text}' is {_shape(a)} and '{second.text}' is {_shape(b)}, "
                                 f"which do not fit in '{node.text}'")
         return _expand(a, rows, cols), _expand(b, rows, cols)
 
@@ -443,6 +446,30 @@ class Checker:
         if not _is_matrix(arg):
             raise ChainruleError(f"the indicator in '{node.text}' must be applied to a matrix such as z_1")
         return Pointwise(_INDICATOR if node.args[1] == ">" else _INDICATOR_GE, r"\mathbb{1}", arg)
+
+    def _bind_where(self, node):
+        cond_node, op, yes_node, no_node = node.args
+        cond = self.bind(cond_node)
+        if not _is_matrix(cond):
+            raise ChainruleError(f"the condition in '{node.text}' must compare a matrix such as z_1 with 0")
+        branches = []
+        for branch in (yes_node, no_node):
+            value = self.bind(branch)
+            if isinstance(value, _Ones):
+                raise ChainruleError(f"a ones vector cannot be a branch of '{node.text}'")
+            cond, value = self._broadcast(node, cond, value, (cond_node, branch))
+            branches.append((value, branch))
+        yes, no = (self._broadcast(node, cond, b, (cond_node, n))[1] for b, n in branches)  # cond may have widened
+        test = Z > 0 if op == ">" else Z >= 0
+        return Pointwise(sp.Lambda((Z, _YES, _NO), sp.Piecewise((_YES, test), (_NO, True))), "where", cond, yes, no)
+
+    def _bind_clip(self, node):
+        arg, low, high = (self.bind(x) for x in node.args)
+        if not _is_matrix(arg):
+            raise ChainruleError(f"'{node.text}' must clip a matrix such as yhat - y")
+        if low > high:
+            raise ChainruleError(f"the lower bound of '{node.text}' is above the upper one")
+        return Pointwise(sp.Lambda(Z, sp.Piecewise((low, Z < low), (high, Z > high), (Z, True))), "clip", arg)
 
     def _bind_sum(self, node):
         a, axis = self.bind(node.args[0]), node.args[1]
@@ -821,8 +848,21 @@ def _local(node: Node, checker):
             f"an element-wise (Hadamard) product where a matrix product belongs: '{t}' should be '{a} {b}' (a @ b)")
     if kind in ("had", "mul"):
         for keep, drop in ((args[0], args[1]), (args[1], args[0])):
-            if drop.kind in ("act", "ind"):
+            if drop.kind in ("act", "ind", "where"):
                 yield keep, f"extra activation derivative: '{drop.text}' does not belong in '{t}'"
+    if kind == "where":
+        cond, op, yes, no = args
+        yield Node("where", (cond, op, no, yes), t), (
+            f"np.where's branches swapped: '{t}' should give '{yes.text}' where {cond.text} {op} 0 fails "
+            f"and '{no.text}' where it holds")
+    if kind == "clip":
+        yield args[0], f"extra clipping: '{t}' should be '{args[0].text}'"
+        loss = checker.net.loss
+        for key, bound in {**getattr(LOSSES.get(loss.name), "defaults", {}), **dict(loss.params)}.items():
+            number = Node("num", (str(bound),), str(bound))
+            if isinstance(bound, (int, float)) and bound > 0:
+                yield Node("clip", (args[0], Node("neg", (number,), f"-{bound}"), number), t), (
+                    f"wrong bounds: the {loss.title} with {key} = {bound:g} clips at ±{bound:g}")
     if kind == "neg":
         yield args[0], f"sign: '{t}' should be '{args[0].text}'"
     if kind == "sub":

@@ -265,3 +265,54 @@ def test_the_gradient_of_the_input_is_what_pytorch_computes():
     loss.backward()
     mine = checker.numeric(checker.grads["x"][0], env)
     assert torch.allclose(torch.tensor(mine, dtype=torch.float64), x.grad.ravel(), atol=1e-12)
+
+
+HUBER = "2 -> 3 tanh -> 2 ; huber"
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text", [
+    (SIMPLE, "sample", "delta1", "(W2.T @ delta2) * np.where(z1 > 0, 1, 0)"),
+    (SIMPLE, "sample", "delta1", "np.where(z1 > 0, W2.T @ delta2, 0)"),
+    (SIMPLE, "rows", "delta1", "(Delta2 @ W2) * np.where(Z1 <= 0, 0.0, 1.0)"),
+    (SIMPLE, "rows", "delta1", "np.where(Z1 < 0, 0, Delta2 @ W2)"),
+    ("2 -> 3 leaky_relu(slope=0.1) -> 1 ; mse", "rows", "delta1", "(Delta2 @ W2) * np.where(Z1 > 0, 1, 0.1)"),
+    (HUBER, "sample", "yhat", "np.clip(yhat - y, -1, 1) / 2"),
+    (HUBER, "rows", "yhat", "np.clip(Yhat - Y, -1, 1) / (2 * N)"),
+    (HUBER, "rows", "W2", "(np.clip(Yhat - Y, a_min=-1, a_max=1) / (2 * N)).T @ A1"),
+    ("2 -> 3 tanh -> 2 ; huber(delta=0.5)", "sample", "yhat", "np.clip(yhat - y, -0.5, 0.5) / 2"),
+])
+def test_np_where_and_np_clip_are_read_and_right_ones_accepted(spec, convention, wrt, text):
+    result = check(derivation(spec), wrt, text, convention)
+    assert result.equal, result.report()
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text, words", [
+    (SIMPLE, "rows", "delta1", "np.where(Z1 > 0, 0, Delta2 @ W2)", "np.where's branches swapped"),
+    (SIMPLE, "sample", "delta1", "(W2 @ delta2) * np.where(z1 > 0, 1, 0)", "missing transpose"),
+    (SIMPLE, "sample", "delta1", "(W2.T @ delta2) * np.where(z1 > 0, 1, 0) * np.where(z1 > 0, 1, 0) * 3",
+     "constant factor: yours is 3 times"),
+    (HUBER, "rows", "yhat", "np.clip(Yhat - Y, -2, 2) / (2 * N)", "wrong bounds: the Huber loss with delta = 1 clips at ±1"),
+    (HUBER, "rows", "yhat", "np.clip(Yhat - Y, -1, 1) / 2", "the 1/N of the mean over the batch"),
+    (HUBER, "sample", "yhat", "np.clip(y - yhat, -1, 1) / 2", "sign"),
+    ("2 -> 3 tanh -> 2 ; mse", "sample", "yhat", "np.clip(yhat - y, -1, 1)", "extra clipping"),
+])
+def test_mistakes_inside_np_where_and_np_clip_are_named(spec, convention, wrt, text, words):
+    result = check(derivation(spec), wrt, text, convention)
+    assert not result.equal and words in result.diagnosis, result.report()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("np.where(z1 > 1, 1, 0)", "only comparisons with 0"),
+    ("np.where(z1, 1, 0)", "expected a comparison with 0"),
+    ("np.clip(yhat - y, -delta, 1)", "the bounds of np.clip must be numbers"),
+    ("np.clip(yhat - y, 1, -1)", "lower bound"),
+])
+def test_np_where_and_np_clip_that_cannot_be_read_exit_2(text, words, capsys):
+    assert main(["check", SIMPLE, "--wrt", "delta1", "--grad", text]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_np_where_branches_that_do_not_fit_the_condition_are_a_shape_mistake():
+    result = check(derivation("3 -> 2 relu -> 1 ; mse"), "delta1", "np.where(z1 > 0, x, 0)")
+    assert not result.equal and "the shapes do not fit: 'z1' is 2 × 1 and 'x' is 3 × 1" in result.diagnosis

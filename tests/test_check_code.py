@@ -121,3 +121,20 @@ def test_the_gradient_of_the_input_is_checked_when_returned(tmp_path, capsys):
     code, out = run(capsys, spec, f"{path}:no_relu_prime")
     assert code == 1 and "dL/dX: different: missing activation derivative" in out.out
     assert "correct: dL/dX = Δ1 W1" in out.out
+
+
+def test_a_huber_backward_pass_with_np_clip_and_np_where(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T, scale=None):
+            d2 = np.clip(cache["Yhat"] - T, -1, 1) / (scale or T.size)      # the mean over all elements
+            d1 = np.where(cache["Z1"] > 0, d2 @ params["W2"], 0.0)
+            return {"W2": d2.T @ cache["A1"], "b2": d2.sum(axis=0), "W1": d1.T @ X, "b1": d1.sum(axis=0)}
+
+        def no_mean_over_the_batch(params, cache, X, T):
+            return backward(params, cache, X, T, scale=T.shape[1])
+    """)
+    spec = "2 -> 3 relu -> 2 ; huber"
+    code, out = run(capsys, spec, f"{path}:backward")
+    assert code == 0 and out.out.count(": correct") == 4, out.out
+    code, out = run(capsys, spec, f"{path}:no_mean_over_the_batch")
+    assert code == 1 and out.out.count("the 1/N of the mean over the batch") == 4, out.out
