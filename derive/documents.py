@@ -3,6 +3,9 @@
 ``outline`` walks the steps once and yields blocks (headings, paragraphs, a table of symbols,
 numbered equations); each document only lays those blocks out.
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import sympy as sp
 
 from .checking import accepted_names
@@ -36,7 +39,8 @@ def shape_text(shape, latex: bool) -> str:
 
 
 def outline(derivation, latex: bool):
-    """Blocks: ('heading', text) | ('para', text) | ('table', header, rows) | ('eq', n, lhs, rhs, reason)."""
+    """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
+    ('display', lines) | ('eq', n, lhs, rhs, reason)."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of {net.name}"
@@ -128,84 +132,91 @@ def _latex_text(text: str) -> str:
     return "$".join(part if i % 2 else _latex_escape(part) for i, part in enumerate(parts))
 
 
-def latex_document(derivation) -> str:
-    out = [r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
-           r"\allowdisplaybreaks", r"\begin{document}"]
-    for block in outline(derivation, latex=True):
-        kind = block[0]
-        if kind == "title":
-            out.append(rf"\section*{{{_latex_escape(block[1])}}}")
-        elif kind == "heading":
-            out.append(rf"\subsection*{{{_latex_escape(block[1])}}}")
-        elif kind == "subheading":
-            out.append(rf"\paragraph{{{block[1]}}}")
-        elif kind == "para":
-            out.append(_latex_text(block[1]) + "\n")
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append(rf"\noindent\textbf{{{header[0]}}}" + "\n\n" + r"{\renewcommand{\arraystretch}{1.5}\begin{tabular}{lll}" + "\n"
-                       + " & ".join(rf"\textbf{{{h}}}" for h in header[1:]) + r" \\ \hline")
-            out.extend(f"{a} & {b} & {_latex_escape(c)} " + r"\\" for a, b, c in rows)
-            out.append(r"\end{tabular}}" + "\n")
+@dataclass(frozen=True)
+class Layout:
+    """How one document lays out the outline's blocks, as ``str.format`` templates.
+
+    ``prose`` prepares every piece of prose (LaTeX escapes it, keeping its ``$...$`` math).
+    ``table`` is the caption line, the header line (None: none), a row's line and the closing
+    line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
+    A display's lines each go through ``display_line``, joined by ``display_join``, into
+    ``display``. A heading may use ``width``, its length: ``{rule:=<{width}}`` is a rule under it.
+    """
+    latex: bool
+    prose: Callable[[str], str]
+    title: str
+    heading: str
+    subheading: str
+    para: str
+    table: tuple
+    display: str
+    display_line: str
+    display_join: str
+    eq: tuple
+    head: tuple = ()
+    tail: tuple = ()
+    end: str = ""
+
+
+LATEX = Layout(
+    latex=True, prose=_latex_text,
+    title=r"\section*{{{text}}}", heading=r"\subsection*{{{text}}}", subheading=r"\paragraph{{{text}}}",
+    para="{text}\n",
+    table=(r"\noindent\textbf{{{caption}}}" + "\n\n" + r"{{\renewcommand{{\arraystretch}}{{1.5}}\begin{{tabular}}{{lll}}",
+           r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\", r"\end{{tabular}}}}" + "\n"),
+    display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
+    eq=("\\begin{{equation}}\n{lhs} = {rhs} \\tag{{{number}}}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
+    head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
+          r"\allowdisplaybreaks", r"\begin{document}"),
+    tail=(r"\end{document}",), end="\n")
+
+MARKDOWN = Layout(
+    latex=True, prose=str,
+    title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
+    table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
+    display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
+    eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.\n"))
+
+TEXT = Layout(
+    latex=False, prose=str,
+    title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
+    table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
+    display="{body}", display_line="    {line}", display_join="\n",
+    eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}"), end="\n")
+
+
+def render(derivation, layout: Layout) -> str:
+    """The document: the outline's blocks, each laid out by ``layout``."""
+    out = list(layout.head)
+    for kind, *args in outline(derivation, layout.latex):
+        if kind == "table":
+            (caption, *header), rows = args
+            caption_line, header_line, row_line, close = layout.table
+            widths = {"wa": max(len(a) for a, _, _ in rows), "wb": max(len(b) for _, b, _ in rows)}
+            out.append(caption_line.format(caption=layout.prose(caption)))
+            lines = [(header_line, header)] + [(row_line, row) for row in rows]
+            out.extend(line.format(a=a, b=b, c=layout.prose(c), **widths) for line, (a, b, c) in lines if line is not None)
+            out.extend([close.format()] if close is not None else [])
         elif kind == "display":
-            out.append(r"\begin{gather*}" + "\n" + " \\\\\n".join(block[1]) + "\n" + r"\end{gather*}")
+            lines = layout.display_join.join(layout.display_line.format(line=line) for line in args[0])
+            out.append(layout.display.format(body=lines))
         elif kind == "eq":
-            number, lhs, rhs, reason = block[1:]
-            out.append(r"\begin{equation}" + f"\n{lhs} = {rhs} \\tag{{{number}}}\n" + r"\end{equation}")
-            out.append(r"{\small " + _latex_text(reason) + "}\n")
-    out.append(r"\end{document}")
-    return "\n".join(out) + "\n"
+            number, lhs, rhs, reason = args
+            out.extend(t.format(number=number, lhs=lhs, rhs=rhs, reason=layout.prose(reason)) for t in layout.eq)
+        else:
+            text = layout.prose(args[0])
+            out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
+    out.extend(layout.tail)
+    return "\n".join(out) + layout.end
+
+
+def latex_document(derivation) -> str:
+    return render(derivation, LATEX)
 
 
 def markdown_document(derivation) -> str:
-    out = []
-    for block in outline(derivation, latex=True):
-        kind = block[0]
-        if kind == "title":
-            out.append(f"# {block[1]}\n")
-        elif kind == "heading":
-            out.append(f"## {block[1]}\n")
-        elif kind == "subheading":
-            out.append(f"**{block[1]}**\n")
-        elif kind == "para":
-            out.append(block[1] + "\n")
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append(f"*{header[0]}*\n")
-            out.append("| " + " | ".join(header[1:]) + " |\n|---|---|---|")
-            out.extend(f"| {a} | {b} | {c} |" for a, b, c in rows)
-            out.append("")
-        elif kind == "display":
-            out.extend(f"$$\n{line}\n$$\n" for line in block[1])
-        elif kind == "eq":
-            number, lhs, rhs, reason = block[1:]
-            out.append(f"$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n")
-            out.append(f"({number}) {reason}.\n")
-    return "\n".join(out)
+    return render(derivation, MARKDOWN)
 
 
 def text_document(derivation) -> str:
-    out = []
-    for block in outline(derivation, latex=False):
-        kind = block[0]
-        if kind == "title":
-            out.append(f"{block[1]}\n{'=' * len(block[1])}")
-        elif kind == "heading":
-            out.append(f"\n{block[1]}\n{'-' * len(block[1])}")
-        elif kind == "subheading":
-            out.append(f"  {block[1]}:")
-        elif kind == "para":
-            out.append(block[1])
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append(f"  {header[0]}:")
-            width = max(len(a) for a, _, _ in rows)
-            swidth = max(len(b) for _, b, _ in rows)
-            out.extend(f"    {a:<{width}}  {b:<{swidth}}  {c}" for a, b, c in rows)
-        elif kind == "display":
-            out.extend(f"    {line}" for line in block[1])
-        elif kind == "eq":
-            number, lhs, rhs, reason = block[1:]
-            out.append(f"  ({number:>2})  {lhs} = {rhs}")
-            out.append(f"        {reason}")
-    return "\n".join(out) + "\n"
+    return render(derivation, TEXT)
