@@ -77,7 +77,11 @@ class MathLatex(_Named, LatexPrinter):
         return ("-" if coeff == -1 else self._print(coeff) + " ") + body
 
     def _print_OneMatrix(self, expr):
-        return r"\mathbf{1}_{N}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}_{N}"
+        """``\\mathbf{1}_{N}`` (a column), ``\\mathbf{1}_{N}^{\\top}`` (a row), ``\\mathbf{1}_{3} \\mathbf{1}_{3}^{\\top}``."""
+        rows, cols = (self._print(n) for n in expr.shape)
+        if expr.shape[0] == 1:
+            return rf"\mathbf{{1}}_{{{cols}}}^{{\top}}"
+        return rf"\mathbf{{1}}_{{{rows}}}" + ("" if expr.shape[1] == 1 else rf" \mathbf{{1}}_{{{cols}}}^{{\top}}")
 
     def _print_Pointwise(self, expr):
         args = ", ".join(self._print(m) for m in expr.mats)
@@ -139,7 +143,9 @@ class MathText(_Named, StrPrinter):
         return f"{self._print(coeff)}·{body}" if coeff.is_Rational else f"({self._print(coeff)})·{body}"
 
     def _print_OneMatrix(self, expr):
-        return "1ᵀ" if expr.shape[0] == 1 else "1"
+        if expr.shape[0] == 1:
+            return "1ᵀ"
+        return "1" if expr.shape[1] == 1 else "1 1ᵀ"
 
     def _print_Pointwise(self, expr):
         args = ", ".join(self._print(m) for m in expr.mats)
