@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .nodes import ColumnNormalize, ElementSum, Pointwise
+from .nodes import ColumnNormalize, ColumnSums, ElementSum, Pointwise
 from .ops.activations import Z
 from .ops.losses import Y as Y_SCALAR, YHAT
 
@@ -256,6 +256,9 @@ class _Sweep:
     def delta_step(self, l, upstream, target: Quantity, why: str = ""):
         layer = self.net.layers[l - 1]
         f, z = layer.activation, self.z[l]
+        if not f.elementwise:
+            self.step(target, *self.softmax_backward(l, upstream), "backward", l)
+            return
         factors, reasons = [upstream], []
         if layer.dropout:
             mask = self.quantities[f"{self.letter('m')}{l}"]
@@ -268,6 +271,30 @@ class _Sweep:
             reasons.append(f"chain rule through {f.name}: element-wise product with its derivative at {ref(z)}")
         rhs = sp.HadamardProduct(*factors) if len(factors) > 1 else upstream
         self.step(target, rhs, "; ".join(([why] if why else []) + reasons), "backward", l)
+
+    def softmax_backward(self, l, upstream):
+        """(rhs, reason) of δ = (diag(ŷ) - ŷ ŷᵀ) g: softmax's Jacobian (symmetric) times g = dL/dŷ.
+
+        Written without the C × C Jacobian: ŷ ⊙ (g - 1 ŷᵀ g) for one sample, and for a batch, where
+        each column has its own ŷᵀ g, Ŷ ⊙ (G - 1 1ᵀ (Ŷ ⊙ G)) (``ColumnSums``).
+        """
+        yhat, grad, z = self.a[l], self.quantities[upstream.name], self.z[l]
+        if self.batch:
+            weighted = ColumnSums(sp.HadamardProduct(yhat.symbol, upstream))
+            why = (f"every output of a sample depends on every entry of that sample's column of {ref(z)}, so each "
+                   f"column ŷ of {ref(yhat)} follows the one-sample rule: its Jacobian diag(ŷ) minus ŷ times its "
+                   f"transpose, applied to the column's gradient, gives each output's gradient minus the ŷ-weighted "
+                   f"average of the column's gradients, times the output. The averages are the column sums of "
+                   f"{ref(yhat)} times {ref(grad)} element-wise; the matrix of ones (1 times 1 transposed) copies "
+                   f"each to every row of its column")
+        else:
+            weighted = sp.MatMul(sp.OneMatrix(yhat.shape[0], 1), yhat.symbol.T, upstream)
+            why = (f"every output depends on every entry of {ref(z)}, so the Jacobian is diag({ref(yhat)}) minus "
+                   f"{ref(yhat)} times its transpose; applied to {ref(grad)} it gives each output's gradient minus "
+                   f"the {ref(yhat)}-weighted average of the gradients ({ref(yhat)} transposed times {ref(grad)}, "
+                   f"copied down a column of ones), times the output")
+        rhs = sp.HadamardProduct(yhat.symbol, sp.MatAdd(upstream, _scaled(-1, weighted)))
+        return rhs, "chain rule through softmax, which couples the outputs of a column: " + why
 
     def loss_gradient(self, yhat: Quantity, target: Quantity):
         """dL/dyhat at the matrix level: a scalar times (yhat - y) where the derivative is that simple."""

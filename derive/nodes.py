@@ -1,14 +1,16 @@
-"""The two SymPy expression nodes the derivation needs beyond MatMul, MatAdd, HadamardProduct.
+"""The SymPy expression nodes the derivation needs beyond MatMul, MatAdd, HadamardProduct.
 
 ``Pointwise(fn, *mats)`` applies a scalar ``Lambda`` element by element (an activation, its
 derivative, a loss's derivative); ``ElementSum(fn, *mats)`` sums such a map over all elements
 (a loss, a penalty). Both carry the formula itself, so ``doit()`` on explicit matrices gives
 the element-wise expansion that ``derive.verify`` differentiates, and the printers can show
-either a short label (``\\sigma'(z_1)``) or the formula.
+either a short label (``\\sigma'(z_1)``) or the formula. ``ColumnNormalize`` divides each
+column by its sum (softmax) and ``ColumnSums`` (``1 1ᵀ M``) gives each entry its column's sum
+(softmax's backward step).
 """
 import sympy as sp
 from sympy.core.symbol import Str
-from sympy.matrices.expressions import MatrixExpr
+from sympy.matrices.expressions import MatMul, MatrixExpr
 
 
 class Pointwise(MatrixExpr):
@@ -82,3 +84,29 @@ class ColumnNormalize(MatrixExpr):
             return ColumnNormalize(mat)
         sums = [sum(mat[:, j]) for j in range(mat.cols)]
         return sp.ImmutableMatrix(mat.rows, mat.cols, lambda i, j: mat[i, j] / sums[j])
+
+
+class ColumnSums(MatMul):
+    """``1 1ᵀ M``: every entry of M replaced by the sum of its column (so M's shape).
+
+    It is the matrix product it names (its args are the square matrix of ones and M), so
+    whatever evaluates or prints a MatMul handles it; its own class lets the code printer sum
+    each column of M instead of multiplying by a matrix of ones. ``ColumnSums(M)`` builds it;
+    SymPy rebuilds it from both args.
+    """
+
+    def __new__(cls, *args):
+        if len(args) == 1:
+            rows = args[0].shape[0]
+            args = (sp.OneMatrix(rows, rows), args[0])
+        return MatMul.__new__(cls, *args)
+
+    @property
+    def mat(self):
+        return self.args[-1]
+
+    def doit(self, **hints):
+        ones, mat = (a.doit(**hints) for a in self.args)
+        if isinstance(ones, sp.MatrixBase) and isinstance(mat, sp.MatrixBase):
+            return ones * mat
+        return ColumnSums(ones, mat)

@@ -125,8 +125,9 @@ def from_dict(spec: dict, source: str = "") -> Network:
     if loss.fused_with and layers[-1].residual:
         raise ChainruleError(f"the last layer feeds the fused {output.name} + {loss.name} loss and cannot be residual; "
                              f"remove residual = true from it")
-    if not output.elementwise and loss.fused_with != output.name:
-        raise ChainruleError(f"a {output.name} output needs loss = \"cross_entropy\", not {loss.name}")
+    if not output.elementwise and layers[-1].residual:
+        raise ChainruleError(f"the {output.name} output layer cannot be residual (its output must be the "
+                             f"probabilities); remove residual = true from it")
     if output.name == "softmax" and layers[-1].units < 2:
         raise ChainruleError("a softmax output needs at least 2 units (use sigmoid and bce for one)")
     name = spec.get("name", "network")
