@@ -55,6 +55,12 @@ def test_rule_is_proved_with_three_outputs(text):
     assert {p.target for p in report.proofs} >= {f"δ{L}", f"Δ{L}"}  # the rule itself is proved, in both forms
 
 
+@pytest.mark.parametrize("loss", ["mse", "sse_half"])
+def test_rule_cancels_symbolically(loss):
+    report = verify(derive.derive(f"2 -> 3 softmax ; {loss}"), cap=3, exact=True)
+    assert report.ok and {p.method for p in report.proofs} == {"exact"}, report.text()
+
+
 def test_verify_rejects_the_elementwise_rule():
     """Ŷ ⊙ G (the Jacobian's diagonal alone, as if softmax were element-wise) is caught."""
     d = derive.derive("2 -> 2 tanh -> 3 softmax ; mse")
