@@ -196,7 +196,7 @@ def _setup(params, cache, lines, batch) -> list:
     out = [f'{p} = params["{p}"]' for p in params if p in used]
     out += [f'{k} = cache["{k}"]' for k in cache if k in used]
     if "real" in used:
-        out.append(f"real = {batch}.dtype.type  # constants in np.where keep the arrays' dtype")
+        out.append(f"real = {batch}.dtype.type  # constants as the arrays' dtype, so float32 stays float32")
     if "N" in used:
         out.append(f"N = {batch}.shape[0]")
     return out

@@ -117,16 +117,45 @@ def stabilize(expr):
 
 
 # -- shapes of Piecewise that print without np.where ------------------------------------------
+# np.where computes both branches and a select, several passes over memory; each shape below
+# is one or two ufunc passes. Each is an identity of the two-branch Piecewise it matches.
 
-def _floor(pw):
-    """(x, c) when ``pw`` is c for x <= c and x otherwise, which is max(x, c); else None."""
+def _kink(cond):
+    """(u, c, below) for a condition u <= c or u < c (below) or u >= c, u > c; else None."""
+    if isinstance(cond, (sp.LessThan, sp.StrictLessThan, sp.GreaterThan, sp.StrictGreaterThan)) \
+            and cond.lhs.is_Symbol and cond.rhs.is_number:
+        return cond.lhs, cond.rhs, isinstance(cond, (sp.LessThan, sp.StrictLessThan))
+    return None
+
+
+def _clamped(pw):
+    """f(min(u, c)) for "f(u) if u <= c else f(c)" (elu' from its output: min(a, 0) + 1), and
+    g(max(u, c)) for "g(c) if u <= c else g(u)" (relu: max(z, 0)); the mirrored conditions alike."""
     if len(pw.args) != 2:
         return None
-    (low, cond), (high, _) = pw.args
-    if isinstance(cond, (sp.LessThan, sp.StrictLessThan)) and cond.rhs.is_number and low == cond.rhs \
-            and high == cond.lhs:
-        return cond.lhs, cond.rhs
+    (first, cond), (other, _) = pw.args
+    kink = _kink(cond)
+    if kink is None:
+        return None
+    u, c, below = kink
+    clamp_first, clamp_other = (sp.Min, sp.Max) if below else (sp.Max, sp.Min)
+    if first.has(u) and not other.has(u) and sp.simplify(first.subs(u, c) - other) == 0:
+        return first.subs(u, clamp_first(u, c, evaluate=False))
+    if other.has(u) and not first.has(u) and sp.simplify(other.subs(u, c) - first) == 0:
+        return other.subs(u, clamp_other(u, c, evaluate=False))
     return None
+
+
+def _leaky(pw):
+    """(u, a) for "a u if u <= 0 else u" with a >= 0 (leaky relu): max(u, a u) when a <= 1, else min."""
+    if len(pw.args) != 2:
+        return None
+    (first, cond), (other, _) = pw.args
+    kink = _kink(cond)
+    if kink is None or kink[1] != 0 or not kink[2] or other != kink[0]:
+        return None
+    slope = sp.simplify(first / kink[0])
+    return (kink[0], slope) if slope.is_number and slope >= 0 else None
 
 
 def indicator(expr):
@@ -159,9 +188,21 @@ class ElementwisePrinter(NumPyPrinter):
         value, cond = expr.args[-1]
         if cond != sp.true:
             raise ValueError(f"Piecewise without an otherwise branch: {expr}")
-        floor = _floor(expr)
-        if floor is not None:  # relu's shape: one pass of np.maximum instead of a compare and a select
-            return "np.maximum({}, {})".format(self._print(floor[0]), self._print(floor[1]))
+        # the Piecewise prints as one factor wherever it stands: a sum or product is parenthesized
+        clamped = _clamped(expr)
+        if clamped is not None:
+            text = self._print(clamped)
+            return "({})".format(text) if isinstance(clamped, (sp.Add, sp.Mul)) else text
+        leaky = _leaky(expr)
+        if leaky is not None:
+            u, slope = leaky
+            return "np.{}({}, {})".format("maximum" if slope <= 1 else "minimum", self._print(u),
+                                          self._print(slope * u))
+        if len(expr.args) == 2 and all(v.is_number for v, _ in expr.args):
+            # "c0 if cond else c1" as c1 + (c0 - c1) cond: the boolean array scaled, no select
+            (c0, cond), (c1, _) = expr.args
+            scaled = "{}*({})".format(self._branch(c0 - c1), self._print(cond))
+            return "({})".format(scaled if c1 == 0 else "{} + {}".format(self._branch(c1), scaled))
         out = self._branch(value)
         for value, cond in reversed(expr.args[:-1]):
             out = "np.where({}, {}, {})".format(self._print(cond), self._branch(value), out)
@@ -210,7 +251,8 @@ class ElementwisePrinter(NumPyPrinter):
         return self._nested("np.maximum", expr.args)
 
     def _nested(self, fn, args):
-        args = sorted(args, key=sp.default_sort_key)
+        # arrays before numbers: np.maximum(Z1, 0) reads as relu, and may take out=Z1
+        args = sorted(args, key=lambda a: (a.is_number, sp.default_sort_key(a)))
         out = self._print(args[0])
         for arg in args[1:]:
             out = "{}({}, {})".format(fn, out, self._print(arg))
@@ -418,9 +460,3 @@ class BatchFirstPrinter(ElementwisePrinter):
         finally:
             self._transposed = saved
 
-    def _print_ColumnSums(self, expr):
-        # 1 1ᵀ M gives each entry its column's sum: a column is a row of what code holds when transposed
-        text = self._print(expr.mat)
-        if not isinstance(expr.mat, MatrixSymbol):
-            text = "({})".format(text)
-        return "{}.sum(axis={}, keepdims=True)".format(text, 1 if self._transposed else 0)
