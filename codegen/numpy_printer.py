@@ -460,3 +460,9 @@ class BatchFirstPrinter(ElementwisePrinter):
         finally:
             self._transposed = saved
 
+    def _print_ColumnSums(self, expr):
+        # 1 1ᵀ M gives each entry its column's sum: a column is a row of what code holds when transposed
+        text = self._print(expr.mat)
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.sum(axis={}, keepdims=True)".format(text, 1 if self._transposed else 0)
