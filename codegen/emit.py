@@ -269,7 +269,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, _code_name(f"dL_d{p}")) for p in params]
     source = net.source or net.name
-    all_lines = forward_lines + loss_lines + backward_lines
+    optim_source = render_optim(settings, header=False)
     context = dict(
         header=HEADER,
         name=net.name,
@@ -296,8 +296,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         backward_setup=_setup(params, cache, backward_lines, "X"),
         grads=grads,
         helpers=sorted(h for h in printer.helpers if h in HELPERS),
-        uses_math="_erf" in _names(all_lines),
-        optim_source=render_optim(settings, header=False),
+        uses_math="math." in optim_source,
+        optim_source=optim_source,
         training=settings["training"],
         clipping=settings["training"].get("clip_norm") is not None or settings["training"].get("clip_value") is not None,
     )

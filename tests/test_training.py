@@ -256,7 +256,12 @@ def test_early_stopping_stops_and_restores_the_best_parameters():
 TORCH_RUNS = [
     ({"type": "adam", "lr": 0.01}, None, {}),
     ({"type": "sgd", "lr": 0.1, "momentum": 0.9}, {"type": "step", "step_size": 1, "gamma": 0.5}, {"clip_norm": 0.5}),
+    ({"type": "sgd", "lr": 0.1}, {"type": "cosine", "T_max": 3}, {}),  # its module needs `import math`
 ]
+TORCH_SCHEDULES = {
+    "step": lambda torch, opt, s: torch.optim.lr_scheduler.StepLR(opt, s["step_size"], s["gamma"]),
+    "cosine": lambda torch, opt, s: torch.optim.lr_scheduler.CosineAnnealingLR(opt, s["T_max"]),
+}
 
 
 @pytest.mark.parametrize("optimizer, schedule, training", TORCH_RUNS)
@@ -270,7 +275,7 @@ def test_train_equals_a_torch_loop(optimizer, schedule, training):
 
     kind = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer["type"]]
     opt = kind(list(weights.values()), **{k: v for k, v in optimizer.items() if k != "type"})
-    sched = torch.optim.lr_scheduler.StepLR(opt, schedule["step_size"], schedule["gamma"]) if schedule else None
+    sched = TORCH_SCHEDULES[schedule["type"]](torch, opt, schedule) if schedule else None
     for _ in range(2):
         for start in range(0, len(X), 16):  # batches in order: 16, 16, 8
             xb, tb = torch.tensor(X[start:start + 16]), torch.tensor(T[start:start + 16])
