@@ -180,32 +180,59 @@ def _close(a, b) -> bool:
 
 
 def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
-    """'' when right, else the diagnosis for one parameter's gradient."""
+    """'' when right, else the diagnosis for one parameter's gradient: one usual mistake, else a pair.
+
+    A mistake is a view of yours (transposed, not summed over the batch), a gradient computed
+    without a step (``alternatives``: an activation derivative or a dropout mask left out) or a
+    constant factor; each combination of at most one of each kind is tried.
+    """
     want0, got0 = want_by_case[0], got_by_case[0]
     if got0 is None:
         return f"no gradient for {name} in the returned dict (keys {name}, d{name} or dL_d{name})"
     if name.startswith("b") and got0.size == want0.size:
         got_by_case = [g.ravel() for g in got_by_case]
         got0 = got_by_case[0]
-    pairs = list(zip(got_by_case, want_by_case))
-    if all(_close(g, w) for g, w in pairs):
+    if all(_close(g, w) for g, w in zip(got_by_case, want_by_case)):
         return ""
-    if all(g.shape == w.T.shape and _close(g.T, w) for g, w in pairs) and want0.ndim == 2:
-        return f"transposed: yours is {got0.shape}, the transpose of dL/d{name}"
+    views = [("", got_by_case)]
+    if want0.ndim == 2 and got0.shape == want0.T.shape:
+        views.append((f"transposed: yours is {got0.shape}, the transpose of dL/d{name}", [g.T for g in got_by_case]))
     if name.startswith("b") and got0.ndim == 2 and got0.shape[0] == BATCH and got0.size == BATCH * want0.size:
-        if all(_close(g.sum(axis=0), w) for g, w in pairs):
-            return "missing sum over the batch: yours has one row per sample; sum it with axis=0"
-    if got0.shape != want0.shape:
+        views.append(("missing sum over the batch: yours has one row per sample; sum it with axis=0",
+                      [g.sum(axis=0) for g in got_by_case]))
+    wants = [("", want_by_case)] + [(label, [a[name] for a in alt]) for label, alt in alternatives]
+    found = []
+    for view, gots in views:
+        for without, expected in wants:
+            k = _factor(gots, expected)
+            if k is not None:
+                found.append(([m for m in (view, without) if m] + ([_factor_message(k, network)] if k != 1 else []),
+                              k != 1))
+    # the fewest mistakes, a step left out before a factor (a dropout mask of 2s is also a factor of 2)
+    found = [labels for labels, _ in sorted(found, key=lambda f: (len(f[0]), f[1]))]
+    if found and len(found[0]) == 1:
+        return found[0][0]
+    if got0.shape != want0.shape and len(views) == 1:
         return f"wrong shape: yours is {got0.shape}, dL/d{name} is {want0.shape}"
-    for label, alt_by_case in alternatives:
-        if all(_close(g, a[name]) for g, a in zip(got_by_case, alt_by_case)):
-            return label
+    if found and len(found[0]) == 2:
+        return f"two mistakes: {found[0][0]}; and {found[0][1]}"
+    return "no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains the difference"
+
+
+def _factor(gots, wants):
+    """k when every ``got`` is k times its ``want`` (1 when equal), else None."""
+    if any(g.shape != w.shape for g, w in zip(gots, wants)):
+        return None
+    if all(_close(g, w) for g, w in zip(gots, wants)):
+        return 1
+    want0 = wants[0]
     big = np.unravel_index(np.argmax(np.abs(want0)), want0.shape)
-    if abs(want0[big]) > 1e-12:
-        k = sp.nsimplify(float(got0[big] / want0[big]), rational=True, tolerance=1e-7)
-        if k != 1 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in pairs):
-            return _factor_message(k, network)
-    return "no single usual mistake (transpose, sign, factor, activation derivative, sum) explains the difference"
+    if abs(want0[big]) <= 1e-12:
+        return None
+    k = sp.nsimplify(float(gots[0][big] / want0[big]), rational=True, tolerance=1e-7)
+    if k != 0 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in zip(gots, wants)):
+        return k
+    return None
 
 
 def check_code(derivation, target: str, timeout: float = 20.0):
@@ -248,7 +275,7 @@ def check_code(derivation, target: str, timeout: float = 20.0):
         lines.append(f"    correct: dL/d{param} = {correct}")
         if got[0] is not None:
             lines.append("    " + _difference(np.asarray(got[0]), want[0][param]))
-        if wrong_above and "no single usual mistake" in verdict:
+        if wrong_above and verdict.startswith("no usual mistake"):
             lines.append(f"    (dL/d{wrong_above[0]} is already wrong; fix the layers nearer the output first)")
         wrong_above.append(param)
     return lines, worst

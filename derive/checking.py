@@ -6,7 +6,8 @@ gradient: shapes first, then exact SymPy equality with a symbol for every entry 
 widths, N = 3 for a batch), then three random points (Piecewise and erf defeat ``simplify``).
 When it differs, single edits of the usual mistakes (a transpose, a sign, a constant factor, an
 activation derivative missing, extra or wrong, a Hadamard for a matrix product and the reverse,
-a wrong sum over the batch) are tried until one explains it.
+a wrong sum over the batch) are tried until one explains it, then pairs of them (a first mistake
+followed by a second, at most PAIR_TRIES candidates, in a fixed order), named together.
 
 Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
 samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
@@ -48,6 +49,7 @@ POINTS = 3
 SHOWN_ENTRIES = 40  # a counterexample lists every input up to this many numbers
 MAX_PROOF_ENTRIES = 150  # beyond this many symbols the exact proof is skipped
 PROOF_SECONDS = 1.0  # SymPy's simplify may take long; past this the random points decide
+PAIR_TRIES = 1500  # at most this many candidates are tried when looking for two mistakes
 CONVENTIONS = ("sample", "columns", "rows")
 _YES, _NO = sp.symbols("yes no", real=True)  # np.where's branches, element by element
 _INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
@@ -165,6 +167,7 @@ class Checker:
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
         self._names()
         self._points = None
+        self._bound = {}  # id(node) -> (node, (value, error), flags), for one check
 
     # -- names ----------------------------------------------------------------------------------
     def view(self, q):
@@ -315,8 +318,22 @@ class Checker:
 
     # -- binding a parsed expression to SymPy ------------------------------------------------------
     def bind(self, node: Node):
-        method = getattr(self, f"_bind_{node.kind}")
-        return method(node)
+        """The SymPy value of a parsed node. Each node's outcome (and the flags it raised) is kept for the
+        check, so an edited tree, which shares all but its edited path with the original, binds quickly."""
+        kept = self._bound.get(id(node))
+        if kept is None or kept[0] is not node:
+            start = len(self.flags)
+            try:
+                outcome = getattr(self, f"_bind_{node.kind}")(node), None
+            except (ShapeMismatch, ChainruleError) as err:
+                outcome = None, err
+            kept = self._bound[id(node)] = (node, outcome, self.flags[start:])
+        else:
+            self.flags.extend(kept[2])
+        value, error = kept[1]
+        if error is not None:
+            raise error
+        return value
 
     def _bind_num(self, node):
         return sp.Rational(node.args[0])
@@ -428,7 +445,7 @@ class Checker:
         a = self.bind(node.args[0])
         if isinstance(a, _Ones):
             return _Ones(not a.row)
-        return a.T if _is_matrix(a) else a
+        return sp.Transpose(a) if _is_matrix(a) else a  # not a.T, whose simplification is slow
 
     def _bind_pow(self, node):
         a, k = self.bind(node.args[0]), node.args[1]
@@ -667,7 +684,7 @@ class Checker:
     def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
         target = self.target(wrt_tree)
         correct, correct_latex = self.printed(target)
-        self.flags = []
+        self.flags, self._bound = [], {}
         problem, mine = "", None
         try:
             mine = self.bind(tree)
@@ -692,92 +709,121 @@ class Checker:
         return result
 
     def diagnose(self, tree, mine, expected, problem, flags) -> str:
-        if flags:
-            return flags[0]
-        if mine is not None:
-            found = self._global_mistake(mine, expected)
-            if found:
-                return found
+        """One usual mistake that explains the difference, else a pair of them, else why none does."""
+        single = self._one_mistake(tree, mine, expected)
+        if flags:  # a named activation that is not the layer's: the flag says it better than the edit
+            return flags[0] if single else (self._two_mistakes(tree, mine, expected) or flags[0])
+        if single:
+            return single
+        pair = self._two_mistakes(tree, mine, expected)
+        if pair:
+            return pair
+        if problem:
+            return f"the shapes do not fit: {problem}"
+        if mine is not None and _shape_of(mine) != _shape_of(expected):
+            return (f"wrong shape: yours is {_shape(mine)} but the gradient is {_shape(expected)}, "
+                    f"and no usual mistake or pair of them explains it")
+        return ("no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains "
+                "the difference")
+
+    def _edited_values(self, tree):
+        """(value, message) for each single edit of the tree; value None when it does not bind or is flagged."""
         for edited, message in _edits(tree, self):
             self.flags = []
             try:
                 value = self.bind(edited)
             except (ShapeMismatch, ChainruleError):
-                continue
-            if not self.flags and _is_matrix(value) and self.same(value, expected):
-                return message
-        if problem:
-            return f"the shapes do not fit: {problem}"
-        if mine is not None and _shape_of(mine) != _shape_of(expected):
-            return (f"wrong shape: yours is {_shape(mine)} but the gradient is {_shape(expected)}, "
-                    f"and no single usual mistake explains it")
-        return "no single usual mistake (transpose, sign, factor, activation derivative, sum) explains the difference"
+                value = None
+            yield (value if not self.flags and _is_matrix(value) else None), message
 
-    def _global_mistake(self, mine, expected) -> str:
-        rs, cs = _shape_of(mine), _shape_of(expected)
-        if rs == (cs[1], cs[0]) and rs != cs and self.same(mine.T, expected):
-            return f"transposed: yours is {_shape(mine)}, the transpose of the {_shape(expected)} gradient"
-        if rs == cs and rs[0] == rs[1] and rs != (1, 1) and self.same(mine.T, expected):
-            return "transposed: yours is the transpose of the gradient"
-        if self.batch:
-            along = sp.OneMatrix(1, rs[0]) * mine if self.rows else mine * sp.OneMatrix(rs[1], 1)
-            if _shape_of(along) == cs and rs != cs and self.same(along, expected):
-                axis = 0 if self.rows else 1
-                return f"missing sum over the batch: yours has one column per sample; sum it (axis={axis})"
-        if rs == cs:
-            for l in range(1, self.layers + 1):
-                W = self.table[f"w{l}"]
-                if _shape_of(W) != cs:
-                    continue
-                for weight, term, name in ((self.net.l2, W, "L2"),
-                                           (self.net.l1, Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W), "L1")):
-                    lam = sp.nsimplify(weight, rational=True)
-                    if weight and self.same(sp.MatAdd(mine, lam * term), expected):
-                        shown = f"{weight:g}·W{l}" if name == "L2" else f"{weight:g}·sign(W{l})"
-                        return f"missing the {name} penalty's gradient: add {shown}"
-            found = self._missing_residual(mine, expected)
-            if found:
-                return found
-            ratio = self._ratio(mine, expected)
-            if ratio is not None and ratio != 1:
-                return _factor_message(ratio, self.net)
-            for l in range(1, self.layers + 1):
-                mask = self.table.get(f"m{l}")
-                if mask is not None and _shape_of(mask) == cs and self.same(sp.HadamardProduct(mine, mask), expected):
-                    return f"missing dropout mask: multiply element-wise by m_{l} (the gradient flows only where a unit was kept)"
-            for l, layer in enumerate(self.net.layers, start=1):
-                f = layer.activation
-                if not f.elementwise or f.is_identity:
-                    continue
-                z = self.table[f"z{l}"]
-                if _shape_of(z) != cs:
-                    continue
-                prime = Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", z)
-                label = f"{f.name}'(z_{l})"
-                if self.same(sp.HadamardProduct(mine, prime), expected):
-                    return f"missing activation derivative: multiply element-wise by {label}"
-                if self.same(mine, sp.HadamardProduct(expected, prime)):
-                    return f"extra activation derivative: yours has one {label} too many"
+    def _one_mistake(self, tree, mine, expected) -> str:
+        found = self._global_mistake(mine, expected) if _is_matrix(mine) else ""
+        return found or next((message for value, message in self._edited_values(tree)
+                              if value is not None and self.same(value, expected)), "")
+
+    def _two_mistakes(self, tree, mine, expected) -> str:
+        """Two usual mistakes together: a first one (an edit of the tree or a fix of the whole value)
+        followed by a mistake of the whole value, or two edits of the tree; at most PAIR_TRIES
+        candidates, always in the same order."""
+        firsts = list(self._global_fixes(mine, expected)) if _is_matrix(mine) else []
+        tries = 0
+        for value, message in firsts + list(self._edited_values(tree)):
+            tries += 1
+            second = value is not None and self._global_mistake(value, expected)
+            if second:
+                return f"two mistakes: {message}; and {second}"
+            if tries >= PAIR_TRIES:
+                return ""
+        for edited, message in _edits(tree, self):  # the first edit alone may not even bind
+            for value, second in self._edited_values(edited):
+                tries += 1
+                if value is not None and self.same(value, expected):
+                    return f"two mistakes: {message}; and {second}"
+                if tries >= PAIR_TRIES:
+                    return ""
         return ""
 
-    def _missing_residual(self, mine, expected) -> str:
-        """The skip connection's gradient left out: yours + dL/dh_k (times f'(z_l)) is right."""
-        cs = _shape_of(expected)
+    def _global_mistake(self, mine, expected) -> str:
+        """A mistake in the whole value: one of ``_global_fixes``, a constant factor, an extra derivative."""
+        for fixed, message in self._global_fixes(mine, expected):
+            if self.same(fixed, expected):
+                return message
+        if _shape_of(mine) != _shape_of(expected):
+            return ""
+        ratio = self._ratio(mine, expected)
+        if ratio is not None and ratio != 1:
+            return _factor_message(ratio, self.net, self.batch)
+        for l, f, prime in self._derivatives(_shape_of(expected)):
+            if self.same(mine, sp.HadamardProduct(expected, prime)):
+                return f"extra activation derivative: yours has one {f.name}'(z_{l}) too many"
+        return ""
+
+    def _global_fixes(self, mine, expected):
+        """(yours corrected, the mistake) for each usual mistake of the whole value that fits its shape."""
+        rs, cs = _shape_of(mine), _shape_of(expected)
+        if rs == (cs[1], cs[0]) and rs != cs:
+            yield mine.T, f"transposed: yours is {_shape(mine)}, the transpose of the {_shape(expected)} gradient"
+        if rs == cs and rs[0] == rs[1] and rs != (1, 1):
+            yield mine.T, "transposed: yours is the transpose of the gradient"
+        if self.batch:
+            along = sp.OneMatrix(1, rs[0]) * mine if self.rows else mine * sp.OneMatrix(rs[1], 1)
+            if _shape_of(along) == cs and rs != cs:
+                axis = 0 if self.rows else 1
+                yield along, f"missing sum over the batch: yours has one column per sample; sum it (axis={axis})"
+        if rs != cs:
+            return
+        for l in range(1, self.layers + 1):
+            W = self.table[f"w{l}"]
+            if _shape_of(W) != cs:
+                continue
+            for weight, term, name in ((self.net.l2, W, "L2"),
+                                       (self.net.l1, Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W), "L1")):
+                if weight:
+                    shown = f"{weight:g}·W{l}" if name == "L2" else f"{weight:g}·sign(W{l})"
+                    yield (sp.MatAdd(mine, sp.nsimplify(weight, rational=True) * term),
+                           f"missing the {name} penalty's gradient: add {shown}")
         for q in self.q.values():
             if not re.fullmatch(r"dL_d[aA]\d+", q.key) or _shape_of(self.view(q)) != cs:
                 continue
             skip = self.view(q)
-            tries = [(skip, "")]
-            for l, layer in enumerate(self.net.layers, start=1):
-                f = layer.activation
-                if f.elementwise and not f.is_identity and _shape_of(self.table[f"z{l}"]) == cs:
-                    prime = Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
-                    tries.append((sp.HadamardProduct(skip, prime), f" inside the product with {f.name}'(z_{l})"))
-            for extra, where in tries:
-                if self.same(sp.MatAdd(mine, extra), expected):
-                    return (f"missing the residual path: the gradient also arrives through the skip connection; "
-                            f"add {q.text}{where}")
-        return ""
+            message = f"missing the residual path: the gradient also arrives through the skip connection; add {q.text}"
+            yield sp.MatAdd(mine, skip), message
+            for l, f, prime in self._derivatives(cs):
+                yield sp.MatAdd(mine, sp.HadamardProduct(skip, prime)), f"{message} inside the product with {f.name}'(z_{l})"
+        for l in range(1, self.layers + 1):
+            mask = self.table.get(f"m{l}")
+            if mask is not None and _shape_of(mask) == cs:
+                yield (sp.HadamardProduct(mine, mask), f"missing dropout mask: multiply element-wise by m_{l} "
+                                                       f"(the gradient flows only where a unit was kept)")
+        for l, f, prime in self._derivatives(cs):
+            yield sp.HadamardProduct(mine, prime), f"missing activation derivative: multiply element-wise by {f.name}'(z_{l})"
+
+    def _derivatives(self, shape):
+        """(layer, activation, f'(z_l)) for each element-wise, non-identity activation whose z_l has ``shape``."""
+        for l, layer in enumerate(self.net.layers, start=1):
+            f = layer.activation
+            if f.elementwise and not f.is_identity and _shape_of(self.table[f"z{l}"]) == shape:
+                yield l, f, Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
 
     def _ratio(self, mine, expected):
         env = self.points()[0]
@@ -902,7 +948,7 @@ def _local(node: Node, checker):
                 yield Node("name", (norm,), norm), f"wrong layer: '{t}' should be {norm}"
 
 
-def _factor_message(k, net) -> str:
+def _factor_message(k, net, batch=True) -> str:
     outputs = net.outputs
     if k == -1:
         return "sign: yours is the negative of the gradient (check ŷ - y against y - ŷ, and every minus)"
@@ -910,11 +956,11 @@ def _factor_message(k, net) -> str:
     squared = net.loss.pointwise.has(sp.Pow) and any(p.exp == 2 for p in net.loss.pointwise.atoms(sp.Pow))
     if abs(k) in (2, sp.Rational(1, 2)) and squared:
         hints.append("the 2 from differentiating the square: d/dŷ (ŷ - y)² = 2(ŷ - y)")
-    if abs(k) in (BATCH, sp.Rational(1, BATCH)):
+    if batch and abs(k) in (BATCH, sp.Rational(1, BATCH)):
         hints.append("the 1/N of the mean over the batch")
     if net.loss.reduction == "mean" and outputs > 1 and abs(k) in (outputs, sp.Rational(1, outputs)):
         hints.append(f"the 1/{outputs} of the mean over the outputs")
-    if abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)) and squared:
+    if batch and abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)) and squared:
         hints.append("both the 2 of the square and the 1/N of the mean")
     sign = "the negative of " if k < 0 else ""
     text = f"constant factor: yours is {sign}{abs(k)} times the gradient"

@@ -316,3 +316,34 @@ def test_np_where_and_np_clip_that_cannot_be_read_exit_2(text, words, capsys):
 def test_np_where_branches_that_do_not_fit_the_condition_are_a_shape_mistake():
     result = check(derivation("3 -> 2 relu -> 1 ; mse"), "delta1", "np.where(z1 > 0, x, 0)")
     assert not result.equal and "the shapes do not fit: 'z1' is 2 × 1 and 'x' is 3 × 1" in result.diagnosis
+
+
+# (spec, convention, wrt, expression with two usual mistakes, the words naming each)
+TWO_MISTAKES = [
+    (SIGMOID, "sample", "delta2", r"2 (W_3 \delta_3) \odot \sigma'(z_2)", ("missing transpose", "2 times the gradient")),
+    (SIGMOID, "sample", "delta1", r"W_2 \delta_2", ("missing transpose", "missing activation derivative")),
+    (SIGMOID, "sample", "W2", r"-\delta_2 h_2^\top", ("wrong layer: 'h_2' should be h1", "sign")),
+    (SIGMOID, "sample", "delta3", r"2 (\hat y - y)", ("missing activation derivative", "the 2 from differentiating")),
+    (SIGMOID, "columns", "delta3", r"(\hat Y - Y) \odot \sigma'(Z_2)", ("at the wrong layer", "1/N of the mean")),
+    (SIMPLE, "columns", "b1", r"2 \Delta_1", ("missing sum over the batch", "2 times the gradient")),
+    (SIMPLE, "sample", "delta1", r"(W_2 \delta_2) \odot \sigma'(z_1)", ("transpose", "wrong activation derivative")),
+]
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text, words", TWO_MISTAKES)
+def test_two_usual_mistakes_at_once_are_both_named(spec, convention, wrt, text, words):
+    result = check(derivation(spec), wrt, text, convention)
+    assert not result.equal and result.diagnosis.startswith("two mistakes: "), result.report()
+    first, second = result.diagnosis[len("two mistakes: "):].split("; and ")
+    assert (words[0] in first and words[1] in second) or (words[1] in first and words[0] in second), result.diagnosis
+    assert check(derivation(spec), wrt, text, convention).diagnosis == result.diagnosis  # the search is deterministic
+
+
+def test_a_difference_no_pair_explains_says_so():
+    result = check(derivation(SIGMOID), "W1", r"\delta_1 x^\top + h_1 x^\top")
+    assert result.diagnosis.startswith("no usual mistake") and "or pair of them" in result.diagnosis
+
+
+def test_the_mean_over_the_batch_is_no_hint_for_one_sample():
+    result = check(derivation(SIGMOID), "W1", r"3 \delta_1 x^\top")
+    assert "3 times the gradient" in result.diagnosis and "1/N" not in result.diagnosis

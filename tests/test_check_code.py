@@ -138,3 +138,18 @@ def test_a_huber_backward_pass_with_np_clip_and_np_where(tmp_path, capsys):
     assert code == 0 and out.out.count(": correct") == 4, out.out
     code, out = run(capsys, spec, f"{path}:no_mean_over_the_batch")
     assert code == 1 and out.out.count("the 1/N of the mean over the batch") == 4, out.out
+
+
+def test_two_mistakes_in_a_backward_pass_are_both_named(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T):
+            d2 = 2 * (cache["Yhat"] - T)                       # no 1/N of the mean
+            d1 = d2 @ params["W2"]                             # and no relu'(Z1)
+            return {"W2": cache["A1"].T @ d2, "b2": d2.sum(axis=0), "W1": d1.T @ X, "b1": d1.sum(axis=0)}
+    """)
+    code, out = run(capsys, "3 -> 2 relu -> 1 ; mse", f"{path}:backward")
+    assert code == 1
+    assert "dL/dW2: different: two mistakes: transposed: yours is (2, 1)" in out.out
+    assert "the 1/N of the mean over the batch" in out.out.split("dL/dW2:")[1].splitlines()[0]
+    assert "dL/dW1: different: two mistakes: missing activation derivative: Δ1 needs ⊙ relu'(Z1); and constant " \
+           "factor: yours is 3 times the gradient" in out.out
