@@ -1,14 +1,26 @@
 """Prove a derivation: every adjoint and gradient Step equals SymPy's derivative of the expanded loss.
 
 The network is shrunk to small widths (at most ``cap`` units a layer, keeping residual layers
-square), every matrix becomes a matrix of scalar symbols, and the loss is expanded into one
-scalar expression. For a Step defining dL/dq, the forward pass is replayed with ``q`` replaced
-by fresh symbols, so ``sympy.diff`` of that loss is the true dL/dq. The Step's own right-hand
-side, evaluated element-wise, must equal it at random points to 30 digits; with ``exact=True``
-the difference must also cancel to zero symbolically (slow for exp-heavy networks, and
-Piecewise and erf resist it, so those stay numeric).
+square) and every matrix becomes a matrix of scalar symbols, one per entry. The forward and loss
+Steps, evaluated element-wise, define each entry of each forward quantity as a scalar SymPy
+expression in the entries it is computed from: the expanded network, kept as a graph whose
+intermediate entries are symbols, so a shared subexpression is written once instead of being
+copied into the loss wherever it is used. The reference dL/dv for every entry v is the chain
+rule over that graph: the sum, over the entries computed from v, of their own dL/d times
+``sympy.diff`` of their expression with respect to v, which is ``sympy.diff`` of the fully
+expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones.
+
+Each backward Step's right-hand side, evaluated element-wise with the true values of the
+quantities it names, must equal the reference dL/d(its quantity) at two random points to 30
+digits (both evaluated with mpmath). By induction over the Steps the derived values are then the
+true ones, and a wrong Step is the only one reported. With ``exact=True`` the difference must
+also cancel to zero symbolically: first with the intermediate entries as free symbols (which
+suffices), then, where that is not enough (softmax's output against its logits), with their
+definitions substituted, the latest Step's first, down to the fully expanded network. Piecewise
+and erf resist cancellation, so a difference that keeps them stays numeric.
 """
 import random
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import mpmath
@@ -17,6 +29,8 @@ import sympy as sp
 from .chain import N, Derivation
 
 _DIGITS = 30
+_TOLERANCE = 1e-20
+_INPUT_ROLES = ("data", "param", "mask")
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,7 @@ class Proof:
     number: int
     target: str
     form: str
-    method: str  # "exact" or "numeric"
+    method: str  # "exact", "numeric" or "shape" (the right-hand side has the wrong shape)
     ok: bool
     error: float
 
@@ -47,102 +61,149 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def shrink(network, cap: int = 2):
+def shrink(network, cap: int = 3):
     """The same network with every width at most `cap` (softmax keeps at least 2 outputs)."""
     layers = tuple(replace(layer, units=min(layer.units, cap)) for layer in network.layers)
     return replace(network, inputs=min(network.inputs, cap), layers=layers)
 
 
-def verify(derivation: Derivation, cap: int = 2, batch: int = 2, seed: int = 0, exact: bool = False) -> Report:
-    """Prove every backward Step of both forms of `derivation` at small sizes."""
+def verify(derivation: Derivation, cap: int = 3, batch: int = 2, seed: int = 0, exact: bool = False) -> Report:
+    """Prove every backward Step of both forms of `derivation` at small sizes.
+
+    A network wider than `cap` is derived again at width `cap`, so a Step edited in place is
+    proved as written only when no width of the network exceeds `cap`.
+    """
     net = derivation.network
     small = derivation if max(net.widths) <= cap else Derivation(shrink(net, cap))
     proofs = []
     for sweep, columns in ((small.sample, 1), (small.batch, batch)):
-        proofs.extend(_prove_sweep(sweep, columns, random.Random(seed), exact))
+        proofs.extend(Expansion(sweep, columns).prove(random.Random(seed), exact))
     return Report(tuple(proofs))
 
 
 def _explicit(q, columns: int):
-    rows, cols = q.symbol.shape
+    rows, cols = q.shape or (1, 1)
     cols = columns if cols == N else cols
     return sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Symbol(f"{q.key}_{i}_{j}", real=True))
 
 
 def _evaluate(expr, values: dict, columns: int):
     expr = expr.xreplace({N: columns, **values})
-    return expr.replace(sp.OneMatrix, lambda rows, cols: sp.ImmutableMatrix.ones(rows, cols)).doit()
+    value = expr.replace(sp.OneMatrix, lambda rows, cols: sp.ImmutableMatrix.ones(rows, cols)).doit()
+    return value if isinstance(value, sp.MatrixBase) else sp.ImmutableMatrix([[value]])
 
 
-def _prove_sweep(sweep, columns: int, rng: random.Random, exact: bool) -> list:
-    quantities = sweep.quantities
-    inputs = {q.symbol: _explicit(q, columns) for q in quantities.values() if q.role in ("data", "param", "mask")}
-    constraint = _one_hot_constraint(sweep, inputs)
-    forward = [s for s in sweep.steps if s.phase in ("forward", "loss")]
+class Expansion:
+    """One sweep of a derivation expanded at `columns` samples into a graph of scalar expressions.
 
-    def replay(fresh_key=None, fresh=None):
-        values = dict(inputs)
-        for step in forward:
-            values[step.target.symbol] = fresh if step.target.key == fresh_key else _evaluate(step.rhs, values, columns)
-        return values
+    ``entries`` maps each quantity's matrix symbol to its matrix of entry symbols; ``inputs``
+    lists the entries of the data, parameters and masks; ``levels`` holds, for each forward and
+    loss Step, its entries' expressions; ``definitions`` lists (entry, expression) for every
+    such entry in the order they are computed; ``loss`` is the entry of L; ``edges`` lists
+    (entry, argument, d entry/d argument) for every argument of every expression, latest first.
+    """
 
-    values = replay()
-    loss = values[sweep.L.symbol]
-    points = [{s: sp.Float(rng.uniform(-1.5, 1.5), _DIGITS) for m in inputs.values() for s in m} for _ in range(2)]
-    proofs = []
-    for step in (s for s in sweep.steps if s.phase == "backward"):
-        derived = _evaluate(step.rhs, values, columns)
-        values[step.target.symbol] = derived
-        expected = _true_gradient(step, sweep, values, replay, loss, columns, inputs)
-        proofs.append(_compare(step, derived, expected, constraint, points, exact))
-    return proofs
+    def __init__(self, sweep, columns: int):
+        self.sweep = sweep
+        quantities = sweep.quantities.values()
+        self.entries = {q.symbol: _explicit(q, columns) for q in quantities}
+        self.inputs = [s for q in quantities if q.role in _INPUT_ROLES for s in self.entries[q.symbol]]
+        self.levels = [dict(zip(self.entries[step.target.symbol], _evaluate(step.rhs, self.entries, columns)))
+                       for step in sweep.steps if step.phase in ("forward", "loss")]
+        self.definitions = [item for level in self.levels for item in level.items()]
+        self.loss = self.entries[sweep.L.symbol][0]
+        self.edges = [(node, arg, sp.diff(expr, arg)) for node, expr in reversed(self.definitions)
+                      for arg in sorted(expr.free_symbols, key=str)]
+        self.backward = [(step, _evaluate(step.rhs, self.entries, columns)) for step in sweep.steps
+                         if step.phase == "backward"]
+        self.constraint = self._one_hot_constraint()
+
+    def adjoints(self, partials) -> dict:
+        """dL/d(entry) for every entry and input, given the value of each edge's partial derivative."""
+        adjoint = defaultdict(int, {self.loss: 1})
+        for (node, arg, _), partial in zip(self.edges, partials):
+            adjoint[arg] += adjoint[node] * partial  # every entry computed from arg comes earlier in edges
+        return adjoint
+
+    def truth(self, adjoint) -> dict:
+        """Each backward Step's target entries -> the true dL/d of the entries it is the gradient of."""
+        return {entry: adjoint[of] for step, _ in self.backward
+                for entry, of in zip(self.entries[step.target.symbol], self.entries[self._of(step).symbol])}
+
+    def _of(self, step):
+        """The quantity an adjoint Step is the gradient of (delta_l -> z_l, dL_dA1 -> A1, dL_dW1 -> W1)."""
+        key = step.target.key
+        quantities = self.sweep.quantities
+        if key.startswith("dL_d"):
+            return quantities[key[4:]]
+        return next(q for q in quantities.values() if q.role == "forward" and q.layer == step.target.layer
+                    and q.key.lower().startswith("z"))
+
+    def _one_hot_constraint(self) -> dict:
+        """Cross-entropy's fused rule holds where each target column sums to 1: impose it."""
+        if self.sweep.net.loss.fused_with != "softmax":
+            return {}
+        target = next(q for q in self.sweep.quantities.values() if q.role == "data" and q.key.lower() == "y")
+        Y = self.entries[target.symbol]
+        return {Y[Y.rows - 1, j]: 1 - sum(Y[i, j] for i in range(Y.rows - 1)) for j in range(Y.cols)}
+
+    def prove(self, rng: random.Random, exact: bool) -> list:
+        """A Proof for every backward Step."""
+        errors = self._numeric_errors(rng)
+        symbolic = _Symbolic(self) if exact else None
+        proofs = []
+        for (step, matrix), error in zip(self.backward, errors):
+            if matrix.shape != self.entries[step.target.symbol].shape:
+                method = "shape"
+            elif error < _TOLERANCE and symbolic and symbolic.cancels(step, matrix):
+                method, error = "exact", 0.0
+            else:
+                method = "numeric"
+            proofs.append(Proof(step.number, step.target.text, step.form, method, error < _TOLERANCE, error))
+        return proofs
+
+    def _numeric_errors(self, rng: random.Random) -> list:
+        """The largest |derived - true| of each backward Step over two random points (inf: wrong shape)."""
+        nodes = [node for node, _ in self.definitions]
+        # one function runs the forward pass (the entries are its local variables) and every partial
+        forward = sp.lambdify(self.inputs, nodes + [partial for *_, partial in self.edges], modules="mpmath",
+                              cse=lambda exprs: (self.definitions, exprs))
+        named = [entry for step, _ in self.backward for entry in self.entries[step.target.symbol]]
+        derived = sp.lambdify(self.inputs + nodes + named, [value for _, matrix in self.backward for value in matrix],
+                              modules="mpmath", cse=True)
+        constrain = sp.lambdify(self.inputs, list(self.constraint.values()), modules="mpmath")
+        worst = [0.0] * len(self.backward)
+        with mpmath.workdps(_DIGITS):
+            for _ in range(2):
+                point = {s: mpmath.mpf(rng.uniform(-1.5, 1.5)) for s in self.inputs}
+                point.update(zip(self.constraint, constrain(*point.values())))
+                computed = forward(*point.values())
+                truth = self.truth(self.adjoints(computed[len(nodes):]))
+                results = iter(derived(*point.values(), *computed[:len(nodes)], *(truth[s] for s in named)))
+                for k, (step, matrix) in enumerate(self.backward):
+                    values, target = [next(results) for _ in matrix], self.entries[step.target.symbol]
+                    worst[k] = max([worst[k]] + ([float(abs(v - truth[e])) for v, e in zip(values, target)]
+                                                 if matrix.shape == target.shape else [float("inf")]))
+        return worst
 
 
-def _true_gradient(step, sweep, values, replay, loss, columns, inputs):
-    """sympy.diff of the expanded loss with respect to the quantity the Step's target is dL/d of."""
-    key = step.target.key
-    if key.startswith("dL_d") and key[4:] in sweep.quantities and sweep.quantities[key[4:]].role == "param":
-        wrt = inputs[sweep.quantities[key[4:]].symbol]
-        return wrt.applyfunc(lambda s: sp.diff(loss, s))
-    of = _of(step, sweep)
-    fresh = _explicit(replace(of, key=f"fresh_{of.key}"), columns)
-    fresh_loss = replay(of.key, fresh)[sweep.L.symbol]
-    at = dict(zip(fresh, values[of.symbol]))
-    return fresh.applyfunc(lambda s: sp.diff(fresh_loss, s).xreplace(at))
+class _Symbolic:
+    """The exact check: the true dL/d(entry) as expressions in the inputs and intermediate entries."""
 
+    def __init__(self, expansion: Expansion):
+        self.expansion = expansion
+        self.truth = expansion.truth(expansion.adjoints([partial for *_, partial in expansion.edges]))
 
-def _of(step, sweep):
-    """The forward quantity an adjoint Step is the gradient of (delta_l -> z_l, dL_dA1 -> A1)."""
-    key = step.target.key
-    if key.startswith("dL_d"):
-        return sweep.quantities[key[4:]]
-    layer = step.target.layer
-    return next(q for q in sweep.quantities.values() if q.role == "forward" and q.layer == layer
-                and q.key.lower().startswith("z"))
-
-
-def _one_hot_constraint(sweep, inputs) -> dict:
-    """Cross-entropy's fused rule holds where each target column sums to 1: impose it."""
-    if sweep.net.loss.fused_with != "softmax":
-        return {}
-    target = next(q for q in sweep.quantities.values() if q.role == "data" and q.key.lower() == "y")
-    Y = inputs[target.symbol]
-    return {Y[Y.rows - 1, j]: 1 - sum(Y[i, j] for i in range(Y.rows - 1)) for j in range(Y.cols)}
-
-
-def _compare(step, derived, expected, constraint, points, exact) -> Proof:
-    difference = (derived - expected).xreplace(constraint)
-    label = step.target.text
-    symbols = sorted(points[0], key=str)
-    evaluate = sp.lambdify(symbols, list(difference), modules="mpmath", cse=True)
-    worst = 0.0
-    with mpmath.workdps(_DIGITS):
-        for point in points:
-            values = evaluate(*(mpmath.mpf(str(point[s])) for s in symbols))
-            worst = max([worst] + [float(abs(v)) for v in values])
-    if worst >= 1e-20:
-        return Proof(step.number, label, step.form, "numeric", False, worst)
-    if exact and not any(isinstance(d, sp.Piecewise) or d.has(sp.Piecewise, sp.erf) for d in difference) \
-            and all(sp.cancel(sp.expand(d)) == 0 for d in difference):
-        return Proof(step.number, label, step.form, "exact", True, 0.0)
-    return Proof(step.number, label, step.form, "numeric", True, worst)
+    def cancels(self, step, matrix) -> bool:
+        """Whether the Step's entries `matrix` minus the true ones cancel to zero."""
+        expansion = self.expansion
+        differences = [value.xreplace(self.truth) - self.truth[entry]
+                       for value, entry in zip(matrix, expansion.entries[step.target.symbol])]
+        for level in [{}] + expansion.levels[::-1]:
+            differences = [d.xreplace(level).xreplace(expansion.constraint) for d in differences]
+            if any(d.has(sp.Piecewise, sp.erf) for d in differences):
+                return False
+            differences = [d for d in differences if sp.cancel(sp.expand(d)) != 0]
+            if not differences:
+                return True
+        return False
