@@ -1,4 +1,5 @@
 """``chainrule list``: every activation and loss with its formula and derivative, from SymPy."""
+from .documents import named_functions
 from .ops.activations import CATALOGUE as ACTIVATIONS, make_activation
 from .ops.losses import CATALOGUE as LOSSES, make_loss
 from .printing import MathText, activation_definitions, loss_definition
@@ -14,7 +15,9 @@ def catalogue_text() -> str:
             lines.append(f"{title}: exp(z_i) / Σ_k exp(z_k), output layer with cross_entropy only")
             continue
         rows = activation_definitions([act], latex=False) or [(f"{name}(z) = {MathText({}).doprint(act.definition)}", "")]
-        lines.append(f"{title}: {rows[0][0]}" + (f";  {rows[0][1]}" if rows[0][1] else ""))
+        where = named_functions([act.derivative_display()], latex=False)
+        lines.append(f"{title}: {rows[0][0]}" + (f";  {rows[0][1]}" if rows[0][1] else "")
+                     + (f"  ({where})" if where else ""))
     lines.append("  your own: { formula = \"z*tanh(log(1+exp(z)))\", name = \"mish\" }")
     lines.append("")
     lines.append("Losses (network key: loss = NAME or { type = NAME, param = value }):")

@@ -9,6 +9,7 @@ from typing import Callable
 import sympy as sp
 
 from .checking import accepted_names
+from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
 
@@ -56,8 +57,12 @@ def outline(derivation, latex: bool):
                 for q in sweep.quantities.values()]
         yield "table", (FORM_TITLES[form], "symbol", "shape", "meaning"), rows
     yield "heading", "Definitions"
-    for fz, dfz in activation_definitions(_distinct_activations(net), latex):
+    activations = _distinct_activations(net)
+    for fz, dfz in activation_definitions(activations, latex):
         yield "display", [fz, dfz]
+    where = named_functions([f.derivative_display() for f in activations if f.elementwise], latex)
+    if where:
+        yield "para", f"Here {where}."
     term, deriv = loss_definition(net.loss, latex)
     ell = r"\ell(\hat{y}, y)" if latex else "ℓ(ŷ, y)"
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"
@@ -82,6 +87,15 @@ def outline(derivation, latex: bool):
                    "with these steps; in the per-sample convention it reads these names: "
                    + "; ".join(accepted_names(derivation, "sample")) + ".")
     yield from training_outline(net, latex)
+
+
+def named_functions(exprs, latex: bool) -> str:
+    """``σ(z) = 1/(1 + exp(-z)), the logistic sigmoid``: each Named function in ``exprs`` ('' if none)."""
+    named = sorted({type(f) for e in exprs for f in e.atoms(Named)}, key=lambda kind: kind.__name__)
+    printer = MathLatex({}) if latex else MathText({})
+    math = (lambda s: f"${s}$") if latex else str
+    return "; ".join(f"{math(f'{printer.doprint(kind(Z))} = {printer.doprint(kind.define(Z))}')}, {kind.meaning}"
+                     for kind in named)
 
 
 def training_outline(net, latex: bool):
@@ -162,8 +176,10 @@ LATEX = Layout(
     latex=True, prose=_latex_text,
     title=r"\section*{{{text}}}", heading=r"\subsection*{{{text}}}", subheading=r"\paragraph{{{text}}}",
     para="{text}\n",
-    table=(r"\noindent\textbf{{{caption}}}" + "\n\n" + r"{{\renewcommand{{\arraystretch}}{{1.5}}\begin{{tabular}}{{lll}}",
-           r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\", r"\end{{tabular}}}}" + "\n"),
+    table=(r"\noindent\textbf{{{caption}}}" + "\n\n"
+           + r"{{\renewcommand{{\arraystretch}}{{1.5}}\begin{{tabular}}{{lll}}",
+           r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\",
+           r"\end{{tabular}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
     eq=("\\begin{{equation}}\n{lhs} = {rhs} \\tag{{{number}}}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",

@@ -4,6 +4,10 @@ The derivative is never typed here: it is ``sympy.diff`` of the definition. Kink
 as ``Piecewise`` with the ``z <= 0`` branch first, so the derivative at 0 is the left branch's,
 as PyTorch takes it (relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha).
 Add an activation by adding one ``@activation`` function below; everything else picks it up.
+
+An entry may give ``textbook``, the short form in which the notes print its derivative
+(silu' = σ(z)(1 + z(1 - σ(z)))), written with the ``Named`` functions below. It is only ever
+printed, and only once SymPy proves it equal to ``sympy.diff`` of the definition.
 """
 import functools
 from dataclasses import dataclass, field
@@ -18,24 +22,84 @@ from . import bind_params
 Z = sp.Symbol("z", real=True)
 
 
+class Named(sp.Function):
+    """A function the notes write by its name (``σ(z)``) instead of its formula.
+
+    Each subclass has a classmethod ``define(*args)``, the formula. A Named function stays
+    unevaluated, prints as ``latex_name`` in LaTeX and ``text_name`` in text, and ``expand_named``
+    replaces it by its formula wherever a display form is proved.
+    """
+    latex_name = text_name = meaning = ""
+
+    @classmethod
+    def class_key(cls):
+        """Sorted as SymPy sorts a symbol, so products print ``σ(z)*(...)`` and ``z*φ(z)``."""
+        return sp.Symbol.class_key()[:2] + (cls.__name__,)
+
+    def _print_named(self, printer, name, parens):
+        args = ", ".join(printer._print(a) for a in self.args)
+        return f"{name}{parens[0]}{args}{parens[1]}"
+
+    def _latex(self, printer, exp=None):
+        plain = all(a.is_Symbol for a in self.args)
+        text = self._print_named(printer, self.latex_name, "()" if plain else (r"\left(", r"\right)"))
+        return text if exp is None else f"{text}^{{{exp}}}"
+
+    def _sympystr(self, printer):
+        return self._print_named(printer, self.text_name, "()")
+
+
+class sigma(Named):
+    nargs, latex_name, text_name, meaning = 1, r"\sigma", "σ", "the logistic sigmoid"
+
+    @classmethod
+    def define(cls, z):
+        return 1 / (1 + sp.exp(-z))
+
+
+class Phi(Named):
+    nargs, latex_name, text_name, meaning = 1, r"\Phi", "Φ", "the standard normal distribution function"
+
+    @classmethod
+    def define(cls, z):
+        return (1 + sp.erf(z / sp.sqrt(2))) / 2
+
+
+class phi(Named):
+    nargs, latex_name, text_name, meaning = 1, r"\phi", "φ", "the standard normal density"
+
+    @classmethod
+    def define(cls, z):
+        return sp.exp(-z ** 2 / 2) / sp.sqrt(2 * sp.pi)
+
+
+def expand_named(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every Named function replaced by its definition."""
+    return expr.replace(lambda e: isinstance(e, Named), lambda e: e.define(*e.args))
+
+
 @dataclass(frozen=True)
 class ActivationKind:
-    """A catalogue entry: how to build the formula from parameter values."""
+    """A catalogue entry: how to build the formula (and the textbook form of its derivative)."""
     name: str
     latex: str
     build: Callable
     defaults: dict
     domain: tuple = (-3.0, 3.0)
     elementwise: bool = True
+    textbook: Callable = None
 
 
 CATALOGUE: dict[str, ActivationKind] = {}
 
 
-def activation(name, latex, domain=(-3.0, 3.0), elementwise=True, **defaults):
-    """Register the decorated ``f(z, **params) -> SymPy expression`` as an activation."""
+def activation(name, latex, domain=(-3.0, 3.0), elementwise=True, textbook=None, **defaults):
+    """Register the decorated ``f(z, **params) -> SymPy expression`` as an activation.
+
+    ``textbook(z, **params)``, if given, is the form in which the notes print f'(z).
+    """
     def register(build):
-        CATALOGUE[name] = ActivationKind(name, latex, build, defaults, domain, elementwise)
+        CATALOGUE[name] = ActivationKind(name, latex, build, defaults, domain, elementwise, textbook)
         return build
     return register
 
@@ -70,17 +134,17 @@ def elu(z, alpha):
     return sp.Piecewise((alpha * (sp.exp(z) - 1), z <= 0), (z, True))
 
 
-@activation("softplus", r"\operatorname{softplus}")
+@activation("softplus", r"\operatorname{softplus}", textbook=sigma)
 def softplus(z):
     return sp.log(1 + sp.exp(z))
 
 
-@activation("gelu", r"\operatorname{gelu}")
+@activation("gelu", r"\operatorname{gelu}", textbook=lambda z: Phi(z) + z * phi(z))
 def gelu(z):
     return z / 2 * (1 + sp.erf(z / sp.sqrt(2)))
 
 
-@activation("silu", r"\operatorname{silu}")
+@activation("silu", r"\operatorname{silu}", textbook=lambda z: sigma(z) * (1 + z * (1 - sigma(z))))
 def silu(z):
     return z / (1 + sp.exp(-z))
 
@@ -101,6 +165,7 @@ class Activation:
     domain: tuple = (-3.0, 3.0)
     elementwise: bool = True
     formula: str = ""
+    textbook: sp.Expr = None
     derivative: sp.Expr = field(init=False)
 
     def __post_init__(self):
@@ -125,11 +190,13 @@ class Activation:
     def prime(self, value):
         return self.derivative.subs(Z, value)
 
+    @functools.lru_cache(maxsize=None)
     def derivative_display(self) -> sp.Expr:
-        """f'(z) in its plainest form: in terms of f(z) itself where SymPy proves that equal."""
+        """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself,
+        the first that SymPy proves equal to f'; else SymPy's own (simplified unless piecewise)."""
         f = sp.Function(self.name)(Z)
-        for candidate in (f * (1 - f), 1 - f ** 2):
-            if sp.simplify(self.derivative - candidate.subs(f, self.definition)) == 0:
+        for candidate in ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]:
+            if sp.simplify(self.derivative - expand_named(candidate.subs(f, self.definition))) == 0:
                 return candidate
         return sp.simplify(self.derivative) if not self.derivative.has(sp.Piecewise) else self.derivative
 
@@ -205,5 +272,6 @@ def make_activation(value, where: str) -> Activation:
         raise unknown(f"activation at {where}", kind_name, list(CATALOGUE) + ["{formula = ...}"])
     kind = CATALOGUE[kind_name]
     exact, shown = bind_params(f"{where}: {kind_name}", kind.defaults, value)
+    textbook = kind.textbook(Z, **exact) if kind.textbook else None
     return Activation(kind.name, kind.latex, kind.build(Z, **exact), tuple(sorted(shown)), kind.domain,
-                      kind.elementwise)
+                      kind.elementwise, textbook=textbook)

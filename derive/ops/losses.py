@@ -5,6 +5,8 @@ default: ``"mean"`` by every element (N samples times m outputs), ``"batch"`` by
 (the per-sample sum over outputs, averaged over the batch). The derivative of the formula is
 ``sympy.diff``'s. A loss may name the output activation it is fused with and the matrix-level
 rule of that fusion; ``derive.verify`` proves the rule against SymPy's element-wise derivative.
+A loss may give ``textbook``, the short form in which the notes print its derivative
+(mae: sign(ŷ - y)); it is only printed, and only where it agrees with SymPy's derivative.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -14,9 +16,19 @@ import sympy as sp
 from ..errors import ChainruleError, unknown
 from ..formula import parse_formula
 from . import bind_params
+from .activations import Named, expand_named
 
 YHAT = sp.Symbol("yhat", real=True)
 Y = sp.Symbol("y", real=True)
+
+
+class clip(Named):
+    """x clipped to [lo, hi]."""
+    nargs, latex_name, text_name = 3, r"\operatorname{clip}", "clip"
+
+    @classmethod
+    def define(cls, x, lo, hi):
+        return sp.Min(sp.Max(x, lo), hi)
 
 
 @dataclass(frozen=True)
@@ -27,15 +39,19 @@ class LossKind:
     reduction: str
     defaults: dict
     fused_with: str = ""
+    textbook: Callable = None
 
 
 CATALOGUE: dict[str, LossKind] = {}
 
 
-def loss(name, title, reduction, fused_with="", **defaults):
-    """Register the decorated ``f(yhat, y, **params) -> SymPy expression`` as a loss."""
+def loss(name, title, reduction, fused_with="", textbook=None, **defaults):
+    """Register the decorated ``f(yhat, y, **params) -> SymPy expression`` as a loss.
+
+    ``textbook(yhat, y, **params)``, if given, is the form in which the notes print d/dyhat.
+    """
     def register(build):
-        CATALOGUE[name] = LossKind(name, title, build, reduction, defaults, fused_with)
+        CATALOGUE[name] = LossKind(name, title, build, reduction, defaults, fused_with, textbook)
         return build
     return register
 
@@ -50,18 +66,19 @@ def sse_half(yhat, y):
     return (yhat - y) ** 2 / 2
 
 
-@loss("mae", "mean absolute error", "mean")
+@loss("mae", "mean absolute error", "mean", textbook=lambda yhat, y: sp.sign(yhat - y))
 def mae(yhat, y):
     return sp.Abs(yhat - y)
 
 
-@loss("huber", "Huber loss", "mean", delta=1.0)
+@loss("huber", "Huber loss", "mean", textbook=lambda yhat, y, delta: clip(yhat - y, -delta, delta), delta=1.0)
 def huber(yhat, y, delta):
     r = yhat - y
     return sp.Piecewise((r ** 2 / 2, sp.Abs(r) <= delta), (delta * (sp.Abs(r) - delta / 2), True))
 
 
-@loss("bce", "binary cross-entropy", "mean", fused_with="sigmoid")
+@loss("bce", "binary cross-entropy", "mean", fused_with="sigmoid",
+      textbook=lambda yhat, y: (yhat - y) / (yhat * (1 - yhat)))
 def bce(yhat, y):
     return -(y * sp.log(yhat) + (1 - y) * sp.log(1 - yhat))
 
@@ -81,10 +98,19 @@ class Loss:
     fused_with: str = ""
     params: tuple = ()
     formula: str = ""
+    textbook: sp.Expr = None
 
     @property
     def derivative(self) -> sp.Expr:
         return sp.diff(self.pointwise, YHAT)
+
+    def derivative_display(self) -> sp.Expr:
+        """d/dyhat in its plainest form: the catalogue's textbook form where it agrees with SymPy's
+        derivative (``agrees``), else SymPy's, factored."""
+        derivative = self.derivative
+        if self.textbook is not None and agrees(expand_named(self.textbook), derivative):
+            return self.textbook
+        return sp.factor(derivative)
 
     @property
     def spec(self):
@@ -93,6 +119,24 @@ class Loss:
         if self.params:
             return {"type": self.name, **dict(self.params)}
         return self.name
+
+
+def agrees(a: sp.Expr, b: sp.Expr) -> bool:
+    """Whether two formulas in yhat and y agree to 1e-12 at points on both sides of every kink.
+
+    The kinks of the piecewise losses (mae, huber) are where yhat - y is 0 or plus or minus a
+    number of the formula, so the points put yhat - y at each of those, a little either side
+    (a thousandth of the smallest such number) and two points away from them.
+    """
+    kinks = {0} | {s * abs(n) for n in a.atoms(sp.Number) | b.atoms(sp.Number) if n != 0 for s in (1, -1)}
+    step = min([k for k in kinks if k > 0] + [1]) / 1000
+    gaps = {k + e for k in kinks for e in (0, -step, step)} | {sp.Rational(-29, 10), sp.Rational(37, 100)}
+    for y in (sp.Rational(5, 16), sp.Rational(-3, 2)):
+        for gap in gaps:
+            point = {YHAT: y + gap, Y: y}
+            if not abs(sp.N(a.subs(point) - b.subs(point))) < 1e-12:
+                return False
+    return True
 
 
 def make_loss(value) -> Loss:
@@ -115,4 +159,6 @@ def make_loss(value) -> Loss:
         raise unknown("loss", name, list(CATALOGUE) + ["{formula = ...}"])
     kind = CATALOGUE[name]
     exact, shown = bind_params(f"loss {name}", kind.defaults, value, positive=True)
-    return Loss(name, kind.title, kind.build(YHAT, Y, **exact), kind.reduction, kind.fused_with, shown)
+    textbook = kind.textbook(YHAT, Y, **exact) if kind.textbook else None
+    return Loss(name, kind.title, kind.build(YHAT, Y, **exact), kind.reduction, kind.fused_with, shown,
+                textbook=textbook)
