@@ -37,7 +37,7 @@ _UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odo
             "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
 _ELL = re.compile(r"\\ell(?![A-Za-z])")
 # A layer index in the letter l (any layer a rule is checked at) or L (the last layer), with an offset.
-LAYER_INDEX = re.compile(r"(?P<letter>[lL])(?P<offset>[+-]\d+)?")
+LAYER_INDEX = re.compile(r"(?P<letter>[lL])(?P<offset>[+-]\d{1,2})?")
 _FONT = re.compile(r"\\(mathbf|boldsymbol|bm|mathrm|mathit|vec|operatorname|mathsf|text|textrm)\s*\{([A-Za-z0-9]*)\}")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -573,6 +573,9 @@ class Parser:
             prime = True
         if norm.endswith("prime") and norm[:-5] in ACTIVATION_ALIASES:
             norm, prime = norm[:-5], True
+        base = re.sub(r"(\d+|\[[lL]([+-]\d+)?\])$", "", norm)
+        if base != norm and (base in ACTIVATION_ALIASES or base in GENERIC_ACTIVATIONS) and (prime or self.at("op", "(")):
+            norm = base  # g^{[l]}'(z^{[l]}), f_2'(z_2): the layer is the argument's
         if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"
                                    or (prime and re.fullmatch(r"[a-z]+", norm))):
             self.take()
