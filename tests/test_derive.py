@@ -1,5 +1,4 @@
 """The derivation engine: specs, the reverse sweep, the printers and the proof of every step."""
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -8,13 +7,9 @@ from pathlib import Path
 
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 import derive
-from derive.chain import Derivation
 from derive.ops.activations import CATALOGUE as ACTIVATIONS
-from derive.ops.losses import CATALOGUE as LOSSES
-from derive.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS_SPEC = ROOT / "generated" / "specs" / "simple_nn.toml"
@@ -23,70 +18,6 @@ SEEDS_SPEC = ROOT / "generated" / "specs" / "simple_nn.toml"
 def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "codegen.cli", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT)
-
-
-def output_layer(loss: str) -> str:
-    return {"bce": "1 sigmoid", "cross_entropy": "2 softmax"}.get(loss, "2")
-
-
-# -- the proof ------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
-def test_every_activation_is_proved(name):
-    spec = "2 -> 2 tanh -> 2 softmax ; cross_entropy" if name == "softmax" else f"2 -> 2 {name} -> 2 {name} -> 1 ; mse"
-    report = verify(derive.derive(spec))
-    assert report.ok, report.text()
-    assert len(report.proofs) == len([s for s in derive.derive(spec).all_steps() if s.phase == "backward"])
-
-
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_every_loss_is_proved(name):
-    report = verify(derive.derive(f"2 -> 2 tanh -> {output_layer(name)} ; {name}"))
-    assert report.ok, report.text()
-
-
-def test_custom_formulas_penalties_and_residuals_are_proved():
-    spec = "2 -> 2 [z*tanh(log(1+exp(z)))] -> 2 elu(alpha=0.5) residual -> 2 ; [(yhat - y)**4/4] ; l1=0.01 ; l2=0.1"
-    report = verify(derive.derive(spec))
-    assert report.ok, report.text()
-
-
-def test_dropout_masks_are_constants_in_the_proof():
-    d = derive.derive("2 -> 2 tanh dropout=0.5 -> 2 relu residual dropout=0.25 -> 1 ; mse")
-    assert "δ1 = dL/da1 ⊙ m1 ⊙ tanh'(z1)" in d.text()
-    report = verify(d)
-    assert report.ok, report.text()
-
-
-def test_small_networks_are_proved_exactly():
-    report = verify(derive.derive("2 -> 2 tanh -> 2 ; sse_half"), exact=True)
-    assert report.ok and {p.method for p in report.proofs} == {"exact"}, report.text()
-
-
-def test_the_proof_catches_a_wrong_step():
-    derivation = derive.derive("2 -> 2 tanh -> 1 ; mse")
-    for steps in (derivation.sample_steps, derivation.steps):
-        i = next(i for i, s in enumerate(steps) if s.target.key == "dL_dW1")
-        steps[i] = dataclasses.replace(steps[i], rhs=steps[i].rhs.T)  # a transpose forgotten
-    report = verify(derivation)
-    assert not report.ok
-    assert {p.target for p in report.failures()} == {"dL/dW1"}
-
-
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(depth=st.integers(1, 3), data=st.data())
-def test_random_networks_are_proved(depth, data):
-    cheap = ["identity", "relu", "tanh", "leaky_relu", "sigmoid"]
-    widths = [data.draw(st.integers(1, 3)) for _ in range(depth + 1)]
-    layers = []
-    for i in range(1, depth + 1):
-        act = data.draw(st.sampled_from(cheap))
-        residual = i < depth and widths[i] == widths[i - 1] and data.draw(st.booleans())
-        layers.append({"units": widths[i], "activation": act, "residual": residual})
-    loss = data.draw(st.sampled_from(["mse", "sse_half", "huber"]))
-    net = derive.from_dict({"network": {"inputs": widths[0], "layers": layers, "loss": loss}})
-    report = verify(Derivation(net))
-    assert report.ok, report.text()
 
 
 # -- what the derivation says ------------------------------------------------------------------
