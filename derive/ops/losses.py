@@ -129,7 +129,7 @@ def agrees(a: sp.Expr, b: sp.Expr) -> bool:
     (a thousandth of the smallest such number) and two points away from them.
     """
     kinks = {0} | {s * abs(n) for n in a.atoms(sp.Number) | b.atoms(sp.Number) if n != 0 for s in (1, -1)}
-    step = min([k for k in kinks if k > 0] + [1]) / 1000
+    step = min((k for k in kinks if k > 0), default=1) / 1000
     gaps = {k + e for k in kinks for e in (0, -step, step)} | {sp.Rational(-29, 10), sp.Rational(37, 100)}
     for y in (sp.Rational(5, 16), sp.Rational(-3, 2)):
         for gap in gaps:
