@@ -36,8 +36,9 @@ _UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odo
             "×": r" \times ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ", "Σ": r" \sum ",
             "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
 _ELL = re.compile(r"\\ell(?![A-Za-z])")
-# A layer index in the letter l (any layer a rule is checked at) or L (the last layer), with an offset.
-LAYER_INDEX = re.compile(r"(?P<letter>[lL])(?P<offset>[+-]\d{1,2})?")
+# A layer superscript or subscript: a number, or the letter l (any layer a rule is checked at) or L (the
+# last layer) with an offset; in brackets or parentheses, perhaps followed by a transpose or a prime.
+LAYER_MARK = re.compile(r"[\[(]?(?P<layer>\d+|[lL](?:[+-]\d{1,2})?)[\])]?(?P<mark>T|top|prime|')?")
 _FONT = re.compile(r"\\(mathbf|boldsymbol|bm|mathrm|mathit|vec|operatorname|mathsf|text|textrm)\s*\{([A-Za-z0-9]*)\}")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -533,8 +534,10 @@ class Parser:
         return self.command(start) if self.at("cmd") else self.identifier(start)
 
     def name_rest(self, parts, start) -> Node:
-        """Subscripts and layer superscripts after a name; a prime and '(' make it a function."""
-        index = ""
+        """Subscripts and layer superscripts after a name; a prime and '(' make it a function.
+
+        A superscript may end in a transpose or a prime, as in W^{[l+1]T} and g^{[l]'}(z^{[l]})."""
+        index, transposed, prime = "", False, False
         while True:
             numbered = index or re.search(r"\d$", normalise(parts))
             if self.at("op", "^") and self.at("op", "(", 1) and self.at("op", "(", 2) and self.at("id", None, 3) \
@@ -544,8 +547,9 @@ class Parser:
             elif self.at("op", "_"):
                 self.take()
                 word = self.braced_word()
-                if not numbered and LAYER_INDEX.fullmatch(word.strip("[]()")):
-                    index = word.strip("[]()")
+                m = LAYER_MARK.fullmatch(word)
+                if not numbered and m and not m["mark"] and not m["layer"].isdigit():
+                    index = m["layer"]
                 else:
                     parts.append(word)
             elif self.at("num") and self.peek()[2] == self.tokens[self.pos - 1][3] and self.peek()[1].isdigit() \
@@ -553,15 +557,19 @@ class Parser:
                 parts.append(self.take()[1])  # δ2, \delta2
             elif self.at("op", "^") and not self.transpose_ahead() and not numbered and self.layer_ahead():
                 self.take()
-                word = self.braced_word().strip("[]()")
-                if LAYER_INDEX.fullmatch(word):
-                    index = word
+                word = self.braced_word()
+                m = LAYER_MARK.fullmatch(word)
+                if not m:
+                    parts.append(word.strip("[]()"))
+                    continue
+                if m["layer"].isdigit():
+                    parts.append(m["layer"])
                 else:
-                    parts.append(word)
+                    index = m["layer"]
+                transposed, prime = m["mark"] in ("T", "top"), m["mark"] in ("prime", "'")
             else:
                 break
         norm = normalise(parts) + (f"[{index}]" if index else "")
-        prime = False
         if self.at("op", "'"):
             self.take()
             prime = True
@@ -584,7 +592,8 @@ class Parser:
             return self.node("act", (norm, prime, arg), start)
         if prime:
             raise ChainruleError(f"{norm}' must be applied to an argument, like {norm}'(z_1)")
-        return self.node("name", (norm,), start)
+        node = self.node("name", (norm,), start)
+        return self.node("T", (node,), start) if transposed else node
 
     def transpose_ahead(self) -> bool:
         return self.at("id", "T", 1) or self.at("cmd", "top", 1) or self.at("cmd", "intercal", 1) or (

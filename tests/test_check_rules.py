@@ -101,8 +101,10 @@ def test_a_file_may_hold_rules(tmp_path, capsys):
 
 def test_andrew_ngs_notation_in_the_columns_convention():
     d = derivation(MIXED)
-    back = check(d, "dZ^{[l]}", "(W^{[l+1]})^T dZ^{[l+1]} * g^{[l]}'(Z^{[l]})", "columns")
-    assert verdicts(back) == {1: True, 2: True, 3: None}, back.report()
-    assert verdicts(check(d, "dW^{[l]}", "dZ^{[l]} (A^{[l-1]})^T", "columns")) == {1: True, 2: True, 3: True}
+    for text in ("W^{[l+1]T} dZ^{[l+1]} * g^{[l]'}(Z^{[l]})", "(W^{[l+1]})^T dZ^{[l+1]} * g^{[l]}'(Z^{[l]})"):
+        back = check(d, "dZ^{[l]}", text, "columns")
+        assert verdicts(back) == {1: True, 2: True, 3: None}, back.report()
+    assert verdicts(check(d, "dW^{[l]}", "dZ^{[l]} A^{[l-1]T}", "columns")) == {1: True, 2: True, 3: True}
+    assert verdicts(check(d, "dW^{[l]}", "dZ^{[l]} A^{[l-1]}", "columns")) == {1: False, 2: False, 3: False}
     assert verdicts(check(d, "db^{[l]}", "np.sum(dZ^{[l]}, axis=1, keepdims=True)", "columns")) == {
         1: True, 2: True, 3: True}
