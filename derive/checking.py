@@ -789,7 +789,8 @@ class Checker:
             along = sp.OneMatrix(1, rs[0]) * mine if self.rows else mine * sp.OneMatrix(rs[1], 1)
             if _shape_of(along) == cs and rs != cs:
                 axis = 0 if self.rows else 1
-                yield along, f"missing sum over the batch: yours has one column per sample; sum it (axis={axis})"
+                yield along, (f"missing sum over the batch: yours has one {'row' if self.rows else 'column'} per "
+                              f"sample; sum it (axis={axis})")
         if rs != cs:
             return
         for l in range(1, self.layers + 1):

@@ -347,3 +347,8 @@ def test_a_difference_no_pair_explains_says_so():
 def test_the_mean_over_the_batch_is_no_hint_for_one_sample():
     result = check(derivation(SIGMOID), "W1", r"3 \delta_1 x^\top")
     assert "3 times the gradient" in result.diagnosis and "1/N" not in result.diagnosis
+
+
+def test_a_missing_sum_names_the_batch_axis_of_the_convention():
+    assert "one row per sample; sum it (axis=0)" in check(derivation(SIMPLE), "b1", "Delta1", "rows").diagnosis
+    assert "one column per sample; sum it (axis=1)" in check(derivation(SIMPLE), "b1", "Delta1", "columns").diagnosis
