@@ -12,7 +12,8 @@ def catalogue_text() -> str:
         title = f"  {name}" + (f" ({params})" if params else "")
         act = make_activation(name, "list")
         if not act.elementwise:
-            lines.append(f"{title}: exp(z_i) / Σ_k exp(z_k), output layer with cross_entropy only")
+            lines.append(f"{title}: exp(z_i) / Σ_k exp(z_k), output layer only; fused with cross_entropy "
+                         "(δ = ŷ - y), with any other loss its Jacobian-vector rule δ = ŷ ⊙ (g - 1 ŷᵀ g)")
             continue
         rows = activation_definitions([act], latex=False) or [(f"{name}(z) = {MathText({}).doprint(act.definition)}", "")]
         where = named_functions([act.derivative_display()], latex=False)

@@ -203,10 +203,11 @@ def activation_definitions(activations, latex: bool):
 
 
 def loss_definition(loss, latex: bool):
-    """(the per-element loss term, its derivative in yhat), printed from SymPy."""
+    """(the per-element loss term, its derivative in yhat: the textbook form where it is proved
+    equal to SymPy's), printed from SymPy."""
     yhat = sp.Symbol(r"\hat{y}" if latex else "ŷ")
     y = sp.Symbol("y")
     term = loss.pointwise.xreplace({YHAT: yhat, Y: y})
-    deriv = sp.factor(loss.derivative).xreplace({YHAT: yhat, Y: y})
+    deriv = loss.derivative_display().xreplace({YHAT: yhat, Y: y})
     printer = MathLatex({}).doprint if latex else MathText({}).doprint
     return printer(term), printer(deriv)

@@ -138,12 +138,6 @@ def test_catalogue_lists_the_activation_forms():
     assert "softplus'(z) = σ(z)  (σ(z) = " in text
 
 
-LOSS_FORMS_PENDING = pytest.mark.xfail(
-    strict=True, reason="derive/printing.py's loss_definition prints sp.factor(loss.derivative); "
-                        "it must print loss.derivative_display() for the notes to show these forms")
-
-
-@LOSS_FORMS_PENDING
 def test_notes_show_the_loss_forms():
     d = derive.derive("2 -> 2 tanh -> 1 ; mae")
     assert "∂ℓ/∂ŷ = sign(ŷ - y)\n" in d.text()
@@ -154,7 +148,6 @@ def test_notes_show_the_loss_forms():
     assert r"\frac{\partial \ell}{\partial \hat{y}} = " + clipped in d.markdown()
 
 
-@LOSS_FORMS_PENDING
 def test_catalogue_lists_the_loss_forms():
     text = catalogue_text()
     assert "∂ℓ/∂ŷ = sign(ŷ - y)  [mean" in text
