@@ -146,6 +146,21 @@ def _clamped(pw):
     return None
 
 
+def _clip(pw):
+    """(k, u, d) for "k u if |u| <= d else k d sign(u)" (Huber's derivative): k clip(u, -d, d)."""
+    if len(pw.args) != 2:
+        return None
+    (first, cond), (other, _) = pw.args
+    if not (isinstance(cond, (sp.LessThan, sp.StrictLessThan)) and isinstance(cond.lhs, sp.Abs)
+            and cond.rhs.is_number and cond.rhs > 0):
+        return None
+    u, d = cond.lhs.args[0], cond.rhs
+    k = sp.simplify(first / u)
+    if k.is_number and sp.simplify(other - k * d * sp.sign(u)) == 0:
+        return k, u, d
+    return None
+
+
 def _leaky(pw):
     """(u, a) for "a u if u <= 0 else u" with a >= 0 (leaky relu): max(u, a u) when a <= 1, else min."""
     if len(pw.args) != 2:
@@ -193,6 +208,11 @@ class ElementwisePrinter(NumPyPrinter):
         if clamped is not None:
             text = self._print(clamped)
             return "({})".format(text) if isinstance(clamped, (sp.Add, sp.Mul)) else text
+        clip = _clip(expr)
+        if clip is not None:
+            k, u, d = clip
+            clipped = "np.clip({}, {}, {})".format(self._print(u), self._print(-d), self._print(d))
+            return clipped if k == 1 else "({}{})".format("-" if k == -1 else self._print(k) + "*", clipped)
         leaky = _leaky(expr)
         if leaky is not None:
             u, slope = leaky
