@@ -817,7 +817,9 @@ class Checker:
                 yield (sp.HadamardProduct(mine, mask), f"missing dropout mask: multiply element-wise by m_{l} "
                                                        f"(the gradient flows only where a unit was kept)")
         for l, f, prime in self._derivatives(cs):
-            yield sp.HadamardProduct(mine, prime), f"missing activation derivative: multiply element-wise by {f.name}'(z_{l})"
+            z = self.table[f"z{l}"]
+            if not any(p.has(z) for p in mine.atoms(Pointwise)):  # with a factor in z_l it is the wrong one
+                yield sp.HadamardProduct(mine, prime), f"missing activation derivative: multiply element-wise by {f.name}'(z_{l})"
 
     def _derivatives(self, shape):
         """(layer, activation, f'(z_l)) for each element-wise, non-identity activation whose z_l has ``shape``."""
@@ -897,6 +899,12 @@ def _local(node: Node, checker):
         for keep, drop in ((args[0], args[1]), (args[1], args[0])):
             if drop.kind in ("act", "ind", "where"):
                 yield keep, f"extra activation derivative: '{drop.text}' does not belong in '{t}'"
+    if kind in ("ind", "where") and checker._layer_of(args[0]) and (kind == "ind" or all(
+            branch.kind == "num" or branch.kind == "neg" and branch.args[0].kind == "num" for branch in args[2:])):
+        layer = checker._layer_of(args[0])
+        yield Node("act", ("f", True, args[0]), t), (
+            f"wrong activation derivative: layer {layer} uses {checker.net.layers[layer - 1].activation.name}, "
+            f"whose derivative is not '{t}'")
     if kind == "where":
         cond, op, yes, no = args
         yield Node("where", (cond, op, no, yes), t), (

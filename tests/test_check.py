@@ -295,6 +295,10 @@ def test_np_where_and_np_clip_are_read_and_right_ones_accepted(spec, convention,
     (HUBER, "rows", "yhat", "np.clip(Yhat - Y, -1, 1) / 2", "the 1/N of the mean over the batch"),
     (HUBER, "sample", "yhat", "np.clip(y - yhat, -1, 1) / 2", "sign"),
     ("2 -> 3 tanh -> 2 ; mse", "sample", "yhat", "np.clip(yhat - y, -1, 1)", "extra clipping"),
+    (SIMPLE, "sample", "delta1", "(W2.T @ delta2) * np.where(z1 > 0, 1, 0.01)",
+     "wrong activation derivative: layer 1 uses relu, whose derivative is not 'np.where(z1 > 0, 1, 0.01)'"),
+    ("3 -> 4 sigmoid -> 2 ; mse", "sample", "delta1", "(W2.T @ delta2) * (z1 > 0)",
+     "wrong activation derivative: layer 1 uses sigmoid"),
 ])
 def test_mistakes_inside_np_where_and_np_clip_are_named(spec, convention, wrt, text, words):
     result = check(derivation(spec), wrt, text, convention)
