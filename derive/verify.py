@@ -192,6 +192,7 @@ class _Symbolic:
 
     def __init__(self, expansion: Expansion):
         self.expansion = expansion
+        self.inputs = set(expansion.inputs)
         self.truth = expansion.truth(expansion.adjoints([partial for *_, partial in expansion.edges]))
 
     def cancels(self, step, matrix) -> bool:
@@ -199,20 +200,19 @@ class _Symbolic:
         expansion = self.expansion
         differences = [value.xreplace(self.truth) - self.truth[entry]
                        for value, entry in zip(matrix, expansion.entries[step.target.symbol])]
-        levels = [{}] + expansion.levels[::-1]
-        for depth, level in enumerate(levels, start=1):
-            if depth > 1 and not any(d.free_symbols & level.keys() for d in differences):
+        for level in [{}] + expansion.levels[::-1]:
+            if level and not any(d.free_symbols & level.keys() for d in differences):
                 continue
             differences = [d.xreplace(level).xreplace(expansion.constraint) for d in differences]
             if any(d.has(sp.Piecewise, sp.erf) for d in differences):
                 return False
-            differences = [d for d in differences if not _cancels(d, thorough=depth == len(levels))]
+            differences = [d for d in differences if not self._zero(d)]
             if not differences:
                 return True
         return False
 
-
-def _cancels(difference, thorough: bool) -> bool:
-    """Whether `difference` is zero: its numerator over a common denominator expands to 0 (quick), or
-    (`thorough`) SymPy cancels it to 0."""
-    return sp.expand(sp.numer(sp.together(difference))) == 0 or thorough and sp.cancel(sp.expand(difference)) == 0
+    def _zero(self, difference) -> bool:
+        """Its numerator over a common denominator expands to 0, or, once it is in the inputs alone
+        (nothing left to substitute), SymPy cancels it to 0 (slower)."""
+        return (sp.expand(sp.numer(sp.together(difference))) == 0
+                or difference.free_symbols <= self.inputs and sp.cancel(sp.expand(difference)) == 0)
