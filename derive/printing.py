@@ -7,7 +7,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .nodes import ElementSum
+from .nodes import ElementSum, Pointwise
 from .ops.activations import Z
 from .ops.losses import Y, YHAT
 
@@ -33,15 +33,30 @@ class _Named:
             text += (" - " + printed[1:]) if printed.startswith("-") else (" + " + printed)
         return text
 
+    def _print_Mul(self, expr):
+        r"""``\frac{1}{N} \sum ...`` (``(1/N)·Σ ...``) rather than one fraction over the whole sum."""
+        sums = [f for f in expr.args if isinstance(f, ElementSum)]
+        if not sums:
+            return super()._print_Mul(expr)
+        factor = sp.Mul(*(f for f in expr.args if not isinstance(f, ElementSum)))
+        return self.scale_format.format(self._print(factor), " ".join(self._print(f) for f in sums))
+
     def _matmul_parts(self, expr):
         """(coefficient, the matrix factors printed, sums and products in parentheses)."""
         coeff, factors = expr.as_coeff_matrices()
         grouped = (sp.MatAdd, sp.HadamardProduct)
-        return coeff, " ".join(self._paren(f) if isinstance(f, grouped) else self._print(f) for f in factors)
+        return coeff, " ".join(self._paren(f) if isinstance(f, grouped) or _loose(f) else self._print(f)
+                               for f in factors)
+
+
+def _loose(expr) -> bool:
+    """An unlabelled element-wise formula that prints as a sum or as cases: a factor needs parentheses."""
+    return isinstance(expr, Pointwise) and not expr.label and isinstance(expr.fn.expr, (sp.Add, sp.Piecewise))
 
 
 class MathLatex(_Named, LatexPrinter):
     """LaTeX with the derivation's own names for its matrices, ``\\odot`` and ``^\\top``."""
+    scale_format = "{} {}"
 
     def __init__(self, names: dict):
         super().__init__(names, {"mul_symbol": None})
@@ -54,21 +69,13 @@ class MathLatex(_Named, LatexPrinter):
 
     def _paren(self, expr):
         text = self._print(expr)
-        if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) or (
+        if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) or _loose(expr) or (
                 isinstance(expr, sp.MatrixExpr) and expr.could_extract_minus_sign()):
             return rf"\left({text}\right)"
         return text
 
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(self._paren(a) for a in expr.args)
-
-    def _print_Mul(self, expr):
-        r"""``\frac{1}{N} \sum ...`` rather than one fraction over the whole sum."""
-        sums = [f for f in expr.args if isinstance(f, ElementSum)]
-        if not sums:
-            return super()._print_Mul(expr)
-        factor = sp.Mul(*(f for f in expr.args if not isinstance(f, ElementSum)))
-        return f"{self._print(factor)} {' '.join(self._print(f) for f in sums)}"
 
     def _print_MatMul(self, expr):
         coeff, body = self._matmul_parts(expr)
@@ -113,6 +120,7 @@ def _placeholders(expr, printer, suffix=""):
 
 class MathText(_Named, StrPrinter):
     """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``."""
+    scale_format = "({})·{}"
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name) or expr.name
@@ -126,7 +134,7 @@ class MathText(_Named, StrPrinter):
 
     def _paren(self, expr):
         text = self._print(expr)
-        return f"({text})" if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) else text
+        return f"({text})" if isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct)) or _loose(expr) else text
 
     def _print_Transpose(self, expr):
         return self._paren(expr.arg) + "ᵀ"
@@ -159,7 +167,8 @@ class MathText(_Named, StrPrinter):
     def _print_ElementSum(self, expr):
         index = {"i": "ᵢ", "ij": "ᵢⱼ"}[_element_index(expr.mats[0])]
         inner = expr.fn.expr.xreplace({v: sp.Symbol(self._print(m) + index) for v, m in zip(expr.fn.variables, expr.mats)})
-        return f"Σ{index} {self._paren(inner) if isinstance(inner, sp.Add) else self._print(inner)}"
+        body = self._print(inner)
+        return f"Σ{index} ({body})" if isinstance(inner, (sp.Add, sp.Piecewise)) else f"Σ{index} {body}"
 
 
 def _positive_first(terms):
