@@ -538,8 +538,9 @@ class Checker:
                     self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
                                       f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
         if not act.elementwise:
-            raise ChainruleError(f"{act.name} is not element-wise, so '{node.text}' is not understood; with "
-                                 f"cross-entropy write dL/dz_L = \\hat y - y")
+            raise ChainruleError(f"{act.name} is not element-wise, so '{node.text}' is not understood; write its "
+                                 f"rule: dL/dz_L = \\hat y - y with cross-entropy, "
+                                 f"\\hat y \\odot (g - 1 \\hat y^T g) with g = dL/d\\hat y otherwise")
         body = act.derivative if prime else act.definition
         return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
 
