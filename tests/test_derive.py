@@ -1,4 +1,4 @@
-"""The derivation engine: specs, the reverse sweep, the printers and the proof of every step."""
+"""The derivation engine: specs, the reverse sweep and the printers (the proof: test_verify.py)."""
 import re
 import shutil
 import subprocess
