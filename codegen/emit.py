@@ -36,10 +36,6 @@ class Line:
     op: str = "="
 
 
-def _code_name(key: str) -> str:
-    return key
-
-
 def _fused_loss(derivation, rhs):
     """The loss with the output activation folded into the loss term (stable on logits).
 
@@ -82,7 +78,7 @@ def _lines(printer, step, rhs=None):
         for term, op in ((product, "="), (bias, "+=")):
             pre, text = printer.print_value(term, transposed)
             lines += [Line(name, value, step.number) for name, value in pre]
-            lines.append(Line(_code_name(step.target.key), text, step.number, op))
+            lines.append(Line(step.target.key, text, step.number, op))
         return lines
     split = _in_place_product(rhs)
     if split is not None:
@@ -90,12 +86,12 @@ def _lines(printer, step, rhs=None):
         fresh, factors = split
         pre, text = printer.print_value(fresh, transposed)
         more, rest = printer.print_factors(factors, transposed)
-        name = _code_name(step.target.key)
+        name = step.target.key
         return [Line(n, value, step.number) for n, value in pre + more] + \
             [Line(name, text, step.number), Line(name, rest, step.number, "*=")]
     pre, text = printer.print_value(rhs, transposed)
     return [Line(name, value, step.number) for name, value in pre] + \
-        [Line(_code_name(step.target.key), text, step.number)]
+        [Line(step.target.key, text, step.number)]
 
 
 #: ``np.f(Z, ...)`` for a NumPy ufunc f whose first argument is a bare name: it can write into Z.
@@ -260,14 +256,14 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
              if q.role == "mask"]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
         + [k for k, _ in masks]
-    forward_lines = _overwrite_dead(forward_lines, cache + [_code_name(forward_keys[-1])])
+    forward_lines = _overwrite_dead(forward_lines, cache + [forward_keys[-1]])
     widths = net.widths
     L = len(net.layers)
     shapes = []
     for l in range(1, L + 1):
         shapes += [(f"W{l}", (widths[l], widths[l - 1])), (f"b{l}", (widths[l],))]
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
-    grads = [(p, _code_name(f"dL_d{p}")) for p in params]
+    grads = [(p, f"dL_d{p}") for p in params]
     source = net.source or net.name
     optim_source = render_optim(settings, header=False)
     context = dict(
@@ -288,7 +284,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks] + _setup(params, [], forward_lines, "X"),
         masks=masks,
         init=_init(net, settings["training"]),
-        output=_code_name(forward_keys[-1]),
+        output=forward_keys[-1],
         cache=cache,
         loss_lines=loss_lines,
         loss_setup=_setup(params, cache, loss_lines, "Y"),
