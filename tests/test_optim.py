@@ -8,6 +8,7 @@ dtype, so in float32 it would differ from ours at 1e-7.
 import os
 import subprocess
 import sys
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -187,6 +188,49 @@ def test_no_clipping_still_reports_the_norm():
     grads = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
     assert ours["clip_gradients"](grads) == pytest.approx(5.0, rel=1e-15)
     assert grads["a"].tolist() == [3.0, 0.0]
+
+
+# ------------------------------------------------------------------------------- in place
+
+# Arrays of a parameter's size a step may hold besides params, grads and state (the template's
+# promise): one scratch array, two for Adadelta's delta and NAdam's denominator, plus the penalized
+# gradient under an L2 penalty (AdamW decays the weights instead).
+SCRATCH_ARRAYS = {"adadelta": 2, "nadam": 2}
+
+
+@pytest.mark.parametrize("name, options", _cases(OPTIMIZERS))
+def test_step_updates_the_callers_arrays_and_leaves_grads_alone(name, options):
+    ours = load(validate({"optimizer": {"type": name, **options}}))
+    params = initial_params()
+    arrays = dict(params)
+    optimizer = ours["make_optimizer"](params)
+    for step, grads in enumerate(gradient_sequence(steps=3)):
+        before = {key: value.copy() for key, value in params.items()}
+        given = {key: value.copy() for key, value in grads.items()}
+        optimizer.step(params, grads)
+        for key, value in params.items():
+            assert value is arrays[key], f"step {step} replaced params[{key!r}]"
+            assert not np.array_equal(value, before[key]), f"step {step} left params[{key!r}] unchanged"
+            assert np.array_equal(grads[key], given[key]), f"step {step} wrote into grads[{key!r}]"
+
+
+@pytest.mark.parametrize("name, options", _cases(OPTIMIZERS))
+def test_step_needs_at_most_its_scratch_arrays(name, options):
+    settings = validate({"optimizer": {"type": name, **options}})
+    ours = load(settings)
+    rng = np.random.default_rng(3)
+    # below NumPy's 256 KiB threshold for reusing the temporaries of an expression in place
+    params, grads = {"W": rng.normal(size=(100, 100))}, {"W": rng.normal(size=(100, 100))}
+    optimizer = ours["make_optimizer"](params)
+    optimizer.step(params, grads)  # the first step may create state (SGD's momentum buffer)
+    tracemalloc.start()
+    try:
+        optimizer.step(params, grads)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    allowed = SCRATCH_ARRAYS.get(name, 1) + bool(settings["optimizer"]["weight_decay"] and name != "adamw")
+    assert peak <= (allowed + 0.1) * params["W"].nbytes, f"{name} step peaks at {peak / params['W'].nbytes:.2f} arrays"
 
 
 # ----------------------------------------------------------------------- catalogue and text
