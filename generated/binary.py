@@ -211,7 +211,7 @@ class SGD:
     def step(self, params, grads):
         for name, param in params.items():
             grad = grads[name]
-            param -= self.lr * grad
+            param -= self.lr * grad  # param -= lr g
 
 
 def make_optimizer(params):

@@ -241,9 +241,9 @@ class Adam:
         bias_correction2_sqrt = bias_correction2 ** 0.5
         for name, param in params.items():
             grad = grads[name]
+            scratch = np.empty_like(param)  # every step below writes here rather than allocate
             exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
-            # torch's operations in torch's order, in place in one scratch array per parameter
-            scratch = np.subtract(grad, exp_avg)
+            np.subtract(grad, exp_avg, out=scratch)
             scratch *= 1 - beta1
             exp_avg += scratch  # m = beta1 m + (1 - beta1) g
             np.multiply(grad, 1 - beta2, out=scratch)
@@ -253,9 +253,9 @@ class Adam:
             denom = np.sqrt(exp_avg_sq, out=scratch)
             denom /= bias_correction2_sqrt
             denom += self.eps  # sqrt(v_hat) + eps
-            update = np.divide(exp_avg, denom, out=scratch)
-            update *= step_size
-            param -= update  # param -= step_size * m / denom
+            np.divide(exp_avg, denom, out=scratch)
+            scratch *= step_size
+            param -= scratch  # param -= step_size * m / denom
 
 
 def make_optimizer(params):

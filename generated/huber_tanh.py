@@ -173,7 +173,7 @@ def _loss_and_grads(params, X, Y):
     Yhat = cache["Yhat"]
     N = X.shape[0]
     t0 = Y - Yhat  # (eq. 24)
-    Delta3 = (1/2)/N*np.where(np.abs(t0) <= 1/2, -t0, -1/2*np.sign(t0))  # (eq. 24)
+    Delta3 = (1/2)/N*(-np.clip(t0, -1/2, 1/2))  # (eq. 24)
     dL_dW3 = Delta3.T @ A2  # (eq. 25)
     dL_db3 = Delta3.sum(axis=0)  # (eq. 26)
     Delta2 = Delta3 @ W3  # (eq. 27)
@@ -229,7 +229,7 @@ class SGD:
     def step(self, params, grads):
         for name, param in params.items():
             grad = grads[name]
-            param -= self.lr * grad
+            param -= self.lr * grad  # param -= lr g
 
 
 def make_optimizer(params):
