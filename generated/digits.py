@@ -106,11 +106,11 @@ def _targets(T, n, dtype):
     if T.ndim == 1:
         if T.shape[0] != n:
             raise ValueError(f"T must have one class index per sample: shape ({n},); got shape {T.shape}")
-        if not np.issubdtype(T.dtype, np.integer):
+        if T.dtype.kind not in "iu":  # signed or unsigned integers
             raise ValueError(f"class indices in T must be integers, got dtype {T.dtype}")
         if T.size and (T.min() < 0 or T.max() >= OUTPUTS):
             raise ValueError(f"class indices in T must be in 0..{OUTPUTS - 1}, got {T.min()}..{T.max()}")
-        return np.eye(OUTPUTS, dtype=dtype)[T]
+        return np.eye(OUTPUTS, dtype=dtype).take(T, axis=0)  # one-hot rows; take is the fast gather
     if T.shape != (n, OUTPUTS):
         raise ValueError(f"T must be class indices of shape ({n},) or one-hot rows of shape ({n}, {OUTPUTS}); "
                          f"got shape {T.shape}")
