@@ -2,7 +2,12 @@
 
 ``outline`` walks the steps once and yields blocks (headings, paragraphs, a table of symbols,
 numbered equations); each document only lays those blocks out.
+
+The optimizer's and the schedule's update rules are written once, in LaTeX, in ``derive.optim``;
+the text notes print them through ``latex_to_text``.
 """
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
@@ -108,8 +113,7 @@ def training_outline(net, latex: bool):
     yield "heading", "Training"
     values = ", ".join(f"{k} = {v}" for k, v in opt.items() if k != "type")
     yield "para", f"Optimizer: {kind.torch_name} ({values}), as torch.optim.{kind.torch_name} updates each parameter:"
-    if latex:
-        yield "display", list(kind.equations)
+    yield "display", [eq if latex else latex_to_text(eq) for eq in kind.equations]
     schedule = settings["schedule"]
     if schedule:
         skind = SCHEDULES[schedule["type"]]
@@ -117,11 +121,124 @@ def training_outline(net, latex: bool):
         yield "para", (f"Learning-rate schedule: {skind.torch_name} ({values}), stepped once per epoch e"
                        + (", after a linear warm-up that trains epoch e < k at rate r0 (e + 1) / (k + 1)"
                           if schedule.get("warmup_epochs") else "") + ":")
-        if latex:
-            yield "display", list(skind.equations)
+        yield "display", [eq if latex else latex_to_text(eq) for eq in skind.equations]
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."
+
+
+# ---------------------------------------------------------------------------------------------
+# LaTeX -> terminal text, for the update rules of derive.optim. It knows exactly the macros those
+# tables use and raises on any other, so a new table entry cannot print raw LaTeX.
+# ---------------------------------------------------------------------------------------------
+
+QUAD = "\t"  # a \quad until the spacing is tidied, then three spaces
+TEXT_MACROS = {
+    r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\Delta": "Δ", r"\epsilon": "ε", r"\eta": "η",
+    r"\lambda": "λ", r"\mu": "μ", r"\pi": "π", r"\psi": "ψ", r"\rho": "ρ", r"\tau": "τ", r"\theta": "θ",
+    r"\nabla": "∇", r"\prod": "∏", r"\cdot": "·", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
+    r"\uparrow": "↑", r"\downarrow": "↓", r"\lfloor": "⌊", r"\rfloor": "⌋", r"\{": "{", r"\}": "}",
+    r"\_": "_", r"\max": "max", r"\min": "min", r"\cos": "cos", r"\left": "", r"\right": "",
+    r"\,": " ", r"\quad": QUAD,
+}
+ACCENTS = {r"\hat": "\u0302", r"\tilde": "\u0303", r"\bar": "\u0304"}  # combining marks
+FRACTIONS = {("1", "2"): "½"}
+SUBSCRIPTS = dict(zip("0123456789+-=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ"))
+SUPERSCRIPTS = dict(zip("0123456789+-=()abcdefghijklmnoprstuvwxyz", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ"))
+_LATEX_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\s+|.")
+
+
+def latex_to_text(tex: str) -> str:
+    """``\\theta_t = \\theta_{t-1} - \\gamma g_t`` -> ``θₜ = θₜ₋₁ - γ gₜ``; ValueError on a macro it does not know.
+
+    A script prints in Unicode when every character has a sub/superscript form, else as ``_x`` or
+    ``^(x y)``; a fraction as ``a/(b + c)``; ``cases`` as ``(a if c1 else b if c2)``.
+    """
+    text = _LatexReader(tex).sequence()[0]
+    text = re.sub(r"(?<=[(⌊]) +| +(?=[)⌋])", "", re.sub(r" +", " ", text)).strip()
+    return re.sub(r" ?\t ?", "   ", text)
+
+
+def _grouped(text: str) -> str:
+    """``text`` as an operand: bracketed unless it is one symbol."""
+    return text if re.fullmatch(r"[^\s+\-*/]+", text) else f"({text})"
+
+
+def _script(text: str, mark: str) -> str:
+    table = SUPERSCRIPTS if mark == "^" else SUBSCRIPTS
+    text = text.strip()
+    if text and all(c in table for c in text):
+        return "".join(table[c] for c in text)
+    return mark + _grouped(text)
+
+
+class _LatexReader:
+    """Reads one equation token by token; each method returns the text of what it consumed."""
+
+    def __init__(self, tex: str):
+        self.tex, self.tokens, self.at = tex, _LATEX_TOKEN.findall(tex), 0
+
+    def sequence(self, stops=()) -> tuple[str, str | None]:
+        """The text up to one of ``stops`` (consumed, and returned second) or, without stops, the end."""
+        out = []
+        while self.at < len(self.tokens):
+            token = self._next()
+            if token in stops:
+                return "".join(out), token
+            out.append(self._token(token))
+        if stops:
+            raise ValueError(f"{self.tex!r} ends before {' or '.join(stops)}")
+        return "".join(out), None
+
+    def _next(self) -> str:
+        if self.at == len(self.tokens):
+            raise ValueError(f"{self.tex!r} ends where an argument should be")
+        self.at += 1
+        return self.tokens[self.at - 1]
+
+    def _argument(self) -> str:
+        """A macro's or a script's argument: a {group} or the next token, spaces before it skipped."""
+        token = self._next()
+        while token.isspace():
+            token = self._next()
+        return self.sequence(("}",))[0] if token == "{" else self._token(token)
+
+    def _token(self, token: str) -> str:
+        if token == "{":
+            return self.sequence(("}",))[0]
+        if token in ("^", "_"):
+            return _script(self._argument(), token)
+        if token.isspace():
+            return " "
+        if token in TEXT_MACROS:
+            return TEXT_MACROS[token]
+        if token in ACCENTS:
+            base = self._argument()
+            return unicodedata.normalize("NFC", base[:1] + ACCENTS[token] + base[1:])
+        if token in (r"\frac", r"\tfrac"):
+            num, den = self._argument(), self._argument()
+            return FRACTIONS.get((num, den)) or f"{_grouped(num)}/{_grouped(den)}"
+        if token == r"\sqrt":
+            return "√" + _grouped(self._argument())
+        if token == r"\text":
+            return self._argument()
+        if token == r"\begin":
+            return self._cases()
+        if token.startswith("\\") or token in ("}", "&"):
+            raise ValueError(f"no text form for {token} in {self.tex!r}; teach derive.documents.latex_to_text it")
+        return token
+
+    def _cases(self) -> str:
+        """``\\begin{cases} a & c_1 \\\\ b & c_2 \\end{cases}`` -> ``(a if c₁ else b if c₂)``."""
+        if (env := self._argument()) != "cases":
+            raise ValueError(f"no text form for the {env} environment in {self.tex!r}")
+        rows, stop = [], None
+        while stop != r"\end":
+            value, _ = self.sequence(("&",))
+            condition, stop = self.sequence((r"\\", r"\end"))
+            rows.append(f"{value.strip()} if {condition.strip()}")
+        self._argument()  # the {cases} that \end closes
+        return "(" + " else ".join(rows) + ")"
 
 
 def _distinct_activations(net):

@@ -1,0 +1,129 @@
+"""The Training section of the notes: every optimizer's and schedule's update rule, in every format.
+
+The rules are written once, as LaTeX, in ``derive.optim``; the LaTeX and Markdown notes print
+them as they are and the terminal text through ``derive.documents.latex_to_text``.
+"""
+import re
+
+import pytest
+
+import derive
+from derive.documents import ACCENTS, TEXT_MACROS, latex_to_text
+from derive.optim import OPTIMIZERS, SCHEDULES
+
+NETWORK = {"inputs": 2, "layers": [{"units": 3, "activation": "tanh"}, {"units": 1}], "loss": "mse"}
+ENTRIES = [("optimizer", name) for name in OPTIMIZERS] + [("schedule", name) for name in SCHEDULES]
+ALL_EQUATIONS = [eq for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for eq in kind.equations]
+MACRO = re.compile(r"\\(?:[A-Za-z]+|.)")
+
+
+def _kind(table, name):
+    return (OPTIMIZERS if table == "optimizer" else SCHEDULES)[name]
+
+
+def _derivation(table, name):
+    """A small network trained with the entry: the optimizer alone, or Adam with the schedule."""
+    spec = {"name": f"notes_{name}", "network": NETWORK}
+    if table == "optimizer":
+        spec["optimizer"] = {"type": name}
+    else:
+        spec["optimizer"] = {"type": "adam"}
+        spec["schedule"] = {"type": name, **SCHEDULES[name].examples[0]}
+    return derive.derive(spec)
+
+
+def _training_section(text: str) -> str:
+    _, training = text.split("\nTraining\n--------\n")
+    return training
+
+
+@pytest.mark.parametrize("table, name", ENTRIES)
+def test_every_rule_converts_to_plain_text(table, name):
+    for eq in _kind(table, name).equations:
+        text = latex_to_text(eq)
+        assert "\\" not in text, (eq, text)
+        # the only braces left are the set braces \{ \} ask for (multistep's {m ∈ M : m ≤ e})
+        assert text.count("{") == eq.count(r"\{") and text.count("}") == eq.count(r"\}"), (eq, text)
+        assert "\t" not in text and set(re.findall(r" {2,}", text)) <= {"   "}, (eq, text)  # only \quad's three spaces
+
+
+@pytest.mark.parametrize("table, name", ENTRIES)
+def test_text_notes_show_the_rules_of_the_spec(table, name):
+    kind = _kind(table, name)
+    d = _derivation(table, name)
+    training = _training_section(d.text())
+    shown = "\n".join("    " + latex_to_text(eq) for eq in kind.equations)
+    assert shown in training, training
+    lead = (f"as torch.optim.{kind.torch_name} updates each parameter:" if table == "optimizer"
+            else f"Learning-rate schedule: {kind.torch_name} (")
+    para = training.partition(shown)[0].splitlines()[-1]              # the line just above the rules
+    assert lead in para and para.endswith(":"), para
+    assert "\\" not in training
+    # the LaTeX notes and the Markdown keep the same rules as LaTeX
+    for eq in kind.equations:
+        assert eq in d.latex() and f"$$\n{eq}\n$$" in d.markdown()
+
+
+def test_adam_reads_as_in_a_textbook():
+    assert [latex_to_text(eq) for eq in OPTIMIZERS["adam"].equations] == [
+        "gₜ = ∇_θ L(θₜ₋₁) + λ θₜ₋₁",
+        "mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ",
+        "vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²",
+        "m̂ₜ = mₜ / (1 - β₁ᵗ)",
+        "v̂ₜ = vₜ / (1 - β₂ᵗ)   (amsgrad: max(v̂ₜ₋₁, ·))",
+        "θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)",
+    ]
+
+
+def test_cosine_schedule_reads_as_in_a_textbook():
+    assert [latex_to_text(eq) for eq in SCHEDULES["cosine"].equations] == [
+        "γₑ = ηₘᵢₙ + (γ₀ - ηₘᵢₙ) ½ (1 + cos(π e / Tₘₐₓ))",
+    ]
+
+
+def test_digits_text_notes_end_with_adams_rules():
+    text = derive.derive("generated/specs/digits.toml").text()
+    assert text.endswith("as torch.optim.Adam updates each parameter:\n"
+                         "    gₜ = ∇_θ L(θₜ₋₁) + λ θₜ₋₁\n"
+                         "    mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
+                         "    vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
+                         "    m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
+                         "    v̂ₜ = vₜ / (1 - β₂ᵗ)   (amsgrad: max(v̂ₜ₋₁, ·))\n"
+                         "    θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)\n"
+                         "Training: epochs = 20, batch_size = 32, seed = 0.\n")
+
+
+@pytest.mark.parametrize("tex, text", [
+    (r"x_{t-1}^2 + y_\theta + z^{a b} + w_{\max}", "xₜ₋₁² + y_θ + z^(a b) + wₘₐₓ"),   # Unicode when it has the script
+    (r"\frac{a}{b + c} + \frac{a + b}{c} + \tfrac12 \sqrt{x} + \sqrt{x + 1}", "a/(b + c) + (a + b)/c + ½ √x + √(x + 1)"),
+    (r"\hat m \tilde\gamma \bar g", "m̂ γ̃ ḡ"),
+    (r"a, \quad \lfloor b \rfloor \, \left( c \right)", "a,   ⌊b⌋ (c)"),
+    (r"y = \begin{cases} 1 & \text{up} \\ 0 & \text{down\_hill} \end{cases}", "y = (1 if up else 0 if down_hill)"),
+])
+def test_converter_forms(tex, text):
+    assert latex_to_text(tex) == text
+
+
+@pytest.mark.parametrize("tex, bad", [
+    (r"\theta_t = \mathbf{x}_t", r"\mathbf"),
+    (r"\sigma(z)", r"\sigma"),                                   # a Greek letter no table uses yet
+    (r"\begin{matrix} 1 & 0 \end{matrix}", "matrix"),
+    (r"a & b", "&"),
+    (r"a } b", "}"),
+])
+def test_converter_rejects_what_it_does_not_know(tex, bad):
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        latex_to_text(tex)
+
+
+@pytest.mark.parametrize("tex", [r"\frac{a}", r"x^", r"\sqrt{x", r"\begin{cases} 1 & a"])
+def test_converter_rejects_unfinished_latex(tex):
+    with pytest.raises(ValueError, match="ends"):
+        latex_to_text(tex)
+
+
+def test_converter_knows_exactly_the_macros_the_tables_use():
+    used = {m for eq in ALL_EQUATIONS for m in MACRO.findall(eq)}
+    assert set(TEXT_MACROS) | set(ACCENTS) <= used, "a converter entry no table uses"
+    structure = used - set(TEXT_MACROS) - set(ACCENTS)
+    assert structure == {r"\frac", r"\tfrac", r"\sqrt", r"\text", r"\begin", r"\end", "\\\\"}
