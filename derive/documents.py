@@ -15,7 +15,7 @@ import sympy as sp
 
 from .checking import accepted_names
 from .ops.activations import Named, Z
-from .optim import OPTIMIZERS, SCHEDULES, validate
+from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
 
 FORM_TITLES = {
@@ -118,10 +118,12 @@ def training_outline(net, latex: bool):
     if schedule:
         skind = SCHEDULES[schedule["type"]]
         values = ", ".join(f"{k} = {v}" for k, v in schedule.items() if k != "type")
+        warmup = schedule.get("warmup_epochs")
         yield "para", (f"Learning-rate schedule: {skind.torch_name} ({values}), stepped once per epoch e"
-                       + (", after a linear warm-up that trains epoch e < k at rate r0 (e + 1) / (k + 1)"
-                          if schedule.get("warmup_epochs") else "") + ":")
-        yield "display", [eq if latex else latex_to_text(eq) for eq in skind.equations]
+                       + (", after a linear warm-up over the first k = warmup_epochs epochs (the schedule's e "
+                          "then counts from the end of the warm-up)" if warmup else "") + ":")
+        equations = skind.equations + ((WARMUP_EQUATION,) if warmup else ())
+        yield "display", [eq if latex else latex_to_text(eq) for eq in equations]
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."

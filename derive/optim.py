@@ -187,7 +187,7 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
 )}
 
 # Warm-up is not a schedule of its own: any schedule may carry it.
-WARMUP_EQUATION = r"\gamma_e = \gamma \, \frac{e + 1}{k + 1} \quad (e < k)"
+WARMUP_EQUATION = r"\gamma_e = \gamma_0 \, \frac{e + 1}{k + 1} \quad (e < k)"
 
 SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
     ScheduleKind(

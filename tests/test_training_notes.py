@@ -9,11 +9,11 @@ import pytest
 
 import derive
 from derive.documents import ACCENTS, TEXT_MACROS, latex_to_text
-from derive.optim import OPTIMIZERS, SCHEDULES
+from derive.optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION
 
 NETWORK = {"inputs": 2, "layers": [{"units": 3, "activation": "tanh"}, {"units": 1}], "loss": "mse"}
 ENTRIES = [("optimizer", name) for name in OPTIMIZERS] + [("schedule", name) for name in SCHEDULES]
-ALL_EQUATIONS = [eq for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for eq in kind.equations]
+ALL_EQUATIONS = [eq for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for eq in kind.equations] + [WARMUP_EQUATION]
 MACRO = re.compile(r"\\(?:[A-Za-z]+|.)")
 
 
@@ -79,6 +79,15 @@ def test_cosine_schedule_reads_as_in_a_textbook():
     assert [latex_to_text(eq) for eq in SCHEDULES["cosine"].equations] == [
         "γₑ = ηₘᵢₙ + (γ₀ - ηₘᵢₙ) ½ (1 + cos(π e / Tₘₐₓ))",
     ]
+
+
+def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
+    spec = {"name": "warm", "network": NETWORK, "schedule": {"type": "cosine", "T_max": 5, "warmup_epochs": 2}}
+    warm = derive.derive(spec)
+    assert "    γₑ = γ₀ (e + 1)/(k + 1)   (e < k)\n" in _training_section(warm.text())
+    assert WARMUP_EQUATION in warm.latex() and WARMUP_EQUATION in warm.markdown()
+    del spec["schedule"]["warmup_epochs"]
+    assert WARMUP_EQUATION not in derive.derive(spec).latex()
 
 
 def test_digits_text_notes_end_with_adams_rules():
