@@ -8,8 +8,9 @@ binds them to the derivation's quantities. A layer index in the letter l (``W^{l
 ``W^{[l+1]}``, ``\\delta^{(l)}``, ``a^{\\ell-1}``) or L, the last layer (``z^L``), is kept apart as a
 suffix: ``w[l+1]``, ``a[l-1]``, ``z[L]``; ``derive.check`` instantiates it.
 
-Precedence, loosest first: ``+ -``; ``\\odot \\circ ⊙`` (element-wise); ``* / @ \\cdot \\times``
-and juxtaposition (left to right, as in Python); unary minus; postfix ``^T ^\\top .T ᵀ ' **k``.
+Precedence, loosest first: ``+ -``; ``\\odot \\circ ⊙`` (element-wise) and ``\\oslash ⊘`` (element-wise
+division); ``* / @ \\cdot \\times`` and juxtaposition (left to right, as in Python); unary minus; postfix
+``^T ^\\top .T ᵀ ' **k``.
 """
 import re
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "big
                      "quad", "qquad"}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial"}
 _UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
-            "×": r" \times ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ", "Σ": r" \sum ",
-            "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
+            "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
+            "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
 _ELL = re.compile(r"\\ell(?![A-Za-z])")
 # A layer superscript or subscript: a number, or the letter l (any layer a rule is checked at) or L (the
 # last layer) with an offset; in brackets or parentheses, perhaps followed by a transpose or a prime.
@@ -190,9 +191,9 @@ class Parser:
     def hadamard(self) -> Node:
         start = self.start()
         node = self.product()
-        while self.at("cmd", "odot") or self.at("cmd", "circ"):
-            self.take()
-            node = self.node("had", (node, self.product()), start)
+        while self.at("cmd", "odot") or self.at("cmd", "circ") or self.at("cmd", "oslash"):
+            kind = "div" if self.take()[1] == "oslash" else "had"
+            node = self.node(kind, (node, self.product()), start)
         return node
 
     def product(self) -> Node:
@@ -217,7 +218,7 @@ class Parser:
             return True
         if kind == "op":
             return value == "("
-        return kind == "cmd" and value not in ("odot", "circ", "cdot", "times", "top", "prime", "intercal")
+        return kind == "cmd" and value not in ("odot", "circ", "oslash", "cdot", "times", "top", "prime", "intercal")
 
     def unary(self) -> Node:
         start = self.start()
@@ -416,8 +417,8 @@ class Parser:
             return self.identifier(start, word)
         if value in ("tanh", "exp", "log", "sign"):
             return self.identifier(start, value)
-        raise ChainruleError(f"the LaTeX command \\{value} is not understood; use \\odot, \\circ, \\cdot, ^\\top, "
-                             f"\\frac, \\sum, \\delta, \\sigma, \\hat")
+        raise ChainruleError(f"the LaTeX command \\{value} is not understood; use \\odot, \\circ, \\oslash, \\cdot, "
+                             f"^\\top, \\frac, \\sum, \\delta, \\sigma, \\hat")
 
     def skip_limits(self):
         for mark in ("_", "^"):

@@ -54,6 +54,8 @@ CONVENTIONS = ("sample", "columns", "rows")
 _YES, _NO = sp.symbols("yes no", real=True)  # np.where's branches, element by element
 _INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
 _INDICATOR_GE = sp.Lambda(Z, sp.Piecewise((1, Z >= 0), (0, True)))
+_TOP, _BOTTOM = sp.symbols("top bottom", real=True)
+_DIVIDE = sp.Lambda((_TOP, _BOTTOM), _TOP / _BOTTOM)  # a / b of two matrices (a ⊘ b), element by element
 
 
 class ShapeMismatch(Exception):
@@ -435,8 +437,11 @@ class Checker:
 
     def _bind_div(self, node):
         a, b = (self.bind(x) for x in node.args)
-        if _is_matrix(b) or isinstance(b, _Ones) or isinstance(a, _Ones):
-            raise ChainruleError(f"only division by a number or N is understood, not by '{node.args[1].text}'")
+        if isinstance(b, _Ones) or isinstance(a, _Ones):
+            raise ChainruleError(f"a ones vector cannot be divided, nor divide, in '{node.text}'")
+        if _is_matrix(b):  # element-wise, as NumPy divides (y / yhat, y \oslash \hat y)
+            a, b = self._broadcast(node, a, b)
+            return Pointwise(_DIVIDE, "/", a, b)
         if b == 0:
             raise ChainruleError(f"'{node.text}' divides by zero")
         return a * (1 / b) if not _is_matrix(a) else (1 / b) * a

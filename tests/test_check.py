@@ -59,6 +59,10 @@ CORRECT = [
     (RESIDUAL, "sample", "b1", r"\delta_1", "delta1"),
     (SIMPLE + " ; l1=0.5 ; l2=0.25", "sample", "W2", r"\delta_2 a_1^\top + \frac{1}{2} \operatorname{sign}(W_2) + 0.25 W_2",
      "delta2 @ a1.T + 0.5*sign(W2) + 0.25*W2"),
+    # the chain through a sigmoid output and the binary cross-entropy, divided element-wise: (ŷ - y) / m
+    ("3 -> 4 tanh -> 2 sigmoid ; bce", "sample", "delta2",
+     r"\frac{1}{2} \sigma'(z_2) \odot (\hat y - y) \oslash (\hat y \odot (1 - \hat y))",
+     "sigmoid_prime(z2) * (yhat - y) / (yhat * (1 - yhat)) / 2"),
 ]
 
 
