@@ -19,7 +19,7 @@ The function runs in a child process with a time limit (a crash, an exception or
 reported, never inherited) at two random points with N = 3. Its gradients are compared with
 the derivation's batch-form steps evaluated at the same points, and a difference is explained
 as ``check`` does: transposed, sign, constant factor, an activation derivative left out, a
-bias gradient not summed over the batch.
+bias gradient not summed over the batch, a softmax output read as element-wise.
 """
 import json
 import os
@@ -250,16 +250,17 @@ def check_code(derivation, target: str, timeout: float = 20.0):
                 "timeout": "it did not finish", "crash": "the process crashed"}[report["stage"]]
         error = report["error"].strip().splitlines()
         return [header, f"  {what}: {error[-1] if error else ''}"] + [f"    {line}" for line in error[-4:-1]], 1
-    alternatives = []
+    mistaken = []  # (the mistake, overrides of the steps that make it)
     for l, layer in enumerate(derivation.network.layers, start=1):
         for what, label in (("mask", f"missing dropout mask: Δ{l} needs ⊙ M{l}"),
                             ("derivative", f"missing activation derivative: Δ{l} needs ⊙ {layer.activation.name}'(Z{l})")):
-            overrides = _without(checker, l, what)
-            if overrides:
-                values = [expected_gradients(checker, checker.evaluate_steps(
-                    {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides))
-                    for _, _, env in prepared]
-                alternatives.append((label, values))
+            mistaken.append((label, _without(checker, l, what)))
+    softmax = checker.elementwise_softmax()
+    if softmax:
+        mistaken.append((rows.softmax_message(), softmax))
+    alternatives = [(label, [expected_gradients(checker, checker.evaluate_steps(
+        {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides)) for _, _, env in prepared])
+        for label, overrides in mistaken if overrides]
     lines, worst, wrong_above = [header], 0, []
     given_x = _lookup(report["results"][0], "X") is not None
     for param in list(reversed(derivation.network.param_names)) + (["X"] if given_x else []):

@@ -7,7 +7,12 @@ widths, N = 3 for a batch), then three random points (Piecewise and erf defeat `
 When it differs, single edits of the usual mistakes (a transpose, a sign, a constant factor, an
 activation derivative missing, extra or wrong, a Hadamard for a matrix product and the reverse,
 a wrong sum over the batch) are tried until one explains it, then pairs of them (a first mistake
-followed by a second, at most PAIR_TRIES candidates, in a fixed order), named together.
+followed by a second, at most PAIR_TRIES candidates, in a fixed order), named together. A softmax
+output read as element-wise, δ_L = ŷ ⊙ (1 − ŷ) ⊙ dL/dŷ (the diagonal of its Jacobian only, with any
+loss, the fused cross-entropy's dL/dŷ = −y/ŷ too), is such a mistake: the value is compared with the
+derivation whose softmax step is that one, and ``softmax'(z_L)``, ``\\sigma'(z_L)`` or ``f'(z_L)`` is
+read as that diagonal and named. A matrix divided by a matrix (``y / yhat``, ``y \\oslash \\hat y``) is
+divided element by element.
 
 Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
 samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
@@ -169,6 +174,7 @@ class Checker:
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
         self._names()
         self._points = None
+        self._elementwise = None  # the points of the derivation that reads softmax as element-wise
         self._bound = {}  # id(node) -> (node, (value, error), flags), for one check
 
     # -- names ----------------------------------------------------------------------------------
@@ -530,8 +536,7 @@ class Checker:
             act = custom[name]
             own = self.net.layers[layer - 1].activation if layer else None
             if own is not None and own is not act and prime:
-                self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
-                                  f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
+                self._flag_wrong_derivative(node, layer, own, act)
         else:
             kind = ACTIVATION_ALIASES[name]
             own = self.net.layers[layer - 1].activation if layer else None
@@ -540,14 +545,27 @@ class Checker:
             else:
                 act = make_activation(kind, "check")
                 if own is not None and prime:
-                    self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
-                                      f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
+                    self._flag_wrong_derivative(node, layer, own, act)
         if not act.elementwise:
+            if layer == self.layers and act is self.net.layers[-1].activation:
+                # softmax(z_L) is the output; softmax'(z_L) read element-wise, the classic mistake, is its
+                # Jacobian's diagonal, which the flag names
+                if not prime:
+                    return self.table[f"a{layer}"]
+                self.flags.append(self.softmax_message(node.text))
+                return self._softmax_diagonal(self.table[f"a{layer}"])
             raise ChainruleError(f"{act.name} is not element-wise, so '{node.text}' is not understood; write its "
                                  f"rule: dL/dz_L = \\hat y - y with cross-entropy, "
                                  f"\\hat y \\odot (g - 1 \\hat y^T g) with g = dL/d\\hat y otherwise")
         body = act.derivative if prime else act.definition
         return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
+
+    def _flag_wrong_derivative(self, node, layer, own, act):
+        if not own.elementwise:  # σ'(z_L) for a softmax output: softmax read as element-wise
+            self.flags.append(self.softmax_message(node.text))
+            return
+        self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
+                          f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
 
     def _layer_of(self, node):
         if node.kind == "name":
@@ -591,11 +609,66 @@ class Checker:
 
     def points(self):
         if self._points is None:
-            self._points = [self.evaluate_steps(self.leaves(random.Random(seed))) for seed in range(1, POINTS + 1)]
+            self._points = self._at_points({})
         return self._points
 
+    def _at_points(self, overrides):
+        """The steps' values at the random points, with ``overrides`` in place of steps."""
+        return [self.evaluate_steps(self.leaves(random.Random(seed)), overrides) for seed in range(1, POINTS + 1)]
+
     def numeric(self, expr, env):
-        return np.atleast_2d(np.asarray(numeric_value(expr, env), dtype=float)).ravel().tolist()
+        with np.errstate(all="ignore"):  # a person's division by an entry that is 0 gives inf, never equal
+            return np.atleast_2d(np.asarray(numeric_value(expr, env), dtype=float)).ravel().tolist()
+
+    # -- softmax read as element-wise, the classic mistake ----------------------------------------------
+    def _softmax_diagonal(self, yhat):
+        """ŷ ⊙ (1 − ŷ) of the output ``yhat``: the diagonal ∂ŷ_i/∂z_i of softmax's Jacobian, sympy.diff of
+        ŷ_i = f(z_i) / (f(z_i) + s) (s the rest of its column's sum) written in ŷ_i."""
+        f = self.net.layers[-1].activation.definition
+        rest, y = sp.symbols("rest yhat", positive=True)
+        diagonal = sp.diff(f / (f + rest), Z).subs(rest, f * (1 - y) / y)
+        return Pointwise(sp.Lambda(y, sp.factor(sp.simplify(diagonal))), r"\operatorname{softmax}'", yhat)
+
+    def elementwise_softmax(self) -> dict:
+        """Overrides of the sweep's steps that read a softmax output as element-wise: δ_L = ŷ ⊙ (1 − ŷ) ⊙
+        dL/dŷ, the diagonal of its Jacobian only (dL/dŷ the loss's own where softmax and loss are fused);
+        {} when the output is not softmax."""
+        if self.net.layers[-1].activation.elementwise:
+            return {}
+        yhat, y = self.q[self._a_key(self.layers)], self.q[self.key("y")]
+        named = self.q.get(f"dL_d{yhat.key}")
+        upstream = named.symbol if named is not None else self.sweep.loss_gradient(yhat, y)
+        delta = self.q[f"{self.key('delta')}{self.layers}"]
+        return {delta.key: sp.HadamardProduct(self._softmax_diagonal(yhat.symbol), upstream)}
+
+    def _softmax_world(self, mine, expected):
+        """The points of the derivation that reads softmax as element-wise, where that mistake can explain
+        ``mine``: ``expected`` differs there and nothing ``mine`` names does (δ_L by name holds the right
+        step); else None."""
+        if self._elementwise is None:
+            overrides = self.elementwise_softmax()
+            self._elementwise = self._at_points(overrides) if overrides else []
+        if not self._elementwise:
+            return None
+        right, wrong = self.points()[0], self._elementwise[0]
+
+        def changed(expr):
+            return self.numeric(expr, right) != self.numeric(expr, wrong)
+        if not changed(expected) or any(changed(s) for s in mine.atoms(sp.MatrixSymbol)):
+            return None
+        return self._elementwise
+
+    def softmax_message(self, written="") -> str:
+        """The classic softmax mistake named (``written``: the person's element-wise derivative), with δ_L."""
+        target = self.target(f"delta{self.layers}")
+        rule = f"{target.label} = {self.printed(target)[0]}"
+        if self.net.loss.fused_with:
+            rule = (f"the Jacobian times g = dL/dŷ is ŷ ⊙ (g − 1 ŷᵀ g), which with the {self.net.loss.title} "
+                    f"is {rule}")
+        whose = "each sample's" if self.batch else "its"
+        return ("softmax is not element-wise" + (f", so '{written}' is not its derivative" if written else "")
+                + f": ŷ ⊙ (1 − ŷ) is only the diagonal of {whose} Jacobian diag(ŷ) − ŷŷᵀ; with the "
+                  f"off-diagonal −ŷ_i ŷ_j terms, {rule}")
 
     def same(self, a, b, envs=None) -> bool:
         """Equal at the random points (both matrices or both scalars, equal shapes)."""
@@ -748,11 +821,15 @@ class Checker:
                               if value is not None and self.same(value, expected)), "")
 
     def _two_mistakes(self, tree, mine, expected) -> str:
-        """Two usual mistakes together: a first one (an edit of the tree or a fix of the whole value)
-        followed by a mistake of the whole value, or two edits of the tree; at most PAIR_TRIES
+        """Two usual mistakes together: softmax read as element-wise, an edit of the tree or a fix of the
+        whole value, followed by a mistake of the whole value, or two edits of the tree; at most PAIR_TRIES
         candidates, always in the same order."""
         firsts = list(self._global_fixes(mine, expected)) if _is_matrix(mine) else []
-        tries = 0
+        world = self._softmax_world(mine, expected) if _is_matrix(mine) else None
+        second = world and self._global_mistake(mine, expected, world)
+        if second:
+            return f"two mistakes: {self.softmax_message()}; and {second}"
+        tries = 1 if world else 0
         for value, message in firsts + list(self._edited_values(tree)):
             tries += 1
             second = value is not None and self._global_mistake(value, expected)
@@ -769,19 +846,23 @@ class Checker:
                     return ""
         return ""
 
-    def _global_mistake(self, mine, expected) -> str:
-        """A mistake in the whole value: one of ``_global_fixes``, a constant factor, an extra derivative."""
+    def _global_mistake(self, mine, expected, envs=None) -> str:
+        """A mistake in the whole value: one of ``_global_fixes``, a constant factor, an extra derivative,
+        softmax read as element-wise; ``envs``: the points to compare at (the derivation's by default)."""
         for fixed, message in self._global_fixes(mine, expected):
-            if self.same(fixed, expected):
+            if self.same(fixed, expected, envs):
                 return message
         if _shape_of(mine) != _shape_of(expected):
             return ""
-        ratio = self._ratio(mine, expected)
+        ratio = self._ratio(mine, expected, envs)
         if ratio is not None and ratio != 1:
             return _factor_message(ratio, self.net, self.batch)
         for l, f, prime in self._derivatives(_shape_of(expected)):
-            if self.same(mine, sp.HadamardProduct(expected, prime)):
+            if self.same(mine, sp.HadamardProduct(expected, prime), envs):
                 return f"extra activation derivative: yours has one {f.name}'(z_{l}) too many"
+        world = envs is None and self._softmax_world(mine, expected)
+        if world and self.same(mine, expected, world):
+            return self.softmax_message()
         return ""
 
     def _global_fixes(self, mine, expected):
@@ -834,8 +915,8 @@ class Checker:
             if f.elementwise and not f.is_identity and _shape_of(self.table[f"z{l}"]) == shape:
                 yield l, f, Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
 
-    def _ratio(self, mine, expected):
-        env = self.points()[0]
+    def _ratio(self, mine, expected, envs=None):
+        env = (envs or self.points())[0]
         x, y = self.numeric(mine, env), self.numeric(expected, env)
         pairs = [(a, b) for a, b in zip(x, y) if abs(b) > 1e-9]
         if not pairs:
@@ -845,8 +926,7 @@ class Checker:
         if abs(k) < 1e-12:
             return None
         guess = sp.nsimplify(k, rational=True, tolerance=1e-9)
-        scaled = guess * expected if _is_matrix(expected) else guess * expected
-        return guess if self.same(mine, scaled) else None
+        return guess if self.same(mine, guess * expected, envs) else None
 
     def counterexample(self, mine, expected, label) -> str:
         env = self.points()[0]

@@ -360,3 +360,102 @@ def test_the_mean_over_the_batch_is_no_hint_for_one_sample():
 def test_a_missing_sum_names_the_batch_axis_of_the_convention():
     assert "one row per sample; sum it (axis=0)" in check(derivation(SIMPLE), "b1", "Delta1", "rows").diagnosis
     assert "one column per sample; sum it (axis=1)" in check(derivation(SIMPLE), "b1", "Delta1", "columns").diagnosis
+
+
+SOFTMAX_MSE = "3 -> 4 tanh -> 3 softmax ; mse"
+SOFTMAX_CE = "3 -> 4 tanh -> 3 softmax ; cross_entropy"
+
+# (spec, convention, wrt, softmax read as element-wise: ŷ ⊙ (1 - ŷ) ⊙ g, the diagonal of its Jacobian only)
+ELEMENTWISE_SOFTMAX = [
+    (SOFTMAX_MSE, "sample", "delta2", r"\hat y \odot (1 - \hat y) \odot \frac{\partial L}{\partial \hat y}"),
+    (SOFTMAX_MSE, "sample", "delta2", "yhat * (1 - yhat) * 2/3 * (yhat - y)"),
+    (SOFTMAX_MSE, "sample", "delta2", r"\operatorname{softmax}'(z_2) \odot \frac{\partial L}{\partial \hat y}"),
+    (SOFTMAX_MSE, "sample", "delta2", "sigmoid_prime(z2) * dL/dyhat"),
+    (SOFTMAX_MSE, "sample", r"\delta^L", r"f'(z^L) \odot \frac{\partial L}{\partial a^L}"),
+    (SOFTMAX_MSE, "columns", "delta2", r"\hat Y \circ (1 - \hat Y) \circ \frac{2}{3N} (\hat Y - Y)"),
+    (SOFTMAX_MSE, "rows", "delta2", "Yhat * (1 - Yhat) * dL/dYhat"),
+    (SOFTMAX_MSE, "sample", "delta1", "(W2.T @ (yhat * (1 - yhat) * dL/dyhat)) * (1 - h1**2)"),
+    (SOFTMAX_MSE, "rows", "W2", r"(\hat Y \odot (1 - \hat Y) \odot \frac{\partial L}{\partial \hat Y})^\top H_1"),
+    (SOFTMAX_CE, "sample", "delta2", r"\hat y \odot (1 - \hat y) \odot \left(-\frac{y}{\hat y}\right)"),
+    (SOFTMAX_CE, "sample", "delta2", "yhat * (1 - yhat) * (-y / yhat)"),
+    (SOFTMAX_CE, "sample", "delta2", r"-y \odot (1 - \hat y)"),                       # the same, simplified
+    (SOFTMAX_CE, "sample", "delta2", "softmax'(z2) * (-y / yhat)"),
+    (SOFTMAX_CE, "columns", "delta2", r"\frac{1}{N} \hat Y \odot (1 - \hat Y) \odot (-Y \oslash \hat Y)"),
+    (SOFTMAX_CE, "rows", "delta2", "Yhat * (1 - Yhat) * (-Y / Yhat) / N"),
+    (SOFTMAX_CE, "rows", "b2", "(Yhat * (1 - Yhat) * (-Y / Yhat) / N).sum(axis=0)"),
+]
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text", ELEMENTWISE_SOFTMAX)
+def test_softmax_read_as_element_wise_is_named_with_the_right_delta(spec, convention, wrt, text):
+    d = derivation(spec)
+    result = check(d, wrt, text, convention)
+    assert not result.equal and result.diagnosis.startswith("softmax is not element-wise"), result.report()
+    assert "ŷ ⊙ (1 − ŷ) is only the diagonal of" in result.diagnosis
+    assert "Jacobian diag(ŷ) − ŷŷᵀ; with the off-diagonal −ŷ_i ŷ_j terms" in result.diagnosis
+    output = check(d, "delta2", "yhat", convention)
+    assert result.diagnosis.endswith(f"{output.wrt} = {output.correct}"), result.diagnosis
+    if spec == SOFTMAX_CE:
+        assert "ŷ ⊙ (g − 1 ŷᵀ g), which with the categorical cross-entropy is" in result.diagnosis
+        assert output.correct in ("ŷ - y", "(1/N)·(Ŷ - Y)")
+    else:
+        assert "dL/dŷ - 1 ŷᵀ dL/dŷ" in output.correct or "dL/dŶ - " in output.correct
+
+
+def test_a_named_element_wise_derivative_of_softmax_says_what_was_written():
+    result = check(derivation(SOFTMAX_MSE), "delta2", "sigmoid_prime(z2) * dL/dyhat")
+    assert result.diagnosis.startswith("softmax is not element-wise, so 'sigmoid_prime(z2)' is not its derivative: ")
+    assert "wrong activation derivative" not in result.diagnosis
+
+
+def test_softmax_read_as_element_wise_pairs_with_another_mistake():
+    d = derivation(SOFTMAX_MSE)
+    factor = check(d, "delta2", "yhat * (1 - yhat) * 2 * (yhat - y)")          # and no 1/3 of the mean
+    assert factor.diagnosis.startswith("two mistakes: softmax is not element-wise: ")
+    assert factor.diagnosis.endswith("; and constant factor: yours is 3 times the gradient "
+                                     "(the 1/3 of the mean over the outputs)")
+    transpose = check(d, "delta1", "(W2 @ (yhat * (1 - yhat) * dL/dyhat)) * (1 - h1**2)")
+    assert transpose.diagnosis.startswith("two mistakes: missing transpose: 'W2' should be transposed; and softmax "
+                                          "is not element-wise: "), transpose.diagnosis
+
+
+def test_the_softmax_mistake_search_is_deterministic():
+    """The same diagnosis from a fresh derivation, and from another process with another hash seed."""
+    import os
+    import subprocess
+    import sys
+    text = "W2 @ (yhat * (1 - yhat) * dL/dyhat)"                     # a shape mismatch until W2 is transposed
+    first = check(derivation(SOFTMAX_MSE), "h1", text).diagnosis
+    assert first.startswith("two mistakes: missing transpose: 'W2' should be transposed; and softmax is not "), first
+    assert check(derive(SOFTMAX_MSE), "h1", text).diagnosis == first
+    code = ("from derive import derive; from derive.checking import check; "
+            f"print(check(derive({SOFTMAX_MSE!r}), 'h1', {text!r}).diagnosis)")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == first
+
+
+@pytest.mark.parametrize("spec, convention, wrt, text", [
+    (SOFTMAX_MSE, "sample", "delta2",
+     r"\hat y \odot (\frac{\partial L}{\partial \hat y} - \hat y^\top \frac{\partial L}{\partial \hat y})"),
+    (SOFTMAX_MSE, "sample", "delta2", "yhat * (2/3*(yhat - y) - yhat.T @ (2/3*(yhat - y)))"),
+    (SOFTMAX_MSE, "sample", "delta2", "yhat * (1 - yhat) * dL/dyhat - yhat * (yhat.T @ dL/dyhat - yhat * dL/dyhat)"),
+    (SOFTMAX_MSE, "sample", "delta2", "softmax(z2) * (dL/dyhat - softmax(z2).T @ dL/dyhat)"),
+    (SOFTMAX_MSE, "columns", "delta2",
+     r"\hat Y \odot (\frac{\partial L}{\partial \hat Y} - \mathbf{1}^\top (\hat Y \odot \frac{\partial L}{\partial \hat Y}))"),
+    (SOFTMAX_MSE, "rows", "delta2", "Yhat * (dL/dYhat - (Yhat * dL/dYhat).sum(axis=1, keepdims=True))"),
+    (SOFTMAX_MSE, "sample", "W2", r"(\hat y \odot (\frac{\partial L}{\partial \hat y} - \hat y^\top "
+                                  r"\frac{\partial L}{\partial \hat y})) h_1^\top"),
+    (SOFTMAX_CE, "sample", "delta2", "yhat * (-y/yhat - yhat.T @ (-y/yhat))"),
+    (SOFTMAX_CE, "sample", "delta2", r"\hat y \odot (-y \oslash \hat y - \hat y^\top (-y ⊘ \hat y))"),
+    (SOFTMAX_CE, "rows", "delta2", "Yhat * (-Y/Yhat - (Yhat * -Y/Yhat).sum(axis=1, keepdims=True)) / N"),
+])
+def test_softmax_s_jacobian_vector_rule_is_accepted(spec, convention, wrt, text):
+    result = check(derivation(spec), wrt, text, convention)
+    assert result.equal, result.report()
+
+
+def test_softmax_of_a_layer_that_is_not_softmax_is_still_an_error(capsys):
+    assert main(["check", SOFTMAX_MSE, "--wrt", "delta1", "--grad", "(W2.T @ delta2) * softmax'(z1)"]) == 2
+    assert "softmax is not element-wise, so 'softmax'(z1)' is not understood" in capsys.readouterr().err

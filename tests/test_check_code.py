@@ -153,3 +153,38 @@ def test_two_mistakes_in_a_backward_pass_are_both_named(tmp_path, capsys):
     assert "the 1/N of the mean over the batch" in out.out.split("dL/dW2:")[1].splitlines()[0]
     assert "dL/dW1: different: two mistakes: missing activation derivative: Δ1 needs ⊙ relu'(Z1); and constant " \
            "factor: yours is 3 times the gradient" in out.out
+
+
+def test_softmax_read_as_element_wise_is_named_in_code_with_any_loss(tmp_path, capsys):
+    path = write(tmp_path, """
+        def backward(params, cache, X, T, elementwise=False, fused=False):
+            Y = cache["Yhat"]
+            G = -T / Y / X.shape[0] if fused else 2 * (Y - T) / T.size           # dL/dYhat
+            if elementwise:
+                d2 = Y * (1 - Y) * G                                             # the diagonal only
+            else:
+                d2 = Y * (G - (Y * G).sum(axis=1, keepdims=True))                # each row times its Jacobian
+            d1 = (d2 @ params["W2"]) * (1 - cache["A1"] ** 2)
+            return {"W2": d2.T @ cache["A1"], "b2": d2.sum(axis=0), "W1": d1.T @ X, "b1": d1.sum(axis=0),
+                    "dX": d1 @ params["W1"]}
+
+        def elementwise(params, cache, X, T):
+            return backward(params, cache, X, T, elementwise=True)
+
+        def fused(params, cache, X, T):
+            return backward(params, cache, X, T, fused=True)
+
+        def fused_elementwise(params, cache, X, T):
+            return backward(params, cache, X, T, elementwise=True, fused=True)
+    """)
+    mse, ce = "3 -> 4 tanh -> 3 softmax ; mse", "3 -> 4 tanh -> 3 softmax ; cross_entropy"
+    for spec, right in ((mse, "backward"), (ce, "fused")):
+        code, out = run(capsys, spec, f"{path}:{right}")
+        assert code == 0 and out.out.count(": correct") == 5, out.out
+    named = ("different: softmax is not element-wise: ŷ ⊙ (1 − ŷ) is only the diagonal of each sample's Jacobian "
+             "diag(ŷ) − ŷŷᵀ; with the off-diagonal −ŷ_i ŷ_j terms, ")
+    code, out = run(capsys, mse, f"{path}:elementwise")
+    assert code == 1 and out.out.count(named + "Δ2 = Ŷ ⊙ (dL/dŶ - (Ŷ ⊙ dL/dŶ) 1 1ᵀ)\n") == 5, out.out
+    code, out = run(capsys, ce, f"{path}:fused_elementwise")
+    assert code == 1 and out.out.count(named + "the Jacobian times g = dL/dŷ is ŷ ⊙ (g − 1 ŷᵀ g), which with the "
+                                               "categorical cross-entropy is Δ2 = (1/N)·(Ŷ - Y)\n") == 5, out.out
