@@ -195,6 +195,8 @@ def _setup(params, cache, lines, batch) -> list:
         out.append(f"real = {batch}.dtype.type  # constants as the arrays' dtype, so float32 stays float32")
     if "N" in used:
         out.append(f"N = {batch}.shape[0]")
+    if "ones_N" in used:
+        out.append(f"ones_N = np.ones({batch}.shape[0], {batch}.dtype)  # 1_N: Δ 1_N sums over the batch")
     return out
 
 

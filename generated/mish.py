@@ -162,16 +162,17 @@ def _loss_and_grads(params, X, Y):
     A1 = cache["A1"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
+    ones_N = np.ones(X.shape[0], X.dtype)  # 1_N: Δ 1_N sums over the batch
     Delta2 = Yhat - Y  # (eq. 17)
     Delta2 *= 2/N  # (eq. 17)
     dL_dW2 = Delta2.T @ A1  # (eq. 18)
-    dL_db2 = Delta2.sum(axis=0)  # (eq. 19)
+    dL_db2 = ones_N @ Delta2  # (eq. 19)
     t0 = np.tanh(np.logaddexp(0, Z1))  # (eq. 20)
     t1 = Z1*np.exp(-np.logaddexp(0, -Z1))  # (eq. 20)
     Delta1 = Delta2 @ W2  # (eq. 20)
     Delta1 *= (t0 + t1 - t0**2*t1)  # (eq. 20)
     dL_dW1 = Delta1.T @ X  # (eq. 21)
-    dL_db1 = Delta1.sum(axis=0)  # (eq. 22)
+    dL_db1 = ones_N @ Delta1  # (eq. 22)
     return L, {
         "W1": dL_dW1,
         "b1": dL_db1,

@@ -173,18 +173,19 @@ def _loss_and_grads(params, X, Y):
     A2 = cache["A2"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
+    ones_N = np.ones(X.shape[0], X.dtype)  # 1_N: Δ 1_N sums over the batch
     Delta3 = Yhat - Y  # (eq. 26)
     Delta3 *= 1/N  # (eq. 26)
     dL_dW3 = Delta3.T @ A2  # (eq. 27)
-    dL_db3 = Delta3.sum(axis=0)  # (eq. 28)
+    dL_db3 = ones_N @ Delta3  # (eq. 28)
     dL_dA2 = Delta3 @ W3  # (eq. 29)
     Delta2 = dL_dA2 * (1 - np.tanh(Z2)**2)  # (eq. 30)
     dL_dW2 = Delta2.T @ A1  # (eq. 31)
-    dL_db2 = Delta2.sum(axis=0)  # (eq. 32)
+    dL_db2 = ones_N @ Delta2  # (eq. 32)
     dL_dA1 = Delta2 @ W2 + dL_dA2  # (eq. 33)
     Delta1 = dL_dA1 * (1 - np.tanh(Z1)**2)  # (eq. 34)
     dL_dW1 = Delta1.T @ X  # (eq. 35)
-    dL_db1 = Delta1.sum(axis=0)  # (eq. 36)
+    dL_db1 = ones_N @ Delta1  # (eq. 36)
     return L, {
         "W1": dL_dW1,
         "b1": dL_db1,

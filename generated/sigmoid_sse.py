@@ -171,19 +171,20 @@ def _loss_and_grads(params, X, Y):
     A2 = cache["A2"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
+    ones_N = np.ones(X.shape[0], X.dtype)  # 1_N: Δ 1_N sums over the batch
     dL_dYhat = Yhat - Y  # (eq. 25)
     dL_dYhat *= 1/N  # (eq. 25)
     Delta3 = dL_dYhat * Yhat*(1 - Yhat)  # (eq. 26)
     dL_dW3 = Delta3.T @ A2  # (eq. 27)
-    dL_db3 = Delta3.sum(axis=0)  # (eq. 28)
+    dL_db3 = ones_N @ Delta3  # (eq. 28)
     Delta2 = Delta3 @ W3  # (eq. 29)
     Delta2 *= A2*(1 - A2)  # (eq. 29)
     dL_dW2 = Delta2.T @ A1  # (eq. 30)
-    dL_db2 = Delta2.sum(axis=0)  # (eq. 31)
+    dL_db2 = ones_N @ Delta2  # (eq. 31)
     Delta1 = Delta2 @ W2  # (eq. 32)
     Delta1 *= A1*(1 - A1)  # (eq. 32)
     dL_dW1 = Delta1.T @ X  # (eq. 33)
-    dL_db1 = Delta1.sum(axis=0)  # (eq. 34)
+    dL_db1 = ones_N @ Delta1  # (eq. 34)
     return L, {
         "W1": dL_dW1,
         "b1": dL_db1,
