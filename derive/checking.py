@@ -240,6 +240,8 @@ class Checker:
                 self.shown.append(f"{short}'(z_{l}) (or f'(z_{l}))")
                 if f.name == "relu":
                     self.shown.append(f"1[z_{l} > 0]")
+            elif not f.elementwise:
+                self.shown.append(f"softmax(z_{l}) (= \\hat y)")
         self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l, dL/dx (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)",
                        "a_0 = h_0 = x", "a rule in the layer l (W^{l+1}, W_{l+1}, W^{[l+1]}, \\delta^l, a^{l-1}) "
                        "or L, the last layer (z^L)"]
