@@ -66,6 +66,15 @@ class ScheduleKind:
 
 BETAS = (0.9, 0.999)
 
+#: Adam's and AdamW's moments and step (they differ only in how the weight decay enters).
+ADAM_MOMENTS = (
+    r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
+    r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
+    r"\hat m_t = m_t / (1 - \beta_1^t)",
+    r"\hat v_t = v_t / (1 - \beta_2^t) \quad (\text{amsgrad: } \max(\hat v_{t-1}, \cdot))",
+    r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)",
+)
+
 OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
     OptimizerKind(
         "sgd", "SGD",
@@ -117,12 +126,7 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
         state=("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
         equations=(
             r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
-            r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
-            r"\hat m_t = m_t / (1 - \beta_1^t)",
-            r"\hat v_t = v_t / (1 - \beta_2^t) \quad (\text{amsgrad: } \max(\hat v_{t-1}, \cdot))",
-            r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)",
-        ),
+        ) + ADAM_MOMENTS,
         macro="adam",
         examples=({}, dict(amsgrad=True), dict(weight_decay=0.1), dict(betas=(0.5, 0.9), eps=1e-3, lr=0.01)),
     ),
@@ -132,12 +136,7 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
         state=("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
         equations=(
             r"\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)",
-            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
-            r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
-            r"\hat m_t = m_t / (1 - \beta_1^t)",
-            r"\hat v_t = v_t / (1 - \beta_2^t) \quad (\text{amsgrad: } \max(\hat v_{t-1}, \cdot))",
-            r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)",
-        ),
+        ) + ADAM_MOMENTS,
         macro="adam",
         examples=({}, dict(amsgrad=True), dict(weight_decay=0.0),
                   dict(weight_decay=0.3, lr=0.01, betas=(0.5, 0.9), eps=1e-3)),
