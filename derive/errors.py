@@ -1,18 +1,48 @@
 """The one error type a user sees: a single line that names the problem and the fix."""
 import difflib
+import reprlib
 
 
 class ChainruleError(Exception):
     """Bad input. The command line prints the message alone and exits with code 2."""
 
 
-def did_you_mean(word: str, choices) -> str:
+class _Shown(reprlib.Repr):
+    """repr() cut short: a few levels of nesting, a few items, short strings and numbers."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 120, 60, 40
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+
+    def repr_int(self, x, level):
+        if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
+            return f"<a {x.bit_length()}-bit integer>"
+        return super().repr_int(x, level)
+
+
+_SHOWN = _Shown()
+
+
+def shown(value) -> str:
+    """A user's value as an error message quotes it: repr-escaped (one line), nesting and length bounded."""
+    return one_line(_SHOWN.repr(value))
+
+
+def one_line(text: str) -> str:
+    """`text` with every control or non-printing character escaped (newline, ESC, CR, U+2028, ...)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def did_you_mean(word, choices) -> str:
     """' (did you mean 'relu'?)' when a choice is close to `word`, else ''."""
-    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    if not isinstance(word, str):
+        return ""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def unknown(kind: str, word, choices) -> ChainruleError:
     """The error for a name that is not in a catalogue, listing the valid names."""
     listed = ", ".join(sorted(choices))
-    return ChainruleError(f"unknown {kind} '{word}'{did_you_mean(word, choices)}; choose one of: {listed}")
+    return ChainruleError(f"unknown {kind} {shown(word)}{did_you_mean(word, choices)}; choose one of: {listed}")
