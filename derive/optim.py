@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import ChainruleError, unknown
+from .errors import ChainruleError, shown, unknown
 
 REQUIRED = None  # a default of None in a schedule marks a key the spec must give
 
@@ -337,8 +337,25 @@ RULES: dict[str, tuple[str, Callable]] = {
     "clip_value": ("a number > 0", _number(lambda v: v > 0)),
     "patience": ("a whole number >= 1", _whole(lambda v: v >= 1)),
     "seed": ("a whole number >= 0", _whole(lambda v: v >= 0)),
-    "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: v in INITS),
+    "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: isinstance(v, str) and v in INITS),
 }
+
+#: Bounds on every hyperparameter, so the emitted code's arithmetic stays finite and exact: real
+#: values (lr, eps, gamma, clip_norm, ...) are finite and of size at most MAX_REAL; whole numbers
+#: (epochs, step sizes, milestones, patience, seed, ...) are at most MAX_WHOLE.
+MAX_REAL = 10 ** 6
+MAX_WHOLE = 2 ** 32 - 1
+
+
+def _out_of_bounds(key, value) -> str:
+    """The bound a number in ``value`` breaks (NaN and inf included), or '' when none does."""
+    real = key == "betas" or RULES[key][0].startswith("a number")
+    for number in value if isinstance(value, (list, tuple)) else [value]:
+        if real and _is_number(number) and not abs(number) <= MAX_REAL:
+            return f"finite and of size at most {MAX_REAL}"
+        if not real and _is_whole(number) and abs(number) > MAX_WHOLE:
+            return f"at most {MAX_WHOLE} (2**32 - 1) in size"
+    return ""
 
 
 def _normalize(key, value):
@@ -366,8 +383,9 @@ def _fill(raw: dict, defaults: dict, where: str, optional=()) -> dict:
             what, _ = RULES[key]
             raise ChainruleError(f"{where} needs {key} ({what})")
         what, ok = RULES[key]
-        if not ok(value):
-            raise ChainruleError(f"{where} {key} must be {what}, not {value!r}")
+        bound = _out_of_bounds(key, value)
+        if bound or not ok(value):
+            raise ChainruleError(f"{where} {key} must be {bound or what}, not {shown(value)}")
         settings[key] = _normalize(key, value)
     return settings
 
@@ -383,7 +401,7 @@ def validate_optimizer(raw) -> dict:
     """Normalized optimizer settings, ``{"type": name, **hyperparameters}``."""
     raw = dict(DEFAULT_OPTIMIZER if raw is None else raw)
     name = raw.pop("type", "sgd")
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise unknown("optimizer", name, OPTIMIZERS)
     settings = {"type": name, **_fill(raw, OPTIMIZERS[name].defaults, f"[optimizer] {name}")}
     if name == "sgd" and settings["nesterov"] and (settings["momentum"] <= 0 or settings["dampening"] != 0):
@@ -399,7 +417,7 @@ def validate_schedule(raw) -> dict | None:
     if "type" not in raw:
         raise ChainruleError(f"[schedule] needs type = one of: {', '.join(sorted(SCHEDULES))}")
     name = raw.pop("type")
-    if name not in SCHEDULES:
+    if not isinstance(name, str) or name not in SCHEDULES:
         raise unknown("schedule", name, SCHEDULES)
     kind = SCHEDULES[name]
     settings = {"type": name, **_fill(raw, {**kind.defaults, "warmup_epochs": 0}, f"[schedule] {name}",

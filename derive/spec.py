@@ -12,7 +12,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .errors import ChainruleError, did_you_mean
+from .errors import ChainruleError, did_you_mean, shown
+from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
 from .ops.activations import Activation, make_activation
 from .ops.losses import Loss, make_loss
@@ -61,20 +62,32 @@ class Network:
 def _check_keys(table: dict, allowed, where: str):
     for key in table:
         if key not in allowed:
-            raise ChainruleError(f"{where}: unknown key '{key}'{did_you_mean(key, allowed)}; "
+            raise ChainruleError(f"{where}: unknown key {shown(key)}{did_you_mean(key, allowed)}; "
                                  f"allowed keys: {', '.join(allowed)}")
 
 
 def _positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ChainruleError(f"{what} must be a positive whole number, not {value!r}")
+        raise ChainruleError(f"{what} must be a positive whole number, not {shown(value)}")
     return value
 
 
 def _penalty(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ChainruleError(f"{what} must be a number >= 0, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PARAM:
+        raise ChainruleError(f"{what} must be a number in [0, {MAX_PARAM}], not {shown(value)}")
     return float(value)
+
+
+def _entry(value, where: str):
+    """An activation or loss entry checked for shape before the catalogue looks it up."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise ChainruleError(f"{where} must be a name or a table, not {shown(value)}")
+    for key in ("type", "formula", "name"):
+        if key in value and not isinstance(value[key], str):
+            raise ChainruleError(f"{where} {key} must be a string, not {shown(value[key])}")
+    return value
 
 
 def from_dict(spec: dict, source: str = "") -> Network:
@@ -101,10 +114,10 @@ def from_dict(spec: dict, source: str = "") -> Network:
             raise ChainruleError(f"{where} must be a table like {{ units = 2, activation = \"relu\" }}")
         _check_keys(raw, LAYER_KEYS, where)
         units = _positive_int(raw.get("units"), f"{where} units")
-        act = make_activation(raw.get("activation"), where)
+        act = make_activation(_entry(raw.get("activation"), f"{where}: activation"), where)
         residual = raw.get("residual", False)
         if not isinstance(residual, bool):
-            raise ChainruleError(f"{where} residual must be true or false, not {residual!r}")
+            raise ChainruleError(f"{where} residual must be true or false, not {shown(residual)}")
         if residual and units != width:
             raise ChainruleError(f"{where} is residual but maps {width} to {units} units; "
                                  f"a residual layer needs units = {width}")
@@ -112,12 +125,12 @@ def from_dict(spec: dict, source: str = "") -> Network:
             raise ChainruleError(f"{where}: {act.name} is only supported on the output layer")
         dropout = raw.get("dropout", 0.0)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {dropout!r}")
+            raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {shown(dropout)}")
         if dropout and i == len(raw_layers):
             raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
         layers.append(Layer(units, act, residual, float(dropout)))
         width = units
-    loss = make_loss(net.get("loss"))
+    loss = make_loss(_entry(net.get("loss"), "loss"))
     output = layers[-1].activation
     if loss.fused_with and output.name != loss.fused_with:
         raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not {output.name}; "
@@ -132,14 +145,17 @@ def from_dict(spec: dict, source: str = "") -> Network:
         raise ChainruleError("a softmax output needs at least 2 units (use sigmoid and bce for one)")
     name = spec.get("name", "network")
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)):
-        raise ChainruleError(f"name {name!r} must be an identifier like 'simple_nn'")
+        raise ChainruleError(f"name {shown(name)} must be an identifier like 'simple_nn'")
+    description = spec.get("description", "")
+    if not isinstance(description, str):
+        raise ChainruleError(f"description must be a string, not {shown(description)}")
     tables = {k: spec[k] for k in ("optimizer", "schedule", "training") if k in spec}
     for key, table in tables.items():
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
     return Network(name, inputs, tuple(layers), loss, _penalty(net.get("l1", 0), "[network] l1"),
-                   _penalty(net.get("l2", 0), "[network] l2"), str(spec.get("description", "")), source, tables)
+                   _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
 
 
 def load(path) -> Network:
@@ -156,6 +172,10 @@ def load(path) -> Network:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ChainruleError(f"{path} is not valid TOML: {err}") from None
+    except RecursionError:
+        raise ChainruleError(f"{path} nests arrays or tables too deeply to read; a spec needs a few levels") from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise ChainruleError(f"{path} has a value TOML cannot read: {err}") from None
     table.setdefault("name", re.sub(r"\W", "_", path.stem) or "network")
     return from_dict(table, source=path.as_posix())
 
