@@ -4,6 +4,7 @@ The training flags override the spec's [optimizer], [schedule] and [training] ta
 goes through ``derive.optim.validate`` like a spec's own tables, so a bad value is the same
 one-line error.
 """
+import math
 
 #: flag -> (table, key, kind of value, help). One row per flag; ``overrides`` reads them.
 TRAINING_FLAGS = (
@@ -44,33 +45,32 @@ def add_generate_arguments(parser) -> None:
 
 
 def _value(text: str, kind: str, flag: str):
-    """The TOML-like value of a flag's text, or a one-line ChainruleError."""
-    from derive.errors import ChainruleError
+    """The TOML-like value of a flag's text, or a one-line ChainruleError (the bounds are validate's)."""
+    from derive.errors import ChainruleError, shown
     text = text.strip()
     try:
         if kind in ("name", "key=value") or (kind == "batch" and text == "full"):
             return text
         if kind in ("whole", "batch"):
             return int(text)
-        if kind == "number":
-            return float(text)
-        if kind == "pair":
-            return [float(part) for part in text.split(",")]
-    except ValueError:
+        numbers = [float(part) for part in (text.split(",") if kind == "pair" else [text])]
+        if all(map(math.isfinite, numbers)) and len(numbers) == (2 if kind == "pair" else 1):
+            return numbers if kind == "pair" else numbers[0]
+    except ValueError:  # not a number, or an int of more than 4300 digits
         pass
-    raise ChainruleError(f"{flag} {text!r} is not {_KINDS[kind]}")
+    raise ChainruleError(f"{flag} {shown(text)} is not {_KINDS[kind]}")
 
 
-_KINDS = {"whole": "a whole number", "batch": "a whole number or 'full'", "number": "a number",
-          "pair": "two numbers like 0.9,0.999"}
+_KINDS = {"whole": "a whole number", "batch": "a whole number or 'full'", "number": "a finite number",
+          "pair": "two finite numbers like 0.9,0.999"}
 
 
 def _schedule_arg(text: str):
     """``key=value`` as (key, value): a number, a list of numbers (``10,20``) or a name."""
-    from derive.errors import ChainruleError
+    from derive.errors import ChainruleError, shown
     key, eq, value = text.partition("=")
     if not eq or not key.strip():
-        raise ChainruleError(f"--schedule-arg {text!r} is not KEY=VALUE, like step_size=10")
+        raise ChainruleError(f"--schedule-arg {shown(text)} is not KEY=VALUE, like step_size=10")
 
     def number(part):
         for kind in (int, float):
