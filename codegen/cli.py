@@ -1,19 +1,39 @@
 """The ``chainrule`` command: a thin layer over ``derive`` and ``codegen``.
 
 SymPy is imported only inside the commands that need it, so ``chainrule --help`` is quick.
-Bad input ends in one line on stderr and exit code 2; no traceback, no half-written file.
+Bad input, argparse's complaints included, ends in one line on stderr (control characters escaped)
+and exit code 2; no traceback, no half-written file. A closed pipe (``| head``) ends quietly with 141,
+the status of a process killed by SIGPIPE, as other Unix tools end.
 """
 import argparse
+import os
+import re
 import sys
+
+from derive.errors import ChainruleError, one_line
 
 FORMATS = ("text", "tex", "md")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ChainruleErrors: one line, no usage block."""
+
+    def error(self, message):
+        flag = re.match(r"argument ([^:/ ]+).*: expected one argument$", message)
+        if flag:  # argparse takes "--grad -delta2@h1.T" for two options
+            message += f"; a value that starts with '-' is written {flag[1]}=VALUE"
+        raise ChainruleError(message)
+
+
 def _derive(args) -> int:
     from derive import derive
+    from codegen.files import NOTE_HEADERS, check_output
+    header = NOTE_HEADERS[args.format]
+    if args.output not in (None, "-"):
+        check_output(args.output, header, args.force, inputs=[args.spec])
     derivation = derive(args.spec)
     text = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]()
-    _emit(text, args.output)
+    _emit(text, args.output, header)
     return 0
 
 
@@ -38,16 +58,17 @@ def _check_code(args) -> int:
     return cli_check_code(args)
 
 
-def _emit(text: str, output) -> None:
+def _emit(text: str, output, header: str) -> None:
+    """`text` on stdout, or in the file `output` after the `header` line that marks it as chainrule's."""
     if output in (None, "-"):
         sys.stdout.write(text)
     else:
         from codegen.files import write_atomic
-        write_atomic(output, text)
+        write_atomic(output, f"{header}\n{text}")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="chainrule",
         description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
                     "standalone NumPy code that implements them, and checks of hand derivations.")
@@ -58,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help=spec_help)
     p.add_argument("--format", "-f", choices=FORMATS, default="text", help="text (default), tex or md")
     p.add_argument("--output", "-o", help="write to this file instead of standard output")
+    p.add_argument("--force", action="store_true", help="overwrite a file that chainrule did not write")
     p.set_defaults(run=_derive)
 
     p = sub.add_parser("list", help="list the activations and losses with their formulas")
@@ -84,16 +106,21 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    if not getattr(args, "run", None):
-        parser().print_help()
-        return 2
-    from derive.errors import ChainruleError
     try:
-        return args.run(args)
+        args = parser().parse_args(argv)
+        if not getattr(args, "run", None):
+            raise ChainruleError("give a command: derive, list, generate, check or check-code "
+                                 "(chainrule --help says what each does)")
+        code = args.run(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
     except ChainruleError as err:
-        print(f"chainrule: error: {err}", file=sys.stderr)
+        print(f"chainrule: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader has gone (| head): drop what is still buffered and end as SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         return 130
 
