@@ -34,6 +34,8 @@ def _existing(path: Path):
         return None
     except OSError as err:  # a name too long, a file used as a folder, no permission to look
         raise ChainruleError(f"cannot write {shown(str(path))}: {err.strerror}") from None
+    except ValueError:
+        raise ChainruleError(f"cannot write {shown(str(path))}: a file name cannot contain a NUL character") from None
     kind = ("a symbolic link" if stat.S_ISLNK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode)
             else None if stat.S_ISREG(info.st_mode) else "not a regular file (a device, FIFO or socket)")
     if kind:

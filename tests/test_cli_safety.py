@@ -348,8 +348,12 @@ def test_long_names_are_one_line_errors_or_written(name, tmp_path, capsys):
     assert _no_temporary_files(tmp_path)
 
 
-def test_missing_folder_is_one_line(tmp_path, capsys):
-    fails_in_one_line(capsys, ["derive", SPEC, "-o", str(tmp_path / "no" / "x.txt")], "does not exist")
+@pytest.mark.parametrize("name, fragment", [("no/x.txt", "folder"), ("a\0b.txt", "cannot contain a NUL"),
+                                            ("file.txt/x.txt", "Not a directory")])
+def test_impossible_names_are_one_line(name, fragment, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("keep me\n")
+    fails_in_one_line(capsys, ["derive", SPEC, "-o", str(tmp_path / name)], fragment)
+    assert (tmp_path / "file.txt").read_text() == "keep me\n"
 
 
 def test_new_files_get_the_umask_mode_and_old_files_keep_theirs(tmp_path):
