@@ -1,5 +1,6 @@
 """The one error type a user sees: a single line that names the problem and the fix."""
 import difflib
+import math
 import reprlib
 
 
@@ -17,7 +18,7 @@ class _Shown(reprlib.Repr):
 
     def repr_int(self, x, level):
         if x.bit_length() > 128:  # repr() of a huge int is slow, and refused past 4300 digits
-            return f"<a {x.bit_length()}-bit integer>"
+            return f"<an integer of about {round(x.bit_length() * math.log10(2))} digits>"
         return super().repr_int(x, level)
 
 

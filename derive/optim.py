@@ -349,11 +349,12 @@ MAX_WHOLE = 2 ** 32 - 1
 
 def _out_of_bounds(key, value) -> str:
     """The bound a number in ``value`` breaks (NaN and inf included), or '' when none does."""
-    real = key == "betas" or RULES[key][0].startswith("a number")
+    what = RULES[key][0]
+    real, whole = key == "betas" or what.startswith("a number"), what.startswith(("a whole", "an increasing list"))
     for number in value if isinstance(value, (list, tuple)) else [value]:
         if real and _is_number(number) and not abs(number) <= MAX_REAL:
             return f"finite and of size at most {MAX_REAL}"
-        if not real and _is_whole(number) and abs(number) > MAX_WHOLE:
+        if whole and _is_whole(number) and abs(number) > MAX_WHOLE:
             return f"at most {MAX_WHOLE} (2**32 - 1) in size"
     return ""
 
