@@ -290,3 +290,12 @@ def test_extreme_logits_raise_no_numpy_warning(modules, key):
                 warnings.simplefilter("error")
                 L, grads = m.loss_and_grads(params, X, T)
             assert np.isfinite(L) and all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_a_refused_train_leaves_the_callers_params_as_they_were(modules):
+    m = modules["mse"]
+    params, X, T = data(m)
+    lists = {k: v.tolist() for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"^X must hold finite numbers"):
+        m.train(lists, with_nan(X), T, verbose=False)
+    assert all(isinstance(v, list) for v in lists.values())
