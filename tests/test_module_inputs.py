@@ -299,3 +299,15 @@ def test_a_refused_train_leaves_the_callers_params_as_they_were(modules):
     with pytest.raises(ValueError, match=r"^X must hold finite numbers"):
         m.train(lists, with_nan(X), T, verbose=False)
     assert all(isinstance(v, list) for v in lists.values())
+
+
+@pytest.mark.parametrize("n", [2, 40])  # a small X is summed in Python, a large one by BLAS
+def test_finite_values_whose_sum_overflows_are_accepted(modules, n):
+    m = modules["mse"]
+    params, _, T = data(m, n=n)
+    X = np.full((n, 3), 1e200)
+    X[:, 1] = 1.7e308
+    with np.errstate(all="ignore"):  # the network's own overflow is not the point here
+        Y, _ = m.forward(params, X)
+        m.loss(params, X, T)
+    assert Y.shape == (n, 2)
