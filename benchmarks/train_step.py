@@ -135,6 +135,7 @@ def input_checks(rows) -> list:
         if bare is not None:
             out.append({"net": checked["net"], "label": checked["label"], "dtype": checked["dtype"],
                         "checked_s": checked["median_s"], "unchecked_s": bare["median_s"],
-                        "checks_s": checked["median_s"] - bare["median_s"],
-                        "ratio": checked["median_s"] / bare["median_s"]})
+                        "ratio": checked["median_s"] / bare["median_s"],
+                        "checked_cpu_s": checked["cpu_median_s"], "unchecked_cpu_s": bare["cpu_median_s"],
+                        "cpu_ratio": checked["cpu_median_s"] / bare["cpu_median_s"]})
     return out
