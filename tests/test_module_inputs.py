@@ -311,3 +311,24 @@ def test_finite_values_whose_sum_overflows_are_accepted(modules, n):
         Y, _ = m.forward(params, X)
         m.loss(params, X, T)
     assert Y.shape == (n, 2)
+
+
+@pytest.mark.parametrize("fn", ["forward", "loss", "loss_and_grads"])
+def test_dropout_masks_and_rng_given_are_checked(modules, fn):
+    m = modules["dropout"]
+    params, X, T = data(m)
+    good = m.dropout_masks(6, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"^rng must be a numpy Generator .*; got int"):
+        call(m, fn, params, X, T, rng=0)
+    with pytest.raises(ValueError, match=r"^masks must be a dict with the keys \['M1'\].*; got \['M2'\]"):
+        call(m, fn, params, X, T, masks={"M2": good["M1"]})
+    with pytest.raises(ValueError, match=r"^masks\['M1'\] must have shape \(6, 4\), one row per sample; got \(5, 4\)"):
+        call(m, fn, params, X, T, masks={"M1": good["M1"][:5]})
+    with pytest.raises(ValueError, match=r"^masks\['M1'\] must hold finite numbers; masks\['M1'\]\[5, 3\] is nan"):
+        call(m, fn, params, X, T, masks={"M1": with_nan(good["M1"])})
+    as_lists = call(m, fn, params, X, T, masks={"M1": good["M1"].tolist()})
+    as_arrays = call(m, fn, params, X, T, masks=good)
+    if fn == "loss":
+        assert as_lists == as_arrays
+    else:
+        np.testing.assert_array_equal(as_lists[0], as_arrays[0])
