@@ -84,6 +84,16 @@ def print_train_step(section):
               "whole step, so the machine was disturbed while sampling; rerun, or use --threads 1 and read the CPU time")
     for message in section["mismatches"]:
         print(f"  !!! {message}")
+    rows = [[r["label"], r["dtype"], seconds(r["checked_s"]), seconds(r["unchecked_s"]), f"{r['ratio']:.2f}x",
+             seconds(r["checked_cpu_s"]), seconds(r["unchecked_cpu_s"]), f"{r['cpu_ratio']:.2f}x"]
+            for r in section.get("checks", [])]
+    if rows:
+        print(table("1b. The input checks: loss_and_grads (checks X, T and params) against the step train runs "
+                    "per batch (unchecked; train checks once), same run",
+                    ["net", "dtype", "checked", "unchecked", "ratio", "checked CPU", "unchecked CPU", "CPU ratio"],
+                    rows))
+        print("  on a busy machine the wall-time ratio can fall below 1; the CPU ratio (with --threads 1) is the "
+              "steadier figure")
 
 
 def print_digits(section):

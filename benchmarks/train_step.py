@@ -12,18 +12,25 @@ import peers
 from nets import NETS, Unavailable, load_emitted, make_data, make_params
 from timing import interleaved
 
-PEERS = ("hand NumPy", "chainrule", "PyTorch", "autograd", "jax.jit")
+PEERS = ("hand NumPy", "chainrule", "chainrule unchecked", "PyTorch", "autograd", "jax.jit")
 TOLERANCE = {"float64": 1e-8, "float32": 2e-3}   # max |g - g_ref| / max |g_ref|, per gradient
 
 
-def emitted_step(net, dtype, params, X, T):
+def emitted_step(net, dtype, params, X, T, checked=True):
+    """The emitted loss_and_grads, which checks its inputs; or (checked=False) the step train runs
+    per batch, _loss_and_grads on inputs checked once beforehand (as train checks them)."""
     module = load_emitted(net.spec, dtype, f"emitted_{net.key.replace('-', '_')}_{dtype}")
     shapes = {k: tuple(v) for k, v in getattr(module, "PARAM_SHAPES", {}).items()}
     if shapes and shapes != net.shapes:
         raise Unavailable(f"emitted PARAM_SHAPES {shapes} differ from the expected {net.shapes}")
     if not hasattr(module, "loss_and_grads"):
         raise Unavailable("the emitted module has no loss_and_grads yet")
-    return lambda: module.loss_and_grads(params, X, T)
+    if checked:
+        return lambda: module.loss_and_grads(params, X, T)
+    if not hasattr(module, "_checked"):
+        raise Unavailable("the emitted module has no unchecked step")
+    ready, X_ready, Y_ready = module._checked(params, X, T)
+    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
 
 
 def build_steps(net, dtype, params, X, T) -> tuple:
@@ -31,6 +38,7 @@ def build_steps(net, dtype, params, X, T) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_numpy.loss_and_grads(params, X, T, net.hidden, net.loss)),
         "chainrule": lambda: emitted_step(net, dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(net, dtype, params, X, T, checked=False),
         "PyTorch": lambda: peers.make_torch(net, params, X, T),
         "autograd": lambda: peers.make_autograd(net, params, X, T),
         "jax.jit": lambda: peers.make_jax(net, params, X, T),
@@ -112,4 +120,22 @@ def run(quick: bool) -> dict:
                              "grad_rel_error": checked.get(name),
                              "grads_match": checked.get(name, 0) <= TOLERANCE[dtype]})
             print(f"  train step {net.key} {dtype}: done", file=sys.stderr, flush=True)
-    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}
+    return {"rows": rows, "skipped": skipped, "mismatches": mismatches, "checks": input_checks(rows)}
+
+
+def input_checks(rows) -> list:
+    """The cost of the emitted loss_and_grads' input checks, per net and dtype: its time against
+    the unchecked step of the same run (the one train runs per batch, having checked once)."""
+    out = []
+    for checked in rows:
+        if checked["peer"] != "chainrule":
+            continue
+        bare = next((r for r in rows if r["peer"] == "chainrule unchecked"
+                     and (r["net"], r["dtype"]) == (checked["net"], checked["dtype"])), None)
+        if bare is not None:
+            out.append({"net": checked["net"], "label": checked["label"], "dtype": checked["dtype"],
+                        "checked_s": checked["median_s"], "unchecked_s": bare["median_s"],
+                        "ratio": checked["median_s"] / bare["median_s"],
+                        "checked_cpu_s": checked["cpu_median_s"], "unchecked_cpu_s": bare["cpu_median_s"],
+                        "cpu_ratio": checked["cpu_median_s"] / bare["cpu_median_s"]})
+    return out

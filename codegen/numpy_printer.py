@@ -14,6 +14,8 @@ Element-wise formulas (the bodies of ``Pointwise`` and ``ElementSum``) print thr
 becomes :class:`Softplus`, ``1 / (1 + e^-u)`` becomes :class:`Sigmoid`, and each branch of a
 ``Piecewise`` sees its argument clipped to the branch's own side of the kink.
 """
+import math
+
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
@@ -285,6 +287,18 @@ class ElementwisePrinter(NumPyPrinter):
     def _print_erf(self, expr):
         self.helpers.add("_erf")
         return "_erf({})".format(self._print(expr.args[0]))
+
+    def _print_exp(self, expr):
+        # e^(-c u^2k) is 0 in float64 and float32 once c u^2k > 1100 (e^-746 underflows), but u^2k
+        # overflows long before (gelu' squares z: float32 at |z| > 1.8e19, a warning under -W error);
+        # u clipped to the bound where the exp is already 0 gives the same values without overflow.
+        coeff, power = expr.args[0].as_coeff_Mul()
+        if coeff.is_negative and isinstance(power, sp.Pow) and power.exp.is_Integer and power.exp.is_even \
+                and power.exp > 0:
+            bound = math.ceil(float(1100 / -coeff) ** (1 / int(power.exp)))
+            scale = "-" if coeff == -1 else self._print(coeff) + "*"
+            return "np.exp({}np.clip({}, {}, {})**{})".format(scale, self._print(power.base), -bound, bound, power.exp)
+        return super()._print_exp(expr)
 
     def _print_Sigmoid(self, expr):
         # exp(-log(1 + e^-u)): the logarithm never overflows and exp only underflows.

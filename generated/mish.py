@@ -10,6 +10,8 @@ Batch-first, as PyTorch: X is (N, 3), the output (N, 1); W is (out, in) and b is
 (out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line
 below is the transpose of the equation it cites.
 """
+import math
+
 import numpy as np
 
 DTYPE = np.float64
@@ -21,7 +23,7 @@ PARAM_SHAPES = {
     "W2": (1, 5),
     "b2": (1,),
 }
-_SHAPES = list(PARAM_SHAPES.values())
+_EXPECTED = [(shape, "f") for shape in PARAM_SHAPES.values()]  # float arrays of these shapes
 
 
 #: How init_params draws each layer's weights: (torch.nn.init scheme, gain from calculate_gain).
@@ -62,49 +64,126 @@ def init_params(seed=0, dtype=DTYPE, init=None):
     return params
 
 
-def _check_params(params):
-    """The dtype to compute in (W1's when floating, else DTYPE); ValueError on a missing or misshapen parameter."""
-    try:  # the common case in one comparison: this runs on every public call
-        fine = [params[name].shape for name in PARAM_SHAPES] == _SHAPES
-    except (KeyError, AttributeError):
+def _params(params):
+    """(params as arrays, the dtype to compute in: W1's); ValueError naming the first parameter that
+    is missing, misshapen, not real numbers or not finite. Nested lists, integers and booleans are
+    converted into a new dict (to W1's dtype when W1 is a float array, else DTYPE)."""
+    try:  # the common case, float arrays of the right shapes, in one list comparison: every public call runs this
+        arrays = [params[name] for name in PARAM_SHAPES]
+        fine = [(a.shape, a.dtype.kind) for a in arrays] == _EXPECTED
+    except (KeyError, AttributeError, TypeError):
         fine = False
     if not fine:
-        _explain_params(params)
-    dtype = params["W1"].dtype
-    return dtype if dtype.kind == "f" else DTYPE
+        params = _param_arrays(params)
+        arrays = list(params.values())
+    if not all(map(_finite, arrays)):
+        for name, array in zip(PARAM_SHAPES, arrays):
+            _not_finite(array, array, f"params[{name!r}]")
+    return params, arrays[0].dtype
 
 
-def _explain_params(params):
-    """ValueError naming the first missing or misshapen parameter (arrays or nested lists)."""
-    for name, shape in PARAM_SHAPES.items():
+def _finite(array):
+    """True when every entry of the float array is finite; False when one is not, or (rarely) when
+    the sum below overflows: the caller then looks closer with _not_finite."""
+    # a sum is finite only when every term is; on a small array Python's sum of the list costs less
+    # than the call into BLAS of a sum of squares
+    return math.isfinite(sum(array.ravel().tolist()) if array.size <= 16 else np.vdot(array, array))
+
+
+def _param_arrays(params):
+    """params as a new dict of float arrays of the right shapes, or ValueError naming the first that is not."""
+    if not hasattr(params, "keys"):
+        raise ValueError(f"params must be a dict from names to arrays, with the keys {list(PARAM_SHAPES)}; got {type(params).__name__}")
+    for name in PARAM_SHAPES:
         if name not in params:
-            raise ValueError(f"params has no '{name}'; expected the keys {list(PARAM_SHAPES)}")
-        if np.shape(params[name]) != shape:
-            raise ValueError(f"params['{name}'] must have shape {shape}, got {np.shape(params[name])}")
+            raise ValueError(f"params has no {name!r}; expected the keys {list(PARAM_SHAPES)}")
+    floats = {name: params[name].dtype for name in PARAM_SHAPES
+              if isinstance(params[name], np.ndarray) and params[name].dtype.kind == "f"}
+    dtype = floats.get("W1", DTYPE)
+    out = {}
+    for name, shape in PARAM_SHAPES.items():
+        value = params[name]
+        # a float array keeps its dtype, as in the fast path; lists and integers take W1's (or DTYPE)
+        own = floats.get(name, dtype)
+        out[name] = _real(value, f"params[{name!r}]", own)
+        if out[name].shape != shape:
+            raise ValueError(f"params[{name!r}] must have shape {shape}, got {out[name].shape}")
+    return out
+
+
+#: What an array of each refused dtype kind holds, for the error message.
+_KINDS = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes", "V": "records",
+          "M": "dates", "m": "time spans"}
+
+
+def _array(value, what):
+    """np.asarray(value), or ValueError naming what when NumPy cannot read it (ragged nested lists)."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{what} must be an array of numbers; NumPy cannot read the {type(value).__name__} given ({err})") from None
+
+
+def _real(value, what, dtype):
+    """value as an array of finite numbers of dtype: floats, integers and booleans are converted;
+    complex numbers, strings and objects are refused with a ValueError naming what."""
+    original = array = _array(value, what)
+    if array.dtype.kind not in "fiub":
+        raise ValueError(f"{what} must hold real numbers (floats, integers or booleans); "
+                         f"got {_KINDS.get(array.dtype.kind, 'values')} of dtype {array.dtype}")
+    if array.dtype != dtype:
+        with np.errstate(over="ignore"):  # beyond dtype's range: inf, reported just below
+            array = array.astype(dtype)
+    if not _finite(array):
+        _not_finite(array, original, what)
+    return array
+
+
+def _not_finite(array, original, what):
+    """ValueError at the first entry of array that is not finite (original: the values given), if any
+    (none when only _finite's sum overflowed)."""
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    where = f"{what}[{', '.join(map(str, index))}]" if index else what
+    given = original[index]
+    count = f"{int(bad.sum())} of {bad.size} entries" if bad.size > 1 else "the only entry"
+    if np.isfinite(given):
+        raise ValueError(f"{what} must hold finite numbers that fit in {array.dtype} (at most {np.finfo(array.dtype).max:.4g} "
+                         f"in magnitude); {where} is {given} ({count} do not fit)")
+    raise ValueError(f"{what} must hold finite numbers; {where} is {given} ({count} not finite)")
 
 
 def _inputs(X, dtype):
-    X = np.asarray(X)
-    if X.ndim != 2 or X.shape[1] != INPUTS:
-        raise ValueError(f"X must have shape (N, {INPUTS}): one row of {INPUTS} features per sample; got shape {X.shape}")
-    return X.astype(dtype, copy=False)
+    """X as an (N, INPUTS) array of finite numbers of dtype, N >= 1; ValueError otherwise."""
+    X = _real(X, "X", dtype)
+    if X.ndim != 2 or X.shape[1] != INPUTS or not X.shape[0]:
+        raise ValueError(f"X must have shape (N, {INPUTS}) with N >= 1: one row of {INPUTS} features per sample; got shape {X.shape}")
+    return X
 
 
 def _targets(T, n, dtype):
-    """T as an (N, OUTPUTS) array of dtype, checked against the batch size n."""
-    T = np.asarray(T)
+    """T as an (N, OUTPUTS) array of dtype, checked against the batch size n and the loss's domain."""
+    T = _real(T, "T", dtype)
     if OUTPUTS == 1 and T.shape == (n,):
         T = T[:, None]
     if T.shape != (n, OUTPUTS):
         raise ValueError(f"T must have shape ({n}, {OUTPUTS}): one row of {OUTPUTS} targets per sample; got shape {T.shape}")
-    return T.astype(dtype, copy=False)
+    return T
 
 
+def _whole(value, what, low):
+    """value as an int >= low, or ValueError naming what (floats and bools are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}; got {value!r}")
+    return int(value)
 
 
 def forward(params, X):
     """(Y, cache): the output for X (N, 3), (N, 1), and what the backward pass needs."""
-    X = _inputs(X, _check_params(params))
+    params, dtype = _params(params)
+    X = _inputs(X, dtype)
     return _forward(params, X)
 
 
@@ -133,22 +212,23 @@ def _loss(params, cache, Y):
 
 
 def _checked(params, X, T):
-    """X and the targets T as (N, 1) arrays of the parameters' dtype; raises ValueError on bad shapes."""
-    X = _inputs(X, _check_params(params))
-    Y = _targets(T, X.shape[0], X.dtype)
-    return X, Y
+    """params as arrays, X and the targets T as (N, 1) arrays of the parameters' dtype; ValueError on bad input."""
+    params, dtype = _params(params)
+    X = _inputs(X, dtype)
+    Y = _targets(T, X.shape[0], dtype)
+    return params, X, Y
 
 
 def loss(params, X, T):
     """The loss (mse) of the network on inputs X (N, 3) and targets T, a float."""
-    X, Y = _checked(params, X, T)
+    params, X, Y = _checked(params, X, T)
     _, cache = _forward(params, X)
     return float(_loss(params, cache, Y))
 
 
 def loss_and_grads(params, X, T):
     """(loss, grads): grads has the keys, shapes and dtype of params."""
-    X, Y = _checked(params, X, T)
+    params, X, Y = _checked(params, X, T)
     L, grads = _loss_and_grads(params, X, Y)
     return float(L), grads
 
@@ -185,18 +265,23 @@ def gradient_check(params, X, T, eps=1e-6):
     """The largest relative error, over the parameters, of the analytic gradient against
     central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.
     """
-    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    X = np.asarray(X, dtype=np.float64)
-    _, grads = loss_and_grads(params, X, T)
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)) \
+            or not 0 < eps < math.inf:
+        raise ValueError(f"eps must be a finite number > 0 (the step of the central differences); got {eps!r}")
+    params, _ = _params(params)
+    params = {name: np.array(params[name], dtype=np.float64) for name in PARAM_SHAPES}  # copies, nudged below
+    X = _inputs(X, np.float64)
+    Y = _targets(T, X.shape[0], np.float64)  # checked once: the loop below runs the unchecked functions
+    _, grads = _loss_and_grads(params, X, Y)
     worst = 0.0
     for name, value in params.items():
         numeric = np.zeros_like(value)
         for i in np.ndindex(value.shape):
             saved = value[i]
             value[i] = saved + eps
-            up = loss(params, X, T)
+            up = _loss(params, _forward(params, X)[1], Y)
             value[i] = saved - eps
-            down = loss(params, X, T)
+            down = _loss(params, _forward(params, X)[1], Y)
             value[i] = saved
             numeric[i] = (up - down) / (2 * eps)
         scale = np.linalg.norm(grads[name]) + np.linalg.norm(numeric)
@@ -249,16 +334,32 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     extra pass over X. "val_loss" is the loss on X_val, T_val after each epoch, without dropout,
     when given. With patience and validation data, training stops once val_loss has not improved
     for patience epochs, and params end as they were after the epoch with the lowest val_loss
-    (history["best_epoch"], counted from 0), stopped early or not.
+    (history["best_epoch"], counted from 0), stopped early or not. The data, params (nested lists
+    are converted, and the dict then holds the arrays trained) and settings are checked once, before
+    the first step: ValueError naming what is wrong.
     """
-    rng = np.random.default_rng(seed)
-    X = _inputs(X, _check_params(params))
-    T = np.asarray(T)
+    # everything is checked and converted once here; each batch runs the unchecked _loss_and_grads
+    epochs = _whole(epochs, "epochs", 1)
+    batch_size = None if batch_size is None else _whole(batch_size, "batch_size", 1)  # > N: one batch of all N
+    seed = None if seed is None else _whole(seed, "seed", 0)
+    patience = None if patience is None else _whole(patience, "patience", 1)
+    arrays, dtype = _params(params)
+    extra = sorted(set(params) - set(PARAM_SHAPES), key=str)
+    if extra:
+        raise ValueError(f"params must have only the keys {list(PARAM_SHAPES)}; got also {extra}")
+    X = _inputs(X, dtype)
+    T = _array(T, "T")
     if T.shape[:1] != X.shape[:1]:
-        raise ValueError(f"X has {X.shape[0]} samples but T has {len(T) if T.ndim else 0} rows")
-    Y = _targets(T, X.shape[0], X.dtype)  # checked and converted once, not per batch
+        raise ValueError(f"T must have one row per sample of X ({X.shape[0]}); got {len(T) if T.ndim else 0} rows")
+    Y = _targets(T, X.shape[0], dtype)
     if (X_val is None) != (T_val is None):
         raise ValueError("give both X_val and T_val, or neither")
+    if X_val is not None:
+        X_val = _inputs(X_val, dtype)
+        Y_val = _targets(T_val, X_val.shape[0], dtype)
+    if arrays is not params:  # converted from lists or integers: the caller's dict now holds the arrays trained
+        params.update(arrays)
+    rng = np.random.default_rng(seed)
     n = X.shape[0]
     size = n if batch_size is None else batch_size
     optimizer = make_optimizer(params)
@@ -278,7 +379,7 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
         history["loss"].append(sum(batch_losses) / len(batch_losses))
         progress = f"epoch {epoch + 1:4d}/{epochs}  loss {history['loss'][-1]:.6f}"
         if X_val is not None:
-            history["val_loss"].append(loss(params, X_val, T_val))
+            history["val_loss"].append(float(_loss(params, _forward(params, X_val)[1], Y_val)))
             progress += f"  val_loss {history['val_loss'][-1]:.6f}"
             if history["val_loss"][-1] < best_loss:
                 best_loss, waited = history["val_loss"][-1], 0
