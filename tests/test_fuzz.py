@@ -125,13 +125,6 @@ def _replaced(table, path, value):
     return copy
 
 
-def _nested(depth: int):
-    value = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
 @FUZZ
 @given(st.sampled_from(PATHS), VALUE)
 @example(("network", "loss"), {"type": "huber", "delta": float("nan")})
@@ -140,7 +133,6 @@ def _nested(depth: int):
 @example(("network", "layers", 0, "activation"), {"type": {"a": 1}})
 @example(("network", "l2"), float("inf"))
 @example(("network", "inputs"), 10 ** 9)
-@example(("network", "layers"), _nested(600))
 def test_dict_specs(path, value):
     accepts_or_refuses(spec.from_dict, _replaced(VALID, path, value))
 
