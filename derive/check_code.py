@@ -89,7 +89,7 @@ def limits(**given) -> Limits:
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value <= high
                 and (low <= value if inclusive else low < value)):
             bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
-            raise ChainruleError(f"--{name} {value}: give a number of {unit} {bound} and at most {high:g}")
+            raise ChainruleError(f"--{name} {value:g}: give a number of {unit} {bound} and at most {high:g}")
         values[name] = float(value)
     return Limits(**values)
 
@@ -110,8 +110,10 @@ if pid == 0:
     for which, value in (("RLIMIT_AS", memory), ("RLIMIT_DATA", memory), ("RLIMIT_CPU", cpu),
                          ("RLIMIT_FSIZE", fsize), ("RLIMIT_CORE", 0)):
         try:
-            hard = value + 1 if which == "RLIMIT_CPU" else value
-            resource.setrlimit(getattr(resource, which), (value, hard))
+            limit = getattr(resource, which)
+            ceiling = resource.getrlimit(limit)[1]  # a stricter limit set by the user stays
+            cap = (lambda v: v) if ceiling == resource.RLIM_INFINITY else (lambda v: min(v, ceiling))
+            resource.setrlimit(limit, (cap(value), cap(value + 1 if which == "RLIMIT_CPU" else value)))
         except (AttributeError, ValueError, OSError):
             pass  # a limit the platform lacks
     os.execv(sys.executable, [sys.executable] + sys.argv[4:])
@@ -373,20 +375,18 @@ def _exchange(proc, data: bytes, streams: dict, deadline: float) -> bool:
     return True
 
 
-def _read(fd, buffer, selector=None) -> bool:
-    """Read what ``fd`` has now into ``buffer``; False at the end of the stream (then unregistered)."""
+def _read(fd, buffer, selector) -> None:
+    """Read what ``fd`` has now into ``buffer``; at the end of the stream, stop watching it."""
     try:
         chunk = os.read(fd, 1 << 16)
     except BlockingIOError:
-        return True
+        return
     except OSError:
         chunk = b""
     if chunk:
         buffer.add(chunk)
-        return True
-    if selector is not None:
+    else:
         selector.unregister(fd)
-    return False
 
 
 def _drain(streams: dict) -> None:
