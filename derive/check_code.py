@@ -262,18 +262,18 @@ class _Capped:
         self.dropped += len(chunk) - min(room, len(chunk))
 
 
-_libc = None
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # from <linux/prctl.h>
 
 
 def _subreaper(on: int) -> int:
     """Set Linux's PR_SET_CHILD_SUBREAPER to ``on``; the previous value, or -1 where there is none."""
-    global _libc
     if not sys.platform.startswith("linux"):
         return -1
     try:
-        _libc = _libc or ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         previous = ctypes.c_int(0)
-        if _libc.prctl(37, ctypes.byref(previous), 0, 0, 0) != 0 or _libc.prctl(36, on, 0, 0, 0) != 0:
+        if (libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0) != 0
+                or libc.prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) != 0):
             return -1
         return previous.value
     except (OSError, AttributeError):
