@@ -100,7 +100,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation")
     p.add_argument("spec", help=spec_help)
     p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
-    p.add_argument("--timeout", type=float, default=20.0, help="seconds the code may run (default 20)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="wall-clock seconds for the code and every process it starts (default 20, at most 600)")
+    p.add_argument("--cpu", type=float, metavar="SECONDS",
+                   help="CPU seconds for each of its processes (default: the timeout, at most 600)")
+    p.add_argument("--memory", type=float, metavar="MIB",
+                   help="MiB of memory (address space) for each of its processes (default 2048, 256 to 65536)")
+    p.add_argument("--output", type=float, metavar="KIB",
+                   help="KiB of its stdout and of its stderr shown; the rest is discarded (default 64)")
     p.set_defaults(run=_check_code)
     return top
 

@@ -15,19 +15,36 @@ The returned keys may also be spelt ``dW1``, ``dL_dW1`` or ``grad_W1``; a bias g
 ``(N, in)``, is checked too. The loss is the spec's, reduction included (a mean over
 the batch gives the gradients a 1/N).
 
-The function runs in a child process with a time limit (a crash, an exception or a hang is
-reported, never inherited) at two random points with N = 3. Its gradients are compared with
-the derivation's batch-form steps evaluated at the same points, and a difference is explained
+The function runs in a contained child process (a crash, an exception, a hang or a hostile
+file is reported, never inherited) at two random points with N = 3. Its gradients are compared
+with the derivation's batch-form steps evaluated at the same points, and a difference is explained
 as ``check`` does: transposed, sign, constant factor, an activation derivative left out, a
 bias gradient not summed over the batch, a softmax output read as element-wise.
+
+Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
+(RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
+child before the person's file is imported; its stdout and stderr are kept up to ``--output`` KiB
+each and shown, the rest counted and discarded. The tree is parent -> supervisor -> runner: the
+supervisor ignores the signals a child can send its parent, so the check cannot be stopped through
+``os.getppid()``. On Linux the parent is a child subreaper during the run, so a descendant that
+double-forks and calls ``setsid`` is re-parented to it and found through /proc; every new
+descendant is killed at the end. Elsewhere only the child's session (its process group) is killed.
+The result comes back on a private pipe and is validated field by field: user code runs in the
+same interpreter as the runner and could write on that pipe too, so a forged result can at worst
+claim gradients (judged like any others), never crash the parent or put text on its terminal.
 """
+import ctypes
 import json
+import math
 import os
 import random
+import selectors
 import signal
 import subprocess
 import sys
-import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,29 +55,113 @@ from .errors import ChainruleError
 from .nodes import Pointwise
 
 SEEDS = (11, 12)
+MAX_SECONDS = 600.0
+FILE_BYTES = 64 << 20                # RLIMIT_FSIZE: the largest file the code may write
+ERROR_LINES, LINE_CHARS = 4, 300     # how much of the child's traceback is shown
+KILL_SECONDS = 5.0                   # the most spent finding and killing the tree after the run
 
+
+@dataclass(frozen=True)
+class Limits:
+    """What the person's code may use; ``cpu`` None means the timeout, rounded up."""
+    timeout: float = 20.0            # seconds of wall-clock time for the whole process tree
+    cpu: float | None = None         # seconds of CPU time for each process
+    memory: float = 2048             # MiB of address space for each process
+    output: float = 64               # KiB of stdout and of stderr kept and shown
+
+    @property
+    def cpu_seconds(self) -> int:
+        return math.ceil(self.timeout if self.cpu is None else self.cpu)
+
+
+# (lowest, lowest allowed?, highest, unit) of each flag
+_RANGES = {"timeout": (0.0, False, MAX_SECONDS, "seconds"), "cpu": (0.0, False, MAX_SECONDS, "seconds"),
+           "memory": (256.0, True, 65536.0, "MiB"), "output": (1.0, True, 16384.0, "KiB")}
+
+
+def limits(**given) -> Limits:
+    """Limits from the flags (None: the default); a value out of range is a ChainruleError."""
+    values = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        low, inclusive, high, unit = _RANGES[name]
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value <= high
+                and (low <= value if inclusive else low < value)):
+            bound = f"at least {low:g}" if inclusive else f"greater than {low:g}"
+            raise ChainruleError(f"--{name} {value:g}: give a number of {unit} {bound} and at most {high:g}")
+        values[name] = float(value)
+    return Limits(**values)
+
+
+# The supervisor: ignores what a child can send its parent, runs the runner under the limits and
+# exits with its status (128 + N for a signal N).
+_SUPERVISOR = r"""
+import os, resource, signal, sys
+memory, cpu, fsize = (int(a) for a in sys.argv[1:4])
+shield = [getattr(signal, s) for s in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
+                                       "SIGALRM", "SIGPIPE", "SIGTSTP", "SIGTTIN", "SIGTTOU")]
+for s in shield:
+    signal.signal(s, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    for s in shield:
+        signal.signal(s, signal.SIG_DFL)
+    for which, value in (("RLIMIT_AS", memory), ("RLIMIT_DATA", memory), ("RLIMIT_CPU", cpu),
+                         ("RLIMIT_FSIZE", fsize), ("RLIMIT_CORE", 0)):
+        try:
+            limit = getattr(resource, which)
+            ceiling = resource.getrlimit(limit)[1]  # a stricter limit set by the user stays
+            cap = (lambda v: v) if ceiling == resource.RLIM_INFINITY else (lambda v: min(v, ceiling))
+            resource.setrlimit(limit, (cap(value), cap(value + 1 if which == "RLIMIT_CPU" else value)))
+        except (AttributeError, ValueError, OSError):
+            pass  # a limit the platform lacks
+    os.execv(sys.executable, [sys.executable] + sys.argv[4:])
+_, status = os.waitpid(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+os._exit(128 - code if code < 0 else code)
+"""
+
+# The runner reads its cases before the person's file is imported, writes one JSON message on the
+# result pipe and ends with os._exit, so no atexit handler or thread of the code runs after it.
 _RUNNER = r"""
 import importlib.util, json, os, sys, traceback
-path, name, out = sys.argv[1], sys.argv[2], sys.argv[3]
+path, name, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.set_inheritable(fd, False)
 def report(payload):
-    with open(out, "w") as handle:
-        json.dump(payload, handle)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    data = json.dumps(payload).encode()
+    while data:
+        data = data[os.write(fd, data):]
+    os._exit(0)
+def failed(stage):
+    report({"stage": stage, "error": traceback.format_exc(limit=4)[-4000:]})
+def encode(value, limit):
+    a = np.asarray(value)
+    out = {"kind": a.dtype.kind, "dtype": str(a.dtype), "shape": list(a.shape)}
+    if a.dtype.kind == "f" and a.size <= limit:
+        out["values"] = a.astype(float).tolist()
+    return out
 try:
     import numpy as np
-    cases = json.load(sys.stdin)
+    task = json.load(sys.stdin)
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     spec = importlib.util.spec_from_file_location("checked_module", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+except MemoryError:
+    report({"stage": "memory"})
 except BaseException:
-    report({"stage": "import", "error": traceback.format_exc(limit=4)})
-    sys.exit(0)
+    failed("import")
 function = getattr(module, name, None)
 if not callable(function):
-    report({"stage": "missing", "error": f"{path} has no function {name}"})
-    sys.exit(0)
+    report({"stage": "missing"})
 results = []
-for case in cases:
+for case in task["cases"]:
     arrays = {k: {n: np.array(v, dtype=float) for n, v in case[k].items()} for k in ("params", "cache")}
     try:
         grads = function(arrays["params"], arrays["cache"], np.array(case["X"], dtype=float),
@@ -69,10 +170,16 @@ for case in cases:
             grads = grads[1]
         if not isinstance(grads, dict):
             raise TypeError(f"{name} returned {type(grads).__name__}, not a dict of gradients")
-        results.append({str(k): np.asarray(v, dtype=float).tolist() for k, v in grads.items()})
+        found = {}
+        for wanted, spellings in task["names"].items():
+            key = next((k for k in spellings if k in grads), None)
+            if key is not None:
+                found[wanted] = encode(grads[key], 4 * task["sizes"][wanted] + 64)
+        results.append(found)
+    except MemoryError:
+        report({"stage": "memory"})
     except BaseException:
-        report({"stage": "call", "error": traceback.format_exc(limit=4)})
-        sys.exit(0)
+        failed("call")
 report({"stage": "done", "results": results})
 """
 
@@ -143,36 +250,308 @@ def _without(checker, layer, what):
     return {key: rhs}
 
 
-def run_child(path, name, payload, timeout):
-    """The child's report: {'stage': 'done', 'results': [...]} or a failure stage with the error."""
-    with tempfile.TemporaryDirectory(prefix="chainrule-check-") as tmp:
-        out = os.path.join(tmp, "result.json")
-        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, os.path.abspath(path), name, out],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=os.path.dirname(os.path.abspath(path)), start_new_session=True)
-        try:
-            _, stderr = proc.communicate(json.dumps(payload).encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
+class _Capped:
+    """The first ``limit`` bytes of a stream; the rest is counted, not kept."""
+
+    def __init__(self, limit: int):
+        self.data, self.limit, self.dropped = bytearray(), limit, 0
+
+    def add(self, chunk: bytes) -> None:
+        room = max(0, self.limit - len(self.data))
+        self.data += chunk[:room]
+        self.dropped += len(chunk) - min(room, len(chunk))
+
+
+PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37  # from <linux/prctl.h>
+
+
+def _subreaper(on: int) -> int:
+    """Set Linux's PR_SET_CHILD_SUBREAPER to ``on``; the previous value, or -1 where there is none."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        previous = ctypes.c_int(0)
+        if (libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0) != 0
+                or libc.prctl(PR_SET_CHILD_SUBREAPER, on, 0, 0, 0) != 0):
+            return -1
+        return previous.value
+    except (OSError, AttributeError):
+        return -1
+
+
+def _processes():
+    """{pid: (ppid, state)} from /proc; empty where there is no /proc."""
+    out = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit():
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    fields = handle.read().rpartition(b")")[2].split()
+                out[int(name)] = (int(fields[1]), fields[0])
+            except (OSError, IndexError, ValueError):
                 pass
-            proc.communicate()
-            return {"stage": "timeout", "error": f"{name} did not finish within {timeout:g} s"}
+    return out
+
+
+def _descendants(known):
+    """This process's descendants that are not in ``known`` (nor under one): {pid: (ppid, state)}."""
+    table, me = _processes(), os.getpid()
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = {}, [p for p in children.get(me, []) if p not in known]
+    while todo:
+        pid = todo.pop()
+        out[pid] = table[pid]
+        todo += [c for c in children.get(pid, []) if c not in known and c not in out]
+    return out
+
+
+def _kill_tree(proc, known) -> None:
+    """SIGKILL the child's session and every new descendant (escapees re-parented to us), and reap."""
+    stop = time.monotonic() + KILL_SECONDS
+    while True:
         try:
-            with open(out, encoding="utf-8") as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
-            return {"stage": "crash", "error": f"the process ended with code {proc.returncode}"
-                                               + (": " + " | ".join(tail) if tail else "")}
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        found = _descendants(known)
+        for pid, (_, state) in found.items():
+            if state != b"Z":
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for pid, (ppid, _) in found.items():
+            if ppid == os.getpid() and pid != proc.pid:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        try:
+            proc.wait(timeout=0.01)
+        except subprocess.TimeoutExpired:
+            pass
+        if not found and proc.returncode is not None or time.monotonic() > stop:
+            return
+        time.sleep(0.005)
 
 
-def _lookup(grads: dict, name: str):
-    for key in (name, f"d{name}", f"dL_d{name}", f"grad_{name}", f"d{name}".lower(), name.lower()):
-        if key in grads:
-            return np.array(grads[key], dtype=float)
-    return None
+def _exchange(proc, data: bytes, streams: dict, deadline: float) -> bool:
+    """Feed ``data`` to stdin and read each stream into its _Capped until the child ends; False at the deadline.
+
+    Nothing here blocks on a pipe: a grandchild holding one open cannot stretch the deadline.
+    """
+    with selectors.DefaultSelector() as selector:
+        for fd, buffer in streams.items():
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ, buffer)
+        stdin = proc.stdin.fileno()
+        os.set_blocking(stdin, False)
+        selector.register(stdin, selectors.EVENT_WRITE, None)
+        view = memoryview(data)
+        while proc.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            for key, _ in selector.select(min(remaining, 0.05)):
+                if key.data is None:
+                    try:
+                        view = view[os.write(key.fd, view[:1 << 16]):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # the child closed its stdin
+                        view = view[:0]
+                    if not view:
+                        selector.unregister(key.fd)
+                        proc.stdin.close()
+                else:
+                    _read(key.fd, key.data, selector)
+    return True
+
+
+def _read(fd, buffer, selector) -> None:
+    """Read what ``fd`` has now into ``buffer``; at the end of the stream, stop watching it."""
+    try:
+        chunk = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return
+    except OSError:
+        chunk = b""
+    if chunk:
+        buffer.add(chunk)
+    else:
+        selector.unregister(fd)
+
+
+def _drain(streams: dict) -> None:
+    """After the tree is killed: what is left in the pipes, without waiting for writers that survived."""
+    for fd, buffer in streams.items():
+        for _ in range(1 + buffer.limit // (1 << 16) + 16):
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buffer.add(chunk)
+
+
+def run_child(path, name, task, limits: Limits):
+    """(the child's validated report, its stdout and stderr as _Capped).
+
+    The report is {'stage': 'done', 'results': [...]} or a failure stage ('import', 'call',
+    'missing', 'memory', 'timeout', 'cpu', 'crash', 'malformed') with an 'error' text.
+    """
+    result_end, child_end = os.pipe()
+    env = dict(os.environ)
+    for threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(threads, "1")  # thread pools reserve address space that counts against the limit
+    path = os.path.abspath(path)
+    command = [sys.executable, "-c", _SUPERVISOR, str(int(limits.memory * (1 << 20))), str(limits.cpu_seconds),
+               str(FILE_BYTES), "-c", _RUNNER, path, name, str(child_end)]
+    out, err = _Capped(int(limits.output * 1024)), _Capped(int(limits.output * 1024))
+    # the runner sends at most 4 size + 64 numbers of each gradient, each well under 32 bytes of JSON
+    result = _Capped(len(task["cases"]) * sum(32 * (4 * n + 64) + 256 for n in task["sizes"].values()) + (1 << 20))
+    previous = _subreaper(1)
+    known, proc, streams, finished, status = set(_descendants(set())), None, {}, False, None
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=os.path.dirname(path), env=env, start_new_session=True, pass_fds=(child_end,))
+        os.close(child_end)
+        child_end = None
+        streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err, result_end: result}
+        finished = _exchange(proc, json.dumps(task).encode(), streams, time.monotonic() + limits.timeout)
+        status = proc.returncode
+    finally:
+        if proc is not None:
+            _kill_tree(proc, known)
+            _drain(streams)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                pipe.close()
+        for fd in (result_end, child_end):
+            if fd is not None:
+                os.close(fd)
+        if previous == 0:
+            _subreaper(0)
+    if not finished:
+        return {"stage": "timeout", "error": f"{name} did not finish within {limits.timeout:g} s (--timeout)"}, out, err
+    return _verdict_of(status, result, limits, len(task["cases"]), set(task["names"])), out, err
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _verdict_of(status, result, limits, cases, names) -> dict:
+    """The report from the supervisor's exit status and the bytes on the result pipe, checked."""
+    if status is not None and status < 0:
+        return {"stage": "crash", "error": f"its supervisor was killed by {_signal_name(-status)}"}
+    if status and status > 128:
+        number = status - 128
+        if number == getattr(signal, "SIGXCPU", None):
+            return {"stage": "cpu", "error": f"it used more than {limits.cpu_seconds} s of CPU time (--cpu)"}
+        hint = " (the hard CPU limit, or the system ran out of memory)" if number == signal.SIGKILL else ""
+        return {"stage": "crash", "error": f"the process was killed by {_signal_name(number)}{hint}"}
+    report = _parse(result, cases, names)
+    if report is None:
+        if not result.data and not result.dropped:
+            return {"stage": "crash", "error": f"the process ended with code {status} and no result"}
+        return {"stage": "malformed", "error": "the result on the private pipe could not be read: the code wrote "
+                                               "on it, or returned values that could not be sent"}
+    if report["stage"] == "memory":
+        report["error"] = f"it ran out of memory: more than {limits.memory:g} MiB (--memory)"
+    return report
+
+
+def _parse(result: _Capped, cases: int, names: set):
+    """The runner's message when it is well formed, else None; nothing in it is trusted further."""
+    if result.dropped:
+        return None
+    try:
+        message = json.loads(result.data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    stage = message.get("stage")
+    if stage in ("import", "call"):
+        return {"stage": stage, "error": message["error"]} if isinstance(message.get("error"), str) else None
+    if stage in ("missing", "memory"):
+        return {"stage": stage, "error": ""}
+    results = message.get("results")
+    if stage != "done" or not isinstance(results, list) or len(results) != cases:
+        return None
+    if not all(isinstance(r, dict) and set(r) <= names for r in results):
+        return None
+    return {"stage": "done", "results": results}
+
+
+def _gradient(entry):
+    """(the array, '') for a finite real floating gradient the runner sent, else (None, what is wrong)."""
+    if entry is None:
+        return None, ""
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    if not (isinstance(shape, list) and len(shape) <= 32 and all(type(n) is int and n >= 0 for n in shape)):
+        return None, "malformed: the result on the private pipe could not be read"
+    kind, dtype = entry.get("kind"), entry.get("dtype")
+    if kind != "f":
+        shown = _printable(dtype)[:40] if isinstance(dtype, str) else "not an array"
+        return None, f"wrong type: yours has dtype {shown}; a gradient must be an array of real floats (float64)"
+    if "values" not in entry:
+        return None, f"wrong shape: yours is {tuple(shape)}, far larger than the gradient"
+    try:
+        array = np.array(entry["values"], dtype=np.float64)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        array = None
+    if array is None or array.shape != tuple(shape):
+        return None, "malformed: the result on the private pipe could not be read"
+    return array, ""
+
+
+def _not_finite(name, arrays) -> str:
+    """'' when every point's gradient is finite, else where the first inf or NaN is."""
+    for point, array in enumerate(arrays):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            where = np.unravel_index(int(np.argmax(bad)), array.shape)
+            at = ", ".join(str(int(i)) for i in where)
+            more = f" ({int(bad.sum())} entries are not finite)" if bad.sum() > 1 else ""
+            return (f"not finite: yours has {array[where]} at entry [{at}] at the "
+                    f"{('first', 'second')[point] if point < 2 else f'#{point + 1}'} point{more}")
+    return ""
+
+
+def _printable(text: str) -> str:
+    """``text`` with control, format and separator characters escaped, for one terminal line."""
+    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else repr(c)[1:-1]
+                   if c.isascii() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+                   for c in text)
+
+
+def _shown(label, stream: _Capped) -> list:
+    """The lines of one of the child's streams, escaped, with what was discarded counted."""
+    if not stream.data and not stream.dropped:
+        return []
+    text = stream.data.decode("utf-8", errors="backslashreplace")
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    note = f", {stream.dropped} more bytes discarded (--output)" if stream.dropped else ""
+    return [f"  {label} ({len(stream.data)} bytes shown{note}):"] + [f"    | {_printable(line)}" for line in lines]
+
+
+def _spellings(name: str) -> list:
+    """The keys a returned dict may use for ``name``'s gradient, the first found wins."""
+    return [name, f"d{name}", f"dL_d{name}", f"grad_{name}", f"d{name}".lower(), name.lower()]
 
 
 def _close(a, b) -> bool:
@@ -229,27 +608,43 @@ def _factor(gots, wants):
     big = np.unravel_index(np.argmax(np.abs(want0)), want0.shape)
     if abs(want0[big]) <= 1e-12:
         return None
-    k = sp.nsimplify(float(gots[0][big] / want0[big]), rational=True, tolerance=1e-7)
+    ratio = float(gots[0][big] / want0[big])
+    if not 1e-6 <= abs(ratio) <= 1e6:  # no usual mistake is a factor that large (or infinite)
+        return None
+    k = sp.nsimplify(ratio, rational=True, tolerance=1e-7)
     if k != 0 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in zip(gots, wants)):
         return k
     return None
 
 
-def check_code(derivation, target: str, timeout: float = 20.0):
+def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
     prepared = cases(checker)
-    report = run_child(path, name, [args for args, _, _ in prepared], timeout)
-    if report.get("stage") == "missing":
-        raise ChainruleError(report["error"])
-    header = f"{target}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
-    if report.get("stage") != "done":
+    names = list(derivation.network.param_names) + ["X"]
+    task = {"cases": [args for args, _, _ in prepared], "names": {n: _spellings(n) for n in names},
+            "sizes": {n: int(prepared[0][1][n].size) for n in names}}
+    report, out, err = run_child(path, name, task, limits)
+    if report["stage"] == "missing":
+        raise ChainruleError(f"{path} has no function {name}")
+    header = f"{_printable(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
+    printed = _shown("printed on stdout", out) + _shown("printed on stderr", err)
+    if report["stage"] != "done":
         what = {"import": "importing the file failed", "call": f"{name} raised an exception",
-                "timeout": "it did not finish", "crash": "the process crashed"}[report["stage"]]
-        error = report["error"].strip().splitlines()
-        return [header, f"  {what}: {error[-1] if error else ''}"] + [f"    {line}" for line in error[-4:-1]], 1
+                "timeout": "it did not finish", "crash": "the process crashed", "memory": "stopped",
+                "cpu": "stopped", "malformed": "no usable result"}[report["stage"]]
+        error = [_printable(line)[:LINE_CHARS] for line in report["error"].strip().splitlines()]
+        return ([header, f"  {what}: {error[-1] if error else ''}"]
+                + [f"    {line}" for line in error[-ERROR_LINES:-1]] + printed), 1
+    with np.errstate(all="ignore"):  # huge finite gradients overflow in the comparisons, harmlessly
+        lines, worst = _verdicts(derivation, checker, rows, prepared, report["results"])
+    return [header] + lines + printed, worst
+
+
+def _verdicts(derivation, checker, rows, prepared, results):
+    """The report's lines after the header and its exit code, from the gradients the runner sent."""
     mistaken = []  # (the mistake, overrides of the steps that make it)
     for l, layer in enumerate(derivation.network.layers, start=1):
         for what, label in (("mask", f"missing dropout mask: Δ{l} needs ⊙ M{l}"),
@@ -261,11 +656,20 @@ def check_code(derivation, target: str, timeout: float = 20.0):
     alternatives = [(label, [expected_gradients(checker, checker.evaluate_steps(
         {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides)) for _, _, env in prepared])
         for label, overrides in mistaken if overrides]
-    lines, worst, wrong_above = [header], 0, []
-    given_x = _lookup(report["results"][0], "X") is not None
+    lines, worst, wrong_above = [], 0, []
+    given_x = "X" in results[0]
     for param in list(reversed(derivation.network.param_names)) + (["X"] if given_x else []):
-        got = [_lookup(result, param) for result in report["results"]]
+        checked = [_gradient(result.get(param)) for result in results]
+        got = [array for array, _ in checked]
+        if any(g is None for g in got):  # the function returned it at one point only: judged as missing
+            got = [None] * len(got)
         want = [expected for _, expected, _ in prepared]
+        problem = next((p for _, p in checked if p), "") or (
+            "" if any(g is None for g in got) else _not_finite(param, got))
+        if problem:
+            worst = 1
+            lines.append(f"  dL/d{param}: {problem}")
+            continue
         verdict = judge(param, got, [w[param] for w in want], alternatives, derivation.network)
         if not verdict:
             lines.append(f"  dL/d{param}: correct")
@@ -299,7 +703,8 @@ def _flat(array) -> str:
 
 def cli_check_code(args) -> int:
     from .chain import derive
+    chosen = limits(**{name: getattr(args, name, None) for name in _RANGES})
     derivation = derive(args.spec)
-    lines, code = check_code(derivation, args.target, getattr(args, "timeout", 20.0) or 20.0)
+    lines, code = check_code(derivation, args.target, chosen)
     print("\n".join(lines))
     return code
