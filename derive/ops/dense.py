@@ -13,8 +13,9 @@ class Dense(Op):
 
     def build(self, g, inputs, layer, units):
         (a,) = inputs
+        # the bias is one column, broadcast over the batch
         axes = ((("out_features", units), ("in_features", a.shape[0])), (("out_features", units), ("batch", 1)))
-        W, b = (g.param(p, layer, shape) for p, shape in zip(self.params, axes))
+        W, b = (g.param(p, layer, p_axes) for p, p_axes in zip(self.params, axes))
         return (a, W, b), g.features(units), indexed(letter("z", g.batched), layer, f"pre-activation of layer {layer}")
 
     def forward(self, node, ins):

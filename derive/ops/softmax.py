@@ -3,8 +3,8 @@ import sympy as sp
 
 from ..nodes import ColumnNormalize, ColumnSums
 from ..steps import ref
-from .elementwise import apply
 from .activations import make_activation
+from .elementwise import apply
 from .registry import Grad, Op, Out, op, scaled
 
 
