@@ -79,10 +79,12 @@ class Op:
         raise NotImplementedError
 
     def forward(self, node, ins) -> Out:
+        """The output's expression in ``ins`` and the reason (a folded input's reason is put before it)."""
         raise NotImplementedError
 
     def vjp(self, node, g, ins, out) -> dict:
-        """{input index: Grad} given the output's adjoint ``g`` and the output's expression ``out``."""
+        """{input index: Grad} given the output's adjoint ``g`` and the output's expression ``out``; an
+        input left out gets no share (the fused loss gives ŷ none, having stated its VJP for z)."""
         raise NotImplementedError
 
     def adjoint_names(self, node):
