@@ -1,0 +1,152 @@
+"""The graph: a Network expanded into a DAG of op nodes over named values.
+
+A Value is a tensor with named axes (``features`` and ``batch`` today; later ``channels``,
+``height``, ``width``, ``time``): the batch axis has N entries in the batch form and 1 in the
+per-sample form, so both forms are the same graph instantiated at two batch sizes. A value that
+is ``named`` is a quantity of the derivation with its own forward Step; one that is not (the
+activation before a dropout mask, say) is folded into its consumer's Step.
+
+A dense layer expands into dense -> activation (-> dropout) (-> add, when residual); the loss into
+the loss op, then the penalties and their sum, the objective.
+"""
+from dataclasses import dataclass, field
+
+from .naming import LOSS, Names, indexed, letter, network_output
+from .ops.registry import ops
+
+OPS = ops()
+
+
+@dataclass(frozen=True, eq=False)
+class Value:
+    """A named tensor: ``axes`` ((name, size), ...) (() for a scalar), its role (data, param, mask,
+    forward, loss), its layer, and for a parameter the op's ``Param`` (its PyTorch attribute)."""
+    names: Names
+    axes: tuple
+    role: str
+    layer: int = 0
+    named: bool = True
+    param: object = None
+
+    @property
+    def key(self) -> str:
+        return self.names.key
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(size for _, size in self.axes)
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One application of an op: its input values, its output value, its layer and its attributes."""
+    op: object
+    inputs: tuple
+    output: Value
+    layer: int
+    batch: object
+    attrs: dict = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def batched(self) -> bool:
+        """Whether the samples are the columns of a matrix (the batch form), not one column."""
+        return self.batch != 1
+
+
+class Graph:
+    """Values and op nodes in the order they were added (a topological order)."""
+
+    def __init__(self, batch=1):
+        self.batch = batch
+        self.values: list = []
+        self.nodes: list = []
+        self.producer: dict = {}
+        self.consumers: dict = {}
+
+    @property
+    def batched(self) -> bool:
+        return self.batch != 1
+
+    def features(self, size: int) -> tuple:
+        return (("features", size), ("batch", self.batch))
+
+    def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None) -> Value:
+        v = Value(names, axes, role, layer, named, param)
+        self.values.append(v)
+        self.consumers[v] = []
+        return v
+
+    def param(self, param, layer: int, axes: tuple) -> Value:
+        """The value of an op's parameter (a registry ``Param``) in layer ``layer``."""
+        return self.value(indexed(param.letter, layer, f"{param.meaning} of layer {layer}"), axes, "param", layer,
+                          param=param)
+
+    def leaf(self, key: str, rows: int = None, cols: int = None) -> Value:
+        """An input value for an op's example: (rows, cols), (rows, batch) without cols, a scalar without rows."""
+        axes = () if rows is None else self.features(rows) if cols is None else (("out_features", rows), ("in_features", cols))
+        return self.value(Names.plain(key), axes, "data")
+
+    def add(self, kind: str, inputs, layer: int, out: Value = None, **attrs) -> Value:
+        """Apply op ``kind`` to ``inputs``; its output is ``out`` if given (a value made in advance, so it
+        is listed before the op's own values), else the op's own (folded away when it names none)."""
+        op = OPS[kind]
+        inputs, axes, names = op.build(self, tuple(inputs), layer, **attrs)
+        if out is None:
+            out = self.value(names or Names(f"_{kind}{len(self.nodes)}", "", "", ""), axes, op.role, layer,
+                             named=names is not None)
+        node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes))
+        self.nodes.append(node)
+        self.producer[out] = node
+        for v in inputs:
+            self.consumers[v].append(node)
+        return out
+
+
+def expand(network, batch=1) -> Graph:
+    """The graph of ``network`` with ``batch`` samples as columns (N for the batch form, 1 per sample)."""
+    g = Graph(batch)
+    x = g.value(Names.plain(letter("x", g.batched), "input" + (", one sample per column" if g.batched else "")),
+                g.features(network.inputs), "data")
+    y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
+    a = x
+    for l, layer in enumerate(network.layers, start=1):
+        a = _dense_layer(g, l, layer, a, last=l == len(network.layers))
+    _loss(g, network, a, y)
+    return g
+
+
+def _dense_layer(g: Graph, l: int, layer, a: Value, last: bool) -> Value:
+    """dense -> activation (-> dropout) (-> add): one Step for z, one for the layer's output."""
+    z = g.add("dense", [a], l, units=layer.units)
+    f = layer.activation
+    kind = "elementwise" if f.elementwise else "softmax"
+    if not last and f.is_identity and not layer.dropout and not layer.residual:
+        # the layer's output is its pre-activation: the identity's node is folded away under z's names
+        return g.add(kind, [z], l, out=g.value(z.names, z.axes, "forward", l, named=False), act=f, silent=True)
+    names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
+    out = g.value(names, z.axes, "forward", l)
+    h = g.add(kind, [z], l, out=None if layer.dropout or layer.residual else out, act=f,
+              output=last and not layer.residual)
+    if layer.dropout:
+        h = g.add("dropout", [h], l, out=None if layer.residual else out, p=layer.dropout)
+    if layer.residual:
+        h = g.add("add", [h, a], l, out=out)
+    return h
+
+
+def _loss(g: Graph, network, yhat: Value, y: Value):
+    """The loss op on (ŷ, y), on z too when it is fused with the output activation; then the penalties."""
+    L = len(network.layers)
+    loss = network.loss
+    inputs = [yhat, y] + ([g.producer[yhat].inputs[0]] if loss.fused_with else [])
+    total = g.value(LOSS, (), "loss")
+    penalties = [(kind, weight) for kind, weight in (("l2", network.l2), ("l1", network.l1)) if weight]
+    term = g.add("loss", inputs, L, out=None if penalties else total, loss=loss)
+    if not penalties:
+        return
+    weights = [v for v in g.values if v.param is not None and v.param.penalized]
+    # L2's node is added first so each weight's gradient reads δ aᵀ + λ2 W + λ1 sign(W), its terms
+    # in the order of their consumers; the loss still prints the L1 terms before the L2 ones
+    terms = {kind: g.add(kind, weights, L, weight=weight) for kind, weight in penalties}
+    g.add("objective", [term] + [terms[kind] for kind in ("l1", "l2") if kind in terms], L, out=total)

@@ -1,0 +1,101 @@
+"""The loss ops: ``loss``, the data term (a catalogue loss summed over elements and divided as it
+says), and ``objective``, the data term plus the penalty terms.
+
+A loss fused with the output activation (softmax with cross-entropy, sigmoid with bce) reads z, the
+activation's input, as a third input: its VJP is stated with respect to z (the output minus the
+target) and passes nothing to ŷ, so the activation's own VJP is never needed.
+"""
+import sympy as sp
+
+from ..nodes import ElementSum, Pointwise
+from ..steps import ref
+from .activations import make_activation
+from .losses import CATALOGUE, Y, YHAT, make_loss
+from .registry import Grad, Op, Out, op, scaled, times
+
+
+def scale(loss, yhat) -> sp.Expr:
+    """What the sum of the loss's per-element terms is divided by, inverted (``yhat`` an (m, N) matrix)."""
+    rows, cols = yhat.shape
+    return sp.Integer(1) / ((rows if loss.reduction == "mean" else 1) * cols)
+
+
+def gradient(loss, yhat, y):
+    """dL/dŷ at the matrix level: a scalar times (ŷ - y) where the derivative is that simple."""
+    derivative = sp.factor(loss.derivative)
+    ratio = sp.simplify(derivative / (YHAT - Y))
+    if ratio.free_symbols.isdisjoint({YHAT, Y}) and ratio != 0:
+        return scaled(scale(loss, yhat) * ratio, sp.MatAdd(yhat, -y, evaluate=False))
+    return scale(loss, yhat) * Pointwise(sp.Lambda((YHAT, Y), loss.derivative), "", yhat, y)
+
+
+@op("loss")
+class Loss(Op):
+    """``(m, N), (m, N)[, (m, N)] -> scalar``: inputs ŷ, y (and z when fused); attr ``loss``."""
+    role = "loss"
+
+    def build(self, g, inputs, layer, loss):
+        return inputs, (), None
+
+    def forward(self, node, ins):
+        loss, yhat = node.attrs["loss"], node.inputs[0]
+        term = scale(loss, yhat) * ElementSum(sp.Lambda((YHAT, Y), loss.pointwise), *ins[:2])
+        if not node.batched:
+            why = f"{loss.title} of one sample"
+            if loss.reduction == "mean" and yhat.shape[0] > 1:
+                why = f"{loss.title}, averaged over the outputs"
+        else:
+            over = {"mean": "every element", "batch": "the batch"}[loss.reduction]
+            why = f"{loss.title}, averaged over {over}"
+        return Out(term, why)
+
+    def vjp(self, node, g, ins, out):
+        loss, (yhat, y) = node.attrs["loss"], ins[:2]
+        if len(ins) == 3:
+            why = (f"{loss.fused_with} and {loss.name} differentiated together (their fused form): "
+                   f"dL/d{ref(node.inputs[2])} is the output minus the target, divided as the loss is")
+            return {2: Grad(times(g, scaled(scale(loss, yhat), sp.MatAdd(yhat, -y, evaluate=False))), why)}
+        return {0: Grad(times(g, gradient(loss, yhat, y)),
+                        f"derivative of the {loss.title} with respect to the output: the derivative of one element's "
+                        f"term (see the definitions), divided as the loss is")}
+
+    def constraint(self, node, entries):
+        """Cross-entropy's fused rule holds where each target column sums to 1 (a one-hot target)."""
+        if len(node.inputs) < 3 or node.attrs["loss"].fused_with != "softmax":
+            return {}
+        target = entries[node.inputs[1]]
+        return {target[-1, j]: 1 - sum(target[:-1, j]) for j in range(target.cols)}
+
+    def examples(self):
+        def plain(loss):
+            return lambda g: g.add("loss", [g.leaf("yhat", 2), g.leaf("y", 2)], 1, loss=loss)
+
+        def fused(loss, rows):
+            def build(g):
+                z = g.leaf("z", rows)
+                yhat = g.add("softmax" if loss.fused_with == "softmax" else "elementwise", [z], 1,
+                             act=make_activation(loss.fused_with, "example"))
+                return g.add("loss", [yhat, g.leaf("y", rows), z], 1, loss=loss)
+            return build
+        losses = [make_loss(name) for name in CATALOGUE] + [make_loss({"formula": "(yhat - y)**4 / 4"})]
+        return [(loss.name, plain(loss)) for loss in losses] + \
+            [(f"{loss.fused_with} + {loss.name}", fused(loss, 3)) for loss in losses if loss.fused_with]
+
+
+@op("objective")
+class Objective(Op):
+    """``scalar, ... -> scalar``: the data term plus the penalty terms, printed as one flat sum."""
+    role = "loss"
+
+    def build(self, g, inputs, layer):
+        return inputs, (), None
+
+    def forward(self, node, ins):
+        # one flat sum, so the data term is printed first and the penalties after it
+        return Out(sp.Add(*(term for e in ins for term in sp.Add.make_args(e)), evaluate=False), "")
+
+    def vjp(self, node, g, ins, out):
+        return {i: Grad(g) for i in range(len(ins))}
+
+    def examples(self):
+        return [("two terms", lambda g: g.add("objective", [g.leaf("s"), g.leaf("t")], 1))]

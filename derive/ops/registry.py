@@ -1,0 +1,118 @@
+"""The op registry: every op of the graph, defined once in a module of ``derive/ops``.
+
+An op is a class registered with ``@op("name")``. It states, side by side (see :class:`Op`):
+its own values (parameters with their PyTorch names, masks) and its output's shape; its forward
+definition, a SymPy matrix expression of its inputs; the vector-Jacobian product for each input,
+a SymPy expression of the output's adjoint and the forward symbols, proved equal to
+``sympy.diff`` of the definition by ``tests/test_ops.py`` on the op's own ``examples``; its
+reasons in words, with ``ref`` placeholders for quantity names; and how its quantities are named.
+
+Adding an op is adding one module here; ``ops()`` imports every module of the package.
+"""
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy as sp
+
+OPS: dict = {}
+
+
+def op(name: str):
+    """Register the decorated Op subclass under ``name`` (one instance: ops hold no state)."""
+    def register(cls):
+        cls.name = name
+        OPS[name] = cls()
+        return cls
+    return register
+
+
+def ops() -> dict:
+    """Every registered op, by name: imports each module of ``derive.ops`` (sorted, so the order is fixed)."""
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        importlib.import_module(f"{__package__}.{info.name}")
+    return OPS
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter an op owns: its letter in the notes, its attribute in the PyTorch module, its
+    meaning, and whether the spec's l1 and l2 penalties apply to it (weights, not biases)."""
+    letter: str
+    torch: str
+    meaning: str
+    penalized: bool = False
+
+
+@dataclass(frozen=True)
+class Out:
+    """An op's forward result: the output's expression and the reason in words."""
+    expr: sp.Basic
+    reason: str
+
+
+@dataclass(frozen=True)
+class Grad:
+    """One input's share of the adjoint: ``expr`` and its reason.
+
+    Where a value's adjoint sums several shares (a value with several consumers), each reason after
+    the first is attached with its ``joint`` ("; " starts a new clause, ", " continues the sentence).
+    """
+    expr: sp.Basic
+    reason: str = ""
+    joint: str = "; "
+
+
+class Op:
+    """The protocol of an op. ``node`` is a :class:`derive.graph.Node` (``inputs``, ``output``,
+    ``layer``, ``attrs``, ``batch``); ``ins`` are the inputs' SymPy expressions (their symbols, or
+    the expression of an input folded into this op's Step)."""
+    name = ""
+    params: tuple = ()
+    role = "forward"        # the output's role ("loss" for a scalar the derivation minimises)
+    reuses_adjoint = False  # the VJPs read the output's adjoint more than once: give it a symbol
+
+    def build(self, g, inputs: tuple, layer: int, **attrs):
+        """Create the op's own values (parameters, masks) in the graph ``g``; return
+        (every input, the output's axes, the output's names or None to fold it into its consumer)."""
+        raise NotImplementedError
+
+    def forward(self, node, ins) -> Out:
+        """The output's expression in ``ins`` and the reason (a folded input's reason is put before it)."""
+        raise NotImplementedError
+
+    def vjp(self, node, g, ins, out) -> dict:
+        """{input index: Grad} given the output's adjoint ``g`` and the output's expression ``out``; an
+        input left out gets no share (the fused loss gives ŷ none, having stated its VJP for z)."""
+        raise NotImplementedError
+
+    def adjoint_names(self, node):
+        """The names of the output's adjoint when the op gives it a symbol of its own (δ), else None."""
+        return None
+
+    def constraint(self, node, entries: dict) -> dict:
+        """Substitutions on the inputs' entries under which the stated VJPs hold (default: none)."""
+        return {}
+
+    def examples(self) -> list:
+        """[(label, build(g))]: small instances; ``build`` adds this op's node last to the graph ``g``."""
+        raise NotImplementedError
+
+
+# -- expression helpers shared by the ops ------------------------------------------------------------
+
+def scaled(coefficient, matrix):
+    """``coefficient * matrix`` kept as a product, so ``2 (yhat - y)`` is not distributed."""
+    return matrix if coefficient == 1 else sp.MatMul(coefficient, matrix, evaluate=False)
+
+
+def hadamard(g, factor):
+    """``g ⊙ factor`` as one flat product, so a chain of element-wise VJPs reads ``g ⊙ m ⊙ f'(z)``."""
+    factors = g.args if isinstance(g, sp.HadamardProduct) else (g,)
+    return sp.HadamardProduct(*factors, factor)
+
+
+def times(g, expr):
+    """A scalar output's adjoint ``g`` times the local derivative ``expr`` (just ``expr`` when g is 1)."""
+    return expr if g == 1 else g * expr

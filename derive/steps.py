@@ -1,0 +1,62 @@
+"""What a derivation is made of: Quantities (named matrices) and Steps (one equation each).
+
+Every printer, the code generator, ``derive.verify`` and the checker walk the same Steps, so the
+notes and the code cannot disagree. A Step's reason holds ``ref`` placeholders, not names: each
+printer names the quantities in its own notation.
+"""
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+#: The batch size: the number of columns of every batch-form quantity.
+N = sp.Symbol("N", integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A named matrix of the derivation: its SymPy symbol and how each printer names it."""
+    key: str
+    symbol: sp.Basic
+    latex: str
+    text: str
+    meaning: str
+    role: str
+    layer: int = 0
+
+    @property
+    def shape(self):
+        return getattr(self.symbol, "shape", ())
+
+
+def symbol(key: str, shape: tuple) -> sp.Basic:
+    """The SymPy symbol of a quantity: a matrix symbol, or a scalar one for shape ()."""
+    return sp.MatrixSymbol(key, *shape) if shape else sp.Symbol(key)
+
+
+def ref(q) -> str:
+    """A placeholder for a quantity's name in a reason; each printer fills in its own notation.
+
+    ``q`` is anything with a ``key`` (a Quantity, a graph Value) or a quantity's matrix symbol.
+    """
+    return f"⟦{getattr(q, 'key', None) or q.name}⟧"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One equation: ``target = rhs``, with its shape, its reason in words and its number."""
+    number: int
+    target: Quantity
+    rhs: sp.Basic
+    reason: str
+    phase: str
+    layer: int
+    form: str
+
+    @property
+    def shape(self):
+        return self.target.shape
+
+    def explain(self, names: dict) -> str:
+        """The reason, with each quantity named as `names` (key -> printed name) names it."""
+        return re.sub(r"⟦(\w+)⟧", lambda m: names[m[1]], self.reason)
