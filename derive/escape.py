@@ -41,9 +41,9 @@ def python_docstring(text: str) -> str:
     r"""``text`` as the inside of a triple-quoted (not raw) docstring whose value is ``text`` again.
 
     Backslashes are doubled; a ``"`` next to another ``"`` or at either end is written ``\"``, so
-    no three quotes in a row can appear; newlines and tabs stay, every other hidden character becomes its
-    escape. The one change to the value: a line starting ``>>>`` starts ``\>>>``, so doctest
-    never runs a line of a description.
+    no three quotes in a row can appear; newlines stay, every other hidden character (a tab too)
+    becomes its escape. The one change to the value: a line starting ``>>>`` starts ``\>>>``, so
+    doctest never runs a line of a description.
     """
     text = _DOCTEST_PROMPT.sub(lambda m: m[1] + "\\>>>", str(text))
     out = []
@@ -52,7 +52,7 @@ def python_docstring(text: str) -> str:
             out.append("\\\\")
         elif c == '"' and (i == 0 or i == len(text) - 1 or text[i - 1] == '"' or text[i + 1] == '"'):
             out.append('\\"')
-        elif _is_hidden(c) and c not in "\n\t":
+        elif _is_hidden(c) and c != "\n":
             out.append(_code(c))
         else:
             out.append(c)
@@ -75,24 +75,23 @@ def latex_text(text: str) -> str:
     return "".join(_LATEX.get(c, c) for c in terminal_text(text))
 
 
-#: Characters Markdown (CommonMark, GFM, KaTeX/MathJax renderers) reads as syntax in running text.
-_MARKDOWN_PUNCT = frozenset("`*[]!|~{}#")
-_MARKDOWN_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "&#92;", "$": "&#36;"}
+#: Characters Markdown (CommonMark, GFM, KaTeX/MathJax renderers) reads as HTML, math or syntax in
+#: running text, written as character references, which Markdown never reads as any of those.
+_MARKDOWN = {"&": "&amp;", "<": "&lt;", ">": "&gt;", **{c: f"&#{ord(c)};" for c in "\\$`*[]!|~{}#"}}
 
 
 def markdown_text(text: str) -> str:
-    """``text`` as literal Markdown text: no HTML (``& < >`` as entities), no math (``$`` and
-    ``\\`` as entities, so no renderer finds a delimiter), Markdown punctuation backslash-escaped
-    (``_`` only where it could emphasize: not between two letters or digits), hidden characters
-    as their escapes, on one line."""
+    """``text`` as literal Markdown text: ``& < >``, ``$``, ``\\`` and Markdown's punctuation as
+    character references (no HTML, no math delimiter, no emphasis, link or code), ``_`` too
+    where it could emphasize (not between two letters or digits), hidden characters as their
+    escapes, on one line."""
     text = terminal_text(text)
     out = []
     for i, c in enumerate(text):
-        if c in _MARKDOWN_ENTITIES:
-            out.append(_MARKDOWN_ENTITIES[c])
-        elif c in _MARKDOWN_PUNCT or (c == "_" and not (0 < i < len(text) - 1 and text[i - 1].isalnum()
-                                                        and text[i + 1].isalnum())):
-            out.append("\\" + c)
+        if c in _MARKDOWN:
+            out.append(_MARKDOWN[c])
+        elif c == "_" and not (0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()):
+            out.append("&#95;")
         else:
             out.append(c)
     return "".join(out)
