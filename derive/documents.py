@@ -14,9 +14,9 @@ from typing import Callable
 import sympy as sp
 
 from .checking import accepted_names
+from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
-from .escape import latex_text, markdown_text, terminal_text
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
 
 FORM_TITLES = {
