@@ -99,7 +99,8 @@ def overrides(args, tables: dict):
             else:
                 name, value = key, _value(text, kind, flag)
             current = tables.setdefault(table, {})
-            if name == "type" and current.get("type", "sgd" if table == "optimizer" else None) != value:
+            old = current.get("type", "sgd" if table == "optimizer" else None)
+            if name == "type" and str(old).lower() != value.lower():  # names are case-insensitive
                 current.clear()  # another optimizer or schedule: the spec's settings were for the old one
             current[name] = value
     return tables, flags

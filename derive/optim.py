@@ -337,7 +337,7 @@ RULES: dict[str, tuple[str, Callable]] = {
     "clip_value": ("a number > 0", _number(lambda v: v > 0)),
     "patience": ("a whole number >= 1", _whole(lambda v: v >= 1)),
     "seed": ("a whole number >= 0", _whole(lambda v: v >= 0)),
-    "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: isinstance(v, str) and v in INITS),
+    "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: isinstance(v, str) and v.lower() in INITS),
 }
 
 #: Bounds on every hyperparameter, so the emitted code's arithmetic stays finite and exact: real
@@ -366,6 +366,8 @@ def _normalize(key, value):
         return tuple(float(b) for b in value)
     if isinstance(value, list):
         return tuple(value)
+    if key == "init":
+        return value.lower()  # He_Normal is he_normal, as every catalogue name is case-insensitive
     return float(value) if real else value
 
 
@@ -402,6 +404,7 @@ def validate_optimizer(raw) -> dict:
     """Normalized optimizer settings, ``{"type": name, **hyperparameters}``."""
     raw = dict(DEFAULT_OPTIMIZER if raw is None else raw)
     name = raw.pop("type", "sgd")
+    name = name.lower() if isinstance(name, str) else name  # ADAM is adam
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise unknown("optimizer", name, OPTIMIZERS)
     settings = {"type": name, **_fill(raw, OPTIMIZERS[name].defaults, f"[optimizer] {name}")}
@@ -418,6 +421,7 @@ def validate_schedule(raw) -> dict | None:
     if "type" not in raw:
         raise ChainruleError(f"[schedule] needs type = one of: {', '.join(sorted(SCHEDULES))}")
     name = raw.pop("type")
+    name = name.lower() if isinstance(name, str) else name
     if not isinstance(name, str) or name not in SCHEDULES:
         raise unknown("schedule", name, SCHEDULES)
     kind = SCHEDULES[name]

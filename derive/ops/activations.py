@@ -268,6 +268,7 @@ def make_activation(value, where: str) -> Activation:
         definition = parse_formula(text, {"z": Z}, f"activation formula at {where}")
         return Activation(name, rf"\operatorname{{{name}}}" if len(name) > 1 else name, definition, formula=text)
     kind_name = value.pop("type", None)
+    kind_name = kind_name.lower() if isinstance(kind_name, str) else kind_name  # Relu is relu
     if kind_name not in CATALOGUE:
         raise unknown(f"activation at {where}", kind_name, list(CATALOGUE) + ["{formula = ...}"])
     kind = CATALOGUE[kind_name]

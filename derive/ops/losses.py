@@ -155,6 +155,7 @@ def make_loss(value) -> Loss:
         pointwise = parse_formula(text, {"yhat": YHAT, "y": Y}, "loss formula")
         return Loss("custom", "a custom loss", pointwise, "mean", formula=text)
     name = value.pop("type", None)
+    name = name.lower() if isinstance(name, str) else name  # MSE is mse
     if name not in CATALOGUE:
         raise unknown("loss", name, list(CATALOGUE) + ["{formula = ...}"])
     kind = CATALOGUE[name]
