@@ -91,9 +91,13 @@ def _entry(value, where: str):
 
 
 def from_dict(spec: dict, source: str = "") -> Network:
-    """Validate a spec table (the parsed TOML) into a Network."""
+    """Validate a spec table (the parsed TOML) into a Network; a table whose network keys (inputs,
+    layers, loss, l1, l2) stand at the top, with no [network] table, is read as if they were in one."""
     if not isinstance(spec, dict):
         raise ChainruleError("a spec must be a table with a [network] section")
+    if "network" not in spec and spec.keys() & set(NETWORK_KEYS):  # the network's keys alone, unwrapped
+        spec = {**{k: v for k, v in spec.items() if k not in NETWORK_KEYS},
+                "network": {k: v for k, v in spec.items() if k in NETWORK_KEYS}}
     _check_keys(spec, TOP_KEYS, "spec")
     if "network" not in spec:
         raise ChainruleError("the spec has no [network] table; add one with inputs, layers and loss")
