@@ -11,6 +11,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
@@ -223,7 +224,8 @@ def _init(net, training) -> list:
 
 
 def generate(derivation, dtype: str = "float64", output=None, tables=None, flags=()) -> str:
-    """Source of a standalone NumPy module implementing ``derivation`` (its batch-form steps).
+    """Source of a standalone NumPy module implementing ``derivation`` (its batch-form steps): a
+    Derivation, or anything ``derive.derive`` takes (a Network, a spec dict, a TOML path, an inline string).
 
     ``tables`` (raw [optimizer]/[schedule]/[training]) replaces the spec's own; ``output`` and
     ``flags`` (the command-line options that made ``tables``) only appear in the docstring's
@@ -231,6 +233,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     """
     if dtype not in DTYPES:
         raise ChainruleError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if not isinstance(derivation, Derivation):
+        derivation = derive(derivation)
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
     printer = BatchFirstPrinter(vectors=[f"b{l}" for l in range(1, len(net.layers) + 1)])
