@@ -59,6 +59,42 @@ def _check_code(args) -> int:
     return cli_check_code(args)
 
 
+def _verify(args) -> int:
+    """``chainrule verify SPEC [--exact]``: 0 when every step is proved, 1 when one is wrong."""
+    import time
+    from derive import derive
+    from derive.verify import shrink, verify
+    start = time.perf_counter()
+    derivation = derive(args.spec)
+    report = verify(derivation, exact=args.exact)
+    seconds = time.perf_counter() - start
+    print(report.text(), end="")
+    small = shrink(derivation.network)  # as verify shrinks it
+    if small != derivation.network:
+        print(f"(proved at the widths {' -> '.join(map(str, small.widths))}, the same network made narrow: "
+              f"the steps are the same at every width)")
+    wrong = len(report.failures())
+    verdict = f"{wrong} of {len(report.proofs)} steps WRONG" if wrong else f"all {len(report.proofs)} steps proved"
+    print(f"{verdict} in {seconds:.2f} s")
+    return 1 if wrong else 0
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed package's version, read only when asked (no SymPy import)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print chainrule's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            text = version("chainrule")
+        except PackageNotFoundError:
+            text = "unknown (not installed: pip install -e .)"
+        print(f"chainrule {text}")
+        parser.exit()
+
+
 def _emit(text: str, output, header: str) -> None:
     """`text` on stdout, or in the file `output` after the `header` line that marks it as chainrule's."""
     if output in (None, "-"):
@@ -73,6 +109,7 @@ def parser() -> argparse.ArgumentParser:
         prog="chainrule",
         description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
                     "standalone NumPy code that implements them, and checks of hand derivations.")
+    top.add_argument("--version", action=_Version)
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
     spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
 
@@ -110,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=float, metavar="KIB",
                    help="KiB of its stdout and of its stderr shown; the rest is discarded (default 64)")
     p.set_defaults(run=_check_code)
+
+    p = sub.add_parser("verify", help="prove every backward step against SymPy's derivative of the expanded network")
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("--exact", action="store_true",
+                   help="also cancel each difference to zero symbolically (slower), not only at random points")
+    p.set_defaults(run=_verify)
     return top
 
 
@@ -117,7 +160,7 @@ def main(argv=None) -> int:
     try:
         args = parser().parse_args(argv)
         if not getattr(args, "run", None):
-            raise ChainruleError("give a command: derive, list, generate, check or check-code "
+            raise ChainruleError("give a command: derive, list, generate, check, check-code or verify "
                                  "(chainrule --help says what each does)")
         code = args.run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
