@@ -79,6 +79,24 @@ def _verify(args) -> int:
     return 1 if wrong else 0
 
 
+def _notebook(args) -> int:
+    """``chainrule notebook SPEC [-o FILE.ipynb] [--force]``."""
+    import shlex
+    from codegen.files import check_output
+    from codegen.notebook import HEADER, notebook
+    if args.output not in (None, "-"):
+        check_output(args.output, HEADER, args.force, inputs=[args.spec])
+    command = " ".join(["chainrule", "notebook", shlex.quote(args.spec)]
+                       + (["-o", shlex.quote(args.output)] if args.output not in (None, "-") else []))
+    text = notebook(args.spec, command)
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        from codegen.files import write_atomic
+        write_atomic(args.output, text)
+    return 0
+
+
 class _Version(argparse.Action):
     """``--version``: the installed package's version, read only when asked (no SymPy import)."""
 
@@ -153,6 +171,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true",
                    help="also cancel each difference to zero symbolically (slower), not only at random points")
     p.set_defaults(run=_verify)
+
+    p = sub.add_parser("notebook", help="write a Jupyter notebook: the derivation, the module, a gradient check, "
+                                        "training with a plot, a cell to check your own derivation")
+    p.add_argument("spec", help=spec_help)
+    p.add_argument("--output", "-o", help="the notebook to write, like net.ipynb (default: standard output)")
+    p.add_argument("--force", action="store_true", help="overwrite a file that chainrule did not write")
+    p.set_defaults(run=_notebook)
     return top
 
 
@@ -160,7 +185,7 @@ def main(argv=None) -> int:
     try:
         args = parser().parse_args(argv)
         if not getattr(args, "run", None):
-            raise ChainruleError("give a command: derive, list, generate, check, check-code or verify "
+            raise ChainruleError("give a command: derive, list, generate, check, check-code, verify or notebook "
                                  "(chainrule --help says what each does)")
         code = args.run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
