@@ -153,11 +153,12 @@ else:
 def _check_cell(net, literal: str) -> str:
     last = len(net.layers)
     before = "x" if last == 1 else f"a_{{{last - 1}}}"
+    literal = literal.replace("\n", "\n" + " " * len("SPEC = "))  # pformat's lines under the first
     return f"""SPEC = {literal}
 try:
-    from derive import check, derive  # chainrule itself: pip install chainrule
+    from derive import check, derive  # chainrule itself
 except ImportError:
-    print("chainrule is not installed in this kernel: pip install chainrule, then run this cell again")
+    print("chainrule is not installed in this kernel's Python: install it (pip install -e PATH_TO_CHAINRULE), then run this cell again")
 else:
     derivation = derive(SPEC)
     mine = r"\\delta_{{{last}}} {before}^\\top"  # your expression for dL/dW{last}: edit it, run the cell
@@ -198,7 +199,9 @@ def notebook(spec, command: str = "") -> str:
         cells += [(f"{cell_id}-about", "markdown", f"### {title}\n\n{about}"), (cell_id, "code", code)]
     cells += [
         ("gradcheck-about", "markdown", "## Gradient check\n\nEach derived gradient against central differences "
-         "of the loss, (L(θ + ε) − L(θ − ε)) / 2ε, on a few samples; a relative error near 1e-8 means they agree."),
+         r"of the loss, $\left(L(\theta + \varepsilon) - L(\theta - \varepsilon)\right) / 2\varepsilon$, on a few "
+         "samples, at most 200 entries of each parameter (drawn with a fixed seed); a relative error near 1e-8 "
+         "means they agree."),
         ("gradcheck", "code", "X, T = _demo_data(8, seed=1)\nerror = gradient_check(init_params(seed=0), X, T)\n"
          "print(f\"largest relative error {error:.2e}: \" + (\"the gradients agree\" if error < 1e-5 "
          "else \"the gradients DISAGREE\"))"),

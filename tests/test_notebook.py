@@ -134,3 +134,16 @@ def test_without_matplotlib_scikit_learn_or_chainrule_the_cells_still_run(tmp_pa
     printed = out["plot"].splitlines()
     assert len(printed) == 20 and printed[0].startswith("epoch   1  loss ") and "validation loss" in printed[0]
     assert out["check"].startswith("chainrule is not installed in this kernel")
+
+
+@pytest.mark.parametrize("spec", ["2 -> 1 ; mse", DROPOUT_BCE, "3 -> 3 tanh residual -> 3 relu residual -> 2 ; huber",
+                                  "2 -> 3 [z**3] -> 2 softmax ; cross_entropy"])
+def test_the_check_cells_example_is_right_and_its_slip_is_diagnosed(spec):
+    source = by_id(cells(notebook(spec)))["check"].source
+    assert ast.literal_eval(ast.parse(source).body[0].value) == spec
+    mine, slipped = re.findall(r'r"([^"]+)"', source)
+    wrt = re.search(r'check\(derivation, "(W\d+)", mine\)', source)[1]
+    d = derive.derive(spec)
+    assert wrt == f"W{len(d.network.layers)}" and slipped == "-" + mine
+    assert derive.check(d, wrt, mine).equal
+    assert "mistake:  sign" in derive.check(d, wrt, slipped).report()
