@@ -1,6 +1,8 @@
 """The ``chainrule`` command: a thin layer over ``derive`` and ``codegen``.
 
-SymPy is imported only inside the commands that need it, so ``chainrule --help`` is quick.
+Every command's handler is here, the only place that knows argv, stdout and exit codes; the
+library below only computes. SymPy is imported only inside the commands that need it, so
+``chainrule --help`` is quick.
 Bad input, argparse's complaints included, ends in one line on stderr (control characters escaped)
 and exit code 2; no traceback, no half-written file. A closed pipe (``| head``) ends quietly with 141,
 the status of a process killed by SIGPIPE, as other Unix tools end.
