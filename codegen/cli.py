@@ -72,6 +72,10 @@ def _check(args) -> int:
     from derive import derive
     from derive.check import Checker, read_equations
     checker = Checker(derive(args.spec), args.convention)
+    if args.names:
+        print(f"chainrule check reads these names for this network ({args.convention} convention):")
+        print("".join(f"  {name}\n" for name in checker.accepted()), end="")
+        return 0
     if args.file:
         try:
             with open(args.file, encoding="utf-8") as handle:
@@ -97,6 +101,20 @@ def _check(args) -> int:
     result = checker.check(args.wrt, args.grad)
     print(result.report(), end="")
     return 0 if result.equal else 1
+
+
+def _check_code_contract() -> str:
+    """The calling convention check-code holds a backward pass to, as derive/check/code.py's module
+    docstring states it; read from the file, not imported, so ``--help`` loads no SymPy."""
+    import ast
+    from pathlib import Path
+
+    import derive.check
+    text = Path(derive.check.__file__).with_name("code.py").read_text(encoding="utf-8")
+    doc = ast.literal_eval(text[:text.index('"""', 3) + 3])  # the docstring, the file's first statement
+    start, end = doc.find("The calling convention"), doc.find("\n\nThe function runs")
+    contract = doc[start:end] if 0 <= start < end else doc  # reworded: the whole docstring, never a crash
+    return contract.replace("``", "").replace("::", ":")
 
 
 def _check_code(args) -> int:
@@ -203,7 +221,8 @@ def parser() -> argparse.ArgumentParser:
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
-    p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation")
+    p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation",
+                       epilog=_check_code_contract(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help=spec_help)
     p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

@@ -22,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from derive import derive
+from derive.check import accepted_names
 from derive.errors import ChainruleError
 from derive.escape import markdown_text
 
@@ -192,7 +193,8 @@ def notebook(spec, command: str = "") -> str:
     if command:
         intro += ["", f"Regenerate with: {markdown_text(command)}"]
     cells = [("intro", "markdown", "\n".join(intro).rstrip("\n"))]
-    cells += [(f"notes-{k}", "markdown", text) for k, text in enumerate(_note_cells(derivation.markdown()), start=1)]
+    notes = derivation.markdown(accepted_names(derivation))  # as chainrule derive -f md prints them
+    cells += [(f"notes-{k}", "markdown", text) for k, text in enumerate(_note_cells(notes), start=1)]
     cells.append(("module", "markdown", "## The emitted module\n\nThe module `chainrule generate` writes "
                   "for this spec, cut at its sections; every line of math cites its equation above."))
     for (cell_id, title, about, _), code in zip(SECTIONS, _sections(source)):

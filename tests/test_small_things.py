@@ -169,3 +169,27 @@ def test_the_sampled_gradient_check_still_catches_a_wrong_gradient(tmp_path):
     with pytest.raises(ValueError, match="max_entries must be an integer >= 1"):
         m.gradient_check(params, X, T, max_entries=0)
     assert np.isfinite(m.gradient_check(params, X, T, max_entries=1))
+
+
+# -- check --names and check-code --help ---------------------------------------------------------
+
+def test_check_names_lists_the_names_the_checker_reads(capsys):
+    assert main(["check", "--names", "2 -> 3 tanh -> 1 ; mse"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    d = derive.derive("2 -> 3 tanh -> 1 ; mse")
+    assert lines == ["chainrule check reads these names for this network (sample convention):"] + \
+        [f"  {name}" for name in derive.check.accepted_names(d)]
+    assert "  \\delta_1 (delta1)" in lines and "  tanh'(z_1) (or f'(z_1))" in lines
+    assert main(["check", "--names", "--convention", "rows", "2 -> 3 tanh -> 1 ; mse"]) == 0
+    assert "  \\hat Y (Yhat)" in capsys.readouterr().out.splitlines()
+
+
+def test_check_code_help_gives_the_backward_signature_and_the_cache_keys():
+    result = run("-X", "importtime", "-m", "codegen.cli", "check-code", "--help")
+    out = result.stdout
+    assert result.returncode == 0 and "sympy" not in result.stderr  # --help stays quick
+    assert "    def backward(params, cache, X, T) -> dict:\n" in out
+    assert 'cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}' in out
+    assert 'returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}' in out
+    assert "may also be spelt dW1, dL_dW1 or grad_W1" in out and "``" not in out
+    assert "contained child process" not in out  # the contract, not the whole docstring

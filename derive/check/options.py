@@ -14,6 +14,8 @@ def add_check_arguments(parser) -> None:
                                        "* f'(z^l)'); nothing in it is run")
     parser.add_argument("--file", help="a file of lines 'QUANTITY = EXPRESSION' (LaTeX align lines too) "
                                        "to check together")
+    parser.add_argument("--names", action="store_true",
+                        help="list the names check reads for this network (in the --convention) and exit")
     parser.add_argument("--convention", choices=CONVENTIONS, default="sample",
                         help="sample (default: one sample as a column), columns (batch as columns of X), "
                              "rows (batch-first, as in the generated code)")
