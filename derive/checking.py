@@ -44,6 +44,7 @@ import sympy as sp
 from .chain import N
 from .check_parse import ACTIVATION_ALIASES, GENERIC_ACTIVATIONS, Node, parse
 from .errors import ChainruleError, did_you_mean
+from .limits import read_text
 from .nodes import ColumnNormalize, ElementSum, Pointwise
 from .ops.activations import Z, make_activation
 from .ops.losses import CATALOGUE as LOSSES
@@ -1301,11 +1302,7 @@ def cli_check(args) -> int:
     derivation = derive(args.spec)
     checker = Checker(derivation, getattr(args, "convention", "sample") or "sample")
     if getattr(args, "file", None):
-        try:
-            with open(args.file, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ChainruleError(f"cannot read '{args.file}': {err}") from None
+        text = read_text(args.file, "derivation file")
         equations = read_equations(text)
         if not equations:
             raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
