@@ -19,6 +19,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
+from derive.formula import clamp_bounds
 from derive.nodes import Pointwise
 
 #: Helper functions the emitted module defines when a printed expression calls them.
@@ -181,7 +182,7 @@ def indicator(expr):
         return None
     (first, cond), (other, _) = expr.args
     if (first, other) == (0, 1):
-        return sp.Not(cond)
+        return sp.Not(cond).to_nnf()  # not (u <= lo or u >= hi) as lo < u and u < hi
     if (first, other) == (1, 0):
         return cond
     return None
@@ -209,6 +210,9 @@ class ElementwisePrinter(NumPyPrinter):
         if clamped is not None:
             text = self._print(clamped)
             return "({})".format(text) if isinstance(clamped, (sp.Add, sp.Mul)) else text
+        u, lo, hi = clamp_bounds(expr)
+        if lo is not None and hi is not None:
+            return "np.clip({}, {}, {})".format(self._print(u), self._print(lo), self._print(hi))
         clip = _clip(expr)
         if clip is not None:
             k, u, d = clip
@@ -236,6 +240,13 @@ class ElementwisePrinter(NumPyPrinter):
         # positive terms first: "Yhat - Y" is one subtraction, "-Y + Yhat" a negation and an addition
         terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
         return super()._print_Add(sp.Add(*terms, evaluate=False), order="none")
+
+    def _print_And(self, expr):
+        # boolean arrays: & and | are one pass each, as readable as the condition they print
+        return " & ".join("({})".format(self._print(a)) for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " | ".join("({})".format(self._print(a)) for a in expr.args)
 
     def _print_Relational(self, expr):
         ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

@@ -18,6 +18,9 @@ POWER_EXPONENT = 16
 #: A number in a formula: at most this many characters and this size.
 NUMBER_CHARS = 20
 NUMBER_SIZE = 1e6
+#: A constant part of a formula once folded (``exp(20)``, ``9**9``): at most this size, so it is
+#: finite in float32 too.
+FOLDED_SIZE = 1e30
 #: Optional nicer forms (SymPy's simplify, f' in terms of f) are only sought for a derivative
 #: with at most this many operations; above it the derivative is used as SymPy gives it.
 SIMPLIFY_OPS = 60

@@ -13,6 +13,7 @@ from typing import Callable
 
 import sympy as sp
 
+from .. import limits
 from ..errors import ChainruleError, unknown
 from ..formula import parse_formula
 from . import bind_params
@@ -106,11 +107,12 @@ class Loss:
 
     def derivative_display(self) -> sp.Expr:
         """d/dyhat in its plainest form: the catalogue's textbook form where it agrees with SymPy's
-        derivative (``agrees``), else SymPy's, factored."""
+        derivative (``agrees``), else SymPy's, factored (unless over SIMPLIFY_OPS operations, where
+        factoring can take SymPy minutes)."""
         derivative = self.derivative
         if self.textbook is not None and agrees(expand_named(self.textbook), derivative):
             return self.textbook
-        return sp.factor(derivative)
+        return sp.factor(derivative) if sp.count_ops(derivative) <= limits.SIMPLIFY_OPS else derivative
 
     @property
     def spec(self):
