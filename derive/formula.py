@@ -255,3 +255,40 @@ class _Builder:
             return CONSTANTS[name]
         choices = list(self.variables) + list(CONSTANTS)
         raise self.fail(f"uses unknown name '{name}'{did_you_mean(name, choices)}; it may use {_names(self.variables)}")
+
+
+def undefined_where(expr, variables) -> list:
+    """The conditions under which ``expr`` or its derivative in ``variables[0]`` is undefined or
+    infinite (a denominator 0, log of a number <= 0, a root of a negative number), as text such as
+    'z = 0' or 'yhat <= 0'; those SymPy proves never hold (1 + |z| = 0) are left out."""
+    var = variables[0]
+    conditions = []
+    for e in (expr, sp.diff(expr, var)):
+        for part in sp.preorder_traversal(e):
+            if isinstance(part, sp.log):
+                conditions.append((part.args[0], "<="))
+            elif isinstance(part, sp.Pow) and part.exp.is_number and part.exp.is_negative:
+                conditions.append((part.base, "="))
+            if isinstance(part, sp.Pow) and part.exp.is_number and not part.exp.is_integer:
+                conditions.append((part.base, "<"))
+    where, other = sp.S.EmptySet, []
+    for base, op in conditions:
+        if base.is_positive or (op == "<" and base.is_nonnegative) or (op == "=" and base.is_zero is False):
+            continue
+        relation = {"=": sp.Eq, "<=": sp.Le, "<": sp.Lt}[op](base, 0)
+        if base.free_symbols == {var} and base.is_polynomial(var) and sp.degree(base, var) <= 2:
+            where = where | sp.solveset(relation, var, sp.S.Reals)  # z <= 0 and z = 0 as one z <= 0
+        elif relation not in other:
+            other.append(relation)
+    return [_text(r) for r in ([] if where is sp.S.EmptySet else [where.as_relational(var)]) + other]
+
+
+def _text(relation) -> str:
+    """'z = 0', 'z <= 0 or z >= 1': a condition as the notes and comments print it."""
+    if isinstance(relation, sp.Or):
+        return " or ".join(_text(a) for a in relation.args)
+    if isinstance(relation, sp.And):
+        return " and ".join(_text(a) for a in relation.args)
+    if isinstance(relation, sp.Eq):
+        return f"{sp.sstr(relation.lhs)} = {sp.sstr(relation.rhs)}"
+    return sp.sstr(relation)

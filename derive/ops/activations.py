@@ -17,7 +17,7 @@ import sympy as sp
 
 from .. import limits
 from ..errors import ChainruleError, unknown
-from ..formula import parse_formula
+from ..formula import parse_formula, undefined_where
 from . import bind_params
 
 Z = sp.Symbol("z", real=True)
@@ -171,6 +171,13 @@ class Activation:
 
     def __post_init__(self):
         object.__setattr__(self, "derivative", sp.diff(self.definition, Z))
+
+    @property
+    def undefined(self) -> str:
+        """A sentence naming where a formula activation or its derivative is undefined, else ''."""
+        where = undefined_where(self.definition, [Z]) if self.formula else []
+        return (f"{self.name}(z) = {self.formula} or its derivative is undefined or infinite where "
+                f"{'; '.join(where)}: the code gives inf or nan there.") if where else ""
 
     @property
     def is_identity(self) -> bool:

@@ -15,7 +15,7 @@ import sympy as sp
 
 from .. import limits
 from ..errors import ChainruleError, unknown
-from ..formula import parse_formula
+from ..formula import parse_formula, undefined_where
 from . import bind_params
 from .activations import Named, expand_named
 
@@ -113,6 +113,13 @@ class Loss:
         if self.textbook is not None and agrees(expand_named(self.textbook), derivative):
             return self.textbook
         return sp.factor(derivative) if sp.count_ops(derivative) <= limits.SIMPLIFY_OPS else derivative
+
+    @property
+    def undefined(self) -> str:
+        """A sentence naming where a formula loss or its derivative is undefined, else ''."""
+        where = undefined_where(self.pointwise, [YHAT, Y]) if self.formula else []
+        return (f"The loss {self.formula} or its derivative is undefined or infinite where "
+                f"{'; '.join(where)}: the code gives inf or nan there.") if where else ""
 
     @property
     def spec(self):
