@@ -215,9 +215,8 @@ class Activation:
                 return candidate
         if self.derivative.has(sp.Piecewise):
             return self.derivative
-        simplified = sp.simplify(self.derivative)  # kept only if shorter and not split into cases (|z|)
-        shorter = sp.count_ops(simplified) <= sp.count_ops(self.derivative) and not simplified.has(sp.Piecewise)
-        return simplified if shorter else self.derivative
+        simplified = sp.simplify(self.derivative)  # unless it splits into cases (|z| as z = 0 or not)
+        return self.derivative if simplified.has(sp.Piecewise) else simplified
 
 
 def _near_zero(expr, points=(-2.5, -0.3, 0.7, 1.9)) -> bool:
