@@ -38,7 +38,8 @@ def _clamp(u, lo, hi):
 
 
 def clamp_bounds(expr):
-    """(u, lo, hi) when ``expr`` is a clamp that _clamp made, else (expr, None, None)."""
+    """(u, lo, hi) when ``expr`` is a clamp of u to [lo, hi] (lo < hi; either may be None), as _clamp
+    writes it, else (expr, None, None)."""
     if isinstance(expr, sp.Piecewise) and expr.args[-1][1] == sp.true and 2 <= len(expr.args) <= 3:
         u, lo, hi = expr.args[-1][0], None, None
         for value, cond in expr.args[:-1]:
@@ -48,7 +49,8 @@ def clamp_bounds(expr):
                 hi = value
             else:
                 return expr, None, None
-        return u, lo, hi
+        if lo is None or hi is None or lo < hi:
+            return u, lo, hi
     return expr, None, None
 
 
@@ -145,6 +147,13 @@ def _check_tokens(text: str, what: str):
             raise ChainruleError(f"the {what} '{text}' is not a formula; {_GRAMMAR}")
 
 
+def _group(node):
+    """'+' for + and -, '*' for * and /, else None: the operators a chain may repeat."""
+    if isinstance(node, ast.BinOp):
+        return "+" if isinstance(node.op, (ast.Add, ast.Sub)) else "*" if isinstance(node.op, (ast.Mult, ast.Div)) else None
+    return None
+
+
 def _literal(node):
     """The number a literal is (``2``, ``-0.5``, ``1/2``), else None."""
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
@@ -183,7 +192,9 @@ class _Builder:
                 raise self.fail(f"nests deeper than the limit of {limits.FORMULA_DEPTH} levels (FORMULA_DEPTH)")
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
                 self.power(node)
-            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+            # a chain of one operator (a + b - c + ..., a * b / c) is one level, however long
+            stack.extend((child, depth + (_group(child) is None or _group(child) != _group(node)))
+                         for child in ast.iter_child_nodes(node))
         if self.degree(root) > limits.POWER_EXPONENT ** 2:
             raise self.fail(f"has powers of powers above degree {limits.POWER_EXPONENT ** 2} (POWER_EXPONENT squared)")
 
@@ -203,14 +214,16 @@ class _Builder:
         if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
             raise self.fail("divides by zero or takes log(0) (a constant part is infinite or undefined); "
                             "rewrite it so every part is finite")
-        for part in sp.preorder_traversal(expr):
+        # innermost first: a part is evaluated only once its own parts are known to be small, so
+        # exp(exp(exp(13))) is refused at exp(exp(13)) instead of evaluated (which never ends)
+        for part in sp.postorder_traversal(expr):
             if part.is_number:
                 value = sp.N(part, 20)
                 if not value.is_real or not value.is_finite:
                     raise self.fail(f"has the constant part {part}, which is not a finite real number")
                 if abs(value) > limits.FOLDED_SIZE:
-                    raise self.fail(f"has the constant part {part}, above the limit of {limits.FOLDED_SIZE:g} "
-                                    f"(FOLDED_SIZE)")
+                    raise self.fail(f"has a constant part of about {sp.N(value, 3)}, above the limit of "
+                                    f"{limits.FOLDED_SIZE:g} (FOLDED_SIZE)")
         return expr
 
     def build(self, node):
