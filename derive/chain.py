@@ -298,12 +298,20 @@ class _Sweep:
 
     def loss_gradient(self, yhat: Quantity, target: Quantity):
         """dL/dyhat at the matrix level: a scalar times (yhat - y) where the derivative is that simple."""
-        derivative = sp.factor(self.net.loss.derivative)
-        ratio = sp.simplify(derivative / (YHAT - Y_SCALAR))
-        if ratio.free_symbols.isdisjoint({YHAT, Y_SCALAR}) and ratio != 0:
-            return _scaled(self.scale() * ratio, sp.MatAdd(yhat.symbol, -target.symbol, evaluate=False))
+        if _constant_ratio(self.net.loss.derivative, YHAT - Y_SCALAR):  # before simplify, which can take minutes
+            ratio = sp.simplify(sp.factor(self.net.loss.derivative) / (YHAT - Y_SCALAR))
+            if ratio.free_symbols.isdisjoint({YHAT, Y_SCALAR}) and ratio != 0:
+                return _scaled(self.scale() * ratio, sp.MatAdd(yhat.symbol, -target.symbol, evaluate=False))
         fn = sp.Lambda((YHAT, Y_SCALAR), self.net.loss.derivative)
         return self.scale() * Pointwise(fn, "", yhat.symbol, target.symbol)
+
+
+def _constant_ratio(a, b) -> bool:
+    """Whether a / b (in yhat and y) takes one value at three points: a cheap test before simplify."""
+    points = [{YHAT: sp.Rational(3, 10), Y_SCALAR: sp.Rational(-7, 10)}, {YHAT: sp.Rational(17, 10), Y_SCALAR: 0},
+              {YHAT: sp.Rational(-1, 4), Y_SCALAR: sp.Rational(9, 8)}]
+    values = [sp.N((a / b).subs(p)) for p in points]
+    return all(v.is_finite for v in values) and all(abs(v - values[0]) < 1e-12 for v in values)
 
 
 class Derivation:
