@@ -60,8 +60,9 @@ def _exp_of_one_plus(expr):
 def _sigmoid_form(expr):
     """``expr`` with e^u written through σ(u) where 1 + e^u occurs and the result has no σ below a
     fraction bar (e^u/(1 + e^u) = σ(u) is safe; e^u alone as σ/(1 - σ) would not be)."""
-    args = sorted({-u if u.could_extract_minus_sign() else u for node in sp.preorder_traversal(expr) if (u := _exp_of_one_plus(node)) is not None},
-                  key=sp.default_sort_key)
+    # (a constant 1 + e^c, from a formula such as log(sigmoid(1)), is a number: nothing to stabilize)
+    args = sorted({-u if u.could_extract_minus_sign() else u for node in sp.preorder_traversal(expr)
+                   if (u := _exp_of_one_plus(node)) is not None and not u.is_number}, key=sp.default_sort_key)
     for u in args:
         s = Sigmoid(u)
         trial = sp.factor(sp.cancel(expr.subs({sp.exp(u): s / (1 - s), sp.exp(-u): (1 - s) / s})))

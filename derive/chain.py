@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .formula import value_at
 from .nodes import ColumnNormalize, ColumnSums, ElementSum, Pointwise
 from .ops.activations import Z
 from .ops.losses import Y as Y_SCALAR, YHAT
@@ -308,10 +309,10 @@ class _Sweep:
 
 def _constant_ratio(a, b) -> bool:
     """Whether a / b (in yhat and y) takes one value at three points: a cheap test before simplify."""
-    points = [{YHAT: sp.Rational(3, 10), Y_SCALAR: sp.Rational(-7, 10)}, {YHAT: sp.Rational(17, 10), Y_SCALAR: 0},
+    points = [{YHAT: sp.Rational(3, 10), Y_SCALAR: sp.Rational(-7, 10)}, {YHAT: sp.Rational(17, 10), Y_SCALAR: sp.Rational(1, 5)},
               {YHAT: sp.Rational(-1, 4), Y_SCALAR: sp.Rational(9, 8)}]
-    values = [sp.N((a / b).subs(p)) for p in points]
-    return all(v.is_finite for v in values) and all(abs(v - values[0]) < 1e-12 for v in values)
+    values = [value_at(a / b, p) for p in points]
+    return None not in values and all(abs(v - values[0]) < 1e-12 for v in values)
 
 
 class Derivation:

@@ -56,17 +56,27 @@ def clamp_bounds(expr):
 
 def _extreme(a, b, larger: bool):
     """max(a, b) (``larger``) or min(a, b) as a Piecewise."""
+    # a constant such as 1/2 - sigmoid(1) as the float it is: SymPy's comparisons and
+    # simplifications of such constants inside Piecewise conditions can run for minutes
+    a, b = (_real_number(x) if x.is_number and not x.is_Rational else x for x in (a, b))
     if a.is_number and b.is_number:
         return sp.Max(a, b) if larger else sp.Min(a, b)
     if a.is_number:
         a, b = b, a
     if not b.is_number:  # two formulas: the second's branch where they tie
         gap = a - b
-        tie = (gap <= 0) if larger else (gap >= 0)
-        if sp.count_ops(gap) <= limits.SIMPLIFY_OPS:
+        if gap.has(sp.Piecewise):
+            raise _Nested()
+        try:
+            tie = (gap <= 0) if larger else (gap >= 0)
+        except TypeError:  # SymPy knows gap is not real (it has sqrt(-1) or 1/0 in it)
+            raise _NotReal(gap) from None
+        if gap.is_polynomial() and sp.count_ops(gap) <= limits.SIMPLIFY_OPS:
             tie = tie.simplify()  # z - z/10 <= 0 as z <= 0: a kink the printer knows
         return sp.Piecewise((b, tie), (a, True))
     u, lo, hi = clamp_bounds(a)
+    if u.has(sp.Piecewise):
+        raise _Nested()
     if larger:
         if hi is not None and b >= hi:
             return b
@@ -74,6 +84,23 @@ def _extreme(a, b, larger: bool):
     if lo is not None and b <= lo:
         return b
     return _clamp(u, lo, b if hi is None else sp.Min(hi, b))
+
+
+def _real_number(value):
+    """A constant as a Float, or _NotReal when it is not a finite real number."""
+    value = sp.N(value, 15)
+    if not (value.is_real and value.is_finite):
+        raise _NotReal(value)
+    return value
+
+
+class _NotReal(Exception):
+    """A max or min of something that is not a finite real number (sqrt(-1), 1/0)."""
+
+
+class _Nested(Exception):
+    """A max or min compares a formula that has a max or min inside (other than a clamp's bounds):
+    its kinks would be conditions on conditions, which neither the notes nor the code print."""
 
 
 def _fold(larger):
@@ -245,6 +272,11 @@ class _Builder:
                 return FUNCTIONS[node.func.id](*args)
             except TypeError:
                 raise self.fail(f"gives {node.func.id} the wrong number of arguments") from None
+            except _Nested:
+                raise self.fail(f"compares, in {node.func.id}, a part that has max or min inside (only a clamp "
+                                f"min(max(u, lo), hi) may nest); write the cases apart") from None
+            except _NotReal as err:
+                raise self.fail(f"takes {node.func.id} of {err.args[0]}, which is not a finite real number") from None
         raise self.fail(f"uses '{ast.unparse(node)}', which is not arithmetic; use numbers, "
                         f"{_names(self.variables)}, + - * / ** and functions")
 
@@ -305,3 +337,13 @@ def _text(relation) -> str:
     if isinstance(relation, sp.Eq):
         return f"{sp.sstr(relation.lhs)} = {sp.sstr(relation.rhs)}"
     return sp.sstr(relation)
+
+
+def value_at(expr, point: dict):
+    """``expr`` at ``point`` as a SymPy Float, or None where it is not a finite real number (1/z at
+    0, log(z) below 0, and a Piecewise condition SymPy cannot compare there)."""
+    try:
+        value = sp.N(expr.subs(point))
+    except (TypeError, ValueError):
+        return None
+    return value if value.is_real and value.is_finite else None

@@ -17,7 +17,7 @@ import sympy as sp
 
 from .. import limits
 from ..errors import ChainruleError, unknown
-from ..formula import parse_formula, undefined_where
+from ..formula import parse_formula, undefined_where, value_at
 from . import bind_params
 
 Z = sp.Symbol("z", real=True)
@@ -222,8 +222,8 @@ class Activation:
 def _near_zero(expr, points=(-2.5, -0.3, 0.7, 1.9)) -> bool:
     """Whether ``expr`` in z is within 1e-12 of 0 at the points where it is finite."""
     for point in points:
-        value = sp.N(expr.subs(Z, point))
-        if value.is_finite and value.is_real and abs(value) > 1e-12:
+        value = value_at(expr, {Z: point})
+        if value is not None and abs(value) > 1e-12:
             return False
     return True
 
@@ -255,11 +255,11 @@ def derivative_of_output(act: Activation):
         branches.append((form, cond.subs(Z, A) if cond is not sp.true else sp.true))
     candidate = branches[0][0] if len(branches) == 1 else sp.Piecewise(*branches)
     for point in (-2.5, -1.0, -0.3, 0.0, 0.3, 1.0, 2.5):
-        a, exact = act.definition.subs(Z, point), sp.N(act.derivative.subs(Z, point))
-        if not exact.is_finite:  # f' undefined there (1/z at 0): nothing to agree with
+        a, exact = value_at(act.definition, {Z: point}), value_at(act.derivative, {Z: point})
+        if a is None or exact is None:  # f or f' undefined there (1/z at 0): nothing to agree with
             continue
-        value = sp.N(candidate.subs(A, a))
-        if not value.is_finite or abs(value - exact) > 1e-12:
+        value = value_at(candidate, {A: a})
+        if value is None or abs(value - exact) > 1e-12:
             return None
     return candidate
 
