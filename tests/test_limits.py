@@ -161,3 +161,25 @@ def test_check_file_within_the_limit_is_read(tmp_path, capsys):
     good.write_text("dL/dW1 = delta1 x^T\n")
     assert main(["check", "2 -> 1 ; mse", "--file", str(good)]) == 0
     assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec", [
+    # found by a grammar fuzzer: each once a traceback or a hang of minutes in SymPy
+    "2 -> 2 [max(atan(z),0.5-sigmoid(1))] -> 1 ; mse",
+    "2 -> 2 [(min((log(sin(z)))**-2,(sigmoid(3))*(z)))+(z)] -> 1 ; mse",
+    "2 -> 2 [max(-1,max(min(0,6),4)-((1/sqrt(-1))**0.5))] -> 1 ; mse",
+    "2 -> 2 [max(z, min(z, 1/0))] -> 1 ; mse",
+    "2 -> 2 tanh -> 1 ; [min(max(1,0.25/y),atan(yhat/2)**0.5)/abs(0.5)]",
+    "2 -> 2 tanh -> 1 ; [max(yhat+sqrt(y),(0.5+sqrt(0.5))*log(sigmoid(1))*(yhat+1)/sign(0.5))]",
+    "2 -> 2 tanh -> 1 ; [(max(exp(yhat-y),yhat**0.5))/(min(yhat*yhat,y))]",
+    "2 -> 2 tanh -> 1 ; [tanh(tanh(tanh(tanh(tanh(yhat-y)))))**2*log(1+exp(yhat*y))]",
+])
+def test_fuzzed_formulas_generate_or_are_refused_in_one_line(spec):
+    start = time.monotonic()
+    try:
+        derivation = derive(spec)
+        derivation.text()
+        generate(derivation)
+    except ChainruleError as err:
+        assert "\n" not in str(err)
+    assert time.monotonic() - start < 10, spec
