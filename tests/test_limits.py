@@ -106,7 +106,7 @@ def _net(inputs, layers):
     (_net(10 ** 9, [1]), "INPUTS"),
     (_net(2, [limits.UNITS + 1, 1]), "UNITS"),
     (_net(2, [1] * 10_000), "LAYERS"),
-    (_net(400, [300, 1]), "PARAMETERS"),
+    (_net(1000, [300, 1]), "PARAMETERS"),
 ])
 def test_network_size_limits(spec, name):
     start = time.monotonic()
