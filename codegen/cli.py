@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from derive.errors import ChainruleError
+from derive.errors import ChainruleError, shown
 from derive.escape import terminal_text
 
 FORMATS = ("text", "tex", "md")
@@ -149,6 +149,9 @@ def _notebook(args) -> int:
     from codegen.files import check_output
     from codegen.notebook import HEADER, notebook
     if args.output not in (None, "-"):
+        if not args.output.endswith(".ipynb"):  # Jupyter's name, and how check_output knows a notebook
+            raise ChainruleError(f"a notebook's file name ends in .ipynb, not {shown(args.output)}; "
+                                 f"write it like -o net.ipynb")
         check_output(args.output, HEADER, args.force, inputs=[args.spec])
     command = " ".join(["chainrule", "notebook", shlex.quote(args.spec)]
                        + (["-o", shlex.quote(args.output)] if args.output not in (None, "-") else []))
