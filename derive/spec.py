@@ -301,6 +301,12 @@ def _residual(raw, width, path, where, last) -> Residual:
     return block
 
 
+def _learns(layers) -> bool:
+    """Whether any of ``layers`` has parameters (a dense layer, an affine layer norm)."""
+    return any(layer.kind == "dense" or getattr(layer, "affine", False) or _learns(getattr(layer, "layers", ()))
+               for layer in layers)
+
+
 _LAYER_PARSERS = {"dense": _dense, "layernorm": _layernorm, "activation": _activation, "residual": _residual}
 
 
@@ -352,11 +358,10 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
-    network = Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
-                      _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
-    if not network.param_names:
+    if not _learns(layers):
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
-    return network
+    return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
+                   _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
 
 
 def load(path) -> Network:
