@@ -73,7 +73,10 @@ def parser() -> argparse.ArgumentParser:
         description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
                     "standalone NumPy code that implements them, and checks of hand derivations.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
+    spec_help = ("a TOML spec file, or an inline spec such as \"4 -> 8 relu -> layernorm -> residual(8 tanh -> "
+                 "layernorm) -> 2 softmax ; cross_entropy\": layers joined by ->, each UNITS [ACTIVATION] [residual] "
+                 "[dropout=P] (dense), an ACTIVATION alone, layernorm or layernorm(eps=1e-5, affine=false), or "
+                 "residual(LAYER -> ...) (a residual block); after ; the loss, then ; l1=X ; l2=X")
 
     p = sub.add_parser("derive", help="print the step-by-step derivation of every gradient")
     p.add_argument("spec", help=spec_help)

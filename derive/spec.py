@@ -337,7 +337,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
     output = last.activation if last.kind in ("dense", "activation") else None
     if loss.fused_with and (last.kind != "dense" or output.name != loss.fused_with):
         raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not "
-                             f"{output.name if last.kind == 'dense' else 'a ' + last.kind + ' layer'}; "
+                             f"{output.name if last.kind == 'dense' else 'a layer of type ' + last.kind}; "
                              f"end with a dense layer with activation = \"{loss.fused_with}\"")
     if loss.fused_with and last.residual:
         raise ChainruleError(f"the last layer feeds the fused {output.name} + {loss.name} loss and cannot be residual; "

@@ -95,7 +95,7 @@ def test_layer_mistakes_are_one_line(tmp_path, layers, message):
     ("3 -> residual(3 relu -> 3 tahn) -> 2 ; mse", "did you mean 'tanh'"),
     ("3 -> 4 relu -> layernorm -> 2 softmax ; cross_entropy", None),
     ("3 -> 4 -> relu -> 2 ; cross_entropy", "loss cross_entropy needs a softmax output layer"),
-    ("3 -> 4 -> softmax ; cross_entropy", "loss cross_entropy needs a softmax output layer, not a activation layer"),
+    ("3 -> 4 -> softmax ; cross_entropy", "loss cross_entropy needs a softmax output layer, not a layer of type activation"),
 ])
 def test_inline_grammar(spec, message):
     if message is None:
@@ -112,5 +112,5 @@ def test_notes_describe_the_new_layers():
 
 def test_checker_refuses_other_layers_in_one_line():
     from derive.checking import Checker
-    with pytest.raises(derive.ChainruleError, match="reads networks of dense layers only, and layer 2 is a activation layer"):
+    with pytest.raises(derive.ChainruleError, match='reads networks of dense layers only, and layer 2 has type = "activation"'):
         Checker(derive.derive("3 -> 3 relu -> tanh -> 2 ; mse"))
