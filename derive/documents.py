@@ -17,6 +17,7 @@ from .checking import accepted_names
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
+from .spec import inline
 
 FORM_TITLES = {
     "sample": "One sample (column vectors)",
@@ -26,11 +27,11 @@ FORM_TITLES = {
 
 def describe(network) -> str:
     """``2 -> 2 relu -> 1 ; mse`` for a network."""
-    layers = []
-    for layer in network.layers:
+    def dense(layer):
         act = layer.activation
         name = act.name if not act.params else f"{act.name}({', '.join(f'{k}={v}' for k, v in act.params)})"
-        layers.append(f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else ""))
+        return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
+    layers = [inline(layer, dense) for layer in network.layers]
     loss = network.loss
     loss_name = f"[{loss.formula}]" if loss.formula else (
         loss.name if not loss.params else f"{loss.name}({', '.join(f'{k}={v}' for k, v in loss.params)})")
@@ -73,7 +74,7 @@ def outline(derivation, latex: bool):
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"
     yield "para", f"Loss: {net.loss.title}. One element's term and its derivative:"
     yield "display", [f"{ell} = {term}", f"{dell} = {deriv}"]
-    if any(not layer.activation.elementwise for layer in net.layers):
+    if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
@@ -87,6 +88,9 @@ def outline(derivation, latex: bool):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             reason = step.explain({k: math(v) for k, v in names.items()})
             yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
+    if any(layer.kind != "dense" for layer in net.layers):
+        yield from training_outline(net, latex)
+        return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
                    "with these steps; in the per-sample convention it reads these names: "
@@ -245,10 +249,10 @@ class _LatexReader:
 
 def _distinct_activations(net):
     seen, out = set(), []
-    for layer in net.layers:
-        if layer.activation not in seen:
-            seen.add(layer.activation)
-            out.append(layer.activation)
+    for f in net.activations:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
     return out
 
 
