@@ -306,6 +306,9 @@ LATEX = Layout(
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
     eq=("\\begin{{equation}}\n{lhs} = {rhs} \\tag{{{number}}}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
+          # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
+          *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
+            (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
           r"\allowdisplaybreaks", r"\begin{document}"),
     tail=(r"\end{document}",), end="\n")
 

@@ -81,10 +81,10 @@ GREEK = {"mu": "μ", "sigma": "σ", "gamma": "γ", "beta": "β"}
 
 def greek(name: str, layer, meaning: str) -> Names:
     """``gamma2``: a Greek letter (a key of GREEK) with its layer as subscript, ``\\gamma_{2}``, ``γ2``."""
-    return Names(f"{name}{layer}", rf"\{name}_{{{layer}}}", f"{GREEK[name]}{layer}", meaning)
+    return Names(f"{name}{layer_key(layer)}", rf"\{name}_{{{layer}}}", f"{GREEK[name]}{layer}", meaning)
 
 
 def normalized(batched: bool, layer, meaning: str) -> Names:
     """``xhat2``: the normalized input of a layer norm, ``\\hat{x}_{2}``, ``x̂2`` (``X`` in the batch form)."""
     x = letter("x", batched)
-    return Names(f"{x}hat{layer}", rf"\hat{{{x}}}_{{{layer}}}", f"{x}\u0302{layer}", meaning)
+    return Names(f"{x}hat{layer_key(layer)}", rf"\hat{{{x}}}_{{{layer}}}", f"{x}\u0302{layer}", meaning)

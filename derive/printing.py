@@ -111,7 +111,7 @@ class MathLatex(_Named, LatexPrinter):
         return rf"\operatorname{{mean}}\left({self._print(expr.mat)}\right)"
 
     def _print_Float(self, expr):
-        """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \cdot 10^{-5}``."""
+        """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \\cdot 10^{-5}``."""
         mantissa, _, exponent = f"{float(expr):e}".partition("e")
         if float(mantissa) == 1:
             return f"10^{{{int(exponent)}}}"

@@ -59,7 +59,7 @@ class Mean(Op):
     def vjp(self, node, g, ins, out):
         x = ins[0]
         return {0: Grad(scaled(sp.Rational(1, x.shape[0]), broadcast(g, x.shape)),
-                        "each feature adds 1/F of itself to the mean")}
+                        "each feature adds one F-th of itself to the mean")}
 
     def examples(self):
         return [("3 features", lambda g: g.add("layernorm_mean", [g.leaf("x", 3)], 1))]
@@ -86,8 +86,8 @@ class Std(Op):
         x, mu = ins
         per_sigma = hadamard(g, reciprocal(out))
         return {0: Grad(scaled(sp.Rational(1, x.shape[0]), hadamard(broadcast(per_sigma, x.shape), centred(x, mu))),
-                        "dσ/dx = (x - μ) / (F σ)"),
-                1: Grad(scaled(-1, hadamard(per_sigma, FeatureMean(centred(x, mu)))), "dσ/dμ = -mean(x - μ) / σ")}
+                        "the standard deviation moves with each feature by its distance from the mean over F times the standard deviation"),
+                1: Grad(scaled(-1, hadamard(per_sigma, FeatureMean(centred(x, mu)))), "and against the mean by the mean distance from it over the standard deviation")}
 
     def examples(self):
         def build(eps):
@@ -113,9 +113,9 @@ class Normalize(Op):
         x, _, sigma = ins
         features = x.shape[0]
         inv = reciprocal(sigma)
-        return {0: Grad(hadamard(broadcast(inv, x.shape), g), "dx̂/dx = 1/σ"),
-                1: Grad(scaled(-features, hadamard(inv, FeatureMean(g))), "dx̂/dμ = -1/σ"),
-                2: Grad(scaled(-features, hadamard(inv, FeatureMean(hadamard(g, out)))), "dx̂/dσ = -x̂/σ")}
+        return {0: Grad(hadamard(broadcast(inv, x.shape), g), "each normalized feature moves with its feature by one over the standard deviation"),
+                1: Grad(scaled(-features, hadamard(inv, FeatureMean(g))), "against the mean by the same"),
+                2: Grad(scaled(-features, hadamard(inv, FeatureMean(hadamard(g, out)))), "and against the standard deviation by the normalized feature over the standard deviation")}
 
     def examples(self):
         return [("3 features", lambda g: g.add("layernorm_normalize", [g.leaf("x", 3), g.leaf("mu", 1),
@@ -129,7 +129,7 @@ class LayerNorm(Op):
     Its node reads (x, x̂, σ[, γ, β]): x̂ and σ for the VJP, x to state that VJP for x directly.
     """
     reuses_adjoint = True  # dL/dy is read by the VJPs of x, γ and β
-    params = (Param("gamma", "weight", "gain"), Param("beta", "bias", "shift"))
+    params = (Param("gamma", "weight", "gain", init=1.0), Param("beta", "bias", "shift", init=0.0))
 
     def build(self, g, inputs, layer, eps=1e-5, affine=True):
         (x,) = inputs
@@ -161,18 +161,18 @@ class LayerNorm(Op):
         grad = hadamard(broadcast(ins[3], shape), g) if affine else g
         spread = sp.MatAdd(grad, scaled(-1, broadcast(FeatureMean(grad), shape)),
                            scaled(-1, hadamard(xhat, broadcast(FeatureMean(hadamard(grad, xhat)), shape))))
-        y = ref(node.output)
-        first = f"g = {ref(node.inputs[3])} ⊙ dL/d{y}" if affine else f"g = dL/d{y}"
+        y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
+        g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
         shares = {0: Grad(hadamard(broadcast(reciprocal(ins[2]), shape), spread),
                           f"chain rule through the layer norm along all three paths from {ref(x)} (through the mean, "
-                          f"the standard deviation and {ref(node.inputs[1]) if affine else 'x̂'}) at once: with {first}, "
-                          f"dL/d{ref(x)} = (1/{ref(sigma)}) ⊙ (g - mean(g) - x̂ ⊙ mean(g ⊙ x̂)), means over the "
-                          f"features of {_per(node)}")}
+                          f"the standard deviation and {xhat_name}) at once, in the compact form: with g = {g_is}, "
+                          f"dL/d{ref(x)} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
+                          f"all over {ref(sigma)} (means over the features of {_per(node)})")}
         if affine:
             total = sp.OneMatrix(node.batch, 1) if node.batched else None
             summed = " summed over the batch" if node.batched else ""
             shares[3] = Grad(hadamard(g, xhat) * total if total is not None else hadamard(g, xhat),
-                             f"each gain scales its feature of x̂: dL/d{y} ⊙ x̂{summed}")
+                             f"each gain scales its normalized feature: dL/d{y} times {xhat_name}{summed}")
             shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: dL/d{y}{summed}")
         return shares
 
