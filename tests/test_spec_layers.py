@@ -22,9 +22,9 @@ def test_toml_inline_and_dict_build_the_same_tree(tmp_path):
     from_toml = build(toml(tmp_path, "{ features = 3 }", layers))
     inline = build("3 -> 4 relu -> layernorm(eps=1e-3, affine=false) -> residual(4 tanh -> sigmoid) -> 2 ; mse")
     assert from_toml.layers == inline.layers
-    relu, tanh, sigmoid, identity = (f.name for f in inline.activations)
-    dense, norm, block, out = inline.layers
-    assert isinstance(dense, Layer) and dense.units == 4 and relu == "relu"
+    assert [f.name for f in inline.activations] == ["relu", "tanh", "sigmoid", "identity"]
+    dense, norm, block, _ = inline.layers
+    assert isinstance(dense, Layer) and dense.units == 4
     assert norm == LayerNorm(4, 1e-3, False)
     assert isinstance(block, Residual) and isinstance(block.layers[1], ActivationLayer) and block.units == 4
     assert inline.widths == [3, 4, 4, 4, 2]

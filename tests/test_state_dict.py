@@ -7,12 +7,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from codegen.gallery import ROOT, spec_paths
 from derive import derive
-from derive.ops.registry import ops
 from derive.verify import verify
 from gradcheck import _fused_loss, _plain_loss, central_differences, load_module, relative_error, torch_activation
 
-HAS_LAYERNORM = "layernorm" in ops()
-layernorm_op = pytest.mark.skipif(not HAS_LAYERNORM, reason="the layernorm op (derive/ops/layernorm.py) is not merged")
 
 
 def twin(layers, width):
@@ -122,7 +119,6 @@ def test_new_layers_weights_move_both_ways(spec):
     assert_matches_torch(spec)
 
 
-@layernorm_op
 @pytest.mark.parametrize("spec", LAYERNORM_SPECS)
 def test_layernorm_weights_move_both_ways(spec):
     assert_matches_torch(spec)
@@ -160,7 +156,7 @@ def layer_lists(draw, width, depth, allow_resize=True):
     """Inline layer tokens from input ``width``: dense, activation layers, layer norms and residual blocks."""
     tokens = []
     for _ in range(draw(st.integers(1, 3))):
-        kinds = ["dense", "activation"] + (["layernorm"] if HAS_LAYERNORM and width >= 2 else []) + \
+        kinds = ["dense", "activation"] + (["layernorm"] if width >= 2 else []) + \
             (["residual"] if depth < 2 else [])
         kind = draw(st.sampled_from(kinds))
         if kind == "dense":
@@ -172,7 +168,7 @@ def layer_lists(draw, width, depth, allow_resize=True):
         elif kind == "layernorm":
             tokens.append("layernorm")
         else:
-            inner, inner_width = draw(layer_lists(width, depth + 1, allow_resize=False))
+            inner, _ = draw(layer_lists(width, depth + 1, allow_resize=False))
             tokens.append(f"residual({' -> '.join(inner)})")
     return tokens, width
 
