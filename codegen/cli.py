@@ -10,7 +10,8 @@ import os
 import re
 import sys
 
-from derive.errors import ChainruleError, one_line
+from derive.errors import ChainruleError
+from derive.escape import terminal_text
 
 FORMATS = ("text", "tex", "md")
 
@@ -125,7 +126,7 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return code
     except ChainruleError as err:
-        print(f"chainrule: error: {one_line(err)}", file=sys.stderr)
+        print(f"chainrule: error: {terminal_text(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader has gone (| head): drop what is still buffered and end as SIGPIPE would

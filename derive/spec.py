@@ -154,9 +154,9 @@ class Network:
         return [v.key for v in expand(self).values if v.role == "param"]
 
 
-def inline(layer, dense) -> str:
+def inline(layer, dense, user=str) -> str:
     """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
-    module's docstring write those differently)."""
+    module's docstring write those differently) and ``user`` wraps an activation's name."""
     if layer.kind == "dense":
         return dense(layer)
     if layer.kind == "layernorm":
@@ -164,8 +164,8 @@ def inline(layer, dense) -> str:
         return "layernorm" + ("" if defaults else f"(eps={layer.eps:g}, affine={str(layer.affine).lower()})")
     if layer.kind == "activation":
         f = layer.activation
-        return f.name + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
-    return f"residual({' -> '.join(inline(inner, dense) for inner in layer.layers)})"
+        return user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
+    return f"residual({' -> '.join(inline(inner, dense, user) for inner in layer.layers)})"
 
 
 def _check_keys(table: dict, allowed, where: str):
