@@ -94,7 +94,7 @@ def from_torch_state_dict(state, dtype=DTYPE):
     if not hasattr(state, "keys"):
         raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
     names = {key: name for name, key in TORCH_KEYS.items()}
-    extra = sorted((str(key) for key in state if key not in names))
+    extra = sorted(str(key) for key in state if key not in names)
     if extra:
         raise ValueError(f"state has the key {extra[0]!r}, which the network's PyTorch twin does not; "
                          f"expected the keys {list(names)}")
