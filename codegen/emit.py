@@ -6,6 +6,7 @@ equation number. Interface of the emitted module: see the module docstring of th
 """
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,8 +71,31 @@ def _free_keys(expr) -> set:
     return {s.name for s in expr.free_symbols if isinstance(s, sp.MatrixSymbol)}
 
 
+def _shared(rhs, key: str):
+    """([(temporary, expression)], rhs): each sum or element-wise product that occurs more than once
+    in ``rhs`` (layer norm's g = γ ⊙ δy, read three times) computed once into a temporary, the
+    largest first, and ``rhs`` reading the temporaries."""
+    temporaries = []
+    while True:
+        counts = Counter(e for e in sp.preorder_traversal(rhs) if isinstance(e, (sp.HadamardProduct, sp.MatAdd))
+                         and e != rhs)
+        repeated = [e for e, n in counts.items() if n > 1]
+        if not repeated:
+            return temporaries, rhs
+        largest = max(repeated, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e)))
+        temporary = sp.MatrixSymbol(f"{key}_part{len(temporaries)}", *largest.shape)
+        temporaries.append((temporary, largest))
+        rhs = rhs.xreplace({largest: temporary})
+
+
 def _lines(printer, step, rhs=None):
     rhs = step.rhs if rhs is None else rhs
+    shared, rhs = _shared(rhs, step.target.key)
+    if shared:
+        return [line for temporary, expr in shared
+                for line in _lines(printer, replace(step, target=replace(step.target, key=temporary.name,
+                                                                             symbol=temporary)), expr)] \
+            + _lines(printer, step, rhs)
     transposed = stored_transposed(step.target.symbol)
     if step.phase == "forward" and _is_affine(rhs):
         # Z = A @ W.T, then the bias added in place: one (N, units) array allocated, not two

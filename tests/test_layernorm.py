@@ -151,7 +151,7 @@ def test_notes_show_the_forward_steps_and_the_compact_backward_form():
     assert "σ2 = sqrt(mean((a1 - μ2)**2) + 1e-05)" in text
     assert "x̂2 = 1/σ2 ⊙ (a1 - μ2)" in text
     assert "a2 = γ2 ⊙ x̂2 + β2" in text
-    assert "dL/da1 = 1/σ2 ⊙ (γ2 ⊙ dL/da2 - mean(γ2 ⊙ dL/da2) - (x̂2 ⊙ mean(γ2 ⊙ dL/da2 ⊙ x̂2)))" in text
+    assert "dL/da1 = 1/σ2 ⊙ (γ2 ⊙ dL/da2 - mean(γ2 ⊙ dL/da2) - (x̂2 ⊙ mean((γ2 ⊙ dL/da2) ⊙ x̂2)))" in text
     assert "dL/dγ2 = dL/da2 ⊙ x̂2" in text and "dL/dβ2 = dL/da2" in text
     batch = {s.target.key: s for s in d.steps}
     assert batch["mu2"].shape == (1, d.steps[0].shape[1])  # one mean per sample: a row of N
@@ -164,6 +164,8 @@ def test_emitted_lines_cite_their_equations():
     for key in ("mu2", "sigma2", "Xhat2", "A2", "dL_dgamma2", "dL_dbeta2", "dL_dA1"):
         assert re.search(rf"^    {key} [*+]?= .*# \(eq\. {steps[key]}\)$", source, re.M), key
     assert "mean(axis=1, keepdims=True)" in source
+    # g = γ ⊙ dL/dy, read three times by the compact form, is computed once
+    assert source.count("gamma2 * dL_dA2") == 1 and re.search(r"^    dL_dA1_part0 = gamma2 \* dL_dA2  #", source, re.M)
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is installed by .ci/run")
