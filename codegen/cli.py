@@ -10,7 +10,8 @@ import os
 import re
 import sys
 
-from derive.errors import ChainruleError, one_line
+from derive.errors import ChainruleError
+from derive.escape import terminal_text
 
 FORMATS = ("text", "tex", "md")
 
@@ -73,7 +74,10 @@ def parser() -> argparse.ArgumentParser:
         description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
                     "standalone NumPy code that implements them, and checks of hand derivations.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
+    spec_help = ("a TOML spec file, or an inline spec such as \"4 -> 8 relu -> layernorm -> residual(8 tanh -> "
+                 "layernorm) -> 2 softmax ; cross_entropy\": layers joined by ->, each UNITS [ACTIVATION] [residual] "
+                 "[dropout=P] (dense), an ACTIVATION alone, layernorm or layernorm(eps=1e-5, affine=false), or "
+                 "residual(LAYER -> ...) (a residual block); after ; the loss, then ; l1=X ; l2=X")
 
     p = sub.add_parser("derive", help="print the step-by-step derivation of every gradient")
     p.add_argument("spec", help=spec_help)
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return code
     except ChainruleError as err:
-        print(f"chainrule: error: {one_line(err)}", file=sys.stderr)
+        print(f"chainrule: error: {terminal_text(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader has gone (| head): drop what is still buffered and end as SIGPIPE would

@@ -270,8 +270,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
     param_values = [v for v in derivation.batch.graph.values if v.role == "param"]
-    # a column parameter (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
-    shapes = [(v.key, v.shape[:1] if v.shape[1] == 1 else v.shape) for v in param_values]
+    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
+    shapes = [(v.key, v.shape[:1] if v.axes[1][0] == "batch" else v.shape) for v in param_values]
     printer = BatchFirstPrinter(vectors=[key for key, shape in shapes if len(shape) == 1])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]

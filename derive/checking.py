@@ -165,8 +165,8 @@ class Checker:
         self.net = derivation.network
         other = next((l for l, layer in enumerate(self.net.layers, 1) if layer.kind != "dense"), None)
         if other is not None:
-            raise ChainruleError(f"chainrule check reads networks of dense layers only, and layer {other} is a "
-                                 f"{self.net.layers[other - 1].kind} layer; check the derivation with derive.verify")
+            raise ChainruleError(f"chainrule check reads networks of dense layers only, and layer {other} has "
+                                 f"type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
         self.batch = convention != "sample"
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample

@@ -14,6 +14,7 @@ from typing import Callable
 import sympy as sp
 
 from .checking import accepted_names
+from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
@@ -25,16 +26,16 @@ FORM_TITLES = {
 }
 
 
-def describe(network) -> str:
-    """``2 -> 2 relu -> 1 ; mse`` for a network."""
+def describe(network, user=str) -> str:
+    """``2 -> 2 relu -> 1 ; mse`` for a network; ``user`` wraps each name and formula it quotes."""
     def dense(layer):
         act = layer.activation
-        name = act.name if not act.params else f"{act.name}({', '.join(f'{k}={v}' for k, v in act.params)})"
+        name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    layers = [inline(layer, dense) for layer in network.layers]
+    layers = [inline(layer, dense, user) for layer in network.layers]
     loss = network.loss
-    loss_name = f"[{loss.formula}]" if loss.formula else (
-        loss.name if not loss.params else f"{loss.name}({', '.join(f'{k}={v}' for k, v in loss.params)})")
+    loss_name = f"[{user(loss.formula)}]" if loss.formula else (
+        user(loss.name) + (f"({', '.join(f'{k}={v}' for k, v in loss.params)})" if loss.params else ""))
     tail = "".join(f" ; {k}={v}" for k, v in (("l1", network.l1), ("l2", network.l2)) if v)
     return " -> ".join([str(network.inputs)] + layers) + f" ; {loss_name}" + tail
 
@@ -50,8 +51,8 @@ def outline(derivation, latex: bool):
     ('display', lines) | ('eq', n, lhs, rhs, reason)."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
-    yield "title", f"Gradients of {net.name}"
-    yield "para", (f"Network: {describe(net)}. Every derivative below comes from SymPy applied to the "
+    yield "title", f"Gradients of {_user(net.name)}"
+    yield "para", (f"Network: {describe(net, _user)}. Every derivative below comes from SymPy applied to the "
                    "definitions; each step is checked against SymPy's element-wise derivative of the "
                    "expanded network by chainrule's verifier.")
     yield "heading", "Notation"
@@ -269,11 +270,30 @@ def _latex_text(text: str) -> str:
     return "$".join(part if i % 2 else _latex_escape(part) for i, part in enumerate(parts))
 
 
+#: The outline wraps every piece of user text (a name, a formula) in its prose between these two
+#: private-use characters; each layout escapes that piece for its format (``derive.escape``) and
+#: prints its own words, and their $...$ math, as they are.
+_USER_TEXT = re.compile("\ue000(.*?)\ue001", re.DOTALL)
+
+
+def _user(text) -> str:
+    """``text`` marked as user text (a marker inside it shows as its escape, as any hidden character)."""
+    return "\ue000" + str(text).replace("\ue000", r"\ue000").replace("\ue001", r"\ue001") + "\ue001"
+
+
+def _prose(own: Callable[[str], str], user: Callable[[str], str]) -> Callable[[str], str]:
+    """The prose function of a layout: ``own`` for the outline's words, ``user`` for user text."""
+    def prose(text: str) -> str:
+        return "".join(user(part) if i % 2 else own(part) for i, part in enumerate(_USER_TEXT.split(text)))
+    return prose
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one document lays out the outline's blocks, as ``str.format`` templates.
 
-    ``prose`` prepares every piece of prose (LaTeX escapes it, keeping its ``$...$`` math).
+    ``prose`` prepares every piece of prose: the outline's words (LaTeX escapes them, keeping their
+    ``$...$`` math) and the user text marked in them (escaped for the format, ``_prose``).
     ``table`` is the caption line, the header line (None: none), a row's line and the closing
     line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
     A display's lines each go through ``display_line``, joined by ``display_join``, into
@@ -296,7 +316,7 @@ class Layout:
 
 
 LATEX = Layout(
-    latex=True, prose=_latex_text,
+    latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section*{{{text}}}", heading=r"\subsection*{{{text}}}", subheading=r"\paragraph{{{text}}}",
     para="{text}\n",
     table=(r"\noindent\textbf{{{caption}}}" + "\n\n"
@@ -313,14 +333,14 @@ LATEX = Layout(
     tail=(r"\end{document}",), end="\n")
 
 MARKDOWN = Layout(
-    latex=True, prose=str,
+    latex=True, prose=_prose(str, markdown_text),
     title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.\n"))
 
 TEXT = Layout(
-    latex=False, prose=str,
+    latex=False, prose=_prose(str, terminal_text),
     title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",

@@ -154,9 +154,9 @@ class Network:
         return [v.key for v in expand(self).values if v.role == "param"]
 
 
-def inline(layer, dense) -> str:
+def inline(layer, dense, user=str) -> str:
     """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
-    module's docstring write those differently)."""
+    module's docstring write those differently) and ``user`` wraps an activation's name."""
     if layer.kind == "dense":
         return dense(layer)
     if layer.kind == "layernorm":
@@ -164,8 +164,8 @@ def inline(layer, dense) -> str:
         return "layernorm" + ("" if defaults else f"(eps={layer.eps:g}, affine={str(layer.affine).lower()})")
     if layer.kind == "activation":
         f = layer.activation
-        return f.name + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
-    return f"residual({' -> '.join(inline(inner, dense) for inner in layer.layers)})"
+        return user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
+    return f"residual({' -> '.join(inline(inner, dense, user) for inner in layer.layers)})"
 
 
 def _check_keys(table: dict, allowed, where: str):
@@ -301,6 +301,12 @@ def _residual(raw, width, path, where, last) -> Residual:
     return block
 
 
+def _learns(layers) -> bool:
+    """Whether any of ``layers`` has parameters (a dense layer, an affine layer norm)."""
+    return any(layer.kind == "dense" or getattr(layer, "affine", False) or _learns(getattr(layer, "layers", ()))
+               for layer in layers)
+
+
 _LAYER_PARSERS = {"dense": _dense, "layernorm": _layernorm, "activation": _activation, "residual": _residual}
 
 
@@ -331,7 +337,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
     output = last.activation if last.kind in ("dense", "activation") else None
     if loss.fused_with and (last.kind != "dense" or output.name != loss.fused_with):
         raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not "
-                             f"{output.name if last.kind == 'dense' else 'a ' + last.kind + ' layer'}; "
+                             f"{output.name if last.kind == 'dense' else 'a layer of type ' + last.kind}; "
                              f"end with a dense layer with activation = \"{loss.fused_with}\"")
     if loss.fused_with and last.residual:
         raise ChainruleError(f"the last layer feeds the fused {output.name} + {loss.name} loss and cannot be residual; "
@@ -352,11 +358,10 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
-    network = Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
-                      _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
-    if not network.param_names:
+    if not _learns(layers):
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
-    return network
+    return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
+                   _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
 
 
 def load(path) -> Network:

@@ -67,6 +67,47 @@ def init_params(seed=0, dtype=DTYPE, init=None):
     return params
 
 
+#: The key of each parameter in the state_dict of the network's PyTorch twin, torch.nn.ModuleList([...])
+#: with module i the PyTorch module of spec layer i (0-based): torch.nn.Linear for a dense layer,
+#: torch.nn.LayerNorm for a layer norm, a module without parameters (torch.nn.ReLU, ...) for an
+#: activation layer, and a nested ModuleList of its layers for a residual block.
+TORCH_KEYS = {
+    "W1": "0.weight",
+    "b1": "0.bias",
+    "W2": "1.weight",
+    "b2": "1.bias",
+    "W3": "2.weight",
+    "b3": "2.bias",
+}
+
+
+def to_torch_state_dict(params):
+    """params as the state_dict of the PyTorch twin (TORCH_KEYS): NumPy arrays, copies; load them with
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})."""
+    params, _ = _params(params)
+    return {TORCH_KEYS[name]: np.array(params[name]) for name in PARAM_SHAPES}
+
+
+def from_torch_state_dict(state, dtype=DTYPE):
+    """params (arrays of dtype) from the state_dict of the PyTorch twin (TORCH_KEYS; torch's CPU tensors
+    or arrays); ValueError naming a missing or unexpected key, or a value of the wrong shape."""
+    if not hasattr(state, "keys"):
+        raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
+    names = {key: name for name, key in TORCH_KEYS.items()}
+    extra = sorted(str(key) for key in state if key not in names)
+    if extra:
+        raise ValueError(f"state has the key {extra[0]!r}, which the network's PyTorch twin does not; "
+                         f"expected the keys {list(names)}")
+    params = {}
+    for key, name in names.items():
+        if key not in state:
+            raise ValueError(f"state has no {key!r} ({name}); expected the keys {list(names)}")
+        params[name] = _real(state[key], f"state[{key!r}]", np.dtype(dtype))
+        if params[name].shape != PARAM_SHAPES[name]:
+            raise ValueError(f"state[{key!r}] must have shape {PARAM_SHAPES[name]} ({name}), got {params[name].shape}")
+    return params
+
+
 def _params(params):
     """(params as arrays, the dtype to compute in: W1's); ValueError naming the first parameter that
     is missing, misshapen, not real numbers or not finite. Nested lists, integers and booleans are
