@@ -175,3 +175,28 @@ def test_latex_compiles(tmp_path):
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, "\n".join(re.findall(r"^!.*$", result.stdout, re.M))
+
+
+TEXTBOOK = (r"\frac{1}{\sigma_2} \odot \left(\gamma_2 \odot \frac{\partial L}{\partial a_2} - \operatorname{mean}"
+            r"\left(\gamma_2 \odot \frac{\partial L}{\partial a_2}\right) - \hat{x}_2 \odot \operatorname{mean}"
+            r"\left(\gamma_2 \odot \frac{\partial L}{\partial a_2} \odot \hat{x}_2\right)\right)")
+
+
+@pytest.mark.parametrize("convention", ["sample", "columns", "rows"])
+def test_check_accepts_the_textbook_layernorm_gradient(convention):
+    from derive.check import check
+    d = derive(SPECS[0])
+    assert check(d, r"\frac{\partial L}{\partial a_1}", TEXTBOOK, convention=convention).equal
+    # without the x̂ term it is wrong, and the checker says so
+    wrong = TEXTBOOK.split(r" - \hat{x}_2")[0] + r"\right)"
+    assert not check(d, r"\frac{\partial L}{\partial a_1}", wrong, convention=convention).equal
+
+
+def test_check_reads_layernorm_names_in_plain_text():
+    from derive.check import check
+    d = derive(SPECS[0])
+    g = "γ2 ⊙ dL/da2"
+    assert check(d, "dL/da1", f"(1/σ2) ⊙ ({g} - mean({g}) - x̂2 ⊙ mean({g} ⊙ x̂2))").equal
+    assert check(d, "dL/dgamma2", "dL/da2 ⊙ xhat2").equal
+    assert check(d, "dL/dbeta2", "dL/da2").equal
+    assert not check(d, "dL/dgamma2", "dL/da2").equal

@@ -131,6 +131,10 @@ class Checker(Binder, Comparer, Diagnoser):
             raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
         self.derivation, self.convention = derivation, convention
         self.net = derivation.network
+        other = next((l for l, layer in enumerate(self.net.layers, 1) if layer.kind not in ("dense", "layernorm")), None)
+        if other is not None:
+            raise ChainruleError(f"chainrule check reads networks of dense and layernorm layers only, and layer {other} "
+                                 f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
         self.batch = convention != "sample"
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample
