@@ -48,6 +48,16 @@ def judge(results: dict) -> list:
             speedup = theirs["median_s"] / ours["median_s"]
             add(f"chainrule faster than {peer}, {name}", "faster", f"{speedup:.2f}x as fast",
                 ok and speedup > 1.0)
+    norm = results.get("layernorm", {}).get("rows", [])
+    ours = _row(norm, "layernorm", "float32", "chainrule unchecked")
+    for peer in ("hand NumPy", "PyTorch", "jax.jit"):
+        theirs = _row(norm, "layernorm", "float32", peer)
+        what = f"chainrule faster than {peer}, layernorm float32"
+        if ours is None or theirs is None:
+            add(what, "faster", "not run" if ours is None else f"{peer} not run", None)
+            continue
+        speedup = theirs["median_s"] / ours["median_s"]
+        add(what, "faster", f"{speedup:.2f}x as fast", ours["grads_match"] and speedup > 1.0)
     staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
     deep = staged.get(100, {})
     if "generate_s" in deep:

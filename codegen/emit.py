@@ -6,6 +6,7 @@ equation number. Interface of the emitted module: see the module docstring of th
 """
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -70,8 +71,31 @@ def _free_keys(expr) -> set:
     return {s.name for s in expr.free_symbols if isinstance(s, sp.MatrixSymbol)}
 
 
+def _shared(rhs, key: str):
+    """([(temporary, expression)], rhs): each sum or element-wise product that occurs more than once
+    in ``rhs`` (layer norm's g = γ ⊙ δy, read three times) computed once into a temporary, the
+    largest first, and ``rhs`` reading the temporaries."""
+    temporaries = []
+    while True:
+        counts = Counter(e for e in sp.preorder_traversal(rhs) if isinstance(e, (sp.HadamardProduct, sp.MatAdd))
+                         and e != rhs)
+        repeated = [e for e, n in counts.items() if n > 1]
+        if not repeated:
+            return temporaries, rhs
+        largest = max(repeated, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e)))
+        temporary = sp.MatrixSymbol(f"{key}_part{len(temporaries)}", *largest.shape)
+        temporaries.append((temporary, largest))
+        rhs = rhs.xreplace({largest: temporary})
+
+
 def _lines(printer, step, rhs=None):
     rhs = step.rhs if rhs is None else rhs
+    shared, rhs = _shared(rhs, step.target.key)
+    if shared:
+        return [line for temporary, expr in shared
+                for line in _lines(printer, replace(step, target=replace(step.target, key=temporary.name,
+                                                                             symbol=temporary)), expr)] \
+            + _lines(printer, step, rhs)
     transposed = stored_transposed(step.target.symbol)
     if step.phase == "forward" and _is_affine(rhs):
         # Z = A @ W.T, then the bias added in place: one (N, units) array allocated, not two
@@ -283,6 +307,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         name=net.name,
         summary=_summary(net),
         description=net.description,
+        undefined=[n for n in dict.fromkeys([layer.activation.undefined for layer in net.layers]
+                                            + [net.loss.undefined]) if n],
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,
@@ -312,21 +338,3 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     )
     return ENV.get_template("module.py.jinja").render(**context)
 
-
-def cli_generate(args) -> int:
-    """``chainrule generate SPEC [-o FILE] [--dtype float32] [--force] [--optimizer adam --lr 0.01 ...]``."""
-    from derive import derive
-    from .files import check_output, write_atomic
-    from .options import overrides
-    output = getattr(args, "output", None)
-    if output not in (None, "-"):
-        check_output(output, HEADER, getattr(args, "force", False), inputs=[args.spec])
-    derivation = derive(args.spec)
-    tables, flags = overrides(args, derivation.network.tables)
-    text = generate(derivation, dtype=getattr(args, "dtype", "float64"), output=output if output != "-" else None,
-                    tables=tables, flags=flags)
-    if output in (None, "-"):
-        print(text, end="")
-    else:
-        write_atomic(output, text)
-    return 0

@@ -13,7 +13,6 @@ from typing import Callable
 
 import sympy as sp
 
-from .checking import accepted_names
 from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
@@ -46,9 +45,10 @@ def shape_text(shape, latex: bool) -> str:
     return f"{sp.latex(rows) if latex else rows}{times}{sp.latex(cols) if latex else cols}"
 
 
-def outline(derivation, latex: bool):
+def outline(derivation, latex: bool, accepted=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
-    ('display', lines) | ('eq', n, lhs, rhs, reason)."""
+    ('display', lines) | ('eq', n, lhs, rhs, reason). ``accepted``: the names ``chainrule check`` reads
+    (``derive.check.accepted_names``), listed in the notes when given; the checker is not imported here."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of {_user(net.name)}"
@@ -70,6 +70,9 @@ def outline(derivation, latex: bool):
     where = named_functions([f.derivative_display() for f in activations if f.elementwise], latex)
     if where:
         yield "para", f"Here {where}."
+    for note in [f.undefined for f in activations] + [net.loss.undefined]:
+        if note:
+            yield "para", note
     term, deriv = loss_definition(net.loss, latex)
     ell = r"\ell(\hat{y}, y)" if latex else "ℓ(ŷ, y)"
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"
@@ -94,8 +97,8 @@ def outline(derivation, latex: bool):
         return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
-                   "with these steps; in the per-sample convention it reads these names: "
-                   + "; ".join(accepted_names(derivation, "sample")) + ".")
+                   "with these steps" + ("; in the per-sample convention it reads these names: "
+                                         + "; ".join(accepted) if accepted is not None else "") + ".")
     yield from training_outline(net, latex)
 
 
@@ -347,10 +350,10 @@ TEXT = Layout(
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}"), end="\n")
 
 
-def render(derivation, layout: Layout) -> str:
+def render(derivation, layout: Layout, names=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``."""
     out = list(layout.head)
-    for kind, *args in outline(derivation, layout.latex):
+    for kind, *args in outline(derivation, layout.latex, names):
         if kind == "table":
             (caption, *header), rows = args
             caption_line, header_line, row_line, close = layout.table
@@ -372,13 +375,13 @@ def render(derivation, layout: Layout) -> str:
     return "\n".join(out) + layout.end
 
 
-def latex_document(derivation) -> str:
-    return render(derivation, LATEX)
+def latex_document(derivation, names=None) -> str:
+    return render(derivation, LATEX, names)
 
 
-def markdown_document(derivation) -> str:
-    return render(derivation, MARKDOWN)
+def markdown_document(derivation, names=None) -> str:
+    return render(derivation, MARKDOWN, names)
 
 
-def text_document(derivation) -> str:
-    return render(derivation, TEXT)
+def text_document(derivation, names=None) -> str:
+    return render(derivation, TEXT, names)

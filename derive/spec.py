@@ -13,7 +13,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from . import limits
 from .errors import ChainruleError, did_you_mean, shown
+from .limits import read_text
 from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
 from .ops.activations import CATALOGUE, Activation, make_activation
@@ -181,6 +183,12 @@ def _positive_int(value, what: str) -> int:
     return value
 
 
+def _at_most(value: int, limit: int, message: str):
+    """The size limits (derive.limits), checked before any work that grows with the size."""
+    if value > limit:
+        raise ChainruleError(message.format(value, limit) + "; make the network smaller")
+
+
 def _penalty(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PARAM:
         raise ChainruleError(f"{what} must be a number in [0, {MAX_PARAM}], not {shown(value)}")
@@ -215,6 +223,20 @@ def _inputs(value) -> Inputs:
 
 def _label(path) -> str:
     return ".".join(map(str, path))
+
+
+def _parameters(layers, width: int) -> int:
+    """How many numbers ``layers`` learn from an input of ``width``: weights and biases, layer norm's γ and β."""
+    count = 0
+    for layer in layers:
+        if layer.kind == "dense":
+            count += (width + 1) * layer.units
+        elif layer.kind == "layernorm":
+            count += 2 * width if layer.affine else 0
+        elif layer.kind == "residual":
+            count += _parameters(layer.layers, width)
+        width = layer.units
+    return count
 
 
 def _layer_type(raw, where: str) -> str:
@@ -331,7 +353,12 @@ def from_dict(spec: dict, source: str = "") -> Network:
         raise ChainruleError(f"layer 1 ({kind}) takes vectors; {INPUT_FORMS[tuple(k for k, _ in given.sizes)][1]}, "
                              f"which chainrule does not support yet")
     inputs = given.sizes[0][1]
+    _at_most(len(raw_layers), limits.LAYERS, "[network] has {} layers; the limit is {} (LAYERS)")
+    _at_most(inputs, limits.INPUTS, "[network] inputs is {}; the limit is {} (INPUTS)")
     layers = _layers(raw_layers, inputs, (), last=True)
+    _at_most(max(layer.units for layer in layers), limits.UNITS, "a layer has {} units; the limit is {} (UNITS)")
+    _at_most(_parameters(layers, inputs), limits.PARAMETERS,
+             "the network has {} weights and biases; the limit is {} (PARAMETERS)")
     loss = make_loss(_entry(net.get("loss"), "loss"))
     last = layers[-1]
     output = last.activation if last.kind in ("dense", "activation") else None
@@ -367,13 +394,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
 def load(path) -> Network:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ChainruleError(f"no spec file '{path}'; give a .toml file or an inline spec like "
-                             f"\"2 -> 2 relu -> 1 ; mse\"") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ChainruleError(f"cannot read spec '{path}': {err}") from None
+    text = read_text(path, "spec file", "; give a .toml file or an inline spec like \"2 -> 2 relu -> 1 ; mse\"")
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

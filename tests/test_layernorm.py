@@ -151,7 +151,7 @@ def test_notes_show_the_forward_steps_and_the_compact_backward_form():
     assert "σ2 = sqrt(mean((a1 - μ2)**2) + 1e-05)" in text
     assert "x̂2 = 1/σ2 ⊙ (a1 - μ2)" in text
     assert "a2 = γ2 ⊙ x̂2 + β2" in text
-    assert "dL/da1 = 1/σ2 ⊙ (γ2 ⊙ dL/da2 - mean(γ2 ⊙ dL/da2) - (x̂2 ⊙ mean(γ2 ⊙ dL/da2 ⊙ x̂2)))" in text
+    assert "dL/da1 = 1/σ2 ⊙ (γ2 ⊙ dL/da2 - mean(γ2 ⊙ dL/da2) - (x̂2 ⊙ mean((γ2 ⊙ dL/da2) ⊙ x̂2)))" in text
     assert "dL/dγ2 = dL/da2 ⊙ x̂2" in text and "dL/dβ2 = dL/da2" in text
     batch = {s.target.key: s for s in d.steps}
     assert batch["mu2"].shape == (1, d.steps[0].shape[1])  # one mean per sample: a row of N
@@ -164,6 +164,8 @@ def test_emitted_lines_cite_their_equations():
     for key in ("mu2", "sigma2", "Xhat2", "A2", "dL_dgamma2", "dL_dbeta2", "dL_dA1"):
         assert re.search(rf"^    {key} [*+]?= .*# \(eq\. {steps[key]}\)$", source, re.M), key
     assert "mean(axis=1, keepdims=True)" in source
+    # g = γ ⊙ dL/dy, read three times by the compact form, is computed once
+    assert source.count("gamma2 * dL_dA2") == 1 and re.search(r"^    dL_dA1_part0 = gamma2 \* dL_dA2  #", source, re.M)
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is installed by .ci/run")
@@ -173,3 +175,28 @@ def test_latex_compiles(tmp_path):
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, "\n".join(re.findall(r"^!.*$", result.stdout, re.M))
+
+
+TEXTBOOK = (r"\frac{1}{\sigma_2} \odot \left(\gamma_2 \odot \frac{\partial L}{\partial a_2} - \operatorname{mean}"
+            r"\left(\gamma_2 \odot \frac{\partial L}{\partial a_2}\right) - \hat{x}_2 \odot \operatorname{mean}"
+            r"\left(\gamma_2 \odot \frac{\partial L}{\partial a_2} \odot \hat{x}_2\right)\right)")
+
+
+@pytest.mark.parametrize("convention", ["sample", "columns", "rows"])
+def test_check_accepts_the_textbook_layernorm_gradient(convention):
+    from derive.check import check
+    d = derive(SPECS[0])
+    assert check(d, r"\frac{\partial L}{\partial a_1}", TEXTBOOK, convention=convention).equal
+    # without the x̂ term it is wrong, and the checker says so
+    wrong = TEXTBOOK.split(r" - \hat{x}_2")[0] + r"\right)"
+    assert not check(d, r"\frac{\partial L}{\partial a_1}", wrong, convention=convention).equal
+
+
+def test_check_reads_layernorm_names_in_plain_text():
+    from derive.check import check
+    d = derive(SPECS[0])
+    g = "γ2 ⊙ dL/da2"
+    assert check(d, "dL/da1", f"(1/σ2) ⊙ ({g} - mean({g}) - x̂2 ⊙ mean({g} ⊙ x̂2))").equal
+    assert check(d, "dL/dgamma2", "dL/da2 ⊙ xhat2").equal
+    assert check(d, "dL/dbeta2", "dL/da2").equal
+    assert not check(d, "dL/dgamma2", "dL/da2").equal

@@ -113,6 +113,7 @@ def test_notes_describe_the_new_layers():
 
 
 def test_checker_refuses_other_layers_in_one_line():
-    from derive.checking import Checker
-    with pytest.raises(derive.ChainruleError, match='reads networks of dense layers only, and layer 2 has type = "activation"'):
+    from derive.check.checker import Checker
+    with pytest.raises(derive.ChainruleError,
+                       match='reads networks of dense and layernorm layers only, and layer 2 has type = "activation"'):
         Checker(derive.derive("3 -> 3 relu -> tanh -> 2 ; mse"))

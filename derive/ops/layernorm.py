@@ -158,9 +158,10 @@ class LayerNorm(Op):
         x, sigma = node.inputs[0], node.inputs[2]
         xhat = ins[1] if affine else out
         shape = xhat.shape
-        grad = hadamard(broadcast(ins[3], shape), g) if affine else g
+        # g = γ ⊙ dL/dy, kept one product (not flattened into g ⊙ x̂) so the code computes it once
+        grad = sp.HadamardProduct(broadcast(ins[3], shape), g) if affine else g
         spread = sp.MatAdd(grad, scaled(-1, broadcast(FeatureMean(grad), shape)),
-                           scaled(-1, hadamard(xhat, broadcast(FeatureMean(hadamard(grad, xhat)), shape))))
+                           scaled(-1, hadamard(xhat, broadcast(FeatureMean(sp.HadamardProduct(grad, xhat)), shape))))
         y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
         g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
         shares = {0: Grad(hadamard(broadcast(reciprocal(ins[2]), shape), spread),

@@ -49,10 +49,12 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from .checking import BATCH, Checker, _factor_message, numeric_value
-from .errors import ChainruleError
-from .escape import terminal_text
-from .nodes import Pointwise
+from ..errors import ChainruleError
+from ..escape import terminal_text
+from ..nodes import Pointwise
+from .checker import Checker
+from .compare import BATCH, numeric_value
+from .diagnose import factor_message
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -578,7 +580,7 @@ def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
         for without, expected in wants:
             k = _factor(gots, expected)
             if k is not None:
-                found.append(([m for m in (view, without) if m] + ([_factor_message(k, network)] if k != 1 else []),
+                found.append(([m for m in (view, without) if m] + ([factor_message(k, network)] if k != 1 else []),
                               k != 1))
     # the fewest mistakes, a step left out before a factor (a dropout mask of 2s is also a factor of 2)
     found = [labels for labels, _ in sorted(found, key=lambda f: (len(f[0]), f[1]))]
@@ -693,11 +695,3 @@ def _difference(got, want) -> str:
 def _flat(array) -> str:
     return np.array2string(np.asarray(array), precision=4, max_line_width=10**6).replace("\n", "")
 
-
-def cli_check_code(args) -> int:
-    from .chain import derive
-    chosen = limits(**{name: getattr(args, name, None) for name in _RANGES})
-    derivation = derive(args.spec)
-    lines, code = check_code(derivation, args.target, chosen)
-    print("\n".join(lines))
-    return code
