@@ -112,6 +112,13 @@ def test_notes_describe_the_new_layers():
     assert "Network: 3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse." in d.text()
 
 
+def test_derive_command_prints_notes_the_checker_cannot_read(capsys):
+    from codegen.cli import main
+    assert main(["derive", "3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse"]) == 0
+    out = capsys.readouterr().out
+    assert "residual(3 tanh -> 3)" in out and "Checking your own derivation" not in out
+
+
 def test_checker_refuses_other_layers_in_one_line():
     from derive.check.checker import Checker
     with pytest.raises(derive.ChainruleError,
