@@ -442,16 +442,16 @@ def parse_inline(text: str) -> Network:
     """
     parts = [p.strip() for p in text.split(";")]
     if len(parts) < 2 or not parts[1]:
-        raise ChainruleError(f"inline spec '{text}' has no loss after ';'; {INLINE_USAGE}")
+        raise ChainruleError(f"inline spec {shown(text)} has no loss after ';'; {INLINE_USAGE}")
     chain = _split(parts[0], "->")
     if len(chain) < 2:
-        raise ChainruleError(f"inline spec '{text}' has no layers; {INLINE_USAGE}")
+        raise ChainruleError(f"inline spec {shown(text)} has no layers; {INLINE_USAGE}")
     inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
     network = {"inputs": inputs, "layers": _inline_layers(chain[1:], ()), "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")
         if key.strip() not in ("l1", "l2") or not value:
-            raise ChainruleError(f"inline option '{extra}' is not l1=NUMBER or l2=NUMBER")
+            raise ChainruleError(f"inline option {shown(extra)} is not l1=NUMBER or l2=NUMBER")
         network[key.strip()] = _inline_number(value, key.strip())
     return from_dict({"name": "network", "network": network}, source=text)
 
@@ -481,7 +481,7 @@ def _inline_layer(token: str, path: tuple) -> dict:
         return {"type": "activation", "activation": _inline_entry(token, where)}
     match = _INLINE_LAYER.match(token)
     if not match:
-        raise ChainruleError(f"inline {where} '{token}' is not 'UNITS [activation] [residual]', an activation, "
+        raise ChainruleError(f"inline {where} {shown(token)} is not 'UNITS [activation] [residual]', an activation, "
                              f"layernorm or residual(...); {INLINE_USAGE}")
     layer = {"units": _inline_int(match["units"], f"{where} units", INLINE_USAGE)}
     if match["act"]:
@@ -495,7 +495,7 @@ def _inline_layer(token: str, path: tuple) -> dict:
 
 def _inline_int(token: str, what: str, usage: str) -> int:
     if not re.fullmatch(r"[+-]?\d+", token):
-        raise ChainruleError(f"{what} '{token}' is not a whole number; {usage}")
+        raise ChainruleError(f"{what} {shown(token)} is not a whole number; {usage}")
     return int(token)
 
 
@@ -503,7 +503,7 @@ def _inline_number(token: str, what: str) -> float:
     try:
         return float(token)
     except ValueError:
-        raise ChainruleError(f"{what} value '{token.strip()}' is not a number") from None
+        raise ChainruleError(f"{what} value {shown(token.strip())} is not a number") from None
 
 
 def _inline_args(args, where: str) -> dict:
@@ -512,7 +512,7 @@ def _inline_args(args, where: str) -> dict:
     for arg in filter(None, (a.strip() for a in (args or "").split(","))):
         key, eq, value = arg.partition("=")
         if not eq:
-            raise ChainruleError(f"{where} argument '{arg}' is not key=value")
+            raise ChainruleError(f"{where} argument {shown(arg)} is not key=value")
         out[key.strip()] = value.strip()
     return out
 
@@ -523,7 +523,7 @@ def _inline_entry(token: str, where: str):
         return {"formula": token[1:-1]}
     match = _CALL.match(token)
     if not match:
-        raise ChainruleError(f"{where} '{token}' is not NAME, NAME(key=value) or [formula]")
+        raise ChainruleError(f"{where} {shown(token)} is not NAME, NAME(key=value) or [formula]")
     entry = {"type": match["name"]}
     for key, value in _inline_args(match["args"], where).items():
         entry[key] = _inline_number(value, f"{where} {key}")
