@@ -307,7 +307,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         name=net.name,
         summary=_summary(net),
         description=net.description,
-        undefined=[n for n in dict.fromkeys([layer.activation.undefined for layer in net.layers]
+        undefined=[n for n in dict.fromkeys([f.undefined for f in net.activations]
                                             + [net.loss.undefined]) if n],
         source=source,
         command=_command(source, output, dtype, flags),
