@@ -18,7 +18,7 @@ from .errors import ChainruleError, did_you_mean, shown
 from .limits import read_text
 from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
-from .ops.activations import Activation, make_activation
+from .ops.activations import CATALOGUE, Activation, make_activation
 from .ops.losses import Loss, make_loss
 
 TOP_KEYS = ("name", "description", "network", "optimizer", "schedule", "training")
@@ -473,6 +473,11 @@ def _inline_layer(token: str, path: tuple) -> dict:
                 _inline_number(value, f"{where} {key}")
         return layer
     if not token[:1].isdigit() and token[:1] not in "+-":
+        if call and call["name"] == "residual":
+            raise ChainruleError(f"inline {where} 'residual' needs its layers, like residual(4 relu -> 4)")
+        if call and call["name"] not in CATALOGUE and did_you_mean(call["name"], ("layernorm", "residual")):
+            raise ChainruleError(f"inline {where} {shown(call['name'])} is not an activation or a layer kind"
+                                 f"{did_you_mean(call['name'], ('layernorm', 'residual'))}")
         return {"type": "activation", "activation": _inline_entry(token, where)}
     match = _INLINE_LAYER.match(token)
     if not match:

@@ -91,8 +91,10 @@ def test_layer_mistakes_are_one_line(tmp_path, layers, message):
 @pytest.mark.parametrize("spec, message", [
     ("3 -> layernorm(eps=x) -> 2 ; mse", "layer 1 eps value 'x' is not a number"),
     ("3 -> layernorm(affine) -> 2 ; mse", "layer 1 argument 'affine' is not key=value"),
-    ("3 -> residual(2) -> 2 ; mse", r"layer 1 \(residual block\) maps 3 to 2"),
+    ("3 -> residual(2) -> 2 ; mse", "layer 1 (residual block) maps 3 to 2"),
     ("3 -> residual(3 relu -> 3 tahn) -> 2 ; mse", "did you mean 'tanh'"),
+    ("3 -> layrnorm -> 2 ; mse", "layer 1 'layrnorm' is not an activation or a layer kind (did you mean 'layernorm'?)"),
+    ("3 -> residual -> 2 ; mse", "layer 1 'residual' needs its layers, like residual"),
     ("3 -> 4 relu -> layernorm -> 2 softmax ; cross_entropy", None),
     ("3 -> 4 -> relu -> 2 ; cross_entropy", "loss cross_entropy needs a softmax output layer"),
     ("3 -> 4 -> softmax ; cross_entropy", "loss cross_entropy needs a softmax output layer, not a layer of type activation"),
@@ -101,13 +103,20 @@ def test_inline_grammar(spec, message):
     if message is None:
         assert [layer.kind for layer in build(spec).layers] == ["dense", "layernorm", "dense"]
         return
-    with pytest.raises(derive.ChainruleError, match=message):
+    with pytest.raises(derive.ChainruleError, match=re.escape(message)):
         build(spec)
 
 
 def test_notes_describe_the_new_layers():
     d = derive.derive("3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse")
     assert "Network: 3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse." in d.text()
+
+
+def test_derive_command_prints_notes_the_checker_cannot_read(capsys):
+    from codegen.cli import main
+    assert main(["derive", "3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse"]) == 0
+    out = capsys.readouterr().out
+    assert "residual(3 tanh -> 3)" in out and "Checking your own derivation" not in out
 
 
 def test_checker_refuses_other_layers_in_one_line():
