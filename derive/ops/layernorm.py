@@ -15,7 +15,8 @@ all three paths through μ, σ and x̂, in the compact textbook form::
     g = γ ⊙ dL/dy,   dL/dx = (1/σ) ⊙ (g - mean(g) - x̂ ⊙ mean(g ⊙ x̂))   (means over the features)
     dL/dγ = Σ_batch dL/dy ⊙ x̂,   dL/dβ = Σ_batch dL/dy
 
-so x̂, σ and μ pass on no share of their own. ``tests/test_ops.py`` proves every rule here against
+so x̂, σ and μ pass on no share of their own. The Step writes g out where it is read; the emitted
+code computes it once (``codegen.emit`` computes a repeated product once). ``tests/test_ops.py`` proves every rule here against
 ``sympy.diff`` of the definitions on the ``examples``.
 """
 import sympy as sp
