@@ -15,6 +15,7 @@ import math
 import sys
 import time
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,11 @@ def read_data(source, targets=None, target_columns=(), module=None, need_targets
         kind, outputs, inputs = module.TARGET_KIND, module.OUTPUTS, module.INPUTS
         if need_targets or target_columns or len(names) != inputs:
             columns = _columns(path, names, target_columns, kind, outputs)
+            if len(names) - len(columns) != inputs:
+                chosen = ", ".join(names[c] for c in columns)
+                raise ChainruleError(f"{shown(str(path))} has {len(names)} columns: {len(columns)} of targets ({chosen}) "
+                                     f"leave {len(names) - len(columns)} features, but the network takes {inputs} inputs; "
+                                     f"name the target columns with --target, or fit the spec to the data")
             data["T"] = values[:, columns[0]] if len(columns) == 1 else values[:, columns]
             data["X"] = np.delete(values, columns, axis=1)
         else:
@@ -195,7 +201,7 @@ def read_data(source, targets=None, target_columns=(), module=None, need_targets
                 data["T"] = _array({"T": np.load(target_path, allow_pickle=False)}, "T", target_path)
     except ChainruleError:
         raise
-    except (ValueError, OSError, EOFError) as err:  # not an .npy/.npz, truncated, or object arrays
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # not .npy/.npz, truncated, objects
         raise ChainruleError(f"cannot read {shown(str(path))} as {suffix}: {err}; save arrays of numbers "
                              f"with np.save or np.savez") from None
     if need_targets and data["T"] is None:
@@ -516,7 +522,7 @@ def cli_predict(args) -> int:
         raise ChainruleError(f"--weights {shown(args.weights)} is not a .npz file; give the file chainrule train --out wrote")
     try:
         params = module.load(weights)
-    except (ValueError, OSError, EOFError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ChainruleError(f"--weights {shown(args.weights)} cannot be loaded for this network: {err}") from None
     data = read_data(args.data, args.targets, args.target or (), module, need_targets=False)
     where = shown(args.data)
