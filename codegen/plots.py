@@ -110,10 +110,13 @@ def figures(runs) -> dict:
                 ax.plot(_epochs(history), history["val_accuracy"], color=colour, linestyle="--", marker=".")
         _legend(fig, _run_entries([r for r in runs if _has(r[1], "accuracy")], validation))
         out["accuracy"] = fig
-    fig, ax = _axes("Learning rate of each epoch", "learning rate (log scale)", log=True)
+    rates = [v for _, h in runs for v in h["lr"]]
+    log = min(rates) > 0  # a schedule that reaches 0 is drawn on a linear scale, where 0 shows
+    fig, ax = _axes("Learning rate of each epoch", "learning rate" + (" (log scale)" if log else ""), log=log)
     for (label, history), colour, style in zip(runs, RUN_COLOURS, RUN_STYLES):
         ax.plot(_epochs(history), history["lr"], color=colour, linestyle=style, marker=".")
-    _log_ticks(ax, [v for _, h in runs for v in h["lr"]])
+    if log:
+        _log_ticks(ax, rates)
     _legend(fig, [(label, colour, style) for (label, _), colour, style in zip(runs, RUN_COLOURS, RUN_STYLES)])
     out["learning_rate"] = fig
     out["gradient_norms"] = _gradient_norms(runs)
@@ -128,11 +131,14 @@ def _gradient_norms(runs):
     layers = max(len(h["grad_norms"][0]) for _, h in runs)
     cmap = plt.get_cmap("viridis")
     colours = [cmap(0.85 * l / max(layers - 1, 1)) for l in range(layers)]
+    norms = [v for _, h in runs for epoch in h["grad_norms"] for v in epoch]
+    # a gradient of exactly 0 (a dead layer) has no place on a log scale: it is drawn a decade below the smallest other
+    floor = min([v for v in norms if v > 0] or [1.0]) / 10
     for (label, history), style in zip(runs, RUN_STYLES):
         for l in range(len(history["grad_norms"][0])):
-            values = [max(epoch[l], 1e-300) for epoch in history["grad_norms"]]  # a zero gradient still shows, at the bottom
+            values = [max(epoch[l], floor) for epoch in history["grad_norms"]]
             ax.plot(_epochs(history), values, color=colours[l], linestyle=style, marker=".")
-    _log_ticks(ax, [v for _, h in runs for epoch in h["grad_norms"] for v in epoch])
+    _log_ticks(ax, [max(v, floor) for v in norms])
     entries = [(f"layer {l + 1}" + (" (input side)" if l == 0 and layers > 1 else " (output)" if l == layers - 1 else ""),
                 colours[l], "-") for l in range(layers)]
     if len(runs) > 1:
