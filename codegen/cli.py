@@ -1,6 +1,8 @@
 """The ``chainrule`` command: a thin layer over ``derive`` and ``codegen``.
 
-SymPy is imported only inside the commands that need it, so ``chainrule --help`` is quick.
+Every command's handler is here, the only place that knows argv, stdout and exit codes; the
+library below only computes. SymPy is imported only inside the commands that need it, so
+``chainrule --help`` is quick.
 Bad input, argparse's complaints included, ends in one line on stderr (control characters escaped)
 and exit code 2; no traceback, no half-written file. A closed pipe (``| head``) ends quietly with 141,
 the status of a process killed by SIGPIPE, as other Unix tools end.
@@ -10,7 +12,8 @@ import os
 import re
 import sys
 
-from derive.errors import ChainruleError, one_line
+from derive.errors import ChainruleError
+from derive.escape import terminal_text
 
 FORMATS = ("text", "tex", "md")
 
@@ -27,13 +30,14 @@ class _Parser(argparse.ArgumentParser):
 
 def _derive(args) -> int:
     from derive import derive
+    from derive.check import accepted_names
     from codegen.files import NOTE_HEADERS, check_output
     header = NOTE_HEADERS[args.format]
     if args.output not in (None, "-"):
         check_output(args.output, header, args.force, inputs=[args.spec])
     derivation = derive(args.spec)
-    text = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]()
-    _emit(text, args.output, header)
+    print_notes = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]
+    _emit(print_notes(accepted_names(derivation)), args.output, header)
     return 0
 
 
@@ -44,18 +48,65 @@ def _list(args) -> int:
 
 
 def _generate(args) -> int:
-    from codegen.emit import cli_generate
-    return cli_generate(args)
+    """``chainrule generate SPEC [-o FILE] [--dtype float32] [--force] [--optimizer adam --lr 0.01 ...]``."""
+    from derive import derive
+    from codegen.emit import HEADER, generate
+    from codegen.files import check_output, write_atomic
+    from codegen.options import overrides
+    output = args.output
+    if output not in (None, "-"):
+        check_output(output, HEADER, args.force, inputs=[args.spec])
+    derivation = derive(args.spec)
+    tables, flags = overrides(args, derivation.network.tables)
+    text = generate(derivation, dtype=args.dtype, output=output if output != "-" else None,
+                    tables=tables, flags=flags)
+    if output in (None, "-"):
+        print(text, end="")
+    else:
+        write_atomic(output, text)
+    return 0
 
 
 def _check(args) -> int:
-    from derive.checking import cli_check
-    return cli_check(args)
+    """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
+    from derive import derive
+    from derive.check import Checker, read_equations
+    checker = Checker(derive(args.spec), args.convention)
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ChainruleError(f"cannot read '{args.file}': {err}") from None
+        equations = read_equations(text)
+        if not equations:
+            raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
+        worst = 0
+        for number, lhs, rhs in equations:
+            try:
+                result = checker.check(lhs, rhs)
+            except ChainruleError as err:
+                print(f"line {number}: not understood: {err}")
+                worst = 2
+                continue
+            print(f"line {number}: " + result.report(), end="")
+            worst = max(worst, 0 if result.equal else 1)
+        return worst
+    if not args.wrt or args.grad is None:
+        raise ChainruleError("give --wrt QUANTITY and --grad EXPRESSION, or --file FILE")
+    result = checker.check(args.wrt, args.grad)
+    print(result.report(), end="")
+    return 0 if result.equal else 1
 
 
 def _check_code(args) -> int:
-    from derive.checking import cli_check_code
-    return cli_check_code(args)
+    """``chainrule check-code``: 0 when every gradient is right, 1 when one differs or the code fails."""
+    from derive import derive
+    from derive.check.code import check_code, limits
+    chosen = limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output)
+    lines, code = check_code(derive(args.spec), args.target, chosen)
+    print("\n".join(lines))
+    return code
 
 
 def _train(args) -> int:
@@ -103,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
     p.add_argument("spec", help=spec_help)
-    from derive.check_options import add_check_arguments
+    from derive.check.options import add_check_arguments
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
@@ -141,7 +192,7 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return code
     except ChainruleError as err:
-        print(f"chainrule: error: {one_line(err)}", file=sys.stderr)
+        print(f"chainrule: error: {terminal_text(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # the reader has gone (| head): drop what is still buffered and end as SIGPIPE would

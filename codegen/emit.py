@@ -300,21 +300,3 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     )
     return ENV.get_template("module.py.jinja").render(**context)
 
-
-def cli_generate(args) -> int:
-    """``chainrule generate SPEC [-o FILE] [--dtype float32] [--force] [--optimizer adam --lr 0.01 ...]``."""
-    from derive import derive
-    from .files import check_output, write_atomic
-    from .options import overrides
-    output = getattr(args, "output", None)
-    if output not in (None, "-"):
-        check_output(output, HEADER, getattr(args, "force", False), inputs=[args.spec])
-    derivation = derive(args.spec)
-    tables, flags = overrides(args, derivation.network.tables)
-    text = generate(derivation, dtype=getattr(args, "dtype", "float64"), output=output if output != "-" else None,
-                    tables=tables, flags=flags)
-    if output in (None, "-"):
-        print(text, end="")
-    else:
-        write_atomic(output, text)
-    return 0

@@ -26,6 +26,7 @@ def spec_paths(root=ROOT) -> list:
 def render(root=ROOT) -> dict:
     """{relative path: text} of every gallery file, freshly generated."""
     from derive.chain import Derivation
+    from derive.check import accepted_names
     from derive.spec import from_dict
 
     from .emit import generate
@@ -36,8 +37,9 @@ def render(root=ROOT) -> dict:
         derivation = Derivation(from_dict(table, source=spec.as_posix()))
         module = GALLERY / f"{spec.stem}.py"
         files[module.as_posix()] = generate(derivation, output=module.as_posix())
-        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex()
-        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown()
+        names = accepted_names(derivation)
+        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex(names)
+        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown(names)
     return files
 
 

@@ -1,6 +1,6 @@
 """chainrule's derivation engine: specs in, chain-rule Steps out, printed as LaTeX, Markdown or text.
 
-Names are imported on first use (PEP 562), so ``import derive.check_options`` for the command
+Names are imported on first use (PEP 562), so ``import derive.check.options`` for the command
 line's ``--help`` does not pay for SymPy.
 """
 import importlib
@@ -8,7 +8,7 @@ import importlib
 _EXPORTS = {
     "ChainruleError": "errors", "Derivation": "chain", "Step": "chain", "derive": "chain",
     "Layer": "spec", "Network": "spec", "build": "spec", "from_dict": "spec", "load": "spec",
-    "parse_inline": "spec", "check": "checking",
+    "parse_inline": "spec", "check": "check",
 }
 __all__ = sorted(_EXPORTS)
 

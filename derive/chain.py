@@ -19,6 +19,8 @@ class Derivation:
     ``steps`` is the batch form, the one the generated code implements; ``sample_steps`` the
     textbook per-sample form. ``gradients['W1']`` is the per-sample right-hand side of dL/dW1.
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
+    ``latex``, ``markdown`` and ``text`` print the notes; ``names``, the names the checker reads
+    (``derive.check.accepted_names(derivation)``), are listed in them when given.
     """
 
     def __init__(self, network):
@@ -45,17 +47,17 @@ class Derivation:
     def all_steps(self) -> list:
         return self.sample_steps + self.steps
 
-    def latex(self) -> str:
+    def latex(self, names=None) -> str:
         from .documents import latex_document
-        return latex_document(self)
+        return latex_document(self, names)
 
-    def markdown(self) -> str:
+    def markdown(self, names=None) -> str:
         from .documents import markdown_document
-        return markdown_document(self)
+        return markdown_document(self, names)
 
-    def text(self) -> str:
+    def text(self, names=None) -> str:
         from .documents import text_document
-        return text_document(self)
+        return text_document(self, names)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

@@ -13,7 +13,7 @@ from typing import Callable
 
 import sympy as sp
 
-from .checking import accepted_names
+from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
@@ -24,16 +24,16 @@ FORM_TITLES = {
 }
 
 
-def describe(network) -> str:
-    """``2 -> 2 relu -> 1 ; mse`` for a network."""
+def describe(network, user=str) -> str:
+    """``2 -> 2 relu -> 1 ; mse`` for a network; ``user`` wraps each name and formula it quotes."""
     layers = []
     for layer in network.layers:
         act = layer.activation
-        name = act.name if not act.params else f"{act.name}({', '.join(f'{k}={v}' for k, v in act.params)})"
+        name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         layers.append(f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else ""))
     loss = network.loss
-    loss_name = f"[{loss.formula}]" if loss.formula else (
-        loss.name if not loss.params else f"{loss.name}({', '.join(f'{k}={v}' for k, v in loss.params)})")
+    loss_name = f"[{user(loss.formula)}]" if loss.formula else (
+        user(loss.name) + (f"({', '.join(f'{k}={v}' for k, v in loss.params)})" if loss.params else ""))
     tail = "".join(f" ; {k}={v}" for k, v in (("l1", network.l1), ("l2", network.l2)) if v)
     return " -> ".join([str(network.inputs)] + layers) + f" ; {loss_name}" + tail
 
@@ -44,13 +44,14 @@ def shape_text(shape, latex: bool) -> str:
     return f"{sp.latex(rows) if latex else rows}{times}{sp.latex(cols) if latex else cols}"
 
 
-def outline(derivation, latex: bool):
+def outline(derivation, latex: bool, accepted=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
-    ('display', lines) | ('eq', n, lhs, rhs, reason)."""
+    ('display', lines) | ('eq', n, lhs, rhs, reason). ``accepted``: the names ``chainrule check`` reads
+    (``derive.check.accepted_names``), listed in the notes when given; the checker is not imported here."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
-    yield "title", f"Gradients of {net.name}"
-    yield "para", (f"Network: {describe(net)}. Every derivative below comes from SymPy applied to the "
+    yield "title", f"Gradients of {_user(net.name)}"
+    yield "para", (f"Network: {describe(net, _user)}. Every derivative below comes from SymPy applied to the "
                    "definitions; each step is checked against SymPy's element-wise derivative of the "
                    "expanded network by chainrule's verifier.")
     yield "heading", "Notation"
@@ -89,8 +90,8 @@ def outline(derivation, latex: bool):
             yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
-                   "with these steps; in the per-sample convention it reads these names: "
-                   + "; ".join(accepted_names(derivation, "sample")) + ".")
+                   "with these steps" + ("; in the per-sample convention it reads these names: "
+                                         + "; ".join(accepted) if accepted is not None else "") + ".")
     yield from training_outline(net, latex)
 
 
@@ -265,11 +266,30 @@ def _latex_text(text: str) -> str:
     return "$".join(part if i % 2 else _latex_escape(part) for i, part in enumerate(parts))
 
 
+#: The outline wraps every piece of user text (a name, a formula) in its prose between these two
+#: private-use characters; each layout escapes that piece for its format (``derive.escape``) and
+#: prints its own words, and their $...$ math, as they are.
+_USER_TEXT = re.compile("\ue000(.*?)\ue001", re.DOTALL)
+
+
+def _user(text) -> str:
+    """``text`` marked as user text (a marker inside it shows as its escape, as any hidden character)."""
+    return "\ue000" + str(text).replace("\ue000", r"\ue000").replace("\ue001", r"\ue001") + "\ue001"
+
+
+def _prose(own: Callable[[str], str], user: Callable[[str], str]) -> Callable[[str], str]:
+    """The prose function of a layout: ``own`` for the outline's words, ``user`` for user text."""
+    def prose(text: str) -> str:
+        return "".join(user(part) if i % 2 else own(part) for i, part in enumerate(_USER_TEXT.split(text)))
+    return prose
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one document lays out the outline's blocks, as ``str.format`` templates.
 
-    ``prose`` prepares every piece of prose (LaTeX escapes it, keeping its ``$...$`` math).
+    ``prose`` prepares every piece of prose: the outline's words (LaTeX escapes them, keeping their
+    ``$...$`` math) and the user text marked in them (escaped for the format, ``_prose``).
     ``table`` is the caption line, the header line (None: none), a row's line and the closing
     line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
     A display's lines each go through ``display_line``, joined by ``display_join``, into
@@ -292,7 +312,7 @@ class Layout:
 
 
 LATEX = Layout(
-    latex=True, prose=_latex_text,
+    latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section*{{{text}}}", heading=r"\subsection*{{{text}}}", subheading=r"\paragraph{{{text}}}",
     para="{text}\n",
     table=(r"\noindent\textbf{{{caption}}}" + "\n\n"
@@ -306,24 +326,24 @@ LATEX = Layout(
     tail=(r"\end{document}",), end="\n")
 
 MARKDOWN = Layout(
-    latex=True, prose=str,
+    latex=True, prose=_prose(str, markdown_text),
     title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.\n"))
 
 TEXT = Layout(
-    latex=False, prose=str,
+    latex=False, prose=_prose(str, terminal_text),
     title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}"), end="\n")
 
 
-def render(derivation, layout: Layout) -> str:
+def render(derivation, layout: Layout, names=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``."""
     out = list(layout.head)
-    for kind, *args in outline(derivation, layout.latex):
+    for kind, *args in outline(derivation, layout.latex, names):
         if kind == "table":
             (caption, *header), rows = args
             caption_line, header_line, row_line, close = layout.table
@@ -345,13 +365,13 @@ def render(derivation, layout: Layout) -> str:
     return "\n".join(out) + layout.end
 
 
-def latex_document(derivation) -> str:
-    return render(derivation, LATEX)
+def latex_document(derivation, names=None) -> str:
+    return render(derivation, LATEX, names)
 
 
-def markdown_document(derivation) -> str:
-    return render(derivation, MARKDOWN)
+def markdown_document(derivation, names=None) -> str:
+    return render(derivation, MARKDOWN, names)
 
 
-def text_document(derivation) -> str:
-    return render(derivation, TEXT)
+def text_document(derivation, names=None) -> str:
+    return render(derivation, TEXT, names)

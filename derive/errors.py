@@ -3,6 +3,8 @@ import difflib
 import math
 import reprlib
 
+from .escape import terminal_text
+
 
 class ChainruleError(Exception):
     """Bad input. The command line prints the message alone and exits with code 2."""
@@ -27,12 +29,7 @@ _SHOWN = _Shown()
 
 def shown(value) -> str:
     """A user's value as an error message quotes it: repr-escaped (one line), nesting and length bounded."""
-    return one_line(_SHOWN.repr(value))
-
-
-def one_line(text: str) -> str:
-    """`text` with every control or non-printing character escaped (newline, ESC, CR, U+2028, ...)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return terminal_text(_SHOWN.repr(value))
 
 
 def did_you_mean(word, choices) -> str:

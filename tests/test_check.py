@@ -3,7 +3,7 @@ import pytest
 
 from codegen.cli import main
 from derive import derive
-from derive.checking import accepted_names, check, read_equations
+from derive.check import accepted_names, check, read_equations
 
 SIMPLE = "2 -> 2 relu -> 1 ; mse"
 SIGMOID = "3 -> 4 sigmoid -> 4 sigmoid -> 2 sigmoid ; sse_half"
@@ -257,7 +257,7 @@ def test_a_wrong_gradient_of_the_input_is_diagnosed():
 def test_the_gradient_of_the_input_is_what_pytorch_computes():
     """dL/dx is no step of the derivation: its value is compared with autograd's, residual path included."""
     import torch
-    from derive.checking import Checker
+    from derive.check import Checker
     checker = Checker(derivation(RESIDUAL), "sample")
     env = checker.points()[0]
     value = {k: torch.tensor(env[q.symbol], dtype=torch.float64) for k, q in checker.q.items()
@@ -428,7 +428,7 @@ def test_the_softmax_mistake_search_is_deterministic():
     first = check(derivation(SOFTMAX_MSE), "h1", text).diagnosis
     assert first.startswith("two mistakes: missing transpose: 'W2' should be transposed; and softmax is not "), first
     assert check(derive(SOFTMAX_MSE), "h1", text).diagnosis == first
-    code = ("from derive import derive; from derive.checking import check; "
+    code = ("from derive import derive; from derive.check import check; "
             f"print(check(derive({SOFTMAX_MSE!r}), 'h1', {text!r}).diagnosis)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,

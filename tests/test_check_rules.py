@@ -2,7 +2,7 @@
 import pytest
 
 from codegen.cli import main
-from derive.checking import check
+from derive.check import check
 from derive.errors import ChainruleError
 from test_check import SIGMOID, derivation
 

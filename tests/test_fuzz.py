@@ -14,8 +14,9 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from codegen import cli
-from derive import check_parse, spec
-from derive.checking import Checker, read_equations
+from derive import spec
+from derive.check import Checker, read_equations
+from derive.check.parse import parse as parse_expression
 from derive.errors import ChainruleError
 from derive.formula import parse_formula
 from derive.ops.activations import Z
@@ -181,7 +182,7 @@ def _checker():
 @example("W2" + "^T" * 400)
 @example("\\frac{" * 200)
 def test_check_expressions(text):
-    accepts_or_refuses(check_parse.parse, text)
+    accepts_or_refuses(parse_expression, text)
 
 
 @FUZZ

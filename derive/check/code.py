@@ -43,16 +43,18 @@ import signal
 import subprocess
 import sys
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-from .checking import BATCH, Checker, _factor_message, numeric_value
-from .errors import ChainruleError
-from .nodes import Pointwise
+from ..errors import ChainruleError
+from ..escape import terminal_text
+from ..nodes import Pointwise
+from .checker import Checker
+from .compare import BATCH, numeric_value
+from .diagnose import factor_message
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -504,7 +506,7 @@ def _gradient(entry):
         return None, "malformed: the result on the private pipe could not be read"
     kind, dtype = entry.get("kind"), entry.get("dtype")
     if kind != "f":
-        shown = _printable(dtype)[:40] if isinstance(dtype, str) else "not an array"
+        shown = terminal_text(dtype)[:40] if isinstance(dtype, str) else "not an array"
         return None, f"wrong type: yours has dtype {shown}; a gradient must be an array of real floats (float64)"
     if "values" not in entry:
         return None, f"wrong shape: yours is {tuple(shape)}, far larger than the gradient"
@@ -530,13 +532,6 @@ def _not_finite(name, arrays) -> str:
     return ""
 
 
-def _printable(text: str) -> str:
-    """``text`` with control, format and separator characters escaped, for one terminal line."""
-    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else repr(c)[1:-1]
-                   if c.isascii() else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
-                   for c in text)
-
-
 def _shown(label, stream: _Capped) -> list:
     """The lines of one of the child's streams, escaped, with what was discarded counted."""
     if not stream.data and not stream.dropped:
@@ -546,7 +541,7 @@ def _shown(label, stream: _Capped) -> list:
     if lines and not lines[-1]:
         lines.pop()
     note = f", {stream.dropped} more bytes discarded (--output)" if stream.dropped else ""
-    return [f"  {label} ({len(stream.data)} bytes shown{note}):"] + [f"    | {_printable(line)}" for line in lines]
+    return [f"  {label} ({len(stream.data)} bytes shown{note}):"] + [f"    | {terminal_text(line)}" for line in lines]
 
 
 def _spellings(name: str) -> list:
@@ -585,7 +580,7 @@ def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
         for without, expected in wants:
             k = _factor(gots, expected)
             if k is not None:
-                found.append(([m for m in (view, without) if m] + ([_factor_message(k, network)] if k != 1 else []),
+                found.append(([m for m in (view, without) if m] + ([factor_message(k, network)] if k != 1 else []),
                               k != 1))
     # the fewest mistakes, a step left out before a factor (a dropout mask of 2s is also a factor of 2)
     found = [labels for labels, _ in sorted(found, key=lambda f: (len(f[0]), f[1]))]
@@ -629,13 +624,13 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
     report, out, err = run_child(path, name, task, limits)
     if report["stage"] == "missing":
         raise ChainruleError(f"{path} has no function {name}")
-    header = f"{_printable(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
+    header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
     printed = _shown("printed on stdout", out) + _shown("printed on stderr", err)
     if report["stage"] != "done":
         what = {"import": "importing the file failed", "call": f"{name} raised an exception",
                 "timeout": "it did not finish", "crash": "the process crashed", "memory": "stopped",
                 "cpu": "stopped", "malformed": "no usable result"}[report["stage"]]
-        error = [_printable(line)[:LINE_CHARS] for line in report["error"].strip().splitlines()]
+        error = [terminal_text(line)[:LINE_CHARS] for line in report["error"].strip().splitlines()]
         return ([header, f"  {what}: {error[-1] if error else ''}"]
                 + [f"    {line}" for line in error[-ERROR_LINES:-1]] + printed), 1
     with np.errstate(all="ignore"):  # huge finite gradients overflow in the comparisons, harmlessly
@@ -700,11 +695,3 @@ def _difference(got, want) -> str:
 def _flat(array) -> str:
     return np.array2string(np.asarray(array), precision=4, max_line_width=10**6).replace("\n", "")
 
-
-def cli_check_code(args) -> int:
-    from .chain import derive
-    chosen = limits(**{name: getattr(args, name, None) for name in _RANGES})
-    derivation = derive(args.spec)
-    lines, code = check_code(derivation, args.target, chosen)
-    print("\n".join(lines))
-    return code

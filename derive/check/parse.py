@@ -15,7 +15,7 @@ division); ``* / @ \\cdot \\times`` and juxtaposition (left to right, as in Pyth
 import re
 from dataclasses import dataclass, field
 
-from .errors import ChainruleError
+from ..errors import ChainruleError
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60

@@ -1,0 +1,483 @@
+"""Binding: a parsed expression's names and operators to the derivation's SymPy quantities.
+
+The names a person may write (per convention), the gradient ``--wrt`` names, and the SymPy value
+of each parsed node, with the shape rules of the notation (a ones vector sized by its neighbour,
+a bias broadcast over the batch, a matrix divided element by element).
+"""
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import ChainruleError, did_you_mean
+from ..nodes import Pointwise
+from ..ops.activations import Z, make_activation
+from ..printing import MathLatex, MathText
+from ..steps import N
+from .compare import describe_shape, is_matrix
+from .parse import ACTIVATION_ALIASES, GENERIC_ACTIVATIONS, Node, parse
+
+_YES, _NO = sp.symbols("yes no", real=True)  # np.where's branches, element by element
+_INDICATOR = sp.Lambda(Z, sp.Piecewise((1, Z > 0), (0, True)))
+_INDICATOR_GE = sp.Lambda(Z, sp.Piecewise((1, Z >= 0), (0, True)))
+_TOP, _BOTTOM = sp.symbols("top bottom", real=True)
+_DIVIDE = sp.Lambda((_TOP, _BOTTOM), _TOP / _BOTTOM)  # a / b of two matrices (a ⊘ b), element by element
+
+
+class ShapeMismatch(Exception):
+    """The person's expression combines matrices whose shapes do not fit."""
+
+
+@dataclass
+class _Target:
+    expr: sp.Basic       # the gradient, in the convention's view of the derivation's symbols
+    label: str
+    rhs: sp.Basic        # what it equals, for printing
+
+
+class Ones:
+    """``\\mathbf{1}``: a ones vector whose length the matrix product beside it decides."""
+
+    def __init__(self, row=False):
+        self.row = row
+
+
+class Binder:
+    """The names and binding of a Checker (its ``q``, ``net``, ``layers``, ``batch``, ``rows``, ``flags``)."""
+
+    # -- names ----------------------------------------------------------------------------------
+    def view(self, q):
+        """The matrix a name stands for in this convention (rows: transposed, weights excepted)."""
+        sym = q.symbol
+        if self.rows and not re.fullmatch(r"(dL_d)?W\d+", q.key) and isinstance(sym, sp.MatrixSymbol):
+            return sym.T
+        return sym
+
+    def key(self, name: str) -> str:
+        return name.upper() if self.batch and name in ("x", "y", "z", "a") else (
+            "Delta" if self.batch and name == "delta" else name)
+
+    def _names(self):
+        q, L = self.q, self.layers
+        self.table, self.grads, self.shown = {}, {}, []
+        self.table["x"], self.table["y"] = self.view(q[self.key("x")]), self.view(q[self.key("y")])
+        yhat = q["Yhat" if self.batch else "yhat"]
+        self.table["yhat"] = self.view(yhat)
+        self.shown += ["X", "Y", r"\hat Y (Yhat)"] if self.batch else ["x", "y", r"\hat y (yhat)"]
+        for l in range(1, L + 1):
+            for p in ("W", "b"):
+                self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
+                self.grads[f"{p.lower()}{l}"] = (self.view(q[f"dL_d{p}{l}"]), q[f"dL_d{p}{l}"])
+            z = q[f"{self.key('z')}{l}"]
+            self.table[f"z{l}"] = self.view(z)
+            delta = q[f"{self.key('delta')}{l}"]
+            self.table[f"delta{l}"] = self.view(delta)
+            self.grads[f"z{l}"] = (self.view(delta), delta)
+            a = yhat if l == L else q.get(f"{self.key('a')}{l}", z)
+            self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+            mask = q.get(f"{'M' if self.batch else 'm'}{l}")
+            if mask is not None:
+                self.table[f"m{l}"] = self.table[f"mask{l}"] = self.view(mask)
+                self.shown.append(f"{'M' if self.batch else 'm'}_{l} (dropout mask)")
+            self.shown += [f"W_{l}", f"b_{l}"] + ([f"Z_{l}", f"H_{l} (A_{l})", rf"\Delta_{l} (Delta{l})"] if self.batch
+                                                 else [f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"])
+        self.table["a0"] = self.table["h0"] = self.table["x"]
+        for l in range(0, L + 1):
+            a_key = self._a_key(l)
+            named = self.q.get(f"dL_d{a_key}")
+            if named is not None:
+                grad = (self.view(named), named)
+            elif l and (a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain())):
+                grad = self.grads[f"z{l}"]
+            elif l < L:
+                # what no step names: the gradient of a layer's input, W^T δ of the layer above (plus the
+                # skip connection's share when that layer is residual); for l = 0 this is dL/dx
+                W, d = self.q[f"W{l + 1}"].symbol, self.q[f"{self.key('delta')}{l + 1}"].symbol
+                rhs = W.T * d
+                if self.net.layers[l].residual:
+                    rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
+                grad = (rhs.T if self.rows else rhs, None, rhs)
+            else:
+                continue
+            for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
+                self.grads[base] = grad
+        for l, layer in enumerate(self.net.layers, start=1):
+            f = layer.activation
+            if f.elementwise and not f.is_identity:
+                short = {"sigmoid": r"\sigma", "relu": "relu", "tanh": "tanh"}.get(f.name, f.name)
+                self.shown.append(f"{short}'(z_{l}) (or f'(z_{l}))")
+                if f.name == "relu":
+                    self.shown.append(f"1[z_{l} > 0]")
+            elif not f.elementwise:
+                self.shown.append(f"softmax(z_{l}) (= \\hat y)")
+        self.shown += ["dL/dW_l, dL/db_l, dL/dz_l, dL/dh_l, dL/dx (also \\frac{\\partial L}{\\partial W_l}, dW1, dZ1)",
+                       "a_0 = h_0 = x", "a rule in the layer l (W^{l+1}, W_{l+1}, W^{[l+1]}, \\delta^l, a^{l-1}) "
+                       "or L, the last layer (z^L)"]
+        if self.batch:
+            self.shown.append("N or m (batch size); names are case-insensitive")
+
+    def _a_key(self, l: int) -> str:
+        """The derivation's key of layer l's activation (the input for 0, the output for the last)."""
+        if l == 0:
+            return self.key("x")
+        if l == self.layers:
+            return "Yhat" if self.batch else "yhat"
+        return self.q.get(f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
+
+    def _output_plain(self) -> bool:
+        last = self.net.layers[-1]
+        return last.activation.is_identity and not last.residual
+
+    def accepted(self) -> list:
+        return list(self.shown)
+
+    def unknown_name(self, node: Node) -> ChainruleError:
+        return ChainruleError(f"unknown name '{node.text}'{did_you_mean(node.args[0], self.table)}; "
+                              f"for this network use: {', '.join(self.shown)}")
+
+    def _rows_form(self, rhs, transpose: bool):
+        """A columns-form right-hand side written with the rows-form matrices (for printing)."""
+        if not self.rows:
+            return rhs
+        swap = {q.symbol: sp.MatrixSymbol(q.key, q.symbol.shape[1], q.symbol.shape[0]).T for q in self.q.values()
+                if isinstance(q.symbol, sp.MatrixSymbol) and not q.key.startswith("W")}
+        out = rhs.xreplace(swap)
+        return out.T if transpose else out
+
+    # -- the target -----------------------------------------------------------------------------
+    def target(self, wrt) -> _Target:
+        """What ``wrt`` (text, or its parsed tree) is the gradient of."""
+        node = parse(wrt) if isinstance(wrt, str) else wrt
+        wrt = node.text
+        if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
+            norm = "z" + node.args[0][5:]
+        elif node.kind == "grad":
+            norm = node.args[0]
+        elif node.kind == "name":
+            norm = self._gradient_name(node.args[0]) or node.args[0]
+        else:
+            raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
+        norm = "x" if norm in ("a0", "h0") else norm
+        if norm not in self.grads:
+            choices = [c.upper() if c[0] == "w" else c for c in sorted(self.grads)]
+            raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
+                                 f"choose one of: {', '.join(choices)}")
+        entry = self.grads[norm]
+        label = {"w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
+            norm[1:] if norm != "yhat" else "")
+        if self.batch and norm[0] in "zahx":
+            label = label.upper()
+        if norm[0] == "z":
+            label = ("Δ" if self.batch else "δ") + norm[1:]
+        else:
+            label = f"dL/d{label}"
+        if entry[1] is None:
+            return _Target(entry[0], label, entry[2])
+        q = entry[1]
+        rhs = next(s.rhs for s in self.sweep.steps if s.target.key == q.key)
+        return _Target(entry[0], label, rhs)
+
+    def _gradient_name(self, norm: str):
+        if norm.startswith("dld") and norm[3:] in self.grads:
+            return norm[3:]
+        if norm.startswith("d") and norm not in self.table and norm[1:] in self.grads:
+            return norm[1:]
+        return None
+
+    def printed(self, target: _Target):
+        """The correct right-hand side as (text, LaTeX)."""
+        rhs = target.rhs
+        transpose = self.rows and not re.fullmatch(r"dL/dW\d+", target.label)
+        if self.rows:
+            rhs = _push_transposes(self._rows_form(rhs, transpose))
+        text = MathText({q.key: q.text for q in self.q.values()}).doprint(rhs)
+        latex = MathLatex({q.key: q.latex for q in self.q.values()}).doprint(rhs)
+        return text, latex
+
+    # -- binding a parsed expression to SymPy ------------------------------------------------------
+    def bind(self, node: Node):
+        """The SymPy value of a parsed node. Each node's outcome (and the flags it raised) is kept for the
+        check, so an edited tree, which shares all but its edited path with the original, binds quickly."""
+        kept = self._bound.get(id(node))
+        if kept is None or kept[0] is not node:
+            start = len(self.flags)
+            try:
+                outcome = getattr(self, f"_bind_{node.kind}")(node), None
+            except (ShapeMismatch, ChainruleError) as err:
+                outcome = None, err
+            kept = self._bound[id(node)] = (node, outcome, self.flags[start:])
+        else:
+            self.flags.extend(kept[2])
+        value, error = kept[1]
+        if error is not None:
+            raise error
+        return value
+
+    def _bind_num(self, node):
+        return sp.Rational(node.args[0])
+
+    def _bind_name(self, node):
+        norm = node.args[0]
+        if norm in self.table:
+            return self.table[norm]
+        if norm in ("n", "m"):
+            if not self.batch:
+                raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
+                                     f"use --convention columns or rows")
+            return N
+        grad = self._gradient_name(norm)
+        if grad:
+            return self.grads[grad][0]
+        raise self.unknown_name(node)
+
+    def _bind_grad(self, node):
+        if node.args[0] not in self.grads:
+            raise ChainruleError(f"dL/d{node.args[0]} is not a gradient of this network; "
+                                 f"use one of: {', '.join('dL/d' + g for g in sorted(self.grads))}")
+        return self.grads[node.args[0]][0]
+
+    def _bind_neg(self, node):
+        value = self.bind(node.args[0])
+        if isinstance(value, Ones):
+            raise ChainruleError("a negated ones vector is not understood")
+        return -value
+
+    def _bind_add(self, node):
+        return self._combine(node, subtract=False)
+
+    def _bind_sub(self, node):
+        return self._combine(node, subtract=True)
+
+    def _combine(self, node, subtract: bool):
+        a, b = (self.bind(x) for x in node.args[:2])
+        if is_matrix(a) or is_matrix(b):
+            a, b = self._broadcast(node, a, b)
+        if isinstance(a, Ones) or isinstance(b, Ones):
+            raise ChainruleError(f"a ones vector must be multiplied, not added, in '{node.text}'")
+        if is_matrix(a):
+            return sp.MatAdd(a, -b if subtract else b)
+        return a - b if subtract else a + b
+
+    def _broadcast(self, node, a, b, parts=None):
+        """NumPy's broadcasting of two operands (scalars and 1-wide sides stretch); ``parts``: their nodes."""
+        if isinstance(a, Ones) or isinstance(b, Ones):
+            raise ChainruleError(f"a ones vector must be multiplied, not added, in '{node.text}'")
+        if not is_matrix(a):
+            return a * sp.OneMatrix(*b.shape), b
+        if not is_matrix(b):
+            return a, b * sp.OneMatrix(*a.shape)
+        if a.shape == b.shape:
+            return a, b
+        rows = _stretch(a.shape[0], b.shape[0])
+        cols = _stretch(a.shape[1], b.shape[1])
+        if rows is None or cols is None:
+            first, second = parts or node.args[:2]
+            raise ShapeMismatch(f"'{first.text}' is {describe_shape(a)} and '{second.text}' is {describe_shape(b)}, "
+                                f"which do not fit in '{node.text}'")
+        return _expand(a, rows, cols), _expand(b, rows, cols)
+
+    def _bind_mul(self, node):
+        a, b = (self.bind(x) for x in node.args[:2])
+        how = node.args[2]
+        if not is_matrix(a) and not isinstance(a, Ones) or not is_matrix(b) and not isinstance(b, Ones):
+            if isinstance(a, Ones) or isinstance(b, Ones):
+                raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
+            return a * b
+        if isinstance(b, Ones) and not b.row and is_matrix(a):
+            return a * sp.OneMatrix(a.shape[1], 1)
+        if isinstance(a, Ones) and a.row and is_matrix(b):
+            return sp.OneMatrix(1, b.shape[0]) * b
+        if isinstance(a, Ones) or isinstance(b, Ones):
+            raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
+        if how == "star":
+            a, b = self._broadcast(node, a, b)
+            return sp.HadamardProduct(a, b)
+        if a.shape[1] == b.shape[0]:
+            return sp.MatMul(a, b)
+        if a.shape == (1, 1) or b.shape == (1, 1):  # a 1×1 matrix is a scalar in textbook notation
+            a, b = self._broadcast(node, a, b)
+            return sp.HadamardProduct(a, b)
+        raise ShapeMismatch(f"cannot multiply '{node.args[0].text}' ({describe_shape(a)}) by '{node.args[1].text}' "
+                            f"({describe_shape(b)}): the inner sizes differ")
+
+    def _bind_had(self, node):
+        a, b = (self.bind(x) for x in node.args[:2])
+        if not is_matrix(a) or not is_matrix(b):
+            if isinstance(a, Ones) or isinstance(b, Ones):
+                raise ChainruleError(f"a ones vector cannot be in an element-wise product in '{node.text}'")
+            return a * b
+        if a.shape != b.shape:
+            raise ShapeMismatch(f"the element-wise product in '{node.text}' needs equal shapes, but "
+                                f"'{node.args[0].text}' is {describe_shape(a)} and '{node.args[1].text}' is {describe_shape(b)}")
+        return sp.HadamardProduct(a, b)
+
+    def _bind_div(self, node):
+        a, b = (self.bind(x) for x in node.args)
+        if isinstance(b, Ones) or isinstance(a, Ones):
+            raise ChainruleError(f"a ones vector cannot be divided, nor divide, in '{node.text}'")
+        if is_matrix(b):  # element-wise, as NumPy divides (y / yhat, y \oslash \hat y)
+            a, b = self._broadcast(node, a, b)
+            return Pointwise(_DIVIDE, "/", a, b)
+        if b == 0:
+            raise ChainruleError(f"'{node.text}' divides by zero")
+        return a * (1 / b) if not is_matrix(a) else (1 / b) * a
+
+    def _bind_T(self, node):
+        a = self.bind(node.args[0])
+        if isinstance(a, Ones):
+            return Ones(not a.row)
+        return sp.Transpose(a) if is_matrix(a) else a  # not a.T, whose simplification is slow
+
+    def _bind_pow(self, node):
+        a, k = self.bind(node.args[0]), node.args[1]
+        if not is_matrix(a):
+            return a ** k
+        if k == 0:
+            return sp.OneMatrix(*a.shape)
+        return a if k == 1 else sp.HadamardProduct(*([a] * k))
+
+    def _bind_ones(self, node):
+        return Ones()
+
+    def _bind_ind(self, node):
+        arg = self.bind(node.args[0])
+        if not is_matrix(arg):
+            raise ChainruleError(f"the indicator in '{node.text}' must be applied to a matrix such as z_1")
+        return Pointwise(_INDICATOR if node.args[1] == ">" else _INDICATOR_GE, r"\mathbb{1}", arg)
+
+    def _bind_where(self, node):
+        cond_node, op, yes_node, no_node = node.args
+        cond = self.bind(cond_node)
+        if not is_matrix(cond):
+            raise ChainruleError(f"the condition in '{node.text}' must compare a matrix such as z_1 with 0")
+        branches = []
+        for branch in (yes_node, no_node):
+            value = self.bind(branch)
+            if isinstance(value, Ones):
+                raise ChainruleError(f"a ones vector cannot be a branch of '{node.text}'")
+            cond, value = self._broadcast(node, cond, value, (cond_node, branch))
+            branches.append((value, branch))
+        yes, no = (self._broadcast(node, cond, b, (cond_node, n))[1] for b, n in branches)  # cond may have widened
+        test = Z > 0 if op == ">" else Z >= 0
+        return Pointwise(sp.Lambda((Z, _YES, _NO), sp.Piecewise((_YES, test), (_NO, True))), "where", cond, yes, no)
+
+    def _bind_clip(self, node):
+        arg, low, high = (self.bind(x) for x in node.args)
+        if not is_matrix(arg):
+            raise ChainruleError(f"'{node.text}' must clip a matrix such as yhat - y")
+        if low > high:
+            raise ChainruleError(f"the lower bound of '{node.text}' is above the upper one")
+        return Pointwise(sp.Lambda(Z, sp.Piecewise((low, Z < low), (high, Z > high), (Z, True))), "clip", arg)
+
+    def _bind_sum(self, node):
+        a, axis = self.bind(node.args[0]), node.args[1]
+        if not is_matrix(a):
+            return a
+        if axis == "batch":
+            if not self.batch:
+                return a
+            axis = 0 if self.rows else 1
+        if axis == 0:
+            return sp.OneMatrix(1, a.shape[0]) * a
+        if axis == 1:
+            return a * sp.OneMatrix(a.shape[1], 1)
+        return sp.OneMatrix(1, a.shape[0]) * a * sp.OneMatrix(a.shape[1], 1)
+
+    def _bind_act(self, node):
+        name, prime, arg_node = node.args
+        arg = self.bind(arg_node)
+        if not is_matrix(arg):
+            raise ChainruleError(f"'{node.text}' must be applied to a matrix such as z_1")
+        layer = self._layer_of(arg_node)
+        if name == "sign":
+            if prime:
+                raise ChainruleError(f"'{node.text}': sign' is not understood")
+            return Pointwise(sp.Lambda(Z, sp.sign(Z)), r"\operatorname{sign}", arg)
+        if name in GENERIC_ACTIVATIONS:
+            if layer is None:
+                raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
+                                     f"that layer's pre-activation, like {name}'(z_1)")
+            act = self.net.layers[layer - 1].activation
+        elif name not in ACTIVATION_ALIASES:
+            custom = {layer.activation.name.lower().replace("_", ""): layer.activation for layer in self.net.layers}
+            if name not in custom:
+                raise ChainruleError(f"unknown activation '{name}' in '{node.text}'; use sigma, tanh, relu, ..., "
+                                     f"f for the layer's own, or one of this network's: {', '.join(sorted(custom))}")
+            act = custom[name]
+            own = self.net.layers[layer - 1].activation if layer else None
+            if own is not None and own is not act and prime:
+                self._flag_wrong_derivative(node, layer, own, act)
+        else:
+            kind = ACTIVATION_ALIASES[name]
+            own = self.net.layers[layer - 1].activation if layer else None
+            if own is not None and own.name == kind:
+                act = own
+            else:
+                act = make_activation(kind, "check")
+                if own is not None and prime:
+                    self._flag_wrong_derivative(node, layer, own, act)
+        if not act.elementwise:
+            if layer == self.layers and act is self.net.layers[-1].activation:
+                # softmax(z_L) is the output; softmax'(z_L) read element-wise, the classic mistake, is its
+                # Jacobian's diagonal, which the flag names
+                if not prime:
+                    return self.table[f"a{layer}"]
+                self.flags.append(self.softmax_message(node.text))
+                return self._softmax_diagonal(self.table[f"a{layer}"])
+            raise ChainruleError(f"{act.name} is not element-wise, so '{node.text}' is not understood; write its "
+                                 f"rule: dL/dz_L = \\hat y - y with cross-entropy, "
+                                 f"\\hat y \\odot (g - 1 \\hat y^T g) with g = dL/d\\hat y otherwise")
+        body = act.derivative if prime else act.definition
+        return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
+
+    def _flag_wrong_derivative(self, node, layer, own, act):
+        if not own.elementwise:  # σ'(z_L) for a softmax output: softmax read as element-wise
+            self.flags.append(self.softmax_message(node.text))
+            return
+        self.flags.append(f"wrong activation derivative: layer {layer} uses {own.name}, so "
+                          f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
+
+    def _layer_of(self, node):
+        if node.kind == "name":
+            m = re.fullmatch(r"z(\d+)", node.args[0])
+            if m and 1 <= int(m.group(1)) <= self.layers:
+                return int(m.group(1))
+        return None
+
+
+def _push_transposes(expr, flip=False):
+    """``expr`` (transposed when ``flip``) with transposes moved down to the symbols, for printing."""
+    if isinstance(expr, sp.Transpose):
+        return _push_transposes(expr.arg, not flip)
+    if isinstance(expr, sp.MatMul):
+        coeff, mats = expr.as_coeff_matrices()
+        mats = [_push_transposes(m, flip) for m in (reversed(mats) if flip else mats)]
+        return sp.MatMul(coeff, *mats) if coeff != 1 else sp.MatMul(*mats)
+    if isinstance(expr, sp.MatAdd):
+        return sp.MatAdd(*(_push_transposes(a, flip) for a in expr.args))
+    if isinstance(expr, sp.HadamardProduct):
+        return sp.HadamardProduct(*(_push_transposes(a, flip) for a in expr.args))
+    if isinstance(expr, Pointwise):
+        return Pointwise(expr.fn, expr.label, *(_push_transposes(m, flip) for m in expr.mats))
+    if isinstance(expr, sp.OneMatrix) and flip:
+        return sp.OneMatrix(expr.shape[1], expr.shape[0])
+    return expr.T if flip and isinstance(expr, sp.MatrixExpr) else expr
+
+
+def _stretch(a, b):
+    if a == b:
+        return a
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    return None
+
+
+def _expand(m, rows, cols):
+    r, c = m.shape
+    if r != rows:
+        m = sp.OneMatrix(rows, 1) * m
+    if c != cols:
+        m = m * sp.OneMatrix(1, cols)
+    return m

@@ -1,0 +1,257 @@
+"""Check a person's hand-derived gradient against the derivation, and say what is wrong.
+
+``check(derivation, "W2", r"\\delta_2 h_1^\\top")`` parses the expression (``parse``, which
+runs nothing), binds its names to the derivation's quantities, and compares it with the derived
+gradient: shapes first, then exact SymPy equality with a symbol for every entry (the network's
+widths, N = 3 for a batch), then three random points (Piecewise and erf defeat ``simplify``).
+When it differs, single edits of the usual mistakes (a transpose, a sign, a constant factor, an
+activation derivative missing, extra or wrong, a Hadamard for a matrix product and the reverse,
+a wrong sum over the batch) are tried until one explains it, then pairs of them (a first mistake
+followed by a second, at most PAIR_TRIES candidates, in a fixed order), named together. A softmax
+output read as element-wise, δ_L = ŷ ⊙ (1 − ŷ) ⊙ dL/dŷ (the diagonal of its Jacobian only, with any
+loss, the fused cross-entropy's dL/dŷ = −y/ŷ too), is such a mistake: the value is compared with the
+derivation whose softmax step is that one, and ``softmax'(z_L)``, ``\\sigma'(z_L)`` or ``f'(z_L)`` is
+read as that diagonal and named. A matrix divided by a matrix (``y / yhat``, ``y \\oslash \\hat y``) is
+divided element by element.
+
+Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
+samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
+generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
+the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
+numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``); ``h_l`` and
+``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\\hat y`` for the last); ``N`` and
+``m`` are the batch size. ``\\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
+sample). ``f'(z_l)`` (also ``g``, ``\\phi``) is layer l's own activation derivative; a named one
+(``\\sigma'``, ``relu'``, ``tanh'``) that is not layer l's is the diagnosis "wrong activation derivative".
+``a_0`` (``h_0``) is the input x, and ``dL/dx`` (W1ᵀ δ1, plus the skip path when layer 1 is residual) is
+a gradient like the others.
+
+A rule in the layer letter l (``\\delta^l = ((W^{l+1})^T \\delta^{l+1}) \\odot f'(z^l)``; also ``W_{l+1}``,
+``W^{[l+1]}``, ``W^{(l+1)}``, ``\\ell``) is checked at every layer l = 1, ..., L where each name it uses
+exists (layer 0 only as a^0 = x): one verdict per layer, and for a layer where it names something
+the network lacks (W^{l+1} at the output layer) the reason and that layer's correct expression,
+without counting against the rule. L in an index is the last layer (``\\delta^L``).
+
+The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
+their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;
+``Checker`` joins them for one derivation in one convention.
+"""
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import ChainruleError
+from .bind import Binder, Ones, ShapeMismatch
+from .compare import BATCH, POINTS, Comparer, shape_of
+from .diagnose import Diagnoser
+from .options import CONVENTIONS
+from .parse import Node, parse
+
+
+@dataclass
+class CheckResult:
+    """The verdict on one expression. ``equal`` is True when it is the derived gradient."""
+    wrt: str
+    expression: str
+    equal: bool
+    diagnosis: str
+    correct: str
+    correct_latex: str
+    counterexample: str = ""
+    proof: str = ""
+
+    def report(self) -> str:
+        if self.equal:
+            return f"{self.wrt}: correct ({self.proof})\n"
+        lines = [f"{self.wrt}: different", f"  yours:    {self.expression}", f"  mistake:  {self.diagnosis}",
+                 f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
+        if self.counterexample:
+            lines.append(f"  counterexample: {self.counterexample}")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class _LayerVerdict:
+    layer: int
+    result: "CheckResult | None"  # None: the rule names a quantity this layer does not have
+    note: str = ""
+
+
+@dataclass
+class RuleResult:
+    """The verdict on a rule in the layer l: one CheckResult per layer it applies at."""
+    wrt: str
+    expression: str
+    layers: list
+
+    @property
+    def equal(self) -> bool:
+        return all(v.result.equal for v in self.layers if v.result is not None)
+
+    def report(self) -> str:
+        checked = [str(v.layer) for v in self.layers if v.result is not None]
+        wrong = [str(v.layer) for v in self.layers if v.result is not None and not v.result.equal]
+        verdict = f"wrong at l = {', '.join(wrong)}" if wrong else "correct wherever it applies"
+        lines = [f"{self.wrt} = {self.expression}: a rule in l, checked at l = {', '.join(checked)}: {verdict}"]
+        for v in self.layers:
+            if v.result is None:
+                lines.append(f"  l = {v.layer}: {v.note}")
+                continue
+            first, *rest = v.result.report().rstrip("\n").split("\n")
+            lines.append(f"  l = {v.layer}: {first}")
+            lines += [f"  {line}" for line in rest]
+        return "\n".join(lines) + "\n"
+
+
+class _Absent(Exception):
+    """A layer index that names no layer of the network (W^{l+1} at the last layer)."""
+
+    def __init__(self, node, layer):
+        super().__init__(node.text)
+        self.node, self.layer = node, layer
+
+
+_INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
+
+
+def _layer_refs(node: Node, letter: str) -> bool:
+    """True when a name in the tree has a layer index in ``letter`` (l or L)."""
+    if node.kind in ("name", "grad"):
+        m = _INDEXED.fullmatch(node.args[0])
+        return bool(m) and m["letter"] == letter
+    return any(_layer_refs(a, letter) for a in node.args if isinstance(a, Node))
+
+
+class Checker(Binder, Comparer, Diagnoser):
+    """One derivation in one convention: names, values at points, the comparison and diagnosis."""
+
+    def __init__(self, derivation, convention="sample"):
+        if convention not in CONVENTIONS:
+            raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
+        self.derivation, self.convention = derivation, convention
+        self.net = derivation.network
+        self.batch = convention != "sample"
+        self.rows = convention == "rows"
+        self.sweep = derivation.batch if self.batch else derivation.sample
+        self.q = self.sweep.quantities
+        self.layers = len(self.net.layers)
+        self.flags: list = []
+        computed = {step.target.key for step in self.sweep.steps}
+        # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
+        self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
+        self._names()
+        self._points = None
+        self._elementwise = None  # the points of the derivation that reads softmax as element-wise
+        self._bound = {}  # id(node) -> (node, (value, error), flags), for one check
+
+    # -- the verdict ----------------------------------------------------------------------------
+    def check(self, wrt: str, text: str):
+        """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l."""
+        wrt_tree, tree = parse(wrt), parse(text)
+        if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
+            raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
+                                 f"left side in l too, like \\delta^l or dL/dW^l, to check it at every layer")
+        if _layer_refs(wrt_tree, "l"):
+            return self.check_rule(wrt_tree, tree, text)
+        try:
+            return self._check_one(self._at_layer(wrt_tree, None), self._at_layer(tree, None), text)
+        except _Absent as absent:
+            raise ChainruleError(f"{absent.node.text} would be layer {absent.layer}, but this network's layers are "
+                                 f"1 to {self.layers} (L is the last layer)") from None
+
+    def check_rule(self, wrt_tree: Node, tree: Node, text: str) -> "RuleResult":
+        """The rule instantiated at l = 1, ..., L; a layer where it names a missing quantity is left out."""
+        verdicts = []
+        for l in range(1, self.layers + 1):
+            try:
+                verdicts.append(_LayerVerdict(l, self._check_one(self._at_layer(wrt_tree, l),
+                                                                 self._at_layer(tree, l), text)))
+            except _Absent as absent:
+                verdicts.append(_LayerVerdict(l, None, self._absent_note(absent, wrt_tree, l)))
+        if all(v.result is None for v in verdicts):
+            raise ChainruleError(f"the rule '{wrt_tree.text} = {text}' applies at no layer of this network: "
+                                 + "; ".join(f"at l = {v.layer}, {v.note}" for v in verdicts))
+        return RuleResult(wrt_tree.text, text, verdicts)
+
+    def _at_layer(self, node: Node, l):
+        """``node`` with every layer index in l (at ``l``) and L (the last layer) replaced by its number."""
+        if node.kind in ("name", "grad"):
+            m = _INDEXED.fullmatch(node.args[0])
+            if not m:
+                return node
+            layer = (l if m["letter"] == "l" else self.layers) + int(m["offset"] or 0)
+            norm = f"{m['stem']}{layer}"
+            if not (1 <= layer <= self.layers or layer == 0 and (
+                    norm in self.table or norm in self.grads or self._gradient_name(norm))):
+                raise _Absent(node, layer)
+            return Node(node.kind, (norm,), node.text)
+        return Node(node.kind, tuple(self._at_layer(a, l) if isinstance(a, Node) else a for a in node.args), node.text)
+
+    def _absent_note(self, absent, wrt_tree, l) -> str:
+        where = "the output layer" if l == self.layers else "a hidden layer"
+        why = ("layers start at 1 (only a^0 = h^0 = x is layer 0)" if absent.layer <= 0 else
+               f"the network's last layer is {self.layers}")
+        note = f"does not apply ({where}): {absent.node.text} would be layer {absent.layer}, and {why}"
+        try:
+            target = self.target(self._at_layer(wrt_tree, l))
+        except _Absent:
+            return note
+        return note + f"; there {target.label} = {self.printed(target)[0]}"
+
+    def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
+        target = self.target(wrt_tree)
+        correct, correct_latex = self.printed(target)
+        self.flags, self._bound = [], {}
+        problem, mine = "", None
+        try:
+            mine = self.bind(tree)
+            if isinstance(mine, Ones):
+                raise ChainruleError(f"'{text}' is only a ones vector")
+        except ShapeMismatch as err:
+            problem = str(err)
+        flags = list(self.flags)
+        expected = target.expr
+        result = CheckResult(target.label, text, False, "", correct, correct_latex)
+        if mine is not None and shape_of(mine) == shape_of(expected) and not flags:
+            if self.same(mine, expected):
+                result.equal, result.proof = True, f"equal at {POINTS} random points; SymPy did not reduce " \
+                                                   f"the difference to 0 in its time budget"
+                if self.exactly_equal(mine, expected):
+                    result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
+                        f" with N = {BATCH}" if self.batch else "")
+                return result
+        result.diagnosis = self.diagnose(tree, mine, expected, problem, flags)
+        if mine is not None and shape_of(mine) == shape_of(expected):
+            result.counterexample = self.counterexample(mine, expected, target.label)
+        return result
+
+
+# -- the public API --------------------------------------------------------------
+def check(derivation, wrt: str, expr: str, convention: str = "sample") -> CheckResult:
+    """Compare a person's expression for the gradient ``wrt`` with the derived one."""
+    return Checker(derivation, convention).check(wrt, expr)
+
+
+def accepted_names(derivation, convention: str = "sample") -> list:
+    """The names ``check`` binds for this network, as a person may write them."""
+    return Checker(derivation, convention).accepted()
+
+
+_FILE_LINE = re.compile(r"^\s*(?P<lhs>[^=]+?)\s*&?=\s*&?(?P<rhs>.+?)\s*(\\\\)?\s*[,.]?\s*$")
+
+
+def read_equations(text: str) -> list:
+    """(line number, left side, right side) for each 'X = ...' line of a file; LaTeX trimmings dropped."""
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("%")[0].strip() if not line.lstrip().startswith("#") else ""
+        line = line.replace("$", "").replace(r"\[", "").replace(r"\]", "").replace("&", "")
+        line = re.sub(r"\\(begin|end)\{[a-z*]+\}", "", line).strip()
+        line = re.sub(r"\\(label|tag)\{[^}]*\}", "", line)
+        if "=" not in line:
+            continue
+        m = _FILE_LINE.match(line)
+        if m:
+            out.append((number, m["lhs"], m["rhs"]))
+    return out
