@@ -366,6 +366,8 @@ def check_file(path, mark: bytes, force: bool, what: str):
     """Refuse to write ``path`` over a file whose first bytes lack ``mark`` (not chainrule's) without --force."""
     from .files import _existing
     path = Path(path)
+    if not path.parent.is_dir():  # found now, not after training
+        raise ChainruleError(f"cannot write {shown(str(path))}: folder {shown(str(path.parent))} does not exist; create it first")
     if _existing(path) is None or force:
         return
     head = _head(path)

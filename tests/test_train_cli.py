@@ -184,6 +184,8 @@ def test_refuses_to_overwrite_files_chainrule_did_not_write(tmp_path, capsys):
     mine.write_text("my notes\n")
     code, _, err = run(capsys, "train", REGRESSION, "--data", data, "--history", mine)
     assert code == 2 and "was not written by chainrule" in err and mine.read_text() == "my notes\n"
+    code, _, err = run(capsys, "train", REGRESSION, "--data", data, "--out", tmp_path / "no" / "w.npz")
+    assert code == 2 and "does not exist; create it first" in err and not (tmp_path / "no").exists()
     code, _, err = run(capsys, "predict", REGRESSION, "--weights", data, "--data", data)
     assert code == 2 and "is not a .npz file" in err
     for path in (tmp_path / "w.npz", tmp_path / "h.json"):  # chainrule's own files are replaced
