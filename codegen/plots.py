@@ -4,6 +4,7 @@
 ``codegen.train.fit`` returns it) and returns ``{name: Figure}``; ``write`` saves each as PNG and SVG.
 Each run has one colour throughout; training is drawn solid, validation dashed.
 """
+import io
 from pathlib import Path
 
 from derive.errors import ChainruleError
@@ -152,7 +153,6 @@ def write(figs: dict, directory) -> list:
     import matplotlib.pyplot as plt
 
     from .files import write_atomic
-    import io
     directory = Path(directory)
     directory.mkdir(exist_ok=True)
     written = []

@@ -9,6 +9,7 @@ plots) are written only once training has finished.
 """
 import csv
 import importlib.util
+import io
 import inspect
 import json
 import math
@@ -22,10 +23,7 @@ import numpy as np
 
 from derive.errors import ChainruleError, shown
 
-#: Data sets scikit-learn ships (no download): name -> (loader, how the features are scaled).
-BUNDLED = {"digits": ("load_digits", "pixels 0..16 divided by 16"),
-           "iris": ("load_iris", "each feature standardized to mean 0, variance 1"),
-           "breast_cancer": ("load_breast_cancer", "each feature standardized to mean 0, variance 1")}
+from .train_options import BUNDLED
 SUFFIXES = (".npz", ".npy", ".csv")
 HISTORY_MARK = "chainrule train"
 WEIGHTS_MARK = b"chainrule_network"  # the first array save() writes; its name opens the .npz
@@ -379,7 +377,6 @@ def check_file(path, mark: bytes, force: bool, what: str):
 
 def weights_bytes(module, params) -> bytes:
     """The .npz file ``module.save`` writes, as bytes (so the file itself is written atomically)."""
-    import io
     buffer = io.BytesIO()
     module.save(params, buffer)
     return buffer.getvalue()
@@ -393,7 +390,7 @@ def _plot_dir(directory, force):
         raise ChainruleError(f"--plot {shown(str(directory))} is a file; give a folder for the plots")
     if not directory.parent.is_dir():
         raise ChainruleError(f"--plot {shown(str(directory))}: folder {shown(str(directory.parent))} does not exist; create it first")
-    for name in plots.NAMES:
+    for name in plots.NAMES if directory.is_dir() else ():
         for suffix in (".png", ".svg"):
             check_file(directory / f"{name}{suffix}", plots.MARK.encode(), force, "plots")
     return directory

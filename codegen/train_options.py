@@ -2,8 +2,10 @@
 so ``--help`` stays fast)."""
 from .options import add_training_flags
 
-#: Data sets scikit-learn ships; ``codegen.train.BUNDLED`` says how each is loaded.
-BUNDLED_NAMES = ("digits", "iris", "breast_cancer")
+#: Data sets scikit-learn ships (no download): name -> (its loader, how codegen.train.bundled scales the features).
+BUNDLED = {"digits": ("load_digits", "pixels 0..16 divided by 16"),
+           "iris": ("load_iris", "each feature standardized to mean 0, variance 1"),
+           "breast_cancer": ("load_breast_cancer", "each feature standardized to mean 0, variance 1")}
 
 
 def _data_arguments(parser, spec_help) -> None:
@@ -11,7 +13,7 @@ def _data_arguments(parser, spec_help) -> None:
     parser.add_argument("--module", metavar="FILE.py", help="a module chainrule generate wrote, instead of SPEC")
     parser.add_argument("--data", required=True, metavar="FILE|NAME",
                         help="a .npz (arrays X, T, optionally X_val, T_val), a .npy of X (with --targets), a CSV of "
-                             f"numbers, or a data set scikit-learn ships: {', '.join(BUNDLED_NAMES)} "
+                             f"numbers, or a data set scikit-learn ships: {', '.join(BUNDLED)} "
                              "(pip install chainrule[data])")
     parser.add_argument("--targets", metavar="T.npy", help="the targets of --data X.npy")
     parser.add_argument("--target", action="append", metavar="COLUMN",

@@ -1,5 +1,6 @@
 """chainrule train and chainrule predict (issue 17): data files, progress, plots, saved weights,
 and the emitted module's callback, save, load, predict and evaluate."""
+import io
 import json
 import subprocess
 import sys
@@ -184,6 +185,10 @@ def test_refuses_to_overwrite_files_chainrule_did_not_write(tmp_path, capsys):
     mine.write_text("my notes\n")
     code, _, err = run(capsys, "train", REGRESSION, "--data", data, "--history", mine)
     assert code == 2 and "was not written by chainrule" in err and mine.read_text() == "my notes\n"
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "loss.png").write_bytes(b"my picture")
+    code, _, err = run(capsys, "train", REGRESSION, "--data", data, "--plot", tmp_path / "plots")
+    assert code == 2 and "for the plots" in err and list((tmp_path / "plots").iterdir()) == [tmp_path / "plots" / "loss.png"]
     code, _, err = run(capsys, "train", REGRESSION, "--data", data, "--out", tmp_path / "no" / "w.npz")
     assert code == 2 and "does not exist; create it first" in err and not (tmp_path / "no").exists()
     code, _, err = run(capsys, "predict", REGRESSION, "--weights", data, "--data", data)
@@ -241,7 +246,6 @@ def test_save_and_load_the_optimizer_state():
     optimizer = module.make_optimizer(params)
     for _ in range(3):
         optimizer.step(params, module.loss_and_grads(params, X, price)[1])
-    import io
     buffer = io.BytesIO()
     module.save(params, buffer, optimizer=optimizer)
     buffer.seek(0)
