@@ -26,7 +26,7 @@ from derive.errors import ChainruleError, shown
 from .train_options import BUNDLED
 SUFFIXES = (".npz", ".npy", ".csv")
 HISTORY_MARK = "chainrule train"
-WEIGHTS_MARK = b"chainrule_network"  # the first array save() writes; its name opens the .npz
+WEIGHTS_MARK = b"chainrule_weights"  # the first array save() writes; its name opens the .npz
 PREDICTION_PREFIX = "predicted"
 
 
@@ -36,7 +36,7 @@ def module_from_spec(spec, args=None, dtype="float64"):
     imported from its source text; no file is written."""
     from derive import derive
 
-    from .emit import generate
+    from .emit import _summary, generate
     from .options import overrides
     derivation = derive(spec)
     tables, flags = overrides(args, derivation.network.tables) if args is not None else (None, ())
@@ -45,7 +45,7 @@ def module_from_spec(spec, args=None, dtype="float64"):
     module = types.ModuleType(net.name)
     exec(compile(source, f"<chainrule module of {net.name}>", "exec"), module.__dict__)
     # an inline spec's network is called "network": its architecture says more
-    return module, module.NETWORK if net.name == "network" else net.name
+    return module, _summary(net) if net.name == "network" else net.name
 
 
 def module_from_file(path):
@@ -341,7 +341,7 @@ def fit(module, data, label, settings, quiet=False, bar=None):
                               verbose=False, callback=progress, **settings)
     finally:
         progress.close()
-    history = {"written_by": HISTORY_MARK, "network": module.NETWORK, "settings": settings,
+    history = {"written_by": HISTORY_MARK, "network": label, "settings": settings,
                **progress.history, "best_epoch": result.get("best_epoch")}
     # the epoch whose weights params hold: the best one under early stopping, else the last
     kept = history["best_epoch"] if settings["patience"] is not None and history["best_epoch"] is not None \

@@ -444,8 +444,6 @@ def evaluate(params, X, T):
     return {"loss": float(_loss(params, cache, Y)), "accuracy": None}
 
 
-#: The first array of a file save writes: the network it holds the weights of.
-NETWORK = "2 -\u003e 2 relu -\u003e 1 identity ; mse"
 #: What the targets are: "classes" (ids or one-hot rows), "binary" (0/1 labels) or "values".
 TARGET_KIND = "values"
 
@@ -454,7 +452,8 @@ def save(params, path, optimizer=None):
     """Write params to the .npz file path (np.savez adds .npz to a name without it), with the
     optimizer's state (its moments, step count and settings) when optimizer is given."""
     params, _ = _params(params)
-    arrays = {"chainrule_network": np.array(NETWORK)}
+    # first, so that its name opens the file: the widths of the layers, inputs first
+    arrays = {"chainrule_weights": np.array([INPUTS] + [PARAM_SHAPES[f"W{l}"][0] for l in INIT])}
     arrays.update((name, params[name]) for name in PARAM_SHAPES)
     if optimizer is not None:
         arrays["optimizer"] = np.array(type(optimizer).__name__)
