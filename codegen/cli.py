@@ -71,14 +71,10 @@ def _check(args) -> int:
     """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
     from derive import derive
     from derive.check import Checker, read_equations
+    from derive.limits import read_text
     checker = Checker(derive(args.spec), args.convention)
     if args.file:
-        try:
-            with open(args.file, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ChainruleError(f"cannot read '{args.file}': {err}") from None
-        equations = read_equations(text)
+        equations = read_equations(read_text(args.file, "derivation file"))
         if not equations:
             raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
         worst = 0

@@ -273,6 +273,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         name=net.name,
         summary=_summary(net),
         description=net.description,
+        undefined=[n for n in dict.fromkeys([layer.activation.undefined for layer in net.layers]
+                                            + [net.loss.undefined]) if n],
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,

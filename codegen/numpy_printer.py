@@ -21,6 +21,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
+from derive.formula import clamp_bounds
 from derive.nodes import Pointwise
 
 #: Helper functions the emitted module defines when a printed expression calls them.
@@ -61,8 +62,9 @@ def _exp_of_one_plus(expr):
 def _sigmoid_form(expr):
     """``expr`` with e^u written through σ(u) where 1 + e^u occurs and the result has no σ below a
     fraction bar (e^u/(1 + e^u) = σ(u) is safe; e^u alone as σ/(1 - σ) would not be)."""
-    args = sorted({-u if u.could_extract_minus_sign() else u for node in sp.preorder_traversal(expr) if (u := _exp_of_one_plus(node)) is not None},
-                  key=sp.default_sort_key)
+    # (a constant 1 + e^c, from a formula such as log(sigmoid(1)), is a number: nothing to stabilize)
+    args = sorted({-u if u.could_extract_minus_sign() else u for node in sp.preorder_traversal(expr)
+                   if (u := _exp_of_one_plus(node)) is not None and not u.is_number}, key=sp.default_sort_key)
     for u in args:
         s = Sigmoid(u)
         trial = sp.factor(sp.cancel(expr.subs({sp.exp(u): s / (1 - s), sp.exp(-u): (1 - s) / s})))
@@ -183,7 +185,7 @@ def indicator(expr):
         return None
     (first, cond), (other, _) = expr.args
     if (first, other) == (0, 1):
-        return sp.Not(cond)
+        return sp.Not(cond).to_nnf()  # not (u <= lo or u >= hi) as lo < u and u < hi
     if (first, other) == (1, 0):
         return cond
     return None
@@ -211,6 +213,9 @@ class ElementwisePrinter(NumPyPrinter):
         if clamped is not None:
             text = self._print(clamped)
             return "({})".format(text) if isinstance(clamped, (sp.Add, sp.Mul)) else text
+        u, lo, hi = clamp_bounds(expr)
+        if lo is not None and hi is not None:
+            return "np.clip({}, {}, {})".format(self._print(u), self._print(lo), self._print(hi))
         clip = _clip(expr)
         if clip is not None:
             k, u, d = clip
@@ -238,6 +243,13 @@ class ElementwisePrinter(NumPyPrinter):
         # positive terms first: "Yhat - Y" is one subtraction, "-Y + Yhat" a negation and an addition
         terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
         return super()._print_Add(sp.Add(*terms, evaluate=False), order="none")
+
+    def _print_And(self, expr):
+        # boolean arrays: & and | are one pass each, as readable as the condition they print
+        return " & ".join("({})".format(self._print(a)) for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " | ".join("({})".format(self._print(a)) for a in expr.args)
 
     def _print_Relational(self, expr):
         ops = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

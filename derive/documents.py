@@ -69,6 +69,9 @@ def outline(derivation, latex: bool, accepted=None):
     where = named_functions([f.derivative_display() for f in activations if f.elementwise], latex)
     if where:
         yield "para", f"Here {where}."
+    for note in [f.undefined for f in activations] + [net.loss.undefined]:
+        if note:
+            yield "para", note
     term, deriv = loss_definition(net.loss, latex)
     ell = r"\ell(\hat{y}, y)" if latex else "ℓ(ŷ, y)"
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"

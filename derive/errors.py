@@ -7,7 +7,13 @@ from .escape import terminal_text
 
 
 class ChainruleError(Exception):
-    """Bad input. The command line prints the message alone and exits with code 2."""
+    """Bad input. The command line prints the message alone and exits with code 2.
+
+    The message is kept on one line whatever user text it quotes: control and invisible
+    characters are shown as escapes (``\\n``, ``\\x1b``)."""
+
+    def __init__(self, message):
+        super().__init__(terminal_text(str(message)))
 
 
 class _Shown(reprlib.Repr):

@@ -12,7 +12,9 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from . import limits
 from .errors import ChainruleError, did_you_mean, shown
+from .limits import read_text
 from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
 from .ops.activations import Activation, make_activation
@@ -72,6 +74,12 @@ def _positive_int(value, what: str) -> int:
     return value
 
 
+def _at_most(value: int, limit: int, message: str):
+    """The size limits (derive.limits), checked before any work that grows with the size."""
+    if value > limit:
+        raise ChainruleError(message.format(value, limit) + "; make the network smaller")
+
+
 def _penalty(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PARAM:
         raise ChainruleError(f"{what} must be a number in [0, {MAX_PARAM}], not {shown(value)}")
@@ -105,6 +113,8 @@ def from_dict(spec: dict, source: str = "") -> Network:
     raw_layers = net.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ChainruleError("[network] layers must be a non-empty list like [{ units = 2, activation = \"relu\" }]")
+    _at_most(len(raw_layers), limits.LAYERS, "[network] has {} layers; the limit is {} (LAYERS)")
+    _at_most(inputs, limits.INPUTS, "[network] inputs is {}; the limit is {} (INPUTS)")
     layers, width = [], inputs
     for i, raw in enumerate(raw_layers, start=1):
         where = f"layer {i}"
@@ -130,6 +140,9 @@ def from_dict(spec: dict, source: str = "") -> Network:
             raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
         layers.append(Layer(units, act, residual, float(dropout)))
         width = units
+    _at_most(max(layer.units for layer in layers), limits.UNITS, "a layer has {} units; the limit is {} (UNITS)")
+    _at_most(sum((a + 1) * b for a, b in zip([inputs] + [l.units for l in layers], [l.units for l in layers])),
+             limits.PARAMETERS, "the network has {} weights and biases; the limit is {} (PARAMETERS)")
     loss = make_loss(_entry(net.get("loss"), "loss"))
     output = layers[-1].activation
     if loss.fused_with and output.name != loss.fused_with:
@@ -161,13 +174,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
 def load(path) -> Network:
     """Read and validate a TOML spec file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ChainruleError(f"no spec file '{path}'; give a .toml file or an inline spec like "
-                             f"\"2 -> 2 relu -> 1 ; mse\"") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ChainruleError(f"cannot read spec '{path}': {err}") from None
+    text = read_text(path, "spec file", "; give a .toml file or an inline spec like \"2 -> 2 relu -> 1 ; mse\"")
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

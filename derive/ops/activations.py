@@ -15,8 +15,9 @@ from typing import Callable
 
 import sympy as sp
 
+from .. import limits
 from ..errors import ChainruleError, unknown
-from ..formula import parse_formula
+from ..formula import parse_formula, undefined_where, value_at
 from . import bind_params
 
 Z = sp.Symbol("z", real=True)
@@ -172,6 +173,13 @@ class Activation:
         object.__setattr__(self, "derivative", sp.diff(self.definition, Z))
 
     @property
+    def undefined(self) -> str:
+        """A sentence naming where a formula activation or its derivative is undefined, else ''."""
+        where = undefined_where(self.definition, [Z]) if self.formula else []
+        return (f"{self.name}(z) = {self.formula} or its derivative is undefined or infinite where "
+                f"{'; '.join(where)}: the code gives inf or nan there.") if where else ""
+
+    @property
     def is_identity(self) -> bool:
         return self.definition == Z
 
@@ -193,12 +201,31 @@ class Activation:
     @functools.lru_cache(maxsize=None)
     def derivative_display(self) -> sp.Expr:
         """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself,
-        the first that SymPy proves equal to f'; else SymPy's own (simplified unless piecewise)."""
+        the first that SymPy proves equal to f'; else SymPy's own (simplified unless piecewise).
+
+        The search is skipped for a derivative over SIMPLIFY_OPS operations, and a candidate is only
+        sent to ``simplify`` once it agrees with f' at sample points: both can take SymPy minutes.
+        """
+        if sp.count_ops(self.derivative) > limits.SIMPLIFY_OPS:
+            return self.derivative
         f = sp.Function(self.name)(Z)
         for candidate in ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]:
-            if sp.simplify(self.derivative - expand_named(candidate.subs(f, self.definition))) == 0:
+            difference = self.derivative - expand_named(candidate.subs(f, self.definition))
+            if _near_zero(difference) and sp.simplify(difference) == 0:
                 return candidate
-        return sp.simplify(self.derivative) if not self.derivative.has(sp.Piecewise) else self.derivative
+        if self.derivative.has(sp.Piecewise):
+            return self.derivative
+        simplified = sp.simplify(self.derivative)  # unless it splits into cases (|z| as z = 0 or not)
+        return self.derivative if simplified.has(sp.Piecewise) else simplified
+
+
+def _near_zero(expr, points=(-2.5, -0.3, 0.7, 1.9)) -> bool:
+    """Whether ``expr`` in z is within 1e-12 of 0 at the points where it is finite."""
+    for point in points:
+        value = value_at(expr, {Z: point})
+        if value is not None and abs(value) > 1e-12:
+            return False
+    return True
 
 
 A = sp.Symbol("a", real=True)
@@ -228,25 +255,52 @@ def derivative_of_output(act: Activation):
         branches.append((form, cond.subs(Z, A) if cond is not sp.true else sp.true))
     candidate = branches[0][0] if len(branches) == 1 else sp.Piecewise(*branches)
     for point in (-2.5, -1.0, -0.3, 0.0, 0.3, 1.0, 2.5):
-        a = act.definition.subs(Z, point)
-        if abs(sp.N(candidate.subs(A, a) - act.derivative.subs(Z, point))) > 1e-12:
+        a, exact = value_at(act.definition, {Z: point}), value_at(act.derivative, {Z: point})
+        if a is None or exact is None:  # f or f' undefined there (1/z at 0): nothing to agree with
+            continue
+        value = value_at(candidate, {A: a})
+        if value is None or abs(value - exact) > 1e-12:
             return None
     return candidate
 
 
 def _in_terms_of_output(f, d):
-    if isinstance(f, sp.Function) and f.args == (Z,) and hasattr(f.func, "inverse"):
-        inverses = [f.inverse()(A)]  # tanh -> atanh: no need for the slower solve
-    else:
-        try:
-            inverses = sp.solve(sp.Eq(f, A), Z)
-        except NotImplementedError:
-            return None
-    for inverse in inverses:
-        form = sp.cancel(sp.expand(d.subs(Z, inverse).rewrite(sp.exp)))
-        if Z not in form.free_symbols and form.is_rational_function(A):
-            return min((sp.simplify(form), form), key=sp.count_ops)  # a*(1 - a) before a - a**2
+    """d written in a = f(z) when z occurs once in f (so f is inverted step by step, see _invert)
+    and d is small (SIMPLIFY_OPS), else None."""
+    if sp.count_ops(d) > limits.SIMPLIFY_OPS:
+        return None
+    inverse = _invert(f, A)
+    if inverse is None:
+        return None
+    form = sp.cancel(sp.expand(d.subs(Z, inverse).rewrite(sp.exp)))
+    if Z not in form.free_symbols and form.is_rational_function(A):
+        return min((sp.simplify(form), form), key=sp.count_ops)  # a*(1 - a) before a - a**2
     return None
+
+
+def _invert(f, value):
+    """z such that f(z) = value, peeling f from the outside (z + c, c z, 1/u, exp, and the functions
+    SymPy knows an inverse of, such as tanh), when z occurs once in f; else None. Fast where
+    ``sympy.solve`` may take minutes (z*sigmoid(1.702*z) asks it for Lambert W); a wrong branch
+    (sin) is caught by the caller's check at sample points."""
+    if f.count(Z) != 1:
+        return None
+    while f != Z:
+        if isinstance(f, sp.Add):
+            rest, f = f.as_independent(Z, as_Add=True)
+            value = value - rest
+        elif isinstance(f, sp.Mul):
+            rest, f = f.as_independent(Z, as_Add=False)
+            value = value / rest
+        elif isinstance(f, sp.Pow) and f.exp == -1:
+            f, value = f.base, 1 / value
+        elif isinstance(f, sp.exp):
+            f, value = f.args[0], sp.log(value)
+        elif isinstance(f, sp.Function) and len(f.args) == 1 and hasattr(f.func, "inverse"):
+            f, value = f.args[0], f.inverse()(value)
+        else:
+            return None
+    return value
 
 
 def make_activation(value, where: str) -> Activation:

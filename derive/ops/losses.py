@@ -13,8 +13,9 @@ from typing import Callable
 
 import sympy as sp
 
+from .. import limits
 from ..errors import ChainruleError, unknown
-from ..formula import parse_formula
+from ..formula import parse_formula, undefined_where
 from . import bind_params
 from .activations import Named, expand_named
 
@@ -106,11 +107,19 @@ class Loss:
 
     def derivative_display(self) -> sp.Expr:
         """d/dyhat in its plainest form: the catalogue's textbook form where it agrees with SymPy's
-        derivative (``agrees``), else SymPy's, factored."""
+        derivative (``agrees``), else SymPy's, factored (unless over SIMPLIFY_OPS operations, where
+        factoring can take SymPy minutes)."""
         derivative = self.derivative
         if self.textbook is not None and agrees(expand_named(self.textbook), derivative):
             return self.textbook
-        return sp.factor(derivative)
+        return sp.factor(derivative) if sp.count_ops(derivative) <= limits.SIMPLIFY_OPS else derivative
+
+    @property
+    def undefined(self) -> str:
+        """A sentence naming where a formula loss or its derivative is undefined, else ''."""
+        where = undefined_where(self.pointwise, [YHAT, Y]) if self.formula else []
+        return (f"The loss {self.formula} or its derivative is undefined or infinite where "
+                f"{'; '.join(where)}: the code gives inf or nan there.") if where else ""
 
     @property
     def spec(self):
