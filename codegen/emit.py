@@ -56,7 +56,8 @@ def _fused_loss(derivation, rhs):
         fn, mats, extra = sp.Lambda((Z, Y_SCALAR), stabilize(net.loss.pointwise.subs(YHAT, yhat))), (z, target), None
     else:
         lse = sp.MatrixSymbol(f"logsumexp_{z.name}", 1, z.shape[1])
-        body = sp.collect(sp.expand(net.loss.pointwise.subs(YHAT, sp.exp(Z - LSE))), Y_SCALAR)
+        # y lse - y z, not y (lse - z): where y = 0 the product stays 0 even when lse - z overflows
+        body = sp.expand(net.loss.pointwise.subs(YHAT, sp.exp(Z - LSE)))
         fn, mats, extra = sp.Lambda((Z, Y_SCALAR, LSE), body), (z, target, lse), (lse.name, z.name)
     sums = [e for e in sp.preorder_traversal(rhs) if isinstance(e, ElementSum) and YHAT in e.fn.variables]
     if len(sums) != 1:

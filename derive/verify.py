@@ -27,9 +27,11 @@ import mpmath
 import sympy as sp
 
 from .chain import N, Derivation
+from .errors import ChainruleError
 
 _DIGITS = 30
 _TOLERANCE = 1e-20
+_TRIES = 20  # random points tried to find two where every formula is real
 _INPUT_ROLES = ("data", "param", "mask")
 
 
@@ -174,17 +176,26 @@ class Expansion:
         constrain = sp.lambdify(self.inputs, list(self.constraint.values()), modules="mpmath")
         worst = [0.0] * len(self.backward)
         with mpmath.workdps(_DIGITS):
-            for _ in range(2):
+            points = 0
+            for _ in range(_TRIES):
                 point = {s: mpmath.mpf(rng.uniform(-1.5, 1.5)) for s in self.inputs}
                 point.update(zip(self.constraint, constrain(*point.values())))
-                computed = forward(*point.values())
-                truth = self.truth(self.adjoints(computed[len(nodes):]))
-                results = iter(derived(*point.values(), *computed[:len(nodes)], *(truth[s] for s in named)))
+                try:
+                    computed = forward(*point.values())
+                    truth = self.truth(self.adjoints(computed[len(nodes):]))
+                    results = iter(derived(*point.values(), *computed[:len(nodes)], *(truth[s] for s in named)))
+                except TypeError:  # a max or min of a formula that is complex at this point: take another
+                    continue
+                points += 1
                 for k, (step, matrix) in enumerate(self.backward):
                     values, target = [next(results) for _ in matrix], self.entries[step.target.symbol]
                     worst[k] = max([worst[k]] + ([float(abs(v - truth[e])) for v, e in zip(values, target)]
                                                  if matrix.shape == target.shape else [float("inf")]))
-        return worst
+                if points == 2:
+                    return worst
+        raise ChainruleError(f"cannot prove the steps: the network's formulas are not real at {_TRIES} random "
+                             f"points in [-1.5, 1.5] (a max or min compares complex values); use formulas "
+                             f"that are real there")
 
 
 class _Symbolic:

@@ -68,7 +68,8 @@ def _softmax_logsumexp(z, axis):
     """(exp(z) normalised along `axis`, log(sum(exp(z))) along `axis` kept as a size-1 axis), from
     one exp of z shifted by its max, so exp cannot overflow."""
     top = z.max(axis=axis, keepdims=True)
-    e = np.exp(z - top)
+    with np.errstate(over="ignore"):  # z - top below the dtype's range is -inf, and exp(-inf) = 0 exactly
+        e = np.exp(z - top)
     total = e.sum(axis=axis, keepdims=True)
     e /= total
     return e, top + np.log(total)
@@ -236,7 +237,7 @@ def _loss(params, cache, Y):
     Z2 = cache["Z2"]
     logsumexp_Z2 = cache["logsumexp_Z2"]
     N = Y.shape[0]
-    L = (Y*(logsumexp_Z2 - Z2)).sum()/N  # (eq. 16)
+    L = (Y*logsumexp_Z2 - Y*Z2).sum()/N  # (eq. 16)
     return L
 
 

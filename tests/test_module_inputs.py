@@ -12,6 +12,7 @@ import pytest
 
 from codegen.emit import generate
 from derive import derive
+from gradcheck import load_module
 
 SPECS = {
     "mse": ("3 -> 4 tanh -> 2 ; mse", "float64"),
@@ -332,3 +333,17 @@ def test_dropout_masks_and_rng_given_are_checked(modules, fn):
         assert as_lists == as_arrays
     else:
         np.testing.assert_array_equal(as_lists[0], as_arrays[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_logits_further_apart_than_the_dtype_holds_raise_no_warning(dtype):
+    """Logits ±0.9 of the dtype's largest number, the target the larger one: z - max(z) is below the
+    dtype's range (exp gives 0 exactly), and y lse - y z keeps the other class's term 0 (y (lse - z)
+    was 0 * inf = nan)."""
+    m = load_module("2 -> 2 softmax ; cross_entropy", dtype=dtype, name=f"ce_apart_{dtype}")
+    big = 0.9 * np.finfo(dtype).max
+    params = {"W1": np.zeros((2, 2), dtype), "b1": np.array([big, -big], dtype)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        L, grads = m.loss_and_grads(params, np.zeros((1, 2), dtype), np.array([0]))
+    assert L == 0 and all((g == 0).all() for g in grads.values())

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import derive
 from derive.chain import Derivation
+from derive.errors import ChainruleError
 from derive.nodes import Pointwise
 from derive.ops.activations import CATALOGUE as ACTIVATIONS
 from derive.ops.losses import CATALOGUE as LOSSES
@@ -141,3 +142,12 @@ def test_random_networks_are_proved(depth, data):
     net = derive.from_dict({"network": {"inputs": widths[0], "layers": layers, "loss": loss}})
     report = verify(Derivation(net))
     assert report.ok, report.text()
+
+
+def test_formulas_that_are_not_real_at_the_random_points_are_a_one_line_error():
+    """A max of a formula that is complex where yhat < y cannot be compared there: verify says so
+    (it tried mpmath's comparison of complex numbers, a TypeError, before)."""
+    loss = {"formula": "max(max(0.5,((yhat-y)-sqrt(yhat-y))**0.5),sigmoid(0.5))"}
+    d = derive.derive({"network": {"inputs": 2, "layers": [{"units": 1}], "loss": loss}})
+    with pytest.raises(ChainruleError, match=r"^cannot prove the steps: the network's formulas are not real"):
+        verify(d)
