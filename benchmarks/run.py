@@ -27,11 +27,12 @@ import layernorm_step  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
 import startup  # noqa: E402
+import train_cli  # noqa: E402
 import train_step  # noqa: E402
 from targets import judge  # noqa: E402
 
 SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "digits": digits.run,
-            "derivation": derivation.run, "startup": startup.run, "memory": memory.run}
+            "derivation": derivation.run, "startup": startup.run, "memory": memory.run, "train_cli": train_cli.run}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -159,6 +160,15 @@ def print_memory(section):
           + skipped_lines(section["skipped"]))
 
 
+def print_train_cli(section):
+    rows = [[r["peer"], seconds(r["wall_s"]), f"{r['ratio']:.2f}x", seconds(r["cpu_s"]), f"{r['cpu_ratio']:.2f}x", r["runs"]]
+            for r in section["rows"]]
+    print(table(f"6. chainrule train --data digits against the emitted train called directly (20 epochs, "
+                f"{section.get('samples', '?')} samples, validation 20 %; median)",
+                ["run", "wall time", "vs direct", "CPU time", "CPU vs direct", "runs"], rows)
+          + skipped_lines(section["skipped"]))
+
+
 def print_targets(verdicts):
     word = {True: "met", False: "MISSED", None: "not run"}
     rows = [[v["target"], v["wanted"], v["figure"], word[v["met"]]] for v in verdicts]
@@ -168,7 +178,7 @@ def print_targets(verdicts):
 
 
 PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "digits": print_digits, "derivation": print_derivation,
-            "startup": print_startup, "memory": print_memory}
+            "startup": print_startup, "memory": print_memory, "train_cli": print_train_cli}
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ HAND_RATIO = 1.05
 MATMUL_FRACTION = 0.90
 DEPTH_100_S = 2.0
 HELP_S = 0.2
+TRAIN_CLI_RATIO = 1.10
 LARGER_NETS = ("mnist-mlp", "wide-tanh")
 SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
 
@@ -69,4 +70,9 @@ def judge(results: dict) -> list:
     helped = startup.get("chainrule --help")
     add("chainrule --help", f"< {HELP_S:g} s", f"{helped['median_s']:.3f} s" if helped else "not run",
         helped["median_s"] < HELP_S if helped else None)
+    for row in results.get("train_cli", {}).get("rows", [])[1:]:
+        add(f"{row['peer']} vs the emitted train", f"<= {TRAIN_CLI_RATIO}x", f"{row['ratio']:.2f}x",
+            row["ratio"] <= TRAIN_CLI_RATIO)
+    if "train_cli" in results and not results["train_cli"]["rows"]:
+        add("chainrule train vs the emitted train", f"<= {TRAIN_CLI_RATIO}x", "not run", None)
     return out
