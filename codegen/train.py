@@ -482,7 +482,7 @@ def cli_train(args) -> int:
     if not args.quiet:
         for run_label, run in runs:
             print(summary(run_label, run))
-        written = [p for p in (args.out, args.history) if p] + ([f"{args.plot}/"] if args.plot else [])
+        written = [p for p in (args.out, args.history) if p] + ([args.plot.rstrip("/") + "/"] if args.plot else [])
         if written:
             print("wrote " + ", ".join(map(str, written)))
     return 0
