@@ -123,6 +123,16 @@ def _check_code(args) -> int:
     return code
 
 
+def _train(args) -> int:
+    from codegen.train import cli_train
+    return cli_train(args)
+
+
+def _predict(args) -> int:
+    from codegen.train import cli_predict
+    return cli_predict(args)
+
+
 def _verify(args) -> int:
     """``chainrule verify SPEC [--exact]``: 0 when every step is proved, 1 when one is wrong."""
     import time
@@ -196,7 +206,10 @@ def parser() -> argparse.ArgumentParser:
                     "standalone NumPy code that implements them, and checks of hand derivations.")
     top.add_argument("--version", action=_Version)
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
+    spec_help = ("a TOML spec file, or an inline spec such as \"4 -> 8 relu -> layernorm -> residual(8 tanh -> "
+                 "layernorm) -> 2 softmax ; cross_entropy\": layers joined by ->, each UNITS [ACTIVATION] [residual] "
+                 "[dropout=P] (dense), an ACTIVATION alone, layernorm or layernorm(eps=1e-5, affine=false), or "
+                 "residual(LAYER -> ...) (a residual block); after ; the loss, then ; l1=X ; l2=X")
 
     p = sub.add_parser("derive", help="print the step-by-step derivation of every gradient")
     p.add_argument("spec", help=spec_help)
@@ -234,6 +247,15 @@ def parser() -> argparse.ArgumentParser:
                    help="KiB of its stdout and of its stderr shown; the rest is discarded (default 64)")
     p.set_defaults(run=_check_code)
 
+    from codegen.train_options import add_predict_arguments, add_train_arguments
+    p = sub.add_parser("train", help="train the network on a data file or a bundled data set; plot, save the weights")
+    add_train_arguments(p, spec_help)
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("predict", help="predict with weights chainrule train saved")
+    add_predict_arguments(p, spec_help)
+    p.set_defaults(run=_predict)
+
     p = sub.add_parser("verify", help="prove every backward step against SymPy's derivative of the expanded network")
     p.add_argument("spec", help=spec_help)
     p.add_argument("--exact", action="store_true",
@@ -253,7 +275,8 @@ def main(argv=None) -> int:
     try:
         args = parser().parse_args(argv)
         if not getattr(args, "run", None):
-            raise ChainruleError("give a command: derive, list, generate, check, check-code, verify or notebook "
+            raise ChainruleError("give a command: derive, list, generate, check, check-code, train, predict, "
+                                 "verify or notebook "
                                  "(chainrule --help says what each does)")
         code = args.run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below

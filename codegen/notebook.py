@@ -114,8 +114,6 @@ else:
 
 
 def _training_cell(net, kind: str) -> str:
-    accuracy = {"classes": "(Y_val.argmax(axis=1) == T[n:]).mean()",
-                "binary": "((Y_val >= 0.5) == (T[n:] >= 0.5)).mean()"}.get(kind)
     lines = [_data_cell(net, kind),
              "order = np.random.default_rng(0).permutation(len(X))",
              "X, T = X[order], T[order]",
@@ -124,9 +122,8 @@ def _training_cell(net, kind: str) -> str:
              "history = train(params, X[:n], T[:n], X_val=X[n:], T_val=T[n:], verbose=False)",
              "print(f\"loss {history['loss'][0]:.4f} after the first epoch, {history['loss'][-1]:.4f} after \"",
              "      f\"epoch {len(history['loss'])}; validation loss {history['val_loss'][-1]:.4f}\")"]
-    if accuracy:
-        lines += ["Y_val, _ = forward(params, X[n:])",
-                  f"print(f\"validation accuracy {{{accuracy}:.1%}}\")"]
+    if kind != "values":  # evaluate's accuracy is None for a loss without classes
+        lines.append("print(f\"validation accuracy {evaluate(params, X[n:], T[n:])['accuracy']:.1%}\")")
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
+from .spec import inline
 
 FORM_TITLES = {
     "sample": "One sample (column vectors)",
@@ -26,11 +27,11 @@ FORM_TITLES = {
 
 def describe(network, user=str) -> str:
     """``2 -> 2 relu -> 1 ; mse`` for a network; ``user`` wraps each name and formula it quotes."""
-    layers = []
-    for layer in network.layers:
+    def dense(layer):
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
-        layers.append(f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else ""))
+        return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
+    layers = [inline(layer, dense, user) for layer in network.layers]
     loss = network.loss
     loss_name = f"[{user(loss.formula)}]" if loss.formula else (
         user(loss.name) + (f"({', '.join(f'{k}={v}' for k, v in loss.params)})" if loss.params else ""))
@@ -77,7 +78,7 @@ def outline(derivation, latex: bool, accepted=None):
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"
     yield "para", f"Loss: {net.loss.title}. One element's term and its derivative:"
     yield "display", [f"{ell} = {term}", f"{dell} = {deriv}"]
-    if any(not layer.activation.elementwise for layer in net.layers):
+    if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
@@ -91,6 +92,10 @@ def outline(derivation, latex: bool, accepted=None):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             reason = step.explain({k: math(v) for k, v in names.items()})
             yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
+    if accepted is None and any(layer.kind != "dense" for layer in net.layers):
+        # not given the names check reads (none: it cannot read this network): no section on checking
+        yield from training_outline(net, latex)
+        return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
                    "with these steps" + ("; in the per-sample convention it reads these names: "
@@ -249,10 +254,10 @@ class _LatexReader:
 
 def _distinct_activations(net):
     seen, out = set(), []
-    for layer in net.layers:
-        if layer.activation not in seen:
-            seen.add(layer.activation)
-            out.append(layer.activation)
+    for f in net.activations:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
     return out
 
 
@@ -325,6 +330,9 @@ LATEX = Layout(
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
     eq=("\\begin{{equation}}\n{lhs} = {rhs} \\tag{{{number}}}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
+          # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
+          *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
+            (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
           r"\allowdisplaybreaks", r"\begin{document}"),
     tail=(r"\end{document}",), end="\n")
 

@@ -92,7 +92,7 @@ def test_generate_takes_a_string_a_path_a_dict_a_network_and_a_derivation():
         == codegen.generate(build(inline)) == codegen.generate(Derivation(build(inline)))
     path = ROOT / "generated" / "specs" / "simple_nn.toml"
     assert codegen.generate(path) == codegen.generate(str(path)) == codegen.generate(derive.derive(path))
-    assert "def _loss_and_grads(params, X, Y):" in codegen.generate(NETWORK)
+    assert codegen.generate(NETWORK) == codegen.generate({"network": NETWORK}) != codegen.generate(inline)
     with pytest.raises(derive.ChainruleError, match="no spec file"):
         codegen.generate("missing.toml")
 
