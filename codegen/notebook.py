@@ -190,7 +190,8 @@ def notebook(spec, command: str = "") -> str:
     if command:
         intro += ["", f"Regenerate with: {markdown_text(command)}"]
     cells = [("intro", "markdown", "\n".join(intro).rstrip("\n"))]
-    notes = derivation.markdown(accepted_names(derivation))  # as chainrule derive -f md prints them
+    names = accepted_names(derivation)  # None: the checker does not read this network
+    notes = derivation.markdown(names)  # as chainrule derive -f md prints them
     cells += [(f"notes-{k}", "markdown", text) for k, text in enumerate(_note_cells(notes), start=1)]
     cells.append(("module", "markdown", "## The emitted module\n\nThe module `chainrule generate` writes "
                   "for this spec, cut at its sections; every line of math cites its equation above."))
@@ -211,11 +212,17 @@ def notebook(spec, command: str = "") -> str:
          ", with the spec's optimizer, schedule and training settings. 80% of the samples train, 20% validate."),
         ("training", "code", _training_cell(net, kind)),
         ("plot", "code", f"LOSS_LABEL = {f'loss ({net.loss.name})'!r}\nTITLE = {f'Training {net.name}'!r}\n{PLOT}"),
-        ("check-about", "markdown", "## Check your own derivation\n\n`derive.check` compares an expression "
-         "you write (LaTeX or plain text, one sample as column vectors) with the derived gradient and names "
-         "the mistake when it differs. `chainrule check --names SPEC` lists the names it reads."),
-        ("check", "code", _check_cell(net, literal)),
     ]
+    if names is None:  # layer kinds the checker does not read (activation layers, residual blocks)
+        cells.append(("check-about", "markdown", "## Check your own derivation\n\n`chainrule check` does not read "
+                      "this network's layer kinds yet (it reads dense and layer-norm layers); `chainrule verify SPEC` "
+                      "proves every step above."))
+    else:
+        cells += [("check-about", "markdown", "## Check your own derivation\n\n`derive.check` compares an "
+                   "expression you write (LaTeX or plain text, one sample as column vectors) with the derived "
+                   "gradient and names the mistake when it differs. `chainrule check --names SPEC` lists the names "
+                   "it reads."),
+                  ("check", "code", _check_cell(net, literal))]
     nb = v4.new_notebook(metadata={
         "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
         "language_info": {"name": "python"},
