@@ -51,8 +51,15 @@ class Inputs:
     sizes: tuple
 
 
+class _Width:
+    """A layer whose width is its ``units``: the proof may narrow it to ``cap``."""
+
+    def capped(self, cap: int):
+        return replace(self, units=min(self.units, cap))
+
+
 @dataclass(frozen=True)
-class Layer:
+class Layer(_Width):
     """A dense layer ``z = W a + b``, ``a' = f(z)`` (times a dropout mask, plus ``a`` when ``residual``)."""
     units: int
     activation: Activation
@@ -64,12 +71,9 @@ class Layer:
     def activations(self) -> tuple:
         return (self.activation,)
 
-    def capped(self, cap: int):
-        return replace(self, units=min(self.units, cap))
-
 
 @dataclass(frozen=True)
-class LayerNorm:
+class LayerNorm(_Width):
     """``torch.nn.LayerNorm(units, eps, elementwise_affine=affine)``: normalizes each sample's features."""
     units: int
     eps: float = 1e-5
@@ -77,12 +81,9 @@ class LayerNorm:
     kind = "layernorm"
     activations = ()
 
-    def capped(self, cap: int):
-        return replace(self, units=min(self.units, cap))
-
 
 @dataclass(frozen=True)
-class ActivationLayer:
+class ActivationLayer(_Width):
     """An activation standing as a layer of its own, ``a' = f(a)``: no parameters."""
     units: int
     activation: Activation
@@ -91,9 +92,6 @@ class ActivationLayer:
     @property
     def activations(self) -> tuple:
         return (self.activation,)
-
-    def capped(self, cap: int):
-        return replace(self, units=min(self.units, cap))
 
 
 @dataclass(frozen=True)
