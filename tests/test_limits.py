@@ -8,6 +8,7 @@ import sympy as sp
 from codegen.cli import main
 from codegen.emit import generate
 from derive import derive, limits
+from derive.check import Checker
 from derive.errors import ChainruleError
 from derive.ops.activations import derivative_of_output, make_activation
 from derive.spec import from_dict, load
@@ -106,12 +107,22 @@ def _net(inputs, layers):
     (_net(10 ** 9, [1]), "INPUTS"),
     (_net(2, [limits.UNITS + 1, 1]), "UNITS"),
     (_net(2, [1] * 10_000), "LAYERS"),
-    (_net(1000, [300, 1]), "PARAMETERS"),
+    (_net(4000, [4000, 1]), "PARAMETERS"),
 ])
 def test_network_size_limits(spec, name):
     start = time.monotonic()
     with pytest.raises(ChainruleError, match=rf"the limit is \d+ \({name}\)"):
         from_dict(spec)
+    assert time.monotonic() - start < 5
+
+
+def test_check_and_check_code_refuse_networks_over_their_parameter_limit():
+    """derive and generate take the 1024-wide networks of the benchmark; the checker, which
+    evaluates every entry, stops at CHECK_PARAMETERS with one line and before any work."""
+    d = derive(_net(1000, [300, 1]))
+    start = time.monotonic()
+    with pytest.raises(ChainruleError, match=r"at most 250000 \(CHECK_PARAMETERS\)"):
+        Checker(d)
     assert time.monotonic() - start < 5
 
 

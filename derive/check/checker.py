@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .. import limits
 from ..errors import ChainruleError
 from .bind import Binder, Ones, ShapeMismatch
 from .compare import BATCH, POINTS, Comparer, shape_of
@@ -135,6 +136,11 @@ class Checker(Binder, Comparer, Diagnoser):
         if other is not None:
             raise ChainruleError(f"chainrule check reads networks of dense and layernorm layers only, and layer {other} "
                                  f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
+        size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
+        if size > limits.CHECK_PARAMETERS:
+            raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
+                                 f"at most {limits.CHECK_PARAMETERS} (CHECK_PARAMETERS), as they evaluate every "
+                                 f"entry; check the same rule on a narrower network (the steps are the same)")
         self.batch = convention != "sample"
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample
