@@ -46,6 +46,12 @@ EXTRA_NAMES = {True: {"partial": r"\partial ", "ones_row": r"\mathbf{1}_{N}^{\to
                False: {"partial": "∂", "ones_row": "1_Nᵀ"}}
 
 
+def _text_name(q) -> str:
+    """A quantity's name in the text notes: ``∂L/∂W1`` as the equations write it (the checker's
+    messages keep the typed ``dL/dW1``)."""
+    return "∂L/∂" + q.text[4:] if q.text.startswith("dL/d") else q.text
+
+
 def label(step) -> str:
     """The stable LaTeX label of a step: ``eq:delta2``, ``eq:dW1``; the batch form's ``eq:batch-dW1``."""
     key = step.target.key.replace("dL_d", "d")
@@ -69,7 +75,7 @@ def outline(derivation, latex: bool, accepted=None):
     yield "heading", "Notation"
     for form in ("sample", "batch"):
         sweep = derivation.sample if form == "sample" else derivation.batch
-        names = {**{q.key: (q.latex if latex else q.text) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
+        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else MathText(names)
         rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
                  explain(q.meaning, names, math)) for q in sweep.quantities.values()]
@@ -97,7 +103,7 @@ def outline(derivation, latex: bool, accepted=None):
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
         yield "heading", FORM_TITLES[form]
-        names = {**{q.key: (q.latex if latex else q.text) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
+        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else MathText(names)
         phase = None
         for step in sweep.steps:
@@ -188,7 +194,7 @@ def _settings(symbols: dict, settings: dict, rules, math) -> str:
     shown = [f"{math(symbol)} = {key} = {_value(settings[key])}" for key, symbol in symbols.items()
              if settings.get(key) is not None and in_rules(symbol)]
     other = [f"{key} = {_value(v)}" for key, v in settings.items()
-             if key != "type" and key not in symbols and v is not None and v is not False]
+             if key not in ("type", "warmup_epochs") and key not in symbols and v is not None and v is not False]
     return ", ".join(shown + other)
 
 
@@ -205,7 +211,7 @@ QUAD = "\t"  # a \quad until the spacing is tidied, then three spaces
 TEXT_MACROS = {
     r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\epsilon": "ε", r"\eta": "η",
     r"\lambda": "λ", r"\mu": "μ", r"\pi": "π", r"\psi": "ψ", r"\rho": "ρ", r"\tau": "τ", r"\theta": "θ",
-    r"\nabla": "∇", r"\partial": "∂", r"\prod": "∏", r"\cdot": "·", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
+    r"\nabla": "∇", r"\partial": "∂", r"\prod": "∏", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
     r"\uparrow": "↑", r"\downarrow": "↓", r"\lfloor": "⌊", r"\rfloor": "⌋", r"\{": "{", r"\}": "}",
     r"\_": "_", r"\max": "max", r"\min": "min", r"\cos": "cos", r"\left": "", r"\right": "",
     r"\,": " ", r"\quad": QUAD,
@@ -457,7 +463,7 @@ def _wrapped(block: str, width: int) -> str:
 
 
 def latex_steps(derivation) -> str:
-    """``$$\begin{aligned} z_{1} &= W_{1} x + b_{1} && (1) \\ ...\end{aligned}$$``: each step, no prose."""
+    r"""``$$\begin{aligned} z_{1} &= W_{1} x + b_{1} && (1) \\ ...\end{aligned}$$``: each step, no prose."""
     rows = []
     for sweep in (derivation.sample, derivation.batch):
         printer = MathLatex({**{q.key: q.latex for q in sweep.quantities.values()}, **EXTRA_NAMES[True]})

@@ -39,7 +39,7 @@ def network_output(batched: bool) -> Names:
 
 def gradient(of: Names) -> Names:
     """``dL_dW1``: the gradient of the loss with respect to a quantity."""
-    return Names(f"dL_d{of.key}", rf"\frac{{\partial L}}{{\partial {of.latex}}}", f"∂L/∂{of.text}",
+    return Names(f"dL_d{of.key}", rf"\frac{{\partial L}}{{\partial {of.latex}}}", f"dL/d{of.text}",
                  f"gradient of the loss with respect to " + formula(f"⟦{of.key}⟧"))
 
 

@@ -129,7 +129,7 @@ class MathLatex(_Named, LatexPrinter):
         return self._print(expr.mat)
 
     def _print_ElementSum(self, expr, signed=True):
-        """``\sum_{i} ...``; ``signed``: a formula's leading minus goes in front (else the caller's)."""
+        r"""``\sum_{i} ...``; ``signed``: a formula's leading minus goes in front (else the caller's)."""
         negated = _negative_sum(expr)
         inner = (-expr.fn.expr if negated else expr.fn.expr).xreplace(
             _placeholders(expr, self, "_{%s}" % _element_index(expr.mats[0])))
