@@ -163,10 +163,12 @@ class MathText(_Named, StrPrinter):
         return super()._print_Mul(expr).replace("*", " ")
 
     def _print_Pow(self, expr, rational=False):
-        """``tanh(z)²``; other powers as ``x^(1/3)``, never Python's ``**``."""
+        """``tanh(z)²``, ``1/(|z| + 1)²``; other powers as ``x^(1/3)``, never Python's ``**``."""
         if expr.exp.is_Integer and expr.exp > 1:
             base = self.parenthesize(expr.base, sp.printing.precedence.precedence(expr), strict=False)
             return base + "".join(SUPERSCRIPT_DIGITS[c] for c in str(expr.exp))
+        if expr.exp.is_Integer and expr.exp < -1:
+            return "1/" + self._print_Pow(sp.Pow(expr.base, -expr.exp))
         return super()._print_Pow(expr, rational).replace("**", "^")
 
     def _print_Relational(self, expr):
