@@ -57,6 +57,7 @@ def test_huber_step_is_a_clip_of_yhat_minus_y_in_every_format_and_in_the_code():
     d = derive.derive(ROOT / "generated/specs/huber_tanh.toml")
     assert "δ3 = (1/2) clip(ŷ - y, -1/2, 1/2)\n" in d.text()
     assert "|y - ŷ|" not in d.text() and "sign(" not in d.text()
+    assert r"\left|{y - \hat{y}}\right|" not in d.latex() and r"\left|{\hat{y} - y}\right|" in d.latex()
     assert r"\delta_{3} = \frac{1}{2} \operatorname{clip}\left(\hat{y} - y, - \frac{1}{2}, \frac{1}{2}\right)" in d.latex()
     code = generate(d)
     assert "np.clip(Yhat - Y, -1/2, 1/2)" in code and "-np.clip" not in code

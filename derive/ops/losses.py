@@ -49,11 +49,11 @@ def clip_form(expr):
 
 
 def oriented(diff):
-    """``yhat - y`` for either order of a difference: the sign in which the symbol sorted first
-    (y before yhat) is subtracted, so a loss's differences all read one way."""
-    if isinstance(diff, sp.Add) and diff.free_symbols:
-        first = min(diff.free_symbols, key=sp.default_sort_key)
-        if diff.coeff(first).is_positive:
+    """``yhat - y`` for either order of a difference, so a loss's differences all read one way: the
+    prediction (a symbol named with a hat, however a printer spells it: yhat, \\hat{y}, ŷ) first."""
+    if isinstance(diff, sp.Add):
+        hats = [s for s in diff.free_symbols if "hat" in s.name or set(s.name) & set("ŷŶ")]
+        if len(hats) == 1 and diff.coeff(hats[0]).is_negative:
             return -diff
     return diff
 
