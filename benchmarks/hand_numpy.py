@@ -103,3 +103,41 @@ def matmuls_only(operands):
             else:
                 left @ right
     return run
+
+
+def layernorm_loss_and_grads(params, X, T, eps=1e-5):
+    """One train step of X -> W1 relu -> layer norm (gamma2, beta2) -> W3 relu -> W4 softmax,
+    cross-entropy: ``(loss, grads)`` with the emitted module's parameter names.
+
+    Layer norm as torch.nn.LayerNorm (biased variance, eps inside the square root); its backward is
+    the compact form dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gamma * dy, the
+    means over each sample's features. In place where it saves a pass, as above.
+    """
+    W1, b1, gamma, beta = params["W1"], params["b1"], params["gamma2"], params["beta2"]
+    W3, b3, W4, b4 = params["W3"], params["b3"], params["W4"], params["b4"]
+    A1 = X @ W1.T
+    A1 += b1
+    np.maximum(A1, 0, out=A1)
+    xhat = A1 - A1.mean(axis=1, keepdims=True)
+    rstd = 1 / np.sqrt(np.einsum("ij,ij->i", xhat, xhat)[:, None] / xhat.shape[1] + eps)
+    xhat *= rstd
+    A2 = xhat * gamma
+    A2 += beta
+    A3 = A2 @ W3.T
+    A3 += b3
+    np.maximum(A3, 0, out=A3)
+    out = A3 @ W4.T
+    out += b4
+    value, delta = _loss_and_delta(out, T, "cross_entropy")
+    grads = {"W4": delta.T @ A3, "b4": delta.sum(axis=0)}
+    delta = _backprop_activation(delta @ W4, A3, "relu")
+    grads["W3"], grads["b3"] = delta.T @ A2, delta.sum(axis=0)
+    dA2 = delta @ W3
+    grads["gamma2"], grads["beta2"] = np.einsum("ij,ij->j", dA2, xhat), dA2.sum(axis=0)
+    g = np.multiply(dA2, gamma, out=dA2)
+    dA1 = g - g.mean(axis=1, keepdims=True)
+    dA1 -= xhat * (np.einsum("ij,ij->i", g, xhat)[:, None] / g.shape[1])
+    dA1 *= rstd
+    delta = _backprop_activation(dA1, A1, "relu")
+    grads["W1"], grads["b1"] = delta.T @ X, delta.sum(axis=0)
+    return value, {name: grads[name] for name in params}

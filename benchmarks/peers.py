@@ -119,6 +119,51 @@ def make_jax(net, params, X, T):
     return step
 
 
+# -- the layer-norm network (hand_numpy.layernorm_loss_and_grads) -------------------------------
+def make_torch_layernorm(params, X, T, eps=1e-5):
+    torch = _import("torch")
+    F = torch.nn.functional
+    names = list(params)
+    leaves = {n: torch.from_numpy(params[n]).requires_grad_(True) for n in names}
+    x, t = torch.from_numpy(X), torch.from_numpy(T).long()
+
+    def step():
+        p = leaves
+        a = torch.relu(F.linear(x, p["W1"], p["b1"]))
+        a = F.layer_norm(a, a.shape[1:], p["gamma2"], p["beta2"], eps)
+        a = torch.relu(F.linear(a, p["W3"], p["b3"]))
+        value = F.cross_entropy(F.linear(a, p["W4"], p["b4"]), t)
+        grads = torch.autograd.grad(value, [p[n] for n in names])
+        return value.item(), dict(zip(names, grads))
+    return step
+
+
+def make_jax_layernorm(params, X, T, eps=1e-5):
+    _import("jax")
+    import jax
+    import jax.numpy as jnp
+    jax.config.update("jax_enable_x64", True)
+    p = {k: jnp.asarray(v) for k, v in params.items()}
+    x, t = jnp.asarray(X), jnp.asarray(T)
+
+    def loss(p, x, t):
+        a = jax.nn.relu(x @ p["W1"].T + p["b1"])
+        mean = a.mean(axis=1, keepdims=True)
+        var = ((a - mean) ** 2).mean(axis=1, keepdims=True)
+        a = (a - mean) / jnp.sqrt(var + eps) * p["gamma2"] + p["beta2"]
+        a = jax.nn.relu(a @ p["W3"].T + p["b3"])
+        log_probs = jax.nn.log_softmax(a @ p["W4"].T + p["b4"], axis=1)
+        return -jnp.mean(jnp.take_along_axis(log_probs, t[:, None], axis=1))
+
+    compiled = jax.jit(jax.value_and_grad(loss))
+
+    def step():
+        value, grads = compiled(p, x, t)
+        jax.block_until_ready(grads)
+        return value, grads
+    return step
+
+
 def to_numpy(grads) -> dict:
     """Any peer's gradients as NumPy arrays (outside the timing)."""
     out = {}

@@ -23,14 +23,16 @@ import numpy as np  # noqa: E402
 
 import derivation  # noqa: E402
 import digits  # noqa: E402
+import layernorm_step  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
 import startup  # noqa: E402
+import train_cli  # noqa: E402
 import train_step  # noqa: E402
 from targets import judge  # noqa: E402
 
-SECTIONS = {"train_step": train_step.run, "digits": digits.run, "derivation": derivation.run,
-            "startup": startup.run, "memory": memory.run}
+SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "digits": digits.run,
+            "derivation": derivation.run, "startup": startup.run, "memory": memory.run, "train_cli": train_cli.run}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -96,6 +98,17 @@ def print_train_step(section):
               "steadier figure")
 
 
+def print_layernorm(section):
+    rows = [[r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]), f"{r['ratio_to_hand']:.2f}x",
+             f"{'ok' if r['grads_match'] else 'MISMATCH'} ({r['grad_rel_error']:.1g})"] for r in section["rows"]]
+    label = section["rows"][0]["label"] if section["rows"] else layernorm_step.LABEL
+    print(table(f"1c. Train step of a layer-norm network, {label} float32 (median)",
+                ["peer", "median", "CPU time", "vs hand", "gradients vs hand f64 and f32"], rows)
+          + skipped_lines(section["skipped"]))
+    for message in section["mismatches"]:
+        print(f"  !!! {message}")
+
+
 def print_digits(section):
     rows = [[r["peer"], seconds(r["wall_s"]), f"{r['test_accuracy']:.1%}", r["runs"]] for r in section["rows"]]
     print(table(f"2. Digits ({digits.EPOCHS} epochs, batch {digits.BATCH}, Adam lr {digits.LR:g}, "
@@ -147,6 +160,15 @@ def print_memory(section):
           + skipped_lines(section["skipped"]))
 
 
+def print_train_cli(section):
+    rows = [[r["peer"], seconds(r["wall_s"]), f"{r['ratio']:.2f}x", seconds(r["cpu_s"]), f"{r['cpu_ratio']:.2f}x", r["runs"]]
+            for r in section["rows"]]
+    print(table(f"6. chainrule train --data digits against the emitted train called directly (20 epochs, "
+                f"{section.get('samples', '?')} samples, validation 20 %; median)",
+                ["run", "wall time", "vs direct", "CPU time", "CPU vs direct", "runs"], rows)
+          + skipped_lines(section["skipped"]))
+
+
 def print_targets(verdicts):
     word = {True: "met", False: "MISSED", None: "not run"}
     rows = [[v["target"], v["wanted"], v["figure"], word[v["met"]]] for v in verdicts]
@@ -155,8 +177,8 @@ def print_targets(verdicts):
     print("  " + ", ".join(f"{n} {w}" for w, n in counts.items()))
 
 
-PRINTERS = {"train_step": print_train_step, "digits": print_digits, "derivation": print_derivation,
-            "startup": print_startup, "memory": print_memory}
+PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "digits": print_digits, "derivation": print_derivation,
+            "startup": print_startup, "memory": print_memory, "train_cli": print_train_cli}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -225,7 +247,8 @@ def main(argv=None) -> int:
     results["wall_s"] = time.perf_counter() - started
     Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"\nfigures written to {args.json} ({results['wall_s']:.0f} s)")
-    return 1 if results.get("train_step", {}).get("mismatches") else 0
+    mismatched = any(results.get(name, {}).get("mismatches") for name in ("train_step", "layernorm"))
+    return 1 if mismatched else 0
 
 
 if __name__ == "__main__":

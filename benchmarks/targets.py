@@ -4,6 +4,7 @@ HAND_RATIO = 1.05
 MATMUL_FRACTION = 0.90
 DEPTH_100_S = 2.0
 HELP_S = 0.2
+TRAIN_CLI_RATIO = 1.10
 LARGER_NETS = ("mnist-mlp", "wide-tanh")
 SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
 
@@ -48,6 +49,16 @@ def judge(results: dict) -> list:
             speedup = theirs["median_s"] / ours["median_s"]
             add(f"chainrule faster than {peer}, {name}", "faster", f"{speedup:.2f}x as fast",
                 ok and speedup > 1.0)
+    norm = results.get("layernorm", {}).get("rows", [])
+    ours = _row(norm, "layernorm", "float32", "chainrule unchecked")
+    for peer in ("hand NumPy", "PyTorch", "jax.jit"):
+        theirs = _row(norm, "layernorm", "float32", peer)
+        what = f"chainrule faster than {peer}, layernorm float32"
+        if ours is None or theirs is None:
+            add(what, "faster", "not run" if ours is None else f"{peer} not run", None)
+            continue
+        speedup = theirs["median_s"] / ours["median_s"]
+        add(what, "faster", f"{speedup:.2f}x as fast", ours["grads_match"] and speedup > 1.0)
     staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
     deep = staged.get(100, {})
     if "generate_s" in deep:
@@ -59,4 +70,9 @@ def judge(results: dict) -> list:
     helped = startup.get("chainrule --help")
     add("chainrule --help", f"< {HELP_S:g} s", f"{helped['median_s']:.3f} s" if helped else "not run",
         helped["median_s"] < HELP_S if helped else None)
+    for row in results.get("train_cli", {}).get("rows", [])[1:]:
+        add(f"{row['peer']} vs the emitted train", f"<= {TRAIN_CLI_RATIO}x", f"{row['ratio']:.2f}x",
+            row["ratio"] <= TRAIN_CLI_RATIO)
+    if "train_cli" in results and not results["train_cli"]["rows"]:
+        add("chainrule train vs the emitted train", f"<= {TRAIN_CLI_RATIO}x", "not run", None)
     return out

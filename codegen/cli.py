@@ -105,6 +105,16 @@ def _check_code(args) -> int:
     return code
 
 
+def _train(args) -> int:
+    from codegen.train import cli_train
+    return cli_train(args)
+
+
+def _predict(args) -> int:
+    from codegen.train import cli_predict
+    return cli_predict(args)
+
+
 def _emit(text: str, output, header: str) -> None:
     """`text` on stdout, or in the file `output` after the `header` line that marks it as chainrule's."""
     if output in (None, "-"):
@@ -120,7 +130,10 @@ def parser() -> argparse.ArgumentParser:
         description="Chain-rule derivations of neural-network gradients (LaTeX, Markdown, text), "
                     "standalone NumPy code that implements them, and checks of hand derivations.")
     sub = top.add_subparsers(dest="command", metavar="COMMAND")
-    spec_help = "a TOML spec file, or an inline spec such as \"2 -> 2 relu -> 1 ; mse\""
+    spec_help = ("a TOML spec file, or an inline spec such as \"4 -> 8 relu -> layernorm -> residual(8 tanh -> "
+                 "layernorm) -> 2 softmax ; cross_entropy\": layers joined by ->, each UNITS [ACTIVATION] [residual] "
+                 "[dropout=P] (dense), an ACTIVATION alone, layernorm or layernorm(eps=1e-5, affine=false), or "
+                 "residual(LAYER -> ...) (a residual block); after ; the loss, then ; l1=X ; l2=X")
 
     p = sub.add_parser("derive", help="print the step-by-step derivation of every gradient")
     p.add_argument("spec", help=spec_help)
@@ -156,6 +169,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=float, metavar="KIB",
                    help="KiB of its stdout and of its stderr shown; the rest is discarded (default 64)")
     p.set_defaults(run=_check_code)
+
+    from codegen.train_options import add_predict_arguments, add_train_arguments
+    p = sub.add_parser("train", help="train the network on a data file or a bundled data set; plot, save the weights")
+    add_train_arguments(p, spec_help)
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("predict", help="predict with weights chainrule train saved")
+    add_predict_arguments(p, spec_help)
+    p.set_defaults(run=_predict)
     return top
 
 
@@ -163,7 +185,7 @@ def main(argv=None) -> int:
     try:
         args = parser().parse_args(argv)
         if not getattr(args, "run", None):
-            raise ChainruleError("give a command: derive, list, generate, check or check-code "
+            raise ChainruleError("give a command: derive, list, generate, check, check-code, train or predict "
                                  "(chainrule --help says what each does)")
         code = args.run(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below

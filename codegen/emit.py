@@ -6,16 +6,19 @@ equation number. Interface of the emitted module: see the module docstring of th
 """
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import sympy as sp
 
 from derive.errors import ChainruleError
+from derive.naming import layer_key
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
+from derive.spec import inline
 
 from .env import ENV
 from .numpy_printer import HELPERS, BatchFirstPrinter, stabilize, stored_transposed
@@ -69,8 +72,31 @@ def _free_keys(expr) -> set:
     return {s.name for s in expr.free_symbols if isinstance(s, sp.MatrixSymbol)}
 
 
+def _shared(rhs, key: str):
+    """([(temporary, expression)], rhs): each sum or element-wise product that occurs more than once
+    in ``rhs`` (layer norm's g = γ ⊙ δy, read three times) computed once into a temporary, the
+    largest first, and ``rhs`` reading the temporaries."""
+    temporaries = []
+    while True:
+        counts = Counter(e for e in sp.preorder_traversal(rhs) if isinstance(e, (sp.HadamardProduct, sp.MatAdd))
+                         and e != rhs)
+        repeated = [e for e, n in counts.items() if n > 1]
+        if not repeated:
+            return temporaries, rhs
+        largest = max(repeated, key=lambda e: (sp.count_ops(e), sp.default_sort_key(e)))
+        temporary = sp.MatrixSymbol(f"{key}_part{len(temporaries)}", *largest.shape)
+        temporaries.append((temporary, largest))
+        rhs = rhs.xreplace({largest: temporary})
+
+
 def _lines(printer, step, rhs=None):
     rhs = step.rhs if rhs is None else rhs
+    shared, rhs = _shared(rhs, step.target.key)
+    if shared:
+        return [line for temporary, expr in shared
+                for line in _lines(printer, replace(step, target=replace(step.target, key=temporary.name,
+                                                                             symbol=temporary)), expr)] \
+            + _lines(printer, step, rhs)
     transposed = stored_transposed(step.target.symbol)
     if step.phase == "forward" and _is_affine(rhs):
         # Z = A @ W.T, then the bias added in place: one (N, units) array allocated, not two
@@ -166,7 +192,10 @@ def _derivatives_from_outputs(derivation) -> dict:
     for step in derivation.steps:
         if step.phase != "forward" or not isinstance(step.rhs, Pointwise) or len(step.rhs.mats) != 1:
             continue
-        act = derivation.network.layers[step.layer - 1].activation
+        layer = derivation.network.layer(step.layer)
+        if layer.kind not in ("dense", "activation"):
+            continue
+        act = layer.activation
         if step.rhs.fn.expr == act.definition and derivative_of_output(act) is not None:
             out[step.rhs.mats[0]] = (act, step.target.symbol)
     return out
@@ -212,15 +241,22 @@ def _command(source: str, output, dtype: str, flags=()) -> str:
 
 def _summary(net) -> str:
     """``2 -> 2 relu -> 1 identity ; mse``: the architecture in the inline spec's words."""
-    layers = [f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
-              + (f" dropout={layer.dropout:g}" if layer.dropout else "") for layer in net.layers]
-    return " -> ".join([str(net.inputs)] + layers) + f" ; {net.loss.name}"
+    def dense(layer):
+        return (f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
+                + (f" dropout={layer.dropout:g}" if layer.dropout else ""))
+    return " -> ".join([str(net.inputs)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
 
 
-def _init(net, training) -> list:
-    """(layer, scheme, gain, activation name) of every layer, as ``init_params`` draws its weights."""
-    return [(l, *init_scheme(layer.activation, training.get("init")), layer.activation.name)
-            for l, layer in enumerate(net.layers, start=1)]
+def _init(derivation, training) -> list:
+    """(layer's key in INIT, scheme, gain, activation name) of every dense layer, as ``init_params``
+    draws its weights: a top-level layer by its number, a layer inside a block by its code name."""
+    net, out = derivation.network, []
+    for node in derivation.batch.graph.nodes:
+        if node.op.name == "dense":
+            act = net.layer(node.layer).activation
+            key = node.layer if isinstance(node.layer, int) else repr(layer_key(node.layer))
+            out.append((key, *init_scheme(act, training.get("init")), act.name))
+    return out
 
 
 def generate(derivation, dtype: str = "float64", output=None, tables=None, flags=()) -> str:
@@ -234,7 +270,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         raise ChainruleError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
-    printer = BatchFirstPrinter(vectors=[f"b{l}" for l in range(1, len(net.layers) + 1)])
+    param_values = [v for v in derivation.batch.graph.values if v.role == "param"]
+    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
+    shapes = [(v.key, v.shape[:1] if v.axes[1][0] == "batch" else v.shape) for v in param_values]
+    printer = BatchFirstPrinter(vectors=[key for key, shape in shapes if len(shape) == 1])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]
     loss_step = next(s for s in steps if s.phase == "loss")
@@ -255,16 +294,11 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     params = net.param_names
     backward_free = set().union(*(_free_keys(rhs) for rhs in backward_rhs))
     loss_free = _free_keys(loss_rhs)
-    masks = [(q.key, net.layers[q.layer - 1].dropout) for q in derivation.batch.quantities.values()
+    masks = [(q.key, net.layer(q.layer).dropout) for q in derivation.batch.quantities.values()
              if q.role == "mask"]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
         + [k for k, _ in masks]
     forward_lines = _overwrite_dead(forward_lines, cache + [forward_keys[-1]])
-    widths = net.widths
-    L = len(net.layers)
-    shapes = []
-    for l in range(1, L + 1):
-        shapes += [(f"W{l}", (widths[l], widths[l - 1])), (f"b{l}", (widths[l],))]
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, f"dL_d{p}") for p in params]
     source = net.source or net.name
@@ -274,7 +308,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         name=net.name,
         summary=_summary(net),
         description=net.description,
-        undefined=[n for n in dict.fromkeys([layer.activation.undefined for layer in net.layers]
+        undefined=[n for n in dict.fromkeys([f.undefined for f in net.activations]
                                             + [net.loss.undefined]) if n],
         source=source,
         command=_command(source, output, dtype, flags),
@@ -282,13 +316,15 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         inputs=net.inputs,
         outputs=net.outputs,
         shapes=shapes,
+        torch_keys=[(v.key, v.torch_key) for v in param_values],
+        constants=[(v.key, v.param.init) for v in param_values if v.param.init is not None],
         params=params,
         target_kind=kind,
         loss_name=net.loss.name,
         forward_lines=forward_lines,
         forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks] + _setup(params, [], forward_lines, "X"),
         masks=masks,
-        init=_init(net, settings["training"]),
+        init=_init(derivation, settings["training"]),
         output=forward_keys[-1],
         cache=cache,
         loss_lines=loss_lines,

@@ -101,15 +101,15 @@ def _signals_clean_up():
             signal.signal(sig, handler)
 
 
-def write_atomic(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+def write_atomic(path, text) -> None:
+    """Write `text` (str, as UTF-8, or bytes) to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
     existing = _existing(path)
     if not path.parent.is_dir():
         raise ChainruleError(f"cannot write {shown(str(path))}: folder {shown(str(path.parent))} does not exist; "
                              f"create it first")
     mode = stat.S_IMODE(existing.st_mode) if existing else _new_file_mode()
-    data = memoryview(text.encode("utf-8"))
+    data = memoryview(text.encode("utf-8") if isinstance(text, str) else text)
     tmp = None
     with _signals_clean_up():
         try:

@@ -499,6 +499,17 @@ class BatchFirstPrinter(ElementwisePrinter):
         finally:
             self._transposed = saved
 
+    def _print_Broadcast(self, expr):
+        # a row of per-sample numbers is held (N, 1) and a parameter column 1-D: NumPy broadcasts both
+        return self._factor(expr.mat)
+
+    def _print_FeatureMean(self, expr):
+        # the mean of each sample's features: along the rows of what code holds when transposed
+        text = self._print(expr.mat)
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.mean(axis={}, keepdims=True)".format(text, 1 if self._transposed else 0)
+
     def _print_ColumnSums(self, expr):
         # 1 1ᵀ M gives each entry its column's sum: a column is a row of what code holds when transposed
         text = self._print(expr.mat)

@@ -37,7 +37,12 @@ def add_generate_arguments(parser) -> None:
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="floating-point type of the emitted code (default float64)")
     parser.add_argument("--force", action="store_true", help="overwrite a file that chainrule did not generate")
-    group = parser.add_argument_group("training (override the spec's [optimizer], [schedule] and [training])")
+    add_training_flags(parser, "training (override the spec's [optimizer], [schedule] and [training])")
+
+
+def add_training_flags(parser, title: str) -> None:
+    """The TRAINING_FLAGS, as one argument group called ``title``."""
+    group = parser.add_argument_group(title)
     for flag, _, key, kind, text in TRAINING_FLAGS:
         # values stay text here: overrides() converts them, so a bad one is a one-line error
         group.add_argument(flag, metavar=_METAVARS[kind], help=text,

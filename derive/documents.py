@@ -19,6 +19,7 @@ from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
 from .printing import MathLatex, MathText, activation_definitions, loss_definition
+from .spec import inline
 
 FORM_TITLES = {
     "sample": "One sample (column vectors)",
@@ -98,7 +99,7 @@ def outline(derivation, latex: bool, accepted=None):
     if net.loss.reduction == "mean" and net.outputs > 1:
         yield "para", (f"The mean is over the K = {net.outputs} outputs of a sample (and over the N samples of a "
                        f"batch), so the factor 1/{net.outputs} in the one-sample loss is 1/K.")
-    if any(not layer.activation.elementwise for layer in net.layers):
+    if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
@@ -112,6 +113,10 @@ def outline(derivation, latex: bool, accepted=None):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             yield ("eq", step.number, label(step), printer.doprint(step.target.symbol), printer.doprint(step.rhs),
                    step.explain(names, math))
+    if accepted is None and any(layer.kind != "dense" for layer in net.layers):
+        # not given the names check reads (none: it cannot read this network): no section on checking
+        yield from training_outline(derivation, latex)
+        return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
                    "with these steps" + ("; in the per-sample convention it reads these names: "
@@ -121,12 +126,11 @@ def outline(derivation, latex: bool, accepted=None):
 
 def architecture(network, user=str) -> str:
     """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it)."""
-    layers = []
-    for layer in network.layers:
+    def dense(layer):
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
-        layers.append(f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else ""))
-    return " -> ".join([str(network.inputs)] + layers)
+        return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
+    return " -> ".join([str(network.inputs)] + [inline(layer, dense, user) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
@@ -318,10 +322,10 @@ class _LatexReader:
 
 def _distinct_activations(net):
     seen, out = set(), []
-    for layer in net.layers:
-        if layer.activation not in seen:
-            seen.add(layer.activation)
-            out.append(layer.activation)
+    for f in net.activations:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
     return out
 
 
@@ -399,6 +403,9 @@ LATEX = Layout(
     eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
     rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}",
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
+          # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
+          *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
+            (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
           r"\allowdisplaybreaks", r"\begin{document}"),
     tail=(r"\end{document}",), end="\n")
 

@@ -6,12 +6,14 @@ per-sample form, so both forms are the same graph instantiated at two batch size
 is ``named`` is a quantity of the derivation with its own forward Step; one that is not (the
 activation before a dropout mask, say) is folded into its consumer's Step.
 
-A dense layer expands into dense -> activation (-> dropout) (-> add, when residual); the loss into
-the loss op, then the penalties and their sum, the objective.
+A dense layer expands into dense -> activation (-> dropout) (-> add, when residual); a layer norm
+into the layernorm op; an activation layer into its activation; a residual block into its layers
+(numbered by ``naming.Path``) and an add; the loss into the loss op, then the penalties and their
+sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, indexed, letter, network_output
+from .naming import LOSS, Names, Path, indexed, letter, network_output, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -35,6 +37,11 @@ class Value:
     @property
     def shape(self) -> tuple:
         return tuple(size for _, size in self.axes)
+
+    @property
+    def torch_key(self) -> str:
+        """A parameter's key in the state_dict of the network's PyTorch twin (see ``naming.torch_key``)."""
+        return torch_key(self.layer, self.param.torch)
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,9 +118,28 @@ def expand(network, batch=1) -> Graph:
     y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
     a = x
     for l, layer in enumerate(network.layers, start=1):
-        a = _dense_layer(g, l, layer, a, last=l == len(network.layers))
+        a = _layer(g, l, layer, a, last=l == len(network.layers))
     _loss(g, network, a, y)
     return g
+
+
+def _layer(g: Graph, l, layer, a: Value, last: bool) -> Value:
+    """The values of ``layer`` (at position ``l``: an int, or a Path inside a block) applied to ``a``."""
+    if layer.kind == "dense":
+        return _dense_layer(g, l, layer, a, last)
+    def output(meaning):
+        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"{meaning} of layer {l}")
+        return g.value(names, a.axes, "forward", l)
+    if layer.kind == "layernorm":
+        return g.add("layernorm", [a], l, out=output("output") if last else None, eps=layer.eps, affine=layer.affine)
+    if layer.kind == "activation":
+        f = layer.activation
+        return g.add("elementwise" if f.elementwise else "softmax", [a], l, out=output("activation"), act=f,
+                     output=last)
+    h = a
+    for j, inner in enumerate(layer.layers, start=1):
+        h = _layer(g, Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), inner, h, last=False)
+    return g.add("add", [h, a], l, out=output("output"))
 
 
 def _dense_layer(g: Graph, l: int, layer, a: Value, last: bool) -> Value:

@@ -6,7 +6,8 @@ derivative, a loss's derivative); ``ElementSum(fn, *mats)`` sums such a map over
 the element-wise expansion that ``derive.verify`` differentiates, and the printers can show
 either a short label (``\\sigma'(z_1)``) or the formula. ``ColumnNormalize`` divides each
 column by its sum (softmax) and ``ColumnSums`` (``1 1ᵀ M``) gives each entry its column's sum
-(softmax's backward step).
+(softmax's backward step). ``FeatureMean`` gives each column's mean (layer norm's μ)
+and ``Broadcast`` copies a row or a column to a matrix's shape.
 """
 import sympy as sp
 from sympy.core.symbol import Str
@@ -110,3 +111,54 @@ class ColumnSums(MatMul):
         if isinstance(ones, sp.MatrixBase) and isinstance(mat, sp.MatrixBase):
             return ones * mat
         return ColumnSums(ones, mat)
+
+
+class Broadcast(MatrixExpr):
+    """A row (1, n) copied down ``rows`` rows, or a column (m, 1) copied across ``cols`` columns:
+    ``x - μ`` with one mean per column, ``γ ⊙ x̂`` with one gain per row. It prints as the matrix
+    it copies (the reader's broadcasting, NumPy's too). ``broadcast(M, shape)`` builds it."""
+
+    def __new__(cls, mat, rows, cols):
+        return sp.Basic.__new__(cls, mat, sp.sympify(rows), sp.sympify(cols))
+
+    @property
+    def mat(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return self.args[1], self.args[2]
+
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        rows, cols = self.shape
+        if not isinstance(mat, sp.MatrixBase) or not (rows.is_Integer and cols.is_Integer):
+            return Broadcast(mat, rows, cols)
+        return sp.ImmutableMatrix(int(rows), int(cols),
+                                  lambda i, j: mat[0 if mat.rows == 1 else i, 0 if mat.cols == 1 else j])
+
+
+def broadcast(mat, shape):
+    """``mat`` as a matrix of ``shape``: itself when it has that shape, else its Broadcast."""
+    return mat if tuple(mat.shape) == tuple(shape) else Broadcast(mat, *shape)
+
+
+class FeatureMean(MatrixExpr):
+    """The mean of each column of M, a row (1, columns): one mean over the features per sample."""
+
+    def __new__(cls, mat):
+        return sp.Basic.__new__(cls, mat)
+
+    @property
+    def mat(self):
+        return self.args[0]
+
+    @property
+    def shape(self):
+        return sp.Integer(1), self.mat.shape[1]
+
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        if not isinstance(mat, sp.MatrixBase):
+            return FeatureMean(mat)
+        return sp.ImmutableMatrix(1, mat.cols, lambda _, j: sum(mat[:, j]) / mat.rows)

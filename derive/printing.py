@@ -73,6 +73,11 @@ def _negative_sum(expr) -> bool:
     return isinstance(expr, ElementSum) and expr.fn.expr.could_extract_minus_sign()
 
 
+def _compound(expr) -> bool:
+    """A sum or product, which needs parentheses where a formula uses it as one variable ((x - μ)²)."""
+    return isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct))
+
+
 def _loose(expr) -> bool:
     """An unlabelled element-wise formula that prints as a sum or as cases: a factor needs parentheses."""
     return (isinstance(expr, Pointwise) and not expr.label and isinstance(expr.fn.expr, (sp.Add, sp.Piecewise))
@@ -128,6 +133,19 @@ class MathLatex(_Named, LatexPrinter):
     def _print_ColumnNormalize(self, expr):
         return self._print(expr.mat)
 
+    def _print_Broadcast(self, expr):
+        return self._paren(expr.mat)
+
+    def _print_FeatureMean(self, expr):
+        return rf"\operatorname{{mean}}\left({self._print(expr.mat)}\right)"
+
+    def _print_Float(self, expr):
+        """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \\cdot 10^{-5}``."""
+        mantissa, _, exponent = f"{float(expr):e}".partition("e")
+        if float(mantissa) == 1:
+            return f"10^{{{int(exponent)}}}"
+        return super()._print_Float(expr)
+
     def _print_ElementSum(self, expr, signed=True):
         r"""``\sum_{i} ...``; ``signed``: a formula's leading minus goes in front (else the caller's)."""
         negated = _negative_sum(expr)
@@ -146,6 +164,8 @@ def _placeholders(expr, printer, suffix=""):
         name = printer._print(mat)
         if suffix:
             name = rf"\left({name}\right){suffix}" if "_" in name or not isinstance(mat, sp.MatrixSymbol) else name + suffix
+        elif _compound(mat):
+            name = printer._paren(mat)
         out[var] = sp.Symbol(name)
     return out
 
@@ -214,10 +234,19 @@ class MathText(_Named, StrPrinter):
         return self._print(self._pointwise_formula(expr))
 
     def placeholders(self, expr):
-        return {v: sp.Symbol(self._print(m)) for v, m in zip(expr.fn.variables, expr.mats)}
+        return {v: sp.Symbol(self._paren(m) if _compound(m) else self._print(m)) for v, m in zip(expr.fn.variables, expr.mats)}
 
     def _print_ColumnNormalize(self, expr):
         return self._print(expr.mat)
+
+    def _print_Broadcast(self, expr):
+        return self._paren(expr.mat)
+
+    def _print_FeatureMean(self, expr):
+        return f"mean({self._print(expr.mat)})"
+
+    def _print_Float(self, expr):
+        return f"{float(expr):g}"
 
     def _print_ElementSum(self, expr, signed=True):
         index = {"i": "ᵢ", "ij": "ᵢⱼ"}[_element_index(expr.mats[0])]

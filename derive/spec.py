@@ -4,7 +4,8 @@ All three become the same validated :class:`Network`; every mistake is a one-lin
 :class:`ChainruleError` that names the problem and the fix.
 """
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 try:
@@ -17,12 +18,37 @@ from .errors import ChainruleError, did_you_mean, shown
 from .limits import read_text
 from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
-from .ops.activations import Activation, make_activation
+from .ops.activations import CATALOGUE, Activation, make_activation
 from .ops.losses import Loss, make_loss
 
 TOP_KEYS = ("name", "description", "network", "optimizer", "schedule", "training")
 NETWORK_KEYS = ("inputs", "layers", "loss", "l1", "l2")
 LAYER_KEYS = ("units", "activation", "residual", "dropout")
+#: The keys of each layer type (``type`` itself is allowed in all; a table with ``units`` is dense).
+TYPE_KEYS = {
+    "dense": LAYER_KEYS + ("type",),
+    "layernorm": ("type", "eps", "affine"),
+    "activation": ("type", "activation"),
+    "residual": ("type", "layers"),
+}
+#: The input forms, by their keys: X is (N, F), (N, C, H, W), (N, C, L), (N, T, F) or (N, T) integers.
+INPUT_FORMS = {
+    ("features",): ("vectors", ""),
+    ("channels", "height", "width"): ("images", "an image input needs conv2d/flatten layers"),
+    ("channels", "length"): ("signals", "a 1-D signal input needs conv1d/flatten layers"),
+    ("length", "features"): ("sequences", "a sequence input needs sequence layers (recurrent, attention, "
+                                          "or dense over the last axis)"),
+    ("length", "vocab"): ("tokens", "a token-id input needs an embedding layer"),
+}
+INPUT_KEYS = ("features", "channels", "height", "width", "length", "vocab")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input of a network: its form (``vectors``, ``images``, ``signals``, ``sequences``, ``tokens``)
+    and its sizes by name (``{"features": 64}``; ``{"channels": 1, "height": 8, "width": 8}``)."""
+    form: str
+    sizes: tuple
 
 
 @dataclass(frozen=True)
@@ -32,11 +58,65 @@ class Layer:
     activation: Activation
     residual: bool = False
     dropout: float = 0.0
+    kind = "dense"
+
+    @property
+    def activations(self) -> tuple:
+        return (self.activation,)
+
+    def capped(self, cap: int):
+        return replace(self, units=min(self.units, cap))
+
+
+@dataclass(frozen=True)
+class LayerNorm:
+    """``torch.nn.LayerNorm(units, eps, elementwise_affine=affine)``: normalizes each sample's features."""
+    units: int
+    eps: float = 1e-5
+    affine: bool = True
+    kind = "layernorm"
+    activations = ()
+
+    def capped(self, cap: int):
+        return replace(self, units=min(self.units, cap))
+
+
+@dataclass(frozen=True)
+class ActivationLayer:
+    """An activation standing as a layer of its own, ``a' = f(a)``: no parameters."""
+    units: int
+    activation: Activation
+    kind = "activation"
+
+    @property
+    def activations(self) -> tuple:
+        return (self.activation,)
+
+    def capped(self, cap: int):
+        return replace(self, units=min(self.units, cap))
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A residual block: its inner layers applied in order, plus the block's input."""
+    layers: tuple
+    kind = "residual"
+
+    @property
+    def units(self) -> int:
+        return self.layers[-1].units
+
+    @property
+    def activations(self) -> tuple:
+        return tuple(f for layer in self.layers for f in layer.activations)
+
+    def capped(self, cap: int):
+        return replace(self, layers=tuple(layer.capped(cap) for layer in self.layers))
 
 
 @dataclass(frozen=True)
 class Network:
-    """A validated network: layer widths, activations, the loss and weight penalties."""
+    """A validated network: its layers (a tree: residual blocks nest), the loss and weight penalties."""
     name: str
     inputs: int
     layers: tuple
@@ -57,8 +137,37 @@ class Network:
         return self.layers[-1].units
 
     @property
+    def activations(self) -> tuple:
+        """Every activation of the network, in the order of its layers (nested ones included)."""
+        return tuple(f for layer in self.layers for f in layer.activations)
+
+    def layer(self, path):
+        """The layer at ``path``: its position (1-based) or, inside residual blocks, a tuple of positions."""
+        layers, layer = self.layers, None
+        for i in (path,) if isinstance(path, int) else path:
+            layer = layers[i - 1]
+            layers = getattr(layer, "layers", ())
+        return layer
+
+    @cached_property
     def param_names(self) -> list:
-        return [f"{p}{l}" for l in range(1, len(self.layers) + 1) for p in ("W", "b")]
+        """The parameters' keys in the order the graph makes them (W1, b1, W2, b2, ...)."""
+        from .graph import expand
+        return [v.key for v in expand(self).values if v.role == "param"]
+
+
+def inline(layer, dense, user=str) -> str:
+    """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
+    module's docstring write those differently) and ``user`` wraps an activation's name."""
+    if layer.kind == "dense":
+        return dense(layer)
+    if layer.kind == "layernorm":
+        defaults = layer.eps == 1e-5 and layer.affine
+        return "layernorm" + ("" if defaults else f"(eps={layer.eps:g}, affine={str(layer.affine).lower()})")
+    if layer.kind == "activation":
+        f = layer.activation
+        return user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
+    return f"residual({' -> '.join(inline(inner, dense, user) for inner in layer.layers)})"
 
 
 def _check_keys(table: dict, allowed, where: str):
@@ -98,6 +207,131 @@ def _entry(value, where: str):
     return value
 
 
+def _inputs(value) -> Inputs:
+    """``inputs = 64`` or a table of sizes naming one of the forms of INPUT_FORMS."""
+    if not isinstance(value, dict):
+        return Inputs("vectors", (("features", _positive_int(value, "[network] inputs")),))
+    _check_keys(value, INPUT_KEYS, "[network] inputs")
+    for form in INPUT_FORMS:
+        if set(form) == set(value):
+            return Inputs(INPUT_FORMS[form][0],
+                          tuple((key, _positive_int(value[key], f"[network] inputs {key}")) for key in form))
+    forms = "; ".join("{ " + ", ".join(f"{k} = ..." for k in form) + " }" for form in INPUT_FORMS)
+    raise ChainruleError(f"[network] inputs {{ {', '.join(value)} }} is not an input form; give a number of "
+                         f"features or one of: {forms}")
+
+
+def _label(path) -> str:
+    return ".".join(map(str, path))
+
+
+def _parameters(layers, width: int) -> int:
+    """How many numbers ``layers`` learn from an input of ``width``: weights and biases, layer norm's γ and β."""
+    count = 0
+    for layer in layers:
+        if layer.kind == "dense":
+            count += (width + 1) * layer.units
+        elif layer.kind == "layernorm":
+            count += 2 * width if layer.affine else 0
+        elif layer.kind == "residual":
+            count += _parameters(layer.layers, width)
+        width = layer.units
+    return count
+
+
+def _layer_type(raw, where: str) -> str:
+    kind = raw.get("type", "dense" if "units" in raw else None)
+    if kind is None:
+        _check_keys(raw, TYPE_KEYS["dense"], where)  # a misspelt units gets its did-you-mean
+        raise ChainruleError(f"{where} has neither units nor type; write {{ units = 2, activation = \"relu\" }} "
+                             f"or give a type ({', '.join(TYPE_KEYS)})")
+    if not isinstance(kind, str) or kind not in TYPE_KEYS:
+        raise ChainruleError(f"{where}: unknown layer type {shown(kind)}{did_you_mean(kind, TYPE_KEYS)}; "
+                             f"choose one of: {', '.join(TYPE_KEYS)}")
+    return kind
+
+
+def _layers(raw_layers, width: int, path: tuple, last: bool) -> tuple:
+    """The layers of a list (the network's, or a residual block's at ``path``), from input ``width``;
+    ``last`` when the list's last layer makes the network's output."""
+    layers = []
+    for i, raw in enumerate(raw_layers, start=1):
+        where = f"layer {_label(path + (i,))}"
+        is_last = last and i == len(raw_layers)
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = {"units": raw}
+        if not isinstance(raw, dict):
+            raise ChainruleError(f"{where} must be a table like {{ units = 2, activation = \"relu\" }}")
+        kind = _layer_type(raw, where)
+        _check_keys(raw, TYPE_KEYS[kind], where if kind == "dense" else f"{where} ({kind})")
+        layer = _LAYER_PARSERS[kind](raw, width, path + (i,), where, is_last)
+        if not is_last and any(not f.elementwise for f in layer.activations):
+            raise ChainruleError(f"{where}: {next(f.name for f in layer.activations if not f.elementwise)} "
+                                 f"is only supported on the output layer")
+        layers.append(layer)
+        width = layer.units
+    return tuple(layers)
+
+
+def _dense(raw, width, path, where, last) -> Layer:
+    units = _positive_int(raw.get("units"), f"{where} units")
+    act = make_activation(_entry(raw.get("activation"), f"{where}: activation"), where)
+    residual = raw.get("residual", False)
+    if not isinstance(residual, bool):
+        raise ChainruleError(f"{where} residual must be true or false, not {shown(residual)}")
+    if residual and units != width:
+        raise ChainruleError(f"{where} is residual but maps {width} to {units} units; "
+                             f"a residual layer needs units = {width}")
+    dropout = raw.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {shown(dropout)}")
+    if dropout and last:
+        raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
+    return Layer(units, act, residual, float(dropout))
+
+
+def _layernorm(raw, width, path, where, last) -> LayerNorm:
+    eps = raw.get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        raise ChainruleError(f"{where} eps must be a number in (0, 1] (torch's default is 1e-5), not {shown(eps)}")
+    affine = raw.get("affine", True)
+    if not isinstance(affine, bool):
+        raise ChainruleError(f"{where} affine must be true or false, not {shown(affine)}")
+    if width < 2:
+        raise ChainruleError(f"{where} normalizes {width} feature; layer norm needs at least 2 (every value "
+                             f"of one feature normalizes to 0)")
+    return LayerNorm(width, float(eps), affine)
+
+
+def _activation(raw, width, path, where, last) -> ActivationLayer:
+    if "activation" not in raw:
+        raise ChainruleError(f"{where} is an activation layer without an activation; "
+                             f"write {{ type = \"activation\", activation = \"relu\" }}")
+    act = make_activation(_entry(raw["activation"], f"{where}: activation"), where)
+    return ActivationLayer(width, act)
+
+
+def _residual(raw, width, path, where, last) -> Residual:
+    inner = raw.get("layers")
+    if not isinstance(inner, list) or not inner:
+        raise ChainruleError(f"{where} (residual) needs a non-empty list of layers, like "
+                             f"layers = [{{ units = {width}, activation = \"relu\" }}]")
+    block = Residual(_layers(inner, width, path, last=False))
+    if block.units != width:
+        raise ChainruleError(f"{where} (residual block) maps {width} to {block.units} features; "
+                             f"its last layer must give {width}, the block's input width, to add the input")
+    return block
+
+
+def _learns(layers) -> bool:
+    """Whether any of ``layers`` has parameters (a dense layer, an affine layer norm)."""
+    return any(layer.kind == "dense" or getattr(layer, "affine", False) or _learns(getattr(layer, "layers", ()))
+               for layer in layers)
+
+
+_LAYER_PARSERS = {"dense": _dense, "layernorm": _layernorm, "activation": _activation, "residual": _residual}
+
+
 def from_dict(spec: dict, source: str = "") -> Network:
     """Validate a spec table (the parsed TOML) into a Network."""
     if not isinstance(spec, dict):
@@ -109,52 +343,36 @@ def from_dict(spec: dict, source: str = "") -> Network:
     if not isinstance(net, dict):
         raise ChainruleError("[network] must be a table with inputs, layers and loss")
     _check_keys(net, NETWORK_KEYS, "[network]")
-    inputs = _positive_int(net.get("inputs"), "[network] inputs")
+    given = _inputs(net.get("inputs"))
     raw_layers = net.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ChainruleError("[network] layers must be a non-empty list like [{ units = 2, activation = \"relu\" }]")
+    if given.form != "vectors":
+        first = raw_layers[0]
+        kind = _layer_type(first, "layer 1") if isinstance(first, dict) else "dense"
+        raise ChainruleError(f"layer 1 ({kind}) takes vectors; {INPUT_FORMS[tuple(k for k, _ in given.sizes)][1]}, "
+                             f"which chainrule does not support yet")
+    inputs = given.sizes[0][1]
     _at_most(len(raw_layers), limits.LAYERS, "[network] has {} layers; the limit is {} (LAYERS)")
     _at_most(inputs, limits.INPUTS, "[network] inputs is {}; the limit is {} (INPUTS)")
-    layers, width = [], inputs
-    for i, raw in enumerate(raw_layers, start=1):
-        where = f"layer {i}"
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            raw = {"units": raw}
-        if not isinstance(raw, dict):
-            raise ChainruleError(f"{where} must be a table like {{ units = 2, activation = \"relu\" }}")
-        _check_keys(raw, LAYER_KEYS, where)
-        units = _positive_int(raw.get("units"), f"{where} units")
-        act = make_activation(_entry(raw.get("activation"), f"{where}: activation"), where)
-        residual = raw.get("residual", False)
-        if not isinstance(residual, bool):
-            raise ChainruleError(f"{where} residual must be true or false, not {shown(residual)}")
-        if residual and units != width:
-            raise ChainruleError(f"{where} is residual but maps {width} to {units} units; "
-                                 f"a residual layer needs units = {width}")
-        if not act.elementwise and i != len(raw_layers):
-            raise ChainruleError(f"{where}: {act.name} is only supported on the output layer")
-        dropout = raw.get("dropout", 0.0)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {shown(dropout)}")
-        if dropout and i == len(raw_layers):
-            raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
-        layers.append(Layer(units, act, residual, float(dropout)))
-        width = units
+    layers = _layers(raw_layers, inputs, (), last=True)
     _at_most(max(layer.units for layer in layers), limits.UNITS, "a layer has {} units; the limit is {} (UNITS)")
-    _at_most(sum((a + 1) * b for a, b in zip([inputs] + [l.units for l in layers], [l.units for l in layers])),
-             limits.PARAMETERS, "the network has {} weights and biases; the limit is {} (PARAMETERS)")
+    _at_most(_parameters(layers, inputs), limits.PARAMETERS,
+             "the network has {} weights and biases; the limit is {} (PARAMETERS)")
     loss = make_loss(_entry(net.get("loss"), "loss"))
-    output = layers[-1].activation
-    if loss.fused_with and output.name != loss.fused_with:
-        raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not {output.name}; "
-                             f"set the last layer's activation = \"{loss.fused_with}\"")
-    if loss.fused_with and layers[-1].residual:
+    last = layers[-1]
+    output = last.activation if last.kind in ("dense", "activation") else None
+    if loss.fused_with and (last.kind != "dense" or output.name != loss.fused_with):
+        raise ChainruleError(f"loss {loss.name} needs a {loss.fused_with} output layer, not "
+                             f"{output.name if last.kind == 'dense' else 'a layer of type ' + last.kind}; "
+                             f"end with a dense layer with activation = \"{loss.fused_with}\"")
+    if loss.fused_with and last.residual:
         raise ChainruleError(f"the last layer feeds the fused {output.name} + {loss.name} loss and cannot be residual; "
                              f"remove residual = true from it")
-    if not output.elementwise and layers[-1].residual:
+    if last.kind == "dense" and not output.elementwise and last.residual:
         raise ChainruleError(f"the {output.name} output layer cannot be residual (its output must be the "
                              f"probabilities); remove residual = true from it")
-    if output.name == "softmax" and layers[-1].units < 2:
+    if output is not None and output.name == "softmax" and last.units < 2:
         raise ChainruleError("a softmax output needs at least 2 units (use sigmoid and bce for one)")
     name = spec.get("name", "network")
     if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name)):
@@ -167,7 +385,9 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
-    return Network(name, inputs, tuple(layers), loss, _penalty(net.get("l1", 0), "[network] l1"),
+    if not _learns(layers):
+        raise ChainruleError("the network has no parameters to learn; add a dense layer")
+    return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
                    _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
 
 
@@ -190,48 +410,92 @@ def load(path) -> Network:
 _INLINE_LAYER = re.compile(r"^(?P<units>\S+)(?:\s+(?P<act>(?!residual\b|dropout=)[A-Za-z_]\w*(?:\(.*\))?|\[.*\]))?"
                            r"(?P<res>\s+residual)?(?:\s+dropout=(?P<drop>\S+))?$")
 _CALL = re.compile(r"^(?P<name>[A-Za-z_]\w*)(?:\((?P<args>.*)\))?$")
+INLINE_USAGE = "write it like \"2 -> 2 relu -> 1 ; mse\""
+
+
+def _split(text: str, sep: str) -> list:
+    """``text`` split at each ``sep`` outside parentheses and brackets, each part stripped."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        if text[i] in "([":
+            depth += 1
+        elif text[i] in ")]":
+            depth = max(depth - 1, 0)
+        elif depth == 0 and text.startswith(sep, i):
+            parts.append(text[start:i].strip())
+            start = i + len(sep)
+            i = start
+            continue
+        i += 1
+    return parts + [text[start:].strip()]
 
 
 def parse_inline(text: str) -> Network:
-    """Parse ``"2 -> 2 relu -> 2 tanh residual -> 1 ; huber(delta=0.5) ; l2=0.01"``.
+    """Parse ``"4 -> 8 relu -> layernorm -> residual(8 tanh -> layernorm) -> relu -> 2 softmax ; cross_entropy"``.
 
-    A layer is ``UNITS [ACTIVATION] [residual] [dropout=P]``; an activation is a name, ``name(k=v)``, or a
-    formula in ``z`` in brackets, ``[z*tanh(log(1+exp(z)))]``. After the first ``;`` comes the
-    loss (a name, ``name(k=v)`` or ``[formula in yhat, y]``), then optional ``l1=...``, ``l2=...``.
+    Layers are separated by ``->``. A dense layer is ``UNITS [ACTIVATION] [residual] [dropout=P]``; an
+    activation is a name, ``name(k=v)``, or a formula in ``z`` in brackets, ``[z*tanh(log(1+exp(z)))]``,
+    and one on its own is an activation layer. ``layernorm`` or ``layernorm(eps=1e-6, affine=false)`` is
+    a layer norm; ``residual(LAYER -> LAYER ...)`` a residual block around its layers (blocks nest).
+    After the first ``;`` comes the loss (a name, ``name(k=v)`` or ``[formula in yhat, y]``), then
+    optional ``l1=...``, ``l2=...``.
     """
-    usage = "write it like \"2 -> 2 relu -> 1 ; mse\""
     parts = [p.strip() for p in text.split(";")]
     if len(parts) < 2 or not parts[1]:
-        raise ChainruleError(f"inline spec '{text}' has no loss after ';'; {usage}")
-    chain = [p.strip() for p in parts[0].split("->")]
+        raise ChainruleError(f"inline spec {shown(text)} has no loss after ';'; {INLINE_USAGE}")
+    chain = _split(parts[0], "->")
     if len(chain) < 2:
-        raise ChainruleError(f"inline spec '{text}' has no layers; {usage}")
-    inputs = _inline_int(chain[0], "inputs", usage)
-    layers = []
-    for i, token in enumerate(chain[1:], start=1):
-        match = _INLINE_LAYER.match(token)
-        if not match:
-            raise ChainruleError(f"inline layer {i} '{token}' is not 'UNITS [activation] [residual]'; {usage}")
-        layer = {"units": _inline_int(match["units"], f"layer {i} units", usage)}
-        if match["act"]:
-            layer["activation"] = _inline_entry(match["act"], f"layer {i}")
-        if match["res"]:
-            layer["residual"] = True
-        if match["drop"]:
-            layer["dropout"] = _inline_number(match["drop"], f"layer {i} dropout")
-        layers.append(layer)
-    network = {"inputs": inputs, "layers": layers, "loss": _inline_entry(parts[1], "loss")}
+        raise ChainruleError(f"inline spec {shown(text)} has no layers; {INLINE_USAGE}")
+    inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
+    network = {"inputs": inputs, "layers": _inline_layers(chain[1:], ()), "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")
         if key.strip() not in ("l1", "l2") or not value:
-            raise ChainruleError(f"inline option '{extra}' is not l1=NUMBER or l2=NUMBER")
+            raise ChainruleError(f"inline option {shown(extra)} is not l1=NUMBER or l2=NUMBER")
         network[key.strip()] = _inline_number(value, key.strip())
     return from_dict({"name": "network", "network": network}, source=text)
 
 
+def _inline_layers(tokens, path: tuple) -> list:
+    """The layer tables of the inline layers ``tokens`` (a residual block's at ``path``)."""
+    return [_inline_layer(token, path + (i,)) for i, token in enumerate(tokens, start=1)]
+
+
+def _inline_layer(token: str, path: tuple) -> dict:
+    where = f"layer {_label(path)}"
+    call = _CALL.match(token)
+    if call and call["name"] == "residual" and call["args"] is not None:
+        return {"type": "residual", "layers": _inline_layers(_split(call["args"], "->"), path)}
+    if call and call["name"] == "layernorm":
+        layer = {"type": "layernorm"}
+        for key, value in _inline_args(call["args"], where).items():
+            layer[key] = value.lower() == "true" if value.lower() in ("true", "false") else \
+                _inline_number(value, f"{where} {key}")
+        return layer
+    if not token[:1].isdigit() and token[:1] not in "+-":
+        if call and call["name"] == "residual":
+            raise ChainruleError(f"inline {where} 'residual' needs its layers, like residual(4 relu -> 4)")
+        if call and call["name"] not in CATALOGUE and did_you_mean(call["name"], ("layernorm", "residual")):
+            raise ChainruleError(f"inline {where} {shown(call['name'])} is not an activation or a layer kind"
+                                 f"{did_you_mean(call['name'], ('layernorm', 'residual'))}")
+        return {"type": "activation", "activation": _inline_entry(token, where)}
+    match = _INLINE_LAYER.match(token)
+    if not match:
+        raise ChainruleError(f"inline {where} {shown(token)} is not 'UNITS [activation] [residual]', an activation, "
+                             f"layernorm or residual(...); {INLINE_USAGE}")
+    layer = {"units": _inline_int(match["units"], f"{where} units", INLINE_USAGE)}
+    if match["act"]:
+        layer["activation"] = _inline_entry(match["act"], where)
+    if match["res"]:
+        layer["residual"] = True
+    if match["drop"]:
+        layer["dropout"] = _inline_number(match["drop"], f"{where} dropout")
+    return layer
+
+
 def _inline_int(token: str, what: str, usage: str) -> int:
     if not re.fullmatch(r"[+-]?\d+", token):
-        raise ChainruleError(f"{what} '{token}' is not a whole number; {usage}")
+        raise ChainruleError(f"{what} {shown(token)} is not a whole number; {usage}")
     return int(token)
 
 
@@ -239,7 +503,18 @@ def _inline_number(token: str, what: str) -> float:
     try:
         return float(token)
     except ValueError:
-        raise ChainruleError(f"{what} value '{token.strip()}' is not a number") from None
+        raise ChainruleError(f"{what} value {shown(token.strip())} is not a number") from None
+
+
+def _inline_args(args, where: str) -> dict:
+    """``k=v, k=v`` as {k: "v"}."""
+    out = {}
+    for arg in filter(None, (a.strip() for a in (args or "").split(","))):
+        key, eq, value = arg.partition("=")
+        if not eq:
+            raise ChainruleError(f"{where} argument {shown(arg)} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _inline_entry(token: str, where: str):
@@ -248,13 +523,10 @@ def _inline_entry(token: str, where: str):
         return {"formula": token[1:-1]}
     match = _CALL.match(token)
     if not match:
-        raise ChainruleError(f"{where} '{token}' is not NAME, NAME(key=value) or [formula]")
+        raise ChainruleError(f"{where} {shown(token)} is not NAME, NAME(key=value) or [formula]")
     entry = {"type": match["name"]}
-    for arg in filter(None, (a.strip() for a in (match["args"] or "").split(","))):
-        key, eq, value = arg.partition("=")
-        if not eq:
-            raise ChainruleError(f"{where} argument '{arg}' is not key=value")
-        entry[key.strip()] = _inline_number(value, f"{where} {key.strip()}")
+    for key, value in _inline_args(match["args"], where).items():
+        entry[key] = _inline_number(value, f"{where} {key}")
     return entry
 
 

@@ -65,7 +65,7 @@ class Report:
 
 def shrink(network, cap: int = 3):
     """The same network with every width at most `cap` (softmax keeps at least 2 outputs)."""
-    layers = tuple(replace(layer, units=min(layer.units, cap)) for layer in network.layers)
+    layers = tuple(layer.capped(cap) for layer in network.layers)
     return replace(network, inputs=min(network.inputs, cap), layers=layers)
 
 

@@ -65,6 +65,45 @@ def init_params(seed=0, dtype=DTYPE, init=None):
     return params
 
 
+#: The key of each parameter in the state_dict of the network's PyTorch twin, torch.nn.ModuleList([...])
+#: with module i the PyTorch module of spec layer i (0-based): torch.nn.Linear for a dense layer,
+#: torch.nn.LayerNorm for a layer norm, a module without parameters (torch.nn.ReLU, ...) for an
+#: activation layer, and a nested ModuleList of its layers for a residual block.
+TORCH_KEYS = {
+    "W1": "0.weight",
+    "b1": "0.bias",
+    "W2": "1.weight",
+    "b2": "1.bias",
+}
+
+
+def to_torch_state_dict(params):
+    """params as the state_dict of the PyTorch twin (TORCH_KEYS): NumPy arrays, copies; load them with
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})."""
+    params, _ = _params(params)
+    return {TORCH_KEYS[name]: np.array(params[name]) for name in PARAM_SHAPES}
+
+
+def from_torch_state_dict(state, dtype=DTYPE):
+    """params (arrays of dtype) from the state_dict of the PyTorch twin (TORCH_KEYS; torch's CPU tensors
+    or arrays); ValueError naming a missing or unexpected key, or a value of the wrong shape."""
+    if not hasattr(state, "keys"):
+        raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
+    names = {key: name for name, key in TORCH_KEYS.items()}
+    extra = sorted(str(key) for key in state if key not in names)
+    if extra:
+        raise ValueError(f"state has the key {extra[0]!r}, which the network's PyTorch twin does not; "
+                         f"expected the keys {list(names)}")
+    params = {}
+    for key, name in names.items():
+        if key not in state:
+            raise ValueError(f"state has no {key!r} ({name}); expected the keys {list(names)}")
+        params[name] = _real(state[key], f"state[{key!r}]", np.dtype(dtype))
+        if params[name].shape != PARAM_SHAPES[name]:
+            raise ValueError(f"state[{key!r}] must have shape {PARAM_SHAPES[name]} ({name}), got {params[name].shape}")
+    return params
+
+
 def _softmax_logsumexp(z, axis):
     """(exp(z) normalised along `axis`, log(sum(exp(z))) along `axis` kept as a size-1 axis), from
     one exp of z shifted by its max, so exp cannot overflow."""
@@ -264,9 +303,12 @@ def loss_and_grads(params, X, T):
     return float(L), grads
 
 
-def _loss_and_grads(params, X, Y):
-    """loss_and_grads on checked arrays (see _checked); the loss as a NumPy scalar."""
-    _, cache = _forward(params, X)
+def _loss_and_grads(params, X, Y, outputs=None):
+    """loss_and_grads on checked arrays (see _checked); the loss as a NumPy scalar. The network's
+    output is appended to the list outputs when one is given (train's accuracy)."""
+    Y_hat, cache = _forward(params, X)
+    if outputs is not None:
+        outputs.append(Y_hat)
     L = _loss(params, cache, Y)
     W2 = params["W2"]
     A1 = cache["A1"]
@@ -378,7 +420,7 @@ def clip_gradients(grads):
 
 
 def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
-          X_val=None, T_val=None, patience=None, shuffle=True):
+          X_val=None, T_val=None, patience=None, shuffle=True, callback=None):
     """Train params in place by mini-batches; return the history {"loss": [...], "val_loss": [...]}.
 
     Each epoch visits the samples in an order drawn from seed (in order when shuffle is False),
@@ -391,6 +433,14 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     (history["best_epoch"], counted from 0), stopped early or not. The data, params (nested lists
     are converted, and the dict then holds the arrays trained) and settings are checked once, before
     the first step: ValueError naming what is wrong.
+
+    callback(epoch, logs), when given, is called after each epoch (counted from 0) with logs a dict:
+    "loss" (as history), "val_loss", "accuracy", "val_accuracy", "lr" (the
+    epoch's learning rate) and "grad_norms" (the L2 norm of each layer's gradient, W and b together,
+    on the epoch's first batch before clipping: a list, layer 1 first). "accuracy", like "loss", is
+    measured on each batch just before its step. Accuracies are None for a
+    loss without classes, the val_ entries None without validation data. Training stops after the
+    epoch when callback returns True. Without a callback none of this is computed.
     """
     # everything is checked and converted once here; each batch runs the unchecked _loss_and_grads
     epochs = _whole(epochs, "epochs", 1)
@@ -420,20 +470,26 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     schedule = make_schedule(optimizer)
     history = {"loss": []} if X_val is None else {"loss": [], "val_loss": []}
     best_loss, best_params, waited = np.inf, None, 0
+    watch = callback is not None
+    outputs = [] if watch else None
     for epoch in range(epochs):
         order = rng.permutation(n) if shuffle else np.arange(n)
         batch_losses = []
         for start in range(0, n, size):
             batch = order[start:start + size]
-            batch_loss, grads = _loss_and_grads(params, X[batch], Y[batch])
+            batch_loss, grads = _loss_and_grads(params, X[batch], Y[batch], outputs)
             batch_losses.append(float(batch_loss))
+            if watch and start == 0:  # one batch per epoch, before clipping: the gradients as derived
+                grad_norms = _layer_norms(grads)
             optimizer.step(params, grads)
+        lr = optimizer.lr
         if schedule is not None:
             schedule.step()
         history["loss"].append(sum(batch_losses) / len(batch_losses))
         progress = f"epoch {epoch + 1:4d}/{epochs}  loss {history['loss'][-1]:.6f}"
         if X_val is not None:
-            history["val_loss"].append(float(_loss(params, _forward(params, X_val)[1], Y_val)))
+            Y_hat_val, cache = _forward(params, X_val)
+            history["val_loss"].append(float(_loss(params, cache, Y_val)))
             progress += f"  val_loss {history['val_loss'][-1]:.6f}"
             if history["val_loss"][-1] < best_loss:
                 best_loss, waited = history["val_loss"][-1], 0
@@ -443,12 +499,97 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
                 waited += 1
         if verbose:
             print(progress)
+        if watch:
+            logs = {"loss": history["loss"][-1], "val_loss": None, "accuracy": None, "val_accuracy": None,
+                    "lr": float(lr), "grad_norms": grad_norms}
+            # as the loss: each batch's output just before its step, so no extra pass over X
+            logs["accuracy"] = _accuracy(np.concatenate(outputs), Y[order])
+            outputs.clear()
+            if X_val is not None:
+                logs["val_loss"] = history["val_loss"][-1]
+                logs["val_accuracy"] = _accuracy(Y_hat_val, Y_val)
+            if callback(epoch, logs) is True:
+                break
         if patience is not None and waited >= patience:
             break
     if patience is not None and best_params is not None:
         for name, value in best_params.items():
             params[name][...] = value
     return history
+
+
+def _layer_norms(grads):
+    """[L2 norm of layer l's gradients, W and b together, for l = 1, 2, ...]."""
+    return [math.sqrt(float(np.vdot(grads[f"W{l}"], grads[f"W{l}"]) + np.vdot(grads[f"b{l}"], grads[f"b{l}"])))
+            for l in INIT]
+
+
+def _labels(Y):
+    """Class ids of output (or one-hot) rows: the largest entry of each."""
+    return Y.argmax(axis=1)
+
+
+def _accuracy(Y_hat, Y):
+    """The fraction of samples whose class the network gets right."""
+    return float(np.mean(_labels(Y_hat) == _labels(Y)))
+
+
+def predict(params, X):
+    """The class id (N,) of each sample of X (N, 64): its largest output."""
+    params, dtype = _params(params)
+    X = _inputs(X, dtype)
+    return _labels(_forward(params, X)[0])
+
+
+def evaluate(params, X, T):
+    """{"loss": the loss on X, T, "accuracy": the fraction right}."""
+    params, X, Y = _checked(params, X, T)
+    Y_hat, cache = _forward(params, X)
+    return {"loss": float(_loss(params, cache, Y)), "accuracy": _accuracy(Y_hat, Y)}
+
+
+#: What the targets are: "classes" (ids or one-hot rows), "binary" (0/1 labels) or "values".
+TARGET_KIND = "classes"
+
+
+def save(params, path, optimizer=None):
+    """Write params to the .npz file path (np.savez adds .npz to a name without it), with the
+    optimizer's state (its moments, step count and settings) when optimizer is given."""
+    params, _ = _params(params)
+    # first, so that its name opens the file: the widths of the layers, inputs first
+    arrays = {"chainrule_weights": np.array([INPUTS] + [PARAM_SHAPES[f"W{l}"][0] for l in INIT])}
+    arrays.update((name, params[name]) for name in PARAM_SHAPES)
+    if optimizer is not None:
+        arrays["optimizer"] = np.array(type(optimizer).__name__)
+        for attr, value in vars(optimizer).items():
+            if isinstance(value, dict):  # per-parameter state: exp_avg, momentum_buffer, ...
+                arrays.update((f"optimizer.{attr}.{name}", array) for name, array in value.items())
+            else:
+                arrays[f"optimizer.{attr}"] = np.asarray(value)
+    np.savez(path, **arrays)
+
+
+def load(path, optimizer=None):
+    """The params save wrote to path, checked; the optimizer's state is restored into optimizer
+    (one of the same class) when given. ValueError when the file holds something else."""
+    with np.load(path, allow_pickle=False) as data:
+        missing = [name for name in PARAM_SHAPES if name not in data.files]
+        if missing:
+            raise ValueError(f"{path} holds no {missing[0]!r}: it is not a file of this network's weights "
+                             f"(keys {list(PARAM_SHAPES)}); it has {data.files[:8]}")
+        params = {name: data[name] for name in PARAM_SHAPES}
+        if optimizer is not None:
+            saved = str(data["optimizer"]) if "optimizer" in data.files else None
+            if saved != type(optimizer).__name__:
+                raise ValueError(f"{path} holds the state of {saved or 'no optimizer'}, not of {type(optimizer).__name__}")
+            for attr, value in vars(optimizer).items():
+                if isinstance(value, dict):
+                    prefix = f"optimizer.{attr}."
+                    value.update((key[len(prefix):], data[key].copy()) for key in data.files if key.startswith(prefix))
+                elif f"optimizer.{attr}" in data.files:
+                    stored = data[f"optimizer.{attr}"]
+                    setattr(optimizer, attr, stored.item() if stored.ndim == 0 else tuple(stored.tolist()))
+    return _params(params)[0]
 
 
 def _demo_data(n, seed=0):

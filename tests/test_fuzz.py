@@ -82,7 +82,8 @@ def test_formulas(text):
 INLINE_TOKENS = ["2", "3", "0", "-1", "10**9", " -> ", "->", " ; ", ";", "relu", "tanh", "sigmoid", "softmax",
                  " residual", " dropout=0.5", " dropout=nan", "dropout=", "[z*z]", "[z**99]", "huber(delta=1)",
                  "huber(delta=nan)", "leaky_relu(slope=inf)", "mse", "bce", "cross_entropy", "l2=0.1", "l1=inf",
-                 "(", ")", "=", ",", " ", "[", "]", "#", "\n", "\x1b[31m"]
+                 "(", ")", "=", ",", " ", "[", "]", "#", "\n", "\x1b[31m", "layernorm", "layernorm(eps=0)",
+                 "layernorm(affine=false)", "residual(", "residual(4 tanh -> layernorm)", " -> relu"]
 
 
 @FUZZ
@@ -90,12 +91,16 @@ INLINE_TOKENS = ["2", "3", "0", "-1", "10**9", " -> ", "->", " ; ", ";", "relu",
 @example("2 -> 2 relu -> 1 ; mse")
 @example("1000000000 -> 1 ; mse")
 @example("2 -> 2 [z*sigmoid(1.702*z)] -> 1 ; mse")
+@example("4 -> 8 relu -> layernorm -> residual(8 tanh -> layernorm) -> relu -> 2 softmax ; cross_entropy")
+@example("4 -> residual(residual(residual(4 -> 4)))) ; mse")
 def test_inline_specs(text):
     accepts_or_refuses(spec.parse_inline, text)
 
 
 VALID = {"name": "net", "description": "d", "network": {
-    "inputs": 2, "layers": [{"units": 2, "activation": "relu", "dropout": 0.1}, {"units": 1}],
+    "inputs": 2, "layers": [{"units": 2, "activation": "relu", "dropout": 0.1}, {"type": "layernorm", "eps": 1e-5},
+                            {"type": "residual", "layers": [{"units": 2}, {"type": "activation", "activation": "tanh"}]},
+                            {"units": 1}],
     "loss": "mse", "l2": 0.0}, "optimizer": {"type": "adam", "lr": 1e-3, "betas": [0.9, 0.999]},
     "schedule": {"type": "step", "step_size": 10}, "training": {"epochs": 3, "batch_size": 2}}
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import ChainruleError, did_you_mean
-from ..nodes import Pointwise
+from ..naming import GREEK
+from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z, make_activation
 from ..printing import MathLatex, MathText
 from ..steps import N
@@ -65,6 +66,9 @@ class Binder:
         self.table["yhat"] = self.view(yhat)
         self.shown += ["X", "Y", r"\hat Y (Yhat)"] if self.batch else ["x", "y", r"\hat y (yhat)"]
         for l in range(1, L + 1):
+            if self.net.layers[l - 1].kind == "layernorm":
+                self._layernorm_names(l)
+                continue
             for p in ("W", "b"):
                 self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
                 self.grads[f"{p.lower()}{l}"] = (self.view(q[f"dL_d{p}{l}"]), q[f"dL_d{p}{l}"])
@@ -87,7 +91,8 @@ class Binder:
             named = self.q.get(f"dL_d{a_key}")
             if named is not None:
                 grad = (self.view(named), named)
-            elif l and (a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain())):
+            elif l and self.net.layers[l - 1].kind == "dense" and (
+                    a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain())):
                 grad = self.grads[f"z{l}"]
             elif l < L:
                 # what no step names: the gradient of a layer's input, W^T δ of the layer above (plus the
@@ -102,6 +107,8 @@ class Binder:
             for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
                 self.grads[base] = grad
         for l, layer in enumerate(self.net.layers, start=1):
+            if layer.kind != "dense":
+                continue
             f = layer.activation
             if f.elementwise and not f.is_identity:
                 short = {"sigmoid": r"\sigma", "relu": "relu", "tanh": "tanh"}.get(f.name, f.name)
@@ -116,13 +123,32 @@ class Binder:
         if self.batch:
             self.shown.append("N or m (batch size); names are case-insensitive")
 
+    def _layernorm_names(self, l: int):
+        """μ_l, σ_l, x̂_l, γ_l, β_l and the layer's output a_l (h_l); dL/dγ_l, dL/dβ_l, dL/da_l."""
+        q = self.q
+        for name in ("mu", "sigma", "gamma", "beta"):
+            if f"{name}{l}" in q:
+                self.table[f"{name}{l}"] = self.view(q[f"{name}{l}"])
+        xhat = q.get(f"{self.key('x')}hat{l}")
+        if xhat is not None:
+            self.table[f"xhat{l}"] = self.view(xhat)
+        for name in ("gamma", "beta"):
+            if f"dL_d{name}{l}" in q:
+                self.grads[f"{name}{l}"] = (self.view(q[f"dL_d{name}{l}"]), q[f"dL_d{name}{l}"])
+        a = q["Yhat" if self.batch else "yhat"] if l == self.layers else q[f"{self.key('a')}{l}"]
+        self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+        self.shown += [rf"\mu_{l}", rf"\sigma_{l}", rf"\hat{{{self.key('x')}}}_{l}"] + (
+            [rf"\gamma_{l}", rf"\beta_{l}"] if "gamma" + str(l) in self.table else []) + [
+            f"{'H' if self.batch else 'h'}_{l} ({'A' if self.batch else 'a'}_{l}, layer norm's output)",
+            r"\operatorname{mean}(...) (over each sample's features)"]
+
     def _a_key(self, l: int) -> str:
         """The derivation's key of layer l's activation (the input for 0, the output for the last)."""
         if l == 0:
             return self.key("x")
         if l == self.layers:
             return "Yhat" if self.batch else "yhat"
-        return self.q.get(f"{self.key('a')}{l}", self.q[f"{self.key('z')}{l}"]).key
+        return (self.q.get(f"{self.key('a')}{l}") or self.q[f"{self.key('z')}{l}"]).key
 
     def _output_plain(self) -> bool:
         last = self.net.layers[-1]
@@ -163,9 +189,11 @@ class Binder:
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
                                  f"choose one of: {', '.join(choices)}")
         entry = self.grads[norm]
-        label = {"w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
+        greek = re.fullmatch(r"(gamma|beta)(\d+)", norm)  # layer norm's γ_l and β_l
+        label = GREEK[greek[1]] + greek[2] if greek else {
+            "w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
             norm[1:] if norm != "yhat" else "")
-        if self.batch and norm[0] in "zahx":
+        if self.batch and norm[0] in "zahx" and not greek:
             label = label.upper()
         if norm[0] == "z":
             label = ("Δ" if self.batch else "δ") + norm[1:]
@@ -300,12 +328,23 @@ class Binder:
         raise ShapeMismatch(f"cannot multiply '{node.args[0].text}' ({describe_shape(a)}) by '{node.args[1].text}' "
                             f"({describe_shape(b)}): the inner sizes differ")
 
+    def _bind_mean(self, node):
+        """The mean over each sample's features, copied to every feature (as x - μ reads it)."""
+        a = self.bind(node.args[0])
+        if not is_matrix(a):
+            return a
+        features = a.T if self.rows else a
+        mean = broadcast(FeatureMean(features), features.shape)
+        return mean.T if self.rows else mean
+
     def _bind_had(self, node):
         a, b = (self.bind(x) for x in node.args[:2])
         if not is_matrix(a) or not is_matrix(b):
             if isinstance(a, Ones) or isinstance(b, Ones):
                 raise ChainruleError(f"a ones vector cannot be in an element-wise product in '{node.text}'")
             return a * b
+        if a.shape != b.shape and None not in (_stretch(a.shape[0], b.shape[0]), _stretch(a.shape[1], b.shape[1])):
+            a, b = self._broadcast(node, a, b)  # one per sample or one per feature (layer norm's σ, γ), as NumPy
         if a.shape != b.shape:
             raise ShapeMismatch(f"the element-wise product in '{node.text}' needs equal shapes, but "
                                 f"'{node.args[0].text}' is {describe_shape(a)} and '{node.args[1].text}' is {describe_shape(b)}")
@@ -397,19 +436,23 @@ class Binder:
             if layer is None:
                 raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
                                      f"that layer's pre-activation, like {name}'(z_1)")
-            act = self.net.layers[layer - 1].activation
+            act = getattr(self.net.layers[layer - 1], "activation", None)
+            if act is None:
+                raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, but layer {layer} is a "
+                                     f"layer norm, which has none")
         elif name not in ACTIVATION_ALIASES:
-            custom = {layer.activation.name.lower().replace("_", ""): layer.activation for layer in self.net.layers}
+            custom = {layer.activation.name.lower().replace("_", ""): layer.activation for layer in self.net.layers
+                      if layer.kind == "dense"}
             if name not in custom:
                 raise ChainruleError(f"unknown activation '{name}' in '{node.text}'; use sigma, tanh, relu, ..., "
                                      f"f for the layer's own, or one of this network's: {', '.join(sorted(custom))}")
             act = custom[name]
-            own = self.net.layers[layer - 1].activation if layer else None
+            own = getattr(self.net.layers[layer - 1], "activation", None) if layer else None
             if own is not None and own is not act and prime:
                 self._flag_wrong_derivative(node, layer, own, act)
         else:
             kind = ACTIVATION_ALIASES[name]
-            own = self.net.layers[layer - 1].activation if layer else None
+            own = getattr(self.net.layers[layer - 1], "activation", None) if layer else None
             if own is not None and own.name == kind:
                 act = own
             else:

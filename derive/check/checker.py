@@ -131,6 +131,10 @@ class Checker(Binder, Comparer, Diagnoser):
             raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CONVENTIONS)}")
         self.derivation, self.convention = derivation, convention
         self.net = derivation.network
+        other = unreadable(self.net)
+        if other is not None:
+            raise ChainruleError(f"chainrule check reads networks of dense and layernorm layers only, and layer {other} "
+                                 f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
         self.batch = convention != "sample"
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample
@@ -233,8 +237,16 @@ def check(derivation, wrt: str, expr: str, convention: str = "sample") -> CheckR
     return Checker(derivation, convention).check(wrt, expr)
 
 
-def accepted_names(derivation, convention: str = "sample") -> list:
-    """The names ``check`` binds for this network, as a person may write them."""
+def unreadable(network):
+    """The position of the first layer ``check`` cannot read (an activation layer, a residual block), or None."""
+    return next((l for l, layer in enumerate(network.layers, 1) if layer.kind not in ("dense", "layernorm")), None)
+
+
+def accepted_names(derivation, convention: str = "sample"):
+    """The names ``check`` binds for this network, as a person may write them; None when it cannot read
+    the network (``unreadable``), whose notes then have no section on checking."""
+    if unreadable(derivation.network) is not None:
+        return None
     return Checker(derivation, convention).accepted()
 
 

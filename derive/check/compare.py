@@ -174,6 +174,8 @@ def explicit(expr, env):
         return sp.Add(*(expr.fn(*(m[k] for m in mats)) for k in range(len(mats[0]))))
     if isinstance(expr, (sp.Add, sp.Mul, sp.Pow)) and expr.has(ElementSum, sp.MatrixExpr):
         return expr.func(*(explicit(a, env) for a in expr.args))
+    if isinstance(expr, sp.MatrixExpr):  # another node of derive.nodes (layer norm's): its own doit
+        return sp.ImmutableMatrix(expr.func(*(explicit(a, env) for a in expr.args)).doit().as_explicit())
     if isinstance(expr, sp.Expr):
         return expr.xreplace({N: sp.Integer(BATCH)})
     raise TypeError(f"cannot evaluate {type(expr).__name__}")
@@ -244,6 +246,10 @@ def numeric_value(expr, env):
         return out
     if isinstance(expr, sp.Pow):
         return numeric_value(expr.base, env) ** numeric_value(expr.exp, env)
+    if isinstance(expr, sp.MatrixExpr):  # another node of derive.nodes: its own doit, on the values as matrices
+        args = [sp.ImmutableMatrix(numeric_value(a, env)) if is_matrix(a) else a.xreplace({N: sp.Integer(BATCH)})
+                for a in expr.args]
+        return np.array(sp.ImmutableMatrix(expr.func(*args).doit().as_explicit()).tolist(), dtype=float)
     if isinstance(expr, sp.Expr):
         return float(expr.xreplace({N: sp.Integer(BATCH)}))
     raise TypeError(f"cannot evaluate {type(expr).__name__}")

@@ -167,8 +167,8 @@ class Diagnoser:
         if rs != cs:
             return
         for l in range(1, self.layers + 1):
-            W = self.table[f"w{l}"]
-            if shape_of(W) != cs:
+            W = self.table.get(f"w{l}")  # none for a layer norm
+            if W is None or shape_of(W) != cs:
                 continue
             for weight, term, name in ((self.net.l2, W, "L2"),
                                        (self.net.l1, Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W), "L1")):
@@ -197,6 +197,8 @@ class Diagnoser:
     def _derivatives(self, shape):
         """(layer, activation, f'(z_l)) for each element-wise, non-identity activation whose z_l has ``shape``."""
         for l, layer in enumerate(self.net.layers, start=1):
+            if layer.kind != "dense":
+                continue
             f = layer.activation
             if f.elementwise and not f.is_identity and shape_of(self.table[f"z{l}"]) == shape:
                 yield l, f, Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])

@@ -32,10 +32,12 @@ GENERIC_ACTIVATIONS = ("f", "g", "phi", "varphi", "act")
 _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "displaystyle",
                      "mathbf", "boldsymbol", "bm", "mathrm", "mathit", "vec", "operatorname", "mathsf", ",", ";", "!",
                      "quad", "qquad"}
-_GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial"}
+_GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
+          "gamma": "gamma", "beta": "beta", "mu": "mu"}  # γ, β, μ (and σ): layer norm's quantities
 _UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
             "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
-            "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l "}
+            "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
+            "μ": r" \mu", "\u0302": "hat"}  # x̂ (x and a combining hat), as the text notes print it
 _ELL = re.compile(r"\\ell(?![A-Za-z])")
 # A layer superscript or subscript: a number, or the letter l (any layer a rule is checked at) or L (the
 # last layer) with an offset; in brackets or parentheses, perhaps followed by a transpose or a prime.
@@ -133,7 +135,7 @@ class Parser:
     """Recursive descent over the tokens. Node kinds:
 
     num(value) name(norm) grad(norm) neg(a) add(a, b) sub(a, b) mul(a, b, how) had(a, b) div(a, b)
-    T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) ones(kind)
+    T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) mean(a) ones(kind)
     where(cond, op, a, b) (np.where(cond op 0, a, b), op '>' or '>=') clip(a, low, high)
     ``how`` is 'matmul' (@, juxtaposition, \\cdot, \\times) or 'star' (*, element-wise with broadcasting).
     """
@@ -508,6 +510,11 @@ class Parser:
             return self.where(start)
         if word == "clip":
             return self.clip(start)
+        if word == "mean":  # \operatorname{mean}(g): over the features of each sample (layer norm)
+            self.expect("op", "(")
+            arg = self.expr()
+            self.expect("op", ")")
+            return self.node("mean", (arg,), start)
         if word in ("sum",):
             self.expect("op", "(")
             arg = self.expr()

@@ -38,11 +38,14 @@ def ops() -> dict:
 @dataclass(frozen=True)
 class Param:
     """A parameter an op owns: its letter in the notes, its attribute in the PyTorch module, its
-    meaning, and whether the spec's l1 and l2 penalties apply to it (weights, not biases)."""
+    meaning, whether the spec's l1 and l2 penalties apply to it (weights, not biases), and ``init``,
+    the constant it starts at whatever the init scheme (layer norm's γ = 1, β = 0; None: the layer's
+    init scheme draws it)."""
     letter: str
     torch: str
     meaning: str
     penalized: bool = False
+    init: float = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Section 1c: one train step of a layer-norm network, 256-256 relu-layernorm-256 relu-10 softmax
+cross-entropy, N = 256, float32, against hand-written NumPy, PyTorch eager and jax.jit.
+
+As in section 1, every peer's loss and gradients are first compared with the hand-written step in
+float64 on the same numbers; then medians over interleaved rounds.
+"""
+import sys
+
+import numpy as np
+
+import hand_numpy
+import peers
+from nets import Unavailable, load_emitted
+from timing import interleaved
+from train_step import TOLERANCE, compare
+
+SPEC = "256 -> 256 relu -> layernorm -> 256 relu -> 10 softmax ; cross_entropy"
+LABEL = "256-256-layernorm-256-10 relu cross_entropy N=256"
+BATCH = 256
+SHAPES = {"W1": (256, 256), "b1": (256,), "gamma2": (256,), "beta2": (256,),
+          "W3": (256, 256), "b3": (256,), "W4": (10, 256), "b4": (10,)}
+PEERS = ("hand NumPy", "chainrule", "chainrule unchecked", "PyTorch", "jax.jit")
+
+
+def make_params(dtype, seed=0) -> dict:
+    """Scaled-normal weights, small biases, and γ, β near 1 and 0 (not exactly, so they count)."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in SHAPES.items():
+        base = 1.0 if name.startswith("gamma") else 0.0
+        scale = 1.0 / np.sqrt(shape[1]) if name.startswith("W") else 0.1
+        params[name] = (base + rng.standard_normal(shape) * scale).astype(dtype)
+    return params
+
+
+def make_data(dtype, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((BATCH, 256)).astype(dtype), rng.integers(0, 10, size=BATCH)
+
+
+def emitted_step(dtype, params, X, T, checked=True):
+    module = load_emitted(SPEC, dtype, f"emitted_layernorm_{dtype}")
+    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
+        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
+    if checked:
+        return lambda: module.loss_and_grads(params, X, T)
+    ready, X_ready, Y_ready = module._checked(params, X, T)
+    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
+
+
+def build_steps(dtype, params, X, T) -> tuple:
+    makers = {
+        "hand NumPy": lambda: (lambda: hand_numpy.layernorm_loss_and_grads(params, X, T)),
+        "chainrule": lambda: emitted_step(dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(dtype, params, X, T, checked=False),
+        "PyTorch": lambda: peers.make_torch_layernorm(params, X, T),
+        "jax.jit": lambda: peers.make_jax_layernorm(params, X, T),
+    }
+    steps, skipped = {}, {}
+    for name, make in makers.items():
+        try:
+            steps[name] = make()
+        except Unavailable as err:
+            skipped[name] = str(err)
+    return steps, skipped
+
+
+def run(quick: bool) -> dict:
+    rounds, target = (5, 0.02) if quick else (15, 0.05)
+    rows, mismatches, checked = [], [], {}
+    X64, T = make_data(np.float64)
+    params64 = make_params(np.float64)
+    reference = hand_numpy.layernorm_loss_and_grads(params64, X64, T)
+    # gradients in float64 first, every peer against the hand-written step
+    steps64, skipped = build_steps("float64", params64, X64, T)
+    for name, step in steps64.items():
+        err, problem = compare(step, reference, TOLERANCE["float64"])
+        checked[name] = err
+        if problem:
+            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} float64: {problem} (relative error {err:.3g})")
+            print(f"!! {mismatches[-1]}", file=sys.stderr, flush=True)
+    dtype = "float32"
+    params = {k: v.astype(dtype) for k, v in params64.items()}
+    steps, _ = build_steps(dtype, params, X64.astype(dtype), T)
+    for name, step in steps.items():
+        err, problem = compare(step, reference, TOLERANCE[dtype])
+        checked[name] = max(checked.get(name, 0.0), err)
+        if problem:
+            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} {dtype}: {problem} (relative error {err:.3g})")
+    times = interleaved(steps, rounds, target)
+    hand = times["hand NumPy"]["median_s"]
+    for name in PEERS:
+        if name in times:
+            t = times[name]["median_s"]
+            rows.append({"net": "layernorm", "label": LABEL, "dtype": dtype, "peer": name, "median_s": t,
+                         "min_s": times[name]["min_s"], "cpu_median_s": times[name]["cpu_median_s"],
+                         "ratio_to_hand": t / hand, "grad_rel_error": checked.get(name),
+                         "grads_match": not any(f": {name} on" in m for m in mismatches)})
+    print("  layer-norm step: done", file=sys.stderr, flush=True)
+    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}

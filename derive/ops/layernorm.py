@@ -1,0 +1,184 @@
+"""Layer normalization, as ``torch.nn.LayerNorm(features, eps, elementwise_affine)``.
+
+Each sample (a column) is normalized over its features, with the biased variance and ε inside the
+square root, then scaled and shifted feature by feature::
+
+    μ = mean(x)                      one mean per sample (a row in the batch form)
+    σ = sqrt(mean((x - μ)²) + ε)     one standard deviation per sample
+    x̂ = (1/σ) ⊙ (x - μ)
+    y = γ ⊙ x̂ + β                    γ (torch's weight, init 1) and β (its bias, init 0), one per feature
+
+``layernorm`` expands into the three statistics ops below (each a Step of the notes, each with its
+own VJPs, partial derivatives like every op's) and its own node, whose VJP for x is stated once for
+all three paths through μ, σ and x̂, in the compact textbook form::
+
+    g = γ ⊙ dL/dy,   dL/dx = (1/σ) ⊙ (g - mean(g) - x̂ ⊙ mean(g ⊙ x̂))   (means over the features)
+    dL/dγ = Σ_batch dL/dy ⊙ x̂,   dL/dβ = Σ_batch dL/dy
+
+so x̂, σ and μ pass on no share of their own. The Step writes g out where it is read; the emitted
+code computes it once (``codegen.emit`` computes a repeated product once). ``tests/test_ops.py`` proves every rule here against
+``sympy.diff`` of the definitions on the ``examples``.
+"""
+import sympy as sp
+
+from ..naming import greek, indexed, letter, normalized
+from ..nodes import FeatureMean, Pointwise, broadcast
+from ..steps import ref
+from .activations import Z
+from .registry import Grad, Op, Out, Param, hadamard, op, scaled
+
+
+def reciprocal(sigma):
+    """1/σ, entry by entry."""
+    return Pointwise(sp.Lambda(Z, 1 / Z), "", sigma)
+
+
+def centred(x, mu):
+    """x - μ, the sample's mean taken from each of its features."""
+    return sp.MatAdd(x, scaled(-1, broadcast(mu, x.shape)))
+
+
+def _stat_axes(g) -> tuple:
+    """One number per sample: a (1, N) row in the batch form, a scalar-like (1, 1) for one sample."""
+    return (("stat", 1), ("batch", g.batch))
+
+
+def _per(node) -> str:
+    return "each column (sample)" if node.batched else "the sample"
+
+
+@op("layernorm_mean")
+class Mean(Op):
+    """``(F, N) -> (1, N)``: μ, the mean of each sample's F features."""
+
+    def build(self, g, inputs, layer):
+        return inputs, _stat_axes(g), greek("mu", layer, f"mean of each sample's features in layer {layer}")
+
+    def forward(self, node, ins):
+        return Out(FeatureMean(ins[0]), f"the mean over the {node.inputs[0].shape[0]} features of {_per(node)}")
+
+    def vjp(self, node, g, ins, out):
+        x = ins[0]
+        return {0: Grad(scaled(sp.Rational(1, x.shape[0]), broadcast(g, x.shape)),
+                        "each feature adds one F-th of itself to the mean")}
+
+    def examples(self):
+        return [("3 features", lambda g: g.add("layernorm_mean", [g.leaf("x", 3)], 1))]
+
+
+@op("layernorm_std")
+class Std(Op):
+    """``(F, N), (1, N) -> (1, N)``: σ = sqrt(mean((x - μ)²) + ε), inputs x and its mean μ; attr ``eps``."""
+
+    def build(self, g, inputs, layer, eps):
+        return inputs, _stat_axes(g), greek("sigma", layer, f"standard deviation of each sample's features in "
+                                                            f"layer {layer}, with eps")
+
+    def forward(self, node, ins):
+        x, mu = ins
+        eps = sp.Float(node.attrs["eps"])
+        square = Pointwise(sp.Lambda(Z, Z ** 2), "", centred(x, mu))
+        return Out(Pointwise(sp.Lambda(Z, sp.sqrt(Z + eps)), "", FeatureMean(square)),
+                   f"the standard deviation over the features of {_per(node)}: the biased variance (divided by "
+                   f"F, as torch.nn.LayerNorm) plus eps = {node.attrs['eps']:g} under the square root, so a "
+                   f"constant input gives sqrt(eps), never 0")
+
+    def vjp(self, node, g, ins, out):
+        x, mu = ins
+        per_sigma = hadamard(g, reciprocal(out))
+        return {0: Grad(scaled(sp.Rational(1, x.shape[0]), hadamard(broadcast(per_sigma, x.shape), centred(x, mu))),
+                        "the standard deviation moves with each feature by its distance from the mean over F times the standard deviation"),
+                1: Grad(scaled(-1, hadamard(per_sigma, FeatureMean(centred(x, mu)))), "and against the mean by the mean distance from it over the standard deviation")}
+
+    def examples(self):
+        def build(eps):
+            return lambda g: g.add("layernorm_std", [g.leaf("x", 3), g.leaf("mu", 1)], 1, eps=eps)
+        return [("eps 1e-5", build(1e-5)), ("eps 0.5", build(0.5))]
+
+
+@op("layernorm_normalize")
+class Normalize(Op):
+    """``(F, N), (1, N), (1, N) -> (F, N)``: x̂ = (1/σ) ⊙ (x - μ), inputs x, μ, σ."""
+    reuses_adjoint = True
+
+    def build(self, g, inputs, layer, named=True):
+        names = normalized(g.batched, layer, f"normalized input of layer {layer}") if named else None
+        return inputs, inputs[0].axes, names
+
+    def forward(self, node, ins):
+        x, mu, sigma = ins
+        return Out(hadamard(broadcast(reciprocal(sigma), x.shape), centred(x, mu)),
+                   f"each feature less the mean, divided by the standard deviation of {_per(node)}")
+
+    def vjp(self, node, g, ins, out):
+        x, _, sigma = ins
+        features = x.shape[0]
+        inv = reciprocal(sigma)
+        return {0: Grad(hadamard(broadcast(inv, x.shape), g), "each normalized feature moves with its feature by one over the standard deviation"),
+                1: Grad(scaled(-features, hadamard(inv, FeatureMean(g))), "against the mean by the same"),
+                2: Grad(scaled(-features, hadamard(inv, FeatureMean(hadamard(g, out)))), "and against the standard deviation by the normalized feature over the standard deviation")}
+
+    def examples(self):
+        return [("3 features", lambda g: g.add("layernorm_normalize", [g.leaf("x", 3), g.leaf("mu", 1),
+                                                                       g.leaf("sigma", 1)], 1))]
+
+
+@op("layernorm")
+class LayerNorm(Op):
+    """``(F, N) -> (F, N)``; attrs ``eps`` and ``affine`` (γ and β, torch's weight and bias, when true).
+
+    Its node reads (x, x̂, σ[, γ, β]): x̂ and σ for the VJP, x to state that VJP for x directly.
+    """
+    reuses_adjoint = True  # dL/dy is read by the VJPs of x, γ and β
+    params = (Param("gamma", "weight", "gain", init=1.0), Param("beta", "bias", "shift", init=0.0))
+
+    def build(self, g, inputs, layer, eps=1e-5, affine=True):
+        (x,) = inputs
+        mu = g.add("layernorm_mean", [x], layer)
+        sigma = g.add("layernorm_std", [x, mu], layer, eps=eps)
+        # without γ and β, y is x̂: x̂ is folded into y's Step rather than copied into it
+        xhat = g.add("layernorm_normalize", [x, mu, sigma], layer, named=affine)
+        params = ()
+        if affine:
+            axes = (("features", x.shape[0]), ("batch", 1))  # one gain and one shift per feature
+            params = tuple(g.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
+                                   axes, "param", layer, param=p) for p in self.params)
+        out = indexed(letter("a", g.batched), layer, f"output of layer {layer}")
+        return (x, xhat, sigma) + params, x.axes, out
+
+    def forward(self, node, ins):
+        xhat = ins[1]
+        if not node.attrs.get("affine", True):
+            return Out(xhat, "layer norm without gain and shift")
+        gamma, beta = ins[3:]
+        return Out(sp.MatAdd(hadamard(broadcast(gamma, xhat.shape), xhat), broadcast(beta, xhat.shape)),
+                   "scaled by the gain and shifted by the bias, feature by feature")
+
+    def vjp(self, node, g, ins, out):
+        affine = node.attrs.get("affine", True)
+        x, sigma = node.inputs[0], node.inputs[2]
+        xhat = ins[1] if affine else out
+        shape = xhat.shape
+        # g = γ ⊙ dL/dy, kept one product (not flattened into g ⊙ x̂) so the code computes it once
+        grad = sp.HadamardProduct(broadcast(ins[3], shape), g) if affine else g
+        spread = sp.MatAdd(grad, scaled(-1, broadcast(FeatureMean(grad), shape)),
+                           scaled(-1, hadamard(xhat, broadcast(FeatureMean(sp.HadamardProduct(grad, xhat)), shape))))
+        y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
+        g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
+        shares = {0: Grad(hadamard(broadcast(reciprocal(ins[2]), shape), spread),
+                          f"chain rule through the layer norm along all three paths from {ref(x)} (through the mean, "
+                          f"the standard deviation and {xhat_name}) at once, in the compact form: with g = {g_is}, "
+                          f"dL/d{ref(x)} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
+                          f"all over {ref(sigma)} (means over the features of {_per(node)})")}
+        if affine:
+            total = sp.OneMatrix(node.batch, 1) if node.batched else None
+            summed = " summed over the batch" if node.batched else ""
+            shares[3] = Grad(hadamard(g, xhat) * total if total is not None else hadamard(g, xhat),
+                             f"each gain scales its normalized feature: dL/d{y} times {xhat_name}{summed}")
+            shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: dL/d{y}{summed}")
+        return shares
+
+    def examples(self):
+        def build(**attrs):
+            return lambda g: g.add("layernorm", [g.leaf("x", 3)], 1, **attrs)
+        return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5))]
