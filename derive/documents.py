@@ -18,7 +18,7 @@ from .escape import latex_text, markdown_text, terminal_text
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
-from .printing import MathLatex, MathText, activation_definitions, loss_definition
+from .printing import MathLatex, NotesText, activation_definitions, loss_definition
 from .spec import inline
 
 FORM_TITLES = {
@@ -77,7 +77,7 @@ def outline(derivation, latex: bool, accepted=None):
     for form in ("sample", "batch"):
         sweep = derivation.sample if form == "sample" else derivation.batch
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
-        printer = MathLatex(names) if latex else MathText(names)
+        printer = MathLatex(names) if latex else NotesText(names)
         rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
                  explain(q.meaning, names, math)) for q in sweep.quantities.values()]
         yield "table", (FORM_TITLES[form], "symbol", "shape", "meaning"), rows
@@ -105,7 +105,7 @@ def outline(derivation, latex: bool, accepted=None):
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
         yield "heading", FORM_TITLES[form]
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
-        printer = MathLatex(names) if latex else MathText(names)
+        printer = MathLatex(names) if latex else NotesText(names)
         phase = None
         for step in sweep.steps:
             if step.phase != phase:
@@ -136,7 +136,7 @@ def architecture(network, user=str) -> str:
 def named_functions(exprs, latex: bool) -> str:
     """``σ(z) = 1/(1 + exp(-z)), the logistic sigmoid``: each Named function in ``exprs`` ('' if none)."""
     named = sorted({type(f) for e in exprs for f in e.atoms(Named)}, key=lambda kind: kind.__name__)
-    printer = MathLatex({}) if latex else MathText({})
+    printer = MathLatex({}) if latex else NotesText({})
     math = (lambda s: f"${s}$") if latex else str
     return "; ".join(f"{math(f'{printer.doprint(kind(Z))} = {printer.doprint(kind.define(Z))}')}, {kind.meaning}"
                      for kind in named)

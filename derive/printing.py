@@ -171,32 +171,12 @@ def _placeholders(expr, printer, suffix=""):
 
 
 class MathText(_Named, StrPrinter):
-    """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``."""
-    scale_format = "({}) {}"
+    """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``, as the checker's messages print it."""
+    scale_format = "({})·{}"
     abs_format = "|{}|"
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name) or expr.name
-
-    def _print_Mul(self, expr):
-        """Factors side by side (``2 (ŷ - y)``, ``z tanh(z)``), never Python's ``*``."""
-        return super()._print_Mul(expr).replace("*", " ")
-
-    def _print_Pow(self, expr, rational=False):
-        """``tanh(z)²``, ``1/(|z| + 1)²``; other powers as ``x^(1/3)``, never Python's ``**``."""
-        if expr.exp.is_Integer and expr.exp > 1:
-            base = self.parenthesize(expr.base, sp.printing.precedence.precedence(expr), strict=False)
-            return base + "".join(SUPERSCRIPT_DIGITS[c] for c in str(expr.exp))
-        if expr.exp.is_Integer and expr.exp < -1:
-            return "1/" + self._print_Pow(sp.Pow(expr.base, -expr.exp))
-        return super()._print_Pow(expr, rational).replace("**", "^")
-
-    def _print_Relational(self, expr):
-        ops = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
-        return f"{self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)}"
-
-    def _print_Equality(self, expr):
-        return self._print_Relational(expr)
 
     def _print_Piecewise(self, expr):
         cases = [f"{self._print(e)} if {self._print(c)}" for e, c in expr.args[:-1]]
@@ -218,14 +198,12 @@ class MathText(_Named, StrPrinter):
             return body
         if coeff == -1:
             return "-" + body
-        return f"{self._print(coeff)} {body}" if coeff.is_Integer else f"({self._print(coeff)}) {body}"
+        return f"{self._print(coeff)}·{body}" if coeff.is_Rational else f"({self._print(coeff)})·{body}"
 
     def _print_OneMatrix(self, expr):
-        """``1_N`` (a column of N ones), ``1_Nᵀ`` (a row), so ``Δ2 1_N`` cannot read as Δ₂₁."""
-        rows, cols = (self._print(n) for n in expr.shape)
         if expr.shape[0] == 1:
-            return f"1_{cols}ᵀ"
-        return f"1_{rows}" + ("" if expr.shape[1] == 1 else f" 1_{cols}ᵀ")
+            return "1ᵀ"
+        return "1" if expr.shape[1] == 1 else "1 1ᵀ"
 
     def _print_Pointwise(self, expr):
         args = ", ".join(self._print(m) for m in expr.mats)
@@ -256,6 +234,46 @@ class MathText(_Named, StrPrinter):
         body = self._print(inner)
         return ("-" if negated and signed else "") + (
             f"Σ{index} ({body})" if isinstance(inner, (sp.Add, sp.Piecewise)) else f"Σ{index} {body}")
+
+
+class NotesText(MathText):
+    """The text notes' math: ``2 (ŷ - y)``, ``tanh(z)²``, ``z ≤ 0``, ``Δ2 1_N``; no Python ``*``, ``**``
+    or ``<=`` among the Unicode, and a row of ones that cannot read as a subscript."""
+    scale_format = "({}) {}"
+
+    def _print_MatMul(self, expr):
+        """``2 (ŷ - y)``, ``(1/N) (Ŷ - Y)``: a number before a matrix, bracketed unless whole."""
+        coeff, body = self._matmul_parts(expr)
+        if coeff in (1, -1):
+            return ("-" if coeff == -1 else "") + body
+        return f"{self._print(coeff)} {body}" if coeff.is_Integer else f"({self._print(coeff)}) {body}"
+
+    def _print_Mul(self, expr):
+        """Factors side by side (``2 (ŷ - y)``, ``z tanh(z)``), never Python's ``*``."""
+        return super()._print_Mul(expr).replace("*", " ")
+
+    def _print_Pow(self, expr, rational=False):
+        """``tanh(z)²``, ``1/(|z| + 1)²``; other powers as ``x^(1/3)``, never Python's ``**``."""
+        if expr.exp.is_Integer and expr.exp > 1:
+            base = self.parenthesize(expr.base, sp.printing.precedence.precedence(expr), strict=False)
+            return base + "".join(SUPERSCRIPT_DIGITS[c] for c in str(expr.exp))
+        if expr.exp.is_Integer and expr.exp < -1:
+            return "1/" + self._print_Pow(sp.Pow(expr.base, -expr.exp))
+        return super()._print_Pow(expr, rational).replace("**", "^")
+
+    def _print_Relational(self, expr):
+        ops = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
+        return f"{self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)}"
+
+    def _print_Equality(self, expr):
+        return self._print_Relational(expr)
+
+    def _print_OneMatrix(self, expr):
+        """``1_N`` (a column of N ones), ``1_Nᵀ`` (a row), so ``Δ2 1_N`` cannot read as Δ₂₁."""
+        rows, cols = (self._print(n) for n in expr.shape)
+        if expr.shape[0] == 1:
+            return f"1_{cols}ᵀ"
+        return f"1_{rows}" + ("" if expr.shape[1] == 1 else f" 1_{cols}ᵀ")
 
 
 def _positive_first(terms):
@@ -293,7 +311,7 @@ def activation_definitions(activations, latex: bool):
         fz = sp.Symbol(f"{f.latex}(z)" if latex else f"{_plain_label(f.latex)}(z)")
         dfz = sp.Symbol(f"{f.latex}'(z)" if latex else f"{_plain_label(f.latex)}'(z)")
         shown = f.derivative_display().subs(sp.Function(f.name)(Z), fz)
-        printer = MathLatex({}).doprint if latex else MathText({}).doprint
+        printer = MathLatex({}).doprint if latex else NotesText({}).doprint
         definition = f.definition
         if printer(definition) == printer(sp.Function(f.name)(Z)) or printer(definition) == str(fz):
             definition = definition.rewrite(sp.exp)  # tanh(z) in exponentials, not "tanh(z) = tanh(z)"
@@ -316,5 +334,5 @@ def loss_definition(loss, latex: bool):
     y = sp.Symbol("y")
     term = loss.pointwise.xreplace({YHAT: yhat, Y: y})
     deriv = factored(loss.derivative_display().xreplace({YHAT: yhat, Y: y}))
-    printer = MathLatex({}).doprint if latex else MathText({}).doprint
+    printer = MathLatex({}).doprint if latex else NotesText({}).doprint
     return printer(term), printer(deriv)
