@@ -15,6 +15,7 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
+from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
@@ -61,7 +62,7 @@ def label(step) -> str:
 
 def outline(derivation, latex: bool, accepted=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
-    ('display', lines) | ('eq', n, label, lhs, rhs, reason) | ('rule', n, label, formula). ``accepted``:
+    ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula). ``accepted``:
     the names ``chainrule check`` reads (``derive.check.accepted_names``), listed in the notes when
     given; the checker is not imported here."""
     net = derivation.network
@@ -112,7 +113,7 @@ def outline(derivation, latex: bool, accepted=None):
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             yield ("eq", step.number, label(step), printer.doprint(step.target.symbol), printer.doprint(step.rhs),
-                   step.explain(names, math))
+                   step.explain(names, math), dimensions(step.rhs, latex))
     if accepted is None and any(layer.kind != "dense" for layer in net.layers):
         # not given the names check reads (none: it cannot read this network): no section on checking
         yield from training_outline(derivation, latex)
@@ -122,6 +123,22 @@ def outline(derivation, latex: bool, accepted=None):
                    "with these steps" + ("; in the per-sample convention it reads these names: "
                                          + "; ".join(accepted) if accepted is not None else "") + ".")
     yield from training_outline(derivation, latex)
+
+
+def dimensions(rhs, latex: bool) -> str:
+    """The dimension check of each matrix product in ``rhs``, ``(1×1)(1×2) = 1×2`` ('' if none; the
+    text's shapes unspaced, as compact as its own line allows); a product inside another is its factor."""
+    checks, seen = [], set()
+    for product in sp.preorder_traversal(rhs):
+        if isinstance(product, (Pointwise, ElementSum)) or product in seen:
+            continue
+        if isinstance(product, sp.MatMul) and not isinstance(product, ColumnSums):
+            seen.update(product.args)
+            _, factors = product.as_coeff_matrices()
+            if len(factors) > 1:
+                shape = (lambda m: shape_text(m.shape, True)) if latex else (lambda m: "{}×{}".format(*m.shape))
+                checks.append("".join(f"({shape(f)})" for f in factors) + " = " + shape(product))
+    return ", ".join(dict.fromkeys(checks))
 
 
 def architecture(network, user=str) -> str:
@@ -370,7 +387,8 @@ class Layout:
     line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
     A display's lines each go through ``display_line``, joined by ``display_join``, into
     ``display``. A heading may use ``width``, its length: ``{rule:=<{width}}`` is a rule under it.
-    ``eq`` (a step) and ``rule`` (an update rule) may use ``number`` and ``label`` (``eq:delta2``).
+    ``eq`` (a step) and ``rule`` (an update rule) may use ``number`` and ``label`` (``eq:delta2``); a
+    step's ``dims``, its dimension check laid out by ``dims`` (nothing when it has no product).
     ``wrap``: the width to wrap lines at (0: none).
     """
     latex: bool
@@ -384,6 +402,7 @@ class Layout:
     display_line: str
     display_join: str
     eq: tuple
+    dims: str
     rule: str
     head: tuple = ()
     tail: tuple = ()
@@ -400,7 +419,8 @@ LATEX = Layout(
            r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\",
            r"\end{{tabular}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
+    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}{dims}}}" + "\n"),
+    dims=r" \hfill ${}$",
     rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}",
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
           # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
@@ -414,7 +434,7 @@ MARKDOWN = Layout(
     title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
-    eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.\n"),
+    eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
     rule="$$\n{formula} \\tag{{{number}}}\n$$\n")
 
 TEXT = Layout(
@@ -422,7 +442,8 @@ TEXT = Layout(
     title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
-    eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}"), rule="  ({number:>2})  {formula}", end="\n", wrap=100)
+    eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
+    rule="  ({number:>2})  {formula}", end="\n", wrap=100)
 
 
 def render(derivation, layout: Layout, names=None) -> str:
@@ -441,8 +462,9 @@ def render(derivation, layout: Layout, names=None) -> str:
             lines = layout.display_join.join(layout.display_line.format(line=line) for line in args[0])
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
-            number, name, lhs, rhs, reason = args
-            out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=layout.prose(reason))
+            number, name, lhs, rhs, reason, dims = args
+            dims = layout.dims.format(dims) if dims else ""
+            out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=layout.prose(reason), dims=dims)
                        for t in layout.eq)
         elif kind == "rule":
             number, name, formula = args

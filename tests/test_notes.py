@@ -177,3 +177,15 @@ def test_derivation_repr_and_latex_repr():
     latex = d._repr_latex_()
     assert latex.startswith("$$\\begin{aligned}") and latex.endswith("\\end{aligned}$$")
     assert latex.count("&=") == 22 and r"\delta_{2} &= 2 \left(\hat{y} - y\right) && (6)" in latex
+
+
+# -- beyond the fixes: a dimension check beside each step ------------------------------------------
+
+def test_each_product_has_its_dimension_check_in_every_format():
+    d = derive.derive(ROOT / "generated/specs/simple_nn.toml")
+    assert "  ( 7)  ∂L/∂W2 = δ2 a1ᵀ\n        chain rule through z2 = W2 a1 + b2: the error times the input, transposed\n" \
+           "        dimensions: (1×1)(1×2) = 1×2\n" in d.text()
+    assert "dimensions: (2×2)(2×N) = 2×N, (2×1)(1×N) = 2×N\n" in d.text()     # W1 X and b1 1_Nᵀ
+    assert r"transposed. Dimensions: $(1 \times 1)(1 \times 2) = 1 \times 2$." in d.markdown()
+    assert r"transposed \hfill $(2 \times 1)(1 \times 2) = 2 \times 2$}" in d.latex()
+    assert "( 8)  ∂L/∂b2 = δ2\n        ∂z2/∂b2 is the identity\n  ( 9)" in d.text()   # no product, no check
