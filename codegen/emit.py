@@ -337,6 +337,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         backward_setup=_setup(params, cache, backward_lines, "X"),
         grads=grads,
         helpers=sorted(h for h in printer.helpers if h in HELPERS),
+        stable_sigmoid=printer.stable_sigmoid,
         optim_source=optim_source,
         training=settings["training"],
         clipping=settings["training"].get("clip_norm") is not None or settings["training"].get("clip_value") is not None,

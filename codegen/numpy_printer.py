@@ -23,6 +23,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from derive.formula import clamp_bounds
 from derive.nodes import Pointwise
+from derive.ops.losses import clip, clip_form
 
 #: Helper functions the emitted module defines when a printed expression calls them.
 HELPERS = ("_erf", "_softmax", "_softmax_logsumexp")
@@ -151,19 +152,9 @@ def _clamped(pw):
     return None
 
 
-def _clip(pw):
-    """(k, u, d) for "k u if |u| <= d else k d sign(u)" (Huber's derivative): k clip(u, -d, d)."""
-    if len(pw.args) != 2:
-        return None
-    (first, cond), (other, _) = pw.args
-    if not (isinstance(cond, (sp.LessThan, sp.StrictLessThan)) and isinstance(cond.lhs, sp.Abs)
-            and cond.rhs.is_number and cond.rhs > 0):
-        return None
-    u, d = cond.lhs.args[0], cond.rhs
-    k = sp.simplify(first / u)
-    if k.is_number and sp.simplify(other - k * d * sp.sign(u)) == 0:
-        return k, u, d
-    return None
+def _clipped(pw):
+    k, u, d = clip_form(pw)
+    return k * clip(u, -d, d)
 
 
 def _leaky(pw):
@@ -203,6 +194,7 @@ class ElementwisePrinter(NumPyPrinter):
     def __init__(self, settings=None):
         super().__init__(settings or {})
         self.helpers = set()
+        self.stable_sigmoid = False  # whether a sigmoid was printed (the module docstring says how)
 
     def _print_Piecewise(self, expr):
         value, cond = expr.args[-1]
@@ -216,11 +208,6 @@ class ElementwisePrinter(NumPyPrinter):
         u, lo, hi = clamp_bounds(expr)
         if lo is not None and hi is not None:
             return "np.clip({}, {}, {})".format(self._print(u), self._print(lo), self._print(hi))
-        clip = _clip(expr)
-        if clip is not None:
-            k, u, d = clip
-            clipped = "np.clip({}, {}, {})".format(self._print(u), self._print(-d), self._print(d))
-            return clipped if k == 1 else "({}{})".format("-" if k == -1 else self._print(k) + "*", clipped)
         leaky = _leaky(expr)
         if leaky is not None:
             u, slope = leaky
@@ -296,6 +283,9 @@ class ElementwisePrinter(NumPyPrinter):
     def _print_Abs(self, expr):
         return "np.abs({})".format(self._print(expr.args[0]))
 
+    def _print_clip(self, expr):
+        return "np.clip({}, {}, {})".format(*(self._print(a) for a in expr.args))
+
     def _print_erf(self, expr):
         self.helpers.add("_erf")
         return "_erf({})".format(self._print(expr.args[0]))
@@ -314,6 +304,7 @@ class ElementwisePrinter(NumPyPrinter):
 
     def _print_Sigmoid(self, expr):
         # exp(-log(1 + e^-u)): the logarithm never overflows and exp only underflows.
+        self.stable_sigmoid = True
         return "np.exp(-np.logaddexp(0, {}))".format(self._print(-expr.args[0]))
 
     def _print_Softplus(self, expr):
@@ -461,7 +452,8 @@ class BatchFirstPrinter(ElementwisePrinter):
         for var, mat in zip(fn.variables, mats):
             text = self._print(mat)
             names[var] = sp.Symbol(text if isinstance(mat, MatrixSymbol) else "({})".format(text), real=True)
-        body = stabilize(fn.expr.xreplace(names))
+        # Huber's derivative as k clip(Yhat - Y, -d, d), before cse could name Y - Yhat and negate it
+        body = stabilize(fn.expr.xreplace(names)).replace(lambda e: clip_form(e) is not None, _clipped)
         replacements, (reduced,) = sp.cse(body, symbols=self._cse_symbols())
         for symbol, value in replacements:
             self.preamble.append((symbol.name, self._print(value)))

@@ -2,7 +2,7 @@
 from .documents import named_functions
 from .ops.activations import CATALOGUE as ACTIVATIONS, make_activation
 from .ops.losses import CATALOGUE as LOSSES, make_loss
-from .printing import MathText, activation_definitions, loss_definition
+from .printing import NotesText, activation_definitions, loss_definition
 
 
 def catalogue_text() -> str:
@@ -15,7 +15,7 @@ def catalogue_text() -> str:
             lines.append(f"{title}: exp(z_i) / Σ_k exp(z_k), output layer only; fused with cross_entropy "
                          "(δ = ŷ - y), with any other loss its Jacobian-vector rule δ = ŷ ⊙ (g - 1 ŷᵀ g)")
             continue
-        rows = activation_definitions([act], latex=False) or [(f"{name}(z) = {MathText({}).doprint(act.definition)}", "")]
+        rows = activation_definitions([act], latex=False) or [(f"{name}(z) = {NotesText({}).doprint(act.definition)}", "")]
         where = named_functions([act.derivative_display()], latex=False)
         lines.append(f"{title}: {rows[0][0]}" + (f";  {rows[0][1]}" if rows[0][1] else "")
                      + (f"  ({where})" if where else ""))

@@ -62,6 +62,17 @@ class Derivation:
     def _repr_markdown_(self) -> str:
         return self.markdown()
 
+    def _repr_latex_(self) -> str:
+        """Every step as one aligned display, numbered as in the notes (Jupyter renders it with MathJax)."""
+        from .documents import latex_steps
+        return latex_steps(self)
+
+    def __repr__(self) -> str:
+        from .documents import describe
+        from .escape import terminal_text
+        return (f"<Derivation of {terminal_text(self.network.name)}: {describe(self.network, terminal_text)}, "
+                f"{len(self.all_steps())} steps>")
+
 
 def derive(spec) -> Derivation:
     """Derive every gradient of ``spec``: a Network, a spec dict, a TOML path or an inline string."""

@@ -7,6 +7,7 @@ The optimizer's and the schedule's update rules are written once, in LaTeX, in `
 the text notes print them through ``latex_to_text``.
 """
 import re
+import textwrap
 import unicodedata
 from dataclasses import dataclass
 from typing import Callable
@@ -14,9 +15,11 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
+from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
-from .printing import MathLatex, MathText, activation_definitions, loss_definition
+from .steps import explain
+from .printing import MathLatex, NotesText, activation_definitions, loss_definition
 from .spec import inline
 
 FORM_TITLES = {
@@ -27,16 +30,11 @@ FORM_TITLES = {
 
 def describe(network, user=str) -> str:
     """``2 -> 2 relu -> 1 ; mse`` for a network; ``user`` wraps each name and formula it quotes."""
-    def dense(layer):
-        act = layer.activation
-        name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
-        return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    layers = [inline(layer, dense, user) for layer in network.layers]
     loss = network.loss
     loss_name = f"[{user(loss.formula)}]" if loss.formula else (
         user(loss.name) + (f"({', '.join(f'{k}={v}' for k, v in loss.params)})" if loss.params else ""))
     tail = "".join(f" ; {k}={v}" for k, v in (("l1", network.l1), ("l2", network.l2)) if v)
-    return " -> ".join([str(network.inputs)] + layers) + f" ; {loss_name}" + tail
+    return architecture(network, user) + f" ; {loss_name}" + tail
 
 
 def shape_text(shape, latex: bool) -> str:
@@ -45,23 +43,44 @@ def shape_text(shape, latex: bool) -> str:
     return f"{sp.latex(rows) if latex else rows}{times}{sp.latex(cols) if latex else cols}"
 
 
+#: Names a reason or a meaning may use besides the quantities': ∂ and the batch form's row of ones.
+EXTRA_NAMES = {True: {"partial": r"\partial ", "ones_row": r"\mathbf{1}_{N}^{\top}"},
+               False: {"partial": "∂", "ones_row": "1_Nᵀ"}}
+
+
+def _text_name(q) -> str:
+    """A quantity's name in the text notes: ``∂L/∂W1`` as the equations write it (the checker's
+    messages keep the typed ``dL/dW1``)."""
+    return "∂L/∂" + q.text[4:] if q.text.startswith("dL/d") else q.text
+
+
+def label(step) -> str:
+    """The stable LaTeX label of a step: ``eq:delta2``, ``eq:dW1``; the batch form's ``eq:batch-dW1``."""
+    key = step.target.key.replace("dL_d", "d")
+    return f"eq:{'batch-' if step.form == 'batch' else ''}{key[0].lower() + key[1:]}"
+
+
 def outline(derivation, latex: bool, accepted=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
-    ('display', lines) | ('eq', n, lhs, rhs, reason). ``accepted``: the names ``chainrule check`` reads
-    (``derive.check.accepted_names``), listed in the notes when given; the checker is not imported here."""
+    ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula). ``accepted``:
+    the names ``chainrule check`` reads (``derive.check.accepted_names``), listed in the notes when
+    given; the checker is not imported here."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
-    yield "title", f"Gradients of {_user(net.name)}"
-    yield "para", (f"Network: {describe(net, _user)}. Every derivative below comes from SymPy applied to the "
-                   "definitions; each step is checked against SymPy's element-wise derivative of the "
-                   "expanded network by chainrule's verifier.")
+    yield "title", f"Gradients of the network {architecture(net, _user)}"
+    yield "para", (f"Network: {architecture(net, _user)}, trained on the {net.loss.title}"
+                   + "".join(f", {k} = {v}" for k, v in (("l1", net.l1), ("l2", net.l2)) if v) + ".")
+    if net.description:
+        yield "para", _user(net.description)
+    yield "para", ("Every derivative below comes from SymPy applied to the definitions; each step is checked "
+                   "against SymPy's element-wise derivative of the expanded network by chainrule's verifier.")
     yield "heading", "Notation"
     for form in ("sample", "batch"):
         sweep = derivation.sample if form == "sample" else derivation.batch
-        printer = MathLatex({q.key: q.latex for q in sweep.quantities.values()}) if latex else \
-            MathText({q.key: q.text for q in sweep.quantities.values()})
-        rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar", q.meaning)
-                for q in sweep.quantities.values()]
+        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
+        printer = MathLatex(names) if latex else NotesText(names)
+        rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
+                 explain(q.meaning, names, math)) for q in sweep.quantities.values()]
         yield "table", (FORM_TITLES[form], "symbol", "shape", "meaning"), rows
     yield "heading", "Definitions"
     activations = _distinct_activations(net)
@@ -72,70 +91,136 @@ def outline(derivation, latex: bool, accepted=None):
         yield "para", f"Here {where}."
     for note in [f.undefined for f in activations] + [net.loss.undefined]:
         if note:
-            yield "para", note
+            yield "para", _user(note)
     term, deriv = loss_definition(net.loss, latex)
     ell = r"\ell(\hat{y}, y)" if latex else "ℓ(ŷ, y)"
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"
     yield "para", f"Loss: {net.loss.title}. One element's term and its derivative:"
     yield "display", [f"{ell} = {term}", f"{dell} = {deriv}"]
+    if net.loss.reduction == "mean" and net.outputs > 1:
+        yield "para", (f"The mean is over the K = {net.outputs} outputs of a sample (and over the N samples of a "
+                       f"batch), so the factor 1/{net.outputs} in the one-sample loss is 1/K.")
     if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
         yield "heading", FORM_TITLES[form]
-        names = {q.key: (q.latex if latex else q.text) for q in sweep.quantities.values()}
-        printer = MathLatex(names) if latex else MathText(names)
+        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
+        printer = MathLatex(names) if latex else NotesText(names)
         phase = None
         for step in sweep.steps:
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
-            reason = step.explain({k: math(v) for k, v in names.items()})
-            yield "eq", step.number, printer.doprint(step.target.symbol), printer.doprint(step.rhs), reason
+            yield ("eq", step.number, label(step), printer.doprint(step.target.symbol), printer.doprint(step.rhs),
+                   step.explain(names, math), dimensions(step.rhs, latex))
     if accepted is None and any(layer.kind != "dense" for layer in net.layers):
         # not given the names check reads (none: it cannot read this network): no section on checking
-        yield from training_outline(net, latex)
+        yield from training_outline(derivation, latex)
         return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
                    "with these steps" + ("; in the per-sample convention it reads these names: "
                                          + "; ".join(accepted) if accepted is not None else "") + ".")
-    yield from training_outline(net, latex)
+    yield from training_outline(derivation, latex)
+
+
+def dimensions(rhs, latex: bool) -> str:
+    """The dimension check of each matrix product in ``rhs``, ``(1×1)(1×2) = 1×2`` ('' if none; the
+    text's shapes unspaced, as compact as its own line allows); a product inside another is its factor."""
+    checks, seen = [], set()
+    for product in sp.preorder_traversal(rhs):
+        if isinstance(product, (Pointwise, ElementSum)) or product in seen:
+            continue
+        if isinstance(product, sp.MatMul) and not isinstance(product, ColumnSums):
+            seen.update(product.args)
+            _, factors = product.as_coeff_matrices()
+            if len(factors) > 1:
+                shape = (lambda m: shape_text(m.shape, True)) if latex else (lambda m: "{}×{}".format(*m.shape))
+                checks.append("".join(f"({shape(f)})" for f in factors) + " = " + shape(product))
+    return ", ".join(dict.fromkeys(checks))
+
+
+def architecture(network, user=str) -> str:
+    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it)."""
+    def dense(layer):
+        act = layer.activation
+        name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
+        return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
+    return " -> ".join([str(network.inputs)] + [inline(layer, dense, user) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
     """``σ(z) = 1/(1 + exp(-z)), the logistic sigmoid``: each Named function in ``exprs`` ('' if none)."""
     named = sorted({type(f) for e in exprs for f in e.atoms(Named)}, key=lambda kind: kind.__name__)
-    printer = MathLatex({}) if latex else MathText({})
+    printer = MathLatex({}) if latex else NotesText({})
     math = (lambda s: f"${s}$") if latex else str
     return "; ".join(f"{math(f'{printer.doprint(kind(Z))} = {printer.doprint(kind.define(Z))}')}, {kind.meaning}"
                      for kind in named)
 
 
-def training_outline(net, latex: bool):
-    """The optimizer's and the schedule's update rules, when the spec chooses them."""
+THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{}L/\partial\theta"
+RATE, RATE_E, RATE_0 = r"\gamma", r"\gamma_e", r"\gamma_0"
+
+
+def training_outline(derivation, latex: bool):
+    """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
+    settings use, numbered after the steps, each symbol tied to its setting and θ to the parameters."""
+    net = derivation.network
     if not net.tables:
         return
+    math = (lambda s: f"${s}$") if latex else latex_to_text
     settings = validate(net.tables)
     opt = settings["optimizer"]
     kind = OPTIMIZERS[opt["type"]]
+    rules = kind.rules(opt)
     yield "heading", "Training"
-    values = ", ".join(f"{k} = {v}" for k, v in opt.items() if k != "type")
-    yield "para", f"Optimizer: {kind.torch_name} ({values}), as torch.optim.{kind.torch_name} updates each parameter:"
-    yield "display", [eq if latex else latex_to_text(eq) for eq in kind.equations]
+    params = derivation.batch.quantities
+    theta = ", ".join(math(params[name].latex if latex else params[name].text) for name in net.param_names)
+    yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
+                   f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
+                   f"{math(GRADIENT_OF_THETA)} on the batch of step t (the batch form above); "
+                   + _settings(kind.symbols, opt, rules, math) + ":")
+    number = len(derivation.all_steps())
+    for i, rule in enumerate(rules, start=1):
+        number += 1
+        yield "rule", number, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
     schedule = settings["schedule"]
     if schedule:
         skind = SCHEDULES[schedule["type"]]
-        values = ", ".join(f"{k} = {v}" for k, v in schedule.items() if k != "type")
         warmup = schedule.get("warmup_epochs")
-        yield "para", (f"Learning-rate schedule: {skind.torch_name} ({values}), stepped once per epoch e"
-                       + (", after a linear warm-up over the first k = warmup_epochs epochs (the schedule's e "
-                          "then counts from the end of the warm-up)" if warmup else "") + ":")
         equations = skind.equations + ((WARMUP_EQUATION,) if warmup else ())
-        yield "display", [eq if latex else latex_to_text(eq) for eq in equations]
+        symbols = {**skind.symbols, **({"warmup_epochs": "k"} if warmup else {})}
+        yield "para", (f"Learning-rate schedule: {skind.torch_name}, stepped once per epoch e, so "
+                       f"{math(RATE_E)} replaces {math(RATE)} in epoch e, starting from "
+                       f"{math(RATE_0)} = lr"
+                       + (" after a linear warm-up over the first k epochs (the schedule's e then counts from "
+                          "the end of the warm-up)" if warmup else "")
+                       + "; " + _settings(symbols, schedule, equations, math) + ":")
+        for i, rule in enumerate(equations, start=1):
+            number += 1
+            yield "rule", number, f"eq:{skind.name}-{i}", rule if latex else latex_to_text(rule)
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."
+
+
+def _settings(symbols: dict, settings: dict, rules, math) -> str:
+    """``γ = lr = 0.01, μ = momentum = 0.9``: each setting whose symbol the printed rules use."""
+    used = " ".join(rules)
+
+    def in_rules(symbol):  # (\beta_1, \beta_2) is used where \beta_1 is
+        first = re.escape(re.sub(r"[(),]", " ", symbol).split()[0])
+        return re.search(r"(?<![A-Za-z\\])" + first + r"(?![A-Za-z])", used)
+    shown = [f"{math(symbol)} = {key} = {_value(settings[key])}" for key, symbol in symbols.items()
+             if settings.get(key) is not None and in_rules(symbol)]
+    other = [f"{key} = {_value(v)}" for key, v in settings.items()
+             if key not in ("type", "warmup_epochs") and key not in symbols and v is not None and v is not False]
+    return ", ".join(shown + other)
+
+
+def _value(v) -> str:
+    return f"({', '.join(f'{b:g}' for b in v)})" if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,9 +230,9 @@ def training_outline(net, latex: bool):
 
 QUAD = "\t"  # a \quad until the spacing is tidied, then three spaces
 TEXT_MACROS = {
-    r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\Delta": "Δ", r"\epsilon": "ε", r"\eta": "η",
+    r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\epsilon": "ε", r"\eta": "η",
     r"\lambda": "λ", r"\mu": "μ", r"\pi": "π", r"\psi": "ψ", r"\rho": "ρ", r"\tau": "τ", r"\theta": "θ",
-    r"\nabla": "∇", r"\prod": "∏", r"\cdot": "·", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
+    r"\nabla": "∇", r"\partial": "∂", r"\prod": "∏", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
     r"\uparrow": "↑", r"\downarrow": "↓", r"\lfloor": "⌊", r"\rfloor": "⌋", r"\{": "{", r"\}": "}",
     r"\_": "_", r"\max": "max", r"\min": "min", r"\cos": "cos", r"\left": "", r"\right": "",
     r"\,": " ", r"\quad": QUAD,
@@ -302,6 +387,9 @@ class Layout:
     line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
     A display's lines each go through ``display_line``, joined by ``display_join``, into
     ``display``. A heading may use ``width``, its length: ``{rule:=<{width}}`` is a rule under it.
+    ``eq`` (a step) and ``rule`` (an update rule) may use ``number`` and ``label`` (``eq:delta2``); a
+    step's ``dims``, its dimension check laid out by ``dims`` (nothing when it has no product).
+    ``wrap``: the width to wrap lines at (0: none).
     """
     latex: bool
     prose: Callable[[str], str]
@@ -314,9 +402,12 @@ class Layout:
     display_line: str
     display_join: str
     eq: tuple
+    dims: str
+    rule: str
     head: tuple = ()
     tail: tuple = ()
     end: str = ""
+    wrap: int = 0
 
 
 LATEX = Layout(
@@ -328,7 +419,9 @@ LATEX = Layout(
            r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\",
            r"\end{{tabular}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
-    eq=("\\begin{{equation}}\n{lhs} = {rhs} \\tag{{{number}}}\n\\end{{equation}}", r"{{\small {reason}}}" + "\n"),
+    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}{dims}}}" + "\n"),
+    dims=r" \hfill ${}$",
+    rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}",
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
           # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
@@ -341,14 +434,16 @@ MARKDOWN = Layout(
     title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
-    eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.\n"))
+    eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
+    rule="$$\n{formula} \\tag{{{number}}}\n$$\n")
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
     title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
-    eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}"), end="\n")
+    eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
+    rule="  ({number:>2})  {formula}", end="\n", wrap=100)
 
 
 def render(derivation, layout: Layout, names=None) -> str:
@@ -367,13 +462,42 @@ def render(derivation, layout: Layout, names=None) -> str:
             lines = layout.display_join.join(layout.display_line.format(line=line) for line in args[0])
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
-            number, lhs, rhs, reason = args
-            out.extend(t.format(number=number, lhs=lhs, rhs=rhs, reason=layout.prose(reason)) for t in layout.eq)
+            number, name, lhs, rhs, reason, dims = args
+            dims = layout.dims.format(dims) if dims else ""
+            out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=layout.prose(reason), dims=dims)
+                       for t in layout.eq)
+        elif kind == "rule":
+            number, name, formula = args
+            out.append(layout.rule.format(number=number, label=name, formula=formula))
         else:
             text = layout.prose(args[0])
             out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
     out.extend(layout.tail)
-    return "\n".join(out) + layout.end
+    return "\n".join(_wrapped(block, layout.wrap) for block in out) + layout.end
+
+
+def _wrapped(block: str, width: int) -> str:
+    """Each line of ``block`` over ``width`` characters broken at spaces, its continuation lines
+    indented two more than the line (an equation's under its right-hand side's start)."""
+    if not width:
+        return block
+    lines = []
+    for line in block.split("\n"):
+        indent = len(line) - len(line.lstrip(" "))
+        hang = re.match(r" *\(\s*\d+\)  [^=]*= ", line)  # an equation continues under its right-hand side
+        lines.append(textwrap.fill(line, width, subsequent_indent=" " * (len(hang[0]) if hang and len(hang[0]) < 40
+                                                                        else indent + 2),
+                                   break_long_words=False, break_on_hyphens=False) if len(line) > width else line)
+    return "\n".join(lines)
+
+
+def latex_steps(derivation) -> str:
+    r"""``$$\begin{aligned} z_{1} &= W_{1} x + b_{1} && (1) \\ ...\end{aligned}$$``: each step, no prose."""
+    rows = []
+    for sweep in (derivation.sample, derivation.batch):
+        printer = MathLatex({**{q.key: q.latex for q in sweep.quantities.values()}, **EXTRA_NAMES[True]})
+        rows += [rf"{printer.doprint(s.target.symbol)} &= {printer.doprint(s.rhs)} && ({s.number})" for s in sweep.steps]
+    return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
 def latex_document(derivation, names=None) -> str:

@@ -10,6 +10,8 @@ PyTorch state_dict the nested ModuleList's ``"2.0.weight"`` (``torch_key``).
 """
 from dataclasses import dataclass
 
+from .steps import formula
+
 
 @dataclass(frozen=True)
 class Names:
@@ -64,13 +66,14 @@ def network_output(batched: bool) -> Names:
 def gradient(of: Names) -> Names:
     """``dL_dW1``: the gradient of the loss with respect to a quantity."""
     return Names(f"dL_d{of.key}", rf"\frac{{\partial L}}{{\partial {of.latex}}}", f"dL/d{of.text}",
-                 f"gradient of the loss with respect to {of.text}")
+                 "gradient of the loss with respect to " + formula(f"⟦{of.key}⟧"))
 
 
 def error(z: Names, layer: int, batched: bool) -> Names:
     """``δ1 = dL/dz1``, the error of a layer: the adjoint of its pre-activation."""
     word, greek = ("Delta", "Δ") if batched else ("delta", "δ")
-    return Names(f"{word}{layer_key(layer)}", rf"\{word}_{{{layer}}}", f"{greek}{layer}", f"dL/d{z.text}, the error of layer {layer}")
+    return Names(f"{word}{layer_key(layer)}", rf"\{word}_{{{layer}}}", f"{greek}{layer}",
+                 formula(f"⟦partial⟧L/⟦partial⟧⟦{z.key}⟧") + f", the error of layer {layer}")
 
 
 LOSS = Names("L", "L", "L", "loss")

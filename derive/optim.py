@@ -42,12 +42,15 @@ REQUIRED = None  # a default of None in a schedule marks a key the spec must giv
 
 @dataclass(frozen=True)
 class OptimizerKind:
-    """A catalogue entry for one torch.optim optimizer."""
+    """A catalogue entry for one torch.optim optimizer. ``rules(settings)`` are its update rules as
+    LaTeX, only those the settings use (no momentum line at momentum 0); ``symbols`` ties each
+    hyperparameter to the symbol the rules write it as."""
     name: str
     torch_name: str
     defaults: dict
     state: tuple
-    equations: tuple
+    rules: Callable
+    symbols: dict
     macro: str
     examples: tuple
 
@@ -59,33 +62,102 @@ class ScheduleKind:
     torch_name: str
     defaults: dict
     equations: tuple
+    symbols: dict
     macro: str
     examples: tuple
     optional: tuple = ()  # keys whose default None means "not given" rather than "required"
 
 
 BETAS = (0.9, 0.999)
+#: The parameter's gradient at step t, plus the coupled weight decay where it is on.
+GRADIENT = r"g_t = \nabla_\theta L(\theta_{t-1})"
 
-#: Adam's and AdamW's moments and step (they differ only in how the weight decay enters).
-ADAM_MOMENTS = (
-    r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
-    r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
-    r"\hat m_t = m_t / (1 - \beta_1^t)",
-    r"\hat v_t = v_t / (1 - \beta_2^t) \quad (\text{amsgrad: } \max(\hat v_{t-1}, \cdot))",
-    r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)",
-)
+
+def _gradient(s) -> str:
+    return GRADIENT + (r" + \lambda \theta_{t-1}" if s["weight_decay"] else "")
+
+
+def _sgd(s):
+    if not s["momentum"]:
+        return _gradient(s), r"\theta_t = \theta_{t-1} - \gamma g_t"
+    damped = r"(1 - \tau) g_t" if s["dampening"] else "g_t"
+    step = r"(g_t + \mu B_t)" if s["nesterov"] else "B_t"
+    return (_gradient(s), rf"B_1 = g_1, \quad B_t = \mu B_{{t-1}} + {damped}",
+            rf"\theta_t = \theta_{{t-1}} - \gamma {step}")
+
+
+def _adagrad(s):
+    rate = r"\tilde\gamma_t" if s["lr_decay"] else r"\gamma"
+    return ((r"\tilde\gamma_t = \gamma / (1 + (t - 1) \eta)",) if s["lr_decay"] else ()) + (
+        _gradient(s), r"s_0 = s_{\text{init}}, \quad s_t = s_{t-1} + g_t^2",
+        rf"\theta_t = \theta_{{t-1}} - {rate} \, g_t / (\sqrt{{s_t}} + \epsilon)")
+
+
+def _rmsprop(s):
+    rules = [_gradient(s), r"v_0 = 0, \quad v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2"]
+    v = "v_t"
+    if s["centered"]:
+        rules.append(r"\bar g_0 = 0, \quad \bar g_t = \alpha \bar g_{t-1} + (1 - \alpha) g_t, \quad "
+                     r"\tilde v_t = v_t - \bar g_t^2")
+        v = r"\tilde v_t"
+    if s["momentum"]:
+        rules += [rf"B_0 = 0, \quad B_t = \mu B_{{t-1}} + g_t / (\sqrt{{{v}}} + \epsilon)",
+                  r"\theta_t = \theta_{t-1} - \gamma B_t"]
+    else:
+        rules.append(rf"\theta_t = \theta_{{t-1}} - \gamma g_t / (\sqrt{{{v}}} + \epsilon)")
+    return tuple(rules)
+
+
+def _adam_moments(s):
+    """Adam's and AdamW's moments and step (they differ only in how the weight decay enters)."""
+    v = (r"v^{\max}_0 = 0, \quad v^{\max}_t = \max(v^{\max}_{t-1}, v_t), \quad \hat v_t = v^{\max}_t / (1 - \beta_2^t)"
+         if s["amsgrad"] else r"\hat v_t = v_t / (1 - \beta_2^t)")
+    return (r"m_0 = v_0 = 0",
+            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
+            r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
+            r"\hat m_t = m_t / (1 - \beta_1^t)",
+            v,
+            r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)")
+
+
+def _adamw(s):
+    decay = (r"\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)",) if s["weight_decay"] else ()
+    return decay + (GRADIENT,) + _adam_moments(s)
+
+
+def _adadelta(s):
+    return (_gradient(s), r"v_0 = u_0 = 0",
+            r"v_t = \rho v_{t-1} + (1 - \rho) g_t^2",
+            r"d_t = \sqrt{u_{t-1} + \epsilon} \, g_t / \sqrt{v_t + \epsilon}",
+            r"u_t = \rho u_{t-1} + (1 - \rho) d_t^2",
+            r"\theta_t = \theta_{t-1} - \gamma d_t")
+
+
+def _adamax(s):
+    return (_gradient(s), r"m_0 = u_0 = 0",
+            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
+            r"u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)",
+            r"\theta_t = \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, m_t / u_t")
+
+
+def _nadam(s):
+    return (_gradient(s), r"m_0 = v_0 = 0",
+            r"\mu_t = \beta_1 (1 - \tfrac12 \, 0.96^{t \psi})",
+            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
+            r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad \hat v_t = v_t / (1 - \beta_2^t)",
+            r"\theta_t = \theta_{t-1} - \gamma \left(\frac{\mu_{t+1} m_t}{1 - \prod_{i=1}^{t+1} \mu_i} + "
+            r"\frac{(1 - \mu_t) g_t}{1 - \prod_{i=1}^{t} \mu_i}\right) / (\sqrt{\hat v_t} + \epsilon)")
+
+
+LR, DECAY, EPS, BETA = {"lr": r"\gamma"}, {"weight_decay": r"\lambda"}, {"eps": r"\epsilon"}, \
+    {"betas": r"(\beta_1, \beta_2)"}
 
 OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
     OptimizerKind(
         "sgd", "SGD",
         dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0),
-        state=("momentum_buffer",),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"b_1 = g_1, \quad b_t = \mu b_{t-1} + (1 - \tau) g_t",
-            r"g_t \leftarrow g_t + \mu b_t \text{ (Nesterov)}, \quad \text{else } g_t \leftarrow b_t",
-            r"\theta_t = \theta_{t-1} - \gamma g_t",
-        ),
+        state=("momentum_buffer",), rules=_sgd,
+        symbols={**LR, "momentum": r"\mu", "dampening": r"\tau", **DECAY},
         macro="sgd",
         examples=({}, dict(momentum=0.9), dict(momentum=0.9, dampening=0.5),
                   dict(momentum=0.9, nesterov=True), dict(weight_decay=0.1, momentum=0.5, lr=0.05)),
@@ -93,13 +165,8 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
     OptimizerKind(
         "adagrad", "Adagrad",
         dict(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
-        state=("step", "sum"),
-        equations=(
-            r"\tilde\gamma_t = \gamma / (1 + (t - 1) \eta)",
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"s_t = s_{t-1} + g_t^2",
-            r"\theta_t = \theta_{t-1} - \tilde\gamma_t \, g_t / (\sqrt{s_t} + \epsilon)",
-        ),
+        state=("step", "sum"), rules=_adagrad,
+        symbols={**LR, "lr_decay": r"\eta", **DECAY, "initial_accumulator_value": r"s_{\text{init}}", **EPS},
         macro="adagrad",
         examples=({}, dict(lr_decay=0.05), dict(weight_decay=0.1), dict(initial_accumulator_value=0.5),
                   dict(eps=1e-3, lr=0.1)),
@@ -107,15 +174,8 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
     OptimizerKind(
         "rmsprop", "RMSprop",
         dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False),
-        state=("step", "square_avg", "grad_avg", "momentum_buffer"),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"v_t = \alpha v_{t-1} + (1 - \alpha) g_t^2",
-            r"\bar g_t = \alpha \bar g_{t-1} + (1 - \alpha) g_t \text{ (centered)}, \quad "
-            r"\tilde v_t = v_t - \bar g_t^2 \text{ (centered) else } v_t",
-            r"b_t = \mu b_{t-1} + g_t / (\sqrt{\tilde v_t} + \epsilon)",
-            r"\theta_t = \theta_{t-1} - \gamma b_t",
-        ),
+        state=("step", "square_avg", "grad_avg", "momentum_buffer"), rules=_rmsprop,
+        symbols={**LR, "alpha": r"\alpha", **EPS, **DECAY, "momentum": r"\mu"},
         macro="rmsprop",
         examples=({}, dict(momentum=0.9), dict(centered=True), dict(centered=True, momentum=0.5),
                   dict(weight_decay=0.1, alpha=0.9, eps=1e-3, lr=0.001)),
@@ -124,19 +184,16 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
         "adam", "Adam",
         dict(lr=1e-3, betas=BETAS, eps=1e-8, weight_decay=0.0, amsgrad=False),
         state=("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-        ) + ADAM_MOMENTS,
+        rules=lambda s: (_gradient(s),) + _adam_moments(s),
+        symbols={**LR, **BETA, **EPS, **DECAY},
         macro="adam",
         examples=({}, dict(amsgrad=True), dict(weight_decay=0.1), dict(betas=(0.5, 0.9), eps=1e-3, lr=0.01)),
     ),
     OptimizerKind(
         "adamw", "AdamW",
         dict(lr=1e-3, betas=BETAS, eps=1e-8, weight_decay=1e-2, amsgrad=False),
-        state=("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-        equations=(
-            r"\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)",
-        ) + ADAM_MOMENTS,
+        state=("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), rules=_adamw,
+        symbols={**LR, **BETA, **EPS, **DECAY},
         macro="adam",
         examples=({}, dict(amsgrad=True), dict(weight_decay=0.0),
                   dict(weight_decay=0.3, lr=0.01, betas=(0.5, 0.9), eps=1e-3)),
@@ -144,42 +201,24 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
     OptimizerKind(
         "adadelta", "Adadelta",
         dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0),
-        state=("step", "square_avg", "acc_delta"),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"v_t = \rho v_{t-1} + (1 - \rho) g_t^2",
-            r"\Delta_t = \sqrt{u_{t-1} + \epsilon} \, g_t / \sqrt{v_t + \epsilon}",
-            r"u_t = \rho u_{t-1} + (1 - \rho) \Delta_t^2",
-            r"\theta_t = \theta_{t-1} - \gamma \Delta_t",
-        ),
+        state=("step", "square_avg", "acc_delta"), rules=_adadelta,
+        symbols={**LR, "rho": r"\rho", **EPS, **DECAY},
         macro="adadelta",
         examples=({}, dict(weight_decay=0.1), dict(rho=0.5, eps=1e-3, lr=0.5)),
     ),
     OptimizerKind(
         "adamax", "Adamax",
         dict(lr=2e-3, betas=BETAS, eps=1e-8, weight_decay=0.0),
-        state=("step", "exp_avg", "exp_inf"),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
-            r"u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)",
-            r"\theta_t = \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, m_t / u_t",
-        ),
+        state=("step", "exp_avg", "exp_inf"), rules=_adamax,
+        symbols={**LR, **BETA, **EPS, **DECAY},
         macro="adamax",
         examples=({}, dict(weight_decay=0.1), dict(betas=(0.5, 0.9), eps=1e-3, lr=0.01)),
     ),
     OptimizerKind(
         "nadam", "NAdam",
         dict(lr=2e-3, betas=BETAS, eps=1e-8, weight_decay=0.0, momentum_decay=4e-3),
-        state=("step", "mu_product", "exp_avg", "exp_avg_sq"),
-        equations=(
-            r"g_t = \nabla_\theta L(\theta_{t-1}) + \lambda \theta_{t-1}",
-            r"\mu_t = \beta_1 (1 - \tfrac12 \, 0.96^{t \psi})",
-            r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
-            r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad \hat v_t = v_t / (1 - \beta_2^t)",
-            r"\theta_t = \theta_{t-1} - \gamma \left(\frac{\mu_{t+1} m_t}{1 - \prod_{i=1}^{t+1} \mu_i} + "
-            r"\frac{(1 - \mu_t) g_t}{1 - \prod_{i=1}^{t} \mu_i}\right) / (\sqrt{\hat v_t} + \epsilon)",
-        ),
+        state=("step", "mu_product", "exp_avg", "exp_avg_sq"), rules=_nadam,
+        symbols={**LR, **BETA, **EPS, **DECAY, "momentum_decay": r"\psi"},
         macro="nadam",
         examples=({}, dict(weight_decay=0.1), dict(momentum_decay=0.05, betas=(0.8, 0.99), lr=0.01, eps=1e-3)),
     ),
@@ -192,18 +231,21 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
     ScheduleKind(
         "step", "StepLR", dict(step_size=REQUIRED, gamma=0.1),
         equations=(r"\gamma_e = \gamma_0 \, g^{\lfloor e / s \rfloor}",),
+        symbols={"gamma": "g", "step_size": "s"},
         macro="step_lr",
         examples=(dict(step_size=7), dict(step_size=3, gamma=0.5, warmup_epochs=4)),
     ),
     ScheduleKind(
         "multistep", "MultiStepLR", dict(milestones=REQUIRED, gamma=0.1),
         equations=(r"\gamma_e = \gamma_0 \, g^{|\{m \in M : m \le e\}|}",),
+        symbols={"gamma": "g", "milestones": "M"},
         macro="multistep_lr",
         examples=(dict(milestones=[10, 30, 31]), dict(milestones=[2, 50], gamma=0.5, warmup_epochs=3)),
     ),
     ScheduleKind(
         "exponential", "ExponentialLR", dict(gamma=REQUIRED),
         equations=(r"\gamma_e = \gamma_0 \, g^e",),
+        symbols={"gamma": "g"},
         macro="exponential_lr",
         examples=(dict(gamma=0.95), dict(gamma=0.9, warmup_epochs=1)),
     ),
@@ -218,6 +260,7 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
             r"\gamma_e = \gamma_{\min} + (\gamma_{\max} - \gamma_{\min}) \, h \, "
             r"\begin{cases} 1 & \text{triangular} \\ 2^{1 - c} & \text{triangular2} \\ g^e & \text{exp\_range} \end{cases}",
         ),
+        symbols={"base_lr": r"\gamma_{\min}", "max_lr": r"\gamma_{\max}", "step_size_up": r"s_\uparrow", "step_size_down": r"s_\downarrow", "gamma": "g"},
         macro="cyclic_lr",
         examples=(dict(base_lr=0.001, max_lr=0.1, step_size_up=10),
                   dict(base_lr=0.001, max_lr=0.1, step_size_up=5, step_size_down=15, mode="triangular2"),
@@ -228,6 +271,7 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
     ScheduleKind(
         "cosine", "CosineAnnealingLR", dict(T_max=REQUIRED, eta_min=0.0),
         equations=(r"\gamma_e = \eta_{\min} + (\gamma_0 - \eta_{\min}) \, \tfrac12 (1 + \cos(\pi e / T_{\max}))",),
+        symbols={"T_max": r"T_{\max}", "eta_min": r"\eta_{\min}"},
         macro="cosine_lr",
         examples=(dict(T_max=30), dict(T_max=10, eta_min=0.001, warmup_epochs=5)),
     ),

@@ -9,7 +9,9 @@ from sympy.printing.str import StrPrinter
 
 from .nodes import ElementSum, Pointwise
 from .ops.activations import Z
-from .ops.losses import Y, YHAT
+from .ops.losses import Y, YHAT, clip, clip_form, oriented
+
+SUPERSCRIPT_DIGITS = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
 class _Named:
@@ -39,7 +41,24 @@ class _Named:
         if not sums:
             return super()._print_Mul(expr)
         factor = sp.Mul(*(f for f in expr.args if not isinstance(f, ElementSum)))
-        return self.scale_format.format(self._print(factor), " ".join(self._print(f) for f in sums))
+        # -(1/N) Σ y log ŷ, not (1/N) Σ -y log ŷ
+        sign = "-" if len(sums) == 1 and _negative_sum(sums[0]) and factor.is_positive else ""
+        text = " ".join(self._print_ElementSum(f, signed=not sign) for f in sums)
+        return sign + (text if factor == 1 else self.scale_format.format(self._print(factor), text))
+
+    def _print_Abs(self, expr):
+        """``|ŷ - y|``, the order the loss writes, rather than SymPy's canonical ``|y - ŷ|``."""
+        return self.abs_format.format(self._print(oriented(expr.args[0])))
+
+    def _pointwise_formula(self, expr):
+        """An unlabelled element-wise formula in the printer's names for its matrices; Huber's
+        derivative as ``clip(ŷ - y, -δ, δ)`` (``clip_form``, the same formula)."""
+        body = expr.fn.expr
+        form = clip_form(body)
+        if form is not None:
+            k, u, d = form
+            body = sp.Mul(k, clip(u, -d, d), evaluate=False) if k != 1 else clip(u, -d, d)
+        return body.xreplace(self.placeholders(expr))
 
     def _matmul_parts(self, expr):
         """(coefficient, the matrix factors printed, sums and products in parentheses)."""
@@ -49,6 +68,11 @@ class _Named:
                                for f in factors)
 
 
+def _negative_sum(expr) -> bool:
+    """An ElementSum of a formula that starts with a minus (cross-entropy's -y log ŷ)."""
+    return isinstance(expr, ElementSum) and expr.fn.expr.could_extract_minus_sign()
+
+
 def _compound(expr) -> bool:
     """A sum or product, which needs parentheses where a formula uses it as one variable ((x - μ)²)."""
     return isinstance(expr, (sp.MatAdd, sp.MatMul, sp.HadamardProduct))
@@ -56,12 +80,14 @@ def _compound(expr) -> bool:
 
 def _loose(expr) -> bool:
     """An unlabelled element-wise formula that prints as a sum or as cases: a factor needs parentheses."""
-    return isinstance(expr, Pointwise) and not expr.label and isinstance(expr.fn.expr, (sp.Add, sp.Piecewise))
+    return (isinstance(expr, Pointwise) and not expr.label and isinstance(expr.fn.expr, (sp.Add, sp.Piecewise))
+            and clip_form(expr.fn.expr) is None)
 
 
 class MathLatex(_Named, LatexPrinter):
     """LaTeX with the derivation's own names for its matrices, ``\\odot`` and ``^\\top``."""
     scale_format = "{} {}"
+    abs_format = r"\left|{{{}}}\right|"
 
     def __init__(self, names: dict):
         super().__init__(names, {"mul_symbol": None})
@@ -99,7 +125,10 @@ class MathLatex(_Named, LatexPrinter):
         args = ", ".join(self._print(m) for m in expr.mats)
         if expr.label:
             return rf"{expr.label}\left({args}\right)"
-        return self._print(expr.fn.expr.xreplace(_placeholders(expr, self)))
+        return self._print(self._pointwise_formula(expr))
+
+    def placeholders(self, expr):
+        return _placeholders(expr, self)
 
     def _print_ColumnNormalize(self, expr):
         return self._print(expr.mat)
@@ -117,12 +146,15 @@ class MathLatex(_Named, LatexPrinter):
             return f"10^{{{int(exponent)}}}"
         return super()._print_Float(expr)
 
-    def _print_ElementSum(self, expr):
-        inner = expr.fn.expr.xreplace(_placeholders(expr, self, "_{%s}" % _element_index(expr.mats[0])))
+    def _print_ElementSum(self, expr, signed=True):
+        r"""``\sum_{i} ...``; ``signed``: a formula's leading minus goes in front (else the caller's)."""
+        negated = _negative_sum(expr)
+        inner = (-expr.fn.expr if negated else expr.fn.expr).xreplace(
+            _placeholders(expr, self, "_{%s}" % _element_index(expr.mats[0])))
         body = self._print(inner)
         if isinstance(inner, sp.Add):
             body = rf"\left({body}\right)"
-        return r"\sum_{%s} " % ",".join(_element_index(expr.mats[0])) + body
+        return ("-" if negated and signed else "") + r"\sum_{%s} " % ",".join(_element_index(expr.mats[0])) + body
 
 
 def _placeholders(expr, printer, suffix=""):
@@ -139,14 +171,12 @@ def _placeholders(expr, printer, suffix=""):
 
 
 class MathText(_Named, StrPrinter):
-    """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``."""
+    """Terminal text: ``δ2 = (W3ᵀ δ3) ⊙ relu'(z2)``, as the checker's messages print it."""
     scale_format = "({})·{}"
+    abs_format = "|{}|"
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name) or expr.name
-
-    def _print_Abs(self, expr):
-        return f"|{self._print(expr.args[0])}|"
 
     def _print_Piecewise(self, expr):
         cases = [f"{self._print(e)} if {self._print(c)}" for e, c in expr.args[:-1]]
@@ -179,8 +209,10 @@ class MathText(_Named, StrPrinter):
         args = ", ".join(self._print(m) for m in expr.mats)
         if expr.label:
             return f"{_plain_label(expr.label)}({args})"
-        return self._print(expr.fn.expr.xreplace({v: sp.Symbol(self._paren(m) if _compound(m) else self._print(m))
-                                                  for v, m in zip(expr.fn.variables, expr.mats)}))
+        return self._print(self._pointwise_formula(expr))
+
+    def placeholders(self, expr):
+        return {v: sp.Symbol(self._paren(m) if _compound(m) else self._print(m)) for v, m in zip(expr.fn.variables, expr.mats)}
 
     def _print_ColumnNormalize(self, expr):
         return self._print(expr.mat)
@@ -194,11 +226,54 @@ class MathText(_Named, StrPrinter):
     def _print_Float(self, expr):
         return f"{float(expr):g}"
 
-    def _print_ElementSum(self, expr):
+    def _print_ElementSum(self, expr, signed=True):
         index = {"i": "ᵢ", "ij": "ᵢⱼ"}[_element_index(expr.mats[0])]
-        inner = expr.fn.expr.xreplace({v: sp.Symbol(self._print(m) + index) for v, m in zip(expr.fn.variables, expr.mats)})
+        negated = _negative_sum(expr)
+        inner = (-expr.fn.expr if negated else expr.fn.expr).xreplace(
+            {v: sp.Symbol(self._print(m) + index) for v, m in zip(expr.fn.variables, expr.mats)})
         body = self._print(inner)
-        return f"Σ{index} ({body})" if isinstance(inner, (sp.Add, sp.Piecewise)) else f"Σ{index} {body}"
+        return ("-" if negated and signed else "") + (
+            f"Σ{index} ({body})" if isinstance(inner, (sp.Add, sp.Piecewise)) else f"Σ{index} {body}")
+
+
+class NotesText(MathText):
+    """The text notes' math: ``2 (ŷ - y)``, ``tanh(z)²``, ``z ≤ 0``, ``Δ2 1_N``; no Python ``*``, ``**``
+    or ``<=`` among the Unicode, and a row of ones that cannot read as a subscript."""
+    scale_format = "({}) {}"
+
+    def _print_MatMul(self, expr):
+        """``2 (ŷ - y)``, ``(1/N) (Ŷ - Y)``: a number before a matrix, bracketed unless whole."""
+        coeff, body = self._matmul_parts(expr)
+        if coeff in (1, -1):
+            return ("-" if coeff == -1 else "") + body
+        return f"{self._print(coeff)} {body}" if coeff.is_Integer else f"({self._print(coeff)}) {body}"
+
+    def _print_Mul(self, expr):
+        """Factors side by side (``2 (ŷ - y)``, ``z tanh(z)``), never Python's ``*``."""
+        return super()._print_Mul(expr).replace("*", " ")
+
+    def _print_Pow(self, expr, rational=False):
+        """``tanh(z)²``, ``1/(|z| + 1)²``; other powers as ``x^(1/3)``, never Python's ``**``."""
+        if expr.exp.is_Integer and expr.exp > 1:
+            base = self.parenthesize(expr.base, sp.printing.precedence.precedence(expr), strict=False)
+            return base + "".join(SUPERSCRIPT_DIGITS[c] for c in str(expr.exp))
+        if expr.exp.is_Integer and expr.exp < -1:
+            return "1/" + self._print_Pow(sp.Pow(expr.base, -expr.exp))
+        return super()._print_Pow(expr, rational).replace("**", "^")
+
+    def _print_Relational(self, expr):
+        ops = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "=", "!=": "≠"}
+        return f"{self._print(expr.lhs)} {ops[expr.rel_op]} {self._print(expr.rhs)}"
+
+    def _print_Equality(self, expr):
+        return self._print_Relational(expr)
+
+    def _print_OneMatrix(self, expr):
+        """``1_N`` (a column of N ones), ``1_Nᵀ`` (a row), so ``Δ2 1_N`` cannot read as Δ₂₁."""
+        rows, cols = (self._print(n) for n in expr.shape)
+        if expr.shape[0] == 1:
+            return f"1_{cols}ᵀ"
+        return f"1_{rows}" + ("" if expr.shape[1] == 1 else f" 1_{cols}ᵀ")
 
 
 def _positive_first(terms):
@@ -236,9 +311,20 @@ def activation_definitions(activations, latex: bool):
         fz = sp.Symbol(f"{f.latex}(z)" if latex else f"{_plain_label(f.latex)}(z)")
         dfz = sp.Symbol(f"{f.latex}'(z)" if latex else f"{_plain_label(f.latex)}'(z)")
         shown = f.derivative_display().subs(sp.Function(f.name)(Z), fz)
-        printer = MathLatex({}).doprint if latex else MathText({}).doprint
-        rows.append((f"{fz} = {printer(f.definition)}", f"{dfz} = {printer(shown)}"))
+        printer = MathLatex({}).doprint if latex else NotesText({}).doprint
+        definition = f.definition
+        if printer(definition) == printer(sp.Function(f.name)(Z)) or printer(definition) == str(fz):
+            definition = definition.rewrite(sp.exp)  # tanh(z) in exponentials, not "tanh(z) = tanh(z)"
+        rows.append((f"{fz} = {printer(definition)}", f"{dfz} = {printer(shown)}"))
     return rows
+
+
+def factored(expr):
+    """``2 (ŷ - y)``: a number times a sum kept as a product (SymPy would distribute it)."""
+    coeff, rest = sp.factor_terms(expr).as_coeff_Mul()
+    if coeff not in (1, -1) and isinstance(rest, sp.Add):
+        return sp.Mul(coeff, rest, evaluate=False)
+    return expr
 
 
 def loss_definition(loss, latex: bool):
@@ -247,6 +333,6 @@ def loss_definition(loss, latex: bool):
     yhat = sp.Symbol(r"\hat{y}" if latex else "ŷ")
     y = sp.Symbol("y")
     term = loss.pointwise.xreplace({YHAT: yhat, Y: y})
-    deriv = loss.derivative_display().xreplace({YHAT: yhat, Y: y})
-    printer = MathLatex({}).doprint if latex else MathText({}).doprint
+    deriv = factored(loss.derivative_display().xreplace({YHAT: yhat, Y: y}))
+    printer = MathLatex({}).doprint if latex else NotesText({}).doprint
     return printer(term), printer(deriv)

@@ -34,6 +34,12 @@ def symbol(key: str, shape: tuple) -> sp.Basic:
     return sp.MatrixSymbol(key, *shape) if shape else sp.Symbol(key)
 
 
+def formula(text: str) -> str:
+    """A formula in a reason (``formula(f"{ref(z)} = {ref(W)} {ref(a)}")``): each document prints it
+    as one piece of math, not as names joined by words' ``=`` and ``+``."""
+    return f"⟨{text}⟩"
+
+
 def ref(q) -> str:
     """A placeholder for a quantity's name in a reason; each printer fills in its own notation.
 
@@ -57,6 +63,16 @@ class Step:
     def shape(self):
         return self.target.shape
 
-    def explain(self, names: dict) -> str:
-        """The reason, with each quantity named as `names` (key -> printed name) names it."""
-        return re.sub(r"⟦(\w+)⟧", lambda m: names[m[1]], self.reason)
+    def explain(self, names: dict, math=str) -> str:
+        """The reason in words, quantities named as ``names`` names them (see ``explain``)."""
+        return explain(self.reason, names, math)
+
+
+def explain(text: str, names: dict, math=str) -> str:
+    """``text`` with each ``ref`` named as ``names`` (key -> printed name) names it, and each
+    ``formula`` and each name outside one wrapped by ``math`` (``$...$`` in LaTeX)."""
+    def name(m):
+        return names[m[1]]
+    parts = re.split(r"⟨(.*?)⟩", text)
+    return "".join(math(re.sub(r"⟦(\w+)⟧", name, part)) if i % 2 else
+                   re.sub(r"⟦(\w+)⟧", lambda m: math(name(m)), part) for i, part in enumerate(parts))

@@ -7,8 +7,9 @@ Regenerate with: chainrule generate generated/specs/huber_tanh.toml -o generated
 Regression with tanh hidden units and the Huber loss.
 
 Batch-first, as PyTorch: X is (N, 3), the output (N, 2); W is (out, in) and b is
-(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line
-below is the transpose of the equation it cites.
+(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so a line whose
+array has a row per sample (X, Z, A, Yhat, Delta) is the transpose of the equation it cites; the
+weight and bias gradients do not (dL_dW is (out, in), like W, and dL_db (out,), like b).
 """
 import math
 
@@ -297,8 +298,7 @@ def _loss_and_grads(params, X, Y, outputs=None):
     Yhat = cache["Yhat"]
     N = X.shape[0]
     ones_N = np.ones(X.shape[0], X.dtype)  # 1_N: Δ 1_N sums over the batch
-    t0 = Y - Yhat  # (eq. 24)
-    Delta3 = (1/2)/N*(-np.clip(t0, -1/2, 1/2))  # (eq. 24)
+    Delta3 = (1/2)/N*np.clip(Yhat - Y, -1/2, 1/2)  # (eq. 24)
     dL_dW3 = Delta3.T @ A2  # (eq. 25)
     dL_db3 = ones_N @ Delta3  # (eq. 26)
     Delta2 = Delta3 @ W3  # (eq. 27)

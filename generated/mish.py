@@ -7,8 +7,11 @@ Regenerate with: chainrule generate generated/specs/mish.toml -o generated/mish.
 A user-defined activation, mish(z) = z tanh(softplus(z)); SymPy derives its derivative.
 
 Batch-first, as PyTorch: X is (N, 3), the output (N, 1); W is (out, in) and b is
-(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line
-below is the transpose of the equation it cites.
+(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so a line whose
+array has a row per sample (X, Z, A, Yhat, Delta) is the transpose of the equation it cites; the
+weight and bias gradients do not (dL_dW is (out, in), like W, and dL_db (out,), like b).
+
+np.exp(-np.logaddexp(0, -Z)) is the sigmoid 1/(1 + e^-Z) written so that no Z overflows exp.
 """
 import math
 

@@ -7,8 +7,9 @@ Regenerate with: chainrule generate generated/specs/residual.toml -o generated/r
 Two residual tanh blocks: a' = tanh(W a + b) + a, so gradients reach a by two paths.
 
 Batch-first, as PyTorch: X is (N, 4), the output (N, 2); W is (out, in) and b is
-(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line
-below is the transpose of the equation it cites.
+(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so a line whose
+array has a row per sample (X, Z, A, Yhat, Delta) is the transpose of the equation it cites; the
+weight and bias gradients do not (dL_dW is (out, in), like W, and dL_db (out,), like b).
 """
 import math
 

@@ -7,8 +7,9 @@ Regenerate with: chainrule generate generated/specs/simple_nn.toml -o generated/
 The seeds' SimpleNN: 2 inputs, 2 ReLU units, 1 linear output, mean squared error.
 
 Batch-first, as PyTorch: X is (N, 2), the output (N, 1); W is (out, in) and b is
-(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so each line
-below is the transpose of the equation it cites.
+(out,), as torch.nn.Linear stores them. The derivation writes samples as columns, so a line whose
+array has a row per sample (X, Z, A, Yhat, Delta) is the transpose of the equation it cites; the
+weight and bias gradients do not (dL_dW is (out, in), like W, and dL_db (out,), like b).
 """
 import math
 

@@ -148,11 +148,11 @@ def test_notes_show_the_forward_steps_and_the_compact_backward_form():
     d = derive(SPECS[0])
     text = d.text()
     assert "μ2 = mean(a1)" in text
-    assert "σ2 = sqrt(mean((a1 - μ2)**2) + 1e-05)" in text
+    assert "σ2 = sqrt(mean((a1 - μ2)²) + 1e-05)" in text
     assert "x̂2 = 1/σ2 ⊙ (a1 - μ2)" in text
     assert "a2 = γ2 ⊙ x̂2 + β2" in text
-    assert "dL/da1 = 1/σ2 ⊙ (γ2 ⊙ dL/da2 - mean(γ2 ⊙ dL/da2) - (x̂2 ⊙ mean((γ2 ⊙ dL/da2) ⊙ x̂2)))" in text
-    assert "dL/dγ2 = dL/da2 ⊙ x̂2" in text and "dL/dβ2 = dL/da2" in text
+    assert "∂L/∂a1 = 1/σ2 ⊙ (γ2 ⊙ ∂L/∂a2 - mean(γ2 ⊙ ∂L/∂a2) - (x̂2 ⊙ mean((γ2 ⊙ ∂L/∂a2) ⊙ x̂2)))" in text
+    assert "∂L/∂γ2 = ∂L/∂a2 ⊙ x̂2" in text and "∂L/∂β2 = ∂L/∂a2" in text
     batch = {s.target.key: s for s in d.steps}
     assert batch["mu2"].shape == (1, d.steps[0].shape[1])  # one mean per sample: a row of N
     assert "g less its mean, less ⟦Xhat2⟧ times the mean of g times ⟦Xhat2⟧, all over ⟦sigma2⟧" in batch["dL_dA1"].reason

@@ -16,7 +16,7 @@ import pytest
 
 from codegen.optim import render_optim
 from derive.errors import ChainruleError
-from derive.optim import OPTIMIZERS, SCHEDULES, validate
+from derive.optim import OPTIMIZERS, SCHEDULES, validate, validate_optimizer
 
 STEPS = 100
 SHAPES = {"W1": (3, 2), "b1": (3,), "w2": (1, 3)}
@@ -286,7 +286,11 @@ def test_derive_optim_does_not_import_codegen_or_jinja():
 
 
 def test_every_entry_has_equations_and_torch_names(torch):
-    for kind in list(OPTIMIZERS.values()) + list(SCHEDULES.values()):
+    for kind in OPTIMIZERS.values():
+        for example in kind.examples:  # the rules under every example's settings
+            rules = kind.rules(validate_optimizer({"type": kind.name, **example}))
+            assert rules and all(isinstance(eq, str) and eq for eq in rules)
+    for kind in SCHEDULES.values():
         assert kind.equations and all(isinstance(eq, str) and eq for eq in kind.equations)
     for kind in OPTIMIZERS.values():
         assert hasattr(torch.optim, kind.torch_name)

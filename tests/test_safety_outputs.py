@@ -233,8 +233,8 @@ def test_hostile_latex_compiles_and_reads_no_file(tmp_path):
     assert status == 0, log[-2000:]
     assert "(/etc/passwd" not in log and secret not in log and secret not in text
     # the attack is printed as text (the PDF drops spaces between words), and nothing ran
-    assert "Gradientsofninputf/etc/passwdg" in text and not (tmp_path / "safe" / "pwned").exists()
+    assert "customloss.ninputf/etc/passwdg" in text and not (tmp_path / "safe" / "pwned").exists()
     # the check sees a file being read: the same notes with the name pasted raw do read it
     (tmp_path / "raw").mkdir()
-    _, log, _ = pdflatex(benign()[1].replace("PNAME", r"\input{/etc/passwd}"), tmp_path / "raw")
+    _, log, _ = pdflatex(benign()[1].replace("PDESC", r"\input{/etc/passwd}"), tmp_path / "raw")
     assert "(/etc/passwd" in log

@@ -77,8 +77,8 @@ def test_verify_rejects_the_elementwise_rule():
 def test_text_and_latex_show_the_rule_and_say_why():
     d = derive.derive("2 -> 3 tanh -> 3 softmax ; mse")
     text = d.text()
-    assert "δ2 = ŷ ⊙ (dL/dŷ - 1 ŷᵀ dL/dŷ)" in text
-    assert "Δ2 = Ŷ ⊙ (dL/dŶ - 1 1ᵀ (Ŷ ⊙ dL/dŶ))" in text
+    assert "δ2 = ŷ ⊙ (∂L/∂ŷ - 1_3 ŷᵀ ∂L/∂ŷ)" in text
+    assert "Δ2 = Ŷ ⊙ (∂L/∂Ŷ - 1_3 1_3ᵀ (Ŷ ⊙ ∂L/∂Ŷ))" in text
     assert text.count("chain rule through softmax, which couples the outputs of a column") == 2
     latex = d.latex()
     assert (r"\delta_{2} = \hat{y} \odot \left(\frac{\partial L}{\partial \hat{y}} - \mathbf{1}_{3} \hat{y}^{\top} "

@@ -109,7 +109,7 @@ def test_inline_grammar(spec, message):
 
 def test_notes_describe_the_new_layers():
     d = derive.derive("3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse")
-    assert "Network: 3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2 ; mse." in d.text()
+    assert "Network: 3 -> 3 relu -> tanh -> residual(3 tanh -> 3) -> 2, trained on the mean squared error." in d.text()
 
 
 def test_derive_command_prints_notes_the_checker_cannot_read(capsys):

@@ -8,12 +8,27 @@ import re
 import pytest
 
 import derive
-from derive.documents import ACCENTS, TEXT_MACROS, latex_to_text
-from derive.optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION
+from derive.documents import ACCENTS, GRADIENT_OF_THETA, RATE, RATE_0, RATE_E, TEXT_MACROS, THETA, latex_to_text
+from derive.optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate_optimizer
 
 NETWORK = {"inputs": 2, "layers": [{"units": 3, "activation": "tanh"}, {"units": 1}], "loss": "mse"}
 ENTRIES = [("optimizer", name) for name in OPTIMIZERS] + [("schedule", name) for name in SCHEDULES]
-ALL_EQUATIONS = [eq for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for eq in kind.equations] + [WARMUP_EQUATION]
+
+
+def _rules(table, name, settings=None):
+    """The rules the notes print for the entry: an optimizer's under ``settings`` (its defaults)."""
+    if table == "schedule":
+        return SCHEDULES[name].equations
+    return OPTIMIZERS[name].rules(validate_optimizer({"type": name, **(settings or {})}))
+
+
+# every rule under every example's settings (between them every option is on), the symbols and the
+# prose's own math
+ALL_EQUATIONS = ([eq for name, kind in OPTIMIZERS.items() for example in kind.examples
+                  for eq in _rules("optimizer", name, example)]
+                 + [eq for name in SCHEDULES for eq in _rules("schedule", name)] + [WARMUP_EQUATION]
+                 + [sym for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for sym in kind.symbols.values()]
+                 + [GRADIENT_OF_THETA, RATE, RATE_0, RATE_E, THETA])
 MACRO = re.compile(r"\\(?:[A-Za-z]+|.)")
 
 
@@ -33,13 +48,15 @@ def _derivation(table, name):
 
 
 def _training_section(text: str) -> str:
+    """The Training section, each wrapped line joined to the one it continues."""
     _, training = text.split("\nTraining\n--------\n")
-    return training
+    return re.sub(r"\n(?!  \(\s*\d+\)) +", " ", training)
 
 
 @pytest.mark.parametrize("table, name", ENTRIES)
 def test_every_rule_converts_to_plain_text(table, name):
-    for eq in _kind(table, name).equations:
+    examples = _kind(table, name).examples if table == "optimizer" else [{}]
+    for eq in [eq for example in examples for eq in _rules(table, name, example)]:
         text = latex_to_text(eq)
         assert "\\" not in text, (eq, text)
         # the only braces left are the set braces \{ \} ask for (multistep's {m ∈ M : m ≤ e})
@@ -52,25 +69,29 @@ def test_text_notes_show_the_rules_of_the_spec(table, name):
     kind = _kind(table, name)
     d = _derivation(table, name)
     training = _training_section(d.text())
-    shown = "\n".join("    " + latex_to_text(eq) for eq in kind.equations)
+    rules = _rules(table, name)
+    first = len(d.all_steps()) + (1 if table == "optimizer" else 1 + len(_rules("optimizer", "adam")))
+    shown = "\n".join(f"  ({n:>2})  " + latex_to_text(eq) for n, eq in enumerate(rules, start=first))
     assert shown in training, training
-    lead = (f"as torch.optim.{kind.torch_name} updates each parameter:" if table == "optimizer"
-            else f"Learning-rate schedule: {kind.torch_name} (")
-    para = training.partition(shown)[0].splitlines()[-1]              # the line just above the rules
+    lead = (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter." if table == "optimizer"
+            else f"Learning-rate schedule: {kind.torch_name}, stepped once per epoch")
+    para = training.partition(shown)[0].splitlines()[-1]              # the paragraph just above the rules
     assert lead in para and para.endswith(":"), para
     assert "\\" not in training
-    # the LaTeX notes and the Markdown keep the same rules as LaTeX
-    for eq in kind.equations:
-        assert eq in d.latex() and f"$$\n{eq}\n$$" in d.markdown()
+    # the LaTeX notes and the Markdown keep the same rules as LaTeX, numbered after the steps
+    for n, eq in enumerate(rules, start=first):
+        assert f"\\label{{eq:{name}-{n - first + 1}}}\n{eq}\n" in d.latex()
+        assert f"$$\n{eq} \\tag{{{n}}}\n$$" in d.markdown()
 
 
 def test_adam_reads_as_in_a_textbook():
-    assert [latex_to_text(eq) for eq in OPTIMIZERS["adam"].equations] == [
+    assert [latex_to_text(eq) for eq in _rules("optimizer", "adam", {"weight_decay": 0.1, "amsgrad": True})] == [
         "gₜ = ∇_θ L(θₜ₋₁) + λ θₜ₋₁",
+        "m₀ = v₀ = 0",
         "mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ",
         "vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²",
         "m̂ₜ = mₜ / (1 - β₁ᵗ)",
-        "v̂ₜ = vₜ / (1 - β₂ᵗ)   (amsgrad: max(v̂ₜ₋₁, ·))",
+        "vᵐᵃˣ₀ = 0,   vᵐᵃˣₜ = max(vᵐᵃˣₜ₋₁, vₜ),   v̂ₜ = vᵐᵃˣₜ / (1 - β₂ᵗ)",
         "θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)",
     ]
 
@@ -84,7 +105,7 @@ def test_cosine_schedule_reads_as_in_a_textbook():
 def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
     spec = {"name": "warm", "network": NETWORK, "schedule": {"type": "cosine", "T_max": 5, "warmup_epochs": 2}}
     warm = derive.derive(spec)
-    assert "    γₑ = γ₀ (e + 1)/(k + 1)   (e < k)\n" in _training_section(warm.text())
+    assert "  γₑ = γ₀ (e + 1)/(k + 1)   (e < k)\nTraining:" in _training_section(warm.text())
     assert WARMUP_EQUATION in warm.latex() and WARMUP_EQUATION in warm.markdown()
     del spec["schedule"]["warmup_epochs"]
     assert WARMUP_EQUATION not in derive.derive(spec).latex()
@@ -92,14 +113,16 @@ def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
 
 def test_digits_text_notes_end_with_adams_rules():
     text = derive.derive("generated/specs/digits.toml").text()
-    assert text.endswith("as torch.optim.Adam updates each parameter:\n"
-                         "    gₜ = ∇_θ L(θₜ₋₁) + λ θₜ₋₁\n"
-                         "    mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
-                         "    vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
-                         "    m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
-                         "    v̂ₜ = vₜ / (1 - β₂ᵗ)   (amsgrad: max(v̂ₜ₋₁, ·))\n"
-                         "    θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)\n"
-                         "Training: epochs = 20, batch_size = 32, seed = 0.\n")
+    assert text.endswith("b2 in turn, and gₜ for its gradient ∂L/∂θ on the batch of step t (the batch form above); γ = lr =\n"
+                         "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 1e-08:\n"
+                         "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n"
+                         "  (24)  m₀ = v₀ = 0\n"
+                         "  (25)  mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
+                         "  (26)  vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
+                         "  (27)  m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
+                         "  (28)  v̂ₜ = vₜ / (1 - β₂ᵗ)\n"
+                         "  (29)  θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)\n"
+                         "Training: epochs = 20, batch_size = 32, seed = 0.\n"), text[-900:]
 
 
 @pytest.mark.parametrize("tex, text", [

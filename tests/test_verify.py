@@ -53,7 +53,7 @@ def test_custom_formulas_penalties_and_residuals_are_proved():
 
 def test_dropout_masks_are_constants_in_the_proof():
     d = derive.derive("2 -> 2 tanh dropout=0.5 -> 2 relu residual dropout=0.25 -> 1 ; mse")
-    assert "δ1 = dL/da1 ⊙ m1 ⊙ tanh'(z1)" in d.text()
+    assert "δ1 = ∂L/∂a1 ⊙ m1 ⊙ tanh'(z1)" in d.text()
     report = verify(d)
     assert report.ok, report.text()
 

@@ -200,8 +200,9 @@ class Activation:
 
     @functools.lru_cache(maxsize=None)
     def derivative_display(self) -> sp.Expr:
-        """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself,
-        the first that SymPy proves equal to f'; else SymPy's own (simplified unless piecewise).
+        """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself, else
+        with z sign(z) written |z|, the first that SymPy proves equal to f'; else SymPy's own
+        (simplified unless piecewise).
 
         The search is skipped for a derivative over SIMPLIFY_OPS operations, and a candidate is only
         sent to ``simplify`` once it agrees with f' at sample points: both can take SymPy minutes.
@@ -209,7 +210,10 @@ class Activation:
         if sp.count_ops(self.derivative) > limits.SIMPLIFY_OPS:
             return self.derivative
         f = sp.Function(self.name)(Z)
-        for candidate in ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]:
+        candidates = ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]
+        if self.derivative.has(sp.sign):  # d|z|/dz = sign(z), and z sign(z) is |z|: softsign' = 1/(1 + |z|)²
+            candidates.append(sp.factor(sp.together(self.derivative.subs(Z * sp.sign(Z), sp.Abs(Z)))))
+        for candidate in candidates:
             difference = self.derivative - expand_named(candidate.subs(f, self.definition))
             if _near_zero(difference) and sp.simplify(difference) == 0:
                 return candidate

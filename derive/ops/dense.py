@@ -2,7 +2,7 @@
 import sympy as sp
 
 from ..naming import error, indexed, letter
-from ..steps import ref
+from ..steps import formula, ref
 from .registry import Grad, Op, Out, Param, op
 
 
@@ -29,12 +29,14 @@ class Dense(Op):
         a, W, _ = ins
         x, Wv, bv = node.inputs
         z = node.output
-        why = (f"chain rule through {ref(z)} = {ref(Wv)} {ref(x)} + {ref(bv)}: the error times the input, transposed"
-               + (", which sums the samples' contributions" if node.batched else ""))
+        ones = " ⟦ones_row⟧" if node.batched else ""
+        why = (f"chain rule through {formula(f'{ref(z)} = {ref(Wv)} {ref(x)} + {ref(bv)}{ones}')}: the error times "
+               "the input, transposed" + (", which sums the samples' contributions" if node.batched else ""))
         if node.batched:
-            bias = Grad(g * sp.OneMatrix(node.batch, 1), "the bias reaches every column, so its gradient sums the error over the batch")
+            bias = Grad(g * sp.OneMatrix(node.batch, 1), "the bias reaches every column, so its gradient sums the "
+                                                         "error over the batch (times a column of N ones)")
         else:
-            bias = Grad(g, f"d{ref(z)}/d{ref(bv)} is the identity")
+            bias = Grad(g, f"{formula(f'⟦partial⟧{ref(z)}/⟦partial⟧{ref(bv)}')} is the identity")
         return {0: Grad(W.T * g, f"chain rule back through {ref(Wv)}: its transpose times the error of layer {node.layer}"),
                 1: Grad(g * a.T, why), 2: bias}
 

@@ -7,7 +7,7 @@ import sympy as sp
 
 from ..naming import gradient
 from ..nodes import Pointwise
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import CATALOGUE, Z, make_activation
 from .registry import Grad, Op, Out, hadamard, op
 
@@ -39,7 +39,7 @@ class Elementwise(Op):
             return {0: Grad(hadamard(g, apply(f, ins[0], prime=True)),
                             f"chain rule through {f.name}: element-wise product with its derivative at {ref(z)}")}
         if node.attrs.get("output"):
-            return {0: Grad(g, f"the output activation is the identity, so this is also dL/d{ref(z)}")}
+            return {0: Grad(g, f"the output activation is the identity, so this is also {formula(f'⟦partial⟧L/⟦partial⟧{ref(z)}')}")}
         return {0: Grad(g, "the identity activation passes the gradient unchanged")}
 
     def adjoint_names(self, node):

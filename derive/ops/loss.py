@@ -9,7 +9,7 @@ import sympy as sp
 
 from ..formula import value_at
 from ..nodes import ElementSum, Pointwise
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import make_activation
 from .losses import CATALOGUE, Y, YHAT, make_loss
 from .registry import Grad, Op, Out, op, scaled, times
@@ -19,6 +19,15 @@ def scale(loss, yhat) -> sp.Expr:
     """What the sum of the loss's per-element terms is divided by, inverted (``yhat`` an (m, N) matrix)."""
     rows, cols = yhat.shape
     return sp.Integer(1) / ((rows if loss.reduction == "mean" else 1) * cols)
+
+
+def _divisor(loss, yhat) -> str:
+    """What the loss divides its sum by, in words ('' for nothing): ``K = 2 outputs``, ``N``, ``K N``."""
+    rows, cols = yhat.shape
+    outputs = loss.reduction == "mean" and rows > 1
+    if outputs:
+        return f"K N (K = {rows} outputs, N samples)" if cols != 1 else f"K = {rows} (the number of outputs)"
+    return "N (the number of samples)" if cols != 1 else ""
 
 
 def gradient(loss, yhat, y):
@@ -49,24 +58,21 @@ class Loss(Op):
     def forward(self, node, ins):
         loss, yhat = node.attrs["loss"], node.inputs[0]
         term = scale(loss, yhat) * ElementSum(sp.Lambda((YHAT, Y), loss.pointwise), *ins[:2])
-        if not node.batched:
-            why = f"{loss.title} of one sample"
-            if loss.reduction == "mean" and yhat.shape[0] > 1:
-                why = f"{loss.title}, averaged over the outputs"
-        else:
-            over = {"mean": "every element", "batch": "the batch"}[loss.reduction]
-            why = f"{loss.title}, averaged over {over}"
-        return Out(term, why)
+        divisor = _divisor(loss, yhat)
+        why = f"{loss.title} of one sample" if not node.batched else f"{loss.title} of the batch"
+        return Out(term, why + (f": the sum divided by {divisor}" if divisor else ""))
 
     def vjp(self, node, g, ins, out):
         loss, (yhat, y) = node.attrs["loss"], ins[:2]
+        divisor = _divisor(loss, node.inputs[0])
+        divided = f", divided by {divisor}, as the loss is" if divisor else ""
         if len(ins) == 3:
-            why = (f"{loss.fused_with} and {loss.name} differentiated together (their fused form): "
-                   f"dL/d{ref(node.inputs[2])} is the output minus the target, divided as the loss is")
+            why = (f"{loss.fused_with} and the {loss.title} differentiated together (their fused form): "
+                   f"{formula(f'⟦partial⟧L/⟦partial⟧{ref(node.inputs[2])}')} is the output minus the target{divided}")
             return {2: Grad(times(g, scaled(scale(loss, yhat), sp.MatAdd(yhat, -y, evaluate=False))), why)}
         return {0: Grad(times(g, gradient(loss, yhat, y)),
-                        f"derivative of the {loss.title} with respect to the output: the derivative of one element's "
-                        f"term (see the definitions), divided as the loss is")}
+                        f"derivative of the loss with respect to the output: one element's derivative (see the "
+                        f"definitions), applied element-wise{divided}")}
 
     def constraint(self, node, entries):
         """Cross-entropy's fused rule holds where each target column sums to 1 (a one-hot target)."""

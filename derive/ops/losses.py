@@ -32,6 +32,32 @@ class clip(Named):
         return sp.Min(sp.Max(x, lo), hi)
 
 
+def clip_form(expr):
+    """(k, u, d) when ``expr`` is "k u if |u| <= d else k d sign(u)" (Huber's derivative), which is
+    k clip(u, -d, d); u is ``oriented`` (ŷ - y, not y - ŷ: clip is odd, so k changes sign)."""
+    if not isinstance(expr, sp.Piecewise) or len(expr.args) != 2:
+        return None
+    (first, cond), (other, _) = expr.args
+    if not (isinstance(cond, (sp.LessThan, sp.StrictLessThan)) and isinstance(cond.lhs, sp.Abs)
+            and cond.rhs.is_number and cond.rhs > 0):
+        return None
+    u, d = cond.lhs.args[0], cond.rhs
+    k = sp.simplify(first / u)
+    if not (k.is_number and sp.simplify(other - k * d * sp.sign(u)) == 0):
+        return None
+    return (-k, -u, d) if oriented(u) != u else (k, u, d)
+
+
+def oriented(diff):
+    """``yhat - y`` for either order of a difference, so a loss's differences all read one way: the
+    prediction (a symbol named with a hat, however a printer spells it: yhat, \\hat{y}, ŷ) first."""
+    if isinstance(diff, sp.Add):
+        hats = [s for s in diff.free_symbols if "hat" in s.name or set(s.name) & set("ŷŶ")]
+        if len(hats) == 1 and diff.coeff(hats[0]).is_negative:
+            return -diff
+    return diff
+
+
 @dataclass(frozen=True)
 class LossKind:
     name: str
@@ -62,7 +88,7 @@ def mse(yhat, y):
     return (yhat - y) ** 2
 
 
-@loss("sse_half", "half the sum of squared errors", "batch")
+@loss("sse_half", "halved sum of squared errors", "batch")
 def sse_half(yhat, y):
     return (yhat - y) ** 2 / 2
 
@@ -162,7 +188,7 @@ def make_loss(value) -> Loss:
             raise ChainruleError("a formula loss takes only 'formula'")
         text = value["formula"]
         pointwise = parse_formula(text, {"yhat": YHAT, "y": Y}, "loss formula")
-        return Loss("custom", "a custom loss", pointwise, "mean", formula=text)
+        return Loss("custom", "custom loss", pointwise, "mean", formula=text)
     name = value.pop("type", None)
     name = name.lower() if isinstance(name, str) else name  # MSE is mse
     if name not in CATALOGUE:
