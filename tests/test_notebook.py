@@ -51,7 +51,7 @@ def test_cells_follow_the_derivation_and_the_module_and_the_file_is_deterministi
     # the Markdown notes, cut at their headings, in order and whole
     notes = [c.source for c in nb.cells if c.id.startswith("notes-")]
     assert [n.splitlines()[0] for n in notes] == [
-        "# Gradients of network", "## Notation", "## Definitions", "## One sample (column vectors)",
+        "# Gradients of the network 2 -> 3 relu -> 1", "## Notation", "## Definitions", "## One sample (column vectors)",
         "## A batch of N samples (the columns of X)", "## Checking your own derivation"]
     d = derive.derive("2 -> 3 relu -> 1 ; mse")
     markdown = d.markdown(derive.check.accepted_names(d))

@@ -86,7 +86,7 @@ def assert_matches_torch(spec, seed=0):
     loss, grads = module.loss_and_grads(params, X, T)
     value = torch_loss(network, modules, X, T)
     value.backward()
-    assert abs(loss - float(value)) <= 1e-10 * max(1.0, abs(loss))
+    assert abs(loss - value.item()) <= 1e-10 * max(1.0, abs(loss))
     torch_grads = dict(modules.named_parameters())
     for name, key in module.TORCH_KEYS.items():
         np.testing.assert_allclose(grads[name], torch_grads[key].grad.numpy(), rtol=1e-10, atol=1e-10, err_msg=name)
