@@ -44,31 +44,31 @@ def _existing(path: Path):
     return info
 
 
-def _head(path) -> str:
-    """The first HEAD_BYTES of the regular file `path`, '' for anything else."""
+def head(path) -> bytes:
+    """The first HEAD_BYTES of the regular file `path`, b'' for anything else (a FIFO or a device is
+    not read: opened without blocking and checked first)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
-        return ""
+        return b""
     try:
-        data = os.read(fd, HEAD_BYTES) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+        return os.read(fd, HEAD_BYTES) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
     except OSError:
-        data = b""
+        return b""
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
 
 
 def first_line(path) -> str:
     """The first line of the regular file `path` (reading at most HEAD_BYTES), '' for anything else."""
-    return _head(path).split("\n", 1)[0].rstrip("\r")
+    return head(path).decode("utf-8", "replace").split("\n", 1)[0].rstrip("\r")
 
 
 def _marked(path: Path, header: str) -> bool:
     """Whether `path` starts with the line `header`; a notebook (JSON) when its first cell does,
     which puts the header, quoted as a JSON string, in the file's first HEAD_BYTES."""
     if path.suffix == ".ipynb":
-        return f'"{header}\\n"' in _head(path)
+        return f'"{header}\\n"' in head(path).decode("utf-8", "replace")
     return first_line(path) == header
 
 

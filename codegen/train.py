@@ -23,6 +23,7 @@ import numpy as np
 
 from derive.errors import ChainruleError, shown
 
+from .files import _existing, first_line, head, write_atomic
 from .train_options import BUNDLED
 SUFFIXES = (".npz", ".npy", ".csv")
 HISTORY_MARK = "chainrule train"
@@ -51,7 +52,6 @@ def module_from_spec(spec, args=None, dtype="float64"):
 def module_from_file(path):
     """(module, label): a module chainrule generated, imported from ``path``."""
     from .emit import HEADER
-    from .files import first_line
     path = Path(path)
     if not path.is_file():
         raise ChainruleError(f"--module {shown(str(path))} {'is not a regular file' if path.exists() else 'does not exist'}; "
@@ -352,25 +352,15 @@ def fit(module, data, label, settings, quiet=False, bar=None):
 
 
 # -- output files ---------------------------------------------------------------------------------
-def _head(path: Path) -> bytes:
-    from .files import HEAD_BYTES
-    try:
-        with open(path, "rb") as f:
-            return f.read(HEAD_BYTES)
-    except OSError:
-        return b""
-
-
 def check_file(path, mark: bytes, force: bool, what: str):
     """Refuse to write ``path`` over a file whose first bytes lack ``mark`` (not chainrule's) without --force."""
-    from .files import _existing
     path = Path(path)
     if not path.parent.is_dir():  # found now, not after training
         raise ChainruleError(f"cannot write {shown(str(path))}: folder {shown(str(path.parent))} does not exist; create it first")
     if _existing(path) is None or force:
         return
-    head = _head(path)
-    ours = head.startswith(mark) if what == "predictions" else mark in head
+    first = head(path)
+    ours = first.startswith(mark) if what == "predictions" else mark in first
     if not ours:
         raise ChainruleError(f"{shown(str(path))} exists and was not written by chainrule; "
                              f"choose another file for the {what} or pass --force to overwrite it")
@@ -472,10 +462,8 @@ def cli_train(args) -> int:
                 other_data[x], other_data[t] = checked(other, f"{shown(args.data)} for --compare", data[x], data[t], x == "X_val")
         runs.append((other_label, fit(other, other_data, other_label, settings, args.quiet)[1]))
     if args.out is not None:
-        from .files import write_atomic
         write_atomic(args.out, weights_bytes(module, params))
     if args.history is not None:
-        from .files import write_atomic
         write_atomic(args.history, json.dumps(history if len(runs) == 1 else {
             **history, "compare": runs[1][1]}, indent=1) + "\n")
     if args.plot is not None:
@@ -526,7 +514,7 @@ def cli_predict(args) -> int:
     if not weights.is_file():
         raise ChainruleError(f"--weights {shown(args.weights)} {'is not a regular file' if weights.exists() else 'does not exist'}; "
                              f"write it with chainrule train --out FILE.npz")
-    if not _head(weights).startswith(b"PK"):  # every .npz is a zip archive
+    if not head(weights).startswith(b"PK"):  # every .npz is a zip archive
         raise ChainruleError(f"--weights {shown(args.weights)} is not a .npz file; give the file chainrule train --out wrote")
     try:
         params = module.load(weights)
@@ -539,7 +527,6 @@ def cli_predict(args) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
     else:
-        from .files import write_atomic
         write_atomic(args.output, text)
     if T is not None:
         scores = module.evaluate(params, X, T)

@@ -1,7 +1,6 @@
 """chainrule notebook: the cells it writes, the file rules it follows, and a headless run of it."""
 import ast
 import json
-import os
 import re
 from pathlib import Path
 
