@@ -115,3 +115,50 @@ def _plain_loss(network, yhat, T):
         "huber": lambda: F.huber_loss(yhat, T, delta=params.get("delta", 1.0)),
     }
     return table[loss.name]() if loss.name in table else None
+
+
+def twin(layers, width):
+    """The PyTorch twin of spec ``layers`` (from input ``width``): the torch.nn.ModuleList whose module i
+    is spec layer i (nn.Linear, nn.LayerNorm, a parameterless module, nested blocks), float64."""
+    import torch
+    modules = []
+    for layer in layers:
+        if layer.kind == "dense":
+            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
+        elif layer.kind == "layernorm":
+            modules.append(torch.nn.LayerNorm(width, eps=layer.eps, elementwise_affine=layer.affine, dtype=torch.float64))
+        elif layer.kind == "activation":
+            modules.append(torch.nn.Identity())  # no parameters; apply() applies the activation
+        else:
+            modules.append(twin(layer.layers, width))
+        width = layer.units
+    return torch.nn.ModuleList(modules)
+
+
+def apply(layers, modules, a):
+    """(output, the last dense layer's pre-activation) of the twin on ``a`` (dropout off, as in evaluation)."""
+    z = None
+    for layer, module in zip(layers, modules):
+        if layer.kind == "dense":
+            z = module(a)
+            out = torch_activation(layer.activation)(z)
+            a = out + a if layer.residual else out
+        elif layer.kind == "layernorm":
+            a = module(a)
+        elif layer.kind == "activation":
+            a = torch_activation(layer.activation)(a)
+        else:
+            a = apply(layer.layers, module, a)[0] + a
+    return a, z
+
+
+def torch_loss(network, modules, X, T):
+    """The spec's loss (with its penalties on the nn.Linear weights) of the twin ``modules`` on X, T."""
+    import torch
+    yhat, z = apply(network.layers, modules, torch.from_numpy(X))
+    target = torch.from_numpy(T)
+    value = _fused_loss(network, z, target) if network.loss.fused_with else _plain_loss(network, yhat, target)
+    for name, p in modules.named_parameters():
+        if isinstance(dict(modules.named_modules())[name.rsplit(".", 1)[0]], torch.nn.Linear) and name.endswith("weight"):
+            value = value + network.l2 / 2 * (p ** 2).sum() + network.l1 * p.abs().sum()
+    return value

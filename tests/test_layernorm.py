@@ -13,7 +13,7 @@ import torch
 from codegen.emit import generate
 from derive import derive
 from derive.verify import verify
-from gradcheck import load_module, relative_error, torch_activation
+from gradcheck import load_module, relative_error, torch_loss, twin
 
 SPECS = [
     "4 -> 8 relu -> layernorm -> 8 tanh -> 3 softmax ; cross_entropy",
@@ -25,40 +25,6 @@ SPECS = [
         {"units": 3, "activation": "softmax"}]}},
 ]
 IDS = ["relu-layernorm-tanh", "no-affine-then-residual", "residual-block"]
-
-
-def twin(layers, width):
-    """torch.nn.ModuleList twin of spec ``layers`` (nn.Linear, nn.LayerNorm, nested blocks), float64."""
-    modules = []
-    for layer in layers:
-        if layer.kind == "dense":
-            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
-        elif layer.kind == "layernorm":
-            modules.append(torch.nn.LayerNorm(width, eps=layer.eps, elementwise_affine=layer.affine,
-                                              dtype=torch.float64))
-        else:
-            modules.append(twin(layer.layers, width))
-        width = layer.units
-    return torch.nn.ModuleList(modules)
-
-
-def run(layers, modules, a):
-    for layer, module in zip(layers, modules):
-        if layer.kind == "dense":
-            out = torch_activation(layer.activation)(module(a))
-            a = out + a if layer.residual else out
-        elif layer.kind == "layernorm":
-            a = module(a)
-        else:
-            a = run(layer.layers, module, a) + a
-    return a
-
-
-def torch_loss(net, modules, X, T):
-    yhat = run(net.layers, modules, torch.from_numpy(X))
-    if net.loss.name == "cross_entropy":
-        return torch.nn.functional.nll_loss(torch.log(yhat), torch.from_numpy(T))
-    return torch.nn.functional.mse_loss(yhat, torch.from_numpy(T))
 
 
 def data(net, n=6, seed=0):

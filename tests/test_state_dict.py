@@ -8,51 +8,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from codegen.gallery import ROOT, spec_paths
 from derive import derive
 from derive.verify import verify
-from gradcheck import _fused_loss, _plain_loss, central_differences, load_module, relative_error, torch_activation
+from gradcheck import central_differences, load_module, relative_error, torch_loss, twin
 
-
-
-def twin(layers, width):
-    """The PyTorch modules of ``layers`` (spec layers from input ``width``) as a ModuleList."""
-    modules = []
-    for layer in layers:
-        if layer.kind == "dense":
-            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
-        elif layer.kind == "layernorm":
-            modules.append(torch.nn.LayerNorm(width, eps=layer.eps, elementwise_affine=layer.affine, dtype=torch.float64))
-        elif layer.kind == "activation":
-            modules.append(torch.nn.Identity())  # no parameters; apply() applies the activation
-        else:
-            modules.append(twin(layer.layers, width))
-        width = layer.units
-    return torch.nn.ModuleList(modules)
-
-
-def apply(layers, modules, a):
-    """(output, the last dense layer's pre-activation) of the twin on ``a`` (dropout off, as in evaluation)."""
-    z = None
-    for layer, module in zip(layers, modules):
-        if layer.kind == "dense":
-            z = module(a)
-            out = torch_activation(layer.activation)(z)
-            a = out + a if layer.residual else out
-        elif layer.kind == "layernorm":
-            a = module(a)
-        elif layer.kind == "activation":
-            a = torch_activation(layer.activation)(a)
-        else:
-            a = apply(layer.layers, module, a)[0] + a
-    return a, z
-
-
-def torch_loss(network, modules, X, T):
-    yhat, z = apply(network.layers, modules, torch.from_numpy(X))
-    target = torch.from_numpy(T)
-    value = _fused_loss(network, z, target) if network.loss.fused_with else _plain_loss(network, yhat, target)
-    for name, p in modules.named_parameters():
-        if isinstance(dict(modules.named_modules())[name.rsplit(".", 1)[0]], torch.nn.Linear) and name.endswith("weight"):
-            value = value + network.l2 / 2 * (p ** 2).sum() + network.l1 * p.abs().sum()
-    return value
 
 
 def data(network, n=5, seed=0):
