@@ -10,7 +10,7 @@ import numpy as np
 
 import hand_numpy
 import peers
-from nets import Unavailable, load_emitted
+from nets import Unavailable, available, load_emitted
 from timing import interleaved
 from train_step import TOLERANCE, compare
 
@@ -56,13 +56,7 @@ def build_steps(dtype, params, X, T) -> tuple:
         "PyTorch": lambda: peers.make_torch_layernorm(params, X, T),
         "jax.jit": lambda: peers.make_jax_layernorm(params, X, T),
     }
-    steps, skipped = {}, {}
-    for name, make in makers.items():
-        try:
-            steps[name] = make()
-        except Unavailable as err:
-            skipped[name] = str(err)
-    return steps, skipped
+    return available(makers)
 
 
 def run(quick: bool) -> dict:

@@ -78,6 +78,17 @@ class Unavailable(Exception):
     """A peer that cannot run here; the message says why, and the benchmark skips it."""
 
 
+def available(makers: dict) -> tuple:
+    """({name: step} of the peers whose maker ran, {name: why} of those that raised Unavailable)."""
+    steps, skipped = {}, {}
+    for name, make in makers.items():
+        try:
+            steps[name] = make()
+        except Unavailable as err:
+            skipped[name] = str(err)
+    return steps, skipped
+
+
 _EMITTED_DIR = None
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 import hand_numpy
 import peers
-from nets import NETS, Unavailable, load_emitted, make_data, make_params
+from nets import NETS, Unavailable, available, load_emitted, make_data, make_params
 from timing import interleaved
 
 PEERS = ("hand NumPy", "chainrule", "chainrule unchecked", "PyTorch", "autograd", "jax.jit")
@@ -43,13 +43,7 @@ def build_steps(net, dtype, params, X, T) -> tuple:
         "autograd": lambda: peers.make_autograd(net, params, X, T),
         "jax.jit": lambda: peers.make_jax(net, params, X, T),
     }
-    steps, skipped = {}, {}
-    for name, make in makers.items():
-        try:
-            steps[name] = make()
-        except Unavailable as err:
-            skipped[name] = str(err)
-    return steps, skipped
+    return available(makers)
 
 
 def compare(step, reference, tolerance) -> tuple:
