@@ -99,20 +99,6 @@ def _check(args) -> int:
     return 0 if result.equal else 1
 
 
-def _check_code_contract() -> str:
-    """The calling convention check-code holds a backward pass to, as derive/check/code.py's module
-    docstring states it; read from the file, not imported, so ``--help`` loads no SymPy."""
-    import ast
-    from pathlib import Path
-
-    import derive.check
-    text = Path(derive.check.__file__).with_name("code.py").read_text(encoding="utf-8")
-    doc = ast.literal_eval(text[:text.index('"""', 3) + 3])  # the docstring, the file's first statement
-    start, end = doc.find("The calling convention"), doc.find("\n\nThe function runs")
-    contract = doc[start:end] if 0 <= start < end else doc  # reworded: the whole docstring, never a crash
-    return contract.replace("``", "").replace("::", ":")
-
-
 def _check_code(args) -> int:
     """``chainrule check-code``: 0 when every gradient is right, 1 when one differs or the code fails."""
     from derive import derive
@@ -229,12 +215,12 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
     p.add_argument("spec", help=spec_help)
-    from derive.check.options import add_check_arguments
+    from derive.check.options import BACKWARD_CONTRACT, add_check_arguments
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
     p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation",
-                       epilog=_check_code_contract(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=BACKWARD_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("spec", help=spec_help)
     p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
     p.add_argument("--timeout", type=float, metavar="SECONDS",

@@ -1,19 +1,7 @@
 """``chainrule check-code SPEC FILE.py:FUNCTION``: run a person's NumPy backward pass and check it.
 
-The calling convention, batch-first like the generated module (N samples as rows)::
-
-    def backward(params, cache, X, T) -> dict:
-        params  {"W1": (out, in), "b1": (out,), "W2": ..., ...}      float64 arrays
-        cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
-                (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
-                M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
-        X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
-        returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
-
-The returned keys may also be spelt ``dW1``, ``dL_dW1`` or ``grad_W1``; a bias gradient may be
-``(out,)``, ``(1, out)`` or ``(out, 1)``. When the dict also has ``X`` (``dX``, ``dL_dX``), dL/dX,
-``(N, in)``, is checked too. The loss is the spec's, reduction included (a mean over
-the batch gives the gradients a 1/N).
+The calling convention is ``derive.check.options.BACKWARD_CONTRACT`` (``check-code --help`` prints it):
+backward(params, cache, X, T) -> a dict of gradients, batch-first like the generated module.
 
 The function runs in a contained child process (a crash, an exception, a hang or a hostile
 file is reported, never inherited) at two random points with N = 3. Its gradients are compared

@@ -2,6 +2,24 @@
 
 CONVENTIONS = ("sample", "columns", "rows")
 
+#: The calling convention check-code holds a backward pass to (``check-code --help`` prints it).
+BACKWARD_CONTRACT = """\
+The calling convention, batch-first like the generated module (N samples as rows):
+
+    def backward(params, cache, X, T) -> dict:
+        params  {"W1": (out, in), "b1": (out,), "W2": ..., ...}      float64 arrays
+        cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
+                (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
+                M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
+        X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
+        returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
+
+The returned keys may also be spelt dW1, dL_dW1 or grad_W1; a bias gradient may be
+(out,), (1, out) or (out, 1). When the dict also has X (dX, dL_dX), dL/dX,
+(N, in), is checked too. The loss is the spec's, reduction included (a mean over
+the batch gives the gradients a 1/N).
+"""
+
 
 def add_check_arguments(parser) -> None:
     parser.add_argument("--wrt", help="the quantity the gradient is of: W2, b1, h1, z1 (= delta1), x, or the "
