@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import limits
 from ..errors import ChainruleError
-from .parse import NotAGradient, Node, _read, parse_equation, rewrite
+from .parse import NotAGradient, Node, parse_equation, read_tree, rewrite
 
 
 @dataclass
@@ -51,6 +51,7 @@ _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
 _SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\text\s*\{\s*(?:and|where|for)\s*\}")
 _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
+_OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
 _FORWARD = ("z", "a", "h", "yhat", "x", "o")
 _LOSSES = ("l", "c", "j", "e")
@@ -62,6 +63,10 @@ def read_document(text: str) -> list:
     budget = [0]
     out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
     for line, math, plain in _segments(text):
+        if plain is None:
+            out.append(Skipped(line, _short(math), "text outside math; put an equation between $...$ (or in an "
+                                                   "align environment) to have it checked"))
+            continue
         sides = sides if plain else {}
         try:
             math = rewrite(math, macros, budget)
@@ -126,14 +131,24 @@ def _closing(text: str, start: int):
 
 
 def _segments(text: str):
-    """(line, math, plain) for each piece of math; ``plain`` when it is a line of plain math (a file
-    without LaTeX delimiters, or a code fence), where '#' starts a comment."""
+    """(line, math, plain) for each piece of math, in order; ``plain`` when it is a line of plain math (a file
+    without LaTeX delimiters, or a code fence), where '#' starts a comment; None for a line of prose
+    outside math that holds an '=' (listed as skipped)."""
     found = list(_MATH.finditer(text))
     if not found:
         for number, line in enumerate(text.splitlines(), start=1):
             yield number, line, True
         return
-    for m in found:
+    pos = 0
+    for m in found + [None]:
+        prose = text[pos:m.start() if m else len(text)]
+        first = text.count("\n", 0, pos) + 1
+        for offset, row in enumerate(prose.split("\n")):
+            if "=" in row and row.strip():
+                yield first + offset, row, None
+        if m is None:
+            return
+        pos = m.end()
         group = next(g for g in ("fence", "display", "bracket", "paren", "body", "inline") if m[g] is not None)
         line = text.count("\n", 0, m.start(group)) + 1
         if group == "fence" and m["lang"] != "math":
@@ -153,7 +168,11 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
         row = _ENVIRONMENT.sub(" ", row).replace("&", " ")
         for piece in _pieces(row):
             sides = [s.strip() for s in _split(piece, _RELATION)]
-            if len(sides) < 2:
+            if len(sides) < 2 and out and isinstance(out[-1], Equation) and _OPERATOR.match(piece):
+                last = out.pop()  # multline, split: '+ b' or '\odot f'(z)' continues the line above
+                sides = [last.lhs, last.rhs + " " + piece.strip()]
+                number = last.line
+            elif len(sides) < 2:
                 pending = piece.strip() or pending  # a left side whose '&= ...' is on the next line
                 continue
             if sides[0]:
@@ -230,7 +249,7 @@ def _not_a_gradient(lhs: str, rhs: str):
     if _LABEL.match(lhs.strip()):
         return f"'{_short(lhs)}' labels the line; it is not a quantity"
     try:
-        left = _read(lhs)
+        left = read_tree(lhs)
     except NotAGradient as err:
         return str(err)
     except ChainruleError:

@@ -11,7 +11,14 @@ suffix: ``w[l+1]``, ``a[l-1]``, ``z[L]``; ``derive.check`` instantiates it.
 Precedence, loosest first: ``+ -``; ``\\odot \\circ ⊙`` (element-wise) and ``\\oslash ⊘`` (element-wise
 division); ``* / @ \\cdot \\times`` and juxtaposition (left to right, as in Python); unary minus; postfix
 ``^T ^\\top .T ᵀ ' **k``.
+
+Before the tokenizer, pylatexenc reads the LaTeX (``rewrite``): typographic wrappers (``\\boldsymbol``,
+``\\mathbf``, ``\\LARGE``), colours, tags and comments go, a file's own macros are expanded. Costs
+may be named C, J, L, ``\\mathcal{L}``, E, with subscripts and arguments (``C_0``, ``J(W,b;x,y)``);
+``\\nabla_a C`` is the output activation's gradient. Component form (``w^l_{jk}``, ``\\delta^l_j``,
+``\\sum_k``) is lowered to the matrix it is entry by entry (``lower``), so the tree keeps the kinds below.
 """
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -126,13 +133,13 @@ def _short(text: str) -> str:
 def parse(text: str) -> Node:
     """The tree of a person's expression; ChainruleError when it cannot be read. Entries written in
     index form are read with their free indices in alphabetical order (rows first)."""
-    return lower(_read(text), None)
+    return lower(read_tree(text), None)
 
 
 def parse_equation(lhs: str, rhs: str):
     """The trees of both sides of ``lhs = rhs``; an index-form right side is oriented by the left's
     indices (\\frac{\\partial C}{\\partial w^l_{jk}} = a^{l-1}_k \\delta^l_j: j the rows, k the columns)."""
-    left, right = _read(lhs), _read(rhs)
+    left, right = read_tree(lhs), read_tree(rhs)
     layout = None
     if left.kind == "entry":
         layout = left.args[1] + (None,) * (2 - len(left.args[1]))
@@ -140,7 +147,8 @@ def parse_equation(lhs: str, rhs: str):
     return lower(left, None), lower(right, layout)
 
 
-def _read(text: str) -> Node:
+def read_tree(text: str) -> Node:
+    """The tree of one side as written, entries in index form not yet lowered."""
     if not isinstance(text, str) or not text.strip():
         raise ChainruleError("the expression is empty; write it like '\\delta_2 h_1^\\top' or 'delta2 @ h1.T'")
     tokens, clean = tokenize(rewrite(text))
@@ -166,12 +174,14 @@ _EXTRA_SPECS = [("boldsymbol", "{"), ("bm", "{"), ("pmb", "{"), ("operatorname",
 MAX_BRACES = 40  # nesting of {...}; pylatexenc recurses on it
 
 
-def _context(macros):
+@functools.lru_cache(maxsize=8)
+def _context(arities: tuple):
+    """pylatexenc's LaTeX context with the wrappers above and the file's macros ((name, count), ...)."""
     from pylatexenc.latexwalker import get_default_latex_context_db
     from pylatexenc.macrospec import MacroSpec
     db = get_default_latex_context_db()
     specs = [MacroSpec(name, args) for name, args in _EXTRA_SPECS]
-    specs += [MacroSpec(name, "{" * count) for name, (count, _) in (macros or {}).items()]
+    specs += [MacroSpec(name, "{" * count) for name, count in arities]
     db.add_context_category("chainrule", macros=specs, prepend=True)
     return db
 
@@ -189,7 +199,8 @@ def rewrite(text: str, macros=None, budget=None) -> str:
         return text
     from pylatexenc.latexwalker import LatexWalker
     budget = budget if budget is not None else [0]
-    nodes = LatexWalker(text, latex_context=_context(macros), tolerant_parsing=True).get_latex_nodes()[0]
+    arities = tuple(sorted((name, count) for name, (count, _) in (macros or {}).items()))
+    nodes = LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
     return "".join(_emit(node, macros or {}, budget) for node in nodes)
 
 
@@ -243,6 +254,11 @@ def _argument(node, macros, budget) -> str:
 
 def _expand(name, args, macros, budget) -> str:
     budget[0] += 1
+    if len(budget) < 2:
+        budget.append(0)
+    if budget[1] >= limits.MACRO_NESTING:
+        raise ChainruleError(f"the macro \\{name} expands inside itself more than {limits.MACRO_NESTING} deep "
+                             f"(MACRO_NESTING); a macro cannot use itself")
     if budget[0] > limits.MACRO_EXPANSIONS:
         raise ChainruleError(f"the file's macros expand more than {limits.MACRO_EXPANSIONS} times "
                              f"(MACRO_EXPANSIONS); define fewer or simpler macros")
@@ -252,7 +268,11 @@ def _expand(name, args, macros, budget) -> str:
                   body)
     if len(body) > limits.FORMULA_CHARS * 4:
         raise ChainruleError(f"the macro \\{name} expands to more than {limits.FORMULA_CHARS * 4} characters")
-    return " " + rewrite(body, macros, budget) + " "
+    budget[1] += 1
+    try:
+        return " " + rewrite(body, macros, budget) + " "
+    finally:
+        budget[1] -= 1
 
 
 # -- index (component) form, lowered to matrices -----------------------------------------------------
@@ -416,6 +436,7 @@ class Parser:
     T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) mean(a) ones(kind)
     where(cond, op, a, b) (np.where(cond op 0, a, b), op '>' or '>=') clip(a, low, high)
     ``how`` is 'matmul' (@, juxtaposition, \\cdot, \\times) or 'star' (*, element-wise with broadcasting).
+    Two kinds live only until ``lower``: entry(a, letters) (one entry, a^l_j) and isum(letter, a) (\\sum_k).
     """
 
     def __init__(self, tokens, text):
@@ -802,8 +823,11 @@ class Parser:
             return False
         self.pos = begin
         end = self.group_end(begin)
-        raise NotAGradient(f"'{_short(self.text[self.tokens[begin][2]:end])}' over something is a Jacobian entry, "
-                           f"not a derivative of the loss; write what it equals, such as \\sigma'(z)")
+        below = next((i for i in range(begin, len(self.tokens)) if self.tokens[i][2] >= end), None)
+        end = self.group_end(below) if below is not None else end
+        raise NotAGradient(f"'{_short(self.text[self.tokens[begin - 1][2]:end])}' is a Jacobian entry (a derivative "
+                           f"of something other than the loss), which chainrule does not read; write what it "
+                           f"equals, such as \\sigma'(z)")
 
     def leibniz_below(self, begin) -> bool:
         """True when the denominator after the group at ``begin`` is a differential (dz^{[l]}, ∂z): da/dz."""
