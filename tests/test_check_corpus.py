@@ -56,6 +56,8 @@ def test_each_corpus_equation_gets_its_verdict(data, entry):
     for verdict, detail in found:
         if verdict == "skipped":
             assert detail, "a skipped equation must say why"
+        if verdict == "wrong":
+            assert entry.get("mistake", "") in detail, detail
 
 
 def test_the_corpus_is_large_and_varied():
@@ -65,3 +67,4 @@ def test_the_corpus_is_large_and_varied():
     assert equations >= 60 and len({data["source"] for data, _ in entries}) >= 6 and len(conventions) >= 3
     for _, entry in entries:
         assert set(entry["expect"]) <= {"correct", "wrong", "skipped"}
+        assert "mistake" not in entry or "wrong" in entry["expect"]
