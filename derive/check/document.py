@@ -49,9 +49,10 @@ _MATH = re.compile(r"""
 _MATRIX = re.compile(r"\\begin\{(?:[pbvBV]?matrix|smallmatrix|array|cases)\}")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
-_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\text\s*\{\s*(?:and|where|for)\s*\}")
+_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|\\text\s*\{\s*(?:and|where|for)\s*\}")
 _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
+_RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
 _FORWARD = ("z", "a", "h", "yhat", "x", "o")
 _LOSSES = ("l", "c", "j", "e")
@@ -153,7 +154,8 @@ def _segments(text: str):
         line = text.count("\n", 0, m.start(group)) + 1
         if group == "fence" and m["lang"] != "math":
             for offset, row in enumerate(m[group].splitlines()):
-                yield line + offset, row, True
+                inline = re.findall(r"(?<![\\$])\$([^$\n]+?)\$", row)  # an algorithm's \STATE $...$ lines
+                yield from ((line + offset, math, False) for math in inline) if inline else [(line + offset, row, True)]
         else:
             yield line, m[group], False
 
@@ -175,6 +177,8 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
             elif len(sides) < 2:
                 pending = piece.strip() or pending  # a left side whose '&= ...' is on the next line
                 continue
+            if len(sides) > 2 and _RUNNING.fullmatch(sides[0]):
+                sides = sides[1:]  # Goodfellow's g <- \nabla_{W} J = ...: the gradient is the left side
             if sides[0]:
                 lhs = sides[0]
             elif pending:
@@ -269,7 +273,7 @@ def _not_a_gradient(lhs: str, rhs: str):
         return None
     if right.kind == "num" or right.kind == "neg" and right.args[0].kind == "num":
         return f"it sets {_short(lhs)} to a number (an initialisation), not to a gradient"
-    if _contains(right, inner):
+    if right != inner and _contains(right, inner):
         return f"an update or accumulation: {_short(lhs)} appears on both sides"
     if base in _FORWARD and not _mentions_gradient(right):
         return f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass " \

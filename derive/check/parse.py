@@ -43,7 +43,7 @@ _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "big
                      "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
           "gamma": "gamma", "beta": "beta", "mu": "mu"}  # γ, β, μ (and σ): layer norm's quantities
-_UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
+_UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
             "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
             "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum "}  # x̂: x and a combining hat
@@ -974,8 +974,7 @@ class Parser:
         while True:
             numbered = index or re.search(r"\d$", normalise(parts))
             if self.at("op", "^") and self.at("op", "(", 1) and self.at("op", "(", 2) and self.at("id", None, 3) \
-                    and self.at("op", ")", 4) and self.at("op", ")", 5) and not self.at("id", "l", 3) \
-                    and not self.at("id", "L", 3):
+                    and self.at("op", ")", 4) and self.at("op", ")", 5) and self.peek(3)[1] not in "lLk":
                 self.pos += 6  # a sample index such as x^{(n)}
             elif self.at("op", "_"):
                 self.take()
@@ -1005,6 +1004,7 @@ class Parser:
                 self.take()
                 word = self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
                 word = re.sub(r"\^(T|top)$", "T", word)  # W^{[l]^T}
+                word = re.sub(r"^\(k(?=[-+)])", "(l", word)  # Goodfellow's layer k: h^{(k-1)}
                 m = LAYER_MARK.fullmatch(word)
                 if not m:
                     parts.append(word.strip("[]()"))
@@ -1080,6 +1080,8 @@ class Parser:
         offset = 2
         if self.at("op", "[", offset) or self.at("op", "(", offset):
             offset += 1
+            if self.at("op", "(", offset - 1) and self.at("id", "k", offset):
+                return True  # Goodfellow's layer k: W^{(k)}
         return number_or_letter(offset)
 
     def sum_arguments(self, method: bool):
