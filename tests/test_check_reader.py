@@ -139,3 +139,14 @@ def test_free_indices_must_match_the_left_side():
         parse_equation(r"\delta^l_j", r"a^{l-1}_k")
     with pytest.raises(ChainruleError, match="more than two factors"):
         parse(r"\sum_k a_k b_k c_k")
+
+
+def test_remarks_conditions_and_comments_after_an_equation_are_not_part_of_it():
+    for text in [r"$\delta^L = (a^L - y) \odot \sigma'(z^L) \quad \text{(BP1)}$",
+                 r"$\delta^L = (a^L - y) \odot \sigma'(z^L) \quad \text{for } L = 3$",
+                 r"$\delta^L = (a^L - y) \odot \sigma'(z^L), \quad \forall j$",
+                 "delta3 = (a3 - y) * sigmoid'(z3)  # output layer"]:
+        (item,) = read_document(text)
+        assert isinstance(item, Equation) and _checker().check(item.lhs, item.rhs).equal, text
+    first, second = read_document(r"$\delta^L = (a^L - y) \odot \sigma'(z^L) \text{ where } a^L = \sigma(z^L)$")
+    assert isinstance(first, Equation) and isinstance(second, Skipped) and "forward-pass" in second.reason

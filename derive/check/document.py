@@ -49,7 +49,9 @@ _MATH = re.compile(r"""
 _MATRIX = re.compile(r"\\begin\{(?:[pbvBV]?matrix|smallmatrix|array|cases)\}")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
-_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|\\text\s*\{\s*(?:and|where|for)\s*\}")
+# Words of \text{...} (unwrapped by then): a condition ends the equation; 'and', 'where' separate two.
+_CONDITION = re.compile(r"(?<![\\A-Za-z.])(?:for|if|with|when)(?=\s)|\\forall(?![A-Za-z])")
+_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
 _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
@@ -165,8 +167,8 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
     out = []
     lhs, pending = state.get("lhs"), state.get("pending")
     for number, row in _rows(math, line):
-        if plain and row.lstrip().startswith("#"):
-            continue
+        if plain:
+            row = re.sub(r"(^|\s)#.*$", "", row)  # a comment, as in Python
         row = _ENVIRONMENT.sub(" ", row).replace("&", " ")
         for piece in _pieces(row):
             sides = [s.strip() for s in _split(piece, _RELATION)]
@@ -221,11 +223,11 @@ def _rows(math: str, line: int):
 
 
 def _pieces(row: str) -> list:
-    """A row cut at top-level \\quad or 'and' when each side holds an equation of its own."""
-    pieces = _split(row, _SEPARATOR)
-    if len(pieces) > 1 and sum(bool(_RELATION.search(p)) for p in pieces) > 1:
-        return [p for p in pieces if p.strip()]
-    return [row]
+    """A row cut at top-level \\quad, \\; or 'and': the pieces that hold an equation; a remark after
+    \\quad ('\\quad (BP1)') and a condition ('\\text{for } l = 1, ..., L', '\\forall l') are dropped."""
+    row = _split(row, _CONDITION)[0]
+    pieces = [p for p in _split(row, _SEPARATOR) if _RELATION.search(p) or _OPERATOR.match(p)]
+    return pieces or [row]
 
 
 def _split(text: str, pattern) -> list:
