@@ -63,7 +63,7 @@ _LOSSES = ("l", "c", "j", "e")
 def read_document(text: str) -> list:
     """The document's equations and skipped equations (``Equation``, ``Skipped``), in order."""
     macros, text = _definitions(text)
-    budget = [0]
+    budget = [0, 0]  # macro expansions, and their nesting
     out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
     for line, math, plain in _segments(text):
         if plain is None:

@@ -22,6 +22,9 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from pylatexenc import latexwalker as lw
+from pylatexenc.macrospec import MacroSpec
+
 from .. import limits
 from ..errors import ChainruleError
 
@@ -43,8 +46,8 @@ _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "big
                      "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
           "gamma": "gamma", "beta": "beta", "mu": "mu"}  # γ, β, μ (and σ): layer norm's quantities
-_UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
-            "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
+_UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ",
+            "∘": r" \circ ", "·": r" \cdot ", "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
             "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum "}  # x̂: x and a combining hat
 # The ways a prime is written, all read as "'": \sigma^{\prime}, \sigma^\prime, f^{'}.
@@ -64,10 +67,6 @@ _COMPONENTS = re.compile(rf"[{INDEX_LETTERS}](?:,?[{INDEX_LETTERS}])?")
 # A loss's names: C (Nielsen), J (Ng, UFLDL, Goodfellow), L and \mathcal{L}, E (error), l (\ell).
 COSTS = ("C", "J", "L", "E", "l")
 
-
-class NotAGradient(ChainruleError):
-    """An equation that is not about a gradient of the loss (a Jacobian entry, an operator); the reader
-    skips it and says why."""
 _FONT = re.compile(r"\\(mathbf|boldsymbol|bm|mathrm|mathit|vec|operatorname|mathsf|text|textrm)\s*\{([A-Za-z0-9]*)\}")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -76,6 +75,11 @@ _TOKEN = re.compile(r"""
   | (?P<id>[A-Za-z][A-Za-z0-9]*)
   | (?P<op>\*\*|\.T\b|[-+*/@^_'(){}\[\],;:=<>.])
 """, re.VERBOSE)
+
+
+class NotAGradient(ChainruleError):
+    """An equation that is not about a gradient of the loss (a Jacobian entry, an operator); the reader
+    skips it and says why."""
 
 
 @dataclass
@@ -177,9 +181,7 @@ MAX_BRACES = 40  # nesting of {...}; pylatexenc recurses on it
 @functools.lru_cache(maxsize=8)
 def _context(arities: tuple):
     """pylatexenc's LaTeX context with the wrappers above and the file's macros ((name, count), ...)."""
-    from pylatexenc.latexwalker import get_default_latex_context_db
-    from pylatexenc.macrospec import MacroSpec
-    db = get_default_latex_context_db()
+    db = lw.get_default_latex_context_db()
     specs = [MacroSpec(name, args) for name, args in _EXTRA_SPECS]
     specs += [MacroSpec(name, "{" * count) for name, count in arities]
     db.add_context_category("chainrule", macros=specs, prepend=True)
@@ -188,8 +190,9 @@ def _context(arities: tuple):
 
 def rewrite(text: str, macros=None, budget=None) -> str:
     """``text`` with typographic wrappers unwrapped, colours, tags and comments dropped, and ``macros``
-    ({name: (argument count, body)}, from \\newcommand or \\def) expanded; ``budget`` (a one-item list)
-    counts expansions against limits.MACRO_EXPANSIONS. pylatexenc tokenizes; nothing is run."""
+    ({name: (argument count, body)}, from \\newcommand or \\def) expanded; ``budget`` ([expansions, nesting],
+    shared by a document's pieces) is held to limits.MACRO_EXPANSIONS and MACRO_NESTING. pylatexenc
+    tokenizes; nothing is run."""
     depth = 0
     for char in text:
         depth += (char == "{") - (char == "}")
@@ -197,15 +200,13 @@ def rewrite(text: str, macros=None, budget=None) -> str:
             raise ChainruleError(f"the expression nests braces more than {MAX_BRACES} deep; simplify it")
     if "\\" not in text and "%" not in text:
         return text
-    from pylatexenc.latexwalker import LatexWalker
-    budget = budget if budget is not None else [0]
+    budget = budget if budget is not None else [0, 0]
     arities = tuple(sorted((name, count) for name, (count, _) in (macros or {}).items()))
-    nodes = LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
+    nodes = lw.LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
     return "".join(_emit(node, macros or {}, budget) for node in nodes)
 
 
 def _emit(node, macros, budget) -> str:
-    from pylatexenc import latexwalker as lw
     if node is None:
         return ""
     if isinstance(node, lw.LatexCharsNode):
@@ -246,7 +247,6 @@ def _emit(node, macros, budget) -> str:
 
 
 def _argument(node, macros, budget) -> str:
-    from pylatexenc import latexwalker as lw
     if isinstance(node, lw.LatexGroupNode):
         return "".join(_emit(n, macros, budget) for n in node.nodelist)
     return _emit(node, macros, budget)
@@ -254,8 +254,6 @@ def _argument(node, macros, budget) -> str:
 
 def _expand(name, args, macros, budget) -> str:
     budget[0] += 1
-    if len(budget) < 2:
-        budget.append(0)
     if budget[1] >= limits.MACRO_NESTING:
         raise ChainruleError(f"the macro \\{name} expands inside itself more than {limits.MACRO_NESTING} deep "
                              f"(MACRO_NESTING); a macro cannot use itself")
