@@ -10,12 +10,13 @@ separates two equations on one line. The file's macros (``\\newcommand``, ``\\re
 limits.MACRO_EXPANSIONS expansions. An equation chainrule cannot check (a forward step, the loss's
 definition, a Jacobian entry, an update) is ``Skipped`` with the reason; nothing is run.
 """
+import bisect
 import re
 from dataclasses import dataclass
 
 from .. import limits
 from ..errors import ChainruleError
-from .parse import NotAGradient, Node, parse_equation, read_tree, rewrite
+from .parse import MAX_LENGTH, NotAGradient, Node, parse_equation, read_tree, rewrite
 
 
 @dataclass
@@ -34,18 +35,19 @@ class Skipped:
     reason: str
 
 
+MAX_PIECE = 20 * MAX_LENGTH  # characters of one piece of math (a display block of many rows)
 _DEFINITION = re.compile(r"\\(?:re)?newcommand\*?\s*\{?\s*\\(?P<name>[A-Za-z]+)\s*\}?\s*(?:\[(?P<count>\d)\])?\s*"
                          r"|\\def\s*\\(?P<dname>[A-Za-z]+)\s*(?P<params>(?:#\d)*)\s*"
                          r"|\\DeclareMathOperator\*?\s*\{\s*\\(?P<oname>[A-Za-z]+)\s*\}\s*")
-_MATH = re.compile(r"""
-    ^[ \t]*```[ \t]*(?P<lang>[A-Za-z]*)[^\n]*\n(?P<fence>.*?)^[ \t]*```
-  | \$\$(?P<display>.+?)\$\$
-  | \\\[(?P<bracket>.+?)\\\]
-  | \\\((?P<paren>.+?)\\\)
+# Where math starts; ``_Lines.closing`` finds where it ends.
+_OPENER = re.compile(r"""
+    ^[ \t]*```[ \t]*(?P<lang>[A-Za-z]*)[^\n]*\n
+  | \$\$ | \\\[ | \\\(
   | \\begin\{(?P<env>equation|align|alignat|eqnarray|gather|multline|flalign|math|displaymath)(?P<star>\*?)\}
-    (?P<body>.*?)\\end\{(?P=env)(?P=star)\}
-  | (?<![\\$])\$(?P<inline>[^$\n]+?)\$
-""", re.S | re.M | re.X)
+  | (?<![\\$])\$(?!\$)
+""", re.M | re.X)
+_CLOSERS = {"$$": "$$", "\\[": "\\]", "\\(": "\\)"}
+_INLINE = re.compile(r"(?<![\\$])\$([^$\n]+?)\$")
 _MATRIX = re.compile(r"\\begin\{(?:[pbvBV]?matrix|smallmatrix|array|cases)\}")
 _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
@@ -66,6 +68,9 @@ def read_document(text: str) -> list:
     budget = [0, 0]  # macro expansions, and their nesting
     out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
     for line, math, plain in _segments(text):
+        if len(math) > MAX_PIECE:
+            out.append(Skipped(line, _short(math), f"this piece is longer than {MAX_PIECE} characters; split it"))
+            continue
         if plain is None:
             out.append(Skipped(line, _short(math), "text outside math; put an equation between $...$ (or in an "
                                                    "align environment) to have it checked"))
@@ -136,30 +141,77 @@ def _closing(text: str, start: int):
 def _segments(text: str):
     """(line, math, plain) for each piece of math, in order; ``plain`` when it is a line of plain math (a file
     without LaTeX delimiters, or a code fence), where '#' starts a comment; None for a line of prose
-    outside math that holds an '=' (listed as skipped)."""
-    found = list(_MATH.finditer(text))
+    outside math that holds an '=' (listed as skipped). One pass: each closing delimiter is found by
+    bisection in the sorted positions of its kind, so a file of unclosed openers stays linear."""
+    lines = _Lines(text)
+    found, pos = [], 0
+    while True:
+        m = _OPENER.search(text, pos)
+        if m is None:
+            break
+        close = lines.closing(m)
+        if close is None:  # an opener without its closer is text
+            pos = m.end()
+            continue
+        body_end, after = close
+        found.append((m.start(), after, m.end(), body_end, m["lang"]))
+        pos = after
     if not found:
         for number, line in enumerate(text.splitlines(), start=1):
             yield number, line, True
         return
     pos = 0
-    for m in found + [None]:
-        prose = text[pos:m.start() if m else len(text)]
-        first = text.count("\n", 0, pos) + 1
-        for offset, row in enumerate(prose.split("\n")):
+    for start, after, body_start, body_end, lang in found + [(len(text), len(text), 0, 0, None)]:
+        first = lines.number(pos)
+        for offset, row in enumerate(text[pos:start].split("\n")):
             if "=" in row and row.strip():
                 yield first + offset, row, None
-        if m is None:
+        if start == len(text):
             return
-        pos = m.end()
-        group = next(g for g in ("fence", "display", "bracket", "paren", "body", "inline") if m[g] is not None)
-        line = text.count("\n", 0, m.start(group)) + 1
-        if group == "fence" and m["lang"] != "math":
-            for offset, row in enumerate(m[group].splitlines()):
-                inline = re.findall(r"(?<![\\$])\$([^$\n]+?)\$", row)  # an algorithm's \STATE $...$ lines
-                yield from ((line + offset, math, False) for math in inline) if inline else [(line + offset, row, True)]
+        pos = after
+        line, body = lines.number(body_start), text[body_start:body_end]
+        if lang is not None and lang != "math":  # a code fence: plain math, or an algorithm's \STATE $...$
+            for offset, row in enumerate(body.splitlines()):
+                inline = _INLINE.findall(row)
+                yield from ((line + offset, piece, False) for piece in inline) if inline else \
+                    [(line + offset, row, True)]
         else:
-            yield line, m[group], False
+            yield line, body, False
+
+
+class _Lines:
+    """Line numbers and closing delimiters of a text, by bisection in sorted positions."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.newlines = [i for i, char in enumerate(text) if char == "\n"]
+        self.positions = {}
+
+    def number(self, pos: int) -> int:
+        return bisect.bisect_left(self.newlines, pos) + 1
+
+    def _next(self, pattern: str, start: int):
+        if pattern not in self.positions:
+            self.positions[pattern] = [(m.start(), m.end()) for m in re.finditer(pattern, self.text, re.M)]
+        spans = self.positions[pattern]
+        i = bisect.bisect_left(spans, (start, -1))
+        return spans[i] if i < len(spans) else None
+
+    def closing(self, m):
+        """(end of the body, end of the closer) for the opener ``m``, or None when it is not closed."""
+        if m["lang"] is not None:
+            span = self._next(r"^[ \t]*```", m.end())
+        elif m["env"]:
+            span = self._next(re.escape(rf"\end{{{m['env']}{m['star']}}}"), m.end())
+        elif m.group() == "$":  # inline math ends on its own line
+            span = self._next(r"(?<!\\)\$", m.end())
+            i = bisect.bisect_left(self.newlines, m.end())
+            line_end = self.newlines[i] if i < len(self.newlines) else len(self.text)
+            if span is None or span[0] >= line_end or span[0] == m.end():
+                return None
+        else:
+            span = self._next(re.escape(_CLOSERS[m.group()]), m.end())
+        return span
 
 
 def _equations(math: str, line: int, plain: bool, state: dict) -> list:

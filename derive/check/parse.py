@@ -175,7 +175,8 @@ _DROPPED = {"color", "label", "tag", "eqref", "nonumber", "notag", "hspace", "vs
 _EXTRA_SPECS = [("boldsymbol", "{"), ("bm", "{"), ("pmb", "{"), ("operatorname", "*{"), ("mathscr", "{"),
                 ("mathbfit", "{"), ("tag", "*{"), ("eqref", "{"), ("overrightarrow", "{"), ("phantom", "{"),
                 ("displaylines", "{")]
-MAX_BRACES = 40  # nesting of {...}; pylatexenc recurses on it
+MAX_BRACES = 40  # nesting of {...} and \begin...\end; pylatexenc recurses on it
+_NESTING = re.compile(r"(?<!\\)[{}]|\\begin|\\end(?![A-Za-z])")
 
 
 @functools.lru_cache(maxsize=8)
@@ -194,15 +195,19 @@ def rewrite(text: str, macros=None, budget=None) -> str:
     shared by a document's pieces) is held to limits.MACRO_EXPANSIONS and MACRO_NESTING. pylatexenc
     tokenizes; nothing is run."""
     depth = 0
-    for char in text:
-        depth += (char == "{") - (char == "}")
+    for m in _NESTING.finditer(text):
+        depth += 1 if m.group() in ("{", "\\begin") else -1
         if depth > MAX_BRACES:
-            raise ChainruleError(f"the expression nests braces more than {MAX_BRACES} deep; simplify it")
+            raise ChainruleError(f"the expression nests braces or environments more than {MAX_BRACES} deep; "
+                                 f"simplify it")
     if "\\" not in text and "%" not in text:
         return text
     budget = budget if budget is not None else [0, 0]
     arities = tuple(sorted((name, count) for name, (count, _) in (macros or {}).items()))
-    nodes = lw.LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
+    try:
+        nodes = lw.LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
+    except RecursionError:  # a nesting the count above does not see (pylatexenc recurses on it)
+        raise ChainruleError(f"'{_short(text)}' nests too deeply to read; simplify it") from None
     return "".join(_emit(node, macros or {}, budget) for node in nodes)
 
 
