@@ -155,7 +155,8 @@ def test_remarks_conditions_and_comments_after_an_equation_are_not_part_of_it():
 def test_unclosed_delimiters_and_deep_environments_are_read_quickly_or_refused_in_one_line(tmp_path, capsys):
     import time
     start = time.monotonic()
-    for text in ["\\[ x " * 40000, "\\begin{align}x" * 20000, "\\( x " * 40000, "```\n" * 20000]:
+    for text in ["\\[ x " * 40000, "\\begin{align}x" * 20000, "\\( x " * 40000, "```\n" * 20000,
+                 "\\newcommand{\\a}{" * 40000]:
         assert len(read_document(text)) <= 1
     assert time.monotonic() - start < 10  # one pass with bisection, not a search per opener
     (deep,) = read_document("$" + "\\begin{aligned}" * 60 + "x = y" + "\\end{aligned}" * 60 + "$")

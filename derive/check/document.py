@@ -35,6 +35,8 @@ class Skipped:
     reason: str
 
 
+_BRACE = re.compile(r"\\.|[{}]", re.S)  # an escaped character (\{) is not a brace
+MACRO_BODY = MAX_LENGTH  # characters of one macro's definition
 MAX_PIECE = 20 * MAX_LENGTH  # characters of one piece of math (a display block of many rows)
 _DEFINITION = re.compile(r"\\(?:re)?newcommand\*?\s*\{?\s*\\(?P<name>[A-Za-z]+)\s*\}?\s*(?:\[(?P<count>\d)\])?\s*"
                          r"|\\def\s*\\(?P<dname>[A-Za-z]+)\s*(?P<params>(?:#\d)*)\s*"
@@ -99,15 +101,16 @@ def _short(text: str) -> str:
 def _definitions(text: str):
     """The macros ``text`` defines ({name: (argument count, body)}) and ``text`` without the definitions
     (their newlines kept, so line numbers stay right)."""
-    macros, pieces, pos = {}, [], 0
+    macros, pieces, pos, pairs = {}, [], 0, None
     for m in _DEFINITION.finditer(text):
         if m.start() < pos:
             continue
         body_start = m.end()
         if body_start >= len(text) or text[body_start] != "{":
             continue
-        body_end = _closing(text, body_start)
-        if body_end is None:
+        pairs = _brace_pairs(text) if pairs is None else pairs
+        body_end = pairs.get(body_start)
+        if body_end is None or body_end - body_start > MACRO_BODY:
             continue
         body = text[body_start + 1:body_end]
         if m["name"]:
@@ -124,18 +127,15 @@ def _definitions(text: str):
     return macros, "".join(pieces) + text[pos:]
 
 
-def _closing(text: str, start: int):
-    depth = 0
-    for i in range(start, min(len(text), start + limits.FILE_BYTES)):
-        if text[i] == "\\":
-            continue
-        if text[i] == "{" and text[i - 1] != "\\":
-            depth += 1
-        elif text[i] == "}" and text[i - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+def _brace_pairs(text: str) -> dict:
+    """{position of '{': position of its '}'} for the whole text, in one pass (\\{ is no brace)."""
+    pairs, stack = {}, []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif m.group() == "}" and stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
 
 
 def _segments(text: str):
