@@ -449,7 +449,9 @@ class Layout:
     ``prose`` prepares every piece of prose: the outline's words (LaTeX escapes them, keeping their
     ``$...$`` math) and the user text marked in them (escaped for the format, ``_prose``).
     ``table`` is the caption line, the header line (None: none), a row's line and the closing
-    line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
+    line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape,
+    and ``held``, ``*`` on the first and the last but one row (LaTeX's ``\\*``: no page break after
+    it, so no page holds one row alone).
     A display's lines each go through ``display_line``, joined by ``display_join``, into
     ``display``. A heading may use ``width``, its length: ``{rule:=<{width}}`` is a rule under it.
     ``eq`` (a step) and ``rule`` (an update rule) may use ``number`` and ``label`` (``eq:delta2``); a
@@ -501,7 +503,7 @@ LATEX = Layout(
     table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n"
            + _LATEX_CAPTION.replace("{more}", ""),
            _LATEX_HEADER + "\n" + r"\endfirsthead" + "\n" + _LATEX_CAPTION.replace("{more}", " (continued)") + "\n"
-           + _LATEX_HEADER + "\n" + r"\endhead", r"{a} & {b} & {c} \\",
+           + _LATEX_HEADER + "\n" + r"\endhead", r"{a} & {b} & {c} \\{held}",
            r"\end{{longtable}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
     eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}{dims}}}" + "\n"),
@@ -556,9 +558,10 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             caption = prose(caption)
             widths = {"wa": max(len(a) for a, _, _ in rows), "wb": max(len(b) for _, b, _ in rows)}
             out.append(caption_line.format(caption=caption))
-            lines = [(header_line, header)] + [(row_line, row) for row in rows]
-            out.extend(line.format(a=a, b=b, c=prose(c), caption=caption, **widths)
-                       for line, (a, b, c) in lines if line is not None)
+            lines = [(header_line, header, "")] + [(row_line, row, "*" if i in (0, len(rows) - 2) else "")
+                                                   for i, row in enumerate(rows)]
+            out.extend(line.format(a=a, b=b, c=prose(c), caption=caption, held=held, **widths)
+                       for line, (a, b, c), held in lines if line is not None)
             out.extend([close.format()] if close is not None else [])
         elif kind == "display":
             lines = layout.display_join.join(layout.display_line.format(line=line) for line in args[0])
