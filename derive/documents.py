@@ -131,24 +131,24 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both"):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             number += 1
             reason = _cited(step.reason, printed)
-            printed[step.target.key] = (number, label(step))
+            printed[step.target.key] = number
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
             yield ("eq", number, label(step), printer.doprint(step.target.symbol), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
     yield from training_outline(derivation, latex, number, "batch" in forms)
 
 
-#: A reason's citation of an earlier equation: its number and label between two private-use
-#: characters (user text cannot hold them: it is escaped first), which each layout writes as it cites.
-_CITE = re.compile("\ue002" r"(\d+) (\S+?)" "\ue003")
+#: A reason's citation of an earlier equation: its number between two private-use characters (user
+#: text cannot hold them: it is escaped first), which each layout writes as it cites (LaTeX by the
+#: equation's label, which ``render`` has met with the equation).
+_CITE = re.compile("\ue002" r"(\d+)" "\ue003")
 
 
 def _cited(reason: str, printed: dict) -> str:
     """``reason`` with each formula that restates an earlier equation (``z2 = W2 a1 + b2``) followed
-    by a citation of it; ``printed``: key -> (number, label) of the equations printed so far."""
+    by a citation of it; ``printed``: key -> number of the equations printed so far."""
     def cite(m):
-        key = m[1]
-        return m[0] + (f" \ue002{printed[key][0]} {printed[key][1]}\ue003" if key in printed else "")
+        return m[0] + (f" \ue002{printed[m[1]]}\ue003" if m[1] in printed else "")
     return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", cite, reason)
 
 
@@ -170,22 +170,33 @@ def _width(tex: str) -> float:
 
 
 def _broken(printer, rhs) -> str:
-    """``rhs`` printed; a sum wider than ``LINE_WIDTH`` as lines of whole terms, each line after the
-    first starting with its sign, joined by newlines (each layout sets them as an aligned display)."""
+    """``rhs`` printed; wider than ``LINE_WIDTH``, a sum (or the one sum among the factors of an
+    element-wise product, its brackets then \\Bigl( and \\Bigr)) as lines of whole terms, each line
+    after the first starting with its sign, joined by newlines (each layout aligns them)."""
     text = printer.doprint(rhs)
-    if _width(text) <= LINE_WIDTH or not isinstance(rhs, (sp.Add, sp.MatAdd)):
+    if _width(text) <= LINE_WIDTH:
         return text
-    terms = [printer._print(t) for t in (printer._as_ordered_terms(rhs) if isinstance(rhs, sp.Add)
-                                           else _positive_first(rhs.args))]
+    head, tail, total = "", "", rhs
+    if isinstance(rhs, sp.HadamardProduct) and sum(isinstance(a, sp.MatAdd) for a in rhs.args) == 1:
+        at = next(i for i, a in enumerate(rhs.args) if isinstance(a, sp.MatAdd))
+        head = "".join(printer._paren(a) + r" \odot " for a in rhs.args[:at]) + r"\Bigl("
+        tail = r"\Bigr)" + "".join(r" \odot " + printer._paren(a) for a in rhs.args[at + 1:])
+        total = rhs.args[at]
+    if not isinstance(total, (sp.Add, sp.MatAdd)):
+        return text
+    terms = [printer._print(t) for t in (printer._as_ordered_terms(total) if isinstance(total, sp.Add)
+                                           else _positive_first(total.args))]
     signed = [terms[0]] + [f"- {t[1:].lstrip()}" if t.startswith("-") else f"+ {t}" for t in terms[1:]]
-    if " ".join(signed).replace(" ", "") != text.replace(" ", ""):
-        return text  # the terms do not print as the sum does (a bracketed term): left whole
-    lines = [signed[0]]
+    lines = [head + signed[0]]
     for term in signed[1:]:
         if _width(lines[-1] + term) > LINE_WIDTH:
             lines.append(term)
         else:
             lines[-1] += " " + term
+    lines[-1] += tail
+    as_one = "".join(lines).replace(r"\Bigl(", r"\left(").replace(r"\Bigr)", r"\right)")
+    if as_one.replace(" ", "") != text.replace(" ", ""):
+        return text  # the terms do not print as the whole does (a bracketed term): left whole
     return "\n".join(lines)
 
 
@@ -276,15 +287,21 @@ def _settings(symbols: dict, settings: dict, rules, math) -> str:
     def in_rules(symbol):  # (\beta_1, \beta_2) is used where \beta_1 is
         first = re.escape(re.sub(r"[(),]", " ", symbol).split()[0])
         return re.search(r"(?<![A-Za-z\\])" + first + r"(?![A-Za-z])", used)
-    shown = [f"{math(symbol)} = {key} = {_value(settings[key])}" for key, symbol in symbols.items()
+    shown = [f"{math(symbol)} = {key} = {_value(settings[key], math)}" for key, symbol in symbols.items()
              if settings.get(key) is not None and in_rules(symbol)]
-    other = [f"{key} = {_value(v)}" for key, v in settings.items()
+    other = [f"{key} = {_value(v, math)}" for key, v in settings.items()
              if key not in ("type", "warmup_epochs") and key not in symbols and v is not None and v is not False]
     return ", ".join(shown + other)
 
 
-def _value(v) -> str:
-    return f"({', '.join(f'{b:g}' for b in v)})" if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
+def _value(v, math) -> str:
+    """A setting as the notes print it: ``(0.9, 0.999)``, ``0.01``, and a power of ten such as eps's
+    ``1e-08`` as math (``10⁻⁸``)."""
+    if isinstance(v, tuple):
+        return f"({', '.join(f'{b:g}' for b in v)})"
+    if isinstance(v, float) and re.fullmatch(r"1e[-+]\d+", f"{v:g}"):
+        return math(f"10^{{{int(f'{v:g}'[2:])}}}")
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -499,14 +516,16 @@ LATEX = Layout(
     latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section{{{text}}}", heading=r"\subsection{{{text}}}", subheading=r"\subsubsection{{{text}}}",
     para="{text}\n",
-    # a longtable breaks across pages; the meaning column wraps within a host document's narrow text
+    # a reason is set ragged right (its paragraph ends in its group), so a long word such as
+    # torch.nn.LayerNorm cannot stick out of a host document's narrow text; a longtable breaks
+    # across pages, and its meaning column wraps
     table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n"
            + _LATEX_CAPTION.replace("{more}", ""),
            _LATEX_HEADER + "\n" + r"\endfirsthead" + "\n" + _LATEX_CAPTION.replace("{more}", " (continued)") + "\n"
            + _LATEX_HEADER + "\n" + r"\endhead", r"{a} & {b} & {c} \\{held}",
            r"\end{{longtable}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}{dims}}}" + "\n"),
+    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
     dims=r" \hfill ${}$", cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
     rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}", keep=r"\filbreak", run_in=True,
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb,longtable}",
@@ -540,8 +559,10 @@ TEXT = Layout(
 def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False) -> str:
     """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
     head and tail (LaTeX's preamble), for a larger document to ``\\input``."""
+    labels = {}  # the number of each equation printed -> its label, for the citations of it
+
     def prose(text):
-        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=m[2]), layout.prose(text))
+        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
     out = [layout.body_note] if body_only else list(layout.head)
     previous = ("title", "")
     for kind, *args in outline(derivation, layout.latex, names, form):
@@ -568,6 +589,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
             number, name, lhs, rhs, reason, dims = args
+            labels[number] = name
             dims = layout.dims.format(dims) if dims else ""
             if "\n" in rhs and layout.broken:
                 before, between, after = layout.broken

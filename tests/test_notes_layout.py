@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIMPLE = ROOT / "generated/specs/simple_nn.toml"
 DEEP = "2 -> " + " -> ".join(["3 tanh"] * 30) + " -> 1 ; mse"          # 31 layers: 62 rows per symbol table
 WIDE = "4 -> 8 relu -> 8 relu -> 8 relu -> 8 relu -> 2 ; mse ; l1=0.001 ; l2=0.01"   # the 535 pt loss
+NESTED = "4 -> 5 relu -> layernorm -> residual(5 tanh -> layernorm) -> 3 softmax ; cross_entropy"   # eq:z3_1
 HOST = "\\documentclass{article}\n\\usepackage{amsmath,amssymb,longtable}\n\\begin{document}\n\\input{notes}\n\\end{document}\n"
 pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None or shutil.which("pdftotext") is None,
                               reason="needs pdflatex and pdftotext")
@@ -46,7 +47,7 @@ def _pages(pdf: Path) -> list:
 # -- PDFs ------------------------------------------------------------------------------------------
 
 @pdflatex
-@pytest.mark.parametrize("spec", [DEEP, WIDE], ids=["depth-31", "l1-l2-over-5-layers"])
+@pytest.mark.parametrize("spec", [DEEP, WIDE, NESTED], ids=["depth-31", "l1-l2-over-5-layers", "nested-labels"])
 def test_deep_and_wide_notes_compile_with_no_overfull_box_alone_and_in_a_narrow_host(spec, tmp_path):
     d = derive.derive(spec)
     log = _compile(tmp_path, "alone", d.latex())
@@ -90,6 +91,7 @@ def test_reasons_cite_the_equation_they_restate():
     assert "chain rule through $z_{2} = W_{2} a_{1} + b_{2}$ (3): the error times" in d.markdown()
     assert "chain rule through z2 = W2 a1 + b2 (3): the error times" in d.text()
     assert "\\eqref{eq:batch-z1}" not in d.latex(form="sample")
+    assert "b_{3.1}$ \\eqref{eq:z3_1}: the error times" in derive.derive(NESTED).latex()   # the label as it is
 
 
 def test_body_only_is_the_document_without_its_preamble():
@@ -117,6 +119,9 @@ def test_a_sum_too_wide_for_a_line_breaks_between_terms_in_every_format():
     assert loss.startswith("\\label{eq:l}\n\\begin{split}\nL & = \\frac{1}{2} \\sum_{i}")
     assert loss.count(" \\\\\n&\\quad + ") == 3 and loss.endswith("\\end{split}\n")
     assert "\\begin{aligned}\nL & = \\frac{1}{2} \\sum_{i}" in d.markdown()
+    nested = derive.derive(NESTED).latex()                    # layer norm's 1/σ ⊙ (the sum of three terms)
+    assert "\\frac{\\partial L}{\\partial a_{1}} & = \\frac{1}{\\sigma_{2}} \\odot \\Bigl(\\gamma_{2} \\odot" in nested
+    assert "\\right)\\Bigr)\n\\end{split}" in nested
     text = d.text()
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "  (11)  L = (1/2) Σᵢ (ŷᵢ - yᵢ)² + (1/1000) Σᵢⱼ |W1ᵢⱼ| + (1/1000) Σᵢⱼ |W2ᵢⱼ| +" in text

@@ -114,7 +114,7 @@ def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
 def test_digits_text_notes_end_with_adams_rules():
     text = derive.derive("generated/specs/digits.toml").text()
     assert text.endswith("b2 in turn, and gₜ for its gradient ∂L/∂θ on the batch of step t (the batch form above); η = lr =\n"
-                         "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 1e-08:\n"
+                         "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 10⁻⁸:\n"
                          "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n"
                          "  (24)  m₀ = v₀ = 0\n"
                          "  (25)  mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
