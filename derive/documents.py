@@ -517,7 +517,8 @@ LATEX = Layout(
     latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section{{{text}}}", heading=r"\subsection{{{text}}}", subheading=r"\subsubsection{{{text}}}",
     para="{text}\n",
-    # a reason is set ragged right (its paragraph ends in its group), so a long word such as
+    # a dimension check ends its reason's line at the right, or the next line when it does not fit
+    # (the TeXbook's trick for a signature, p. 106); a reason is set ragged right (its paragraph ends in its group), so a long word such as
     # torch.nn.LayerNorm cannot stick out of a host document's narrow text; a longtable breaks
     # across pages, and its meaning column wraps
     table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n"
@@ -527,7 +528,8 @@ LATEX = Layout(
            r"\end{{longtable}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
     eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
-    dims=r" \hfill ${}$", cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
+    dims=r" \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill ${}$\parfillskip=0pt",
+    cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
     rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}", keep=r"\filbreak", run_in=True,
     head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb,longtable}",
           r"\usepackage[margin=2cm]{geometry}",

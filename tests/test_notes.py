@@ -187,5 +187,6 @@ def test_each_product_has_its_dimension_check_in_every_format():
            "        dimensions: (1×1)(1×2) = 1×2\n" in d.text()
     assert "dimensions: (2×2)(2×N) = 2×N, (2×1)(1×N) = 2×N\n" in d.text()     # W1 X and b1 1_Nᵀ
     assert r"transposed. Dimensions: $(1 \times 1)(1 \times 2) = 1 \times 2$." in d.markdown()
-    assert r"transposed \hfill $(2 \times 1)(1 \times 2) = 2 \times 2$\par}" in d.latex()
+    assert r"transposed \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill $(2 \times 1)(1 \times 2) = 2 \times 2$" \
+           r"\parfillskip=0pt\par}" in d.latex()
     assert "( 8)  ∂L/∂b2 = δ2\n        ∂z2/∂b2 is the identity\n  ( 9)" in d.text()   # no product, no check
