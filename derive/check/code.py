@@ -35,14 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import sympy as sp
 
 from ..errors import ChainruleError
 from ..escape import terminal_text
-from ..nodes import Pointwise
 from .checker import Checker
-from .compare import BATCH, numeric_value
-from .diagnose import factor_message
+from .compare import BATCH
+from .diagnose import BackwardJudge
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -184,11 +182,11 @@ def _split_target(target: str):
 
 
 def cases(checker):
-    """For each seed: (the arguments as JSON-ready lists, the expected gradients, the step values)."""
+    """For each seed: (the arguments as JSON-ready lists, the step values)."""
     out = []
     for seed in SEEDS:
         env = checker.evaluate_steps(checker.leaves(random.Random(seed)))
-        out.append((_arguments(checker, env), expected_gradients(checker, env), env))
+        out.append((_arguments(checker, env), env))
     return out
 
 
@@ -209,35 +207,6 @@ def _arguments(checker, env):
             cache[f"M{l}"] = _array(env[q[f"M{l}"].symbol]).T.tolist()
     cache["Yhat"] = _array(env[q["Yhat"].symbol]).T.tolist()
     return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[q["Y"].symbol]).T.tolist()}
-
-
-def expected_gradients(checker, env):
-    """The parameters' gradients, batch-first, and "X": dL/dX, (N, in), which no step names."""
-    out = {}
-    for name in checker.net.param_names:
-        value = _array(env[checker.q[f"dL_d{name}"].symbol])
-        out[name] = value.ravel() if name.startswith("b") else value
-    out["X"] = np.asarray(numeric_value(checker.grads["x"][2], env), dtype=float).T
-    return out
-
-
-def _without(checker, layer, what):
-    """Overrides that leave layer ``layer``'s activation derivative (or dropout mask) out of its Δ."""
-    key = f"Delta{layer}"
-    step = next(s for s in checker.sweep.steps if s.target.key == key)
-    if not isinstance(step.rhs, sp.HadamardProduct):
-        return None
-    if what == "mask":
-        def dropped(a):
-            return isinstance(a, sp.MatrixSymbol) and a.name == f"M{layer}"
-    else:
-        def dropped(a):
-            return isinstance(a, Pointwise) and a.label.endswith("'")
-    kept = [a for a in step.rhs.args if not dropped(a)]
-    if len(kept) == len(step.rhs.args):
-        return None
-    rhs = kept[0] if len(kept) == 1 else sp.HadamardProduct(*kept)
-    return {key: rhs}
 
 
 class _Capped:
@@ -537,69 +506,6 @@ def _spellings(name: str) -> list:
     return [name, f"d{name}", f"dL_d{name}", f"grad_{name}", f"d{name}".lower(), name.lower()]
 
 
-def _close(a, b) -> bool:
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9)
-
-
-def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
-    """'' when right, else the diagnosis for one parameter's gradient: one usual mistake, else a pair.
-
-    A mistake is a view of yours (transposed, not summed over the batch), a gradient computed
-    without a step (``alternatives``: an activation derivative or a dropout mask left out) or a
-    constant factor; each combination of at most one of each kind is tried.
-    """
-    want0, got0 = want_by_case[0], got_by_case[0]
-    if got0 is None:
-        return f"no gradient for {name} in the returned dict (keys {name}, d{name} or dL_d{name})"
-    if name.startswith("b") and got0.size == want0.size:
-        got_by_case = [g.ravel() for g in got_by_case]
-        got0 = got_by_case[0]
-    if all(_close(g, w) for g, w in zip(got_by_case, want_by_case)):
-        return ""
-    views = [("", got_by_case)]
-    if want0.ndim == 2 and got0.shape == want0.T.shape:
-        views.append((f"transposed: yours is {got0.shape}, the transpose of dL/d{name}", [g.T for g in got_by_case]))
-    if name.startswith("b") and got0.ndim == 2 and got0.shape[0] == BATCH and got0.size == BATCH * want0.size:
-        views.append(("missing sum over the batch: yours has one row per sample; sum it with axis=0",
-                      [g.sum(axis=0) for g in got_by_case]))
-    wants = [("", want_by_case)] + [(label, [a[name] for a in alt]) for label, alt in alternatives]
-    found = []
-    for view, gots in views:
-        for without, expected in wants:
-            k = _factor(gots, expected)
-            if k is not None:
-                found.append(([m for m in (view, without) if m] + ([factor_message(k, network)] if k != 1 else []),
-                              k != 1))
-    # the fewest mistakes, a step left out before a factor (a dropout mask of 2s is also a factor of 2)
-    found = [labels for labels, _ in sorted(found, key=lambda f: (len(f[0]), f[1]))]
-    if found and len(found[0]) == 1:
-        return found[0][0]
-    if got0.shape != want0.shape and len(views) == 1:
-        return f"wrong shape: yours is {got0.shape}, dL/d{name} is {want0.shape}"
-    if found and len(found[0]) == 2:
-        return f"two mistakes: {found[0][0]}; and {found[0][1]}"
-    return "no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains the difference"
-
-
-def _factor(gots, wants):
-    """k when every ``got`` is k times its ``want`` (1 when equal), else None."""
-    if any(g.shape != w.shape for g, w in zip(gots, wants)):
-        return None
-    if all(_close(g, w) for g, w in zip(gots, wants)):
-        return 1
-    want0 = wants[0]
-    big = np.unravel_index(np.argmax(np.abs(want0)), want0.shape)
-    if abs(want0[big]) <= 1e-12:
-        return None
-    ratio = float(gots[0][big] / want0[big])
-    if not 1e-6 <= abs(ratio) <= 1e6:  # no usual mistake is a factor that large (or infinite)
-        return None
-    k = sp.nsimplify(ratio, rational=True, tolerance=1e-7)
-    if k != 0 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in zip(gots, wants)):
-        return k
-    return None
-
-
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
@@ -607,8 +513,10 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
     rows = Checker(derivation, "rows")
     prepared = cases(checker)
     names = list(derivation.network.param_names) + ["X"]
-    task = {"cases": [args for args, _, _ in prepared], "names": {n: _spellings(n) for n in names},
-            "sizes": {n: int(prepared[0][1][n].size) for n in names}}
+    judge = BackwardJudge(checker, rows, [{s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}
+                                          for _, env in prepared])
+    task = {"cases": [args for args, _ in prepared], "names": {n: _spellings(n) for n in names},
+            "sizes": {n: int(judge.targets({})[0][n].size) for n in names}}
     report, out, err = run_child(path, name, task, limits)
     if report["stage"] == "missing":
         raise ChainruleError(f"{path} has no function {name}")
@@ -622,50 +530,44 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
         return ([header, f"  {what}: {error[-1] if error else ''}"]
                 + [f"    {line}" for line in error[-ERROR_LINES:-1]] + printed), 1
     with np.errstate(all="ignore"):  # huge finite gradients overflow in the comparisons, harmlessly
-        lines, worst = _verdicts(derivation, checker, rows, prepared, report["results"])
+        lines, worst = _verdicts(derivation, judge, rows, report["results"])
     return [header] + lines + printed, worst
 
 
-def _verdicts(derivation, checker, rows, prepared, results):
+def _verdicts(derivation, judge, rows, results):
     """The report's lines after the header and its exit code, from the gradients the runner sent."""
-    mistaken = []  # (the mistake, overrides of the steps that make it)
-    for l, layer in enumerate(derivation.network.layers, start=1):
-        for what, label in (("mask", f"missing dropout mask: Δ{l} needs ⊙ M{l}"),
-                            ("derivative", f"missing activation derivative: Δ{l} needs ⊙ {layer.activation.name}'(Z{l})")):
-            mistaken.append((label, _without(checker, l, what)))
-    softmax = checker.elementwise_softmax()
-    if softmax:
-        mistaken.append((rows.softmax_message(), softmax))
-    alternatives = [(label, [expected_gradients(checker, checker.evaluate_steps(
-        {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides)) for _, _, env in prepared])
-        for label, overrides in mistaken if overrides]
-    lines, worst, wrong_above = [], 0, []
+    lines, worst, gots, problems = [], 0, {}, {}
     given_x = "X" in results[0]
-    for param in list(reversed(derivation.network.param_names)) + (["X"] if given_x else []):
+    names = judge.order(given_x)
+    want = judge.targets({})
+    for param in names:
         checked = [_gradient(result.get(param)) for result in results]
         got = [array for array, _ in checked]
         if any(g is None for g in got):  # the function returned it at one point only: judged as missing
             got = [None] * len(got)
-        want = [expected for _, expected, _ in prepared]
-        problem = next((p for _, p in checked if p), "") or (
-            "" if any(g is None for g in got) else _not_finite(param, got))
-        if problem:
+        problems[param] = next((p for _, p in checked if p), "") or (
+            f"no gradient for {param} in the returned dict (keys {param}, d{param} or dL_d{param})"
+            if got[0] is None else _not_finite(param, got))
+        if not problems[param] and param in judge.sums and got[0].size == want[0][param].size:
+            got = [g.ravel() for g in got]
+        gots[param] = None if problems[param] else got
+    verdicts = judge.verdicts(gots)
+    for param in names:
+        if problems[param]:
             worst = 1
-            lines.append(f"  dL/d{param}: {problem}")
+            lines.append(f"  dL/d{param}: {problems[param]}")
             continue
-        verdict = judge(param, got, [w[param] for w in want], alternatives, derivation.network)
+        verdict = verdicts[param]
         if not verdict:
             lines.append(f"  dL/d{param}: correct")
             continue
         worst = 1
+        first, *hint = verdict.split("\n")
         correct, _ = rows.printed(rows.target(param))
-        lines.append(f"  dL/d{param}: different: {verdict}")
+        lines.append(f"  dL/d{param}: different: {first}")
         lines.append(f"    correct: dL/d{param} = {correct}")
-        if got[0] is not None:
-            lines.append("    " + _difference(np.asarray(got[0]), want[0][param]))
-        if wrong_above and verdict.startswith("no usual mistake"):
-            lines.append(f"    (dL/d{wrong_above[0]} is already wrong; fix the layers nearer the output first)")
-        wrong_above.append(param)
+        lines.append("    " + _difference(np.asarray(gots[param][0]), want[0][param]))
+        lines += hint
     return lines, worst
 
 
