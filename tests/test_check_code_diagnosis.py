@@ -181,3 +181,37 @@ def test_correct_code_stabilized_with_an_epsilon_passes(tmp_path):
 def test_an_epsilon_large_enough_to_matter_still_fails(tmp_path):
     found, code, text = verdicts(tmp_path, "3 -> 4 tanh -> 2 sigmoid ; bce", STABLE, "half_eps")
     assert code == 1 and found["W2"].startswith("different"), text
+
+
+LAYERNORM = """
+    def layernorm_backward(dout, x, gamma, eps=1e-5, paths=True):      # cs231n's layout: one sample per row
+        mu = x.mean(axis=1, keepdims=True)
+        std = np.sqrt(x.var(axis=1, keepdims=True) + eps)
+        xhat = (x - mu) / std
+        g = dout * gamma
+        dx = (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True)) / std
+        return (dx if paths else g / std), (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+    def backward(params, cache, X, T, paths=True):
+        d3 = 2 * (cache["Yhat"] - T) / T.size
+        dA1, dgamma, dbeta = layernorm_backward(d3 @ params["W3"], cache["A1"], params["gamma2"], paths=paths)
+        d1 = dA1 * (cache["Z1"] > 0)
+        assert cache["mu2"].shape == cache["sigma2"].shape == (X.shape[0], 1)
+        assert np.allclose(cache["Xhat2"], (cache["A1"] - cache["mu2"]) / cache["sigma2"])
+        return {"W3": d3.T @ cache["A2"], "b3": d3.sum(axis=0), "gamma2": dgamma, "beta2": dbeta,
+                "W1": d1.T @ X, "b1": d1.sum(axis=0)}
+
+    def constant_statistics(params, cache, X, T):
+        return backward(params, cache, X, T, paths=False)
+"""
+
+
+def test_a_layer_norm_network_is_checked_and_its_statistics_paths_named(tmp_path):
+    spec = "3 -> 4 relu -> layernorm -> 2 ; mse"
+    found, code, text = verdicts(tmp_path, spec, LAYERNORM)
+    assert code == 0 and list(found) == ["W3", "b3", "gamma2", "beta2", "W1", "b1"], text
+    assert set(found.values()) == {"correct"}, text
+    found, code, text = verdicts(tmp_path, spec, LAYERNORM, "constant_statistics")
+    assert found["gamma2"] == "correct"
+    assert found["W1"].startswith("different: layer norm 2's backward without the paths through μ2 and σ2"), text
+    assert found["b1"] == "different: follows from dL/dW1's mistake (layer norm 2's backward in Δ1)", text

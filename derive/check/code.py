@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sympy as sp
 
 from ..errors import ChainruleError
 from ..escape import terminal_text
@@ -195,18 +196,20 @@ def _array(value):
 
 
 def _arguments(checker, env):
-    q, net = checker.q, checker.net
-    params, cache = {}, {"X": _array(env[q["X"].symbol]).T.tolist()}
-    for l in range(1, len(net.layers) + 1):
-        params[f"W{l}"] = _array(env[q[f"W{l}"].symbol]).tolist()
-        params[f"b{l}"] = _array(env[q[f"b{l}"].symbol]).ravel().tolist()
-        cache[f"Z{l}"] = _array(env[q[f"Z{l}"].symbol]).T.tolist()
-        if l < len(net.layers):
-            cache[f"A{l}"] = _array(env[q.get(f"A{l}", q[f"Z{l}"]).symbol]).T.tolist()
-        if f"M{l}" in q:
-            cache[f"M{l}"] = _array(env[q[f"M{l}"].symbol]).T.tolist()
-    cache["Yhat"] = _array(env[q["Yhat"].symbol]).T.tolist()
-    return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[q["Y"].symbol]).T.tolist()}
+    """The backward pass's arguments at one point, batch-first (see BACKWARD_CONTRACT)."""
+    params, cache = {}, {}
+    for key, q in checker.q.items():
+        if not isinstance(q.symbol, sp.MatrixSymbol) or q.role not in ("data", "param", "forward", "mask"):
+            continue
+        value = _array(env[q.symbol])
+        if q.role == "param":
+            params[key] = value.ravel().tolist() if value.shape[1] == 1 else value.tolist()
+        elif key != "Y":
+            cache[key] = value.T.tolist()
+    for l, layer in enumerate(checker.net.layers[:-1], start=1):
+        if layer.kind == "dense" and f"A{l}" not in cache:  # a hidden identity layer's output is its Z
+            cache[f"A{l}"] = cache[f"Z{l}"]
+    return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[checker.q["Y"].symbol]).T.tolist()}
 
 
 class _Capped:

@@ -18,7 +18,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import ChainruleError
-from ..nodes import Pointwise
+from ..nodes import FeatureMean, Pointwise
 from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
@@ -68,6 +68,7 @@ class Diagnoser:
             if prime is not None:
                 out += self._other_derivatives(layer, f, step, prime)
         out += self._square_transpose(layer)
+        out += self._layernorm_without_statistics(layer)
         if layer == self.layers:
             softmax = self.elementwise_softmax()
             if softmax:
@@ -79,7 +80,8 @@ class Diagnoser:
         layer's output (a(1 - a) with a = tanh(z))."""
         mine = derivative_of_output(f)
         whose = f", whose derivative is {_shown_formula(mine)}," if mine is not None and not mine.has(sp.Piecewise) else ""
-        others = [name for name in USUAL_ACTIVATIONS + tuple(l.activation.name for l in self.net.layers)
+        others = [name for name in USUAL_ACTIVATIONS + tuple(l.activation.name for l in self.net.layers
+                                                             if l.kind == "dense")
                   if name != f.name and name in ACTIVATIONS and ACTIVATIONS[name].elementwise]
         z = prime.mats[0]
         for name in dict.fromkeys(others):
@@ -93,6 +95,24 @@ class Diagnoser:
             for fn, message in forms:
                 rhs = sp.HadamardProduct(*[Pointwise(fn, g.latex + "'", z) if a is prime else a for a in step.rhs.args])
                 yield World(message, f"wrong activation derivative in Δ{layer}", {step.target.key: rhs}, layer)
+
+    def _layernorm_without_statistics(self, layer):
+        """The layer norm above ``layer`` differentiated as if μ and σ were constants: γ ⊙ g / σ alone."""
+        if layer >= self.layers or self.net.layers[layer].kind != "layernorm":
+            return []
+        key = f"dL_dA{layer}"
+        step = next((s for s in self.sweep.steps if s.target.key == key), None)
+        if step is None or not isinstance(step.rhs, sp.HadamardProduct):
+            return []
+        inverse, total = step.rhs.args
+        kept = [t for t in getattr(total, "args", ()) if isinstance(t, sp.HadamardProduct) and not t.has(FeatureMean)]
+        if len(kept) != 1:
+            return []
+        norm = layer + 1
+        return [World(f"layer norm {norm}'s backward without the paths through μ{norm} and σ{norm}: dL/dA{layer} = "
+                      f"(g - mean(g) - X̂{norm} ⊙ mean(g ⊙ X̂{norm})) / σ{norm} with g = γ{norm} ⊙ dL/dA{norm}, means over "
+                      f"each sample's features, not g / σ{norm} alone", f"layer norm {norm}'s backward in Δ{layer}",
+                      {key: sp.HadamardProduct(inverse, kept[0])}, layer)]
 
     def _square_transpose(self, layer):
         """W_{l+1} transposed where it belongs as it is (a square weight, so the code runs)."""

@@ -11,6 +11,8 @@ The calling convention, batch-first like the generated module (N samples as rows
         cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
                 (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
                 M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
+                a layer norm l has params gammal, betal (n_l,) and cache mul, sigmal (N, 1) (sigma
+                = sqrt(var + eps)), Xhatl (N, n_l) and its output Al; it returns gammal, betal too
         X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
