@@ -214,4 +214,4 @@ def test_a_layer_norm_network_is_checked_and_its_statistics_paths_named(tmp_path
     found, code, text = verdicts(tmp_path, spec, LAYERNORM, "constant_statistics")
     assert found["gamma2"] == "correct"
     assert found["W1"].startswith("different: layer norm 2's backward without the paths through μ2 and σ2"), text
-    assert found["b1"] == "different: follows from dL/dW1's mistake (layer norm 2's backward in Δ1)", text
+    assert found["b1"] == "different: follows from dL/dW1's mistake (layer norm 2's backward in dL/dA1)", text

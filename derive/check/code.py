@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import re
 import selectors
 import signal
 import subprocess
@@ -41,6 +42,8 @@ from ..errors import ChainruleError
 from ..escape import terminal_text
 from .checker import Checker
 from .compare import BATCH
+from ..ops.activations import CATALOGUE as ACTIVATIONS
+from .compare import numeric_value
 from .diagnose import BackwardJudge
 
 SEEDS = (11, 12)
@@ -149,10 +152,22 @@ except BaseException:
 function = getattr(module, name, None)
 if not callable(function):
     report({"stage": "missing"})
+def positional(case):
+    out = function(*[np.array(v, dtype=t) for v, t in case["args"]])
+    out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    names = task["outputs"]
+    if task.get("loss") and len(out) == len(names) + 1:
+        names = ["loss"] + names
+    if len(out) != len(names):
+        raise TypeError(f"{name} returned {len(out)} value(s); it must return {', '.join(task['outputs'])}")
+    return dict(zip(names, out))
 results = []
 for case in task["cases"]:
-    arrays = {k: {n: np.array(v, dtype=float) for n, v in case[k].items()} for k in ("params", "cache")}
     try:
+        if "args" in case:
+            results.append({k: encode(v, 4 * task["sizes"][k] + 64) for k, v in positional(case).items()})
+            continue
+        arrays = {k: {n: np.array(v, dtype=float) for n, v in case[k].items()} for k in ("params", "cache")}
         grads = function(arrays["params"], arrays["cache"], np.array(case["X"], dtype=float),
                          np.array(case["T"], dtype=float))
         if isinstance(grads, tuple) and len(grads) == 2 and isinstance(grads[1], dict):
@@ -516,14 +531,23 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
     rows = Checker(derivation, "rows")
     prepared = cases(checker)
     names = list(derivation.network.param_names) + ["X"]
-    judge = BackwardJudge(checker, rows, [{s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}
-                                          for _, env in prepared])
+    judge = BackwardJudge(checker, rows, [_leaves(checker, env) for _, env in prepared])
     task = {"cases": [args for args, _ in prepared], "names": {n: _spellings(n) for n in names},
             "sizes": {n: int(judge.targets({})[0][n].size) for n in names}}
+    header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _verdicts(judge, lambda p: rows.printed(rows.target(p))[0], results))
+
+
+def _leaves(checker, env):
+    return {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}
+
+
+def _run_and_judge(path, name, task, limits, header, verdicts):
+    """Run the person's function in the contained child on ``task`` and report, ``verdicts`` judging the results."""
     report, out, err = run_child(path, name, task, limits)
     if report["stage"] == "missing":
         raise ChainruleError(f"{path} has no function {name}")
-    header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
     printed = _shown("printed on stdout", out) + _shown("printed on stderr", err)
     if report["stage"] != "done":
         what = {"import": "importing the file failed", "call": f"{name} raised an exception",
@@ -533,15 +557,129 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
         return ([header, f"  {what}: {error[-1] if error else ''}"]
                 + [f"    {line}" for line in error[-ERROR_LINES:-1]] + printed), 1
     with np.errstate(all="ignore"):  # huge finite gradients overflow in the comparisons, harmlessly
-        lines, worst = _verdicts(derivation, judge, rows, report["results"])
+        lines, worst = verdicts(report["results"])
     return [header] + lines + printed, worst
 
 
-def _verdicts(derivation, judge, rows, results):
-    """The report's lines after the header and its exit code, from the gradients the runner sent."""
+# -- one op's backward function (``check-code --op``) -------------------------------------------------
+# Each op is checked inside a small network of the derivation's that holds it between identity weights,
+# with the loss mean(yhat ⊙ y), whose dL/dŷ is y over its size: the derivation's gradients at a point
+# are then the op's, for an upstream gradient dout that is the network's dL/dŷ there.
+UPSTREAM = "[yhat*y]"
+OP_WIDTHS = {"in": 5, "out": 4}  # neither is N = 3, so a mistaken axis or transpose has the wrong shape
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op's check: its network, the function's arguments, what it returns, and the correct formulas."""
+    spec: str
+    arguments: tuple      # names of the arguments, in order: dout, x, w, b, gamma, beta, y
+    outputs: tuple        # (what the function returns, the network's gradient it is) in order
+    correct: dict         # output -> its correct formula, printed
+    identity: tuple = ()  # weights held at the identity, biases at 0
+    names: dict = None    # the network's names in the messages -> the op's
+
+
+def ops() -> dict:
+    """Every op check-code --op checks: affine, each element-wise activation, softmax, layernorm."""
+    n, m = OP_WIDTHS["in"], OP_WIDTHS["out"]
+    dense = {"Δ1": "dout", "X": "x", "W1": "w", "b1": "b", "dL/dx": "dx", "dL/dw": "dw", "dL/db": "db"}
+    found = {"affine": Op(f"{n} -> {m} ; {UPSTREAM}", ("dout", "x", "w", "b"),
+                          (("dx", "X"), ("dw", "W1"), ("db", "b1")),
+                          {"dx": "dout wᵀ", "dw": "xᵀ dout", "db": "dout summed over the batch (axis=0)"}, (),
+                          {**dense, "dL/dX": "dx", "dL/dW1": "dw", "dL/db1": "db"}),
+             "softmax": Op(f"{m} -> {m} softmax ; cross_entropy", ("x", "y"), (("dx", "X"),),
+                           {"dx": "(softmax(x) - onehot(y)) / N"}, ("W1", "b1"),
+                           {"Δ1": "dx", "Ŷ": "softmax(x)", "Y": "onehot(y)", "dL/dX": "dx"}),
+             "layernorm": Op(f"{n} -> {n} -> layernorm -> {n} ; {UPSTREAM}", ("dout", "x", "gamma", "beta"),
+                             (("dx", "X"), ("dgamma", "gamma2"), ("dbeta", "beta2")),
+                             {"dx": "(g - mean(g) - x̂ ⊙ mean(g ⊙ x̂)) / σ with g = γ ⊙ dout, means over each row",
+                              "dgamma": "Σ_batch dout ⊙ x̂", "dbeta": "Σ_batch dout"}, ("W1", "b1", "W3", "b3"),
+                             {"dL/dA2": "dout", "dL/dA1": "dx", "γ2": "γ", "μ2": "μ", "σ2": "σ", "X̂2": "x̂",
+                              "dL/dX": "dx", "dL/dgamma2": "dgamma", "dL/dbeta2": "dbeta", "layer norm 2's": "its",
+                              "Δ1": "dx"})}
+    for name, kind in ACTIVATIONS.items():
+        if kind.elementwise and name != "identity":
+            found[name] = Op(f"{n} -> {n} {name} -> {n} ; {UPSTREAM}", ("dout", "x"), (("dx", "X"),),
+                             {"dx": f"dout ⊙ {name}'(x)"}, ("W1", "b1", "W2", "b2"),
+                             {"Δ1": "dx", "Z1": "x", "dL/dX": "dx", "layer 1 uses": "the op is",
+                              "the layer's output": "its output"})
+    return found
+
+
+def _op_case(checker, op, seed):
+    """(the function's arguments at one point, as (values, dtype), the leaves) for ``op``."""
+    leaves = checker.leaves(random.Random(seed))
+    for key in op.identity:
+        symbol = checker.q[key].symbol
+        value = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
+        leaves[symbol] = value
+    env = checker.evaluate_steps(leaves)
+    q = checker.q
+    top = q[f"{checker.key('delta')}{len(checker.net.layers)}"].symbol
+    values = {"dout": _array(env[top]).T, "x": _array(env[q["X"].symbol]).T}
+    for key, param in (("w", "W1"), ("b", "b1"), ("gamma", "gamma2"), ("beta", "beta2")):
+        if param in q:
+            value = _array(env[q[param].symbol])
+            values[key] = value.T if key == "w" else value.ravel()
+    if "y" in op.arguments:
+        values["y"] = _array(env[q["Y"].symbol]).argmax(axis=0)
+    args = [(values[a].tolist(), "int64" if a == "y" else "float64") for a in op.arguments]
+    return args, {s: v for s, v in leaves.items()}
+
+
+def check_op(op_name: str, target: str, limits: Limits = Limits()):
+    """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
+    from derive import derive  # the op's network, derived on demand
+    known = ops()
+    if op_name not in known:
+        raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
+    path, name = _split_target(target)
+    op = known[op_name]
+    derivation = derive(op.spec)
+    checker = Checker(derivation, "columns")
+    prepared = [_op_case(checker, op, seed) for seed in SEEDS]
+    judge = BackwardJudge(checker, Checker(derivation, "rows"), [leaves for _, leaves in prepared],
+                          transposed={"W1"} if op_name == "affine" else ())
+    targets = judge.targets({})[0]
+    outputs = [out for out, _ in op.outputs]
+    task = {"cases": [{"args": args} for args, _ in prepared], "outputs": outputs, "loss": op_name == "softmax",
+            "names": {n: [n] for n in outputs + ["loss"]},
+            "sizes": {**{out: int(targets[grad].size) for out, grad in op.outputs}, "loss": 1}}
+    shapes = ", ".join(f"{a} {_shape_of(values)}" for a, (values, _) in zip(op.arguments, prepared[0][0]))
+    header = f"{terminal_text(target)}: {op_name} backward, {shapes}, {len(prepared)} random points"
+
+    def verdicts(results):
+        renamed = [{grad: r[out] for out, grad in op.outputs if out in r} for r in results]
+        lines, worst = _verdicts(judge, op.correct.get, renamed, {grad: out for out, grad in op.outputs}, op.names)
+        if op_name == "softmax" and all("loss" in r for r in results):
+            lines, worst = _loss_line(checker, judge, results, lines, worst)
+        return lines, worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)
+
+
+def _shape_of(values) -> str:
+    return str(tuple(np.shape(values)))
+
+
+def _loss_line(checker, judge, results, lines, worst):
+    """The loss a softmax function returns beside dx, against the derivation's at each point."""
+    got = [_gradient(r["loss"])[0] for r in results]
+    want = [float(numeric_value(checker.q["L"].symbol, checker.evaluate_steps(dict(leaves)))) for leaves in judge.leaves]
+    if all(g is not None and g.size == 1 and abs(float(g.ravel()[0]) - w) <= 1e-6 * (1 + abs(w)) for g, w in zip(got, want)):
+        return lines + ["  loss: correct"], worst
+    shown = "not a number" if got[0] is None or got[0].size != 1 else f"{float(got[0].ravel()[0]):.6g}"
+    return lines + [f"  loss: different: yours = {shown}, the mean cross-entropy = {want[0]:.6g}"], 1
+
+
+def _verdicts(judge, correct, results, shown=None, words=None):
+    """The report's lines after the header and its exit code, from the gradients the runner sent;
+    ``correct(name)``: the printed rule; ``shown``: the names the report gives the gradients (the op's
+    dx for X), ``words``: the names its messages use for the network's."""
+    shown, words = shown or {}, words or {}
     lines, worst, gots, problems = [], 0, {}, {}
     given_x = "X" in results[0]
-    names = judge.order(given_x)
+    names = [n for n in judge.order(given_x) if not shown or n in shown]
     want = judge.targets({})
     for param in names:
         checked = [_gradient(result.get(param)) for result in results]
@@ -556,22 +694,30 @@ def _verdicts(derivation, judge, rows, results):
         gots[param] = None if problems[param] else got
     verdicts = judge.verdicts(gots)
     for param in names:
+        label = shown.get(param, f"dL/d{param}")
         if problems[param]:
             worst = 1
-            lines.append(f"  dL/d{param}: {problems[param]}")
+            lines.append(f"  {label}: {_renamed(problems[param], words)}")
             continue
         verdict = verdicts[param]
         if not verdict:
-            lines.append(f"  dL/d{param}: correct")
+            lines.append(f"  {label}: correct")
             continue
         worst = 1
-        first, *hint = verdict.split("\n")
-        correct, _ = rows.printed(rows.target(param))
-        lines.append(f"  dL/d{param}: different: {first}")
-        lines.append(f"    correct: dL/d{param} = {correct}")
+        first, *hint = _renamed(verdict, words).split("\n")
+        lines.append(f"  {label}: different: {first}")
+        lines.append(f"    correct: {label} = {correct(shown.get(param, param))}")
         lines.append("    " + _difference(np.asarray(gots[param][0]), want[0][param]))
         lines += hint
     return lines, worst
+
+
+def _renamed(text, words) -> str:
+    """``text`` with the network's names replaced by the op's (Δ1 by dout, Z1 by x)."""
+    if not words:
+        return text
+    pattern = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.sub(rf"(?<![\w/])({pattern})(?!\w)", lambda m: words[m.group(1)], text)
 
 
 def _difference(got, want) -> str:

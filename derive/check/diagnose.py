@@ -100,18 +100,19 @@ class Diagnoser:
         """The layer norm above ``layer`` differentiated as if μ and σ were constants: γ ⊙ g / σ alone."""
         if layer >= self.layers or self.net.layers[layer].kind != "layernorm":
             return []
-        key = f"dL_dA{layer}"
-        step = next((s for s in self.sweep.steps if s.target.key == key), None)
+        step = next((s for s in self.sweep.steps if s.target.key in (f"dL_dA{layer}", f"dL_dZ{layer}")), None)
         if step is None or not isinstance(step.rhs, sp.HadamardProduct):
             return []
-        inverse, total = step.rhs.args
+        key, rhs = step.target.key, step.rhs
+        inverse, total = rhs.args
         kept = [t for t in getattr(total, "args", ()) if isinstance(t, sp.HadamardProduct) and not t.has(FeatureMean)]
         if len(kept) != 1:
             return []
         norm = layer + 1
-        return [World(f"layer norm {norm}'s backward without the paths through μ{norm} and σ{norm}: dL/dA{layer} = "
+        below = f"dL/dA{layer}"
+        return [World(f"layer norm {norm}'s backward without the paths through μ{norm} and σ{norm}: {below} = "
                       f"(g - mean(g) - X̂{norm} ⊙ mean(g ⊙ X̂{norm})) / σ{norm} with g = γ{norm} ⊙ dL/dA{norm}, means over "
-                      f"each sample's features, not g / σ{norm} alone", f"layer norm {norm}'s backward in Δ{layer}",
+                      f"each sample's features, not g / σ{norm} alone", f"layer norm {norm}'s backward in {below}",
                       {key: sp.HadamardProduct(inverse, kept[0])}, layer)]
 
     def _square_transpose(self, layer):
@@ -491,8 +492,10 @@ class BackwardJudge:
     gradient it reaches says it follows from it.
     """
 
-    def __init__(self, checker, shown, leaves):
+    def __init__(self, checker, shown, leaves, transposed=()):
+        """``leaves``: the leaves' values at each point; ``transposed``: gradients compared in the transposed layout."""
         self.checker, self.shown, self.leaves, self.net = checker, shown, leaves, checker.net
+        self.transposed = set(transposed)
         self._cache = {}
         self.sums = {}  # a bias-like parameter: the step whose sum over the batch is its gradient
         for name in self.net.param_names:
@@ -511,7 +514,7 @@ class BackwardJudge:
                 found = {}
                 for name in self.net.param_names:
                     value = np.array(numeric_value(self.checker.q[f"dL_d{name}"].symbol, env), dtype=float)
-                    found[name] = value.ravel() if name in self.sums else value
+                    found[name] = value.ravel() if name in self.sums else value.T if name in self.transposed else value
                     if name in self.sums:
                         rows = np.array(numeric_value(self.sums[name], env), dtype=float).T
                         found[f"{name}|axis=1"], found[f"{name}|all"] = rows.sum(axis=1), rows.sum().reshape(1)
@@ -571,9 +574,10 @@ class BackwardJudge:
         return best
 
     # -- the layers ----------------------------------------------------------------------------
-    def hypotheses(self, layer, adopted, names, gots):
-        """The hypotheses for ``layer`` given the ones above (``adopted``): each World or none, by a factor."""
-        worlds = [None] + (self.checker.worlds(layer, self.shown) if layer else [])
+    def hypotheses(self, layer, adopted, names, gots, pending=()):
+        """The hypotheses for ``layer`` given the ones above (``adopted``): each World or none, by a factor;
+        ``pending``: the layers above whose gradients were not given, whose mistakes show here first."""
+        worlds = [None] + [w for l in (layer, *pending) for w in self.checker.worlds(l, self.shown)]
         for world in worlds:
             overrides = {**adopted, **(world.overrides if world else {})}
             yield _Hypothesis(world, 1, overrides)
@@ -582,7 +586,7 @@ class BackwardJudge:
             ones, twos = self.targets(overrides), self.targets(self._scaled(overrides, layer, 2))
             ks = []
             for name in names:
-                if gots[name] is None:
+                if gots.get(name) is None:
                     continue
                 for _, mine, key in self.views(name, gots[name], ones[0][name]):
                     if all(m.shape == o[key].shape for m, o in zip(mine, ones)):
@@ -595,16 +599,19 @@ class BackwardJudge:
     def verdicts(self, gots):
         """{name: '' when right, else the diagnosis}; ``gots`` {name: yours at each point, or None}."""
         groups = {}
-        for name in self.order(gots.get("X") is not None):
+        for name in self.order(True):
             groups.setdefault(_layer(name), []).append(name)
         right = self.targets({})
-        adopted, sources, unknown, out = {}, [], [], {}
+        adopted, sources, unknown, out, pending = {}, [], [], {}, []
         for layer, names in groups.items():
+            if all(gots.get(n) is None for n in names):
+                pending.append(layer)
+                continue
             best, tried = None, []
-            for h in self.hypotheses(layer, adopted, names, gots):
+            for h in self.hypotheses(layer, adopted, names, gots, pending):
                 wants = self.targets(h.overrides)
                 found = {n: self.explain(n, gots[n], {k: [w[k] for w in wants] for k in wants[0]})
-                         for n in names if gots[n] is not None}
+                         for n in names if gots.get(n) is not None}
                 unexplained = sum(f is None for f in found.values())
                 cost = (unexplained, (h.world is not None) + (h.factor != 1) + sum(len(f) for f in found.values() if f),
                         h.factor != 1)
@@ -622,7 +629,7 @@ class BackwardJudge:
             short = h.world.short if h.world else (f"constant factor in Δ{layer}" if h.factor != 1 else "")
             wants = self.targets(h.overrides)
             for name in names:
-                if gots[name] is None:
+                if gots.get(name) is None:
                     continue
                 mistakes = found[name]
                 if mistakes is None:  # computed from another Δ than the layer's other gradients
@@ -643,7 +650,7 @@ class BackwardJudge:
                     sources.append((name, short))
                     new = []
                 out[name] = _composed(own, inherited, changed)
-            adopted = h.overrides
+            adopted, pending = h.overrides, []
         return out
 
     def order(self, with_x=False) -> list:

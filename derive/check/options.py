@@ -23,6 +23,24 @@ the batch gives the gradients a 1/N).
 """
 
 
+#: The calling conventions of one op's backward function, ``check-code --op NAME FILE.py:FUNCTION``.
+OP_CONTRACT = """\
+With --op NAME, one op's backward function, batch-first (N samples as rows), cs231n's layouts:
+
+    affine      f(dout, x, w, b) -> (dx, dw, db)    out = x @ w + b; x (N, D), w (D, M), b (M,)
+    ACTIVATION  f(dout, x) -> dx                    out = f(x) element-wise; x (N, D) the op's input
+                (relu, sigmoid, tanh, leaky_relu, elu, softplus, gelu, silu, with their defaults)
+    softmax     f(x, y) -> dx or (loss, dx)         loss = the mean over the batch of -log softmax(x)[y];
+                                                    x (N, C) scores, y (N,) integer labels
+    layernorm   f(dout, x, gamma, beta) -> (dx, dgamma, dbeta)
+                                                    each row normalized over its D features, eps = 1e-5,
+                                                    the biased variance; gamma, beta (D,)
+
+dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
+function (README: check-code --op).
+"""
+
+
 def add_check_arguments(parser) -> None:
     parser.add_argument("--wrt", help="the quantity the gradient is of: W2, b1, h1, z1 (= delta1), x, or the "
                                       "gradient's own name: delta1, dL/dz1, dL/dx, \\frac{\\partial L}{\\partial W_2}; "
