@@ -215,3 +215,18 @@ def test_a_layer_norm_network_is_checked_and_its_statistics_paths_named(tmp_path
     assert found["gamma2"] == "correct"
     assert found["W1"].startswith("different: layer norm 2's backward without the paths through μ2 and σ2"), text
     assert found["b1"] == "different: follows from dL/dW1's mistake (layer norm 2's backward in dL/dA1)", text
+
+
+def test_a_missing_penalty_and_a_gradient_never_stored_are_named(tmp_path):
+    found, code, text = verdicts(tmp_path, "3 -> 4 relu -> 1 ; mse ; l2=0.1", """
+        def backward(params, cache, X, T):
+            N = X.shape[0]
+            d2 = 2 / N * (cache["Yhat"] - T)
+            d1 = (d2 @ params["W2"]) * (cache["Z1"] > 0)
+            return {"W2": d2.T @ cache["A1"] + 0.2 * params["W2"], "b2": d2.sum(axis=0),
+                    "W1": d1.T @ X, "b1": np.zeros(4)}
+    """)
+    assert found["W2"] == "different: the L2 penalty's gradient twice: it is 0.1·W2, once", text
+    assert found["b2"] == "correct"
+    assert found["W1"] == "different: missing the L2 penalty's gradient: add 0.1·W1", text
+    assert found["b1"] == "different: zero: yours is 0 everywhere; was it never computed, or never stored?", text

@@ -84,6 +84,11 @@ class Diagnoser:
                                                              if l.kind == "dense")
                   if name != f.name and name in ACTIVATIONS and ACTIVATIONS[name].elementwise]
         z = prime.mats[0]
+        if mine is not None and not mine.has(sp.Piecewise) and mine.subs(A, Z) != f.derivative:
+            yield World(f"wrong activation derivative: {_shown_formula(mine)} is {f.name}'s derivative in its output "
+                        f"a = {f.name}(z), and yours applies it to z itself", f"wrong activation derivative in Δ{layer}",
+                        {step.target.key: sp.HadamardProduct(*[Pointwise(sp.Lambda(Z, mine.subs(A, Z)), f.latex + "'", z)
+                                                              if a is prime else a for a in step.rhs.args])}, layer)
         for name in dict.fromkeys(others):
             g = make_activation(name, "another activation")
             forms = [(sp.Lambda(Z, g.derivative), f"wrong activation derivative: layer {layer} uses {f.name}, not {name}")]
@@ -515,6 +520,9 @@ class BackwardJudge:
                 for name in self.net.param_names:
                     value = np.array(numeric_value(self.checker.q[f"dL_d{name}"].symbol, env), dtype=float)
                     found[name] = value.ravel() if name in self.sums else value.T if name in self.transposed else value
+                    penalty = self._penalty(name, env)
+                    if penalty is not None:
+                        found[f"{name}|penalty"] = penalty.T if name in self.transposed else penalty
                     if name in self.sums:
                         rows = np.array(numeric_value(self.sums[name], env), dtype=float).T
                         found[f"{name}|axis=1"], found[f"{name}|all"] = rows.sum(axis=1), rows.sum().reshape(1)
@@ -522,6 +530,13 @@ class BackwardJudge:
                 out.append(found)
             self._cache[key] = out
         return self._cache[key]
+
+    def _penalty(self, name, env):
+        """The weight penalties' share of ``name``'s gradient at a point (λ W, λ sign(W)), None without one."""
+        if not re.fullmatch(r"W\d+", name) or not (self.net.l1 or self.net.l2):
+            return None
+        W = np.array(numeric_value(self.checker.q[name].symbol, env), dtype=float)
+        return self.net.l2 * W + self.net.l1 * np.sign(W)
 
     def _delta_key(self, layer):
         keys = {s.target.key for s in self.checker.sweep.steps}
@@ -533,10 +548,18 @@ class BackwardJudge:
         return {**overrides, key: sp.Integer(k) * rhs if k == 2 else k * rhs}
 
     # -- one gradient under a hypothesis ----------------------------------------------------------
-    def views(self, name, gots, want):
-        """(mistake or '', yours as compared, the target's key) for each way of reading ``gots``."""
+    def views(self, name, gots, want, penalties=None):
+        """(mistake or '', yours as compared, the target's key) for each way of reading ``gots``;
+        ``penalties``: the penalties' share of the gradient at each point, when it has one."""
         got = gots[0]
         out = [("", gots, name)]
+        if penalties is not None and all(g.shape == p.shape for g, p in zip(gots, penalties)):
+            kinds = " and ".join(k for k, w in (("L2", self.net.l2), ("L1", self.net.l1)) if w)
+            shown = " + ".join(t for t, w in ((f"{self.net.l2:g}·{name}", self.net.l2),
+                                              (f"{self.net.l1:g}·sign({name})", self.net.l1)) if w)
+            out.append((f"missing the {kinds} penalty's gradient: add {shown}", [g + p for g, p in zip(gots, penalties)], name))
+            out.append((f"the {kinds} penalty's gradient twice: it is {shown}, once", [g - p for g, p in zip(gots, penalties)],
+                        name))
         if want.ndim == 2 and got.ndim == 2 and got.shape == want.T.shape:
             message = (f"transposed: yours is the transpose of dL/d{name} (it is square, so the shapes agree)"
                        if got.shape == want.shape else f"transposed: yours is {got.shape}, the transpose of dL/d{name}")
@@ -557,7 +580,7 @@ class BackwardJudge:
     def explain(self, name, gots, wants):
         """(the local mistakes, in order) that turn the targets ``wants`` ({key: per point}) into yours, or None."""
         best = None
-        for view, mine, key in self.views(name, gots, wants[name][0]):
+        for view, mine, key in self.views(name, gots, wants[name][0], wants.get(f"{name}|penalty")):
             target = wants[key]
             if any(m.shape != t.shape for m, t in zip(mine, target)):
                 continue
@@ -670,6 +693,7 @@ class BackwardJudge:
     def _unexplained(self, name, gots, right, unknown, layer):
         got, want = gots[0], right[0][name]
         text = (f"wrong shape: yours is {got.shape}, dL/d{name} is {want.shape}" if got.shape != want.shape else
+                "zero: yours is 0 everywhere; was it never computed, or never stored?" if not np.any(gots[0]) else
                 "no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains "
                 "the difference")
         above = [first for l, first in unknown if l > layer]
