@@ -602,7 +602,7 @@ def ops() -> dict:
         if kind.elementwise and name != "identity":
             found[name] = Op(f"{n} -> {n} {name} -> {n} ; {UPSTREAM}", ("dout", "x"), (("dx", "X"),),
                              {"dx": f"dout ⊙ {name}'(x)"}, ("W1", "b1", "W2", "b2"),
-                             {"Δ1": "dx", "Z1": "x", "dL/dX": "dx", "layer 1 uses": "the op is",
+                             {"Δ1": "dx", "Z1": "x", "dL/dX": "dx", "dL/dA1": "dout", "layer 1 uses": "the op is",
                               "the layer's output": "its output"})
     return found
 

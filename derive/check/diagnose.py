@@ -67,6 +67,12 @@ class Diagnoser:
                                      layer))
             if prime is not None:
                 out += self._other_derivatives(layer, f, step, prime)
+                upstream = [a for a in step.rhs.args if a is not prime and a is not mask]
+                if len(upstream) == 1:
+                    out.append(World(f"{f.name}'s derivative taken at the upstream gradient: Δ{layer} = dL/dA{layer} ⊙ "
+                                     f"{f.name}'(Z{layer}), not {f.name}'(dL/dA{layer})",
+                                     f"derivative at the upstream gradient in Δ{layer}",
+                                     {key: Pointwise(prime.fn, prime.label, upstream[0])}, layer))
         out += self._square_transpose(layer)
         out += self._layernorm_without_statistics(layer)
         if layer == self.layers:
