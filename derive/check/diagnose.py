@@ -418,9 +418,12 @@ def _local(node: Node, checker):
                     yield Node("act", (name, prime, moved), t), (
                         f"activation derivative at the wrong layer: '{t}' should be at z_{other}")
     if kind == "sum":
+        def over(axis):
+            return "every entry" if axis is None else f"axis={axis}"
         for axis in (0, 1, None):
             if axis != args[1]:
-                yield Node("sum", (args[0], axis), t), f"wrong sum over the batch: '{t}' sums over the wrong axis"
+                yield Node("sum", (args[0], axis), t), (f"wrong sum over the batch: '{t}' sums over {over(args[1])}; "
+                                                        f"the gradient sums over {over(axis)}")
         yield args[0], f"extra sum: '{t}' should not be summed"
     if kind == "name" and args[0] == "x":
         for other in range(1, checker.layers):
