@@ -2,9 +2,11 @@
 import functools
 import textwrap
 
+import numpy as np
 import pytest
 
 from derive import derive
+from derive.check import compare
 from derive.check.code import check_code
 
 
@@ -230,3 +232,16 @@ def test_a_missing_penalty_and_a_gradient_never_stored_are_named(tmp_path):
     assert found["b2"] == "correct"
     assert found["W1"] == "different: missing the L2 penalty's gradient: add 0.1·W1", text
     assert found["b1"] == "different: zero: yours is 0 everywhere; was it never computed, or never stored?", text
+
+
+def test_points_where_the_derivation_itself_overflows_give_no_verdict(tmp_path, monkeypatch):
+    def huge(self, rng=None):  # every input and parameter 900: the softmax overflows
+        return {q.symbol: np.full(tuple(int(s.subs(compare.N, compare.BATCH)) for s in q.symbol.shape), 900.0)
+                for q in self.q.values() if q.key in self.leaf_keys}
+    monkeypatch.setattr(compare.Comparer, "leaves", huge)
+    found, code, text = verdicts(tmp_path, "2 -> 3 softmax ; cross_entropy", """
+        def backward(params, cache, X, T):
+            d1 = (cache["Yhat"] - T) / X.shape[0]
+            return {"W1": d1.T @ X, "b1": d1.sum(axis=0)}
+    """)
+    assert code == 1 and found["W1"].startswith("could not decide: the derivation's own gradient is not finite"), text

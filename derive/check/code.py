@@ -529,11 +529,12 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
     path, name = _split_target(target)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
-    prepared = cases(checker)
     names = list(derivation.network.param_names) + ["X"]
-    judge = BackwardJudge(checker, rows, [_leaves(checker, env) for _, env in prepared])
-    task = {"cases": [args for args, _ in prepared], "names": {n: _spellings(n) for n in names},
-            "sizes": {n: int(judge.targets({})[0][n].size) for n in names}}
+    with np.errstate(all="ignore"):  # values that overflow are reported as undecided, not warned about
+        prepared = cases(checker)
+        judge = BackwardJudge(checker, rows, [_leaves(checker, env) for _, env in prepared])
+        sizes = {n: int(judge.targets({})[0][n].size) for n in names}
+    task = {"cases": [args for args, _ in prepared], "names": {n: _spellings(n) for n in names}, "sizes": sizes}
     header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
     return _run_and_judge(path, name, task, limits, header,
                           lambda results: _verdicts(judge, lambda p: rows.printed(rows.target(p))[0], results))
@@ -686,6 +687,11 @@ def _verdicts(judge, correct, results, shown=None, words=None):
         got = [array for array, _ in checked]
         if any(g is None for g in got):  # the function returned it at one point only: judged as missing
             got = [None] * len(got)
+        if not np.all(np.isfinite(want[0][param])):  # the points overflow the network: no verdict is conclusive
+            problems[param] = ("could not decide: the derivation's own gradient is not finite at the random points "
+                               "(the network's values overflow there)")
+            gots[param] = None
+            continue
         problems[param] = next((p for _, p in checked if p), "") or (
             f"no gradient for {param} in the returned dict (keys {param}, d{param} or dL_d{param})"
             if got[0] is None else _not_finite(param, got))

@@ -554,7 +554,7 @@ class BackwardJudge:
     def _scaled(self, overrides, layer, k):
         key = self._delta_key(layer)
         rhs = overrides.get(key, next(s.rhs for s in self.checker.sweep.steps if s.target.key == key))
-        return {**overrides, key: sp.Integer(k) * rhs if k == 2 else k * rhs}
+        return {**overrides, key: sp.sympify(k) * rhs}
 
     # -- one gradient under a hypothesis ----------------------------------------------------------
     def views(self, name, gots, want, penalties=None):
@@ -650,6 +650,8 @@ class BackwardJudge:
                 tried.append((cost, h, found))
                 if best is None or cost < best[0]:
                     best = (cost, h, found)
+                if cost == (0, 0, False):  # the layer is right as it is: nothing explains it better
+                    break
             if best is None:
                 continue
             (unexplained, _, _), h, found = best
