@@ -5,6 +5,7 @@ import pytest
 
 from codegen.cli import main
 from derive.check.code import ops
+from derive.check.options import OP_CONTRACT
 
 OPS = """
 import numpy as np
@@ -103,6 +104,8 @@ def test_a_mistake_in_one_op_is_named(capsys, module, op, function, lines):
 def test_every_elementwise_activation_is_an_op():
     assert {"affine", "softmax", "layernorm", "relu", "sigmoid", "tanh", "leaky_relu", "gelu"} <= set(ops())
     assert "identity" not in ops()
+    for name in ops():  # check-code --help lists every op it checks
+        assert name in OP_CONTRACT, name
 
 
 @pytest.mark.parametrize("args, words", [

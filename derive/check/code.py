@@ -5,9 +5,15 @@ backward(params, cache, X, T) -> a dict of gradients, batch-first like the gener
 
 The function runs in a contained child process (a crash, an exception, a hang or a hostile
 file is reported, never inherited) at two random points with N = 3. Its gradients are compared
-with the derivation's batch-form steps evaluated at the same points, and a difference is explained
-as ``check`` does: transposed, sign, constant factor, an activation derivative left out, a
-bias gradient not summed over the batch, a softmax output read as element-wise.
+with the derivation's batch-form steps evaluated at the same points, within a fraction of each
+gradient's scale, and a difference is explained by ``diagnose.BackwardJudge`` with the mistakes
+``check`` names (transposed, sign, constant factor, an activation derivative left out or another
+activation's, the transpose of a square weight, a sum over the wrong axis, a penalty left out, a
+softmax output read as element-wise), each named once, at the layer where it is made.
+
+``check_op`` (``check-code --op NAME``) checks one op's backward function (``options.OP_CONTRACT``)
+the same way, in the same contained child: the op is held between identity weights in a small
+derived network, so its gradients and its mistakes are the derivation's.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
