@@ -116,3 +116,35 @@ def test_every_elementwise_activation_is_an_op():
 def test_a_wrong_op_command_exits_2(capsys, args, words):
     code, out, err = run(capsys, *args)
     assert code == 2 and err.startswith("chainrule: error: ") and words in err and not out
+
+
+NG = """
+import numpy as np
+
+def linear_backward(dZ, cache):                  # deeplearning.ai's layout: one column per sample
+    A_prev, W, b = cache
+    m = A_prev.shape[1]
+    dW = 1 / m * np.dot(dZ, A_prev.T)
+    db = 1 / m * np.sum(dZ, axis=1, keepdims=True)
+    dA_prev = np.dot(W.T, dZ)
+    return dA_prev, dW, db
+
+def affine(dout, x, w, b):                        # the README's adapter
+    m = x.shape[0]                                # Ng's dZ has no 1/m: it is m times dL/dZ
+    dA_prev, dW, db = linear_backward(m * dout.T, (x.T, w.T, b.reshape(-1, 1)))
+    return dA_prev.T / m, dW.T, db.ravel()
+"""
+
+
+def test_the_readmes_adapter_for_ngs_linear_backward(capsys, tmp_path):
+    path = tmp_path / "ng.py"
+    path.write_text(textwrap.dedent(NG))
+    code, out, _ = run(capsys, "--op", "affine", f"{path}:affine")
+    assert code == 0 and out.count(": correct") == 3, out
+
+
+def test_an_op_runs_in_the_same_contained_child(capsys, tmp_path):
+    path = tmp_path / "hang.py"
+    path.write_text("def relu_backward(dout, x):\n    print('spinning')\n    while True:\n        pass\n")
+    code, out, _ = run(capsys, "--op", "relu", f"{path}:relu_backward", "--timeout", "1")
+    assert code == 1 and "did not finish within 1 s (--timeout)" in out and "| spinning" in out, out
