@@ -659,7 +659,7 @@ class BackwardJudge:
             if found and unexplained == len(found):
                 unknown.append((layer, names[0]))
                 h = _Hypothesis(None, 1, adopted)
-            new = ([h.world.message] if h.world else []) + ([self._factor_text(h.factor, names[0])] if h.factor != 1 else [])
+            named = False  # the layer's own mistake is named at its first gradient that shows it
             short = h.world.short if h.world else (f"constant factor in Δ{layer}" if h.factor != 1 else "")
             wants = self.targets(h.overrides)
             for name in names:
@@ -667,25 +667,25 @@ class BackwardJudge:
                     continue
                 mistakes = found[name]
                 if mistakes is None:  # computed from another Δ than the layer's other gradients
-                    out[name] = next((_composed(([o.world.message] if o.world else [])
-                                                + ([self._factor_text(o.factor, name)] if o.factor != 1 else [])
-                                                + f[name], None, True)
+                    out[name] = next((_composed(self._mistakes_of(o, name) + f[name], None)
                                       for _, o, f in others if f.get(name) is not None), None) \
                         or self._unexplained(name, gots[name], right, unknown, layer)
                     continue
                 changed = not all(close(w[name], r[name]) for w, r in zip(wants, right))
-                views = [m for m in mistakes if not m.startswith("constant factor")]
-                factors = [m for m in mistakes if m.startswith("constant factor")]
-                own = views + factors
                 inherited = next((src for src in reversed(sources) if src[0] != name), None) if changed else None
-                if new and changed:  # the layer's own mistake, named at its first gradient that shows it
-                    own = views + [self._factor_text(h.factor, name) if m.startswith("constant factor") else m
-                                   for m in new] + factors
+                own = mistakes
+                if short and changed and not named:
+                    views = [m for m in mistakes if not m.startswith("constant factor")]
+                    own = views + self._mistakes_of(h, name) + mistakes[len(views):]
                     sources.append((name, short))
-                    new = []
-                out[name] = _composed(own, inherited, changed)
+                    named = True
+                out[name] = _composed(own, inherited)
             adopted, pending = h.overrides, []
         return out
+
+    def _mistakes_of(self, h, name) -> list:
+        """A hypothesis's mistakes as named at the gradient ``name``."""
+        return ([h.world.message] if h.world else []) + ([self._factor_text(h.factor, name)] if h.factor != 1 else [])
 
     def order(self, with_x=False) -> list:
         """The parameters from the output layer to the first, each layer's weight first, then dL/dX."""
@@ -719,7 +719,7 @@ def _layer(name) -> int:
     return int(found.group()) if found else 0
 
 
-def _composed(own, inherited, changed) -> str:
+def _composed(own, inherited) -> str:
     """The diagnosis from a gradient's own mistakes and the one above it that it inherits."""
     source = f"dL/d{inherited[0]}'s mistake ({inherited[1]})" if inherited else ""
     if not own:
