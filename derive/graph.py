@@ -13,7 +13,7 @@ sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, Path, indexed, letter, network_output, torch_key
+from .naming import LOSS, Names, Path, buffer_names, indexed, letter, network_output, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -54,6 +54,7 @@ class Node:
     batch: object
     attrs: dict = field(default_factory=dict)
     index: int = 0
+    state: tuple = ()  # the values of the op's buffers (role "buffer"), one per ``op.state``
 
     @property
     def batched(self) -> bool:
@@ -102,7 +103,10 @@ class Graph:
         if out is None:
             out = self.value(names or Names(f"_{kind}{len(self.nodes)}", "", "", ""), axes, op.role, layer,
                              named=names is not None)
-        node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes))
+        # a buffer has the output's axes (a running statistic), a counter none
+        state = tuple(self.value(buffer_names(b, layer), () if b.integer else axes, "buffer", layer, named=False,
+                                 param=b) for b in op.state)
+        node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes), state)
         self.nodes.append(node)
         self.producer[out] = node
         for v in inputs:

@@ -7,7 +7,8 @@ the element-wise expansion that ``derive.verify`` differentiates, and the printe
 either a short label (``\\sigma'(z_1)``) or the formula. ``ColumnNormalize`` divides each
 column by its sum (softmax) and ``ColumnSums`` (``1 1ᵀ M``) gives each entry its column's sum
 (softmax's backward step). ``FeatureMean`` gives each column's mean (layer norm's μ)
-and ``Broadcast`` copies a row or a column to a matrix's shape.
+and ``Broadcast`` copies a row or a column to a matrix's shape; ``BatchMean`` gives each row's
+mean over the batch (batch norm's μ).
 """
 import sympy as sp
 from sympy.core.symbol import Str
@@ -162,3 +163,28 @@ class FeatureMean(MatrixExpr):
         if not isinstance(mat, sp.MatrixBase):
             return FeatureMean(mat)
         return sp.ImmutableMatrix(1, mat.cols, lambda _, j: sum(mat[:, j]) / mat.rows)
+
+
+class BatchMean(MatMul):
+    """``(1/N) M 1_N``: the mean of each row of M over the batch, a column (batch norm's statistics).
+
+    Like :class:`ColumnSums` it is the product it names (1/N, M and the column of ones), so whatever
+    evaluates or prints a MatMul handles it; the code printer takes each row's mean instead.
+    ``BatchMean(M)`` builds it; SymPy rebuilds it from all three args.
+    """
+
+    def __new__(cls, *args):
+        if len(args) == 1:
+            cols = args[0].shape[1]
+            args = (1 / sp.sympify(cols), args[0], sp.OneMatrix(cols, 1))
+        return MatMul.__new__(cls, *args)
+
+    @property
+    def mat(self):
+        return self.args[1]
+
+    def doit(self, **hints):
+        scale, mat, ones = (a.doit(**hints) for a in self.args)
+        if isinstance(mat, sp.MatrixBase) and isinstance(ones, sp.MatrixBase):
+            return scale * (mat * ones)
+        return BatchMean(scale, mat, ones)

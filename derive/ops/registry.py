@@ -49,6 +49,19 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """State an op keeps beside the parameters, as torch's buffers (batch norm's running statistics): its
+    name, its attribute in the PyTorch module, its meaning, its value at the start, and whether it counts
+    (an integer, as num_batches_tracked). It gets no gradient and no optimizer step; a forward pass in
+    training mode sets it to the op's ``update``."""
+    name: str
+    torch: str
+    meaning: str
+    init: float
+    integer: bool = False
+
+
+@dataclass(frozen=True)
 class Out:
     """An op's forward result: the output's expression and the reason in words."""
     expr: sp.Basic
@@ -75,6 +88,8 @@ class Op:
     params: tuple = ()
     role = "forward"        # the output's role ("loss" for a scalar the derivation minimises)
     reuses_adjoint = False  # the VJPs read the output's adjoint more than once: give it a symbol
+    couples_samples = False  # the output of a sample depends on the other samples (no per-sample form)
+    state: tuple = ()       # Buffers: module state beside the parameters (Node.state holds their values)
 
     def build(self, g, inputs: tuple, layer: int, **attrs):
         """Create the op's own values (parameters, masks) in the graph ``g``; return
@@ -96,6 +111,16 @@ class Op:
 
     def constraint(self, node, entries: dict) -> dict:
         """Substitutions on the inputs' entries under which the stated VJPs hold (default: none)."""
+        return {}
+
+    def evaluation(self, node, state):
+        """The output's expression in evaluation mode, in the symbols ``state`` of the node's buffers (batch
+        norm's running mean for the batch's mean), or None when both modes compute the same."""
+        return None
+
+    def update(self, node, ins, out, state) -> dict:
+        """{buffer name: its new value} after a forward pass in training mode, in the inputs ``ins``, the
+        output ``out`` and the buffers' symbols ``state`` (default: no buffers)."""
         return {}
 
     def examples(self) -> list:
