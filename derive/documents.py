@@ -75,8 +75,7 @@ def outline(derivation, latex: bool, accepted=None):
     yield "para", ("Every derivative below comes from SymPy applied to the definitions; each step is checked "
                    "against SymPy's element-wise derivative of the expanded network by chainrule's verifier.")
     yield "heading", "Notation"
-    for form in ("sample", "batch"):
-        sweep = derivation.sample if form == "sample" else derivation.batch
+    for form, sweep in derivation.forms:
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else NotesText(names)
         rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
@@ -103,7 +102,11 @@ def outline(derivation, latex: bool, accepted=None):
     if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
-    for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
+    if derivation.sample is None:
+        yield "heading", FORM_TITLES["sample"]
+        yield "para", ("None: batch norm normalizes each feature with the mean and the variance of the whole batch, "
+                       "so a sample's output depends on the other samples and the derivation has the batch form only.")
+    for form, sweep in derivation.forms:
         yield "heading", FORM_TITLES[form]
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else NotesText(names)
@@ -494,7 +497,7 @@ def _wrapped(block: str, width: int) -> str:
 def latex_steps(derivation) -> str:
     r"""``$$\begin{aligned} z_{1} &= W_{1} x + b_{1} && (1) \\ ...\end{aligned}$$``: each step, no prose."""
     rows = []
-    for sweep in (derivation.sample, derivation.batch):
+    for _, sweep in derivation.forms:
         printer = MathLatex({**{q.key: q.latex for q in sweep.quantities.values()}, **EXTRA_NAMES[True]})
         rows += [rf"{printer.doprint(s.target.symbol)} &= {printer.doprint(s.rhs)} && ({s.number})" for s in sweep.steps]
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"

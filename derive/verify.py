@@ -78,7 +78,8 @@ def verify(derivation: Derivation, cap: int = 3, batch: int = 2, seed: int = 0, 
     net = derivation.network
     small = derivation if max(net.widths) <= cap else Derivation(shrink(net, cap))
     proofs = []
-    for sweep, columns in ((small.sample, 1), (small.batch, batch)):
+    for form, sweep in small.forms:
+        columns = 1 if form == "sample" else batch
         proofs.extend(Expansion(sweep, columns).prove(random.Random(seed), exact))
     return Report(tuple(proofs))
 
