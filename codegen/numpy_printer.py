@@ -516,3 +516,11 @@ class BatchFirstPrinter(ElementwisePrinter):
         if not isinstance(expr.mat, MatrixSymbol):
             text = "({})".format(text)
         return "{}.sum(axis={}, keepdims=True)".format(text, 1 if self._transposed else 0)
+
+    def _print_BatchMean(self, expr):
+        # the mean of each row over the batch: along the rows of what code holds (a 1-D result, held
+        # as a bias is) when transposed, along each row otherwise
+        text = self._print(expr.mat)
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.mean(axis={})".format(text, 0 if self._transposed else 1)

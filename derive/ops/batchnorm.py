@@ -22,7 +22,7 @@ so x̂, σ, var and μ pass on no share of their own. ``tests/test_ops.py`` prov
 
 Training mode uses the batch's μ and var, and each such forward pass updates the running statistics
 (buffers, no gradient) as torch does: running_mean ← (1 - m) running_mean + m μ, running_var ←
-(1 - m) running_var + m (N/(N - 1)) var (the unbiased variance), num_batches_tracked ← + 1. Evaluation
+(1 - m) running_var + m (N/(N - 1)) var (the unbiased variance), num_batches_tracked ← num_batches_tracked + 1. Evaluation
 mode uses running_mean and running_var in place of μ and var.
 """
 import sympy as sp
@@ -46,7 +46,7 @@ def _centred(x, mu):
 
 def _summed(m):
     """M 1_N: each row of M summed over the batch, a column."""
-    return m * sp.OneMatrix(m.shape[1], 1)
+    return sp.MatMul(m, sp.OneMatrix(m.shape[1], 1))
 
 
 def _fn(body):
@@ -88,8 +88,9 @@ class Mean(_Statistic):
 @op("batchnorm_var")
 class Variance(_Statistic):
     """``(F, N), (F, 1) -> (F, 1)``: var = (1/N) (x - μ)² 1_N, inputs x and its mean μ; attr ``momentum``."""
-    state = (Buffer("running_var", "running_var", "running unbiased variance of each feature (evaluation's var)",
-                    1.0),)
+    # the variance's node also counts the batches: a layer's buffers are all updated where its statistics are
+    state = (Buffer("running_var", "running_var", "running unbiased variance of each feature (evaluation's var)", 1.0),
+             Buffer("num_batches_tracked", "num_batches_tracked", "number of training batches seen", 0))
 
     def build(self, g, inputs, layer, momentum):
         names = Names(f"var{layer_key(layer)}", rf"\operatorname{{var}}_{{{layer}}}", f"var{layer}",
@@ -113,7 +114,8 @@ class Variance(_Statistic):
     def update(self, node, ins, out, state):
         m, n = sp.Float(node.attrs["momentum"]), sp.sympify(node.batch)
         # torch keeps the unbiased variance, N/(N - 1) times the biased one that normalizes
-        return {"running_var": sp.MatAdd(scaled(1 - m, state[0]), scaled(m * n / (n - 1), out))}
+        return {"running_var": sp.MatAdd(scaled(1 - m, state[0]), scaled(m * n / (n - 1), out)),
+                "num_batches_tracked": state[1] + 1}
 
     def examples(self):
         def build(g):
@@ -189,8 +191,6 @@ class BatchNorm(Op):
     couples_samples = True
     reuses_adjoint = True  # dL/dy is read by the VJPs of x, γ and β
     params = (Param("gamma", "weight", "gain", init=1.0), Param("beta", "bias", "shift", init=0.0))
-    state = (Buffer("num_batches_tracked", "num_batches_tracked", "number of training batches seen", 0,
-                    integer=True),)
 
     def build(self, g, inputs, layer, momentum=0.1, eps=1e-5, affine=True):
         (x,) = inputs
@@ -235,9 +235,6 @@ class BatchNorm(Op):
                              f"each gain scales its normalized feature: dL/d{y} times {xhat_name}, summed over the batch")
             shares[4] = Grad(_summed(g), f"each shift adds to its feature: dL/d{y} summed over the batch")
         return shares
-
-    def update(self, node, ins, out, state):
-        return {"num_batches_tracked": state[0] + 1}
 
     def examples(self):
         def build(**attrs):

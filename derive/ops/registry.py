@@ -51,14 +51,17 @@ class Param:
 @dataclass(frozen=True)
 class Buffer:
     """State an op keeps beside the parameters, as torch's buffers (batch norm's running statistics): its
-    name, its attribute in the PyTorch module, its meaning, its value at the start, and whether it counts
-    (an integer, as num_batches_tracked). It gets no gradient and no optimizer step; a forward pass in
-    training mode sets it to the op's ``update``."""
+    name, its attribute in the PyTorch module, its meaning and its value at the start, an int for a
+    counter (num_batches_tracked, a scalar) and a float for a statistic (the shape of the op's output).
+    It gets no gradient and no optimizer step; a forward pass in training mode sets it to the op's ``update``."""
     name: str
     torch: str
     meaning: str
     init: float
-    integer: bool = False
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.init, int)
 
 
 @dataclass(frozen=True)
