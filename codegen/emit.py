@@ -255,6 +255,12 @@ def _statements(lines, modes) -> list:
     return out
 
 
+def _state_dict_order(values) -> list:
+    """Parameters and buffers in the order of torch's state_dict: layer by layer, a layer's buffers after its parameters."""
+    layers = list(dict.fromkeys(v.layer for v in values))
+    return sorted(values, key=lambda v: (layers.index(v.layer), v.role == "buffer"))
+
+
 def _names(lines) -> set:
     """Every identifier the right-hand sides of ``lines`` mention (one pass, so depth stays linear)."""
     return set(re.findall(r"\b[A-Za-z_]\w*\b", " ".join(line.rhs for line in lines)))
@@ -371,7 +377,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         inputs=net.inputs,
         outputs=net.outputs,
         shapes=shapes,
-        torch_keys=[(v.key, v.torch_key) for v in param_values + buffers],
+        torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],
         buffers=[(v.key, v.shape[:1], v.param.init) for v in buffers],
         coupled=derivation.sample is None,
         constants=[(v.key, v.param.init) for v in param_values if v.param.init is not None],
