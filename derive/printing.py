@@ -246,7 +246,7 @@ class NotesText(MathText):
         coeff, body = self._matmul_parts(expr)
         if coeff in (1, -1):
             return ("-" if coeff == -1 else "") + body
-        return f"{self._print(coeff)} {body}" if coeff.is_Integer else f"({self._print(coeff)}) {body}"
+        return f"{self._print(coeff)} {body}" if coeff.is_Integer or coeff.is_Symbol else f"({self._print(coeff)}) {body}"
 
     def _print_Mul(self, expr):
         """Factors side by side (``2 (ŷ - y)``, ``z tanh(z)``), never Python's ``*``."""
