@@ -16,7 +16,8 @@ import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
 from .nodes import ColumnSums, ElementSum, Pointwise
-from .ops.activations import Named, Z
+from .functions import Named
+from .ops.activations import Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
 from .printing import MathLatex, NotesText, activation_definitions, loss_definition
