@@ -287,3 +287,25 @@ def test_check_refuses_a_batchnorm_network_in_one_line():
     from derive.check import check
     with pytest.raises(ChainruleError, match=r'layer 2 has type = "batchnorm"'):
         check(derive(SPECS[0]), "dL/dgamma2", "dL/da2")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("4 -> batchnorm(momentum=1.5) -> 2 ; mse", r"^layer 1 momentum must be a number in \[0, 1\] .*not 1\.5$"),
+    ("4 -> batchnorm(eps=0) -> 2 ; mse", r"^layer 1 eps must be a number in \(0, 1\] .*not 0$"),
+    ("4 -> batchnorm(affine=1) -> 2 ; mse", r"^layer 1 affine must be true or false, not 1$"),
+    ({"network": {"inputs": 3, "loss": "mse", "layers": [{"type": "batchnorm", "momentum": "0.1"}, {"units": 1}]}},
+     r"^layer 1 momentum must be a number in \[0, 1\]"),
+    ("4 -> batchnorm(momentun=0.2) -> 2 ; mse", r"unknown key 'momentun' \(did you mean 'momentum'\?\)"),
+])
+def test_spec_errors_are_one_line(spec, message):
+    with pytest.raises(ChainruleError) as err:
+        derive(spec)
+    assert "\n" not in str(err.value) and re.search(message, str(err.value)), str(err.value)
+
+
+def test_settings_reach_the_layer_and_the_inline_form():
+    net = derive("3 -> batchnorm(momentum=0.3, eps=0.001, affine=false) -> 2 ; mse").network
+    layer = net.layers[0]
+    assert (layer.kind, layer.units, layer.momentum, layer.eps, layer.affine) == ("batchnorm", 3, 0.3, 0.001, False)
+    assert layer.inline(str) == "batchnorm(momentum=0.3, eps=0.001, affine=false)"
+    assert net.param_names == ["W2", "b2"]  # no γ and β without affine

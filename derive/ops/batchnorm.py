@@ -25,13 +25,16 @@ Training mode uses the batch's μ and var, and each such forward pass updates th
 (1 - m) running_var + m (N/(N - 1)) var (the unbiased variance), num_batches_tracked ← num_batches_tracked + 1. Evaluation
 mode uses running_mean and running_var in place of μ and var.
 """
+from dataclasses import dataclass
+
 import sympy as sp
 
-from ..naming import Names, greek, indexed, layer_key, letter, normalized
+from ..fields import boolean, number
+from ..naming import Names, greek, indexed, layer_key, letter, network_output, normalized
 from ..nodes import BatchMean, Pointwise, broadcast
 from ..steps import ref
 from .activations import Z
-from .registry import Buffer, Grad, Op, Out, Param, hadamard, op, scaled
+from .registry import Buffer, Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
 
 def _column_axes(x) -> tuple:
@@ -240,3 +243,29 @@ class BatchNorm(Op):
         def build(**attrs):
             return lambda g: g.add("batchnorm", [g.leaf("x", 3)], 1, **attrs)
         return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5))]
+
+
+@layer("batchnorm")
+@dataclass(frozen=True)
+class BatchNormLayer(LayerKind):
+    """``torch.nn.BatchNorm1d(units, eps, momentum, affine)``: normalizes each feature over the batch."""
+    units: int
+    momentum: float = 0.1
+    eps: float = 1e-5
+    affine: bool = True
+    keys = ("type", "momentum", "eps", "affine")
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = at.where
+        momentum = number(raw, "momentum", 0.1, where, 0, 1, hint=" (torch's default is 0.1; the running statistics "
+                                                                 "move this fraction towards each batch's)")
+        eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")
+        return cls(at.width, momentum, eps, boolean(raw, "affine", True, where))
+
+    def parameters(self, shape) -> int:
+        return 2 * self.units if self.affine else 0  # γ and β, one per feature
+
+    def expand(self, g, l, a, last):
+        out = g.value(network_output(g.batched), a.axes, "forward", l) if last else None
+        return g.add("batchnorm", [a], l, out=out, momentum=self.momentum, eps=self.eps, affine=self.affine)
