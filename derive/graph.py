@@ -22,13 +22,18 @@ OPS = ops()
 @dataclass(frozen=True, eq=False)
 class Value:
     """A named tensor: ``axes`` ((name, size), ...) (() for a scalar), its role (data, param, mask,
-    forward, loss), its layer, and for a parameter the op's ``Param`` (its PyTorch attribute)."""
+    forward, loss), its layer, and for a parameter the op's ``Param`` (its PyTorch attribute).
+
+    ``layout`` names the sizes its first axis unfolds into, in row-major order: (("features", 8),) for
+    vectors, (("channels", 2), ("height", 4), ("width", 4)) for images; for a parameter, its shape as
+    torch stores it (a convolution's kernel (out, in, kH, kW)), when that is not its matrix shape."""
     names: Names
     axes: tuple
     role: str
     layer: int = 0
     named: bool = True
     param: object = None
+    layout: tuple = None
 
     @property
     def key(self) -> str:
@@ -78,8 +83,11 @@ class Graph:
     def features(self, size: int) -> tuple:
         return (("features", size), ("batch", self.batch))
 
-    def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None) -> Value:
-        v = Value(names, axes, role, layer, named, param)
+    def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None,
+              layout: tuple = None) -> Value:
+        if layout is None and axes and role != "param":
+            layout = (("features", axes[0][1]),)
+        v = Value(names, axes, role, layer, named, param, layout)
         self.values.append(v)
         self.consumers[v] = []
         return v
@@ -98,10 +106,13 @@ class Graph:
         """Apply op ``kind`` to ``inputs``; its output is ``out`` if given (a value made in advance, so it
         is listed before the op's own values), else the op's own (folded away when it names none)."""
         op = OPS[kind]
-        inputs, axes, names = op.build(self, tuple(inputs), layer, **attrs)
+        # an op that changes the layout (a convolution, a pooling) returns the output's layout too;
+        # one that keeps the axes of its first input keeps its layout
+        inputs, axes, names, *layout = op.build(self, tuple(inputs), layer, **attrs)
+        layout = layout[0] if layout else inputs[0].layout if inputs and inputs[0].axes == axes else None
         if out is None:
             out = self.value(names or Names(f"_{kind}{len(self.nodes)}", "", "", ""), axes, op.role, layer,
-                             named=names is not None)
+                             named=names is not None, layout=layout)
         node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes))
         self.nodes.append(node)
         self.producer[out] = node
