@@ -253,7 +253,7 @@ def _init(derivation, training) -> list:
     draws its weights: a top-level layer by its number, a layer inside a block by its code name."""
     net, out = derivation.network, []
     for node in derivation.batch.graph.nodes:
-        if node.op.name == "dense":
+        if node.op.name in ("dense", "conv"):
             act = net.layer(node.layer).activation
             key = node.layer if isinstance(node.layer, int) else repr(layer_key(node.layer))
             out.append((key, *init_scheme(act, training.get("init")), act.name))
@@ -275,8 +275,11 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
     param_values = [v for v in derivation.batch.graph.values if v.role == "param"]
-    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
-    shapes = [(v.key, v.shape[:1] if v.axes[1][0] == "batch" else v.shape) for v in param_values]
+    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it,
+    # and one with a layout (a convolution's kernel) in that shape
+    shapes = [(v.key, tuple(n for _, n in v.layout) if v.layout else v.shape[:1] if v.axes[1][0] == "batch"
+               else v.shape) for v in param_values]
+    x_layout = next(v for v in derivation.batch.graph.values if v.role == "data").layout
     printer = BatchFirstPrinter(vectors=[key for key, shape in shapes if len(shape) == 1])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]
@@ -317,7 +320,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,
-        inputs=net.inputs,
+        inputs=", ".join(str(n) for _, n in x_layout),
+        features=net.inputs,
+        layout=", ".join(name for name, _ in x_layout) if len(x_layout) > 1 else None,
+        layout_text="×".join(str(n) for _, n in x_layout) + (" image" if len(x_layout) == 3 else " signal"),
         outputs=net.outputs,
         shapes=shapes,
         torch_keys=[(v.key, v.torch_key) for v in param_values],
