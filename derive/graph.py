@@ -6,14 +6,14 @@ per-sample form, so both forms are the same graph instantiated at two batch size
 is ``named`` is a quantity of the derivation with its own forward Step; one that is not (the
 activation before a dropout mask, say) is folded into its consumer's Step.
 
-A dense layer expands into dense -> activation (-> dropout) (-> add, when residual); a layer norm
-into the layernorm op; an activation layer into its activation; a residual block into its layers
-(numbered by ``naming.Path``) and an add; the loss into the loss op, then the penalties and their
-sum, the objective.
+Each layer of the spec expands itself (its kind's ``expand``, beside its ops in ``derive/ops``): a
+dense layer into dense -> activation (-> dropout) (-> add, when residual), a layer norm into the
+layernorm op, a residual block into its layers (numbered by ``naming.Path``) and an add. The loss
+becomes the loss op, then the penalties and their sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, Path, indexed, letter, network_output, torch_key
+from .naming import LOSS, Names, indexed, letter, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -22,18 +22,18 @@ OPS = ops()
 @dataclass(frozen=True, eq=False)
 class Value:
     """A named tensor: ``axes`` ((name, size), ...) (() for a scalar), its role (data, param, mask,
-    forward, loss), its layer, and for a parameter the op's ``Param`` (its PyTorch attribute).
-
-    ``layout`` names the sizes its first axis unfolds into, in row-major order: (("features", 8),) for
-    vectors, (("channels", 2), ("height", 4), ("width", 4)) for images; for a parameter, its shape as
-    torch stores it (a convolution's kernel (out, in, kH, kW)), when that is not its matrix shape."""
+    forward, loss), its layer, for a parameter the op's ``Param`` (its PyTorch attribute), and
+    ``layout``, the named sizes its features unflatten to in PyTorch's row-major order
+    ((("channels", C), ("height", H), ("width", W)) for an image; () for plain features); for a
+    parameter, its shape as torch stores it when that is not its matrix shape (a convolution's kernel
+    (out, in, kH, kW) is the matrix (out, in·kH·kW) in the math)."""
     names: Names
     axes: tuple
     role: str
     layer: int = 0
     named: bool = True
     param: object = None
-    layout: tuple = None
+    layout: tuple = ()
 
     @property
     def key(self) -> str:
@@ -84,9 +84,7 @@ class Graph:
         return (("features", size), ("batch", self.batch))
 
     def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None,
-              layout: tuple = None) -> Value:
-        if layout is None and axes and role != "param":
-            layout = (("features", axes[0][1]),)
+              layout: tuple = ()) -> Value:
         v = Value(names, axes, role, layer, named, param, layout)
         self.values.append(v)
         self.consumers[v] = []
@@ -109,7 +107,7 @@ class Graph:
         # an op that changes the layout (a convolution, a pooling) returns the output's layout too;
         # one that keeps the axes of its first input keeps its layout
         inputs, axes, names, *layout = op.build(self, tuple(inputs), layer, **attrs)
-        layout = layout[0] if layout else inputs[0].layout if inputs and inputs[0].axes == axes else None
+        layout = layout[0] if layout else inputs[0].layout if inputs and inputs[0].axes == axes else ()
         if out is None:
             out = self.value(names or Names(f"_{kind}{len(self.nodes)}", "", "", ""), axes, op.role, layer,
                              named=names is not None, layout=layout)
@@ -125,51 +123,13 @@ def expand(network, batch=1) -> Graph:
     """The graph of ``network`` with ``batch`` samples as columns (N for the batch form, 1 per sample)."""
     g = Graph(batch)
     x = g.value(Names.plain(letter("x", g.batched), "input" + (", one sample per column" if g.batched else "")),
-                g.features(network.inputs), "data")
+                g.features(network.inputs), "data", layout=network.layout)
     y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
     a = x
     for l, layer in enumerate(network.layers, start=1):
-        a = _layer(g, l, layer, a, last=l == len(network.layers))
+        a = layer.expand(g, l, a, last=l == len(network.layers))
     _loss(g, network, a, y)
     return g
-
-
-def _layer(g: Graph, l, layer, a: Value, last: bool) -> Value:
-    """The values of ``layer`` (at position ``l``: an int, or a Path inside a block) applied to ``a``."""
-    if layer.kind == "dense":
-        return _dense_layer(g, l, layer, a, last)
-    def output(meaning):
-        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"{meaning} of layer {l}")
-        return g.value(names, a.axes, "forward", l)
-    if layer.kind == "layernorm":
-        return g.add("layernorm", [a], l, out=output("output") if last else None, eps=layer.eps, affine=layer.affine)
-    if layer.kind == "activation":
-        f = layer.activation
-        return g.add("elementwise" if f.elementwise else "softmax", [a], l, out=output("activation"), act=f,
-                     output=last)
-    h = a
-    for j, inner in enumerate(layer.layers, start=1):
-        h = _layer(g, Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), inner, h, last=False)
-    return g.add("add", [h, a], l, out=output("output"))
-
-
-def _dense_layer(g: Graph, l: int, layer, a: Value, last: bool) -> Value:
-    """dense -> activation (-> dropout) (-> add): one Step for z, one for the layer's output."""
-    z = g.add("dense", [a], l, units=layer.units)
-    f = layer.activation
-    kind = "elementwise" if f.elementwise else "softmax"
-    if not last and f.is_identity and not layer.dropout and not layer.residual:
-        # the layer's output is its pre-activation: the identity's node is folded away under z's names
-        return g.add(kind, [z], l, out=g.value(z.names, z.axes, "forward", l, named=False), act=f, silent=True)
-    names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
-    out = g.value(names, z.axes, "forward", l)
-    h = g.add(kind, [z], l, out=None if layer.dropout or layer.residual else out, act=f,
-              output=last and not layer.residual)
-    if layer.dropout:
-        h = g.add("dropout", [h], l, out=None if layer.residual else out, p=layer.dropout)
-    if layer.residual:
-        h = g.add("add", [h, a], l, out=out)
-    return h
 
 
 def _loss(g: Graph, network, yhat: Value, y: Value):
