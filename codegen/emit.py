@@ -14,6 +14,7 @@ import sympy as sp
 
 from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
+from derive.fields import shown_shape
 from derive.naming import layer_key
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
@@ -245,7 +246,7 @@ def _summary(net) -> str:
     def dense(layer):
         return (f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
                 + (f" dropout={layer.dropout:g}" if layer.dropout else ""))
-    return " -> ".join([str(net.inputs)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
+    return " -> ".join([shown_shape(net.input_shape)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
 
 
 def _init(derivation, training) -> list:

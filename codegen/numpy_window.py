@@ -26,10 +26,11 @@ def _global(w: Window) -> bool:
 class WindowPrinting:
     """``_print_<Node>`` for the window nodes; mixed into ``BatchFirstPrinter``."""
 
-    def _held(self, mat) -> str:
-        """``mat`` printed as code holds it (a batch value batch-first, a parameter as stored)."""
+    def _held(self, mat, row=False) -> str:
+        """``mat`` printed as code holds it (a batch value batch-first, a parameter as stored; ``row``: a
+        bias as its 1-D vector)."""
         from .numpy_printer import stored_transposed
-        saved, self._transposed = self._transposed, stored_transposed(mat)
+        saved, self._transposed = self._transposed, row or stored_transposed(mat)
         try:
             return self._factor(mat)
         finally:
@@ -45,7 +46,7 @@ class WindowPrinting:
     def _print_Conv(self, expr):
         w = expr.window
         args = [self._held(m) for m in (expr.mats[1], expr.mats[0])] + \
-            ([self._held(expr.mats[2])] if len(expr.mats) == 3 else ["None"])
+            ([self._held(expr.mats[2], row=True)] if len(expr.mats) == 3 else ["None"])
         return self._call("_conv", args, w, "shape", "stride", "padding", "dilation")
 
     def _print_ConvWeightGrad(self, expr):

@@ -24,14 +24,17 @@ pooling ops of ``derive.ops.pool``.
 """
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from ..naming import error, indexed, letter
-from ..steps import formula, ref
-from .registry import Grad, Op, Out, Param, op
+from ..errors import ChainruleError, shown
+from ..fields import boolean, described, entry, positive_int
+from ..naming import Names, error, indexed, letter, network_output
+from ..steps import ref
+from .activations import Activation, make_activation
+from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
 #: The index letters of one and two spatial axes: outputs, kernel offsets, input positions.
 OUTPUT_INDEX = {1: ("i",), 2: ("i", "j")}
@@ -345,10 +348,9 @@ def spatial_words(w: Window) -> str:
 
 
 def _geometry(w: Window) -> str:
-    """``stride 2, padding 1, dilation 1`` (one number when the axes agree)."""
-    def one(values):
-        return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
-    return f"stride {one(w.stride)}, padding {one(w.padding)}, dilation {one(w.dilation)}"
+    """``stride 2, padding 1`` (one number when the axes agree; dilation when it is not 1)."""
+    return f"stride {one(w.stride)}, padding {one(w.padding)}" + (
+        f", dilation {one(w.dilation)}" if set(w.dilation) != {1} else "")
 
 
 @op("conv")
@@ -381,8 +383,8 @@ class Convolution(Op):
         x = node.inputs[0]
         why = (f"layer {node.layer} is a convolution, a cross-correlation as torch.nn.Conv{w.dims}d computes it: "
                f"each output channel sums its kernel times the input's {w.channels}-channel "
-               f"{'×'.join(map(str, w.kernel))} window at each position ({_geometry(w)}; "
-               f"{ref(x)} is 0 outside its {spatial_words(w)} positions)")
+               f"{'×'.join(map(str, w.kernel))} window at each position ({_geometry(w)}"
+               + (f"; {ref(x)} is 0 outside its {spatial_words(w)} positions)" if any(w.padding) else ")"))
         return Out(Conv(w, *ins[1:2], ins[0], *ins[2:]), why)
 
     def vjp(self, node, g, ins, out):
@@ -418,7 +420,160 @@ class Convolution(Op):
 
 def image_leaf(g, shape: tuple):
     """An input value for an example: a (C·H·W, batch) matrix laid out as channels × spatial ``shape``."""
-    from ..naming import Names
-    spatial = ("length",) if len(shape) == 2 else ("height", "width")
-    return g.value(Names.plain("x"), g.features(math.prod(shape)), "data",
-                   layout=(("channels", shape[0]),) + tuple(zip(spatial, shape[1:])))
+    return g.value(Names.plain("x"), g.features(math.prod(shape)), "data", layout=layout_of(shape))
+
+
+def layout_of(shape: tuple) -> tuple:
+    """(("channels", C), ("height", H), ("width", W)) for (C, H, W); (("channels", C), ("length", L)) for (C, L)."""
+    return tuple(zip(LAYOUT_NAMES[len(shape) - 1], shape))
+
+
+# -- the layer kinds of the spec ---------------------------------------------------------------------
+
+#: The named sizes a layer acting on one or two spatial axes reads: signals (N, C, L), images (N, C, H, W).
+LAYOUT_NAMES = {1: ("channels", "length"), 2: ("channels", "height", "width")}
+_WHAT = {1: "1-D signals (channels, length)", 2: "images (channels, height, width)"}
+
+
+def spatial_input(at, kind: str, dims: int) -> tuple:
+    """The (channels, *spatial) sizes of the input at ``at``, or the error naming what the layer takes."""
+    names = tuple(n for n, _ in at.shape)
+    if names == LAYOUT_NAMES[dims]:
+        return tuple(n for _, n in at.shape)
+    if names == LAYOUT_NAMES[3 - dims]:
+        hint = f"use {kind.replace(str(dims), str(3 - dims))}"
+    elif at.path == (1,):
+        hint = ("give the network such an input, like inputs = { channels = 1, height = 8, width = 8 }" if dims == 2
+                else "give the network such an input, like inputs = { channels = 1, length = 16 }")
+    else:
+        hint = "put it before the flatten"
+    raise ChainruleError(f"{at.where} ({kind}) takes {_WHAT[dims]}, but its input is {described(at.shape)}; {hint}")
+
+
+def sizes(raw: dict, key: str, default, dims: int, where: str, low: int) -> tuple:
+    """A size per spatial axis: one whole number for all, or a list of ``dims`` (kernel_size = [3, 2])."""
+    value = raw.get(key, default)
+    if value is None:
+        raise ChainruleError(f"{where} needs {key}, like {key} = 3")
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_SIZE  # noqa: E731
+    values = [value] * dims if whole(value) else value if isinstance(value, list) and len(value) == dims else None
+    if values is None or not all(whole(v) for v in values):
+        pair = f" or a list of {dims} (like {key} = [3, 3])" if dims > 1 else ""
+        raise ChainruleError(f"{where} {key} must be a whole number from {low} to {MAX_SIZE}{pair}, not {shown(value)}")
+    return tuple(values)
+
+
+#: The largest kernel size, stride, padding or dilation (a kernel larger than its input is refused anyway).
+MAX_SIZE = 4096
+
+
+def one(values: tuple) -> str:
+    """``2`` when every axis agrees, else ``2×1``."""
+    return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+
+def fitted(w: Window, where: str) -> Window:
+    """``w``, or the error when its kernel does not fit the padded input."""
+    padded = tuple(n + 2 * p for n, p in zip(w.spatial, w.padding))
+    if any(e > q for e, q in zip(w.extent, padded)):
+        pad = f" ({'×'.join(map(str, padded))} with padding {one(w.padding)})" if any(w.padding) else ""
+        span = f" (spanning {'×'.join(map(str, w.extent))} with dilation {one(w.dilation)})" if w.extent != w.kernel else ""
+        raise ChainruleError(f"{where}: its input is {'×'.join(map(str, w.shape))}{pad}, smaller than the "
+                             f"{'×'.join(map(str, w.kernel))} kernel{span}; use a smaller kernel_size or more padding")
+    return w
+
+
+def _sized(values: tuple) -> str:
+    """``3`` when every axis agrees, else ``[3, 2]``, as the spec writes it."""
+    return str(values[0]) if len(set(values)) == 1 else f"[{', '.join(map(str, values))}]"
+
+
+def inline_window(w: Window, defaults: dict) -> list:
+    """``kernel_size=3``, ``stride=2``, ...: the window's settings that differ from ``defaults``."""
+    return [f"{key}={_sized(getattr(w, attr))}" for key, attr in (("kernel_size", "kernel"), ("stride", "stride"),
+                                                                    ("padding", "padding"), ("dilation", "dilation"))
+            if key in defaults and getattr(w, attr) != defaults[key]]
+
+
+class _ConvLayer(LayerKind):
+    """``{ type = "conv2d", out_channels = 8, kernel_size = 3, stride = 1, padding = 0, dilation = 1,
+    bias = true, activation = "relu" }``, as torch.nn.Conv2d (Conv1d) followed by the activation."""
+    dims = 2
+    keys = ("type", "out_channels", "kernel_size", "stride", "padding", "dilation", "bias", "activation")
+
+    @property
+    def activations(self) -> tuple:
+        return (self.activation,)
+
+    @property
+    def units(self) -> int:
+        return self.out_channels * self.window.positions
+
+    @property
+    def shape(self) -> tuple:
+        return layout_of((self.out_channels,) + self.window.out)
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = f"{at.where} ({cls.kind})"
+        shape = spatial_input(at, cls.kind, cls.dims)
+        out_channels = positive_int(raw.get("out_channels"), f"{where} out_channels")
+        kernel = sizes(raw, "kernel_size", None, cls.dims, where, 1)
+        w = fitted(Window(shape, kernel, sizes(raw, "stride", 1, cls.dims, where, 1),
+                          sizes(raw, "padding", 0, cls.dims, where, 0), sizes(raw, "dilation", 1, cls.dims, where, 1)),
+                   where)
+        act = make_activation(entry(raw.get("activation"), f"{where}: activation"), where)
+        if not act.elementwise:
+            raise ChainruleError(f"{where}: {act.name} would act on all {out_channels * w.positions} features of the "
+                                 f"convolution's output at once; end with flatten and a dense layer with it instead")
+        return cls(w, out_channels, act, boolean(raw, "bias", True, where))
+
+    def parameters(self, shape) -> int:
+        return self.out_channels * (self.window.channels * self.window.size + self.bias)
+
+    def expand(self, g, l, a, last):
+        """conv -> activation: one Step for z, one for the layer's output (none for the identity inside)."""
+        w = replace(self.window, shape=tuple(n for _, n in a.layout))  # the proof narrows the channels
+        z = g.add("conv", [a], l, window=w, out_channels=self.out_channels, bias=self.bias)
+        f = self.activation
+        if not last and f.is_identity:
+            return g.add("elementwise", [z], l, out=g.value(z.names, z.axes, "forward", l, named=False, layout=z.layout),
+                         act=f, silent=True)
+        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
+        return g.add("elementwise", [z], l, out=g.value(names, z.axes, "forward", l, layout=z.layout), act=f, output=last)
+
+    def capped(self, cap: int):
+        return replace(self, out_channels=min(self.out_channels, cap))
+
+    def inline(self, dense, user=str) -> str:
+        ones, zeros = (1,) * self.dims, (0,) * self.dims
+        parts = [f"out_channels={self.out_channels}"] + inline_window(
+            self.window, {"kernel_size": None, "stride": ones, "padding": zeros, "dilation": ones})
+        if not self.bias:
+            parts.append("bias=false")
+        f = self.activation
+        if not f.is_identity:
+            parts.append("activation=" + user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else ""))
+        return f"{self.kind}({', '.join(parts)})"
+
+
+@layer("conv2d")
+@dataclass(frozen=True)
+class Conv2dLayer(_ConvLayer):
+    """A 2-D convolution on images (N, C, H, W), as torch.nn.Conv2d, then its activation."""
+    window: Window
+    out_channels: int
+    activation: Activation
+    bias: bool = True
+    dims = 2
+
+
+@layer("conv1d")
+@dataclass(frozen=True)
+class Conv1dLayer(_ConvLayer):
+    """``{ type = "conv1d", ... }``: the keys of conv2d on a 1-D signal (N, C, L), as torch.nn.Conv1d."""
+    window: Window
+    out_channels: int
+    activation: Activation
+    bias: bool = True
+    dims = 1

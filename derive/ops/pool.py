@@ -16,14 +16,18 @@ input of the window. Global average pooling is average pooling whose window is t
 PyTorch's order: it only changes the layout that the next layer reads.
 """
 import math
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from ..naming import gradient, indexed, letter
+from ..errors import ChainruleError
+from ..fields import shown_shape, size
+from ..naming import gradient, indexed, letter, network_output
 from ..steps import ref
-from .conv import (INPUT_INDEX, OFFSET_INDEX, OUTPUT_INDEX, Window, WindowNode, _entry, _indexed, _sample, _sum,
-                   image_leaf, source_indices, spatial_words)
-from .registry import Grad, Op, Out, op
+from .conv import (INPUT_INDEX, LAYOUT_NAMES, OFFSET_INDEX, OUTPUT_INDEX, Window, WindowNode, _entry, _indexed,
+                   _sample, _sum, fitted, image_leaf, inline_window, layout_of, one, sizes, source_indices,
+                   spatial_input, spatial_words)
+from .registry import Grad, LayerKind, Op, Out, layer, op
 
 
 def _global(w: Window) -> bool:
@@ -195,17 +199,17 @@ class AvgPoolGrad(WindowNode):
 # -- the ops -----------------------------------------------------------------------------------------
 
 def _pooled_layout(w: Window) -> tuple:
-    names = ("length",) if w.dims == 1 else ("height", "width")
-    return (("channels", w.channels),) + tuple(zip(names, w.out))
+    return layout_of((w.channels,) + w.out)
 
 
 class _Pool(Op):
-    """``(C·H·W, N) -> (C·H'·W', N)``: attr ``window``. The output's adjoint gets a symbol of its own, so
-    the index form of the VJP reads a name, not an expression."""
+    """``(C·H·W, N) -> (C·H'·W', N)``: attrs ``window`` and ``flat`` (the output is plain features, as
+    global average pooling's). The output's adjoint gets a symbol of its own, so the index form of the
+    VJP reads a name, not an expression."""
 
-    def build(self, g, inputs, layer, window):
+    def build(self, g, inputs, layer, window, flat=False):
         names = indexed(letter("a", g.batched), layer, f"output of layer {layer}")
-        return inputs, g.features(window.channels * window.positions), names, _pooled_layout(window)
+        return inputs, g.features(window.channels * window.positions), names, () if flat else _pooled_layout(window)
 
     def adjoint_names(self, node):
         return gradient(node.output.names)
@@ -253,8 +257,14 @@ class AvgPooling(_Pool):
 
     def examples(self):
         return _pool_examples("avgpool") + [
-            ("global 2x3x3", lambda g: g.add("avgpool", [image_leaf(g, (2, 3, 3))], 1,
-                                             window=Window((2, 3, 3), (3, 3), (3, 3), (0, 0), (1, 1))))]
+            ("global 2x3x3", lambda g: g.add("avgpool", [image_leaf(g, (2, 3, 3))], 1, window=global_window((2, 3, 3)),
+                                             flat=True))]
+
+
+def global_window(shape: tuple) -> Window:
+    """The window of global average pooling: the whole of each channel."""
+    spatial = shape[1:]
+    return Window(shape, spatial, spatial, (0,) * len(spatial), (1,) * len(spatial))
 
 
 def _pool_examples(kind: str) -> list:
@@ -273,15 +283,148 @@ class Flatten(Op):
 
     def build(self, g, inputs, layer):
         (x,) = inputs
-        return inputs, x.axes, None, (("features", x.shape[0]),)
+        return inputs, x.axes, None, ()
 
     def forward(self, node, ins):
-        layout = "×".join(str(n) for _, n in node.inputs[0].layout)
-        return Out(ins[0], f"flattened from {layout} to {node.inputs[0].shape[0]} features in PyTorch's order "
-                           f"(channel, then row, then column), which is how the values are held already")
+        layout = shown_shape(node.inputs[0].layout)
+        return Out(ins[0], f"{ref(node.inputs[0])} flattened from {layout} to {node.inputs[0].shape[0]} features "
+                           f"(a reshape: the values are held in PyTorch's order already)")
 
     def vjp(self, node, g, ins, out):
         return {0: Grad(g, "flatten is a reshape: the gradient passes back unchanged")}
 
     def examples(self):
         return [("2x2x2", lambda g: g.add("flatten", [image_leaf(g, (2, 2, 2))], 1))]
+
+
+# -- the layer kinds of the spec ---------------------------------------------------------------------
+
+class _PoolLayer(LayerKind):
+    """``{ type = "maxpool2d", kernel_size = 2, stride = 2, padding = 0 }`` (stride defaults to kernel_size),
+    as torch.nn.MaxPool2d; avgpool2d as torch.nn.AvgPool2d, and their 1-D forms on signals."""
+    keys = ("type", "kernel_size", "stride", "padding")
+    dims = 2
+    op = "maxpool"
+
+    @property
+    def units(self) -> int:
+        return self.window.channels * self.window.positions
+
+    @property
+    def shape(self) -> tuple:
+        return _pooled_layout(self.window)
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = f"{at.where} ({cls.kind})"
+        shape = spatial_input(at, cls.kind, cls.dims)
+        kernel = sizes(raw, "kernel_size", None, cls.dims, where, 1)
+        padding = sizes(raw, "padding", 0, cls.dims, where, 0)
+        if any(2 * p > k for p, k in zip(padding, kernel)):
+            raise ChainruleError(f"{where} padding {one(padding)} is more than half the {'×'.join(map(str, kernel))} "
+                                 f"kernel; PyTorch refuses it (a window could hold only padding): use padding at most "
+                                 f"{one(tuple(k // 2 for k in kernel))}")
+        stride = sizes(raw, "stride", list(kernel), cls.dims, where, 1)  # torch's default: the kernel size
+        return cls(fitted(Window(shape, kernel, stride, padding, (1,) * cls.dims), where))
+
+    def expand(self, g, l, a, last):
+        w = replace(self.window, shape=tuple(n for _, n in a.layout))
+        out = g.value(network_output(g.batched), g.features(w.channels * w.positions), "forward", l,
+                      layout=_pooled_layout(w)) if last else None
+        return g.add(self.op, [a], l, out=out, window=w)
+
+    def capped(self, cap: int):
+        return self
+
+    def inline(self, dense, user=str) -> str:
+        w = self.window
+        settings = inline_window(w, {"kernel_size": None, "stride": w.kernel, "padding": (0,) * self.dims})
+        return f"{self.kind}({', '.join(settings)})"
+
+
+@layer("maxpool2d")
+@dataclass(frozen=True)
+class MaxPool2dLayer(_PoolLayer):
+    """Max pooling on images, as torch.nn.MaxPool2d (dilation 1, floor mode)."""
+    window: Window
+
+
+@layer("avgpool2d")
+@dataclass(frozen=True)
+class AvgPool2dLayer(_PoolLayer):
+    """Average pooling on images, as torch.nn.AvgPool2d (the padding counted, floor mode)."""
+    window: Window
+    op = "avgpool"
+
+
+@layer("maxpool1d")
+@dataclass(frozen=True)
+class MaxPool1dLayer(_PoolLayer):
+    """Max pooling on 1-D signals, as torch.nn.MaxPool1d."""
+    window: Window
+    dims = 1
+
+
+@layer("avgpool1d")
+@dataclass(frozen=True)
+class AvgPool1dLayer(_PoolLayer):
+    """Average pooling on 1-D signals, as torch.nn.AvgPool1d."""
+    window: Window
+    dims = 1
+    op = "avgpool"
+
+
+@layer("global_avgpool")
+@dataclass(frozen=True)
+class GlobalAvgPoolLayer(LayerKind):
+    """``{ type = "global_avgpool" }``: each channel's mean over its positions, (N, C, H, W) -> (N, C)
+    (torch's x.mean(dim=(2, 3)); nn.AdaptiveAvgPool2d(1) then nn.Flatten), for all-convolutional nets."""
+    window: Window
+    keys = ("type",)
+
+    @property
+    def units(self) -> int:
+        return self.window.channels
+
+    @classmethod
+    def parse(cls, raw, at):
+        names = tuple(n for n, _ in at.shape)
+        if names not in (LAYOUT_NAMES[1], LAYOUT_NAMES[2]):
+            spatial_input(at, cls.kind, 2)  # the error: it takes images (or signals)
+        return cls(global_window(tuple(n for _, n in at.shape)))
+
+    def expand(self, g, l, a, last):
+        w = global_window(tuple(n for _, n in a.layout))
+        out = g.value(network_output(g.batched), g.features(w.channels), "forward", l) if last else None
+        return g.add("avgpool", [a], l, out=out, window=w, flat=True)
+
+    def capped(self, cap: int):
+        return self
+
+    def inline(self, dense, user=str) -> str:
+        return self.kind
+
+
+@layer("flatten")
+@dataclass(frozen=True)
+class FlattenLayer(LayerKind):
+    """``{ type = "flatten" }``: an image (N, C, H, W) or a signal (N, C, L) as (N, C·H·W) features, in
+    PyTorch's order, as torch.nn.Flatten; no parameters and no Step (the values are flat already)."""
+    units: int
+    keys = ("type",)
+
+    @classmethod
+    def parse(cls, raw, at):
+        return cls(size(at.shape))
+
+    def expand(self, g, l, a, last):
+        # folded away under its input's names: the next layer's Step reads A3 as the flat matrix it is
+        out = g.value(network_output(g.batched), a.axes, "forward", l) if last else \
+            g.value(a.names, a.axes, "forward", l, named=False)
+        return g.add("flatten", [a], l, out=out)
+
+    def capped(self, cap: int):
+        return self
+
+    def inline(self, dense, user=str) -> str:
+        return self.kind
