@@ -14,6 +14,7 @@ import sympy as sp
 
 from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
+from derive.fields import shown_shape
 from derive.naming import layer_key
 from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
@@ -295,7 +296,7 @@ def _summary(net) -> str:
     def dense(layer):
         return (f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
                 + (f" dropout={layer.dropout:g}" if layer.dropout else ""))
-    return " -> ".join([str(net.inputs)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
+    return " -> ".join([shown_shape(net.input_shape)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
 
 
 def _init(derivation, training) -> list:
@@ -303,7 +304,7 @@ def _init(derivation, training) -> list:
     draws its weights: a top-level layer by its number, a layer inside a block by its code name."""
     net, out = derivation.network, []
     for node in derivation.batch.graph.nodes:
-        if node.op.name == "dense":
+        if node.op.name in ("dense", "conv"):
             act = net.layer(node.layer).activation
             key = node.layer if isinstance(node.layer, int) else repr(layer_key(node.layer))
             out.append((key, *init_scheme(act, training.get("init")), act.name))
@@ -325,8 +326,11 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
     param_values = [v for v in derivation.batch.graph.values if v.role == "param"]
-    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
-    shapes = [(v.key, v.shape[:1] if v.axes[1][0] == "batch" else v.shape) for v in param_values]
+    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it,
+    # and one with a layout (a convolution's kernel) in that shape
+    shapes = [(v.key, tuple(n for _, n in v.layout) if v.layout else v.shape[:1] if v.axes[1][0] == "batch"
+               else v.shape) for v in param_values]
+    x_layout = next(v for v in derivation.batch.graph.values if v.role == "data").layout
     graph = derivation.batch.graph
     buffers = [v for v in graph.values if v.role == "buffer"]
     # one number per feature (a bias, batch norm's statistics and running statistics) is held 1-D, as torch does
@@ -374,7 +378,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,
-        inputs=net.inputs,
+        inputs=", ".join(str(n) for _, n in x_layout),
+        features=net.inputs,
+        layout=", ".join(name for name, _ in x_layout) if len(x_layout) > 1 else None,
+        layout_text="×".join(str(n) for _, n in x_layout) + (" image" if len(x_layout) == 3 else " signal"),
         outputs=net.outputs,
         shapes=shapes,
         torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],

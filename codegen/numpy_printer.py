@@ -26,8 +26,10 @@ from derive.functions import sigma
 from derive.nodes import Pointwise
 from derive.ops.losses import clip, clip_form
 
+from .numpy_window import WINDOW_HELPERS, WindowPrinting
+
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax", "_softmax_logsumexp")
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp") + WINDOW_HELPERS
 
 
 class Sigmoid(sp.Function):
@@ -320,7 +322,7 @@ def stored_transposed(matrix) -> bool:
     return getattr(matrix, "shape", (0, 0))[1] == _N
 
 
-class BatchFirstPrinter(ElementwisePrinter):
+class BatchFirstPrinter(WindowPrinting, ElementwisePrinter):
     """Matrix expressions of the column convention printed as batch-first NumPy.
 
     ``print_value(expr, transposed)`` prints ``exprᵀ`` when ``transposed`` (the target is held

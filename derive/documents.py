@@ -15,6 +15,7 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
+from .fields import shown_shape
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .functions import Named
 from .ops.activations import Z
@@ -151,7 +152,7 @@ def architecture(network, user=str) -> str:
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    return " -> ".join([str(network.inputs)] + [inline(layer, dense, user) for layer in network.layers])
+    return " -> ".join([shown_shape(network.input_shape)] + [inline(layer, dense, user) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
