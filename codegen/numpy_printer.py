@@ -527,3 +527,23 @@ class BatchFirstPrinter(WindowPrinting, ElementwisePrinter):
         if not isinstance(expr.mat, MatrixSymbol):
             text = "({})".format(text)
         return "{}.mean(axis={})".format(text, 0 if self._transposed else 1)
+
+    def _print_ChannelTotal(self, expr, reduce="sum"):
+        # a channel's k features over every sample: the same numbers however M is held, so M is printed as code
+        # holds it (a row per sample) and the result is 1-D, one number per channel, as a bias is
+        saved, self._transposed = self._transposed, True
+        try:
+            text = self._print(expr.mat)
+        finally:
+            self._transposed = saved
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.reshape(-1, {}, {}).{}(axis=(0, 2))".format(text, self._print(expr.shape[0]), expr.k, reduce)
+
+    def _print_ChannelMean(self, expr):
+        return self._print_ChannelTotal(expr, "mean")
+
+    def _print_ChannelRepeat(self, expr):
+        # one number per channel, repeated over its k features: a 1-D row NumPy broadcasts over the samples
+        text = "np.repeat({}, {})".format(self._print(expr.mat), expr.k)
+        return text if self._transposed else "{}[:, None]".format(text)

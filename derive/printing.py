@@ -139,6 +139,15 @@ class MathLatex(_Named, LatexPrinter):
     def _print_FeatureMean(self, expr):
         return rf"\operatorname{{mean}}\left({self._print(expr.mat)}\right)"
 
+    def _print_ChannelTotal(self, expr):
+        return rf"\Sigma_{{c}}\left({self._print(expr.mat)}\right)"
+
+    def _print_ChannelMean(self, expr):
+        return rf"\operatorname{{mean}}_{{c}}\left({self._print(expr.mat)}\right)"
+
+    def _print_ChannelRepeat(self, expr):
+        return self._paren(expr.mat)
+
     def _print_Float(self, expr):
         """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \\cdot 10^{-5}``."""
         mantissa, _, exponent = f"{float(expr):e}".partition("e")
@@ -222,6 +231,15 @@ class MathText(_Named, StrPrinter):
 
     def _print_FeatureMean(self, expr):
         return f"mean({self._print(expr.mat)})"
+
+    def _print_ChannelTotal(self, expr):
+        return f"Σ_c({self._print(expr.mat)})"
+
+    def _print_ChannelMean(self, expr):
+        return f"mean_c({self._print(expr.mat)})"
+
+    def _print_ChannelRepeat(self, expr):
+        return self._paren(expr.mat)
 
     def _print_Float(self, expr):
         return f"{float(expr):g}"

@@ -1,13 +1,18 @@
-"""Batch normalization, as ``torch.nn.BatchNorm1d(features, eps, momentum, affine)``.
+"""Batch normalization, as ``torch.nn.BatchNorm1d(features, eps, momentum, affine)`` after a dense
+layer, ``BatchNorm1d(channels)`` after a 1-D convolution and ``BatchNorm2d(channels)`` after a 2-D one.
 
-Each feature (a row) is normalized over the batch, with the biased variance and ε inside the square
-root, then scaled and shifted feature by feature::
+Each feature (a row), or each channel (its k = H·W rows of an image, L of a signal), is normalized over
+the batch (and the image), with the biased variance and ε inside the square root, then scaled and
+shifted. For vectors (k = 1)::
 
     μ = (1/N) x 1_N                   one mean per feature, over the N samples of the batch
     var = (1/N) (x - μ)² 1_N          the biased variance per feature
     σ = sqrt(var + ε)
     x̂ = (1/σ) ⊙ (x - μ)
     y = γ ⊙ x̂ + β                     γ (torch's weight, init 1) and β (its bias, init 0), one per feature
+
+and for channels the same with Σ_c (each channel's sum over the batch and the image) for x 1_N, N k for
+N, and μ, σ, γ and β copied to each channel's rows.
 
 The statistics couple the samples, so the op has no per-sample form: a derivation of a network with
 batch norm has the batch form only. ``batchnorm`` expands into the four ops below and its own node,
@@ -18,38 +23,62 @@ whose VJP for x is stated once for all paths through μ, var, σ and x̂, in the
     dL/dγ = (dL/dy ⊙ x̂) 1_N,   dL/dβ = dL/dy 1_N
 
 so x̂, σ, var and μ pass on no share of their own. ``tests/test_ops.py`` proves every rule here against
-``sympy.diff`` of the definitions on the ``examples``.
+``sympy.diff`` of the definitions on the ``examples`` (vectors, and channels of k = 2).
 
 Training mode uses the batch's μ and var, and each such forward pass updates the running statistics
 (buffers, no gradient) as torch does: running_mean ← (1 - m) running_mean + m μ, running_var ←
-(1 - m) running_var + m (N/(N - 1)) var (the unbiased variance), num_batches_tracked ← num_batches_tracked + 1. Evaluation
-mode uses running_mean and running_var in place of μ and var.
+(1 - m) running_var + m (n/(n - 1)) var with n = N k (the unbiased variance), num_batches_tracked ←
+num_batches_tracked + 1. Evaluation mode uses running_mean and running_var in place of μ and var.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from ..fields import boolean, number
+from ..fields import boolean, number, size
 from ..naming import Names, greek, indexed, layer_key, letter, network_output, normalized
-from ..nodes import BatchMean, Pointwise, broadcast
+from ..nodes import BatchMean, ChannelMean, ChannelRepeat, ChannelTotal, Pointwise, broadcast
 from ..steps import ref
 from .activations import Z
 from .registry import Buffer, Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
 
-def _column_axes(x) -> tuple:
-    """One number per feature, broadcast over the batch (the axes of a parameter such as β)."""
-    return (x.axes[0], ("batch", 1))
+def _column_axes(x, k: int) -> tuple:
+    """One number per feature (per channel of k features), broadcast over the batch (a parameter such as β)."""
+    return (("features", x.shape[0]) if k == 1 else ("channels", x.shape[0] // k), ("batch", 1))
 
 
-def _centred(x, mu):
-    """x - μ, each feature's mean taken from it in every sample."""
-    return sp.MatAdd(x, scaled(-1, broadcast(mu, x.shape)))
+def _spread(m, k: int, shape):
+    """One number per feature (or channel) copied to every sample (and to each of the channel's k rows)."""
+    return broadcast(m, shape) if k == 1 else ChannelRepeat(m, k, shape[1])
 
 
-def _summed(m):
-    """M 1_N: each row of M summed over the batch, a column."""
-    return sp.MatMul(m, sp.OneMatrix(m.shape[1], 1))
+def _summed(m, k: int = 1):
+    """Each row of M summed over the batch, ``M 1_N`` (each channel, over its k rows too: ``Σ_c M``)."""
+    return sp.MatMul(m, sp.OneMatrix(m.shape[1], 1)) if k == 1 else ChannelTotal(m, k)
+
+
+def _count(node):
+    """How many numbers each statistic averages: N samples, times k positions of a channel."""
+    return sp.sympify(node.batch) * node.attrs.get("group", 1)
+
+
+def _mean(m, node):
+    """The mean of each feature (channel) over the batch (and its positions), a column."""
+    k = node.attrs.get("group", 1)
+    return BatchMean(m) if k == 1 else ChannelMean(m, k)
+
+
+def _centred(x, mu, k: int):
+    """x - μ, each feature's (channel's) mean taken from it in every sample."""
+    return sp.MatAdd(x, scaled(-1, _spread(mu, k, x.shape)))
+
+
+def _unit(node) -> str:
+    return "feature" if node.attrs.get("group", 1) == 1 else "channel"
+
+
+def _over(node) -> str:
+    return "the batch" if node.attrs.get("group", 1) == 1 else "the batch and the image"
 
 
 def _fn(body):
@@ -57,7 +86,8 @@ def _fn(body):
 
 
 class _Statistic(Op):
-    """μ or var: one number per feature over the batch; in evaluation mode its running average (a buffer)."""
+    """μ or var: one number per feature (channel) over the batch; in evaluation mode its running average (a
+    buffer). Attrs ``momentum`` and ``group`` (k, the features of one channel; 1 for vectors)."""
     couples_samples = True
 
     def evaluation(self, node, state):
@@ -66,75 +96,80 @@ class _Statistic(Op):
 
 @op("batchnorm_mean")
 class Mean(_Statistic):
-    """``(F, N) -> (F, 1)``: μ, the mean of each feature over the batch; attr ``momentum``."""
+    """``(C k, N) -> (C, 1)``: μ, the mean of each feature (channel) over the batch."""
     state = (Buffer("running_mean", "running_mean", "running mean of each feature (evaluation's μ)", 0.0),)
 
-    def build(self, g, inputs, layer, momentum):
-        return inputs, _column_axes(inputs[0]), greek("mu", layer, f"mean of each feature over the batch in layer {layer}")
+    def build(self, g, inputs, layer, momentum, group=1):
+        return inputs, _column_axes(inputs[0], group), greek("mu", layer, f"mean over the batch in layer {layer}")
 
     def forward(self, node, ins):
-        return Out(BatchMean(ins[0]), "the mean of each feature over the N samples of the batch")
+        return Out(_mean(ins[0], node), f"the mean of each {_unit(node)} over {_over(node)}")
 
     def vjp(self, node, g, ins, out):
-        x = ins[0]
-        return {0: Grad(scaled(1 / sp.sympify(node.batch), broadcast(g, x.shape)),
-                        "each sample adds one N-th of itself to its feature's mean")}
+        x, k = ins[0], node.attrs.get("group", 1)
+        return {0: Grad(scaled(1 / _count(node), _spread(g, k, x.shape)),
+                        f"each entry adds one {'N' if k == 1 else '(N k)'}-th of itself to its {_unit(node)}'s mean")}
 
     def update(self, node, ins, out, state):
         m = sp.Float(node.attrs["momentum"])
         return {"running_mean": sp.MatAdd(scaled(1 - m, state[0]), scaled(m, out))}
 
     def examples(self):
-        return [("3 features", lambda g: g.add("batchnorm_mean", [g.leaf("x", 3)], 1, momentum=0.1))]
+        return [(f"{k} per channel", lambda g, k=k: g.add("batchnorm_mean", [g.leaf("x", 2 * k)], 1, momentum=0.1,
+                                                           group=k)) for k in (1, 2)]
 
 
 @op("batchnorm_var")
 class Variance(_Statistic):
-    """``(F, N), (F, 1) -> (F, 1)``: var = (1/N) (x - μ)² 1_N, inputs x and its mean μ; attr ``momentum``."""
+    """``(C k, N), (C, 1) -> (C, 1)``: var, the biased variance of each feature (channel), inputs x and μ."""
     # the variance's node also counts the batches: a layer's buffers are all updated where its statistics are
     state = (Buffer("running_var", "running_var", "running unbiased variance of each feature (evaluation's var)", 1.0),
              Buffer("num_batches_tracked", "num_batches_tracked", "number of training batches seen", 0))
 
-    def build(self, g, inputs, layer, momentum):
+    def build(self, g, inputs, layer, momentum, group=1):
         names = Names(f"var{layer_key(layer)}", rf"\operatorname{{var}}_{{{layer}}}", f"var{layer}",
-                      f"biased variance of each feature over the batch in layer {layer}")
-        return inputs, _column_axes(inputs[0]), names
+                      f"biased variance over the batch in layer {layer}")
+        return inputs, _column_axes(inputs[0], group), names
 
     def forward(self, node, ins):
         x, mu = ins
-        return Out(BatchMean(Pointwise(_fn(Z ** 2), "", _centred(x, mu))),
-                   "the biased variance of each feature over the batch (divided by N, as torch.nn.BatchNorm1d "
-                   "normalizes)")
+        k = node.attrs.get("group", 1)
+        return Out(_mean(Pointwise(_fn(Z ** 2), "", _centred(x, mu, k)), node),
+                   f"the biased variance of each {_unit(node)} over {_over(node)} (divided by the count, as "
+                   f"torch's batch norm normalizes)")
 
     def vjp(self, node, g, ins, out):
         x, mu = ins
-        n = sp.sympify(node.batch)
-        return {0: Grad(scaled(2 / n, hadamard(broadcast(g, x.shape), _centred(x, mu))),
-                        "the variance moves with each sample by twice its distance from the mean over N"),
-                1: Grad(scaled(-2, hadamard(g, BatchMean(_centred(x, mu)))),
+        k = node.attrs.get("group", 1)
+        return {0: Grad(scaled(2 / _count(node), hadamard(_spread(g, k, x.shape), _centred(x, mu, k))),
+                        "the variance moves with each entry by twice its distance from the mean over the count"),
+                1: Grad(scaled(-2, hadamard(g, _mean(_centred(x, mu, k), node))),
                         "and against the mean by twice the mean distance from it")}
 
     def update(self, node, ins, out, state):
-        m, n = sp.Float(node.attrs["momentum"]), sp.sympify(node.batch)
-        # torch keeps the unbiased variance, N/(N - 1) times the biased one that normalizes
+        m, n = sp.Float(node.attrs["momentum"]), _count(node)
+        # torch keeps the unbiased variance, n/(n - 1) times the biased one that normalizes
         return {"running_var": sp.MatAdd(scaled(1 - m, state[0]), scaled(m * n / (n - 1), out)),
                 "num_batches_tracked": state[1] + 1}
 
     def examples(self):
-        def build(g):
-            x = g.leaf("x", 3)
-            return g.add("batchnorm_var", [x, g.value(Names.plain("mu"), _column_axes(x), "data")], 1, momentum=0.1)
-        return [("3 features", build)]
+        def build(k):
+            def add(g):
+                x = g.leaf("x", 2 * k)
+                return g.add("batchnorm_var", [x, g.value(Names.plain("mu"), _column_axes(x, k), "data")], 1,
+                             momentum=0.1, group=k)
+            return add
+        return [(f"{k} per channel", build(k)) for k in (1, 2)]
 
 
 @op("batchnorm_std")
 class Std(Op):
-    """``(F, 1) -> (F, 1)``: σ = sqrt(var + ε); attr ``eps``."""
+    """``(C, 1) -> (C, 1)``: σ = sqrt(var + ε); attr ``eps``."""
     couples_samples = True
 
     def build(self, g, inputs, layer, eps):
-        return inputs, inputs[0].axes, greek("sigma", layer, f"standard deviation of each feature over the batch "
-                                                            f"in layer {layer}, with eps")
+        return inputs, inputs[0].axes, greek("sigma", layer, f"standard deviation over the batch in layer {layer}, "
+                                                            f"with eps")
 
     def forward(self, node, ins):
         eps = sp.Float(node.attrs["eps"])
@@ -154,40 +189,45 @@ class Std(Op):
 
 @op("batchnorm_normalize")
 class Normalize(Op):
-    """``(F, N), (F, 1), (F, 1) -> (F, N)``: x̂ = (1/σ) ⊙ (x - μ), inputs x, μ, σ."""
+    """``(C k, N), (C, 1), (C, 1) -> (C k, N)``: x̂ = (1/σ) ⊙ (x - μ), inputs x, μ, σ; attr ``group``."""
     couples_samples = True
     reuses_adjoint = True
 
-    def build(self, g, inputs, layer, named=True):
+    def build(self, g, inputs, layer, named=True, group=1):
         names = normalized(g.batched, layer, f"normalized input of layer {layer}") if named else None
         return inputs, inputs[0].axes, names
 
     def forward(self, node, ins):
         x, mu, sigma = ins
-        return Out(hadamard(broadcast(Pointwise(_fn(1 / Z), "", sigma), x.shape), _centred(x, mu)),
-                   "each feature less its mean, divided by its standard deviation")
+        k = node.attrs.get("group", 1)
+        return Out(hadamard(_spread(Pointwise(_fn(1 / Z), "", sigma), k, x.shape), _centred(x, mu, k)),
+                   f"each {_unit(node)} less its mean, divided by its standard deviation")
 
     def vjp(self, node, g, ins, out):
         x, _, sigma = ins
+        k = node.attrs.get("group", 1)
         inv = Pointwise(_fn(1 / Z), "", sigma)
-        return {0: Grad(hadamard(broadcast(inv, x.shape), g),
+        return {0: Grad(hadamard(_spread(inv, k, x.shape), g),
                         "each normalized entry moves with its entry by one over the standard deviation"),
-                1: Grad(scaled(-1, hadamard(inv, _summed(g))), "against the mean by the same, summed over the batch"),
-                2: Grad(scaled(-1, hadamard(inv, _summed(hadamard(g, out)))),
+                1: Grad(scaled(-1, hadamard(inv, _summed(g, k))), f"against the mean by the same, summed over {_over(node)}"),
+                2: Grad(scaled(-1, hadamard(inv, _summed(hadamard(g, out), k))),
                         "and against the standard deviation by the normalized entry over the standard deviation")}
 
     def examples(self):
-        def build(g):
-            x = g.leaf("x", 3)
-            column = _column_axes(x)
-            return g.add("batchnorm_normalize", [x, g.value(Names.plain("mu"), column, "data"),
-                                                 g.value(Names.plain("sigma"), column, "data")], 1)
-        return [("3 features", build)]
+        def build(k):
+            def add(g):
+                x = g.leaf("x", 2 * k)
+                column = _column_axes(x, k)
+                return g.add("batchnorm_normalize", [x, g.value(Names.plain("mu"), column, "data"),
+                                                     g.value(Names.plain("sigma"), column, "data")], 1, group=k)
+            return add
+        return [(f"{k} per channel", build(k)) for k in (1, 2)]
 
 
 @op("batchnorm")
 class BatchNorm(Op):
-    """``(F, N) -> (F, N)``; attrs ``momentum``, ``eps`` and ``affine`` (γ and β, torch's weight and bias).
+    """``(C k, N) -> (C k, N)``; attrs ``momentum``, ``eps``, ``affine`` (γ and β, torch's weight and bias) and
+    ``group`` (k, the features of one channel: H·W of an image, L of a signal, 1 for vectors).
 
     Its node reads (x, x̂, σ[, γ, β]): x̂ and σ for the VJP, x to state that VJP for x directly.
     """
@@ -195,17 +235,17 @@ class BatchNorm(Op):
     reuses_adjoint = True  # dL/dy is read by the VJPs of x, γ and β
     params = (Param("gamma", "weight", "gain", init=1.0), Param("beta", "bias", "shift", init=0.0))
 
-    def build(self, g, inputs, layer, momentum=0.1, eps=1e-5, affine=True):
+    def build(self, g, inputs, layer, momentum=0.1, eps=1e-5, affine=True, group=1):
         (x,) = inputs
-        mu = g.add("batchnorm_mean", [x], layer, momentum=momentum)
-        var = g.add("batchnorm_var", [x, mu], layer, momentum=momentum)
+        mu = g.add("batchnorm_mean", [x], layer, momentum=momentum, group=group)
+        var = g.add("batchnorm_var", [x, mu], layer, momentum=momentum, group=group)
         sigma = g.add("batchnorm_std", [var], layer, eps=eps)
         # without γ and β, y is x̂: x̂ is folded into y's Step rather than copied into it
-        xhat = g.add("batchnorm_normalize", [x, mu, sigma], layer, named=affine)
+        xhat = g.add("batchnorm_normalize", [x, mu, sigma], layer, named=affine, group=group)
         params = ()
         if affine:
             params = tuple(g.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
-                                   _column_axes(x), "param", layer, param=p) for p in self.params)
+                                   _column_axes(x, group), "param", layer, param=p) for p in self.params)
         out = indexed(letter("a", g.batched), layer, f"output of layer {layer}")
         return (x, xhat, sigma) + params, x.axes, out
 
@@ -214,45 +254,54 @@ class BatchNorm(Op):
         if not node.attrs.get("affine", True):
             return Out(xhat, "batch norm without gain and shift")
         gamma, beta = ins[3:]
-        return Out(sp.MatAdd(hadamard(broadcast(gamma, xhat.shape), xhat), broadcast(beta, xhat.shape)),
-                   "scaled by the gain and shifted by the bias, feature by feature")
+        k = node.attrs.get("group", 1)
+        return Out(sp.MatAdd(hadamard(_spread(gamma, k, xhat.shape), xhat), _spread(beta, k, xhat.shape)),
+                   f"scaled by the gain and shifted by the bias, {_unit(node)} by {_unit(node)}")
 
     def vjp(self, node, g, ins, out):
         affine = node.attrs.get("affine", True)
+        k = node.attrs.get("group", 1)
         x, sigma = node.inputs[0], node.inputs[2]
         xhat = ins[1] if affine else out
-        shape, n = xhat.shape, sp.sympify(node.batch)
+        shape, n = xhat.shape, _count(node)
         # g = γ ⊙ dL/dy, kept one product (not flattened into g ⊙ x̂) so the code computes it once
-        grad = sp.HadamardProduct(broadcast(ins[3], shape), g) if affine else g
-        spread = sp.MatAdd(scaled(n, grad), scaled(-1, broadcast(_summed(grad), shape)),
-                           scaled(-1, hadamard(xhat, broadcast(_summed(sp.HadamardProduct(grad, xhat)), shape))))
+        grad = sp.HadamardProduct(_spread(ins[3], k, shape), g) if affine else g
+        spread = sp.MatAdd(scaled(n, grad), scaled(-1, _spread(_summed(grad, k), k, shape)),
+                           scaled(-1, hadamard(xhat, _spread(_summed(sp.HadamardProduct(grad, xhat), k), k, shape))))
         y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
         g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
-        shares = {0: Grad(hadamard(broadcast(Pointwise(_fn(1 / (n * Z)), "", ins[2]), shape), spread),
+        count = "N" if k == 1 else "N k"
+        shares = {0: Grad(hadamard(_spread(Pointwise(_fn(1 / (n * Z)), "", ins[2]), k, shape), spread),
                           f"chain rule through the batch norm along every path from {ref(x)} (through the mean, the "
                           f"variance, the standard deviation and {xhat_name}) at once, in the compact form: with g = "
-                          f"{g_is}, dL/d{ref(x)} is N g less g summed over the batch, less {xhat_name} times g "
-                          f"{xhat_name} summed over the batch, all over N {ref(sigma)}")}
+                          f"{g_is}, dL/d{ref(x)} is {count} g less g summed over {_over(node)}, less {xhat_name} "
+                          f"times g {xhat_name} summed over {_over(node)}, all over {count} {ref(sigma)}"
+                          + ("" if k == 1 else f" (k = {k}, the positions of a channel; Σ_c sums each channel)"))}
         if affine:
-            shares[3] = Grad(_summed(hadamard(g, xhat)),
-                             f"each gain scales its normalized feature: dL/d{y} times {xhat_name}, summed over the batch")
-            shares[4] = Grad(_summed(g), f"each shift adds to its feature: dL/d{y} summed over the batch")
+            shares[3] = Grad(_summed(hadamard(g, xhat), k), f"each gain scales its normalized {_unit(node)}: "
+                                                           f"dL/d{y} times {xhat_name}, summed over {_over(node)}")
+            shares[4] = Grad(_summed(g, k), f"each shift adds to its {_unit(node)}: dL/d{y} summed over {_over(node)}")
         return shares
 
     def examples(self):
         def build(**attrs):
-            return lambda g: g.add("batchnorm", [g.leaf("x", 3)], 1, **attrs)
-        return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5))]
+            return lambda g: g.add("batchnorm", [g.leaf("x", 2 * attrs.get("group", 1) if "group" in attrs else 3)],
+                                   1, **attrs)
+        return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5)),
+                ("2 channels of 2", build(group=2)), ("2 channels of 2 without affine", build(group=2, affine=False))]
 
 
 @layer("batchnorm")
 @dataclass(frozen=True)
 class BatchNormLayer(LayerKind):
-    """``torch.nn.BatchNorm1d(units, eps, momentum, affine)``: normalizes each feature over the batch."""
+    """``torch.nn.BatchNorm1d(units, eps, momentum, affine)`` after vectors, and after a convolution
+    ``BatchNorm1d(channels)`` (signals) or ``BatchNorm2d(channels)`` (images): normalizes each feature, or
+    each channel, over the batch (and the image). ``sizes`` are the input's named sizes, () for vectors."""
     units: int
     momentum: float = 0.1
     eps: float = 1e-5
     affine: bool = True
+    sizes: tuple = ()
     keys = ("type", "momentum", "eps", "affine")
 
     @classmethod
@@ -261,11 +310,24 @@ class BatchNormLayer(LayerKind):
         momentum = number(raw, "momentum", 0.1, where, 0, 1, hint=" (torch's default is 0.1; the running statistics "
                                                                  "move this fraction towards each batch's)")
         eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")
-        return cls(at.width, momentum, eps, boolean(raw, "affine", True, where))
+        return cls(at.width, momentum, eps, boolean(raw, "affine", True, where), at.shape if len(at.shape) > 1 else ())
+
+    @property
+    def shape(self) -> tuple:
+        return self.sizes or (("features", self.units),)
 
     def parameters(self, shape) -> int:
-        return 2 * self.units if self.affine else 0  # γ and β, one per feature
+        return 2 * shape[0][1] if self.affine else 0  # γ and β, one per feature (channel)
 
     def expand(self, g, l, a, last):
-        out = g.value(network_output(g.batched), a.axes, "forward", l) if last else None
-        return g.add("batchnorm", [a], l, out=out, momentum=self.momentum, eps=self.eps, affine=self.affine)
+        out = g.value(network_output(g.batched), a.axes, "forward", l, layout=a.layout) if last else None
+        group = size(a.layout[1:]) if len(a.layout) > 1 else 1  # a channel's positions, H·W or L
+        return g.add("batchnorm", [a], l, out=out, momentum=self.momentum, eps=self.eps, affine=self.affine,
+                     group=group)
+
+    def capped(self, cap: int):
+        # a vector's width is capped as any layer's; a channel's follows the convolution before it
+        return self if self.sizes else replace(self, units=min(self.units, cap))
+
+    def inline(self, dense, user=str) -> str:
+        return LayerKind.inline(replace(self, sizes=()), dense, user)
