@@ -228,11 +228,19 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
+    if tables.get("training", {}).get("batch_size") == 1 and _couples_samples(layers):
+        raise ChainruleError("[training] batch_size = 1 cannot train batch norm, which normalizes with the statistics "
+                             "of the batch (torch refuses a batch of 1 too); use a batch_size of 2 or more")
     if not learns:
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
     return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
                    _penalty(net.get("l2", 0), "[network] l2"), description, source, tables,
                    given.sizes if given.form != "vectors" else ())
+
+
+def _couples_samples(layers) -> bool:
+    """Whether a layer of ``layers`` (in a block too) normalizes with the batch's statistics (batch norm)."""
+    return any(layer.couples_samples or _couples_samples(layer.layers) for layer in layers)
 
 
 def load(path) -> Network:

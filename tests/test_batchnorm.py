@@ -302,6 +302,9 @@ def test_check_refuses_a_batchnorm_network_in_one_line():
     ({"network": {"inputs": 3, "loss": "mse", "layers": [{"type": "batchnorm", "momentum": "0.1"}, {"units": 1}]}},
      r"^layer 1 momentum must be a number in \[0, 1\]"),
     ("4 -> batchnorm(momentun=0.2) -> 2 ; mse", r"unknown key 'momentun' \(did you mean 'momentum'\?\)"),
+    ({"network": {"inputs": 3, "loss": "mse", "layers": [{"type": "residual", "layers": [{"type": "batchnorm"}]},
+                                                        {"units": 1}]}, "training": {"batch_size": 1}},
+     r"^\[training\] batch_size = 1 cannot train batch norm, .* use a batch_size of 2 or more$"),
 ])
 def test_spec_errors_are_one_line(spec, message):
     with pytest.raises(ChainruleError) as err:

@@ -303,6 +303,7 @@ class BatchNormLayer(LayerKind):
     affine: bool = True
     sizes: tuple = ()
     keys = ("type", "momentum", "eps", "affine")
+    couples_samples = True
 
     @classmethod
     def parse(cls, raw, at):

@@ -164,6 +164,7 @@ class LayerKind:
     keys: tuple = ()
     activations: tuple = ()  # the activations it applies (the checker and the proof's domains read them)
     layers: tuple = ()       # a block's inner layers
+    couples_samples = False  # it normalizes with the batch's statistics (batch norm): no training batch of 1
 
     @classmethod
     def parse(cls, raw: dict, at):
