@@ -330,7 +330,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     # and one with a layout (a convolution's kernel) in that shape
     shapes = [(v.key, tuple(n for _, n in v.layout) if v.layout else v.shape[:1] if v.axes[1][0] == "batch"
                else v.shape) for v in param_values]
-    x_layout = next(v for v in derivation.batch.graph.values if v.role == "data").layout
+    x_layout = next(v for v in derivation.batch.graph.values if v.role == "data").layout \
+        or (("features", net.inputs),)
     graph = derivation.batch.graph
     buffers = [v for v in graph.values if v.role == "buffer"]
     # one number per feature (a bias, batch norm's statistics and running statistics) is held 1-D, as torch does
