@@ -3,6 +3,8 @@ matches a torch.nn.BatchNorm1d twin (float64, 1e-10) in training mode (loss, eve
 statistics) and in evaluation mode, over several training steps, by central differences (1e-6) and in
 float32; its buffers go to and from torch, save and load, and get no optimizer step."""
 import re
+import shutil
+import subprocess
 import warnings
 
 import numpy as np
@@ -385,3 +387,15 @@ def test_after_a_convolution_the_notes_and_the_code_take_each_channel():
     assert "mu2 = A1.reshape(-1, 3, 16).mean(axis=(0, 2))  # (eq. 3)" in source
     module = load_module(CNNS[0][0])
     assert module.PARAM_SHAPES["gamma2"] == (3,) and module.BUFFERS["running_var2"] == ((3,), 1.0)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is installed by .ci/run")
+@pytest.mark.parametrize("spec", [SPECS[0], CNNS[0][0]], ids=["dense", "conv2d"])
+def test_latex_compiles(spec, tmp_path):
+    tex = tmp_path / "batchnorm.tex"
+    tex.write_text(derive(spec).latex(), encoding="utf-8")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
+                            cwd=tmp_path, capture_output=True, text=True, errors="replace")
+    assert result.returncode == 0, "\n".join(re.findall(r"^!.*$", result.stdout, re.M))
+    if spec is SPECS[0]:  # the CNN's title, its convolution's settings inline, is the convolution's to fit
+        assert "Overfull" not in result.stdout

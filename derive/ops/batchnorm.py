@@ -276,7 +276,7 @@ class BatchNorm(Op):
                           f"variance, the standard deviation and {xhat_name}) at once, in the compact form: with g = "
                           f"{g_is}, dL/d{ref(x)} is {count} g less g summed over {_over(node)}, less {xhat_name} "
                           f"times g {xhat_name} summed over {_over(node)}, all over {count} {ref(sigma)}"
-                          + ("" if k == 1 else f" (k = {k}, the positions of a channel; Σ_c sums each channel)"))}
+                          + ("" if k == 1 else f" (k = {k}, the positions of a channel)"))}
         if affine:
             shares[3] = Grad(_summed(hadamard(g, xhat), k), f"each gain scales its normalized {_unit(node)}: "
                                                            f"dL/d{y} times {xhat_name}, summed over {_over(node)}")
