@@ -387,7 +387,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         shapes=shapes,
         torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],
         buffers=[(v.key, v.shape[:1], v.param.init) for v in buffers],
-        coupled=derivation.sample is None,
+        coupled=derivation.sample is None,  # an op uses the batch's statistics: training needs 2 samples
+        modes=derivation.sample is None or bool(buffers),  # training and evaluation differ: forward takes train
         constants=[(v.key, v.param.init) for v in param_values if v.param.init is not None],
         params=params,
         target_kind=kind,
