@@ -37,7 +37,7 @@ import sympy as sp
 from ..fields import boolean, number, size
 from ..naming import Names, greek, indexed, layer_key, letter, network_output, normalized
 from ..nodes import BatchMean, ChannelMean, ChannelRepeat, ChannelTotal, Pointwise, broadcast
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import Z
 from .registry import Buffer, Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
@@ -268,19 +268,20 @@ class BatchNorm(Op):
         grad = sp.HadamardProduct(_spread(ins[3], k, shape), g) if affine else g
         spread = sp.MatAdd(scaled(n, grad), scaled(-1, _spread(_summed(grad, k), k, shape)),
                            scaled(-1, hadamard(xhat, _spread(_summed(sp.HadamardProduct(grad, xhat), k), k, shape))))
-        y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
-        g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
+        xhat_name = ref(node.inputs[1]) if affine else ref(node.output)
+        dy, dx = (formula(f"⟦partial⟧L/⟦partial⟧{ref(v)}") for v in (node.output, x))
+        g_is = f"the gain {ref(node.inputs[3])} times {dy}, element-wise" if affine else dy
         count = "N" if k == 1 else "N k"
         shares = {0: Grad(hadamard(_spread(Pointwise(_fn(1 / (n * Z)), "", ins[2]), k, shape), spread),
                           f"chain rule through the batch norm along every path from {ref(x)} (through the mean, the "
                           f"variance, the standard deviation and {xhat_name}) at once, in the compact form: with g = "
-                          f"{g_is}, dL/d{ref(x)} is {count} g less g summed over {_over(node)}, less {xhat_name} "
+                          f"{g_is}, {dx} is {count} g less g summed over {_over(node)}, less {xhat_name} "
                           f"times g {xhat_name} summed over {_over(node)}, all over {count} {ref(sigma)}"
                           + ("" if k == 1 else f" (k = {k}, the positions of a channel)"))}
         if affine:
             shares[3] = Grad(_summed(hadamard(g, xhat), k), f"each gain scales its normalized {_unit(node)}: "
-                                                           f"dL/d{y} times {xhat_name}, summed over {_over(node)}")
-            shares[4] = Grad(_summed(g, k), f"each shift adds to its {_unit(node)}: dL/d{y} summed over {_over(node)}")
+                                                           f"{dy} times {xhat_name}, summed over {_over(node)}")
+            shares[4] = Grad(_summed(g, k), f"each shift adds to its {_unit(node)}: {dy} summed over {_over(node)}")
         return shares
 
     def examples(self):
