@@ -194,6 +194,9 @@ def test_state_dict_keys_dtypes_and_round_trips(tmp_path):
     assert state["1.num_batches_tracked"].dtype == np.int64 and state["1.running_var"].shape == (5,)
     back = module.from_torch_state_dict(modules.state_dict())
     assert back.keys() == params.keys() and all(np.array_equal(back[k], params[k]) for k in params)
+    module.loss_and_grads(back, *data(net))  # a training step updates back's running statistics, not torch's
+    assert not np.array_equal(back["running_mean2"], params["running_mean2"])
+    assert np.array_equal(modules.state_dict()["1.running_mean"].numpy(), params["running_mean2"])
     path = tmp_path / "weights.npz"
     module.save(params, path)
     loaded = module.load(path)
