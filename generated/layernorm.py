@@ -111,8 +111,9 @@ def to_torch_state_dict(params):
 
 
 def from_torch_state_dict(state, dtype=DTYPE):
-    """params (arrays of dtype) from the state_dict of the PyTorch twin (TORCH_KEYS; torch's CPU tensors
-    or arrays); ValueError naming a missing or unexpected key, or a value of the wrong shape."""
+    """params (arrays of dtype, copies: training them leaves state as it was) from the state_dict of the
+    PyTorch twin (TORCH_KEYS; torch's CPU tensors or arrays); ValueError naming a missing or unexpected
+    key, or a value of the wrong shape."""
     if not hasattr(state, "keys"):
         raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
     names = {key: name for name, key in TORCH_KEYS.items()}
@@ -124,7 +125,8 @@ def from_torch_state_dict(state, dtype=DTYPE):
     for key, name in names.items():
         if key not in state:
             raise ValueError(f"state has no {key!r} ({name}); expected the keys {list(names)}")
-        params[name] = _real(state[key], f"state[{key!r}]", np.dtype(dtype))
+        # np.array copies: np.asarray of a CPU tensor shares its memory, which train would then change
+        params[name] = np.array(_real(state[key], f"state[{key!r}]", np.dtype(dtype)))
         if params[name].shape != PARAM_SHAPES[name]:
             raise ValueError(f"state[{key!r}] must have shape {PARAM_SHAPES[name]} ({name}), got {params[name].shape}")
     return params
