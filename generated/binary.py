@@ -38,32 +38,35 @@ INIT = {
 
 def init_params(seed=0, dtype=DTYPE, init=None):
     """Parameters drawn as torch.nn.init draws them (INIT; init names one scheme for every layer
-    instead), fan_in = inputs of the layer; biases zero, except under "torch", nn.Linear's default
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
+    instead), fan_in = inputs of the layer (times a kernel's entries); biases zero, except under
+    "torch", nn.Linear's (and nn.Conv2d's) default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
     rng = np.random.default_rng(seed)
     params = {}
     for l, (scheme, gain) in INIT.items():
         scheme = init or scheme
-        fan_out, fan_in = PARAM_SHAPES[f"W{l}"]
-        bias = np.zeros(fan_out)
+        shape = PARAM_SHAPES[f"W{l}"]  # (out, in), or a convolution's kernel (out, in, kH, kW)
+        receptive = math.prod(shape[2:])  # torch's fans count each kernel entry
+        fan_out, fan_in = shape[0] * receptive, shape[1] * receptive
+        bias = np.zeros(shape[0])
         if scheme == "xavier_uniform":
             bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            weights = rng.uniform(-bound, bound, size=shape)
         elif scheme == "xavier_normal":
-            weights = rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=(fan_out, fan_in))
+            weights = rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
         elif scheme == "he_uniform":
             bound = gain * np.sqrt(3.0 / fan_in)
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            weights = rng.uniform(-bound, bound, size=shape)
         elif scheme == "he_normal":
-            weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=(fan_out, fan_in))
+            weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
         elif scheme == "torch":
             bound = 1.0 / np.sqrt(fan_in)
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
-            bias = rng.uniform(-bound, bound, size=(fan_out,))
+            weights = rng.uniform(-bound, bound, size=shape)
+            bias = rng.uniform(-bound, bound, size=(shape[0],))
         else:
             raise ValueError(f"init must be one of xavier_uniform, xavier_normal, he_uniform, he_normal, torch; not {scheme!r}")
         params[f"W{l}"] = weights.astype(dtype)
-        params[f"b{l}"] = bias.astype(dtype)
+        if f"b{l}" in PARAM_SHAPES:  # a convolution may have no bias
+            params[f"b{l}"] = bias.astype(dtype)
     return params
 
 
@@ -476,8 +479,7 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
 
 def _layer_norms(grads):
     """[L2 norm of layer l's gradients, W and b together, for l = 1, 2, ...]."""
-    return [math.sqrt(float(np.vdot(grads[f"W{l}"], grads[f"W{l}"]) + np.vdot(grads[f"b{l}"], grads[f"b{l}"])))
-            for l in INIT]
+    return [math.sqrt(float(sum(np.vdot(grads[k], grads[k]) for k in (f"W{l}", f"b{l}") if k in grads))) for l in INIT]
 
 
 def _labels(Y):
@@ -551,8 +553,8 @@ def load(path, optimizer=None):
 def _demo_data(n, seed=0):
     """Random inputs and targets a network of this shape can learn."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, INPUTS)).astype(DTYPE)
-    scores = X @ rng.normal(size=(INPUTS, OUTPUTS)).astype(DTYPE)
+    X = rng.normal(size=(n, 4)).astype(DTYPE)
+    scores = X.reshape(n, INPUTS) @ rng.normal(size=(INPUTS, OUTPUTS)).astype(DTYPE)
     T = (scores > 0).astype(DTYPE)
     return X, T
 
