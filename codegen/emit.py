@@ -14,7 +14,7 @@ import sympy as sp
 
 from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
-from derive.fields import shown_shape
+from derive.fields import described, shown_shape
 from derive.naming import layer_key
 from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
@@ -432,8 +432,6 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     # and one with a layout (a convolution's kernel) in that shape
     shapes = [(v.key, tuple(n for _, n in v.layout) if v.layout else v.shape[:1] if v.axes[1][0] == "batch"
                else v.shape) for v in param_values]
-    x_layout = next(v for v in derivation.batch.graph.values if v.role == "data").layout \
-        or (("features", net.inputs),)
     graph = derivation.batch.graph
     buffers = [v for v in graph.values if v.role == "buffer"]
     # one number per feature (a bias, batch norm's statistics and running statistics) is held 1-D, as torch does
@@ -482,10 +480,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,
-        inputs=", ".join(str(n) for _, n in x_layout),
+        inputs=", ".join(str(n) for _, n in net.input_shape),  # an image's (C, H, W), else the features
         features=net.inputs,
-        layout=", ".join(name for name, _ in x_layout) if len(x_layout) > 1 else None,
-        layout_text="×".join(str(n) for _, n in x_layout) + (" image" if len(x_layout) == 3 else " signal"),
+        layout=", ".join(name for name, _ in net.layout) or None,
+        layout_text=described(net.layout)[2:] if net.layout else None,
         outputs=net.outputs,
         shapes=shapes,
         torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],

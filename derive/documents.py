@@ -431,7 +431,8 @@ LATEX = Layout(
           # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
-          r"\allowdisplaybreaks", r"\begin{document}"),
+          # long unbreakable words (a convolution's kernel\_size=3) stretch a line rather than overflow it
+          r"\allowdisplaybreaks", r"\emergencystretch=3em", r"\begin{document}"),
     tail=(r"\end{document}",), end="\n")
 
 MARKDOWN = Layout(

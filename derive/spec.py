@@ -288,7 +288,10 @@ def parse_inline(text: str) -> Network:
     Layers are separated by ``->``. A dense layer is ``UNITS [ACTIVATION] [residual] [dropout=P]``; an
     activation is a name, ``name(k=v)``, or a formula in ``z`` in brackets, ``[z*tanh(log(1+exp(z)))]``,
     and one on its own is an activation layer. ``layernorm`` or ``layernorm(eps=1e-6, affine=false)`` is
-    a layer norm; ``residual(LAYER -> LAYER ...)`` a residual block around its layers (blocks nest).
+    a layer norm; ``residual(LAYER -> LAYER ...)`` a residual block around its layers (blocks nest); any
+    other layer kind is ``KIND(key=value, ...)``, e.g. ``conv2d(out_channels=8, kernel_size=3, padding=1)``.
+    The inputs are a number of features, an image ``1x8x8`` (channels × height × width) or a 1-D signal
+    ``2x16`` (channels × length).
     After the first ``;`` comes the loss (a name, ``name(k=v)`` or ``[formula in yhat, y]``), then
     optional ``l1=...``, ``l2=...``.
     """
@@ -298,7 +301,12 @@ def parse_inline(text: str) -> Network:
     chain = _split(parts[0], "->")
     if len(chain) < 2:
         raise ChainruleError(f"inline spec {shown(text)} has no layers; {INLINE_USAGE}")
-    inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
+    sizes = re.fullmatch(r"(\d+)[x×](\d+)(?:[x×](\d+))?", chain[0])
+    if sizes:  # an image C×H×W or a 1-D signal C×L, as the notes write them
+        keys = ("channels", "height", "width") if sizes[3] else ("channels", "length")
+        inputs = {key: int(n) for key, n in zip(keys, sizes.groups())}
+    else:
+        inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
     network = {"inputs": inputs, "layers": _inline_layers(chain[1:], ()), "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")

@@ -19,6 +19,7 @@ suffices), then, where that is not enough (softmax's output against its logits),
 definitions substituted, the latest Step's first, down to the fully expanded network. Piecewise
 and erf resist cancellation, so a difference that keeps them stays numeric.
 """
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -64,8 +65,13 @@ class Report:
 
 
 def shrink(network, cap: int = 3):
-    """The same network with every width at most `cap` (softmax keeps at least 2 outputs)."""
+    """The same network with every width at most `cap` (softmax keeps at least 2 outputs); an image or a
+    signal keeps its spatial sizes (kernels and pooling must still fit) with at most `cap` channels."""
     layers = tuple(layer.capped(cap) for layer in network.layers)
+    if network.layout:
+        (name, channels), *spatial = network.layout
+        layout = ((name, min(channels, cap)), *spatial)
+        return replace(network, inputs=math.prod(n for _, n in layout), layout=layout, layers=layers)
     return replace(network, inputs=min(network.inputs, cap), layers=layers)
 
 

@@ -122,7 +122,7 @@ class MaxPoolGrad(WindowNode):
         h = INPUT_INDEX[w.dims]
         where = ",".join(h)
         window = ",".join(_reads(w))
-        mask = (rf"\mathbb{{1}}\left[({where}) = \operatorname{{argmax}}_{{({window})}} "
+        mask = (rf"\mathbb{{I}}\left[({where}) = \operatorname{{argmax}}_{{({window})}} "
                 + _entry(printer, X, _sample(X) + ("c",) + _reads(w)) + r"\right]") if latex else \
             f"1[({where}) = argmax_({window}) " + _entry(printer, X, _sample(X) + ("c",) + _reads(w)) + "]"
         body = _sum(OUTPUT_INDEX[w.dims], latex) + _entry(printer, G, _sample(G) + ("c",) + _outputs(w)) \
