@@ -90,12 +90,13 @@ def to_torch_state_dict(params):
     """params as the state_dict of the PyTorch twin (TORCH_KEYS): NumPy arrays, copies; load them with
     module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})."""
     params, _ = _params(params)
-    return {TORCH_KEYS[name]: np.array(params[name]) for name in PARAM_SHAPES}
+    return {key: np.array(params[name]) for name, key in TORCH_KEYS.items()}
 
 
 def from_torch_state_dict(state, dtype=DTYPE):
-    """params (arrays of dtype) from the state_dict of the PyTorch twin (TORCH_KEYS; torch's CPU tensors
-    or arrays); ValueError naming a missing or unexpected key, or a value of the wrong shape."""
+    """params (arrays of dtype, copies: training them leaves state as it was) from the state_dict of the
+    PyTorch twin (TORCH_KEYS; torch's CPU tensors or arrays); ValueError naming a missing or unexpected
+    key, or a value of the wrong shape."""
     if not hasattr(state, "keys"):
         raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
     names = {key: name for name, key in TORCH_KEYS.items()}
@@ -107,7 +108,8 @@ def from_torch_state_dict(state, dtype=DTYPE):
     for key, name in names.items():
         if key not in state:
             raise ValueError(f"state has no {key!r} ({name}); expected the keys {list(names)}")
-        params[name] = _real(state[key], f"state[{key!r}]", np.dtype(dtype))
+        # np.array copies: np.asarray of a CPU tensor shares its memory, which train would then change
+        params[name] = np.array(_real(state[key], f"state[{key!r}]", np.dtype(dtype)))
         if params[name].shape != PARAM_SHAPES[name]:
             raise ValueError(f"state[{key!r}] must have shape {PARAM_SHAPES[name]} ({name}), got {params[name].shape}")
     return params
@@ -448,8 +450,8 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
     _, grads = _loss_and_grads(params, X, Y)
     worst = 0.0
     entries = np.random.default_rng(0)  # the same entries on every call
-    for name, value in params.items():
-        flat = value.reshape(-1)  # a view: nudging flat[i] nudges the parameter
+    for name in PARAM_SHAPES:
+        flat = params[name].reshape(-1)  # a view: nudging flat[i] nudges the parameter
         chosen = np.arange(flat.size) if max_entries is None or flat.size <= max_entries \
             else np.sort(entries.choice(flat.size, max_entries, replace=False))
         numeric = np.zeros(len(chosen))
