@@ -338,21 +338,29 @@ CNNS = [
         {"type": "activation", "activation": "tanh"}, {"type": "flatten"}, {"units": 2}]}},
      lambda: [torch.nn.Conv1d(2, 2, 2), torch.nn.BatchNorm1d(2, affine=False), torch.nn.Tanh(), torch.nn.Flatten(),
               torch.nn.Linear(8, 2)]),
+    # the issue's network
+    ({"network": {"inputs": {"channels": 1, "height": 8, "width": 8}, "loss": "cross_entropy", "layers": [
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1, "activation": "relu"},
+        {"type": "batchnorm"}, {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "stride": 1, "padding": 0, "activation": "relu"},
+        {"type": "avgpool2d", "kernel_size": 2}, {"type": "flatten"}, {"units": 10, "activation": "softmax"}]}},
+     lambda: [torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.MaxPool2d(2),
+              torch.nn.Conv2d(8, 16, 3), torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 10)]),
 ]
 
 
 def cnn_loss(spec, modules, X, T):
     out = torch.from_numpy(X)
-    for i, module in enumerate(modules):
+    for layer, module in zip(spec["network"]["layers"], modules):
         out = module(out)
-        if i == 0 and spec["network"]["layers"][0].get("activation") == "relu":
+        if layer.get("activation") == "relu":  # a convolution's; the softmax is cross_entropy's
             out = torch.relu(out)
     if spec["network"]["loss"] == "cross_entropy":
         return torch.nn.functional.cross_entropy(out, torch.from_numpy(T))
     return torch.nn.functional.mse_loss(out, torch.from_numpy(T))
 
 
-@pytest.mark.parametrize("spec, build", CNNS, ids=["conv2d-batchnorm2d", "conv1d-batchnorm1d"])
+@pytest.mark.parametrize("spec, build", CNNS, ids=["conv2d-batchnorm2d", "conv1d-batchnorm1d", "the-issue's-cnn"])
 def test_after_a_convolution_equals_torch(spec, build):
     """Statistics per channel over the batch and the image (torch.nn.BatchNorm2d, or BatchNorm1d over signals):
     a training step's loss, gradients and running statistics, then evaluation, equal torch's; central differences."""
@@ -363,7 +371,7 @@ def test_after_a_convolution_equals_torch(spec, build):
     net = derive(spec).network
     rng = np.random.default_rng(3)
     X = rng.normal(size=(5,) + tuple(n for _, n in net.layout))
-    T = rng.integers(0, 3, size=5) if net.loss.name == "cross_entropy" else rng.normal(size=(5, 2))
+    T = rng.integers(0, net.outputs, size=5) if net.loss.name == "cross_entropy" else rng.normal(size=(5, 2))
     value = cnn_loss(spec, modules, X, T)
     value.backward()
     loss, grads = module.loss_and_grads(params, X, T)
