@@ -166,6 +166,24 @@ def test_central_differences_with_the_batch_statistics(spec):
     agrees_with_central_differences(module, params, X, T)
 
 
+def test_gradient_check_of_linear_batchnorm_relu():
+    """Linear -> BatchNorm -> ReLU, the usual order: the bias before batch norm has a gradient of 0 exactly
+    (the mean takes it away), which gradient_check holds against the differences' noise, not against itself."""
+    module = load_module("4 -> 6 -> batchnorm -> relu -> 3 softmax ; cross_entropy")
+    params = module.init_params(seed=2)
+    X, T = data(derive("4 -> 6 -> batchnorm -> relu -> 3 softmax ; cross_entropy").network)
+    _, grads = module.loss_and_grads(params, X, T)
+    assert np.abs(grads["b1"]).max() < 1e-15
+    assert module.gradient_check(params, X, T) < 1e-6
+    right = module._loss_and_grads
+
+    def wrong(*args):  # the bias's gradient off by 1e-6, far below the others but above the noise: caught
+        L, grads = right(*args)
+        return L, {**grads, "b1": grads["b1"] + 1e-6}
+    module._loss_and_grads = wrong
+    assert module.gradient_check(params, X, T) > 1e-2
+
+
 def agrees_with_central_differences(module, params, X, T, eps=1e-6):
     """Every gradient of loss_and_grads against central differences of the training-mode loss (the batch's
     statistics), with the relative error of gradcheck, whose floor spares a gradient that is 0 exactly (the
