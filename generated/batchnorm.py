@@ -406,7 +406,9 @@ def _loss_and_grads(params, X, Y, outputs=None):
 
 def gradient_check(params, X, T, eps=1e-6, max_entries=200):
     """The largest relative error, over the parameters, of the analytic gradient against
-    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.
+    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms, the
+    denominator at least the differences' rounding noise (so a gradient that is 0 exactly, a bias just
+    before a batch norm, is not an error of 1).
     A parameter of more than max_entries entries is checked at max_entries of them, drawn with a
     fixed seed (each costs two forward passes, so a big net is checked in seconds); None: all.
     """
@@ -419,7 +421,9 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
     params = {name: np.array(params[name], dtype=np.float64 if name in PARAM_SHAPES else None) for name in SHAPES}
     X = _inputs(X, np.float64)
     Y = _targets(T, X.shape[0], np.float64)  # checked once: the loop below runs the unchecked functions
-    _, grads = _loss_and_grads(params, X, Y)
+    L, grads = _loss_and_grads(params, X, Y)
+    # a difference of two losses rounds by about 1e-16 |L|, so each numeric entry carries ~1e-16 |L| / eps
+    noise = 100 * np.finfo(np.float64).eps * max(1.0, abs(float(L))) / eps
     worst = 0.0
     entries = np.random.default_rng(0)  # the same entries on every call
     for name in PARAM_SHAPES:
@@ -436,9 +440,8 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
             flat[i] = saved
             numeric[k] = (up - down) / (2 * eps)
         analytic = grads[name].reshape(-1)[chosen]
-        scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-        if scale > 0:
-            worst = max(worst, float(np.linalg.norm(analytic - numeric) / scale))
+        scale = max(np.linalg.norm(analytic) + np.linalg.norm(numeric), noise * math.sqrt(len(chosen)))
+        worst = max(worst, float(np.linalg.norm(analytic - numeric) / scale))
     return worst
 
 
