@@ -78,7 +78,7 @@ def _unit(node) -> str:
 
 
 def _over(node) -> str:
-    return "the batch" if node.attrs.get("group", 1) == 1 else "the batch and the image"
+    return "the batch" if node.attrs.get("group", 1) == 1 else "the batch and the positions"
 
 
 def _fn(body):
