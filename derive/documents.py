@@ -539,7 +539,8 @@ LATEX = Layout(
           # Greek letters a spec's own text (its description, a name) may hold
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
-          r"\begin{document}"),
+          # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
+          r"\emergencystretch=3em", r"\begin{document}"),
     tail=(r"\end{document}",),
     body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",
     end="\n")
