@@ -119,7 +119,7 @@ def _plain_loss(network, yhat, T):
 
 def twin(layers, width):
     """The PyTorch twin of spec ``layers`` (from input ``width``): the torch.nn.ModuleList whose module i
-    is spec layer i (nn.Linear, nn.LayerNorm, a parameterless module, nested blocks), float64."""
+    is spec layer i (nn.Linear, nn.LayerNorm, nn.BatchNorm1d, a parameterless module, nested blocks), float64."""
     import torch
     modules = []
     for layer in layers:
@@ -127,6 +127,9 @@ def twin(layers, width):
             modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
         elif layer.kind == "layernorm":
             modules.append(torch.nn.LayerNorm(width, eps=layer.eps, elementwise_affine=layer.affine, dtype=torch.float64))
+        elif layer.kind == "batchnorm":
+            modules.append(torch.nn.BatchNorm1d(width, eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
+                                                dtype=torch.float64))
         elif layer.kind == "activation":
             modules.append(torch.nn.Identity())  # no parameters; apply() applies the activation
         else:
@@ -143,7 +146,7 @@ def apply(layers, modules, a):
             z = module(a)
             out = torch_activation(layer.activation)(z)
             a = out + a if layer.residual else out
-        elif layer.kind == "layernorm":
+        elif layer.kind in ("layernorm", "batchnorm"):
             a = module(a)
         elif layer.kind == "activation":
             a = torch_activation(layer.activation)(a)
