@@ -19,6 +19,7 @@ from derive.naming import layer_key
 from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
+from derive.ops.conv import WindowNode
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
 from derive.spec import inline
@@ -145,7 +146,7 @@ def _overwrite_dead(lines, keep) -> list:
         if match and line.op == "=" and match["arg"] in computed - set(keep) \
                 and match["arg"] not in _names(lines[i + 1:]):
             line = replace(line, rhs="{}, out={})".format(line.rhs[:-1], match["arg"]))
-        if line.op == "+=":
+        if line.op == "+=" or line.rhs.startswith("_conv("):  # a fresh array of this function's
             computed.add(line.lhs)
         out.append(line)
     return out
@@ -259,9 +260,10 @@ def _sum_lines(printer, key: str, rhs, number: int, transposed: bool) -> list:
 
 
 def _is_fresh(term) -> bool:
-    """A matrix product or a sum: NumPy computes it into a new array, which may be overwritten."""
-    return isinstance(term, sp.MatAdd) or (isinstance(term, sp.MatMul) and not _is_bias(term)
-                                           and len(term.as_coeff_mmul()[1].args) > 1)
+    """A matrix product, a sum or a window helper's result (a convolution's or a pooling's gradient):
+    NumPy computes it into a new array, which may be overwritten."""
+    return isinstance(term, (sp.MatAdd, WindowNode)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
+                                                         and len(term.as_coeff_mmul()[1].args) > 1)
 
 
 def _in_place_product(rhs):
@@ -299,7 +301,7 @@ def _derivatives_from_outputs(derivation) -> dict:
         if step.phase != "forward" or not isinstance(step.rhs, Pointwise) or len(step.rhs.mats) != 1:
             continue
         layer = derivation.network.layer(step.layer)
-        if layer.kind not in ("dense", "activation"):
+        if layer.kind not in ("dense", "activation", "conv1d", "conv2d"):
             continue
         act = layer.activation
         if step.rhs.fn.expr == act.definition and derivative_of_output(act) is not None:

@@ -4,19 +4,20 @@ in the template), whose arguments are the node's arrays as code holds them (a ba
 features), a kernel (O, C, kH, kW)) and its window's sizes.
 
 The helpers view an (N, C·H·W) array as (N, C, H, W) with a free reshape, take its windows with
-``numpy.lib.stride_tricks.sliding_window_view`` (no copy: im2col is the GEMM's own packing of that
-view), and make each convolution one ``tensordot`` (one GEMM) in each direction; the input's
-gradient is col2im, the kernel-sized columns added back to their positions by strided slices, one
-slice per kernel offset; max pooling's backward routes through a one-hot of the argmax.
+``numpy.lib.stride_tricks.sliding_window_view`` (no copy), copy them once into the (C·kH·kW, N·H'·W')
+im2col matrix (the image's rows innermost, so the copy runs along memory), and make each convolution
+one GEMM in each direction; the input's gradient is col2im, the columns added back to their positions
+by one strided slice per kernel offset; pooling takes one pass per kernel offset too, and max pooling
+routes each gradient to the first entry of its window equal to the pooled maximum.
 """
 from derive.ops.conv import Window
 
 #: The helpers, in the order the template defines them, and the ones each needs.
-WINDOW_HELPERS = ("_windows", "_col2im", "_conv", "_conv_weight_grad", "_conv_input_grad",
+WINDOW_HELPERS = ("_windows", "_im2col", "_col2im", "_conv", "_conv_weight_grad", "_conv_input_grad",
                   "_maxpool", "_maxpool_grad", "_avgpool", "_avgpool_grad")
-_NEEDS = {"_conv": ("_windows",), "_conv_weight_grad": ("_windows",), "_conv_input_grad": ("_col2im",),
-          "_maxpool": ("_windows",), "_maxpool_grad": ("_windows", "_col2im"), "_avgpool": ("_windows",),
-          "_avgpool_grad": ("_col2im",)}
+_NEEDS = {"_conv": ("_windows", "_im2col"), "_conv_weight_grad": ("_windows", "_im2col"),
+          "_conv_input_grad": ("_windows", "_im2col", "_col2im"), "_maxpool": ("_windows",),
+          "_maxpool_grad": ("_windows", "_col2im"), "_avgpool": ("_windows",), "_avgpool_grad": ("_col2im",)}
 
 
 def _global(w: Window) -> bool:

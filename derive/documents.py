@@ -547,7 +547,7 @@ LATEX = Layout(
           # Greek letters a spec's own text (its description, a name) may hold
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
-          # long unbreakable words (a convolution's kernel\_size=3) stretch a line rather than overflow it
+          # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
           r"\emergencystretch=3em", r"\begin{document}"),
     tail=(r"\end{document}",),
     body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",

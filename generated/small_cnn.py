@@ -137,16 +137,37 @@ def _windows(x, kernel, stride, padding, dilation, fill=0.0):
                 + tuple(slice(None, None, d) for d in dilation)]
 
 
-def _col2im(cols, shape, stride, padding, dilation):
-    """The adjoint of _windows: cols (N, C, *out, *kernel) added back to the positions of an input of
-    shape (C, *spatial) they were read from, one strided slice per kernel offset (never a loop over
-    pixels), the padding cropped; (N, C·H·W)."""
-    n, dims = cols.shape[0], len(shape) - 1
-    out, kernel = cols.shape[2:2 + dims], cols.shape[2 + dims:]
-    padded = np.zeros((n, shape[0]) + tuple(size + 2 * p for size, p in zip(shape[1:], padding)), cols.dtype)
-    for offset in np.ndindex(*kernel):
-        at = tuple(slice(d * u, d * u + s * (o - 1) + 1, s) for u, d, s, o in zip(offset, dilation, stride, out))
-        padded[(slice(None), slice(None)) + at] += cols[(Ellipsis,) + offset]
+def _offsets(view):
+    """(kernel offset, the (N, C, *out) view of each window's entry at it), in row-major order."""
+    dims = (view.ndim - 2) // 2
+    for offset in np.ndindex(*view.shape[2 + dims:]):
+        yield offset, view[(Ellipsis,) + offset]
+
+
+def _im2col(x, kernel, stride, padding, dilation):
+    """The windows of x (N, C, *spatial) as one contiguous (C·kH·kW, N·H'·W') matrix, row (c, u, v) and
+    column (n, i, j) holding x[n, c, stride·i + dilation·u - padding]: the GEMM's operand, copied once
+    with the image's rows innermost (long runs), not the kernel's few entries."""
+    view = _windows(x, kernel, stride, padding, dilation)
+    dims = len(kernel)
+    order = (1,) + tuple(range(2 + dims, 2 + 2 * dims)) + (0,) + tuple(range(2, 2 + dims))
+    return view.transpose(order).reshape(x.shape[1] * math.prod(kernel), -1)
+
+
+def _channels_first(delta, channels):
+    """delta (N, O·H'·W') as the (O, N·H'·W') matrix the GEMMs read (one copy, H'·W' innermost)."""
+    return delta.reshape(len(delta), channels, -1).transpose(1, 0, 2).reshape(channels, -1)
+
+
+def _col2im(parts, n, shape, stride, padding, dilation, dtype):
+    """The adjoint of _windows: each (kernel offset, (N, C, *out) array) of parts added back to the
+    positions of x (N, C, *spatial) it was read from, one strided slice per offset (never a loop over
+    pixels), the padding cropped; (N, C·H·W) of dtype."""
+    padded = np.zeros((n, shape[0]) + tuple(size + 2 * p for size, p in zip(shape[1:], padding)), dtype)
+    for offset, part in parts:
+        at = tuple(slice(d * u, d * u + s * (o - 1) + 1, s)
+                   for u, d, s, o in zip(offset, dilation, stride, part.shape[2:]))
+        padded[(slice(None), slice(None)) + at] += part
     crop = tuple(slice(p, p + size) for p, size in zip(padding, shape[1:]))
     return padded[(slice(None), slice(None)) + crop].reshape(n, -1)
 
@@ -154,50 +175,56 @@ def _col2im(cols, shape, stride, padding, dilation):
 def _conv(x, W, b, shape, stride, padding, dilation):
     """x (N, C·H·W), images of shape (C, H, W), correlated with the kernel W (O, C, kH, kW), plus the
     bias b (O,) or None: (N, O·H'·W'), as torch.nn.Conv2d (Conv1d for one spatial axis). One GEMM."""
-    dims = len(shape) - 1
-    cols = _windows(x.reshape((-1,) + shape), W.shape[2:], stride, padding, dilation)
-    z = np.tensordot(cols, W, axes=((1,) + tuple(range(2 + dims, 2 + 2 * dims)), (1,) + tuple(range(2, 2 + dims))))
-    if b is not None:  # z is (N, *out, O): the bias broadcasts along its last axis
-        z += b
-    return np.moveaxis(z, -1, 1).reshape(len(x), -1)
+    z = W.reshape(len(W), -1) @ _im2col(x.reshape((-1,) + shape), W.shape[2:], stride, padding, dilation)
+    if b is not None:  # z is (O, N·H'·W'): one bias per row
+        z += b[:, None]
+    return z.reshape(len(W), len(x), -1).transpose(1, 0, 2).reshape(len(x), -1)
 
 
 def _conv_weight_grad(delta, x, shape, kernel, stride, padding, dilation):
     """dL/dW (O, C, kH, kW): the windows of x (N, C·H·W) correlated with delta (N, O·H'·W'), summed over
     the batch and the positions. One GEMM."""
-    dims = len(shape) - 1
-    cols = _windows(x.reshape((-1,) + shape), kernel, stride, padding, dilation)
-    over = (0,) + tuple(range(2, 2 + dims))
-    return np.tensordot(delta.reshape((len(delta), -1) + cols.shape[2:2 + dims]), cols, axes=(over, over))
+    cols = _im2col(x.reshape((-1,) + shape), kernel, stride, padding, dilation)
+    channels = delta.shape[1] * len(x) // cols.shape[1]
+    return (_channels_first(delta, channels) @ cols.T).reshape((channels, shape[0]) + tuple(kernel))
 
 
 def _conv_input_grad(delta, W, shape, stride, padding, dilation):
-    """dL/dx (N, C·H·W): delta (N, O·H'·W') times the kernel W (O, C, kH, kW) into columns (one GEMM),
-    added back to their positions by _col2im: the full convolution of delta with the kernel."""
-    dims = len(shape) - 1
+    """dL/dx (N, C·H·W): the kernel W (O, C, kH, kW) transposed times delta (N, O·H'·W') into columns
+    (one GEMM), added back to their positions by _col2im: the full convolution of delta with the kernel."""
+    n, dims = len(delta), len(shape) - 1
     out = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
                 for size, k, s, p, d in zip(shape[1:], W.shape[2:], stride, padding, dilation))
-    cols = np.tensordot(delta.reshape((len(delta), W.shape[0]) + out), W, axes=([1], [0]))  # (N, *out, C, *kernel)
-    return _col2im(np.moveaxis(cols, 1 + dims, 1), shape, stride, padding, dilation)
+    cols = (W.reshape(len(W), -1).T @ _channels_first(delta, len(W))).reshape(W.shape[1:] + (n,) + out)
+    parts = ((offset, cols[(slice(None),) + offset].swapaxes(0, 1)) for offset in np.ndindex(*W.shape[2:]))
+    return _col2im(parts, n, shape, stride, padding, dilation, delta.dtype)
 
 
 def _maxpool(x, shape, kernel, stride, padding):
-    """The largest entry of each window of x (N, C·H·W), the padding -inf: (N, C·H'·W'), as torch.nn.MaxPool2d."""
-    dims = len(shape) - 1
-    cols = _windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * dims, fill=-np.inf)
-    return cols.max(axis=tuple(range(-dims, 0))).reshape(len(x), -1)
+    """The largest entry of each window of x (N, C·H·W), the padding -inf: (N, C·H'·W'), as torch.nn.MaxPool2d;
+    one np.maximum per kernel offset."""
+    parts = _offsets(_windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * len(kernel), fill=-np.inf))
+    top = next(parts)[1].copy()
+    for _, part in parts:
+        np.maximum(top, part, out=top)
+    return top.reshape(len(x), -1)
 
 
-def _maxpool_grad(delta, x, shape, kernel, stride, padding):
-    """dL/dx (N, C·H·W): each entry of delta (N, C·H'·W') routed to its window's first maximum in
-    row-major order (argmax's, where torch routes it), nothing to the others; _col2im adds the
-    shares of overlapping windows."""
-    dims = len(shape) - 1
-    cols = _windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * dims, fill=-np.inf)
-    flat = cols.reshape(cols.shape[:2 + dims] + (-1,))
-    first = flat.argmax(axis=-1)[..., None]
-    routed = (np.arange(flat.shape[-1]) == first) * delta.reshape(first.shape)
-    return _col2im(routed.reshape(cols.shape), shape, stride, padding, (1,) * dims)
+def _maxpool_grad(delta, x, y, shape, kernel, stride, padding):
+    """dL/dx (N, C·H·W): each entry of delta (N, C·H'·W') routed to the first entry of its window, in
+    row-major order, that equals the window's maximum y (the pooling's output): where torch routes it,
+    nothing to the others. One pass per kernel offset."""
+    view = _windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * len(kernel), fill=-np.inf)
+    top = y.reshape(view.shape[:view.ndim // 2 + 1])
+    delta = delta.reshape(top.shape)
+    unrouted = np.ones(top.shape, bool)
+
+    def parts():
+        for offset, part in _offsets(view):
+            first = (part == top) & unrouted
+            np.logical_and(unrouted, ~first, out=unrouted)  # the later entries equal to it get nothing
+            yield offset, delta * first
+    return _col2im(parts(), len(x), shape, stride, padding, (1,) * len(kernel), delta.dtype)
 
 
 def _params(params):
@@ -353,14 +380,14 @@ def _forward(params, X):
     W5 = params["W5"]
     b5 = params["b5"]
     Z1 = _conv(X, W1, b1, shape=(1, 8, 8), stride=(1, 1), padding=(1, 1), dilation=(1, 1))  # (eq. 19)
-    A1 = np.maximum(Z1, 0)  # (eq. 20)
+    A1 = np.maximum(Z1, 0, out=Z1)  # (eq. 20)
     A2 = _maxpool(A1, shape=(8, 8, 8), kernel=(2, 2), stride=(2, 2), padding=(0, 0))  # (eq. 21)
     Z3 = _conv(A2, W3, b3, shape=(8, 4, 4), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 22)
-    A3 = np.maximum(Z3, 0)  # (eq. 23)
+    A3 = np.maximum(Z3, 0, out=Z3)  # (eq. 23)
     Z5 = A3 @ W5.T  # (eq. 24)
     Z5 += b5  # (eq. 24)
     Yhat, logsumexp_Z5 = _softmax_logsumexp(Z5, axis=1)  # (eq. 25, 26)
-    cache = {"X": X, "Z1": Z1, "A1": A1, "A2": A2, "Z3": Z3, "A3": A3, "Z5": Z5, "Yhat": Yhat, "logsumexp_Z5": logsumexp_Z5}
+    cache = {"X": X, "A1": A1, "A2": A2, "A3": A3, "Z5": Z5, "Yhat": Yhat, "logsumexp_Z5": logsumexp_Z5}
     return Yhat, cache
 
 
@@ -403,10 +430,8 @@ def _loss_and_grads(params, X, Y, outputs=None):
     L = _loss(params, cache, Y)
     W3 = params["W3"]
     W5 = params["W5"]
-    Z1 = cache["Z1"]
     A1 = cache["A1"]
     A2 = cache["A2"]
-    Z3 = cache["Z3"]
     A3 = cache["A3"]
     Yhat = cache["Yhat"]
     N = X.shape[0]
@@ -416,11 +441,12 @@ def _loss_and_grads(params, X, Y, outputs=None):
     dL_dW5 = Delta5.T @ A3  # (eq. 28)
     dL_db5 = ones_N @ Delta5  # (eq. 29)
     Delta3 = Delta5 @ W5  # (eq. 30)
-    Delta3 *= (Z3 > 0)  # (eq. 30)
+    Delta3 *= (A3 > 0)  # (eq. 30)
     dL_dW3 = _conv_weight_grad(Delta3, A2, shape=(8, 4, 4), kernel=(3, 3), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 31)
     dL_db3 = (ones_N @ Delta3).reshape(16, -1).sum(axis=1)  # (eq. 32)
     dL_dA2 = _conv_input_grad(Delta3, W3, shape=(8, 4, 4), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 33)
-    Delta1 = _maxpool_grad(dL_dA2, A1, shape=(8, 8, 8), kernel=(2, 2), stride=(2, 2), padding=(0, 0)) * (Z1 > 0)  # (eq. 34)
+    Delta1 = _maxpool_grad(dL_dA2, A1, A2, shape=(8, 8, 8), kernel=(2, 2), stride=(2, 2), padding=(0, 0))  # (eq. 34)
+    Delta1 *= (A1 > 0)  # (eq. 34)
     dL_dW1 = _conv_weight_grad(Delta1, X, shape=(1, 8, 8), kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1))  # (eq. 35)
     dL_db1 = (ones_N @ Delta1).reshape(8, -1).sum(axis=1)  # (eq. 36)
     return L, {

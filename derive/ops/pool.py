@@ -97,27 +97,29 @@ class MaxPool(WindowNode):
 
 
 class MaxPoolGrad(WindowNode):
-    """``MaxPoolGrad(window, G, X)``: (C·H·W, N), each output's adjoint G routed to its window's first maximum."""
+    """``MaxPoolGrad(window, G, X, Y)``: (C·H·W, N), each output's adjoint G routed to the first entry of
+    its window (row-major order) that equals the window's maximum, the pooling's output Y (which the
+    code has at hand, so it need not take the maximum again)."""
 
     @property
     def shape(self):
         return sp.Integer(math.prod(self.window.shape)), self.mats[0].shape[1]
 
-    def _expand(self, G, X):
+    def _expand(self, G, X, Y):
         w = self.window
         out = sp.zeros(math.prod(w.shape), X.cols)
         for n in range(X.cols):
             for c in range(w.channels):
                 for p, entries in _windows(w, X, n, c):
-                    values = [X[k, n] for k in entries]
+                    top = Y[c * w.positions + p, n]
                     for m, k in enumerate(entries):
-                        # the first maximum in row-major order: above every earlier entry, not below a later one
-                        first = sp.And(*(values[m] > v for v in values[:m]), *(values[m] >= v for v in values[m + 1:]))
+                        # the first maximum: it reaches the maximum, and no earlier entry does
+                        first = sp.And(X[k, n] >= top, *(X[j, n] < top for j in entries[:m]))
                         out[k, n] += G[c * w.positions + p, n] * sp.Piecewise((1, first), (0, True))
         return sp.ImmutableMatrix(out)
 
     def _print_index(self, printer, latex):
-        G, X = self.mats
+        G, X = self.mats[:2]
         w = self.window
         h = INPUT_INDEX[w.dims]
         where = ",".join(h)
@@ -232,7 +234,7 @@ class MaxPooling(_Pool):
 
     def vjp(self, node, g, ins, out):
         w = node.attrs["window"]
-        return {0: Grad(MaxPoolGrad(w, g, ins[0]),
+        return {0: Grad(MaxPoolGrad(w, g, ins[0], out),
                         f"chain rule back through the max: each output's gradient goes to the entry of "
                         f"{ref(node.inputs[0])} that is its window's maximum (the first in row-major order at a tie, "
                         f"as PyTorch), nothing to the others")}
