@@ -47,10 +47,11 @@ import sympy as sp
 from ..errors import ChainruleError
 from ..escape import terminal_text
 from .checker import Checker
-from .compare import BATCH
+from .compare import BATCH, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import BackwardJudge
+from .diagnose import (BackwardJudge, OpJudge, batchnorm_worlds, conv_worlds, cropped, padding_not_cropped,
+                       pool_worlds)
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -159,7 +160,7 @@ function = getattr(module, name, None)
 if not callable(function):
     report({"stage": "missing"})
 def positional(case):
-    out = function(*[np.array(v, dtype=t) for v, t in case["args"]])
+    out = function(*[v if t == "dict" else np.array(v, dtype=t) for v, t in case["args"]])
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     names = task["outputs"]
     if task.get("loss") and len(out) == len(names) + 1:
@@ -638,12 +639,14 @@ def _op_case(checker, op, seed):
 def check_op(op_name: str, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
     from derive import derive  # the op's network, derived on demand
-    known = ops()
+    known = {**ops(), **cnn_ops()}
     if op_name not in known:
         raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
     path, name = _split_target(target)
     op = known[op_name]
     derivation = derive(op.spec)
+    if isinstance(op, CnnOp):
+        return _check_cnn_op(op_name, op, derivation, target, limits)
     checker = Checker(derivation, "columns")
     prepared = [_op_case(checker, op, seed) for seed in SEEDS]
     judge = BackwardJudge(checker, Checker(derivation, "rows"), [leaves for _, leaves in prepared],
@@ -746,3 +749,158 @@ def _difference(got, want) -> str:
 def _flat(array) -> str:
     return np.array2string(np.asarray(array), precision=4, max_line_width=10**6).replace("\n", "")
 
+
+
+# -- the CNN ops (``check-code --op conv2d``, maxpool2d, avgpool2d, batchnorm, spatial_batchnorm) --------
+# As above, each op sits in a small derived network, between identity layers, so its input x is the
+# value Z1 = X and its dx is the network's step for dL/dZ1; the arrays have cs231n's layouts, (N, C, H, W)
+# for images and (F, C, HH, WW) for kernels, and the settings dict (conv_param, ...) comes last.
+# The checker (``checker.Checker``) reads dense networks only, so these ops are judged by
+# ``diagnose.OpJudge`` on the derivation's steps and the Worlds of their usual mistakes.
+
+@dataclass(frozen=True)
+class CnnOp:
+    """One CNN op's check: its network, the arguments and outputs as (name, the network's quantity, the
+    shape without N), the settings dict, the correct formulas and the op's layer."""
+    spec: str
+    arguments: tuple
+    settings: tuple       # (name, dict) passed after the arrays
+    outputs: tuple
+    correct: dict
+    identity: tuple
+    layer: int
+    kind: str             # conv, max, avg or batchnorm: which usual mistakes it has
+    distinct: bool = False  # the input's entries all differ, so no window's maximum is tied
+
+
+def cnn_ops() -> dict:
+    """conv2d, maxpool2d, avgpool2d, batchnorm and spatial_batchnorm, in cs231n's layouts."""
+    one = "2x{0}x{0} -> conv2d(out_channels=2, kernel_size=1)"  # layer 1, the identity: x is Z1 = X
+    conv = CnnOp(f"{one.format(5)} -> conv2d(out_channels=3, kernel_size=3, stride=2, padding=1) -> flatten ; {UPSTREAM}",
+                 (("dout", "Delta2", (3, 3, 3)), ("x", "Z1", (2, 5, 5)), ("w", "W2", (3, 2, 3, 3)), ("b", "b2", (3,))),
+                 ("conv_param", {"stride": 2, "pad": 1}),
+                 (("dx", "Delta1", (2, 5, 5)), ("dw", "dL_dW2", (3, 2, 3, 3)), ("db", "dL_db2", (3,))),
+                 {"dx": "the full convolution of dout, dilated by the stride, with the kernel turned by 180°, "
+                        "the padding cropped: dx_pad[:, :, i*s:i*s+HH, j*s:j*s+WW] += Σ_f w[f] dout[:, f, i, j]",
+                  "dw": "x_pad correlated with dout: dw[f] = Σ_{n,i,j} dout[n, f, i, j] x_pad[n, :, i*s:i*s+HH, j*s:j*s+WW]",
+                  "db": "dout summed over the batch and the positions, dout.sum(axis=(0, 2, 3))"}, ("W1", "b1"), 2, "conv")
+    pools = {}
+    for kind in ("max", "avg"):
+        pools[f"{kind}pool2d"] = CnnOp(
+            f"{one.format(4)} -> {kind}pool2d(kernel_size=2) -> flatten ; {UPSTREAM}",
+            (("dout", "dL_dA2", (2, 2, 2)), ("x", "Z1", (2, 4, 4))),
+            ("pool_param", {"pool_height": 2, "pool_width": 2, "stride": 2}), (("dx", "Delta1", (2, 4, 4)),),
+            {"dx": "each window's dout routed to the window's maximum (the first, in row-major order), 0 elsewhere"
+             if kind == "max" else "each window's dout spread over it, dout / (pool_height·pool_width) to each entry"},
+            ("W1", "b1"), 2, kind, distinct=kind == "max")
+    compact = "(N·g − Σg − x̂ ⊙ Σ(g ⊙ x̂)) / (N σ) with g = γ ⊙ dout, N the count of each sum"
+    norms = {"batchnorm": CnnOp(f"5 -> 5 -> batchnorm -> 5 ; {UPSTREAM}",
+                                (("dout", "dL_dA2", (5,)), ("x", "Z1", (5,)), ("gamma", "gamma2", (5,)),
+                                 ("beta", "beta2", (5,))), ("bn_param", {"mode": "train", "eps": 1e-5}),
+                                (("dx", "dL_dZ1", (5,)), ("dgamma", "dL_dgamma2", (5,)), ("dbeta", "dL_dbeta2", (5,))),
+                                {"dx": compact + ", the sums over the batch (axis=0)",
+                                 "dgamma": "(dout ⊙ x̂).sum(axis=0)", "dbeta": "dout.sum(axis=0)"},
+                                ("W1", "b1", "W3", "b3"), 2, "batchnorm"),
+             "spatial_batchnorm": CnnOp(f"{one.format(3)} -> batchnorm -> flatten ; {UPSTREAM}",
+                                        (("dout", "dL_dA2", (2, 3, 3)), ("x", "Z1", (2, 3, 3)), ("gamma", "gamma2", (2,)),
+                                         ("beta", "beta2", (2,))), ("bn_param", {"mode": "train", "eps": 1e-5}),
+                                        (("dx", "dL_dZ1", (2, 3, 3)), ("dgamma", "dL_dgamma2", (2,)),
+                                         ("dbeta", "dL_dbeta2", (2,))),
+                                        {"dx": compact + ", the sums over the batch and the positions (axis=(0, 2, 3))",
+                                         "dgamma": "(dout ⊙ x̂).sum(axis=(0, 2, 3))", "dbeta": "dout.sum(axis=(0, 2, 3))"},
+                                        ("W1", "b1"), 2, "batchnorm")}
+    return {"conv2d": conv, **pools, **norms}
+
+
+class _Sweep(Comparer):
+    """The values of a derivation's batch steps at points (``Comparer``'s leaves and evaluate_steps)."""
+
+    def __init__(self, derivation):
+        self.net, self.sweep = derivation.network, derivation.batch
+        self.q = self.sweep.quantities
+        computed = {step.target.key for step in self.sweep.steps}
+        self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
+
+    def step(self, key):
+        return next(s for s in self.sweep.steps if s.target.key == key)
+
+    def layout(self, key, value, shape):
+        """A (features, N) value or a parameter in the op's layout: (N, *shape) or ``shape``."""
+        batched = not self.q[key].symbol.cols.is_number  # (features, N), not a parameter's shape
+        return value.T.reshape((BATCH,) + shape) if batched else value.reshape(shape)
+
+
+def _cnn_leaves(sweep, op, seed):
+    leaves = sweep.leaves(random.Random(seed))
+    for key in op.identity:
+        symbol = sweep.q[key].symbol
+        leaves[symbol] = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
+    if op.distinct:  # a tie would leave the first maximum to the code's convention
+        X = sweep.q["X"].symbol
+        rows, cols = leaves[X].shape
+        leaves[X] = np.array(random.Random(seed).sample([v for v in range(-300, 301) if v], rows * cols),
+                             dtype=float).reshape(rows, cols) / 100
+    return leaves
+
+
+def _mistakes(op, sweep, derivation):
+    """The Worlds of ``op``'s usual mistakes in its network."""
+    layer = derivation.network.layers[op.layer - 1]
+    steps = {out: sweep.step(key) for out, key, _ in op.outputs}
+    if op.kind == "conv":
+        return conv_worlds(steps.get, layer.window)
+    if op.kind in ("max", "avg"):
+        return pool_worlds(steps["dx"], layer.window, op.kind, sweep.q["Z1"].symbol)
+    return batchnorm_worlds(steps["dx"], sweep.q[f"Xhat{op.layer}"].symbol)
+
+
+def _check_cnn_op(op_name, op, derivation, target, limits):
+    path, name = _split_target(target)
+    sweep = _Sweep(derivation)
+    points = [_cnn_leaves(sweep, op, seed) for seed in SEEDS]
+    cache = {}
+
+    def targets(overrides):
+        key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
+        if key not in cache:
+            envs = [sweep.evaluate_steps(dict(leaves), overrides) for leaves in points]
+            cache[key] = [{out: sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape)
+                           for out, k, shape in op.outputs} for env in envs]
+        return cache[key]
+    envs = [sweep.evaluate_steps(dict(leaves)) for leaves in points]
+    args = [[(sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape).tolist(), "float64")
+             for _, k, shape in op.arguments] + [(op.settings[1], "dict")] for env in envs]
+    window = getattr(derivation.network.layers[op.layer - 1], "window", None)
+    views = (("dx", lambda a: cropped(window, a), lambda a: padding_not_cropped(window, a.shape)),) if op.kind == "conv" else ()
+    judge = OpJudge(targets, _mistakes(op, sweep, derivation), derivation.network, views)
+    right = targets({})
+    outputs = [out for out, _, _ in op.outputs]
+    task = {"cases": [{"args": a} for a in args], "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "sizes": {out: int(right[0][out].size) for out in outputs}}
+    shapes = ", ".join(f"{a} {_shape_of(v)}" for (a, _, _), (v, _) in zip(op.arguments, args[0]))
+    header = (f"{terminal_text(target)}: {op_name} backward, {shapes}, {op.settings[0]} "
+              f"{json.dumps(op.settings[1])}, {len(points)} random points")
+
+    def verdicts(results):
+        lines, worst = [], 0
+        for out in outputs:
+            checked = [_gradient(r.get(out)) for r in results]
+            problem = next((p for _, p in checked if p), "") or (
+                f"no {out} returned" if any(g is None for g, _ in checked) else _not_finite(out, [g for g, _ in checked]))
+            gots = [g for g, _ in checked]
+            if not problem:
+                want = right[0][out]
+                gots = [g.ravel() if want.ndim == 1 and g.size == want.size and g.ndim == 2 and 1 in g.shape else g
+                        for g in gots]
+                problem = judge.explain(out, gots)
+                if not problem:
+                    lines.append(f"  {out}: correct")
+                    continue
+                first, *rest = problem.split("\n")
+                lines += [f"  {out}: different: {first}", f"    correct: {out} = {op.correct[out]}",
+                          "    " + _difference(gots[0], want)] + rest
+            else:
+                lines.append(f"  {out}: {problem}")
+            worst = 1
+        return lines, worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)

@@ -10,15 +10,18 @@ another activation's, a dropout mask left out, the transpose of a square weight,
 element-wise) as derivations with one step changed: ``check`` compares a value with them, and
 ``check-code`` finds in them the mistake a person's gradient inherits, named once at its source.
 """
+import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise
+from ..ops.conv import ConvInputGrad, Window, WindowNode, one
+from ..ops.pool import AvgPoolGrad, MaxPool, MaxPoolGrad
 from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
@@ -727,3 +730,188 @@ def _composed(own, inherited) -> str:
     text = own[0] if len(own) == 1 else (f"two mistakes: {own[0]}; and {own[1]}" if len(own) == 2 else
                                          f"{len(own)} mistakes: " + "; ".join(own[:-1]) + f"; and {own[-1]}")
     return text + (f", besides {source}" if source else "")
+
+
+# -- the usual mistakes of the CNN ops (check-code --op conv2d, maxpool2d, avgpool2d, batchnorm) -------
+# Each is the derivation with one step changed (a World), or, for the padding, a view of the person's
+# array; the person's gradients are compared with them by ``OpJudge``.
+
+class FlippedKernel(WindowNode):
+    """``FlippedKernel(window, W)``: W (O, C·kH·kW) with each kernel turned by 180°, ``w[:, :, ::-1, ::-1]``."""
+
+    @property
+    def shape(self):
+        return self.mats[0].shape
+
+    def _expand(self, W):
+        w = self.window
+        flip = {w.flat(c, u, w.kernel): w.flat(c, tuple(k - 1 - a for a, k in zip(u, w.kernel)), w.kernel)
+                for c in range(w.channels) for u in itertools.product(*(range(k) for k in w.kernel))}
+        return sp.ImmutableMatrix(W.rows, W.cols, lambda o, j: W[o, flip[j]])
+
+
+def _unstrided_taps(w: Window):
+    """(output position's flat index, kernel offset, input position) of the window read at stride 1:
+    output (i, j) reads input i + d·u - p, as code does that writes ``x[i:i+HH]`` for ``x[i*s:i*s+HH]``."""
+    still = replace(w, stride=(1,) * w.dims)
+    for i in itertools.product(*(range(n) for n in w.out)):
+        for u in itertools.product(*(range(k) for k in w.kernel)):
+            pos = still.source(i, u)
+            if pos is not None:
+                yield w.flat(0, i, w.out), u, pos
+
+
+class UnstridedInputGrad(WindowNode):
+    """``UnstridedInputGrad(window, G, W)``: dL/dX as ConvInputGrad computes it with the stride left out."""
+
+    @property
+    def shape(self):
+        return sp.Integer(math.prod(self.window.shape)), self.mats[0].shape[1]
+
+    def _expand(self, G, W):
+        w = self.window
+        out = sp.zeros(math.prod(w.shape), G.cols)
+        for n, o, c in itertools.product(range(G.cols), range(G.rows // w.positions), range(w.channels)):
+            for p, u, pos in _unstrided_taps(w):
+                out[w.flat(c, pos), n] += G[o * w.positions + p, n] * W[o, w.flat(c, u, w.kernel)]
+        return sp.ImmutableMatrix(out)
+
+
+class UnstridedWeightGrad(WindowNode):
+    """``UnstridedWeightGrad(window, G, X)``: dL/dW as ConvWeightGrad computes it with the stride left out."""
+
+    @property
+    def shape(self):
+        return sp.Integer(self.mats[0].shape[0] // self.window.positions), sp.Integer(self.window.channels * self.window.size)
+
+    def _expand(self, G, X):
+        w = self.window
+        O = G.rows // w.positions
+        out = sp.zeros(O, w.channels * w.size)
+        for n, o, c in itertools.product(range(X.cols), range(O), range(w.channels)):
+            for p, u, pos in _unstrided_taps(w):
+                out[o, w.flat(c, u, w.kernel)] += G[o * w.positions + p, n] * X[w.flat(c, pos), n]
+        return sp.ImmutableMatrix(out)
+
+
+def conv_worlds(step_of, window: Window) -> list:
+    """The usual mistakes of a convolution's backward: ``step_of(name)`` the step of 'dx' or 'dw'."""
+    dx, dw = step_of("dx"), step_of("dw")
+    G, W = dx.rhs.mats
+    out = [World("kernel not flipped: dx is the full convolution of dout (dilated by the stride) with the kernel, "
+                 "a correlation with the kernel turned by 180° (w[:, :, ::-1, ::-1]); yours correlates with w "
+                 "as it is", "kernel not flipped in dx", {dx.target.key: ConvInputGrad(window, G, FlippedKernel(window, W))},
+                 0)]
+    if set(window.stride) != {1}:
+        s = one(window.stride)
+        out += [World(f"stride ignored in dx: output (i, j) reads the input at (i·{s}, j·{s}), so its dout goes back "
+                      f"to dx_pad[:, :, i*{s}:i*{s}+HH, j*{s}:j*{s}+WW]; yours adds it at [i:i+HH, j:j+WW]",
+                      "stride ignored in dx", {dx.target.key: UnstridedInputGrad(window, G, W)}, 0),
+                World(f"stride ignored in dw: dw correlates dout with the input windows x_pad[:, :, i*{s}:i*{s}+HH, "
+                      f"j*{s}:j*{s}+WW]; yours reads them at [i:i+HH, j:j+WW]", "stride ignored in dw",
+                      {dw.target.key: UnstridedWeightGrad(window, *dw.rhs.mats)}, 0)]
+    return out
+
+
+def padding_not_cropped(window: Window, shape: tuple) -> str:
+    """The mistake of returning the padded input's gradient (shape ``shape``): dx_pad for dx."""
+    p = window.padding
+    crop = ", ".join(f"{a}:-{a}" for a in p)
+    return (f"padding not cropped: yours is {shape}, the gradient of the padded input; the padding is not the "
+            f"input, so dx = dx_pad[:, :, {crop}]")
+
+
+def cropped(window: Window, array):
+    """``array`` with the padding of ``window`` cut off its spatial axes, or None when its shape is not padded."""
+    padded = tuple(n + 2 * p for n, p in zip(window.spatial, window.padding))
+    if not any(window.padding) or array.ndim != 2 + window.dims or array.shape[2:] != padded:
+        return None
+    return array[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(window.padding, window.spatial))]
+
+
+def pool_worlds(dx, window: Window, kind: str, X) -> list:
+    """The usual mistakes of a pooling's backward (``dx`` its input-gradient step, ``kind`` max or avg)."""
+    G, k = dx.rhs.mats[0], window.size
+    spread = sp.Integer(k) * AvgPoolGrad(window, G)
+    if kind == "max":
+        return [World(f"max pool's gradient spread to the whole window: all of dout goes to the window's maximum "
+                      f"(the first, in row-major order), and nothing to its other {k - 1} entries; yours gives dout "
+                      f"to each entry", "gradient spread over the window in dx", {dx.target.key: spread}, 0),
+                World(f"max pool's gradient averaged over the window: all of dout goes to the window's maximum, not "
+                      f"dout/{k} to each of its {k} entries (that is average pooling's)", "gradient averaged in dx",
+                      {dx.target.key: AvgPoolGrad(window, G)}, 0)]
+    return [World(f"average pooling's gradient routed to the maximum: every entry of a window gets dout/{k}, not only "
+                  f"the window's maximum (that is max pooling's)", "routed to the maximum in dx",
+                  {dx.target.key: MaxPoolGrad(window, G, X, MaxPool(window, X))}, 0),
+            World(f"average pooling's 1/{k} left out: each of a window's {k} entries gets dout/{k}, "
+                  f"not dout", "1/k missing in dx", {dx.target.key: spread}, 0)]
+
+
+def batchnorm_worlds(dx, xhat) -> list:
+    """The usual mistakes of batch norm's backward, from its compact step
+    dx = 1/(Nσ) ⊙ (N·g − Σ g − x̂ ⊙ Σ(g ⊙ x̂)), g = γ ⊙ dout, the sums over the batch (and positions);
+    ``xhat`` the symbol of x̂."""
+    scale, total = dx.rhs.args
+    terms = total.args if isinstance(total, sp.MatAdd) else ()
+    own = [t for t in terms if isinstance(t, sp.MatMul) and not t.args[0].is_negative]
+    with_x = [t for t in terms if t not in own and t.has(xhat)]
+    mean = [t for t in terms if t not in own and t not in with_x]
+    if not (len(own) == len(with_x) == len(mean) == 1):
+        return []
+    count, g = own[0].as_coeff_mmul()
+    own, with_x, mean = own[0], with_x[0], mean[0]
+
+    def world(message, short, *kept):
+        return World(message, short, {dx.target.key: sp.HadamardProduct(scale, sp.MatAdd(*kept))}, 0)
+    return [world("batch norm's path through the mean left out: μ depends on every x, which gives the − Σg term",
+                  "mean path missing in dx", own, with_x),
+            world("batch norm's path through the variance left out: σ depends on every x, which gives the "
+                  "− x̂ ⊙ Σ(g ⊙ x̂) term", "variance path missing in dx", own, mean),
+            world("batch norm's paths through the mean and the variance left out: μ and σ depend on every x; "
+                  "yours is g / σ alone", "mean and variance paths missing in dx", own),
+            world("batch norm's 1/N left out of the mean and variance paths: they are means, "
+                  "(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ, and yours sums where it should average",
+                  "1/N missing in the statistics' paths in dx", own, count * mean, count * with_x),
+            world("batch norm's 1/N on every term: only the mean and variance paths are averaged, g / σ is not",
+                  "1/N on g / σ too in dx", g, mean, with_x)]
+
+
+class OpJudge:
+    """The verdicts on one op's gradients: each compared with the derivation's at every point, else
+    explained by a view (the padding cropped, a bias-like gradient raveled), a World and a constant factor,
+    the fewest mistakes first."""
+
+    def __init__(self, targets, worlds, net, views=()):
+        """``targets(overrides)``: per point {output: gradient}; ``worlds``: the op's Worlds; ``views``:
+        (output, function(array) -> array or None, function(array) -> message) ways to read an array."""
+        self.targets, self.worlds, self.net, self.views = targets, worlds, net, views
+
+    def explain(self, name, gots):
+        """'' when right, else the mistakes that turn the gradient into ``gots`` (one array per point)."""
+        right = self.targets({})
+        readings = [("", gots)] + [(message(gots[0]), [view(g) for g in gots]) for out, view, message in self.views
+                                   if out == name and view(gots[0]) is not None]
+        best = None
+        for view, mine in readings:
+            for world in [None] + self.worlds:
+                wants = right if world is None else self.targets(world.overrides)
+                target = [w[name] for w in wants]
+                if any(m.shape != t.shape for m, t in zip(mine, target)):
+                    continue
+                if world is not None and all(close(t, r[name]) for t, r in zip(target, right)):
+                    continue  # this mistake does not change this gradient
+                found = [m for m in (view, world and world.message) if m]
+                factor = not all(close(m, t) for m, t in zip(mine, target))
+                if factor:
+                    k = _local_factor(mine, target)
+                    if k is None:
+                        continue
+                    found.append(factor_message(k, self.net, batch=False))
+                if best is None or (len(found), factor) < best[0]:  # a named mistake before a bare factor
+                    best = ((len(found), factor), found)
+        if best is None:
+            got, want = gots[0], right[0][name]
+            return (f"wrong shape: yours is {got.shape}, {name} is {want.shape}" if got.shape != want.shape else
+                    "zero: yours is 0 everywhere; was it never computed, or never stored?" if not np.any(got) else
+                    "no usual mistake of this op (see check-code --help) or constant factor explains the difference")
+        return _composed(best[1], None)

@@ -36,8 +36,18 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     each row normalized over its D features, eps = 1e-5,
                                                     the biased variance; gamma, beta (D,)
 
+    conv2d      f(dout, x, w, b, conv_param) -> (dx, dw, db)
+                                                    x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param
+                                                    {"stride": 2, "pad": 1} (zeros); dout (N, F, H', W')
+    maxpool2d   f(dout, x, pool_param) -> dx        pool_param {"pool_height": 2, "pool_width": 2, "stride": 2};
+    avgpool2d   f(dout, x, pool_param) -> dx        x (N, C, H, W); max: dout to the first maximum of a window
+    batchnorm   f(dout, x, gamma, beta, bn_param) -> (dx, dgamma, dbeta)
+                                                    training mode: x (N, D), the batch's mean and biased
+                                                    variance; bn_param {"mode": "train", "eps": 1e-5}
+    spatial_batchnorm  the same on x (N, C, H, W), gamma, beta (C,): statistics per channel
+
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
-function (README: check-code --op).
+function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it.
 """
 
 
