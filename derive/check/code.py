@@ -50,8 +50,7 @@ from .checker import Checker
 from .compare import BATCH, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import (BackwardJudge, OpJudge, batchnorm_worlds, conv_worlds, cropped, padding_not_cropped,
-                       pool_worlds)
+from .diagnose import BackwardJudge, OpJudge, cnn_worlds, cropped, padding_not_cropped
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -769,7 +768,6 @@ class CnnOp:
     correct: dict
     identity: tuple
     layer: int
-    kind: str             # conv, max, avg or batchnorm: which usual mistakes it has
     distinct: bool = False  # the input's entries all differ, so no window's maximum is tied
 
 
@@ -783,7 +781,7 @@ def cnn_ops() -> dict:
                  {"dx": "the full convolution of dout, dilated by the stride, with the kernel turned by 180°, "
                         "the padding cropped: dx_pad[:, :, i*s:i*s+HH, j*s:j*s+WW] += Σ_f w[f] dout[:, f, i, j]",
                   "dw": "x_pad correlated with dout: dw[f] = Σ_{n,i,j} dout[n, f, i, j] x_pad[n, :, i*s:i*s+HH, j*s:j*s+WW]",
-                  "db": "dout summed over the batch and the positions, dout.sum(axis=(0, 2, 3))"}, ("W1", "b1"), 2, "conv")
+                  "db": "dout summed over the batch and the positions, dout.sum(axis=(0, 2, 3))"}, ("W1", "b1"), 2)
     pools = {}
     for kind in ("max", "avg"):
         pools[f"{kind}pool2d"] = CnnOp(
@@ -792,7 +790,7 @@ def cnn_ops() -> dict:
             ("pool_param", {"pool_height": 2, "pool_width": 2, "stride": 2}), (("dx", "Delta1", (2, 4, 4)),),
             {"dx": "each window's dout routed to the window's maximum (the first, in row-major order), 0 elsewhere"
              if kind == "max" else "each window's dout spread over it, dout / (pool_height·pool_width) to each entry"},
-            ("W1", "b1"), 2, kind, distinct=kind == "max")
+            ("W1", "b1"), 2, distinct=kind == "max")
     compact = "(N·g − Σg − x̂ ⊙ Σ(g ⊙ x̂)) / (N σ) with g = γ ⊙ dout, N the count of each sum"
     norms = {"batchnorm": CnnOp(f"5 -> 5 -> batchnorm -> 5 ; {UPSTREAM}",
                                 (("dout", "dL_dA2", (5,)), ("x", "Z1", (5,)), ("gamma", "gamma2", (5,)),
@@ -800,7 +798,7 @@ def cnn_ops() -> dict:
                                 (("dx", "dL_dZ1", (5,)), ("dgamma", "dL_dgamma2", (5,)), ("dbeta", "dL_dbeta2", (5,))),
                                 {"dx": compact + ", the sums over the batch (axis=0)",
                                  "dgamma": "(dout ⊙ x̂).sum(axis=0)", "dbeta": "dout.sum(axis=0)"},
-                                ("W1", "b1", "W3", "b3"), 2, "batchnorm"),
+                                ("W1", "b1", "W3", "b3"), 2),
              "spatial_batchnorm": CnnOp(f"{one.format(3)} -> batchnorm -> flatten ; {UPSTREAM}",
                                         (("dout", "dL_dA2", (2, 3, 3)), ("x", "Z1", (2, 3, 3)), ("gamma", "gamma2", (2,)),
                                          ("beta", "beta2", (2,))), ("bn_param", {"mode": "train", "eps": 1e-5}),
@@ -808,7 +806,7 @@ def cnn_ops() -> dict:
                                          ("dbeta", "dL_dbeta2", (2,))),
                                         {"dx": compact + ", the sums over the batch and the positions (axis=(0, 2, 3))",
                                          "dgamma": "(dout ⊙ x̂).sum(axis=(0, 2, 3))", "dbeta": "dout.sum(axis=(0, 2, 3))"},
-                                        ("W1", "b1"), 2, "batchnorm")}
+                                        ("W1", "b1"), 2)}
     return {"conv2d": conv, **pools, **norms}
 
 
@@ -843,17 +841,6 @@ def _cnn_leaves(sweep, op, seed):
     return leaves
 
 
-def _mistakes(op, sweep, derivation):
-    """The Worlds of ``op``'s usual mistakes in its network."""
-    layer = derivation.network.layers[op.layer - 1]
-    steps = {out: sweep.step(key) for out, key, _ in op.outputs}
-    if op.kind == "conv":
-        return conv_worlds(steps.get, layer.window)
-    if op.kind in ("max", "avg"):
-        return pool_worlds(steps["dx"], layer.window, op.kind, sweep.q["Z1"].symbol)
-    return batchnorm_worlds(steps["dx"], sweep.q[f"Xhat{op.layer}"].symbol)
-
-
 def _check_cnn_op(op_name, op, derivation, target, limits):
     path, name = _split_target(target)
     sweep = _Sweep(derivation)
@@ -870,9 +857,10 @@ def _check_cnn_op(op_name, op, derivation, target, limits):
     envs = [sweep.evaluate_steps(dict(leaves)) for leaves in points]
     args = [[(sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape).tolist(), "float64")
              for _, k, shape in op.arguments] + [(op.settings[1], "dict")] for env in envs]
-    window = getattr(derivation.network.layers[op.layer - 1], "window", None)
-    views = (("dx", lambda a: cropped(window, a), lambda a: padding_not_cropped(window, a.shape)),) if op.kind == "conv" else ()
-    judge = OpJudge(targets, _mistakes(op, sweep, derivation), derivation.network, views)
+    layer = derivation.network.layers[op.layer - 1]
+    views = (("dx", lambda a: cropped(layer.window, a), lambda a: padding_not_cropped(layer.window, a.shape)),
+             ) if layer.kind == "conv2d" else ()
+    judge = OpJudge(targets, cnn_worlds(sweep.sweep, derivation.network), derivation.network, views)
     right = targets({})
     outputs = [out for out, _, _ in op.outputs]
     task = {"cases": [{"args": a} for a in args], "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},

@@ -20,8 +20,8 @@ import sympy as sp
 
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise
-from ..ops.conv import ConvInputGrad, Window, WindowNode, one
-from ..ops.pool import AvgPoolGrad, MaxPool, MaxPoolGrad
+from ..ops.conv import ConvInputGrad, ConvWeightGrad, Window, WindowNode, one
+from ..ops.pool import AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad
 from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
@@ -794,29 +794,115 @@ class UnstridedWeightGrad(WindowNode):
         return sp.ImmutableMatrix(out)
 
 
-def conv_worlds(step_of, window: Window) -> list:
-    """The usual mistakes of a convolution's backward: ``step_of(name)`` the step of 'dx' or 'dw'."""
-    dx, dw = step_of("dx"), step_of("dw")
-    G, W = dx.rhs.mats
-    out = [World("kernel not flipped: dx is the full convolution of dout (dilated by the stride) with the kernel, "
-                 "a correlation with the kernel turned by 180° (w[:, :, ::-1, ::-1]); yours correlates with w "
-                 "as it is", "kernel not flipped in dx", {dx.target.key: ConvInputGrad(window, G, FlippedKernel(window, W))},
-                 0)]
-    if set(window.stride) != {1}:
-        s = one(window.stride)
-        out += [World(f"stride ignored in dx: output (i, j) reads the input at (i·{s}, j·{s}), so its dout goes back "
-                      f"to dx_pad[:, :, i*{s}:i*{s}+HH, j*{s}:j*{s}+WW]; yours adds it at [i:i+HH, j:j+WW]",
-                      "stride ignored in dx", {dx.target.key: UnstridedInputGrad(window, G, W)}, 0),
-                World(f"stride ignored in dw: dw correlates dout with the input windows x_pad[:, :, i*{s}:i*{s}+HH, "
-                      f"j*{s}:j*{s}+WW]; yours reads them at [i:i+HH, j:j+WW]", "stride ignored in dw",
-                      {dw.target.key: UnstridedWeightGrad(window, *dw.rhs.mats)}, 0)]
+def _replaced(step, node, by, message, short, layer) -> World:
+    """The World whose step ``step`` computes ``by`` where the derivation has ``node``."""
+    return World(message, short, {step.target.key: step.rhs.xreplace({node: by})}, layer)
+
+
+def _conv_mistakes(step, node, layer) -> list:
+    """A convolution's input gradient (ConvInputGrad) or kernel gradient (ConvWeightGrad) with a usual mistake."""
+    window = node.window
+    s = one(window.stride)
+    if isinstance(node, ConvInputGrad):
+        G, W = node.mats
+        out = [_replaced(step, node, ConvInputGrad(window, G, FlippedKernel(window, W)),
+                         "kernel not flipped: dx is the full convolution of dout (dilated by the stride) with the "
+                         "kernel, a correlation with the kernel turned by 180° (w[:, :, ::-1, ::-1]); yours "
+                         "correlates with w as it is", f"kernel not flipped in layer {layer}'s dx", layer)]
+        if set(window.stride) != {1}:
+            out.append(_replaced(step, node, UnstridedInputGrad(window, G, W),
+                                 f"stride ignored in dx: output (i, j) reads the input at (i·{s}, j·{s}), so its dout "
+                                 f"goes back to dx_pad[:, :, i*{s}:i*{s}+HH, j*{s}:j*{s}+WW]; yours adds it at "
+                                 f"[i:i+HH, j:j+WW]", f"stride ignored in layer {layer}'s dx", layer))
+        return out
+    if set(window.stride) == {1}:
+        return []
+    return [_replaced(step, node, UnstridedWeightGrad(window, *node.mats),
+                      f"stride ignored in dw: dw correlates dout with the input windows x_pad[:, :, i*{s}:i*{s}+HH, "
+                      f"j*{s}:j*{s}+WW]; yours reads them at [i:i+HH, j:j+WW]", f"stride ignored in layer {layer}'s dw",
+                      layer)]
+
+
+def _pool_mistakes(step, node, layer, inputs) -> list:
+    """A pooling's input gradient (MaxPoolGrad or AvgPoolGrad) with a usual mistake; ``inputs``: each
+    average pooling's input by its window's argument (the routing to the maximum reads it)."""
+    window, G = node.window, node.mats[0]
+    k = window.size
+    spread = sp.Integer(k) * AvgPoolGrad(window, G)
+    if isinstance(node, MaxPoolGrad):
+        return [_replaced(step, node, spread, f"max pool's gradient spread to the whole window: all of dout goes to the "
+                                              f"window's maximum (the first, in row-major order), and nothing to its "
+                                              f"other {k - 1} entries; yours gives dout to each entry",
+                          f"max pool {layer}'s gradient spread over the window", layer),
+                _replaced(step, node, AvgPoolGrad(window, G),
+                          f"max pool's gradient averaged over the window: all of dout goes to the window's maximum, not "
+                          f"dout/{k} to each of its {k} entries (that is average pooling's)",
+                          f"max pool {layer}'s gradient averaged", layer)]
+    out = [_replaced(step, node, spread, f"average pooling's 1/{k} left out: each of a window's {k} entries gets "
+                                         f"dout/{k}, not dout", f"1/k missing in average pool {layer}'s gradient", layer)]
+    X = inputs.get(node.args[0])
+    if X is not None:
+        out.insert(0, _replaced(step, node, MaxPoolGrad(window, G, X, MaxPool(window, X)),
+                                f"average pooling's gradient routed to the maximum: every entry of a window gets "
+                                f"dout/{k}, not only the window's maximum (that is max pooling's)",
+                                f"average pool {layer}'s gradient routed to the maximum", layer))
+    return out
+
+
+def _batchnorm_mistakes(step, xhat, layer) -> list:
+    """Batch norm's input gradient in its compact form 1/(Nσ) ⊙ (N·g − Σ g − x̂ ⊙ Σ(g ⊙ x̂)), g = γ ⊙ dout
+    (the sums over the batch and positions, N their count), with a usual mistake."""
+    rhs = step.rhs
+    if not isinstance(rhs, sp.HadamardProduct):
+        return []
+    total = next((a for a in rhs.args if isinstance(a, sp.MatAdd) and len(a.args) == 3 and a.has(xhat)), None)
+    if total is None:
+        return []
+    own = [t for t in total.args if isinstance(t, sp.MatMul) and not t.args[0].is_negative]
+    with_x = [t for t in total.args if t not in own and t.has(xhat)]
+    mean = [t for t in total.args if t not in own and t not in with_x]
+    if not (len(own) == len(with_x) == len(mean) == 1):
+        return []
+    count, g = own[0].as_coeff_mmul()
+    own, with_x, mean = own[0], with_x[0], mean[0]
+
+    def world(message, short, *kept):
+        return _replaced(step, total, sp.MatAdd(*kept), message, f"{short} (batch norm {layer})", layer)
+    return [world("batch norm's path through the mean left out: μ depends on every x, which gives the − Σg term",
+                  "mean path missing", own, with_x),
+            world("batch norm's path through the variance left out: σ depends on every x, which gives the "
+                  "− x̂ ⊙ Σ(g ⊙ x̂) term", "variance path missing", own, mean),
+            world("batch norm's paths through the mean and the variance left out: μ and σ depend on every x; "
+                  "yours is g / σ alone", "mean and variance paths missing", own),
+            world("batch norm's 1/N left out of the mean and variance paths: they are means, "
+                  "(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ, and yours sums where it should average",
+                  "1/N missing in the statistics' paths", own, count * mean, count * with_x),
+            world("batch norm's 1/N on every term: only the mean and variance paths are averaged, g / σ is not",
+                  "1/N on g / σ too", g, mean, with_x)]
+
+
+def cnn_worlds(sweep, net) -> list:
+    """The usual mistakes of every convolution, pooling and batch norm in a batch sweep, as Worlds: the
+    derivation with the node of one backward step changed, in the order of the sweep."""
+    out = []
+    inputs = {node.args[0]: node.mats[0] for step in sweep.steps for node in step.rhs.atoms(AvgPool)}
+    for step in sweep.steps:
+        for node in sorted(step.rhs.atoms(ConvInputGrad, ConvWeightGrad, MaxPoolGrad, AvgPoolGrad), key=sp.srepr):
+            layer = step.target.layer
+            if isinstance(node, (ConvInputGrad, ConvWeightGrad)):
+                out += _conv_mistakes(step, node, layer)
+            else:
+                out += _pool_mistakes(step, node, layer, inputs)
+        for l, layer in enumerate(net.layers, 1):
+            xhat = sweep.quantities.get(f"Xhat{l}")
+            if layer.kind == "batchnorm" and xhat is not None:
+                out += _batchnorm_mistakes(step, xhat.symbol, l)
     return out
 
 
 def padding_not_cropped(window: Window, shape: tuple) -> str:
     """The mistake of returning the padded input's gradient (shape ``shape``): dx_pad for dx."""
-    p = window.padding
-    crop = ", ".join(f"{a}:-{a}" for a in p)
+    crop = ", ".join(f"{a}:-{a}" for a in window.padding)
     return (f"padding not cropped: yours is {shape}, the gradient of the padded input; the padding is not the "
             f"input, so dx = dx_pad[:, :, {crop}]")
 
@@ -827,53 +913,6 @@ def cropped(window: Window, array):
     if not any(window.padding) or array.ndim != 2 + window.dims or array.shape[2:] != padded:
         return None
     return array[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(window.padding, window.spatial))]
-
-
-def pool_worlds(dx, window: Window, kind: str, X) -> list:
-    """The usual mistakes of a pooling's backward (``dx`` its input-gradient step, ``kind`` max or avg)."""
-    G, k = dx.rhs.mats[0], window.size
-    spread = sp.Integer(k) * AvgPoolGrad(window, G)
-    if kind == "max":
-        return [World(f"max pool's gradient spread to the whole window: all of dout goes to the window's maximum "
-                      f"(the first, in row-major order), and nothing to its other {k - 1} entries; yours gives dout "
-                      f"to each entry", "gradient spread over the window in dx", {dx.target.key: spread}, 0),
-                World(f"max pool's gradient averaged over the window: all of dout goes to the window's maximum, not "
-                      f"dout/{k} to each of its {k} entries (that is average pooling's)", "gradient averaged in dx",
-                      {dx.target.key: AvgPoolGrad(window, G)}, 0)]
-    return [World(f"average pooling's gradient routed to the maximum: every entry of a window gets dout/{k}, not only "
-                  f"the window's maximum (that is max pooling's)", "routed to the maximum in dx",
-                  {dx.target.key: MaxPoolGrad(window, G, X, MaxPool(window, X))}, 0),
-            World(f"average pooling's 1/{k} left out: each of a window's {k} entries gets dout/{k}, "
-                  f"not dout", "1/k missing in dx", {dx.target.key: spread}, 0)]
-
-
-def batchnorm_worlds(dx, xhat) -> list:
-    """The usual mistakes of batch norm's backward, from its compact step
-    dx = 1/(Nσ) ⊙ (N·g − Σ g − x̂ ⊙ Σ(g ⊙ x̂)), g = γ ⊙ dout, the sums over the batch (and positions);
-    ``xhat`` the symbol of x̂."""
-    scale, total = dx.rhs.args
-    terms = total.args if isinstance(total, sp.MatAdd) else ()
-    own = [t for t in terms if isinstance(t, sp.MatMul) and not t.args[0].is_negative]
-    with_x = [t for t in terms if t not in own and t.has(xhat)]
-    mean = [t for t in terms if t not in own and t not in with_x]
-    if not (len(own) == len(with_x) == len(mean) == 1):
-        return []
-    count, g = own[0].as_coeff_mmul()
-    own, with_x, mean = own[0], with_x[0], mean[0]
-
-    def world(message, short, *kept):
-        return World(message, short, {dx.target.key: sp.HadamardProduct(scale, sp.MatAdd(*kept))}, 0)
-    return [world("batch norm's path through the mean left out: μ depends on every x, which gives the − Σg term",
-                  "mean path missing in dx", own, with_x),
-            world("batch norm's path through the variance left out: σ depends on every x, which gives the "
-                  "− x̂ ⊙ Σ(g ⊙ x̂) term", "variance path missing in dx", own, mean),
-            world("batch norm's paths through the mean and the variance left out: μ and σ depend on every x; "
-                  "yours is g / σ alone", "mean and variance paths missing in dx", own),
-            world("batch norm's 1/N left out of the mean and variance paths: they are means, "
-                  "(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ, and yours sums where it should average",
-                  "1/N missing in the statistics' paths in dx", own, count * mean, count * with_x),
-            world("batch norm's 1/N on every term: only the mean and variance paths are averaged, g / σ is not",
-                  "1/N on g / σ too in dx", g, mean, with_x)]
 
 
 class OpJudge:
