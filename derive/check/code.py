@@ -869,26 +869,33 @@ def _check_cnn_op(op_name, op, derivation, target, limits):
     header = (f"{terminal_text(target)}: {op_name} backward, {shapes}, {op.settings[0]} "
               f"{json.dumps(op.settings[1])}, {len(points)} random points")
 
-    def verdicts(results):
-        lines, worst = [], 0
-        for out in outputs:
-            checked = [_gradient(r.get(out)) for r in results]
-            problem = next((p for _, p in checked if p), "") or (
-                f"no {out} returned" if any(g is None for g, _ in checked) else _not_finite(out, [g for g, _ in checked]))
-            gots = [g for g, _ in checked]
-            if not problem:
-                want = right[0][out]
-                gots = [g.ravel() if want.ndim == 1 and g.size == want.size and g.ndim == 2 and 1 in g.shape else g
-                        for g in gots]
-                problem = judge.explain(out, gots)
-                if not problem:
-                    lines.append(f"  {out}: correct")
-                    continue
-                first, *rest = problem.split("\n")
-                lines += [f"  {out}: different: {first}", f"    correct: {out} = {op.correct[out]}",
-                          "    " + _difference(gots[0], want)] + rest
-            else:
-                lines.append(f"  {out}: {problem}")
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _cnn_verdicts(judge, right, outputs, results, op.correct.get))
+
+
+def _cnn_verdicts(judge, right, outputs, results, correct, label=str):
+    """The report's lines and exit code from the arrays the runner sent, judged by an OpJudge in the
+    order of ``outputs``; ``correct(name)``: the printed rule, ``label(name)``: how the report names it."""
+    lines, worst, problems, gots = [], 0, {}, {}
+    for out in outputs:
+        checked = [_gradient(r.get(out)) for r in results]
+        problems[out] = next((p for _, p in checked if p), "") or (
+            f"no {label(out)} returned" if any(g is None for g, _ in checked) else _not_finite(out, [g for g, _ in checked]))
+        if not problems[out]:
+            want = right[0][out]  # a bias-like gradient may be (n,), (1, n) or (n, 1)
+            gots[out] = [g.ravel() if want.ndim == 1 and g.size == want.size and g.ndim == 2 and 1 in g.shape else g
+                         for g, _ in checked]
+    verdicts = judge.verdicts(gots)
+    for out in outputs:
+        if problems[out]:
+            lines.append(f"  {label(out)}: {problems[out]}")
             worst = 1
-        return lines, worst
-    return _run_and_judge(path, name, task, limits, header, verdicts)
+            continue
+        if not verdicts[out]:
+            lines.append(f"  {label(out)}: correct")
+            continue
+        first, *rest = verdicts[out].split("\n")
+        lines += [f"  {label(out)}: different: {first}", f"    correct: {label(out)} = {correct(out)}",
+                  "    " + _difference(gots[out][0], right[0][out])] + rest
+        worst = 1
+    return lines, worst

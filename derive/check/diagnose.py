@@ -916,28 +916,40 @@ def cropped(window: Window, array):
 
 
 class OpJudge:
-    """The verdicts on one op's gradients: each compared with the derivation's at every point, else
-    explained by a view (the padding cropped, a bias-like gradient raveled), a World and a constant factor,
-    the fewest mistakes first."""
+    """The verdicts on an op's or a CNN's gradients, in the order given (the output's layer first): each
+    compared with the derivation's at every point, else explained by a view (the padding cropped), a World
+    and a constant factor, the fewest mistakes first. A World that explains a gradient is kept for the
+    ones after it, so a mistake is named once, where it shows first, and what it reaches follows from it."""
 
     def __init__(self, targets, worlds, net, views=()):
-        """``targets(overrides)``: per point {output: gradient}; ``worlds``: the op's Worlds; ``views``:
+        """``targets(overrides)``: per point {output: gradient}; ``worlds``: the Worlds; ``views``:
         (output, function(array) -> array or None, function(array) -> message) ways to read an array."""
         self.targets, self.worlds, self.net, self.views = targets, worlds, net, views
 
-    def explain(self, name, gots):
-        """'' when right, else the mistakes that turn the gradient into ``gots`` (one array per point)."""
-        right = self.targets({})
+    def verdicts(self, gots) -> dict:
+        """{name: '' when right, else the diagnosis} for ``gots`` {name: one array per point}, in its order."""
+        adopted, source, out = {}, None, {}
+        for name, mine in gots.items():
+            text, world = self._explain(name, mine, adopted, source)
+            if world is not None:
+                adopted, source = {**adopted, **world.overrides}, (name, world.short)
+            out[name] = text
+        return out
+
+    def _explain(self, name, gots, adopted, source):
+        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place."""
+        right, base = self.targets({}), self.targets(adopted)
+        inherited = source is not None and not all(close(b[name], r[name]) for b, r in zip(base, right))
         readings = [("", gots)] + [(message(gots[0]), [view(g) for g in gots]) for out, view, message in self.views
                                    if out == name and view(gots[0]) is not None]
         best = None
         for view, mine in readings:
             for world in [None] + self.worlds:
-                wants = right if world is None else self.targets(world.overrides)
+                wants = base if world is None else self.targets({**adopted, **world.overrides})
                 target = [w[name] for w in wants]
                 if any(m.shape != t.shape for m, t in zip(mine, target)):
                     continue
-                if world is not None and all(close(t, r[name]) for t, r in zip(target, right)):
+                if world is not None and all(close(t, b[name]) for t, b in zip(target, base)):
                     continue  # this mistake does not change this gradient
                 found = [m for m in (view, world and world.message) if m]
                 factor = not all(close(m, t) for m, t in zip(mine, target))
@@ -947,10 +959,12 @@ class OpJudge:
                         continue
                     found.append(factor_message(k, self.net, batch=False))
                 if best is None or (len(found), factor) < best[0]:  # a named mistake before a bare factor
-                    best = ((len(found), factor), found)
+                    best = ((len(found), factor), found, world)
         if best is None:
             got, want = gots[0], right[0][name]
             return (f"wrong shape: yours is {got.shape}, {name} is {want.shape}" if got.shape != want.shape else
                     "zero: yours is 0 everywhere; was it never computed, or never stored?" if not np.any(got) else
-                    "no usual mistake of this op (see check-code --help) or constant factor explains the difference")
-        return _composed(best[1], None)
+                    "no usual mistake of this op (see check-code --help) or constant factor explains the difference"
+                    ), None
+        _, found, world = best
+        return _composed(found, source if inherited and world is None else None), world
