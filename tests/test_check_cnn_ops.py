@@ -77,3 +77,38 @@ def test_a_mistake_outside_the_usual_ones_is_said_so(capsys, tmp_path):
 def test_every_cnn_op_is_documented():
     for name in cnn_ops():
         assert f"\n    {name} " in OP_CONTRACT, name
+
+
+NETWORK = ("1x6x6 -> conv2d(out_channels=2, kernel_size=3, padding=1) -> batchnorm -> maxpool2d(kernel_size=2) -> "
+           "conv2d(out_channels=2, kernel_size=3, stride=2, padding=1, activation=relu) -> flatten -> 3 softmax ; "
+           "cross_entropy")
+ORDER = ["W6", "b6", "W4", "b4", "gamma2", "beta2", "W1", "b1"]
+
+
+def network(capsys, function):
+    code = main(["check-code", NETWORK, f"{CORPUS / 'network.py'}:{function}"])
+    out = capsys.readouterr().out
+    return code, {line.split(":")[0].strip(): line.split(": ", 1)[1] for line in out.splitlines()[1:]
+                  if line.startswith("  dL/d")}, out
+
+
+def test_a_whole_cnn_backward_pass_is_checked(capsys):
+    code, verdicts, out = network(capsys, "backward")
+    assert code == 0 and list(verdicts) == [f"dL/d{n}" for n in ORDER], out
+    assert set(verdicts.values()) == {"correct"}, out
+
+
+@pytest.mark.parametrize("function, named, mistake", [
+    ("kernel_not_flipped", "gamma2", "kernel not flipped: "),
+    ("pool_spread", "gamma2", "max pool's gradient spread to the whole window"),
+    ("no_variance_path", "W1", "batch norm's path through the variance left out"),
+])
+def test_a_cnns_mistake_is_named_once_where_it_shows(capsys, function, named, mistake):
+    code, verdicts, out = network(capsys, function)
+    assert code == 1, out
+    first = ORDER.index(named)
+    assert all(verdicts[f"dL/d{n}"] == "correct" for n in ORDER[:first]), out  # the layers above it are right
+    assert verdicts[f"dL/d{named}"].startswith(f"different: {mistake}"), out
+    below = [verdicts[f"dL/d{n}"] for n in ORDER[first + 1:] if verdicts[f"dL/d{n}"] != "correct"]
+    assert all(v.startswith(f"different: follows from dL/d{named}'s mistake") for v in below), out
+    assert verdicts["dL/db1"] == "correct", out  # batch norm takes the bias's gradient away whatever comes from above

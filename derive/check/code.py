@@ -44,9 +44,11 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from .. import limits as limits_module
 from ..errors import ChainruleError
 from ..escape import terminal_text
-from .checker import Checker
+from ..printing import MathText
+from .checker import Checker, unreadable
 from .compare import BATCH, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
@@ -533,6 +535,8 @@ def _spellings(name: str) -> list:
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
+    if unreadable(derivation.network) is not None and all(l.kind in CNN_KINDS for l in derivation.network.layers):
+        return _check_cnn_code(derivation, target, limits)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
     names = list(derivation.network.param_names) + ["X"]
@@ -899,3 +903,68 @@ def _cnn_verdicts(judge, right, outputs, results, correct, label=str):
                   "    " + _difference(gots[out][0], right[0][out])] + rest
         worst = 1
     return lines, worst
+
+
+# -- a whole CNN's backward pass (``check-code SPEC FILE.py:FUNCTION`` with convolutions, pooling, batch norm) --
+#: The layer kinds a CNN's backward pass may have: ``Checker`` reads dense layers, these are judged by OpJudge.
+CNN_KINDS = ("dense", "conv2d", "conv1d", "maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d", "global_avgpool",
+             "flatten", "batchnorm")
+
+
+def _cnn_entry_shape(net, key, symbol) -> tuple:
+    """The shape of a parameter or cache entry in CNN_CONTRACT's layout, N left out for a batched value."""
+    if symbol.cols.is_number and symbol.cols == 1:  # a bias, γ, β, or batch norm's μ, var, σ: one per channel
+        return (int(symbol.rows),)
+    found = re.search(r"(\d+)$", key)
+    layer = net.layers[int(found.group()) - 1] if found else None
+    if symbol.cols.is_number:  # a weight: a kernel (F, C, HH, WW) or a dense layer's (out, in)
+        kernel = getattr(getattr(layer, "window", None), "kernel", None)
+        if layer is not None and layer.kind.startswith("conv"):
+            return (int(symbol.rows), int(symbol.cols) // math.prod(kernel)) + tuple(kernel)
+        return (int(symbol.rows), int(symbol.cols))
+    sizes = net.input_shape if key == "X" else net.layers[-1].shape if key in ("Y", "Yhat") else layer.shape
+    return tuple(n for _, n in sizes)
+
+
+def _check_cnn_code(derivation, target, limits):
+    """check_code for a network of CNN_KINDS: the cache has every forward value, images (N, C, H, W)."""
+    path, name = _split_target(target)
+    net, sweep = derivation.network, _Sweep(derivation)
+    size = sum(q.symbol.rows * q.symbol.cols for q in sweep.q.values() if q.role == "param")
+    if size > limits_module.CHECK_PARAMETERS:
+        raise ChainruleError(f"the network has {size} weights and biases; check-code reads networks of at most "
+                             f"{limits_module.CHECK_PARAMETERS} (CHECK_PARAMETERS); check a narrower network")
+    points = [sweep.leaves(random.Random(seed)) for seed in SEEDS]
+    shape = {k: _cnn_entry_shape(net, k, q.symbol) for k, q in sweep.q.items()
+             if isinstance(q.symbol, sp.MatrixSymbol) and q.role in ("data", "param", "forward", "gradient")}
+    names = sorted(net.param_names, key=lambda n: -int(re.search(r"\d+$", n).group()))
+    cache = {}
+
+    def targets(overrides):
+        key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
+        if key not in cache:
+            envs = [sweep.evaluate_steps(dict(leaves), overrides) for leaves in points]
+            cache[key] = [{n: sweep.layout(f"dL_d{n}", _array(numeric_value(sweep.q[f"dL_d{n}"].symbol, env)),
+                                           shape[n]) for n in names} for env in envs]
+        return cache[key]
+    with np.errstate(all="ignore"):
+        cases = []
+        for env in (sweep.evaluate_steps(dict(leaves)) for leaves in points):
+            value = {k: sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape[k]).tolist()
+                     for k in shape if sweep.q[k].role != "gradient"}
+            params = {k: v for k, v in value.items() if sweep.q[k].role == "param"}
+            entries = {k: v for k, v in value.items() if sweep.q[k].role == "forward" or k == "X"}
+            for l, layer in enumerate(net.layers, start=1):  # a hidden identity layer's output is its Z
+                if f"Z{l}" in entries and f"A{l}" not in entries and l < len(net.layers):
+                    entries[f"A{l}"] = entries[f"Z{l}"]
+            cases.append({"params": params, "cache": entries, "X": value["X"], "T": value["Y"]})
+        right = targets({})
+    judge = OpJudge(targets, cnn_worlds(derivation.batch, net), net)
+    task = {"cases": cases, "names": {n: _spellings(n) for n in names}, "sizes": {n: int(right[0][n].size) for n in names}}
+    header = (f"{terminal_text(target)}: batch-first arrays, images (N, C, H, W), kernels (F, C, HH, WW), "
+              f"N = {BATCH}, {len(points)} random points")
+    text = MathText({k: q.text for k, q in sweep.q.items()})
+    rules = {n: text.doprint(sweep.step(f"dL_d{n}").rhs) + " (the derivation's step)"
+             for n in names}
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _cnn_verdicts(judge, right, names, results, rules.get, lambda n: f"dL/d{n}"))

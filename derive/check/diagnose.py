@@ -888,7 +888,8 @@ def cnn_worlds(sweep, net) -> list:
     inputs = {node.args[0]: node.mats[0] for step in sweep.steps for node in step.rhs.atoms(AvgPool)}
     for step in sweep.steps:
         for node in sorted(step.rhs.atoms(ConvInputGrad, ConvWeightGrad, MaxPoolGrad, AvgPoolGrad), key=sp.srepr):
-            layer = step.target.layer
+            # an input gradient is the step of the layer below the op's
+            layer = step.target.layer + (not isinstance(node, ConvWeightGrad))
             if isinstance(node, (ConvInputGrad, ConvWeightGrad)):
                 out += _conv_mistakes(step, node, layer)
             else:
