@@ -826,6 +826,27 @@ class _Sweep(Comparer):
     def step(self, key):
         return next(s for s in self.sweep.steps if s.target.key == key)
 
+    def targets(self, points, wanted):
+        """``targets(overrides)`` for OpJudge: per point {name: the value of quantity key in ``shape``} for
+        ``wanted`` {name: (key, shape)}, with ``overrides`` in place of steps; ``points``: the leaves."""
+        bases, cache = [self.evaluate_steps(dict(leaves)) for leaves in points], {}
+        order = [s.target.key for s in self.sweep.steps]
+
+        def targets(overrides):
+            key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
+            if key not in cache:
+                start = min((order.index(k) for k in overrides), default=len(order))
+                envs = []
+                for base in bases:  # the steps before the first changed one keep their values
+                    env = dict(base)
+                    for step in self.sweep.steps[start:]:
+                        env[step.target.symbol] = numeric_value(overrides.get(step.target.key, step.rhs), env)
+                    envs.append(env)
+                cache[key] = [{n: self.layout(k, _array(numeric_value(self.q[k].symbol, env)), shape)
+                               for n, (k, shape) in wanted.items()} for env in envs]
+            return cache[key]
+        return targets
+
     def layout(self, key, value, shape):
         """A (features, N) value or a parameter in the op's layout: (N, *shape) or ``shape``."""
         batched = not self.q[key].symbol.cols.is_number  # (features, N), not a parameter's shape
@@ -849,18 +870,9 @@ def _check_cnn_op(op_name, op, derivation, target, limits):
     path, name = _split_target(target)
     sweep = _Sweep(derivation)
     points = [_cnn_leaves(sweep, op, seed) for seed in SEEDS]
-    cache = {}
-
-    def targets(overrides):
-        key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
-        if key not in cache:
-            envs = [sweep.evaluate_steps(dict(leaves), overrides) for leaves in points]
-            cache[key] = [{out: sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape)
-                           for out, k, shape in op.outputs} for env in envs]
-        return cache[key]
-    envs = [sweep.evaluate_steps(dict(leaves)) for leaves in points]
-    args = [[(sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape).tolist(), "float64")
-             for _, k, shape in op.arguments] + [(op.settings[1], "dict")] for env in envs]
+    targets = sweep.targets(points, {out: (k, shape) for out, k, shape in op.outputs})
+    given = sweep.targets(points, {a: (k, shape) for a, k, shape in op.arguments})({})
+    args = [[(value[a].tolist(), "float64") for a, _, _ in op.arguments] + [(op.settings[1], "dict")] for value in given]
     layer = derivation.network.layers[op.layer - 1]
     views = (("dx", lambda a: cropped(layer.window, a), lambda a: padding_not_cropped(layer.window, a.shape)),
              ) if layer.kind == "conv2d" else ()
@@ -938,20 +950,11 @@ def _check_cnn_code(derivation, target, limits):
     shape = {k: _cnn_entry_shape(net, k, q.symbol) for k, q in sweep.q.items()
              if isinstance(q.symbol, sp.MatrixSymbol) and q.role in ("data", "param", "forward", "gradient")}
     names = sorted(net.param_names, key=lambda n: -int(re.search(r"\d+$", n).group()))
-    cache = {}
-
-    def targets(overrides):
-        key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
-        if key not in cache:
-            envs = [sweep.evaluate_steps(dict(leaves), overrides) for leaves in points]
-            cache[key] = [{n: sweep.layout(f"dL_d{n}", _array(numeric_value(sweep.q[f"dL_d{n}"].symbol, env)),
-                                           shape[n]) for n in names} for env in envs]
-        return cache[key]
     with np.errstate(all="ignore"):
+        targets = sweep.targets(points, {n: (f"dL_d{n}", shape[n]) for n in names})
         cases = []
-        for env in (sweep.evaluate_steps(dict(leaves)) for leaves in points):
-            value = {k: sweep.layout(k, _array(numeric_value(sweep.q[k].symbol, env)), shape[k]).tolist()
-                     for k in shape if sweep.q[k].role != "gradient"}
+        for value in sweep.targets(points, {k: (k, s) for k, s in shape.items() if sweep.q[k].role != "gradient"})({}):
+            value = {k: v.tolist() for k, v in value.items()}
             params = {k: v for k, v in value.items() if sweep.q[k].role == "param"}
             entries = {k: v for k, v in value.items() if sweep.q[k].role == "forward" or k == "X"}
             for l, layer in enumerate(net.layers, start=1):  # a hidden identity layer's output is its Z
