@@ -14,7 +14,7 @@ import sympy as sp
 
 from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
-from derive.fields import described, shown_shape
+from derive.fields import described
 from derive.naming import layer_key
 from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
@@ -22,7 +22,7 @@ from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
 from derive.ops.conv import WindowNode
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
-from derive.spec import inline
+from derive.spec import inline, inline_inputs
 
 from .env import ENV
 from .numpy_printer import HELPERS, BatchFirstPrinter, stabilize, stored_transposed
@@ -400,7 +400,7 @@ def _summary(net) -> str:
     def dense(layer):
         return (f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
                 + (f" dropout={layer.dropout:g}" if layer.dropout else ""))
-    return " -> ".join([shown_shape(net.input_shape)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
+    return " -> ".join([inline_inputs(net)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
 
 
 def _init(derivation, training) -> list:

@@ -16,14 +16,13 @@ import sympy as sp
 
 from .errors import ChainruleError, shown
 from .escape import latex_text, markdown_text, terminal_text
-from .fields import shown_shape
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .functions import Named
 from .ops.activations import Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
 from .printing import MathLatex, NotesText, _positive_first, activation_definitions, loss_definition
-from .spec import inline
+from .spec import inline, inline_inputs
 
 FORM_TITLES = {
     "sample": "One sample (column vectors)",
@@ -232,7 +231,7 @@ def architecture(network, user=str) -> str:
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    return " -> ".join([shown_shape(network.input_shape)] + [inline(layer, dense, user) for layer in network.layers])
+    return " -> ".join([inline_inputs(network)] + [inline(layer, dense, user) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
@@ -548,7 +547,7 @@ LATEX = Layout(
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
           # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
-          r"\emergencystretch=3em", r"\begin{document}"),
+          r"\emergencystretch=0.5\linewidth", r"\begin{document}"),
     tail=(r"\end{document}",),
     body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",
     end="\n")
@@ -618,7 +617,8 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.rule.format(number=number, label=name, formula=formula))
         else:
             text = prose(args[0])
-            out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
+            # a heading's rule is as long as the heading, or as the lines it wraps into
+            out.append(getattr(layout, kind).format(text=text, rule="", width=min(len(text), layout.wrap or len(text))))
     out.extend(() if body_only else layout.tail)
     return "\n".join(_wrapped(block, layout.wrap) for block in out) + layout.end
 

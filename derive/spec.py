@@ -96,6 +96,11 @@ class Network:
         return [v.key for v in expand(self).values if v.role == "param"]
 
 
+def inline_inputs(network) -> str:
+    """The network's inputs as the inline grammar writes them: ``64``, an image ``1x8x8``, a signal ``2x16``."""
+    return "x".join(str(n) for _, n in network.input_shape)
+
+
 def inline(layer, dense, user=str) -> str:
     """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
     module's docstring write those differently) and ``user`` wraps an activation's name."""

@@ -7,11 +7,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import derive
 from derive.verify import verify
-from gradcheck import central_differences, load_module, relative_error, torch_activation
+from gradcheck import central_differences, load_module, relative_error, torch_loss, twin
 
 SPECS = {
     "conv-s2-p1-overlapping-maxpool":
@@ -37,52 +36,6 @@ SPECS = {
 }
 
 
-def twin(network):
-    """The network's PyTorch twin, float64: torch.nn.ModuleList with module i the torch module of spec layer i."""
-    nn = torch.nn
-    modules = []
-    for layer in network.layers:
-        w = getattr(layer, "window", None)
-        kinds = {
-            "conv2d": lambda: nn.Conv2d(w.channels, layer.out_channels, w.kernel, w.stride, w.padding, w.dilation,
-                                        bias=layer.bias),
-            "conv1d": lambda: nn.Conv1d(w.channels, layer.out_channels, w.kernel, w.stride, w.padding, w.dilation,
-                                        bias=layer.bias),
-            "maxpool2d": lambda: nn.MaxPool2d(w.kernel, w.stride, w.padding),
-            "maxpool1d": lambda: nn.MaxPool1d(w.kernel, w.stride, w.padding),
-            "avgpool2d": lambda: nn.AvgPool2d(w.kernel, w.stride, w.padding),
-            "avgpool1d": lambda: nn.AvgPool1d(w.kernel, w.stride, w.padding),
-            "global_avgpool": lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
-            "flatten": nn.Flatten,
-            "dense": lambda: nn.LazyLinear(layer.units),
-        }
-        modules.append(kinds[layer.kind]())
-    modules = nn.ModuleList(modules)
-    _apply(network, modules, torch.zeros((1,) + tuple(n for _, n in network.input_shape)))  # sizes the lazy layers
-    return modules.double()
-
-
-def _apply(network, modules, x):
-    """The twin's output on x: its logits when the loss is fused with the output's softmax."""
-    for i, (layer, module) in enumerate(zip(network.layers, modules)):
-        x = module(x)
-        act = getattr(layer, "activation", None)
-        fused = i == len(network.layers) - 1 and network.loss.fused_with
-        if act is not None and not fused:
-            x = torch_activation(act)(x)
-    return x
-
-
-def torch_loss(network, modules, X, T):
-    out = _apply(network, modules, torch.from_numpy(X))
-    value = F.cross_entropy(out, torch.from_numpy(T)) if network.loss.name == "cross_entropy" else \
-        F.mse_loss(out, torch.from_numpy(T))
-    for module in modules:
-        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)):
-            value = value + network.l2 / 2 * (module.weight ** 2).sum()
-    return value
-
-
 def data(network, n=5, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n,) + tuple(s for _, s in network.input_shape))
@@ -96,7 +49,7 @@ def loaded(spec, seed=0):
     network = derive.derive(spec).network
     module = load_module(spec)
     torch.manual_seed(seed)
-    modules = twin(network)
+    modules = twin(network.layers, network.inputs)
     params = module.from_torch_state_dict({k: v.numpy() for k, v in modules.state_dict().items()})
     return network, module, params, modules
 
