@@ -13,7 +13,9 @@ softmax output read as element-wise), each named once, at the layer where it is 
 
 ``check_op`` (``check-code --op NAME``) checks one op's backward function (``options.OP_CONTRACT``)
 the same way, in the same contained child: the op is held between identity weights in a small
-derived network, so its gradients and its mistakes are the derivation's.
+derived network, so its gradients and its mistakes are the derivation's. The CNN ops (conv2d, the
+pooling ops, batch norm) and whole networks with them are judged by ``diagnose.OpJudge`` against
+the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
@@ -620,11 +622,7 @@ def ops() -> dict:
 
 def _op_case(checker, op, seed):
     """(the function's arguments at one point, as (values, dtype), the leaves) for ``op``."""
-    leaves = checker.leaves(random.Random(seed))
-    for key in op.identity:
-        symbol = checker.q[key].symbol
-        value = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
-        leaves[symbol] = value
+    leaves = _held(checker.leaves(random.Random(seed)), checker.q, op.identity)
     env = checker.evaluate_steps(leaves)
     q = checker.q
     top = q[f"{checker.key('delta')}{len(checker.net.layers)}"].symbol
@@ -753,7 +751,6 @@ def _flat(array) -> str:
     return np.array2string(np.asarray(array), precision=4, max_line_width=10**6).replace("\n", "")
 
 
-
 # -- the CNN ops (``check-code --op conv2d``, maxpool2d, avgpool2d, batchnorm, spatial_batchnorm) --------
 # As above, each op sits in a small derived network, between identity layers, so its input x is the
 # value Z1 = X and its dx is the network's step for dL/dZ1; the arrays have cs231n's layouts, (N, C, H, W)
@@ -853,11 +850,16 @@ class _Sweep(Comparer):
         return value.T.reshape((BATCH,) + shape) if batched else value.reshape(shape)
 
 
-def _cnn_leaves(sweep, op, seed):
-    leaves = sweep.leaves(random.Random(seed))
-    for key in op.identity:
-        symbol = sweep.q[key].symbol
+def _held(leaves, q, keys):
+    """``leaves`` with the weights ``keys`` held at the identity and the biases at 0."""
+    for key in keys:
+        symbol = q[key].symbol
         leaves[symbol] = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
+    return leaves
+
+
+def _cnn_leaves(sweep, op, seed):
+    leaves = _held(sweep.leaves(random.Random(seed)), sweep.q, op.identity)
     if op.distinct:  # a tie would leave the first maximum to the code's convention
         X = sweep.q["X"].symbol
         rows, cols = leaves[X].shape

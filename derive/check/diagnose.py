@@ -9,6 +9,8 @@ PAIR_TRIES candidates, in a fixed order.
 another activation's, a dropout mask left out, the transpose of a square weight, softmax read as
 element-wise) as derivations with one step changed: ``check`` compares a value with them, and
 ``check-code`` finds in them the mistake a person's gradient inherits, named once at its source.
+``cnn_worlds`` holds the usual mistakes of convolutions, pooling and batch norm the same way, and
+``OpJudge`` judges a CNN op's or a whole CNN's gradients with them.
 """
 import itertools
 import math
