@@ -13,7 +13,9 @@ softmax output read as element-wise), each named once, at the layer where it is 
 
 ``check_op`` (``check-code --op NAME``) checks one op's backward function (``options.OP_CONTRACT``)
 the same way, in the same contained child: the op is held between identity weights in a small
-derived network, so its gradients and its mistakes are the derivation's.
+derived network, so its gradients and its mistakes are the derivation's. The CNN ops (conv2d, the
+pooling ops, batch norm) and whole networks with them are judged by ``diagnose.OpJudge`` against
+the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
@@ -44,13 +46,15 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
+from .. import limits as limits_module
 from ..errors import ChainruleError
 from ..escape import terminal_text
-from .checker import Checker
-from .compare import BATCH
+from ..printing import MathText
+from .checker import Checker, unreadable
+from .compare import BATCH, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import BackwardJudge
+from .diagnose import BackwardJudge, OpJudge, cnn_worlds, cropped, padding_not_cropped
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -159,7 +163,7 @@ function = getattr(module, name, None)
 if not callable(function):
     report({"stage": "missing"})
 def positional(case):
-    out = function(*[np.array(v, dtype=t) for v, t in case["args"]])
+    out = function(*[v if t == "dict" else np.array(v, dtype=t) for v, t in case["args"]])
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     names = task["outputs"]
     if task.get("loss") and len(out) == len(names) + 1:
@@ -533,6 +537,8 @@ def _spellings(name: str) -> list:
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
+    if unreadable(derivation.network) is not None and all(l.kind in CNN_KINDS for l in derivation.network.layers):
+        return _check_cnn_code(derivation, target, limits)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
     names = list(derivation.network.param_names) + ["X"]
@@ -616,11 +622,7 @@ def ops() -> dict:
 
 def _op_case(checker, op, seed):
     """(the function's arguments at one point, as (values, dtype), the leaves) for ``op``."""
-    leaves = checker.leaves(random.Random(seed))
-    for key in op.identity:
-        symbol = checker.q[key].symbol
-        value = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
-        leaves[symbol] = value
+    leaves = _held(checker.leaves(random.Random(seed)), checker.q, op.identity)
     env = checker.evaluate_steps(leaves)
     q = checker.q
     top = q[f"{checker.key('delta')}{len(checker.net.layers)}"].symbol
@@ -638,12 +640,14 @@ def _op_case(checker, op, seed):
 def check_op(op_name: str, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
     from derive import derive  # the op's network, derived on demand
-    known = ops()
+    known = {**ops(), **cnn_ops()}
     if op_name not in known:
         raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
     path, name = _split_target(target)
     op = known[op_name]
     derivation = derive(op.spec)
+    if isinstance(op, CnnOp):
+        return _check_cnn_op(op_name, op, derivation, target, limits)
     checker = Checker(derivation, "columns")
     prepared = [_op_case(checker, op, seed) for seed in SEEDS]
     judge = BackwardJudge(checker, Checker(derivation, "rows"), [leaves for _, leaves in prepared],
@@ -746,3 +750,226 @@ def _difference(got, want) -> str:
 def _flat(array) -> str:
     return np.array2string(np.asarray(array), precision=4, max_line_width=10**6).replace("\n", "")
 
+
+# -- the CNN ops (``check-code --op conv2d``, maxpool2d, avgpool2d, batchnorm, spatial_batchnorm) --------
+# As above, each op sits in a small derived network, between identity layers, so its input x is the
+# value Z1 = X and its dx is the network's step for dL/dZ1; the arrays have cs231n's layouts, (N, C, H, W)
+# for images and (F, C, HH, WW) for kernels, and the settings dict (conv_param, ...) comes last.
+# The checker (``checker.Checker``) reads dense networks only, so these ops are judged by
+# ``diagnose.OpJudge`` on the derivation's steps and the Worlds of their usual mistakes.
+
+@dataclass(frozen=True)
+class CnnOp:
+    """One CNN op's check: its network, the arguments and outputs as (name, the network's quantity, the
+    shape without N), the settings dict, the correct formulas and the op's layer."""
+    spec: str
+    arguments: tuple
+    settings: tuple       # (name, dict) passed after the arrays
+    outputs: tuple
+    correct: dict
+    identity: tuple
+    layer: int
+    distinct: bool = False  # the input's entries all differ, so no window's maximum is tied
+
+
+def cnn_ops() -> dict:
+    """conv2d, maxpool2d, avgpool2d, batchnorm and spatial_batchnorm, in cs231n's layouts."""
+    one = "2x{0}x{0} -> conv2d(out_channels=2, kernel_size=1)"  # layer 1, the identity: x is Z1 = X
+    conv = CnnOp(f"{one.format(5)} -> conv2d(out_channels=3, kernel_size=3, stride=2, padding=1) -> flatten ; {UPSTREAM}",
+                 (("dout", "Delta2", (3, 3, 3)), ("x", "Z1", (2, 5, 5)), ("w", "W2", (3, 2, 3, 3)), ("b", "b2", (3,))),
+                 ("conv_param", {"stride": 2, "pad": 1}),
+                 (("dx", "Delta1", (2, 5, 5)), ("dw", "dL_dW2", (3, 2, 3, 3)), ("db", "dL_db2", (3,))),
+                 {"dx": "the full convolution of dout, dilated by the stride, with the kernel turned by 180°, "
+                        "the padding cropped: dx_pad[:, :, i*s:i*s+HH, j*s:j*s+WW] += Σ_f w[f] dout[:, f, i, j]",
+                  "dw": "x_pad correlated with dout: dw[f] = Σ_{n,i,j} dout[n, f, i, j] x_pad[n, :, i*s:i*s+HH, j*s:j*s+WW]",
+                  "db": "dout summed over the batch and the positions, dout.sum(axis=(0, 2, 3))"}, ("W1", "b1"), 2)
+    pools = {}
+    for kind in ("max", "avg"):
+        pools[f"{kind}pool2d"] = CnnOp(
+            f"{one.format(4)} -> {kind}pool2d(kernel_size=2) -> flatten ; {UPSTREAM}",
+            (("dout", "dL_dA2", (2, 2, 2)), ("x", "Z1", (2, 4, 4))),
+            ("pool_param", {"pool_height": 2, "pool_width": 2, "stride": 2}), (("dx", "Delta1", (2, 4, 4)),),
+            {"dx": "each window's dout routed to the window's maximum (the first, in row-major order), 0 elsewhere"
+             if kind == "max" else "each window's dout spread over it, dout / (pool_height·pool_width) to each entry"},
+            ("W1", "b1"), 2, distinct=kind == "max")
+    compact = "(N·g − Σg − x̂ ⊙ Σ(g ⊙ x̂)) / (N σ) with g = γ ⊙ dout, N the count of each sum"
+    norms = {"batchnorm": CnnOp(f"5 -> 5 -> batchnorm -> 5 ; {UPSTREAM}",
+                                (("dout", "dL_dA2", (5,)), ("x", "Z1", (5,)), ("gamma", "gamma2", (5,)),
+                                 ("beta", "beta2", (5,))), ("bn_param", {"mode": "train", "eps": 1e-5}),
+                                (("dx", "dL_dZ1", (5,)), ("dgamma", "dL_dgamma2", (5,)), ("dbeta", "dL_dbeta2", (5,))),
+                                {"dx": compact + ", the sums over the batch (axis=0)",
+                                 "dgamma": "(dout ⊙ x̂).sum(axis=0)", "dbeta": "dout.sum(axis=0)"},
+                                ("W1", "b1", "W3", "b3"), 2),
+             "spatial_batchnorm": CnnOp(f"{one.format(3)} -> batchnorm -> flatten ; {UPSTREAM}",
+                                        (("dout", "dL_dA2", (2, 3, 3)), ("x", "Z1", (2, 3, 3)), ("gamma", "gamma2", (2,)),
+                                         ("beta", "beta2", (2,))), ("bn_param", {"mode": "train", "eps": 1e-5}),
+                                        (("dx", "dL_dZ1", (2, 3, 3)), ("dgamma", "dL_dgamma2", (2,)),
+                                         ("dbeta", "dL_dbeta2", (2,))),
+                                        {"dx": compact + ", the sums over the batch and the positions (axis=(0, 2, 3))",
+                                         "dgamma": "(dout ⊙ x̂).sum(axis=(0, 2, 3))", "dbeta": "dout.sum(axis=(0, 2, 3))"},
+                                        ("W1", "b1"), 2)}
+    return {"conv2d": conv, **pools, **norms}
+
+
+class _Sweep(Comparer):
+    """The values of a derivation's batch steps at points (``Comparer``'s leaves and evaluate_steps)."""
+
+    def __init__(self, derivation):
+        self.net, self.sweep = derivation.network, derivation.batch
+        self.q = self.sweep.quantities
+        computed = {step.target.key for step in self.sweep.steps}
+        self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
+
+    def step(self, key):
+        return next(s for s in self.sweep.steps if s.target.key == key)
+
+    def targets(self, points, wanted):
+        """``targets(overrides)`` for OpJudge: per point {name: the value of quantity key in ``shape``} for
+        ``wanted`` {name: (key, shape)}, with ``overrides`` in place of steps; ``points``: the leaves."""
+        bases, cache = [self.evaluate_steps(dict(leaves)) for leaves in points], {}
+        order = [s.target.key for s in self.sweep.steps]
+
+        def targets(overrides):
+            key = tuple(sorted((k, sp.srepr(v)) for k, v in overrides.items()))
+            if key not in cache:
+                start = min((order.index(k) for k in overrides), default=len(order))
+                envs = []
+                for base in bases:  # the steps before the first changed one keep their values
+                    env = dict(base)
+                    for step in self.sweep.steps[start:]:
+                        env[step.target.symbol] = numeric_value(overrides.get(step.target.key, step.rhs), env)
+                    envs.append(env)
+                cache[key] = [{n: self.layout(k, _array(numeric_value(self.q[k].symbol, env)), shape)
+                               for n, (k, shape) in wanted.items()} for env in envs]
+            return cache[key]
+        return targets
+
+    def layout(self, key, value, shape):
+        """A (features, N) value or a parameter in the op's layout: (N, *shape) or ``shape``."""
+        batched = not self.q[key].symbol.cols.is_number  # (features, N), not a parameter's shape
+        return value.T.reshape((BATCH,) + shape) if batched else value.reshape(shape)
+
+
+def _held(leaves, q, keys):
+    """``leaves`` with the weights ``keys`` held at the identity and the biases at 0."""
+    for key in keys:
+        symbol = q[key].symbol
+        leaves[symbol] = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
+    return leaves
+
+
+def _cnn_leaves(sweep, op, seed):
+    leaves = _held(sweep.leaves(random.Random(seed)), sweep.q, op.identity)
+    if op.distinct:  # a tie would leave the first maximum to the code's convention
+        X = sweep.q["X"].symbol
+        rows, cols = leaves[X].shape
+        leaves[X] = np.array(random.Random(seed).sample([v for v in range(-300, 301) if v], rows * cols),
+                             dtype=float).reshape(rows, cols) / 100
+    return leaves
+
+
+def _check_cnn_op(op_name, op, derivation, target, limits):
+    path, name = _split_target(target)
+    sweep = _Sweep(derivation)
+    points = [_cnn_leaves(sweep, op, seed) for seed in SEEDS]
+    targets = sweep.targets(points, {out: (k, shape) for out, k, shape in op.outputs})
+    given = sweep.targets(points, {a: (k, shape) for a, k, shape in op.arguments})({})
+    args = [[(value[a].tolist(), "float64") for a, _, _ in op.arguments] + [(op.settings[1], "dict")] for value in given]
+    layer = derivation.network.layers[op.layer - 1]
+    views = (("dx", lambda a: cropped(layer.window, a), lambda a: padding_not_cropped(layer.window, a.shape)),
+             ) if layer.kind == "conv2d" else ()
+    judge = OpJudge(targets, cnn_worlds(sweep.sweep, derivation.network), derivation.network, views)
+    right = targets({})
+    outputs = [out for out, _, _ in op.outputs]
+    task = {"cases": [{"args": a} for a in args], "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "sizes": {out: int(right[0][out].size) for out in outputs}}
+    shapes = ", ".join(f"{a} {_shape_of(v)}" for (a, _, _), (v, _) in zip(op.arguments, args[0]))
+    header = (f"{terminal_text(target)}: {op_name} backward, {shapes}, {op.settings[0]} "
+              f"{json.dumps(op.settings[1])}, {len(points)} random points")
+
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _cnn_verdicts(judge, right, outputs, results, op.correct.get))
+
+
+def _cnn_verdicts(judge, right, outputs, results, correct, label=str):
+    """The report's lines and exit code from the arrays the runner sent, judged by an OpJudge in the
+    order of ``outputs``; ``correct(name)``: the printed rule, ``label(name)``: how the report names it."""
+    lines, worst, problems, gots = [], 0, {}, {}
+    for out in outputs:
+        checked = [_gradient(r.get(out)) for r in results]
+        problems[out] = next((p for _, p in checked if p), "") or (
+            f"no {label(out)} returned" if any(g is None for g, _ in checked) else _not_finite(out, [g for g, _ in checked]))
+        if not problems[out]:
+            want = right[0][out]  # a bias-like gradient may be (n,), (1, n) or (n, 1)
+            gots[out] = [g.ravel() if want.ndim == 1 and g.size == want.size and g.ndim == 2 and 1 in g.shape else g
+                         for g, _ in checked]
+    verdicts = judge.verdicts(gots)
+    for out in outputs:
+        if problems[out]:
+            lines.append(f"  {label(out)}: {problems[out]}")
+            worst = 1
+            continue
+        if not verdicts[out]:
+            lines.append(f"  {label(out)}: correct")
+            continue
+        first, *rest = verdicts[out].split("\n")
+        lines += [f"  {label(out)}: different: {first}", f"    correct: {label(out)} = {correct(out)}",
+                  "    " + _difference(gots[out][0], right[0][out])] + rest
+        worst = 1
+    return lines, worst
+
+
+# -- a whole CNN's backward pass (``check-code SPEC FILE.py:FUNCTION`` with convolutions, pooling, batch norm) --
+#: The layer kinds a CNN's backward pass may have: ``Checker`` reads dense layers, these are judged by OpJudge.
+CNN_KINDS = ("dense", "conv2d", "conv1d", "maxpool2d", "avgpool2d", "maxpool1d", "avgpool1d", "global_avgpool",
+             "flatten", "batchnorm")
+
+
+def _cnn_entry_shape(net, key, symbol) -> tuple:
+    """The shape of a parameter or cache entry in CNN_CONTRACT's layout, N left out for a batched value."""
+    if symbol.cols.is_number and symbol.cols == 1:  # a bias, γ, β, or batch norm's μ, var, σ: one per channel
+        return (int(symbol.rows),)
+    found = re.search(r"(\d+)$", key)
+    layer = net.layers[int(found.group()) - 1] if found else None
+    if symbol.cols.is_number:  # a weight: a kernel (F, C, HH, WW) or a dense layer's (out, in)
+        kernel = getattr(getattr(layer, "window", None), "kernel", None)
+        if layer is not None and layer.kind.startswith("conv"):
+            return (int(symbol.rows), int(symbol.cols) // math.prod(kernel)) + tuple(kernel)
+        return (int(symbol.rows), int(symbol.cols))
+    sizes = net.input_shape if key == "X" else net.layers[-1].shape if key in ("Y", "Yhat") else layer.shape
+    return tuple(n for _, n in sizes)
+
+
+def _check_cnn_code(derivation, target, limits):
+    """check_code for a network of CNN_KINDS: the cache has every forward value, images (N, C, H, W)."""
+    path, name = _split_target(target)
+    net, sweep = derivation.network, _Sweep(derivation)
+    size = sum(q.symbol.rows * q.symbol.cols for q in sweep.q.values() if q.role == "param")
+    if size > limits_module.CHECK_PARAMETERS:
+        raise ChainruleError(f"the network has {size} weights and biases; check-code reads networks of at most "
+                             f"{limits_module.CHECK_PARAMETERS} (CHECK_PARAMETERS); check a narrower network")
+    points = [sweep.leaves(random.Random(seed)) for seed in SEEDS]
+    shape = {k: _cnn_entry_shape(net, k, q.symbol) for k, q in sweep.q.items()
+             if isinstance(q.symbol, sp.MatrixSymbol) and q.role in ("data", "param", "forward", "gradient")}
+    names = sorted(net.param_names, key=lambda n: -int(re.search(r"\d+$", n).group()))
+    with np.errstate(all="ignore"):
+        targets = sweep.targets(points, {n: (f"dL_d{n}", shape[n]) for n in names})
+        cases = []
+        for value in sweep.targets(points, {k: (k, s) for k, s in shape.items() if sweep.q[k].role != "gradient"})({}):
+            value = {k: v.tolist() for k, v in value.items()}
+            params = {k: v for k, v in value.items() if sweep.q[k].role == "param"}
+            entries = {k: v for k, v in value.items() if sweep.q[k].role == "forward" or k == "X"}
+            for l, layer in enumerate(net.layers, start=1):  # a hidden identity layer's output is its Z
+                if f"Z{l}" in entries and f"A{l}" not in entries and l < len(net.layers):
+                    entries[f"A{l}"] = entries[f"Z{l}"]
+            cases.append({"params": params, "cache": entries, "X": value["X"], "T": value["Y"]})
+        right = targets({})
+    judge = OpJudge(targets, cnn_worlds(derivation.batch, net), net)
+    task = {"cases": cases, "names": {n: _spellings(n) for n in names}, "sizes": {n: int(right[0][n].size) for n in names}}
+    header = (f"{terminal_text(target)}: batch-first arrays, images (N, C, H, W), kernels (F, C, HH, WW), "
+              f"N = {BATCH}, {len(points)} random points")
+    text = MathText({k: q.text for k, q in sweep.q.items()})
+    rules = {n: text.doprint(sweep.step(f"dL_d{n}").rhs) + " (the derivation's step)"
+             for n in names}
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _cnn_verdicts(judge, right, names, results, rules.get, lambda n: f"dL/d{n}"))

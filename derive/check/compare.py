@@ -187,7 +187,7 @@ _COMPILED = {}
 def _compiled(fn: sp.Lambda):
     """A NumPy function for a scalar Lambda (activations, their derivatives, losses)."""
     if fn not in _COMPILED:
-        body = fn.expr
+        body = fn.expr.xreplace({N: sp.Integer(BATCH)})  # batch norm's 1/(N σ) has the batch size inside
         try:
             f = sp.lambdify(fn.variables, body, modules=["numpy", {"erf": np.vectorize(math.erf)}])
         except Exception:  # a formula NumPy cannot print: evaluate it element by element

@@ -9,16 +9,21 @@ PAIR_TRIES candidates, in a fixed order.
 another activation's, a dropout mask left out, the transpose of a square weight, softmax read as
 element-wise) as derivations with one step changed: ``check`` compares a value with them, and
 ``check-code`` finds in them the mistake a person's gradient inherits, named once at its source.
+``cnn_worlds`` holds the usual mistakes of convolutions, pooling and batch norm the same way, and
+``OpJudge`` judges a CNN op's or a whole CNN's gradients with them.
 """
+import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sympy as sp
 
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise
+from ..ops.conv import ConvInputGrad, ConvWeightGrad, Window, WindowNode, one
+from ..ops.pool import AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad
 from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
@@ -727,3 +732,242 @@ def _composed(own, inherited) -> str:
     text = own[0] if len(own) == 1 else (f"two mistakes: {own[0]}; and {own[1]}" if len(own) == 2 else
                                          f"{len(own)} mistakes: " + "; ".join(own[:-1]) + f"; and {own[-1]}")
     return text + (f", besides {source}" if source else "")
+
+
+# -- the usual mistakes of the CNN ops (check-code --op conv2d, maxpool2d, avgpool2d, batchnorm) -------
+# Each is the derivation with one step changed (a World), or, for the padding, a view of the person's
+# array; the person's gradients are compared with them by ``OpJudge``.
+
+class FlippedKernel(WindowNode):
+    """``FlippedKernel(window, W)``: W (O, C·kH·kW) with each kernel turned by 180°, ``w[:, :, ::-1, ::-1]``."""
+
+    @property
+    def shape(self):
+        return self.mats[0].shape
+
+    def _expand(self, W):
+        w = self.window
+        flip = {w.flat(c, u, w.kernel): w.flat(c, tuple(k - 1 - a for a, k in zip(u, w.kernel)), w.kernel)
+                for c in range(w.channels) for u in itertools.product(*(range(k) for k in w.kernel))}
+        return sp.ImmutableMatrix(W.rows, W.cols, lambda o, j: W[o, flip[j]])
+
+
+def _unstrided_taps(w: Window):
+    """(output position's flat index, kernel offset, input position) of the window read at stride 1:
+    output (i, j) reads input i + d·u - p, as code does that writes ``x[i:i+HH]`` for ``x[i*s:i*s+HH]``."""
+    still = replace(w, stride=(1,) * w.dims)
+    for i in itertools.product(*(range(n) for n in w.out)):
+        for u in itertools.product(*(range(k) for k in w.kernel)):
+            pos = still.source(i, u)
+            if pos is not None:
+                yield w.flat(0, i, w.out), u, pos
+
+
+class UnstridedInputGrad(WindowNode):
+    """``UnstridedInputGrad(window, G, W)``: dL/dX as ConvInputGrad computes it with the stride left out."""
+
+    @property
+    def shape(self):
+        return sp.Integer(math.prod(self.window.shape)), self.mats[0].shape[1]
+
+    def _expand(self, G, W):
+        w = self.window
+        out = sp.zeros(math.prod(w.shape), G.cols)
+        for n, o, c in itertools.product(range(G.cols), range(G.rows // w.positions), range(w.channels)):
+            for p, u, pos in _unstrided_taps(w):
+                out[w.flat(c, pos), n] += G[o * w.positions + p, n] * W[o, w.flat(c, u, w.kernel)]
+        return sp.ImmutableMatrix(out)
+
+
+class UnstridedWeightGrad(WindowNode):
+    """``UnstridedWeightGrad(window, G, X)``: dL/dW as ConvWeightGrad computes it with the stride left out."""
+
+    @property
+    def shape(self):
+        return sp.Integer(self.mats[0].shape[0] // self.window.positions), sp.Integer(self.window.channels * self.window.size)
+
+    def _expand(self, G, X):
+        w = self.window
+        O = G.rows // w.positions
+        out = sp.zeros(O, w.channels * w.size)
+        for n, o, c in itertools.product(range(X.cols), range(O), range(w.channels)):
+            for p, u, pos in _unstrided_taps(w):
+                out[o, w.flat(c, u, w.kernel)] += G[o * w.positions + p, n] * X[w.flat(c, pos), n]
+        return sp.ImmutableMatrix(out)
+
+
+def _replaced(step, node, by, message, short, layer) -> World:
+    """The World whose step ``step`` computes ``by`` where the derivation has ``node``."""
+    return World(message, short, {step.target.key: step.rhs.xreplace({node: by})}, layer)
+
+
+def _conv_mistakes(step, node, layer) -> list:
+    """A convolution's input gradient (ConvInputGrad) or kernel gradient (ConvWeightGrad) with a usual mistake."""
+    window = node.window
+    s = one(window.stride)
+    if isinstance(node, ConvInputGrad):
+        G, W = node.mats
+        out = [_replaced(step, node, ConvInputGrad(window, G, FlippedKernel(window, W)),
+                         "kernel not flipped: dx is the full convolution of dout (dilated by the stride) with the "
+                         "kernel, a correlation with the kernel turned by 180° (w[:, :, ::-1, ::-1]); yours "
+                         "correlates with w as it is", f"kernel not flipped in layer {layer}'s dx", layer)]
+        if set(window.stride) != {1}:
+            out.append(_replaced(step, node, UnstridedInputGrad(window, G, W),
+                                 f"stride ignored in dx: output (i, j) reads the input at (i·{s}, j·{s}), so its dout "
+                                 f"goes back to dx_pad[:, :, i*{s}:i*{s}+HH, j*{s}:j*{s}+WW]; yours adds it at "
+                                 f"[i:i+HH, j:j+WW]", f"stride ignored in layer {layer}'s dx", layer))
+        return out
+    if set(window.stride) == {1}:
+        return []
+    return [_replaced(step, node, UnstridedWeightGrad(window, *node.mats),
+                      f"stride ignored in dw: dw correlates dout with the input windows x_pad[:, :, i*{s}:i*{s}+HH, "
+                      f"j*{s}:j*{s}+WW]; yours reads them at [i:i+HH, j:j+WW]", f"stride ignored in layer {layer}'s dw",
+                      layer)]
+
+
+def _pool_mistakes(step, node, layer, inputs) -> list:
+    """A pooling's input gradient (MaxPoolGrad or AvgPoolGrad) with a usual mistake; ``inputs``: each
+    average pooling's input by its window's argument (the routing to the maximum reads it)."""
+    window, G = node.window, node.mats[0]
+    k = window.size
+    spread = sp.Integer(k) * AvgPoolGrad(window, G)
+    if isinstance(node, MaxPoolGrad):
+        return [_replaced(step, node, spread, f"max pool's gradient spread to the whole window: all of dout goes to the "
+                                              f"window's maximum (the first, in row-major order), and nothing to its "
+                                              f"other {k - 1} entries; yours gives dout to each entry",
+                          f"max pool {layer}'s gradient spread over the window", layer),
+                _replaced(step, node, AvgPoolGrad(window, G),
+                          f"max pool's gradient averaged over the window: all of dout goes to the window's maximum, not "
+                          f"dout/{k} to each of its {k} entries (that is average pooling's)",
+                          f"max pool {layer}'s gradient averaged", layer)]
+    out = [_replaced(step, node, spread, f"average pooling's 1/{k} left out: each of a window's {k} entries gets "
+                                         f"dout/{k}, not dout", f"1/k missing in average pool {layer}'s gradient", layer)]
+    X = inputs.get(node.args[0])
+    if X is not None:
+        out.insert(0, _replaced(step, node, MaxPoolGrad(window, G, X, MaxPool(window, X)),
+                                f"average pooling's gradient routed to the maximum: every entry of a window gets "
+                                f"dout/{k}, not only the window's maximum (that is max pooling's)",
+                                f"average pool {layer}'s gradient routed to the maximum", layer))
+    return out
+
+
+def _batchnorm_mistakes(step, xhat, layer) -> list:
+    """Batch norm's input gradient in its compact form 1/(Nσ) ⊙ (N·g − Σ g − x̂ ⊙ Σ(g ⊙ x̂)), g = γ ⊙ dout
+    (the sums over the batch and positions, N their count), with a usual mistake."""
+    rhs = step.rhs
+    if not isinstance(rhs, sp.HadamardProduct):
+        return []
+    total = next((a for a in rhs.args if isinstance(a, sp.MatAdd) and len(a.args) == 3 and a.has(xhat)), None)
+    if total is None:
+        return []
+    own = [t for t in total.args if isinstance(t, sp.MatMul) and not t.args[0].is_negative]
+    with_x = [t for t in total.args if t not in own and t.has(xhat)]
+    mean = [t for t in total.args if t not in own and t not in with_x]
+    if not (len(own) == len(with_x) == len(mean) == 1):
+        return []
+    count, g = own[0].as_coeff_mmul()
+    own, with_x, mean = own[0], with_x[0], mean[0]
+
+    def world(message, short, *kept):
+        return _replaced(step, total, sp.MatAdd(*kept), message, f"{short} (batch norm {layer})", layer)
+    return [world("batch norm's path through the mean left out: μ depends on every x, which gives the − Σg term",
+                  "mean path missing", own, with_x),
+            world("batch norm's path through the variance left out: σ depends on every x, which gives the "
+                  "− x̂ ⊙ Σ(g ⊙ x̂) term", "variance path missing", own, mean),
+            world("batch norm's paths through the mean and the variance left out: μ and σ depend on every x; "
+                  "yours is g / σ alone", "mean and variance paths missing", own),
+            world("batch norm's 1/N left out of the mean and variance paths: they are means, "
+                  "(g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ, and yours sums where it should average",
+                  "1/N missing in the statistics' paths", own, count * mean, count * with_x),
+            world("batch norm's 1/N on every term: only the mean and variance paths are averaged, g / σ is not",
+                  "1/N on g / σ too", g, mean, with_x)]
+
+
+def cnn_worlds(sweep, net) -> list:
+    """The usual mistakes of every convolution, pooling and batch norm in a batch sweep, as Worlds: the
+    derivation with the node of one backward step changed, in the order of the sweep."""
+    out = []
+    inputs = {node.args[0]: node.mats[0] for step in sweep.steps for node in step.rhs.atoms(AvgPool)}
+    for step in sweep.steps:
+        for node in sorted(step.rhs.atoms(ConvInputGrad, ConvWeightGrad, MaxPoolGrad, AvgPoolGrad), key=sp.srepr):
+            # an input gradient is the step of the layer below the op's
+            layer = step.target.layer + (not isinstance(node, ConvWeightGrad))
+            if isinstance(node, (ConvInputGrad, ConvWeightGrad)):
+                out += _conv_mistakes(step, node, layer)
+            else:
+                out += _pool_mistakes(step, node, layer, inputs)
+        for l, layer in enumerate(net.layers, 1):
+            xhat = sweep.quantities.get(f"Xhat{l}")
+            if layer.kind == "batchnorm" and xhat is not None:
+                out += _batchnorm_mistakes(step, xhat.symbol, l)
+    return out
+
+
+def padding_not_cropped(window: Window, shape: tuple) -> str:
+    """The mistake of returning the padded input's gradient (shape ``shape``): dx_pad for dx."""
+    crop = ", ".join(f"{a}:-{a}" for a in window.padding)
+    return (f"padding not cropped: yours is {shape}, the gradient of the padded input; the padding is not the "
+            f"input, so dx = dx_pad[:, :, {crop}]")
+
+
+def cropped(window: Window, array):
+    """``array`` with the padding of ``window`` cut off its spatial axes, or None when its shape is not padded."""
+    padded = tuple(n + 2 * p for n, p in zip(window.spatial, window.padding))
+    if not any(window.padding) or array.ndim != 2 + window.dims or array.shape[2:] != padded:
+        return None
+    return array[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(window.padding, window.spatial))]
+
+
+class OpJudge:
+    """The verdicts on an op's or a CNN's gradients, in the order given (the output's layer first): each
+    compared with the derivation's at every point, else explained by a view (the padding cropped), a World
+    and a constant factor, the fewest mistakes first. A World that explains a gradient is kept for the
+    ones after it, so a mistake is named once, where it shows first, and what it reaches follows from it."""
+
+    def __init__(self, targets, worlds, net, views=()):
+        """``targets(overrides)``: per point {output: gradient}; ``worlds``: the Worlds; ``views``:
+        (output, function(array) -> array or None, function(array) -> message) ways to read an array."""
+        self.targets, self.worlds, self.net, self.views = targets, worlds, net, views
+
+    def verdicts(self, gots) -> dict:
+        """{name: '' when right, else the diagnosis} for ``gots`` {name: one array per point}, in its order."""
+        adopted, source, out = {}, None, {}
+        for name, mine in gots.items():
+            text, world = self._explain(name, mine, adopted, source)
+            if world is not None:
+                adopted, source = {**adopted, **world.overrides}, (name, world.short)
+            out[name] = text
+        return out
+
+    def _explain(self, name, gots, adopted, source):
+        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place."""
+        right, base = self.targets({}), self.targets(adopted)
+        inherited = source is not None and not all(close(b[name], r[name]) for b, r in zip(base, right))
+        readings = [("", gots)] + [(message(gots[0]), [view(g) for g in gots]) for out, view, message in self.views
+                                   if out == name and view(gots[0]) is not None]
+        best = None
+        for view, mine in readings:
+            for world in [None] + self.worlds:
+                wants = base if world is None else self.targets({**adopted, **world.overrides})
+                target = [w[name] for w in wants]
+                if any(m.shape != t.shape for m, t in zip(mine, target)):
+                    continue
+                if world is not None and all(close(t, b[name]) for t, b in zip(target, base)):
+                    continue  # this mistake does not change this gradient
+                found = [m for m in (view, world and world.message) if m]
+                factor = not all(close(m, t) for m, t in zip(mine, target))
+                if factor:
+                    k = _local_factor(mine, target)
+                    if k is None:
+                        continue
+                    found.append(factor_message(k, self.net, batch=False))
+                if best is None or (len(found), factor) < best[0]:  # a named mistake before a bare factor
+                    best = ((len(found), factor), found, world)
+        if best is None:
+            got, want = gots[0], right[0][name]
+            return (f"wrong shape: yours is {got.shape}, {name} is {want.shape}" if got.shape != want.shape else
+                    "zero: yours is 0 everywhere; was it never computed, or never stored?" if not np.any(got) else
+                    "no usual mistake of this op (see check-code --help) or constant factor explains the difference"
+                    ), None
+        _, found, world = best
+        return _composed(found, source if inherited and world is None else None), world

@@ -16,6 +16,16 @@ The calling convention, batch-first like the generated module (N samples as rows
         X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
+A network with convolutions, pooling or batch norm (conv2d, conv1d, maxpool2d, avgpool2d,
+global_avgpool, flatten, batchnorm, dense) has the layouts of --op below:
+        params  a convolution l's Wl (F, C, HH, WW) and bl (F,); a batch norm l's gammal, betal (C,)
+        cache   X and every forward value batch-first: Zl, Al, Xhatl (N, C, H, W) after a convolution,
+                pooling or batch norm of images, (N, n) after a dense layer (Al of a layer without
+                activation is Zl; flatten adds no entry: reshape the A before it to (N, -1)); a batch
+                norm l's mul, varl, sigmal (C,) (sigma = sqrt(var + eps), the batch's biased variance)
+        the gradients of every parameter are checked (not dL/dX), and the usual mistakes of --op
+        conv2d, maxpool2d, avgpool2d and batchnorm are named once, at the first gradient they reach.
+
 The returned keys may also be spelt dW1, dL_dW1 or grad_W1; a bias gradient may be
 (out,), (1, out) or (out, 1). When the dict also has X (dX, dL_dX), dL/dX,
 (N, in), is checked too. The loss is the spec's, reduction included (a mean over
@@ -36,8 +46,18 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     each row normalized over its D features, eps = 1e-5,
                                                     the biased variance; gamma, beta (D,)
 
+    conv2d      f(dout, x, w, b, conv_param) -> (dx, dw, db)
+                                                    x (N, C, H, W), w (F, C, HH, WW), b (F,), conv_param
+                                                    {"stride": 2, "pad": 1} (zeros); dout (N, F, H', W')
+    maxpool2d   f(dout, x, pool_param) -> dx        pool_param {"pool_height": 2, "pool_width": 2, "stride": 2};
+    avgpool2d   f(dout, x, pool_param) -> dx        x (N, C, H, W); max: dout to the first maximum of a window
+    batchnorm   f(dout, x, gamma, beta, bn_param) -> (dx, dgamma, dbeta)
+                                                    training mode: x (N, D), the batch's mean and biased
+                                                    variance; bn_param {"mode": "train", "eps": 1e-5}
+    spatial_batchnorm  the same on x (N, C, H, W), gamma, beta (C,): statistics per channel
+
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
-function (README: check-code --op).
+function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it.
 """
 
 
