@@ -15,6 +15,7 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
+from .fused import fused_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
@@ -103,6 +104,7 @@ def outline(derivation, latex: bool, accepted=None):
     if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
+    yield from fused_outline(derivation, latex)
     for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
         yield "heading", FORM_TITLES[form]
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
