@@ -16,6 +16,7 @@ import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
 from .fused import fused_outline
+from .picture import mermaid, tikz
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
@@ -75,6 +76,10 @@ def outline(derivation, latex: bool, accepted=None):
         yield "para", _user(net.description)
     yield "para", ("Every derivative below comes from SymPy applied to the definitions; each step is checked "
                    "against SymPy's element-wise derivative of the expanded network by chainrule's verifier.")
+    if latex:  # the LaTeX and the Markdown draw the graph (TikZ, Mermaid); the text notes do not
+        yield "heading", "The network as a graph"
+        yield "para", PICTURE_CAPTION
+        yield "picture", derivation.sample
     yield "heading", "Notation"
     for form in ("sample", "batch"):
         sweep = derivation.sample if form == "sample" else derivation.batch
@@ -125,6 +130,11 @@ def outline(derivation, latex: bool, accepted=None):
                    "with these steps" + ("; in the per-sample convention it reads these names: "
                                          + "; ".join(accepted) if accepted is not None else "") + ".")
     yield from training_outline(derivation, latex)
+
+
+PICTURE_CAPTION = ("The graph the derivation walks, for one sample: each value is computed from the values whose "
+                   "arrows point to it, the parameters above the chain and the target below; the dashed arrows carry "
+                   "the gradient of the loss back, each labelled with the error it carries where that has a symbol.")
 
 
 def dimensions(rhs, latex: bool) -> str:
@@ -410,6 +420,7 @@ class Layout:
     tail: tuple = ()
     end: str = ""
     wrap: int = 0
+    picture: Callable = None  # a sweep -> its picture (derive.picture); None: the layout draws none
 
 
 LATEX = Layout(
@@ -428,8 +439,9 @@ LATEX = Layout(
           # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
+          r"\usepackage{tikz}", r"\usetikzlibrary{arrows.meta}",
           r"\allowdisplaybreaks", r"\begin{document}"),
-    tail=(r"\end{document}",), end="\n")
+    tail=(r"\end{document}",), end="\n", picture=tikz)
 
 MARKDOWN = Layout(
     latex=True, prose=_prose(str, markdown_text),
@@ -437,7 +449,7 @@ MARKDOWN = Layout(
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
-    rule="$$\n{formula} \\tag{{{number}}}\n$$\n")
+    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep: mermaid(sweep) + "\n")
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
@@ -468,6 +480,8 @@ def render(derivation, layout: Layout, names=None) -> str:
             dims = layout.dims.format(dims) if dims else ""
             out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=layout.prose(reason), dims=dims)
                        for t in layout.eq)
+        elif kind == "picture":
+            out.extend([layout.picture(args[0])] if layout.picture else [])
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))

@@ -1,10 +1,17 @@
 """The notes' content beyond the steps: the fused steps derived, the picture of the graph, the
 general recursion (BP1-BP4), the worked example computed by the emitted code, and mish' in the
 softplus's name. Each is checked against what it claims to show."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
 import sympy as sp
 
 from derive import derive
 from derive.fused import fused_node, stages
+from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
 
 
 def _simplified_zero(matrix) -> bool:
@@ -38,3 +45,61 @@ def test_sigmoid_bce_stages_equal_sympy_diff():
     assert jacobian is None
     for stage in steps:
         assert _simplified_zero(stage.doit() - exact)
+
+
+GALLERY = sorted(Path(__file__).resolve().parent.parent.joinpath("generated", "specs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("spec", GALLERY, ids=lambda p: p.stem)
+def test_picture_draws_the_graph_the_derivation_walks(spec):
+    sweep = derive(str(spec)).sample
+    boxes, arrows = diagram(sweep)
+    assert [b.key for b in boxes if b.kind != ELLIPSIS] and ELLIPSIS not in {b.key for b in boxes}
+    assert sorted(b.key for b in boxes) == sorted(v.key for v in drawn_values(sweep.graph))
+    passed = {n.output: n.inputs[0] for n in sweep.graph.nodes if n.attrs.get("silent")}
+    edges = {(passed.get(v, v).key, n.output.key) for n in sweep.graph.nodes if not n.attrs.get("silent")
+             for v in n.inputs}
+    assert {(a.source, a.target) for a in arrows if not a.adjoint} == edges
+    backward = {(a.target, a.source) for a in arrows if a.adjoint}
+    assert backward <= edges and all(source not in ("x", "y") for source, _ in backward)
+    assert mermaid(sweep).count("\n    n") == len(boxes) + len(arrows)
+
+
+def test_fused_loss_sends_the_adjoint_straight_to_z():
+    _, arrows = diagram(derive("3 -> 2 tanh -> 1 sigmoid ; bce").sample)
+    backward = {(a.source, a.target) for a in arrows if a.adjoint}
+    assert ("L", "z2") in backward and ("L", "yhat") not in backward and ("yhat", "z2") not in backward
+
+
+def test_deep_picture_elides_the_middle_layers():
+    sweep = derive("3 -> " + " -> ".join(["3 tanh residual"] * 30) + " -> 1 ; mse").sample
+    boxes, arrows = diagram(sweep)
+    keys = {b.key for b in boxes}
+    assert ELLIPSIS in keys and {"z1", "z31", "L"} <= keys and "z15" not in keys
+    assert max(b.column for b in boxes) <= MAX_COLUMNS
+    assert ("a2", ELLIPSIS) in {(a.source, a.target) for a in arrows}
+
+
+def _pdflatex(text: str, folder: Path) -> str:
+    """The log of compiling ``text`` with pdflatex (asserting it compiled)."""
+    (folder / "notes.tex").write_text(text, encoding="utf-8")
+    run = subprocess.run(["pdflatex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", "notes.tex"],
+                         cwd=folder, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    return (folder / "notes.log").read_text(errors="replace")
+
+
+DEEP = "3 -> " + " -> ".join(["3 tanh residual"] * 30) + " -> 1 ; mse"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is installed by .ci/run")
+@pytest.mark.parametrize("spec", ["residual", "binary", DEEP], ids=["residual", "binary", "deep"])
+def test_notes_with_the_picture_compile_and_the_picture_fits_the_page(spec, tmp_path):
+    derivation = derive(str(GALLERY[0].parent / f"{spec}.toml") if spec.isidentifier() else spec)
+    _pdflatex(derivation.latex(), tmp_path)
+    head, _ = derivation.latex().split("\\begin{document}")
+    picture = "\n".join(line for line in tikz(derivation.sample).splitlines() if "{center}" not in line)
+    log = _pdflatex(head + "\\begin{document}\\newsavebox\\drawn\\sbox\\drawn{" + picture + "}"
+                    "\\typeout{WIDTHS \\the\\wd\\drawn\\space\\the\\linewidth}\\end{document}", tmp_path)
+    width, line = (float(w) for w in re.search(r"WIDTHS ([\d.]+)pt ([\d.]+)pt", log).groups())
+    assert 0.3 * line < width <= line
