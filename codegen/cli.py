@@ -35,9 +35,10 @@ def _derive(args) -> int:
     header = NOTE_HEADERS[args.format]
     if args.output not in (None, "-"):
         check_output(args.output, header, args.force, inputs=[args.spec])
+    from codegen.worked import worked_example
     derivation = derive(args.spec)
     print_notes = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]
-    _emit(print_notes(accepted_names(derivation)), args.output, header)
+    _emit(print_notes(accepted_names(derivation), worked_example(derivation)), args.output, header)
     return 0
 
 

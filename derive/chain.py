@@ -20,7 +20,8 @@ class Derivation:
     textbook per-sample form. ``gradients['W1']`` is the per-sample right-hand side of dL/dW1.
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
     ``latex``, ``markdown`` and ``text`` print the notes; ``names``, the names the checker reads
-    (``derive.check.accepted_names(derivation)``), are listed in them when given.
+    (``derive.check.accepted_names(derivation)``), are listed in them when given; ``worked``, the
+    numbers of the worked example (``codegen.worked.worked_example(derivation)``), are printed after them.
     """
 
     def __init__(self, network):
@@ -47,17 +48,17 @@ class Derivation:
     def all_steps(self) -> list:
         return self.sample_steps + self.steps
 
-    def latex(self, names=None) -> str:
+    def latex(self, names=None, worked=None) -> str:
         from .documents import latex_document
-        return latex_document(self, names)
+        return latex_document(self, names, worked)
 
-    def markdown(self, names=None) -> str:
+    def markdown(self, names=None, worked=None) -> str:
         from .documents import markdown_document
-        return markdown_document(self, names)
+        return markdown_document(self, names, worked)
 
-    def text(self, names=None) -> str:
+    def text(self, names=None, worked=None) -> str:
         from .documents import text_document
-        return text_document(self, names)
+        return text_document(self, names, worked)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

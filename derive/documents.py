@@ -17,6 +17,7 @@ import sympy as sp
 from .escape import latex_text, markdown_text, terminal_text
 from .fused import fused_outline
 from .picture import mermaid, tikz
+from .worked import worked_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
@@ -62,11 +63,12 @@ def label(step) -> str:
     return f"eq:{'batch-' if step.form == 'batch' else ''}{key[0].lower() + key[1:]}"
 
 
-def outline(derivation, latex: bool, accepted=None):
+def outline(derivation, latex: bool, accepted=None, worked=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
     ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula). ``accepted``:
     the names ``chainrule check`` reads (``derive.check.accepted_names``), listed in the notes when
-    given; the checker is not imported here."""
+    given; the checker is not imported here. ``worked``: the worked example's numbers (a
+    ``derive.worked.Example``, which ``codegen.worked`` computes with the generated code), or None."""
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of the network {architecture(net, _user)}"
@@ -124,12 +126,14 @@ def outline(derivation, latex: bool, accepted=None):
     if accepted is None and any(layer.kind != "dense" for layer in net.layers):
         # not given the names check reads (none: it cannot read this network): no section on checking
         yield from training_outline(derivation, latex)
+        yield from worked_outline(derivation, worked, latex, names)
         return
     yield "heading", "Checking your own derivation"
     yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
                    "with these steps" + ("; in the per-sample convention it reads these names: "
                                          + "; ".join(accepted) if accepted is not None else "") + ".")
     yield from training_outline(derivation, latex)
+    yield from worked_outline(derivation, worked, latex, names)
 
 
 PICTURE_CAPTION = ("The graph the derivation walks, for one sample: each value is computed from the values whose "
@@ -460,10 +464,10 @@ TEXT = Layout(
     rule="  ({number:>2})  {formula}", end="\n", wrap=100)
 
 
-def render(derivation, layout: Layout, names=None) -> str:
+def render(derivation, layout: Layout, names=None, worked=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``."""
     out = list(layout.head)
-    for kind, *args in outline(derivation, layout.latex, names):
+    for kind, *args in outline(derivation, layout.latex, names, worked):
         if kind == "table":
             (caption, *header), rows = args
             caption_line, header_line, row_line, close = layout.table
@@ -516,13 +520,13 @@ def latex_steps(derivation) -> str:
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-def latex_document(derivation, names=None) -> str:
-    return render(derivation, LATEX, names)
+def latex_document(derivation, names=None, worked=None) -> str:
+    return render(derivation, LATEX, names, worked)
 
 
-def markdown_document(derivation, names=None) -> str:
-    return render(derivation, MARKDOWN, names)
+def markdown_document(derivation, names=None, worked=None) -> str:
+    return render(derivation, MARKDOWN, names, worked)
 
 
-def text_document(derivation, names=None) -> str:
-    return render(derivation, TEXT, names)
+def text_document(derivation, names=None, worked=None) -> str:
+    return render(derivation, TEXT, names, worked)

@@ -6,10 +6,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy as sp
 
+from codegen.worked import worked_example
 from derive import derive
+from derive.verify import _evaluate
 from derive.fused import fused_node, stages
 from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
 
@@ -103,3 +106,51 @@ def test_notes_with_the_picture_compile_and_the_picture_fits_the_page(spec, tmp_
                     "\\typeout{WIDTHS \\the\\wd\\drawn\\space\\the\\linewidth}\\end{document}", tmp_path)
     width, line = (float(w) for w in re.search(r"WIDTHS ([\d.]+)pt ([\d.]+)pt", log).groups())
     assert 0.3 * line < width <= line
+
+
+def _module(derivation):
+    from codegen.emit import generate
+    namespace = {}
+    exec(compile(generate(derivation), "<test module>", "exec"), namespace)  # noqa: S102 - chainrule's own output
+    return namespace
+
+
+def test_worked_example_is_the_seeds_case_in_the_emitted_modules_numbers():
+    derivation = derive(str(GALLERY[0].parent / "simple_nn.toml"))
+    example = worked_example(derivation)
+    module = _module(derivation)
+    X, T = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0], [2.0]])
+    assert np.array_equal(example.data["X"], X.T) and np.array_equal(example.data["Y"], T.T)
+    params = module["init_params"](seed=example.seed)
+    loss, grads = module["loss_and_grads"](params, X, T)
+    by_key = {s.target.key: example.steps[s.number] for s in derivation.batch.steps if s.number in example.steps}
+    assert set(by_key) == {s.target.key for s in derivation.batch.steps}  # every step has its numbers
+    assert by_key["L"] == loss
+    assert np.array_equal(by_key["Yhat"], module["forward"](params, X)[0].T)
+    for name, grad in grads.items():
+        assert np.array_equal(by_key[f"dL_d{name}"], grad.reshape(by_key[f"dL_d{name}"].shape))
+        assert np.allclose(example.updated[name], example.params[name] - 0.01 * by_key[f"dL_d{name}"])
+    assert np.abs(by_key["dL_dW1"]).sum(axis=1).all()  # no dead unit: every row of W1 gets a gradient
+
+
+@pytest.mark.parametrize("spec", ["simple_nn", "sigmoid_sse", "residual"])
+def test_worked_example_numbers_satisfy_every_step(spec):
+    """Each step's right-hand side, evaluated on the example's numbers, gives the number printed for it."""
+    derivation = derive(str(GALLERY[0].parent / f"{spec}.toml"))
+    example = worked_example(derivation)
+    quantities = derivation.batch.quantities
+    values = {**{k: v for k, v in example.data.items()}, **example.params,
+              **{s.target.key: example.steps[s.number] for s in derivation.batch.steps}}
+    numbers = {quantities[k].symbol: sp.ImmutableMatrix(np.atleast_2d(v)) if quantities[k].shape else sp.Float(v)
+               for k, v in values.items()}
+    for step in derivation.batch.steps:
+        got = np.array(sp.N(_evaluate(step.rhs, numbers, 2)).tolist(), dtype=float)
+        expected = example.steps[step.number]
+        assert np.allclose(got.reshape(np.shape(expected)), expected, rtol=1e-9, atol=1e-12), step.target.key
+
+
+def test_worked_example_skips_a_network_too_big_to_print():
+    assert worked_example(derive(str(GALLERY[0].parent / "binary.toml"))) is None  # 8 hidden units
+    assert worked_example(derive("2 -> 2 relu -> 2 relu -> 2 relu -> 2 relu -> 1 ; mse")) is None  # 5 layers
+    text = derive(str(GALLERY[0].parent / "binary.toml")).text(worked=None)
+    assert "worked example" not in text
