@@ -17,6 +17,7 @@ import sympy as sp
 from .escape import latex_text, markdown_text, terminal_text
 from .fused import fused_outline
 from .picture import mermaid, tikz
+from .recursion import recursion_outline
 from .worked import worked_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .ops.activations import Named, Z
@@ -123,6 +124,8 @@ def outline(derivation, latex: bool, accepted=None, worked=None):
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
             yield ("eq", step.number, label(step), printer.doprint(step.target.symbol), printer.doprint(step.rhs),
                    step.explain(names, math), dimensions(step.rhs, latex))
+        if form == "sample":
+            yield from recursion_outline(derivation, latex)
     if accepted is None and any(layer.kind != "dense" for layer in net.layers):
         # not given the names check reads (none: it cannot read this network): no section on checking
         yield from training_outline(derivation, latex)

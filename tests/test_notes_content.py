@@ -14,6 +14,7 @@ from codegen.worked import worked_example
 from derive import derive
 from derive.verify import _evaluate
 from derive.fused import fused_node, stages
+from derive.recursion import instances, is_chain
 from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
 
 
@@ -154,3 +155,51 @@ def test_worked_example_skips_a_network_too_big_to_print():
     assert worked_example(derive("2 -> 2 relu -> 2 relu -> 2 relu -> 2 relu -> 1 ; mse")) is None  # 5 layers
     text = derive(str(GALLERY[0].parent / "binary.toml")).text(worked=None)
     assert "worked example" not in text
+
+
+def _evaluated_steps(sweep, rng, one_hot: bool) -> dict:
+    """Every quantity of ``sweep`` at a random point: the inputs drawn, each step evaluated in turn."""
+    values = {}
+    for q in sweep.quantities.values():
+        if q.role in ("data", "param"):
+            rows, cols = q.shape
+            entries = rng.normal(size=(rows, cols))
+            if one_hot and q.key == "y":
+                entries = np.eye(rows)[:, :1]
+            values[q.symbol] = sp.ImmutableMatrix(entries)
+    for step in sweep.steps:
+        value = _evaluate(step.rhs, values, 1)
+        values[step.target.symbol] = value if step.target.shape else value[0, 0]
+    return values
+
+
+CHAINS = ["generated/specs/simple_nn.toml", "generated/specs/sigmoid_sse.toml", "3 -> 3 relu -> 3 softmax ; cross_entropy",
+          "3 -> 2 tanh -> 1 sigmoid ; bce", "3 -> 2 -> 2 tanh -> 1 ; mse", "2 -> 3 softmax ; mse"]
+
+
+@pytest.mark.parametrize("spec", CHAINS)
+def test_each_bp_rule_instance_equals_its_step(spec):
+    root = Path(__file__).resolve().parent.parent
+    derivation = derive(str(root / spec) if spec.endswith(".toml") else spec)
+    assert is_chain(derivation.network)
+    values = _evaluated_steps(derivation.sample, np.random.default_rng(0), one_hot="softmax" in spec)
+    found = instances(derivation)
+    layers = len(derivation.network.layers)
+    assert sorted((rule, layer) for rule, layer, _, _ in found) == sorted(
+        [("BP1", layers)] + [("BP2", l) for l in range(1, layers)] + [(r, l) for r in ("BP3", "BP4")
+                                                                        for l in range(1, layers + 1)])
+    for rule, layer, step, rhs in found:
+        got = np.array(sp.N(_evaluate(rhs, values, 1)).tolist(), dtype=float)
+        want = np.array(sp.N(values[step.target.symbol]).tolist(), dtype=float)
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-12), (rule, layer)
+    text = derivation.text()
+    assert {rule for rule, _, _, _ in found} == {f"BP{k}" for k in range(1, 5) if f"BP{k}, " in text}
+    assert ("δ_l = (W_(l+1)ᵀ δ_(l+1)) ⊙ f_l'(z_l)" in text) == (layers > 1)
+
+
+@pytest.mark.parametrize("spec", ["generated/specs/residual.toml", "3 -> 3 relu dropout=0.5 -> 1 ; mse"])
+def test_bp_rules_are_not_claimed_beyond_a_chain_of_dense_layers(spec):
+    root = Path(__file__).resolve().parent.parent
+    derivation = derive(str(root / spec) if spec.endswith(".toml") else spec)
+    assert not is_chain(derivation.network)
+    assert "BP1" not in derivation.text() and "BP1" not in derivation.markdown()
