@@ -63,13 +63,15 @@ def fused_outline(derivation, latex: bool):
         ell, one, top = "ℓ", "Σ_k y_k = 1", "ᵀ"
     dloss = steps[0].args[-1] if jacobian is not None else steps[0].args[0]
     definition = math(f"{d(ell, yhat)} = {show(dloss)}")
-    lead = f"Where the fused step comes from, for one sample: by the chain rule through {act.name}"
+    ell_k = r"\ell(\hat{y}_k, y_k)" if latex else "ℓ(ŷ_k, y_k)"
+    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its outputs k"
+            + (f", divided by K = {outputs}" if outputs != 1 else "") + f", so by the chain rule through {act.name}")
     if jacobian is not None:
         entry = (r"\partial \hat{y}_i / \partial z_j = \hat{y}_i (1[i = j] - \hat{y}_j)" if latex
                  else "∂ŷ_i/∂z_j = ŷ_i (1[i = j] - ŷ_j)")
-        yield "para", (f"{lead}, {math(f'{lhs} = ({d(yhat, z)}){top} {d(ell, yhat)}')}, the terms {ell if not latex else math(ell)} "
-                       f"of the loss summed over the outputs. Every output of the softmax depends on every entry of "
-                       f"{math(z)}, {math(entry)}, so its Jacobian is symmetric:")
+        yield "para", (f"{lead} {math(f'{lhs} = ({d(yhat, z)}){top} {d(ell, yhat)}')}, where {math(d(ell, yhat))} is "
+                       f"the column of the outputs' derivatives. Every output of the softmax depends on every entry "
+                       f"of {math(z)}, {math(entry)}, so its Jacobian is symmetric:")
         yield "display", [f"{d(yhat, z)} = {show(jacobian)}"]
         total = r"\hat{y}^{\top} (y / \hat{y}) = \mathbf{1}^{\top} y" if latex else "ŷᵀ (y/ŷ) = 1ᵀ y"
         yield "para", (f"Times the definitions' {definition}, element-wise: the diagonal undoes the division, "
@@ -79,7 +81,7 @@ def fused_outline(derivation, latex: bool):
         yield "display", [f"{lhs} = {show(steps[2])}"]
     else:
         prime = show(steps[0].args[1])
-        yield "para", (f"{lead}, element-wise, the definitions' {definition} times the derivative of the "
+        yield "para", (f"{lead}, element-wise, {lhs if not latex else math(lhs)} is the definitions' {definition} times the derivative of the "
                        f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "display", [f"{lhs} = {show(steps[0])} = {show(steps[1])}"]
     yield "para", (f"Each column of a batch follows the same steps; the batch form's step "

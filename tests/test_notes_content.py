@@ -14,6 +14,7 @@ from codegen.worked import worked_example
 from derive import derive
 from derive.verify import _evaluate
 from derive.fused import fused_node, stages
+from derive.ops.activations import Phi, SoftPlus, expand_named, sigma
 from derive.recursion import instances, is_chain
 from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
 
@@ -203,3 +204,21 @@ def test_bp_rules_are_not_claimed_beyond_a_chain_of_dense_layers(spec):
     derivation = derive(str(root / spec) if spec.endswith(".toml") else spec)
     assert not is_chain(derivation.network)
     assert "BP1" not in derivation.text() and "BP1" not in derivation.markdown()
+
+
+@pytest.mark.parametrize("kind", [sigma, SoftPlus, Phi], ids=lambda k: k.__name__)
+def test_each_named_functions_prime_is_its_definitions_derivative(kind):
+    z = sp.Symbol("z", real=True)
+    assert sp.simplify(expand_named(kind.prime(z)) - sp.diff(kind.define(z), z)) == 0
+
+
+def test_mish_derivative_is_printed_through_softplus_and_sigma():
+    mish = derive(str(GALLERY[0].parent / "mish.toml")).network.activations[0]
+    shown = mish.derivative_display()
+    assert shown.has(SoftPlus) and shown.has(sigma) and shown.has(sp.sech)
+    z = sp.Symbol("z", real=True)
+    s = SoftPlus(z)
+    assert sp.simplify(shown - (sp.tanh(s) + z * sigma(z) * sp.sech(s) ** 2)) == 0
+    for point in (-2.0, 0.3, 1.7):
+        assert abs(float(expand_named(shown).subs(mish.definition.free_symbols.pop(), point))
+                   - float(mish.derivative.subs(mish.definition.free_symbols.pop(), point))) < 1e-12

@@ -49,6 +49,20 @@ class Named(sp.Function):
     def _sympystr(self, printer):
         return self._print_named(printer, self.text_name, "()")
 
+    @classmethod
+    def prime(cls, *args):
+        """The derivative in the first argument, written with Named functions where a subclass knows
+        it (``tests/test_notes_content.py`` proves each equal to the definition's); else None."""
+        return None
+
+    def fdiff(self, argindex=1):
+        """So ``sympy.diff`` of a formula that uses this function gives its ``prime`` (else the definition's)."""
+        prime = self.prime(*self.args) if argindex == 1 else None
+        if prime is not None:
+            return prime
+        at = [sp.Dummy() for _ in self.args]
+        return sp.diff(self.define(*at), at[argindex - 1]).subs(dict(zip(at, self.args)))
+
 
 class sigma(Named):
     nargs, latex_name, text_name, meaning = 1, r"\sigma", "σ", "the logistic sigmoid"
@@ -57,6 +71,22 @@ class sigma(Named):
     def define(cls, z):
         return 1 / (1 + sp.exp(-z))
 
+    @classmethod
+    def prime(cls, z):
+        return sigma(z) * (1 - sigma(z))
+
+
+class SoftPlus(Named):
+    nargs, latex_name, text_name, meaning = 1, r"\operatorname{sp}", "sp", "the softplus"
+
+    @classmethod
+    def define(cls, z):
+        return sp.log(1 + sp.exp(z))
+
+    @classmethod
+    def prime(cls, z):
+        return sigma(z)
+
 
 class Phi(Named):
     nargs, latex_name, text_name, meaning = 1, r"\Phi", "Φ", "the standard normal distribution function"
@@ -64,6 +94,10 @@ class Phi(Named):
     @classmethod
     def define(cls, z):
         return (1 + sp.erf(z / sp.sqrt(2))) / 2
+
+    @classmethod
+    def prime(cls, z):
+        return phi(z)
 
 
 class phi(Named):
@@ -77,6 +111,19 @@ class phi(Named):
 def expand_named(expr: sp.Expr) -> sp.Expr:
     """``expr`` with every Named function replaced by its definition."""
     return expr.replace(lambda e: isinstance(e, Named), lambda e: e.define(*e.args))
+
+
+def folded_derivative(definition: sp.Expr):
+    """The derivative of ``definition`` with each part that is a one-argument Named function's
+    definition differentiated as that function (mish, z tanh(log(1 + e^z)): tanh(sp(z)) + z σ(z)
+    sech²(sp(z))), or None when no part is; ``1 - tanh(u)²`` is written sech²(u)."""
+    u = sp.Wild("u")
+    folded = definition
+    for kind in (sigma, SoftPlus):
+        folded = folded.replace(kind.define(u), lambda u: kind(u))
+    if folded == definition:
+        return None
+    return sp.diff(folded, Z).replace(1 - sp.tanh(u) ** 2, sp.sech(u) ** 2)
 
 
 @dataclass(frozen=True)
@@ -201,6 +248,7 @@ class Activation:
     @functools.lru_cache(maxsize=None)
     def derivative_display(self) -> sp.Expr:
         """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself, else
+        (no textbook form given) with the parts that are Named functions' definitions named, else
         with z sign(z) written |z|, the first that SymPy proves equal to f'; else SymPy's own
         (simplified unless piecewise).
 
@@ -210,7 +258,10 @@ class Activation:
         if sp.count_ops(self.derivative) > limits.SIMPLIFY_OPS:
             return self.derivative
         f = sp.Function(self.name)(Z)
-        candidates = ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]
+        # an activation without a textbook form may still be written with Named functions (mish)
+        folded = folded_derivative(self.definition) if self.textbook is None else None
+        candidates = ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2] + (
+            [folded] if folded is not None else [])
         if self.derivative.has(sp.sign):  # d|z|/dz = sign(z), and z sign(z) is |z|: softsign' = 1/(1 + |z|)²
             candidates.append(sp.factor(sp.together(self.derivative.subs(Z * sp.sign(Z), sp.Abs(Z)))))
         for candidate in candidates:
