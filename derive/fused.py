@@ -55,21 +55,23 @@ def fused_outline(derivation, latex: bool):
     outputs = yhat_v.shape[0] if loss.reduction == "mean" else 1  # the one-sample loss's divisor, K or 1
     lhs = f"{outputs} {delta}" if outputs != 1 else delta
     jacobian, steps = stages(sweep.graph, node)
+    # d: a derivative in a display; inline, in the prose, as a slash
     if latex:
         d = lambda a, b: rf"\frac{{\partial {a}}}{{\partial {b}}}"  # noqa: E731
+        inline = lambda a, b: rf"\partial {a} / \partial {b}"  # noqa: E731
         ell, one, top = r"\ell", r"\sum_k y_k = 1", r"^{\top}"
     else:
-        d = lambda a, b: f"∂{a}/∂{b}"  # noqa: E731
+        d = inline = lambda a, b: f"∂{a}/∂{b}"  # noqa: E731
         ell, one, top = "ℓ", "Σ_k y_k = 1", "ᵀ"
     dloss = steps[0].args[-1] if jacobian is not None else steps[0].args[0]
-    definition = math(f"{d(ell, yhat)} = {show(dloss)}")
+    definition = math(f"{inline(ell, yhat)} = {show(dloss)}")
     ell_k = r"\ell(\hat{y}_k, y_k)" if latex else "ℓ(ŷ_k, y_k)"
-    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its outputs k"
+    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its outputs {math('k')}"
             + (f", divided by K = {outputs}" if outputs != 1 else "") + f", so by the chain rule through {act.name}")
     if jacobian is not None:
         entry = (r"\partial \hat{y}_i / \partial z_j = \hat{y}_i (1[i = j] - \hat{y}_j)" if latex
                  else "∂ŷ_i/∂z_j = ŷ_i (1[i = j] - ŷ_j)")
-        yield "para", (f"{lead} {math(f'{lhs} = ({d(yhat, z)}){top} {d(ell, yhat)}')}, where {math(d(ell, yhat))} is "
+        yield "para", (f"{lead} {math(f'{lhs} = ({inline(yhat, z)}){top} {inline(ell, yhat)}')}, where {math(inline(ell, yhat))} is "
                        f"the column of the outputs' derivatives. Every output of the softmax depends on every entry "
                        f"of {math(z)}, {math(entry)}, so its Jacobian is symmetric:")
         yield "display", [f"{d(yhat, z)} = {show(jacobian)}"]

@@ -64,10 +64,10 @@ def worked_outline(derivation, example, latex: bool, names: dict):
     settings = validate(net.tables)
     opt = settings["optimizer"]
     yield "heading", "A worked example"
-    yield "para", (f"The batch form on N = {SAMPLES} samples, in numbers. Every number is what the generated module "
-                   f"computes (its loss_and_grads, then one step of its optimizer), rounded to {DIGITS} significant "
-                   f"digits. The inputs are the counting numbers, {_target_words(net)}, and the "
-                   f"parameters are those its init_params(seed={example.seed}) draws"
+    yield "para", (f"The batch form above on N = {SAMPLES} samples, in numbers. Every number is what the generated "
+                   f"NumPy module computes (its forward and backward pass, then one step of its optimizer), rounded "
+                   f"to {DIGITS} significant digits. The inputs are the counting numbers, {_target_words(net)}, and "
+                   f"the parameters are those the module's initialisation draws with seed {example.seed}"
                    + (" (the first seed from the spec's at which every unit gets a gradient)" if example.seed else "")
                    + ":")
     yield "display", [SIDE_BY_SIDE[latex].join(f"{names[key]} = {matrix(example.data[key], latex)}" for key in ("X", "Y"))]
