@@ -22,6 +22,7 @@ from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.formula import clamp_bounds
+from derive.functions import sigma
 from derive.nodes import Pointwise
 from derive.ops.losses import clip, clip_form
 
@@ -36,7 +37,7 @@ class Sigmoid(sp.Function):
         return self * (1 - self)
 
     def _eval_rewrite_as_exp(self, u, **kwargs):
-        return 1 / (1 + sp.exp(-u))
+        return sigma.define(u)
 
 
 class Softplus(sp.Function):

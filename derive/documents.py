@@ -20,7 +20,8 @@ from .picture import mermaid, tikz
 from .recursion import recursion_outline
 from .worked import worked_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
-from .ops.activations import Named, Z
+from .functions import Named
+from .ops.activations import Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
 from .printing import MathLatex, NotesText, activation_definitions, loss_definition

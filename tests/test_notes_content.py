@@ -14,7 +14,7 @@ from codegen.worked import worked_example
 from derive import derive
 from derive.verify import _evaluate
 from derive.fused import fused_node, stages
-from derive.ops.activations import Phi, SoftPlus, expand_named, sigma
+from derive.functions import Phi, SoftPlus, expand_named, sigma
 from derive.recursion import instances, is_chain
 from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
 

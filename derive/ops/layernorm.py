@@ -8,7 +8,7 @@ square root, then scaled and shifted feature by feature::
     x̂ = (1/σ) ⊙ (x - μ)
     y = γ ⊙ x̂ + β                    γ (torch's weight, init 1) and β (its bias, init 0), one per feature
 
-``layernorm`` expands into the three statistics ops below (each a Step of the notes, each with its
+The spec's ``{ type = "layernorm", eps = 1e-5, affine = true }`` (:class:`LayerNormLayer`) expands into the three statistics ops below (each a Step of the notes, each with its
 own VJPs, partial derivatives like every op's) and its own node, whose VJP for x is stated once for
 all three paths through μ, σ and x̂, in the compact textbook form::
 
@@ -19,13 +19,17 @@ so x̂, σ and μ pass on no share of their own. The Step writes g out where it 
 code computes it once (``codegen.emit`` computes a repeated product once). ``tests/test_ops.py`` proves every rule here against
 ``sympy.diff`` of the definitions on the ``examples``.
 """
+from dataclasses import dataclass
+
 import sympy as sp
 
-from ..naming import greek, indexed, letter, normalized
+from ..errors import ChainruleError
+from ..fields import boolean, number
+from ..naming import greek, indexed, letter, network_output, normalized
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..steps import ref
 from .activations import Z
-from .registry import Grad, Op, Out, Param, hadamard, op, scaled
+from .registry import Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
 
 def reciprocal(sigma):
@@ -182,3 +186,30 @@ class LayerNorm(Op):
         def build(**attrs):
             return lambda g: g.add("layernorm", [g.leaf("x", 3)], 1, **attrs)
         return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5))]
+
+
+@layer("layernorm")
+@dataclass(frozen=True)
+class LayerNormLayer(LayerKind):
+    """``torch.nn.LayerNorm(units, eps, elementwise_affine=affine)``: normalizes each sample's features."""
+    units: int
+    eps: float = 1e-5
+    affine: bool = True
+    keys = ("type", "eps", "affine")
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = at.where
+        eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")
+        affine = boolean(raw, "affine", True, where)
+        if at.width < 2:
+            raise ChainruleError(f"{where} normalizes {at.width} feature; layer norm needs at least 2 (every value "
+                                 f"of one feature normalizes to 0)")
+        return cls(at.width, eps, affine)
+
+    def parameters(self, shape) -> int:
+        return 2 * self.units if self.affine else 0  # γ and β, one per feature
+
+    def expand(self, g, l, a, last):
+        out = g.value(network_output(g.batched), a.axes, "forward", l) if last else None
+        return g.add("layernorm", [a], l, out=out, eps=self.eps, affine=self.affine)
