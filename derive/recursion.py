@@ -94,8 +94,8 @@ def recursion_outline(derivation, latex: bool):
         math = str
     activations = ", ".join(math(f"f_{{{l}}}" if latex else f"f{l}") + f" = {layer.activation.name}"
                             for l, layer in enumerate(net.layers, start=1))
-    yield "heading", "The general recursion (BP1-BP4)"
-    yield "para", (f"For any chain of dense layers the steps above follow four equations in the layer index l, "
+    yield "heading", "The general recursion (BP1–BP4)"
+    yield "para", (f"For any chain of dense layers the steps above follow four equations in the layer index {math('l')}, "
                    f"named as in Nielsen's Neural Networks and Deep Learning; here "
                    f"{math('a_{0} = x' if latex else 'a0 = x')}, the last layer is {last} and {activations}. "
                    f"The index form of BP4, one weight at a time, is why the weight gradient is an outer product."
