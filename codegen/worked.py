@@ -30,7 +30,8 @@ _ASSIGNS = re.compile(r"^\s*([A-Za-z_]\w*)(?:\s*,\s*[A-Za-z_]\w*)*\s*[-+*/@]?=(?
 
 def worked_example(derivation, module_text: str = None):
     """The Example of ``derivation`` (None when the network is too big to print, ``derive.worked``'s
-    MAX_UNITS and MAX_LAYERS); ``module_text``: the generated module, if already generated."""
+    MAX_UNITS and MAX_LAYERS, or when a step's value cannot be read off the module); ``module_text``:
+    the generated module, if already generated."""
     net = derivation.network
     if not small_enough(net):
         return None
@@ -51,6 +52,8 @@ def worked_example(derivation, module_text: str = None):
         name, value = assigned.get(step.number, (None, None))
         if name == step.target.key:
             steps[step.number] = _as_math(value, quantities[name])
+    if len(steps) < len(derivation.batch.steps):  # a step the module computes under another name: no half example
+        return None
     updated = {name: np.array(p, copy=True) for name, p in params.items()}
     module.make_optimizer(updated).step(updated, grads)
     return Example(data={"X": X.T, "Y": T.T}, params={name: _as_math(p, quantities[name]) for name, p in params.items()},
