@@ -56,9 +56,9 @@ def worked_example(derivation, module_text: str = None):
         return None
     updated = {name: np.array(p, copy=True) for name, p in params.items()}
     module.make_optimizer(updated).step(updated, grads)
-    return Example(data={"X": X.T, "Y": T.T}, params={name: _as_math(p, quantities[name]) for name, p in params.items()},
-                   steps=steps, updated={name: _as_math(p, quantities[name]) for name, p in updated.items()},
-                   seed=seed)
+    def as_math(arrays):
+        return {name: _as_math(value, quantities[name]) for name, value in arrays.items()}
+    return Example(data={"X": X.T, "Y": T.T}, params=as_math(params), steps=steps, updated=as_math(updated), seed=seed)
 
 
 def _load(text: str):

@@ -66,12 +66,14 @@ def fused_outline(derivation, latex: bool):
     dloss = steps[0].args[-1] if jacobian is not None else steps[0].args[0]
     definition = math(f"{inline(ell, yhat)} = {show(dloss)}")
     ell_k = r"\ell(\hat{y}_k, y_k)" if latex else "ℓ(ŷ_k, y_k)"
-    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its outputs {math('k')}"
+    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its "
+            f"outputs {math('k')}"
             + (f", divided by K = {outputs}" if outputs != 1 else "") + f", so by the chain rule through {act.name}")
     if jacobian is not None:
         entry = (r"\partial \hat{y}_i / \partial z_j = \hat{y}_i (1[i = j] - \hat{y}_j)" if latex
                  else "∂ŷ_i/∂z_j = ŷ_i (1[i = j] - ŷ_j)")
-        yield "para", (f"{lead} {math(f'{lhs} = ({inline(yhat, z)}){top} {inline(ell, yhat)}')}, where {math(inline(ell, yhat))} is "
+        chain = math(f"{lhs} = ({inline(yhat, z)}){top} {inline(ell, yhat)}")
+        yield "para", (f"{lead} {chain}, where {math(inline(ell, yhat))} is "
                        f"the column of the outputs' derivatives. Every output of the softmax depends on every entry "
                        f"of {math(z)}, {math(entry)}, so its Jacobian is symmetric:")
         yield "display", [f"{d(yhat, z)} = {show(jacobian)}"]
@@ -83,7 +85,7 @@ def fused_outline(derivation, latex: bool):
         yield "display", [f"{lhs} = {show(steps[2])}"]
     else:
         prime = show(steps[0].args[1])
-        yield "para", (f"{lead}, element-wise, {lhs if not latex else math(lhs)} is the definitions' {definition} times the derivative of the "
+        yield "para", (f"{lead}, element-wise, {math(lhs)} is the definitions' {definition} times the derivative of the "
                        f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "display", [f"{lhs} = {show(steps[0])} = {show(steps[1])}"]
     yield "para", (f"Each column of a batch follows the same steps; the batch form's step "

@@ -70,16 +70,15 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
             alias[node.output] = alias.get(node.inputs[0], node.inputs[0])
     real = lambda v: alias.get(v, v)  # noqa: E731
     side = {v for v in graph.values if _from_params_alone(graph, v)}
+    target = next(n for n in graph.nodes if n.op.name == "loss").inputs[1]
     order = {v: graph.producer[v].index if v in graph.producer else -1 for v in graph.values}
     chain = sorted((v for v in drawn_values(graph) if v.role not in ("param", "mask") and v not in side
-                    and v.key != _target_key(graph)), key=order.get)
-    hidden = _hidden_layers(graph, chain, max_columns)
+                    and v is not target), key=order.get)
+    hidden = _hidden_layers(chain, max_columns)
     boxes, column = {}, 0
-    ellipsis_at = None
     for v in chain:
         if layer_of(v) in hidden:
-            if ellipsis_at is None:
-                ellipsis_at = column
+            if ELLIPSIS not in boxes:
                 first, last = min(hidden), max(hidden)
                 boxes[ELLIPSIS] = Box(ELLIPSIS, rf"\cdots\ \text{{layers {first}--{last}}}\ \cdots",
                                       f"… layers {first}–{last} …", column + 0.5, kind=ELLIPSIS)
@@ -87,13 +86,13 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
             continue
         boxes[v.key] = Box(v.key, *_labels(graph, v, sweep), column, kind="value" if v.named else "op")
         column += 1
-    shown = lambda v: ELLIPSIS if layer_of(v) in hidden and v.role not in ("data",) else v.key  # noqa: E731
+    shown = lambda v: ELLIPSIS if layer_of(v) in hidden and v.role != "data" else v.key  # noqa: E731
     arrows, receives = [], _receives(sweep)
     for node in graph.nodes:
         if node.attrs.get("silent", False):
             continue
         out = shown(node.output)
-        leaves = [v for v in node.inputs if v.role in ("param", "mask") or v.key == _target_key(graph)]
+        leaves = [v for v in node.inputs if v.role in ("param", "mask") or v is target]
         if node.output in side:  # a penalty: the row above the parameters, over the loss it joins
             column_of = next(boxes[shown(c.output)].column for c in graph.consumers[node.output])
             place = sum(1 for b in boxes.values() if b.row == 2)
@@ -107,13 +106,14 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
                                kind="data" if v.role == "data" else "param")
         shares = _shares(sweep, node) if node.output in receives else set()
         for i, v in enumerate(node.inputs):
-            source = ELLIPSIS if v.role in ("param", "mask") and shown(node.output) == ELLIPSIS else shown(real(v))
+            source = shown(real(v))
             if source == out or source not in boxes:
                 continue
             arrows.append(Arrow(source, out))
             if i in shares and v in receives:
                 key = sweep.adjoint_key(real(v))
-                label = (sweep.quantities[key].latex, _unicode(sweep.quantities[key].text)) if key and v.role != "param" else None
+                q = sweep.quantities.get(key) if v.role != "param" else None
+                label = (q.latex, _unicode(q.text)) if q is not None else None
                 arrows.append(Arrow(out, source, adjoint=True, label=label))
     return list(boxes.values()), list(dict.fromkeys(arrows))
 
@@ -124,11 +124,7 @@ def _from_params_alone(graph, v) -> bool:
     return node is not None and all(u.role == "param" for u in node.inputs)
 
 
-def _target_key(graph) -> str:
-    return next(v.key for v in graph.values if v.role == "data" and v.names.meaning == "target")
-
-
-def _hidden_layers(graph, chain, max_columns) -> set:
+def _hidden_layers(chain, max_columns) -> set:
     """The layers drawn as the ellipsis: none when the chain fits, else the middle ones (the first
     layers that fit and the last layer stay)."""
     layers = sorted({layer_of(v) for v in chain if v.role != "data"})
@@ -178,7 +174,8 @@ def _labels(graph, v, sweep) -> tuple:
 
 
 def _unicode(text: str) -> str:
-    """``z1`` -> ``z₁``, ``W3.1`` -> ``W₃.₁``, ``dL/da1`` -> ``∂L/∂a₁``: a trailing layer index as subscript digits."""
+    """``z1`` -> ``z₁``, ``W3.1`` -> ``W₃.₁``, ``dL/da1`` -> ``∂L/∂a₁``: a trailing layer index as
+    subscript digits."""
     text = re.sub(r"^dL/d", "∂L/∂", text)
     return re.sub(r"(\d+(?:\.\d+)*)$", lambda m: "".join(SUBSCRIPT_DIGITS.get(c, c) for c in m[1]), text)
 

@@ -52,7 +52,8 @@ def instances(derivation) -> list:
             nxt = dense[l + 1]
             back = nxt.inputs[1].names.key
             g = sweep.quantities[back].symbol.T * steps[sweep.adjoint_key(nxt.output)].target.symbol
-            out.append(("BP2", l, delta, g if f.is_identity else sp.HadamardProduct(g, apply(f, symbol(z), prime=True))))
+            rhs = g if f.is_identity else sp.HadamardProduct(g, apply(f, symbol(z), prime=True))
+            out.append(("BP2", l, delta, rhs))
         out.append(("BP3", l, steps[f"dL_d{b.key}"], delta.target.symbol))
         out.append(("BP4", l, steps[f"dL_d{W.key}"], delta.target.symbol * symbol(a).T))
     return out
@@ -78,7 +79,8 @@ def recursion_outline(derivation, latex: bool):
     softmax = not net.layers[-1].activation.elementwise
     if latex:
         dyhat, fl = r"\frac{\partial L}{\partial \hat{y}}", r"f_{l}'\left(z_{l}\right)"
-        bp1 = (rf"\delta_{{{last}}} = \left(\operatorname{{diag}}(\hat{{y}}) - \hat{{y}} \hat{{y}}^{{\top}}\right) {dyhat}"
+        jacobian = r"\left(\operatorname{diag}(\hat{y}) - \hat{y} \hat{y}^{\top}\right)"
+        bp1 = (rf"\delta_{{{last}}} = {jacobian} {dyhat}"
                if softmax else rf"\delta_{{{last}}} = {dyhat} \odot f_{{{last}}}'\left(z_{{{last}}}\right)")
         forms = {"BP1": bp1,
                  "BP2": rf"\delta_{{l}} = \left(W_{{l+1}}^{{\top}} \delta_{{l+1}}\right) \odot {fl}",
@@ -88,14 +90,15 @@ def recursion_outline(derivation, latex: bool):
         forms = {k: rf"\boxed{{{v}}}" for k, v in forms.items()}
         math = lambda s: f"${s}$"  # noqa: E731
     else:
-        bp1 = (f"δ{last} = (diag(ŷ) - ŷ ŷᵀ) ∂L/∂ŷ" if softmax else f"δ{last} = ∂L/∂ŷ ⊙ f{last}'(z{last})")
+        bp1 = f"δ_{last} = (diag(ŷ) - ŷ ŷᵀ) ∂L/∂ŷ" if softmax else f"δ_{last} = ∂L/∂ŷ ⊙ f_{last}'(z_{last})"
         forms = {"BP1": bp1, "BP2": "δ_l = (W_(l+1)ᵀ δ_(l+1)) ⊙ f_l'(z_l)", "BP3": "∂L/∂b_l = δ_l",
                  "BP4": "∂L/∂W_l = δ_l a_(l-1)ᵀ,   ∂L/∂(W_l)_jk = (δ_l)_j (a_(l-1))_k"}
         math = str
     activations = ", ".join(math(f"f_{{{l}}}" if latex else f"f{l}") + f" = {layer.activation.name}"
                             for l, layer in enumerate(net.layers, start=1))
     yield "heading", "The general recursion (BP1–BP4)"
-    yield "para", (f"For any chain of dense layers the steps above follow four equations in the layer index {math('l')}, "
+    yield "para", (f"For any chain of dense layers the steps above follow four equations in the layer index "
+                   f"{math('l')}, "
                    f"named as in Nielsen's Neural Networks and Deep Learning; here "
                    f"{math('a_{0} = x' if latex else 'a0 = x')}, the last layer is {last} and {activations}. "
                    f"The index form of BP4, one weight at a time, is why the weight gradient is an outer product."

@@ -70,7 +70,8 @@ def worked_outline(derivation, example, latex: bool, names: dict):
                    f"the parameters are those the module's initialisation draws with seed {example.seed}"
                    + (" (the first seed from the spec's at which every unit gets a gradient)" if example.seed else "")
                    + ":")
-    yield "display", [SIDE_BY_SIDE[latex].join(f"{names[key]} = {matrix(example.data[key], latex)}" for key in ("X", "Y"))]
+    yield "display", [SIDE_BY_SIDE[latex].join(f"{names[key]} = {matrix(example.data[key], latex)}"
+                                               for key in ("X", "Y"))]
     yield "display", _parameters(net, sweep, example.params, latex, names)
     phase = None
     for step in sweep.steps:

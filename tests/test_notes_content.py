@@ -174,7 +174,8 @@ def _evaluated_steps(sweep, rng, one_hot: bool) -> dict:
     return values
 
 
-CHAINS = ["generated/specs/simple_nn.toml", "generated/specs/sigmoid_sse.toml", "3 -> 3 relu -> 3 softmax ; cross_entropy",
+CHAINS = ["generated/specs/simple_nn.toml", "generated/specs/sigmoid_sse.toml",
+          "3 -> 3 relu -> 3 softmax ; cross_entropy",
           "3 -> 2 tanh -> 1 sigmoid ; bce", "3 -> 2 -> 2 tanh -> 1 ; mse", "2 -> 3 softmax ; mse"]
 
 
