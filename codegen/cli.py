@@ -33,12 +33,17 @@ def _derive(args) -> int:
     from derive.check import accepted_names
     from codegen.files import NOTE_HEADERS, check_output
     header = NOTE_HEADERS[args.format]
+    if args.body_only and args.format != "tex":
+        raise ChainruleError(f"--body-only leaves out LaTeX's preamble; give it with --format tex, not {args.format}")
     if args.output not in (None, "-"):
         check_output(args.output, header, args.force, inputs=[args.spec])
     from codegen.worked import worked_example
     derivation = derive(args.spec)
-    print_notes = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]
-    _emit(print_notes(accepted_names(derivation), worked_example(derivation)), args.output, header)
+    names = accepted_names(derivation)
+    worked = worked_example(derivation)
+    notes = (derivation.latex(names, args.form, args.body_only, worked) if args.format == "tex" else
+             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form, worked))
+    _emit(notes, args.output, header)
     return 0
 
 
@@ -203,6 +208,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", "-f", choices=FORMATS, default="text", help="text (default), tex or md")
     p.add_argument("--output", "-o", help="write to this file instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite a file that chainrule did not write")
+    p.add_argument("--form", choices=("sample", "batch", "both"), default="both",
+                   help="the per-sample form (column vectors), the batch form (the columns of X) or both (default)")
+    p.add_argument("--body-only", action="store_true",
+                   help="with --format tex: the notes without LaTeX's preamble, to \\input into a larger document")
     p.set_defaults(run=_derive)
 
     p = sub.add_parser("list", help="list the activations and losses with their formulas")

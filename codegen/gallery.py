@@ -39,8 +39,8 @@ def render(root=ROOT) -> dict:
         module = GALLERY / f"{spec.stem}.py"
         files[module.as_posix()] = generate(derivation, output=module.as_posix())
         names, worked = accepted_names(derivation), worked_example(derivation, files[module.as_posix()])
-        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex(names, worked)
-        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown(names, worked)
+        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex(names, worked=worked)
+        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown(names, worked=worked)
     return files
 
 

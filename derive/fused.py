@@ -88,12 +88,5 @@ def fused_outline(derivation, latex: bool):
         yield "para", (f"{lead}, element-wise, {math(lhs)} is the definitions' {definition} times the derivative of the "
                        f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "display", [f"{lhs} = {show(steps[0])} = {show(steps[1])}"]
-    yield "para", (f"Each column of a batch follows the same steps; the batch form's step "
-                   f"{_batch_number(derivation)} divides the result as the loss divides its sum.")
-
-
-def _batch_number(derivation) -> int:
-    """The number of the batch form's fused step."""
-    sweep = derivation.batch
-    key = sweep.adjoint_key(fused_node(sweep.graph).inputs[2])
-    return next(s.number for s in sweep.steps if s.target.key == key)
+    yield "para", ("Each column of a batch follows the same steps, and the batch form divides the result as its loss "
+                   "divides its sum.")

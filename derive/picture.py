@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-#: The most columns drawn before the middle layers become an ellipsis (the page holds about 12).
-MAX_COLUMNS = 12
-#: The width the TikZ chain may take, in cm (the notes' text is 17 cm wide).
-WIDTH_CM = 16.0
+#: The most columns drawn before the middle layers become an ellipsis (the notes' page holds 10 at full size).
+MAX_COLUMNS = 10
+#: The share of the text's width the TikZ chain may take, and the width of a column at full size.
+FILL, COLUMN_CM = 0.95, 1.5
 ELLIPSIS = "ellipsis"
 SUBSCRIPT_DIGITS = dict(zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
@@ -183,21 +183,28 @@ def _unicode(text: str) -> str:
 # -- TikZ ------------------------------------------------------------------------------------------
 
 def tikz(sweep) -> str:
-    """The picture as a ``tikzpicture`` (TikZ's standard ``arrows.meta`` library), at most WIDTH_CM wide."""
+    """The picture as a ``tikzpicture`` (TikZ alone, no library), scaled down to the text width of
+    whatever document holds it where that is narrower; where TikZ is not loaded (a host document's
+    preamble without it), a sentence saying so instead."""
     boxes, arrows = diagram(sweep)
     by_key = {b.key: b for b in boxes}
-    columns = max(b.column for b in boxes)
-    dx = min(1.7, WIDTH_CM / max(columns, 1))
-    lines = [r"\begin{center}", r"\begin{tikzpicture}[>={Stealth[length=2mm]}, font=\small,",
+    columns = max(max(b.column for b in boxes), 1)
+    natural = (columns * COLUMN_CM + 1.5) * 72.27 / 2.54  # pt: the columns and the end nodes' halves
+    lines = [r"\ifdefined\tikzpicture", r"\begin{center}",
+             # drawn smaller, text and all, where the text is narrower than the picture
+             rf"\pgfmathsetmacro\chainrulescale{{min(1, {FILL}*\linewidth/{natural:.1f})}}",
+             rf"\begin{{tikzpicture}}[x={COLUMN_CM}cm, y=1cm, scale=\chainrulescale, transform shape, >=stealth, "
+             r"font=\small,",
              r"  value/.style={draw, rounded corners, minimum height=6mm, inner sep=2pt},",
              r"  param/.style={draw, fill=black!6, minimum height=5mm, inner sep=2pt},",
              r"  op/.style={draw, circle, inner sep=1pt, font=\scriptsize},",
+             r"  ellipsis/.style={font=\scriptsize},",
              r"  adjoint/.style={->, dashed, red!70!black}]"]
     names = {b.key: f"n{i}" for i, b in enumerate(boxes)}
     for b in boxes:
-        style = {"value": "value", "data": "value", "ellipsis": "", "param": "param", "op": "op"}[b.kind]
-        x, y = b.column * dx + b.offset * min(dx, 1.0), b.row * 1.3
-        lines.append(rf"\node[{style}] ({names[b.key]}) at ({x:.2f},{y:.2f}) {{${b.latex}$}};")
+        style = {"value": "value", "data": "value", "ellipsis": "ellipsis", "param": "param", "op": "op"}[b.kind]
+        lines.append(rf"\node[{style}] ({names[b.key]}) at ({b.column + b.offset * 0.6:.2f},{b.row * 1.3:.2f}) "
+                     rf"{{${b.latex}$}};")
     for a in arrows:
         s, t = by_key[a.source], by_key[a.target]
         span = abs(s.column - t.column)
@@ -212,7 +219,8 @@ def tikz(sweep) -> str:
             bend, where = "bend right=25", "left"
         label = rf" node[{where}, font=\scriptsize] {{${a.label[0]}$}}" if a.label else ""
         lines.append(rf"\draw[adjoint] ({names[a.source]}) to[{bend}]{label} ({names[a.target]});")
-    lines += [r"\end{tikzpicture}", r"\end{center}"]
+    lines += [r"\end{tikzpicture}", r"\end{center}", r"\else",
+              r"\noindent(The picture of the network needs the tikz package.)", r"\fi"]
     return "\n".join(lines)
 
 

@@ -12,10 +12,10 @@ from .ops.elementwise import apply
 
 #: Nielsen's names of the four equations.
 RULES = {
-    "BP1": "the error of the output layer",
-    "BP2": "the error of a layer from the error of the next",
-    "BP3": "the gradient with respect to any bias",
-    "BP4": "the gradient with respect to any weight",
+    "BP1": "the error in the output layer",
+    "BP2": "the error of a layer in terms of the error in the next layer",
+    "BP3": "the rate of change of the loss with respect to any bias",
+    "BP4": "the rate of change of the loss with respect to any weight",
 }
 
 
@@ -69,8 +69,9 @@ def _output_error(sweep, f, z):
     return g if f.is_identity else sp.HadamardProduct(g, apply(f, sweep.expr[z], prime=True))
 
 
-def recursion_outline(derivation, latex: bool):
-    """The outline's blocks: BP1-BP4 boxed, each with the steps that instantiate it (nothing unless a chain)."""
+def recursion_outline(derivation, latex: bool, cite):
+    """The outline's blocks: BP1-BP4 boxed, each with the steps that instantiate it, ``cite(key)`` citing
+    the step of the quantity ``key`` (nothing unless a chain)."""
     net = derivation.network
     if not is_chain(net):
         return
@@ -104,8 +105,8 @@ def recursion_outline(derivation, latex: bool):
                    f"The index form of BP4, one weight at a time, is why the weight gradient is an outer product."
                    + (" With the softmax, BP1 is the fused step derived under Definitions." if softmax else ""))
     for rule, meaning in RULES.items():
-        numbers = [str(step.number) for r, _, step, _ in found if r == rule]
-        if not numbers:
+        cited = [cite(step.target.key) for r, _, step, _ in found if r == rule]
+        if not cited:
             continue
-        yield "para", f"{rule}, {meaning} ({'steps' if len(numbers) > 1 else 'step'} {', '.join(numbers)}):"
+        yield "para", f"{rule}, {meaning} ({'steps' if len(cited) > 1 else 'step'} {', '.join(cited)}):"
         yield "display", [forms[rule]]

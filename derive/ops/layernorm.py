@@ -27,7 +27,7 @@ from ..errors import ChainruleError
 from ..fields import boolean, number
 from ..naming import greek, indexed, letter, network_output, normalized
 from ..nodes import FeatureMean, Pointwise, broadcast
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import Z
 from .registry import Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
@@ -167,19 +167,20 @@ class LayerNorm(Op):
         grad = sp.HadamardProduct(broadcast(ins[3], shape), g) if affine else g
         spread = sp.MatAdd(grad, scaled(-1, broadcast(FeatureMean(grad), shape)),
                            scaled(-1, hadamard(xhat, broadcast(FeatureMean(sp.HadamardProduct(grad, xhat)), shape))))
-        y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
-        g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
+        xhat_name = ref(node.inputs[1]) if affine else ref(node.output)
+        dy, dx = (formula(f"⟦partial⟧L/⟦partial⟧{ref(v)}") for v in (node.output, x))
+        g_is = f"the gain {ref(node.inputs[3])} times {dy}, element-wise" if affine else dy
         shares = {0: Grad(hadamard(broadcast(reciprocal(ins[2]), shape), spread),
                           f"chain rule through the layer norm along all three paths from {ref(x)} (through the mean, "
                           f"the standard deviation and {xhat_name}) at once, in the compact form: with g = {g_is}, "
-                          f"dL/d{ref(x)} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
+                          f"{dx} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
                           f"all over {ref(sigma)} (means over the features of {_per(node)})")}
         if affine:
             total = sp.OneMatrix(node.batch, 1) if node.batched else None
             summed = " summed over the batch" if node.batched else ""
             shares[3] = Grad(hadamard(g, xhat) * total if total is not None else hadamard(g, xhat),
-                             f"each gain scales its normalized feature: dL/d{y} times {xhat_name}{summed}")
-            shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: dL/d{y}{summed}")
+                             f"each gain scales its normalized feature: {dy} times {xhat_name}{summed}")
+            shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: {dy}{summed}")
         return shares
 
     def examples(self):
