@@ -81,7 +81,7 @@ def worked_outline(derivation, example, latex: bool, names: dict):
             phase = step.phase
             yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
         value = example.steps[step.number]
-        shown = f"{value:.{DIGITS}g}" if np.ndim(value) == 0 else matrix(value, latex)
+        shown = _number(value, latex) if np.ndim(value) == 0 else matrix(value, latex)
         yield "display", [f"{printer.doprint(step.target.symbol)} = {printer.doprint(step.rhs)} = {shown}"]
     kind = OPTIMIZERS[opt["type"]]
     yield "subheading", "One optimizer step"
@@ -110,12 +110,18 @@ def _parameters(net, sweep, values, latex: bool, printed: dict) -> list:
 def matrix(value, latex: bool) -> str:
     r"""``\begin{bmatrix} 1 & 2 \\ 3 & 4 \end{bmatrix}`` or ``[1 2; 3 4]``, each entry to DIGITS digits."""
     rows = np.atleast_2d(np.asarray(value, dtype=float))
-    cells = [[_number(v) for v in row] for row in rows]
+    cells = [[_number(v, latex) for v in row] for row in rows]
     if latex:
         return r"\begin{bmatrix} " + r" \\ ".join(" & ".join(row) for row in cells) + r" \end{bmatrix}"
     return "[" + "; ".join(" ".join(row) for row in cells) + "]"
 
 
-def _number(v: float) -> str:
+def _number(v: float, latex: bool) -> str:
+    """``v`` to DIGITS significant digits: ``-0.25``, ``1.194e-9`` (in LaTeX ``1.194 \cdot 10^{-9}``)."""
     text = f"{v:.{DIGITS}g}"
-    return "0" if text == "-0" else text.replace("e-0", "e-").replace("e+0", "e")
+    if text == "-0":
+        return "0"
+    mantissa, _, exponent = text.partition("e")
+    if not exponent:
+        return text
+    return rf"{mantissa} \cdot 10^{{{int(exponent)}}}" if latex else f"{mantissa}e{int(exponent)}"
