@@ -117,7 +117,7 @@ def matrix(value, latex: bool) -> str:
 
 
 def _number(v: float, latex: bool) -> str:
-    """``v`` to DIGITS significant digits: ``-0.25``, ``1.194e-9`` (in LaTeX ``1.194 \cdot 10^{-9}``)."""
+    """``v`` to DIGITS significant digits: ``-0.25``, ``1.194e-9`` (in LaTeX ``1.194 \\cdot 10^{-9}``)."""
     text = f"{v:.{DIGITS}g}"
     if text == "-0":
         return "0"
