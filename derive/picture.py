@@ -233,15 +233,12 @@ def mermaid(sweep) -> str:
     shape = {"value": '["{}"]', "data": '["{}"]', "param": '[/"{}"/]', "op": '(("{}"))', "ellipsis": '["{}"]'}
     lines = ["```mermaid", "flowchart LR"]
     lines += [f"    {names[b.key]}{shape[b.kind].format(b.text)}" for b in boxes]
-    dashed = []
-    for i, a in enumerate(arrows):
-        if a.adjoint:
-            dashed.append(str(i))
-            label = f'|"{a.label[1]}"|' if a.label else ""
-            # written target-first with the head at its start, so the layout keeps the forward order
-            lines.append(f"    {names[a.target]} <-.-{label} {names[a.source]}")
-        else:
-            lines.append(f"    {names[a.source]} --> {names[a.target]}")
+    # the forward arrows first, so the layout ranks the values by them and the dashed ones run back
+    ordered = [a for a in arrows if not a.adjoint] + [a for a in arrows if a.adjoint]
+    for a in ordered:
+        label = f'|"{a.label[1]}"|' if a.label else ""
+        lines.append(f"    {names[a.source]} {'-.->' if a.adjoint else '-->'}{label} {names[a.target]}")
+    dashed = [str(i) for i, a in enumerate(ordered) if a.adjoint]
     params = [names[b.key] for b in boxes if b.kind == "param"]
     if params:
         lines += ["    classDef param fill:#eee,stroke:#888", f"    class {','.join(params)} param"]
