@@ -17,7 +17,7 @@ import sympy as sp
 from .errors import ChainruleError, shown
 from .escape import latex_text, markdown_text, terminal_text
 from .fused import fused_outline
-from .picture import mermaid, tikz
+from .picture import mermaid, text_picture, tikz
 from .recursion import recursion_outline
 from .worked import worked_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
@@ -95,10 +95,9 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
                    "against SymPy's element-wise derivative of the expanded network by chainrule's verifier."
                    + (" To compare a derivation of your own with these steps, run chainrule check (chainrule check "
                       "--names lists the names it reads)." if checkable else ""))
-    if latex:  # the LaTeX and the Markdown draw the graph (TikZ, Mermaid); the text notes do not
-        yield "heading", "The network as a graph"
-        yield "para", PICTURE_CAPTION
-        yield "picture", derivation.sample
+    yield "heading", "The network as a graph"
+    yield "para", PICTURE_CAPTION[latex]
+    yield "picture", derivation.sample
     yield "heading", "Notation"
     for form in forms:
         sweep = derivation.sample if form == "sample" else derivation.batch
@@ -153,9 +152,14 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
         yield from worked_outline(derivation, worked, latex, names)
 
 
-PICTURE_CAPTION = ("The graph the derivation walks, for one sample: each value is computed from the values whose "
-                   "arrows point to it, the parameters above the chain and the target below; the dashed arrows carry "
-                   "the gradient of the loss back, each labelled with the error it carries where that has a symbol.")
+PICTURE_CAPTION = {
+    True: ("The graph the derivation walks, for one sample: each value is computed from the values whose arrows point "
+           "to it, the parameters above the chain and the target below; the dashed arrows carry the gradient of the "
+           "loss back, each labelled with the gradient it adds to where that has a symbol (a value two arrows reach "
+           "sums them)."),
+    False: ("The graph the derivation walks, for one sample: each value is computed from the one before it and from "
+            "those listed as also going into it; the gradient of the loss flows back along the dashed arrows (⇢), "
+            "each with the gradient it adds to where that has a symbol (a value two arrows reach sums them):")}
 
 
 #: A reason's citation of an earlier equation: its number between two private-use characters (user
@@ -578,7 +582,7 @@ TEXT = Layout(
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
-    cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100)
+    cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100, picture=text_picture)
 
 
 def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False, worked=None) -> str:

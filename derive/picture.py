@@ -246,3 +246,24 @@ def mermaid(sweep) -> str:
         lines.append(f"    linkStyle {','.join(dashed)} stroke:#b22,color:#b22")
     lines.append("```")
     return "\n".join(lines)
+
+
+# -- text ------------------------------------------------------------------------------------------
+
+def text_picture(sweep) -> str:
+    """The picture for a terminal: the chain on one line, then what joins it and the adjoint's path back."""
+    boxes, arrows = diagram(sweep)
+    by_key = {b.key: b for b in boxes}
+    chain = sorted((b for b in boxes if b.row == 0), key=lambda b: b.column)
+    lines = ["    " + " → ".join(b.text for b in chain)]
+    joins = {}
+    for a in arrows:
+        source, target = by_key[a.source], by_key[a.target]
+        if not a.adjoint and (source.row != 0 or abs(source.column - target.column) > 1.5):
+            joins.setdefault(target.text, []).append(source.text)
+    if joins:
+        lines.append("    also into " + "; ".join(f"{t}: {', '.join(s)}" for t, s in joins.items()))
+    back = [f"{by_key[a.source].text} ⇢ {by_key[a.target].text}" + (f" ({a.label[1]})" if a.label else "")
+            for a in sorted((a for a in arrows if a.adjoint), key=lambda a: -by_key[a.source].column)]
+    lines.append("    back: " + ", ".join(back))
+    return "\n".join(lines)

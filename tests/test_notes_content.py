@@ -70,6 +70,12 @@ def test_picture_draws_the_graph_the_derivation_walks(spec):
     assert mermaid(sweep).count("\n    n") == len(boxes) + len(arrows)
 
 
+def test_text_notes_draw_the_chain_what_joins_it_and_the_way_back():
+    text = derive(str(GALLERY[0].parent / "simple_nn.toml")).text()
+    assert "    x → z₁ → a₁ → z₂ → ŷ → L\n    also into z₁: W₁, b₁; z₂: W₂, b₂; L: y\n" in text
+    assert "    back: L ⇢ ŷ, ŷ ⇢ z₂ (δ₂), z₂ ⇢ a₁, z₂ ⇢ W₂, z₂ ⇢ b₂, a₁ ⇢ z₁ (δ₁), z₁ ⇢ W₁, z₁ ⇢ b₁\n" in text
+
+
 def test_fused_loss_sends_the_adjoint_straight_to_z():
     _, arrows = diagram(derive("3 -> 2 tanh -> 1 sigmoid ; bce").sample)
     backward = {(a.source, a.target) for a in arrows if a.adjoint}
