@@ -530,7 +530,7 @@ class Layout:
     body_note: str = ""
     end: str = ""
     wrap: int = 0
-    picture: Callable = None  # a sweep -> its picture (derive.picture); None: the layout draws none
+    picture: Callable = None  # a sweep -> its picture (derive.picture: TikZ, Mermaid, text)
 
 
 #: Each part of the symbol table's header: its caption (repeated, continued, on each page) over the names of its columns.
@@ -628,7 +628,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=prose(reason), dims=dims)
                        for t in layout.eq)
         elif kind == "picture":
-            out.extend([layout.picture(args[0])] if layout.picture else [])
+            out.append(layout.picture(args[0]))
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))
