@@ -29,15 +29,24 @@ _ASSIGNS = re.compile(r"^\s*([A-Za-z_]\w*)(?:\s*,\s*[A-Za-z_]\w*)*\s*[-+*/@]?=(?
 
 
 def worked_example(derivation, module_text: str = None):
-    """The Example of ``derivation`` (None when the network is too big to print, ``derive.worked``'s
-    MAX_UNITS and MAX_LAYERS, or when a step's value cannot be read off the module); ``module_text``:
-    the generated module, if already generated."""
+    """The Example of ``derivation``; None when the network is too big to print (``derive.worked``'s
+    MAX_UNITS and MAX_LAYERS), when the module refuses the batch (targets outside a custom loss's
+    domain) or computes a number that is not finite there, or when a step's value cannot be read off
+    the module. ``module_text``: the generated module, if already generated."""
     net = derivation.network
     if not small_enough(net):
         return None
     module = _load(module_text if module_text is not None else generate(derivation))
     X, T = example_inputs(net)
-    first = validate(net.tables)["training"]["seed"]
+    try:
+        with np.errstate(all="ignore"):  # a number that is not finite ends the example, not a warning
+            return _example(derivation, module, X, T)
+    except ValueError:  # the module's own check of its inputs refused the batch
+        return None
+
+
+def _example(derivation, module, X, T):
+    first = validate(derivation.network.tables)["training"]["seed"]
     for seed in range(first, first + SEEDS):
         params = module.init_params(seed=seed)
         _, grads = module.loss_and_grads(params, X, T)
@@ -56,6 +65,9 @@ def worked_example(derivation, module_text: str = None):
         return None
     updated = {name: np.array(p, copy=True) for name, p in params.items()}
     module.make_optimizer(updated).step(updated, grads)
+    if not all(np.isfinite(v).all() for v in [*steps.values(), *updated.values()]):
+        return None
+
     def as_math(arrays):
         return {name: _as_math(value, quantities[name]) for name, value in arrays.items()}
     return Example(data={"X": X.T, "Y": T.T}, params=as_math(params), steps=steps, updated=as_math(updated), seed=seed)

@@ -244,3 +244,17 @@ def test_mish_derivative_is_printed_through_softplus_and_sigma():
     for point in (-2.0, 0.3, 1.7):
         assert abs(float(expand_named(shown).subs(mish.definition.free_symbols.pop(), point))
                    - float(mish.derivative.subs(mish.definition.free_symbols.pop(), point))) < 1e-12
+
+
+def test_worked_example_is_left_out_where_the_module_gives_no_finite_numbers(recwarn):
+    spec = {"network": {"inputs": 2, "layers": [{"units": 2, "activation": "sigmoid"}],
+                        "loss": {"formula": "-y*log(yhat) + log(1-y)"}}}  # y = 1 makes log(1 - y) infinite
+    assert worked_example(derive(spec)) is None
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_chainrule_derive_prints_the_worked_example(capsys):
+    from codegen.cli import main
+    assert main(["derive", str(GALLERY[0].parent / "simple_nn.toml"), "--format", "text"]) == 0
+    text = capsys.readouterr().out
+    assert "A worked example" in text and "X = [1 3; 2 4],   Y = [1 2]" in text
