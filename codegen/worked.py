@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 
+from derive.errors import ChainruleError
 from derive.optim import validate
 from derive.steps import N
 from derive.worked import Example, example_inputs, small_enough
@@ -30,13 +31,16 @@ _ASSIGNS = re.compile(r"^\s*([A-Za-z_]\w*)(?:\s*,\s*[A-Za-z_]\w*)*\s*[-+*/@]?=(?
 
 def worked_example(derivation, module_text: str = None):
     """The Example of ``derivation``; None when the network is too big to print (``derive.worked``'s
-    MAX_UNITS and MAX_LAYERS), when the module refuses the batch (targets outside a custom loss's
+    MAX_UNITS and MAX_LAYERS) or not one the generator emits, when the module refuses the batch (targets outside a custom loss's
     domain) or computes a number that is not finite there, or when a step's value cannot be read off
     the module. ``module_text``: the generated module, if already generated."""
     net = derivation.network
     if not small_enough(net):
         return None
-    module = _load(module_text if module_text is not None else generate(derivation))
+    try:
+        module = _load(module_text if module_text is not None else generate(derivation))
+    except ChainruleError:  # a network the generator does not emit yet: notes without numbers
+        return None
     X, T = example_inputs(net)
     try:
         with np.errstate(all="ignore"):  # a number that is not finite ends the example, not a warning
