@@ -108,9 +108,17 @@ def _check(args) -> int:
 def _check_code(args) -> int:
     """``chainrule check-code``: 0 when every gradient is right, 1 when one differs or the code fails."""
     from derive import derive
-    from derive.check.code import check_code, limits
+    from derive.check.code import check_code, check_op, limits
     chosen = limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output)
-    lines, code = check_code(derive(args.spec), args.target, chosen)
+    if args.op:
+        if args.target is not None:
+            raise ChainruleError(f"--op {args.op} takes one FILE.py:FUNCTION and no spec; give "
+                                 f"'check-code --op {args.op} FILE.py:FUNCTION'")
+        lines, code = check_op(args.op, args.spec, chosen)
+    elif args.target is None:
+        raise ChainruleError("give SPEC FILE.py:FUNCTION, or --op NAME FILE.py:FUNCTION for one op")
+    else:
+        lines, code = check_code(derive(args.spec), args.target, chosen)
     print("\n".join(lines))
     return code
 
@@ -225,14 +233,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
     p.add_argument("spec", help=spec_help)
-    from derive.check.options import BACKWARD_CONTRACT, add_check_arguments
+    from derive.check.options import BACKWARD_CONTRACT, OP_CONTRACT, add_check_arguments
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
     p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation",
-                       epilog=BACKWARD_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help=spec_help)
-    p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
+                       epilog=BACKWARD_CONTRACT + "\n" + OP_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help=spec_help + " (with --op: the FILE.py:FUNCTION)")
+    p.add_argument("target", nargs="?", help="FILE.py:FUNCTION, the backward pass to check")
+    p.add_argument("--op", metavar="NAME", help="check one op's backward function instead of a network's: affine, "
+                                               "an activation (relu, sigmoid, tanh, ...), softmax, layernorm")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="wall-clock seconds for the code and every process it starts (default 20, at most 600)")
     p.add_argument("--cpu", type=float, metavar="SECONDS",

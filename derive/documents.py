@@ -78,7 +78,7 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
     ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
     order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
     after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
-    marker (``_cite``) each layout writes in its own way. ``worked``: the worked example's numbers (a
+    marker (``_CITE``) each layout writes in its own way. ``worked``: the worked example's numbers (a
     ``derive.worked.Example``, which ``codegen.worked`` computes with the generated code), or None."""
     if form not in FORMS:
         raise ChainruleError(f"the form must be one of {', '.join(FORMS)}, not {shown(form)}")
@@ -279,7 +279,8 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
     theta = ", ".join(math(params[name].latex if latex else params[name].text) for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
                    f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
-                   f"{math(GRADIENT_OF_THETA)} on the batch of step t" + (" (the batch form above)" if batch_shown else "") + "; "
+                   f"{math(GRADIENT_OF_THETA)} on the batch of step t"
+                   + (" (the batch form above)" if batch_shown else "") + "; "
                    + _settings(kind.symbols, opt, rules, math) + ":")
     for i, rule in enumerate(rules, start=1):
         number += 1
@@ -533,7 +534,7 @@ class Layout:
     picture: Callable = None  # a sweep -> its picture (derive.picture: TikZ, Mermaid, text)
 
 
-#: Each part of the symbol table's header: its caption (repeated, continued, on each page) over the names of its columns.
+#: The symbol table's header: its caption (repeated, continued, on each page) over its columns' names.
 _LATEX_CAPTION = r"\multicolumn{{3}}{{@{{}}l}}{{\textbf{{{caption}}}{more}}} \\"
 _LATEX_HEADER = r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline"
 
@@ -541,17 +542,18 @@ LATEX = Layout(
     latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section{{{text}}}", heading=r"\subsection{{{text}}}", subheading=r"\subsubsection{{{text}}}",
     para="{text}\n",
-    # a dimension check ends its reason's line at the right, or the next line when it does not fit
-    # (the TeXbook's trick for a signature, p. 106); a reason is set ragged right (its paragraph ends in its group), so a long word such as
-    # torch.nn.LayerNorm cannot stick out of a host document's narrow text; a longtable breaks
-    # across pages, and its meaning column wraps
-    table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n"
-           + _LATEX_CAPTION.replace("{more}", ""),
+    # a longtable breaks across pages, and its meaning column wraps in a host document's narrow text
+    table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}"
+           r"\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n" + _LATEX_CAPTION.replace("{more}", ""),
            _LATEX_HEADER + "\n" + r"\endfirsthead" + "\n" + _LATEX_CAPTION.replace("{more}", " (continued)") + "\n"
            + _LATEX_HEADER + "\n" + r"\endhead", r"{a} & {b} & {c} \\{held}",
            r"\end{{longtable}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
+    # a reason is set ragged right (its paragraph ends in its group), so a long word such as
+    # torch.nn.LayerNorm cannot stick out of narrow text; its dimension check ends the reason's last
+    # line at the right, or the next line's when it does not fit (the TeXbook's signature, p. 106)
+    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}",
+        r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
     dims=r" \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill ${}$\parfillskip=0pt",
     cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
     rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}", keep=r"\filbreak", run_in=True,

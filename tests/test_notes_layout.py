@@ -134,9 +134,10 @@ def test_a_sum_too_wide_for_a_line_breaks_between_terms_in_every_format():
 def test_no_document_carries_the_checkers_names(render):
     for spec in sorted((ROOT / "generated/specs").glob("*.toml")):
         d = derive.derive(spec)
-        doc = " ".join(getattr(d, render)(accepted_names(d)).split())     # the text unwrapped
+        names = accepted_names(d)                               # None: the checker cannot read this network
+        doc = " ".join(getattr(d, render)(names).split())       # the text unwrapped
         assert "Checking your own derivation" not in doc and "--wrt" not in doc and "reads these names" not in doc
-        assert "chainrule check" in doc and "names lists the names it reads" in doc
+        assert ("names lists the names it reads" in doc) == (names is not None), spec.stem
 
 
 def test_one_form_alone_is_numbered_from_one_in_every_format():

@@ -84,7 +84,7 @@ class Std(Op):
         square = Pointwise(sp.Lambda(Z, Z ** 2), "", centred(x, mu))
         return Out(Pointwise(sp.Lambda(Z, sp.sqrt(Z + eps)), "", FeatureMean(square)),
                    f"the standard deviation over the features of {_per(node)}: the biased variance (divided by "
-                   f"F, as torch.nn.LayerNorm) plus eps = {node.attrs['eps']:g} under the square root, so a "
+                   f"F, as PyTorch's layer norm divides it) plus eps = {node.attrs['eps']:g} under the square root, so a "
                    f"constant input gives sqrt(eps), never 0")
 
     def vjp(self, node, g, ins, out):
