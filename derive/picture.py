@@ -6,7 +6,8 @@ parameters (W, b) above the value it makes, the target y below the loss, a resid
 loss's z → L as an arc below the chain, and the adjoint flowing back as dashed arrows: one for each
 input an op's VJP gives a share (so a fused loss sends it straight to z), labelled with the adjoint's
 symbol where it has one (δ₁). A value an op passes on unchanged (a hidden layer's identity) is drawn
-once. Past ``MAX_COLUMNS`` columns the middle layers are drawn as one ellipsis node, so a deep
+once. Past ``ALL_COLUMNS`` columns the middle layers are drawn as one ellipsis node (the picture
+then ``MAX_COLUMNS`` wide at most), so a deep
 network stays as wide as a shallow one.
 """
 import re
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-#: The most columns drawn before the middle layers become an ellipsis (the notes' page holds 10 at full size).
+#: The most columns of a picture whose middle layers are elided (the notes' page holds 10 at full size).
 MAX_COLUMNS = 10
+#: The most columns drawn whole: a network this wide is drawn smaller rather than cut (a layer norm
+#: takes four columns, so the gallery's pre-norm block is 18).
+ALL_COLUMNS = 20
 #: The share of the text's width the TikZ chain may take, and the width of a column at full size.
 FILL, COLUMN_CM = 0.95, 1.5
 ELLIPSIS = "ellipsis"
@@ -129,7 +133,7 @@ def _hidden_layers(chain, max_columns) -> set:
     layers that fit and the last layer stay)."""
     layers = sorted({layer_of(v) for v in chain if v.role != "data"})
     columns = {l: sum(1 for v in chain if layer_of(v) == l and v.role != "data") for l in layers}
-    if sum(columns.values()) + 1 <= max_columns or len(layers) < 3:
+    if sum(columns.values()) + 1 <= max(max_columns, ALL_COLUMNS) or len(layers) < 3:
         return set()
     last = layers[-1]
     budget = max_columns - 2 - columns[last]  # x, the ellipsis, the last layer (its output and the loss)
