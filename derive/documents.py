@@ -96,8 +96,9 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
                    + (" To compare a derivation of your own with these steps, run chainrule check (chainrule check "
                       "--names lists the names it reads)." if checkable else ""))
     yield "heading", "The network as a graph"
-    yield "para", PICTURE_CAPTION[latex]
-    yield "picture", derivation.sample
+    # batch norm couples the samples, so its network has only the batch form to draw
+    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if derivation.sample else "for a batch")
+    yield "picture", derivation.sample or derivation.batch
     yield "heading", "Notation"
     for form in forms:
         sweep = derivation.sample if form == "sample" else derivation.batch

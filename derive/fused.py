@@ -42,8 +42,8 @@ def stages(graph, node, yhat=None, y=None) -> tuple:
 def fused_outline(derivation, latex: bool):
     """The outline's blocks deriving the fused step for one sample (nothing for a loss that is not fused)."""
     sweep = derivation.sample
-    node = fused_node(sweep.graph)
-    if node is None:
+    node = fused_node(sweep.graph) if sweep is not None else None
+    if node is None:  # not fused, or no one-sample form (batch norm) to derive it in
         return
     names = {q.key: (q.latex if latex else q.text) for q in sweep.quantities.values()}
     show = (MathLatex(names) if latex else NotesText(names)).doprint

@@ -56,13 +56,20 @@ def layer_of(value) -> int:
 
 def drawn_values(graph) -> list:
     """The graph's values as the picture draws them: every value except the output of an op that
-    passes its input on unchanged (its consumers read the input)."""
-    return [v for v in graph.values if not _passed_on(graph, v)]
+    passes its input on unchanged (its consumers read the input) and a running statistic (batch
+    norm's buffers, which the gradient never reads)."""
+    return [v for v in graph.values if not _passed_on(graph, v) and v.role != "buffer"]
 
 
 def _passed_on(graph, v) -> bool:
     node = graph.producer.get(v)
-    return node is not None and node.attrs.get("silent", False)
+    return node is not None and passes_on(node)
+
+
+def passes_on(node) -> bool:
+    """An op whose output is its input, drawn once: a hidden layer's identity, a flatten (a reshape
+    that keeps the quantity's name)."""
+    return node.attrs.get("silent", False) or node.output.key == node.inputs[0].key
 
 
 def diagram(sweep, max_columns: int = MAX_COLUMNS):
@@ -70,7 +77,7 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
     graph = sweep.graph
     alias = {}
     for node in graph.nodes:
-        if node.attrs.get("silent", False):
+        if passes_on(node):
             alias[node.output] = alias.get(node.inputs[0], node.inputs[0])
     real = lambda v: alias.get(v, v)  # noqa: E731
     side = {v for v in graph.values if _from_params_alone(graph, v)}
@@ -93,7 +100,7 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
     shown = lambda v: ELLIPSIS if layer_of(v) in hidden and v.role != "data" else v.key  # noqa: E731
     arrows, receives = [], _receives(sweep)
     for node in graph.nodes:
-        if node.attrs.get("silent", False):
+        if passes_on(node):
             continue
         out = shown(node.output)
         leaves = [v for v in node.inputs if v.role in ("param", "mask") or v is target]

@@ -16,7 +16,7 @@ from derive.verify import _evaluate
 from derive.fused import fused_node, stages
 from derive.functions import Phi, SoftPlus, expand_named, sigma
 from derive.recursion import instances, is_chain
-from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, tikz
+from derive.picture import ELLIPSIS, MAX_COLUMNS, diagram, drawn_values, mermaid, passes_on, tikz
 
 
 def _simplified_zero(matrix) -> bool:
@@ -57,13 +57,14 @@ GALLERY = sorted(Path(__file__).resolve().parent.parent.joinpath("generated", "s
 
 @pytest.mark.parametrize("spec", GALLERY, ids=lambda p: p.stem)
 def test_picture_draws_the_graph_the_derivation_walks(spec):
-    sweep = derive(str(spec)).sample
+    derivation = derive(str(spec))
+    sweep = derivation.sample or derivation.batch  # batch norm has no one-sample form
     boxes, arrows = diagram(sweep)
     assert [b.key for b in boxes if b.kind != ELLIPSIS] and ELLIPSIS not in {b.key for b in boxes}
     assert sorted(b.key for b in boxes) == sorted(v.key for v in drawn_values(sweep.graph))
-    passed = {n.output: n.inputs[0] for n in sweep.graph.nodes if n.attrs.get("silent")}
-    edges = {(passed.get(v, v).key, n.output.key) for n in sweep.graph.nodes if not n.attrs.get("silent")
-             for v in n.inputs}
+    passed = {n.output: n.inputs[0] for n in sweep.graph.nodes if passes_on(n)}
+    edges = {(passed.get(v, v).key, n.output.key) for n in sweep.graph.nodes if not passes_on(n)
+             for v in n.inputs if v.role != "buffer"}
     assert {(a.source, a.target) for a in arrows if not a.adjoint} == edges
     backward = {(a.target, a.source) for a in arrows if a.adjoint}
     assert backward <= edges and all(source not in ("x", "y") for source, _ in backward)
