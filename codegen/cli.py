@@ -37,10 +37,12 @@ def _derive(args) -> int:
         raise ChainruleError(f"--body-only leaves out LaTeX's preamble; give it with --format tex, not {args.format}")
     if args.output not in (None, "-"):
         check_output(args.output, header, args.force, inputs=[args.spec])
+    from codegen.worked import worked_example
     derivation = derive(args.spec)
     names = accepted_names(derivation)
-    notes = (derivation.latex(names, args.form, args.body_only) if args.format == "tex" else
-             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form))
+    worked = worked_example(derivation)
+    notes = (derivation.latex(names, args.form, args.body_only, worked) if args.format == "tex" else
+             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form, worked))
     _emit(notes, args.output, header)
     return 0
 

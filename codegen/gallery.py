@@ -30,6 +30,7 @@ def render(root=ROOT) -> dict:
     from derive.spec import from_dict
 
     from .emit import generate
+    from .worked import worked_example
     files = {}
     for spec in spec_paths(root):
         table = tomllib.loads((root / spec).read_text(encoding="utf-8"))
@@ -37,9 +38,9 @@ def render(root=ROOT) -> dict:
         derivation = Derivation(from_dict(table, source=spec.as_posix()))
         module = GALLERY / f"{spec.stem}.py"
         files[module.as_posix()] = generate(derivation, output=module.as_posix())
-        names = accepted_names(derivation)
-        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex(names)
-        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown(names)
+        names, worked = accepted_names(derivation), worked_example(derivation, files[module.as_posix()])
+        files[(GALLERY / f"{spec.stem}.tex").as_posix()] = derivation.latex(names, worked=worked)
+        files[(GALLERY / f"{spec.stem}.md").as_posix()] = derivation.markdown(names, worked=worked)
     return files
 
 

@@ -27,6 +27,7 @@ from derive.errors import ChainruleError
 from derive.escape import markdown_text
 
 from .emit import _summary, generate
+from .worked import worked_example
 
 #: The first line of the notebook's first cell: a notebook whose first cell does not start so is
 #: not overwritten without --force (``codegen.files.check_output``).
@@ -191,7 +192,7 @@ def notebook(spec, command: str = "") -> str:
         intro += ["", f"Regenerate with: {markdown_text(command)}"]
     cells = [("intro", "markdown", "\n".join(intro).rstrip("\n"))]
     names = accepted_names(derivation)  # None: the checker does not read this network
-    notes = derivation.markdown(names)  # as chainrule derive -f md prints them
+    notes = derivation.markdown(names, worked=worked_example(derivation, source))  # as chainrule derive -f md prints them
     cells += [(f"notes-{k}", "markdown", text) for k, text in enumerate(_note_cells(notes), start=1)]
     cells.append(("module", "markdown", "## The emitted module\n\nThe module `chainrule generate` writes "
                   "for this spec, cut at its sections; every line of math cites its equation above."))

@@ -16,6 +16,10 @@ import sympy as sp
 
 from .errors import ChainruleError, shown
 from .escape import latex_text, markdown_text, terminal_text
+from .fused import fused_outline
+from .picture import mermaid, text_picture, tikz
+from .recursion import recursion_outline
+from .worked import worked_outline
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .functions import Named
 from .ops.activations import Z
@@ -66,7 +70,7 @@ def label(step) -> str:
 FORMS = ("sample", "batch", "both")
 
 
-def outline(derivation, latex: bool, accepted=None, form: str = "both"):
+def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
     ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula).
     ``accepted``: the names ``chainrule check`` reads (``derive.check.accepted_names``; the checker is
@@ -74,7 +78,8 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both"):
     ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
     order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
     after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
-    marker (``_CITE``) each layout writes in its own way."""
+    marker (``_CITE``) each layout writes in its own way. ``worked``: the worked example's numbers (a
+    ``derive.worked.Example``, which ``codegen.worked`` computes with the generated code), or None."""
     if form not in FORMS:
         raise ChainruleError(f"the form must be one of {', '.join(FORMS)}, not {shown(form)}")
     forms = ("sample", "batch") if form == "both" else (form,)
@@ -90,6 +95,10 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both"):
                    "against SymPy's element-wise derivative of the expanded network by chainrule's verifier."
                    + (" To compare a derivation of your own with these steps, run chainrule check (chainrule check "
                       "--names lists the names it reads)." if checkable else ""))
+    yield "heading", "The network as a graph"
+    # batch norm couples the samples, so its network has only the batch form to draw
+    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if derivation.sample else "for a batch")
+    yield "picture", derivation.sample or derivation.batch
     yield "heading", "Notation"
     for form in forms:
         sweep = derivation.sample if form == "sample" else derivation.batch
@@ -121,6 +130,7 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both"):
     if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
+    yield from fused_outline(derivation, latex)
     number = 0
     for form in forms:
         sweep = derivation.sample if form == "sample" else derivation.batch
@@ -144,7 +154,21 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both"):
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
             yield ("eq", number, label(step), printer.doprint(step.target.symbol), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
+        if form == "sample":
+            yield from recursion_outline(derivation, latex, lambda key: f"\ue002{printed[key]}\ue003")
     yield from training_outline(derivation, latex, number, "batch" in forms)
+    if "batch" in forms:
+        yield from worked_outline(derivation, worked, latex, names)
+
+
+PICTURE_CAPTION = {
+    True: ("The graph the derivation walks, for one sample: each value is computed from the values whose arrows point "
+           "to it, the parameters above the chain and the target below; the dashed arrows carry the gradient of the "
+           "loss back, each labelled with the gradient it adds to where that has a symbol (a value two arrows reach "
+           "sums them)."),
+    False: ("The graph the derivation walks, for one sample: each value is computed from the one before it and from "
+            "those listed as also going into it; the gradient of the loss flows back along the dashed arrows (⇢), "
+            "each with the gradient it adds to where that has a symbol (a value two arrows reach sums them):")}
 
 
 #: A reason's citation of an earlier equation: its number between two private-use characters (user
@@ -516,6 +540,7 @@ class Layout:
     body_note: str = ""
     end: str = ""
     wrap: int = 0
+    picture: Callable = None  # a sweep -> its picture (derive.picture: TikZ, Mermaid, text)
 
 
 #: The symbol table's header: its caption (repeated, continued, on each page) over its columns' names.
@@ -546,11 +571,13 @@ LATEX = Layout(
           # Greek letters a spec's own text (its description, a name) may hold
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
+          r"\usepackage{tikz}",  # the picture of the network (a host without it gets a sentence instead)
           # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
           r"\emergencystretch=0.5\linewidth", r"\begin{document}"),
     tail=(r"\end{document}",),
-    body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",
-    end="\n")
+    body_note=(r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable "
+               r"(and tikz for the picture of the network)"),
+    end="\n", picture=tikz)
 
 MARKDOWN = Layout(
     latex=True, prose=_prose(str, markdown_text),
@@ -559,7 +586,7 @@ MARKDOWN = Layout(
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
     cite="({number})", broken=("\\begin{aligned}\n", " \\\\\n&\\quad ", "\n\\end{aligned}"),
-    rule="$$\n{formula} \\tag{{{number}}}\n$$\n")
+    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep: mermaid(sweep) + "\n")
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
@@ -567,10 +594,10 @@ TEXT = Layout(
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
-    cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100)
+    cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100, picture=text_picture)
 
 
-def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False) -> str:
+def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False, worked=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
     head and tail (LaTeX's preamble), for a larger document to ``\\input``."""
     labels = {}  # the number of each equation printed -> its label, for the citations of it
@@ -579,7 +606,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
         return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
     out = [layout.body_note] if body_only else list(layout.head)
     previous = ("title", "")
-    for kind, *args in outline(derivation, layout.latex, names, form):
+    for kind, *args in outline(derivation, layout.latex, names, form, worked):
         if layout.keep and kind in ("para", "eq", "rule") and not (
                 previous[0] in ("title", "heading", "subheading", "display")
                 or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
@@ -612,6 +639,8 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
                 rhs = rhs.replace("\n", " ")
             out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=prose(reason), dims=dims)
                        for t in layout.eq)
+        elif kind == "picture":
+            out.append(layout.picture(args[0]))
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))
@@ -647,13 +676,13 @@ def latex_steps(derivation) -> str:
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-def latex_document(derivation, names=None, form: str = "both", body_only: bool = False) -> str:
-    return render(derivation, LATEX, names, form, body_only)
+def latex_document(derivation, names=None, form: str = "both", body_only: bool = False, worked=None) -> str:
+    return render(derivation, LATEX, names, form, body_only, worked)
 
 
-def markdown_document(derivation, names=None, form: str = "both") -> str:
-    return render(derivation, MARKDOWN, names, form)
+def markdown_document(derivation, names=None, form: str = "both", worked=None) -> str:
+    return render(derivation, MARKDOWN, names, form, worked=worked)
 
 
-def text_document(derivation, names=None, form: str = "both") -> str:
-    return render(derivation, TEXT, names, form)
+def text_document(derivation, names=None, form: str = "both", worked=None) -> str:
+    return render(derivation, TEXT, names, form, worked=worked)

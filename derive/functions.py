@@ -1,4 +1,4 @@
-"""The functions the notes write by name (σ, Φ, φ), each defined once: the logistic function is
+"""The functions the notes write by name (σ, sp, Φ, φ), each defined once: the logistic function is
 ``sigma.define`` for the sigmoid activation, the formulas' ``sigmoid(u)`` and the emitted code's
 stable sigmoid alike."""
 import sympy as sp
@@ -30,6 +30,20 @@ class Named(sp.Function):
     def _sympystr(self, printer):
         return self._print_named(printer, self.text_name, "()")
 
+    @classmethod
+    def prime(cls, *args):
+        """The derivative in the first argument, written with Named functions where a subclass knows
+        it (``tests/test_notes_content.py`` proves each equal to the definition's); else None."""
+        return None
+
+    def fdiff(self, argindex=1):
+        """So ``sympy.diff`` of a formula that uses this function gives its ``prime`` (else the definition's)."""
+        prime = self.prime(*self.args) if argindex == 1 else None
+        if prime is not None:
+            return prime
+        at = [sp.Dummy() for _ in self.args]
+        return sp.diff(self.define(*at), at[argindex - 1]).subs(dict(zip(at, self.args)))
+
 
 class sigma(Named):
     nargs, latex_name, text_name, meaning = 1, r"\sigma", "σ", "the logistic sigmoid"
@@ -38,6 +52,22 @@ class sigma(Named):
     def define(cls, z):
         return 1 / (1 + sp.exp(-z))
 
+    @classmethod
+    def prime(cls, z):
+        return sigma(z) * (1 - sigma(z))
+
+
+class SoftPlus(Named):
+    nargs, latex_name, text_name, meaning = 1, r"\operatorname{sp}", "sp", "the softplus"
+
+    @classmethod
+    def define(cls, z):
+        return sp.log(1 + sp.exp(z))
+
+    @classmethod
+    def prime(cls, z):
+        return sigma(z)
+
 
 class Phi(Named):
     nargs, latex_name, text_name, meaning = 1, r"\Phi", "Φ", "the standard normal distribution function"
@@ -45,6 +75,10 @@ class Phi(Named):
     @classmethod
     def define(cls, z):
         return (1 + sp.erf(z / sp.sqrt(2))) / 2
+
+    @classmethod
+    def prime(cls, z):
+        return phi(z)
 
 
 class phi(Named):

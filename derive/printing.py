@@ -80,8 +80,8 @@ def _compound(expr) -> bool:
 
 def _loose(expr) -> bool:
     """An unlabelled element-wise formula that prints as a sum or as cases: a factor needs parentheses."""
-    return (isinstance(expr, Pointwise) and not expr.label and isinstance(expr.fn.expr, (sp.Add, sp.Piecewise))
-            and clip_form(expr.fn.expr) is None)
+    return (isinstance(expr, Pointwise) and not expr.label and clip_form(expr.fn.expr) is None
+            and (isinstance(expr.fn.expr, (sp.Add, sp.Piecewise)) or expr.fn.expr.could_extract_minus_sign()))
 
 
 class MathLatex(_Named, LatexPrinter):
@@ -147,6 +147,9 @@ class MathLatex(_Named, LatexPrinter):
 
     def _print_ChannelRepeat(self, expr):
         return self._paren(expr.mat)
+
+    def _print_DiagMatrix(self, expr):
+        return rf"\operatorname{{diag}}\left({self._print(expr.args[0])}\right)"
 
     def _print_Float(self, expr):
         """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \\cdot 10^{-5}``."""
@@ -240,6 +243,9 @@ class MathText(_Named, StrPrinter):
 
     def _print_ChannelRepeat(self, expr):
         return self._paren(expr.mat)
+
+    def _print_DiagMatrix(self, expr):
+        return f"diag({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
         return f"{float(expr):g}"

@@ -118,6 +118,11 @@ class Sweep:
         self._step(q, rhs, reason, "backward", v.layer)
         return q.symbol, ""
 
+    def adjoint_key(self, v):
+        """The key of ``v``'s adjoint when it is a quantity with a Step of its own (δ1, dL_dW1), else None."""
+        names = self._adjoint_names(v)
+        return names.key if names is not None and names.key in self.quantities else None
+
     def _adjoint_names(self, v):
         """The names of v's adjoint if it gets a symbol of its own, else None (see the module docstring)."""
         if v.role == "param":

@@ -15,6 +15,7 @@ import codegen  # noqa: E402
 import derive  # noqa: E402
 from codegen.cli import main  # noqa: E402
 from codegen.notebook import HEADER, SECTIONS, notebook, tomllib  # noqa: E402
+from codegen.worked import worked_example  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "generated" / "specs" / "digits.toml"
@@ -50,10 +51,11 @@ def test_cells_follow_the_derivation_and_the_module_and_the_file_is_deterministi
     # the Markdown notes, cut at their headings, in order and whole
     notes = [c.source for c in nb.cells if c.id.startswith("notes-")]
     assert [n.splitlines()[0] for n in notes] == [
-        "# Gradients of the network 2 -> 3 relu -> 1", "## Notation", "## Definitions", "## One sample (column vectors)",
-        "## A batch of N samples (the columns of X)"]
+        "# Gradients of the network 2 -> 3 relu -> 1", "## The network as a graph", "## Notation", "## Definitions",
+        "## One sample (column vectors)", "## The general recursion (BP1–BP4)",
+        "## A batch of N samples (the columns of X)", "## A worked example"]
     d = derive.derive("2 -> 3 relu -> 1 ; mse")
-    markdown = d.markdown(derive.check.accepted_names(d))
+    markdown = d.markdown(derive.check.accepted_names(d), worked=worked_example(d))
     assert "chainrule check --names lists the names it reads" in notes[0]
     assert "\n\n".join(notes) == markdown.strip("\n")
     # the module's sections, in order, are the module up to its __main__ demo

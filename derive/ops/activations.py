@@ -18,10 +18,23 @@ import sympy as sp
 from .. import limits
 from ..errors import ChainruleError, unknown
 from ..formula import parse_formula, undefined_where, value_at
-from ..functions import Phi, expand_named, phi, sigma
+from ..functions import Phi, SoftPlus, expand_named, phi, sigma
 from . import bind_params
 
 Z = sp.Symbol("z", real=True)
+
+
+def folded_derivative(definition: sp.Expr):
+    """The derivative of ``definition`` with each part that is a one-argument Named function's
+    definition differentiated as that function (mish, z tanh(log(1 + e^z)): tanh(sp(z)) + z σ(z)
+    sech²(sp(z))), or None when no part is; ``1 - tanh(u)²`` is written sech²(u)."""
+    u = sp.Wild("u")
+    folded = definition
+    for kind in (sigma, SoftPlus):
+        folded = folded.replace(kind.define(u), lambda u: kind(u))
+    if folded == definition:
+        return None
+    return sp.diff(folded, Z).replace(1 - sp.tanh(u) ** 2, sp.sech(u) ** 2)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,7 @@ class Activation:
     @functools.lru_cache(maxsize=None)
     def derivative_display(self) -> sp.Expr:
         """f'(z) in its plainest form: the catalogue's textbook form, else in terms of f(z) itself, else
+        (no textbook form given) with the parts that are Named functions' definitions named, else
         with z sign(z) written |z|, the first that SymPy proves equal to f'; else SymPy's own
         (simplified unless piecewise).
 
@@ -155,7 +169,10 @@ class Activation:
         if sp.count_ops(self.derivative) > limits.SIMPLIFY_OPS:
             return self.derivative
         f = sp.Function(self.name)(Z)
-        candidates = ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2]
+        # an activation without a textbook form may still be written with Named functions (mish)
+        folded = folded_derivative(self.definition) if self.textbook is None else None
+        candidates = ([self.textbook] if self.textbook is not None else []) + [f * (1 - f), 1 - f ** 2] + (
+            [folded] if folded is not None else [])
         if self.derivative.has(sp.sign):  # d|z|/dz = sign(z), and z sign(z) is |z|: softsign' = 1/(1 + |z|)²
             candidates.append(sp.factor(sp.together(self.derivative.subs(Z * sp.sign(Z), sp.Abs(Z)))))
         for candidate in candidates:

@@ -67,7 +67,8 @@ class Loss(Op):
         divisor = _divisor(loss, node.inputs[0])
         divided = f", divided by {divisor}, as the loss is" if divisor else ""
         if len(ins) == 3:
-            why = (f"{loss.fused_with} and the {loss.title} differentiated together (their fused form): "
+            why = (f"{loss.fused_with} and the {loss.title} differentiated together (their fused form, derived under "
+                   f"Definitions): "
                    f"{formula(f'⟦partial⟧L/⟦partial⟧{ref(node.inputs[2])}')} is the output minus the target{divided}")
             return {2: Grad(times(g, scaled(scale(loss, yhat), sp.MatAdd(yhat, -y, evaluate=False))), why)}
         return {0: Grad(times(g, gradient(loss, yhat, y)),

@@ -1,0 +1,92 @@
+"""Why a fused loss's step is the output minus the target: the chain rule through the output
+activation, derived for one sample instead of asserted.
+
+Softmax with cross-entropy and sigmoid with binary cross-entropy state dL/dz = ŷ - y (``ops/loss.py``).
+``stages`` gives the steps from the definitions to that: the loss's derivative (the definitions'
+∂ℓ/∂ŷ), the activation's Jacobian (softmax's diag(ŷ) - ŷŷᵀ) or derivative (the sigmoid's σ(1 - σ),
+written in ŷ), their product, and what cancels, under the condition it needs (softmax: Σ_k y_k = 1).
+Each stage is a SymPy matrix expression in the one-sample symbols, so ``tests/test_notes_content.py``
+proves every one equal to ``sympy.diff`` of the loss at small sizes; ``fused_outline`` prints them.
+"""
+import sympy as sp
+
+from .nodes import Pointwise
+from .ops.activations import A, derivative_of_output
+from .ops.losses import Y, YHAT
+from .printing import MathLatex, NotesText
+
+
+def fused_node(graph):
+    """The loss node that reads z beside ŷ and y (a loss fused with the output activation), else None."""
+    return next((n for n in graph.nodes if n.op.name == "loss" and len(n.inputs) == 3), None)
+
+
+def stages(graph, node, yhat=None, y=None) -> tuple:
+    """(the activation's Jacobian or None when it is element-wise, [each stage of dL/dz for one
+    sample]) for the fused loss ``node`` of ``graph``; ``yhat`` and ``y`` stand for ŷ and y (default:
+    their one-sample MatrixSymbols), so a test can put explicit matrices in their place."""
+    yhat_v, y_v, _ = node.inputs
+    rows = yhat_v.shape[0]
+    yhat = sp.MatrixSymbol(yhat_v.key, rows, 1) if yhat is None else yhat
+    y = sp.MatrixSymbol(y_v.key, rows, 1) if y is None else y
+    loss, act = node.attrs["loss"], graph.producer[yhat_v].attrs["act"]
+    dloss = Pointwise(sp.Lambda((YHAT, Y), loss.derivative_display()), "", yhat, y)
+    if not act.elementwise:
+        jacobian = sp.MatAdd(sp.DiagMatrix(yhat), -yhat * yhat.T)
+        return jacobian, [sp.MatMul(jacobian, dloss), sp.MatAdd(sp.MatMul(yhat, sp.OneMatrix(1, rows), y), -y),
+                          sp.MatAdd(yhat, -y)]
+    local = Pointwise(sp.Lambda(A, derivative_of_output(act)), "", yhat)
+    return None, [sp.HadamardProduct(dloss, local), sp.MatAdd(yhat, -y)]
+
+
+def fused_outline(derivation, latex: bool):
+    """The outline's blocks deriving the fused step for one sample (nothing for a loss that is not fused)."""
+    sweep = derivation.sample
+    node = fused_node(sweep.graph) if sweep is not None else None
+    if node is None:  # not fused, or no one-sample form (batch norm) to derive it in
+        return
+    names = {q.key: (q.latex if latex else q.text) for q in sweep.quantities.values()}
+    show = (MathLatex(names) if latex else NotesText(names)).doprint
+    math = (lambda s: f"${s}$") if latex else str
+    yhat_v, _, z_v = node.inputs
+    loss, act = node.attrs["loss"], sweep.graph.producer[yhat_v].attrs["act"]
+    yhat, z = (show(sweep.quantities[v.key].symbol) for v in (yhat_v, z_v))
+    delta = show(sweep.quantities[sweep.adjoint_key(z_v)].symbol)
+    outputs = yhat_v.shape[0] if loss.reduction == "mean" else 1  # the one-sample loss's divisor, K or 1
+    lhs = f"{outputs} {delta}" if outputs != 1 else delta
+    jacobian, steps = stages(sweep.graph, node)
+    # d: a derivative in a display; inline, in the prose, as a slash
+    if latex:
+        d = lambda a, b: rf"\frac{{\partial {a}}}{{\partial {b}}}"  # noqa: E731
+        inline = lambda a, b: rf"\partial {a} / \partial {b}"  # noqa: E731
+        ell, one, top = r"\ell", r"\sum_k y_k = 1", r"^{\top}"
+    else:
+        d = inline = lambda a, b: f"∂{a}/∂{b}"  # noqa: E731
+        ell, one, top = "ℓ", "Σ_k y_k = 1", "ᵀ"
+    dloss = steps[0].args[-1] if jacobian is not None else steps[0].args[0]
+    definition = math(f"{inline(ell, yhat)} = {show(dloss)}")
+    ell_k = r"\ell(\hat{y}_k, y_k)" if latex else "ℓ(ŷ_k, y_k)"
+    lead = (f"Where the fused step comes from: one sample's loss is the sum of {math(ell_k)} over its "
+            f"outputs {math('k')}"
+            + (f", divided by K = {outputs}" if outputs != 1 else "") + f", so by the chain rule through {act.name}")
+    if jacobian is not None:
+        entry = (r"\partial \hat{y}_i / \partial z_j = \hat{y}_i (1[i = j] - \hat{y}_j)" if latex
+                 else "∂ŷ_i/∂z_j = ŷ_i (1[i = j] - ŷ_j)")
+        chain = math(f"{lhs} = ({inline(yhat, z)}){top} {inline(ell, yhat)}")
+        yield "para", (f"{lead} {chain}, where {math(inline(ell, yhat))} is "
+                       f"the column of the outputs' derivatives. Every output of the softmax depends on every entry "
+                       f"of {math(z)}, {math(entry)}, so its Jacobian is symmetric:")
+        yield "display", [f"{d(yhat, z)} = {show(jacobian)}"]
+        total = r"\hat{y}^{\top} (y / \hat{y}) = \mathbf{1}^{\top} y" if latex else "ŷᵀ (y/ŷ) = 1ᵀ y"
+        yield "para", (f"Times the definitions' {definition}, element-wise: the diagonal undoes the division, "
+                       f"and {math(total)}, the sum of the targets:")
+        yield "display", [f"{lhs} = {show(steps[0])} = {show(steps[1])}"]
+        yield "para", f"A sample's targets sum to one ({math(one)}: a one-hot label or a distribution), so"
+        yield "display", [f"{lhs} = {show(steps[2])}"]
+    else:
+        prime = show(steps[0].args[1])
+        yield "para", (f"{lead}, element-wise, {math(lhs)} is the definitions' {definition} times the derivative of the "
+                       f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
+        yield "display", [f"{lhs} = {show(steps[0])} = {show(steps[1])}"]
+    yield "para", ("Each column of a batch follows the same steps, and the batch form divides the result as its loss "
+                   "divides its sum.")
