@@ -37,6 +37,7 @@ their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches th
 ``Checker`` joins them for one derivation in one convention.
 """
 import re
+import time
 from dataclasses import dataclass
 
 import sympy as sp
@@ -44,7 +45,7 @@ import sympy as sp
 from .. import limits
 from ..errors import ChainruleError
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import BATCH, POINTS, Comparer, shape_of
+from .compare import AGREE, BATCH, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
 from .diagnose import Diagnoser
 from .options import CONVENTIONS
 from .parse import Node, parse
@@ -61,10 +62,15 @@ class CheckResult:
     correct_latex: str
     counterexample: str = ""
     proof: str = ""
+    undecided: str = ""  # why the random points could not decide (``equal`` is False then)
 
     def report(self) -> str:
         if self.equal:
             return f"{self.wrt}: correct ({self.proof})\n"
+        if self.undecided:
+            lines = [f"{self.wrt}: could not decide: {self.undecided}", f"  yours:    {self.expression}",
+                     f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
+            return "\n".join(lines) + "\n"
         lines = [f"{self.wrt}: different", f"  yours:    {self.expression}", f"  mistake:  {self.diagnosis}",
                  f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
         if self.counterexample:
@@ -141,6 +147,7 @@ class Checker(Binder, Comparer, Diagnoser):
             raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
                                  f"at most {limits.CHECK_PARAMETERS} (CHECK_PARAMETERS), as they evaluate every "
                                  f"entry; check the same rule on a narrower network (the steps are the same)")
+        self._size = size
         self.batch = convention != "sample"
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample
@@ -223,17 +230,34 @@ class Checker(Binder, Comparer, Diagnoser):
         flags = list(self.flags)
         expected = target.expr
         result = CheckResult(target.label, text, False, "", correct, correct_latex)
+        verdict = None
         if mine is not None and shape_of(mine) == shape_of(expected) and not flags:
-            if self.same(mine, expected):
-                result.equal, result.proof = True, f"equal at {POINTS} random points; SymPy did not reduce " \
-                                                   f"the difference to 0 in its time budget"
-                if self.exactly_equal(mine, expected):
+            verdict = self.verdict(mine, expected)
+            if verdict.status == "equal":
+                proved = self.exactly_equal(mine, expected)
+                result.equal, result.proof = True, f"equal at {len(self.seeds())} random points, within " \
+                                                   f"{AGREE:g} of the gradient's largest entry; " + (
+                    "the exact proof is tried only on small networks without kinks (relu, np.where) or erf"
+                    if proved is None else f"SymPy did not finish the exact proof in its {PROOF_SECONDS:g} s budget")
+                if proved:
                     result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
                         f" with N = {BATCH}" if self.batch else "")
                 return result
-        result.diagnosis = self.diagnose(tree, mine, expected, problem, flags)
+            if verdict.status == "undecided":
+                result.undecided = verdict.reason
+                return result
+        self.deadline = time.monotonic() + SEARCH_SECONDS
+        try:
+            result.diagnosis = self.diagnose(tree, mine, expected, problem, flags)
+        except OutOfTime:
+            result.diagnosis = (f"no usual mistake found within the search's {SEARCH_SECONDS:g} s "
+                                f"(transpose, sign, factor, activation derivative, sum, and pairs of them)")
+        finally:
+            self.deadline = None
         if mine is not None and shape_of(mine) == shape_of(expected):
-            result.counterexample = self.counterexample(mine, expected, target.label)
+            verdict = verdict or self.verdict(mine, expected)
+            if verdict.status == "different":
+                result.counterexample = self.counterexample(mine, expected, target.label, verdict.point)
         return result
 
 
