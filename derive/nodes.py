@@ -45,6 +45,10 @@ class Pointwise(MatrixExpr):
         rows, cols = mats[0].shape
         return sp.ImmutableMatrix(rows, cols, lambda i, j: self.fn(*(m[i, j] for m in mats)))
 
+    def _eval_transpose(self):
+        # element-wise, so its transpose is the map of the transposed matrices (SymPy's hook)
+        return Pointwise(self.fn, self.label, *(m.T for m in self.mats))
+
     def numeric(self, value):
         """Its value with NumPy, ``value`` giving each matrix argument's array."""
         mats = [value(m) for m in self.mats]

@@ -9,6 +9,7 @@ every point agrees, "different" only when it is conclusive (finite, far above ro
 points or more) and "undecided", with the reason, otherwise.
 """
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ class Comparer:
     """The values and comparisons of a Checker (its ``q``, ``leaf_keys``, ``net``, ``sweep``, ``view``)."""
 
     deadline = None  # time.monotonic() past which ``same`` raises OutOfTime (None: no budget)
+    drawn = {}  # (seed, key, rows, cols) -> the random value of a leaf; a Checker gets its own (or a shared one)
 
     # -- values at points -----------------------------------------------------------------------
     def leaves(self, rng=None):
@@ -52,14 +54,21 @@ class Comparer:
         ``rng`` (a ``random.Random``) at the scale of an initialised network."""
         values = {}
         params = {v.key: v.param for v in self.sweep.graph.values if v.role == "param"}
-        draw = None if rng is None else np.random.default_rng(rng.getrandbits(64))
+        seed = None if rng is None else rng.getrandbits(32)
         for q in self.q.values():
             if q.key not in self.leaf_keys:
                 continue
             rows, cols = (int(s.subs(N, BATCH)) for s in q.symbol.shape)
-            if draw is None:
+            if seed is None:
                 values[q.symbol] = sp.ImmutableMatrix(rows, cols, lambda i, j: sp.Symbol(f"{q.key}_{i}{j}", real=True))
-            elif q.role == "mask":
+                continue
+            # one stream per quantity, kept in ``drawn``: a parameter has the same value in every convention
+            kept = (seed, q.key, rows, cols)
+            if kept in self.drawn:
+                values[q.symbol] = self.drawn[kept]
+                continue
+            draw = np.random.default_rng([seed, zlib.crc32(q.key.encode())])
+            if q.role == "mask":
                 keep = 1 / (1 - self.net.layers[q.layer - 1].dropout)
                 values[q.symbol] = keep * (draw.random((rows, cols)) < 0.6)
             elif q.role == "param":
@@ -76,6 +85,7 @@ class Comparer:
                 values[q.symbol] = draw.uniform(0.1, 0.9, (rows, cols))
             else:
                 values[q.symbol] = draw.standard_normal((rows, cols))
+            self.drawn[kept] = values[q.symbol]
         return values
 
     def evaluate_steps(self, leaves, overrides=None):
@@ -93,28 +103,30 @@ class Comparer:
 
     def seeds(self, wanted=None):
         """The seeds of the points a verdict rests on: the first POINTS (2 on a big network), or
-        ``wanted``, at which the loss is finite, of at most MAX_POINTS seeds."""
-        if getattr(self, "_seeds", None) is None:
-            self._seeds, self._points, self._leaf_values, self._tried = [], [], {}, 0
+        ``wanted``, at which the loss is finite, of at most MAX_POINTS seeds. The points live in
+        ``shared``, which checkers of the same sweep (other conventions) may share."""
+        store = self.shared
+        if not store:
+            store.update(seeds=[], points=[], leaves={}, tried=0)
         wanted = wanted or (POINTS if self._size <= BIG else 2)
         loss = [q.symbol for q in self.q.values() if q.role == "loss"]
-        while len(self._seeds) < wanted and self._tried < MAX_POINTS:
-            self._tried += 1
-            seed = self._tried
-            leaves = self._leaf_values[seed] = self.leaves(_random(seed))
+        while len(store["seeds"]) < wanted and store["tried"] < MAX_POINTS:
+            store["tried"] += 1
+            seed = store["tried"]
+            leaves = store["leaves"][seed] = self.leaves(_random(seed))
             env = self.evaluate_steps(leaves)
             if all(np.all(np.isfinite(env[symbol])) for symbol in loss):
-                self._seeds.append(seed)
-                self._points.append(env)
-        return self._seeds
+                store["seeds"].append(seed)
+                store["points"].append(env)
+        return store["seeds"]
 
     def points(self):
         self.seeds()
-        return self._points
+        return self.shared["points"]
 
     def _at_points(self, overrides):
         """The steps' values at the verdict's points, with ``overrides`` in place of steps."""
-        return [self.evaluate_steps(self._leaf_values[seed], overrides) for seed in self.seeds()]
+        return [self.evaluate_steps(self.shared["leaves"][seed], overrides) for seed in self.seeds()]
 
     def numeric(self, expr, env) -> list:
         return self.flat(expr, env).tolist()
@@ -152,9 +164,9 @@ class Comparer:
                 except (TypeError, ValueError, ZeroDivisionError, KeyError) as err:
                     return Verdict("undecided", f"yours could not be evaluated ({err})")
             differ = [i for i, f in enumerate(found) if f == "differ"]
-            if len(differ) != 1 or self._tried >= MAX_POINTS:
+            if len(differ) != 1 or self.shared["tried"] >= MAX_POINTS:
                 break
-            self.seeds(len(self._seeds) + 1)  # one point differs: look for a second one
+            self.seeds(len(found) + 1)  # one point differs: look for a second one
         count = len(found)
         if found.count("agree") == count:
             return Verdict("equal")
