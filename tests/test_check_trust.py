@@ -8,7 +8,6 @@ import pytest
 from codegen.cli import main
 from derive import derive
 from derive.check import check
-from derive.check.options import CONVENTIONS, convention_table
 
 SECONDS = 5  # a verdict within the documented limits comes within this many seconds
 MNIST = "784 -> 512 relu -> 512 relu -> 10 softmax ; cross_entropy"
@@ -121,6 +120,7 @@ def test_goodfellows_algorithm_reads_g_as_the_gradient_of_the_line_before():
 
 
 def test_check_help_prints_the_table_of_conventions(capsys):
+    from derive.check.options import CONVENTIONS, convention_table
     with pytest.raises(SystemExit):
         main(["check", "--help"])
     out = " ".join(capsys.readouterr().out.split())
