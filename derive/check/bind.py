@@ -126,13 +126,12 @@ class Binder:
         if self.batch:
             self.shown.append("N or m (batch size); names are case-insensitive")
         self.preactivations = {f"z{l}": l for l in range(1, L + 1) if f"z{l}" in self.table}
-        self.scaled = set()
+        self.scaled = {}  # Ng's dZ, dA (and dX): the gradients his names hold, where they differ from ours
         if self.convention == "ng" and self.net.loss.reduction in ("mean", "batch"):
-            # Ng's dZ and dA are the gradients of the summed loss, m times chainrule's (whose Δ holds the 1/m)
+            # they are the gradients of the summed loss, m times chainrule's (whose Δ holds the 1/m); Δ, δ
+            # and dL/dZ keep their meaning
             for norm in [n for n in self.grads if re.fullmatch(r"[zah]\d+|x|yhat", n)]:
-                value, *rest = self.grads[norm]
-                self.grads[norm] = (sp.MatMul(N, value), *rest)
-                self.scaled.add(norm)
+                self.scaled[norm] = sp.MatMul(N, self.grads[norm][0])
             self.shown.append("dZ^{[l]}, dA^{[l]} without the 1/m: dW^{[l]} = (1/m) dZ^{[l]} A^{[l-1]T}, "
                               "db^{[l]} = (1/m) Σ dZ^{[l]}")
         if self.convention == "goodfellow":
@@ -227,12 +226,14 @@ class Binder:
         """What ``wrt`` (text, or its parsed tree) is the gradient of."""
         node = parse(wrt) if isinstance(wrt, str) else wrt
         wrt = node.text
+        ng = None
         if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
             norm = "z" + node.args[0][5:]
         elif node.kind == "grad":
             norm = node.args[0]
         elif node.kind == "name":
             norm = self._gradient_name(node.args[0]) or node.args[0]
+            ng = self._ng_name(node.args[0])
         else:
             raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
         norm = "x" if norm in ("a0", "h0") else norm
@@ -257,10 +258,10 @@ class Binder:
             if upstream is not None:
                 self.table["g"] = upstream
         rhs = entry[2] if entry[1] is None else next(s.rhs for s in self.sweep.steps if s.target.key == entry[1].key)
-        if norm in self.scaled:
+        if ng:
             name = "dZ" + norm[1:] if norm[0] == "z" else "dA" + norm[1:] if norm[0] in "ah" else (
                 "dX" if norm == "x" else f"dA{self.layers}")
-            return _Target(entry[0], name, sp.MatMul(N, rhs))
+            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs))
         return _Target(entry[0], label, rhs)
 
     def _upstream(self, norm: str):
@@ -274,6 +275,11 @@ class Binder:
         else:  # a parameter of layer l
             above = self.grads.get(f"z{l}")
         return above[0] if above else None
+
+    def _ng_name(self, norm: str):
+        """The gradient Ng's dZ1, dA1 or dX names (m times ours), or None."""
+        base = norm[1:] if norm.startswith("d") and not norm.startswith("dld") and norm not in self.table else None
+        return base if base in self.scaled else None
 
     def _gradient_name(self, norm: str):
         if norm.startswith("dld") and norm[3:] in self.grads:
@@ -323,6 +329,8 @@ class Binder:
                 raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
                                      f"use --convention columns, rows or ng")
             return N
+        if self._ng_name(norm):
+            return self.scaled[self._ng_name(norm)]
         grad = self._gradient_name(norm)
         if grad:
             return self.grads[grad][0]

@@ -48,7 +48,7 @@ from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import AGREE, BATCH, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
+from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
 from .diagnose import Diagnoser
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
 from .parse import Node, parse
@@ -269,7 +269,8 @@ class Checker(Binder, Comparer, Diagnoser):
         result.fits = mine is not None and shape_of(mine) == shape_of(expected)
         if not self.diagnosing:
             return result
-        self.deadline = time.monotonic() + SEARCH_SECONDS
+        # a big network's search has a time budget (a small one's is bounded by its candidates, deterministically)
+        self.deadline = time.monotonic() + SEARCH_SECONDS if self._size > BUDGETED else None
         try:
             result.diagnosis = (result.fits and not flags and self._layernorm_mistake(mine, expected)) or \
                 self.diagnose(tree, mine, expected, problem, flags)
