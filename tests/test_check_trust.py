@@ -186,3 +186,12 @@ def test_the_checker_does_not_interpret_the_expression_nodes():
         source = (Path(__file__).parent.parent / "derive" / "check" / name).read_text()
         for node in nodes:
             assert not re.search(rf"isinstance\([^)]*\b{node}\b", source), (name, node)
+
+
+def test_a_notebook_of_a_residual_network_gets_a_check_cell():
+    import json
+
+    from codegen.notebook import notebook
+    ids = {cell["id"] for cell in json.loads(notebook("4 -> 8 relu -> residual(8 tanh -> layernorm) -> 2 softmax ; "
+                                                      "cross_entropy"))["cells"]}
+    assert "check" in ids
