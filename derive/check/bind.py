@@ -105,6 +105,11 @@ class Binder:
                 if self.net.layers[l].residual:
                     rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
                 grad = (rhs.T if self.rows else rhs, None, rhs)
+            elif l == L:
+                # dL/dŷ of a loss fused with the output's activation (cross-entropy after softmax, bce after a
+                # sigmoid), which no step names: the loss's own derivative
+                rhs = self.sweep.loss_gradient(self.q[a_key], self.q[self.key("y")])
+                grad = (rhs.T if self.rows else rhs, None, rhs)
             else:
                 continue
             for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
@@ -490,7 +495,7 @@ class Binder:
         a, axis = self.bind(node.args[0]), node.args[1]
         if not is_matrix(a):
             return a
-        if axis == "batch":
+        if axis == "batch" or axis is None and self.convention == "ng":  # Ng's sum(dZ) is over the examples
             if not self.batch:
                 return a
             axis = 0 if self.rows else 1
