@@ -195,3 +195,9 @@ def test_a_notebook_of_a_residual_network_gets_a_check_cell():
     ids = {cell["id"] for cell in json.loads(notebook("4 -> 8 relu -> residual(8 tanh -> layernorm) -> 2 softmax ; "
                                                       "cross_entropy"))["cells"]}
     assert "check" in ids
+
+
+def test_the_gradient_of_a_fused_output_is_the_losss_own_derivative():
+    d = derive("3 -> 4 relu -> 1 sigmoid ; bce")
+    assert check(d, "da^{[2]}", r"-\frac{y}{a^{[2]}} + \frac{1-y}{1-a^{[2]}}", "ng").equal   # Ng's dA^{[L]}
+    assert check(d, "yhat", r"(\hat y - y) \oslash (\hat y \odot (1 - \hat y))").equal       # one sample
