@@ -76,10 +76,10 @@ def _generate(args) -> int:
 def _check(args) -> int:
     """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
     from derive import derive
-    from derive.check import Checker
+    from derive.check import Conventions
     from derive.check.document import Equation, Skipped, read_document
     from derive.limits import read_text
-    checker = Checker(derive(args.spec), args.convention)
+    checker = Conventions(derive(args.spec), args.convention)
     if args.names:
         print(f"chainrule check reads these names for this network ({args.convention} convention):")
         print("".join(f"  {name}\n" for name in checker.accepted()), end="")

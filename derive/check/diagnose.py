@@ -318,10 +318,7 @@ class Diagnoser:
 
     def _derivatives(self, shape):
         """(layer, activation, f'(z_l)) for each element-wise, non-identity activation whose z_l has ``shape``."""
-        for l, layer in enumerate(self.net.layers, start=1):
-            if layer.kind != "dense":
-                continue
-            f = layer.activation
+        for l, f in sorted(self.acts.items()):  # an activation layer's f applies to the z below it
             if f.elementwise and not f.is_identity and shape_of(self.table[f"z{l}"]) == shape:
                 yield l, f, Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
 
