@@ -56,7 +56,7 @@ class Pointwise(MatrixExpr):
     def numeric(self, value):
         """Its value with NumPy, ``value`` giving each matrix argument's array."""
         mats = [value(m) for m in self.mats]
-        return _numpy_broadcast(numpy_function(self.fn)(*mats), mats[0].shape)
+        return _numpy_broadcast(numpy_function(_bound(self.fn, value))(*mats), mats[0].shape)
 
 
 class ElementSum(sp.Expr):
@@ -81,7 +81,7 @@ class ElementSum(sp.Expr):
 
     def numeric(self, value):
         mats = [value(m) for m in self.mats]
-        return float(_numpy_broadcast(numpy_function(self.fn)(*mats), mats[0].shape).sum())
+        return float(_numpy_broadcast(numpy_function(_bound(self.fn, value))(*mats), mats[0].shape).sum())
 
 
 class ColumnNormalize(MatrixExpr):
@@ -302,6 +302,12 @@ def numpy_function(fn: sp.Lambda):
             f = np.vectorize(lambda *a: float(scalar(*a)))
         _FUNCTIONS[fn] = f
     return _FUNCTIONS[fn]
+
+
+def _bound(fn: sp.Lambda, value):
+    """``fn`` with any other symbol in its body (batch norm's N in 1/(N σ)) given its number by ``value``."""
+    extra = fn.expr.free_symbols - set(fn.variables)
+    return sp.Lambda(fn.variables, fn.expr.xreplace({s: value(s) for s in extra})) if extra else fn
 
 
 def _numpy_broadcast(values, shape):

@@ -823,10 +823,15 @@ class _Sweep(Comparer):
     def step(self, key):
         return next(s for s in self.sweep.steps if s.target.key == key)
 
+    def every_step(self, leaves) -> dict:
+        """The leaves and every step's value (the Comparer's point computes a step only when it is read)."""
+        point = self.evaluate_steps(dict(leaves))
+        return {**point, **{step.target.symbol: point[step.target.symbol] for step in self.sweep.steps}}
+
     def targets(self, points, wanted):
         """``targets(overrides)`` for OpJudge: per point {name: the value of quantity key in ``shape``} for
         ``wanted`` {name: (key, shape)}, with ``overrides`` in place of steps; ``points``: the leaves."""
-        bases, cache = [self.evaluate_steps(dict(leaves)) for leaves in points], {}
+        bases, cache = [self.every_step(leaves) for leaves in points], {}
         order = [s.target.key for s in self.sweep.steps]
 
         def targets(overrides):

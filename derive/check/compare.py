@@ -327,6 +327,14 @@ def _no_value(expr, value):
     raise KeyError(f"no value for {expr}")
 
 
+def _by_doit(expr, value):
+    """A node without a ``numeric`` of its own (a convolution's, a pooling's): its ``doit`` on the
+    explicit matrices of its arguments' values, entry by entry."""
+    args = [sp.ImmutableMatrix(value(a)) if is_matrix(a) else a.xreplace({N: sp.Integer(BATCH)})
+            for a in expr.args]
+    return np.array(sp.ImmutableMatrix(expr.func(*args).doit().as_explicit()).tolist(), dtype=float)
+
+
 _ALGEBRA = {
     sp.MatrixSymbol: _no_value,
     sp.OneMatrix: lambda e, value: np.ones(tuple(_size(s) for s in e.shape)),
@@ -341,6 +349,7 @@ _ALGEBRA = {
     sp.HadamardPower: lambda e, value: value(e.base) ** value(e.exp),
     sp.Pow: lambda e, value: value(e.base) ** value(e.exp),
     sp.Symbol: lambda e, value: float(BATCH) if e == N else _no_value(e, value),
+    sp.MatrixExpr: _by_doit,
     sp.Expr: lambda e, value: float(e) if e.is_number else _no_value(e, value),
 }
 
