@@ -1,0 +1,124 @@
+"""The embedding op, as ``torch.nn.Embedding(vocab, embedding_dim)``: each token id's row of the table W.
+
+In the math a token is a one-hot column x_t of V entries, so a sequence is T·V features in (t, v) order
+and its embedding e_t = Wᵀ x_t (W is (V, D), torch's weight), stacked into T·D features. The emitted
+code holds the ids themselves, (N, T) integers, and gathers rows (``W[X]``). The gradient of W is
+Σ_t x_t g_tᵀ: each id's row gathers the gradients of every position it occurs at, a scatter-add
+(``np.add.at``), and the ids get none (they are data, not differentiable).
+"""
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+from ..naming import Names, layer_key
+from ..steps import ref
+from .registry import Grad, Op, Out, Param, op
+
+
+def _steps(X, W, length):
+    """The one-hot columns x_t of each step (rows t·V .. (t+1)·V of X)."""
+    V = W.shape[0]
+    return [X[t * V:(t + 1) * V, :] for t in range(length)]
+
+
+class Embed(MatrixExpr):
+    """[Wᵀ x_t] stacked over t = 1..T: (T·D, N) from the one-hot sequence X (T·V, N)."""
+
+    def __new__(cls, X, W, length):
+        return sp.Basic.__new__(cls, X, W, sp.sympify(length))
+
+    @property
+    def length(self) -> int:
+        return int(self.args[2])
+
+    @property
+    def shape(self):
+        return self.args[1].shape[1] * self.length, self.args[0].shape[1]
+
+    def doit(self, **hints):
+        X, W = (m.doit(**hints) for m in self.args[:2])
+        if not (isinstance(X, sp.MatrixBase) and isinstance(W, sp.MatrixBase)):
+            return Embed(X, W, self.length)
+        return sp.ImmutableMatrix.vstack(*(W.T * x for x in _steps(X, W, self.length)))
+
+    def _latex(self, printer):
+        X, W = (printer._print(m) for m in self.args[:2])
+        return rf"\left[{W}^{{\top}} \left({X}\right)_{{t}}\right]_{{t=1}}^{{T}}"
+
+    def _sympystr(self, printer):
+        X, W = (printer._print(m) for m in self.args[:2])
+        return f"[{W}ᵀ {X}_t] for t = 1..T"
+
+    def _numpycode(self, printer):
+        X, W = (printer._print(m) for m in self.args[:2])
+        return f"{W}[{X}].reshape({X}.shape[0], -1)"  # the ids' rows, (N, T, D) read as (N, T·D)
+
+
+class EmbedGrad(MatrixExpr):
+    """dL/dW = Σ_t x_t g_tᵀ (V, D), G = dL/dE: a scatter-add of each step's gradient into its id's row."""
+
+    def __new__(cls, G, X, W, length):
+        return sp.Basic.__new__(cls, G, X, W, sp.sympify(length))
+
+    @property
+    def length(self) -> int:
+        return int(self.args[3])
+
+    @property
+    def shape(self):
+        return self.args[2].shape
+
+    def doit(self, **hints):
+        G, X, W = (m.doit(**hints) for m in self.args[:3])
+        if not all(isinstance(m, sp.MatrixBase) for m in (G, X, W)):
+            return EmbedGrad(G, X, W, self.length)
+        D = W.shape[1]
+        total = sp.zeros(*W.shape)
+        for t, x in enumerate(_steps(X, W, self.length)):
+            total += x * G[t * D:(t + 1) * D, :].T
+        return total.as_immutable()
+
+    def _latex(self, printer):
+        G, X = (printer._print(m) for m in self.args[:2])
+        return rf"\sum_{{t=1}}^{{T}} \left({X}\right)_{{t}} \left({G}\right)_{{t}}^{{\top}}"
+
+    def _sympystr(self, printer):
+        G, X = (printer._print(m) for m in self.args[:2])
+        return f"Σ_t {X}_t ({G}_t)ᵀ"
+
+    def _numpycode(self, printer):
+        printer.helpers.add("_embedding_grad")
+        saved, printer._transposed = printer._transposed, True  # G as code holds it, (N, T·D)
+        try:
+            G, X = (printer._print(m) for m in self.args[:2])
+        finally:
+            printer._transposed = saved
+        return f"_embedding_grad({X}, {G}, {self.args[2].shape[0]})"
+
+
+@op("embedding")
+class Embedding(Op):
+    """``(T·V, N) -> (T·D, N)``; attrs ``dim`` (D) and ``length`` (T). Parameter W (V, D), torch's weight."""
+    params = (Param("W", "weight", "embedding table", penalized=True),)
+
+    def build(self, g, inputs, layer, dim, length):
+        (x,) = inputs
+        vocab = x.shape[0] // length
+        W = g.value(Names(f"W{layer_key(layer)}", f"W_{{{layer}}}", f"W{layer}", f"embedding table of layer {layer} "
+                          f"(a row of {dim} numbers per token id)"),
+                    (("num_embeddings", vocab), ("embedding_dim", dim)), "param", layer, param=self.params[0])
+        e = "E" if g.batched else "e"
+        names = Names(f"{e}{layer_key(layer)}", f"{e}_{{{layer}}}", f"{e}{layer}", f"embedded tokens of layer {layer}")
+        return (x, W), g.features(dim * length), names
+
+    def forward(self, node, ins):
+        return Out(Embed(*ins, node.attrs["length"]),
+                   f"each token, a one-hot column of {ref(node.inputs[0])}, picks its row of {ref(node.inputs[1])}: "
+                   f"the table transposed times the one-hot column, at every step")
+
+    def vjp(self, node, g, ins, out):
+        return {1: Grad(EmbedGrad(g, *ins, node.attrs["length"]),
+                        "each token id's row gathers the gradient of every step (and sample) where the id occurs: "
+                        "the one-hot column times the step's gradient, transposed, summed over t (a scatter-add)")}
+
+    def examples(self):
+        return [("vocab 3, dim 2, T = 2", lambda g: g.add("embedding", [g.leaf("x", 6)], 1, dim=2, length=2))]
