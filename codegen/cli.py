@@ -33,11 +33,15 @@ def _derive(args) -> int:
     from derive.check import accepted_names
     from codegen.files import NOTE_HEADERS, check_output
     header = NOTE_HEADERS[args.format]
+    if args.body_only and args.format != "tex":
+        raise ChainruleError(f"--body-only leaves out LaTeX's preamble; give it with --format tex, not {args.format}")
     if args.output not in (None, "-"):
         check_output(args.output, header, args.force, inputs=[args.spec])
     derivation = derive(args.spec)
-    print_notes = {"text": derivation.text, "tex": derivation.latex, "md": derivation.markdown}[args.format]
-    _emit(print_notes(accepted_names(derivation)), args.output, header)
+    names = accepted_names(derivation)
+    notes = (derivation.latex(names, args.form, args.body_only) if args.format == "tex" else
+             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form))
+    _emit(notes, args.output, header)
     return 0
 
 
@@ -102,9 +106,17 @@ def _check(args) -> int:
 def _check_code(args) -> int:
     """``chainrule check-code``: 0 when every gradient is right, 1 when one differs or the code fails."""
     from derive import derive
-    from derive.check.code import check_code, limits
+    from derive.check.code import check_code, check_op, limits
     chosen = limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output)
-    lines, code = check_code(derive(args.spec), args.target, chosen)
+    if args.op:
+        if args.target is not None:
+            raise ChainruleError(f"--op {args.op} takes one FILE.py:FUNCTION and no spec; give "
+                                 f"'check-code --op {args.op} FILE.py:FUNCTION'")
+        lines, code = check_op(args.op, args.spec, chosen)
+    elif args.target is None:
+        raise ChainruleError("give SPEC FILE.py:FUNCTION, or --op NAME FILE.py:FUNCTION for one op")
+    else:
+        lines, code = check_code(derive(args.spec), args.target, chosen)
     print("\n".join(lines))
     return code
 
@@ -202,6 +214,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", "-f", choices=FORMATS, default="text", help="text (default), tex or md")
     p.add_argument("--output", "-o", help="write to this file instead of standard output")
     p.add_argument("--force", action="store_true", help="overwrite a file that chainrule did not write")
+    p.add_argument("--form", choices=("sample", "batch", "both"), default="both",
+                   help="the per-sample form (column vectors), the batch form (the columns of X) or both (default)")
+    p.add_argument("--body-only", action="store_true",
+                   help="with --format tex: the notes without LaTeX's preamble, to \\input into a larger document")
     p.set_defaults(run=_derive)
 
     p = sub.add_parser("list", help="list the activations and losses with their formulas")
@@ -215,14 +231,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
     p.add_argument("spec", help=spec_help)
-    from derive.check.options import BACKWARD_CONTRACT, add_check_arguments
+    from derive.check.options import BACKWARD_CONTRACT, OP_CONTRACT, add_check_arguments
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
     p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation",
-                       epilog=BACKWARD_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help=spec_help)
-    p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
+                       epilog=BACKWARD_CONTRACT + "\n" + OP_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help=spec_help + " (with --op: the FILE.py:FUNCTION)")
+    p.add_argument("target", nargs="?", help="FILE.py:FUNCTION, the backward pass to check")
+    p.add_argument("--op", metavar="NAME", help="check one op's backward function instead of a network's: affine, "
+                                               "an activation (relu, sigmoid, tanh, ...), softmax, layernorm")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="wall-clock seconds for the code and every process it starts (default 20, at most 600)")
     p.add_argument("--cpu", type=float, metavar="SECONDS",

@@ -33,7 +33,7 @@ LSE = sp.Symbol("lse", real=True)
 
 @dataclass(frozen=True)
 class Line:
-    """``lhs = rhs  # (eq. number)`` in the emitted code (``op`` "+=" adds in place)."""
+    """``lhs = rhs  # (eq. number)`` in the emitted code (``op`` "+=", "-=" or "*=" works in place)."""
     lhs: str
     rhs: str
     eq: int
@@ -108,15 +108,20 @@ def _lines(printer, step, rhs=None):
             lines += [Line(name, value, step.number) for name, value in pre]
             lines.append(Line(step.target.key, text, step.number, op))
         return lines
+    if _summed_in_place(rhs):
+        return _sum_lines(printer, step.target.key, rhs, step.number, transposed)
     split = _in_place_product(rhs)
     if split is not None:
         # (Delta3 @ W3) * (A2 > 0) as Delta2 = Delta3 @ W3, then Delta2 *= (A2 > 0): no second array
         fresh, factors = split
-        pre, text = printer.print_value(fresh, transposed)
-        more, rest = printer.print_factors(factors, transposed)
         name = step.target.key
-        return [Line(n, value, step.number) for n, value in pre + more] + \
-            [Line(name, text, step.number), Line(name, rest, step.number, "*=")]
+        if _summed_in_place(fresh):
+            lines = _sum_lines(printer, name, fresh, step.number, transposed)
+        else:
+            pre, text = printer.print_value(fresh, transposed)
+            lines = [Line(n, value, step.number) for n, value in pre] + [Line(name, text, step.number)]
+        more, rest = printer.print_factors(factors, transposed)
+        return lines + [Line(n, value, step.number) for n, value in more] + [Line(name, rest, step.number, "*=")]
     pre, text = printer.print_value(rhs, transposed)
     return [Line(name, value, step.number) for name, value in pre] + \
         [Line(step.target.key, text, step.number)]
@@ -143,6 +148,55 @@ def _overwrite_dead(lines, keep) -> list:
     return out
 
 
+#: ``lhs = A * (...)``: an element-wise product of a bare name and one parenthesised factor.
+_NAME_TIMES = re.compile(r"(?P<arg>[A-Za-z_]\w*) \* (?P<rest>\(.*\))")
+
+
+def _reuse_dead(lines) -> list:
+    """A line that repeats an earlier line's right side (``Xhat2 = A1 - mu2`` after ``t0 = A1 - mu2``)
+    takes that line's array when nothing reassigns its names in between and nothing reads it after."""
+    out = list(lines)
+    for i, line in enumerate(out):
+        if line.op != "=" or re.fullmatch(r"[A-Za-z_]\w*", line.rhs):
+            continue
+        for j in range(i - 1, -1, -1):
+            earlier = out[j]
+            if earlier.op == "=" and earlier.rhs == line.rhs:
+                names = set(re.findall(r"\b[A-Za-z_]\w*\b", line.rhs)) | {earlier.lhs}
+                if all(between.lhs not in names for between in out[j + 1:i]) and earlier.lhs not in _names(out[i + 1:]):
+                    out[i] = replace(line, rhs=earlier.lhs)
+                break
+    return out
+
+
+def _multiply_dead(lines, keep) -> list:
+    """``Delta1 = dL_dA1 * (A1 > 0)`` as ``Delta1 = dL_dA1`` then ``Delta1 *= (A1 > 0)`` when dL_dA1 is
+    an array this function made (not a copy of a cached value, not in ``keep``) that nothing later
+    reads: the product takes its memory instead of a new array."""
+    out, made = [], set()
+    for i, line in enumerate(lines):
+        match = _NAME_TIMES.fullmatch(line.rhs)
+        if match and line.op == "=" and match["arg"] in made - set(keep) and _balanced(match["rest"][1:-1]) \
+                and match["arg"] not in _names(lines[i + 1:]):
+            out += [replace(line, rhs=match["arg"]), replace(line, rhs=match["rest"], op="*=")]
+        else:
+            out.append(line)
+        alias = re.fullmatch(r"[A-Za-z_]\w*", out[-1].rhs) and out[-1].op == "="
+        if not alias or out[-1].rhs in made:  # a name given another's array owns it only if that one was made here
+            made.add(line.lhs)
+    return out
+
+
+def _balanced(text: str) -> bool:
+    """Whether ``text``'s parentheses close in order (so "(a) * (b)" is not read as one factor)."""
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _with_logsumexp(lines, lse: str, z: str, loss_number: int, helpers: set) -> list:
     """The softmax line of ``lines`` also returning log-sum-exp of its logits ``z`` for the fused
     loss: one pass of exp serves both the output and the loss. Its citation names both equations."""
@@ -151,6 +205,54 @@ def _with_logsumexp(lines, lse: str, z: str, loss_number: int, helpers: set) -> 
     helpers.add("_softmax_logsumexp")
     return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_softmax_logsumexp({z}, axis=1)",
                     eq=f"{line.eq}, {loss_number}") if line.rhs == softmax else line for line in lines]
+
+
+def _sum_order(terms) -> list:
+    """A sum's terms as the printer orders them: those with a negative coefficient last."""
+    return sorted(terms, key=lambda t: isinstance(t, sp.MatMul) and t.as_coeff_mmul()[0].is_negative is True)
+
+
+def _full(term) -> bool:
+    """Whether ``term`` prints as an array of its own full shape (not a broadcast row or column)."""
+    if isinstance(term, sp.MatMul):
+        coeff, mats = term.as_coeff_mmul()
+        args = mats.args if isinstance(mats, sp.MatMul) else (mats,)
+        return len(args) > 1 and not _is_bias(term) or any(_full(a) for a in args)
+    if isinstance(term, (sp.HadamardProduct, sp.MatAdd)):
+        return any(_full(a) for a in term.args)
+    if isinstance(term, Pointwise):
+        return any(_full(m) for m in term.mats)
+    return isinstance(term, (sp.MatrixSymbol, sp.Transpose))
+
+
+def _starts_fresh(term) -> bool:
+    """An element-wise product or function of full arrays: NumPy computes it into a new array of its own shape."""
+    return isinstance(term, (sp.HadamardProduct, Pointwise)) and _full(term)
+
+
+def _summed_in_place(rhs) -> bool:
+    """A sum (not a layer's affine step) whose first term, or first two, make a new full array: the
+    rest can be added into it (γ ⊙ x̂ + β; layer norm's backward g - mean(g) - x̂ ⊙ mean(g ⊙ x̂))."""
+    if not isinstance(rhs, sp.MatAdd) or _is_affine(rhs):
+        return False
+    terms = _sum_order(rhs.args)
+    return _starts_fresh(terms[0]) or len(terms) > 2 and any(_full(t) for t in terms[:2])
+
+
+def _sum_lines(printer, key: str, rhs, number: int, transposed: bool) -> list:
+    """``key = a - b`` then ``key -= c``: the sum ``rhs`` built in its own array, a term at a time."""
+    terms = _sum_order(rhs.args)
+    start = 1 if _starts_fresh(terms[0]) else 2
+    pre, text = printer.print_value(terms[0] if start == 1 else sp.MatAdd(*terms[:2]), transposed)
+    lines = [Line(name, value, number) for name, value in pre] + [Line(key, text, number)]
+    for term in terms[start:]:
+        coeff, mats = term.as_coeff_mmul() if isinstance(term, sp.MatMul) else (1, term)
+        if coeff == -1:
+            term = mats.args[0] if isinstance(mats, sp.MatMul) and len(mats.args) == 1 else mats
+        pre, text = printer.print_value(term, transposed)
+        lines += [Line(name, value, number) for name, value in pre]
+        lines.append(Line(key, text, number, "-=" if coeff == -1 else "+="))
+    return lines
 
 
 def _is_fresh(term) -> bool:
@@ -302,7 +404,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
              if q.role == "mask"]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
         + [k for k, _ in masks]
-    forward_lines = _overwrite_dead(forward_lines, cache + [forward_keys[-1]])
+    forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]])
+    backward_lines = _multiply_dead(backward_lines, [f"dL_d{p}" for p in params])
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, f"dL_d{p}") for p in params]
     source = net.source or net.name

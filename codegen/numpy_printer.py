@@ -22,7 +22,8 @@ from sympy.matrices.expressions import MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.printing.numpy import NumPyPrinter
 
 from derive.formula import clamp_bounds
-from derive.nodes import Pointwise
+from derive.functions import sigma
+from derive.nodes import Broadcast, FeatureMean, Pointwise
 from derive.ops.losses import clip, clip_form
 
 #: Helper functions the emitted module defines when a printed expression calls them.
@@ -36,7 +37,7 @@ class Sigmoid(sp.Function):
         return self * (1 - self)
 
     def _eval_rewrite_as_exp(self, u, **kwargs):
-        return 1 / (1 + sp.exp(-u))
+        return sigma.define(u)
 
 
 class Softplus(sp.Function):
@@ -314,6 +315,17 @@ class ElementwisePrinter(NumPyPrinter):
 _N = sp.Symbol("N", integer=True, positive=True)  # the batch size, as derive.chain names it
 
 
+def _product_pair(mat):
+    """(a, b) when ``mat`` is a ⊙ b or a², both full arrays (no broadcast row or column), else None."""
+    if isinstance(mat, sp.HadamardProduct) and len(mat.args) == 2:
+        pair = mat.args
+    elif isinstance(mat, Pointwise) and len(mat.mats) == 1 and mat.fn.expr == mat.fn.variables[0] ** 2:
+        pair = (mat.mats[0], mat.mats[0])
+    else:
+        return None
+    return pair if not any(isinstance(m, Broadcast) for m in pair) else None
+
+
 def stored_transposed(matrix) -> bool:
     """A quantity with one column per sample is held transposed (batch-first) in code."""
     return getattr(matrix, "shape", (0, 0))[1] == _N
@@ -383,7 +395,7 @@ class BatchFirstPrinter(ElementwisePrinter):
             return "({})".format(text) if precedence(body) < PRECEDENCE["Mul"] else text
         text = self._print(expr)
         if isinstance(expr, (MatAdd, sp.HadamardProduct)) or (isinstance(expr, MatMul) and "@" in text) \
-                or text.startswith("-"):
+                or text.startswith("-") or isinstance(expr, FeatureMean) and " / " in text:
             return "({})".format(text)
         return text
 
@@ -396,9 +408,12 @@ class BatchFirstPrinter(ElementwisePrinter):
             # M 1_N sums the columns of M, the rows of what code holds: a 1-D vector
             rest = MatMul(*mats[:-1]) if len(mats) > 2 else mats[0]
             saved, self._transposed = self._transposed, True
-            body = self._factor(rest)
+            pair = _product_pair(rest) if isinstance(rest, sp.HadamardProduct) else None
+            # (A ⊙ B) 1_N as one einsum, without the A ⊙ B array (layer norm's dL/dγ)
+            body = 'np.einsum("ij,ij->j", {}, {})'.format(*map(self._factor, pair)) if pair \
+                else "ones_N @ {}".format(self._factor(rest))
             self._transposed = saved
-            return self._scaled(coeff, "ones_N @ {}".format(body))
+            return self._scaled(coeff, body)
         if self._transposed:
             mats = mats[::-1]
         return self._scaled(coeff, " @ ".join(self._factor(m) for m in mats))
@@ -505,6 +520,15 @@ class BatchFirstPrinter(ElementwisePrinter):
 
     def _print_FeatureMean(self, expr):
         # the mean of each sample's features: along the rows of what code holds when transposed
+        pair = _product_pair(expr.mat)
+        if pair is not None:
+            # mean(a ⊙ b) as one einsum: no a ⊙ b array (layer norm's σ and backward)
+            a = self._factor(pair[0]) if pair[0] is not pair[1] or isinstance(pair[0], MatrixSymbol) \
+                else self._temporary(pair[0])  # a², its base computed once
+            b = a if pair[0] is pair[1] else self._factor(pair[1])
+            rows = "ij,ij->i" if self._transposed else "ij,ij->j"
+            index = "[:, None]" if self._transposed else "[None, :]"
+            return 'np.einsum("{}", {}, {}){} / {}'.format(rows, a, b, index, expr.mat.shape[0])
         text = self._print(expr.mat)
         if not isinstance(expr.mat, MatrixSymbol):
             text = "({})".format(text)

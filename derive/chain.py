@@ -19,8 +19,9 @@ class Derivation:
     ``steps`` is the batch form, the one the generated code implements; ``sample_steps`` the
     textbook per-sample form. ``gradients['W1']`` is the per-sample right-hand side of dL/dW1.
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
-    ``latex``, ``markdown`` and ``text`` print the notes; ``names``, the names the checker reads
-    (``derive.check.accepted_names(derivation)``), are listed in them when given.
+    ``latex``, ``markdown`` and ``text`` print the notes: ``names``, the names the checker reads
+    (``derive.check.accepted_names(derivation)``), when given, makes them point to the checker;
+    ``form`` ('sample', 'batch', 'both') picks the forms; ``body_only``: LaTeX without its preamble.
     """
 
     def __init__(self, network):
@@ -47,17 +48,17 @@ class Derivation:
     def all_steps(self) -> list:
         return self.sample_steps + self.steps
 
-    def latex(self, names=None) -> str:
+    def latex(self, names=None, form="both", body_only=False) -> str:
         from .documents import latex_document
-        return latex_document(self, names)
+        return latex_document(self, names, form, body_only)
 
-    def markdown(self, names=None) -> str:
+    def markdown(self, names=None, form="both") -> str:
         from .documents import markdown_document
-        return markdown_document(self, names)
+        return markdown_document(self, names, form)
 
-    def text(self, names=None) -> str:
+    def text(self, names=None, form="both") -> str:
         from .documents import text_document
-        return text_document(self, names)
+        return text_document(self, names, form)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

@@ -14,12 +14,14 @@ from typing import Callable
 
 import sympy as sp
 
+from .errors import ChainruleError, shown
 from .escape import latex_text, markdown_text, terminal_text
 from .nodes import ColumnSums, ElementSum, Pointwise
-from .ops.activations import Named, Z
+from .functions import Named
+from .ops.activations import Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
-from .printing import MathLatex, NotesText, activation_definitions, loss_definition
+from .printing import MathLatex, NotesText, _positive_first, activation_definitions, loss_definition
 from .spec import inline
 
 FORM_TITLES = {
@@ -60,11 +62,22 @@ def label(step) -> str:
     return f"eq:{'batch-' if step.form == 'batch' else ''}{key[0].lower() + key[1:]}"
 
 
-def outline(derivation, latex: bool, accepted=None):
+#: ``--form``: which of the two forms the notes print.
+FORMS = ("sample", "batch", "both")
+
+
+def outline(derivation, latex: bool, accepted=None, form: str = "both"):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
-    ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula). ``accepted``:
-    the names ``chainrule check`` reads (``derive.check.accepted_names``), listed in the notes when
-    given; the checker is not imported here."""
+    ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula).
+    ``accepted``: the names ``chainrule check`` reads (``derive.check.accepted_names``; the checker is
+    not imported here): given, the notes point to the checker (``chainrule check --names`` lists them).
+    ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
+    order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
+    after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
+    marker (``_CITE``) each layout writes in its own way."""
+    if form not in FORMS:
+        raise ChainruleError(f"the form must be one of {', '.join(FORMS)}, not {shown(form)}")
+    forms = ("sample", "batch") if form == "both" else (form,)
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of the network {architecture(net, _user)}"
@@ -72,10 +85,13 @@ def outline(derivation, latex: bool, accepted=None):
                    + "".join(f", {k} = {v}" for k, v in (("l1", net.l1), ("l2", net.l2)) if v) + ".")
     if net.description:
         yield "para", _user(net.description)
+    checkable = accepted is not None or all(layer.kind == "dense" for layer in net.layers)
     yield "para", ("Every derivative below comes from SymPy applied to the definitions; each step is checked "
-                   "against SymPy's element-wise derivative of the expanded network by chainrule's verifier.")
+                   "against SymPy's element-wise derivative of the expanded network by chainrule's verifier."
+                   + (" To compare a derivation of your own with these steps, run chainrule check (chainrule check "
+                      "--names lists the names it reads)." if checkable else ""))
     yield "heading", "Notation"
-    for form in ("sample", "batch"):
+    for form in forms:
         sweep = derivation.sample if form == "sample" else derivation.batch
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else NotesText(names)
@@ -103,26 +119,86 @@ def outline(derivation, latex: bool, accepted=None):
     if any(not f.elementwise for f in net.activations):
         yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
-    for form, sweep in (("sample", derivation.sample), ("batch", derivation.batch)):
+    number = 0
+    for form in forms:
+        sweep = derivation.sample if form == "sample" else derivation.batch
         yield "heading", FORM_TITLES[form]
         names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
         printer = MathLatex(names) if latex else NotesText(names)
-        phase = None
+        phase, printed = None, {}
         for step in sweep.steps:
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
-            yield ("eq", step.number, label(step), printer.doprint(step.target.symbol), printer.doprint(step.rhs),
-                   step.explain(names, math), dimensions(step.rhs, latex))
-    if accepted is None and any(layer.kind != "dense" for layer in net.layers):
-        # not given the names check reads (none: it cannot read this network): no section on checking
-        yield from training_outline(derivation, latex)
-        return
-    yield "heading", "Checking your own derivation"
-    yield "para", ("chainrule check SPEC --wrt W2 --grad 'YOUR EXPRESSION' compares a hand-derived gradient "
-                   "with these steps" + ("; in the per-sample convention it reads these names: "
-                                         + "; ".join(accepted) if accepted is not None else "") + ".")
-    yield from training_outline(derivation, latex)
+            number += 1
+            reason = _cited(step.reason, printed)
+            printed[step.target.key] = number
+            rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
+            yield ("eq", number, label(step), printer.doprint(step.target.symbol), rhs,
+                   explain(reason, names, math), dimensions(step.rhs, latex))
+    yield from training_outline(derivation, latex, number, "batch" in forms)
+
+
+#: A reason's citation of an earlier equation: its number between two private-use characters (user
+#: text cannot hold them: it is escaped first), which each layout writes as it cites (LaTeX by the
+#: equation's label, which ``render`` has met with the equation).
+_CITE = re.compile("\ue002" r"(\d+)" "\ue003")
+
+
+def _cited(reason: str, printed: dict) -> str:
+    """``reason`` with each formula that restates an earlier equation (``z2 = W2 a1 + b2``) followed
+    by a citation of it; ``printed``: key -> number of the equations printed so far."""
+    def cite(m):
+        return m[0] + (f" \ue002{printed[m[1]]}\ue003" if m[1] in printed else "")
+    return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", cite, reason)
+
+
+#: How wide (in ``_width``'s units, about a digit's width) a line of a display may be: a host
+#: document's narrow text (345 pt, LaTeX's default) with room for the equation's number.
+LINE_WIDTH = 50
+
+
+def _width(tex: str) -> float:
+    """About how wide ``tex`` prints, in digits: scripts at 0.7, a fraction as its wider part, each
+    macro (``\\sum``, ``\\odot``) as one character, spacing and grouping as nothing."""
+    tex = re.sub(r"\\(left|right|mathbf|hat|quad)\b|\\operatorname\{([^{}]*)\}|\\[,;!]", r"\2", tex)
+    while (frac := re.search(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", tex)) is not None:
+        tex = tex[:frac.start()] + max(frac[1], frac[2], key=len) + tex[frac.end():]
+    scripts = re.findall(r"[_^]\{([^{}]*)\}", tex)
+    tex = re.sub(r"[_^]\{[^{}]*\}", "", tex)
+    tex = re.sub(r"\\[A-Za-z]+", "x", tex).replace("{", "").replace("}", "").replace(" ", "")
+    return len(tex) + len(re.findall(r"[=+-]", tex)) + 0.7 * sum(len(re.sub(r"\\[A-Za-z]+", "x", s)) for s in scripts)
+
+
+def _broken(printer, rhs) -> str:
+    """``rhs`` printed; wider than ``LINE_WIDTH``, a sum (or the one sum among the factors of an
+    element-wise product, its brackets then \\Bigl( and \\Bigr)) as lines of whole terms, each line
+    after the first starting with its sign, joined by newlines (each layout aligns them)."""
+    text = printer.doprint(rhs)
+    if _width(text) <= LINE_WIDTH:
+        return text
+    head, tail, total = "", "", rhs
+    if isinstance(rhs, sp.HadamardProduct) and sum(isinstance(a, sp.MatAdd) for a in rhs.args) == 1:
+        at = next(i for i, a in enumerate(rhs.args) if isinstance(a, sp.MatAdd))
+        head = "".join(printer._paren(a) + r" \odot " for a in rhs.args[:at]) + r"\Bigl("
+        tail = r"\Bigr)" + "".join(r" \odot " + printer._paren(a) for a in rhs.args[at + 1:])
+        total = rhs.args[at]
+    if not isinstance(total, (sp.Add, sp.MatAdd)):
+        return text
+    terms = [printer._print(t) for t in (printer._as_ordered_terms(total) if isinstance(total, sp.Add)
+                                           else _positive_first(total.args))]
+    signed = [terms[0]] + [f"- {t[1:].lstrip()}" if t.startswith("-") else f"+ {t}" for t in terms[1:]]
+    lines = [head + signed[0]]
+    for term in signed[1:]:
+        if _width(lines[-1] + term) > LINE_WIDTH:
+            lines.append(term)
+        else:
+            lines[-1] += " " + term
+    lines[-1] += tail
+    as_one = "".join(lines).replace(r"\Bigl(", r"\left(").replace(r"\Bigr)", r"\right)")
+    if as_one.replace(" ", "") != text.replace(" ", ""):
+        return text  # the terms do not print as the whole does (a bracketed term): left whole
+    return "\n".join(lines)
 
 
 def dimensions(rhs, latex: bool) -> str:
@@ -160,12 +236,13 @@ def named_functions(exprs, latex: bool) -> str:
 
 
 THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{}L/\partial\theta"
-RATE, RATE_E, RATE_0 = r"\gamma", r"\gamma_e", r"\gamma_0"
+RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
-def training_outline(derivation, latex: bool):
+def training_outline(derivation, latex: bool, number: int, batch_shown: bool = True):
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
-    settings use, numbered after the steps, each symbol tied to its setting and θ to the parameters."""
+    settings use, numbered after the ``number`` equations printed before them, each symbol tied to
+    its setting and θ to the parameters; ``batch_shown``: the notes print the batch form."""
     net = derivation.network
     if not net.tables:
         return
@@ -179,9 +256,9 @@ def training_outline(derivation, latex: bool):
     theta = ", ".join(math(params[name].latex if latex else params[name].text) for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
                    f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
-                   f"{math(GRADIENT_OF_THETA)} on the batch of step t (the batch form above); "
+                   f"{math(GRADIENT_OF_THETA)} on the batch of step t"
+                   + (" (the batch form above)" if batch_shown else "") + "; "
                    + _settings(kind.symbols, opt, rules, math) + ":")
-    number = len(derivation.all_steps())
     for i, rule in enumerate(rules, start=1):
         number += 1
         yield "rule", number, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
@@ -212,15 +289,21 @@ def _settings(symbols: dict, settings: dict, rules, math) -> str:
     def in_rules(symbol):  # (\beta_1, \beta_2) is used where \beta_1 is
         first = re.escape(re.sub(r"[(),]", " ", symbol).split()[0])
         return re.search(r"(?<![A-Za-z\\])" + first + r"(?![A-Za-z])", used)
-    shown = [f"{math(symbol)} = {key} = {_value(settings[key])}" for key, symbol in symbols.items()
+    shown = [f"{math(symbol)} = {key} = {_value(settings[key], math)}" for key, symbol in symbols.items()
              if settings.get(key) is not None and in_rules(symbol)]
-    other = [f"{key} = {_value(v)}" for key, v in settings.items()
+    other = [f"{key} = {_value(v, math)}" for key, v in settings.items()
              if key not in ("type", "warmup_epochs") and key not in symbols and v is not None and v is not False]
     return ", ".join(shown + other)
 
 
-def _value(v) -> str:
-    return f"({', '.join(f'{b:g}' for b in v)})" if isinstance(v, tuple) else f"{v:g}" if isinstance(v, float) else str(v)
+def _value(v, math) -> str:
+    """A setting as the notes print it: ``(0.9, 0.999)``, ``0.01``, and a power of ten such as eps's
+    ``1e-08`` as math (``10⁻⁸``)."""
+    if isinstance(v, tuple):
+        return f"({', '.join(f'{b:g}' for b in v)})"
+    if isinstance(v, float) and re.fullmatch(r"1e[-+]\d+", f"{v:g}"):
+        return math(f"10^{{{int(f'{v:g}'[2:])}}}")
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,7 +313,7 @@ def _value(v) -> str:
 
 QUAD = "\t"  # a \quad until the spacing is tidied, then three spaces
 TEXT_MACROS = {
-    r"\alpha": "α", r"\beta": "β", r"\gamma": "γ", r"\epsilon": "ε", r"\eta": "η",
+    r"\alpha": "α", r"\beta": "β", r"\epsilon": "ε", r"\eta": "η", r"\kappa": "κ",
     r"\lambda": "λ", r"\mu": "μ", r"\pi": "π", r"\psi": "ψ", r"\rho": "ρ", r"\tau": "τ", r"\theta": "θ",
     r"\nabla": "∇", r"\partial": "∂", r"\prod": "∏", r"\le": "≤", r"\in": "∈", r"\leftarrow": "←",
     r"\uparrow": "↑", r"\downarrow": "↓", r"\lfloor": "⌊", r"\rfloor": "⌋", r"\{": "{", r"\}": "}",
@@ -347,7 +430,8 @@ def _distinct_activations(net):
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
+    """The outline's own words for LaTeX text mode (``--names`` as two hyphens, not an en dash)."""
+    for a, b in (("\\", r"\textbackslash{}"), ("--", "-{}-"), ("_", r"\_"), ("&", r"\&"), ("%", r"\%"), ("#", r"\#"),
                  ("^", r"\^{}"), ("->", r"$\to$"), ("<", r"$<$"), (">", r"$>$")):
         text = text.replace(a, b)
     return text
@@ -384,12 +468,23 @@ class Layout:
     ``prose`` prepares every piece of prose: the outline's words (LaTeX escapes them, keeping their
     ``$...$`` math) and the user text marked in them (escaped for the format, ``_prose``).
     ``table`` is the caption line, the header line (None: none), a row's line and the closing
-    line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape.
+    line (None: none); a row may use ``wa`` and ``wb``, the widths of the widest symbol and shape,
+    and ``held``, ``*`` on the first and the last but one row (LaTeX's ``\\*``: no page break after
+    it, so no page holds one row alone).
     A display's lines each go through ``display_line``, joined by ``display_join``, into
     ``display``. A heading may use ``width``, its length: ``{rule:=<{width}}`` is a rule under it.
     ``eq`` (a step) and ``rule`` (an update rule) may use ``number`` and ``label`` (``eq:delta2``); a
     step's ``dims``, its dimension check laid out by ``dims`` (nothing when it has no product).
-    ``wrap``: the width to wrap lines at (0: none).
+    ``wrap``: the width to wrap lines at (0: none). ``broken``: (before, between, after) the lines
+    of a right-hand side too wide for one (the equation's ``lhs`` then ends in its alignment ``&``);
+    empty: the lines run on as one. ``cite``: a reason's citation of an earlier equation (its
+    ``number`` and ``label``). ``keep``: what offers a page break before an equation or a paragraph
+    (LaTeX's ``\\filbreak``: the page ends there rather than inside the block that follows; headings
+    and tables break pages themselves); never after a heading, a sentence that ends in a colon or an
+    unnumbered display, each of which stays with what follows, nor between two paragraphs.
+    ``run_in``: a display continues the paragraph before it (LaTeX: no blank line between them, so
+    no page break either). ``body_note``: the first line of the body alone (``--body-only``), in
+    place of ``head``.
     """
     latex: bool
     prose: Callable[[str], str]
@@ -404,30 +499,49 @@ class Layout:
     eq: tuple
     dims: str
     rule: str
+    cite: str
+    broken: tuple = ()
+    keep: str = ""
+    run_in: bool = False
     head: tuple = ()
     tail: tuple = ()
+    body_note: str = ""
     end: str = ""
     wrap: int = 0
 
 
+#: The symbol table's header: its caption (repeated, continued, on each page) over its columns' names.
+_LATEX_CAPTION = r"\multicolumn{{3}}{{@{{}}l}}{{\textbf{{{caption}}}{more}}} \\"
+_LATEX_HEADER = r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline"
+
 LATEX = Layout(
     latex=True, prose=_prose(_latex_text, latex_text),
-    title=r"\section*{{{text}}}", heading=r"\subsection*{{{text}}}", subheading=r"\paragraph{{{text}}}",
+    title=r"\section{{{text}}}", heading=r"\subsection{{{text}}}", subheading=r"\subsubsection{{{text}}}",
     para="{text}\n",
-    table=(r"\noindent\textbf{{{caption}}}" + "\n\n"
-           + r"{{\renewcommand{{\arraystretch}}{{1.5}}\begin{{tabular}}{{lll}}",
-           r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline", r"{a} & {b} & {c} \\",
-           r"\end{{tabular}}}}" + "\n"),
+    # a longtable breaks across pages, and its meaning column wraps in a host document's narrow text
+    table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}"
+           r"\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n" + _LATEX_CAPTION.replace("{more}", ""),
+           _LATEX_HEADER + "\n" + r"\endfirsthead" + "\n" + _LATEX_CAPTION.replace("{more}", " (continued)") + "\n"
+           + _LATEX_HEADER + "\n" + r"\endhead", r"{a} & {b} & {c} \\{held}",
+           r"\end{{longtable}}}}" + "\n"),
     display="\\begin{{gather*}}\n{body}\n\\end{{gather*}}", display_line="{line}", display_join=" \\\\\n",
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}", r"{{\small {reason}{dims}}}" + "\n"),
-    dims=r" \hfill ${}$",
-    rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}",
-    head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb}", r"\usepackage[margin=2cm]{geometry}",
-          # the Greek letters of names in the prose (layer norm's γ, β, μ, σ in the tables' meanings)
+    # a reason is set ragged right (its paragraph ends in its group), so a long word such as
+    # torch.nn.LayerNorm cannot stick out of narrow text; its dimension check ends the reason's last
+    # line at the right, or the next line's when it does not fit (the TeXbook's signature, p. 106)
+    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}",
+        r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
+    dims=r" \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill ${}$\parfillskip=0pt",
+    cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
+    rule="\\begin{{equation}}\\label{{{label}}}\n{formula}\n\\end{{equation}}", keep=r"\filbreak", run_in=True,
+    head=(r"\documentclass[11pt]{article}", r"\usepackage{amsmath,amssymb,longtable}",
+          r"\usepackage[margin=2cm]{geometry}",
+          # Greek letters a spec's own text (its description, a name) may hold
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
-          r"\allowdisplaybreaks", r"\begin{document}"),
-    tail=(r"\end{document}",), end="\n")
+          r"\begin{document}"),
+    tail=(r"\end{document}",),
+    body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",
+    end="\n")
 
 MARKDOWN = Layout(
     latex=True, prose=_prose(str, markdown_text),
@@ -435,6 +549,7 @@ MARKDOWN = Layout(
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
+    cite="({number})", broken=("\\begin{aligned}\n", " \\\\\n&\\quad ", "\n\\end{aligned}"),
     rule="$$\n{formula} \\tag{{{number}}}\n$$\n")
 
 TEXT = Layout(
@@ -443,36 +558,58 @@ TEXT = Layout(
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
-    rule="  ({number:>2})  {formula}", end="\n", wrap=100)
+    cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100)
 
 
-def render(derivation, layout: Layout, names=None) -> str:
-    """The document: the outline's blocks, each laid out by ``layout``."""
-    out = list(layout.head)
-    for kind, *args in outline(derivation, layout.latex, names):
+def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False) -> str:
+    """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
+    head and tail (LaTeX's preamble), for a larger document to ``\\input``."""
+    labels = {}  # the number of each equation printed -> its label, for the citations of it
+
+    def prose(text):
+        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
+    out = [layout.body_note] if body_only else list(layout.head)
+    previous = ("title", "")
+    for kind, *args in outline(derivation, layout.latex, names, form):
+        if layout.keep and kind in ("para", "eq", "rule") and not (
+                previous[0] in ("title", "heading", "subheading", "display")
+                or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
+            out.append(layout.keep)
+        if layout.run_in and kind in ("display", "eq", "rule") and previous[0] == "para":
+            out[-1] = out[-1].rstrip("\n")
+        previous = (kind, args[0] if kind == "para" else "")
         if kind == "table":
             (caption, *header), rows = args
             caption_line, header_line, row_line, close = layout.table
+            caption = prose(caption)
             widths = {"wa": max(len(a) for a, _, _ in rows), "wb": max(len(b) for _, b, _ in rows)}
-            out.append(caption_line.format(caption=layout.prose(caption)))
-            lines = [(header_line, header)] + [(row_line, row) for row in rows]
-            out.extend(line.format(a=a, b=b, c=layout.prose(c), **widths) for line, (a, b, c) in lines if line is not None)
+            out.append(caption_line.format(caption=caption))
+            lines = [(header_line, header, "")] + [(row_line, row, "*" if i in (0, len(rows) - 2) else "")
+                                                   for i, row in enumerate(rows)]
+            out.extend(line.format(a=a, b=b, c=prose(c), caption=caption, held=held, **widths)
+                       for line, (a, b, c), held in lines if line is not None)
             out.extend([close.format()] if close is not None else [])
         elif kind == "display":
             lines = layout.display_join.join(layout.display_line.format(line=line) for line in args[0])
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
             number, name, lhs, rhs, reason, dims = args
+            labels[number] = name
             dims = layout.dims.format(dims) if dims else ""
-            out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=layout.prose(reason), dims=dims)
+            if "\n" in rhs and layout.broken:
+                before, between, after = layout.broken
+                lhs, rhs = f"{before}{lhs} &", between.join(rhs.split("\n")) + after
+            elif "\n" in rhs:
+                rhs = rhs.replace("\n", " ")
+            out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=prose(reason), dims=dims)
                        for t in layout.eq)
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))
         else:
-            text = layout.prose(args[0])
+            text = prose(args[0])
             out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
-    out.extend(layout.tail)
+    out.extend(() if body_only else layout.tail)
     return "\n".join(_wrapped(block, layout.wrap) for block in out) + layout.end
 
 
@@ -500,13 +637,13 @@ def latex_steps(derivation) -> str:
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-def latex_document(derivation, names=None) -> str:
-    return render(derivation, LATEX, names)
+def latex_document(derivation, names=None, form: str = "both", body_only: bool = False) -> str:
+    return render(derivation, LATEX, names, form, body_only)
 
 
-def markdown_document(derivation, names=None) -> str:
-    return render(derivation, MARKDOWN, names)
+def markdown_document(derivation, names=None, form: str = "both") -> str:
+    return render(derivation, MARKDOWN, names, form)
 
 
-def text_document(derivation, names=None) -> str:
-    return render(derivation, TEXT, names)
+def text_document(derivation, names=None, form: str = "both") -> str:
+    return render(derivation, TEXT, names, form)

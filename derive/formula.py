@@ -22,6 +22,7 @@ import sympy as sp
 
 from . import limits
 from .errors import ChainruleError, did_you_mean
+from .functions import sigma
 
 
 class sign(sp.sign):
@@ -118,7 +119,7 @@ FUNCTIONS = {
     "exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs, "tanh": sp.tanh,
     "sinh": sp.sinh, "cosh": sp.cosh, "sin": sp.sin, "cos": sp.cos, "erf": sp.erf,
     "atan": sp.atan, "sign": sign, "max": _fold(True), "min": _fold(False),
-    "sigmoid": lambda u: 1 / (1 + sp.exp(-u)),
+    "sigmoid": sigma.define,
 }
 CONSTANTS = {"pi": sp.pi, "e": sp.E}
 _BINARY = {

@@ -6,14 +6,14 @@ per-sample form, so both forms are the same graph instantiated at two batch size
 is ``named`` is a quantity of the derivation with its own forward Step; one that is not (the
 activation before a dropout mask, say) is folded into its consumer's Step.
 
-A dense layer expands into dense -> activation (-> dropout) (-> add, when residual); a layer norm
-into the layernorm op; an activation layer into its activation; a residual block into its layers
-(numbered by ``naming.Path``) and an add; the loss into the loss op, then the penalties and their
-sum, the objective.
+Each layer of the spec expands itself (its kind's ``expand``, beside its ops in ``derive/ops``): a
+dense layer into dense -> activation (-> dropout) (-> add, when residual), a layer norm into the
+layernorm op, a residual block into its layers (numbered by ``naming.Path``) and an add. The loss
+becomes the loss op, then the penalties and their sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, Path, indexed, letter, network_output, torch_key
+from .naming import LOSS, Names, indexed, letter, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -22,13 +22,16 @@ OPS = ops()
 @dataclass(frozen=True, eq=False)
 class Value:
     """A named tensor: ``axes`` ((name, size), ...) (() for a scalar), its role (data, param, mask,
-    forward, loss), its layer, and for a parameter the op's ``Param`` (its PyTorch attribute)."""
+    forward, loss), its layer, for a parameter the op's ``Param`` (its PyTorch attribute), and
+    ``layout``, the named sizes its features unflatten to in PyTorch's row-major order
+    ((("channels", C), ("height", H), ("width", W)) for an image; () for plain features)."""
     names: Names
     axes: tuple
     role: str
     layer: int = 0
     named: bool = True
     param: object = None
+    layout: tuple = ()
 
     @property
     def key(self) -> str:
@@ -78,8 +81,9 @@ class Graph:
     def features(self, size: int) -> tuple:
         return (("features", size), ("batch", self.batch))
 
-    def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None) -> Value:
-        v = Value(names, axes, role, layer, named, param)
+    def value(self, names: Names, axes: tuple, role: str, layer: int = 0, named: bool = True, param=None,
+              layout: tuple = ()) -> Value:
+        v = Value(names, axes, role, layer, named, param, layout)
         self.values.append(v)
         self.consumers[v] = []
         return v
@@ -114,51 +118,13 @@ def expand(network, batch=1) -> Graph:
     """The graph of ``network`` with ``batch`` samples as columns (N for the batch form, 1 per sample)."""
     g = Graph(batch)
     x = g.value(Names.plain(letter("x", g.batched), "input" + (", one sample per column" if g.batched else "")),
-                g.features(network.inputs), "data")
+                g.features(network.inputs), "data", layout=network.layout)
     y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
     a = x
     for l, layer in enumerate(network.layers, start=1):
-        a = _layer(g, l, layer, a, last=l == len(network.layers))
+        a = layer.expand(g, l, a, last=l == len(network.layers))
     _loss(g, network, a, y)
     return g
-
-
-def _layer(g: Graph, l, layer, a: Value, last: bool) -> Value:
-    """The values of ``layer`` (at position ``l``: an int, or a Path inside a block) applied to ``a``."""
-    if layer.kind == "dense":
-        return _dense_layer(g, l, layer, a, last)
-    def output(meaning):
-        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"{meaning} of layer {l}")
-        return g.value(names, a.axes, "forward", l)
-    if layer.kind == "layernorm":
-        return g.add("layernorm", [a], l, out=output("output") if last else None, eps=layer.eps, affine=layer.affine)
-    if layer.kind == "activation":
-        f = layer.activation
-        return g.add("elementwise" if f.elementwise else "softmax", [a], l, out=output("activation"), act=f,
-                     output=last)
-    h = a
-    for j, inner in enumerate(layer.layers, start=1):
-        h = _layer(g, Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), inner, h, last=False)
-    return g.add("add", [h, a], l, out=output("output"))
-
-
-def _dense_layer(g: Graph, l: int, layer, a: Value, last: bool) -> Value:
-    """dense -> activation (-> dropout) (-> add): one Step for z, one for the layer's output."""
-    z = g.add("dense", [a], l, units=layer.units)
-    f = layer.activation
-    kind = "elementwise" if f.elementwise else "softmax"
-    if not last and f.is_identity and not layer.dropout and not layer.residual:
-        # the layer's output is its pre-activation: the identity's node is folded away under z's names
-        return g.add(kind, [z], l, out=g.value(z.names, z.axes, "forward", l, named=False), act=f, silent=True)
-    names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
-    out = g.value(names, z.axes, "forward", l)
-    h = g.add(kind, [z], l, out=None if layer.dropout or layer.residual else out, act=f,
-              output=last and not layer.residual)
-    if layer.dropout:
-        h = g.add("dropout", [h], l, out=None if layer.residual else out, p=layer.dropout)
-    if layer.residual:
-        h = g.add("add", [h, a], l, out=out)
-    return h
 
 
 def _loss(g: Graph, network, yhat: Value, y: Value):

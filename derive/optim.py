@@ -79,16 +79,16 @@ def _gradient(s) -> str:
 
 def _sgd(s):
     if not s["momentum"]:
-        return _gradient(s), r"\theta_t = \theta_{t-1} - \gamma g_t"
+        return _gradient(s), r"\theta_t = \theta_{t-1} - \eta g_t"
     damped = r"(1 - \tau) g_t" if s["dampening"] else "g_t"
     step = r"(g_t + \mu B_t)" if s["nesterov"] else "B_t"
     return (_gradient(s), rf"B_1 = g_1, \quad B_t = \mu B_{{t-1}} + {damped}",
-            rf"\theta_t = \theta_{{t-1}} - \gamma {step}")
+            rf"\theta_t = \theta_{{t-1}} - \eta {step}")
 
 
 def _adagrad(s):
-    rate = r"\tilde\gamma_t" if s["lr_decay"] else r"\gamma"
-    return ((r"\tilde\gamma_t = \gamma / (1 + (t - 1) \eta)",) if s["lr_decay"] else ()) + (
+    rate = r"\tilde\eta_t" if s["lr_decay"] else r"\eta"
+    return ((r"\tilde\eta_t = \eta / (1 + (t - 1) \kappa)",) if s["lr_decay"] else ()) + (
         _gradient(s), r"s_0 = s_{\text{init}}, \quad s_t = s_{t-1} + g_t^2",
         rf"\theta_t = \theta_{{t-1}} - {rate} \, g_t / (\sqrt{{s_t}} + \epsilon)")
 
@@ -102,9 +102,9 @@ def _rmsprop(s):
         v = r"\tilde v_t"
     if s["momentum"]:
         rules += [rf"B_0 = 0, \quad B_t = \mu B_{{t-1}} + g_t / (\sqrt{{{v}}} + \epsilon)",
-                  r"\theta_t = \theta_{t-1} - \gamma B_t"]
+                  r"\theta_t = \theta_{t-1} - \eta B_t"]
     else:
-        rules.append(rf"\theta_t = \theta_{{t-1}} - \gamma g_t / (\sqrt{{{v}}} + \epsilon)")
+        rules.append(rf"\theta_t = \theta_{{t-1}} - \eta g_t / (\sqrt{{{v}}} + \epsilon)")
     return tuple(rules)
 
 
@@ -117,11 +117,11 @@ def _adam_moments(s):
             r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2",
             r"\hat m_t = m_t / (1 - \beta_1^t)",
             v,
-            r"\theta_t = \theta_{t-1} - \gamma \hat m_t / (\sqrt{\hat v_t} + \epsilon)")
+            r"\theta_t = \theta_{t-1} - \eta \hat m_t / (\sqrt{\hat v_t} + \epsilon)")
 
 
 def _adamw(s):
-    decay = (r"\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)",) if s["weight_decay"] else ()
+    decay = (r"\theta_{t-1} \leftarrow \theta_{t-1} (1 - \eta \lambda)",) if s["weight_decay"] else ()
     return decay + (GRADIENT,) + _adam_moments(s)
 
 
@@ -130,14 +130,14 @@ def _adadelta(s):
             r"v_t = \rho v_{t-1} + (1 - \rho) g_t^2",
             r"d_t = \sqrt{u_{t-1} + \epsilon} \, g_t / \sqrt{v_t + \epsilon}",
             r"u_t = \rho u_{t-1} + (1 - \rho) d_t^2",
-            r"\theta_t = \theta_{t-1} - \gamma d_t")
+            r"\theta_t = \theta_{t-1} - \eta d_t")
 
 
 def _adamax(s):
     return (_gradient(s), r"m_0 = u_0 = 0",
             r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
             r"u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)",
-            r"\theta_t = \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, m_t / u_t")
+            r"\theta_t = \theta_{t-1} - \frac{\eta}{1 - \beta_1^t} \, m_t / u_t")
 
 
 def _nadam(s):
@@ -145,11 +145,11 @@ def _nadam(s):
             r"\mu_t = \beta_1 (1 - \tfrac12 \, 0.96^{t \psi})",
             r"m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t",
             r"v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2, \quad \hat v_t = v_t / (1 - \beta_2^t)",
-            r"\theta_t = \theta_{t-1} - \gamma \left(\frac{\mu_{t+1} m_t}{1 - \prod_{i=1}^{t+1} \mu_i} + "
+            r"\theta_t = \theta_{t-1} - \eta \left(\frac{\mu_{t+1} m_t}{1 - \prod_{i=1}^{t+1} \mu_i} + "
             r"\frac{(1 - \mu_t) g_t}{1 - \prod_{i=1}^{t} \mu_i}\right) / (\sqrt{\hat v_t} + \epsilon)")
 
 
-LR, DECAY, EPS, BETA = {"lr": r"\gamma"}, {"weight_decay": r"\lambda"}, {"eps": r"\epsilon"}, \
+LR, DECAY, EPS, BETA = {"lr": r"\eta"}, {"weight_decay": r"\lambda"}, {"eps": r"\epsilon"}, \
     {"betas": r"(\beta_1, \beta_2)"}
 
 OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
@@ -166,7 +166,7 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
         "adagrad", "Adagrad",
         dict(lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
         state=("step", "sum"), rules=_adagrad,
-        symbols={**LR, "lr_decay": r"\eta", **DECAY, "initial_accumulator_value": r"s_{\text{init}}", **EPS},
+        symbols={**LR, "lr_decay": r"\kappa", **DECAY, "initial_accumulator_value": r"s_{\text{init}}", **EPS},
         macro="adagrad",
         examples=({}, dict(lr_decay=0.05), dict(weight_decay=0.1), dict(initial_accumulator_value=0.5),
                   dict(eps=1e-3, lr=0.1)),
@@ -225,26 +225,26 @@ OPTIMIZERS: dict[str, OptimizerKind] = {kind.name: kind for kind in (
 )}
 
 # Warm-up is not a schedule of its own: any schedule may carry it.
-WARMUP_EQUATION = r"\gamma_e = \gamma_0 \, \frac{e + 1}{k + 1} \quad (e < k)"
+WARMUP_EQUATION = r"\eta_e = \eta_0 \, \frac{e + 1}{k + 1} \quad (e < k)"
 
 SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
     ScheduleKind(
         "step", "StepLR", dict(step_size=REQUIRED, gamma=0.1),
-        equations=(r"\gamma_e = \gamma_0 \, g^{\lfloor e / s \rfloor}",),
+        equations=(r"\eta_e = \eta_0 \, g^{\lfloor e / s \rfloor}",),
         symbols={"gamma": "g", "step_size": "s"},
         macro="step_lr",
         examples=(dict(step_size=7), dict(step_size=3, gamma=0.5, warmup_epochs=4)),
     ),
     ScheduleKind(
         "multistep", "MultiStepLR", dict(milestones=REQUIRED, gamma=0.1),
-        equations=(r"\gamma_e = \gamma_0 \, g^{|\{m \in M : m \le e\}|}",),
+        equations=(r"\eta_e = \eta_0 \, g^{|\{m \in M : m \le e\}|}",),
         symbols={"gamma": "g", "milestones": "M"},
         macro="multistep_lr",
         examples=(dict(milestones=[10, 30, 31]), dict(milestones=[2, 50], gamma=0.5, warmup_epochs=3)),
     ),
     ScheduleKind(
         "exponential", "ExponentialLR", dict(gamma=REQUIRED),
-        equations=(r"\gamma_e = \gamma_0 \, g^e",),
+        equations=(r"\eta_e = \eta_0 \, g^e",),
         symbols={"gamma": "g"},
         macro="exponential_lr",
         examples=(dict(gamma=0.95), dict(gamma=0.9, warmup_epochs=1)),
@@ -257,10 +257,10 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
             r"c = \lfloor 1 + e / (s_\uparrow + s_\downarrow) \rfloor, \quad "
             r"x = 1 + e / (s_\uparrow + s_\downarrow) - c",
             r"h = x / r \text{ if } x \le r \text{ else } (x - 1) / (r - 1), \quad r = s_\uparrow / (s_\uparrow + s_\downarrow)",
-            r"\gamma_e = \gamma_{\min} + (\gamma_{\max} - \gamma_{\min}) \, h \, "
+            r"\eta_e = \eta_{\min} + (\eta_{\max} - \eta_{\min}) \, h \, "
             r"\begin{cases} 1 & \text{triangular} \\ 2^{1 - c} & \text{triangular2} \\ g^e & \text{exp\_range} \end{cases}",
         ),
-        symbols={"base_lr": r"\gamma_{\min}", "max_lr": r"\gamma_{\max}", "step_size_up": r"s_\uparrow", "step_size_down": r"s_\downarrow", "gamma": "g"},
+        symbols={"base_lr": r"\eta_{\min}", "max_lr": r"\eta_{\max}", "step_size_up": r"s_\uparrow", "step_size_down": r"s_\downarrow", "gamma": "g"},
         macro="cyclic_lr",
         examples=(dict(base_lr=0.001, max_lr=0.1, step_size_up=10),
                   dict(base_lr=0.001, max_lr=0.1, step_size_up=5, step_size_down=15, mode="triangular2"),
@@ -270,7 +270,7 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
     ),
     ScheduleKind(
         "cosine", "CosineAnnealingLR", dict(T_max=REQUIRED, eta_min=0.0),
-        equations=(r"\gamma_e = \eta_{\min} + (\gamma_0 - \eta_{\min}) \, \tfrac12 (1 + \cos(\pi e / T_{\max}))",),
+        equations=(r"\eta_e = \eta_{\min} + (\eta_0 - \eta_{\min}) \, \tfrac12 (1 + \cos(\pi e / T_{\max}))",),
         symbols={"T_max": r"T_{\max}", "eta_min": r"\eta_{\min}"},
         macro="cosine_lr",
         examples=(dict(T_max=30), dict(T_max=10, eta_min=0.001, warmup_epochs=5)),

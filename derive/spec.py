@@ -4,7 +4,7 @@ All three become the same validated :class:`Network`; every mistake is a one-lin
 :class:`ChainruleError` that names the problem and the fix.
 """
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -15,22 +15,19 @@ except ModuleNotFoundError:  # Python 3.10
 
 from . import limits
 from .errors import ChainruleError, did_you_mean, shown
+from .fields import At, check_keys, entry, inline_args, positive_int, size
 from .limits import read_text
 from .ops import MAX_PARAM
 from .optim import validate as validate_training_tables
-from .ops.activations import CATALOGUE, Activation, make_activation
+from .ops.activations import CATALOGUE
 from .ops.losses import Loss, make_loss
+from .ops.registry import layers
 
 TOP_KEYS = ("name", "description", "network", "optimizer", "schedule", "training")
 NETWORK_KEYS = ("inputs", "layers", "loss", "l1", "l2")
-LAYER_KEYS = ("units", "activation", "residual", "dropout")
-#: The keys of each layer type (``type`` itself is allowed in all; a table with ``units`` is dense).
-TYPE_KEYS = {
-    "dense": LAYER_KEYS + ("type",),
-    "layernorm": ("type", "eps", "affine"),
-    "activation": ("type", "activation"),
-    "residual": ("type", "layers"),
-}
+#: The layer kinds, by their spec type, each defined beside its ops in ``derive/ops`` (a table with
+#: ``units`` is dense).
+LAYERS = layers()
 #: The input forms, by their keys: X is (N, F), (N, C, H, W), (N, C, L), (N, T, F) or (N, T) integers.
 INPUT_FORMS = {
     ("features",): ("vectors", ""),
@@ -51,67 +48,6 @@ class Inputs:
     sizes: tuple
 
 
-class _Width:
-    """A layer whose width is its ``units``: the proof may narrow it to ``cap``."""
-
-    def capped(self, cap: int):
-        return replace(self, units=min(self.units, cap))
-
-
-@dataclass(frozen=True)
-class Layer(_Width):
-    """A dense layer ``z = W a + b``, ``a' = f(z)`` (times a dropout mask, plus ``a`` when ``residual``)."""
-    units: int
-    activation: Activation
-    residual: bool = False
-    dropout: float = 0.0
-    kind = "dense"
-
-    @property
-    def activations(self) -> tuple:
-        return (self.activation,)
-
-
-@dataclass(frozen=True)
-class LayerNorm(_Width):
-    """``torch.nn.LayerNorm(units, eps, elementwise_affine=affine)``: normalizes each sample's features."""
-    units: int
-    eps: float = 1e-5
-    affine: bool = True
-    kind = "layernorm"
-    activations = ()
-
-
-@dataclass(frozen=True)
-class ActivationLayer(_Width):
-    """An activation standing as a layer of its own, ``a' = f(a)``: no parameters."""
-    units: int
-    activation: Activation
-    kind = "activation"
-
-    @property
-    def activations(self) -> tuple:
-        return (self.activation,)
-
-
-@dataclass(frozen=True)
-class Residual:
-    """A residual block: its inner layers applied in order, plus the block's input."""
-    layers: tuple
-    kind = "residual"
-
-    @property
-    def units(self) -> int:
-        return self.layers[-1].units
-
-    @property
-    def activations(self) -> tuple:
-        return tuple(f for layer in self.layers for f in layer.activations)
-
-    def capped(self, cap: int):
-        return replace(self, layers=tuple(layer.capped(cap) for layer in self.layers))
-
-
 @dataclass(frozen=True)
 class Network:
     """A validated network: its layers (a tree: residual blocks nest), the loss and weight penalties."""
@@ -124,6 +60,12 @@ class Network:
     description: str = ""
     source: str = ""
     tables: dict = field(default_factory=dict, compare=False)
+    layout: tuple = ()  # a non-vector input's named sizes, (("channels", 1), ("height", 8), ("width", 8))
+
+    @property
+    def input_shape(self) -> tuple:
+        """The input's named sizes: its layout, or (("features", inputs),) for vectors."""
+        return self.layout or (("features", self.inputs),)
 
     @property
     def widths(self) -> list:
@@ -157,28 +99,7 @@ class Network:
 def inline(layer, dense, user=str) -> str:
     """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
     module's docstring write those differently) and ``user`` wraps an activation's name."""
-    if layer.kind == "dense":
-        return dense(layer)
-    if layer.kind == "layernorm":
-        defaults = layer.eps == 1e-5 and layer.affine
-        return "layernorm" + ("" if defaults else f"(eps={layer.eps:g}, affine={str(layer.affine).lower()})")
-    if layer.kind == "activation":
-        f = layer.activation
-        return user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")
-    return f"residual({' -> '.join(inline(inner, dense, user) for inner in layer.layers)})"
-
-
-def _check_keys(table: dict, allowed, where: str):
-    for key in table:
-        if key not in allowed:
-            raise ChainruleError(f"{where}: unknown key {shown(key)}{did_you_mean(key, allowed)}; "
-                                 f"allowed keys: {', '.join(allowed)}")
-
-
-def _positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ChainruleError(f"{what} must be a positive whole number, not {shown(value)}")
-    return value
+    return layer.inline(dense, user)
 
 
 def _at_most(value: int, limit: int, message: str):
@@ -193,141 +114,60 @@ def _penalty(value, what: str) -> float:
     return float(value)
 
 
-def _entry(value, where: str):
-    """An activation or loss entry checked for shape before the catalogue looks it up."""
-    if value is None or isinstance(value, str):
-        return value
-    if not isinstance(value, dict):
-        raise ChainruleError(f"{where} must be a name or a table, not {shown(value)}")
-    for key in ("type", "formula", "name"):
-        if key in value and not isinstance(value[key], str):
-            raise ChainruleError(f"{where} {key} must be a string, not {shown(value[key])}")
-    return value
-
-
 def _inputs(value) -> Inputs:
     """``inputs = 64`` or a table of sizes naming one of the forms of INPUT_FORMS."""
     if not isinstance(value, dict):
-        return Inputs("vectors", (("features", _positive_int(value, "[network] inputs")),))
-    _check_keys(value, INPUT_KEYS, "[network] inputs")
+        return Inputs("vectors", (("features", positive_int(value, "[network] inputs")),))
+    check_keys(value, INPUT_KEYS, "[network] inputs")
     for form in INPUT_FORMS:
         if set(form) == set(value):
             return Inputs(INPUT_FORMS[form][0],
-                          tuple((key, _positive_int(value[key], f"[network] inputs {key}")) for key in form))
+                          tuple((key, positive_int(value[key], f"[network] inputs {key}")) for key in form))
     forms = "; ".join("{ " + ", ".join(f"{k} = ..." for k in form) + " }" for form in INPUT_FORMS)
     raise ChainruleError(f"[network] inputs {{ {', '.join(value)} }} is not an input form; give a number of "
                          f"features or one of: {forms}")
 
 
-def _label(path) -> str:
-    return ".".join(map(str, path))
-
-
-def _parameters(layers, width: int) -> int:
-    """How many numbers ``layers`` learn from an input of ``width``: weights and biases, layer norm's γ and β."""
-    count = 0
-    for layer in layers:
-        if layer.kind == "dense":
-            count += (width + 1) * layer.units
-        elif layer.kind == "layernorm":
-            count += 2 * width if layer.affine else 0
-        elif layer.kind == "residual":
-            count += _parameters(layer.layers, width)
-        width = layer.units
-    return count
-
-
 def _layer_type(raw, where: str) -> str:
     kind = raw.get("type", "dense" if "units" in raw else None)
     if kind is None:
-        _check_keys(raw, TYPE_KEYS["dense"], where)  # a misspelt units gets its did-you-mean
+        check_keys(raw, LAYERS["dense"].keys, where)  # a misspelt units gets its did-you-mean
         raise ChainruleError(f"{where} has neither units nor type; write {{ units = 2, activation = \"relu\" }} "
-                             f"or give a type ({', '.join(TYPE_KEYS)})")
-    if not isinstance(kind, str) or kind not in TYPE_KEYS:
-        raise ChainruleError(f"{where}: unknown layer type {shown(kind)}{did_you_mean(kind, TYPE_KEYS)}; "
-                             f"choose one of: {', '.join(TYPE_KEYS)}")
+                             f"or give a type ({', '.join(LAYERS)})")
+    if not isinstance(kind, str) or kind not in LAYERS:
+        raise ChainruleError(f"{where}: unknown layer type {shown(kind)}{did_you_mean(kind, LAYERS)}; "
+                             f"choose one of: {', '.join(LAYERS)}")
     return kind
 
 
-def _layers(raw_layers, width: int, path: tuple, last: bool) -> tuple:
-    """The layers of a list (the network's, or a residual block's at ``path``), from input ``width``;
-    ``last`` when the list's last layer makes the network's output."""
+def _layers(raw_layers, shape: tuple, path: tuple, last: bool) -> tuple:
+    """The layers of a list (the network's, or a residual block's at ``path``), from an input of named sizes
+    ``shape``; ``last`` when the list's last layer makes the network's output."""
     layers = []
     for i, raw in enumerate(raw_layers, start=1):
-        where = f"layer {_label(path + (i,))}"
-        is_last = last and i == len(raw_layers)
+        at = At(path + (i,), last and i == len(raw_layers), shape, _layers, inline_layers)
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw = {"units": raw}
         if not isinstance(raw, dict):
-            raise ChainruleError(f"{where} must be a table like {{ units = 2, activation = \"relu\" }}")
-        kind = _layer_type(raw, where)
-        _check_keys(raw, TYPE_KEYS[kind], where if kind == "dense" else f"{where} ({kind})")
-        layer = _LAYER_PARSERS[kind](raw, width, path + (i,), where, is_last)
-        if not is_last and any(not f.elementwise for f in layer.activations):
-            raise ChainruleError(f"{where}: {next(f.name for f in layer.activations if not f.elementwise)} "
+            raise ChainruleError(f"{at.where} must be a table like {{ units = 2, activation = \"relu\" }}")
+        kind = _layer_type(raw, at.where)
+        check_keys(raw, LAYERS[kind].keys, at.where if kind == "dense" else f"{at.where} ({kind})")
+        layer = LAYERS[kind].parse(raw, at)
+        if not at.last and any(not f.elementwise for f in layer.activations):
+            raise ChainruleError(f"{at.where}: {next(f.name for f in layer.activations if not f.elementwise)} "
                                  f"is only supported on the output layer")
         layers.append(layer)
-        width = layer.units
+        shape = layer.shape
     return tuple(layers)
 
 
-def _dense(raw, width, path, where, last) -> Layer:
-    units = _positive_int(raw.get("units"), f"{where} units")
-    act = make_activation(_entry(raw.get("activation"), f"{where}: activation"), where)
-    residual = raw.get("residual", False)
-    if not isinstance(residual, bool):
-        raise ChainruleError(f"{where} residual must be true or false, not {shown(residual)}")
-    if residual and units != width:
-        raise ChainruleError(f"{where} is residual but maps {width} to {units} units; "
-                             f"a residual layer needs units = {width}")
-    dropout = raw.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {shown(dropout)}")
-    if dropout and last:
-        raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
-    return Layer(units, act, residual, float(dropout))
-
-
-def _layernorm(raw, width, path, where, last) -> LayerNorm:
-    eps = raw.get("eps", 1e-5)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
-        raise ChainruleError(f"{where} eps must be a number in (0, 1] (torch's default is 1e-5), not {shown(eps)}")
-    affine = raw.get("affine", True)
-    if not isinstance(affine, bool):
-        raise ChainruleError(f"{where} affine must be true or false, not {shown(affine)}")
-    if width < 2:
-        raise ChainruleError(f"{where} normalizes {width} feature; layer norm needs at least 2 (every value "
-                             f"of one feature normalizes to 0)")
-    return LayerNorm(width, float(eps), affine)
-
-
-def _activation(raw, width, path, where, last) -> ActivationLayer:
-    if "activation" not in raw:
-        raise ChainruleError(f"{where} is an activation layer without an activation; "
-                             f"write {{ type = \"activation\", activation = \"relu\" }}")
-    act = make_activation(_entry(raw["activation"], f"{where}: activation"), where)
-    return ActivationLayer(width, act)
-
-
-def _residual(raw, width, path, where, last) -> Residual:
-    inner = raw.get("layers")
-    if not isinstance(inner, list) or not inner:
-        raise ChainruleError(f"{where} (residual) needs a non-empty list of layers, like "
-                             f"layers = [{{ units = {width}, activation = \"relu\" }}]")
-    block = Residual(_layers(inner, width, path, last=False))
-    if block.units != width:
-        raise ChainruleError(f"{where} (residual block) maps {width} to {block.units} features; "
-                             f"its last layer must give {width}, the block's input width, to add the input")
-    return block
-
-
-def _learns(layers) -> bool:
-    """Whether any of ``layers`` has parameters (a dense layer, an affine layer norm)."""
-    return any(layer.kind == "dense" or getattr(layer, "affine", False) or _learns(getattr(layer, "layers", ()))
-               for layer in layers)
-
-
-_LAYER_PARSERS = {"dense": _dense, "layernorm": _layernorm, "activation": _activation, "residual": _residual}
+def _parameters(layers, shape: tuple) -> int:
+    """How many numbers ``layers`` learn from an input of named sizes ``shape``."""
+    count = 0
+    for layer in layers:
+        count += layer.parameters(shape)
+        shape = layer.shape
+    return count
 
 
 def from_dict(spec: dict, source: str = "") -> Network:
@@ -338,13 +178,13 @@ def from_dict(spec: dict, source: str = "") -> Network:
     if "network" not in spec and spec.keys() & set(NETWORK_KEYS):  # the network's keys alone, unwrapped
         spec = {**{k: v for k, v in spec.items() if k not in NETWORK_KEYS},
                 "network": {k: v for k, v in spec.items() if k in NETWORK_KEYS}}
-    _check_keys(spec, TOP_KEYS, "spec")
+    check_keys(spec, TOP_KEYS, "spec")
     if "network" not in spec:
         raise ChainruleError("the spec has no [network] table; add one with inputs, layers and loss")
     net = spec["network"]
     if not isinstance(net, dict):
         raise ChainruleError("[network] must be a table with inputs, layers and loss")
-    _check_keys(net, NETWORK_KEYS, "[network]")
+    check_keys(net, NETWORK_KEYS, "[network]")
     given = _inputs(net.get("inputs"))
     raw_layers = net.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
@@ -354,14 +194,15 @@ def from_dict(spec: dict, source: str = "") -> Network:
         kind = _layer_type(first, "layer 1") if isinstance(first, dict) else "dense"
         raise ChainruleError(f"layer 1 ({kind}) takes vectors; {INPUT_FORMS[tuple(k for k, _ in given.sizes)][1]}, "
                              f"which chainrule does not support yet")
-    inputs = given.sizes[0][1]
+    inputs = size(given.sizes)
     _at_most(len(raw_layers), limits.LAYERS, "[network] has {} layers; the limit is {} (LAYERS)")
     _at_most(inputs, limits.INPUTS, "[network] inputs is {}; the limit is {} (INPUTS)")
-    layers = _layers(raw_layers, inputs, (), last=True)
+    layers = _layers(raw_layers, given.sizes, (), last=True)
     _at_most(max(layer.units for layer in layers), limits.UNITS, "a layer has {} units; the limit is {} (UNITS)")
-    _at_most(_parameters(layers, inputs), limits.PARAMETERS,
+    learns = _parameters(layers, given.sizes)
+    _at_most(learns, limits.PARAMETERS,
              "the network has {} weights and biases; the limit is {} (PARAMETERS)")
-    loss = make_loss(_entry(net.get("loss"), "loss"))
+    loss = make_loss(entry(net.get("loss"), "loss"))
     last = layers[-1]
     output = last.activation if last.kind in ("dense", "activation") else None
     if loss.fused_with and (last.kind != "dense" or output.name != loss.fused_with):
@@ -387,10 +228,11 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
-    if not _learns(layers):
+    if not learns:
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
     return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
-                   _penalty(net.get("l2", 0), "[network] l2"), description, source, tables)
+                   _penalty(net.get("l2", 0), "[network] l2"), description, source, tables,
+                   given.sizes if given.form != "vectors" else ())
 
 
 def load(path) -> Network:
@@ -458,40 +300,40 @@ def parse_inline(text: str) -> Network:
     return from_dict({"name": "network", "network": network}, source=text)
 
 
+def inline_layers(text: str, path: tuple) -> list:
+    """The layer tables of the inline layers ``text`` (``4 relu -> layernorm``; a residual block's at ``path``)."""
+    return _inline_layers(_split(text, "->"), path)
+
+
 def _inline_layers(tokens, path: tuple) -> list:
-    """The layer tables of the inline layers ``tokens`` (a residual block's at ``path``)."""
     return [_inline_layer(token, path + (i,)) for i, token in enumerate(tokens, start=1)]
 
 
+#: The layer kinds written ``kind`` or ``kind(key=value, ...)`` inline (a dense layer starts with its units).
+_NAMED_KINDS = tuple(kind for kind in LAYERS if kind not in ("dense", "activation"))
+
+
 def _inline_layer(token: str, path: tuple) -> dict:
-    where = f"layer {_label(path)}"
+    at = At(path, False, (), inline_layers=inline_layers)
     call = _CALL.match(token)
-    if call and call["name"] == "residual" and call["args"] is not None:
-        return {"type": "residual", "layers": _inline_layers(_split(call["args"], "->"), path)}
-    if call and call["name"] == "layernorm":
-        layer = {"type": "layernorm"}
-        for key, value in _inline_args(call["args"], where).items():
-            layer[key] = value.lower() == "true" if value.lower() in ("true", "false") else \
-                _inline_number(value, f"{where} {key}")
-        return layer
+    if call and call["name"] in _NAMED_KINDS:
+        return LAYERS[call["name"]].inline_table(call["args"], at)
     if not token[:1].isdigit() and token[:1] not in "+-":
-        if call and call["name"] == "residual":
-            raise ChainruleError(f"inline {where} 'residual' needs its layers, like residual(4 relu -> 4)")
-        if call and call["name"] not in CATALOGUE and did_you_mean(call["name"], ("layernorm", "residual")):
-            raise ChainruleError(f"inline {where} {shown(call['name'])} is not an activation or a layer kind"
-                                 f"{did_you_mean(call['name'], ('layernorm', 'residual'))}")
-        return {"type": "activation", "activation": _inline_entry(token, where)}
+        if call and call["name"] not in CATALOGUE and did_you_mean(call["name"], _NAMED_KINDS):
+            raise ChainruleError(f"inline {at.where} {shown(call['name'])} is not an activation or a layer kind"
+                                 f"{did_you_mean(call['name'], _NAMED_KINDS)}")
+        return {"type": "activation", "activation": _inline_entry(token, at.where)}
     match = _INLINE_LAYER.match(token)
     if not match:
-        raise ChainruleError(f"inline {where} {shown(token)} is not 'UNITS [activation] [residual]', an activation, "
-                             f"layernorm or residual(...); {INLINE_USAGE}")
-    layer = {"units": _inline_int(match["units"], f"{where} units", INLINE_USAGE)}
+        raise ChainruleError(f"inline {at.where} {shown(token)} is not 'UNITS [activation] [residual]', an "
+                             f"activation, or a layer kind ({', '.join(_NAMED_KINDS)}); {INLINE_USAGE}")
+    layer = {"units": _inline_int(match["units"], f"{at.where} units", INLINE_USAGE)}
     if match["act"]:
-        layer["activation"] = _inline_entry(match["act"], where)
+        layer["activation"] = _inline_entry(match["act"], at.where)
     if match["res"]:
         layer["residual"] = True
     if match["drop"]:
-        layer["dropout"] = _inline_number(match["drop"], f"{where} dropout")
+        layer["dropout"] = _inline_number(match["drop"], f"{at.where} dropout")
     return layer
 
 
@@ -508,17 +350,6 @@ def _inline_number(token: str, what: str) -> float:
         raise ChainruleError(f"{what} value {shown(token.strip())} is not a number") from None
 
 
-def _inline_args(args, where: str) -> dict:
-    """``k=v, k=v`` as {k: "v"}."""
-    out = {}
-    for arg in filter(None, (a.strip() for a in (args or "").split(","))):
-        key, eq, value = arg.partition("=")
-        if not eq:
-            raise ChainruleError(f"{where} argument {shown(arg)} is not key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _inline_entry(token: str, where: str):
     token = token.strip()
     if token.startswith("[") and token.endswith("]"):
@@ -527,7 +358,7 @@ def _inline_entry(token: str, where: str):
     if not match:
         raise ChainruleError(f"{where} {shown(token)} is not NAME, NAME(key=value) or [formula]")
     entry = {"type": match["name"]}
-    for key, value in _inline_args(match["args"], where).items():
+    for key, value in inline_args(match["args"], where).items():
         entry[key] = _inline_number(value, f"{where} {key}")
     return entry
 

@@ -13,8 +13,8 @@ import sympy as sp
 
 import derive
 from derive.catalogue import catalogue_text
-from derive.ops.activations import (CATALOGUE as ACTIVATIONS, Activation, Named, Z, expand_named, make_activation,
-                                    sigma)
+from derive.functions import Named, expand_named, sigma
+from derive.ops.activations import CATALOGUE as ACTIVATIONS, Activation, Z, make_activation
 from derive.ops.losses import CATALOGUE as LOSSES, Y, YHAT, agrees, clip, make_loss
 
 WITH_TEXTBOOK_ACTIVATIONS = sorted(name for name, kind in ACTIVATIONS.items() if kind.textbook)

@@ -30,18 +30,18 @@ def _joined(text: str) -> str:
 
 def test_plain_sgd_prints_only_its_update_and_no_symbol_of_the_network():
     training = _training(_with(optimizer={"type": "sgd", "lr": 0.01}).text())
-    assert "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n  (24)  θₜ = θₜ₋₁ - γ gₜ\nTraining:" in training
+    assert "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n  (24)  θₜ = θₜ₋₁ - η gₜ\nTraining:" in training
     assert not re.search(r"\bb[ₜ₁]|μ|τ|λ|Nesterov", training), training
 
 
 def test_sgd_momentum_buffer_is_not_the_bias_and_every_symbol_is_tied_to_a_setting():
     d = _with(optimizer={"type": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.01})
     training = _joined(_training(d.text()))
-    assert "B₁ = g₁, Bₜ = μ Bₜ₋₁ + gₜ" in training and "θₜ = θₜ₋₁ - γ Bₜ" in training
+    assert "B₁ = g₁, Bₜ = μ Bₜ₋₁ + gₜ" in training and "θₜ = θₜ₋₁ - η Bₜ" in training
     assert "θ stands for each of W1, b1, W2, b2 in turn" in training
-    assert "γ = lr = 0.1, μ = momentum = 0.9, λ = weight_decay = 0.01" in training
+    assert "η = lr = 0.1, μ = momentum = 0.9, λ = weight_decay = 0.01" in training
     assert "τ" not in training                                  # no dampening: its factor is not printed
-    assert r"\theta_t = \theta_{t-1} - \gamma (g_t + \mu B_t)" in _with(
+    assert r"\theta_t = \theta_{t-1} - \eta (g_t + \mu B_t)" in _with(
         optimizer={"type": "sgd", "momentum": 0.9, "nesterov": True}).latex()
 
 
@@ -121,7 +121,7 @@ def test_mse_over_two_outputs_says_its_half_is_one_over_k():
 
 def test_batch_reasons_keep_the_ones_and_each_formula_is_one_piece_of_math():
     md = derive.derive(ROOT / "generated/specs/simple_nn.toml").markdown()
-    assert r"chain rule through $Z_{2} = W_{2} A_{1} + b_{2} \mathbf{1}_{N}^{\top}$:" in md
+    assert r"chain rule through $Z_{2} = W_{2} A_{1} + b_{2} \mathbf{1}_{N}^{\top}$ (14):" in md
     assert "$ = $" not in md and "$ + $" not in md
     assert r"$\partial z_{1}/\partial b_{1}$ is the identity" in md
     assert r"$\frac{\partial L}{\partial W_{1}}$ | $2 \times 2$ | gradient of the loss with respect to $W_{1}$" in md
@@ -183,9 +183,10 @@ def test_derivation_repr_and_latex_repr():
 
 def test_each_product_has_its_dimension_check_in_every_format():
     d = derive.derive(ROOT / "generated/specs/simple_nn.toml")
-    assert "  ( 7)  ∂L/∂W2 = δ2 a1ᵀ\n        chain rule through z2 = W2 a1 + b2: the error times the input, transposed\n" \
+    assert "  ( 7)  ∂L/∂W2 = δ2 a1ᵀ\n        chain rule through z2 = W2 a1 + b2 (3): the error times the input, transposed\n" \
            "        dimensions: (1×1)(1×2) = 1×2\n" in d.text()
     assert "dimensions: (2×2)(2×N) = 2×N, (2×1)(1×N) = 2×N\n" in d.text()     # W1 X and b1 1_Nᵀ
     assert r"transposed. Dimensions: $(1 \times 1)(1 \times 2) = 1 \times 2$." in d.markdown()
-    assert r"transposed \hfill $(2 \times 1)(1 \times 2) = 2 \times 2$}" in d.latex()
+    assert r"transposed \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill $(2 \times 1)(1 \times 2) = 2 \times 2$" \
+           r"\parfillskip=0pt\par}" in d.latex()
     assert "( 8)  ∂L/∂b2 = δ2\n        ∂z2/∂b2 is the identity\n  ( 9)" in d.text()   # no product, no check

@@ -4,7 +4,11 @@ import re
 import pytest
 
 import derive
-from derive.spec import ActivationLayer, Layer, LayerNorm, Residual, build
+from derive.ops.add import Residual
+from derive.ops.dense import DenseLayer as Layer
+from derive.ops.elementwise import ActivationLayer
+from derive.ops.layernorm import LayerNormLayer as LayerNorm
+from derive.spec import build
 
 NET = "[network]\ninputs = {inputs}\nlayers = [{layers}]\nloss = 'mse'\n"
 
@@ -89,7 +93,7 @@ def test_layer_mistakes_are_one_line(tmp_path, layers, message):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("3 -> layernorm(eps=x) -> 2 ; mse", "layer 1 eps value 'x' is not a number"),
+    ("3 -> layernorm(eps=x) -> 2 ; mse", "layer 1 eps must be a number in (0, 1] (torch's default is 1e-5), not 'x'"),
     ("3 -> layernorm(affine) -> 2 ; mse", "layer 1 argument 'affine' is not key=value"),
     ("3 -> residual(2) -> 2 ; mse", "layer 1 (residual block) maps 3 to 2"),
     ("3 -> residual(3 relu -> 3 tahn) -> 2 ; mse", "did you mean 'tanh'"),

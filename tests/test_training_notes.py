@@ -92,20 +92,20 @@ def test_adam_reads_as_in_a_textbook():
         "vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²",
         "m̂ₜ = mₜ / (1 - β₁ᵗ)",
         "vᵐᵃˣ₀ = 0,   vᵐᵃˣₜ = max(vᵐᵃˣₜ₋₁, vₜ),   v̂ₜ = vᵐᵃˣₜ / (1 - β₂ᵗ)",
-        "θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)",
+        "θₜ = θₜ₋₁ - η m̂ₜ / (√v̂ₜ + ε)",
     ]
 
 
 def test_cosine_schedule_reads_as_in_a_textbook():
     assert [latex_to_text(eq) for eq in SCHEDULES["cosine"].equations] == [
-        "γₑ = ηₘᵢₙ + (γ₀ - ηₘᵢₙ) ½ (1 + cos(π e / Tₘₐₓ))",
+        "ηₑ = ηₘᵢₙ + (η₀ - ηₘᵢₙ) ½ (1 + cos(π e / Tₘₐₓ))",
     ]
 
 
 def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
     spec = {"name": "warm", "network": NETWORK, "schedule": {"type": "cosine", "T_max": 5, "warmup_epochs": 2}}
     warm = derive.derive(spec)
-    assert "  γₑ = γ₀ (e + 1)/(k + 1)   (e < k)\nTraining:" in _training_section(warm.text())
+    assert "  ηₑ = η₀ (e + 1)/(k + 1)   (e < k)\nTraining:" in _training_section(warm.text())
     assert WARMUP_EQUATION in warm.latex() and WARMUP_EQUATION in warm.markdown()
     del spec["schedule"]["warmup_epochs"]
     assert WARMUP_EQUATION not in derive.derive(spec).latex()
@@ -113,22 +113,22 @@ def test_warm_up_shows_its_rule_only_when_the_schedule_has_one():
 
 def test_digits_text_notes_end_with_adams_rules():
     text = derive.derive("generated/specs/digits.toml").text()
-    assert text.endswith("b2 in turn, and gₜ for its gradient ∂L/∂θ on the batch of step t (the batch form above); γ = lr =\n"
-                         "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 1e-08:\n"
+    assert text.endswith("b2 in turn, and gₜ for its gradient ∂L/∂θ on the batch of step t (the batch form above); η = lr =\n"
+                         "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 10⁻⁸:\n"
                          "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n"
                          "  (24)  m₀ = v₀ = 0\n"
                          "  (25)  mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
                          "  (26)  vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
                          "  (27)  m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
                          "  (28)  v̂ₜ = vₜ / (1 - β₂ᵗ)\n"
-                         "  (29)  θₜ = θₜ₋₁ - γ m̂ₜ / (√v̂ₜ + ε)\n"
+                         "  (29)  θₜ = θₜ₋₁ - η m̂ₜ / (√v̂ₜ + ε)\n"
                          "Training: epochs = 20, batch_size = 32, seed = 0.\n"), text[-900:]
 
 
 @pytest.mark.parametrize("tex, text", [
     (r"x_{t-1}^2 + y_\theta + z^{a b} + w_{\max}", "xₜ₋₁² + y_θ + z^(a b) + wₘₐₓ"),   # Unicode when it has the script
     (r"\frac{a}{b + c} + \frac{a + b}{c} + \tfrac12 \sqrt{x} + \sqrt{x + 1}", "a/(b + c) + (a + b)/c + ½ √x + √(x + 1)"),
-    (r"\hat m \tilde\gamma \bar g", "m̂ γ̃ ḡ"),
+    (r"\hat m \tilde\eta \bar g", "m̂ η̃ ḡ"),
     (r"a, \quad \lfloor b \rfloor \, \left( c \right)", "a,   ⌊b⌋ (c)"),
     (r"y = \begin{cases} 1 & \text{up} \\ 0 & \text{down\_hill} \end{cases}", "y = (1 if up else 0 if down_hill)"),
 ])

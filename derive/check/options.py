@@ -11,6 +11,8 @@ The calling convention, batch-first like the generated module (N samples as rows
         cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
                 (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
                 M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
+                a layer norm l has params gammal, betal (n_l,) and cache mul, sigmal (N, 1) (sigma
+                = sqrt(var + eps)), Xhatl (N, n_l) and its output Al; it returns gammal, betal too
         X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
@@ -18,6 +20,24 @@ The returned keys may also be spelt dW1, dL_dW1 or grad_W1; a bias gradient may 
 (out,), (1, out) or (out, 1). When the dict also has X (dX, dL_dX), dL/dX,
 (N, in), is checked too. The loss is the spec's, reduction included (a mean over
 the batch gives the gradients a 1/N).
+"""
+
+
+#: The calling conventions of one op's backward function, ``check-code --op NAME FILE.py:FUNCTION``.
+OP_CONTRACT = """\
+With --op NAME, one op's backward function, batch-first (N samples as rows), cs231n's layouts:
+
+    affine      f(dout, x, w, b) -> (dx, dw, db)    out = x @ w + b; x (N, D), w (D, M), b (M,)
+    ACTIVATION  f(dout, x) -> dx                    out = f(x) element-wise; x (N, D) the op's input
+                (relu, sigmoid, tanh, leaky_relu, elu, softplus, gelu, silu, with their defaults)
+    softmax     f(x, y) -> dx or (loss, dx)         loss = the mean over the batch of -log softmax(x)[y];
+                                                    x (N, C) scores, y (N,) integer labels
+    layernorm   f(dout, x, gamma, beta) -> (dx, dgamma, dbeta)
+                                                    each row normalized over its D features, eps = 1e-5,
+                                                    the biased variance; gamma, beta (D,)
+
+dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
+function (README: check-code --op).
 """
 
 

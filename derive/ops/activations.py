@@ -6,7 +6,7 @@ as PyTorch takes it (relu'(0) = 0, leaky_relu'(0) = slope, elu'(0) = alpha).
 Add an activation by adding one ``@activation`` function below; everything else picks it up.
 
 An entry may give ``textbook``, the short form in which the notes print its derivative
-(silu' = σ(z)(1 + z(1 - σ(z)))), written with the ``Named`` functions below. It is only ever
+(silu' = σ(z)(1 + z(1 - σ(z)))), written with the ``Named`` functions of ``derive.functions``. It is only ever
 printed, and only once SymPy proves it equal to ``sympy.diff`` of the definition.
 """
 import functools
@@ -18,65 +18,10 @@ import sympy as sp
 from .. import limits
 from ..errors import ChainruleError, unknown
 from ..formula import parse_formula, undefined_where, value_at
+from ..functions import Phi, expand_named, phi, sigma
 from . import bind_params
 
 Z = sp.Symbol("z", real=True)
-
-
-class Named(sp.Function):
-    """A function the notes write by its name (``σ(z)``) instead of its formula.
-
-    Each subclass has a classmethod ``define(*args)``, the formula. A Named function stays
-    unevaluated, prints as ``latex_name`` in LaTeX and ``text_name`` in text, and ``expand_named``
-    replaces it by its formula wherever a display form is proved.
-    """
-    latex_name = text_name = meaning = ""
-
-    @classmethod
-    def class_key(cls):
-        """Sorted as SymPy sorts a symbol, so products print ``σ(z)*(...)`` and ``z*φ(z)``."""
-        return sp.Symbol.class_key()[:2] + (cls.__name__,)
-
-    def _print_named(self, printer, name, parens):
-        args = ", ".join(printer._print(a) for a in self.args)
-        return f"{name}{parens[0]}{args}{parens[1]}"
-
-    def _latex(self, printer, exp=None):
-        plain = all(a.is_Symbol for a in self.args)
-        text = self._print_named(printer, self.latex_name, "()" if plain else (r"\left(", r"\right)"))
-        return text if exp is None else f"{text}^{{{exp}}}"
-
-    def _sympystr(self, printer):
-        return self._print_named(printer, self.text_name, "()")
-
-
-class sigma(Named):
-    nargs, latex_name, text_name, meaning = 1, r"\sigma", "σ", "the logistic sigmoid"
-
-    @classmethod
-    def define(cls, z):
-        return 1 / (1 + sp.exp(-z))
-
-
-class Phi(Named):
-    nargs, latex_name, text_name, meaning = 1, r"\Phi", "Φ", "the standard normal distribution function"
-
-    @classmethod
-    def define(cls, z):
-        return (1 + sp.erf(z / sp.sqrt(2))) / 2
-
-
-class phi(Named):
-    nargs, latex_name, text_name, meaning = 1, r"\phi", "φ", "the standard normal density"
-
-    @classmethod
-    def define(cls, z):
-        return sp.exp(-z ** 2 / 2) / sp.sqrt(2 * sp.pi)
-
-
-def expand_named(expr: sp.Expr) -> sp.Expr:
-    """``expr`` with every Named function replaced by its definition."""
-    return expr.replace(lambda e: isinstance(e, Named), lambda e: e.define(*e.args))
 
 
 @dataclass(frozen=True)
@@ -112,7 +57,7 @@ def identity(z):
 
 @activation("sigmoid", r"\sigma")
 def sigmoid(z):
-    return 1 / (1 + sp.exp(-z))
+    return sigma.define(z)
 
 
 @activation("tanh", r"\tanh")

@@ -1,8 +1,13 @@
-"""The residual add: a layer's output plus its input, so the input's gradient sums both paths."""
+"""The residual add, a layer's output plus its input, so the input's gradient sums both paths; and the
+residual block of the spec, ``{ type = "residual", layers = [...] }``, its layers then the add."""
+from dataclasses import dataclass, replace
+
 import sympy as sp
 
+from ..errors import ChainruleError
+from ..naming import Path, indexed, letter, network_output
 from ..steps import ref
-from .registry import Grad, Op, Out, op
+from .registry import Grad, LayerKind, Op, Out, layer, op
 
 
 @op("add")
@@ -23,3 +28,61 @@ class Add(Op):
 
     def examples(self):
         return [("3 units", lambda g: g.add("add", [g.leaf("h", 3), g.leaf("a", 3)], 1))]
+
+
+@layer("residual")
+@dataclass(frozen=True)
+class Residual(LayerKind):
+    """A residual block: its inner layers applied in order, plus the block's input."""
+    layers: tuple
+    keys = ("type", "layers")
+
+    @property
+    def units(self) -> int:
+        return self.layers[-1].units
+
+    @property
+    def shape(self) -> tuple:
+        return self.layers[-1].shape
+
+    @property
+    def activations(self) -> tuple:
+        return tuple(f for inner in self.layers for f in inner.activations)
+
+    @classmethod
+    def parse(cls, raw, at):
+        inner = raw.get("layers")
+        if not isinstance(inner, list) or not inner:
+            raise ChainruleError(f"{at.where} (residual) needs a non-empty list of layers, like "
+                                 f"layers = [{{ units = {at.width}, activation = \"relu\" }}]")
+        block = cls(at.parse_layers(inner, at.shape, at.path, False))
+        if block.shape != at.shape:
+            raise ChainruleError(f"{at.where} (residual block) maps {at.width} to {block.units} features; "
+                                 f"its last layer must give {at.width}, the block's input width, to add the input")
+        return block
+
+    @classmethod
+    def inline_table(cls, args, at) -> dict:
+        if args is None:
+            raise ChainruleError(f"inline {at.where} 'residual' needs its layers, like residual(4 relu -> 4)")
+        return {"type": "residual", "layers": at.inline_layers(args, at.path)}
+
+    def parameters(self, shape) -> int:
+        count = 0
+        for inner in self.layers:
+            count += inner.parameters(shape)
+            shape = inner.shape
+        return count
+
+    def expand(self, g, l, a, last):
+        h = a
+        for j, inner in enumerate(self.layers, start=1):
+            h = inner.expand(g, Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), h, False)
+        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"output of layer {l}")
+        return g.add("add", [h, a], l, out=g.value(names, a.axes, "forward", l))
+
+    def capped(self, cap: int):
+        return replace(self, layers=tuple(inner.capped(cap) for inner in self.layers))
+
+    def inline(self, dense, user=str) -> str:
+        return f"residual({' -> '.join(inner.inline(dense, user) for inner in self.layers)})"

@@ -1,15 +1,20 @@
 """The element-wise activation op: ``a = f(z)`` entry by entry, for every element-wise activation.
 
 The activations themselves (``f`` and ``f'``, one SymPy formula each) are the catalogue in
-``activations.py``; this op applies one of them to a matrix.
+``activations.py``; this op applies one of them to a matrix. An activation may stand as a layer of
+its own, ``{ type = "activation", activation = "relu" }`` (:class:`ActivationLayer`).
 """
+from dataclasses import dataclass
+
 import sympy as sp
 
-from ..naming import gradient
+from ..errors import ChainruleError
+from ..fields import entry
+from ..naming import gradient, indexed, letter, network_output
 from ..nodes import Pointwise
 from ..steps import formula, ref
-from .activations import CATALOGUE, Z, make_activation
-from .registry import Grad, Op, Out, hadamard, op
+from .activations import CATALOGUE, Activation, Z, make_activation
+from .registry import Grad, LayerKind, Op, Out, hadamard, layer, op
 
 
 def apply(f, z, prime: bool = False):
@@ -52,3 +57,33 @@ class Elementwise(Op):
         def example(name):
             return lambda g: g.add("elementwise", [g.leaf("z", 3)], 1, act=make_activation(name, "example"))
         return [(name, example(name)) for name, kind in CATALOGUE.items() if kind.elementwise]
+
+
+@layer("activation")
+@dataclass(frozen=True)
+class ActivationLayer(LayerKind):
+    """An activation standing as a layer of its own, ``a' = f(a)``: no parameters."""
+    units: int
+    activation: Activation
+    keys = ("type", "activation")
+
+    @property
+    def activations(self) -> tuple:
+        return (self.activation,)
+
+    @classmethod
+    def parse(cls, raw, at):
+        if "activation" not in raw:
+            raise ChainruleError(f"{at.where} is an activation layer without an activation; "
+                                 f"write {{ type = \"activation\", activation = \"relu\" }}")
+        return cls(at.width, make_activation(entry(raw["activation"], f"{at.where}: activation"), at.where))
+
+    def expand(self, g, l, a, last):
+        f = self.activation
+        names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
+        return g.add("elementwise" if f.elementwise else "softmax", [a], l, out=g.value(names, a.axes, "forward", l),
+                     act=f, output=last)
+
+    def inline(self, dense, user=str) -> str:
+        f = self.activation
+        return user(f.name) + (f"({', '.join(f'{k}={v}' for k, v in f.params)})" if f.params else "")

@@ -8,7 +8,7 @@ square root, then scaled and shifted feature by feature::
     x̂ = (1/σ) ⊙ (x - μ)
     y = γ ⊙ x̂ + β                    γ (torch's weight, init 1) and β (its bias, init 0), one per feature
 
-``layernorm`` expands into the three statistics ops below (each a Step of the notes, each with its
+The spec's ``{ type = "layernorm", eps = 1e-5, affine = true }`` (:class:`LayerNormLayer`) expands into the three statistics ops below (each a Step of the notes, each with its
 own VJPs, partial derivatives like every op's) and its own node, whose VJP for x is stated once for
 all three paths through μ, σ and x̂, in the compact textbook form::
 
@@ -19,13 +19,17 @@ so x̂, σ and μ pass on no share of their own. The Step writes g out where it 
 code computes it once (``codegen.emit`` computes a repeated product once). ``tests/test_ops.py`` proves every rule here against
 ``sympy.diff`` of the definitions on the ``examples``.
 """
+from dataclasses import dataclass
+
 import sympy as sp
 
-from ..naming import greek, indexed, letter, normalized
+from ..errors import ChainruleError
+from ..fields import boolean, number
+from ..naming import greek, indexed, letter, network_output, normalized
 from ..nodes import FeatureMean, Pointwise, broadcast
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import Z
-from .registry import Grad, Op, Out, Param, hadamard, op, scaled
+from .registry import Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
 
 
 def reciprocal(sigma):
@@ -80,7 +84,7 @@ class Std(Op):
         square = Pointwise(sp.Lambda(Z, Z ** 2), "", centred(x, mu))
         return Out(Pointwise(sp.Lambda(Z, sp.sqrt(Z + eps)), "", FeatureMean(square)),
                    f"the standard deviation over the features of {_per(node)}: the biased variance (divided by "
-                   f"F, as torch.nn.LayerNorm) plus eps = {node.attrs['eps']:g} under the square root, so a "
+                   f"F, as PyTorch's layer norm divides it) plus eps = {node.attrs['eps']:g} under the square root, so a "
                    f"constant input gives sqrt(eps), never 0")
 
     def vjp(self, node, g, ins, out):
@@ -163,22 +167,50 @@ class LayerNorm(Op):
         grad = sp.HadamardProduct(broadcast(ins[3], shape), g) if affine else g
         spread = sp.MatAdd(grad, scaled(-1, broadcast(FeatureMean(grad), shape)),
                            scaled(-1, hadamard(xhat, broadcast(FeatureMean(sp.HadamardProduct(grad, xhat)), shape))))
-        y, xhat_name = ref(node.output), ref(node.inputs[1]) if affine else ref(node.output)
-        g_is = f"the gain {ref(node.inputs[3])} times dL/d{y}, element-wise" if affine else f"dL/d{y}"
+        xhat_name = ref(node.inputs[1]) if affine else ref(node.output)
+        dy, dx = (formula(f"⟦partial⟧L/⟦partial⟧{ref(v)}") for v in (node.output, x))
+        g_is = f"the gain {ref(node.inputs[3])} times {dy}, element-wise" if affine else dy
         shares = {0: Grad(hadamard(broadcast(reciprocal(ins[2]), shape), spread),
                           f"chain rule through the layer norm along all three paths from {ref(x)} (through the mean, "
                           f"the standard deviation and {xhat_name}) at once, in the compact form: with g = {g_is}, "
-                          f"dL/d{ref(x)} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
+                          f"{dx} is g less its mean, less {xhat_name} times the mean of g times {xhat_name}, "
                           f"all over {ref(sigma)} (means over the features of {_per(node)})")}
         if affine:
             total = sp.OneMatrix(node.batch, 1) if node.batched else None
             summed = " summed over the batch" if node.batched else ""
             shares[3] = Grad(hadamard(g, xhat) * total if total is not None else hadamard(g, xhat),
-                             f"each gain scales its normalized feature: dL/d{y} times {xhat_name}{summed}")
-            shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: dL/d{y}{summed}")
+                             f"each gain scales its normalized feature: {dy} times {xhat_name}{summed}")
+            shares[4] = Grad(g * total if total is not None else g, f"each shift adds to its feature: {dy}{summed}")
         return shares
 
     def examples(self):
         def build(**attrs):
             return lambda g: g.add("layernorm", [g.leaf("x", 3)], 1, **attrs)
         return [("affine", build()), ("without affine", build(affine=False)), ("eps 0.5", build(eps=0.5))]
+
+
+@layer("layernorm")
+@dataclass(frozen=True)
+class LayerNormLayer(LayerKind):
+    """``torch.nn.LayerNorm(units, eps, elementwise_affine=affine)``: normalizes each sample's features."""
+    units: int
+    eps: float = 1e-5
+    affine: bool = True
+    keys = ("type", "eps", "affine")
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = at.where
+        eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")
+        affine = boolean(raw, "affine", True, where)
+        if at.width < 2:
+            raise ChainruleError(f"{where} normalizes {at.width} feature; layer norm needs at least 2 (every value "
+                                 f"of one feature normalizes to 0)")
+        return cls(at.width, eps, affine)
+
+    def parameters(self, shape) -> int:
+        return 2 * self.units if self.affine else 0  # γ and β, one per feature
+
+    def expand(self, g, l, a, last):
+        out = g.value(network_output(g.batched), a.axes, "forward", l) if last else None
+        return g.add("layernorm", [a], l, out=out, eps=self.eps, affine=self.affine)

@@ -17,7 +17,7 @@ from .. import limits
 from ..errors import ChainruleError, unknown
 from ..formula import parse_formula, undefined_where
 from . import bind_params
-from .activations import Named, expand_named
+from ..functions import Named, expand_named
 
 YHAT = sp.Symbol("yhat", real=True)
 Y = sp.Symbol("y", real=True)

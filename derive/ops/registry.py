@@ -7,16 +7,22 @@ a SymPy expression of the output's adjoint and the forward symbols, proved equal
 ``sympy.diff`` of the definition by ``tests/test_ops.py`` on the op's own ``examples``; its
 reasons in words, with ``ref`` placeholders for quantity names; and how its quantities are named.
 
-Adding an op is adding one module here; ``ops()`` imports every module of the package.
+A layer kind of the spec (``{ type = "layernorm" }``) is a frozen dataclass registered with
+``@layer("name")`` beside its ops (see :class:`LayerKind`): it parses its spec table, says what it
+learns, and expands into the graph's nodes. Adding an op, or a layer, is adding one module here;
+``ops()`` imports every module of the package.
 """
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import sympy as sp
 
+from ..fields import inline_args, inline_value
+
 OPS: dict = {}
+LAYERS: dict = {}
 
 
 def op(name: str):
@@ -33,6 +39,21 @@ def ops() -> dict:
     for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
         importlib.import_module(f"{__package__}.{info.name}")
     return OPS
+
+
+def layer(kind: str):
+    """Register the decorated LayerKind dataclass as the spec's layer ``type = kind``."""
+    def register(cls):
+        cls.kind = kind
+        LAYERS[kind] = cls
+        return cls
+    return register
+
+
+def layers() -> dict:
+    """Every registered layer kind, by its spec name (dense first, the order ``--help`` lists them)."""
+    ops()
+    return LAYERS
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,54 @@ class Op:
     def examples(self) -> list:
         """[(label, build(g))]: small instances; ``build`` adds this op's node last to the graph ``g``."""
         raise NotImplementedError
+
+
+class LayerKind:
+    """The protocol of a layer kind: a frozen dataclass whose fields are its validated settings.
+
+    ``keys`` are its spec keys (``type`` is allowed in all). ``parse(raw, at)`` validates a spec table
+    at ``at`` (a :class:`derive.fields.At`: the path, the input's named sizes, whether it is last) and
+    returns the layer; ``expand(g, l, a, last)`` adds its nodes to the graph ``g`` at position ``l``
+    applied to the value ``a`` and returns its output value; ``shape`` is its output's named sizes.
+    """
+    kind = ""
+    keys: tuple = ()
+    activations: tuple = ()  # the activations it applies (the checker and the proof's domains read them)
+    layers: tuple = ()       # a block's inner layers
+
+    @classmethod
+    def parse(cls, raw: dict, at):
+        raise NotImplementedError
+
+    @classmethod
+    def inline_table(cls, args, at) -> dict:
+        """The spec table of the inline ``kind(key=value, ...)``: true/false, whole numbers, numbers, names."""
+        return {"type": cls.kind, **{k: inline_value(v) for k, v in inline_args(args, at.where).items()}}
+
+    @property
+    def shape(self) -> tuple:
+        return (("features", self.units),)
+
+    def parameters(self, shape: tuple) -> int:
+        """How many numbers the layer learns from an input of named sizes ``shape``."""
+        return 0
+
+    def expand(self, g, l, a, last: bool):
+        raise NotImplementedError
+
+    def capped(self, cap: int):
+        """The same layer at most ``cap`` wide, for the proof at small sizes (``derive.verify.shrink``)."""
+        return replace(self, units=min(self.units, cap))
+
+    def inline(self, dense, user=str) -> str:
+        """The layer in the inline grammar (``dense`` and ``user`` as ``derive.spec.inline`` gives them)."""
+        settings = [f"{f.name}={_inline_value(getattr(self, f.name))}" for f in fields(self)
+                    if f.name != "units" and getattr(self, f.name) != f.default]
+        return self.kind + (f"({', '.join(settings)})" if settings else "")
+
+
+def _inline_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # -- expression helpers shared by the ops ------------------------------------------------------------
