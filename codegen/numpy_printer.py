@@ -27,7 +27,7 @@ from derive.nodes import Broadcast, FeatureMean, Pointwise
 from derive.ops.losses import clip, clip_form
 
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax", "_softmax_logsumexp")
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp", "_recurrent", "_embedding_grad")
 
 
 class Sigmoid(sp.Function):
@@ -348,6 +348,7 @@ class BatchFirstPrinter(ElementwisePrinter):
         self.cse_prefix = cse_prefix
         self._transposed = False
         self.preamble = []
+        self.kernels = {}  # {a kernel's call: its result's name}, for nodes whose one call serves several Steps
 
     # -- entry point ----------------------------------------------------------------------------
     def print_value(self, expr, transposed: bool):

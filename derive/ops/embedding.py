@@ -6,12 +6,16 @@ code holds the ids themselves, (N, T) integers, and gathers rows (``W[X]``). The
 Σ_t x_t g_tᵀ: each id's row gathers the gradients of every position it occurs at, a scatter-add
 (``np.add.at``), and the ids get none (they are data, not differentiable).
 """
+from dataclasses import dataclass, replace
+
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
+from ..errors import ChainruleError
+from ..fields import positive_int, shown_shape
 from ..naming import Names, layer_key
 from ..steps import ref
-from .registry import Grad, Op, Out, Param, op
+from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
 
 def _steps(X, W, length):
@@ -95,6 +99,11 @@ class EmbedGrad(MatrixExpr):
         return f"_embedding_grad({X}, {G}, {self.args[2].shape[0]})"
 
 
+def _embedded_names(g, layer) -> Names:
+    e = "E" if g.batched else "e"
+    return Names(f"{e}{layer_key(layer)}", f"{e}_{{{layer}}}", f"{e}{layer}", f"embedded tokens of layer {layer}")
+
+
 @op("embedding")
 class Embedding(Op):
     """``(T·V, N) -> (T·D, N)``; attrs ``dim`` (D) and ``length`` (T). Parameter W (V, D), torch's weight."""
@@ -106,9 +115,7 @@ class Embedding(Op):
         W = g.value(Names(f"W{layer_key(layer)}", f"W_{{{layer}}}", f"W{layer}", f"embedding table of layer {layer} "
                           f"(a row of {dim} numbers per token id)"),
                     (("num_embeddings", vocab), ("embedding_dim", dim)), "param", layer, param=self.params[0])
-        e = "E" if g.batched else "e"
-        names = Names(f"{e}{layer_key(layer)}", f"{e}_{{{layer}}}", f"{e}{layer}", f"embedded tokens of layer {layer}")
-        return (x, W), g.features(dim * length), names
+        return (x, W), g.features(dim * length), _embedded_names(g, layer)
 
     def forward(self, node, ins):
         return Out(Embed(*ins, node.attrs["length"]),
@@ -122,3 +129,44 @@ class Embedding(Op):
 
     def examples(self):
         return [("vocab 3, dim 2, T = 2", lambda g: g.add("embedding", [g.leaf("x", 6)], 1, dim=2, length=2))]
+
+
+@layer("embedding")
+@dataclass(frozen=True)
+class EmbeddingLayer(LayerKind):
+    """torch.nn.Embedding(vocab, embedding_dim) on token ids (length, vocab): a sequence (length, embedding_dim)."""
+    embedding_dim: int
+    length: int
+    vocab: int
+    keys = ("type", "embedding_dim")
+
+    @property
+    def units(self) -> int:
+        return self.embedding_dim * self.length
+
+    @property
+    def shape(self) -> tuple:
+        return (("length", self.length), ("features", self.embedding_dim))
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = f"{at.where} (embedding)"
+        if tuple(name for name, _ in at.shape) != ("length", "vocab"):
+            raise ChainruleError(f"{where} takes token ids, inputs = {{ length = T, vocab = V }}, but its input is "
+                                 f"{shown_shape(at.shape)} float {at.shape[-1][0]}; remove the embedding or give "
+                                 f"token inputs")
+        dim = positive_int(raw.get("embedding_dim"), f"{where} embedding_dim")
+        return cls(dim, at.shape[0][1], at.shape[1][1])
+
+    def parameters(self, shape) -> int:
+        return self.vocab * self.embedding_dim
+
+    def expand(self, g, l, a, last):
+        out = g.value(_embedded_names(g, l), g.features(self.units), "forward", l, layout=self.shape)
+        return g.add("embedding", [a], l, out=out, dim=self.embedding_dim, length=self.length)
+
+    def capped(self, cap: int):
+        return replace(self, embedding_dim=min(self.embedding_dim, cap))
+
+    def inline(self, dense, user=str) -> str:
+        return f"embedding(embedding_dim={self.embedding_dim})"

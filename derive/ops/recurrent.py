@@ -19,16 +19,18 @@ shared weights' gradients summed over t. Both nodes unroll at explicit sizes (``
 The emitted module runs the same loops in NumPy (``codegen``'s ``_recurrent_forward`` and
 ``_recurrent_backward``), one GEMM for all gates of a step.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.core.symbol import Str
 from sympy.matrices.expressions import MatrixExpr
 
-from ..naming import Names, layer_key
+from ..errors import ChainruleError, did_you_mean, shown
+from ..fields import boolean, positive_int, shown_shape
+from ..naming import Names, layer_key, network_output
 from ..steps import ref
 from .activations import Z, make_activation
-from .registry import Grad, Op, Out, Param, op
+from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
 
 def _sigmoid(u):
@@ -271,6 +273,12 @@ class Recurrence(MatrixExpr):
     def _sympystr(self, printer):
         return self._label(printer, False)
 
+    saves = True  # its code returns (the output, what the backward loop reads), stored as <name>_saved
+
+    def _numpycode(self, printer):
+        printer.helpers.add("_recurrent")
+        return f"_recurrent_forward({_kernel_args(printer, self.spec, self.mats)})"
+
 
 #: The inputs of a recurrent node, in order, and the BPTT form of each one's gradient (text, LaTeX);
 #: δ_t is the step's gate pre-activations' error (δ^x_t and δ^h_t apart in the GRU, whose n gate
@@ -336,6 +344,38 @@ class BPTT(MatrixExpr):
     def _sympystr(self, printer):
         return self._form(printer, False)
 
+    def _numpycode(self, printer):
+        """One call of the backward loop gives every input's gradient: made once, indexed by each Step."""
+        G, out, X, W_ih, W_hh = self.mats[:5]
+        call = f"_recurrent_backward({_kernel_args(printer, self.spec, (G, f'{out.name}_saved', W_ih, W_hh))})"
+        if call not in printer.kernels:
+            printer.kernels[call] = f"{printer._name(out.name)}_grads"
+            printer.preamble.append((printer.kernels[call], call))
+        return f"{printer.kernels[call]}[{self.which}]"
+
+
+def _kernel_args(printer, spec, mats) -> str:
+    """The arguments of the emitted loops: the cell, the arrays as code holds them, T, sequences and relu."""
+    def code(m):
+        if isinstance(m, str):
+            return printer._name(m)
+        if isinstance(m, sp.MatrixSymbol):
+            return printer._name(m.name)
+        saved, printer._transposed = printer._transposed, True  # a batch value, held (N, features)
+        try:
+            return printer._print(m)
+        finally:
+            printer._transposed = saved
+    relu = ", relu=True" if spec.kind == "rnn" and spec.nonlinearity == "relu" else ""
+    return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.length}, {spec.sequences}{relu}'
+
+
+def _state_names(g, layer, sequences: bool) -> Names:
+    """``H1``: the hidden states of a recurrent layer (``h1`` for one sample)."""
+    h = "H" if g.batched else "h"
+    return Names(f"{h}{layer_key(layer)}", f"{h}_{{{layer}}}", f"{h}{layer}",
+                 f"hidden states of layer {layer}" + (", every step's stacked" if sequences else " at the last step"))
+
 
 def _param_names(letter: str, part: str, layer, meaning: str) -> Names:
     """``W_ih1``: printed W_{ih,1}, W_ih1."""
@@ -361,10 +401,7 @@ class Recurrent(Op):
                 (("out_features", rows), ("batch", 1)), (("out_features", rows), ("batch", 1))]
         params = tuple(g.value(_param_names(p.letter[0], p.letter[2:], layer, p.meaning), a, "param", layer, param=p)
                        for p, a in zip(self.params, axes))
-        h = "H" if g.batched else "h"
-        names = Names(f"{h}{layer_key(layer)}", f"{h}_{{{layer}}}", f"{h}{layer}",
-                      f"hidden states of layer {layer}" + (", every step's stacked" if sequences else " at the last step"))
-        return (x,) + params, g.features(hidden * length if sequences else hidden), names
+        return (x,) + params, g.features(hidden * length if sequences else hidden), _state_names(g, layer, sequences)
 
     def _spec(self, node) -> RecurrentSpec:
         a = node.attrs
@@ -400,3 +437,88 @@ class Recurrent(Op):
                 ("rnn relu last", build("rnn", False, "relu", hidden=2)),
                 ("lstm sequences", build("lstm", True)), ("lstm last", build("lstm", False)),
                 ("gru sequences", build("gru", True)), ("gru last", build("gru", False))]
+
+
+# -- the layer kinds ---------------------------------------------------------------------------------
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+@dataclass(frozen=True)
+class RecurrentLayer(LayerKind):
+    """One recurrent layer over a sequence (length, features): torch.nn.RNN, LSTM or GRU with
+    batch_first=True, num_layers=1, bias=True, h_0 = 0; ``return_sequences`` keeps every h_t, else h_T."""
+    hidden_size: int
+    length: int
+    return_sequences: bool = True
+    nonlinearity: str = "tanh"
+    keys = ("type", "hidden_size", "bias", "return_sequences")
+
+    @property
+    def units(self) -> int:
+        """The output's features: T·H when every step is kept, else H."""
+        return self.hidden_size * (self.length if self.return_sequences else 1)
+
+    @property
+    def shape(self) -> tuple:
+        if self.return_sequences:
+            return (("length", self.length), ("features", self.hidden_size))
+        return (("features", self.hidden_size),)
+
+    @classmethod
+    def parse(cls, raw, at):
+        where = f"{at.where} ({cls.kind})"
+        names = tuple(name for name, _ in at.shape)
+        if names == ("length", "vocab"):
+            raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
+                                 f'{{ type = "embedding", embedding_dim = 16 }} before it')
+        if names != ("length", "features"):
+            raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
+                                 f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}"
+                                 f" or keep return_sequences = true on the recurrent layer before it")
+        hidden = positive_int(raw.get("hidden_size"), f"{where} hidden_size")
+        if not boolean(raw, "bias", True, where):
+            raise ChainruleError(f"{where} bias = false is not supported; remove it (torch's default is true)")
+        nonlinearity = raw.get("nonlinearity", "tanh")
+        if nonlinearity not in NONLINEARITIES:
+            raise ChainruleError(f"{where} nonlinearity must be one of {', '.join(NONLINEARITIES)}, not "
+                                 f"{shown(nonlinearity)}{did_you_mean(str(nonlinearity), NONLINEARITIES)}")
+        return cls(hidden, at.shape[0][1], boolean(raw, "return_sequences", True, where), nonlinearity)
+
+    def parameters(self, shape) -> int:
+        gates = cell(self.kind, self.nonlinearity).gates * self.hidden_size
+        return gates * (shape[-1][1] + self.hidden_size + 2)  # W_ih, W_hh, b_ih, b_hh
+
+    def expand(self, g, l, a, last):
+        names = network_output(g.batched) if last else _state_names(g, l, self.return_sequences)
+        out = g.value(names, g.features(self.units), "forward", l, layout=self.shape if self.return_sequences else ())
+        return g.add("recurrent", [a], l, out=out, cell_kind=self.kind, hidden=self.hidden_size, length=self.length,
+                     sequences=self.return_sequences, nonlinearity=self.nonlinearity)
+
+    def capped(self, cap: int):
+        return replace(self, hidden_size=min(self.hidden_size, cap), length=min(self.length, cap))
+
+    def inline(self, dense, user=str) -> str:
+        settings = [f"hidden_size={self.hidden_size}"] + (["return_sequences=false"] if not self.return_sequences else [])
+        if self.nonlinearity != "tanh":
+            settings.append(f"nonlinearity={self.nonlinearity}")
+        return f"{self.kind}({', '.join(settings)})"
+
+
+@layer("rnn")
+@dataclass(frozen=True)
+class RNNLayer(RecurrentLayer):
+    """torch.nn.RNN: h_t = tanh or relu of W_ih x_t + b_ih + W_hh h_(t-1) + b_hh."""
+    keys = RecurrentLayer.keys + ("nonlinearity",)
+
+
+@layer("lstm")
+@dataclass(frozen=True)
+class LSTMLayer(RecurrentLayer):
+    """torch.nn.LSTM: gates i, f, g, o and the cell state c_t."""
+
+
+@layer("gru")
+@dataclass(frozen=True)
+class GRULayer(RecurrentLayer):
+    """torch.nn.GRU: gates r, z and the candidate n."""
