@@ -402,8 +402,12 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     loss_free = _free_keys(loss_rhs)
     masks = [(q.key, net.layer(q.layer).dropout) for q in derivation.batch.quantities.values()
              if q.role == "mask"]
+    # a kernel that returns (its value, what its backward loop reads) stores the second as <key>_saved
+    saved = {f"{s.target.key}_saved" for s in forward if getattr(s.rhs, "saves", False)}
+    forward_lines = [replace(line, lhs=f"{line.lhs}, {line.lhs}_saved") if f"{line.lhs}_saved" in saved else line
+                     for line in forward_lines]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
-        + [k for k, _ in masks]
+        + [k for k, _ in masks] + sorted(saved & _names(backward_lines))
     forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]])
     backward_lines = _multiply_dead(backward_lines, [f"dL_d{p}" for p in params])
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
@@ -432,6 +436,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks] + _setup(params, [], forward_lines, "X"),
         masks=masks,
         init=_init(derivation, settings["training"]),
+        drawn=[(v.key, *draw) for node in derivation.batch.graph.nodes if hasattr(node.op, "draws")
+               for v, draw in node.op.draws(node).items()],
+        input_form="tokens" if "vocab" in dict(net.layout) else "sequences" if "length" in dict(net.layout) else "",
+        layout=dict(net.layout),
         output=forward_keys[-1],
         cache=cache,
         loss_lines=loss_lines,

@@ -117,6 +117,10 @@ class Embedding(Op):
                     (("num_embeddings", vocab), ("embedding_dim", dim)), "param", layer, param=self.params[0])
         return (x, W), g.features(dim * length), _embedded_names(g, layer)
 
+    def draws(self, node) -> dict:
+        """How the emitted init_params draws W, as torch.nn.Embedding does: N(0, 1)."""
+        return {node.inputs[1]: ("normal", 1.0)}
+
     def forward(self, node, ins):
         return Out(Embed(*ins, node.attrs["length"]),
                    f"each token, a one-hot column of {ref(node.inputs[0])}, picks its row of {ref(node.inputs[1])}: "

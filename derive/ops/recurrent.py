@@ -403,6 +403,10 @@ class Recurrent(Op):
                        for p, a in zip(self.params, axes))
         return (x,) + params, g.features(hidden * length if sequences else hidden), _state_names(g, layer, sequences)
 
+    def draws(self, node) -> dict:
+        """How the emitted init_params draws each parameter, as torch does: U(-1/sqrt(H), 1/sqrt(H)) for all four."""
+        return {v: ("uniform", 1 / node.attrs["hidden"] ** 0.5) for v in node.inputs[1:]}
+
     def _spec(self, node) -> RecurrentSpec:
         a = node.attrs
         return RecurrentSpec(a["cell_kind"], a.get("nonlinearity", "tanh"), a["length"], a.get("sequences", True))
