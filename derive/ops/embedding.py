@@ -53,7 +53,7 @@ class Embed(MatrixExpr):
         return f"[{W}ᵀ {X}_t] for t = 1..T"
 
     def _numpycode(self, printer):
-        X, W = (printer._print(m) for m in self.args[:2])
+        X, W = (printer._name(m.name) for m in self.args[:2])  # the ids (N, T) and the table, as code holds them
         return f"{W}[{X}].reshape({X}.shape[0], -1)"  # the ids' rows, (N, T, D) read as (N, T·D)
 
 
@@ -93,9 +93,10 @@ class EmbedGrad(MatrixExpr):
         printer.helpers.add("_embedding_grad")
         saved, printer._transposed = printer._transposed, True  # G as code holds it, (N, T·D)
         try:
-            G, X = (printer._print(m) for m in self.args[:2])
+            G = printer._print(self.args[0])
         finally:
             printer._transposed = saved
+        X = printer._name(self.args[1].name)
         return f"_embedding_grad({X}, {G}, {self.args[2].shape[0]})"
 
 
