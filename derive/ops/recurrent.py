@@ -19,6 +19,7 @@ shared weights' gradients summed over t. Both nodes unroll at explicit sizes (``
 The emitted module runs the same loops in NumPy (``codegen``'s ``_recurrent_forward`` and
 ``_recurrent_backward``), one GEMM for all gates of a step.
 """
+import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
@@ -329,7 +330,7 @@ class BPTT(MatrixExpr):
             forms = (rf"\left[{W}^{{\top}} {dx}\right]_{{t=1}}^{{T}}", rf"{total}{dx} {xt}^{{\top}}",
                      rf"{total}{dh} h_{{t-1}}^{{\top}}", total + dx, total + dh)
         else:
-            dx, dh = ("δx_t", "δh_t") if gru else ("δ_t", "δ_t")
+            dx, dh = ("δ^x_t", "δ^h_t") if gru else ("δ_t", "δ_t")
             W = printer._print(self.mats[3])
             forms = (f"[{W}ᵀ {dx}] for t = 1..T", f"Σ_t {dx} {X}_tᵀ", f"Σ_t {dh} h_(t-1)ᵀ", f"Σ_t {dx}", f"Σ_t {dh}")
         form = forms[self.which]
@@ -427,8 +428,8 @@ class Recurrent(Op):
                    "previous hidden state, transposed (h_0 = 0 adds nothing)",
                    "the input bias is added at every step: the gate errors summed over t"
                    + (" and the batch" if node.batched else ""),
-                   "the hidden bias likewise" + (" (the GRU's n gate reads it inside r ⊙ (W_hn h + b_hn), so its "
-                                                "error there is r ⊙ δn)" if s.kind == "gru" else ""))
+                   "the hidden bias likewise" + (" (the GRU's n gate reads it inside r times (W_hn h + b_hn), element-wise, "
+                                                "so its error there is the n gate's times r)" if s.kind == "gru" else ""))
         return {i: Grad(BPTT(s, i, g, out, *ins), reasons[i]) for i in range(5)}
 
     def examples(self):
@@ -509,6 +510,29 @@ class RecurrentLayer(LayerKind):
         return f"{self.kind}({', '.join(settings)})"
 
 
+    def notes(self, l, latex: bool) -> list:
+        """Blocks for the notes' Definitions: the step at time t, BPTT step by step, and why gradients
+        vanish or explode (``derive.documents`` lays them out); math in the prose stands in $...$."""
+        forward, backward, why = _NOTES[self.kind](self)
+        module = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[self.kind]
+        state = "$h_0 = c_0 = 0$" if self.kind == "lstm" else "$h_0 = 0$"
+        kept = "every $h_t$ is the output" if self.return_sequences else "$h_T$ alone is the output"
+        blocks = [("para", f"Layer {l} is torch.nn.{module} (batch first): the same weights at every step "
+                           f"$t = 1, \\ldots, T$ with $T = {self.length}$, from {state}; {kept}. Step $t$, with $x_t$ "
+                           f"the input's features of step $t$:"),
+                  ("display", forward),
+                  ("para", "Backpropagation through time, from $t = T$ down to 1, with $\\delta h_{T+1} = 0$"
+                           + (" and $\\delta c_{T+1} = 0$" if self.kind == "lstm" else "") + f", and ${_OUT}$ "
+                           "the share of the output (zero for $t < T$ when only $h_T$ is output). The weights "
+                           "are shared by the steps, so their gradients are sums over $t$:"),
+                  ("display", backward + _SUMS[self.kind]),
+                  ("para", why)]
+        if latex:
+            return blocks
+        return [(kind, [_plain(line) for line in body] if kind == "display" else
+                 re.sub(r"\$(.*?)\$", lambda m: _plain(m[1]), body)) for kind, body in blocks]
+
+
 @layer("rnn")
 @dataclass(frozen=True)
 class RNNLayer(RecurrentLayer):
@@ -526,3 +550,91 @@ class LSTMLayer(RecurrentLayer):
 @dataclass(frozen=True)
 class GRULayer(RecurrentLayer):
     """torch.nn.GRU: gates r, z and the candidate n."""
+
+
+
+# -- the notes' equations: LaTeX, printed as text by _plain -----------------------------------------
+
+_OUT = r"\left(\frac{\partial L}{\partial h_t}\right)_{\mathrm{out}}"
+
+
+def _rnn_notes(layer):
+    f, df = (r"\tanh", r"1 - h_t^{2}") if layer.nonlinearity == "tanh" else (r"\operatorname{relu}", r"[a_t > 0]")
+    forward = [r"a_t = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}", rf"h_t = {f}(a_t)"]
+    backward = [rf"\delta h_t = {_OUT} + W_{{hh}}^{{\top}} \delta_{{t+1}}", rf"\delta_t = \delta h_t \odot ({df})"]
+    bound = ("$1 - h_t^{2}$ is at most 1, and near 0 where a unit saturates, so with $\\|W_{hh}\\| < 1$ the error "
+             "shrinks geometrically with the distance $k$ (it vanishes) and with $\\|W_{hh}\\| > 1$ it can grow (it "
+             "explodes)" if layer.nonlinearity == "tanh" else
+             "relu' is 0 or 1: a unit that is off cuts its path, and one that is on passes the full gain of $W_{hh}$, "
+             "so with $\\|W_{hh}\\| > 1$ the error can grow geometrically (explode) and with $\\|W_{hh}\\| < 1$ it vanishes")
+    why = ("Why gradients vanish or explode: $\\delta h_t$ reaches step $t - k$ through the product of $k$ Jacobians "
+           "$\\prod_{s=t-k+1}^{t} W_{hh}^{\\top} \\operatorname{diag}(f'(a_s))$, whose norm is at most "
+           "$\\prod_{s} \\|W_{hh}\\| \\, \\|f'(a_s)\\|$, where $f'$ is the derivative of the layer's "
+           f"{layer.nonlinearity}. Here {bound}; [training] clip_norm bounds the step an exploding gradient takes.")
+    return forward, backward, why
+
+
+def _lstm_notes(layer):
+    forward = [r"a_t = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} = [a^{i}_t; a^{f}_t; a^{g}_t; a^{o}_t]",
+               r"i_t = \sigma(a^{i}_t), \quad f_t = \sigma(a^{f}_t), \quad g_t = \tanh(a^{g}_t), \quad o_t = \sigma(a^{o}_t)",
+               r"c_t = f_t \odot c_{t-1} + i_t \odot g_t, \quad h_t = o_t \odot \tanh(c_t)"]
+    backward = [rf"\delta h_t = {_OUT} + W_{{hh}}^{{\top}} \delta_{{t+1}}",
+                r"\delta c_t = \delta h_t \odot o_t \odot (1 - \tanh^{2}(c_t)) + \delta c_{t+1} \odot f_{t+1}",
+                r"\delta^{i}_t = \delta c_t \odot g_t \odot i_t \odot (1 - i_t), \quad "
+                r"\delta^{f}_t = \delta c_t \odot c_{t-1} \odot f_t \odot (1 - f_t)",
+                r"\delta^{g}_t = \delta c_t \odot i_t \odot (1 - g_t^{2}), \quad "
+                r"\delta^{o}_t = \delta h_t \odot \tanh(c_t) \odot o_t \odot (1 - o_t)",
+                r"\delta_t = [\delta^{i}_t; \delta^{f}_t; \delta^{g}_t; \delta^{o}_t]"]
+    why = ("Why gradients vanish or explode, and why the LSTM helps: through $h$ the error reaching step $t - k$ is "
+           "a product of $k$ Jacobians, each with $W_{hh}^{\\top}$ and the gates' derivatives (its norm is at most "
+           "the product of $\\|W_{hh}\\|$ times their bounds, so it vanishes or explodes as a plain RNN's does), "
+           "but the cell-state path $\\delta c_{t-1} = \\delta c_t \\odot f_t + \\ldots$ multiplies by the forget "
+           "gate alone, element-wise, with no $W_{hh}$: where $f_t$ stays near 1 the error survives many steps.")
+    return forward, backward, why
+
+
+def _gru_notes(layer):
+    forward = [r"r_t = \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}), \quad "
+               r"z_t = \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz})",
+               r"n_t = \tanh(W_{in} x_t + b_{in} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))",
+               r"h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}"]
+    backward = [rf"\delta h_t = {_OUT} + W_{{hh}}^{{\top}} \delta^{{h}}_{{t+1}} + \delta h_{{t+1}} \odot z_{{t+1}}",
+                r"\delta^{n}_t = \delta h_t \odot (1 - z_t) \odot (1 - n_t^{2})",
+                r"\delta^{r}_t = \delta^{n}_t \odot (W_{hn} h_{t-1} + b_{hn}) \odot r_t \odot (1 - r_t)",
+                r"\delta^{z}_t = \delta h_t \odot (h_{t-1} - n_t) \odot z_t \odot (1 - z_t)",
+                r"\delta^{x}_t = [\delta^{r}_t; \delta^{z}_t; \delta^{n}_t], \quad "
+                r"\delta^{h}_t = [\delta^{r}_t; \delta^{z}_t; r_t \odot \delta^{n}_t]"]
+    why = ("Why gradients vanish or explode, and why the GRU helps: through $W_{hh}$ the error reaching step $t - k$ "
+           "is a product of $k$ Jacobians, each with $W_{hh}^{\\top}$ and the gates' derivatives (its norm is at most "
+           "the product of $\\|W_{hh}\\|$ times their bounds, so it vanishes or explodes as a plain RNN's does), but "
+           "the path $\\delta h_{t-1} = \\delta h_t \\odot z_t + \\ldots$ multiplies by the update gate alone, "
+           "element-wise: where $z_t$ stays near 1 the error survives many steps.")
+    return forward, backward, why
+
+
+_NOTES = {"rnn": _rnn_notes, "lstm": _lstm_notes, "gru": _gru_notes}
+_GATES = {"rnn": (r"\delta_t", r"\delta_t"), "lstm": (r"\delta_t", r"\delta_t"), "gru": (r"\delta^{x}_t", r"\delta^{h}_t")}
+_SUMS = {kind: [rf"\frac{{\partial L}}{{\partial W_{{ih}}}} = \sum_{{t=1}}^{{T}} {dx} x_t^{{\top}}, \quad "
+                rf"\frac{{\partial L}}{{\partial b_{{ih}}}} = \sum_{{t=1}}^{{T}} {dx}, \quad "
+                rf"\frac{{\partial L}}{{\partial x_t}} = W_{{ih}}^{{\top}} {dx}",
+                rf"\frac{{\partial L}}{{\partial W_{{hh}}}} = \sum_{{t=1}}^{{T}} {dh} h_{{t-1}}^{{\top}}, \quad "
+                rf"\frac{{\partial L}}{{\partial b_{{hh}}}} = \sum_{{t=1}}^{{T}} {dh}"]
+         for kind, (dx, dh) in _GATES.items()}
+
+_PLAIN = [(r"\left(\frac{\partial L}{\partial h_t}\right)_{\mathrm{out}}", "(∂L/∂h_t)_out"),
+          (r"\frac{\partial L}{\partial W_{ih}}", "∂L/∂W_ih"), (r"\frac{\partial L}{\partial W_{hh}}", "∂L/∂W_hh"),
+          (r"\frac{\partial L}{\partial b_{ih}}", "∂L/∂b_ih"), (r"\frac{\partial L}{\partial b_{hh}}", "∂L/∂b_hh"),
+          (r"\frac{\partial L}{\partial x_t}", "∂L/∂x_t"), (r"\sum_{t=1}^{T} ", "Σ_t "), (r"\quad", "  "),
+          (r"\operatorname{relu}", "relu"), (r"\tanh^{2}", "tanh²"), (r"\tanh", "tanh"), (r"\sigma", "σ"),
+          (r"\odot", "⊙"), (r"\delta h", "δh"), (r"\delta c", "δc"), (r"\delta", "δ"), ("^{\\top}", "ᵀ"), ("^{2}", "²"), ("_{t-1}", "_(t-1)"),
+          ("_{t+1}", "_(t+1)"), ("_{T+1}", "_(T+1)"), ("_{t-k+1}", "_(t-k+1)"), ("_{ih}", "_ih"), ("_{hh}", "_hh"),
+          (r"\prod_{s=t-k+1}^{t}", "Π_(s=t-k+1..t)"), (r"\prod_{s}", "Π_s"), (r"\prod", "Π"), (r"\operatorname{diag}", "diag"), (r"\|", "‖"), (r" \, ", " "), (r"\ldots", "..."),
+          (r"\top", "ᵀ")]
+
+
+def _plain(tex: str) -> str:
+    """One of the notes' own LaTeX lines above as terminal text (δh_t = ... ⊙ ...)."""
+    for old, new in _PLAIN:
+        tex = tex.replace(old, new)
+    tex = re.sub(r"\^\{(\w)\}", r"^\1", tex)       # δ^{i}_t -> δ^i_t
+    return re.sub(r"_\{(\w+)\}", r"_\1", tex)       # W_{in} -> W_in
