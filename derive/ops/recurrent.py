@@ -29,7 +29,7 @@ from sympy.matrices.expressions import MatrixExpr
 from ..errors import ChainruleError, did_you_mean, shown
 from ..fields import boolean, positive_int, shown_shape
 from ..naming import Names, layer_key, network_output
-from ..steps import ref
+from ..steps import formula, ref
 from .activations import Z, make_activation
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -414,8 +414,9 @@ class Recurrent(Op):
 
     def forward(self, node, ins):
         s = self._spec(node)
-        what = "every hidden state h_1 .. h_T stacked" if s.sequences else "the last hidden state h_T"
-        return Out(Recurrence(s, *ins), f"the {s.cell.title} recurrence from h_0 = 0 over the T = {s.length} steps "
+        what = f"every hidden state {formula('h_1, ..., h_T')} stacked" if s.sequences else \
+            f"the last hidden state {formula('h_T')}"
+        return Out(Recurrence(s, *ins), f"the {s.cell.title} recurrence from {formula('h_0 = 0')} over the T = {s.length} steps "
                                         f"of {ref(node.inputs[0])}, with the same weights at every step: {what}")
 
     def vjp(self, node, g, ins, out):
@@ -425,11 +426,11 @@ class Recurrent(Op):
                    "the same input weights act at every step, so their gradient is a sum over t of the step's gate "
                    "errors times its input, transposed",
                    "the same hidden-to-hidden weights act at every step: a sum over t of the gate errors times the "
-                   "previous hidden state, transposed (h_0 = 0 adds nothing)",
+                   f"previous hidden state, transposed ({formula('h_0 = 0')} adds nothing)",
                    "the input bias is added at every step: the gate errors summed over t"
                    + (" and the batch" if node.batched else ""),
-                   "the hidden bias likewise" + (" (the GRU's n gate reads it inside r times (W_hn h + b_hn), element-wise, "
-                                                "so its error there is the n gate's times r)" if s.kind == "gru" else ""))
+                   "the hidden bias likewise" + (" (the GRU's n gate reads it multiplied by the reset gate r, so its error "
+                                                "there is the n gate's times r)" if s.kind == "gru" else ""))
         return {i: Grad(BPTT(s, i, g, out, *ins), reasons[i]) for i in range(5)}
 
     def examples(self):
