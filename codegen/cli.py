@@ -74,7 +74,8 @@ def _generate(args) -> int:
 def _check(args) -> int:
     """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
     from derive import derive
-    from derive.check import Checker, read_equations
+    from derive.check import Checker
+    from derive.check.document import Equation, Skipped, read_document
     from derive.limits import read_text
     checker = Checker(derive(args.spec), args.convention)
     if args.names:
@@ -82,18 +83,22 @@ def _check(args) -> int:
         print("".join(f"  {name}\n" for name in checker.accepted()), end="")
         return 0
     if args.file:
-        equations = read_equations(read_text(args.file, "derivation file"))
-        if not equations:
-            raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
+        items = read_document(read_text(args.file, "derivation file"))
+        if not any(isinstance(item, Equation) for item in items):
+            raise ChainruleError(f"'{args.file}' has no equations of the form 'QUANTITY = EXPRESSION' to check"
+                                 + (f" ({len(items)} skipped: {items[0].reason})" if items else ""))
         worst = 0
-        for number, lhs, rhs in equations:
+        for item in items:
+            if isinstance(item, Skipped):
+                print(f"line {item.line}: skipped '{item.text}': {item.reason}")
+                continue
             try:
-                result = checker.check(lhs, rhs)
+                result = checker.check(item.lhs, item.rhs)
             except ChainruleError as err:
-                print(f"line {number}: not understood: {err}")
+                print(f"line {item.line}: not understood: {err}")
                 worst = 2
                 continue
-            print(f"line {number}: " + result.report(), end="")
+            print(f"line {item.line}: " + result.report(), end="")
             worst = max(worst, 0 if result.equal else 1)
         return worst
     if not args.wrt or args.grad is None:

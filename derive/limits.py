@@ -36,6 +36,13 @@ PARAMETERS = 16_000_000
 #: 784 -> 300 -> 10 (238 000) took 16 s and 300 MB on a busy 2-core machine.
 CHECK_PARAMETERS = 250_000
 
+#: The macros a ``check --file`` derivation may define (\newcommand, \def) and the expansions they may
+#: make in all and inside one another, so a macro that expands to itself, or to many copies of
+#: another, stops at once.
+MACROS = 100
+MACRO_EXPANSIONS = 5000
+MACRO_NESTING = 20
+
 #: A spec file or a ``check --file`` derivation: bytes.
 FILE_BYTES = 1 << 20
 

@@ -47,7 +47,7 @@ from .bind import Binder, Ones, ShapeMismatch
 from .compare import BATCH, POINTS, Comparer, shape_of
 from .diagnose import Diagnoser
 from .options import CONVENTIONS
-from .parse import Node, parse
+from .parse import Node, parse_equation
 
 
 @dataclass
@@ -158,7 +158,7 @@ class Checker(Binder, Comparer, Diagnoser):
     # -- the verdict ----------------------------------------------------------------------------
     def check(self, wrt: str, text: str):
         """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l."""
-        wrt_tree, tree = parse(wrt), parse(text)
+        wrt_tree, tree = parse_equation(wrt, text)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
             raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
                                  f"left side in l too, like \\delta^l or dL/dW^l, to check it at every layer")
@@ -256,20 +256,7 @@ def accepted_names(derivation, convention: str = "sample"):
     return Checker(derivation, convention).accepted()
 
 
-_FILE_LINE = re.compile(r"^\s*(?P<lhs>[^=]+?)\s*&?=\s*&?(?P<rhs>.+?)\s*(\\\\)?\s*[,.]?\s*$")
-
-
 def read_equations(text: str) -> list:
-    """(line number, left side, right side) for each 'X = ...' line of a file; LaTeX trimmings dropped."""
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.split("%")[0].strip() if not line.lstrip().startswith("#") else ""
-        line = line.replace("$", "").replace(r"\[", "").replace(r"\]", "").replace("&", "")
-        line = re.sub(r"\\(begin|end)\{[a-z*]+\}", "", line).strip()
-        line = re.sub(r"\\(label|tag)\{[^}]*\}", "", line)
-        if "=" not in line:
-            continue
-        m = _FILE_LINE.match(line)
-        if m:
-            out.append((number, m["lhs"], m["rhs"]))
-    return out
+    """(line number, left side, right side) for each equation of a file (``document.read_document``)."""
+    from .document import Equation, read_document
+    return [(e.line, e.lhs, e.rhs) for e in read_document(text) if isinstance(e, Equation)]
