@@ -611,7 +611,8 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.rule.format(number=number, label=name, formula=formula))
         else:
             text = prose(args[0])
-            out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
+            # a title's rule under its text, at most the wrap width (a long title wraps)
+            out.append(getattr(layout, kind).format(text=text, rule="", width=min(len(text), layout.wrap or len(text))))
     out.extend(() if body_only else layout.tail)
     return "\n".join(_wrapped(block, layout.wrap) for block in out) + layout.end
 
