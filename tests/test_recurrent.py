@@ -11,6 +11,7 @@ import pytest
 import sympy as sp
 import torch
 
+from codegen.gallery import ROOT
 from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.recurrent import RecurrentSpec, _Affine, backprop
@@ -138,6 +139,7 @@ NETWORKS = {
     "embedding-lstm": spec_of([{"type": "embedding", "embedding_dim": 3}, {"type": "lstm", "hidden_size": 4,
                                                                           "return_sequences": False},
                                {"units": 5, "activation": "softmax"}], {"length": 6, "vocab": 7}),
+    "gallery-gru-classifier": str(ROOT / "generated" / "specs" / "gru_classifier.toml"),
 }
 
 

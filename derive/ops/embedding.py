@@ -144,6 +144,7 @@ class EmbeddingLayer(LayerKind):
     length: int
     vocab: int
     keys = ("type", "embedding_dim")
+    takes = ("tokens", "sequences")  # sequences: its parse says it takes token ids
 
     @property
     def units(self) -> int:

@@ -459,6 +459,7 @@ class RecurrentLayer(LayerKind):
     return_sequences: bool = True
     nonlinearity: str = "tanh"
     keys = ("type", "hidden_size", "bias", "return_sequences")
+    takes = ("sequences", "tokens")  # tokens: its parse says to put an embedding first
 
     @property
     def units(self) -> int:

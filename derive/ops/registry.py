@@ -136,6 +136,7 @@ class LayerKind:
     keys: tuple = ()
     activations: tuple = ()  # the activations it applies (the checker and the proof's domains read them)
     layers: tuple = ()       # a block's inner layers
+    takes: tuple = ()        # the input forms besides vectors it reads as the first layer ("sequences", "tokens")
 
     @classmethod
     def parse(cls, raw: dict, at):
