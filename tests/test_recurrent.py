@@ -245,7 +245,7 @@ def test_bad_inputs_are_refused_by_the_module():
             tokens.forward(params, X)
     sequences = load_module(NETWORKS["lstm-last"])
     with pytest.raises(ValueError, match=r"shape \(N, 5, 3\)"):
-        sequences.forward(sequences.init_params(), np.zeros((2, 15)))
+        sequences.forward(sequences.init_params(), np.zeros((2, 4, 3)))
 
 
 def test_the_many_to_one_classifier_trains():

@@ -51,8 +51,8 @@ def test_residual_shorthand_is_unchanged():
 
 @pytest.mark.parametrize("inputs, message", [
     ("{ channels = 1, height = 8, width = 8 }",
-     "layer 1 (dense) takes vectors; an image input needs conv2d/flatten layers, which chainrule does not support yet"),
-    ("{ channels = 2, length = 16 }", "layer 1 (dense) takes vectors; a 1-D signal input needs conv1d/flatten layers"),
+     "layer 1 (dense) takes vectors but its input is a 1×8×8 image; put a flatten layer before it"),
+    ("{ channels = 2, length = 16 }", "layer 1 (dense) takes vectors but its input is a 2×16 signal; put a flatten layer"),
     ("{ length = 12, features = 5 }", "layer 1 (dense) takes vectors; a sequence input needs sequence layers"),
     ("{ length = 12, vocab = 50 }", "layer 1 (dense) takes vectors; a token-id input needs an embedding layer"),
     ("{ features = 0 }", "inputs features must be a positive whole number, not 0"),
