@@ -462,8 +462,12 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     loss_free = _free_keys(loss_rhs)
     masks = [(q.key, net.layer(q.layer).dropout) for q in derivation.batch.quantities.values()
              if q.role == "mask"]
+    # a kernel that returns (its value, what its backward loop reads) stores the second as <key>_saved
+    saved = {f"{s.target.key}_saved" for s in forward if getattr(s.rhs, "saves", False)}
+    forward_lines = [replace(line, lhs=f"{line.lhs}, {line.lhs}_saved") if f"{line.lhs}_saved" in saved else line
+                     for line in forward_lines]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
-        + [k for k, _ in masks]
+        + [k for k, _ in masks] + sorted(saved & _names(backward_lines))
     modes = _modes(derivation, printer)
     mode_lines = [line for evaluation, updates in modes.values() for line in evaluation + updates]
     forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]] + sorted(_names(mode_lines)))
@@ -501,6 +505,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         + _setup(params + [v.key for v in buffers], [], forward_lines + mode_lines, "X"),
         masks=masks,
         init=_init(derivation, settings["training"]),
+        drawn=[(v.key, *draw) for node in derivation.batch.graph.nodes if hasattr(node.op, "draws")
+               for v, draw in node.op.draws(node).items()],
+        input_form="tokens" if "vocab" in dict(net.layout) else "",  # ids (N, T), not the one-hot (N, T·V)
+        sizes=dict(net.layout),
         output=forward_keys[-1],
         cache=cache,
         loss_lines=loss_lines,

@@ -29,7 +29,7 @@ from derive.ops.losses import clip, clip_form
 from .numpy_window import WINDOW_HELPERS, WindowPrinting
 
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax", "_softmax_logsumexp") + WINDOW_HELPERS
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp", "_recurrent", "_embedding_grad") + WINDOW_HELPERS
 
 
 class Sigmoid(sp.Function):
@@ -350,6 +350,7 @@ class BatchFirstPrinter(WindowPrinting, ElementwisePrinter):
         self.cse_prefix = cse_prefix
         self._transposed = False
         self.preamble = []
+        self.kernels = {}  # {a kernel's call: its result's name}, for nodes whose one call serves several Steps
 
     # -- entry point ----------------------------------------------------------------------------
     def print_value(self, expr, transposed: bool):

@@ -119,6 +119,9 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
     for note in [f.undefined for f in activations] + [net.loss.undefined]:
         if note:
             yield "para", _user(note)
+    for l, layer in enumerate(net.layers, start=1):  # a layer's own definitions (a recurrent layer's step t)
+        if hasattr(layer, "notes"):
+            yield from layer.notes(l, latex)
     term, deriv = loss_definition(net.loss, latex)
     ell = r"\ell(\hat{y}, y)" if latex else "ℓ(ŷ, y)"
     dell = r"\frac{\partial \ell}{\partial \hat{y}}" if latex else "∂ℓ/∂ŷ"

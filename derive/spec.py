@@ -194,9 +194,9 @@ def from_dict(spec: dict, source: str = "") -> Network:
     raw_layers = net.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ChainruleError("[network] layers must be a non-empty list like [{ units = 2, activation = \"relu\" }]")
-    if given.form not in ("vectors", "images", "signals"):
-        first = raw_layers[0]
-        kind = _layer_type(first, "layer 1") if isinstance(first, dict) else "dense"
+    first = raw_layers[0]
+    kind = _layer_type(first, "layer 1") if isinstance(first, dict) else "dense"
+    if given.form not in ("vectors", "images", "signals") and given.form not in LAYERS[kind].takes:
         raise ChainruleError(f"layer 1 ({kind}) takes vectors; {INPUT_FORMS[tuple(k for k, _ in given.sizes)][1]}, "
                              f"which chainrule does not support yet")
     inputs = size(given.sizes)

@@ -143,8 +143,9 @@ def test_every_latex_equation_has_one_unique_label_and_no_tag(spec):
     labels = re.findall(r"\\begin\{equation\}\\label\{(eq:[\w-]+)\}", tex)
     assert tex.count(r"\begin{equation}") == len(labels) == len(set(labels)) > 0
     assert r"\tag" not in tex
-    per_sample = {"eq:delta1", "eq:dW1"} if d.sample else set()  # batch norm's notes have the batch form only
-    assert per_sample | {"eq:batch-delta1", "eq:batch-dW1"} <= set(labels)
+    l = next(i for i, layer in enumerate(d.network.layers, start=1) if layer.kind == "dense")  # the first δ
+    per_sample = {f"eq:delta{l}", f"eq:dW{l}"} if d.sample else set()  # batch norm's notes have the batch form only
+    assert per_sample | {f"eq:batch-delta{l}", f"eq:batch-dW{l}"} <= set(labels)
 
 
 # -- 8. text and emitted code ----------------------------------------------------------------------

@@ -165,6 +165,7 @@ class LayerKind:
     activations: tuple = ()  # the activations it applies (the checker and the proof's domains read them)
     layers: tuple = ()       # a block's inner layers
     couples_samples = False  # it normalizes with the batch's statistics (batch norm): no training batch of 1
+    takes: tuple = ()        # the input forms besides vectors it reads as the first layer ("sequences", "tokens")
 
     @classmethod
     def parse(cls, raw: dict, at):
