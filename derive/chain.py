@@ -21,7 +21,9 @@ class Derivation:
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
     ``latex``, ``markdown`` and ``text`` print the notes: ``names``, the names the checker reads
     (``derive.check.accepted_names(derivation)``), when given, makes them point to the checker;
-    ``form`` ('sample', 'batch', 'both') picks the forms; ``body_only``: LaTeX without its preamble.
+    ``form`` ('sample', 'batch', 'both') picks the forms; ``body_only``: LaTeX without its preamble;
+    ``notation`` (chainrule, nielsen, ng, goodfellow, cs231n: ``derive.notation``) the course's
+    symbols, scaling and layout the same steps print in.
     """
 
     def __init__(self, network):
@@ -48,17 +50,17 @@ class Derivation:
     def all_steps(self) -> list:
         return self.sample_steps + self.steps
 
-    def latex(self, names=None, form="both", body_only=False) -> str:
+    def latex(self, names=None, form="both", body_only=False, notation="chainrule") -> str:
         from .documents import latex_document
-        return latex_document(self, names, form, body_only)
+        return latex_document(self, names, form, body_only, notation)
 
-    def markdown(self, names=None, form="both") -> str:
+    def markdown(self, names=None, form="both", notation="chainrule") -> str:
         from .documents import markdown_document
-        return markdown_document(self, names, form)
+        return markdown_document(self, names, form, notation)
 
-    def text(self, names=None, form="both") -> str:
+    def text(self, names=None, form="both", notation="chainrule") -> str:
         from .documents import text_document
-        return text_document(self, names, form)
+        return text_document(self, names, form, notation)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()
