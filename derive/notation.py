@@ -111,7 +111,7 @@ TABLE = (
     Notation("ng", ("batch",), {"batch": "ng"},
              about=("The notation is deeplearning.ai's (Andrew Ng): layer l's quantities carry [l] as a superscript, "
                     "the m examples of a batch are the columns of $X$, $A^{[L]}$ is the output and $J$ the cost. "
-                    "$dZ^{[l]}$ stands for $m\\,\\partial J/\\partial Z^{[l]}$ (and $dA^{[l]}$ likewise), so the "
+                    "$dZ^{[l]}$ stands for m times $\\partial J/\\partial Z^{[l]}$ (and $dA^{[l]}$ likewise), so the "
                     "mean's 1/m appears only in $dW^{[l]}$ and $db^{[l]}$; {g}."),
              letters={"x": ("X", "X"), "y": ("Y", "Y"), "z": ("Z", "Z"), "a": ("A", "A"), "yhat": ("A", "A"),
                       "loss": ("J", "J")},
@@ -311,7 +311,7 @@ def _mean_in_parameters(quantities, steps, names):
 
 def _ng_meaning(names) -> str:
     """An adjoint's meaning in deeplearning.ai's scaling (``names``: its Names, a gradient's or an error's)."""
-    return (formula(f"⟦N⟧ ⟦partial⟧⟦L⟧/⟦partial⟧⟦{names.of.key}⟧")
+    return (formula("⟦N⟧") + " times " + formula(f"⟦partial⟧⟦L⟧/⟦partial⟧⟦{names.of.key}⟧")
             + ", the gradient of the cost summed over the batch" + (f", layer {names.layer}'s error" if names.kind == "delta" else ""))
 
 
