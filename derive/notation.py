@@ -131,19 +131,20 @@ TABLE = (
              about=("The notation is cs231n's (Stanford): a batch is batch-first, its N examples the rows of $X$, "
                     "each layer computes $X W^{\\top} + b$ with PyTorch's weight layout (out $\\times$ in), the last "
                     "layer's are the scores and $dQ$ is the gradient of the loss $L$ with respect to $Q$. "
-                    "A bias is added to every row ($\\mathbf{1}_N b^{\\top}$), and its gradient sums the rows of the "
-                    "error ($dZ^{\\top} \\mathbf{1}_N$, np.sum(dZ, axis=0))."),
+                    "A bias is a row, added to every row of its layer ($\\mathbf{1}_N b$), and its gradient sums the rows "
+                    "of the error ($\\mathbf{1}_N^{\\top} dZ$, np.sum(dZ, axis=0))."),
              letters={"a": ("H", "H")}, gradient=("d{q}", "d{q}"), delta_as_gradient=True,
              last={"z": (r"\mathrm{scores}", "scores"), "delta": (r"\mathrm{dscores}", "dscores")}, rows=True,
              titles={"batch": "A batch of N examples (the rows of X)"},
              phrases=(("added to every column (a row of ⟦N⟧ ones)", "added to every row (a column of ⟦N⟧ ones)"),
                       ("the error times the input, transposed", "the error, transposed, times the input"),
                       ("the bias reaches every column", "the bias reaches every row"),
+                      ("(times a column of ⟦N⟧ ones)", "(a row of ⟦N⟧ ones times it)"),
                       ("one sample per column", "one sample per row"),
                       (re.compile(r"its transpose times the error of layer (\S+)"), r"the error of layer \1 times it"),
                       # a restated affine layer, batch-first
                       (re.compile(r"⟨⟦(\w+)⟧ = ⟦(\w+)⟧ ⟦(\w+)⟧ \+ ⟦(\w+)⟧ ⟦ones_row⟧⟩"),
-                       r"⟨⟦\1⟧ = ⟦\3⟧ ⟦\2⟧⟦top⟧ + ⟦ones⟧ ⟦\4⟧⟦top⟧⟩"))),
+                       r"⟨⟦\1⟧ = ⟦\3⟧ ⟦\2⟧⟦top⟧ + ⟦ones⟧ ⟦\4⟧⟩"))),
 )
 NOTATIONS = {n.name: n for n in TABLE}
 
@@ -175,7 +176,7 @@ class View:
         if notation.mean == "parameters" and form == "batch":
             quantities, steps = _mean_in_parameters(quantities, steps, self.sweep.names)
         if notation.rows and form == "batch":
-            quantities, steps = _batch_first(quantities, steps)
+            quantities, steps = _batch_first(quantities, steps, self.sweep.names)
         self.quantities, self.steps = quantities, [replace(s, target=quantities[s.target.key]) for s in steps]
 
     def names(self, latex: bool) -> dict:
@@ -335,18 +336,18 @@ class RowNormalize(MatrixExpr):
         return ColumnNormalize(self.mat.T).doit(**hints).T
 
 
-def _batch_first(quantities, steps):
+def _batch_first(quantities, steps, names):
     """cs231n's batch form, rewritten from chainrule's: each batch value Q (features × N) is the
-    matrix of its rows, Qᵀ (N × features), and each equation is transposed to match; parameters
-    and their gradients keep PyTorch's layout."""
-    rows = {q.symbol: symbol(q.key, tuple(reversed(q.shape))) for q in quantities.values() if _batched(q.symbol)}
+    matrix of its rows, Qᵀ (N × features), a bias and its gradient rows too (``1_N b`` adds it to every
+    row), and each equation is transposed to match; the weights and their gradients keep PyTorch's
+    layout (out × in)."""
+    def flipped(q):
+        kind = names[q.key].of.kind if names[q.key].kind == "gradient" else names[q.key].kind
+        return isinstance(q.symbol, sp.MatrixSymbol) and (q.symbol.shape[1] == N or kind == "b")
+    rows = {q.symbol: symbol(q.key, tuple(reversed(q.shape))) for q in quantities.values() if flipped(q)}
     quantities = {k: replace(q, symbol=rows.get(q.symbol, q.symbol)) for k, q in quantities.items()}
-    return quantities, [replace(s, rhs=(_transposed if _batched(s.target.symbol) else _upright)(s.rhs, rows))
+    return quantities, [replace(s, rhs=(_transposed if s.target.symbol in rows else _upright)(s.rhs, rows))
                         for s in steps]
-
-
-def _batched(mat) -> bool:
-    return isinstance(mat, sp.MatrixSymbol) and mat.shape[1] == N
 
 
 def _transposed(e, rows):
@@ -400,7 +401,7 @@ def _upright(e, rows):
 class _Relabel:
     """A printer that writes layer l's activation as the notation's ``g^{[l]}`` (``activation``, a
     format of ``l`` and ``prime``; None: its own name), brackets a transposed name that has a
-    superscript (``(a^{1})^{\top}``) and prints a RowNormalize as the softmax it is."""
+    superscript (``a^{1\top}``, ``(a¹)ᵀ``) and prints a RowNormalize as the softmax it is."""
     activation = None
     layers = {}
     prime = ""
@@ -409,7 +410,7 @@ class _Relabel:
         printed = super()._print_Transpose(expr)
         head = printed[:-len(self.transposed)]
         if isinstance(expr.arg, sp.MatrixSymbol) and re.search(r"\^|[⁰-⁹⁽⁾¹²³]", head):
-            return self.bracket.format(head) + self.transposed
+            return self.superscripted(head)
         return printed
 
     def _print_Pointwise(self, expr):
@@ -425,8 +426,17 @@ class _Relabel:
 
 
 class _Latex(_Relabel, MathLatex):
-    prime, transposed, bracket = r"\prime", r"^{\top}", r"\left({}\right)"
+    prime, transposed = r"\prime", r"^{\top}"
+
+    @staticmethod
+    def superscripted(head):
+        """``h^{(1)\top}``, as Goodfellow and Ng write it (``h^{(1)}^{\top}`` is a double superscript)."""
+        return head[:-1] + r"\top}" if head.endswith("}") and "^{" in head else "{" + head + "}^{\top}"
 
 
 class _Text(_Relabel, NotesText):
-    prime, transposed, bracket = "'", "ᵀ", "({})"
+    prime, transposed = "'", "ᵀ"
+
+    @staticmethod
+    def superscripted(head):
+        return f"({head})ᵀ"
