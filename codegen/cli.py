@@ -74,26 +74,31 @@ def _generate(args) -> int:
 def _check(args) -> int:
     """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
     from derive import derive
-    from derive.check import Checker, read_equations
+    from derive.check import Conventions
+    from derive.check.document import Equation, Skipped, read_document
     from derive.limits import read_text
-    checker = Checker(derive(args.spec), args.convention)
+    checker = Conventions(derive(args.spec), args.convention)
     if args.names:
         print(f"chainrule check reads these names for this network ({args.convention} convention):")
         print("".join(f"  {name}\n" for name in checker.accepted()), end="")
         return 0
     if args.file:
-        equations = read_equations(read_text(args.file, "derivation file"))
-        if not equations:
-            raise ChainruleError(f"'{args.file}' has no lines of the form 'QUANTITY = EXPRESSION'")
+        items = read_document(read_text(args.file, "derivation file"))
+        if not any(isinstance(item, Equation) for item in items):
+            raise ChainruleError(f"'{args.file}' has no equations of the form 'QUANTITY = EXPRESSION' to check"
+                                 + (f" ({len(items)} skipped: {items[0].reason})" if items else ""))
         worst = 0
-        for number, lhs, rhs in equations:
+        for item in items:
+            if isinstance(item, Skipped):
+                print(f"line {item.line}: skipped '{item.text}': {item.reason}")
+                continue
             try:
-                result = checker.check(lhs, rhs)
+                result = checker.check(item.lhs, item.rhs)
             except ChainruleError as err:
-                print(f"line {number}: not understood: {err}")
+                print(f"line {item.line}: not understood: {err}")
                 worst = 2
                 continue
-            print(f"line {number}: " + result.report(), end="")
+            print(f"line {item.line}: " + result.report(), end="")
             worst = max(worst, 0 if result.equal else 1)
         return worst
     if not args.wrt or args.grad is None:
@@ -106,9 +111,17 @@ def _check(args) -> int:
 def _check_code(args) -> int:
     """``chainrule check-code``: 0 when every gradient is right, 1 when one differs or the code fails."""
     from derive import derive
-    from derive.check.code import check_code, limits
+    from derive.check.code import check_code, check_op, limits
     chosen = limits(timeout=args.timeout, cpu=args.cpu, memory=args.memory, output=args.output)
-    lines, code = check_code(derive(args.spec), args.target, chosen)
+    if args.op:
+        if args.target is not None:
+            raise ChainruleError(f"--op {args.op} takes one FILE.py:FUNCTION and no spec; give "
+                                 f"'check-code --op {args.op} FILE.py:FUNCTION'")
+        lines, code = check_op(args.op, args.spec, chosen)
+    elif args.target is None:
+        raise ChainruleError("give SPEC FILE.py:FUNCTION, or --op NAME FILE.py:FUNCTION for one op")
+    else:
+        lines, code = check_code(derive(args.spec), args.target, chosen)
     print("\n".join(lines))
     return code
 
@@ -228,14 +241,16 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="check a hand-derived gradient against the derivation")
     p.add_argument("spec", help=spec_help)
-    from derive.check.options import BACKWARD_CONTRACT, add_check_arguments
+    from derive.check.options import BACKWARD_CONTRACT, OP_CONTRACT, add_check_arguments
     add_check_arguments(p)
     p.set_defaults(run=_check)
 
     p = sub.add_parser("check-code", help="check a person's NumPy backward pass against the derivation",
-                       epilog=BACKWARD_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", help=spec_help)
-    p.add_argument("target", help="FILE.py:FUNCTION, the backward pass to check")
+                       epilog=BACKWARD_CONTRACT + "\n" + OP_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help=spec_help + " (with --op: the FILE.py:FUNCTION)")
+    p.add_argument("target", nargs="?", help="FILE.py:FUNCTION, the backward pass to check")
+    p.add_argument("--op", metavar="NAME", help="check one op's backward function instead of a network's: affine, "
+                                               "an activation (relu, sigmoid, tanh, ...), softmax, layernorm")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="wall-clock seconds for the code and every process it starts (default 20, at most 600)")
     p.add_argument("--cpu", type=float, metavar="SECONDS",

@@ -32,9 +32,17 @@ INPUTS = 4096
 UNITS = 4096
 LAYERS = 256
 PARAMETERS = 16_000_000
-#: ``check`` and ``check-code`` build a symbol per entry, so their time grows with the parameters:
-#: 784 -> 300 -> 10 (238 000) took 16 s and 300 MB on a busy 2-core machine.
-CHECK_PARAMETERS = 250_000
+#: ``check`` and ``check-code`` evaluate every entry at random points (``check`` proves with a symbol
+#: per entry only on networks of a few entries): ten layers 1000 wide (10 010 000) check in about
+#: 3 s and 1 GB.
+CHECK_PARAMETERS = 10_100_000
+
+#: The macros a ``check --file`` derivation may define (\newcommand, \def) and the expansions they may
+#: make in all and inside one another, so a macro that expands to itself, or to many copies of
+#: another, stops at once.
+MACROS = 100
+MACRO_EXPANSIONS = 5000
+MACRO_NESTING = 20
 
 #: A spec file or a ``check --file`` derivation: bytes.
 FILE_BYTES = 1 << 20

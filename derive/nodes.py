@@ -8,6 +8,8 @@ either a short label (``\\sigma'(z_1)``) or the formula. ``ColumnNormalize`` div
 column by its sum (softmax) and ``ColumnSums`` (``1 1ᵀ M``) gives each entry its column's sum
 (softmax's backward step). ``FeatureMean`` gives each column's mean (layer norm's μ)
 and ``Broadcast`` copies a row or a column to a matrix's shape.
+Each node's ``numeric`` gives its value with NumPy from its arguments' values, so the checker
+evaluates a derivation at random points without interpreting the nodes itself.
 """
 import sympy as sp
 from sympy.core.symbol import Str
@@ -43,6 +45,15 @@ class Pointwise(MatrixExpr):
         rows, cols = mats[0].shape
         return sp.ImmutableMatrix(rows, cols, lambda i, j: self.fn(*(m[i, j] for m in mats)))
 
+    def _eval_transpose(self):
+        # element-wise, so its transpose is the map of the transposed matrices (SymPy's hook)
+        return Pointwise(self.fn, self.label, *(m.T for m in self.mats))
+
+    def numeric(self, value):
+        """Its value with NumPy, ``value`` giving each matrix argument's array."""
+        mats = [value(m) for m in self.mats]
+        return _numpy_broadcast(numpy_function(self.fn)(*mats), mats[0].shape)
+
 
 class ElementSum(sp.Expr):
     """The scalar sum over all elements of ``fn`` applied element-wise."""
@@ -63,6 +74,10 @@ class ElementSum(sp.Expr):
         if not all(isinstance(m, sp.MatrixBase) for m in mats):
             return ElementSum(self.fn, *mats)
         return sp.Add(*(self.fn(*(m[k] for m in mats)) for k in range(len(mats[0]))))
+
+    def numeric(self, value):
+        mats = [value(m) for m in self.mats]
+        return float(_numpy_broadcast(numpy_function(self.fn)(*mats), mats[0].shape).sum())
 
 
 class ColumnNormalize(MatrixExpr):
@@ -85,6 +100,10 @@ class ColumnNormalize(MatrixExpr):
             return ColumnNormalize(mat)
         sums = [sum(mat[:, j]) for j in range(mat.cols)]
         return sp.ImmutableMatrix(mat.rows, mat.cols, lambda i, j: mat[i, j] / sums[j])
+
+    def numeric(self, value):
+        mat = value(self.mat)
+        return mat / mat.sum(axis=0, keepdims=True)
 
 
 class ColumnSums(MatMul):
@@ -137,6 +156,10 @@ class Broadcast(MatrixExpr):
         return sp.ImmutableMatrix(int(rows), int(cols),
                                   lambda i, j: mat[0 if mat.rows == 1 else i, 0 if mat.cols == 1 else j])
 
+    def numeric(self, value):
+        import numpy as np
+        return np.broadcast_to(value(self.mat), tuple(int(value(s)) for s in self.shape)).copy()
+
 
 def broadcast(mat, shape):
     """``mat`` as a matrix of ``shape``: itself when it has that shape, else its Broadcast."""
@@ -162,3 +185,31 @@ class FeatureMean(MatrixExpr):
         if not isinstance(mat, sp.MatrixBase):
             return FeatureMean(mat)
         return sp.ImmutableMatrix(1, mat.cols, lambda _, j: sum(mat[:, j]) / mat.rows)
+
+    def numeric(self, value):
+        return value(self.mat).mean(axis=0, keepdims=True)
+
+
+_FUNCTIONS = {}
+
+
+def numpy_function(fn: sp.Lambda):
+    """A NumPy function of arrays for a scalar Lambda (an activation, a derivative, a loss): SymPy's
+    lambdify, with erf element by element (NumPy has none) and mpmath for what NumPy cannot print."""
+    if fn not in _FUNCTIONS:
+        import math
+
+        import numpy as np
+        try:
+            f = sp.lambdify(fn.variables, fn.expr, modules=["numpy", {"erf": np.vectorize(math.erf)}])
+        except Exception:  # a formula NumPy cannot print: evaluate it element by element
+            scalar = sp.lambdify(fn.variables, fn.expr, modules=["mpmath"])
+            f = np.vectorize(lambda *a: float(scalar(*a)))
+        _FUNCTIONS[fn] = f
+    return _FUNCTIONS[fn]
+
+
+def _numpy_broadcast(values, shape):
+    """A formula's values as a float array of ``shape`` (a constant formula gives one number)."""
+    import numpy as np
+    return np.broadcast_to(np.asarray(values, dtype=float), shape).copy()

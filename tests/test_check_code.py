@@ -119,7 +119,8 @@ def test_the_gradient_of_the_input_is_checked_when_returned(tmp_path, capsys):
     code, out = run(capsys, spec, f"{path}:backward")
     assert code == 0 and "dL/dX: correct" in out.out
     code, out = run(capsys, spec, f"{path}:no_relu_prime")
-    assert code == 1 and "dL/dX: different: missing activation derivative" in out.out
+    assert code == 1 and "dL/dW1: different: missing activation derivative: Δ1 needs ⊙ relu'(Z1)" in out.out
+    assert "dL/dX: different: follows from dL/dW1's mistake (missing activation derivative in Δ1)" in out.out
     assert "correct: dL/dX = Δ1 W1" in out.out
 
 
@@ -137,7 +138,9 @@ def test_a_huber_backward_pass_with_np_clip_and_np_where(tmp_path, capsys):
     code, out = run(capsys, spec, f"{path}:backward")
     assert code == 0 and out.out.count(": correct") == 4, out.out
     code, out = run(capsys, spec, f"{path}:no_mean_over_the_batch")
-    assert code == 1 and out.out.count("the 1/N of the mean over the batch") == 4, out.out
+    assert code == 1 and out.out.count("the 1/N of the mean over the batch") == 1, out.out  # named at its source
+    assert "dL/dW2: different: constant factor: yours is 3 times the gradient (the 1/N" in out.out
+    assert out.out.count("follows from dL/dW2's mistake (constant factor in Δ2)") == 3, out.out
 
 
 def test_two_mistakes_in_a_backward_pass_are_both_named(tmp_path, capsys):
@@ -151,8 +154,8 @@ def test_two_mistakes_in_a_backward_pass_are_both_named(tmp_path, capsys):
     assert code == 1
     assert "dL/dW2: different: two mistakes: transposed: yours is (2, 1)" in out.out
     assert "the 1/N of the mean over the batch" in out.out.split("dL/dW2:")[1].splitlines()[0]
-    assert "dL/dW1: different: two mistakes: missing activation derivative: Δ1 needs ⊙ relu'(Z1); and constant " \
-           "factor: yours is 3 times the gradient" in out.out
+    assert "dL/dW1: different: missing activation derivative: Δ1 needs ⊙ relu'(Z1), besides dL/dW2's mistake " \
+           "(constant factor in Δ2)" in out.out
 
 
 def test_softmax_read_as_element_wise_is_named_in_code_with_any_loss(tmp_path, capsys):
@@ -184,7 +187,9 @@ def test_softmax_read_as_element_wise_is_named_in_code_with_any_loss(tmp_path, c
     named = ("different: softmax is not element-wise: ŷ ⊙ (1 − ŷ) is only the diagonal of each sample's Jacobian "
              "diag(ŷ) − ŷŷᵀ; with the off-diagonal −ŷ_i ŷ_j terms, ")
     code, out = run(capsys, mse, f"{path}:elementwise")
-    assert code == 1 and out.out.count(named + "Δ2 = Ŷ ⊙ (dL/dŶ - (Ŷ ⊙ dL/dŶ) 1 1ᵀ)\n") == 5, out.out
+    assert code == 1 and out.out.count(named + "Δ2 = Ŷ ⊙ (dL/dŶ - (Ŷ ⊙ dL/dŶ) 1 1ᵀ)\n") == 1, out.out
+    assert out.out.count("follows from dL/dW2's mistake (softmax read as element-wise in Δ2)") == 4, out.out
     code, out = run(capsys, ce, f"{path}:fused_elementwise")
     assert code == 1 and out.out.count(named + "the Jacobian times g = dL/dŷ is ŷ ⊙ (g − 1 ŷᵀ g), which with the "
-                                               "categorical cross-entropy is Δ2 = (1/N)·(Ŷ - Y)\n") == 5, out.out
+                                               "categorical cross-entropy is Δ2 = (1/N)·(Ŷ - Y)\n") == 1, out.out
+    assert out.out.count("follows from dL/dW2's mistake (softmax read as element-wise in Δ2)") == 4, out.out

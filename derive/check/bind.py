@@ -65,9 +65,12 @@ class Binder:
         yhat = q["Yhat" if self.batch else "yhat"]
         self.table["yhat"] = self.view(yhat)
         self.shown += ["X", "Y", r"\hat Y (Yhat)"] if self.batch else ["x", "y", r"\hat y (yhat)"]
+        self.acts = _activations(self.net.layers)
         for l in range(1, L + 1):
-            if self.net.layers[l - 1].kind == "layernorm":
-                self._layernorm_names(l)
+            kind = self.net.layers[l - 1].kind
+            if kind != "dense":
+                {"layernorm": self._layernorm_names, "activation": self._activation_names,
+                 "residual": self._block_names}[kind](l)
                 continue
             for p in ("W", "b"):
                 self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
@@ -94,13 +97,18 @@ class Binder:
             elif l and self.net.layers[l - 1].kind == "dense" and (
                     a_key == self.q[f"{self.key('z')}{l}"].key or (l == L and self._output_plain())):
                 grad = self.grads[f"z{l}"]
-            elif l < L:
+            elif l < L and self.net.layers[l].kind == "dense":
                 # what no step names: the gradient of a layer's input, W^T δ of the layer above (plus the
                 # skip connection's share when that layer is residual); for l = 0 this is dL/dx
                 W, d = self.q[f"W{l + 1}"].symbol, self.q[f"{self.key('delta')}{l + 1}"].symbol
                 rhs = W.T * d
                 if self.net.layers[l].residual:
                     rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
+                grad = (rhs.T if self.rows else rhs, None, rhs)
+            elif l == L:
+                # dL/dŷ of a loss fused with the output's activation (cross-entropy after softmax, bce after a
+                # sigmoid), which no step names: the loss's own derivative
+                rhs = self.sweep.loss_gradient(self.q[a_key], self.q[self.key("y")])
                 grad = (rhs.T if self.rows else rhs, None, rhs)
             else:
                 continue
@@ -122,6 +130,24 @@ class Binder:
                        "or L, the last layer (z^L)"]
         if self.batch:
             self.shown.append("N or m (batch size); names are case-insensitive")
+        self.preactivations = {f"z{l}": l for l in range(1, L + 1) if f"z{l}" in self.table}
+        self.scaled = {}  # Ng's dZ, dA (and dX): the gradients his names hold, where they differ from ours
+        if self.convention == "ng" and self.net.loss.reduction in ("mean", "batch"):
+            # they are the gradients of the summed loss, m times chainrule's (whose Δ holds the 1/m); Δ, δ
+            # and dL/dZ keep their meaning
+            for norm in [n for n in self.grads if re.fullmatch(r"[zah]\d+|x|yhat", n)]:
+                self.scaled[norm] = sp.MatMul(N, self.grads[norm][0])
+            self.shown.append("dZ^{[l]}, dA^{[l]} without the 1/m: dW^{[l]} = (1/m) dZ^{[l]} A^{[l-1]T}, "
+                              "db^{[l]} = (1/m) Σ dZ^{[l]}")
+        if self.convention == "goodfellow":
+            # Algorithm 6.4 names the pre-activation a^(k) and the activation h^(k)
+            for l in range(1, L + 1):
+                if f"z{l}" in self.table:
+                    self.table[f"a{l}"], self.grads[f"a{l}"] = self.table[f"z{l}"], self.grads[f"z{l}"]
+                    self.preactivations[f"a{l}"] = l
+            self.shown.append("a^{(k)} the pre-activation, h^{(k)} = f(a^{(k)}), g the gradient of the line before "
+                              "(∇_{h^{(k)}} J before ∇_{a^{(k)}} J; ∇_{a^{(k)}} J before ∇_{W^{(k)}} J, ∇_{b^{(k)}} J, "
+                              "∇_{h^{(k-1)}} J)")
 
     def _layernorm_names(self, l: int):
         """μ_l, σ_l, x̂_l, γ_l, β_l and the layer's output a_l (h_l); dL/dγ_l, dL/dβ_l, dL/da_l."""
@@ -142,6 +168,35 @@ class Binder:
             f"{'H' if self.batch else 'h'}_{l} ({'A' if self.batch else 'a'}_{l}, layer norm's output)",
             r"\operatorname{mean}(...) (over each sample's features)"]
 
+    def _activation_names(self, l: int):
+        """An activation layer's output a_l (h_l); its f'(z) applies to the layer below's z (``acts``)."""
+        a = self.q["Yhat" if self.batch else "yhat"] if l == self.layers else self.q[f"{self.key('a')}{l}"]
+        self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+        self.shown.append(f"{'A' if self.batch else 'a'}_{l} (the activation layer's output)")
+
+    def _block_names(self, l: int):
+        """A residual block's quantities by their keys (W2_1, z2_1, delta2_1, mu2_2, ... for the block at
+        layer 2: layer i inside it is 2_i, also written W_{2,1} or W21), its output a_l and their gradients."""
+        inner = re.compile(rf"(?P<stem>[A-Za-z]+?)(?P<path>{l}(?:_\d+)+)")
+        for q in self.q.values():
+            gradient = q.key.startswith("dL_d")
+            m = inner.fullmatch(q.key[4:] if gradient else q.key)
+            if not m or not isinstance(q.symbol, sp.MatrixSymbol):
+                continue
+            stem = {"delta": "z"}.get(m["stem"].lower(), m["stem"].lower())
+            for path in (m["path"], m["path"].replace("_", ","), m["path"].replace("_", "")):
+                norm = stem + path
+                if m["stem"].lower() == "delta":
+                    self.table.setdefault("delta" + path, self.view(q))
+                if gradient or m["stem"].lower() == "delta":
+                    self.grads.setdefault(norm, (self.view(q), q))
+                else:
+                    self.table.setdefault(norm, self.view(q))
+        a = self.q["Yhat" if self.batch else "yhat"] if l == self.layers else self.q[f"{self.key('a')}{l}"]
+        self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+        self.shown.append(f"the residual block {l}'s quantities as the notes name them (W_{{{l},1}}, z_{{{l},1}}, "
+                          f"\\delta_{{{l},1}}, ...) and its output {'A' if self.batch else 'a'}_{l}")
+
     def _a_key(self, l: int) -> str:
         """The derivation's key of layer l's activation (the input for 0, the output for the last)."""
         if l == 0:
@@ -152,7 +207,8 @@ class Binder:
 
     def _output_plain(self) -> bool:
         last = self.net.layers[-1]
-        return last.activation.is_identity and not last.residual
+        return getattr(last, "activation", None) is not None and last.activation.is_identity \
+            and not getattr(last, "residual", False)
 
     def accepted(self) -> list:
         return list(self.shown)
@@ -175,12 +231,14 @@ class Binder:
         """What ``wrt`` (text, or its parsed tree) is the gradient of."""
         node = parse(wrt) if isinstance(wrt, str) else wrt
         wrt = node.text
+        ng = None
         if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
             norm = "z" + node.args[0][5:]
         elif node.kind == "grad":
             norm = node.args[0]
         elif node.kind == "name":
             norm = self._gradient_name(node.args[0]) or node.args[0]
+            ng = self._ng_name(node.args[0])
         else:
             raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
         norm = "x" if norm in ("a0", "h0") else norm
@@ -199,11 +257,34 @@ class Binder:
             label = ("Δ" if self.batch else "δ") + norm[1:]
         else:
             label = f"dL/d{label}"
-        if entry[1] is None:
-            return _Target(entry[0], label, entry[2])
-        q = entry[1]
-        rhs = next(s.rhs for s in self.sweep.steps if s.target.key == q.key)
+        if self.convention == "goodfellow":
+            self.table.pop("g", None)
+            upstream = self._upstream(norm)
+            if upstream is not None:
+                self.table["g"] = upstream
+        rhs = entry[2] if entry[1] is None else next(s.rhs for s in self.sweep.steps if s.target.key == entry[1].key)
+        if ng:
+            name = "dZ" + norm[1:] if norm[0] == "z" else "dA" + norm[1:] if norm[0] in "ah" else (
+                "dX" if norm == "x" else f"dA{self.layers}")
+            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs))
         return _Target(entry[0], label, rhs)
+
+    def _upstream(self, norm: str):
+        """Goodfellow's g for a line that computes the gradient ``norm``: the gradient of the line before."""
+        layer = re.fullmatch(r"[a-z]+(\d+)", norm)
+        l = int(layer[1]) if layer else 0
+        if norm[0] == "z" or norm[0] == "a" and f"z{l}" in self.table and self.table[f"a{l}"] is self.table[f"z{l}"]:
+            above = self.grads.get("yhat" if l == self.layers else f"h{l}")
+        elif norm == "x" or norm[0] == "h":
+            above = self.grads.get(f"z{l + 1}")
+        else:  # a parameter of layer l
+            above = self.grads.get(f"z{l}")
+        return above[0] if above else None
+
+    def _ng_name(self, norm: str):
+        """The gradient Ng's dZ1, dA1 or dX names (m times ours), or None."""
+        base = norm[1:] if norm.startswith("d") and not norm.startswith("dld") and norm not in self.table else None
+        return base if base in self.scaled else None
 
     def _gradient_name(self, norm: str):
         if norm.startswith("dld") and norm[3:] in self.grads:
@@ -251,8 +332,10 @@ class Binder:
         if norm in ("n", "m"):
             if not self.batch:
                 raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
-                                     f"use --convention columns or rows")
+                                     f"use --convention columns, rows or ng")
             return N
+        if self._ng_name(norm):
+            return self.scaled[self._ng_name(norm)]
         grad = self._gradient_name(norm)
         if grad:
             return self.grads[grad][0]
@@ -412,7 +495,7 @@ class Binder:
         a, axis = self.bind(node.args[0]), node.args[1]
         if not is_matrix(a):
             return a
-        if axis == "batch":
+        if axis == "batch" or axis is None and self.convention == "ng":  # Ng's sum(dZ) is over the examples
             if not self.batch:
                 return a
             axis = 0 if self.rows else 1
@@ -436,23 +519,22 @@ class Binder:
             if layer is None:
                 raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, so apply it to "
                                      f"that layer's pre-activation, like {name}'(z_1)")
-            act = getattr(self.net.layers[layer - 1], "activation", None)
+            act = self.acts.get(layer)
             if act is None:
                 raise ChainruleError(f"{name} in '{node.text}' stands for a layer's activation, but layer {layer} is a "
                                      f"layer norm, which has none")
         elif name not in ACTIVATION_ALIASES:
-            custom = {layer.activation.name.lower().replace("_", ""): layer.activation for layer in self.net.layers
-                      if layer.kind == "dense"}
+            custom = {act.name.lower().replace("_", ""): act for act in self.acts.values()}
             if name not in custom:
                 raise ChainruleError(f"unknown activation '{name}' in '{node.text}'; use sigma, tanh, relu, ..., "
                                      f"f for the layer's own, or one of this network's: {', '.join(sorted(custom))}")
             act = custom[name]
-            own = getattr(self.net.layers[layer - 1], "activation", None) if layer else None
+            own = self.acts.get(layer)
             if own is not None and own is not act and prime:
                 self._flag_wrong_derivative(node, layer, own, act)
         else:
             kind = ACTIVATION_ALIASES[name]
-            own = getattr(self.net.layers[layer - 1], "activation", None) if layer else None
+            own = self.acts.get(layer)
             if own is not None and own.name == kind:
                 act = own
             else:
@@ -460,7 +542,7 @@ class Binder:
                 if own is not None and prime:
                     self._flag_wrong_derivative(node, layer, own, act)
         if not act.elementwise:
-            if layer == self.layers and act is self.net.layers[-1].activation:
+            if layer == self.layers and act is getattr(self.net.layers[-1], "activation", None):
                 # softmax(z_L) is the output; softmax'(z_L) read element-wise, the classic mistake, is its
                 # Jacobian's diagonal, which the flag names
                 if not prime:
@@ -481,30 +563,19 @@ class Binder:
                           f"'{node.text}' should be {own.name}'(z_{layer}), not {act.name}'")
 
     def _layer_of(self, node):
-        if node.kind == "name":
-            m = re.fullmatch(r"z(\d+)", node.args[0])
-            if m and 1 <= int(m.group(1)) <= self.layers:
-                return int(m.group(1))
-        return None
+        """The layer whose pre-activation ``node`` names (z_l; a^(k) in Goodfellow's convention), else None."""
+        return self.preactivations.get(node.args[0]) if node.kind == "name" else None
 
 
-def _push_transposes(expr, flip=False):
-    """``expr`` (transposed when ``flip``) with transposes moved down to the symbols, for printing."""
+def _push_transposes(expr):
+    """``expr`` with transposes moved down to the symbols, for printing: each transposed node's own
+    ``_eval_transpose`` (SymPy's, and the derivation's nodes')."""
     if isinstance(expr, sp.Transpose):
-        return _push_transposes(expr.arg, not flip)
-    if isinstance(expr, sp.MatMul):
-        coeff, mats = expr.as_coeff_matrices()
-        mats = [_push_transposes(m, flip) for m in (reversed(mats) if flip else mats)]
-        return sp.MatMul(coeff, *mats) if coeff != 1 else sp.MatMul(*mats)
-    if isinstance(expr, sp.MatAdd):
-        return sp.MatAdd(*(_push_transposes(a, flip) for a in expr.args))
-    if isinstance(expr, sp.HadamardProduct):
-        return sp.HadamardProduct(*(_push_transposes(a, flip) for a in expr.args))
-    if isinstance(expr, Pointwise):
-        return Pointwise(expr.fn, expr.label, *(_push_transposes(m, flip) for m in expr.mats))
-    if isinstance(expr, sp.OneMatrix) and flip:
-        return sp.OneMatrix(expr.shape[1], expr.shape[0])
-    return expr.T if flip and isinstance(expr, sp.MatrixExpr) else expr
+        inner = expr.arg._eval_transpose()
+        return inner if isinstance(inner, sp.Transpose) else _push_transposes(inner)
+    if isinstance(expr, sp.MatrixExpr) and not isinstance(expr, sp.MatrixSymbol) and expr.args:
+        return expr.func(*(_push_transposes(a) for a in expr.args))
+    return expr
 
 
 def _stretch(a, b):
@@ -524,3 +595,15 @@ def _expand(m, rows, cols):
     if c != cols:
         m = m * sp.OneMatrix(1, cols)
     return m
+
+
+def _activations(layers) -> dict:
+    """{l: the activation applied to z_l}: a dense layer's own, or that of the activation layer after an
+    identity dense layer."""
+    acts = {}
+    for l, layer in enumerate(layers, start=1):
+        if layer.kind == "dense":
+            acts[l] = layer.activation
+        elif layer.kind == "activation" and l - 1 in acts and acts[l - 1].is_identity:
+            acts[l - 1] = layer.activation
+    return acts

@@ -37,17 +37,21 @@ their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches th
 ``Checker`` joins them for one derivation in one convention.
 """
 import re
+import time
 from dataclasses import dataclass
 
+import numpy as np
 import sympy as sp
 
 from .. import limits
 from ..errors import ChainruleError
+from ..nodes import FeatureMean, Pointwise, broadcast
+from ..ops.activations import Z
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import BATCH, POINTS, Comparer, shape_of
+from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
 from .diagnose import Diagnoser
-from .options import CONVENTIONS
-from .parse import Node, parse
+from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
+from .parse import Node, parse_equation
 
 
 @dataclass
@@ -61,14 +65,23 @@ class CheckResult:
     correct_latex: str
     counterexample: str = ""
     proof: str = ""
+    undecided: str = ""  # why the random points could not decide (``equal`` is False then)
+    fits: bool = False  # whether it has the gradient's shape
+    note: str = ""  # the convention it was read in, and where else it is right
 
     def report(self) -> str:
         if self.equal:
-            return f"{self.wrt}: correct ({self.proof})\n"
-        lines = [f"{self.wrt}: different", f"  yours:    {self.expression}", f"  mistake:  {self.diagnosis}",
-                 f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
-        if self.counterexample:
-            lines.append(f"  counterexample: {self.counterexample}")
+            lines = [f"{self.wrt}: correct ({self.proof})"]
+        elif self.undecided:
+            lines = [f"{self.wrt}: could not decide: {self.undecided}", f"  yours:    {self.expression}",
+                     f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
+        else:
+            lines = [f"{self.wrt}: different", f"  yours:    {self.expression}", f"  mistake:  {self.diagnosis}",
+                     f"  correct:  {self.wrt} = {self.correct}", f"  LaTeX:    {self.correct_latex}"]
+            if self.counterexample:
+                lines.append(f"  counterexample: {self.counterexample}")
+        if self.note:
+            lines.append(f"  convention: {self.note}")
         return "\n".join(lines) + "\n"
 
 
@@ -85,6 +98,11 @@ class RuleResult:
     wrt: str
     expression: str
     layers: list
+    note: str = ""
+
+    @property
+    def fits(self) -> bool:
+        return any(v.result.fits for v in self.layers if v.result is not None)
 
     @property
     def equal(self) -> bool:
@@ -102,6 +120,8 @@ class RuleResult:
             first, *rest = v.result.report().rstrip("\n").split("\n")
             lines.append(f"  l = {v.layer}: {first}")
             lines += [f"  {line}" for line in rest]
+        if self.note:
+            lines.append(f"  convention: {self.note}")
         return "\n".join(lines) + "\n"
 
 
@@ -134,14 +154,16 @@ class Checker(Binder, Comparer, Diagnoser):
         self.net = derivation.network
         other = unreadable(self.net)
         if other is not None:
-            raise ChainruleError(f"chainrule check reads networks of dense and layernorm layers only, and layer {other} "
+            raise ChainruleError(f"chainrule check reads networks of dense, layernorm and activation layers and residual "
+                                 f"blocks of them only, and layer {other} "
                                  f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
         size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
         if size > limits.CHECK_PARAMETERS:
             raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
                                  f"at most {limits.CHECK_PARAMETERS} (CHECK_PARAMETERS), as they evaluate every "
                                  f"entry; check the same rule on a narrower network (the steps are the same)")
-        self.batch = convention != "sample"
+        self._size = size
+        self.batch = convention not in ("sample", "goodfellow")
         self.rows = convention == "rows"
         self.sweep = derivation.batch if self.batch else derivation.sample
         self.q = self.sweep.quantities
@@ -151,14 +173,18 @@ class Checker(Binder, Comparer, Diagnoser):
         # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
         self._names()
-        self._points = None
+        self.shared = {}  # the random points (compare.Comparer.seeds), shared by checkers of one sweep
+        self.drawn = {}  # the random leaves, shared by checkers of one derivation
+        self.diagnosing = True
         self._elementwise = None  # the points of the derivation that reads softmax as element-wise
         self._bound = {}  # id(node) -> (node, (value, error), flags), for one check
 
     # -- the verdict ----------------------------------------------------------------------------
-    def check(self, wrt: str, text: str):
-        """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l."""
-        wrt_tree, tree = parse(wrt), parse(text)
+    def check(self, wrt: str, text: str, diagnose: bool = True):
+        """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l;
+        without ``diagnose``, the verdict alone (no mistake search)."""
+        self.diagnosing = diagnose
+        wrt_tree, tree = parse_equation(wrt, text)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
             raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
                                  f"left side in l too, like \\delta^l or dL/dW^l, to check it at every layer")
@@ -223,29 +249,198 @@ class Checker(Binder, Comparer, Diagnoser):
         flags = list(self.flags)
         expected = target.expr
         result = CheckResult(target.label, text, False, "", correct, correct_latex)
+        verdict = None
         if mine is not None and shape_of(mine) == shape_of(expected) and not flags:
-            if self.same(mine, expected):
-                result.equal, result.proof = True, f"equal at {POINTS} random points; SymPy did not reduce " \
-                                                   f"the difference to 0 in its time budget"
-                if self.exactly_equal(mine, expected):
+            verdict = self.verdict(mine, expected)
+            if verdict.status == "equal":
+                proved = self.exactly_equal(mine, expected)
+                result.equal, result.proof = True, f"equal at {len(self.seeds())} random points, within " \
+                                                   f"{AGREE:g} of the gradient's largest entry; " + (
+                    "the exact proof is tried only on small networks without kinks (relu, np.where) or erf"
+                    if proved is None else f"SymPy did not finish the exact proof in its {PROOF_SECONDS:g} s budget")
+                if proved:
                     result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
                         f" with N = {BATCH}" if self.batch else "")
+                result.fits = True
                 return result
-        result.diagnosis = self.diagnose(tree, mine, expected, problem, flags)
+            if verdict.status == "undecided":
+                result.undecided, result.fits = verdict.reason, True
+                return result
+        result.fits = mine is not None and shape_of(mine) == shape_of(expected)
+        if not self.diagnosing:
+            return result
+        # a big network's search has a time budget (a small one's is bounded by its candidates, deterministically)
+        self.deadline = time.monotonic() + SEARCH_SECONDS if self._size > BUDGETED else None
+        try:
+            result.diagnosis = (result.fits and not flags and self._layernorm_mistake(mine, expected)) or \
+                self.diagnose(tree, mine, expected, problem, flags)
+        except OutOfTime:
+            result.diagnosis = (f"no usual mistake found within the search's {SEARCH_SECONDS:g} s "
+                                f"(transpose, sign, factor, activation derivative, sum, and pairs of them)")
+        finally:
+            self.deadline = None
         if mine is not None and shape_of(mine) == shape_of(expected):
-            result.counterexample = self.counterexample(mine, expected, target.label)
+            verdict = verdict or self.verdict(mine, expected)
+            if verdict.status == "different":
+                result.counterexample = self.counterexample(mine, expected, target.label, verdict.point)
         return result
 
 
+    # -- layer norm's usual mistakes ------------------------------------------------------------------
+    def _layernorm_mistake(self, mine, expected) -> str:
+        """The usual mistake in a layer norm's backward step that explains ``mine``, else "": the step
+        rewritten with it, and ``mine`` equal to the gradient there while nothing it names changes."""
+        for message, overrides in self._layernorm_worlds():
+            world = self._at_points(overrides)
+            right = self.points()
+            if any(not np.array_equal(self.flat(s, right[0]), self.flat(s, world[0])) for s in mine.atoms(sp.MatrixSymbol)):
+                continue
+            if self.same(mine, expected, world):
+                return message
+        return ""
+
+    def _layernorm_worlds(self):
+        """(the mistake, the override of the backward step that makes it) for each layer norm and its
+        usual mistakes: the mean path (-mean(g)) or the variance path (-x̂ ⊙ mean(g ⊙ x̂)) left out,
+        sums where the means' 1/F belongs, γ left out of g, only the direct path g/σ."""
+        worlds = []
+        for q in self.q.values():
+            m = re.fullmatch(r"sigma(\S+)", q.key)
+            step = m and next((s for s in self.sweep.steps if s.target.role == "adjoint" and s.rhs.has(q.symbol)), None)
+            if step is None:
+                continue
+            xhat, gamma = self.q[f"{self.key('x')}hat{m[1]}"].symbol, self.q.get(f"gamma{m[1]}")
+            upstream = next(a for a in step.rhs.atoms(sp.MatrixSymbol) if a.name.startswith("dL_d"))
+            shape = upstream.shape
+            inv = broadcast(Pointwise(sp.Lambda(Z, 1 / Z), "", q.symbol), shape)
+
+            def backward(g, scale=1, mean=True, variance=True):
+                terms = [g]
+                if mean:
+                    terms.append(-scale * broadcast(FeatureMean(g), shape))
+                if variance:
+                    terms.append(-scale * sp.HadamardProduct(xhat, broadcast(FeatureMean(sp.HadamardProduct(g, xhat)), shape)))
+                return sp.HadamardProduct(inv, sp.MatAdd(*terms) if len(terms) > 1 else g)
+            g = sp.HadamardProduct(broadcast(gamma.symbol, shape), upstream) if gamma else upstream
+            where = f"layer norm {m[1]}'s backward step"
+            form = "dL/dx = (1/σ) ⊙ (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) with g = γ ⊙ dL/dy"
+            for text, rhs in (
+                    (f"missing the mean path in {where}: the −mean(g) term, from μ depending on x", backward(g, mean=False)),
+                    (f"missing the variance path in {where}: the −x̂ ⊙ mean(g ⊙ x̂) term, from σ depending on x",
+                     backward(g, variance=False)),
+                    (f"missing the 1/F of the means in {where}: sums over the {shape[0]} features where means belong",
+                     backward(g, scale=shape[0])),
+                    (f"only the direct path in {where}: g/σ, without the mean and variance paths",
+                     backward(g, mean=False, variance=False))) + (
+                    ((f"γ missing in {where}: g = γ ⊙ dL/dy", backward(upstream)),) if gamma else ()):
+                worlds.append((f"{text}; {form}", {step.target.key: rhs}))
+        return worlds
+
+
+OTHERS_SECONDS = 2.5  # past this much of a check, no further convention is tried
+
+
+class Conventions:
+    """Checks in one convention, or in ``auto``: the first convention (``options.ranked``) whose marks the
+    text has and in which it has the gradient's shape. An expression that is wrong in that convention but
+    right in another is never reported wrong: under ``auto`` it is correct in the other, and the note says
+    so and what it would be in the one its names suggest; under a chosen convention the verdict stands and
+    the note says where it is right."""
+
+    def __init__(self, derivation, convention="auto"):
+        if convention not in CHOICES:
+            raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CHOICES)}")
+        self.derivation, self.convention, self._checkers, self._shared, self._drawn = derivation, convention, {}, {}, {}
+        self.checker(CONVENTIONS[0] if convention == "auto" else convention)  # an unreadable network fails here
+
+    def checker(self, name) -> Checker:
+        if name not in self._checkers:
+            checker = self._checkers[name] = Checker(self.derivation, name)
+            checker.shared = self._shared.setdefault(id(checker.sweep), {})
+            checker.drawn = self._drawn
+        return self._checkers[name]
+
+    def accepted(self) -> list:
+        if self.convention != "auto":
+            return self.checker(self.convention).accepted()
+        return self.checker("sample").accepted() + [
+            "or the names of the columns, rows, ng or goodfellow convention (auto picks the one your names use; "
+            "see check --help)"]
+
+    def check(self, wrt: str, text: str):
+        self._started = time.monotonic()
+        if self.convention != "auto":
+            result = self.checker(self.convention).check(wrt, text)
+            if not result.equal:
+                other = self._right_elsewhere(wrt, text, self.convention)
+                if other:
+                    result.note = f"it is right in the {other} convention ({_where_mean(other)})"
+            return result
+        picked, fallback, first_error = None, None, None
+        for rank, (name, why) in enumerate(ranked((wrt, text))):
+            try:
+                found = self.checker(name).check(wrt, text, diagnose=False)
+            except ChainruleError as err:
+                first_error = first_error or (rank, err)
+                continue
+            if found.fits:
+                picked = (name, why, found)
+                break
+            fallback = fallback or (name, why, found)
+        if picked is None:  # no convention gives it the gradient's shape: the one its names suggest says why
+            if first_error is not None and (fallback is None or first_error[0] == 0):
+                raise first_error[1]
+            picked = fallback
+        name, why, result = picked
+        if not result.equal:
+            other = self._right_elsewhere(wrt, text, name)
+            wrong = self.checker(name).check(wrt, text)
+            if other:
+                right = self.checker(other).check(wrt, text, diagnose=False)
+                right.note = (f"right in the {other} convention ({_where_mean(other)}); in the {name} convention "
+                              f"({why}) it is not: {wrong.diagnosis or wrong.undecided}")
+                return right
+            result = wrong
+        result.note = f"read in the {name} convention ({why}); --convention chooses another"
+        return result
+
+    def _right_elsewhere(self, wrt, text, tried):
+        """The first other convention (those its names suggest first) in which the expression is the
+        gradient, or None."""
+        for name, _ in ranked((wrt, text)):
+            if name == tried:
+                continue
+            if time.monotonic() - self._started > OTHERS_SECONDS:  # a verdict within seconds comes first
+                return None
+            try:
+                if self.checker(name).check(wrt, text, diagnose=False).equal:
+                    return name
+            except ChainruleError:
+                continue
+        return None
+
+
+def _where_mean(name) -> str:
+    mean = BY_NAME[name].mean
+    return "one sample, no 1/N" if mean.startswith("nowhere") else f"the 1/N {mean}"
+
+
 # -- the public API --------------------------------------------------------------
-def check(derivation, wrt: str, expr: str, convention: str = "sample") -> CheckResult:
-    """Compare a person's expression for the gradient ``wrt`` with the derived one."""
-    return Checker(derivation, convention).check(wrt, expr)
+def check(derivation, wrt: str, expr: str, convention: str = "sample"):
+    """Compare a person's expression for the gradient ``wrt`` with the derived one, in ``convention``
+    (``auto``, the command line's default: the one whose names it uses)."""
+    return Conventions(derivation, convention).check(wrt, expr)
+
+
+_READ = ("dense", "layernorm", "activation", "residual")
 
 
 def unreadable(network):
-    """The position of the first layer ``check`` cannot read (an activation layer, a residual block), or None."""
-    return next((l for l, layer in enumerate(network.layers, 1) if layer.kind not in ("dense", "layernorm")), None)
+    """The position of the first layer ``check`` cannot read (a kind outside _READ, or inside a residual
+    block), or None."""
+    def readable(layer):
+        return layer.kind in _READ and all(readable(inner) for inner in getattr(layer, "layers", ()))
+    return next((l for l, layer in enumerate(network.layers, 1) if not readable(layer)), None)
 
 
 def accepted_names(derivation, convention: str = "sample"):
@@ -256,20 +451,7 @@ def accepted_names(derivation, convention: str = "sample"):
     return Checker(derivation, convention).accepted()
 
 
-_FILE_LINE = re.compile(r"^\s*(?P<lhs>[^=]+?)\s*&?=\s*&?(?P<rhs>.+?)\s*(\\\\)?\s*[,.]?\s*$")
-
-
 def read_equations(text: str) -> list:
-    """(line number, left side, right side) for each 'X = ...' line of a file; LaTeX trimmings dropped."""
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.split("%")[0].strip() if not line.lstrip().startswith("#") else ""
-        line = line.replace("$", "").replace(r"\[", "").replace(r"\]", "").replace("&", "")
-        line = re.sub(r"\\(begin|end)\{[a-z*]+\}", "", line).strip()
-        line = re.sub(r"\\(label|tag)\{[^}]*\}", "", line)
-        if "=" not in line:
-            continue
-        m = _FILE_LINE.match(line)
-        if m:
-            out.append((number, m["lhs"], m["rhs"]))
-    return out
+    """(line number, left side, right side) for each equation of a file (``document.read_document``)."""
+    from .document import Equation, read_document
+    return [(e.line, e.lhs, e.rhs) for e in read_document(text) if isinstance(e, Equation)]

@@ -5,9 +5,15 @@ backward(params, cache, X, T) -> a dict of gradients, batch-first like the gener
 
 The function runs in a contained child process (a crash, an exception, a hang or a hostile
 file is reported, never inherited) at two random points with N = 3. Its gradients are compared
-with the derivation's batch-form steps evaluated at the same points, and a difference is explained
-as ``check`` does: transposed, sign, constant factor, an activation derivative left out, a
-bias gradient not summed over the batch, a softmax output read as element-wise.
+with the derivation's batch-form steps evaluated at the same points, within a fraction of each
+gradient's scale, and a difference is explained by ``diagnose.BackwardJudge`` with the mistakes
+``check`` names (transposed, sign, constant factor, an activation derivative left out or another
+activation's, the transpose of a square weight, a sum over the wrong axis, a penalty left out, a
+softmax output read as element-wise), each named once, at the layer where it is made.
+
+``check_op`` (``check-code --op NAME``) checks one op's backward function (``options.OP_CONTRACT``)
+the same way, in the same contained child: the op is held between identity weights in a small
+derived network, so its gradients and its mistakes are the derivation's.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
@@ -26,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import selectors
 import signal
 import subprocess
@@ -39,10 +46,11 @@ import sympy as sp
 
 from ..errors import ChainruleError
 from ..escape import terminal_text
-from ..nodes import Pointwise
 from .checker import Checker
-from .compare import BATCH, numeric_value
-from .diagnose import factor_message
+from .compare import BATCH
+from ..ops.activations import CATALOGUE as ACTIVATIONS
+from .compare import numeric_value
+from .diagnose import BackwardJudge
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -150,10 +158,22 @@ except BaseException:
 function = getattr(module, name, None)
 if not callable(function):
     report({"stage": "missing"})
+def positional(case):
+    out = function(*[np.array(v, dtype=t) for v, t in case["args"]])
+    out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    names = task["outputs"]
+    if task.get("loss") and len(out) == len(names) + 1:
+        names = ["loss"] + names
+    if len(out) != len(names):
+        raise TypeError(f"{name} returned {len(out)} value(s); it must return {', '.join(task['outputs'])}")
+    return dict(zip(names, out))
 results = []
 for case in task["cases"]:
-    arrays = {k: {n: np.array(v, dtype=float) for n, v in case[k].items()} for k in ("params", "cache")}
     try:
+        if "args" in case:
+            results.append({k: encode(v, 4 * task["sizes"][k] + 64) for k, v in positional(case).items()})
+            continue
+        arrays = {k: {n: np.array(v, dtype=float) for n, v in case[k].items()} for k in ("params", "cache")}
         grads = function(arrays["params"], arrays["cache"], np.array(case["X"], dtype=float),
                          np.array(case["T"], dtype=float))
         if isinstance(grads, tuple) and len(grads) == 2 and isinstance(grads[1], dict):
@@ -184,11 +204,11 @@ def _split_target(target: str):
 
 
 def cases(checker):
-    """For each seed: (the arguments as JSON-ready lists, the expected gradients, the step values)."""
+    """For each seed: (the arguments as JSON-ready lists, the step values)."""
     out = []
     for seed in SEEDS:
         env = checker.evaluate_steps(checker.leaves(random.Random(seed)))
-        out.append((_arguments(checker, env), expected_gradients(checker, env), env))
+        out.append((_arguments(checker, env), env))
     return out
 
 
@@ -197,47 +217,20 @@ def _array(value):
 
 
 def _arguments(checker, env):
-    q, net = checker.q, checker.net
-    params, cache = {}, {"X": _array(env[q["X"].symbol]).T.tolist()}
-    for l in range(1, len(net.layers) + 1):
-        params[f"W{l}"] = _array(env[q[f"W{l}"].symbol]).tolist()
-        params[f"b{l}"] = _array(env[q[f"b{l}"].symbol]).ravel().tolist()
-        cache[f"Z{l}"] = _array(env[q[f"Z{l}"].symbol]).T.tolist()
-        if l < len(net.layers):
-            cache[f"A{l}"] = _array(env[q.get(f"A{l}", q[f"Z{l}"]).symbol]).T.tolist()
-        if f"M{l}" in q:
-            cache[f"M{l}"] = _array(env[q[f"M{l}"].symbol]).T.tolist()
-    cache["Yhat"] = _array(env[q["Yhat"].symbol]).T.tolist()
-    return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[q["Y"].symbol]).T.tolist()}
-
-
-def expected_gradients(checker, env):
-    """The parameters' gradients, batch-first, and "X": dL/dX, (N, in), which no step names."""
-    out = {}
-    for name in checker.net.param_names:
-        value = _array(env[checker.q[f"dL_d{name}"].symbol])
-        out[name] = value.ravel() if name.startswith("b") else value
-    out["X"] = np.asarray(numeric_value(checker.grads["x"][2], env), dtype=float).T
-    return out
-
-
-def _without(checker, layer, what):
-    """Overrides that leave layer ``layer``'s activation derivative (or dropout mask) out of its Δ."""
-    key = f"Delta{layer}"
-    step = next(s for s in checker.sweep.steps if s.target.key == key)
-    if not isinstance(step.rhs, sp.HadamardProduct):
-        return None
-    if what == "mask":
-        def dropped(a):
-            return isinstance(a, sp.MatrixSymbol) and a.name == f"M{layer}"
-    else:
-        def dropped(a):
-            return isinstance(a, Pointwise) and a.label.endswith("'")
-    kept = [a for a in step.rhs.args if not dropped(a)]
-    if len(kept) == len(step.rhs.args):
-        return None
-    rhs = kept[0] if len(kept) == 1 else sp.HadamardProduct(*kept)
-    return {key: rhs}
+    """The backward pass's arguments at one point, batch-first (see BACKWARD_CONTRACT)."""
+    params, cache = {}, {}
+    for key, q in checker.q.items():
+        if not isinstance(q.symbol, sp.MatrixSymbol) or q.role not in ("data", "param", "forward", "mask"):
+            continue
+        value = _array(env[q.symbol])
+        if q.role == "param":
+            params[key] = value.ravel().tolist() if value.shape[1] == 1 else value.tolist()
+        elif key != "Y":
+            cache[key] = value.T.tolist()
+    for l, layer in enumerate(checker.net.layers[:-1], start=1):
+        if layer.kind == "dense" and f"A{l}" not in cache:  # a hidden identity layer's output is its Z
+            cache[f"A{l}"] = cache[f"Z{l}"]
+    return {"params": params, "cache": cache, "X": cache["X"], "T": _array(env[checker.q["Y"].symbol]).T.tolist()}
 
 
 class _Capped:
@@ -537,82 +530,31 @@ def _spellings(name: str) -> list:
     return [name, f"d{name}", f"dL_d{name}", f"grad_{name}", f"d{name}".lower(), name.lower()]
 
 
-def _close(a, b) -> bool:
-    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9)
-
-
-def judge(name, got_by_case, want_by_case, alternatives, network) -> str:
-    """'' when right, else the diagnosis for one parameter's gradient: one usual mistake, else a pair.
-
-    A mistake is a view of yours (transposed, not summed over the batch), a gradient computed
-    without a step (``alternatives``: an activation derivative or a dropout mask left out) or a
-    constant factor; each combination of at most one of each kind is tried.
-    """
-    want0, got0 = want_by_case[0], got_by_case[0]
-    if got0 is None:
-        return f"no gradient for {name} in the returned dict (keys {name}, d{name} or dL_d{name})"
-    if name.startswith("b") and got0.size == want0.size:
-        got_by_case = [g.ravel() for g in got_by_case]
-        got0 = got_by_case[0]
-    if all(_close(g, w) for g, w in zip(got_by_case, want_by_case)):
-        return ""
-    views = [("", got_by_case)]
-    if want0.ndim == 2 and got0.shape == want0.T.shape:
-        views.append((f"transposed: yours is {got0.shape}, the transpose of dL/d{name}", [g.T for g in got_by_case]))
-    if name.startswith("b") and got0.ndim == 2 and got0.shape[0] == BATCH and got0.size == BATCH * want0.size:
-        views.append(("missing sum over the batch: yours has one row per sample; sum it with axis=0",
-                      [g.sum(axis=0) for g in got_by_case]))
-    wants = [("", want_by_case)] + [(label, [a[name] for a in alt]) for label, alt in alternatives]
-    found = []
-    for view, gots in views:
-        for without, expected in wants:
-            k = _factor(gots, expected)
-            if k is not None:
-                found.append(([m for m in (view, without) if m] + ([factor_message(k, network)] if k != 1 else []),
-                              k != 1))
-    # the fewest mistakes, a step left out before a factor (a dropout mask of 2s is also a factor of 2)
-    found = [labels for labels, _ in sorted(found, key=lambda f: (len(f[0]), f[1]))]
-    if found and len(found[0]) == 1:
-        return found[0][0]
-    if got0.shape != want0.shape and len(views) == 1:
-        return f"wrong shape: yours is {got0.shape}, dL/d{name} is {want0.shape}"
-    if found and len(found[0]) == 2:
-        return f"two mistakes: {found[0][0]}; and {found[0][1]}"
-    return "no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains the difference"
-
-
-def _factor(gots, wants):
-    """k when every ``got`` is k times its ``want`` (1 when equal), else None."""
-    if any(g.shape != w.shape for g, w in zip(gots, wants)):
-        return None
-    if all(_close(g, w) for g, w in zip(gots, wants)):
-        return 1
-    want0 = wants[0]
-    big = np.unravel_index(np.argmax(np.abs(want0)), want0.shape)
-    if abs(want0[big]) <= 1e-12:
-        return None
-    ratio = float(gots[0][big] / want0[big])
-    if not 1e-6 <= abs(ratio) <= 1e6:  # no usual mistake is a factor that large (or infinite)
-        return None
-    k = sp.nsimplify(ratio, rational=True, tolerance=1e-7)
-    if k != 0 and all(np.allclose(g, float(k) * w, rtol=1e-6, atol=1e-9) for g, w in zip(gots, wants)):
-        return k
-    return None
-
-
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
     checker = Checker(derivation, "columns")
     rows = Checker(derivation, "rows")
-    prepared = cases(checker)
     names = list(derivation.network.param_names) + ["X"]
-    task = {"cases": [args for args, _, _ in prepared], "names": {n: _spellings(n) for n in names},
-            "sizes": {n: int(prepared[0][1][n].size) for n in names}}
+    with np.errstate(all="ignore"):  # values that overflow are reported as undecided, not warned about
+        prepared = cases(checker)
+        judge = BackwardJudge(checker, rows, [_leaves(checker, env) for _, env in prepared])
+        sizes = {n: int(judge.targets({})[0][n].size) for n in names}
+    task = {"cases": [args for args, _ in prepared], "names": {n: _spellings(n) for n in names}, "sizes": sizes}
+    header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
+    return _run_and_judge(path, name, task, limits, header,
+                          lambda results: _verdicts(judge, lambda p: rows.printed(rows.target(p))[0], results))
+
+
+def _leaves(checker, env):
+    return {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}
+
+
+def _run_and_judge(path, name, task, limits, header, verdicts):
+    """Run the person's function in the contained child on ``task`` and report, ``verdicts`` judging the results."""
     report, out, err = run_child(path, name, task, limits)
     if report["stage"] == "missing":
         raise ChainruleError(f"{path} has no function {name}")
-    header = f"{terminal_text(target)}: batch-first arrays, N = {BATCH}, {len(prepared)} random points"
     printed = _shown("printed on stdout", out) + _shown("printed on stderr", err)
     if report["stage"] != "done":
         what = {"import": "importing the file failed", "call": f"{name} raised an exception",
@@ -622,51 +564,172 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
         return ([header, f"  {what}: {error[-1] if error else ''}"]
                 + [f"    {line}" for line in error[-ERROR_LINES:-1]] + printed), 1
     with np.errstate(all="ignore"):  # huge finite gradients overflow in the comparisons, harmlessly
-        lines, worst = _verdicts(derivation, checker, rows, prepared, report["results"])
+        lines, worst = verdicts(report["results"])
     return [header] + lines + printed, worst
 
 
-def _verdicts(derivation, checker, rows, prepared, results):
-    """The report's lines after the header and its exit code, from the gradients the runner sent."""
-    mistaken = []  # (the mistake, overrides of the steps that make it)
-    for l, layer in enumerate(derivation.network.layers, start=1):
-        for what, label in (("mask", f"missing dropout mask: Δ{l} needs ⊙ M{l}"),
-                            ("derivative", f"missing activation derivative: Δ{l} needs ⊙ {layer.activation.name}'(Z{l})")):
-            mistaken.append((label, _without(checker, l, what)))
-    softmax = checker.elementwise_softmax()
-    if softmax:
-        mistaken.append((rows.softmax_message(), softmax))
-    alternatives = [(label, [expected_gradients(checker, checker.evaluate_steps(
-        {s: env[s] for s in env if getattr(s, "name", "") in checker.leaf_keys}, overrides)) for _, _, env in prepared])
-        for label, overrides in mistaken if overrides]
-    lines, worst, wrong_above = [], 0, []
+# -- one op's backward function (``check-code --op``) -------------------------------------------------
+# Each op is checked inside a small network of the derivation's that holds it between identity weights,
+# with the loss mean(yhat ⊙ y), whose dL/dŷ is y over its size: the derivation's gradients at a point
+# are then the op's, for an upstream gradient dout that is the network's dL/dŷ there.
+UPSTREAM = "[yhat*y]"
+OP_WIDTHS = {"in": 5, "out": 4}  # neither is N = 3, so a mistaken axis or transpose has the wrong shape
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op's check: its network, the function's arguments, what it returns, and the correct formulas."""
+    spec: str
+    arguments: tuple      # names of the arguments, in order: dout, x, w, b, gamma, beta, y
+    outputs: tuple        # (what the function returns, the network's gradient it is) in order
+    correct: dict         # output -> its correct formula, printed
+    identity: tuple = ()  # weights held at the identity, biases at 0
+    names: dict = None    # the network's names in the messages -> the op's
+
+
+def ops() -> dict:
+    """Every op check-code --op checks: affine, each element-wise activation, softmax, layernorm."""
+    n, m = OP_WIDTHS["in"], OP_WIDTHS["out"]
+    dense = {"Δ1": "dout", "X": "x", "W1": "w", "b1": "b", "dL/dx": "dx", "dL/dw": "dw", "dL/db": "db"}
+    found = {"affine": Op(f"{n} -> {m} ; {UPSTREAM}", ("dout", "x", "w", "b"),
+                          (("dx", "X"), ("dw", "W1"), ("db", "b1")),
+                          {"dx": "dout wᵀ", "dw": "xᵀ dout", "db": "dout summed over the batch (axis=0)"}, (),
+                          {**dense, "dL/dX": "dx", "dL/dW1": "dw", "dL/db1": "db"}),
+             "softmax": Op(f"{m} -> {m} softmax ; cross_entropy", ("x", "y"), (("dx", "X"),),
+                           {"dx": "(softmax(x) - onehot(y)) / N"}, ("W1", "b1"),
+                           {"Δ1": "dx", "Ŷ": "softmax(x)", "Y": "onehot(y)", "dL/dX": "dx"}),
+             "layernorm": Op(f"{n} -> {n} -> layernorm -> {n} ; {UPSTREAM}", ("dout", "x", "gamma", "beta"),
+                             (("dx", "X"), ("dgamma", "gamma2"), ("dbeta", "beta2")),
+                             {"dx": "(g - mean(g) - x̂ ⊙ mean(g ⊙ x̂)) / σ with g = γ ⊙ dout, means over each row",
+                              "dgamma": "Σ_batch dout ⊙ x̂", "dbeta": "Σ_batch dout"}, ("W1", "b1", "W3", "b3"),
+                             {"dL/dA2": "dout", "dL/dA1": "dx", "γ2": "γ", "μ2": "μ", "σ2": "σ", "X̂2": "x̂",
+                              "dL/dX": "dx", "dL/dgamma2": "dgamma", "dL/dbeta2": "dbeta", "layer norm 2's": "its",
+                              "Δ1": "dx"})}
+    for name, kind in ACTIVATIONS.items():
+        if kind.elementwise and name != "identity":
+            found[name] = Op(f"{n} -> {n} {name} -> {n} ; {UPSTREAM}", ("dout", "x"), (("dx", "X"),),
+                             {"dx": f"dout ⊙ {name}'(x)"}, ("W1", "b1", "W2", "b2"),
+                             {"Δ1": "dx", "Z1": "x", "dL/dX": "dx", "dL/dA1": "dout", "layer 1 uses": "the op is",
+                              "the layer's output": "its output"})
+    return found
+
+
+def _op_case(checker, op, seed):
+    """(the function's arguments at one point, as (values, dtype), the leaves) for ``op``."""
+    leaves = checker.leaves(random.Random(seed))
+    for key in op.identity:
+        symbol = checker.q[key].symbol
+        value = np.eye(symbol.rows) if symbol.cols == symbol.rows else np.zeros((symbol.rows, symbol.cols))
+        leaves[symbol] = value
+    env = checker.evaluate_steps(leaves)
+    q = checker.q
+    top = q[f"{checker.key('delta')}{len(checker.net.layers)}"].symbol
+    values = {"dout": _array(env[top]).T, "x": _array(env[q["X"].symbol]).T}
+    for key, param in (("w", "W1"), ("b", "b1"), ("gamma", "gamma2"), ("beta", "beta2")):
+        if param in q:
+            value = _array(env[q[param].symbol])
+            values[key] = value.T if key == "w" else value.ravel()
+    if "y" in op.arguments:
+        values["y"] = _array(env[q["Y"].symbol]).argmax(axis=0)
+    args = [(values[a].tolist(), "int64" if a == "y" else "float64") for a in op.arguments]
+    return args, {s: v for s, v in leaves.items()}
+
+
+def check_op(op_name: str, target: str, limits: Limits = Limits()):
+    """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
+    from derive import derive  # the op's network, derived on demand
+    known = ops()
+    if op_name not in known:
+        raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
+    path, name = _split_target(target)
+    op = known[op_name]
+    derivation = derive(op.spec)
+    checker = Checker(derivation, "columns")
+    prepared = [_op_case(checker, op, seed) for seed in SEEDS]
+    judge = BackwardJudge(checker, Checker(derivation, "rows"), [leaves for _, leaves in prepared],
+                          transposed={"W1"} if op_name == "affine" else ())
+    targets = judge.targets({})[0]
+    outputs = [out for out, _ in op.outputs]
+    task = {"cases": [{"args": args} for args, _ in prepared], "outputs": outputs, "loss": op_name == "softmax",
+            "names": {n: [n] for n in outputs + ["loss"]},
+            "sizes": {**{out: int(targets[grad].size) for out, grad in op.outputs}, "loss": 1}}
+    shapes = ", ".join(f"{a} {_shape_of(values)}" for a, (values, _) in zip(op.arguments, prepared[0][0]))
+    header = f"{terminal_text(target)}: {op_name} backward, {shapes}, {len(prepared)} random points"
+
+    def verdicts(results):
+        renamed = [{grad: r[out] for out, grad in op.outputs if out in r} for r in results]
+        lines, worst = _verdicts(judge, op.correct.get, renamed, {grad: out for out, grad in op.outputs}, op.names)
+        if op_name == "softmax" and all("loss" in r for r in results):
+            lines, worst = _loss_line(checker, judge, results, lines, worst)
+        return lines, worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)
+
+
+def _shape_of(values) -> str:
+    return str(tuple(np.shape(values)))
+
+
+def _loss_line(checker, judge, results, lines, worst):
+    """The loss a softmax function returns beside dx, against the derivation's at each point."""
+    got = [_gradient(r["loss"])[0] for r in results]
+    want = [float(numeric_value(checker.q["L"].symbol, checker.evaluate_steps(dict(leaves)))) for leaves in judge.leaves]
+    if all(g is not None and g.size == 1 and abs(float(g.ravel()[0]) - w) <= 1e-6 * (1 + abs(w)) for g, w in zip(got, want)):
+        return lines + ["  loss: correct"], worst
+    shown = "not a number" if got[0] is None or got[0].size != 1 else f"{float(got[0].ravel()[0]):.6g}"
+    return lines + [f"  loss: different: yours = {shown}, the mean cross-entropy = {want[0]:.6g}"], 1
+
+
+def _verdicts(judge, correct, results, shown=None, words=None):
+    """The report's lines after the header and its exit code, from the gradients the runner sent;
+    ``correct(name)``: the printed rule; ``shown``: the names the report gives the gradients (the op's
+    dx for X), ``words``: the names its messages use for the network's."""
+    shown, words = shown or {}, words or {}
+    lines, worst, gots, problems = [], 0, {}, {}
     given_x = "X" in results[0]
-    for param in list(reversed(derivation.network.param_names)) + (["X"] if given_x else []):
+    names = [n for n in judge.order(given_x) if not shown or n in shown]
+    want = judge.targets({})
+    for param in names:
         checked = [_gradient(result.get(param)) for result in results]
         got = [array for array, _ in checked]
         if any(g is None for g in got):  # the function returned it at one point only: judged as missing
             got = [None] * len(got)
-        want = [expected for _, expected, _ in prepared]
-        problem = next((p for _, p in checked if p), "") or (
-            "" if any(g is None for g in got) else _not_finite(param, got))
-        if problem:
-            worst = 1
-            lines.append(f"  dL/d{param}: {problem}")
+        if not np.all(np.isfinite(want[0][param])):  # the points overflow the network: no verdict is conclusive
+            problems[param] = ("could not decide: the derivation's own gradient is not finite at the random points "
+                               "(the network's values overflow there)")
+            gots[param] = None
             continue
-        verdict = judge(param, got, [w[param] for w in want], alternatives, derivation.network)
+        problems[param] = next((p for _, p in checked if p), "") or (
+            f"no gradient for {param} in the returned dict (keys {param}, d{param} or dL_d{param})"
+            if got[0] is None else _not_finite(param, got))
+        if not problems[param] and param in judge.sums and got[0].size == want[0][param].size:
+            got = [g.ravel() for g in got]
+        gots[param] = None if problems[param] else got
+    verdicts = judge.verdicts(gots)
+    for param in names:
+        label = shown.get(param, f"dL/d{param}")
+        if problems[param]:
+            worst = 1
+            lines.append(f"  {label}: {_renamed(problems[param], words)}")
+            continue
+        verdict = verdicts[param]
         if not verdict:
-            lines.append(f"  dL/d{param}: correct")
+            lines.append(f"  {label}: correct")
             continue
         worst = 1
-        correct, _ = rows.printed(rows.target(param))
-        lines.append(f"  dL/d{param}: different: {verdict}")
-        lines.append(f"    correct: dL/d{param} = {correct}")
-        if got[0] is not None:
-            lines.append("    " + _difference(np.asarray(got[0]), want[0][param]))
-        if wrong_above and verdict.startswith("no usual mistake"):
-            lines.append(f"    (dL/d{wrong_above[0]} is already wrong; fix the layers nearer the output first)")
-        wrong_above.append(param)
+        first, *hint = _renamed(verdict, words).split("\n")
+        lines.append(f"  {label}: different: {first}")
+        lines.append(f"    correct: {label} = {correct(shown.get(param, param))}")
+        lines.append("    " + _difference(np.asarray(gots[param][0]), want[0][param]))
+        lines += hint
     return lines, worst
+
+
+def _renamed(text, words) -> str:
+    """``text`` with the network's names replaced by the op's (Δ1 by dout, Z1 by x)."""
+    if not words:
+        return text
+    pattern = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.sub(rf"(?<![\w/])({pattern})(?!\w)", lambda m: words[m.group(1)], text)
 
 
 def _difference(got, want) -> str:

@@ -4,24 +4,141 @@ Single edits of the parsed tree (a transpose, a sign, a product, an activation d
 layer), fixes of the whole value (transposed, a missing batch sum, penalty, skip path, dropout mask
 or derivative), a constant factor, and softmax read as element-wise; then pairs of them, at most
 PAIR_TRIES candidates, in a fixed order.
-"""
-import re
 
+``Diagnoser.worlds`` holds the mistakes made inside the backward sweep (a derivative left out or
+another activation's, a dropout mask left out, the transpose of a square weight, softmax read as
+element-wise) as derivations with one step changed: ``check`` compares a value with them, and
+``check-code`` finds in them the mistake a person's gradient inherits, named once at its source.
+"""
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
 import sympy as sp
 
 from ..errors import ChainruleError
-from ..nodes import Pointwise
-from ..ops.activations import Z
+from ..nodes import FeatureMean, Pointwise
+from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
-from .compare import BATCH, describe_shape, is_matrix, shape_of
+from .compare import BATCH, describe_shape, is_matrix, numeric_value, shape_of
 from .parse import ACTIVATION_ALIASES, GENERIC_ACTIVATIONS, Node
 
 PAIR_TRIES = 1500  # at most this many candidates are tried when looking for two mistakes
+USUAL_ACTIVATIONS = ("sigmoid", "tanh", "relu")  # whose derivative a person may write in another's layer
+
+
+@dataclass(frozen=True)
+class World:
+    """A mistake inside the sweep: the steps it changes (``overrides``), its message and its short name."""
+    message: str
+    short: str
+    overrides: dict
+    layer: int
+
+
+def _shown_formula(expr) -> str:
+    """A derivative in a, as a person reads it: a(1 - a), 1 - a²."""
+    return str(expr).replace("**2", "²").replace("*(", "(").replace("*", "·")
 
 
 class Diagnoser:
     """The mistake search of a Checker (its binding, its comparisons, ``net``, ``table``, ``q``)."""
+
+    # -- mistakes inside the sweep, as changed derivations -------------------------------------------
+    def worlds(self, layer, shown=None) -> list:
+        """The Worlds of the mistakes made in layer ``layer``'s step of the sweep, in a fixed order;
+        ``shown``: the Checker whose convention the softmax message prints its rule in (this one's by default)."""
+        out = []
+        f = self.net.layers[layer - 1].activation if self.net.layers[layer - 1].kind == "dense" else None
+        key = f"{self.key('delta')}{layer}"
+        step = next((s for s in self.sweep.steps if s.target.key == key), None)
+        if f is not None and step is not None and isinstance(step.rhs, sp.HadamardProduct):
+            prime = next((a for a in step.rhs.args if isinstance(a, Pointwise) and a.label.endswith("'")), None)
+            mask = next((a for a in step.rhs.args if isinstance(a, sp.MatrixSymbol) and a.name == f"M{layer}"), None)
+            for dropped, message, short in (
+                    (mask, f"missing dropout mask: Δ{layer} needs ⊙ M{layer}", f"missing dropout mask in Δ{layer}"),
+                    (prime, f"missing activation derivative: Δ{layer} needs ⊙ {f.name}'(Z{layer})",
+                     f"missing activation derivative in Δ{layer}")):
+                if dropped is not None:
+                    kept = [a for a in step.rhs.args if a is not dropped]
+                    out.append(World(message, short, {key: kept[0] if len(kept) == 1 else sp.HadamardProduct(*kept)},
+                                     layer))
+            if prime is not None:
+                out += self._other_derivatives(layer, f, step, prime)
+                upstream = [a for a in step.rhs.args if a is not prime and a is not mask]
+                if len(upstream) == 1:
+                    out.append(World(f"{f.name}'s derivative taken at the upstream gradient: Δ{layer} = dL/dA{layer} ⊙ "
+                                     f"{f.name}'(Z{layer}), not {f.name}'(dL/dA{layer})",
+                                     f"derivative at the upstream gradient in Δ{layer}",
+                                     {key: Pointwise(prime.fn, prime.label, upstream[0])}, layer))
+        out += self._square_transpose(layer)
+        out += self._layernorm_without_statistics(layer)
+        if layer == self.layers:
+            softmax = self.elementwise_softmax()
+            if softmax:
+                out.append(World((shown or self).softmax_message(), f"softmax read as element-wise in Δ{layer}", softmax, layer))
+        return out
+
+    def _other_derivatives(self, layer, f, step, prime):
+        """Another activation's derivative in layer ``layer``: at Z_l (sigmoid'(Z1)), or its formula in the
+        layer's output (a(1 - a) with a = tanh(z))."""
+        mine = derivative_of_output(f)
+        whose = f", whose derivative is {_shown_formula(mine)}," if mine is not None and not mine.has(sp.Piecewise) else ""
+        others = [name for name in USUAL_ACTIVATIONS + tuple(l.activation.name for l in self.net.layers
+                                                             if l.kind == "dense")
+                  if name != f.name and name in ACTIVATIONS and ACTIVATIONS[name].elementwise]
+        z = prime.mats[0]
+        if mine is not None and not mine.has(sp.Piecewise) and mine.subs(A, Z) != f.derivative:
+            yield World(f"wrong activation derivative: {_shown_formula(mine)} is {f.name}'s derivative in its output "
+                        f"a = {f.name}(z), and yours applies it to z itself", f"wrong activation derivative in Δ{layer}",
+                        {step.target.key: sp.HadamardProduct(*[Pointwise(sp.Lambda(Z, mine.subs(A, Z)), f.latex + "'", z)
+                                                              if a is prime else a for a in step.rhs.args])}, layer)
+        for name in dict.fromkeys(others):
+            g = make_activation(name, "another activation")
+            forms = [(sp.Lambda(Z, g.derivative), f"wrong activation derivative: layer {layer} uses {f.name}, not {name}")]
+            theirs = derivative_of_output(g)
+            if theirs is not None and not theirs.has(sp.Piecewise):
+                forms.append((sp.Lambda(Z, theirs.subs(A, f.definition)),
+                              f"wrong activation derivative: layer {layer} uses {f.name}{whose} and yours is {name}'s, "
+                              f"{_shown_formula(theirs)} of the layer's output"))
+            for fn, message in forms:
+                rhs = sp.HadamardProduct(*[Pointwise(fn, g.latex + "'", z) if a is prime else a for a in step.rhs.args])
+                yield World(message, f"wrong activation derivative in Δ{layer}", {step.target.key: rhs}, layer)
+
+    def _layernorm_without_statistics(self, layer):
+        """The layer norm above ``layer`` differentiated as if μ and σ were constants: γ ⊙ g / σ alone."""
+        if layer >= self.layers or self.net.layers[layer].kind != "layernorm":
+            return []
+        step = next((s for s in self.sweep.steps if s.target.key in (f"dL_dA{layer}", f"dL_dZ{layer}")), None)
+        if step is None or not isinstance(step.rhs, sp.HadamardProduct):
+            return []
+        key, rhs = step.target.key, step.rhs
+        inverse, total = rhs.args
+        kept = [t for t in getattr(total, "args", ()) if isinstance(t, sp.HadamardProduct) and not t.has(FeatureMean)]
+        if len(kept) != 1:
+            return []
+        norm = layer + 1
+        below = f"dL/dA{layer}"
+        return [World(f"layer norm {norm}'s backward without the paths through μ{norm} and σ{norm}: {below} = "
+                      f"(g - mean(g) - X̂{norm} ⊙ mean(g ⊙ X̂{norm})) / σ{norm} with g = γ{norm} ⊙ dL/dA{norm}, means over "
+                      f"each sample's features, not g / σ{norm} alone", f"layer norm {norm}'s backward in {below}",
+                      {key: sp.HadamardProduct(inverse, kept[0])}, layer)]
+
+    def _square_transpose(self, layer):
+        """W_{l+1} transposed where it belongs as it is (a square weight, so the code runs)."""
+        W = self.q.get(f"W{layer + 1}")
+        if W is None or W.symbol.rows != W.symbol.cols:
+            return []
+        for key in (f"{self.key('delta')}{layer}", f"dL_dA{layer}"):
+            step = next((s for s in self.sweep.steps if s.target.key == key), None)
+            if step is not None and step.rhs.has(W.symbol.T):
+                return [World(f"W{layer + 1} transposed where W{layer + 1} belongs: batch-first, dL/dA{layer} = "
+                              f"Δ{layer + 1} W{layer + 1} (d @ W{layer + 1}, not d @ W{layer + 1}.T; it is square, "
+                              f"so both run)", f"W{layer + 1} transposed in Δ{layer}",
+                              {key: step.rhs.xreplace({W.symbol.T: W.symbol})}, layer)]
+        return []
 
     # -- softmax read as element-wise, the classic mistake ----------------------------------------------
     def _softmax_diagonal(self, yhat):
@@ -196,10 +313,7 @@ class Diagnoser:
 
     def _derivatives(self, shape):
         """(layer, activation, f'(z_l)) for each element-wise, non-identity activation whose z_l has ``shape``."""
-        for l, layer in enumerate(self.net.layers, start=1):
-            if layer.kind != "dense":
-                continue
-            f = layer.activation
+        for l, f in sorted(self.acts.items()):  # an activation layer's f applies to the z below it
             if f.elementwise and not f.is_identity and shape_of(self.table[f"z{l}"]) == shape:
                 yield l, f, Pointwise(sp.Lambda(Z, f.derivative), f.latex + "'", self.table[f"z{l}"])
 
@@ -301,9 +415,12 @@ def _local(node: Node, checker):
                     yield Node("act", (name, prime, moved), t), (
                         f"activation derivative at the wrong layer: '{t}' should be at z_{other}")
     if kind == "sum":
+        def over(axis):
+            return "every entry" if axis is None else f"axis={axis}"
         for axis in (0, 1, None):
             if axis != args[1]:
-                yield Node("sum", (args[0], axis), t), f"wrong sum over the batch: '{t}' sums over the wrong axis"
+                yield Node("sum", (args[0], axis), t), (f"wrong sum over the batch: '{t}' sums over {over(args[1])}; "
+                                                        f"the gradient sums over {over(axis)}")
         yield args[0], f"extra sum: '{t}' should not be summed"
     if kind == "name" and args[0] == "x":
         for other in range(1, checker.layers):
@@ -316,7 +433,8 @@ def _local(node: Node, checker):
                 yield Node("name", (norm,), norm), f"wrong layer: '{t}' should be {norm}"
 
 
-def factor_message(k, net, batch=True) -> str:
+def factor_message(k, net, batch=True, part="") -> str:
+    """The constant factor k named, with the usual reasons for it; ``part``: of which part of the gradient."""
     outputs = net.outputs
     if k == -1:
         return "sign: yours is the negative of the gradient (check ŷ - y against y - ŷ, and every minus)"
@@ -331,5 +449,278 @@ def factor_message(k, net, batch=True) -> str:
     if batch and abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)) and squared:
         hints.append("both the 2 of the square and the 1/N of the mean")
     sign = "the negative of " if k < 0 else ""
-    text = f"constant factor: yours is {sign}{abs(k)} times the gradient"
+    text = f"constant factor{' in ' + part if part else ''}: yours is {sign}{abs(k)} times {'it' if part else 'the gradient'}"
     return text + (f" ({'; '.join(hints)})" if hints else "")
+
+
+# -- the mistakes in a backward pass's numbers (check-code) -------------------------------------------
+RELATIVE = 1e-4  # a gradient is right within this fraction of its largest entry: code that adds 1e-8 to a
+#                  denominator passes, and no usual mistake comes that close
+LOCAL_FACTORS = (1e-6, 1e6)  # no usual mistake is a factor outside these
+
+
+def close(a, b) -> bool:
+    """Equal within RELATIVE of ``b``'s scale (its largest entry), same shape."""
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= RELATIVE * np.max(np.abs(b), initial=0.0) + 1e-10))
+
+
+def _fit(gots, ones, twos):
+    """k with got = one + (k - 1)(two - one) at every point (the targets when a step is scaled by k), else None."""
+    d = twos[0] - ones[0]
+    size = float(np.sum(d * d))
+    if size <= 1e-24 * max(1.0, float(np.sum(ones[0] * ones[0]))):
+        return None
+    k = 1 + float(np.sum((gots[0] - ones[0]) * d)) / size
+    if not (math.isfinite(k) and LOCAL_FACTORS[0] <= abs(k) <= LOCAL_FACTORS[1]):
+        return None
+    k = sp.nsimplify(k, rational=True, tolerance=1e-5 * abs(k))
+    if all(close(g, o + float(k - 1) * (t - o)) for g, o, t in zip(gots, ones, twos)):
+        return k
+    return None
+
+
+def _local_factor(gots, wants):
+    """k != 1 when every ``got`` is k times its ``want``, else None."""
+    k = _fit(gots, wants, [2 * w for w in wants])
+    return None if k is None or k == 1 else k
+
+
+@dataclass(frozen=True)
+class _Hypothesis:
+    """What a person's sweep computes at one layer: a World (or none) and a factor on the layer's Δ."""
+    world: World | None
+    factor: object
+    overrides: dict
+
+
+class BackwardJudge:
+    """The verdicts on a backward pass's gradients, layer by layer from the output.
+
+    At each layer a hypothesis of what the person's Δ is (the right one, a World of that layer, times a
+    constant) is chosen to explain the layer's gradients with the fewest mistakes, each gradient allowed
+    a view of its own (transposed, not summed over the batch, summed over the wrong axis, a factor).
+    The hypothesis is kept for the layers below, so a mistake is named once, where it is made, and a
+    gradient it reaches says it follows from it.
+    """
+
+    def __init__(self, checker, shown, leaves, transposed=()):
+        """``leaves``: the leaves' values at each point; ``transposed``: gradients compared in the transposed layout."""
+        self.checker, self.shown, self.leaves, self.net = checker, shown, leaves, checker.net
+        self.transposed = set(transposed)
+        self._cache = {}
+        self.sums = {}  # a bias-like parameter: the step whose sum over the batch is its gradient
+        for name in self.net.param_names:
+            rhs = next(s.rhs for s in checker.sweep.steps if s.target.key == f"dL_d{name}")
+            if isinstance(rhs, sp.MatMul) and isinstance(rhs.args[-1], sp.OneMatrix):
+                self.sums[name] = rhs.args[0] if len(rhs.args) == 2 else sp.MatMul(*rhs.args[:-1])
+
+    # -- the targets of a derivation ------------------------------------------------------------
+    def targets(self, overrides):
+        """Per point: {name: gradient (batch-first)}, with 'b1|axis=1' and 'b1|all' the wrong sums of a bias."""
+        key = tuple(sorted(((k, sp.srepr(v)) for k, v in overrides.items())))
+        if key not in self._cache:
+            out = []
+            for leaves in self.leaves:
+                env = self.checker.evaluate_steps(dict(leaves), overrides)
+                found = {}
+                for name in self.net.param_names:
+                    value = np.array(numeric_value(self.checker.q[f"dL_d{name}"].symbol, env), dtype=float)
+                    found[name] = value.ravel() if name in self.sums else value.T if name in self.transposed else value
+                    penalty = self._penalty(name, env)
+                    if penalty is not None:
+                        found[f"{name}|penalty"] = penalty.T if name in self.transposed else penalty
+                    if name in self.sums:
+                        rows = np.array(numeric_value(self.sums[name], env), dtype=float).T
+                        found[f"{name}|axis=1"], found[f"{name}|all"] = rows.sum(axis=1), rows.sum().reshape(1)
+                found["X"] = np.asarray(numeric_value(self.checker.grads["x"][2], env), dtype=float).T
+                out.append(found)
+            self._cache[key] = out
+        return self._cache[key]
+
+    def _penalty(self, name, env):
+        """The weight penalties' share of ``name``'s gradient at a point (λ W, λ sign(W)), None without one."""
+        if not re.fullmatch(r"W\d+", name) or not (self.net.l1 or self.net.l2):
+            return None
+        W = np.array(numeric_value(self.checker.q[name].symbol, env), dtype=float)
+        return self.net.l2 * W + self.net.l1 * np.sign(W)
+
+    def _delta_key(self, layer):
+        keys = {s.target.key for s in self.checker.sweep.steps}
+        return next((k for k in (f"{self.checker.key('delta')}{layer}", f"dL_dA{layer}") if k in keys), None)
+
+    def _scaled(self, overrides, layer, k):
+        key = self._delta_key(layer)
+        rhs = overrides.get(key, next(s.rhs for s in self.checker.sweep.steps if s.target.key == key))
+        return {**overrides, key: sp.sympify(k) * rhs}
+
+    # -- one gradient under a hypothesis ----------------------------------------------------------
+    def views(self, name, gots, want, penalties=None):
+        """(mistake or '', yours as compared, the target's key) for each way of reading ``gots``;
+        ``penalties``: the penalties' share of the gradient at each point, when it has one."""
+        got = gots[0]
+        out = [("", gots, name)]
+        if penalties is not None and all(g.shape == p.shape for g, p in zip(gots, penalties)):
+            kinds = " and ".join(k for k, w in (("L2", self.net.l2), ("L1", self.net.l1)) if w)
+            shown = " + ".join(t for t, w in ((f"{self.net.l2:g}·{name}", self.net.l2),
+                                              (f"{self.net.l1:g}·sign({name})", self.net.l1)) if w)
+            out.append((f"missing the {kinds} penalty's gradient: add {shown}", [g + p for g, p in zip(gots, penalties)], name))
+            out.append((f"the {kinds} penalty's gradient twice: it is {shown}, once", [g - p for g, p in zip(gots, penalties)],
+                        name))
+        if want.ndim == 2 and got.ndim == 2 and got.shape == want.T.shape:
+            message = (f"transposed: yours is the transpose of dL/d{name} (it is square, so the shapes agree)"
+                       if got.shape == want.shape else f"transposed: yours is {got.shape}, the transpose of dL/d{name}")
+            out.append((message, [g.T for g in gots], name))
+        if name in self.sums:
+            per = f"Δ{name[1:]}" if re.fullmatch(r"b\d+", name) else "its per-sample terms"
+            if got.ndim == 2 and got.shape[0] == BATCH and got.size == BATCH * want.size:
+                out.append(("missing sum over the batch: yours has one row per sample; sum it with axis=0",
+                            [g.sum(axis=0) for g in gots], name))
+            if got.size == BATCH:
+                out.append((f"summed over the wrong axis: yours sums {per} over axis=1 (each sample's features); "
+                            f"the bias gradient sums it over the batch, axis=0", [g.ravel() for g in gots], f"{name}|axis=1"))
+            if got.size == 1:
+                out.append((f"summed over both axes: yours is the sum of every entry of {per}; the bias gradient "
+                            f"sums it over the batch only, axis=0", [g.ravel() for g in gots], f"{name}|all"))
+        return out
+
+    def explain(self, name, gots, wants):
+        """(the local mistakes, in order) that turn the targets ``wants`` ({key: per point}) into yours, or None."""
+        best = None
+        for view, mine, key in self.views(name, gots, wants[name][0], wants.get(f"{name}|penalty")):
+            target = wants[key]
+            if any(m.shape != t.shape for m, t in zip(mine, target)):
+                continue
+            labels = [view] if view else []
+            if all(close(m, t) for m, t in zip(mine, target)):
+                found = labels
+            else:
+                k = _local_factor(mine, target)
+                if k is None:
+                    continue
+                found = labels + [factor_message(k, self.net)]
+            if best is None or len(found) < len(best):
+                best = found
+        return best
+
+    # -- the layers ----------------------------------------------------------------------------
+    def hypotheses(self, layer, adopted, names, gots, pending=()):
+        """The hypotheses for ``layer`` given the ones above (``adopted``): each World or none, by a factor;
+        ``pending``: the layers above whose gradients were not given, whose mistakes show here first."""
+        worlds = [None] + [w for l in (layer, *pending) for w in self.checker.worlds(l, self.shown)]
+        for world in worlds:
+            overrides = {**adopted, **(world.overrides if world else {})}
+            yield _Hypothesis(world, 1, overrides)
+            if not layer or self._delta_key(layer) is None:
+                continue
+            ones, twos = self.targets(overrides), self.targets(self._scaled(overrides, layer, 2))
+            ks = []
+            for name in names:
+                if gots.get(name) is None:
+                    continue
+                for _, mine, key in self.views(name, gots[name], ones[0][name]):
+                    if all(m.shape == o[key].shape for m, o in zip(mine, ones)):
+                        k = _fit(mine, [o[key] for o in ones], [t[key] for t in twos])
+                        if k is not None and k != 1 and k not in ks:
+                            ks.append(k)
+            for k in ks:
+                yield _Hypothesis(world, k, self._scaled(overrides, layer, k))
+
+    def verdicts(self, gots):
+        """{name: '' when right, else the diagnosis}; ``gots`` {name: yours at each point, or None}."""
+        groups = {}
+        for name in self.order(True):
+            groups.setdefault(_layer(name), []).append(name)
+        right = self.targets({})
+        adopted, sources, unknown, out, pending = {}, [], [], {}, []
+        for layer, names in groups.items():
+            if all(gots.get(n) is None for n in names):
+                pending.append(layer)
+                continue
+            best, tried = None, []
+            for h in self.hypotheses(layer, adopted, names, gots, pending):
+                wants = self.targets(h.overrides)
+                found = {n: self.explain(n, gots[n], {k: [w[k] for w in wants] for k in wants[0]})
+                         for n in names if gots.get(n) is not None}
+                unexplained = sum(f is None for f in found.values())
+                cost = (unexplained, (h.world is not None) + (h.factor != 1) + sum(len(f) for f in found.values() if f),
+                        h.factor != 1)
+                tried.append((cost, h, found))
+                if best is None or cost < best[0]:
+                    best = (cost, h, found)
+                if cost == (0, 0, False):  # the layer is right as it is: nothing explains it better
+                    break
+            if best is None:
+                continue
+            (unexplained, _, _), h, found = best
+            others = sorted(tried, key=lambda t: t[0])
+            if found and unexplained == len(found):
+                unknown.append((layer, names[0]))
+                h = _Hypothesis(None, 1, adopted)
+            named = False  # the layer's own mistake is named at its first gradient that shows it
+            short = h.world.short if h.world else (f"constant factor in Δ{layer}" if h.factor != 1 else "")
+            wants = self.targets(h.overrides)
+            for name in names:
+                if gots.get(name) is None:
+                    continue
+                mistakes = found[name]
+                if mistakes is None:  # computed from another Δ than the layer's other gradients
+                    out[name] = next((_composed(self._mistakes_of(o, name) + f[name], None)
+                                      for _, o, f in others if f.get(name) is not None), None) \
+                        or self._unexplained(name, gots[name], right, unknown, layer)
+                    continue
+                changed = not all(close(w[name], r[name]) for w, r in zip(wants, right))
+                inherited = next((src for src in reversed(sources) if src[0] != name), None) if changed else None
+                own = mistakes
+                if short and changed and not named:
+                    views = [m for m in mistakes if not m.startswith("constant factor")]
+                    own = views + self._mistakes_of(h, name) + mistakes[len(views):]
+                    sources.append((name, short))
+                    named = True
+                out[name] = _composed(own, inherited)
+            adopted, pending = h.overrides, []
+        return out
+
+    def _mistakes_of(self, h, name) -> list:
+        """A hypothesis's mistakes as named at the gradient ``name``."""
+        return ([h.world.message] if h.world else []) + ([self._factor_text(h.factor, name)] if h.factor != 1 else [])
+
+    def order(self, with_x=False) -> list:
+        """The parameters from the output layer to the first, each layer's weight first, then dL/dX."""
+        names = sorted(self.net.param_names, key=lambda n: -_layer(n))
+        return names + (["X"] if with_x else [])
+
+    def _factor_text(self, k, name):
+        """The hypothesis's factor named at ``name``: of the loss's part when the gradient has a penalty's too."""
+        penalty = [(self.net.l2, "L2", f"{self.net.l2:g}·{name}"), (self.net.l1, "L1", f"{self.net.l1:g}·sign({name})")]
+        penalty = [(kind, shown) for weight, kind, shown in penalty if weight] if re.fullmatch(r"W\d+", name) else []
+        if not penalty:
+            return factor_message(k, self.net)
+        return (factor_message(k, self.net, part="the loss's part") + "; "
+                + "; ".join(f"the {kind} penalty's {shown} is right" for kind, shown in penalty))
+
+    def _unexplained(self, name, gots, right, unknown, layer):
+        got, want = gots[0], right[0][name]
+        text = (f"wrong shape: yours is {got.shape}, dL/d{name} is {want.shape}" if got.shape != want.shape else
+                "zero: yours is 0 everywhere; was it never computed, or never stored?" if not np.any(gots[0]) else
+                "no usual mistake (transpose, sign, factor, activation derivative, sum) or pair of them explains "
+                "the difference")
+        above = [first for l, first in unknown if l > layer]
+        if above and got.shape == want.shape:
+            text += f"\n    (dL/d{above[-1]} is already wrong; fix the layers nearer the output first)"
+        return text
+
+
+def _layer(name) -> int:
+    """The layer of a parameter's name (W2: 2), 0 for the input X."""
+    found = re.search(r"\d+$", name)
+    return int(found.group()) if found else 0
+
+
+def _composed(own, inherited) -> str:
+    """The diagnosis from a gradient's own mistakes and the one above it that it inherits."""
+    source = f"dL/d{inherited[0]}'s mistake ({inherited[1]})" if inherited else ""
+    if not own:
+        return f"follows from {source}" if source else ""
+    text = own[0] if len(own) == 1 else (f"two mistakes: {own[0]}; and {own[1]}" if len(own) == 2 else
+                                         f"{len(own)} mistakes: " + "; ".join(own[:-1]) + f"; and {own[-1]}")
+    return text + (f", besides {source}" if source else "")

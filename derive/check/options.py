@@ -1,6 +1,68 @@
-"""Command-line options of ``chainrule check`` (kept free of SymPy so ``--help`` stays fast)."""
+"""Command-line options of ``chainrule check`` (kept free of SymPy so ``--help`` stays fast), and the
+table of conventions a derivation may be written in."""
+import argparse
+import re
+from dataclasses import dataclass
 
-CONVENTIONS = ("sample", "columns", "rows")
+
+@dataclass(frozen=True)
+class Convention:
+    """A way of writing backprop: whose it is, the names it uses, where the mean's 1/N lives, and the
+    marks in a person's text that say it is this one (``signs``, a regex, and them in words)."""
+    name: str
+    source: str
+    names: str
+    mean: str
+    signs: str = ""
+    shown_signs: str = ""
+
+
+TABLE = (
+    Convention("sample", "Nielsen's book, cs231n and UFLDL for one example",
+               "x, y, z^l = W^l a^{l-1} + b^l, a^l = σ(z^l), δ^l = ∂C/∂z^l, ∂C/∂W^l = δ^l (a^{l-1})ᵀ",
+               "nowhere: one sample's cost C_x, no 1/N"),
+    Convention("columns", "chainrule's batch form (its notes)",
+               "X, Y (features × N), Z_l = W_l A_{l-1} + b_l 1ᵀ, A_l (H_l), Δ_l = ∂L/∂Z_l, dZ_l, N",
+               "inside Δ_L (= (Ŷ − Y)/N for the mean loss), so ∂L/∂W_l = Δ_l A_{l-1}ᵀ has none",
+               r"(?<![A-Za-z\\])(?:[XZAHY]|Delta|N)(?![a-z])|\\Delta", "capital batch names (X, Z_l, Δ_l, N)"),
+    Convention("rows", "batch-first code (the generated module, PyTorch)",
+               "X (N × features), Z_l = X W_lᵀ + b_l, Delta_l (N × units), dW_l = Delta_lᵀ A_{l-1}, sums axis=0",
+               "inside Delta_L, as in columns",
+               r"axis\s*=\s*0|[A-Z]\w*\s*@\s*W\w*\.T|[A-Z]\w*\.T\s*@\s*[A-Z]", "batch-first products (X @ W.T, axis=0)"),
+    Convention("ng", "deeplearning.ai (Andrew Ng)",
+               "X (n_x × m), Z^{[l]}, A^{[l]}, dZ^{[l]} = W^{[l+1]T} dZ^{[l+1]} * g^{[l]}'(Z^{[l]}), dA^{[l]}, "
+               "dW^{[l]}, db^{[l]}, m",
+               "in dW and db only: dZ^{[L]} = A^{[L]} − Y (dZ and dA are m × ∂J/∂Z), dW^{[l]} = (1/m) dZ^{[l]} "
+               "A^{[l-1]T}, db^{[l]} = (1/m) Σ dZ^{[l]}",
+               r"\[\s*(?:[lL]|\d+)\s*(?:[+-]\s*\d+\s*)?\]|(?<![A-Za-z\\])d[ZAX](?![a-z])",
+               "[l] layer marks or dZ, dA"),
+    Convention("goodfellow", "Goodfellow, Bengio and Courville, Deep Learning, Algorithm 6.4",
+               "x, a^{(k)} = b^{(k)} + W^{(k)} h^{(k-1)} (the pre-activation), h^{(k)} = f(a^{(k)}), "
+               "∇_{W^{(k)}} J = g h^{(k-1)T}, g the gradient of the line before (g ← g ⊙ f'(a^{(k)}))",
+               "in J: one example, no 1/N",
+               r"\\nabla|∇|\\leftarrow|←|\^\{?\(\s*k", "∇, ← or a layer written (k)"),
+)
+CONVENTIONS = tuple(c.name for c in TABLE)
+BY_NAME = {c.name: c for c in TABLE}
+CHOICES = ("auto",) + CONVENTIONS
+
+
+def ranked(texts) -> list:
+    """(convention, why) in the order ``auto`` tries them for these texts: those whose marks appear, in
+    the table's reverse order (the most specific first), then the others in the table's order."""
+    text = " ".join(texts)
+    marked = [(c.name, f"the names use {c.shown_signs}") for c in reversed(TABLE) if c.signs and re.search(c.signs, text)]
+    rest = [(c.name, "the names carry no mark of another convention" if c.name == "sample" else "its shapes fit")
+            for c in TABLE if c.name not in dict(marked)]
+    return marked + rest
+
+
+def convention_table() -> str:
+    """The conventions as ``check --help`` prints them."""
+    lines = ["conventions (--convention; auto, the default, picks one by the names you use and says which):"]
+    for c in TABLE:
+        lines += [f"  {c.name:<10} {c.source}", f"             names: {c.names}", f"             1/N:   {c.mean}"]
+    return "\n".join(lines)
 
 #: The calling convention check-code holds a backward pass to (``check-code --help`` prints it).
 BACKWARD_CONTRACT = """\
@@ -11,6 +73,8 @@ The calling convention, batch-first like the generated module (N samples as rows
         cache   {"X": (N, in), "Z1": (N, n1), "A1": (N, n1), ..., "ZL": (N, out), "Yhat": (N, out)}
                 (A_l of a hidden identity layer is Z_l; Yhat is the output after its activation;
                 M_l, (N, n_l), is the inverted-dropout mask of a layer with dropout: A_l = f(Z_l) * M_l)
+                a layer norm l has params gammal, betal (n_l,) and cache mul, sigmal (N, 1) (sigma
+                = sqrt(var + eps)), Xhatl (N, n_l) and its output Al; it returns gammal, betal too
         X       (N, in) inputs; T (N, out) targets (one-hot rows for cross-entropy)
         returns {"W1": dL/dW1 (out, in), "b1": dL/db1 (out,), ...}
 
@@ -18,6 +82,24 @@ The returned keys may also be spelt dW1, dL_dW1 or grad_W1; a bias gradient may 
 (out,), (1, out) or (out, 1). When the dict also has X (dX, dL_dX), dL/dX,
 (N, in), is checked too. The loss is the spec's, reduction included (a mean over
 the batch gives the gradients a 1/N).
+"""
+
+
+#: The calling conventions of one op's backward function, ``check-code --op NAME FILE.py:FUNCTION``.
+OP_CONTRACT = """\
+With --op NAME, one op's backward function, batch-first (N samples as rows), cs231n's layouts:
+
+    affine      f(dout, x, w, b) -> (dx, dw, db)    out = x @ w + b; x (N, D), w (D, M), b (M,)
+    ACTIVATION  f(dout, x) -> dx                    out = f(x) element-wise; x (N, D) the op's input
+                (relu, sigmoid, tanh, leaky_relu, elu, softplus, gelu, silu, with their defaults)
+    softmax     f(x, y) -> dx or (loss, dx)         loss = the mean over the batch of -log softmax(x)[y];
+                                                    x (N, C) scores, y (N,) integer labels
+    layernorm   f(dout, x, gamma, beta) -> (dx, dgamma, dbeta)
+                                                    each row normalized over its D features, eps = 1e-5,
+                                                    the biased variance; gamma, beta (D,)
+
+dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
+function (README: check-code --op).
 """
 
 
@@ -34,6 +116,9 @@ def add_check_arguments(parser) -> None:
                                        "to check together")
     parser.add_argument("--names", action="store_true",
                         help="list the names check reads for this network (in the --convention) and exit")
-    parser.add_argument("--convention", choices=CONVENTIONS, default="sample",
-                        help="sample (default: one sample as a column), columns (batch as columns of X), "
-                             "rows (batch-first, as in the generated code)")
+    parser.add_argument("--convention", choices=CHOICES, default="auto",
+                        help="auto (default: the one whose names you use), sample (one sample as a column), columns "
+                             "(batch as columns of X), rows (batch-first, as in the generated code), ng "
+                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4); see the table below")
+    parser.epilog = convention_table()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter

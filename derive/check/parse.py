@@ -11,10 +11,21 @@ suffix: ``w[l+1]``, ``a[l-1]``, ``z[L]``; ``derive.check`` instantiates it.
 Precedence, loosest first: ``+ -``; ``\\odot \\circ ⊙`` (element-wise) and ``\\oslash ⊘`` (element-wise
 division); ``* / @ \\cdot \\times`` and juxtaposition (left to right, as in Python); unary minus; postfix
 ``^T ^\\top .T ᵀ ' **k``.
+
+Before the tokenizer, pylatexenc reads the LaTeX (``rewrite``): typographic wrappers (``\\boldsymbol``,
+``\\mathbf``, ``\\LARGE``), colours, tags and comments go, a file's own macros are expanded. Costs
+may be named C, J, L, ``\\mathcal{L}``, E, with subscripts and arguments (``C_0``, ``J(W,b;x,y)``);
+``\\nabla_a C`` is the output activation's gradient. Component form (``w^l_{jk}``, ``\\delta^l_j``,
+``\\sum_k``) is lowered to the matrix it is entry by entry (``lower``), so the tree keeps the kinds below.
 """
+import functools
 import re
 from dataclasses import dataclass, field
 
+from pylatexenc import latexwalker as lw
+from pylatexenc.macrospec import MacroSpec
+
+from .. import limits
 from ..errors import ChainruleError
 
 MAX_LENGTH = 2000
@@ -31,25 +42,44 @@ ACTIVATION_ALIASES = {
 GENERIC_ACTIVATIONS = ("f", "g", "phi", "varphi", "act")
 _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "displaystyle",
                      "mathbf", "boldsymbol", "bm", "mathrm", "mathit", "vec", "operatorname", "mathsf", ",", ";", "!",
-                     "quad", "qquad"}
+                     "quad", "qquad", "textstyle", "scriptstyle", "limits", "nolimits", "nonumber", "notag",
+                     "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
           "gamma": "gamma", "beta": "beta", "mu": "mu"}  # γ, β, μ (and σ): layer norm's quantities
-_UNICODE = {"δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ", "∘": r" \circ ", "·": r" \cdot ",
-            "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
+_UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ",
+            "∘": r" \circ ", "·": r" \cdot ", "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
-            "μ": r" \mu", "\u0302": "hat"}  # x̂ (x and a combining hat), as the text notes print it
+            "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum "}  # x̂: x and a combining hat
+# The ways a prime is written, all read as "'": \sigma^{\prime}, \sigma^\prime, f^{'}.
+_PRIMES = re.compile(r"\^\s*\{\s*(?:\\prime|')\s*\}|\^\s*\\prime(?![A-Za-z])")
+# A cost's name in a calligraphic or script font (\mathcal{L}, {\cal C}) is the plain letter.
+_CALLIGRAPHIC = re.compile(r"\\(?:mathcal|mathscr)\s*\{\s*([A-Za-z])\s*\}|\\cal\s+([A-Za-z])")
+# Words a superscript may be written with in plain math (z^hat); any other unbraced superscript is one
+# character, as in LaTeX (\delta_j^La_k is \delta_j^L a_k). Subscripts keep words (A_prev, a_min).
+_SCRIPT_WORDS = {"prime", "hat", "top", "in", "out"}
 _ELL = re.compile(r"\\ell(?![A-Za-z])")
 # A layer superscript or subscript: a number, or the letter l (any layer a rule is checked at) or L (the
 # last layer) with an offset; in brackets or parentheses, perhaps followed by a transpose or a prime.
 LAYER_MARK = re.compile(r"[\[(]?(?P<layer>\d+|[lL](?:[+-]\d{1,2})?)[\])]?(?P<mark>T|top|prime|')?")
+# Letters that index the entries of a vector or matrix (w^l_{jk}, \delta^l_j); l and L are layers.
+INDEX_LETTERS = "ijkpqrs"
+_COMPONENTS = re.compile(rf"[{INDEX_LETTERS}](?:,?[{INDEX_LETTERS}])?")
+# A loss's names: C (Nielsen), J (Ng, UFLDL, Goodfellow), L and \mathcal{L}, E (error), l (\ell).
+COSTS = ("C", "J", "L", "E", "l")
+
 _FONT = re.compile(r"\\(mathbf|boldsymbol|bm|mathrm|mathit|vec|operatorname|mathsf|text|textrm)\s*\{([A-Za-z0-9]*)\}")
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<num>\d+\.\d*|\.\d+|\d+)
-  | (?P<cmd>\\[A-Za-z]+|\\[{}|,;!])
+  | (?P<cmd>\\[A-Za-z]+|\\[{}|,;!: ])
   | (?P<id>[A-Za-z][A-Za-z0-9]*)
-  | (?P<op>\*\*|\.T\b|[-+*/@^_'(){}\[\],=<>.])
+  | (?P<op>\*\*|\.T\b|[-+*/@^_'(){}\[\],;:=<>.])
 """, re.VERBOSE)
+
+
+class NotAGradient(ChainruleError):
+    """An equation that is not about a gradient of the loss (a Jacobian entry, an operator); the reader
+    skips it and says why."""
 
 
 @dataclass
@@ -70,6 +100,8 @@ def tokenize(text: str) -> list:
     for char, replacement in _UNICODE.items():
         text = text.replace(char, replacement)
     text = _ELL.sub(" l ", text)
+    text = _PRIMES.sub("'", text).replace(r"\_", "_").replace(r"\*", "*")
+    text = _CALLIGRAPHIC.sub(lambda m: f" {m.group(1) or m.group(2)} ", text)
     text = text.replace(r"\mathbf{1}", r"\mathbb{1}").replace(r"\mathbf 1", r"\mathbb{1}")
     text = _FONT.sub(lambda m: f" {m.group(2)} ", text)
     tokens, pos = [], 0
@@ -83,6 +115,9 @@ def tokenize(text: str) -> list:
         if kind == "space":
             continue
         value = m.group()
+        if kind == "id" and len(value) > 1 and tokens and tokens[-1][:2] == ("op", "^") \
+                and tokens[-1][3] == m.start() and value not in _SCRIPT_WORDS:
+            value, pos = value[0], m.start() + 1
         if kind == "cmd":
             value = value[1:]
             if value in _IGNORED_COMMANDS:
@@ -91,7 +126,7 @@ def tokenize(text: str) -> list:
                 kind, value = "op", "(" if value == "{" else ")"
         if kind == "op" and value in "{}":
             value = "(" if value == "{" else ")"
-        tokens.append((kind, value, m.start(), m.end()))
+        tokens.append((kind, value, m.start(), pos))
     return tokens, text
 
 
@@ -100,10 +135,27 @@ def _short(text: str) -> str:
 
 
 def parse(text: str) -> Node:
-    """The tree of a person's expression; ChainruleError when it cannot be read."""
+    """The tree of a person's expression; ChainruleError when it cannot be read. Entries written in
+    index form are read with their free indices in alphabetical order (rows first)."""
+    return lower(read_tree(text), None)
+
+
+def parse_equation(lhs: str, rhs: str):
+    """The trees of both sides of ``lhs = rhs``; an index-form right side is oriented by the left's
+    indices (\\frac{\\partial C}{\\partial w^l_{jk}} = a^{l-1}_k \\delta^l_j: j the rows, k the columns)."""
+    left, right = read_tree(lhs), read_tree(rhs)
+    layout = None
+    if left.kind == "entry":
+        layout = left.args[1] + (None,) * (2 - len(left.args[1]))
+        left = left.args[0]
+    return lower(left, None), lower(right, layout)
+
+
+def read_tree(text: str) -> Node:
+    """The tree of one side as written, entries in index form not yet lowered."""
     if not isinstance(text, str) or not text.strip():
         raise ChainruleError("the expression is empty; write it like '\\delta_2 h_1^\\top' or 'delta2 @ h1.T'")
-    tokens, clean = tokenize(text)
+    tokens, clean = tokenize(rewrite(text))
     parser = Parser(tokens, clean)
     node = parser.expr()
     if parser.pos != len(tokens):
@@ -111,6 +163,255 @@ def parse(text: str) -> Node:
         raise ChainruleError(f"unexpected '{value}' at character {start + 1} of '{_short(clean)}'")
     _check_size(node)
     return node
+
+
+# -- LaTeX through pylatexenc: wrappers, sizes, colours and a file's own macros ---------------------
+# Typographic wrappers whose argument is the thing itself (\boldsymbol{\delta} is \delta).
+_WRAPPERS = {"boldsymbol", "bm", "mathbf", "mathrm", "mathit", "mathsf", "mathbfit", "pmb", "vec", "textbf", "text",
+             "textrm", "textit", "mathnormal", "operatorname", "mathcal", "mathscr", "overrightarrow", "underline",
+             "displaylines"}
+# Commands dropped with their arguments: colours, labels, equation tags.
+_DROPPED = {"color", "label", "tag", "eqref", "nonumber", "notag", "hspace", "vspace", "phantom"}
+_EXTRA_SPECS = [("boldsymbol", "{"), ("bm", "{"), ("pmb", "{"), ("operatorname", "*{"), ("mathscr", "{"),
+                ("mathbfit", "{"), ("tag", "*{"), ("eqref", "{"), ("overrightarrow", "{"), ("phantom", "{"),
+                ("displaylines", "{")]
+MAX_BRACES = 40  # nesting of {...} and \begin...\end; pylatexenc recurses on it
+_NESTING = re.compile(r"(?<!\\)[{}]|\\begin|\\end(?![A-Za-z])")
+
+
+@functools.lru_cache(maxsize=8)
+def _context(arities: tuple):
+    """pylatexenc's LaTeX context with the wrappers above and the file's macros ((name, count), ...)."""
+    db = lw.get_default_latex_context_db()
+    specs = [MacroSpec(name, args) for name, args in _EXTRA_SPECS]
+    specs += [MacroSpec(name, "{" * count) for name, count in arities]
+    db.add_context_category("chainrule", macros=specs, prepend=True)
+    return db
+
+
+def rewrite(text: str, macros=None, budget=None) -> str:
+    """``text`` with typographic wrappers unwrapped, colours, tags and comments dropped, and ``macros``
+    ({name: (argument count, body)}, from \\newcommand or \\def) expanded; ``budget`` ([expansions, nesting],
+    shared by a document's pieces) is held to limits.MACRO_EXPANSIONS and MACRO_NESTING. pylatexenc
+    tokenizes; nothing is run."""
+    depth = 0
+    for m in _NESTING.finditer(text):
+        depth += 1 if m.group() in ("{", "\\begin") else -1
+        if depth > MAX_BRACES:
+            raise ChainruleError(f"the expression nests braces or environments more than {MAX_BRACES} deep; "
+                                 f"simplify it")
+    if "\\" not in text and "%" not in text:
+        return text
+    budget = budget if budget is not None else [0, 0]
+    arities = tuple(sorted((name, count) for name, (count, _) in (macros or {}).items()))
+    try:
+        nodes = lw.LatexWalker(text, latex_context=_context(arities), tolerant_parsing=True).get_latex_nodes()[0]
+    except RecursionError:  # a nesting the count above does not see (pylatexenc recurses on it)
+        raise ChainruleError(f"'{_short(text)}' nests too deeply to read; simplify it") from None
+    return "".join(_emit(node, macros or {}, budget) for node in nodes)
+
+
+def _emit(node, macros, budget) -> str:
+    if node is None:
+        return ""
+    if isinstance(node, lw.LatexCharsNode):
+        return node.chars
+    if isinstance(node, lw.LatexCommentNode):
+        return node.comment_post_space if "\n" in node.comment_post_space else " "
+    if isinstance(node, lw.LatexSpecialsNode):
+        return node.specials_chars
+    if isinstance(node, (lw.LatexGroupNode, lw.LatexMathNode)):
+        inner = "".join(_emit(n, macros, budget) for n in node.nodelist)
+        return node.delimiters[0] + inner + node.delimiters[1]
+    if isinstance(node, lw.LatexEnvironmentNode):
+        inner = "".join(_emit(n, macros, budget) for n in node.nodelist)
+        return f"\\begin{{{node.environmentname}}}{inner}\\end{{{node.environmentname}}}"
+    if not isinstance(node, lw.LatexMacroNode):
+        return node.latex_verbatim()
+    name = node.macroname
+    args = [a for a in (node.nodeargd.argnlist if node.nodeargd else []) if a is not None]
+    if name in macros:
+        return _expand(name, args, macros, budget) + node.macro_post_space
+    if name in _DROPPED:
+        return " "
+    if name == "textcolor" and args:
+        return " " + _argument(args[-1], macros, budget) + " "
+    if name in _WRAPPERS and args:
+        inner = _argument(args[-1], macros, budget)
+        if inner.strip() == "1" and name in ("mathbf", "boldsymbol", "bm"):
+            return r"\mathbb{1}"
+        if name in ("mathcal", "mathscr"):
+            return " " + inner + " "
+        simple = re.fullmatch(r"\s*(\\?[A-Za-z]+|\d+)\s*", inner)
+        return f" {inner.strip()} " if simple or name.startswith("text") else "{" + inner + "}"
+    out = "\\" + name + node.macro_post_space
+    for arg in args:
+        text = _emit(arg, macros, budget)
+        out += text if isinstance(arg, lw.LatexGroupNode) else "{" + text + "}"
+    return out
+
+
+def _argument(node, macros, budget) -> str:
+    if isinstance(node, lw.LatexGroupNode):
+        return "".join(_emit(n, macros, budget) for n in node.nodelist)
+    return _emit(node, macros, budget)
+
+
+def _expand(name, args, macros, budget) -> str:
+    budget[0] += 1
+    if budget[1] >= limits.MACRO_NESTING:
+        raise ChainruleError(f"the macro \\{name} expands inside itself more than {limits.MACRO_NESTING} deep "
+                             f"(MACRO_NESTING); a macro cannot use itself")
+    if budget[0] > limits.MACRO_EXPANSIONS:
+        raise ChainruleError(f"the file's macros expand more than {limits.MACRO_EXPANSIONS} times "
+                             f"(MACRO_EXPANSIONS); define fewer or simpler macros")
+    count, body = macros[name]
+    values = [_argument(a, macros, budget) for a in args[:count]]
+    body = re.sub(r"#([1-9])", lambda m: values[int(m.group(1)) - 1] if int(m.group(1)) <= len(values) else "",
+                  body)
+    if len(body) > limits.FORMULA_CHARS * 4:
+        raise ChainruleError(f"the macro \\{name} expands to more than {limits.FORMULA_CHARS * 4} characters")
+    budget[1] += 1
+    try:
+        return " " + rewrite(body, macros, budget) + " "
+    finally:
+        budget[1] -= 1
+
+
+# -- index (component) form, lowered to matrices -----------------------------------------------------
+class _Lowered:
+    """A lowered subtree and the index letters of its rows and columns (None: no index there)."""
+
+    def __init__(self, node, rows=None, cols=None):
+        self.node, self.rows, self.cols = node, rows, cols
+
+    @property
+    def free(self) -> set:
+        return {i for i in (self.rows, self.cols) if i}
+
+    def oriented(self, rows, cols) -> Node:
+        if (self.rows, self.cols) == (rows, cols):
+            return self.node
+        if (self.cols, self.rows) == (rows, cols):
+            return Node("T", (self.node,), self.node.text)
+        raise ChainruleError(f"'{self.node.text}' has the indices {_indices(self)}, not {_indices(_Lowered(None, rows, cols))}")
+
+
+def _indices(part) -> str:
+    return ", ".join(sorted(part.free)) or "none"
+
+
+def _has_entries(node) -> bool:
+    return node.kind in ("entry", "isum") or any(_has_entries(a) for a in node.args if isinstance(a, Node))
+
+
+def lower(tree: Node, layout) -> Node:
+    """``tree`` with every entry in index form (w^l_{jk}, \\sum_k) rewritten as the matrix it is entry by
+    entry; ``layout`` is the (rows, columns) index letters of the left side, None for alphabetical order."""
+    if not _has_entries(tree):
+        return tree
+    part = _lower(tree)
+    want = tuple(layout) if layout else tuple((sorted(part.free) + [None, None])[:2])
+    if part.free != {i for i in want if i}:
+        raise ChainruleError(f"the free indices of '{tree.text}' ({_indices(part)}) are not those of its left side "
+                             f"({_indices(_Lowered(None, *want))})")
+    if want[1] is None and part.rows is None and part.cols == want[0]:
+        return Node("T", (part.node,), tree.text)
+    return part.oriented(*want)
+
+
+def _lower(node: Node) -> _Lowered:
+    kind = node.kind
+    if not _has_entries(node):
+        return _Lowered(node)
+    if kind == "entry":
+        inner, letters = node.args
+        return _Lowered(inner, letters[0], letters[1] if len(letters) > 1 else None)
+    if kind == "isum":
+        return _lower_sum(node)
+    if kind in ("neg", "T", "pow"):
+        part = _lower(node.args[0])
+        if kind == "T":
+            return _Lowered(part.node, part.cols, part.rows)
+        return _Lowered(Node(kind, (part.node,) + node.args[1:], node.text), part.rows, part.cols)
+    if kind == "act":
+        part = _lower(node.args[2])
+        return _Lowered(Node("act", node.args[:2] + (part.node,), node.text), part.rows, part.cols)
+    if kind in ("add", "sub"):
+        a, b = (_lower(x) for x in node.args)
+        if a.free and b.free and a.free != b.free:
+            raise ChainruleError(f"the terms of '{node.text}' have different free indices ({_indices(a)}; {_indices(b)})")
+        shape = a if a.free else b
+        parts = [x.oriented(shape.rows, shape.cols) if x.free else x.node for x in (a, b)]
+        return _Lowered(Node(kind, tuple(parts), node.text), shape.rows, shape.cols)
+    if kind in ("mul", "had", "div"):
+        return _product(_lower(node.args[0]), _lower(node.args[1]), node)
+    raise ChainruleError(f"'{node.text}' mixes index form with an operation that has no index form")
+
+
+def _product(a: _Lowered, b: _Lowered, node: Node) -> _Lowered:
+    """Entry by entry, a product of two indexed factors: element-wise when they share their indices, an
+    outer product when they share none, a broadcast when one's indices are among the other's."""
+    kind = node.kind
+    how = node.args[2] if kind == "mul" else None
+    if not a.free or not b.free:
+        args = (a.node, b.node) + ((how,) if kind == "mul" else ())
+        shape = a if a.free else b
+        return _Lowered(Node(kind, args, node.text), shape.rows, shape.cols)
+    if kind == "div" and a.free != b.free:
+        raise ChainruleError(f"'{node.text}' divides entries with different indices")
+    if a.free == b.free:
+        op = "div" if kind == "div" else "had"
+        return _Lowered(Node(op, (a.node, b.oriented(a.rows, a.cols)), node.text), a.rows, a.cols)
+    if not a.free & b.free and len(a.free) == len(b.free) == 1:
+        (i,), (j,) = a.free, b.free
+        outer = Node("mul", (a.oriented(i, None), Node("T", (b.oriented(j, None),), node.text), "matmul"), node.text)
+        return _Lowered(outer, i, j)
+    small, big = (a, b) if len(a.free) < len(b.free) else (b, a)
+    if len(small.free) == 1 and small.free < big.free:
+        (i,) = small.free
+        other = next(iter(big.free - small.free))
+        return _Lowered(Node("mul", (small.oriented(i, None), big.oriented(i, other), "star"), node.text), i, other)
+    raise ChainruleError(f"'{node.text}' has more than two free indices; write the sum over the repeated one")
+
+
+def _factors(node: Node) -> list:
+    if node.kind in ("mul", "had") and (node.kind == "had" or node.args[2] in ("matmul", "star")):
+        return _factors(node.args[0]) + _factors(node.args[1])
+    return [node]
+
+
+def _lower_sum(node: Node) -> _Lowered:
+    """\\sum_k of a product: the two factors indexed by k contract into a matrix product; one factor is
+    summed along k; an index no factor carries sums over the batch."""
+    letter, body = node.args
+    parts = [_lower(f) for f in _factors(body)]
+    carrying = [p for p in parts if letter in p.free]
+    rest = [p for p in parts if letter not in p.free]
+    if not carrying:
+        whole = _lower(body)
+        return _Lowered(Node("sum", (whole.node, "batch"), node.text), whole.rows, whole.cols)
+    if len(carrying) > 2:
+        raise ChainruleError(f"in '{node.text}' the index {letter} appears in more than two factors")
+    if len(carrying) == 2:
+        x, y = carrying
+        p = next(iter(x.free - {letter}), None)
+        q = next(iter(y.free - {letter}), None)
+        if p and p == q:
+            raise ChainruleError(f"'{node.text}' repeats the index {p} outside the sum")
+        left = x.oriented(p, letter) if p else x.oriented(None, letter) if x.cols == letter else \
+            Node("T", (x.oriented(letter, None),), node.text)
+        right = y.oriented(letter, q) if q else y.oriented(letter, None) if y.rows == letter else \
+            Node("T", (y.oriented(None, letter),), node.text)
+        result = _Lowered(Node("mul", (left, right, "matmul"), node.text), p, q)
+    else:
+        (x,) = carrying
+        other = next(iter(x.free - {letter}), None)
+        summed = Node("sum", (x.oriented(letter, other), 0), node.text)
+        result = _Lowered(summed, None, other)
+    for part in rest:
+        result = _product(result, part, Node("had", (result.node, part.node), node.text))
+    return result
 
 
 def _check_size(tree: Node):
@@ -138,6 +439,7 @@ class Parser:
     T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) mean(a) ones(kind)
     where(cond, op, a, b) (np.where(cond op 0, a, b), op '>' or '>=') clip(a, low, high)
     ``how`` is 'matmul' (@, juxtaposition, \\cdot, \\times) or 'star' (*, element-wise with broadcasting).
+    Two kinds live only until ``lower``: entry(a, letters) (one entry, a^l_j) and isum(letter, a) (\\sum_k).
     """
 
     def __init__(self, tokens, text):
@@ -247,6 +549,9 @@ class Parser:
             elif self.at("op", "**"):
                 self.take()
                 node = self.node("pow", (node, self.exponent()), start)
+            elif self.at("op", "'") and not self.at("op", "(", 1):
+                self.take()  # MATLAB's A', as course notes print dW = dZ A'
+                node = self.node("T", (node,), start)
             elif self.at("op", ".") and self.at("id", "sum", 1):
                 self.take(), self.take()
                 node = self.node("sum", (node, self.sum_arguments(method=True)), start)
@@ -301,6 +606,8 @@ class Parser:
             if self.at("op", ">") or self.at("op", "<"):
                 return self.comparison(inner, start, ")")
             self.expect("op", ")")
+            if inner.kind == "name" and self.at("op", "'") and self.at("op", "(", 1):
+                return self.name_rest([inner.args[0]], start)  # {\sigma}'(z), (f^{l})'(z^l)
             return inner
         if kind == "op" and value == "[":
             self.take()
@@ -392,9 +699,17 @@ class Parser:
         value = self.take()[1]
         if value == "frac":
             return self.fraction(start)
-        if value in ("sum", "textstyle"):
-            self.skip_limits()
+        if value == "sum":
+            letter = self.skip_limits()
+            if letter:  # \sum_k over a component index: the product after it, contracted when lowered
+                return self.node("isum", (letter, self.product()), start)
             return self.node("sum", (self.postfix(), "batch"), start)
+        if value == "nabla":
+            return self.nabla(start)
+        if value == "partial":
+            name = self.inline_partial()
+            if name is not None:
+                return self.gradient(name, start)
         if value in ("hat", "widehat"):
             base = self.braced_word()
             return self.name_rest([base, "hat"], start)
@@ -423,9 +738,12 @@ class Parser:
                              f"^\\top, \\frac, \\sum, \\delta, \\sigma, \\hat")
 
     def skip_limits(self):
+        """Skip a sum's limits; the component index it runs over (\\sum_k, \\sum_{j=1}^{n}) or None."""
+        letter = None
         for mark in ("_", "^"):
             if self.at("op", mark):
                 self.take()
+                first = self.pos
                 if self.at("op", "("):
                     depth = 0
                     while True:
@@ -435,6 +753,10 @@ class Parser:
                             break
                 else:
                     self.take()
+                inside = [v for _, v, _, _ in self.tokens[first:self.pos] if v not in "()"]
+                if mark == "_" and inside and inside[0] in INDEX_LETTERS and (len(inside) == 1 or inside[1] == "="):
+                    letter = inside[0]
+        return letter
 
     def braced_word(self) -> str:
         if self.at("op", "("):
@@ -451,20 +773,22 @@ class Parser:
         return self.take()[1]
 
     def fraction(self, start) -> Node:
-        if self.gradient_numerator():
+        numerator = self.gradient_numerator()
+        if numerator:
             self.expect("op", "(")
             if self.at("cmd", "partial") or (self.at("id") and self.peek()[1] == "d"):
                 self.take()
-                name = self.single_name()
+                name = self.bracketed_name()
             elif self.at("id") and self.peek()[1].startswith("d"):
                 word = self.take()[1][1:]
                 name = self.name_rest([word], self.start())
             else:
                 raise ChainruleError("the denominator of dL/d... must be a name such as W_2 or z_1")
             self.expect("op", ")")
-            if name.kind != "name":
-                raise ChainruleError(f"dL/d{name.text} is not understood; differentiate by a name such as W_2")
-            return self.node("grad", (name.args[0],), start)
+            if numerator == "operator" and not self.cost():  # \frac{\partial}{\partial z} J, else an operator
+                raise NotAGradient(f"'{_short(self.text[start:self.start()])}' differentiates what follows it, "
+                                   f"not the loss")
+            return self.gradient(name, start)
         self.expect("op", "(")
         top = self.expr()
         self.expect("op", ")")
@@ -473,15 +797,117 @@ class Parser:
         self.expect("op", ")")
         return self.node("div", (top, bottom), start)
 
-    def gradient_numerator(self) -> bool:
-        """True when \\frac's numerator is ∂L, dL or d L; consumes it."""
-        for pattern in ((("cmd", "partial"), ("id", "L")), (("id", "dL"),), (("id", "d"), ("id", "L")),
-                        (("cmd", "partial"), ("id", "C")), (("id", "dC"),), (("id", "d"), ("id", "C"))):
-            if self.at("op", "(") and all(self.at(k, v, i + 1) for i, (k, v) in enumerate(pattern)) \
-                    and self.at("op", ")", len(pattern) + 1):
-                self.pos += len(pattern) + 2
-                return True
-        return False
+    def gradient_numerator(self):
+        """'cost' when \\frac's numerator is a cost's differential (∂L, dC, \\partial J(W,b;x,y), ∂{\\cal C}),
+        'operator' for a bare ∂ or d (\\frac{\\partial}{\\partial W} J), consumed; False for a plain fraction.
+        Any other differential (∂a/∂z, a Jacobian entry) is NotAGradient."""
+        if not self.at("op", "("):
+            return False
+        begin = self.pos
+        self.take()
+        kind, value, _, _ = self.peek()
+        if (kind, value) in (("cmd", "partial"), ("id", "d")):
+            self.take()
+            if self.at("op", ")"):
+                self.take()
+                return "operator"
+            if self.cost() and self.at("op", ")"):
+                self.take()
+                return "cost"
+        elif kind == "id" and value[0] == "d" and value[1:] in COSTS:
+            self.take()
+            if self.cost(named=False) and self.at("op", ")"):
+                self.take()
+                return "cost"
+        elif not (kind == "id" and len(value) > 1 and value[0] == "d" and self.leibniz_below(begin)):
+            self.pos = begin
+            return False
+            self.pos = begin
+            return False
+        self.pos = begin
+        end = self.group_end(begin)
+        below = next((i for i in range(begin, len(self.tokens)) if self.tokens[i][2] >= end), None)
+        end = self.group_end(below) if below is not None else end
+        raise NotAGradient(f"'{_short(self.text[self.tokens[begin - 1][2]:end])}' is a Jacobian entry (a derivative "
+                           f"of something other than the loss), which chainrule does not read; write what it "
+                           f"equals, such as \\sigma'(z)")
+
+    def leibniz_below(self, begin) -> bool:
+        """True when the denominator after the group at ``begin`` is a differential (dz^{[l]}, ∂z): da/dz."""
+        end = self.group_end(begin)
+        i = next((i for i in range(begin, len(self.tokens)) if self.tokens[i][2] >= end), len(self.tokens))
+        if i + 1 >= len(self.tokens) or self.tokens[i][1] != "(":
+            return False
+        kind, value = self.tokens[i + 1][:2]
+        return (kind, value) == ("cmd", "partial") or kind == "id" and value[0] == "d"
+
+    def group_end(self, begin) -> int:
+        """The character after the group that opens at token ``begin``."""
+        depth = 0
+        for kind, value, _, end in self.tokens[begin:]:
+            if kind == "op" and value in "()":
+                depth += 1 if value == "(" else -1
+                if depth == 0:
+                    return end
+        return len(self.text)
+
+    def cost(self, named=True) -> bool:
+        """Consume a cost: C, J, L (\\mathcal{L}), E, optionally braced, with a subscript (C_0, C_x) and an argument
+        list (J(W,b;x,y), {\\cal C}(\\hat{W^L})); ``named`` False when the name was read already (dC)."""
+        begin = self.pos
+        if named:
+            braced = self.at("op", "(") and self.at("id", None, 1) and self.peek(1)[1] in COSTS and self.at("op", ")", 2)
+            if braced:
+                self.pos += 3
+            elif self.at("id") and self.peek()[1] in COSTS:
+                self.take()
+            else:
+                return False
+        if self.at("op", "_"):
+            self.take()
+            self.braced_word()
+        if self.at("op", "(") and not self.at("op", ")", 1):
+            end = self.group_end(self.pos)
+            while self.pos < len(self.tokens) and self.tokens[self.pos][2] < end:
+                self.pos += 1
+        return self.pos > begin or not named
+
+    def gradient(self, name: Node, start) -> Node:
+        """The gradient of the loss by ``name`` (a name, or one entry of it)."""
+        inner = name.args[0] if name.kind == "entry" else name
+        if inner.kind != "name":
+            raise ChainruleError(f"dL/d{name.text} is not understood; differentiate by a name such as W_2")
+        grad = self.node("grad", (inner.args[0],), start)
+        return self.node("entry", (grad, name.args[1]), start) if name.kind == "entry" else grad
+
+    def bracketed_name(self) -> Node:
+        """A name, perhaps in parentheses or braces: \\partial (a_j^L), \\partial {W}."""
+        if self.at("op", "("):
+            self.take()
+            name = self.bracketed_name()
+            self.expect("op", ")")
+            return name
+        return self.single_name()
+
+    def nabla(self, start) -> Node:
+        """∇_a C (Nielsen: the output activation's gradient), ∇_{W^{(k)}} J, ∇_{\\hat y} L."""
+        if not self.at("op", "_"):
+            raise ChainruleError("write the gradient with its variable, like \\nabla_a C or \\nabla_{W^{[2]}} J")
+        self.take()
+        name = self.bracketed_name()
+        self.cost()
+        if name.kind == "name" and name.args[0] in ("a", "h"):
+            name = Node("name", (name.args[0] + "[L]",), name.text)
+        return self.gradient(name, start)
+
+    def inline_partial(self):
+        """After ∂: 'C / ∂ w^l_{jk}' (∂C/∂w written inline) gives the name; else None, nothing consumed."""
+        begin = self.pos
+        if self.cost() and self.at("op", "/") and self.at("cmd", "partial", 1):
+            self.pos += 2
+            return self.bracketed_name()
+        self.pos = begin
+        return None
 
     def identifier(self, start, word=None) -> Node:
         if word is None:
@@ -489,7 +915,7 @@ class Parser:
         if word in ("np", "numpy") and self.at("op", "."):
             self.take()
             return self.identifier(start)
-        if word in ("dL", "dC", "d") and (self.at("op", "/") or word == "d" and self.at("id", "L")):
+        if word in ("dL", "dC", "dJ", "d") and (self.at("op", "/") or word == "d" and self.at("id", "L")):
             if word == "d":
                 self.take()
             self.expect("op", "/")
@@ -544,28 +970,44 @@ class Parser:
     def name_rest(self, parts, start) -> Node:
         """Subscripts and layer superscripts after a name; a prime and '(' make it a function.
 
-        A superscript may end in a transpose or a prime, as in W^{[l+1]T} and g^{[l]'}(z^{[l]})."""
-        index, transposed, prime = "", False, False
+        A superscript may end in a transpose or a prime, as in W^{[l+1]T}, W^{[l]^T} and g^{[l]'}(z^{[l]});
+        forum style writes the layer in brackets (W^[2], dZ[l-1]). A subscript of index letters (w^l_{jk},
+        \\delta^l_j) names one entry: an ``entry`` node, which ``lower`` turns into the matrix form."""
+        index, transposed, prime, entries, power = "", False, False, (), 0
         while True:
             numbered = index or re.search(r"\d$", normalise(parts))
             if self.at("op", "^") and self.at("op", "(", 1) and self.at("op", "(", 2) and self.at("id", None, 3) \
-                    and self.at("op", ")", 4) and self.at("op", ")", 5) and not self.at("id", "l", 3) \
-                    and not self.at("id", "L", 3):
+                    and self.at("op", ")", 4) and self.at("op", ")", 5) and self.peek(3)[1] not in "lLk":
                 self.pos += 6  # a sample index such as x^{(n)}
             elif self.at("op", "_"):
                 self.take()
                 word = self.braced_word()
                 m = LAYER_MARK.fullmatch(word)
-                if not numbered and m and not m["mark"] and not m["layer"].isdigit():
+                if not entries and _COMPONENTS.fullmatch(word):
+                    entries = tuple(word.replace(",", ""))
+                elif not numbered and m and not m["mark"] and not m["layer"].isdigit():
                     index = m["layer"]
                 else:
                     parts.append(word)
             elif self.at("num") and self.peek()[2] == self.tokens[self.pos - 1][3] and self.peek()[1].isdigit() \
                     and not numbered:
-                parts.append(self.take()[1])  # δ2, \delta2
+                parts.append(self.take()[1])  # δ2, \\delta2
+            elif self.at("op", "[") and self.peek()[2] == self.tokens[self.pos - 1][3] and not numbered \
+                    and self.bracket_layer():
+                m = LAYER_MARK.fullmatch(self.bracket_layer(consume=True))  # dZ[l-1], W[2]
+                if m["layer"].isdigit():
+                    parts.append(m["layer"])
+                else:
+                    index = m["layer"]
+            elif self.at("op", "^") and self.at("num", None, 1) and self.at("op", "(", 2) and not numbered \
+                    and normalise(parts) in ACTIVATION_ALIASES:
+                self.pos += 2
+                power = int(self.tokens[self.pos - 1][1])  # \\tanh^2(z), \\sigma^2(z): a power, not a layer
             elif self.at("op", "^") and not self.transpose_ahead() and not numbered and self.layer_ahead():
                 self.take()
-                word = self.braced_word()
+                word = self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
+                word = re.sub(r"\^(T|top)$", "T", word)  # W^{[l]^T}
+                word = re.sub(r"^\(k(?=[-+)])", "(l", word)  # Goodfellow's layer k: h^{(k-1)}
                 m = LAYER_MARK.fullmatch(word)
                 if not m:
                     parts.append(word.strip("[]()"))
@@ -581,6 +1023,9 @@ class Parser:
         if self.at("op", "'"):
             self.take()
             prime = True
+            if self.at("op", "^") and self.layer_ahead():
+                self.take()  # g'^{[l]}(z^{[l]}): the layer is the argument's
+                self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
         elif self.at("op", "^") and self.at("cmd", "prime", 1):
             self.pos += 2
             prime = True
@@ -597,11 +1042,26 @@ class Parser:
             self.take()
             arg = self.expr()
             self.expect("op", ")")
-            return self.node("act", (norm, prime, arg), start)
-        if prime:
+            node = self.node("act", (norm, prime, arg), start)
+            return self.node("pow", (node, power), start) if power else node
+        if prime and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS):
             raise ChainruleError(f"{norm}' must be applied to an argument, like {norm}'(z_1)")
         node = self.node("name", (norm,), start)
-        return self.node("T", (node,), start) if transposed else node
+        if transposed or prime:  # a prime on a quantity is MATLAB's transpose: A^{[l-1]}'
+            node = self.node("T", (node,), start)
+        return self.node("entry", (node, entries), start) if entries else node
+
+    def bracket_layer(self, consume=False):
+        """At '[': the text of a layer in brackets ('[2]', '[l-1]') when one follows, consumed if asked."""
+        for length in range(2, 6):
+            if self.at("op", "]", length):
+                words = [self.peek(i)[1] for i in range(length + 1)]
+                if any(w is None for w in words) or not LAYER_MARK.fullmatch("".join(words)):
+                    return None
+                if consume:
+                    self.pos += length + 1
+                return "".join(words)
+        return None
 
     def transpose_ahead(self) -> bool:
         return self.at("id", "T", 1) or self.at("cmd", "top", 1) or self.at("cmd", "intercal", 1) or (
@@ -613,11 +1073,18 @@ class Parser:
             return self.at("num", None, offset) or self.at("id", "l", offset) or self.at("id", "L", offset)
         if number_or_letter(1):
             return True
+        if self.at("op", "[", 1):
+            self.pos += 1
+            found = self.bracket_layer() is not None  # W^[2], forum style
+            self.pos -= 1
+            return found
         if not self.at("op", "(", 1):
             return False
         offset = 2
         if self.at("op", "[", offset) or self.at("op", "(", offset):
             offset += 1
+            if self.at("op", "(", offset - 1) and self.at("id", "k", offset):
+                return True  # Goodfellow's layer k: W^{(k)}
         return number_or_letter(offset)
 
     def sum_arguments(self, method: bool):

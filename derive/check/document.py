@@ -1,0 +1,347 @@
+"""Reading a derivation as people write it: LaTeX, Markdown or plain text, into equations to check.
+
+Math is found where the document puts it (``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]``, the
+``equation``/``align``/``eqnarray``/``gather``/``multline`` environments, Markdown code fences);
+a document with none of these is read line by line. Rows of ``align``, ``aligned``, ``split`` and
+``eqnarray`` end at ``\\\\``; a row that starts with ``&=`` continues the left side above it, and a chain
+``A = B = C`` gives ``A = B`` and ``A = C``. ``=``, ``:=``, ``\\equiv`` and ``\\leftarrow`` relate; ``\\quad``
+separates two equations on one line. The file's macros (``\\newcommand``, ``\\renewcommand``,
+``\\def``, ``\\DeclareMathOperator``) are expanded, at most limits.MACROS of them and
+limits.MACRO_EXPANSIONS expansions. An equation chainrule cannot check (a forward step, the loss's
+definition, a Jacobian entry, an update) is ``Skipped`` with the reason; nothing is run.
+"""
+import bisect
+import re
+from dataclasses import dataclass
+
+from .. import limits
+from ..errors import ChainruleError
+from .parse import MAX_LENGTH, NotAGradient, Node, parse_equation, read_tree, rewrite
+
+
+@dataclass
+class Equation:
+    """``lhs = rhs`` at ``line`` (1-based) of the document."""
+    line: int
+    lhs: str
+    rhs: str
+
+
+@dataclass
+class Skipped:
+    """An equation at ``line`` that is not a gradient chainrule checks, and why."""
+    line: int
+    text: str
+    reason: str
+
+
+_BRACE = re.compile(r"\\.|[{}]", re.S)  # an escaped character (\{) is not a brace
+MACRO_BODY = MAX_LENGTH  # characters of one macro's definition
+MAX_PIECE = 20 * MAX_LENGTH  # characters of one piece of math (a display block of many rows)
+_DEFINITION = re.compile(r"\\(?:re)?newcommand\*?\s*\{?\s*\\(?P<name>[A-Za-z]+)\s*\}?\s*(?:\[(?P<count>\d)\])?\s*"
+                         r"|\\def\s*\\(?P<dname>[A-Za-z]+)\s*(?P<params>(?:#\d)*)\s*"
+                         r"|\\DeclareMathOperator\*?\s*\{\s*\\(?P<oname>[A-Za-z]+)\s*\}\s*")
+# Where math starts; ``_Lines.closing`` finds where it ends.
+_OPENER = re.compile(r"""
+    ^[ \t]*```[ \t]*(?P<lang>[A-Za-z]*)[^\n]*\n
+  | \$\$ | \\\[ | \\\(
+  | \\begin\{(?P<env>equation|align|alignat|eqnarray|gather|multline|flalign|math|displaymath)(?P<star>\*?)\}
+  | (?<![\\$])\$(?!\$)
+""", re.M | re.X)
+_CLOSERS = {"$$": "$$", "\\[": "\\]", "\\(": "\\)"}
+_INLINE = re.compile(r"(?<![\\$])\$([^$\n]+?)\$")
+_MATRIX = re.compile(r"\\begin\{(?:[pbvBV]?matrix|smallmatrix|array|cases)\}")
+_ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
+_RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
+# Words of \text{...} (unwrapped by then): a condition ends the equation; 'and', 'where' separate two.
+_CONDITION = re.compile(r"(?<![\\A-Za-z.])(?:for|if|with|when)(?=\s)|\\forall(?![A-Za-z])")
+_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
+_TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
+_OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
+_RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
+_LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
+_FORWARD = ("z", "a", "h", "yhat", "x", "o")
+_LOSSES = ("l", "c", "j", "e")
+
+
+def read_document(text: str) -> list:
+    """The document's equations and skipped equations (``Equation``, ``Skipped``), in order."""
+    macros, text = _definitions(text)
+    budget = [0, 0]  # macro expansions, and their nesting
+    out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
+    for line, math, plain in _segments(text):
+        if len(math) > MAX_PIECE:
+            out.append(Skipped(line, _short(math), f"this piece is longer than {MAX_PIECE} characters; split it"))
+            continue
+        if plain is None:
+            out.append(Skipped(line, _short(math), "text outside math; put an equation between $...$ (or in an "
+                                                   "align environment) to have it checked"))
+            continue
+        sides = sides if plain else {}
+        try:
+            math = rewrite(math, macros, budget)
+        except ChainruleError as err:
+            if "MACRO_EXPANSIONS" in str(err):
+                raise
+            out.append(Skipped(line, math.strip(), f"cannot be read as LaTeX: {err}"))
+            continue
+        if _MATRIX.search(math) and "=" in math:
+            out.append(Skipped(line, _short(math), "writes a matrix out entry by entry, which chainrule does not read; "
+                                                   "write the matrix expression"))
+            continue
+        out += _equations(math, line, plain, sides)
+    return out
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def _definitions(text: str):
+    """The macros ``text`` defines ({name: (argument count, body)}) and ``text`` without the definitions
+    (their newlines kept, so line numbers stay right)."""
+    macros, pieces, pos, pairs = {}, [], 0, None
+    for m in _DEFINITION.finditer(text):
+        if m.start() < pos:
+            continue
+        body_start = m.end()
+        if body_start >= len(text) or text[body_start] != "{":
+            continue
+        pairs = _brace_pairs(text) if pairs is None else pairs
+        body_end = pairs.get(body_start)
+        if body_end is None or body_end - body_start > MACRO_BODY:
+            continue
+        body = text[body_start + 1:body_end]
+        if m["name"]:
+            name, count = m["name"], int(m["count"] or 0)
+        elif m["dname"]:
+            name, count = m["dname"], len(m["params"]) // 2
+        else:
+            name, count, body = m["oname"], 0, rf"\operatorname{{{body}}}"
+        macros[name] = (count, body)
+        if len(macros) > limits.MACROS:
+            raise ChainruleError(f"the file defines more than {limits.MACROS} macros (MACROS); define fewer")
+        pieces += [text[pos:m.start()], "\n" * text.count("\n", m.start(), body_end + 1)]
+        pos = body_end + 1
+    return macros, "".join(pieces) + text[pos:]
+
+
+def _brace_pairs(text: str) -> dict:
+    """{position of '{': position of its '}'} for the whole text, in one pass (\\{ is no brace)."""
+    pairs, stack = {}, []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif m.group() == "}" and stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
+
+
+def _segments(text: str):
+    """(line, math, plain) for each piece of math, in order; ``plain`` when it is a line of plain math (a file
+    without LaTeX delimiters, or a code fence), where '#' starts a comment; None for a line of prose
+    outside math that holds an '=' (listed as skipped). One pass: each closing delimiter is found by
+    bisection in the sorted positions of its kind, so a file of unclosed openers stays linear."""
+    lines = _Lines(text)
+    found, pos = [], 0
+    while True:
+        m = _OPENER.search(text, pos)
+        if m is None:
+            break
+        close = lines.closing(m)
+        if close is None:  # an opener without its closer is text
+            pos = m.end()
+            continue
+        body_end, after = close
+        found.append((m.start(), after, m.end(), body_end, m["lang"]))
+        pos = after
+    if not found:
+        for number, line in enumerate(text.splitlines(), start=1):
+            yield number, line, True
+        return
+    pos = 0
+    for start, after, body_start, body_end, lang in found + [(len(text), len(text), 0, 0, None)]:
+        first = lines.number(pos)
+        for offset, row in enumerate(text[pos:start].split("\n")):
+            if "=" in row and row.strip():
+                yield first + offset, row, None
+        if start == len(text):
+            return
+        pos = after
+        line, body = lines.number(body_start), text[body_start:body_end]
+        if lang is not None and lang != "math":  # a code fence: plain math, or an algorithm's \STATE $...$
+            for offset, row in enumerate(body.splitlines()):
+                inline = _INLINE.findall(row)
+                yield from ((line + offset, piece, False) for piece in inline) if inline else \
+                    [(line + offset, row, True)]
+        else:
+            yield line, body, False
+
+
+class _Lines:
+    """Line numbers and closing delimiters of a text, by bisection in sorted positions."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.newlines = [i for i, char in enumerate(text) if char == "\n"]
+        self.positions = {}
+
+    def number(self, pos: int) -> int:
+        return bisect.bisect_left(self.newlines, pos) + 1
+
+    def _next(self, pattern: str, start: int):
+        if pattern not in self.positions:
+            self.positions[pattern] = [(m.start(), m.end()) for m in re.finditer(pattern, self.text, re.M)]
+        spans = self.positions[pattern]
+        i = bisect.bisect_left(spans, (start, -1))
+        return spans[i] if i < len(spans) else None
+
+    def closing(self, m):
+        """(end of the body, end of the closer) for the opener ``m``, or None when it is not closed."""
+        if m["lang"] is not None:
+            span = self._next(r"^[ \t]*```", m.end())
+        elif m["env"]:
+            span = self._next(re.escape(rf"\end{{{m['env']}{m['star']}}}"), m.end())
+        elif m.group() == "$":  # inline math ends on its own line
+            span = self._next(r"(?<!\\)\$", m.end())
+            i = bisect.bisect_left(self.newlines, m.end())
+            line_end = self.newlines[i] if i < len(self.newlines) else len(self.text)
+            if span is None or span[0] >= line_end or span[0] == m.end():
+                return None
+        else:
+            span = self._next(re.escape(_CLOSERS[m.group()]), m.end())
+        return span
+
+
+def _equations(math: str, line: int, plain: bool, state: dict) -> list:
+    """The equations of one piece of math, row by row; ``state`` carries the left side between pieces."""
+    out = []
+    lhs, pending = state.get("lhs"), state.get("pending")
+    for number, row in _rows(math, line):
+        if plain:
+            row = re.sub(r"(^|\s)#.*$", "", row)  # a comment, as in Python
+        row = _ENVIRONMENT.sub(" ", row).replace("&", " ")
+        for piece in _pieces(row):
+            sides = [s.strip() for s in _split(piece, _RELATION)]
+            if len(sides) < 2 and out and isinstance(out[-1], Equation) and _OPERATOR.match(piece):
+                last = out.pop()  # multline, split: '+ b' or '\odot f'(z)' continues the line above
+                sides = [last.lhs, last.rhs + " " + piece.strip()]
+                number = last.line
+            elif len(sides) < 2:
+                pending = piece.strip() or pending  # a left side whose '&= ...' is on the next line
+                continue
+            if len(sides) > 2 and _RUNNING.fullmatch(sides[0]):
+                sides = sides[1:]  # Goodfellow's g <- \nabla_{W} J = ...: the gradient is the left side
+            if sides[0]:
+                lhs = sides[0]
+            elif pending:
+                lhs = pending
+            elif lhs is None:
+                out.append(Skipped(number, _short(piece), "continues an equation whose left side is not there"))
+                continue
+            for rhs in sides[1:]:
+                rhs = _TRAILING.sub("", rhs)
+                if not rhs:
+                    continue
+                pending = None
+                reason = _not_a_gradient(lhs, rhs)
+                out.append(Skipped(number, _short(f"{lhs} = {rhs}"), reason) if reason else Equation(number, lhs, rhs))
+    state.update(lhs=lhs, pending=pending)
+    return out
+
+
+def _rows(math: str, line: int):
+    """(line, row) at each top-level \\\\ (and newline, for the rows of plain text)."""
+    start, depth = 0, 0
+    rows = []
+    i = 0
+    while i < len(math):
+        char = math[i]
+        if char in "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == "\\" and math.startswith("\\\\", i) and depth <= 0:
+            rows.append((start, math[start:i]))
+            start = i + 2
+            i += 2
+            continue
+        i += 1
+    rows.append((start, math[start:]))
+    for begin, row in rows:
+        lead = len(row) - len(row.lstrip())
+        yield line + math.count("\n", 0, begin + lead), row
+
+
+def _pieces(row: str) -> list:
+    """A row cut at top-level \\quad, \\; or 'and': the pieces that hold an equation; a remark after
+    \\quad ('\\quad (BP1)') and a condition ('\\text{for } l = 1, ..., L', '\\forall l') are dropped."""
+    row = _split(row, _CONDITION)[0]
+    pieces = [p for p in _split(row, _SEPARATOR) if _RELATION.search(p) or _OPERATOR.match(p)]
+    return pieces or [row]
+
+
+def _split(text: str, pattern) -> list:
+    """``text`` cut at each match of ``pattern`` outside braces, brackets and parentheses."""
+    cuts, depth = [], 0
+    for i, char in enumerate(text):
+        if char in "{([":
+            depth += 1
+        elif char in "})]":
+            depth -= 1
+        elif depth <= 0:
+            m = pattern.match(text, i)
+            if m and (not cuts or i >= cuts[-1][1]):
+                cuts.append((i, m.end()))
+    parts, pos = [], 0
+    for begin, end in cuts:
+        parts.append(text[pos:begin])
+        pos = end
+    return parts + [text[pos:]]
+
+
+def _not_a_gradient(lhs: str, rhs: str):
+    """Why ``lhs = rhs`` is not a gradient equation chainrule checks, or None (then the checker reads it,
+    and says what it cannot read)."""
+    if _LABEL.match(lhs.strip()):
+        return f"'{_short(lhs)}' labels the line; it is not a quantity"
+    try:
+        left = read_tree(lhs)
+    except NotAGradient as err:
+        return str(err)
+    except ChainruleError:
+        return None
+    inner = left.args[0] if left.kind == "entry" else left
+    if inner.kind == "act":
+        return f"it defines the function {'the derivative ' if inner.args[1] else ''}'{_short(lhs)}' on its own; " \
+               f"chainrule knows each activation and its derivative"
+    base = re.sub(r"(\d+|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None
+    if base in _LOSSES:
+        return f"it defines the loss {_short(lhs)}; chainrule takes the loss from the spec"
+    try:
+        _, right = parse_equation(lhs, rhs)
+    except NotAGradient as err:
+        return str(err)
+    except ChainruleError:
+        return None
+    if right.kind == "num" or right.kind == "neg" and right.args[0].kind == "num":
+        return f"it sets {_short(lhs)} to a number (an initialisation), not to a gradient"
+    if right != inner and _contains(right, inner):
+        return f"an update or accumulation: {_short(lhs)} appears on both sides"
+    if base in _FORWARD and not _mentions_gradient(right):
+        return f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass " \
+               f"from the spec and checks gradients"
+    return None
+
+
+def _contains(tree: Node, part: Node) -> bool:
+    return tree == part or any(_contains(a, part) for a in tree.args if isinstance(a, Node))
+
+
+def _mentions_gradient(tree: Node) -> bool:
+    if tree.kind in ("grad", "ind", "where") or tree.kind == "act" and tree.args[1]:
+        return True
+    if tree.kind == "name" and re.match(r"delta|d(z|a|w|b|x|h|y|l)", tree.args[0]):
+        return True
+    return any(_mentions_gradient(a) for a in tree.args if isinstance(a, Node))
