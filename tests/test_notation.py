@@ -3,6 +3,7 @@ prints the same Steps in each convention's symbols, scaling and layout.
 
 deeplearning.ai's dZ = m Δ and cs231n's batch-first rows are rewrites of the batch form's Steps; the
 tests here prove each rewritten equation equal to the one it was rewritten from, entry by entry."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -167,3 +168,28 @@ def test_each_notation_compiles_with_no_overfull_box(spec, name, tmp_path):
         assert run.returncode == 0, run.stdout[-2000:]
     log = (tmp_path / "notes.log").read_text(encoding="latin-1")
     assert "Overfull" not in log and "LaTeX Warning: Reference" not in log
+
+
+# -- the checker reads what each notation prints ------------------------------------------------------
+
+def _backward_lines(d, name, form) -> list:
+    """The Markdown's backward equations of ``form`` in notation ``name``, as 'QUANTITY = EXPRESSION' lines."""
+    part = d.markdown(notation=name, form=form).split("**Backward pass**")[1].split("\n## ")[0]
+    return [re.sub(r" \\tag\{\d+\}", "", eq.strip()) for eq in re.findall(r"\$\$\n(.*?)\n\$\$", part, re.S)]
+
+
+CHECKED = [pytest.param(n.name, convention, marks=pytest.mark.xfail(
+               strict=True, reason="the checker's rows convention does not read cs231n's scores and dscores yet"))
+           if n.name == "cs231n" else (n.name, convention) for n in TABLE for convention in n.check.values()]
+
+
+@pytest.mark.parametrize("name, convention", CHECKED)
+def test_the_checker_finds_each_notations_gradients_right(name, convention, tmp_path, capsys):
+    d = derive.derive(SIMPLE)
+    form = next(f for f, c in notation(name).check.items() if c == convention)
+    lines = _backward_lines(d, name, form)
+    assert len(lines) == 6  # δ and the two parameter gradients of each of the two layers
+    (tmp_path / "mine.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    main(["check", str(SIMPLE), "--file", str(tmp_path / "mine.txt"), "--convention", convention])
+    verdicts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("line ")]
+    assert len(verdicts) == 6 and all(": correct" in v for v in verdicts), verdicts
