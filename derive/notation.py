@@ -124,7 +124,8 @@ TABLE = (
                     "and $J$ is the cost. Each backward step $g \\leftarrow \\nabla_{a^{(k)}} J = \\dots$ sets the "
                     "gradient g that the next step propagates, as algorithm 6.4 does."),
              letters={"z": ("a", "a"), "a": ("h", "h"), "loss": ("J", "J")},
-             index=("{s}^{{({l})}}", "{s}{paren}"), gradient=(r"\nabla_{{{q}}} {J}", "∇_{q} {J}"),
+             index=("{s}^{{({l})}}", "{s}{paren}"),
+             gradient=(r"\nabla_{{{q}}} {J}\,", "∇_{q} {J}"),  # \, : J h^{(1)\top}, not Jh
              delta_as_gradient=True, adjoint_lhs=(r"g \leftarrow ", "g ← "),
              titles={"sample": "One example (column vectors)"}),
     Notation("cs231n", ("batch",), {"batch": "rows"},
@@ -141,6 +142,7 @@ TABLE = (
                       ("the bias reaches every column", "the bias reaches every row"),
                       ("(times a column of ⟦N⟧ ones)", "(a row of ⟦N⟧ ones times it)"),
                       ("one sample per column", "one sample per row"),
+                      ("over each column", "over each row"),
                       (re.compile(r"its transpose times the error of layer (\S+)"), r"the error of layer \1 times it"),
                       # a restated affine layer, batch-first
                       (re.compile(r"⟨⟦(\w+)⟧ = ⟦(\w+)⟧ ⟦(\w+)⟧ \+ ⟦(\w+)⟧ ⟦ones_row⟧⟩"),

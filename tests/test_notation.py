@@ -89,9 +89,11 @@ def test_the_names_are_each_courses(simple):
     assert "J = (1/m) Σᵢⱼ (A[2]ᵢⱼ - Yᵢⱼ)²" in text["ng"] and "Z[1]   2 × m" in text["ng"]
     assert "g ← ∇_a⁽¹⁾ J = ((W⁽²⁾)ᵀ ∇_a⁽²⁾ J) ⊙ relu'(a⁽¹⁾)" in text["goodfellow"]
     assert "h⁽¹⁾ = relu(a⁽¹⁾)" in text["goodfellow"] and "∇_W⁽²⁾ J = ∇_a⁽²⁾ J (h⁽¹⁾)ᵀ" in text["goodfellow"]
-    assert r"g \leftarrow \nabla_{a^{(2)}} J = 2 \left(\hat{y} - y\right)" in latex["goodfellow"]
+    assert r"g \leftarrow \nabla_{a^{(2)}} J\, = 2 \left(\hat{y} - y\right)" in latex["goodfellow"]
+    assert r"\nabla_{W^{(2)}} J\, = \nabla_{a^{(2)}} J\, h^{(1)\top}" in latex["goodfellow"]
     assert "Z1 = X W1ᵀ + 1_N b1" in text["cs231n"] and "scores = H1 W2ᵀ + 1_N b2" in text["cs231n"]
     assert "dW2 = dscoresᵀ H1" in text["cs231n"] and "db1 = 1_Nᵀ dZ1" in text["cs231n"]
+    assert "softmax over each row" in derive.derive(DIGITS).text(notation="cs231n")
     assert "dZ1 = (dscores W2) ⊙ relu'(Z1)" in text["cs231n"] and "Z1       N × 2" in text["cs231n"]
     assert "chain rule through scores = H1 W2ᵀ + 1_N b2 (3)" in text["cs231n"]
     for name in OTHERS:  # the opening says which notation, in every format
