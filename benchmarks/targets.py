@@ -5,6 +5,8 @@ MATMUL_FRACTION = 0.90
 DEPTH_100_S = 2.0
 HELP_S = 0.2
 TRAIN_CLI_RATIO = 1.10
+CNN_TORCH_RATIO = 1.0   # issue 12: the CNN step at most PyTorch eager's time
+CNN_GEMM_FRACTION = 0.70
 LARGER_NETS = ("mnist-mlp", "wide-tanh")
 SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
 
@@ -59,6 +61,18 @@ def judge(results: dict) -> list:
             continue
         speedup = theirs["median_s"] / ours["median_s"]
         add(what, "faster", f"{speedup:.2f}x as fast", ours["grads_match"] and speedup > 1.0)
+    cnn = results.get("cnn", {}).get("rows", [])
+    ours = _row(cnn, "cnn", "float32", "chainrule unchecked")
+    torch_row = _row(cnn, "cnn", "float32", "PyTorch")
+    if ours is None or torch_row is None:
+        add("chainrule CNN step vs PyTorch eager, float32", f"<= {CNN_TORCH_RATIO}x", "not run", None)
+    else:
+        ratio = ours["median_s"] / torch_row["median_s"]
+        add("chainrule CNN step vs PyTorch eager, float32", f"<= {CNN_TORCH_RATIO}x", f"{ratio:.2f}x",
+            ours["grads_match"] and ratio <= CNN_TORCH_RATIO)
+    if ours is not None:
+        add("chainrule CNN step, GEMM bound", f">= {CNN_GEMM_FRACTION:.0%}", f"{ours['gemm_fraction']:.0%}",
+            ours["grads_match"] and ours["gemm_fraction"] >= CNN_GEMM_FRACTION)
     staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
     deep = staged.get(100, {})
     if "generate_s" in deep:

@@ -14,12 +14,15 @@ import sympy as sp
 
 from derive.chain import Derivation, derive
 from derive.errors import ChainruleError
+from derive.fields import described
 from derive.naming import layer_key
+from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
+from derive.ops.conv import WindowNode
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
-from derive.spec import inline
+from derive.spec import inline, inline_inputs
 
 from .env import ENV
 from .numpy_printer import HELPERS, BatchFirstPrinter, stabilize, stored_transposed
@@ -98,7 +101,8 @@ def _lines(printer, step, rhs=None):
                 for line in _lines(printer, replace(step, target=replace(step.target, key=temporary.name,
                                                                              symbol=temporary)), expr)] \
             + _lines(printer, step, rhs)
-    transposed = stored_transposed(step.target.symbol)
+    # a quantity held 1-D (one number per feature: batch norm's statistics) prints as a row
+    transposed = stored_transposed(step.target.symbol) or step.target.key in printer.vectors
     if step.phase == "forward" and _is_affine(rhs):
         # Z = A @ W.T, then the bias added in place: one (N, units) array allocated, not two
         product, bias = sorted(rhs.args, key=_is_bias)
@@ -142,7 +146,7 @@ def _overwrite_dead(lines, keep) -> list:
         if match and line.op == "=" and match["arg"] in computed - set(keep) \
                 and match["arg"] not in _names(lines[i + 1:]):
             line = replace(line, rhs="{}, out={})".format(line.rhs[:-1], match["arg"]))
-        if line.op == "+=":
+        if line.op == "+=" or line.rhs.startswith("_conv("):  # a fresh array of this function's
             computed.add(line.lhs)
         out.append(line)
     return out
@@ -256,9 +260,10 @@ def _sum_lines(printer, key: str, rhs, number: int, transposed: bool) -> list:
 
 
 def _is_fresh(term) -> bool:
-    """A matrix product or a sum: NumPy computes it into a new array, which may be overwritten."""
-    return isinstance(term, sp.MatAdd) or (isinstance(term, sp.MatMul) and not _is_bias(term)
-                                           and len(term.as_coeff_mmul()[1].args) > 1)
+    """A matrix product, a sum or a window helper's result (a convolution's or a pooling's gradient):
+    NumPy computes it into a new array, which may be overwritten."""
+    return isinstance(term, (sp.MatAdd, WindowNode)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
+                                                         and len(term.as_coeff_mmul()[1].args) > 1)
 
 
 def _in_place_product(rhs):
@@ -296,7 +301,7 @@ def _derivatives_from_outputs(derivation) -> dict:
         if step.phase != "forward" or not isinstance(step.rhs, Pointwise) or len(step.rhs.mats) != 1:
             continue
         layer = derivation.network.layer(step.layer)
-        if layer.kind not in ("dense", "activation"):
+        if layer.kind not in ("dense", "activation", "conv1d", "conv2d"):
             continue
         act = layer.activation
         if step.rhs.fn.expr == act.definition and derivative_of_output(act) is not None:
@@ -311,6 +316,54 @@ def _in_terms_of_outputs(rhs, outputs: dict):
         return Pointwise(sp.Lambda(A_SCALAR, derivative_of_output(act)), node.label, output)
     return rhs.replace(lambda e: isinstance(e, Pointwise) and len(e.mats) == 1 and e.mats[0] in outputs
                        and e.fn.expr == outputs[e.mats[0]][0].derivative, swap)
+
+
+def _modes(derivation, printer) -> dict:
+    """{number of a forward Step whose op has an evaluation form (batch norm's μ and var): (its Lines in
+    evaluation, the Lines that update its op's buffers in training)}."""
+    sweep, out = derivation.batch, {}
+    numbers = {s.target.key: s.number for s in derivation.steps}
+    for node in sweep.graph.nodes:
+        state = [symbol(v.key, v.shape) for v in node.state]
+        evaluation = node.op.evaluation(node, state)
+        if evaluation is None:
+            continue
+        number = numbers[node.output.key]
+        updates = node.op.update(node, [sweep.expr[v] for v in node.inputs], sweep.expr[node.output], state)
+        out[number] = ([Line(node.output.key, printer.print_value(evaluation, True)[1], number)],
+                       [Line(f"{v.key}[...]", printer.print_value(updates[v.param.name], True)[1], number)
+                        for v in node.state])
+    return out
+
+
+def _statements(lines, modes) -> list:
+    """The forward's statements: each run of Lines of the Steps in ``modes`` under ``if train:``, with the
+    updates of their buffers, and their evaluation Lines under ``else:``; every other Line as it is."""
+    def text(line, note=""):
+        return f"{line.lhs} {line.op} {line.rhs}  # " + (note.format(line.eq) if note else f"(eq. {line.eq})")
+
+    out, run = [], []
+    for line in lines + [None]:
+        if line is not None and line.eq in modes:
+            run.append(line)
+            continue
+        if run:
+            numbers = list(dict.fromkeys(line.eq for line in run))
+            out += ["if train:"] + ["    " + text(line) for line in run] \
+                + ["    " + text(update, "training updates the buffer, as torch does (eq. {}'s op)")
+                   for n in numbers for update in modes[n][1]] \
+                + ["else:"] + ["    " + text(line, "evaluation: the running statistic in place of (eq. {})")
+                               for n in numbers for line in modes[n][0]]
+            run = []
+        if line is not None:
+            out.append(text(line))
+    return out
+
+
+def _state_dict_order(values) -> list:
+    """Parameters and buffers in the order of torch's state_dict: layer by layer, a layer's buffers after its parameters."""
+    layers = list(dict.fromkeys(v.layer for v in values))
+    return sorted(values, key=lambda v: (layers.index(v.layer), v.role == "buffer"))
 
 
 def _names(lines) -> set:
@@ -347,7 +400,7 @@ def _summary(net) -> str:
     def dense(layer):
         return (f"{layer.units} {layer.activation.name}" + (" residual" if layer.residual else "")
                 + (f" dropout={layer.dropout:g}" if layer.dropout else ""))
-    return " -> ".join([str(net.inputs)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
+    return " -> ".join([inline_inputs(net)] + [inline(layer, dense) for layer in net.layers]) + f" ; {net.loss.name}"
 
 
 def _init(derivation, training) -> list:
@@ -355,7 +408,7 @@ def _init(derivation, training) -> list:
     draws its weights: a top-level layer by its number, a layer inside a block by its code name."""
     net, out = derivation.network, []
     for node in derivation.batch.graph.nodes:
-        if node.op.name == "dense":
+        if node.op.name in ("dense", "conv"):
             act = net.layer(node.layer).activation
             key = node.layer if isinstance(node.layer, int) else repr(layer_key(node.layer))
             out.append((key, *init_scheme(act, training.get("init")), act.name))
@@ -377,9 +430,16 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     net = derivation.network
     settings = validate(net.tables if tables is None else tables)
     param_values = [v for v in derivation.batch.graph.values if v.role == "param"]
-    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it
-    shapes = [(v.key, v.shape[:1] if v.axes[1][0] == "batch" else v.shape) for v in param_values]
-    printer = BatchFirstPrinter(vectors=[key for key, shape in shapes if len(shape) == 1])
+    # a parameter broadcast over the batch (a bias, layer norm's γ and β) is stored 1-D, as torch stores it,
+    # and one with a layout (a convolution's kernel) in that shape
+    shapes = [(v.key, tuple(n for _, n in v.layout) if v.layout else v.shape[:1] if v.axes[1][0] == "batch"
+               else v.shape) for v in param_values]
+    graph = derivation.batch.graph
+    buffers = [v for v in graph.values if v.role == "buffer"]
+    # one number per feature (a bias, batch norm's statistics and running statistics) is held 1-D, as torch does
+    printer = BatchFirstPrinter(vectors=[key for key, shape in shapes if len(shape) == 1]
+                                + [v.key for v in graph.values if v.role in ("forward", "buffer")
+                                   and v.axes[1:] == (("batch", 1),)])
     steps = derivation.steps
     forward = [s for s in steps if s.phase == "forward"]
     loss_step = next(s for s in steps if s.phase == "loss")
@@ -404,7 +464,9 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
              if q.role == "mask"]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
         + [k for k, _ in masks]
-    forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]])
+    modes = _modes(derivation, printer)
+    mode_lines = [line for evaluation, updates in modes.values() for line in evaluation + updates]
+    forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]] + sorted(_names(mode_lines)))
     backward_lines = _multiply_dead(backward_lines, [f"dL_d{p}" for p in params])
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, f"dL_d{p}") for p in params]
@@ -420,16 +482,23 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         source=source,
         command=_command(source, output, dtype, flags),
         dtype=dtype,
-        inputs=net.inputs,
+        inputs=", ".join(str(n) for _, n in net.input_shape),  # an image's (C, H, W), else the features
+        features=net.inputs,
+        layout=", ".join(name for name, _ in net.layout) or None,
+        layout_text=described(net.layout)[2:] if net.layout else None,
         outputs=net.outputs,
         shapes=shapes,
-        torch_keys=[(v.key, v.torch_key) for v in param_values],
+        torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],
+        buffers=[(v.key, v.shape[:1], v.param.init) for v in buffers],
+        coupled=derivation.sample is None,  # an op uses the batch's statistics: training needs 2 samples
+        modes=derivation.sample is None or bool(buffers),  # training and evaluation differ: forward takes train
         constants=[(v.key, v.param.init) for v in param_values if v.param.init is not None],
         params=params,
         target_kind=kind,
         loss_name=net.loss.name,
-        forward_lines=forward_lines,
-        forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks] + _setup(params, [], forward_lines, "X"),
+        forward_statements=_statements(forward_lines, modes),
+        forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks]
+        + _setup(params + [v.key for v in buffers], [], forward_lines + mode_lines, "X"),
         masks=masks,
         init=_init(derivation, settings["training"]),
         output=forward_keys[-1],

@@ -26,8 +26,10 @@ from derive.functions import sigma
 from derive.nodes import Broadcast, FeatureMean, Pointwise
 from derive.ops.losses import clip, clip_form
 
+from .numpy_window import WINDOW_HELPERS, WindowPrinting
+
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax", "_softmax_logsumexp")
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp") + WINDOW_HELPERS
 
 
 class Sigmoid(sp.Function):
@@ -331,7 +333,7 @@ def stored_transposed(matrix) -> bool:
     return getattr(matrix, "shape", (0, 0))[1] == _N
 
 
-class BatchFirstPrinter(ElementwisePrinter):
+class BatchFirstPrinter(WindowPrinting, ElementwisePrinter):
     """Matrix expressions of the column convention printed as batch-first NumPy.
 
     ``print_value(expr, transposed)`` prints ``exprᵀ`` when ``transposed`` (the target is held
@@ -540,3 +542,31 @@ class BatchFirstPrinter(ElementwisePrinter):
         if not isinstance(expr.mat, MatrixSymbol):
             text = "({})".format(text)
         return "{}.sum(axis={}, keepdims=True)".format(text, 1 if self._transposed else 0)
+
+    def _print_BatchMean(self, expr):
+        # the mean of each row over the batch: along the rows of what code holds (a 1-D result, held
+        # as a bias is) when transposed, along each row otherwise
+        text = self._print(expr.mat)
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.mean(axis={})".format(text, 0 if self._transposed else 1)
+
+    def _print_ChannelTotal(self, expr, reduce="sum"):
+        # a channel's k features over every sample: the same numbers however M is held, so M is printed as code
+        # holds it (a row per sample) and the result is 1-D, one number per channel, as a bias is
+        saved, self._transposed = self._transposed, True
+        try:
+            text = self._print(expr.mat)
+        finally:
+            self._transposed = saved
+        if not isinstance(expr.mat, MatrixSymbol):
+            text = "({})".format(text)
+        return "{}.reshape(-1, {}, {}).{}(axis=(0, 2))".format(text, self._print(expr.shape[0]), expr.k, reduce)
+
+    def _print_ChannelMean(self, expr):
+        return self._print_ChannelTotal(expr, "mean")
+
+    def _print_ChannelRepeat(self, expr):
+        # one number per channel, repeated over its k features: a 1-D row NumPy broadcasts over the samples
+        text = "np.repeat({}, {})".format(self._print(expr.mat), expr.k)
+        return text if self._transposed else "{}[:, None]".format(text)

@@ -340,6 +340,8 @@ def fit(module, data, label, settings, quiet=False, bar=None):
     try:
         result = module.train(params, data["X"], data["T"], X_val=data["X_val"], T_val=data["T_val"],
                               verbose=False, callback=progress, **settings)
+    except ValueError as err:  # train checks the data and settings before its first step (batch norm's batch of 1)
+        raise ChainruleError(str(err)) from None
     finally:
         progress.close()
     history = {"written_by": HISTORY_MARK, "network": label, "settings": settings,

@@ -17,7 +17,7 @@ class Derivation:
     """Every gradient of a network, as two ordered lists of Steps (one sample, then a batch).
 
     ``steps`` is the batch form, the one the generated code implements; ``sample_steps`` the
-    textbook per-sample form. ``gradients['W1']`` is the per-sample right-hand side of dL/dW1.
+    textbook per-sample form (none, and ``sample`` None, when an op couples the samples: batch norm). ``gradients['W1']`` is the per-sample right-hand side of dL/dW1.
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
     ``latex``, ``markdown`` and ``text`` print the notes: ``names``, the names the checker reads
     (``derive.check.accepted_names(derivation)``), when given, makes them point to the checker;
@@ -28,9 +28,17 @@ class Derivation:
 
     def __init__(self, network):
         self.network = network
-        self.sample = Sweep(expand(network, 1), network, "sample", 1)
-        self.batch = Sweep(expand(network, N), network, "batch", self.sample.number)
-        self.sample_steps, self.steps = self.sample.steps, self.batch.steps
+        batch = expand(network, N)
+        # an op that couples the samples (batch norm's statistics) has no per-sample form: sample is None
+        coupled = any(node.op.couples_samples for node in batch.nodes)
+        self.sample = None if coupled else Sweep(expand(network, 1), network, "sample", 1)
+        self.batch = Sweep(batch, network, "batch", self.sample.number if self.sample else 1)
+        self.sample_steps, self.steps = self.sample.steps if self.sample else [], self.batch.steps
+
+    @property
+    def forms(self) -> list:
+        """[(form, sweep)] of the forms the derivation has: ("sample", ...) then ("batch", ...)."""
+        return [(form, sweep) for form, sweep in (("sample", self.sample), ("batch", self.batch)) if sweep]
 
     def _gradients(self, sweep) -> dict:
         by_key = {s.target.key: s.rhs for s in sweep.steps}
@@ -38,7 +46,8 @@ class Derivation:
 
     @property
     def gradients(self) -> dict:
-        return self._gradients(self.sample)
+        """The per-sample gradients (the batch form's when the network has no per-sample form)."""
+        return self._gradients(self.sample or self.batch)
 
     @property
     def batch_gradients(self) -> dict:

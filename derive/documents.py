@@ -22,7 +22,7 @@ from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
 from .notation import EXTRA_NAMES, FORMS, notation as notation_named
 from .printing import MathLatex, NotesText, _positive_first, activation_definitions, loss_definition
-from .spec import inline
+from .spec import inline, inline_inputs
 
 
 
@@ -76,6 +76,8 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
                       "--names lists the names it reads)." if checkable else ""))
     yield "heading", "Notation"
     for view in views.values():
+        if view.sweep is None:  # batch norm: no per-sample form, said where its steps would stand
+            continue
         names, printer = view.names(latex), view.printer(latex)
         rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
                  explain(q.meaning, names, math)) for q in view.quantities.values()]
@@ -104,6 +106,11 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
     number = 0
     for view in views.values():
         yield "heading", view.title
+        if view.sweep is None:
+            yield "para", ("None: batch norm normalizes each feature with the mean and the variance of the whole "
+                           "batch, so a sample's output depends on the other samples and the derivation has the "
+                           "batch form only.")
+            continue
         names, printer = view.names(latex), view.printer(latex)
         phase, printed = None, {}
         for step in view.steps:
@@ -203,7 +210,7 @@ def architecture(network, user=str) -> str:
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    return " -> ".join([str(network.inputs)] + [inline(layer, dense, user) for layer in network.layers])
+    return " -> ".join([inline_inputs(network)] + [inline(layer, dense, user) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
@@ -520,7 +527,8 @@ LATEX = Layout(
           # Greek letters a spec's own text (its description, a name) may hold
           *(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{\ensuremath{{\{name}}}}}" for c, name in
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
-          r"\begin{document}"),
+          # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
+          r"\emergencystretch=0.5\linewidth", r"\begin{document}"),
     tail=(r"\end{document}",),
     body_note=r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable",
     end="\n")
@@ -591,7 +599,8 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.rule.format(number=number, label=name, formula=formula))
         else:
             text = prose(args[0])
-            out.append(getattr(layout, kind).format(text=text, rule="", width=len(text)))
+            # a heading's rule is as long as the heading, or as the lines it wraps into
+            out.append(getattr(layout, kind).format(text=text, rule="", width=min(len(text), layout.wrap or len(text))))
     out.extend(() if body_only else layout.tail)
     return "\n".join(_wrapped(block, layout.wrap) for block in out) + layout.end
 
@@ -614,7 +623,7 @@ def _wrapped(block: str, width: int) -> str:
 def latex_steps(derivation) -> str:
     r"""``$$\begin{aligned} z_{1} &= W_{1} x + b_{1} && (1) \\ ...\end{aligned}$$``: each step, no prose."""
     rows = []
-    for sweep in (derivation.sample, derivation.batch):
+    for _, sweep in derivation.forms:
         printer = MathLatex({**{q.key: q.latex for q in sweep.quantities.values()}, **EXTRA_NAMES[True]})
         rows += [rf"{printer.doprint(s.target.symbol)} &= {printer.doprint(s.rhs)} && ({s.number})" for s in sweep.steps]
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"

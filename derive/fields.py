@@ -62,6 +62,15 @@ def shown_shape(shape: tuple) -> str:
     return "×".join(str(n) for _, n in shape)
 
 
+def described(shape: tuple) -> str:
+    """``a 1×8×8 image``, ``a 2×16 signal``, ``8 features``: a value of named sizes ``shape`` in words."""
+    names = tuple(n for n, _ in shape)
+    kinds = {("channels", "height", "width"): "image", ("channels", "length"): "signal"}
+    if names in kinds:
+        return f"a {shown_shape(shape)} {kinds[names]}"
+    return f"{shown_shape(shape)} {'features' if names == ('features',) else '(' + ', '.join(names) + ')'}"
+
+
 @dataclass(frozen=True)
 class At:
     """Where a layer table stands: its ``path`` (1-based positions, nested in blocks), whether it makes the

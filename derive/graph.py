@@ -13,7 +13,7 @@ becomes the loss op, then the penalties and their sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, indexed, letter, torch_key
+from .naming import LOSS, Names, buffer_names, indexed, letter, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -24,7 +24,9 @@ class Value:
     """A named tensor: ``axes`` ((name, size), ...) (() for a scalar), its role (data, param, mask,
     forward, loss), its layer, for a parameter the op's ``Param`` (its PyTorch attribute), and
     ``layout``, the named sizes its features unflatten to in PyTorch's row-major order
-    ((("channels", C), ("height", H), ("width", W)) for an image; () for plain features)."""
+    ((("channels", C), ("height", H), ("width", W)) for an image; () for plain features); for a
+    parameter, its shape as torch stores it when that is not its matrix shape (a convolution's kernel
+    (out, in, kH, kW) is the matrix (out, in·kH·kW) in the math)."""
     names: Names
     axes: tuple
     role: str
@@ -57,6 +59,7 @@ class Node:
     batch: object
     attrs: dict = field(default_factory=dict)
     index: int = 0
+    state: tuple = ()  # the values of the op's buffers (role "buffer"), one per ``op.state``
 
     @property
     def batched(self) -> bool:
@@ -102,11 +105,17 @@ class Graph:
         """Apply op ``kind`` to ``inputs``; its output is ``out`` if given (a value made in advance, so it
         is listed before the op's own values), else the op's own (folded away when it names none)."""
         op = OPS[kind]
-        inputs, axes, names = op.build(self, tuple(inputs), layer, **attrs)
+        # an op that changes the layout (a convolution, a pooling) returns the output's layout too;
+        # one that keeps the axes of its first input keeps its layout
+        inputs, axes, names, *layout = op.build(self, tuple(inputs), layer, **attrs)
+        layout = layout[0] if layout else inputs[0].layout if inputs and inputs[0].axes == axes else ()
         if out is None:
             out = self.value(names or Names(f"_{kind}{len(self.nodes)}", "", "", ""), axes, op.role, layer,
-                             named=names is not None)
-        node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes))
+                             named=names is not None, layout=layout)
+        # a buffer has the output's axes (a running statistic), a counter none
+        state = tuple(self.value(buffer_names(b, layer), () if b.integer else axes, "buffer", layer, named=False,
+                                 param=b) for b in op.state)
+        node = Node(op, inputs, out, layer, self.batch, attrs, len(self.nodes), state)
         self.nodes.append(node)
         self.producer[out] = node
         for v in inputs:

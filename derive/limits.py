@@ -28,8 +28,10 @@ SIMPLIFY_OPS = 60
 #: A network: input features, units of a layer, layers, and weights plus biases in all.
 #: derive and generate do not depend on the widths (depth 256 takes them about 1 s);
 #: PARAMETERS bounds the memory of the emitted module's parameters (16 million float64: 128 MB).
-INPUTS = 4096
-UNITS = 4096
+#: An image counts its C·H·W features, so a CIFAR-sized net (3×32×32 in, 16×32×32 after its first
+#: convolution) needs 16 384 of them.
+INPUTS = 65536
+UNITS = 65536
 LAYERS = 256
 PARAMETERS = 16_000_000
 #: ``check`` and ``check-code`` evaluate every entry at random points (``check`` proves with a symbol

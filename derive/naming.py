@@ -96,3 +96,10 @@ def normalized(batched: bool, layer, meaning: str) -> Names:
     """``xhat2``: the normalized input of a layer norm, ``\\hat{x}_{2}``, ``x̂2`` (``X`` in the batch form)."""
     x = letter("x", batched)
     return Names(f"{x}hat{layer_key(layer)}", rf"\hat{{{x}}}_{{{layer}}}", f"{x}\u0302{layer}", meaning, "xhat", layer)
+
+
+def buffer_names(buffer, layer) -> Names:
+    """``running_mean2``: an op's buffer (a registry ``Buffer``) in layer ``layer``, as its code names it."""
+    latex = buffer.name.replace("_", r"\_")
+    return Names(f"{buffer.name}{layer_key(layer)}", rf"\mathrm{{{latex}}}_{{{layer}}}", f"{buffer.name}{layer}",
+                 f"{buffer.meaning} of layer {layer}", buffer.name, layer)

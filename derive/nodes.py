@@ -7,9 +7,13 @@ the element-wise expansion that ``derive.verify`` differentiates, and the printe
 either a short label (``\\sigma'(z_1)``) or the formula. ``ColumnNormalize`` divides each
 column by its sum (softmax) and ``ColumnSums`` (``1 1ᵀ M``) gives each entry its column's sum
 (softmax's backward step). ``FeatureMean`` gives each column's mean (layer norm's μ)
-and ``Broadcast`` copies a row or a column to a matrix's shape.
+and ``Broadcast`` copies a row or a column to a matrix's shape; ``BatchMean`` gives each row's
+mean over the batch (batch norm's μ), ``ChannelTotal`` and ``ChannelMean`` each channel's sum and mean
+over the batch and the image, and ``ChannelRepeat`` copies one number per channel to its rows (batch
+norm after a convolution).
 Each node's ``numeric`` gives its value with NumPy from its arguments' values, so the checker
-evaluates a derivation at random points without interpreting the nodes itself.
+evaluates a derivation at random points without interpreting the nodes itself (the checker reads
+no batch-norm or convolution network, whose nodes have none).
 """
 import sympy as sp
 from sympy.core.symbol import Str
@@ -188,6 +192,97 @@ class FeatureMean(MatrixExpr):
 
     def numeric(self, value):
         return value(self.mat).mean(axis=0, keepdims=True)
+
+
+class BatchMean(MatMul):
+    """``(1/N) M 1_N``: the mean of each row of M over the batch, a column (batch norm's statistics).
+
+    Like :class:`ColumnSums` it is the product it names (1/N, M and the column of ones), so whatever
+    evaluates or prints a MatMul handles it; the code printer takes each row's mean instead.
+    ``BatchMean(M)`` builds it; SymPy rebuilds it from all three args.
+    """
+
+    def __new__(cls, *args):
+        if len(args) == 1:
+            cols = args[0].shape[1]
+            args = (1 / sp.sympify(cols), args[0], sp.OneMatrix(cols, 1))
+        return MatMul.__new__(cls, *args)
+
+    @property
+    def mat(self):
+        return self.args[1]
+
+    def doit(self, **hints):
+        scale, mat, ones = (a.doit(**hints) for a in self.args)
+        if isinstance(mat, sp.MatrixBase) and isinstance(ones, sp.MatrixBase):
+            return scale * (mat * ones)
+        return BatchMean(scale, mat, ones)
+
+
+class ChannelTotal(MatrixExpr):
+    """The sum of each channel of M over the batch and the image: M is (C·k, n), its rows in blocks of
+    ``k`` (a channel's H·W positions, PyTorch's row-major order), and the result a column (C, 1). Batch
+    norm after a convolution takes its statistics and its sums this way; with k = 1 it is ``M 1_N``."""
+
+    def __new__(cls, mat, k):
+        return sp.Basic.__new__(cls, mat, sp.sympify(k))
+
+    @property
+    def mat(self):
+        return self.args[0]
+
+    @property
+    def k(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def shape(self):
+        return self.mat.shape[0] / self.args[1], sp.Integer(1)
+
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        if not isinstance(mat, sp.MatrixBase):
+            return ChannelTotal(mat, self.k)
+        k = self.k
+        return sp.ImmutableMatrix(mat.rows // k, 1, lambda c, _: sum(mat[c * k:(c + 1) * k, :]))
+
+
+class ChannelMean(ChannelTotal):
+    """The mean of each channel of M over the batch and the image: its :class:`ChannelTotal` over the count."""
+
+    def doit(self, **hints):
+        total = ChannelTotal(self.mat, self.k).doit(**hints)
+        if not isinstance(total, sp.MatrixBase):
+            return ChannelMean(total.mat, self.k)
+        return total / (self.k * self.mat.shape[1])
+
+
+class ChannelRepeat(MatrixExpr):
+    """A column of one number per channel (C, 1) copied to each of the channel's ``k`` rows and across ``cols``
+    columns, (C·k, cols): ``x - μ`` with one mean per channel. It prints as the column it copies, as
+    :class:`Broadcast` does."""
+
+    def __new__(cls, mat, k, cols):
+        return sp.Basic.__new__(cls, mat, sp.sympify(k), sp.sympify(cols))
+
+    @property
+    def mat(self):
+        return self.args[0]
+
+    @property
+    def k(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def shape(self):
+        return self.mat.shape[0] * self.args[1], self.args[2]
+
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        cols = self.args[2]
+        if not isinstance(mat, sp.MatrixBase) or not cols.is_Integer:
+            return ChannelRepeat(mat, self.k, cols)
+        return sp.ImmutableMatrix(mat.rows * self.k, int(cols), lambda i, _: mat[i // self.k, 0])
 
 
 _FUNCTIONS = {}

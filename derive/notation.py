@@ -170,6 +170,9 @@ class View:
         self.last = len(derivation.network.layers)
         self.title = notation.titles.get(form, FORM_TITLES[form])
         self.default = notation.name == "chainrule"
+        if self.sweep is None:  # batch norm's per-sample form: none
+            self.quantities, self.steps = {}, []
+            return
         if self.default:
             self.quantities, self.steps = dict(self.sweep.quantities), list(self.sweep.steps)
             return

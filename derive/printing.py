@@ -139,6 +139,15 @@ class MathLatex(_Named, LatexPrinter):
     def _print_FeatureMean(self, expr):
         return rf"\operatorname{{mean}}\left({self._print(expr.mat)}\right)"
 
+    def _print_ChannelTotal(self, expr):
+        return rf"\Sigma_{{c}}\left({self._print(expr.mat)}\right)"
+
+    def _print_ChannelMean(self, expr):
+        return rf"\operatorname{{mean}}_{{c}}\left({self._print(expr.mat)}\right)"
+
+    def _print_ChannelRepeat(self, expr):
+        return self._paren(expr.mat)
+
     def _print_Float(self, expr):
         """``10^{-5}`` for a power of ten such as layer norm's eps, else SymPy's ``2.5 \\cdot 10^{-5}``."""
         mantissa, _, exponent = f"{float(expr):e}".partition("e")
@@ -223,6 +232,15 @@ class MathText(_Named, StrPrinter):
     def _print_FeatureMean(self, expr):
         return f"mean({self._print(expr.mat)})"
 
+    def _print_ChannelTotal(self, expr):
+        return f"Σ_c({self._print(expr.mat)})"
+
+    def _print_ChannelMean(self, expr):
+        return f"mean_c({self._print(expr.mat)})"
+
+    def _print_ChannelRepeat(self, expr):
+        return self._paren(expr.mat)
+
     def _print_Float(self, expr):
         return f"{float(expr):g}"
 
@@ -246,7 +264,7 @@ class NotesText(MathText):
         coeff, body = self._matmul_parts(expr)
         if coeff in (1, -1):
             return ("-" if coeff == -1 else "") + body
-        return f"{self._print(coeff)} {body}" if coeff.is_Integer else f"({self._print(coeff)}) {body}"
+        return f"{self._print(coeff)} {body}" if coeff.is_Integer or coeff.is_Symbol else f"({self._print(coeff)}) {body}"
 
     def _print_Mul(self, expr):
         """Factors side by side (``2 (ŷ - y)``, ``z tanh(z)``), never Python's ``*``."""

@@ -96,6 +96,11 @@ class Network:
         return [v.key for v in expand(self).values if v.role == "param"]
 
 
+def inline_inputs(network) -> str:
+    """The network's inputs as the inline grammar writes them: ``64``, an image ``1x8x8``, a signal ``2x16``."""
+    return "x".join(str(n) for _, n in network.input_shape)
+
+
 def inline(layer, dense, user=str) -> str:
     """``layer`` in the inline grammar; ``dense(layer)`` writes a dense layer (the notes and the emitted
     module's docstring write those differently) and ``user`` wraps an activation's name."""
@@ -189,7 +194,7 @@ def from_dict(spec: dict, source: str = "") -> Network:
     raw_layers = net.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ChainruleError("[network] layers must be a non-empty list like [{ units = 2, activation = \"relu\" }]")
-    if given.form != "vectors":
+    if given.form not in ("vectors", "images", "signals"):
         first = raw_layers[0]
         kind = _layer_type(first, "layer 1") if isinstance(first, dict) else "dense"
         raise ChainruleError(f"layer 1 ({kind}) takes vectors; {INPUT_FORMS[tuple(k for k, _ in given.sizes)][1]}, "
@@ -228,11 +233,19 @@ def from_dict(spec: dict, source: str = "") -> Network:
         if not isinstance(table, dict):
             raise ChainruleError(f"[{key}] must be a table")
     validate_training_tables(tables)
+    if tables.get("training", {}).get("batch_size") == 1 and _couples_samples(layers):
+        raise ChainruleError("[training] batch_size = 1 cannot train batch norm, which normalizes with the statistics "
+                             "of the batch (torch refuses a batch of 1 too); use a batch_size of 2 or more")
     if not learns:
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
     return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
                    _penalty(net.get("l2", 0), "[network] l2"), description, source, tables,
                    given.sizes if given.form != "vectors" else ())
+
+
+def _couples_samples(layers) -> bool:
+    """Whether a layer of ``layers`` (in a block too) normalizes with the batch's statistics (batch norm)."""
+    return any(layer.couples_samples or _couples_samples(layer.layers) for layer in layers)
 
 
 def load(path) -> Network:
@@ -280,7 +293,10 @@ def parse_inline(text: str) -> Network:
     Layers are separated by ``->``. A dense layer is ``UNITS [ACTIVATION] [residual] [dropout=P]``; an
     activation is a name, ``name(k=v)``, or a formula in ``z`` in brackets, ``[z*tanh(log(1+exp(z)))]``,
     and one on its own is an activation layer. ``layernorm`` or ``layernorm(eps=1e-6, affine=false)`` is
-    a layer norm; ``residual(LAYER -> LAYER ...)`` a residual block around its layers (blocks nest).
+    a layer norm; ``residual(LAYER -> LAYER ...)`` a residual block around its layers (blocks nest); any
+    other layer kind is ``KIND(key=value, ...)``, e.g. ``conv2d(out_channels=8, kernel_size=3, padding=1)``.
+    The inputs are a number of features, an image ``1x8x8`` (channels × height × width) or a 1-D signal
+    ``2x16`` (channels × length).
     After the first ``;`` comes the loss (a name, ``name(k=v)`` or ``[formula in yhat, y]``), then
     optional ``l1=...``, ``l2=...``.
     """
@@ -290,7 +306,12 @@ def parse_inline(text: str) -> Network:
     chain = _split(parts[0], "->")
     if len(chain) < 2:
         raise ChainruleError(f"inline spec {shown(text)} has no layers; {INLINE_USAGE}")
-    inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
+    sizes = re.fullmatch(r"(\d+)[x×](\d+)(?:[x×](\d+))?", chain[0])
+    if sizes:  # an image C×H×W or a 1-D signal C×L, as the notes write them
+        keys = ("channels", "height", "width") if sizes[3] else ("channels", "length")
+        inputs = {key: int(n) for key, n in zip(keys, sizes.groups())}
+    else:
+        inputs = _inline_int(chain[0], "inputs", INLINE_USAGE)
     network = {"inputs": inputs, "layers": _inline_layers(chain[1:], ()), "loss": _inline_entry(parts[1], "loss")}
     for extra in parts[2:]:
         key, _, value = extra.partition("=")

@@ -19,6 +19,7 @@ suffices), then, where that is not enough (softmax's output against its logits),
 definitions substituted, the latest Step's first, down to the fully expanded network. Piecewise
 and erf resist cancellation, so a difference that keeps them stays numeric.
 """
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -64,8 +65,13 @@ class Report:
 
 
 def shrink(network, cap: int = 3):
-    """The same network with every width at most `cap` (softmax keeps at least 2 outputs)."""
+    """The same network with every width at most `cap` (softmax keeps at least 2 outputs); an image or a
+    signal keeps its spatial sizes (kernels and pooling must still fit) with at most `cap` channels."""
     layers = tuple(layer.capped(cap) for layer in network.layers)
+    if network.layout:
+        (name, channels), *spatial = network.layout
+        layout = ((name, min(channels, cap)), *spatial)
+        return replace(network, inputs=math.prod(n for _, n in layout), layout=layout, layers=layers)
     return replace(network, inputs=min(network.inputs, cap), layers=layers)
 
 
@@ -78,7 +84,8 @@ def verify(derivation: Derivation, cap: int = 3, batch: int = 2, seed: int = 0, 
     net = derivation.network
     small = derivation if max(net.widths) <= cap else Derivation(shrink(net, cap))
     proofs = []
-    for sweep, columns in ((small.sample, 1), (small.batch, batch)):
+    for form, sweep in small.forms:
+        columns = 1 if form == "sample" else batch
         proofs.extend(Expansion(sweep, columns).prove(random.Random(seed), exact))
     return Report(tuple(proofs))
 

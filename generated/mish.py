@@ -38,32 +38,35 @@ INIT = {
 
 def init_params(seed=0, dtype=DTYPE, init=None):
     """Parameters drawn as torch.nn.init draws them (INIT; init names one scheme for every layer
-    instead), fan_in = inputs of the layer; biases zero, except under "torch", nn.Linear's default
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
+    instead), fan_in = inputs of the layer (times a kernel's entries); biases zero, except under
+    "torch", nn.Linear's (and nn.Conv2d's) default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both."""
     rng = np.random.default_rng(seed)
     params = {}
     for l, (scheme, gain) in INIT.items():
         scheme = init or scheme
-        fan_out, fan_in = PARAM_SHAPES[f"W{l}"]
-        bias = np.zeros(fan_out)
+        shape = PARAM_SHAPES[f"W{l}"]  # (out, in), or a convolution's kernel (out, in, kH, kW)
+        receptive = math.prod(shape[2:])  # torch's fans count each kernel entry
+        fan_out, fan_in = shape[0] * receptive, shape[1] * receptive
+        bias = np.zeros(shape[0])
         if scheme == "xavier_uniform":
             bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            weights = rng.uniform(-bound, bound, size=shape)
         elif scheme == "xavier_normal":
-            weights = rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=(fan_out, fan_in))
+            weights = rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
         elif scheme == "he_uniform":
             bound = gain * np.sqrt(3.0 / fan_in)
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
+            weights = rng.uniform(-bound, bound, size=shape)
         elif scheme == "he_normal":
-            weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=(fan_out, fan_in))
+            weights = rng.normal(0.0, gain / np.sqrt(fan_in), size=shape)
         elif scheme == "torch":
             bound = 1.0 / np.sqrt(fan_in)
-            weights = rng.uniform(-bound, bound, size=(fan_out, fan_in))
-            bias = rng.uniform(-bound, bound, size=(fan_out,))
+            weights = rng.uniform(-bound, bound, size=shape)
+            bias = rng.uniform(-bound, bound, size=(shape[0],))
         else:
             raise ValueError(f"init must be one of xavier_uniform, xavier_normal, he_uniform, he_normal, torch; not {scheme!r}")
         params[f"W{l}"] = weights.astype(dtype)
-        params[f"b{l}"] = bias.astype(dtype)
+        if f"b{l}" in PARAM_SHAPES:  # a convolution may have no bias
+            params[f"b{l}"] = bias.astype(dtype)
     return params
 
 
@@ -83,12 +86,13 @@ def to_torch_state_dict(params):
     """params as the state_dict of the PyTorch twin (TORCH_KEYS): NumPy arrays, copies; load them with
     module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})."""
     params, _ = _params(params)
-    return {TORCH_KEYS[name]: np.array(params[name]) for name in PARAM_SHAPES}
+    return {key: np.array(params[name]) for name, key in TORCH_KEYS.items()}
 
 
 def from_torch_state_dict(state, dtype=DTYPE):
-    """params (arrays of dtype) from the state_dict of the PyTorch twin (TORCH_KEYS; torch's CPU tensors
-    or arrays); ValueError naming a missing or unexpected key, or a value of the wrong shape."""
+    """params (arrays of dtype, copies: training them leaves state as it was) from the state_dict of the
+    PyTorch twin (TORCH_KEYS; torch's CPU tensors or arrays); ValueError naming a missing or unexpected
+    key, or a value of the wrong shape."""
     if not hasattr(state, "keys"):
         raise ValueError(f"state must be a dict from state_dict keys to arrays; got {type(state).__name__}")
     names = {key: name for name, key in TORCH_KEYS.items()}
@@ -100,7 +104,8 @@ def from_torch_state_dict(state, dtype=DTYPE):
     for key, name in names.items():
         if key not in state:
             raise ValueError(f"state has no {key!r} ({name}); expected the keys {list(names)}")
-        params[name] = _real(state[key], f"state[{key!r}]", np.dtype(dtype))
+        # np.array copies: np.asarray of a CPU tensor shares its memory, which train would then change
+        params[name] = np.array(_real(state[key], f"state[{key!r}]", np.dtype(dtype)))
         if params[name].shape != PARAM_SHAPES[name]:
             raise ValueError(f"state[{key!r}] must have shape {PARAM_SHAPES[name]} ({name}), got {params[name].shape}")
     return params
@@ -308,7 +313,9 @@ def _loss_and_grads(params, X, Y, outputs=None):
 
 def gradient_check(params, X, T, eps=1e-6, max_entries=200):
     """The largest relative error, over the parameters, of the analytic gradient against
-    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms.
+    central differences (in float64): |analytic - numeric| / (|analytic| + |numeric|), as norms, the
+    denominator at least the differences' rounding noise (so a gradient that is 0 exactly, a bias just
+    before a batch norm, is not an error of 1).
     A parameter of more than max_entries entries is checked at max_entries of them, drawn with a
     fixed seed (each costs two forward passes, so a big net is checked in seconds); None: all.
     """
@@ -320,11 +327,13 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
     params = {name: np.array(params[name], dtype=np.float64) for name in PARAM_SHAPES}  # copies, nudged below
     X = _inputs(X, np.float64)
     Y = _targets(T, X.shape[0], np.float64)  # checked once: the loop below runs the unchecked functions
-    _, grads = _loss_and_grads(params, X, Y)
+    L, grads = _loss_and_grads(params, X, Y)
+    # a difference of two losses rounds by about 1e-16 |L|, so each numeric entry carries ~1e-16 |L| / eps
+    noise = 100 * np.finfo(np.float64).eps * max(1.0, abs(float(L))) / eps
     worst = 0.0
     entries = np.random.default_rng(0)  # the same entries on every call
-    for name, value in params.items():
-        flat = value.reshape(-1)  # a view: nudging flat[i] nudges the parameter
+    for name in PARAM_SHAPES:
+        flat = params[name].reshape(-1)  # a view: nudging flat[i] nudges the parameter
         chosen = np.arange(flat.size) if max_entries is None or flat.size <= max_entries \
             else np.sort(entries.choice(flat.size, max_entries, replace=False))
         numeric = np.zeros(len(chosen))
@@ -337,9 +346,8 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
             flat[i] = saved
             numeric[k] = (up - down) / (2 * eps)
         analytic = grads[name].reshape(-1)[chosen]
-        scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
-        if scale > 0:
-            worst = max(worst, float(np.linalg.norm(analytic - numeric) / scale))
+        scale = max(np.linalg.norm(analytic) + np.linalg.norm(numeric), noise * math.sqrt(len(chosen)))
+        worst = max(worst, float(np.linalg.norm(analytic - numeric) / scale))
     return worst
 
 
@@ -474,8 +482,7 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
 
 def _layer_norms(grads):
     """[L2 norm of layer l's gradients, W and b together, for l = 1, 2, ...]."""
-    return [math.sqrt(float(np.vdot(grads[f"W{l}"], grads[f"W{l}"]) + np.vdot(grads[f"b{l}"], grads[f"b{l}"])))
-            for l in INIT]
+    return [math.sqrt(float(sum(np.vdot(grads[k], grads[k]) for k in (f"W{l}", f"b{l}") if k in grads))) for l in INIT]
 
 
 def _labels(Y):
@@ -544,8 +551,8 @@ def load(path, optimizer=None):
 def _demo_data(n, seed=0):
     """Random inputs and targets a network of this shape can learn."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, INPUTS)).astype(DTYPE)
-    scores = X @ rng.normal(size=(INPUTS, OUTPUTS)).astype(DTYPE)
+    X = rng.normal(size=(n, 3)).astype(DTYPE)
+    scores = X.reshape(n, INPUTS) @ rng.normal(size=(INPUTS, OUTPUTS)).astype(DTYPE)
     T = (0.5 + 0.4 * np.tanh(scores)).astype(DTYPE)
     return X, T
 

@@ -117,16 +117,45 @@ def _plain_loss(network, yhat, T):
     return table[loss.name]() if loss.name in table else None
 
 
+_WINDOW_KINDS = ("conv2d", "conv1d", "maxpool2d", "maxpool1d", "avgpool2d", "avgpool1d", "global_avgpool", "flatten")
+
+
+def _window_module(layer):
+    """The torch module of a convolution, pooling or flatten layer (derive.ops.conv, pool), float64."""
+    import torch
+    nn, w = torch.nn, getattr(layer, "window", None)
+    kinds = {
+        "conv2d": lambda: nn.Conv2d(w.channels, layer.out_channels, w.kernel, w.stride, w.padding, w.dilation,
+                                    bias=layer.bias, dtype=torch.float64),
+        "conv1d": lambda: nn.Conv1d(w.channels, layer.out_channels, w.kernel, w.stride, w.padding, w.dilation,
+                                    bias=layer.bias, dtype=torch.float64),
+        "maxpool2d": lambda: nn.MaxPool2d(w.kernel, w.stride, w.padding),
+        "maxpool1d": lambda: nn.MaxPool1d(w.kernel, w.stride, w.padding),
+        "avgpool2d": lambda: nn.AvgPool2d(w.kernel, w.stride, w.padding),
+        "avgpool1d": lambda: nn.AvgPool1d(w.kernel, w.stride, w.padding),
+        "global_avgpool": lambda: nn.Sequential(nn.AdaptiveAvgPool1d(1) if w.dims == 1 else nn.AdaptiveAvgPool2d(1),
+                                                nn.Flatten()),
+        "flatten": nn.Flatten,
+    }
+    return kinds[layer.kind]()
+
+
 def twin(layers, width):
     """The PyTorch twin of spec ``layers`` (from input ``width``): the torch.nn.ModuleList whose module i
-    is spec layer i (nn.Linear, nn.LayerNorm, a parameterless module, nested blocks), float64."""
+    is spec layer i (nn.Linear, nn.LayerNorm, nn.BatchNorm1d, nn.Conv2d, nn.MaxPool2d, ..., a parameterless
+    module, nested blocks), float64."""
     import torch
     modules = []
     for layer in layers:
-        if layer.kind == "dense":
+        if layer.kind in _WINDOW_KINDS:
+            modules.append(_window_module(layer))
+        elif layer.kind == "dense":
             modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
         elif layer.kind == "layernorm":
             modules.append(torch.nn.LayerNorm(width, eps=layer.eps, elementwise_affine=layer.affine, dtype=torch.float64))
+        elif layer.kind == "batchnorm":
+            modules.append(torch.nn.BatchNorm1d(width, eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
+                                                dtype=torch.float64))
         elif layer.kind == "activation":
             modules.append(torch.nn.Identity())  # no parameters; apply() applies the activation
         else:
@@ -139,11 +168,18 @@ def apply(layers, modules, a):
     """(output, the last dense layer's pre-activation) of the twin on ``a`` (dropout off, as in evaluation)."""
     z = None
     for layer, module in zip(layers, modules):
-        if layer.kind == "dense":
+        if hasattr(layer, "window") and a.ndim == 2:  # flat rows (N, C·H·W) as the images they hold
+            a = a.reshape((len(a),) + layer.window.shape)
+        if layer.kind in ("conv1d", "conv2d"):
+            z = module(a)
+            a = torch_activation(layer.activation)(z)
+        elif layer.kind in _WINDOW_KINDS:
+            a = module(a)
+        elif layer.kind == "dense":
             z = module(a)
             out = torch_activation(layer.activation)(z)
             a = out + a if layer.residual else out
-        elif layer.kind == "layernorm":
+        elif layer.kind in ("layernorm", "batchnorm"):
             a = module(a)
         elif layer.kind == "activation":
             a = torch_activation(layer.activation)(a)
@@ -159,6 +195,7 @@ def torch_loss(network, modules, X, T):
     target = torch.from_numpy(T)
     value = _fused_loss(network, z, target) if network.loss.fused_with else _plain_loss(network, yhat, target)
     for name, p in modules.named_parameters():
-        if isinstance(dict(modules.named_modules())[name.rsplit(".", 1)[0]], torch.nn.Linear) and name.endswith("weight"):
+        penalized = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+        if isinstance(dict(modules.named_modules())[name.rsplit(".", 1)[0]], penalized) and name.endswith("weight"):
             value = value + network.l2 / 2 * (p ** 2).sum() + network.l1 * p.abs().sum()
     return value

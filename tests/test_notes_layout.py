@@ -15,7 +15,7 @@ import derive
 from codegen.cli import main
 from codegen.gallery import render as gallery
 from derive.check import accepted_names
-from derive.documents import LATEX, outline
+from derive.documents import outline
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMPLE = ROOT / "generated/specs/simple_nn.toml"

@@ -175,11 +175,15 @@ def test_the_sampled_gradient_check_still_catches_a_wrong_gradient(tmp_path):
 # -- check --names and check-code --help ---------------------------------------------------------
 
 def test_check_names_lists_the_names_the_checker_reads(capsys):
-    assert main(["check", "--names", "2 -> 3 tanh -> 1 ; mse"]) == 0
+    assert main(["check", "--names", "--convention", "sample", "2 -> 3 tanh -> 1 ; mse"]) == 0
     lines = capsys.readouterr().out.splitlines()
     d = derive.derive("2 -> 3 tanh -> 1 ; mse")
     assert lines == ["chainrule check reads these names for this network (sample convention):"] + \
         [f"  {name}" for name in derive.check.accepted_names(d)]
+    assert main(["check", "--names", "2 -> 3 tanh -> 1 ; mse"]) == 0  # auto, the default: those and the others'
+    auto = capsys.readouterr().out.splitlines()
+    assert auto[0] == "chainrule check reads these names for this network (auto convention):"
+    assert auto[1:-1] == lines[1:] and "goodfellow" in auto[-1]
     assert "  \\delta_1 (delta1)" in lines and "  tanh'(z_1) (or f'(z_1))" in lines
     assert main(["check", "--names", "--convention", "rows", "2 -> 3 tanh -> 1 ; mse"]) == 0
     assert "  \\hat Y (Yhat)" in capsys.readouterr().out.splitlines()

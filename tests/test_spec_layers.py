@@ -51,8 +51,8 @@ def test_residual_shorthand_is_unchanged():
 
 @pytest.mark.parametrize("inputs, message", [
     ("{ channels = 1, height = 8, width = 8 }",
-     "layer 1 (dense) takes vectors; an image input needs conv2d/flatten layers, which chainrule does not support yet"),
-    ("{ channels = 2, length = 16 }", "layer 1 (dense) takes vectors; a 1-D signal input needs conv1d/flatten layers"),
+     "layer 1 (dense) takes vectors but its input is a 1×8×8 image; put a flatten layer before it"),
+    ("{ channels = 2, length = 16 }", "layer 1 (dense) takes vectors but its input is a 2×16 signal; put a flatten layer"),
     ("{ length = 12, features = 5 }", "layer 1 (dense) takes vectors; a sequence input needs sequence layers"),
     ("{ length = 12, vocab = 50 }", "layer 1 (dense) takes vectors; a token-id input needs an embedding layer"),
     ("{ features = 0 }", "inputs features must be a positive whole number, not 0"),
@@ -123,8 +123,11 @@ def test_derive_command_prints_notes_the_checker_cannot_read(capsys):
     assert "residual(3 tanh -> 3)" in out and "Checking your own derivation" not in out
 
 
-def test_checker_refuses_other_layers_in_one_line():
+def test_checker_refuses_other_layers_in_one_line(monkeypatch):
     from derive.check.checker import Checker
+    # the checker reads every layer kind there is now; one it would not read is played by activation
+    monkeypatch.setattr("derive.check.checker._READ", ("dense", "layernorm", "residual"))
     with pytest.raises(derive.ChainruleError,
-                       match='reads networks of dense and layernorm layers only, and layer 2 has type = "activation"'):
+                       match='reads networks of dense, layernorm and activation layers and residual blocks of them '
+                             'only, and layer 2 has type = "activation"'):
         Checker(derive.derive("3 -> 3 relu -> tanh -> 2 ; mse"))

@@ -79,7 +79,7 @@ class Residual(LayerKind):
         for j, inner in enumerate(self.layers, start=1):
             h = inner.expand(g, Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), h, False)
         names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"output of layer {l}")
-        return g.add("add", [h, a], l, out=g.value(names, a.axes, "forward", l))
+        return g.add("add", [h, a], l, out=g.value(names, a.axes, "forward", l, layout=a.layout))
 
     def capped(self, cap: int):
         return replace(self, layers=tuple(inner.capped(cap) for inner in self.layers))

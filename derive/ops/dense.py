@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import ChainruleError, shown
-from ..fields import entry, positive_int
+from ..fields import described, entry, positive_int
 from ..naming import error, indexed, letter, network_output
 from ..steps import formula, ref
 from .activations import Activation, make_activation
@@ -73,8 +73,8 @@ class DenseLayer(LayerKind):
         where, width = at.where, at.width
         units = positive_int(raw.get("units"), f"{where} units")
         if at.shape[0][0] != "features":
-            raise ChainruleError(f"{where} (dense) takes vectors but its input is {at.shape[0][0]} of "
-                                 f"{'×'.join(str(n) for _, n in at.shape)}; put a flatten layer before it")
+            raise ChainruleError(f"{where} (dense) takes vectors but its input is {described(at.shape)}; "
+                                 f"put a flatten layer before it")
         act = make_activation(entry(raw.get("activation"), f"{where}: activation"), where)
         residual = raw.get("residual", False)
         if not isinstance(residual, bool):

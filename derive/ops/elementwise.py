@@ -81,7 +81,8 @@ class ActivationLayer(LayerKind):
     def expand(self, g, l, a, last):
         f = self.activation
         names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
-        return g.add("elementwise" if f.elementwise else "softmax", [a], l, out=g.value(names, a.axes, "forward", l),
+        return g.add("elementwise" if f.elementwise else "softmax", [a], l,
+                     out=g.value(names, a.axes, "forward", l, layout=a.layout),
                      act=f, output=last)
 
     def inline(self, dense, user=str) -> str:

@@ -70,6 +70,22 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Buffer:
+    """State an op keeps beside the parameters, as torch's buffers (batch norm's running statistics): its
+    name, its attribute in the PyTorch module, its meaning and its value at the start, an int for a
+    counter (num_batches_tracked, a scalar) and a float for a statistic (the shape of the op's output).
+    It gets no gradient and no optimizer step; a forward pass in training mode sets it to the op's ``update``."""
+    name: str
+    torch: str
+    meaning: str
+    init: float
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.init, int)
+
+
+@dataclass(frozen=True)
 class Out:
     """An op's forward result: the output's expression and the reason in words."""
     expr: sp.Basic
@@ -96,6 +112,8 @@ class Op:
     params: tuple = ()
     role = "forward"        # the output's role ("loss" for a scalar the derivation minimises)
     reuses_adjoint = False  # the VJPs read the output's adjoint more than once: give it a symbol
+    couples_samples = False  # the output of a sample depends on the other samples (no per-sample form)
+    state: tuple = ()       # Buffers: module state beside the parameters (Node.state holds their values)
 
     def build(self, g, inputs: tuple, layer: int, **attrs):
         """Create the op's own values (parameters, masks) in the graph ``g``; return
@@ -119,6 +137,16 @@ class Op:
         """Substitutions on the inputs' entries under which the stated VJPs hold (default: none)."""
         return {}
 
+    def evaluation(self, node, state):
+        """The output's expression in evaluation mode, in the symbols ``state`` of the node's buffers (batch
+        norm's running mean for the batch's mean), or None when both modes compute the same."""
+        return None
+
+    def update(self, node, ins, out, state) -> dict:
+        """{buffer name: its new value} after a forward pass in training mode, in the inputs ``ins``, the
+        output ``out`` and the buffers' symbols ``state`` (default: no buffers)."""
+        return {}
+
     def examples(self) -> list:
         """[(label, build(g))]: small instances; ``build`` adds this op's node last to the graph ``g``."""
         raise NotImplementedError
@@ -136,6 +164,7 @@ class LayerKind:
     keys: tuple = ()
     activations: tuple = ()  # the activations it applies (the checker and the proof's domains read them)
     layers: tuple = ()       # a block's inner layers
+    couples_samples = False  # it normalizes with the batch's statistics (batch norm): no training batch of 1
 
     @classmethod
     def parse(cls, raw: dict, at):
