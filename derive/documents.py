@@ -58,8 +58,8 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
     marker (``_CITE``) each layout writes in its own way. ``notation``: a name in
     ``derive.notation.NOTATIONS`` (or a Notation), whose symbols, scaling and layout print the steps."""
     notation = notation_named(notation)
-    forms = notation.forms_of(form)
-    views = {form: notation.view(derivation, form) for form in forms}
+    views = notation.views(derivation, form)
+    forms = tuple(views)
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of the network {architecture(net, _user)}"

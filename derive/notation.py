@@ -95,6 +95,15 @@ class Notation:
     def view(self, derivation, form: str) -> "View":
         return View(self, derivation, form)
 
+    def views(self, derivation, form: str) -> dict:
+        """{form: its View} for ``--form form``; a ChainruleError when the network has none of them
+        (batch norm's has no per-sample form)."""
+        views = {f: self.view(derivation, f) for f in self.forms_of(form)}
+        if all(v.sweep is None for v in views.values()):
+            raise ChainruleError(f"the {self.name} notation writes one sample, and this network (batch norm) has only "
+                                 "the batch form; give --notation chainrule, ng or cs231n")
+        return views
+
 
 TABLE = (
     Notation("chainrule", ("sample", "batch"), {"sample": "sample", "batch": "columns"}),

@@ -157,6 +157,13 @@ def test_cs231n_says_what_it_cannot_write_batch_first():
         derive.derive("3 -> 4 relu -> layernorm -> 2 ; mse").text(notation="cs231n")
 
 
+def test_a_one_sample_notation_says_a_batch_norm_network_has_no_sample_form():
+    d = derive.derive("3 -> 4 relu -> batchnorm -> 2 ; mse")
+    with pytest.raises(ChainruleError, match="the nielsen notation writes one sample, and this network"):
+        d.text(notation="nielsen")
+    assert "dZ[1] = " in d.text(notation="ng")
+
+
 # -- the PDFs ---------------------------------------------------------------------------------------
 
 @pdflatex
