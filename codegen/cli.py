@@ -40,9 +40,9 @@ def _derive(args) -> int:
     from codegen.worked import worked_example
     derivation = derive(args.spec)
     names = accepted_names(derivation)
-    worked = worked_example(derivation)
-    notes = (derivation.latex(names, args.form, args.body_only, worked) if args.format == "tex" else
-             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form, worked))
+    worked = worked_example(derivation) if args.notation == "chainrule" else None
+    notes = (derivation.latex(names, args.form, args.body_only, args.notation, worked) if args.format == "tex" else
+             {"text": derivation.text, "md": derivation.markdown}[args.format](names, args.form, args.notation, worked))
     _emit(notes, args.output, header)
     return 0
 
@@ -225,6 +225,11 @@ def parser() -> argparse.ArgumentParser:
                    help="the per-sample form (column vectors), the batch form (the columns of X) or both (default)")
     p.add_argument("--body-only", action="store_true",
                    help="with --format tex: the notes without LaTeX's preamble, to \\input into a larger document")
+    # checked by derive.notation (which imports SymPy), so --help stays quick
+    p.add_argument("--notation", default="chainrule",
+                   help="the course's symbols, scaling and layout: chainrule (default), nielsen (w^l, delta^l, C), "
+                        "ng (deeplearning.ai: W^[l], dZ^[l], m, the 1/m in dW and db), goodfellow (h^(k), a^(k), "
+                        "g <- grad J), cs231n (batch-first rows: X W^T + b, scores, dscores)")
     p.set_defaults(run=_derive)
 
     p = sub.add_parser("list", help="list the activations and losses with their formulas")

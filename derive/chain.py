@@ -21,8 +21,10 @@ class Derivation:
     ``sample`` and ``batch`` are the two sweeps (their ``quantities``, ``steps``, ``z``, ``L``).
     ``latex``, ``markdown`` and ``text`` print the notes: ``names``, the names the checker reads
     (``derive.check.accepted_names(derivation)``), when given, makes them point to the checker;
-    ``form`` ('sample', 'batch', 'both') picks the forms; ``body_only``: LaTeX without its preamble; ``worked``, the
-    numbers of the worked example (``codegen.worked.worked_example(derivation)``), are printed after them.
+    ``form`` ('sample', 'batch', 'both') picks the forms; ``body_only``: LaTeX without its preamble;
+    ``notation`` (chainrule, nielsen, ng, goodfellow, cs231n: ``derive.notation``) the course's
+    symbols, scaling and layout the same steps print in; ``worked``, the numbers of the worked example
+    (``codegen.worked.worked_example(derivation)``), are printed after them.
     """
 
     def __init__(self, network):
@@ -58,17 +60,17 @@ class Derivation:
     def all_steps(self) -> list:
         return self.sample_steps + self.steps
 
-    def latex(self, names=None, form="both", body_only=False, worked=None) -> str:
+    def latex(self, names=None, form="both", body_only=False, notation="chainrule", worked=None) -> str:
         from .documents import latex_document
-        return latex_document(self, names, form, body_only, worked)
+        return latex_document(self, names, form, body_only, notation, worked)
 
-    def markdown(self, names=None, form="both", worked=None) -> str:
+    def markdown(self, names=None, form="both", notation="chainrule", worked=None) -> str:
         from .documents import markdown_document
-        return markdown_document(self, names, form, worked)
+        return markdown_document(self, names, form, notation, worked)
 
-    def text(self, names=None, form="both", worked=None) -> str:
+    def text(self, names=None, form="both", notation="chainrule", worked=None) -> str:
         from .documents import text_document
-        return text_document(self, names, form, worked)
+        return text_document(self, names, form, notation, worked)
 
     def _repr_markdown_(self) -> str:
         return self.markdown()

@@ -14,7 +14,6 @@ from typing import Callable
 
 import sympy as sp
 
-from .errors import ChainruleError, shown
 from .escape import latex_text, markdown_text, terminal_text
 from .fused import fused_outline
 from .picture import mermaid, text_picture, tikz
@@ -25,13 +24,10 @@ from .functions import Named
 from .ops.activations import Z
 from .optim import OPTIMIZERS, SCHEDULES, WARMUP_EQUATION, validate
 from .steps import explain
+from .notation import EXTRA_NAMES, notation as notation_named
 from .printing import MathLatex, NotesText, _positive_first, activation_definitions, loss_definition
 from .spec import inline, inline_inputs
 
-FORM_TITLES = {
-    "sample": "One sample (column vectors)",
-    "batch": "A batch of N samples (the columns of X)",
-}
 
 
 def describe(network, user=str) -> str:
@@ -49,28 +45,13 @@ def shape_text(shape, latex: bool) -> str:
     return f"{sp.latex(rows) if latex else rows}{times}{sp.latex(cols) if latex else cols}"
 
 
-#: Names a reason or a meaning may use besides the quantities': ∂ and the batch form's row of ones.
-EXTRA_NAMES = {True: {"partial": r"\partial ", "ones_row": r"\mathbf{1}_{N}^{\top}"},
-               False: {"partial": "∂", "ones_row": "1_Nᵀ"}}
-
-
-def _text_name(q) -> str:
-    """A quantity's name in the text notes: ``∂L/∂W1`` as the equations write it (the checker's
-    messages keep the typed ``dL/dW1``)."""
-    return "∂L/∂" + q.text[4:] if q.text.startswith("dL/d") else q.text
-
-
 def label(step) -> str:
     """The stable LaTeX label of a step: ``eq:delta2``, ``eq:dW1``; the batch form's ``eq:batch-dW1``."""
     key = step.target.key.replace("dL_d", "d")
     return f"eq:{'batch-' if step.form == 'batch' else ''}{key[0].lower() + key[1:]}"
 
 
-#: ``--form``: which of the two forms the notes print.
-FORMS = ("sample", "batch", "both")
-
-
-def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=None):
+def outline(derivation, latex: bool, accepted=None, form: str = "both", notation="chainrule", worked=None):
     """Blocks: ('title' | 'heading' | 'subheading' | 'para', text) | ('table', header, rows) |
     ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula).
     ``accepted``: the names ``chainrule check`` reads (``derive.check.accepted_names``; the checker is
@@ -78,11 +59,13 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
     ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
     order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
     after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
-    marker (``_CITE``) each layout writes in its own way. ``worked``: the worked example's numbers (a
-    ``derive.worked.Example``, which ``codegen.worked`` computes with the generated code), or None."""
-    if form not in FORMS:
-        raise ChainruleError(f"the form must be one of {', '.join(FORMS)}, not {shown(form)}")
-    forms = ("sample", "batch") if form == "both" else (form,)
+    marker (``_CITE``) each layout writes in its own way. ``notation``: a name in
+    ``derive.notation.NOTATIONS`` (or a Notation), whose symbols, scaling and layout print the steps. ``worked``:
+    the worked example's numbers (a ``derive.worked.Example``, which ``codegen.worked`` computes with the
+    generated code), or None; printed in chainrule's own notation only."""
+    notation = notation_named(notation)
+    views = notation.views(derivation, form)
+    forms = tuple(views)
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
     yield "title", f"Gradients of the network {architecture(net, _user)}"
@@ -90,6 +73,8 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
                    + "".join(f", {k} = {v}" for k, v in (("l1", net.l1), ("l2", net.l2)) if v) + ".")
     if net.description:
         yield "para", _user(net.description)
+    if views[forms[0]].about(net, latex):
+        yield "para", views[forms[0]].about(net, latex)
     checkable = accepted is not None or all(layer.kind == "dense" for layer in net.layers)
     yield "para", ("Every derivative below comes from SymPy applied to the definitions; each step is checked "
                    "against SymPy's element-wise derivative of the expanded network by chainrule's verifier."
@@ -100,15 +85,13 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
     yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if derivation.sample else "for a batch")
     yield "picture", derivation.sample or derivation.batch
     yield "heading", "Notation"
-    for form in forms:
-        sweep = derivation.sample if form == "sample" else derivation.batch
-        if sweep is None:  # batch norm: no per-sample form, said where its steps would stand
+    for view in views.values():
+        if view.sweep is None:  # batch norm: no per-sample form, said where its steps would stand
             continue
-        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
-        printer = MathLatex(names) if latex else NotesText(names)
+        names, printer = view.names(latex), view.printer(latex)
         rows = [(math(printer.doprint(q.symbol)), math(shape_text(q.shape, latex)) if q.shape else "scalar",
-                 explain(q.meaning, names, math)) for q in sweep.quantities.values()]
-        yield "table", (FORM_TITLES[form], "symbol", "shape", "meaning"), rows
+                 explain(q.meaning, names, math)) for q in view.quantities.values()]
+        yield "table", (view.title, "symbol", "shape", "meaning"), rows
     yield "heading", "Definitions"
     activations = _distinct_activations(net)
     for fz, dfz in activation_definitions(activations, latex):
@@ -131,23 +114,20 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
         yield "para", (f"The mean is over the K = {net.outputs} outputs of a sample (and over the N samples of a "
                        f"batch), so the factor 1/{net.outputs} in the one-sample loss is 1/K.")
     if any(not f.elementwise for f in net.activations):
-        yield "para", ("softmax acts on each column: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
+        yield "para", (f"softmax acts on each {'row' if notation.rows else 'column'}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     yield from fused_outline(derivation, latex)
     number = 0
-    for form in forms:
-        sweep = derivation.sample if form == "sample" else derivation.batch
-        if sweep is None:
-            yield "heading", FORM_TITLES[form]
+    for view in views.values():
+        yield "heading", view.title
+        if view.sweep is None:
             yield "para", ("None: batch norm normalizes each feature with the mean and the variance of the whole "
                            "batch, so a sample's output depends on the other samples and the derivation has the "
                            "batch form only.")
             continue
-        yield "heading", FORM_TITLES[form]
-        names = {**{q.key: (q.latex if latex else _text_name(q)) for q in sweep.quantities.values()}, **EXTRA_NAMES[latex]}
-        printer = MathLatex(names) if latex else NotesText(names)
+        names, printer = view.names(latex), view.printer(latex)
         phase, printed = None, {}
-        for step in sweep.steps:
+        for step in view.steps:
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
@@ -155,12 +135,12 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", worked=N
             reason = _cited(step.reason, printed)
             printed[step.target.key] = number
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
-            yield ("eq", number, label(step), printer.doprint(step.target.symbol), rhs,
+            yield ("eq", number, label(step), view.lhs(step, printer, latex), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
-        if form == "sample":
+        if view.form == "sample" and view.default:
             yield from recursion_outline(derivation, latex, lambda key: f"\ue002{printed[key]}\ue003")
-    yield from training_outline(derivation, latex, number, "batch" in forms)
-    if "batch" in forms:
+    yield from training_outline(derivation, latex, number, "batch" in forms, views[forms[-1]].names(latex))
+    if "batch" in forms and notation.name == "chainrule":
         yield from worked_outline(derivation, worked, latex, names)
 
 
@@ -274,10 +254,11 @@ THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{}L/\partial\theta"
 RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
-def training_outline(derivation, latex: bool, number: int, batch_shown: bool = True):
+def training_outline(derivation, latex: bool, number: int, batch_shown: bool = True, names=None):
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
     settings use, numbered after the ``number`` equations printed before them, each symbol tied to
-    its setting and θ to the parameters; ``batch_shown``: the notes print the batch form."""
+    its setting and θ to the parameters; ``batch_shown``: the notes print the batch form; ``names``:
+    each parameter's printed name (its own, else: the notation's)."""
     net = derivation.network
     if not net.tables:
         return
@@ -288,7 +269,8 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
     rules = kind.rules(opt)
     yield "heading", "Training"
     params = derivation.batch.quantities
-    theta = ", ".join(math(params[name].latex if latex else params[name].text) for name in net.param_names)
+    theta = ", ".join(math(names[name] if names else params[name].latex if latex else params[name].text)
+                      for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
                    f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
                    f"{math(GRADIENT_OF_THETA)} on the batch of step t"
@@ -600,16 +582,17 @@ TEXT = Layout(
     cite="({number})", rule="  ({number:>2})  {formula}", end="\n", wrap=100, picture=text_picture)
 
 
-def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False, worked=None) -> str:
+def render(derivation, layout: Layout, names=None, form: str = "both", body_only: bool = False,
+           notation="chainrule", worked=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
-    head and tail (LaTeX's preamble), for a larger document to ``\\input``."""
+    head and tail (LaTeX's preamble), for a larger document to ``\\input``; ``notation``: see ``outline``."""
     labels = {}  # the number of each equation printed -> its label, for the citations of it
 
     def prose(text):
         return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
     out = [layout.body_note] if body_only else list(layout.head)
     previous = ("title", "")
-    for kind, *args in outline(derivation, layout.latex, names, form, worked):
+    for kind, *args in outline(derivation, layout.latex, names, form, notation, worked):
         if layout.keep and kind in ("para", "eq", "rule") and not (
                 previous[0] in ("title", "heading", "subheading", "display")
                 or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
@@ -679,13 +662,14 @@ def latex_steps(derivation) -> str:
     return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
-def latex_document(derivation, names=None, form: str = "both", body_only: bool = False, worked=None) -> str:
-    return render(derivation, LATEX, names, form, body_only, worked)
+def latex_document(derivation, names=None, form: str = "both", body_only: bool = False, notation="chainrule",
+                   worked=None) -> str:
+    return render(derivation, LATEX, names, form, body_only, notation, worked)
 
 
-def markdown_document(derivation, names=None, form: str = "both", worked=None) -> str:
-    return render(derivation, MARKDOWN, names, form, worked=worked)
+def markdown_document(derivation, names=None, form: str = "both", notation="chainrule", worked=None) -> str:
+    return render(derivation, MARKDOWN, names, form, notation=notation, worked=worked)
 
 
-def text_document(derivation, names=None, form: str = "both", worked=None) -> str:
-    return render(derivation, TEXT, names, form, worked=worked)
+def text_document(derivation, names=None, form: str = "both", notation="chainrule", worked=None) -> str:
+    return render(derivation, TEXT, names, form, notation=notation, worked=worked)

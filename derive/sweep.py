@@ -34,6 +34,7 @@ class Sweep:
     def __init__(self, graph, network, form: str, first_number: int):
         self.graph, self.net, self.form, self.number = graph, network, form, first_number
         self.quantities: dict[str, Quantity] = {}
+        self.names = {}  # key -> its Names, whose structure a notation (derive.notation) reads
         self.steps: list[Step] = []
         self.expr = {}
         for v in graph.values:
@@ -55,7 +56,7 @@ class Sweep:
 
     def _quantity(self, names, shape, role: str, layer: int) -> Quantity:
         q = Quantity(names.key, symbol(names.key, shape), names.latex, names.text, names.meaning, role, layer)
-        self.quantities[q.key] = q
+        self.quantities[q.key], self.names[q.key] = q, names
         return q
 
     def _step(self, target: Quantity, rhs, reason: str, phase: str, layer: int):

@@ -28,15 +28,14 @@ from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, did_you_mean, shown
 from ..fields import boolean, positive_int, shown_shape
+from ..functions import sigma
 from ..naming import Names, layer_key, network_output
 from ..steps import formula, ref
 from .activations import Z, make_activation
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
 
-def _sigmoid(u):
-    return 1 / (1 + sp.exp(-u))
-
+_sigmoid = sigma.define  # the logistic function, defined once
 
 def _map(fn, M):
     return M.applyfunc(fn)
@@ -421,8 +420,8 @@ class Recurrent(Op):
 
     def vjp(self, node, g, ins, out):
         s = self._spec(node)
-        reasons = (f"backpropagation through time: each step's input gets the transposed input weights times "
-                   f"that step's gate errors",
+        reasons = ("backpropagation through time: each step's input gets the transposed input weights times "
+                   "that step's gate errors",
                    "the same input weights act at every step, so their gradient is a sum over t of the step's gate "
                    "errors times its input, transposed",
                    "the same hidden-to-hidden weights act at every step: a sum over t of the gate errors times the "
