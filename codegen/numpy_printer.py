@@ -342,6 +342,7 @@ class BatchFirstPrinter(WindowPrinting, ElementwisePrinter):
     quantity's key to its variable in code; the keys in ``vectors`` (biases) are stored 1-D, as
     torch stores them, and broadcast as rows.
     """
+    stored_transposed = staticmethod(stored_transposed)  # for the window mixin, which does not import this module
 
     def __init__(self, names=None, vectors=(), cse_prefix="t"):
         super().__init__()

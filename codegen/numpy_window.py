@@ -25,13 +25,13 @@ def _global(w: Window) -> bool:
 
 
 class WindowPrinting:
-    """``_print_<Node>`` for the window nodes; mixed into ``BatchFirstPrinter``."""
+    """``_print_<Node>`` for the window nodes; mixed into ``BatchFirstPrinter``, whose ``stored_transposed``
+    says how code holds a value."""
 
     def _held(self, mat, row=False) -> str:
         """``mat`` printed as code holds it (a batch value batch-first, a parameter as stored; ``row``: a
         bias as its 1-D vector)."""
-        from .numpy_printer import stored_transposed
-        saved, self._transposed = self._transposed, row or stored_transposed(mat)
+        saved, self._transposed = self._transposed, row or self.stored_transposed(mat)
         try:
             return self._factor(mat)
         finally:
