@@ -19,6 +19,7 @@ from .fused import fused_outline
 from .picture import mermaid, text_picture, tikz
 from .recursion import recursion_outline
 from .worked import worked_outline
+from .naming import LOSS
 from .nodes import ColumnSums, ElementSum, Pointwise
 from .functions import Named
 from .ops.activations import Z
@@ -250,7 +251,8 @@ def named_functions(exprs, latex: bool) -> str:
                      for kind in named)
 
 
-THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{}L/\partial\theta"
+#: θ, and ∂L/∂θ with the cost's letter (``{cost}``: L, or a notation's C or J)
+THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{{}}{cost}/\partial\theta"
 RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
@@ -258,8 +260,10 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
     settings use, numbered after the ``number`` equations printed before them, each symbol tied to
     its setting and θ to the parameters; ``batch_shown``: the notes print the batch form; ``names``:
-    each parameter's printed name (its own, else: the notation's)."""
+    each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J)."""
     net = derivation.network
+    cost = names.get(LOSS.key, "L") if names else "L"
+    gradient = GRADIENT_OF_THETA.format(cost=cost)
     if not net.tables:
         return
     math = (lambda s: f"${s}$") if latex else latex_to_text
@@ -273,11 +277,12 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
                       for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
                    f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
-                   f"{math(GRADIENT_OF_THETA)} on the batch of step t"
+                   f"{math(gradient)} on the batch of step t"
                    + (" (the batch form above)" if batch_shown else "") + "; "
                    + _settings(kind.symbols, opt, rules, math) + ":")
     for i, rule in enumerate(rules, start=1):
         number += 1
+        rule = rule.replace(r"\nabla_\theta L(", rf"\nabla_\theta {cost}(")  # optim.GRADIENT in the notation's cost
         yield "rule", number, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
     schedule = settings["schedule"]
     if schedule:

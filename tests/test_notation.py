@@ -202,3 +202,10 @@ def test_the_checker_finds_each_notations_gradients_right(name, convention, tmp_
     main(["check", str(SIMPLE), "--file", str(tmp_path / "mine.txt"), "--convention", convention])
     verdicts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("line ")]
     assert len(verdicts) == 6 and all(": correct" in v for v in verdicts), verdicts
+
+
+@pytest.mark.parametrize("name, cost", [("nielsen", "C"), ("goodfellow", "J"), ("ng", "J"), ("chainrule", "L")])
+def test_the_training_rules_write_the_notations_cost(simple, name, cost):
+    training = simple.text(notation=name).split("\nTraining\n", 1)[1]
+    assert f"∂{cost}/∂θ" in training and f"∇_θ {cost}(θ" in training
+    assert cost == "L" or "∂L/∂θ" not in training and "∇_θ L(" not in training

@@ -28,7 +28,7 @@ ALL_EQUATIONS = ([eq for name, kind in OPTIMIZERS.items() for example in kind.ex
                   for eq in _rules("optimizer", name, example)]
                  + [eq for name in SCHEDULES for eq in _rules("schedule", name)] + [WARMUP_EQUATION]
                  + [sym for kind in (*OPTIMIZERS.values(), *SCHEDULES.values()) for sym in kind.symbols.values()]
-                 + [GRADIENT_OF_THETA, RATE, RATE_0, RATE_E, THETA])
+                 + [GRADIENT_OF_THETA.format(cost=cost) for cost in "LCJ"] + [RATE, RATE_0, RATE_E, THETA])
 MACRO = re.compile(r"\\(?:[A-Za-z]+|.)")
 
 
