@@ -187,9 +187,7 @@ def _backward_lines(d, name, form) -> list:
     return [re.sub(r" \\tag\{\d+\}", "", eq.strip()) for eq in re.findall(r"\$\$\n(.*?)\n\$\$", part, re.S)]
 
 
-CHECKED = [pytest.param(n.name, convention, marks=pytest.mark.xfail(
-               strict=True, reason="the checker's rows convention does not read cs231n's scores and dscores yet"))
-           if n.name == "cs231n" else (n.name, convention) for n in TABLE for convention in n.check.values()]
+CHECKED = [(n.name, convention) for n in TABLE for convention in n.check.values()]
 
 
 @pytest.mark.parametrize("name, convention", CHECKED)

@@ -89,6 +89,11 @@ class Binder:
             self.shown += [f"W_{l}", f"b_{l}"] + ([f"Z_{l}", f"H_{l} (A_{l})", rf"\Delta_{l} (Delta{l})"] if self.batch
                                                  else [f"z_{l}", f"h_{l} (a_{l})", rf"\delta_{l} (delta{l})"])
         self.table["a0"] = self.table["h0"] = self.table["x"]
+        if self.batch and self.net.layers[-1].kind == "dense":
+            # cs231n's names for the output layer's pre-activation and its gradient
+            self.table["scores"] = self.table[f"z{L}"]
+            self.table["dscores"] = self.table[f"delta{L}"]
+            self.shown.append("scores, dscores (cs231n: Z_L, its gradient)")
         for l in range(0, L + 1):
             a_key = self._a_key(l)
             named = self.q.get(f"dL_d{a_key}")
@@ -242,6 +247,8 @@ class Binder:
         else:
             raise ChainruleError(f"--wrt '{wrt}' must be one name, like W2, b1, delta1 or dL/dz1")
         norm = "x" if norm in ("a0", "h0") else norm
+        if norm in ("scores", "dscores") and "scores" in self.table:  # cs231n's: the output layer's pre-activation
+            norm = f"z{self.layers}"
         if norm not in self.grads:
             choices = [c.upper() if c[0] == "w" else c for c in sorted(self.grads)]
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
