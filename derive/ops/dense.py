@@ -96,6 +96,7 @@ class DenseLayer(LayerKind):
     dropout: float = 0.0
     length: int = 0  # on a sequence (length, features): T, the steps it acts at (0 on vectors)
     keys = ("units", "activation", "residual", "dropout", "type")
+    takes = ("sequences", "tokens")  # at every step of a sequence; tokens: its parse says to put an embedding first
 
     @property
     def activations(self) -> tuple:
