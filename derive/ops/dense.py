@@ -65,17 +65,16 @@ class Dense(Op):
         """The VJPs of z_t = W a_t + b at every step: W and b are shared by the T steps, so theirs sum over t."""
         x, Wv, bv = node.inputs
         batch = " and over the batch" if node.batched else ""
-        each = formula(f"⟦partial⟧L/⟦partial⟧{ref(Wv)} = Σ_t δz_t a_tᵀ")
         return {0: Grad(StepMatMul(W.T, g, length),
-                        f"chain rule back through {ref(Wv)} at each step: {formula('δa_t = Wᵀ δz_t')}, the transposed "
-                        f"weights times step t's error of layer {node.layer} ({Wv.shape[1]} × {'N' if node.batched else 1} "
-                        f"per step, as a_t is)"),
+                        f"chain rule back through {ref(Wv)} at each step: the transposed weights times step t's error "
+                        f"of layer {node.layer}, {Wv.shape[1]} by {'N' if node.batched else 1} per step as the "
+                        f"step's input {formula('a_t')} is"),
                 1: Grad(StepOuter(g, a, length),
                         f"the same weights act at every step, so their gradient is a sum over t of each step's error "
-                        f"times its input, transposed ({each}, {Wv.shape[0]} × {Wv.shape[1]} as {ref(Wv)} is){batch}"),
+                        f"times its input, transposed{batch} ({Wv.shape[0]} by {Wv.shape[1]}, as {ref(Wv)} is)"),
                 2: Grad(StepTotal(g, length),
                         f"the bias is added at every step, so its gradient sums the error over t{batch} "
-                        f"({bv.shape[0]} × 1 as {ref(bv)} is)")}
+                        f"({bv.shape[0]} by 1, as {ref(bv)} is)")}
 
     def adjoint_names(self, node):
         return error(node.output.names, node.layer, node.batched)
