@@ -183,6 +183,8 @@ def test_the_derivation_states_the_step_and_the_sums_over_t():
     assert "∂L/∂W3 = Σ_t Δ3_t (H2_t)ᵀ" in text and "∂L/∂b3 = Σ_t Δ3_t 1_N" in text
     assert "∂L/∂H2 = [W3ᵀ Δ3_t] for t = 1..T" in text
     assert "Δ3 = (1/(4 N)) (Ŷ - Y)" in text and "divided by N T (N samples, T = 4 steps)" in text
+    # the symbol table says how the input's column is made, not only its flat size (24 × 1)
+    assert "input: 4 token ids, each a one-hot column of 6, stacked (length × vocab)" in text
 
 
 def test_wrong_targets_are_one_line_errors(modules):
@@ -239,3 +241,13 @@ def test_the_training_data_check_reads_a_target_at_every_step(modules):
     assert checked(regression, "data.npz", np.zeros((2, 15)), np.ones((2, 10)))[1].shape == (2, 5, 2)
     with pytest.raises(ChainruleError, match=r"2 values at each of its 5 steps; give targets of shape \(N, 5, 2\)"):
         checked(regression, "data.npz", np.zeros((2, 15)), np.ones((2, 5)))
+
+
+def test_verify_proves_every_step_against_sympy_diff():
+    """derive.verify: the chain rule over sympy.diff of the expanded network, the one-hot targets summing
+    to 1 at every step (the fused softmax + cross-entropy rule holds per step)."""
+    from derive.verify import verify
+    spec = spec_of([{"type": "rnn", "hidden_size": 2}, {"units": 2, "activation": "tanh"},
+                    {"units": 2, "activation": "softmax"}], {"length": 2, "features": 1}, "cross_entropy")
+    report = verify(derive(spec))
+    assert report.proofs and all(p.ok for p in report.proofs), [p for p in report.proofs if not p.ok]
