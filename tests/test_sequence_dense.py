@@ -251,3 +251,13 @@ def test_verify_proves_every_step_against_sympy_diff():
                     {"units": 2, "activation": "softmax"}], {"length": 2, "features": 1}, "cross_entropy")
     report = verify(derive(spec))
     assert report.proofs and all(p.ok for p in report.proofs), [p for p in report.proofs if not p.ok]
+
+
+def test_the_proof_shrinks_every_layer_of_a_language_model_to_the_same_length():
+    """verify proves a long sequence at T = cap: the embedding, the recurrent and the dense layer all shrink."""
+    from derive.chain import Derivation
+    from derive.verify import shrink
+    small = shrink(derive(NETWORKS["gallery-lstm-lm"]).network, 3)
+    assert dict(small.layout)["length"] == 3
+    assert [layer.shape for layer in small.layers] == [(("length", 3), ("features", 3))] * 3
+    assert Derivation(small).batch.quantities["Z3"].symbol.shape[0] == 9  # 3 steps of 3 outputs
