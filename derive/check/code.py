@@ -1193,5 +1193,13 @@ def _check_recurrent_op(op_name, op, target, limits):
             "sizes": {n: int(right[0][n].size) for n in outputs}}
     shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
     header = f"{terminal_text(target)}: {op_name} backward (cs231n), {shapes}, {len(points)} random points"
-    return _run_and_judge(path, name, task, limits, header,
-                          lambda results: _cnn_verdicts(judge, right, outputs, results, op.correct.get))
+
+    def verdicts(results):
+        """A dict may leave outputs out (Karpathy's computes no dx): those are listed, not judged."""
+        returned = [n for n in outputs if all(n in r for r in results)]
+        if not returned:
+            return [f"  no gradient returned: return ({', '.join(outputs)}), or a dict with keys such as "
+                    + ", ".join(RECURRENT_NAMES[n][1] for n in outputs)], 1
+        lines, worst = _cnn_verdicts(judge, right, returned, results, op.correct.get)
+        return lines + [f"  {n}: not returned, not checked" for n in outputs if n not in returned], worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)
