@@ -215,6 +215,28 @@ def test_each_usual_bptt_mistake_is_named_once_at_its_source(tmp_path, source, o
     assert len(mistakes) == 1, text
 
 
+def test_two_mistakes_are_each_named_at_their_source_and_what_follows_says_from_which(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(f"import sys\nsys.path.insert(0, {str(CORPUS)!r})\n" + '''
+import numpy as np
+from cs231n_rnn_layers import rnn_forward, rnn_step_backward
+def rnn_backward(dh, x, h0, Wx, Wh, b):
+    _, cache = rnn_forward(x, h0, Wx, Wh, b)
+    dx, dWx, dWh, db = np.zeros_like(x), 0, 0, 0
+    for t in reversed(range(dh.shape[1])):
+        dx[:, t], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t], cache[t])  # no + dprev_h
+        dWx, dWh, db = dWx + dWx_t, dWh_t, db + db_t  # dWh kept, not summed
+    return dx, dprev_h, dWx, dWh, db
+''')
+    lines, code = check_op("rnn", f"{path}:rnn_backward")
+    text = "\n".join(lines)
+    assert code == 1 and "  dx: different: the path through h_(t-1) dropped" in text, text
+    assert ("  dWh: different: the sum over time missing in dWh: Wh is shared by the 3 steps, so dWh = Σ_t (step t's "
+            "dWh), accumulated with +=; yours is step 1's (the last one the backward loop reaches) alone, besides dx's "
+            "mistake (the path through h_(t-1) missing)") in text, text
+    assert "  db: different: follows from dx's mistake (the path through h_(t-1) missing)" in text, text
+
+
 def test_a_dict_is_read_by_the_names_people_write_for_bptt(tmp_path):
     path = tmp_path / "student.py"
     path.write_text(STEP)

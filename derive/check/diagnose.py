@@ -934,18 +934,22 @@ class OpJudge:
 
     def verdicts(self, gots) -> dict:
         """{name: '' when right, else the diagnosis} for ``gots`` {name: one array per point}, in its order."""
-        adopted, source, out = {}, None, {}
+        adopted, sources, out = {}, [], {}
         for name, mine in gots.items():
-            text, world = self._explain(name, mine, adopted, source)
+            text, world = self._explain(name, mine, adopted, sources)
             if world is not None:
-                adopted, source = {**adopted, **world.overrides}, (name, world.short)
+                adopted = {**adopted, **world.overrides}
+                sources.append(((name, world.short), adopted))
             out[name] = text
         return out
 
-    def _explain(self, name, gots, adopted, source):
-        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place."""
+    def _explain(self, name, gots, adopted, sources):
+        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place;
+        ``sources``: (where a World was named, the Worlds adopted with it) in order, the first that changes
+        this gradient is the mistake it inherits."""
         right, base = self.targets({}), self.targets(adopted)
-        inherited = source is not None and not all(close(b[name], r[name]) for b, r in zip(base, right))
+        source = next((where for where, upto in sources
+                       if not all(close(b[name], r[name]) for b, r in zip(self.targets(upto), right))), None)
         readings = [("", gots)] + [(message(gots[0]), [view(g) for g in gots]) for out, view, message in self.views
                                    if out == name and view(gots[0]) is not None]
         best = None
@@ -973,7 +977,7 @@ class OpJudge:
                     "no usual mistake of this op (see check-code --help) or constant factor explains the difference"
                     ), None
         _, found, world = best
-        return _composed(found, source if inherited and world is None else None), world
+        return _composed(found, source), world
 
 
 # -- the usual mistakes of backpropagation through time (check-code --op rnn_step, rnn, lstm_step, lstm) --
