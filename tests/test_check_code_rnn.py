@@ -249,7 +249,7 @@ def test_a_dict_is_read_by_the_names_people_write_for_bptt(tmp_path):
     assert "dhnext" in RECURRENT_NAMES["dprev_h"] and "dWhh" in RECURRENT_NAMES["dWh"] and "dW_xh" in RECURRENT_NAMES["dWx"]
 
 
-def test_the_cli_checks_a_recurrent_op_and_documents_it():
+def test_the_cli_checks_a_recurrent_op_and_documents_it(tmp_path):
     target = f"{CORPUS / 'adapters.py'}:cs231n_lstm_step_no_forget"
     out = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "lstm_step", target],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -257,6 +257,12 @@ def test_the_cli_checks_a_recurrent_op_and_documents_it():
     wrong = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "gru_step", target],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert wrong.returncode == 2 and "rnn_step, rnn, lstm_step, lstm" in wrong.stderr and wrong.stdout == "", wrong
+    spec = tmp_path / "lstm.toml"
+    spec.write_text('[network]\ninputs = { length = 3, features = 2 }\n'
+                    'layers = [ { type = "lstm", hidden_size = 2, return_sequences = false }, { units = 2 } ]\nloss = "mse"\n')
+    whole = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", str(spec), target],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert whole.returncode == 2 and "check-code --op lstm FILE.py:FUNCTION" in whole.stderr, whole
     for row in ("rnn_step    f(dnext_h, x, prev_h, Wx, Wh, b) -> (dx, dprev_h, dWx, dWh, db)",
                 "lstm_step   f(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b)", "dh_next, dhnext"):
         assert row in OP_CONTRACT

@@ -544,6 +544,14 @@ def _spellings(name: str) -> list:
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
+    recurrent = next((l for l, layer in enumerate(derivation.network.layers, 1) if layer.kind in ("rnn", "lstm", "gru")), None)
+    if recurrent is not None:
+        kind = derivation.network.layers[recurrent - 1].kind
+        fix = ("check-code --op has no GRU yet (it has rnn_step, rnn, lstm_step, lstm)" if kind == "gru" else
+               f"check the layer's backward function as one op: check-code --op {kind} FILE.py:FUNCTION (or "
+               f"{kind}_step; cs231n's layouts, see check-code --help)")
+        raise ChainruleError(f"check-code reads a network's backward pass without recurrent layers, and layer "
+                             f"{recurrent} is {kind}; {fix}")
     if unreadable(derivation.network) is not None and all(l.kind in CNN_KINDS for l in derivation.network.layers):
         return _check_cnn_code(derivation, target, limits)
     checker = Checker(derivation, "columns")
