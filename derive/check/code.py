@@ -1081,7 +1081,6 @@ class Numeric:
     NumPy: the op's own BPTT runs on it at NumPy's speed. Its ``_op_priority`` wins over SymPy's matrices,
     so a SymPy zero or ones matrix the op's code makes meets it through its reflected operators."""
     _op_priority = 100.0
-    is_Matrix = True
 
     def __init__(self, a):
         self.a = np.asarray(a, dtype=float)
@@ -1108,9 +1107,6 @@ class Numeric:
 
     def __rsub__(self, other):
         return Numeric(Numeric.of(other) - self.a)
-
-    def __neg__(self):
-        return Numeric(-self.a)
 
     def __mul__(self, other):
         return Numeric(self.a @ Numeric.of(other))

@@ -1027,7 +1027,8 @@ class BoundCell:
         if m.get("transpose"):  # the carry through Wh, not its transpose (cs231n's da @ Wh for da @ Wh.T)
             direct = (direct[0] + (P.W_hh - P.W_hh.T) * da_h,) + direct[1:]
         if (m.get("zeroed") == "first" and t == 1) or (m.get("zeroed") == "before_last" and t < self.steps):
-            da_x = da_h = sp.zeros(*da_x.shape)  # a step's share of the shared weights taken out
+            # a step's share of the shared weights taken out: only dWx, dWh, db are read from such a run
+            da_x = da_h = sp.zeros(*da_x.shape)
         return da_x, da_h, direct
 
 
