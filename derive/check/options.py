@@ -133,11 +133,11 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                 (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
 
 Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; cs231n's Wx = W_ihᵀ):
-    Wx, W_xh, Wxh, U    input-to-hidden weights W_ih      Wh, W_hh, Whh, W    hidden-to-hidden W_hh
-    dWx, dWxh, dW_xh    Σ_t δ_t x_tᵀ                      dWh, dWhh, dW_hh    Σ_t δ_t h_(t-1)ᵀ
+    Wx, W_xh, Wxh, Wax, U   input-to-hidden W_ih      Wh, W_hh, Whh, Waa, W   hidden-to-hidden W_hh
+    dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
     dh_next, dhnext     the share step t + 1 sends back, W_hhᵀ δ_(t+1) (Karpathy's dhnext, cs231n's
                         dprev_h of step t + 1), added to the output's dh[:, t] to give δh_t
-    dh_prev, dprev_h    what step t sends back to step t − 1; dh0: step 1's, the initial state's gradient
+    dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
     δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
     dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
 
@@ -168,15 +168,15 @@ def add_check_arguments(parser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-#: The names people write for BPTT (cs231n, Karpathy's min-char-rnn, course notes) -> each recurrent op's
+#: The names people write for BPTT (cs231n, Karpathy's min-char-rnn, deeplearning.ai's a for h) -> each recurrent op's
 #: output: an op function may return a dict with any of them (the first found wins) instead of a tuple.
 #: Karpathy's dhnext is what step t sends back to step t - 1 (read there as the "next" step's share).
 RECURRENT_NAMES = {
-    "dx": ("dx", "dX", "dxs", "dx_t", "dinputs"),
-    "dprev_h": ("dprev_h", "dh_prev", "dhprev", "dh_next", "dhnext", "dh_prev_t", "dh_tm1"),
-    "dh0": ("dh0", "dh_0", "dh_init", "dprev_h", "dh_prev", "dhnext", "dh_next"),
+    "dx": ("dx", "dX", "dxs", "dxt", "dx_t", "dinputs"),
+    "dprev_h": ("dprev_h", "dh_prev", "dhprev", "dh_next", "dhnext", "da_prev", "dh_prev_t", "dh_tm1"),
+    "dh0": ("dh0", "dh_0", "da0", "dh_init", "dprev_h", "dh_prev", "dhnext", "dh_next"),
     "dprev_c": ("dprev_c", "dc_prev", "dcprev", "dc_next", "dcnext", "dc_tm1"),
-    "dWx": ("dWx", "dWxh", "dW_xh", "dW_ih", "dWih", "dU", "dWx_t"),
-    "dWh": ("dWh", "dWhh", "dW_hh", "dWh_t"),
-    "db": ("db", "dbh", "db_h", "db_ih", "dbias"),
+    "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
+    "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
+    "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
 }

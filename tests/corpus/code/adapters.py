@@ -24,6 +24,8 @@ import layernorm_mlbites
 import ng_planar
 import ng_planar_db_axis0
 import ng_planar_sigmoid_prime
+import ng_rnn
+import ng_rnn_no_numpy
 import nielsen
 import nielsen_no_prime
 import nielsen_xrange
@@ -213,3 +215,19 @@ def _min_char_rnn(backward):
 
 karpathy_min_char_rnn_backward = _min_char_rnn(karpathy_min_char_rnn.lossFun_backward)
 karpathy_prime_prev_backward = _min_char_rnn(karpathy_prime_prev.lossFun_backward)
+
+
+def _ng_rnn(backward):
+    """deeplearning.ai's columns (n, m, T_x) and (n_a, n_x) weights; its dict of gradients keeps Ng's names."""
+    def adapted(dh, x, h0, Wx, Wh, b):
+        parameters = {"Wax": Wx.T, "Waa": Wh.T, "ba": b.reshape(-1, 1), "Wya": np.zeros((2, Wh.shape[0])),
+                      "by": np.zeros((2, 1))}
+        _, _, caches = ng_rnn.rnn_forward(x.transpose(2, 0, 1), h0.T, parameters)
+        g = backward(dh.transpose(2, 0, 1), caches)
+        return {"dx": g["dx"].transpose(1, 2, 0), "da0": g["da0"].T, "dWax": g["dWax"].T, "dWaa": g["dWaa"].T,
+                "dba": g["dba"].ravel()}
+    return adapted
+
+
+ng_rnn_backward = _ng_rnn(ng_rnn.rnn_backward)
+ng_rnn_no_numpy_backward = _ng_rnn(ng_rnn_no_numpy.rnn_backward)
