@@ -34,6 +34,7 @@ class _Target:
     expr: sp.Basic       # the gradient, in the convention's view of the derivation's symbols
     label: str
     rhs: sp.Basic        # what it equals, for printing
+    flip: bool = False   # the convention writes it transposed (rows, rowgrad)
 
 
 class Ones:
@@ -50,9 +51,15 @@ class Binder:
     def view(self, q):
         """The matrix a name stands for in this convention (rows: transposed, weights excepted)."""
         sym = q.symbol
-        if self.rows and not re.fullmatch(r"(dL_d)?W\d+", q.key) and isinstance(sym, sp.MatrixSymbol):
+        if self.flipped(q.key) and isinstance(sym, sp.MatrixSymbol):
             return sym.T
         return sym
+
+    def flipped(self, key: str) -> bool:
+        """True when the convention writes the derivation's quantity ``key`` transposed: every one but the
+        weights in rows, every one in ng_rows (w stored (n_in, n_out)), the weights and the gradients in
+        rowgrad (δ a row vector, w stored (n_in, n_out))."""
+        return bool(self.transposed and re.fullmatch(self.transposed, key))
 
     def key(self, name: str) -> str:
         return name.upper() if self.batch and name in ("x", "y", "z", "a") else (
@@ -109,12 +116,12 @@ class Binder:
                 rhs = W.T * d
                 if self.net.layers[l].residual:
                     rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
-                grad = (rhs.T if self.rows else rhs, None, rhs)
+                grad = (rhs.T if self.flipped("dL_dx") else rhs, None, rhs)
             elif l == L:
                 # dL/dŷ of a loss fused with the output's activation (cross-entropy after softmax, bce after a
                 # sigmoid), which no step names: the loss's own derivative
                 rhs = self.sweep.loss_gradient(self.q[a_key], self.q[self.key("y")])
-                grad = (rhs.T if self.rows else rhs, None, rhs)
+                grad = (rhs.T if self.flipped("dL_dx") else rhs, None, rhs)
             else:
                 continue
             for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
@@ -137,7 +144,7 @@ class Binder:
             self.shown.append("N or m (batch size); names are case-insensitive")
         self.preactivations = {f"z{l}": l for l in range(1, L + 1) if f"z{l}" in self.table}
         self.scaled = {}  # Ng's dZ, dA (and dX): the gradients his names hold, where they differ from ours
-        if self.convention == "ng" and self.net.loss.reduction in ("mean", "batch"):
+        if self.ng and self.net.loss.reduction in ("mean", "batch"):
             # they are the gradients of the summed loss, m times chainrule's (whose Δ holds the 1/m); Δ, δ
             # and dL/dZ keep their meaning
             for norm in [n for n in self.grads if re.fullmatch(r"[zah]\d+|x|yhat", n)]:
@@ -153,6 +160,35 @@ class Binder:
             self.shown.append("a^{(k)} the pre-activation, h^{(k)} = f(a^{(k)}), g the gradient of the line before "
                               "(∇_{h^{(k)}} J before ∇_{a^{(k)}} J; ∇_{a^{(k)}} J before ∇_{W^{(k)}} J, ∇_{b^{(k)}} J, "
                               "∇_{h^{(k-1)}} J)")
+        if self.convention == "ufldl":
+            self._renumber()
+        self._aliases()
+
+    def _renumber(self):
+        """UFLDL numbers the input as layer 1 (a^{(1)} = x): its z^{(l)}, a^{(l)}, δ^{(l)} are chainrule's
+        z_{l-1}, a_{l-1}, δ_{l-1}, and its W^{(l)}, b^{(l)}, which leave layer l, are chainrule's W_l, b_l."""
+        def shifted(names):
+            out = {}
+            for name, value in names.items():
+                m = re.fullmatch(r"(z|a|h|delta)(\d+)", name)
+                out[f"{m[1]}{int(m[2]) + 1}" if m else name] = value
+            return out
+        self.table, self.grads = shifted(self.table), shifted(self.grads)
+        self.preactivations = {f"z{l + 1}": l for l in self.preactivations.values()}
+        self.shown.append("UFLDL's layers: a^{(1)} = x, z^{(l+1)} = W^{(l)} a^{(l)} + b^{(l)}, δ^{(l)} = ∂J/∂z^{(l)}")
+
+    def _aliases(self):
+        """Names some notes use for what the table has: t for the target y (Bishop, Hjorth-Jensen), and in
+        a network of one layer (logistic regression) W, b, z, a, δ without a layer number."""
+        self.table.setdefault("t", self.table["y"])
+        self.shown.append("t (the target, = y)")
+        if self.layers == 1:
+            for stem in ("w", "b", "z", "a", "h", "delta"):
+                for names in (self.table, self.grads):
+                    if f"{stem}1" in names:
+                        names.setdefault(stem, names[f"{stem}1"])
+            self.preactivations.setdefault("z", self.preactivations.get("z1"))
+            self.shown.append("W, b, z, a without a layer number (the network's one layer)")
 
     def _layernorm_names(self, l: int):
         """μ_l, σ_l, x̂_l, γ_l, β_l and the layer's output a_l (h_l); dL/dγ_l, dL/dβ_l, dL/da_l."""
@@ -224,10 +260,10 @@ class Binder:
 
     def _rows_form(self, rhs, transpose: bool):
         """A columns-form right-hand side written with the rows-form matrices (for printing)."""
-        if not self.rows:
+        if not self.transposed:
             return rhs
         swap = {q.symbol: sp.MatrixSymbol(q.key, q.symbol.shape[1], q.symbol.shape[0]).T for q in self.q.values()
-                if isinstance(q.symbol, sp.MatrixSymbol) and not q.key.startswith("W")}
+                if isinstance(q.symbol, sp.MatrixSymbol) and self.flipped(q.key)}
         out = rhs.xreplace(swap)
         return out.T if transpose else out
 
@@ -273,8 +309,8 @@ class Binder:
         if ng:
             name = "dZ" + norm[1:] if norm[0] == "z" else "dA" + norm[1:] if norm[0] in "ah" else (
                 "dX" if norm == "x" else f"dA{self.layers}")
-            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs))
-        return _Target(entry[0], label, rhs)
+            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs), self.flipped(entry[1].key if entry[1] else "dL_dx"))
+        return _Target(entry[0], label, rhs, self.flipped(entry[1].key if entry[1] else "dL_dx"))
 
     def _upstream(self, norm: str):
         """Goodfellow's g for a line that computes the gradient ``norm``: the gradient of the line before."""
@@ -298,14 +334,15 @@ class Binder:
             return norm[3:]
         if norm.startswith("d") and norm not in self.table and norm[1:] in self.grads:
             return norm[1:]
+        if re.fullmatch(r"g[zahwbx]\w*", norm) and norm not in self.table and norm[1:] in self.grads:
+            return norm[1:]  # gz^l, gh^l: the gradient of z^l, h^l (notes after Goodfellow's running g)
         return None
 
     def printed(self, target: _Target):
         """The correct right-hand side as (text, LaTeX)."""
         rhs = target.rhs
-        transpose = self.rows and not re.fullmatch(r"dL/dW\d+", target.label)
-        if self.rows:
-            rhs = _push_transposes(self._rows_form(rhs, transpose))
+        if self.transposed:
+            rhs = _push_transposes(self._rows_form(rhs, target.flip))
         text = MathText({q.key: q.text for q in self.q.values()}).doprint(rhs)
         latex = MathLatex({q.key: q.latex for q in self.q.values()}).doprint(rhs)
         return text, latex
@@ -336,6 +373,8 @@ class Binder:
         norm = node.args[0]
         if norm in self.table:
             return self.table[norm]
+        if norm == "lambda":
+            return self._penalty_weight(node)
         if norm in ("n", "m"):
             if not self.batch:
                 raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
@@ -407,7 +446,9 @@ class Binder:
             return sp.OneMatrix(1, b.shape[0]) * b
         if isinstance(a, Ones) or isinstance(b, Ones):
             raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
-        if how == "star":
+        if how == "star" or self.ng and a.shape == b.shape and N in a.shape:
+            # Ng's notes write the element-wise product of two n × m (m × n in rows) batch matrices side by side
+            # (dZ = dA g'(Z)) or with \times; their matrix product cannot fit, as m is the batch
             a, b = self._broadcast(node, a, b)
             return sp.HadamardProduct(a, b)
         if a.shape[1] == b.shape[0]:
@@ -502,7 +543,7 @@ class Binder:
         a, axis = self.bind(node.args[0]), node.args[1]
         if not is_matrix(a):
             return a
-        if axis == "batch" or axis is None and self.convention == "ng":  # Ng's sum(dZ) is over the examples
+        if axis == "batch" or axis is None and self.ng:  # Ng's sum(dZ) is over the examples
             if not self.batch:
                 return a
             axis = 0 if self.rows else 1
@@ -561,6 +602,25 @@ class Binder:
                                  f"\\hat y \\odot (g - 1 \\hat y^T g) with g = dL/d\\hat y otherwise")
         body = act.derivative if prime else act.definition
         return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
+
+    def _penalty_weight(self, node):
+        """λ of J = L + λΩ(θ): the spec's l2 (Ω = ½‖W‖²) or l1 (Ω = ‖W‖₁), whichever it has."""
+        weights = [w for w in (self.net.l2, self.net.l1) if w]
+        if len(weights) != 1:
+            raise ChainruleError(f"'{node.text}' is the weight of the penalty λΩ(θ), but this network has "
+                                 f"{'no penalty; add l2=... (or l1=...) to the spec' if not weights else 'both l1 and l2'}")
+        return sp.nsimplify(weights[0])
+
+    def _bind_pgrad(self, node):
+        """∇_θ Ω(θ) of Goodfellow's weight decay: W for Ω = ½‖W‖² (l2), sign(W) for ‖W‖₁ (l1), 0 for a bias."""
+        inner = node.args[0]
+        value = self.bind(inner)
+        if inner.kind != "name" or not re.fullmatch(r"[wb]\d+", inner.args[0]):
+            raise ChainruleError(f"'{node.text}': the penalty Ω(θ) has a gradient by a weight or a bias only")
+        self._penalty_weight(node)
+        if inner.args[0][0] == "b":  # weight decay leaves the biases alone
+            return sp.ZeroMatrix(*value.shape)
+        return value if self.net.l2 else Pointwise(sp.Lambda(Z, sp.sign(Z)), r"\operatorname{sign}", value)
 
     def _flag_wrong_derivative(self, node, layer, own, act):
         if not own.elementwise:  # σ'(z_L) for a softmax output: softmax read as element-wise

@@ -134,6 +134,12 @@ class _Absent(Exception):
 
 
 _INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
+# A hat over a name that has no hatted quantity marks a vector (Hjorth-Jensen's \hat{z}^L, \hat{\delta}^L);
+# ŷ is the prediction and a layer norm's x̂ its normalised input.
+_HATTED = re.compile(r"(?P<stem>z|a|h|delta|w|b)hat(?P<rest>\d*|\[.*\])")
+ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad")  # the conventions of one sample (column vectors)
+# The derivation's quantities each convention writes transposed (``Binder.flipped``).
+TRANSPOSED = {"rows": r"(?!(dL_d)?W\d).*", "ng_rows": r".*", "rowgrad": r"W\d.*|delta.*|dL_d.*"}
 
 
 def _layer_refs(node: Node, letter: str) -> bool:
@@ -163,8 +169,10 @@ class Checker(Binder, Comparer, Diagnoser):
                                  f"at most {limits.CHECK_PARAMETERS} (CHECK_PARAMETERS), as they evaluate every "
                                  f"entry; check the same rule on a narrower network (the steps are the same)")
         self._size = size
-        self.batch = convention not in ("sample", "goodfellow")
-        self.rows = convention == "rows"
+        self.batch = convention not in ONE_SAMPLE
+        self.rows = convention in ("rows", "ng_rows")
+        self.ng = convention in ("ng", "ng_rows")
+        self.transposed = TRANSPOSED.get(convention)
         self.sweep = derivation.batch if self.batch else derivation.sample
         self.q = self.sweep.quantities
         self.layers = len(self.net.layers)
@@ -213,16 +221,24 @@ class Checker(Binder, Comparer, Diagnoser):
     def _at_layer(self, node: Node, l):
         """``node`` with every layer index in l (at ``l``) and L (the last layer) replaced by its number."""
         if node.kind in ("name", "grad"):
+            hat = _HATTED.fullmatch(node.args[0])
+            if hat and not self._known(node.args[0]):
+                node = Node(node.kind, (hat["stem"] + hat["rest"],), node.text)
             m = _INDEXED.fullmatch(node.args[0])
             if not m:
                 return node
             layer = (l if m["letter"] == "l" else self.layers) + int(m["offset"] or 0)
             norm = f"{m['stem']}{layer}"
-            if not (1 <= layer <= self.layers or layer == 0 and (
-                    norm in self.table or norm in self.grads or self._gradient_name(norm))):
+            # a layer out of 1..L, or one where a name known at other layers is missing (UFLDL's z^{(1)}), is
+            # absent; layer 0 (a^0 = x) and UFLDL's a^{(L+1)} exist
+            if not self._known(norm) and (not 1 <= layer <= self.layers or any(
+                    self._known(f"{m['stem']}{k}") for k in range(self.layers + 2))):
                 raise _Absent(node, layer)
             return Node(node.kind, (norm,), node.text)
         return Node(node.kind, tuple(self._at_layer(a, l) if isinstance(a, Node) else a for a in node.args), node.text)
+
+    def _known(self, norm: str) -> bool:
+        return norm in self.table or norm in self.grads or bool(self._gradient_name(norm) or self._ng_name(norm))
 
     def _absent_note(self, absent, wrt_tree, l) -> str:
         where = "the output layer" if l == self.layers else "a hidden layer"

@@ -55,7 +55,11 @@ _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
 # Words of \text{...} (unwrapped by then): a condition ends the equation; 'and', 'where' separate two.
 _CONDITION = re.compile(r"(?<![\\A-Za-z.])(?:for|if|with|when)(?=\s)|\\forall(?![A-Za-z])")
-_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
+_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
+_THIN_SPACE = re.compile(r"\\;")  # separates two equations, or is a space (Goodfellow's g \; h^{(k-1)\top})
+# A line outside math delimiters that is LaTeX math all through: a command, and no word of prose.
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{3,}|[^\x00-\x7f]")
 _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
@@ -165,7 +169,8 @@ def _segments(text: str):
         first = lines.number(pos)
         for offset, row in enumerate(text[pos:start].split("\n")):
             if "=" in row and row.strip():
-                yield first + offset, row, None
+                math = _COMMAND.search(row) and not _WORD.search(_COMMAND.sub(" ", row))
+                yield first + offset, row, False if math else None
         if start == len(text):
             return
         pos = after
@@ -278,6 +283,8 @@ def _pieces(row: str) -> list:
     """A row cut at top-level \\quad, \\; or 'and': the pieces that hold an equation; a remark after
     \\quad ('\\quad (BP1)') and a condition ('\\text{for } l = 1, ..., L', '\\forall l') are dropped."""
     row = _split(row, _CONDITION)[0]
+    parts = _split(row, _THIN_SPACE)
+    row = parts[0] + "".join((r" \quad " if _RELATION.search(part) else " ") + part for part in parts[1:])
     pieces = [p for p in _split(row, _SEPARATOR) if _RELATION.search(p) or _OPERATOR.match(p)]
     return pieces or [row]
 
