@@ -35,6 +35,7 @@ class _Target:
     label: str
     rhs: sp.Basic        # what it equals, for printing
     flip: bool = False   # the convention writes it transposed (rows, rowgrad)
+    unscaled: sp.Basic = None  # Ng's dZ, dA: what the derivation's gradient (1/m of his) equals
 
 
 class Ones:
@@ -309,7 +310,8 @@ class Binder:
         if ng:
             name = "dZ" + norm[1:] if norm[0] == "z" else "dA" + norm[1:] if norm[0] in "ah" else (
                 "dX" if norm == "x" else f"dA{self.layers}")
-            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs), self.flipped(entry[1].key if entry[1] else "dL_dx"))
+            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs), self.flipped(entry[1].key if entry[1] else "dL_dx"),
+                           rhs)
         return _Target(entry[0], label, rhs, self.flipped(entry[1].key if entry[1] else "dL_dx"))
 
     def _upstream(self, norm: str):
@@ -340,12 +342,43 @@ class Binder:
 
     def printed(self, target: _Target):
         """The correct right-hand side as (text, LaTeX)."""
-        rhs = target.rhs
+        rhs, text_names, latex_names = target.rhs, {q.key: q.text for q in self.q.values()}, {
+            q.key: q.latex for q in self.q.values()}
+        if self.scaled:
+            rhs = self._ng_form(target, text_names, latex_names)
         if self.transposed:
             rhs = _push_transposes(self._rows_form(rhs, target.flip))
-        text = MathText({q.key: q.text for q in self.q.values()}).doprint(rhs)
-        latex = MathLatex({q.key: q.latex for q in self.q.values()}).doprint(rhs)
-        return text, latex
+        return MathText(text_names).doprint(rhs), MathLatex(latex_names).doprint(rhs)
+
+    def _ng_form(self, target, text_names, latex_names):
+        """The right-hand side as Ng writes it: in dZ^{[l]}, dA^{[l]}, which hold no 1/m (dZ^{[L]} = A^{[L]} − Y),
+        and the 1/m in dW = (1/m) dZ A^T and db = (1/m) Σ dZ; ``text_names`` and ``latex_names`` get his names.
+        A gradient is linear in the gradients it is computed from, so swapping each Δ for dZ/m moves the m."""
+        swap = {}
+        for norm in self.scaled:
+            q = self.grads[norm][1]
+            if q is None or q.symbol in swap:
+                continue
+            m = re.search(r"\d+$", norm)
+            layer = m[0] if m else str(self.layers)
+            name = "dZ" if norm[0] == "z" else "dX" if norm == "x" else "dA"
+            own = swap[q.symbol] = sp.MatrixSymbol(f"ng_{q.key}", *q.symbol.shape)
+            text_names[own.name] = name if name == "dX" else name + layer
+            latex_names[own.name] = name if name == "dX" else f"{name}^{{[{layer}]}}"
+        yhat = self.q["Yhat"].key
+        text_names[yhat], latex_names[yhat] = f"A{self.layers}", f"A^{{[{self.layers}]}}"
+        text_names["N"] = latex_names["N"] = "m"
+        scaled = target.unscaled is not None
+        terms = target.unscaled.args if scaled and isinstance(target.unscaled, sp.MatAdd) else (
+            target.rhs.args if isinstance(target.rhs, sp.MatAdd) else ((target.unscaled if scaled else target.rhs),))
+        out = []
+        for term in terms:
+            ours = term.xreplace(swap)
+            if ours != term:  # in terms of dZ, dA: m Δ = dZ
+                out.append(ours if scaled else sp.MatMul(1 / N, ours))
+            else:  # the output layer's own (Δ_L = (Ŷ − Y)/m), or a penalty's term
+                out.append(_times_batch(term) if scaled else term)
+        return out[0] if len(out) == 1 else sp.MatAdd(*out)
 
     # -- binding a parsed expression to SymPy ------------------------------------------------------
     def bind(self, node: Node):
@@ -643,6 +676,15 @@ def _push_transposes(expr):
     if isinstance(expr, sp.MatrixExpr) and not isinstance(expr, sp.MatrixSymbol) and expr.args:
         return expr.func(*(_push_transposes(a) for a in expr.args))
     return expr
+
+
+def _times_batch(expr):
+    """m · ``expr``, with m cancelled into its scalar factor (m · (1/m)(Ŷ − Y) is Ŷ − Y)."""
+    coeff, rest = (expr.args[0], expr.args[1:]) if isinstance(expr, sp.MatMul) and not is_matrix(expr.args[0]) \
+        else (sp.Integer(1), (expr,))
+    factor = sp.simplify(coeff * N)
+    body = rest[0] if len(rest) == 1 else sp.MatMul(*rest)
+    return body if factor == 1 else sp.MatMul(factor, body)
 
 
 def _stretch(a, b):
