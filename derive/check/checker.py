@@ -48,8 +48,8 @@ from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
-from .diagnose import Diagnoser
+from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
+from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
 from .parse import Node, parse_equation
 
@@ -252,7 +252,7 @@ class Checker(Binder, Comparer, Diagnoser):
         return note + f"; there {target.label} = {self.printed(target)[0]}"
 
     def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
-        target = self.target(wrt_tree)
+        target = self._target = self.target(wrt_tree)
         correct, correct_latex = self.printed(target)
         self.flags, self._bound = [], {}
         problem, mine = "", None
@@ -301,6 +301,48 @@ class Checker(Binder, Comparer, Diagnoser):
                 result.counterexample = self.counterexample(mine, expected, target.label, verdict.point)
         return result
 
+
+    # -- the mistakes check-code names ---------------------------------------------------------------
+    def sweep_mistake(self, mine, expected) -> str:
+        """A mistake the shared diagnosis names for check-code too, made in a step ``mine`` goes through: a
+        World of ``Diagnoser.worlds`` (another activation's derivative, or its formula in z; the derivative at
+        the upstream gradient; a derivative or dropout mask left out, which reaches every layer below, named
+        at its source; a square weight transposed), or a penalty's share wrong (twice, or the loss's part
+        scaled); else "". A World explains ``mine`` only when nothing ``mine`` names changes in it (δ1 by
+        name holds the right step)."""
+        if not is_matrix(mine) or shape_of(mine) != shape_of(expected):
+            return ""
+        right = self.points()
+        for layer in range(self.layers, 0, -1):
+            for world in self.worlds(layer):
+                envs = self._at_points(world.overrides)
+                if any(not np.array_equal(self.flat(s, right[0]), self.flat(s, envs[0]))
+                       for s in mine.atoms(sp.MatrixSymbol)):
+                    continue
+                if self.same(mine, expected, envs):
+                    return world.message
+        return self._penalty_mistake(mine, expected)
+
+    def _penalty_mistake(self, mine, expected) -> str:
+        """The penalty's gradient added twice, or the loss's part of a penalised weight's gradient scaled
+        (the 1/N forgotten beside λW), as check-code names them."""
+        m = re.fullmatch(r"dL/dW(\d+)", self._target.label)
+        W = m and self.table.get(f"w{m[1]}")
+        if W is None or not (self.net.l1 or self.net.l2):
+            return ""
+        sign = Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W)
+        parts = [(w, t, kind, shown) for w, t, kind, shown in (
+            (self.net.l2, W, "L2", f"{self.net.l2:g}·W{m[1]}"), (self.net.l1, sign, "L1", f"{self.net.l1:g}·sign(W{m[1]})"))
+            if w]
+        term = sp.MatAdd(*[sp.nsimplify(w, rational=True) * t for w, t, _, _ in parts])
+        kinds, shown = " and ".join(p[2] for p in parts), " + ".join(p[3] for p in parts)
+        if self.same(sp.MatAdd(mine, -term), expected):
+            return f"the {kinds} penalty's gradient twice: it is {shown}, once"
+        k = self._ratio(sp.MatAdd(mine, -term), sp.MatAdd(expected, -term))
+        if k is not None and k != 1:
+            return (factor_message(k, self.net, self.batch, part="the loss's part") + "; "
+                    + "; ".join(f"the {p[2]} penalty's {p[3]} is right" for p in parts))
+        return ""
 
     # -- layer norm's usual mistakes ------------------------------------------------------------------
     def _layernorm_mistake(self, mine, expected) -> str:

@@ -202,6 +202,9 @@ class Diagnoser:
             return flags[0] if single else (self._two_mistakes(tree, mine, expected) or flags[0])
         if single:
             return single
+        sweep = self.sweep_mistake(mine, expected)  # the Worlds check-code finds too (checker.Checker's)
+        if sweep:
+            return sweep
         pair = self._two_mistakes(tree, mine, expected)
         if pair:
             return pair
