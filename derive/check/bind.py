@@ -346,6 +346,12 @@ class Binder:
             q.key: q.latex for q in self.q.values()}
         if self.scaled:
             rhs = self._ng_form(target, text_names, latex_names)
+        if self.convention == "ufldl":  # its layers count the input: chainrule's z1 is its z^{(2)}
+            for q in self.q.values():
+                if re.fullmatch(r"(z|a|h|delta)\d+", q.key):
+                    layer = int(re.search(r"\d+$", q.key)[0]) + 1
+                    text_names[q.key] = re.sub(r"\d+$", str(layer), q.text)
+                    latex_names[q.key] = "{" + re.sub(r"_\{\d+\}$", f"^{{({layer})}}", q.latex) + "}"
         if self.transposed:
             rhs = _push_transposes(self._rows_form(rhs, target.flip))
         return MathText(text_names).doprint(rhs), MathLatex(latex_names).doprint(rhs)
@@ -362,11 +368,13 @@ class Binder:
             m = re.search(r"\d+$", norm)
             layer = m[0] if m else str(self.layers)
             name = "dZ" if norm[0] == "z" else "dX" if norm == "x" else "dA"
-            own = swap[q.symbol] = sp.MatrixSymbol(f"ng_{q.key}", *q.symbol.shape)
+            rows, cols = q.symbol.shape
+            own = sp.MatrixSymbol(f"ng_{q.key}", *((cols, rows) if self.flipped(q.key) else (rows, cols)))
+            swap[q.symbol] = own.T if self.flipped(q.key) else own  # in ng_rows, the batch-first matrix
             text_names[own.name] = name if name == "dX" else name + layer
-            latex_names[own.name] = name if name == "dX" else f"{name}^{{[{layer}]}}"
+            latex_names[own.name] = name if name == "dX" else f"{{{name}^{{[{layer}]}}}}"
         yhat = self.q["Yhat"].key
-        text_names[yhat], latex_names[yhat] = f"A{self.layers}", f"A^{{[{self.layers}]}}"
+        text_names[yhat], latex_names[yhat] = f"A{self.layers}", f"{{A^{{[{self.layers}]}}}}"
         text_names["N"] = latex_names["N"] = "m"
         scaled = target.unscaled is not None
         terms = target.unscaled.args if scaled and isinstance(target.unscaled, sp.MatAdd) else (

@@ -1059,6 +1059,9 @@ class Parser:
         base = re.sub(r"(\d+|\[[lL]([+-]\d+)?\])$", "", norm)
         if base != norm and (base in ACTIVATION_ALIASES or base in GENERIC_ACTIVATIONS) and (prime or self.at("op", "(")):
             norm = base  # g^{[l]}'(z^{[l]}), f_2'(z_2): the layer is the argument's
+        if base[:1] == "d" and (base[1:] in ACTIVATION_ALIASES or base[1:] in GENERIC_ACTIVATIONS) and not prime \
+                and self.at("op", "("):
+            norm, prime = base[1:], True  # dG^l(Z^l), dg(z): the activation's derivative, as some notes name it
         if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"
                                    or (prime and re.fullmatch(r"[a-z]+", norm))):
             self.take()
