@@ -155,3 +155,26 @@ def test_the_mistake_search_answers_within_seconds_on_a_wide_deep_net():
     result = verdict(spec, "sample", "delta2", r"(W_3^T \delta_3) \odot z_2")
     assert not result.equal and result.diagnosis
     assert time.monotonic() - started < 5
+
+
+def test_nielsens_sigma_prime_is_the_diagonal_matrix_of_the_derivative():
+    assert verdict(SIGMOID, "sample", r"\delta^l", r"\Sigma'(z^l) (w^{l+1})^T \delta^{l+1}").equal
+    wrong = verdict(SIGMOID, "sample", r"\delta^l", r"(w^{l+1})^T \Sigma'(z^l) \delta^{l+1}")
+    assert not wrong.equal and "factors in the wrong order" in wrong.layers[0].result.diagnosis
+    with pytest.raises(ChainruleError, match="diagonal matrix of one sample"):
+        verdict(NG, "columns", "Delta1", r"\Sigma'(Z_1) W_2^T \Delta_2")
+
+
+@pytest.mark.parametrize("text, reason", [
+    (r"$\delta^l = \Sigma'(z^l) (w^{l+1})^T \ldots \Sigma'(z^L) \nabla_a C$", r"leaves factors out with \ldots"),
+    (r"until reaching $l+1 = L$, then", "relates layer numbers"),
+    (r"$b^l_j = z^l_j - \sum_k w^l_{jk} a^{l-1}_k$", "the forward pass solved for the parameter"),
+])
+def test_what_is_not_a_gradient_equation_is_skipped_with_its_reason(text, reason):
+    (found,) = read_document(text)
+    assert not isinstance(found, Equation) and reason in found.reason
+
+
+def test_a_bias_by_its_value_is_still_checked():
+    (found,) = read_document(r"$b_2 = \hat y - y$")
+    assert isinstance(found, Equation)

@@ -600,6 +600,12 @@ class Binder:
         if not is_matrix(arg):
             raise ChainruleError(f"'{node.text}' must be applied to a matrix such as z_1")
         layer = self._layer_of(arg_node)
+        if name == "diag":  # Nielsen's Σ'(z^l) (chapter 2, problem 1): diag(σ'(z^l)) of one sample
+            act = self.acts.get(layer)
+            if not prime or act is None or not act.elementwise or arg.shape[1] != 1:
+                raise ChainruleError(f"'{node.text}' is Nielsen's Σ'(z), the diagonal matrix of one sample's σ'(z); "
+                                     f"write it Σ'(z_l) of a layer's z_l in the sample convention")
+            return sp.DiagMatrix(Pointwise(sp.Lambda(Z, act.derivative), act.latex + "'", arg))
         if name == "sign":
             if prime:
                 raise ChainruleError(f"'{node.text}': sign' is not understood")

@@ -66,6 +66,7 @@ _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
 _FORWARD = ("z", "a", "h", "yhat", "x", "o")
 _LOSSES = ("l", "c", "j", "e")
+_LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: layer numbers
 
 
 def read_document(text: str) -> list:
@@ -313,6 +314,8 @@ def _not_a_gradient(lhs: str, rhs: str):
     and says what it cannot read)."""
     if _LABEL.match(lhs.strip()):
         return f"'{_short(lhs)}' labels the line; it is not a quantity"
+    if _LAYERS.fullmatch(lhs) and _LAYERS.fullmatch(rhs):
+        return f"it relates layer numbers ({_short(lhs)} = {_short(rhs)}), not quantities"
     try:
         left = read_tree(lhs)
     except NotAGradient as err:
@@ -339,7 +342,17 @@ def _not_a_gradient(lhs: str, rhs: str):
     if base in _FORWARD and not _mentions_gradient(right):
         return f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass " \
                f"from the spec and checks gradients"
+    if base in ("w", "b") and not _mentions_gradient(right) and _mentions(right, "z"):
+        return f"the forward pass solved for the parameter {_short(lhs)} (it is in terms of z, with no gradient); " \
+               f"chainrule checks gradients"
     return None
+
+
+def _mentions(tree: Node, stem: str) -> bool:
+    """True when the tree names ``stem`` at some layer (z, z1, z[l])."""
+    if tree.kind == "name" and re.fullmatch(rf"{stem}(\d+|\[[^\]]*\])?", tree.args[0]):
+        return True
+    return any(_mentions(a, stem) for a in tree.args if isinstance(a, Node))
 
 
 def _contains(tree: Node, part: Node) -> bool:

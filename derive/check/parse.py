@@ -46,7 +46,8 @@ _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "big
                      "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
           "gamma": "gamma", "beta": "beta", "mu": "mu",  # γ, β, μ (and σ): layer norm's quantities
-          "lambda": "lambda"}  # a penalty's weight (Goodfellow's J = L + λΩ(θ))
+          "lambda": "lambda",  # a penalty's weight (Goodfellow's J = L + λΩ(θ))
+          "Sigma": "diag"}  # Nielsen's Σ'(z): the diagonal matrix of σ'(z)
 _UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ",
             "∘": r" \circ ", "·": r" \cdot ", "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
@@ -717,6 +718,9 @@ class Parser:
             return self.node("sum", (self.postfix(), "batch"), start)
         if value == "nabla":
             return self.nabla(start)
+        if value in ("ldots", "cdots", "dots"):
+            raise NotAGradient(f"'{_short(self.text)}' leaves factors out with \\{value}; chainrule checks an "
+                               f"expression written out, such as one step of it")
         if value == "partial":
             name = self.inline_partial()
             if name is not None:
