@@ -17,7 +17,14 @@ divided element by element.
 Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
 samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
 generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
-the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
+the transpose of its ``columns`` form, biases are rows); ``ng``, ``goodfellow``, and, tried by ``auto`` only
+where their marks appear (``options.TABLE``), ``ng_rows`` (Ng's names batch-first, W stored n_in × n_out),
+``ufldl`` (layers counted from the input, W^{(l)} leaving layer l) and ``rowgrad`` (δ a row vector, w
+stored n_in × n_out). Under ng and ng_rows two batch matrices of one shape side by side are multiplied
+element by element (their matrix product cannot fit), and the correct form is printed as Ng writes it
+(dZ = A − Y, dW = (1/m) dZ Aᵀ). ``t`` is the target y, a hat over a name with no hatted quantity
+(``\\hat{z}^L``) marks a vector, ``gz^l`` (g and a name) is that name's gradient, and in a network of one
+layer W, b, z, a need no layer number. Names are case-insensitive; layer
 numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``); ``h_l`` and
 ``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\\hat y`` for the last); ``N`` and
 ``m`` are the batch size. ``\\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one

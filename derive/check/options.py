@@ -34,7 +34,8 @@ TABLE = (
                r"axis\s*=\s*0|[A-Z]\w*\s*@\s*W\w*\.T|[A-Z]\w*\.T\s*@\s*[A-Z]", "batch-first products (X @ W.T, axis=0)"),
     Convention("ng", "deeplearning.ai (Andrew Ng)",
                "X (n_x × m), Z^{[l]}, A^{[l]}, dZ^{[l]} = W^{[l+1]T} dZ^{[l+1]} * g^{[l]}'(Z^{[l]}), dA^{[l]}, "
-               "dW^{[l]}, db^{[l]}, m",
+               "dW^{[l]}, db^{[l]}, m; two n × m matrices side by side (or with \\times, \\cdot) are multiplied "
+               "element by element (dZ = dA g'(Z)), as their matrix product cannot fit",
                "in dW and db only: dZ^{[L]} = A^{[L]} − Y (dZ and dA are m × ∂J/∂Z), dW^{[l]} = (1/m) dZ^{[l]} "
                "A^{[l-1]T}, db^{[l]} = (1/m) Σ dZ^{[l]}",
                r"\[\s*(?:[lL]|\d+)\s*(?:[+-]\s*\d+\s*)?\]|(?<![A-Za-z\\])d[ZAX](?![a-z])",
@@ -46,7 +47,8 @@ TABLE = (
                r"\\nabla|∇|\\leftarrow|←|\^\{?\(\s*k", "∇, ← or a layer written (k)"),
     Convention("ng_rows", "Ng's names batch-first (42-school MLP projects, Keras-style notes)",
                "X (m × n_x), Z^{[l]} = A^{[l-1]} W^{[l]} + b^{[l]} with W^{[l]} (n^{[l-1]} × n^{[l]}), "
-               "dZ^{[l-1]} = dZ^{[l]} W^{[l]T} * g'(Z^{[l-1]})",
+               "dZ^{[l-1]} = dZ^{[l]} W^{[l]T} * g'(Z^{[l-1]}); two m × n matrices side by side are multiplied "
+               "element by element, as in ng",
                "as in ng: dZ^{[L]} = A^{[L]} − Y, dW^{[l]} = (1/m) A^{[l-1]T} dZ^{[l]}, db^{[l]} = (1/m) Σ dZ^{[l]}",
                marked_only=True),
     Convention("ufldl", "Stanford's UFLDL tutorial (Ng's CS294A notes)",
@@ -55,7 +57,7 @@ TABLE = (
                "nowhere for one example's J(W,b;x,y); the batch's J averages them",
                r"s_\{?l\s*\+\s*1|n_\{?l\b", "s_{l+1} or n_l", marked_only=True),
     Convention("rowgrad", "numerator layout (δ a row vector; derivations after the Jacobian, e.g. Kyle Lo's)",
-               "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)} a 1 × m_l row, "
+               "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)}, a 1 × m_l row, "
                "∂L/∂w_l = h^{(l-1)} δ^{(l)} (summed over samples i: Σ_{i=1}^n h_i^{(l-1)} δ_i^{(l)})",
                "nowhere: one sample's cost, and a sum over the samples", marked_only=True),
 )

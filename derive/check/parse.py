@@ -17,6 +17,10 @@ Before the tokenizer, pylatexenc reads the LaTeX (``rewrite``): typographic wrap
 may be named C, J, L, ``\\mathcal{L}``, E, with subscripts and arguments (``C_0``, ``J(W,b;x,y)``);
 ``\\nabla_a C`` is the output activation's gradient. Component form (``w^l_{jk}``, ``\\delta^l_j``,
 ``\\sum_k``) is lowered to the matrix it is entry by entry (``lower``), so the tree keeps the kinds below.
+A sum up to the sample count (``\\sum_{i=1}^n h_i δ_i``, also ^m, ^N) is over the samples, its letter a
+sample's mark. Goodfellow's ``\\lambda \\nabla_{W} \\Omega(\\theta)`` is the penalty's share, Nielsen's
+``\\Sigma'(z)`` the diagonal matrix of σ'(z), ``dG^l(Z^l)`` (d and an activation's letter) its derivative;
+``\\ldots`` in a product leaves factors out (``NotAGradient``).
 """
 import functools
 import re
