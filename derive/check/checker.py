@@ -250,7 +250,9 @@ class Checker(Binder, Comparer, Diagnoser):
     def _absent_note(self, absent, wrt_tree, l) -> str:
         where = "the output layer" if l == self.layers else "a hidden layer"
         why = ("layers start at 1 (only a^0 = h^0 = x is layer 0)" if absent.layer <= 0 else
-               f"the network's last layer is {self.layers}")
+               f"the network's last layer is {self.layers}" if absent.layer > self.layers else
+               "in the ufldl convention layer 1 is the input, a^{(1)} = x" if self.convention == "ufldl" else
+               f"layer {absent.layer} has none")
         note = f"does not apply ({where}): {absent.node.text} would be layer {absent.layer}, and {why}"
         try:
             target = self.target(self._at_layer(wrt_tree, l))
