@@ -178,3 +178,26 @@ def test_what_is_not_a_gradient_equation_is_skipped_with_its_reason(text, reason
 def test_a_bias_by_its_value_is_still_checked():
     (found,) = read_document(r"$b_2 = \hat y - y$")
     assert isinstance(found, Equation)
+
+
+@pytest.mark.parametrize("wrt, text", [
+    ("dZ[1]", "W[2]T . dZ[2] * g’[1](Z[1])"),  # forum style: W[2]T, " . ", a typographic prime, g'[1]
+    ("dW^{[1]}", r"1/m \space\space dZ^{[1]} \space X^{[T]}"),  # \space, and the transpose as ^{[T]}
+    ("dW^{[2]}", r"1/m * dZ^{[2]} * A^{[1]^T}"),  # * where only a matrix product fits
+    ("dA^{[1]}", r"W^{[2]^T} * dZ^{[2]}"),
+])
+def test_forum_notation_reads_right(wrt, text):
+    assert verdict("2 -> 4 tanh -> 3 tanh -> 1 sigmoid ; bce", "ng", wrt, text).equal
+
+
+def test_a_star_that_fits_element_wise_stays_element_wise():
+    """dA * g'(Z) of two n × m matrices is element-wise even under ng; * reads as a product only where the
+    element-wise reading cannot fit, and not in the columns convention."""
+    assert verdict(NG, "ng", "dZ1", r"dA1 * relu'(Z1)").equal
+    wrong = verdict(NG, "columns", "W2", r"\Delta_2 * A_1^T")
+    assert not wrong.equal
+
+
+def test_prose_after_where_is_not_an_equation():
+    (found,) = read_document(r"dZ^[1] = ((W^[2]).T) (dZ^[2]) * g’(Z^[1]), where * is element-wise multiplication")
+    assert isinstance(found, Equation) and found.rhs.strip().endswith("g’(Z^[1])")

@@ -487,6 +487,11 @@ class Binder:
             return sp.OneMatrix(1, b.shape[0]) * b
         if isinstance(a, Ones) or isinstance(b, Ones):
             raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
+        if how == "star" and self.ng and a.shape[1] == b.shape[0] and N in a.shape + b.shape and (
+                _stretch(a.shape[0], b.shape[0]) is None or _stretch(a.shape[1], b.shape[1]) is None):
+            # the * of plain-text notes between matrices that only a matrix product fits (dZ * A^T, W^T * dZ):
+            # with m the batch, the element-wise reading cannot fit
+            return sp.MatMul(a, b)
         if how == "star" or self.ng and a.shape == b.shape and N in a.shape:
             # Ng's notes write the element-wise product of two n × m (m × n in rows) batch matrices side by side
             # (dZ = dA g'(Z)) or with \times; their matrix product cannot fit, as m is the batch

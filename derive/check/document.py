@@ -286,7 +286,8 @@ def _pieces(row: str) -> list:
     row = _split(row, _CONDITION)[0]
     parts = _split(row, _THIN_SPACE)
     row = parts[0] + "".join((r" \quad " if _RELATION.search(part) else " ") + part for part in parts[1:])
-    pieces = [p for p in _split(row, _SEPARATOR) if _RELATION.search(p) or _OPERATOR.match(p)]
+    # after a separator only an equation counts: '..., where * is element-wise' is prose
+    pieces = [p for i, p in enumerate(_split(row, _SEPARATOR)) if _RELATION.search(p) or not i and _OPERATOR.match(p)]
     return pieces or [row]
 
 

@@ -47,7 +47,7 @@ GENERIC_ACTIVATIONS = ("f", "g", "phi", "varphi", "act")
 _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "displaystyle",
                      "mathbf", "boldsymbol", "bm", "mathrm", "mathit", "vec", "operatorname", "mathsf", ",", ";", "!",
                      "quad", "qquad", "textstyle", "scriptstyle", "limits", "nolimits", "nonumber", "notag",
-                     "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
+                     "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " ", "space"}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
           "gamma": "gamma", "beta": "beta", "mu": "mu",  # γ, β, μ (and σ): layer norm's quantities
           "lambda": "lambda",  # a penalty's weight (Goodfellow's J = L + λΩ(θ))
@@ -55,7 +55,7 @@ _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "v
 _UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ",
             "∘": r" \circ ", "·": r" \cdot ", "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
-            "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum ", "λ": r" \lambda ",
+            "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum ", "λ": r" \lambda ", "’": "'",
             "Ω": r" \Omega "}  # x̂: x and a combining hat
 # The ways a prime is written, all read as "'": \sigma^{\prime}, \sigma^\prime, f^{'}.
 _PRIMES = re.compile(r"\^\s*\{\s*(?:\\prime|')\s*\}|\^\s*\\prime(?![A-Za-z])")
@@ -524,6 +524,10 @@ class Parser:
                 node = self.node("div", (node, self.unary()), start)
             elif self.starts_factor():
                 node = self.node("mul", (node, self.postfix(), "matmul"), start)
+            elif self.at("op", ".") and self.peek()[2] > self.tokens[self.pos - 1][3] and (
+                    self.at("id", None, 1) or self.at("op", "(", 1) or self.at("cmd", None, 1)):
+                self.take()  # a forum's W[2]T . dZ[2]: a dot between spaces is a product, as \cdot
+                node = self.node("mul", (node, self.unary(), "matmul"), start)
             else:
                 return node
 
@@ -574,7 +578,11 @@ class Parser:
                 return node
 
     def transpose_mark(self) -> bool:
-        """After '^': T, \\top, \\intercal, {T}, {\\top}; consumes it when present."""
+        """After '^': T, \\top, \\intercal, {T}, {\\top}, a forum's {[T]}; consumes it when present."""
+        if self.at("op", "(") and self.at("op", "[", 1) and self.at("id", "T", 2) and self.at("op", "]", 3) \
+                and self.at("op", ")", 4):
+            self.pos += 5
+            return True
         for offset, closing in ((0, False), (1, True)):
             if closing and not self.at("op", "("):
                 return False
@@ -1029,6 +1037,9 @@ class Parser:
                     parts.append(m["layer"])
                 else:
                     index = m["layer"]
+                if self.at("id", "T") and self.peek()[2] == self.tokens[self.pos - 1][3]:
+                    self.take()
+                    transposed = True  # a forum's W[2]T
             elif self.at("op", "^") and self.at("num", None, 1) and self.at("op", "(", 2) and not numbered \
                     and normalise(parts) in ACTIVATION_ALIASES:
                 self.pos += 2
@@ -1056,6 +1067,8 @@ class Parser:
             if self.at("op", "^") and self.layer_ahead():
                 self.take()  # g'^{[l]}(z^{[l]}): the layer is the argument's
                 self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
+            elif self.at("op", "[") and self.bracket_layer():
+                self.bracket_layer(consume=True)  # a forum's g'[1](Z[1]), as g'^{[1]}
         elif self.at("op", "^") and self.at("cmd", "prime", 1):
             self.pos += 2
             prime = True
