@@ -176,6 +176,8 @@ class Binder:
             return out
         self.table, self.grads = shifted(self.table), shifted(self.grads)
         self.preactivations = {f"z{l + 1}": l for l in self.preactivations.values()}
+        self.shown = [re.sub(r"(?<![A-Za-z])(z|h|a|\\delta|delta)_?(\d+)", lambda m: f"{m[1]}_{int(m[2]) + 1}", shown)
+                      .replace("a_1 = h_1 = x", "a^{(1)} = x") for shown in self.shown]
         self.shown.append("UFLDL's layers: a^{(1)} = x, z^{(l+1)} = W^{(l)} a^{(l)} + b^{(l)}, δ^{(l)} = ∂J/∂z^{(l)}")
 
     def _aliases(self):
