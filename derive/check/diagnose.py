@@ -202,6 +202,9 @@ class Diagnoser:
             return flags[0] if single else (self._two_mistakes(tree, mine, expected) or flags[0])
         if single:
             return single
+        sweep = self.sweep_mistake(mine, expected)  # the Worlds check-code finds too (checker.Checker's)
+        if sweep:
+            return sweep
         pair = self._two_mistakes(tree, mine, expected)
         if pair:
             return pair
@@ -432,7 +435,7 @@ def _local(node: Node, checker):
             yield Node("name", (f"h{other}",), f"h{other}"), f"wrong layer: '{t}' should be h{other}"
     if kind == "name" and re.fullmatch(r"[a-z]+\d+", args[0] or ""):
         stem, layer = re.fullmatch(r"([a-z]+)(\d+)", args[0]).groups()
-        for other in range(0, checker.layers + 1):
+        for other in range(0, checker.layers + 2):  # UFLDL's layers run to L + 1
             norm = f"{stem}{other}" if other else ("x" if stem in ("a", "h") else "")
             if other != int(layer) and norm and norm in checker.table:
                 yield Node("name", (norm,), norm), f"wrong layer: '{t}' should be {norm}"

@@ -15,6 +15,9 @@ class Convention:
     mean: str
     signs: str = ""
     shown_signs: str = ""
+    # only by its marks (or by name): its names are other conventions' names at other layers or transposed,
+    # so an off-by-one layer or a missing transpose would be "right" in it
+    marked_only: bool = False
 
 
 TABLE = (
@@ -31,7 +34,8 @@ TABLE = (
                r"axis\s*=\s*0|[A-Z]\w*\s*@\s*W\w*\.T|[A-Z]\w*\.T\s*@\s*[A-Z]", "batch-first products (X @ W.T, axis=0)"),
     Convention("ng", "deeplearning.ai (Andrew Ng)",
                "X (n_x × m), Z^{[l]}, A^{[l]}, dZ^{[l]} = W^{[l+1]T} dZ^{[l+1]} * g^{[l]}'(Z^{[l]}), dA^{[l]}, "
-               "dW^{[l]}, db^{[l]}, m",
+               "dW^{[l]}, db^{[l]}, m; two n × m matrices side by side (or with \\times, \\cdot) are multiplied "
+               "element by element (dZ = dA g'(Z)), as their matrix product cannot fit",
                "in dW and db only: dZ^{[L]} = A^{[L]} − Y (dZ and dA are m × ∂J/∂Z), dW^{[l]} = (1/m) dZ^{[l]} "
                "A^{[l-1]T}, db^{[l]} = (1/m) Σ dZ^{[l]}",
                r"\[\s*(?:[lL]|\d+)\s*(?:[+-]\s*\d+\s*)?\]|(?<![A-Za-z\\])d[ZAX](?![a-z])",
@@ -41,6 +45,21 @@ TABLE = (
                "∇_{W^{(k)}} J = g h^{(k-1)T}, g the gradient of the line before (g ← g ⊙ f'(a^{(k)}))",
                "in J: one example, no 1/N",
                r"\\nabla|∇|\\leftarrow|←|\^\{?\(\s*k", "∇, ← or a layer written (k)"),
+    Convention("ng_rows", "Ng's names batch-first (42-school MLP projects, Keras-style notes)",
+               "X (m × n_x), Z^{[l]} = A^{[l-1]} W^{[l]} + b^{[l]} with W^{[l]} (n^{[l-1]} × n^{[l]}), "
+               "dZ^{[l-1]} = dZ^{[l]} W^{[l]T} * g'(Z^{[l-1]}); two m × n matrices side by side are multiplied "
+               "element by element, as in ng",
+               "as in ng: dZ^{[L]} = A^{[L]} − Y, dW^{[l]} = (1/m) A^{[l-1]T} dZ^{[l]}, db^{[l]} = (1/m) Σ dZ^{[l]}",
+               marked_only=True),
+    Convention("ufldl", "Stanford's UFLDL tutorial (Ng's CS294A notes)",
+               "a^{(1)} = x, z^{(l+1)} = W^{(l)} a^{(l)} + b^{(l)} (W^{(l)} leaves layer l), δ^{(l)} = ∂J/∂z^{(l)}, "
+               "layer n_l the output",
+               "nowhere for one example's J(W,b;x,y); the batch's J averages them",
+               r"s_\{?l\s*\+\s*1|n_\{?l\b", "s_{l+1} or n_l", marked_only=True),
+    Convention("rowgrad", "numerator layout (δ a row vector; derivations after the Jacobian, e.g. Kyle Lo's)",
+               "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)}, a 1 × m_l row, "
+               "∂L/∂w_l = h^{(l-1)} δ^{(l)} (summed over samples i: Σ_{i=1}^n h_i^{(l-1)} δ_i^{(l)})",
+               "nowhere: one sample's cost, and a sum over the samples", marked_only=True),
 )
 CONVENTIONS = tuple(c.name for c in TABLE)
 BY_NAME = {c.name: c for c in TABLE}
@@ -49,11 +68,12 @@ CHOICES = ("auto",) + CONVENTIONS
 
 def ranked(texts) -> list:
     """(convention, why) in the order ``auto`` tries them for these texts: those whose marks appear, in
-    the table's reverse order (the most specific first), then the others in the table's order."""
+    the table's reverse order (the most specific first), then the others in the table's order, except those
+    tried only by their marks."""
     text = " ".join(texts)
     marked = [(c.name, f"the names use {c.shown_signs}") for c in reversed(TABLE) if c.signs and re.search(c.signs, text)]
     rest = [(c.name, "the names carry no mark of another convention" if c.name == "sample" else "its shapes fit")
-            for c in TABLE if c.name not in dict(marked)]
+            for c in TABLE if c.name not in dict(marked) and not c.marked_only]
     return marked + rest
 
 
@@ -62,6 +82,8 @@ def convention_table() -> str:
     lines = ["conventions (--convention; auto, the default, picks one by the names you use and says which):"]
     for c in TABLE:
         lines += [f"  {c.name:<10} {c.source}", f"             names: {c.names}", f"             1/N:   {c.mean}"]
+        if c.marked_only:
+            lines.append(f"             auto:  {'only where ' + c.shown_signs + ' appear' if c.signs else 'never; choose it by name'}")
     return "\n".join(lines)
 
 #: The calling convention check-code holds a backward pass to (``check-code --help`` prints it).
@@ -163,7 +185,8 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--convention", choices=CHOICES, default="auto",
                         help="auto (default: the one whose names you use), sample (one sample as a column), columns "
                              "(batch as columns of X), rows (batch-first, as in the generated code), ng "
-                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4); see the table below")
+                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad; "
+                             "see the table below")
     parser.epilog = convention_table()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
