@@ -15,7 +15,7 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
-from .fused import fused_outline
+from .fused import fused_labels, fused_outline
 from .picture import mermaid, text_picture, tikz
 from .recursion import recursion_outline
 from .worked import worked_outline
@@ -57,13 +57,29 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
     ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula).
     ``accepted``: the names ``chainrule check`` reads (``derive.check.accepted_names``; the checker is
     not imported here): given, the notes point to the checker (``chainrule check --names`` lists them).
-    ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
-    order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
-    after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
-    marker (``_CITE``) each layout writes in its own way. ``notation``: a name in
+    ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); every equation ('eq' and 'rule': the steps, the
+    fused step's derivation, the update rules, the worked example) is numbered from 1 in the order
+    printed. A right-hand side too wide for a line holds its lines joined by newlines, each
+    after the first starting with its sign (``_broken``); a reason cites an equation, earlier or later, by
+    a marker holding its label (``cite``), which each layout writes in its own way. ``notation``: a name in
     ``derive.notation.NOTATIONS`` (or a Notation), whose symbols, scaling and layout print the steps. ``worked``:
     the worked example's numbers (a ``derive.worked.Example``, which ``codegen.worked`` computes with the
     generated code), or None; printed in chainrule's own notation only."""
+    number = 0
+    for kind, *args in _blocks(derivation, latex, accepted, form, notation, worked):
+        if kind in ("eq", "rule"):
+            number += 1
+            args[0] = number
+        yield (kind, *args)
+
+
+def cite(label: str) -> str:
+    """A citation of the equation labelled ``label`` (``eq:delta2``), in a reason or a paragraph."""
+    return f"\ue002{label}\ue003"
+
+
+def _blocks(derivation, latex, accepted, form, notation, worked):
+    """``outline``'s blocks, the equations not yet numbered."""
     notation = notation_named(notation)
     views = notation.views(derivation, form)
     forms = tuple(views)
@@ -117,8 +133,10 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
     if any(not f.elementwise for f in net.activations):
         yield "para", (f"softmax acts on each {'row' if notation.rows else 'column'}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
-    yield from fused_outline(derivation, latex)
-    number = 0
+    # the fused step's derivation follows the first form's steps, whose equations it cites
+    fused = fused_labels(derivation)
+    derived = f"{cite(fused[0])}–{cite(fused[-1])}" if len(fused) > 1 else cite(fused[0]) if fused else ""
+    cited = {}  # form -> {key: the label of its step}
     for view in views.values():
         yield "heading", view.title
         if view.sweep is None:
@@ -127,22 +145,30 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
                            "batch form only.")
             continue
         names, printer = view.names(latex), view.printer(latex)
-        phase, printed = None, {}
+        phase, printed = None, cited.setdefault(view.form, {})
         for step in view.steps:
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
-            number += 1
             reason = _cited(step.reason, printed)
-            printed[step.target.key] = number
+            if fused:
+                reason = reason.replace(FUSED_WHERE, f"derived in {derived}")
+            printed[step.target.key] = label(step)
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
-            yield ("eq", number, label(step), view.lhs(step, printer, latex), rhs,
+            yield ("eq", None, label(step), view.lhs(step, printer, latex), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
+        if len(cited) == 1 and fused:
+            yield from fused_outline(derivation, latex, printed, fused, cite, view.sweep, view.default)
         if view.form == "sample" and view.default:
-            yield from recursion_outline(derivation, latex, lambda key: f"\ue002{printed[key]}\ue003")
-    yield from training_outline(derivation, latex, number, "batch" in forms, views[forms[-1]].names(latex))
+            yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
+    yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
+                                notation.estimate)
     if "batch" in forms and notation.name == "chainrule":
-        yield from worked_outline(derivation, worked, latex, names)
+        yield from worked_outline(derivation, worked, latex, names, cited["batch"], cite)
+
+
+#: The fused step's reason (``derive.ops.loss``) says where it is derived; the notes then cite where.
+FUSED_WHERE = "derived under Definitions"
 
 
 PICTURE_CAPTION = {
@@ -155,18 +181,18 @@ PICTURE_CAPTION = {
             "each with the gradient it adds to where that has a symbol (a value two arrows reach sums them):")}
 
 
-#: A reason's citation of an earlier equation: its number between two private-use characters (user
-#: text cannot hold them: it is escaped first), which each layout writes as it cites (LaTeX by the
-#: equation's label, which ``render`` has met with the equation).
-_CITE = re.compile("\ue002" r"(\d+)" "\ue003")
+#: A reason's citation of an equation: its label between two private-use characters (user text cannot
+#: hold them: it is escaped first), which each layout writes as it cites (by the equation's number,
+#: which ``render`` reads off the outline first, or LaTeX's \eqref of the label).
+_CITE = re.compile("\ue002" r"([^\ue003]+)" "\ue003")
 
 
 def _cited(reason: str, printed: dict) -> str:
     """``reason`` with each formula that restates an earlier equation (``z2 = W2 a1 + b2``) followed
-    by a citation of it; ``printed``: key -> number of the equations printed so far."""
-    def cite(m):
-        return m[0] + (f" \ue002{printed[m[1]]}\ue003" if m[1] in printed else "")
-    return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", cite, reason)
+    by a citation of it; ``printed``: key -> label of the equations printed so far."""
+    def restated(m):
+        return m[0] + (" " + cite(printed[m[1]]) if m[1] in printed else "")
+    return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", restated, reason)
 
 
 #: How wide (in ``_width``'s units, about a digit's width) a line of a display may be: a host
@@ -256,11 +282,12 @@ THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{{}}{cost}/\partial\theta"
 RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
-def training_outline(derivation, latex: bool, number: int, batch_shown: bool = True, names=None):
+def training_outline(derivation, latex: bool, batch_shown: bool = True, names=None, estimate="g"):
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
-    settings use, numbered after the ``number`` equations printed before them, each symbol tied to
+    settings use (numbered by ``outline``), each symbol tied to
     its setting and θ to the parameters; ``batch_shown``: the notes print the batch form; ``names``:
-    each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J)."""
+    each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J);
+    ``estimate``: the letter of the gradient on the batch (``Notation.estimate``)."""
     net = derivation.network
     cost = names.get(LOSS.key, "L") if names else "L"
     gradient = GRADIENT_OF_THETA.format(cost=cost)
@@ -276,14 +303,14 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
     theta = ", ".join(math(names[name] if names else params[name].latex if latex else params[name].text)
                       for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
-                   f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
+                   f"Here {math(THETA)} stands for each of {theta} in turn, and {math(estimate + '_t')} for its gradient "
                    f"{math(gradient)} on the batch of step t"
                    + (" (the batch form above)" if batch_shown else "") + "; "
                    + _settings(kind.symbols, opt, rules, math) + ":")
     for i, rule in enumerate(rules, start=1):
-        number += 1
         rule = rule.replace(r"\nabla_\theta L(", rf"\nabla_\theta {cost}(")  # optim.GRADIENT in the notation's cost
-        yield "rule", number, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
+        rule = re.sub(r"(?<![\\A-Za-z])(?<!\\bar )g_t", lambda m: estimate + "_t", rule)  # not RMSprop's mean ḡ
+        yield "rule", None, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
     schedule = settings["schedule"]
     if schedule:
         skind = SCHEDULES[schedule["type"]]
@@ -297,8 +324,7 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
                           "the end of the warm-up)" if warmup else "")
                        + "; " + _settings(symbols, schedule, equations, math) + ":")
         for i, rule in enumerate(equations, start=1):
-            number += 1
-            yield "rule", number, f"eq:{skind.name}-{i}", rule if latex else latex_to_text(rule)
+            yield "rule", None, f"eq:{skind.name}-{i}", rule if latex else latex_to_text(rule)
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."
@@ -591,13 +617,17 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
            notation="chainrule", worked=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
     head and tail (LaTeX's preamble), for a larger document to ``\\input``; ``notation``: see ``outline``."""
-    labels = {}  # the number of each equation printed -> its label, for the citations of it
+    blocks = list(outline(derivation, layout.latex, names, form, notation, worked))
+    # each equation's label -> its number, for the citations of it (a later one's too)
+    numbers = {args[1]: args[0] for kind, *args in blocks if kind in ("eq", "rule")}
+    labels = {n: name for name, n in numbers.items()}
 
-    def prose(text):
-        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
+    def prose(text):  # a label as its number while the prose is escaped (a label's _ is no LaTeX text)
+        text = layout.prose(_CITE.sub(lambda m: f"\ue002{numbers[m[1]]}\ue003", text))
+        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), text)
     out = [layout.body_note] if body_only else list(layout.head)
     previous = ("title", "")
-    for kind, *args in outline(derivation, layout.latex, names, form, notation, worked):
+    for kind, *args in blocks:
         if layout.keep and kind in ("para", "eq", "rule") and not (
                 previous[0] in ("title", "heading", "subheading", "display")
                 or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
@@ -621,7 +651,6 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
             number, name, lhs, rhs, reason, dims = args
-            labels[number] = name
             dims = layout.dims.format(dims) if dims else ""
             if "\n" in rhs and layout.broken:
                 before, between, after = layout.broken
