@@ -99,9 +99,18 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
                       "--names lists the names it reads)." if checkable else ""))
     yield "heading", "The network as a graph"
     # batch norm couples the samples, so its network has only the batch form to draw
-    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if derivation.sample else "for a batch")
-    yield "picture", derivation.sample or derivation.batch
+    # in the notation's symbols: the first form it prints (batch norm's network: the batch form only)
+    drawn = next(v for v in views.values() if v.sweep is not None)
+    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if drawn.form == "sample" else "for a batch")
+    yield "picture", drawn.sweep, None if drawn.default else dict(zip(drawn.quantities, zip(
+        (drawn.names(True)[k] for k in drawn.quantities), (drawn.names(False)[k] for k in drawn.quantities))))
     yield "heading", "Notation"
+    blocks = [(l, layer) for l, layer in enumerate(net.layers, start=1) if getattr(layer, "layers", None)]
+    for l, block in blocks:  # a block's own layers are numbered within it
+        n = len(block.layers)
+        inner = f"{l}.1" if n == 1 else f"{l}.1 and {l}.2" if n == 2 else f"{l}.1 to {l}.{n}"
+        yield "para", (f"Layer{'s' if n > 1 else ''} {inner} {'are' if n > 1 else 'is'} the "
+                       f"{'layers' if n > 1 else 'layer'} inside layer {l}, a {block.kind} block.")
     for view in views.values():
         if view.sweep is None:  # batch norm: no per-sample form, said where its steps would stand
             continue
@@ -158,7 +167,8 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
             yield ("eq", None, label(step), view.lhs(step, printer, latex), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
         if len(cited) == 1 and fused:
-            yield from fused_outline(derivation, latex, printed, fused, cite, view.sweep, view.default)
+            yield from fused_outline(derivation, latex, printed, fused, cite, view.sweep, view.default,
+                                     names.get(LOSS.key, "L"))
         if view.form == "sample" and view.default:
             yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
     yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
@@ -556,7 +566,7 @@ class Layout:
     body_note: str = ""
     end: str = ""
     wrap: int = 0
-    picture: Callable = None  # a sweep -> its picture (derive.picture: TikZ, Mermaid, text)
+    picture: Callable = None  # (a sweep, its names or None) -> its picture (derive.picture: TikZ, Mermaid, text)
 
 
 #: The symbol table's header: its caption (repeated, continued, on each page) over its columns' names.
@@ -577,7 +587,8 @@ LATEX = Layout(
     # a reason is set ragged right (its paragraph ends in its group), so a long word such as
     # torch.nn.LayerNorm cannot stick out of narrow text; its dimension check ends the reason's last
     # line at the right, or the next line's when it does not fit (the TeXbook's signature, p. 106)
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}",
+    # no page break between an equation and its reason (TeX reads \postdisplaypenalty as the display ends)
+    eq=("\\begin{{equation}}\\label{{{label}}}\\postdisplaypenalty=10000\n{lhs} = {rhs}\n\\end{{equation}}",
         r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
     dims=r" \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill ${}$\parfillskip=0pt",
     cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
@@ -602,7 +613,7 @@ MARKDOWN = Layout(
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
     cite="({number})", broken=("\\begin{aligned}\n", " \\\\\n&\\quad ", "\n\\end{aligned}"),
-    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep: mermaid(sweep) + "\n")
+    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep, names: mermaid(sweep, names) + "\n")
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
@@ -660,7 +671,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=prose(reason), dims=dims)
                        for t in layout.eq)
         elif kind == "picture":
-            out.append(layout.picture(args[0]))
+            out.append(layout.picture(*args))
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))

@@ -51,13 +51,14 @@ def fused_labels(derivation) -> list:
     return ["eq:fused-jacobian", "eq:fused-product", "eq:fused"]
 
 
-def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, form=None, own=True):
+def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, form=None, own=True, cost="L"):
     """The outline's blocks deriving the fused step for one sample, its equations labelled ``labels``
     (``fused_labels``) and citing the steps they use: those of the sweep ``form`` (default: the
     one-sample one) the notes print first, ``printed`` (key -> the label of its step);
     ``cite(label)``: the outline's citation of an equation; ``own``: in chainrule's symbols (else, as
     the one sample's symbols of another notation are not printed, the output layer's ``z`` and ``∂L/∂z``;
-    so too where the network has no one-sample form, batch norm's, whose batch graph it then reads)."""
+    so too where the network has no one-sample form, batch norm's, whose batch graph it then reads);
+    ``cost``: the notation's letter of the loss (Nielsen's C, J)."""
     sweep = derivation.sample or derivation.batch
     own = own and derivation.sample is not None
     node = fused_node(sweep.graph)
@@ -70,10 +71,14 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     loss, act = node.attrs["loss"], sweep.graph.producer[yhat_v].attrs["act"]
     yhat, z = (show(sweep.quantities[v.key].symbol) for v in (yhat_v, z_v))
     delta = show(sweep.quantities[sweep.adjoint_key(z_v)].symbol)
+    said = delta  # in the prose: a slash, not a fraction
     if not own:
-        z, delta = "z", (r"\frac{\partial L}{\partial z}" if latex else "∂L/∂z")
+        z = "z"
+        delta, said = ((rf"\frac{{\partial {cost}}}{{\partial z}}", rf"\partial {cost} / \partial z") if latex
+                       else (f"∂{cost}/∂z", f"∂{cost}/∂z"))
     outputs = yhat_v.shape[0] if loss.reduction == "mean" else 1  # the one-sample loss's divisor, K or 1
     lhs = f"{outputs} {delta}" if outputs != 1 else delta
+    said = f"{outputs} {said}" if outputs != 1 else said
     jacobian, steps = stages(sweep.graph, node)
     # d: a derivative in a display; inline, in the prose, as a slash
     if latex:
@@ -92,7 +97,7 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     delta_at, loss_at, yhat_at = step.values()
     yield "subheading", "Where the fused step comes from"
     lead = (f"The fused step {delta_at}, derived for one sample"
-            + ("" if own else f" ({math(z)} its output layer's pre-activation, a column)")
+            + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
             + f": the loss {loss_at} "
             f"is the sum of {math(ell_k)} over the outputs {math('k')}"
             + (f", divided by K = {outputs}" if outputs != 1 else "")
@@ -101,7 +106,7 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     if jacobian is not None:
         entry = (r"\partial \hat{y}_i / \partial z_j = \hat{y}_i (1[i = j] - \hat{y}_j)" if latex
                  else "∂ŷ_i/∂z_j = ŷ_i (1[i = j] - ŷ_j)")
-        chain = math(f"{lhs} = ({inline(yhat, z)}){top} {inline(ell, yhat)}")
+        chain = math(f"{said} = ({inline(yhat, z)}){top} {inline(ell, yhat)}")
         yield "para", (f"{lead} {chain}, where {math(inline(ell, yhat))} is "
                        f"the column of the outputs' derivatives. Every output of the softmax depends on every entry "
                        f"of {math(z)}, {math(entry)}, so its Jacobian is symmetric:")
@@ -115,7 +120,7 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
         yield "rule", None, last, f"{lhs} = {show(steps[2])}"
     else:
         prime = show(steps[0].args[1])
-        yield "para", (f"{lead}, element-wise, {math(lhs)} is the definitions' {definition} times the derivative of the "
+        yield "para", (f"{lead}, element-wise, {math(said)} is the definitions' {definition} times the derivative of the "
                        f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "rule", None, last, f"{lhs} = {show(steps[0])} = {show(steps[1])}"
     yield "para", (f"Each sample of a batch follows the same steps, so the batch form's error holds {cite(last)} for "

@@ -22,7 +22,7 @@ MAX_COLUMNS = 10
 #: takes four columns, so the gallery's pre-norm block is 18).
 ALL_COLUMNS = 20
 #: The share of the text's width the TikZ picture may take.
-FILL = 0.95
+FILL = 1.0
 ELLIPSIS = "ellipsis"
 SUBSCRIPT_DIGITS = dict(zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
@@ -73,8 +73,10 @@ def passes_on(node) -> bool:
     return node.attrs.get("silent", False) or node.output.key == node.inputs[0].key
 
 
-def diagram(sweep, max_columns: int = MAX_COLUMNS):
-    """(boxes, arrows) of ``sweep``'s graph (the one-sample form), middle layers elided past ``max_columns``."""
+def diagram(sweep, max_columns: int = MAX_COLUMNS, names=None):
+    """(boxes, arrows) of ``sweep``'s graph (the one-sample form), middle layers elided past ``max_columns``;
+    ``names``: (LaTeX, text) names by key, a notation's (default: the sweep's own)."""
+    names = names or {q.key: (q.latex, q.text) for q in sweep.quantities.values()}
     graph = sweep.graph
     alias = {}
     for node in graph.nodes:
@@ -96,7 +98,7 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
                                       f"… layers {first}–{last} …", column + 0.5, kind=ELLIPSIS)
                 column += 2  # its label is two columns wide
             continue
-        boxes[v.key] = Box(v.key, *_labels(graph, v, sweep), column, kind="value" if v.named else "op")
+        boxes[v.key] = Box(v.key, *_labels(graph, v, names), column, kind="value" if v.named else "op")
         column += 1
     shown = lambda v: ELLIPSIS if layer_of(v) in hidden and v.role != "data" else v.key  # noqa: E731
     arrows, receives = [], _receives(sweep)
@@ -108,13 +110,13 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
         if node.output in side:  # a penalty: the row above the parameters, over the loss it joins
             column_of = next(boxes[shown(c.output)].column for c in graph.consumers[node.output])
             place = sum(1 for b in boxes.values() if b.row == 2)
-            boxes[out] = Box(out, *_labels(graph, node.output, sweep), column_of, 2, place - 0.5, kind="op")
+            boxes[out] = Box(out, *_labels(graph, node.output, names), column_of, 2, place - 0.5, kind="op")
         for i, v in enumerate(leaves):
             if v.key in boxes or out == ELLIPSIS:
                 continue
             row = -1 if v.role == "data" else 1
             spread = (i - (len(leaves) - 1) / 2) * 0.9 if row == 1 else 0.0
-            boxes[v.key] = Box(v.key, *_labels(graph, v, sweep), boxes[out].column, row, spread,
+            boxes[v.key] = Box(v.key, *_labels(graph, v, names), boxes[out].column, row, spread,
                                kind="data" if v.role == "data" else "param")
         shares = _shares(sweep, node) if node.output in receives else set()
         for i, v in enumerate(node.inputs):
@@ -124,8 +126,8 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
             arrows.append(Arrow(source, out))
             if i in shares and v in receives:
                 key = sweep.adjoint_key(real(v))
-                q = sweep.quantities.get(key) if v.role != "param" else None
-                label = (q.latex, _unicode(q.text)) if q is not None else None
+                q = names.get(key) if v.role != "param" else None
+                label = (q[0], _unicode(q[1])) if q is not None else None
                 arrows.append(Arrow(out, source, adjoint=True, label=label))
     return list(boxes.values()), list(dict.fromkeys(arrows))
 
@@ -173,11 +175,11 @@ def _shares(sweep, node) -> set:
     return set(node.op.vjp(node, g, ins, sweep.expr[out]))
 
 
-def _labels(graph, v, sweep) -> tuple:
+def _labels(graph, v, names) -> tuple:
     """(LaTeX, text) labels of a value: its symbol, or for a value without a name, its op's."""
     if v.named:
-        q = sweep.quantities[v.key]
-        return q.latex, _unicode(q.text)
+        latex, text = names[v.key]
+        return latex, _unicode(text)
     node = graph.producer[v]
     act = node.attrs.get("act")
     if act is not None:
@@ -196,7 +198,7 @@ def _unicode(text: str) -> str:
 
 #: The TikZ layout, in cm at full size: the gap between two values on the chain (wider where an
 #: adjoint's label sits in it), between two boxes side by side, and the rows' heights.
-GAP_CM, SIDE_CM, LABEL_PAD_CM = 0.5, 0.12, 0.3
+GAP_CM, SIDE_CM, LABEL_PAD_CM = 0.45, 0.12, 0.22
 ROW_CM = {2: 2.75, 1: 1.5, 0: 0.0, -1: -1.5}
 
 
@@ -270,11 +272,11 @@ def layout(boxes, arrows) -> tuple:
     return at, gaps
 
 
-def tikz(sweep) -> str:
+def tikz(sweep, names=None) -> str:
     """The picture as a ``tikzpicture`` (TikZ alone, no library), scaled down to the text width of
     whatever document holds it where that is narrower; where TikZ is not loaded (a host document's
     preamble without it), a sentence saying so instead."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     by_key = {b.key: b for b in boxes}
     at, gaps = layout(boxes, arrows)
     lefts = [at[b.key][0] - box_width(b) / 2 for b in boxes]
@@ -323,9 +325,9 @@ def tikz(sweep) -> str:
 
 # -- Mermaid ---------------------------------------------------------------------------------------
 
-def mermaid(sweep) -> str:
+def mermaid(sweep, names=None) -> str:
     """The picture as a Mermaid flowchart (a fenced ``mermaid`` block, which GitHub renders)."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     names = {b.key: f"n{i}" for i, b in enumerate(boxes)}
     shape = {"value": '["{}"]', "data": '["{}"]', "param": '[/"{}"/]', "op": '(("{}"))', "ellipsis": '["{}"]'}
     lines = ["```mermaid", "flowchart LR"]
@@ -347,9 +349,9 @@ def mermaid(sweep) -> str:
 
 # -- text ------------------------------------------------------------------------------------------
 
-def text_picture(sweep) -> str:
+def text_picture(sweep, names=None) -> str:
     """The picture for a terminal: the chain on one line, then what joins it and the adjoint's path back."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     by_key = {b.key: b for b in boxes}
     chain = sorted((b for b in boxes if b.row == 0), key=lambda b: b.column)
     lines = ["    " + " → ".join(b.text for b in chain)]

@@ -86,13 +86,15 @@ def worked_outline(derivation, example, latex: bool, names: dict, printed: dict,
         shown = _number(value, latex) if np.ndim(value) == 0 else matrix(value, latex)
         own = printed[step.target.key]
         yield ("eq", None, own.replace("eq:batch-", "eq:worked-"), printer.doprint(step.target.symbol),
-               f"{printer.doprint(step.rhs)} = {shown}", f"{cite(own)} on this batch", "")
+               f"{printer.doprint(step.rhs)} = {shown}", f"equation {cite(own)} on this batch", "")
     kind = OPTIMIZERS[opt["type"]]
+    rules = len(kind.rules(opt))  # the Training section's labels of them (documents.training_outline)
     yield "subheading", "One optimizer step"
     yield "para", (f"One step of {kind.torch_name} (lr = {opt['lr']:g}"
-                   + (", the rules of the Training section" if net.tables else ", the module's default optimizer")
-                   + ") moves each parameter against its gradient:")
-    yield from _parameters(net, sweep, example.updated, latex, names, "eq:worked-step-")
+                   + (f", the rules {cite(f'eq:{kind.name}-1')}–{cite(f'eq:{kind.name}-{rules}')} of the Training "
+                      "section" if net.tables else ", the module's default optimizer")
+                   + ") moves each parameter against its gradient, to (← its value after the step):")
+    yield from _parameters(net, sweep, example.updated, latex, names, "eq:worked-step-", updated=True)
 
 
 def _target_words(net) -> str:
@@ -101,15 +103,16 @@ def _target_words(net) -> str:
             "sigmoid": "the targets alternately 0 and 1"}.get(output, "and so are the targets")
 
 
-def _parameters(net, sweep, values, latex: bool, printed: dict, prefix: str):
+def _parameters(net, sweep, values, latex: bool, printed: dict, prefix: str, updated: bool = False):
     """One numbered equation per layer, labelled ``prefix`` and its first parameter: its parameters'
-    values side by side (``printed``: their names)."""
+    values side by side (``printed``: their names), as ``W ← …`` when ``updated`` (after the step)."""
+    gets = (r" \leftarrow " if latex else " ← ") if updated else " = "
     layer = {}
     for name in net.param_names:
         layer.setdefault(sweep.quantities[name].layer, []).append(name)
     for names in layer.values():
         yield "rule", None, prefix + names[0], SIDE_BY_SIDE[latex].join(
-            f"{printed[n]} = {matrix(values[n], latex)}" for n in names)
+            f"{printed[n]}{gets}{matrix(values[n], latex)}" for n in names)
 
 
 def matrix(value, latex: bool) -> str:
