@@ -85,7 +85,7 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
     forms = tuple(views)
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
-    yield "title", f"Gradients of the network {architecture(net, _user)}"
+    yield "title", f"Gradients of the network {architecture(net, _user, short=True)}"
     yield "para", (f"Network: {architecture(net, _user)}, trained on the {net.loss.title}"
                    + "".join(f", {k} = {v}" for k, v in (("l1", net.l1), ("l2", net.l2)) if v) + ".")
     if net.description:
@@ -269,13 +269,21 @@ def dimensions(rhs, latex: bool) -> str:
     return ", ".join(dict.fromkeys(checks))
 
 
-def architecture(network, user=str) -> str:
-    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it)."""
+def architecture(network, user=str, short: bool = False) -> str:
+    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it); ``short``: a layer
+    whose spec has settings (``conv2d(out_channels=8, …)``) as its kind and activation alone, for a title."""
     def dense(layer):
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    return " -> ".join([inline_inputs(network)] + [inline(layer, dense, user) for layer in network.layers])
+
+    def shown(layer):
+        text = inline(layer, dense, user)
+        if not short or "=" not in text:
+            return text
+        act = getattr(layer, "activation", None)
+        return layer.kind + ("" if act is None or act.is_identity else f" {user(act.name)}")
+    return " -> ".join([inline_inputs(network)] + [shown(layer) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:

@@ -22,7 +22,7 @@ MAX_COLUMNS = 10
 #: takes four columns, so the gallery's pre-norm block is 18).
 ALL_COLUMNS = 20
 #: The share of the text's width the TikZ picture may take.
-FILL = 1.0
+FILL = 0.97
 ELLIPSIS = "ellipsis"
 SUBSCRIPT_DIGITS = dict(zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 

@@ -17,7 +17,7 @@ from codegen.cli import main
 from derive import derive
 from derive.documents import outline
 from derive.notation import notation
-from derive.picture import box_width, diagram, label_width, layout
+from derive.picture import FILL, box_width, diagram, label_width, layout
 from derive.steps import N
 from derive.verify import _evaluate
 
@@ -74,7 +74,7 @@ def test_the_layer_norm_block_is_drawn_larger_than_before():
     """The gallery's pre-norm block, 17 values long, was drawn at 0.6 of its size; now at 0.7 or more."""
     tex = derive(SPECS / "layernorm.toml").latex()
     natural = float(re.search(r"\\linewidth/([\d.]+)\)", tex)[1])
-    assert (21 - 4) / 2.54 * 72.27 / natural >= 0.7  # the A4 text width of the notes, 2 cm margins
+    assert FILL * (21 - 4) / 2.54 * 72.27 / natural >= 0.7  # the A4 text width of the notes, 2 cm margins
 
 
 def test_the_picture_is_in_the_notations_symbols():
@@ -211,16 +211,28 @@ def test_another_notations_fused_derivation_writes_its_own_cost():
     assert "∂J/∂z = (∂ŷ/∂z)ᵀ ∂ℓ/∂ŷ" in text and "(14) ∂J/∂z = ŷ - y" in text and "δ2" not in text
 
 
+def _compiled(tex, tmp_path) -> str:
+    """The pdflatex log of ``tex``, compiled twice (the references) in ``tmp_path``."""
+    (tmp_path / "notes.tex").write_text(tex, encoding="utf-8")
+    for _ in range(2):
+        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "notes.tex"], cwd=tmp_path,
+                       check=True, capture_output=True, timeout=300)
+    return (tmp_path / "notes.log").read_text(errors="replace")
+
+
+@pdflatex
+@pytest.mark.parametrize("name, notation_name", [("layernorm", "cs231n"), ("batchnorm", "ng"), ("residual", "ng")])
+def test_a_notations_picture_fits_the_line(name, notation_name, tmp_path):
+    """The picture in Ng's names (dZ^{[3]} under a skip) was 0.6 pt too wide when it filled the line."""
+    assert "Overfull" not in _compiled(derive(SPECS / f"{name}.toml").latex(notation=notation_name), tmp_path)
+
+
 @pdflatex
 @pytest.mark.parametrize("name", ["batchnorm", "simple_nn", "layernorm"])
 def test_no_page_ends_with_a_step_whose_reason_is_on_the_next(name, tmp_path):
     d = derive(SPECS / f"{name}.toml")
     steps = {number for kind, number, *_ in outline(d, True) if kind == "eq"}
-    (tmp_path / "notes.tex").write_text(d.latex(), encoding="utf-8")
-    for _ in range(2):
-        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "notes.tex"], cwd=tmp_path,
-                       check=True, capture_output=True, timeout=300)
-    assert "Overfull" not in (tmp_path / "notes.log").read_text(errors="replace")
+    assert "Overfull" not in _compiled(d.latex(), tmp_path)
     pages = subprocess.run(["pdftotext", "-layout", "notes.pdf", "-"], cwd=tmp_path, check=True,
                            capture_output=True, text=True).stdout.split("\f")
     for page in pages[:-1]:
