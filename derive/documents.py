@@ -172,7 +172,7 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
         if view.form == "sample" and view.default:
             yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
     yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
-                                notation.estimate)
+                                notation.estimate, notation.moments)
     if "batch" in forms and notation.name == "chainrule":
         yield from worked_outline(derivation, worked, latex, names, cited["batch"], cite)
 
@@ -300,12 +300,13 @@ THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{{}}{cost}/\partial\theta"
 RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
-def training_outline(derivation, latex: bool, batch_shown: bool = True, names=None, estimate="g"):
+def training_outline(derivation, latex: bool, batch_shown: bool = True, names=None, estimate="g", moments=()):
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
     settings use (numbered by ``outline``), each symbol tied to
     its setting and θ to the parameters; ``batch_shown``: the notes print the batch form; ``names``:
     each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J);
-    ``estimate``: the letter of the gradient on the batch (``Notation.estimate``)."""
+    ``estimate``: the letter of the gradient on the batch (``Notation.estimate``); ``moments``: letters
+    of the rules renamed (``Notation.moments``)."""
     net = derivation.network
     cost = names.get(LOSS.key, "L") if names else "L"
     gradient = GRADIENT_OF_THETA.format(cost=cost)
@@ -328,6 +329,8 @@ def training_outline(derivation, latex: bool, batch_shown: bool = True, names=No
     for i, rule in enumerate(rules, start=1):
         rule = rule.replace(r"\nabla_\theta L(", rf"\nabla_\theta {cost}(")  # optim.GRADIENT in the notation's cost
         rule = re.sub(r"(?<![\\A-Za-z])(?<!\\bar )g_t", lambda m: estimate + "_t", rule)  # not RMSprop's mean ḡ
+        for old, new in moments:  # a letter with its subscript or superscript: m_t, v^{\max}_t
+            rule = re.sub(rf"(?<![\\A-Za-z]){old}(?=[_^])", new, rule)
         yield "rule", None, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
     schedule = settings["schedule"]
     if schedule:

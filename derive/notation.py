@@ -61,7 +61,10 @@ class Notation:
     text) written before an error's or an adjoint's name (Goodfellow's ``g ←``); ``titles``: form ->
     its heading; ``phrases``: (chainrule's words, this notation's) in reasons and meanings; ``estimate``:
     the LaTeX letter of a parameter's gradient on a batch in the Training section's update rules
-    (Goodfellow's ĝ of his algorithm 8.1, since his g is the gradient a backward step propagates); ``about``: the two sentences of the notes' opening (which notation, what it means),
+    (Goodfellow's ĝ of his algorithm 8.1, since his g is the gradient a backward step propagates;
+    deeplearning.ai's dθ, as his dW, since his g is an activation);
+    ``moments``: (letter, this notation's) for an update rule's letter that would clash with one of its
+    own (deeplearning.ai's m is the batch size: Adam's moments m and v are his V and S); ``about``: the two sentences of the notes' opening (which notation, what it means),
     ``{g}`` there the list of the activations ``g^{[l]}``; ``check``: the ``chainrule check
     --convention`` that reads what it prints, per form.
     """
@@ -83,6 +86,7 @@ class Notation:
     titles: dict = field(default_factory=dict)
     phrases: tuple = ()
     estimate: str = "g"
+    moments: tuple = ()
 
     def forms_of(self, form: str) -> tuple:
         """The forms the notes print for ``--form form`` ('both': every form this notation writes)."""
@@ -129,6 +133,7 @@ TABLE = (
                       "loss": ("J", "J")},
              index=("{s}^{{[{l}]}}", "{s}[{l}]"), gradient=("d{q}", "d{q}"), delta_as_gradient=True,
              output_layer=True, batch="m", mean="parameters", activation=("g^{{[{l}]{prime}}}", "g[{l}]{prime}"),
+             moments=(("m", "V"), ("v", "S")), estimate=r"d\theta",
              titles={"batch": "A batch of m examples (the columns of X)"}),
     Notation("goodfellow", ("sample",), {"sample": "goodfellow"},
              about=("The notation is Goodfellow, Bengio and Courville's (Deep Learning, algorithms 6.3 and 6.4): layer "

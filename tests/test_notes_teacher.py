@@ -97,6 +97,17 @@ def test_goodfellows_training_gradient_is_his_g_hat_not_the_g_of_his_backward_st
     assert "(23)  gₜ = ∇_θ L(θₜ₋₁)" in d.text()  # the other notations keep g
 
 
+def test_ngs_training_rules_keep_clear_of_his_m_and_his_g():
+    """deeplearning.ai's m is the batch size and g an activation: Adam's moments are his V and S, the
+    gradient his dθ (as his dW)."""
+    d = derive(SPECS / "digits.toml")
+    training = d.text(notation="ng").split("\nTraining\n--------\n")[1]
+    assert "(15)  dθₜ = ∇_θ J(θₜ₋₁)\n  (16)  V₀ = S₀ = 0\n  (17)  Vₜ = β₁ Vₜ₋₁ + (1 - β₁) dθₜ\n" in training
+    assert "(21)  θₜ = θₜ₋₁ - η V̂ₜ / (√Ŝₜ + ε)" in training and not re.search("[mg]ₜ", training)
+    assert r"\hat V_t = V_t / (1 - \beta_1^t)" in d.latex(notation="ng")
+    assert "m₀ = v₀ = 0" in d.text() and "m₀ = v₀ = 0" in d.text(notation="cs231n")
+
+
 def test_rmsprops_centred_mean_keeps_its_bar():
     spec = {"name": "rms", "network": {"inputs": 2, "layers": [{"units": 1}], "loss": "mse"},
             "optimizer": {"type": "rmsprop", "centered": True}}
