@@ -142,7 +142,8 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
     if any(not f.elementwise for f in net.activations):
         yield "para", (f"softmax acts on each {'row' if notation.rows else 'column'}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
-    # the fused step's derivation follows the first form's steps, whose equations it cites
+    # the fused step's derivation follows the steps (so each step's number is its Step's, which the
+    # emitted code's comments cite) and cites those of the first form printed
     fused = fused_labels(derivation)
     derived = f"{cite(fused[0])}–{cite(fused[-1])}" if len(fused) > 1 else cite(fused[0]) if fused else ""
     cited = {}  # form -> {key: the label of its step}
@@ -166,11 +167,11 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
             yield ("eq", None, label(step), view.lhs(step, printer, latex), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
-        if len(cited) == 1 and fused:
-            yield from fused_outline(derivation, latex, printed, fused, cite, view.sweep, view.default,
-                                     names.get(LOSS.key, "L"))
         if view.form == "sample" and view.default:
             yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
+    if fused:
+        yield from fused_outline(derivation, latex, cited[drawn.form], fused, cite, drawn.sweep, drawn.default,
+                                 drawn.names(latex).get(LOSS.key, "L"))
     yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
                                 notation.estimate, notation.moments)
     if "batch" in forms and notation.name == "chainrule":

@@ -7,7 +7,7 @@ Softmax with cross-entropy and sigmoid with binary cross-entropy state dL/dz = �
 written in ŷ), their product, and what cancels, under the condition it needs (softmax: Σ_k y_k = 1).
 Each stage is a SymPy matrix expression in the one-sample symbols, so ``tests/test_notes_content.py``
 proves every one equal to ``sympy.diff`` of the loss at small sizes; ``fused_outline`` prints them as
-numbered equations after the steps, citing the steps they start from.
+numbered equations after the steps (each step keeping its own number), citing the steps they start from.
 """
 import sympy as sp
 
@@ -95,7 +95,7 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     shown = fused_node(form.graph)  # the same node in the form the notes cite
     step = {key: cite(printed[key]) for key in (form.adjoint_key(shown.inputs[2]), shown.output.key, shown.inputs[0].key)}
     delta_at, loss_at, yhat_at = step.values()
-    yield "subheading", "Where the fused step comes from"
+    yield "heading", "Where the fused step comes from"
     lead = (f"The fused step {delta_at}, derived for one sample"
             + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
             + f": the loss {loss_at} "

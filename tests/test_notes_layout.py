@@ -116,7 +116,7 @@ def test_a_sum_too_wide_for_a_line_breaks_between_terms_in_every_format():
     d = derive.derive(WIDE)
     tex = d.latex()
     loss = tex[tex.index("\\label{eq:l}"):tex.index("\\end{equation}", tex.index("\\label{eq:l}"))]
-    assert loss.startswith("\\label{eq:l}\n\\begin{split}\nL & = \\frac{1}{2} \\sum_{i}")
+    assert loss.startswith("\\label{eq:l}\\postdisplaypenalty=10000\n\\begin{split}\nL & = \\frac{1}{2} \\sum_{i}")
     assert loss.count(" \\\\\n&\\quad + ") == 3 and loss.endswith("\\end{split}\n")
     assert "\\begin{aligned}\nL & = \\frac{1}{2} \\sum_{i}" in d.markdown()
     nested = derive.derive(NESTED).latex()                    # layer norm's 1/σ ⊙ (the sum of three terms)

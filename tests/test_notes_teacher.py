@@ -138,6 +138,17 @@ def test_the_fused_step_cites_its_derivation_and_the_derivation_the_steps_it_use
     assert "under Definitions" not in text
 
 
+@pytest.mark.parametrize("name", ["digits", "layernorm", "batchnorm", "simple_nn"])
+def test_each_step_keeps_its_own_number_which_the_emitted_code_cites(name):
+    d = derive(SPECS / f"{name}.toml")
+    printed = _numbered(d, "eq")
+    from derive.documents import label
+    assert all(printed[label(step)] == step.number for step in d.all_steps())
+    code = (GENERATED / f"{name}.py").read_text(encoding="utf-8")
+    cited = {int(n) for group in re.findall(r"# \(eq\. ([\d, ]+)\)", code) for n in group.split(",")}
+    assert cited and cited <= {step.number for step in d.all_steps()}
+
+
 @pytest.mark.parametrize("path", sorted(GENERATED.glob("*.tex")) + sorted(GENERATED.glob("*.md")), ids=lambda p: p.name)
 def test_every_citation_in_the_gallery_names_an_equation(path):
     text = path.read_text(encoding="utf-8")
