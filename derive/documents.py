@@ -101,7 +101,8 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
     # batch norm couples the samples, so its network has only the batch form to draw
     # in the notation's symbols: the first form it prints (batch norm's network: the batch form only)
     drawn = next(v for v in views.values() if v.sweep is not None)
-    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if drawn.form == "sample" else "for a batch")
+    yield "para", PICTURE_CAPTION[latex].replace("for one sample",
+                                                 "for one sample" if drawn.form == "sample" else "for a batch")
     yield "picture", drawn.sweep, None if drawn.default else dict(zip(drawn.quantities, zip(
         (drawn.names(True)[k] for k in drawn.quantities), (drawn.names(False)[k] for k in drawn.quantities))))
     yield "heading", "Notation"

@@ -93,8 +93,8 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     ell_k = r"\ell(\hat{y}_k, y_k)" if latex else "ℓ(ŷ_k, y_k)"
     form = form or sweep
     shown = fused_node(form.graph)  # the same node in the form the notes cite
-    step = {key: cite(printed[key]) for key in (form.adjoint_key(shown.inputs[2]), shown.output.key, shown.inputs[0].key)}
-    delta_at, loss_at, yhat_at = step.values()
+    delta_at, loss_at, yhat_at = (cite(printed[key]) for key in
+                                  (form.adjoint_key(shown.inputs[2]), shown.output.key, shown.inputs[0].key))
     yield "heading", "Where the fused step comes from"
     lead = (f"The fused step {delta_at}, derived for one sample"
             + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
@@ -120,8 +120,8 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
         yield "rule", None, last, f"{lhs} = {show(steps[2])}"
     else:
         prime = show(steps[0].args[1])
-        yield "para", (f"{lead}, element-wise, {math(said)} is the definitions' {definition} times the derivative of the "
-                       f"{act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
+        yield "para", (f"{lead}, element-wise, {math(said)} is the definitions' {definition} times the derivative "
+                       f"of the {act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "rule", None, last, f"{lhs} = {show(steps[0])} = {show(steps[1])}"
     yield "para", (f"Each sample of a batch follows the same steps, so the batch form's error holds {cite(last)} for "
                    f"each sample, scaled as the batch loss scales its sum.")
