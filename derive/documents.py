@@ -171,8 +171,9 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
         if view.form == "sample" and view.default:
             yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
     if fused:
-        yield from fused_outline(derivation, latex, cited[drawn.form], fused, cite, drawn.sweep, drawn.default,
-                                 drawn.names(latex).get(LOSS.key, "L"))
+        # in the one-sample symbols where the notes print them, else in z and the notation's cost
+        yield from fused_outline(derivation, latex, cited[drawn.form], fused, cite, drawn.sweep,
+                                 drawn.default and drawn.form == "sample", drawn.names(latex).get(LOSS.key, "L"))
     yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
                                 notation.estimate, notation.moments)
     if "batch" in forms and notation.name == "chainrule":

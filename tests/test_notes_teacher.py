@@ -230,6 +230,11 @@ def test_the_layers_inside_a_block_are_explained():
     assert "inside layer" not in derive(SPECS / "simple_nn.toml").text()
 
 
+def test_the_batch_forms_fused_derivation_uses_no_symbol_the_notes_leave_undefined():
+    text = " ".join(derive(SPECS / "digits.toml").text(form="batch").split("Where the fused step comes from")[1].split())
+    assert "(14) ∂L/∂z = ŷ - y" in text and "δ2" not in text and "z2" not in text
+
+
 def test_another_notations_fused_derivation_writes_its_own_cost():
     text = " ".join(derive(SPECS / "digits.toml").text(notation="goodfellow").split())
     assert "∂J/∂z = (∂ŷ/∂z)ᵀ ∂ℓ/∂ŷ" in text and "∂J/∂z = ŷ - y" in text and "δ2" not in text
