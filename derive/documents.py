@@ -141,7 +141,10 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
         yield "para", (f"The mean is over the K = {net.outputs} outputs of a sample (and over the N samples of a "
                        f"batch), so the factor 1/{net.outputs} in the one-sample loss is 1/K.")
     if any(not f.elementwise for f in net.activations):
-        yield "para", (f"softmax acts on each {'row' if notation.rows else 'column'}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
+        where = f"each {'row' if notation.rows else 'column'}"
+        if getattr(net.layers[-1], "length", 0):  # a dense layer at every step of a sequence
+            where = f"the K = {net.layers[-1].units} outputs of each step of {where}"
+        yield "para", (f"softmax acts on {where}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
     # the fused step's derivation follows the steps (so each step's number is its Step's, which the
     # emitted code's comments cite) and cites those of the first form printed

@@ -14,6 +14,7 @@ import sympy as sp
 from .nodes import Pointwise
 from .ops.activations import A, derivative_of_output
 from .ops.losses import Y, YHAT
+from .ops.softmax import steps as sequence_steps
 from .printing import MathLatex, NotesText
 
 
@@ -27,7 +28,7 @@ def stages(graph, node, yhat=None, y=None) -> tuple:
     sample]) for the fused loss ``node`` of ``graph``; ``yhat`` and ``y`` stand for ŷ and y (default:
     their one-sample MatrixSymbols), so a test can put explicit matrices in their place."""
     yhat_v, y_v, _ = node.inputs
-    rows = yhat_v.shape[0]
+    rows = yhat_v.shape[0] // (sequence_steps(yhat_v) or 1)  # a softmax at every step: one step's K outputs
     yhat = sp.MatrixSymbol(yhat_v.key, rows, 1) if yhat is None else yhat
     y = sp.MatrixSymbol(y_v.key, rows, 1) if y is None else y
     loss, act = node.attrs["loss"], graph.producer[yhat_v].attrs["act"]
@@ -96,7 +97,10 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     delta_at, loss_at, yhat_at = (cite(printed[key]) for key in
                                   (form.adjoint_key(shown.inputs[2]), shown.output.key, shown.inputs[0].key))
     yield "heading", "Where the fused step comes from"
+    at_step = sequence_steps(yhat_v)
     lead = (f"The fused step {delta_at}, derived for one sample"
+            + (f" at one step {math('t')} (the softmax normalises each step's K = {yhat_v.shape[0] // at_step} "
+               f"outputs, so {math(yhat)}, {math('y')} and {math(z)} below are one step's)" if at_step else "")
             + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
             + f": the loss {loss_at} "
             f"is the sum of {math(ell_k)} over the outputs {math('k')}"
@@ -123,5 +127,5 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
         yield "para", (f"{lead}, element-wise, {math(said)} is the definitions' {definition} times the derivative "
                        f"of the {act.name}, which written in its output {math(yhat)} is {math(prime)}; the product cancels:")
         yield "rule", None, last, f"{lhs} = {show(steps[0])} = {show(steps[1])}"
-    yield "para", (f"Each sample of a batch follows the same steps, so the batch form's error holds {cite(last)} for "
-                   f"each sample, scaled as the batch loss scales its sum.")
+    yield "para", (f"Each sample of a batch{' and each step' if at_step else ''} follows the same steps, so the batch "
+                   f"form's error holds {cite(last)} for each sample, scaled as the batch loss scales its sum.")
