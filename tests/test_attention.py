@@ -78,10 +78,18 @@ class Positional(torch.nn.Module):
 
 def torch_twin(net):
     """torch.nn.ModuleList: module i is spec layer i, float64 (a mean is an nn.Identity, with no keys)."""
-    modules, shape = [], net.input_shape
-    for layer in net.layers:
+    return _twin(net.layers, net.input_shape)
+
+
+def _twin(layers, shape):
+    modules = []
+    for layer in layers:
         width = shape[-1][1]
-        if layer.kind == "embedding":
+        if layer.kind == "residual":
+            modules.append(_twin(layer.layers, shape))
+        elif layer.kind == "layernorm":
+            modules.append(torch.nn.LayerNorm(width, layer.eps, layer.affine, dtype=torch.float64))
+        elif layer.kind == "embedding":
             modules.append(torch.nn.Embedding(layer.vocab, layer.embedding_dim, dtype=torch.float64))
         elif layer.kind == "positional":
             modules.append(Positional(layer.length, layer.features))
@@ -97,9 +105,14 @@ def torch_twin(net):
 
 
 def torch_forward(net, modules, X):
-    a = torch.from_numpy(X)
-    for layer, module in zip(net.layers, modules):
-        if layer.kind == "attention":
+    return _apply(net.layers, modules, torch.from_numpy(X))
+
+
+def _apply(layers, modules, a):
+    for layer, module in zip(layers, modules):
+        if layer.kind == "residual":
+            a = a + _apply(layer.layers, module, a)
+        elif layer.kind == "attention":
             mask = torch.nn.Transformer.generate_square_subsequent_mask(layer.length, dtype=torch.float64) \
                 if layer.causal else None
             a = module(a, a, a, need_weights=False, attn_mask=mask)[0]
@@ -123,9 +136,21 @@ def tokens(net, n=6, seed=0):
     return X, rng.integers(0, net.outputs, size=n)
 
 
+def prenorm_classifier(heads, causal, affine=True):
+    """A pre-norm attention block on a sequence: residual(layernorm -> attention), a final layer norm (each
+    torch.nn.LayerNorm(E), at every position), the mean, dense softmax."""
+    return spec_of([{"type": "embedding", "embedding_dim": 4}, {"type": "positional"},
+                    {"type": "residual", "layers": [{"type": "layernorm", "affine": affine},
+                                                    {"type": "attention", "num_heads": heads, "causal": causal}]},
+                    {"type": "layernorm", "eps": 1e-3}, {"type": "mean"}, {"units": 3, "activation": "softmax"}],
+                   {"length": 5, "vocab": 7})
+
+
 CLASSIFIERS = {"1-head": classifier(1, False), "1-head-causal": classifier(1, True),
                "2-heads": classifier(2, False), "2-heads-causal": classifier(2, True),
-               "4-heads-causal-no-bias": classifier(4, True, bias=False, width=8, length=6)}
+               "4-heads-causal-no-bias": classifier(4, True, bias=False, width=8, length=6),
+               "prenorm-block-causal": prenorm_classifier(2, True),
+               "prenorm-block-no-affine": prenorm_classifier(1, False, affine=False)}
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -203,6 +228,9 @@ def test_notes_state_the_attention_steps():
                  "δQ_h = δS_h K_h / √d", "δK_h = δS_hᵀ Q_h / √d", "δV_h = A_hᵀ δO_h"):
         assert line in text, line
     assert r"\delta S_h = A_h \odot" in latex and "mask carries no gradient" in text
+    nested = derive(CLASSIFIERS["prenorm-block-causal"]).text()  # inside a residual block, numbered as its Steps
+    assert "Layer 3.2 is torch.nn.MultiheadAttention(4, 2, batch_first=True)" in nested
+    assert "∂L/∂γ3.1 = Σ_t (∂L/∂A3.1_t ⊙ x̂_t) 1_N" in nested  # layer norm at every position, summed over t and N
 
 
 @pytest.mark.parametrize("layers, inputs, message", [
@@ -217,6 +245,10 @@ def test_notes_state_the_attention_steps():
     ([{"type": "mean", "axis": "features"}, {"units": 2}], {"length": 3, "features": 2}, 'axis must be "length"'),
     ([{"type": "positional"}, {"type": "mean"}, {"type": "positional"}, {"units": 2}], {"length": 3, "features": 2},
      "layer 3 (positional) takes a sequence"),
+    ([{"type": "positional"}, {"type": "layernorm"}, {"type": "mean"}, {"units": 2}], {"length": 3, "features": 1},
+     "layer 2 normalizes 1 feature"),
+    ([{"type": "residual", "layers": [{"type": "mean"}]}, {"units": 2}], {"length": 3, "features": 2},
+     "layer 1 (residual block) maps 6 to 2 features"),
 ])
 def test_spec_mistakes_are_one_line_errors(layers, inputs, message):
     with pytest.raises(ChainruleError) as err:
