@@ -16,6 +16,7 @@ from codegen.emit import generate
 from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.attention import AttentionSpec, attend, backprop
+from derive.verify import verify
 from gradcheck import load_module
 
 
@@ -49,6 +50,16 @@ def test_backward_is_sympy_diff_of_the_forward_definition(heads, causal, bias):
             pairing = sum(g * y for g, y in zip(G, attend(spec, *point[:k], leaf, *point[k + 1:])))
             value = sp.diff(pairing, s).xreplace({s: point[k][e]})
             assert abs(sp.N(value - stated[k][e], 30)) < 1e-20, (k, e)
+
+
+def test_verify_proves_a_prenorm_block_in_both_forms():
+    """derive.verify: every backward Step (per sample and batch) against sympy.diff of the expanded network."""
+    spec = spec_of([{"type": "positional"},
+                    {"type": "residual", "layers": [{"type": "layernorm"},
+                                                    {"type": "attention", "num_heads": 2, "causal": True}]},
+                    {"type": "mean"}, {"units": 2, "activation": "softmax"}], {"length": 2, "features": 2})
+    report = verify(derive(spec))
+    assert report.ok and len(report.proofs) == 28
 
 
 # -- the emitted module against PyTorch ----------------------------------------------------------------
