@@ -13,7 +13,7 @@ becomes the loss op, then the penalties and their sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, buffer_names, indexed, letter, torch_key
+from .naming import LOSS, Names, buffer_names, greek, indexed, letter, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -95,6 +95,12 @@ class Graph:
         """The value of an op's parameter (a registry ``Param``) in layer ``layer``."""
         return self.value(indexed(param.letter, layer, f"{param.meaning} of layer {layer}"), axes, "param", layer,
                           param=param)
+
+    def greek_params(self, params, layer: int, axes: tuple) -> tuple:
+        """The values of an op's parameters written with Greek letters (a normalization's γ and β), each
+        of ``axes``, its meaning naming its attribute in the torch module."""
+        return tuple(self.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
+                                axes, "param", layer, param=p) for p in params)
 
     def leaf(self, key: str, rows: int = None, cols: int = None) -> Value:
         """An input value for an op's example: (rows, cols), (rows, batch) without cols, a scalar without rows."""
