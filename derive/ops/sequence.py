@@ -14,33 +14,23 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, shown
-from ..naming import Names, greek, indexed, layer_key, letter, network_output
-from ..nodes import broadcast
+from ..naming import Names, indexed, layer_key, letter, network_output
+from ..nodes import OfOneMatrix, broadcast
 from ..steps import ref
 from .attention import _sequence_input
 from .layernorm import LayerNormLayer
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
 
-class Stacked(MatrixExpr):
+class Stacked(OfOneMatrix):
     """The rows of a table P (T, E) stacked into one column vec(Pᵀ) (T·E, 1), in (t, e) order."""
-
-    def __new__(cls, mat):
-        return sp.Basic.__new__(cls, mat)
-
-    @property
-    def mat(self):
-        return self.args[0]
 
     @property
     def shape(self):
         rows, cols = self.mat.shape
         return rows * cols, sp.Integer(1)
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return Stacked(mat)
+    def entries(self, mat):
         return sp.ImmutableMatrix(mat.rows * mat.cols, 1, list(mat))
 
     def numeric(self, value):
@@ -57,8 +47,9 @@ class Stacked(MatrixExpr):
         return f"{printer._name(self.mat.name)}.reshape({'-1' if printer._transposed else '-1, 1'})"
 
 
-class Unstacked(MatrixExpr):
-    """A column (T·E, 1) back into the table of its rows (T, E): the inverse of :class:`Stacked`."""
+class _OfSequence(MatrixExpr):
+    """A node of one matrix argument ``mat`` and the sequence's length T, evaluated by ``entries(mat)`` once
+    ``mat`` is explicit."""
 
     def __new__(cls, mat, length):
         return sp.Basic.__new__(cls, mat, sp.sympify(length))
@@ -71,14 +62,19 @@ class Unstacked(MatrixExpr):
     def length(self) -> int:
         return int(self.args[1])
 
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat, self.length)
+
+
+class Unstacked(_OfSequence):
+    """A column (T·E, 1) back into the table of its rows (T, E): the inverse of :class:`Stacked`."""
+
     @property
     def shape(self):
         return self.args[1], self.mat.shape[0] / self.args[1]
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return Unstacked(mat, self.length)
+    def entries(self, mat):
         return sp.ImmutableMatrix(self.length, mat.rows // self.length, list(mat))
 
     def numeric(self, value):
@@ -95,28 +91,14 @@ class Unstacked(MatrixExpr):
         return f"({text}).reshape({self.length}, -1)"
 
 
-class SequenceMean(MatrixExpr):
+class SequenceMean(_OfSequence):
     """(1/T) Σ_t x_t of a sequence X (T·E, N): (E, N)."""
-
-    def __new__(cls, mat, length):
-        return sp.Basic.__new__(cls, mat, sp.sympify(length))
-
-    @property
-    def mat(self):
-        return self.args[0]
-
-    @property
-    def length(self) -> int:
-        return int(self.args[1])
 
     @property
     def shape(self):
         return self.mat.shape[0] / self.args[1], self.mat.shape[1]
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return SequenceMean(mat, self.length)
+    def entries(self, mat):
         E = mat.rows // self.length
         return sp.ImmutableMatrix(E, mat.cols, lambda e, n: sum(mat[t * E + e, n] for t in range(self.length))
                                   / self.length)
@@ -138,28 +120,14 @@ class SequenceMean(MatrixExpr):
         return f"{text}.reshape({self.length}, -1, {text}.shape[1]).mean(axis=0)"
 
 
-class SequenceSpread(MatrixExpr):
+class SequenceSpread(_OfSequence):
     """(1/T) G copied to each of T positions: G (E, N) -> (T·E, N), the mean's VJP."""
-
-    def __new__(cls, mat, length):
-        return sp.Basic.__new__(cls, mat, sp.sympify(length))
-
-    @property
-    def mat(self):
-        return self.args[0]
-
-    @property
-    def length(self) -> int:
-        return int(self.args[1])
 
     @property
     def shape(self):
         return self.mat.shape[0] * self.args[1], self.mat.shape[1]
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return SequenceSpread(mat, self.length)
+    def entries(self, mat):
         return sp.ImmutableMatrix.vstack(*([mat / self.length] * self.length))
 
     def numeric(self, value):
@@ -469,10 +437,8 @@ class StepLayerNormOp(Op):
     def build(self, g, inputs, layer, length, eps=1e-5, affine=True):
         (x,) = inputs
         E = x.shape[0] // length
-        params = tuple(g.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch}), one per "
-                                                      f"feature, the same at every position"),
-                               (("features", E), ("batch", 1)), "param", layer, param=p)
-                       for p in self.params) if affine else ()
+        # one gain and one shift per feature, the same at every position
+        params = g.greek_params(self.params, layer, (("features", E), ("batch", 1))) if affine else ()
         return (x,) + params, x.axes, _names(g, layer, "layer norm at every position")
 
     def forward(self, node, ins):
