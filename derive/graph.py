@@ -132,7 +132,8 @@ class Graph:
 def expand(network, batch=1) -> Graph:
     """The graph of ``network`` with ``batch`` samples as columns (N for the batch form, 1 per sample)."""
     g = Graph(batch)
-    x = g.value(Names.plain(letter("x", g.batched), "input" + (", one sample per column" if g.batched else "")),
+    x = g.value(Names.plain(letter("x", g.batched), "input" + _sequence(network.layout)
+                            + (", one sample per column" if g.batched else "")),
                 g.features(network.inputs), "data", layout=network.layout)
     y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
     a = x
@@ -140,6 +141,18 @@ def expand(network, batch=1) -> Graph:
         a = layer.expand(g, l, a, last=l == len(network.layers))
     _loss(g, network, a, y)
     return g
+
+
+def _sequence(layout) -> str:
+    """How a sequence input's column is made, for its meaning: '' for any other input."""
+    sizes = dict(layout)
+    if "length" not in sizes or len(sizes) != 2:
+        return ""
+    if "vocab" in sizes:
+        return f": {sizes['length']} token ids, each a one-hot column of {sizes['vocab']}, stacked (length × vocab)"
+    if "features" in sizes:
+        return f": {sizes['length']} steps of {sizes['features']} features, stacked (length × features)"
+    return ""
 
 
 def _loss(g: Graph, network, yhat: Value, y: Value):
