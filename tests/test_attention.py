@@ -13,11 +13,12 @@ import sympy as sp
 import torch
 
 from codegen.emit import generate
+from codegen.gallery import ROOT
 from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.attention import AttentionSpec, attend, backprop
 from derive.verify import verify
-from gradcheck import load_module
+from gradcheck import load_module, torch_activation
 
 
 def matrix(key, rows, cols):
@@ -109,8 +110,8 @@ def _twin(layers, shape):
                                                        dtype=torch.float64))
         elif layer.kind == "mean":
             modules.append(torch.nn.Identity())
-        else:
-            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
+        else:  # a dense layer, at every position of a sequence
+            modules.append(torch.nn.Linear(width, layer.shape[-1][1], dtype=torch.float64))
         shape = layer.shape
     return torch.nn.ModuleList(modules)
 
@@ -129,6 +130,8 @@ def _apply(layers, modules, a):
             a = module(a, a, a, need_weights=False, attn_mask=mask)[0]
         elif layer.kind == "mean":
             a = a.mean(dim=1)
+        elif layer.kind == "dense" and layer.activation.name != "softmax":  # softmax: the fused loss reads the logits
+            a = torch_activation(layer.activation)(module(a))
         else:
             a = module(a)
     return a
@@ -176,6 +179,32 @@ def test_loss_and_every_gradient_equal_torch(name):
     assert list(state) == list(modules.state_dict())
     modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     value = torch.nn.functional.cross_entropy(torch_forward(net, modules, X), torch.from_numpy(T))
+    value.backward()
+    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
+    loss, grads = module.loss_and_grads(params, X, T)
+    assert abs(loss - value.item()) < 1e-10
+    assert grads.keys() == torch_grads.keys() == params.keys()
+    for key in grads:
+        assert np.abs(grads[key] - torch_grads[key]).max() < 1e-10, key
+
+
+TRANSFORMER = str(ROOT / "generated" / "specs" / "tiny_transformer.toml")
+
+
+def test_the_gallery_transformer_equals_torch():
+    """The issue's tiny causal transformer (pre-norm attention and feed-forward blocks, softmax at every
+    position, cross-entropy over N·T next-token ids, as F.cross_entropy of the (N·T, 40) logits)."""
+    net = derive(TRANSFORMER).network
+    module = load_module(TRANSFORMER)
+    params = random_params(module)
+    rng = np.random.default_rng(0)
+    X, T = rng.integers(0, 40, size=(3, 16)), rng.integers(0, 40, size=(3, 16))
+    modules = torch_twin(net)
+    state = module.to_torch_state_dict(params)
+    assert list(state) == list(modules.state_dict())
+    modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    logits = torch_forward(net, modules, X)
+    value = torch.nn.functional.cross_entropy(logits.reshape(-1, 40), torch.from_numpy(T).reshape(-1))
     value.backward()
     torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
     loss, grads = module.loss_and_grads(params, X, T)
