@@ -227,7 +227,7 @@ class AttentionGrad(MatrixExpr):
 
     def _form(self, printer, latex):
         """Σ_t δp_t x_tᵀ and its kin: δp_t is position t's [δq_t; δk_t; δv_t], g_t its share of G."""
-        G, out, X, W_in = (printer._print(m) for m in self.mats[:4])
+        G, _, X, W_in = (printer._print(m) for m in self.mats[:4])
         if latex:
             total, dp, xt, o = r"\sum_{t=1}^{T} ", r"\delta p_{t}", rf"\left({X}\right)_{{t}}", r"o_{t}"
             gt = rf"\left({G}\right)_{{t}}"
