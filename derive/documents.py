@@ -284,6 +284,8 @@ def architecture(network, user=str, short: bool = False) -> str:
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
 
     def shown(layer):
+        if short and layer.layers:  # a block: its inner layers, each shortened
+            return f"{layer.kind}({' -> '.join(shown(inner) for inner in layer.layers)})"
         text = inline(layer, dense, user)
         if not short or "=" not in text:
             return text
