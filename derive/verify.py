@@ -82,7 +82,7 @@ def shrink(network, cap: int = None, length: int = LENGTH):
     or SEQUENCE_CAP over a sequence) and at most `length` time steps; an image or a signal keeps its
     spatial sizes (kernels and pooling must still fit) with at most `cap` channels."""
     cap = cap or (SEQUENCE_CAP if sequential(network) else CAP)
-    layers = tuple(_steps(layer.capped(cap), length) for layer in network.layers)
+    layers = tuple(_steps(layer, layer.capped(cap), length) for layer in network.layers)
     if sequential(network):
         (time, steps), (name, width) = network.layout
         layout = ((time, min(steps, length)), (name, min(width, cap)))
@@ -103,11 +103,12 @@ def sizes(network) -> str:
     return f"T = {network.input_shape[0][1]} and the widths {' -> '.join(map(str, widths))} per step"
 
 
-def _steps(layer, length: int):
-    """`layer` with at most `length` time steps, if it works on a sequence (a block: its inner layers)."""
+def _steps(layer, small, length: int):
+    """`small` (`layer` capped) with at most `length` of `layer`'s time steps, if it works on a sequence
+    (a block: its inner layers)."""
     if layer.layers:
-        return replace(layer, layers=tuple(_steps(inner, length) for inner in layer.layers))
-    return replace(layer, length=min(layer.length, length)) if hasattr(layer, "length") else layer
+        return replace(small, layers=tuple(_steps(*pair, length) for pair in zip(layer.layers, small.layers)))
+    return replace(small, length=min(layer.length, length)) if getattr(layer, "length", 0) else small
 
 
 def verify(derivation: Derivation, cap: int = None, batch: int = 2, seed: int = 0, exact: bool = False,
@@ -222,12 +223,16 @@ class Expansion:
                     and q.key.lower().startswith("z"))
 
     def _one_hot_constraint(self) -> dict:
-        """Cross-entropy's fused rule holds where each target column sums to 1: impose it."""
+        """Cross-entropy's fused rule holds where each target column (each step's block of it, when the output
+        is a sequence) sums to 1: impose it."""
         if self.sweep.net.loss.fused_with != "softmax":
             return {}
         target = next(q for q in self.sweep.quantities.values() if q.role == "data" and q.key.lower() == "y")
         Y = self.entries[target.symbol]
-        return {Y[Y.rows - 1, j]: 1 - sum(Y[i, j] for i in range(Y.rows - 1)) for j in range(Y.cols)}
+        steps = dict(self.sweep.net.layers[-1].shape).get("length", 1)
+        K = Y.rows // steps
+        return {Y[(t + 1) * K - 1, j]: 1 - sum(Y[t * K + i, j] for i in range(K - 1))
+                for t in range(steps) for j in range(Y.cols)}
 
     def prove(self, rng: random.Random, exact: bool) -> list:
         """A Proof for every backward Step."""

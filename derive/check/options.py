@@ -118,8 +118,32 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     variance; bn_param {"mode": "train", "eps": 1e-5}
     spatial_batchnorm  the same on x (N, C, H, W), gamma, beta (C,): statistics per channel
 
+    rnn_step    f(dnext_h, x, prev_h, Wx, Wh, b) -> (dx, dprev_h, dWx, dWh, db)
+                                                    next_h = tanh(x @ Wx + prev_h @ Wh + b); x (N, D),
+                                                    prev_h (N, H), Wx (D, H), Wh (H, H), b (H,)
+    rnn         f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
+                                                    the rnn_step at t = 1..T from h0; x (N, T, D), dh (N, T, H)
+                                                    the upstream gradient of every h_t
+    lstm_step   f(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b) -> (dx, dprev_h, dprev_c, dWx, dWh, db)
+                                                    a = x @ Wx + prev_h @ Wh + b, (N, 4H), gates i, f, o, g in
+                                                    cs231n's order (sigmoid, sigmoid, sigmoid, tanh);
+                                                    next_c = f*prev_c + i*g, next_h = o*tanh(next_c)
+    lstm        f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
+                                                    the lstm_step at t = 1..T from h0 and c0 = 0
+                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
+
+Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; cs231n's Wx = W_ihᵀ):
+    Wx, W_xh, Wxh, Wax, U   input-to-hidden W_ih      Wh, W_hh, Whh, Waa, W   hidden-to-hidden W_hh
+    dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
+    dh_next, dhnext     the share step t + 1 sends back, W_hhᵀ δ_(t+1) (Karpathy's dhnext, cs231n's
+                        dprev_h of step t + 1), added to the output's dh[:, t] to give δh_t
+    dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
+    δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
+    dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
+
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
-function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it.
+function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it
+(rnn_step: _, cache = rnn_step_forward(x, prev_h, Wx, Wh, b); return rnn_step_backward(dnext_h, cache)).
 """
 
 
@@ -142,3 +166,17 @@ def add_check_arguments(parser) -> None:
                              "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4); see the table below")
     parser.epilog = convention_table()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+#: The names people write for BPTT (cs231n, Karpathy's min-char-rnn, deeplearning.ai's a for h) -> each recurrent op's
+#: output: an op function may return a dict with any of them (the first found wins) instead of a tuple.
+#: Karpathy's dhnext is what step t sends back to step t - 1 (read there as the "next" step's share).
+RECURRENT_NAMES = {
+    "dx": ("dx", "dX", "dxs", "dxt", "dx_t", "dinputs"),
+    "dprev_h": ("dprev_h", "dh_prev", "dhprev", "dh_next", "dhnext", "da_prev", "dh_prev_t", "dh_tm1"),
+    "dh0": ("dh0", "dh_0", "da0", "dh_init", "dprev_h", "dh_prev", "dhnext", "dh_next"),
+    "dprev_c": ("dprev_c", "dc_prev", "dcprev", "dc_next", "dcnext", "dc_tm1"),
+    "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
+    "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
+    "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
+}
