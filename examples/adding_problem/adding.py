@@ -27,6 +27,7 @@ import time
 import types
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from codegen.emit import generate
 from derive import derive
@@ -90,7 +91,8 @@ def run(cell: str, length: int, args):
     params = module.init_params(seed=0)
     before, norms_before = module.loss(params, X_test, T_test), hidden_gradients(module, cell, params, X_test, T_test)
     start = time.perf_counter()
-    module.train(params, X, T, verbose=False)
+    with threadpool_limits(1):  # a step's GEMMs are small: BLAS threads cost more than they save (far more on a busy machine)
+        module.train(params, X, T, verbose=False)
     seconds = time.perf_counter() - start
     after, norms_after = module.loss(params, X_test, T_test), hidden_gradients(module, cell, params, X_test, T_test)
     return before, after, norms_before, norms_after, seconds
