@@ -8,7 +8,10 @@ intermediate entries are symbols, so a shared subexpression is written once inst
 copied into the loss wherever it is used. The reference dL/dv for every entry v is the chain
 rule over that graph: the sum, over the entries computed from v, of their own dL/d times
 ``sympy.diff`` of their expression with respect to v, which is ``sympy.diff`` of the fully
-expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones.
+expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones. A
+recurrent layer's Step is expanded one time step at a time, each step's state a matrix of symbols
+defined by the cell's step (``unroll``'s ``hold``), so no entry holds the whole sequence; its BPTT
+Steps read those states. A network over a sequence is proved at T = 3 and width 2 (``shrink``).
 
 Each backward Step's right-hand side, evaluated element-wise with the true values of the
 quantities it names, must equal the reference dL/d(its quantity) at two random points to 30
