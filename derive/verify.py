@@ -121,6 +121,12 @@ def verify(derivation: Derivation, cap: int = None, batch: int = 2, seed: int = 
     A larger network is derived again at those sizes (the Report's ``network``), so a Step edited in
     place is proved as written only when the network is already that small.
     """
+    gated = sorted({node.attrs["cell_kind"] for node in derivation.batch.graph.nodes
+                    if node.op.name == "recurrent" and node.attrs["cell_kind"] != "rnn"})
+    if exact and gated:
+        raise ChainruleError(f"the exact proof cannot cancel the {' and '.join(k.upper() for k in gated)}'s "
+                             f"backpropagation through time in minutes; drop --exact (the proof checks every step "
+                             f"to {_DIGITS} digits at two random points)")
     small = shrink(derivation.network, cap, length)
     small = derivation if small == derivation.network else Derivation(small)
     proofs = []

@@ -131,3 +131,12 @@ def test_train_reads_token_ids_and_refuses_bad_ones_in_one_line(tmp_path, capsys
     assert main(["train", GRU, "--data", str(tmp_path / "bad.npz"), "--epochs", "1", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "X must hold token ids, whole numbers in 0..5 (vocab = 6); sample 3 has" in err
+
+
+def test_exact_cancels_an_rnn_and_refuses_gated_cells_in_one_line(capsys):
+    report = verify(derive.derive(network("rnn", False)), exact=True)
+    assert report.ok and {p.method for p in report.proofs} == {"exact"}, report.text()
+    assert main(["verify", GRU, "--exact"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("chainrule: error: the exact proof cannot cancel the GRU's") \
+        and "drop --exact" in err
