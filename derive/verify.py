@@ -87,8 +87,8 @@ def shrink(network, cap: int = None, length: int = LENGTH):
     cap = cap or (SEQUENCE_CAP if sequential(network) else CAP)
     layers = tuple(_steps(layer, layer.capped(cap), length) for layer in network.layers)
     if sequential(network):
-        (time, steps), (name, width) = network.layout
-        layout = ((time, min(steps, length)), (name, min(width, cap)))
+        (axis, steps), (name, width) = network.layout
+        layout = ((axis, min(steps, length)), (name, min(width, cap)))
     elif network.layout:
         (name, channels), *spatial = network.layout
         layout = ((name, min(channels, cap)), *spatial)
@@ -183,11 +183,7 @@ class Expansion:
             def hold(t, state, key=step.target.key):
                 named = tuple(sp.ImmutableMatrix(*m.shape, lambda i, j: sp.Symbol(f"{key}_t{t}s{k}_{i}_{j}", real=True))
                               for k, m in enumerate(state))
-                level = dict(zip((e for m in named for e in m), (v for m in state for v in m)))
-                # a state computed from another of the same step (the LSTM's h_t from c_t) reads it by its symbol
-                level = {e: v.xreplace({u: s for s, u in level.items() if s != e}) for e, v in level.items()}
-                first = {e: v for e, v in level.items() if not v.free_symbols & level.keys()}
-                levels.extend(part for part in (first, {e: v for e, v in level.items() if e not in first}) if part)
+                levels.append({e: v for m, value in zip(named, state) for e, v in zip(m, value)})
                 states.append(named)
                 return named
             hs, _, _ = unroll(node.spec, *(_evaluate(m, self.entries, columns) for m in node.mats), hold=hold)
@@ -261,9 +257,10 @@ class Expansion:
     def _numeric_errors(self, rng: random.Random) -> list:
         """The largest |derived - true| of each backward Step over two random points (inf: wrong shape)."""
         nodes = [node for node, _ in self.definitions]
-        # one function runs the forward pass (the entries are its local variables) and every partial
-        forward = sp.lambdify(self.inputs, nodes + [partial for *_, partial in self.edges], modules="mpmath", use_imps=False,
-                              cse=lambda exprs: (self.definitions, exprs))
+        # one function runs the forward pass (the entries are its local variables) and every partial; no
+        # implemented functions (use_imps), whose search would walk every expression as a tree
+        forward = sp.lambdify(self.inputs, nodes + [partial for *_, partial in self.edges], modules="mpmath",
+                              use_imps=False, cse=lambda exprs: (self.definitions, exprs))
         named = [entry for step, _ in self.backward for entry in self.entries[step.target.symbol]]
         derived = sp.lambdify(self.inputs + nodes + named, [value for _, matrix in self.backward for value in matrix],
                               modules="mpmath", use_imps=False, cse=True)
