@@ -142,16 +142,15 @@ def _verify(args) -> int:
     """``chainrule verify SPEC [--exact]``: 0 when every step is proved, 1 when one is wrong."""
     import time
     from derive import derive
-    from derive.verify import shrink, verify
+    from derive.verify import sizes, verify
     start = time.perf_counter()
     derivation = derive(args.spec)
     report = verify(derivation, exact=args.exact)
     seconds = time.perf_counter() - start
     print(report.text(), end="")
-    small = shrink(derivation.network)  # as verify shrinks it
-    if small != derivation.network:
-        print(f"(proved at the widths {' -> '.join(map(str, small.widths))}, the same network made narrow: "
-              f"the steps are the same at every width)")
+    if report.network != derivation.network:
+        print(f"(proved at {sizes(report.network)}, the same network made narrow (the spec has "
+              f"{sizes(derivation.network)}): the steps are the same at every size)")
     wrong = len(report.failures())
     verdict = f"{wrong} of {len(report.proofs)} steps WRONG" if wrong else f"all {len(report.proofs)} steps proved"
     print(f"{verdict} in {seconds:.2f} s")

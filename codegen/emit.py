@@ -423,6 +423,16 @@ def _init(derivation, training) -> list:
     return out
 
 
+def _layer_params(param_values) -> list:
+    """(layer's key, as INIT's, and its parameters' names as a tuple's source) of every layer that learns,
+    in the graph's order: what the gradient norms of train's history group."""
+    layers = {}
+    for v in param_values:
+        layers.setdefault(v.layer, []).append(f'"{v.key}"')
+    return [(layer if isinstance(layer, int) else repr(layer_key(layer)),
+             f"({', '.join(keys)}{',' if len(keys) == 1 else ''})") for layer, keys in layers.items()]
+
+
 def generate(derivation, dtype: str = "float64", output=None, tables=None, flags=()) -> str:
     """Source of a standalone NumPy module implementing ``derivation`` (its batch-form steps): a
     Derivation, or anything ``derive.derive`` takes (a Network, a spec dict, a TOML path, an inline string).
@@ -516,6 +526,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         + _setup(params + [v.key for v in buffers], [], forward_lines + mode_lines, "X", floats),
         masks=masks,
         init=_init(derivation, settings["training"]),
+        layer_params=_layer_params(param_values),
+        widths=net.widths,
         drawn=[(v.key, *draw) for node in derivation.batch.graph.nodes if hasattr(node.op, "draws")
                for v, draw in node.op.draws(node).items()],
         input_form="tokens" if "vocab" in dict(net.layout) else "",  # ids (N, T), not the one-hot (N, T·V)

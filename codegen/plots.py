@@ -125,11 +125,14 @@ def figures(runs) -> dict:
 
 
 def _gradient_norms(runs):
-    """One line per layer and run: a layer is a colour (dark: first, light: last), a run a line style."""
+    """One line per layer that learns and run: a layer is a colour (dark: first, light: last), named by its
+    parameters (the history's grad_norm_layers), a run a line style."""
     import matplotlib.pyplot as plt
     fig, ax = _axes("Gradient norm of each layer (first batch of each epoch, before clipping)",
-                    "L2 norm of dL/dW and dL/db (log scale)", log=True)
+                    "L2 norm of the gradients of the layer's parameters (log scale)", log=True)
     layers = max(len(h["grad_norms"][0]) for _, h in runs)
+    names = max((h.get("grad_norm_layers") or [f"layer {l + 1}" for l in range(len(h["grad_norms"][0]))]
+                 for _, h in runs), key=len)
     cmap = plt.get_cmap("viridis")
     colours = [cmap(0.85 * l / max(layers - 1, 1)) for l in range(layers)]
     norms = [v for _, h in runs for epoch in h["grad_norms"] for v in epoch]
@@ -140,7 +143,7 @@ def _gradient_norms(runs):
             values = [max(epoch[l], floor) for epoch in history["grad_norms"]]
             ax.plot(_epochs(history), values, color=colours[l], linestyle=style, marker=".")
     _log_ticks(ax, [max(v, floor) for v in norms])
-    entries = [(f"layer {l + 1}" + (" (input side)" if l == 0 and layers > 1 else " (output)" if l == layers - 1 else ""),
+    entries = [(names[l] + (" (input side)" if l == 0 and layers > 1 else " (output)" if l == layers - 1 else ""),
                 colours[l], "-") for l in range(layers)]
     if len(runs) > 1:
         entries += [(label, "black", style) for (label, _), style in zip(runs, RUN_STYLES)]

@@ -169,7 +169,7 @@ def read_data(source, targets=None, target_columns=(), module=None, need_targets
         raise ChainruleError("--target names a column of a CSV file; a .npz holds T, and .npy targets come with --targets")
     if suffix == ".csv":
         names, values = read_csv(path)
-        kind, outputs, inputs = module.TARGET_KIND, module.OUTPUTS, module.INPUTS
+        kind, outputs, inputs = module.TARGET_KIND, module.OUTPUTS, _width(module)
         if need_targets or target_columns or len(names) != inputs:
             columns = _columns(path, names, target_columns, kind, outputs)
             if len(names) - len(columns) != inputs:
@@ -211,17 +211,49 @@ def read_data(source, targets=None, target_columns=(), module=None, need_targets
     return data
 
 
-def checked(module, where, X, T=None, val=False):
-    """(X, T) checked against the network: (N, INPUTS) finite numbers, targets of the loss's kind."""
-    name_x, name_t = ("X_val", "T_val") if val else ("X", "T")
+def _width(module) -> int:
+    """The numbers X holds per sample: INPUTS features, or T token ids (a module with TOKEN_IDS)."""
+    return module.INPUT_SHAPE[0] if getattr(module, "TOKEN_IDS", False) else module.INPUTS
+
+
+def _token_ids(module, where, name, X):
+    """X as (N, T) integer token ids in 0..V-1 (whole numbers read from a CSV too), else a one-line error."""
+    length, vocab = module.INPUT_SHAPE
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != length or not X.shape[0]:
+        got = f"{X.shape[1]} columns" if X.ndim == 2 else f"shape {X.shape}"
+        raise ChainruleError(f"{where}: {name} has {got}, but the network reads {length} token ids per sample; "
+                             f"give one row of {length} ids in 0..{vocab - 1} per sample")
+    if X.dtype.kind == "f":
+        _finite(X, where, name)
+    wrong = np.flatnonzero(((X != np.round(X)) | (X < 0) | (X > vocab - 1)).any(axis=1))
+    if wrong.size:
+        raise ChainruleError(f"{where}: {name} must hold token ids, whole numbers in 0..{vocab - 1} (vocab = {vocab}); "
+                             f"sample {wrong[0]} has {X[wrong[0]].tolist()}")
+    return X.astype(np.int64)
+
+
+def _features(module, where, name, X):
+    """X as (N, INPUTS) finite float64 numbers, else a one-line error."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1 and module.INPUTS == 1:
         X = X[:, None]
     if X.ndim != 2 or X.shape[1] != module.INPUTS or not X.shape[0]:
         got = f"{X.shape[1]} features per sample" if X.ndim == 2 else f"shape {X.shape}"
-        raise ChainruleError(f"{where}: {name_x} has {got}, but the network takes {module.INPUTS} inputs; "
+        raise ChainruleError(f"{where}: {name} has {got}, but the network takes {module.INPUTS} inputs; "
                              f"give one row of {module.INPUTS} numbers per sample")
-    _finite(X, where, name_x)
+    _finite(X, where, name)
+    return X
+
+
+def checked(module, where, X, T=None, val=False):
+    """(X, T) checked against the network: (N, INPUTS) finite numbers (or (N, T) token ids), targets of
+    the loss's kind."""
+    name_x, name_t = ("X_val", "T_val") if val else ("X", "T")
+    if getattr(module, "TOKEN_IDS", False):
+        X = _token_ids(module, where, name_x, X)
+    else:
+        X = _features(module, where, name_x, X)
     if T is None:
         return X, None
     T = np.asarray(T)
@@ -372,6 +404,10 @@ def fit(module, data, label, settings, quiet=False, bar=None):
         progress.close()
     history = {"written_by": HISTORY_MARK, "network": label, "settings": settings,
                **progress.history, "best_epoch": result.get("best_epoch")}
+    # what each entry of grad_norms is a norm of (a module generated before LAYER_PARAMS: layers by number)
+    layers = getattr(module, "LAYER_PARAMS", None)
+    if layers is not None:
+        history["grad_norm_layers"] = [f"layer {l}: {', '.join(keys)}" for l, keys in layers.items()]
     # the epoch whose weights params hold: the best one under early stopping, else the last
     kept = history["best_epoch"] if settings["patience"] is not None and history["best_epoch"] is not None \
         else len(history["loss"]) - 1

@@ -8,7 +8,10 @@ intermediate entries are symbols, so a shared subexpression is written once inst
 copied into the loss wherever it is used. The reference dL/dv for every entry v is the chain
 rule over that graph: the sum, over the entries computed from v, of their own dL/d times
 ``sympy.diff`` of their expression with respect to v, which is ``sympy.diff`` of the fully
-expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones.
+expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones. A
+recurrent layer's Step is expanded one time step at a time, each step's state a matrix of symbols
+defined by the cell's step (``unroll``'s ``hold``), so no entry holds the whole sequence; its BPTT
+Steps read those states. A network over a sequence is proved at T = 3 and width 2 (``shrink``).
 
 Each backward Step's right-hand side, evaluated element-wise with the true values of the
 quantities it names, must equal the reference dL/d(its quantity) at two random points to 30
@@ -29,6 +32,7 @@ import sympy as sp
 
 from .chain import N, Derivation
 from .errors import ChainruleError
+from .ops.recurrent import BPTT, Recurrence, backprop, unroll
 
 _DIGITS = 30
 _TOLERANCE = 1e-20
@@ -50,6 +54,7 @@ class Proof:
 @dataclass(frozen=True)
 class Report:
     proofs: tuple
+    network: object = None  # the network proved: the derivation's, or a smaller one (``shrink``)
 
     @property
     def ok(self) -> bool:
@@ -64,30 +69,71 @@ class Report:
         return "\n".join(lines) + "\n"
 
 
-def shrink(network, cap: int = 3):
-    """The same network with every width at most `cap` (softmax keeps at least 2 outputs); an image or a
-    signal keeps its spatial sizes (kernels and pooling must still fit) with at most `cap` channels."""
-    layers = tuple(layer.capped(cap) for layer in network.layers)
-    if network.layout:
+#: The proof's sizes: widths at most CAP, or SEQUENCE_CAP in a network over a sequence or token ids (a
+#: gated cell's expansion grows fast: an LSTM 3 wide at T = 3 takes a minute, 2 wide a few seconds), and
+#: at most LENGTH time steps (3: the middle step has a step before it and one after).
+CAP, SEQUENCE_CAP, LENGTH = 3, 2, 3
+
+
+def sequential(network) -> bool:
+    """Whether the network reads a sequence or token ids (its input's first axis is time)."""
+    return network.input_shape[0][0] == "length"
+
+
+def shrink(network, cap: int = None, length: int = LENGTH):
+    """The same network with every width at most `cap` (softmax keeps at least 2 outputs; by default CAP,
+    or SEQUENCE_CAP over a sequence) and at most `length` time steps; an image or a signal keeps its
+    spatial sizes (kernels and pooling must still fit) with at most `cap` channels."""
+    cap = cap or (SEQUENCE_CAP if sequential(network) else CAP)
+    layers = tuple(_steps(layer, layer.capped(cap), length) for layer in network.layers)
+    if sequential(network):
+        (axis, steps), (name, width) = network.layout
+        layout = ((axis, min(steps, length)), (name, min(width, cap)))
+    elif network.layout:
         (name, channels), *spatial = network.layout
         layout = ((name, min(channels, cap)), *spatial)
-        return replace(network, inputs=math.prod(n for _, n in layout), layout=layout, layers=layers)
-    return replace(network, inputs=min(network.inputs, cap), layers=layers)
+    else:
+        return replace(network, inputs=min(network.inputs, cap), layers=layers)
+    return replace(network, inputs=math.prod(n for _, n in layout), layout=layout, layers=layers)
 
 
-def verify(derivation: Derivation, cap: int = 3, batch: int = 2, seed: int = 0, exact: bool = False) -> Report:
-    """Prove every backward Step of both forms of `derivation` at small sizes.
+def sizes(network) -> str:
+    """The network's sizes as ``chainrule verify`` says them: ``the widths 3 -> 3 -> 2``, or over a sequence
+    ``T = 3 and the widths 2 -> 2 -> 2 per step`` (a layer that keeps only the last step: its width)."""
+    if not sequential(network):
+        return f"the widths {' -> '.join(map(str, network.widths))}"
+    widths = [network.input_shape[-1][1]] + [layer.shape[-1][1] for layer in network.layers]
+    return f"T = {network.input_shape[0][1]} and the widths {' -> '.join(map(str, widths))} per step"
 
-    A network wider than `cap` is derived again at width `cap`, so a Step edited in place is
-    proved as written only when no width of the network exceeds `cap`.
+
+def _steps(layer, small, length: int):
+    """`small` (`layer` capped) with at most `length` of `layer`'s time steps, if it works on a sequence
+    (a block: its inner layers)."""
+    if layer.layers:
+        return replace(small, layers=tuple(_steps(*pair, length) for pair in zip(layer.layers, small.layers)))
+    return replace(small, length=min(layer.length, length)) if getattr(layer, "length", 0) else small
+
+
+def verify(derivation: Derivation, cap: int = None, batch: int = 2, seed: int = 0, exact: bool = False,
+           length: int = LENGTH) -> Report:
+    """Prove every backward Step of both forms of `derivation` at small sizes (``shrink``'s).
+
+    A larger network is derived again at those sizes (the Report's ``network``), so a Step edited in
+    place is proved as written only when the network is already that small.
     """
-    net = derivation.network
-    small = derivation if max(net.widths) <= cap else Derivation(shrink(net, cap))
+    gated = sorted({node.attrs["cell_kind"] for node in derivation.batch.graph.nodes
+                    if node.op.name == "recurrent" and node.attrs["cell_kind"] != "rnn"})
+    if exact and gated:
+        raise ChainruleError(f"the exact proof cannot cancel the {' and '.join(k.upper() for k in gated)}'s "
+                             f"backpropagation through time in minutes; drop --exact (the proof checks every step "
+                             f"to {_DIGITS} digits at two random points)")
+    small = shrink(derivation.network, cap, length)
+    small = derivation if small == derivation.network else Derivation(small)
     proofs = []
     for form, sweep in small.forms:
         columns = 1 if form == "sample" else batch
         proofs.extend(Expansion(sweep, columns).prove(random.Random(seed), exact))
-    return Report(tuple(proofs))
+    return Report(tuple(proofs), small.network)
 
 
 def _explicit(q, columns: int):
@@ -116,16 +162,49 @@ class Expansion:
         self.sweep = sweep
         quantities = sweep.quantities.values()
         self.entries = {q.symbol: _explicit(q, columns) for q in quantities}
+        self.states = {}  # a recurrent node's arguments -> the symbols of its state at each step
+        self.bptt = {}    # a BPTT node's arguments but `which` -> every input's gradient
         self.inputs = [s for q in quantities if q.role in _INPUT_ROLES for s in self.entries[q.symbol]]
-        self.levels = [dict(zip(self.entries[step.target.symbol], _evaluate(step.rhs, self.entries, columns)))
-                       for step in sweep.steps if step.phase in ("forward", "loss")]
+        self.levels = [level for step in sweep.steps if step.phase in ("forward", "loss")
+                       for level in self._expand(step, columns)]
         self.definitions = [item for level in self.levels for item in level.items()]
         self.loss = self.entries[sweep.L.symbol][0]
         self.edges = [(node, arg, sp.diff(expr, arg)) for node, expr in reversed(self.definitions)
                       for arg in sorted(expr.free_symbols, key=str)]
-        self.backward = [(step, _evaluate(step.rhs, self.entries, columns)) for step in sweep.steps
-                         if step.phase == "backward"]
+        self.backward = [(step, self._backward(step, columns)) for step in sweep.steps if step.phase == "backward"]
         self.constraint = self._one_hot_constraint()
+
+    def _expand(self, step, columns: int) -> list:
+        """The levels of a forward or loss Step: a recurrent node's steps first, each step's state a matrix
+        of symbols (so an entry's expression is one step's, not the whole sequence's), then its own entries."""
+        levels, values = [], dict(self.entries)
+        for node in sorted(step.rhs.atoms(Recurrence), key=str):
+            states = self.states[node.args] = []
+            def hold(t, state, key=step.target.key):
+                named = tuple(sp.ImmutableMatrix(*m.shape, lambda i, j: sp.Symbol(f"{key}_t{t}s{k}_{i}_{j}", real=True))
+                              for k, m in enumerate(state))
+                levels.append({e: v for m, value in zip(named, state) for e, v in zip(m, value)})
+                states.append(named)
+                return named
+            hs, _, _ = unroll(node.spec, *(_evaluate(m, self.entries, columns) for m in node.mats), hold=hold)
+            values[node] = sp.ImmutableMatrix.vstack(*hs) if node.spec.sequences else hs[-1]
+        return levels + [dict(zip(self.entries[step.target.symbol], _evaluate(step.rhs, values, columns)))]
+
+    def _backward(self, step, columns: int):
+        """A backward Step's entries. Backpropagation through time runs once per recurrent node and reads
+        the forward states by their symbols (their true values) instead of unrolling the recurrence
+        again; its gradients stand in the Step as symbols while the rest is evaluated."""
+        values, grads = dict(self.entries), {}
+        for node in step.rhs.atoms(BPTT):
+            key = (node.args[0],) + node.args[2:]  # the spec, G, the output and the inputs: all but `which`
+            if key not in self.bptt:
+                G, _, *ins = (_evaluate(m, self.entries, columns) for m in node.mats)
+                states = self.states[(node.args[0],) + node.args[4:]]
+                self.bptt[key] = backprop(node.spec, G, *ins, hold=lambda t, _: states[t])
+            grad = self.bptt[key][node.which]
+            values[node] = sp.ImmutableMatrix(*grad.shape, lambda i, j: sp.Dummy())
+            grads.update(zip(values[node], grad))
+        return _evaluate(step.rhs, values, columns).xreplace(grads)
 
     def adjoints(self, partials) -> dict:
         """dL/d(entry) for every entry and input, given the value of each edge's partial derivative."""
@@ -178,13 +257,14 @@ class Expansion:
     def _numeric_errors(self, rng: random.Random) -> list:
         """The largest |derived - true| of each backward Step over two random points (inf: wrong shape)."""
         nodes = [node for node, _ in self.definitions]
-        # one function runs the forward pass (the entries are its local variables) and every partial
+        # one function runs the forward pass (the entries are its local variables) and every partial; no
+        # implemented functions (use_imps), whose search would walk every expression as a tree
         forward = sp.lambdify(self.inputs, nodes + [partial for *_, partial in self.edges], modules="mpmath",
-                              cse=lambda exprs: (self.definitions, exprs))
+                              use_imps=False, cse=lambda exprs: (self.definitions, exprs))
         named = [entry for step, _ in self.backward for entry in self.entries[step.target.symbol]]
         derived = sp.lambdify(self.inputs + nodes + named, [value for _, matrix in self.backward for value in matrix],
-                              modules="mpmath", cse=True)
-        constrain = sp.lambdify(self.inputs, list(self.constraint.values()), modules="mpmath")
+                              modules="mpmath", use_imps=False, cse=True)
+        constrain = sp.lambdify(self.inputs, list(self.constraint.values()), modules="mpmath", use_imps=False)
         worst = [0.0] * len(self.backward)
         with mpmath.workdps(_DIGITS):
             points = 0

@@ -341,7 +341,8 @@ def test_plots_png_svg_and_one_gradient_line_per_layer(tmp_path, capsys):
     assert len(axes.get_lines()) == 4 + 2 and axes.get_yscale() == "log"
     assert axes.get_xlabel() == "epoch" and "log scale" in axes.get_ylabel()
     labels = [t.get_text() for t in figures["gradient_norms"].legends[0].get_texts()]
-    assert labels == ["layer 1 (input side)", "layer 2", "layer 3", "layer 4 (output)", "deep", "shallow"]
+    assert labels == ["layer 1: W1, b1 (input side)", "layer 2: W2, b2", "layer 3: W3, b3", "layer 4: W4, b4 (output)",
+                      "deep", "shallow"]
     assert len(figures["loss"].axes[0].get_lines()) == 4  # training and validation of each run
     # rerun into the same folder: chainrule's own plots are replaced
     assert run(capsys, "train", CLASSES, "--data", tmp_path / "d.npz", "--epochs", 1, "--plot", tmp_path / "plots",

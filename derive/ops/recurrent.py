@@ -156,8 +156,11 @@ class _Affine:
         return self.W_hh * h + self.b_hh * sp.ImmutableMatrix.ones(1, h.cols)
 
 
-def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh):
-    """(hidden states h_1..h_T, saved values of each step, the inputs x_t) of the recurrence from zero."""
+def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh, hold=None):
+    """(hidden states h_1..h_T, saved values of each step, the inputs x_t) of the recurrence from zero.
+
+    ``hold(t, state)``, if given, returns the state as step t + 1 reads it (``derive.verify`` names each
+    step's state with symbols, so the unrolled network stays a graph of one step's size)."""
     c = spec.cell
     H, F, T = W_hh.cols, W_ih.cols, spec.length
     P = _Affine(W_ih, W_hh, b_ih, b_hh)
@@ -166,16 +169,18 @@ def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh):
     for t in range(T):
         x = X[t * F:(t + 1) * F, :]
         state, keep = c.step(P, x, state)
+        if hold:
+            state = hold(t, state)
         hs.append(state[0])
         saved.append(keep)
         xs.append(x)
     return hs, saved, xs
 
 
-def backprop(spec: "RecurrentSpec", G, X, W_ih, W_hh, b_ih, b_hh) -> tuple:
-    """(dX, dW_ih, dW_hh, db_ih, db_hh): backpropagation through time, from t = T down to 1."""
+def backprop(spec: "RecurrentSpec", G, X, W_ih, W_hh, b_ih, b_hh, hold=None) -> tuple:
+    """(dX, dW_ih, dW_hh, db_ih, db_hh): backpropagation through time, from t = T down to 1 (``hold`` as unroll's)."""
     c = spec.cell
-    hs, saved, xs = unroll(spec, X, W_ih, W_hh, b_ih, b_hh)
+    hs, saved, xs = unroll(spec, X, W_ih, W_hh, b_ih, b_hh, hold)
     H, T = W_hh.cols, spec.length
     P = _Affine(W_ih, W_hh, b_ih, b_hh)
     zero = sp.ZeroMatrix(H, X.cols).as_explicit()
@@ -502,7 +507,7 @@ class RecurrentLayer(LayerKind):
                      sequences=self.return_sequences, nonlinearity=self.nonlinearity)
 
     def capped(self, cap: int):
-        return replace(self, hidden_size=min(self.hidden_size, cap), length=min(self.length, cap))
+        return replace(self, hidden_size=min(self.hidden_size, cap))  # the steps: derive.verify.shrink's length
 
     def inline(self, dense, user=str) -> str:
         settings = [f"hidden_size={self.hidden_size}"] + (["return_sequences=false"] if not self.return_sequences else [])
