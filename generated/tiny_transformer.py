@@ -18,6 +18,7 @@ import numpy as np
 DTYPE = np.float64
 INPUTS = 640
 INPUT_SHAPE = (16, 40)  # length, vocab: X is (N, 16, 40), held as (N, INPUTS) in PyTorch's order
+TOKEN_IDS = True  # X holds (N, 16) token ids in 0..39, not INPUTS features
 OUTPUTS = 640
 STEPS, STEP_OUTPUTS = 16, 40  # a sequence: the output is (N, STEPS, STEP_OUTPUTS), held as (N, OUTPUTS)
 PARAM_SHAPES = {
@@ -755,8 +756,8 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
 
     callback(epoch, logs), when given, is called after each epoch (counted from 0) with logs a dict:
     "loss" (as history), "val_loss", "accuracy", "val_accuracy", "lr" (the
-    epoch's learning rate) and "grad_norms" (the L2 norm of each layer's gradient, W and b together,
-    on the epoch's first batch before clipping: a list, layer 1 first). "accuracy", like "loss", is
+    epoch's learning rate) and "grad_norms" (the L2 norm of each layer's gradients, all its parameters
+    together, on the epoch's first batch before clipping: a list in LAYER_PARAMS's order). "accuracy", like "loss", is
     measured on each batch just before its step. Accuracies are None for a
     loss without classes, the val_ entries None without validation data. Training stops after the
     epoch when callback returns True. Without a callback none of this is computed.
@@ -837,9 +838,23 @@ def train(params, X, T, epochs=20, batch_size=32, seed=0, verbose=True,
     return history
 
 
+#: Each layer's parameters, as the notes name them: the gradient norms of train's logs are one per layer, over these.
+LAYER_PARAMS = {
+    1: ("W1",),
+    2: ("P2",),
+    '3_1': ("gamma3_1", "beta3_1"),
+    '3_2': ("W_in3_2", "b_in3_2", "W_out3_2", "b_out3_2"),
+    '4_1': ("gamma4_1", "beta4_1"),
+    '4_2': ("W4_2", "b4_2"),
+    '4_3': ("W4_3", "b4_3"),
+    5: ("gamma5", "beta5"),
+    6: ("W6", "b6"),
+}
+
+
 def _layer_norms(grads):
-    """[L2 norm of layer l's gradients, W and b together, for l = 1, 2, ...]."""
-    return [math.sqrt(float(sum(np.vdot(grads[k], grads[k]) for k in (f"W{l}", f"b{l}") if k in grads))) for l in INIT]
+    """[L2 norm of each layer's gradients, all its parameters together, in LAYER_PARAMS's order]."""
+    return [math.sqrt(float(sum(np.vdot(grads[k], grads[k]) for k in keys))) for keys in LAYER_PARAMS.values()]
 
 
 def _labels(Y):
@@ -875,7 +890,7 @@ def save(params, path, optimizer=None):
     optimizer's state (its moments, step count and settings) when optimizer is given."""
     params, _ = _params(params)
     # first, so that its name opens the file: the widths of the layers, inputs first
-    arrays = {"chainrule_weights": np.array([INPUTS] + [PARAM_SHAPES[f"W{l}"][0] for l in INIT])}
+    arrays = {"chainrule_weights": np.array([640, 512, 512, 512, 32, 512, 40])}
     arrays.update((name, params[name]) for name in PARAM_SHAPES)
     if optimizer is not None:
         arrays["optimizer"] = np.array(type(optimizer).__name__)
