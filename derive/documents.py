@@ -151,6 +151,9 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
     fused = fused_labels(derivation)
     derived = f"{cite(fused[0])}–{cite(fused[-1])}" if len(fused) > 1 else cite(fused[0]) if fused else ""
     cited = {}  # form -> {key: the label of its step}
+    # a network with a block (a residual block, a transformer's) prints each layer's steps under its own
+    # heading within a phase, so one layer's forward or backward pass can be cited or pasted alone
+    parted = any(layer.layers for layer in net.layers)
     for view in views.values():
         yield "heading", view.title
         if view.sweep is None:
@@ -159,11 +162,15 @@ def _blocks(derivation, latex, accepted, form, notation, worked):
                            "batch form only.")
             continue
         names, printer = view.names(latex), view.printer(latex)
-        phase, printed = None, cited.setdefault(view.form, {})
+        phase, part, printed = None, None, cited.setdefault(view.form, {})
         for step in view.steps:
             if step.phase != phase:
-                phase = step.phase
+                phase, part = step.phase, None
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
+            top = _top_layer(step.layer)
+            if parted and phase != "loss" and top != part and 1 <= top <= len(net.layers):
+                part = top
+                yield "part", f"Layer {top}: {shown_layer(net.layers[top - 1], _user, short=True)}"
             reason = _cited(step.reason, printed)
             if fused:
                 reason = reason.replace(FUSED_WHERE, f"derived in {derived}")
@@ -275,23 +282,32 @@ def dimensions(rhs, latex: bool) -> str:
     return ", ".join(dict.fromkeys(checks))
 
 
-def architecture(network, user=str, short: bool = False) -> str:
-    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it); ``short``: a layer
-    whose spec has settings (``conv2d(out_channels=8, …)``) as its kind and activation alone, for a title."""
+def _top_layer(layer) -> int:
+    """The spec's position of the layer a step belongs to (a block's, for a layer inside it)."""
+    return layer[0] if isinstance(layer, tuple) else layer
+
+
+def shown_layer(layer, user=str, short: bool = False) -> str:
+    """A layer as the inline grammar writes it (``8 relu``, ``conv2d(out_channels=8, ...)``); ``short``: a
+    layer whose spec has settings as its kind and activation alone, a block as its inner layers so."""
     def dense(layer):
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
 
-    def shown(layer):
-        if short and layer.layers:  # a block: its inner layers, each shortened
-            return f"{layer.kind}({' -> '.join(shown(inner) for inner in layer.layers)})"
-        text = inline(layer, dense, user)
-        if not short or "=" not in text:
-            return text
-        act = getattr(layer, "activation", None)
-        return layer.kind + ("" if act is None or act.is_identity else f" {user(act.name)}")
-    return " -> ".join([inline_inputs(network)] + [shown(layer) for layer in network.layers])
+    if short and layer.layers:
+        return f"{layer.kind}({' -> '.join(shown_layer(inner, user, short) for inner in layer.layers)})"
+    text = inline(layer, dense, user)
+    if not short or "=" not in text:
+        return text
+    act = getattr(layer, "activation", None)
+    return layer.kind + ("" if act is None or act.is_identity else f" {user(act.name)}")
+
+
+def architecture(network, user=str, short: bool = False) -> str:
+    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it); ``short``: each layer as
+    ``shown_layer`` shortens it, for a title."""
+    return " -> ".join([inline_inputs(network)] + [shown_layer(layer, user, short) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
@@ -568,6 +584,7 @@ class Layout:
     title: str
     heading: str
     subheading: str
+    part: str  # a layer's steps within a phase, where the network has blocks (``_parted``)
     para: str
     table: tuple
     display: str
@@ -595,7 +612,7 @@ _LATEX_HEADER = r"\textbf{{{a}}} & \textbf{{{b}}} & \textbf{{{c}}} \\ \hline"
 LATEX = Layout(
     latex=True, prose=_prose(_latex_text, latex_text),
     title=r"\section{{{text}}}", heading=r"\subsection{{{text}}}", subheading=r"\subsubsection{{{text}}}",
-    para="{text}\n",
+    part=r"\paragraph{{{text}}}", para="{text}\n",
     # a longtable breaks across pages, and its meaning column wraps in a host document's narrow text
     table=(r"{{\renewcommand{{\arraystretch}}{{1.5}}\setlength{{\LTleft}}{{0pt}}"
            r"\begin{{longtable}}{{@{{}}llp{{0.5\linewidth}}@{{}}}}" + "\n" + _LATEX_CAPTION.replace("{more}", ""),
@@ -619,7 +636,9 @@ LATEX = Layout(
             (("β", "beta"), ("γ", "gamma"), ("μ", "mu"), ("σ", "sigma"))),
           r"\usepackage{tikz}",  # the picture of the network (a host without it gets a sentence instead)
           # long unbreakable words (a convolution's kernel\_size=3 in the title) stretch a line, not overflow it
-          r"\emergencystretch=0.5\linewidth", r"\begin{document}"),
+          r"\emergencystretch=0.5\linewidth",
+          r"\setcounter{secnumdepth}{4}",  # a layer's part of a phase (\paragraph) is numbered, to cite or paste
+          r"\begin{document}"),
     tail=(r"\end{document}",),
     body_note=(r"% chainrule's notes without a preamble, for \input: the document loads amsmath, amssymb and longtable "
                r"(and tikz for the picture of the network)"),
@@ -627,7 +646,7 @@ LATEX = Layout(
 
 MARKDOWN = Layout(
     latex=True, prose=_prose(str, markdown_text),
-    title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", para="{text}\n",
+    title="# {text}\n", heading="## {text}\n", subheading="**{text}**\n", part="*{text}*\n", para="{text}\n",
     table=("*{caption}*\n", "| {a} | {b} | {c} |\n|---|---|---|", "| {a} | {b} | {c} |", ""),
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
@@ -636,7 +655,8 @@ MARKDOWN = Layout(
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
-    title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:", para="{text}",
+    title="{text}\n{rule:=<{width}}", heading="\n{text}\n{rule:-<{width}}", subheading="  {text}:",
+    part="  · {text}", para="{text}",
     table=("  {caption}:", None, "    {a:<{wa}}  {b:<{wb}}  {c}", None),
     display="{body}", display_line="    {line}", display_join="\n",
     eq=("  ({number:>2})  {lhs} = {rhs}", "        {reason}{dims}"), dims="\n        dimensions: {}",
@@ -659,7 +679,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
     previous = ("title", "")
     for kind, *args in blocks:
         if layout.keep and kind in ("para", "eq", "rule") and not (
-                previous[0] in ("title", "heading", "subheading", "display")
+                previous[0] in ("title", "heading", "subheading", "part", "display")
                 or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
             out.append(layout.keep)
         if layout.run_in and kind in ("display", "eq", "rule") and previous[0] == "para":
