@@ -30,6 +30,7 @@ same interpreter as the runner and could write on that pipe too, so a forged res
 claim gradients (judged like any others), never crash the parent or put text on its terminal.
 """
 import ctypes
+import functools
 import json
 import math
 import os
@@ -56,8 +57,9 @@ from .checker import Checker, unreadable
 from .compare import BATCH, BIAS_SCALE, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import BackwardJudge, BoundCell, OpJudge, cnn_worlds, cropped, padding_not_cropped, recurrent_worlds
-from .options import RECURRENT_NAMES
+from .diagnose import (BackwardJudge, BoundCell, OpJudge, attention_worlds, cnn_worlds, cropped, mistaken_scores,
+                       padding_not_cropped, recurrent_worlds)
+from .options import ATTENTION_NAMES, RECURRENT_NAMES
 from ..ops.recurrent import backprop as recurrent_backprop, cell as recurrent_cell
 
 SEEDS = (11, 12)
@@ -655,13 +657,15 @@ def _op_case(checker, op, seed):
 def check_op(op_name: str, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
     from derive import derive  # the op's network, derived on demand
-    known = {**ops(), **cnn_ops(), **recurrent_ops()}
+    known = {**ops(), **cnn_ops(), **recurrent_ops(), **attention_ops()}
     if op_name not in known:
         raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
     path, name = _split_target(target)
     op = known[op_name]
     if isinstance(op, RecurrentOp):  # the recurrent op's own BPTT, from a given state: no network
         return _check_recurrent_op(op_name, op, target, limits)
+    if isinstance(op, AttentionOp):  # the attention op's own backward on the given q, k, v: no network
+        return _check_attention_op(op_name, op, target, limits)
     derivation = derive(op.spec)
     if isinstance(op, CnnOp):
         return _check_cnn_op(op_name, op, derivation, target, limits)
@@ -1206,4 +1210,133 @@ def _check_recurrent_op(op_name, op, target, limits):
                     + ", ".join(RECURRENT_NAMES[n][1] for n in outputs)], 1
         lines, worst = _cnn_verdicts(judge, right, returned, results, op.correct.get)
         return lines + [f"  {n}: not returned, not checked" for n in outputs if n not in returned], worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)
+
+
+# -- scaled dot-product attention (``check-code --op attention``), in CMU 11-785's layout --------------
+# The reference is chainrule's attention op's own backward (``attention.backprop``, proved against sympy.diff
+# in tests/test_ops.py and tests/test_attention.py). Per-head q, k, v (N, H, T, d) are one op of 3H heads of
+# d features whose input X (T, 3·H·d) is [q k v] with the heads side by side: selector weights make the first
+# H heads' queries, keys and values q, k and v, the output projection keeps those heads and zeroes the
+# others, so the op's dX is [dq dk dv]. The mask (True = ignore, as CMU's and torch's) is the op's causal one.
+ATTENTION_WIDTHS = {"H": 2, "T": 3, "d": 4}  # d ≠ T, so a product transposed the wrong way has the wrong
+# shape; d = 4 keeps 1/√d = 1/2 rational, so SymPy multiplies floats, not floats times √d
+
+
+@dataclass(frozen=True)
+class AttentionOp:
+    """The attention op's check: its arguments, outputs and the correct formulas, printed."""
+    arguments: tuple
+    outputs: tuple
+    correct: dict
+
+
+def attention_ops() -> dict:
+    """attention: the backward of out = softmax(q kᵀ/√d + mask) v for every sample and head."""
+    return {"attention": AttentionOp(
+        ("dout", "q", "k", "v", "mask"), ("dq", "dk", "dv"),
+        {"dq": "dS k / √d with dS = A ⊙ (dA − rowsum(dA ⊙ A)), dA = dout vᵀ, A = softmax(q kᵀ/√d + mask) row by row",
+         "dk": "dSᵀ q / √d", "dv": "Aᵀ dout"})}
+
+
+def _attention_point(seed) -> dict:
+    """The op's arguments at one point: unit-scale q, k, v and dout, the causal mask (True above the diagonal)."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"attention")])
+    n, h, t, d = BATCH, ATTENTION_WIDTHS["H"], ATTENTION_WIDTHS["T"], ATTENTION_WIDTHS["d"]
+    out = {a: rng.normal(size=(n, h, t, d)) for a in ("dout", "q", "k", "v")}
+    out["mask"] = np.triu(np.ones((t, t), dtype=bool), 1)
+    return out
+
+
+def _attention_embedding(point, causal: bool):
+    """(spec, G, X, W_in, b_in, W_out, b_out) of the op that computes ``point``'s attention (see above)."""
+    from ..ops.attention import AttentionSpec
+    n, h, t, d = point["q"].shape
+    e = h * d
+    E = 3 * e
+    W_in, W_out = np.zeros((3 * E, E)), np.zeros((E, E))
+    for k in range(3):  # W_Q, W_K, W_V: the first H heads read q, k, v
+        W_in[k * E + np.arange(e), k * e + np.arange(e)] = 1
+    W_out[np.arange(e), np.arange(e)] = 1
+
+    def merged(a):  # (N, H, T, d) -> each sample's (T, H·d), heads side by side
+        return a.transpose(0, 2, 1, 3).reshape(n, t, e)
+    X = np.concatenate([merged(point[a]) for a in "qkv"], axis=2)
+    G = np.concatenate([merged(point["dout"]), np.zeros((n, t, 2 * e))], axis=2)
+    column = lambda a: sp.Matrix(a.reshape(n, -1).T)  # (T·E, N), (t, f) order
+    return (AttentionSpec(t, 3 * h, causal, False), column(G), column(X), sp.Matrix(W_in), sp.zeros(3 * E, 1),
+            sp.Matrix(W_out), sp.zeros(E, 1))
+
+
+def attention_reference(point, causal=True) -> dict:
+    """{dq, dk, dv} at ``point`` from the attention op's own backward."""
+    from ..ops.attention import backprop
+    spec, G, X, W_in, b_in, W_out, b_out = _attention_embedding(point, causal)
+    n, h, t, d = point["q"].shape
+    dX = np.array(backprop(spec, G, X, W_in, b_in, W_out, b_out)[0].tolist(), dtype=float).T.reshape(n, t, 3, h, d)
+    return {name: dX[:, :, i].transpose(0, 2, 1, 3) for i, name in enumerate(("dq", "dk", "dv"))}
+
+
+def attention_weights(point, causal=True):
+    """A (N, H, T, T) at ``point``: the attention op's own forward, each head's softmax of its scores."""
+    from ..ops.attention import _sample_forward, _samples
+    spec, _, X, W_in, b_in, W_out, b_out = _attention_embedding(point, causal)
+    heads = point["q"].shape[1]
+    return np.array([[np.array(_sample_forward(spec, Xn, W_in, b_in, W_out, b_out)["heads"][j][3].tolist(), dtype=float)
+                      for j in range(heads)] for Xn in _samples(X, spec.length)])
+
+
+@functools.lru_cache(maxsize=None)
+def _at(seed, causal, what):
+    """attention_reference or attention_weights at seed's point, made once per process (SymPy takes a second)."""
+    return (attention_reference if what == "grads" else attention_weights)(_attention_point(seed), causal)
+
+
+def attention_targets(seeds):
+    """``targets(overrides)`` for OpJudge: at each seed's point the op's dq, dk, dv with the mistakes of
+    ``overrides`` (the keys ``diagnose.attention_worlds`` set)."""
+    cache = {}
+
+    def targets(overrides):
+        key = tuple(sorted(overrides.items()))
+        if key not in cache:
+            causal = not overrides.get("unmasked")
+            cache[key] = [attention_mistaken(_attention_point(s), _at(s, causal, "grads"),
+                                             lambda s=s: _at(s, causal, "weights"), overrides) for s in seeds]
+        return cache[key]
+    return targets
+
+
+def attention_mistaken(point, right, weights, mistakes) -> dict:
+    """{dq, dk, dv}: the reference ``right`` with ``mistakes`` made in it; ``weights()`` gives A, read only by
+    the mistakes made after the softmax's backward."""
+    out = dict(right)
+    root = math.sqrt(point["q"].shape[-1])
+    if mistakes.get("elementwise") or mistakes.get("transpose"):
+        dS = mistaken_scores(weights(), point["dout"] @ np.swapaxes(point["v"], -1, -2), mistakes)
+        out["dq"] = dS @ point["k"] / root
+        out["dk"] = (dS if mistakes.get("transpose") else np.swapaxes(dS, -1, -2)) @ point["q"] / root
+    for name in ("dq", "dk"):
+        if mistakes.get(f"scale {name}"):
+            out[name] = out[name] * root
+    return out
+
+
+def _check_attention_op(op_name, op, target, limits):
+    path, name = _split_target(target)
+    points = [_attention_point(seed) for seed in SEEDS]
+    targets = attention_targets(SEEDS)
+    judge = OpJudge(targets, attention_worlds(), _NO_LOSS)
+    right = targets({})
+    outputs = list(op.outputs)
+    dtypes = {"mask": "bool"}
+    task = {"cases": [{"args": [(p[a].tolist(), dtypes.get(a, "float64")) for a in op.arguments]} for p in points],
+            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "spellings": {n: list(ATTENTION_NAMES[n]) for n in outputs},
+            "sizes": {n: int(right[0][n].size) for n in outputs}}
+    shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+    header = f"{terminal_text(target)}: {op_name} backward (causal), {shapes}, {len(points)} random points"
+
+    def verdicts(results):
+        return _cnn_verdicts(judge, right, outputs, results, op.correct.get)
     return _run_and_judge(path, name, task, limits, header, verdicts)
