@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from derive.check.code import SEEDS, _attention_point, attention_mistaken, attention_reference, attention_weights, check_op
+from derive.check.code import SEEDS, _at, _attention_point, attention_mistaken, check_op, propagated
 from derive.check.options import ATTENTION_NAMES, OP_CONTRACT
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "code"
@@ -29,16 +29,16 @@ def _torch_gradients(point, causal):
 def test_the_reference_is_pytorchs_gradient(causal):
     for seed in SEEDS:
         point = _attention_point(seed)
-        ours = attention_reference(point, causal)
+        ours = _at(seed, causal, "grads")  # attention_reference at the seed's point, as check_op has it
         for name, value in _torch_gradients(point, causal).items():
             np.testing.assert_allclose(ours[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
-    A = attention_weights(point, causal)
+    A = _at(seed, causal, "weights")
     assert np.allclose(A.sum(axis=-1), 1) and np.all(A[..., point["mask"]] == 0) == causal
 
 
 def test_each_mistake_changes_what_it_says_and_nothing_else():
     point = _attention_point(SEEDS[0])
-    right, A = attention_reference(point), attention_weights(point)
+    right, A = _at(SEEDS[0], True, "grads"), _at(SEEDS[0], True, "weights")
 
     def weights():
         return A
@@ -131,4 +131,73 @@ def test_the_cli_documents_attention():
         assert name in OP_CONTRACT, name
     help_text = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--help"],
                                capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
-    assert "lstm_step, lstm, attention (the signatures are below)" in " ".join(help_text.split())
+    assert "lstm_step, lstm, attention, mha (the signatures are below)" in " ".join(help_text.split())
+    assert "mha         f(dout, x, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask)" in OP_CONTRACT
+
+
+# -- the whole layer (check-code --op mha): torch's parameters, heads split and merged -------------------
+def test_the_layers_reference_is_torchs_multihead_attention_and_its_heads_path_agrees():
+    for seed in SEEDS:
+        p = _attention_point(seed, layer=True)
+        e = p["x"].shape[2]
+        mha = torch.nn.MultiheadAttention(e, int(p["num_heads"]), batch_first=True, dtype=torch.float64)
+        with torch.no_grad():
+            for name in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
+                mha.get_parameter(name).copy_(torch.tensor(p[name.replace(".", "_")]))
+        x = torch.tensor(p["x"], requires_grad=True)
+        out, _ = mha(x, x, x, need_weights=False, attn_mask=torch.tensor(p["mask"]))
+        (out * torch.tensor(p["dout"])).sum().backward()
+        ours = _at(seed, True, "layer")  # layer_reference at the seed's point
+        torch_grads = {"dx": x.grad, "din_proj_weight": mha.in_proj_weight.grad, "din_proj_bias": mha.in_proj_bias.grad,
+                       "dout_proj_weight": mha.out_proj.weight.grad, "dout_proj_bias": mha.out_proj.bias.grad}
+        for name, value in torch_grads.items():
+            np.testing.assert_allclose(ours[name], value.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        # the mistakes' path (the per-head op, then merge and projections) gives the reference when nothing is wrong
+        for name, value in propagated(p, ours, _at(seed, True, "heads"), {}).items():
+            np.testing.assert_allclose(value, ours[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+LAYER = '''
+import numpy as np
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+def layer(dout, x, W, b, Wo, bo, num_heads, mask, merge_back=True, scale_dq=True):
+    n, t, e = x.shape
+    h = int(num_heads)
+    d = e // h
+    split = lambda a: a.reshape(n, t, h, d).transpose(0, 2, 1, 3)
+    merge = (lambda a: a.transpose(0, 2, 1, 3).reshape(n, t, e)) if merge_back else (lambda a: a.reshape(n, t, e))
+    q, k, v = (split(x @ W[i * e:(i + 1) * e].T + b[i * e:(i + 1) * e]) for i in range(3))
+    A = softmax(np.where(mask, -np.inf, q @ np.swapaxes(k, -1, -2) / np.sqrt(d)))
+    o = (A @ v).transpose(0, 2, 1, 3).reshape(n, t, e)
+    do = split(dout @ Wo)
+    dA = do @ np.swapaxes(v, -1, -2)
+    dS = A * (dA - (dA * A).sum(-1, keepdims=True))
+    dq = dS @ k / (np.sqrt(d) if scale_dq else 1)
+    dP = np.concatenate([merge(dq), merge(np.swapaxes(dS, -1, -2) @ q / np.sqrt(d)),
+                         merge(np.swapaxes(A, -1, -2) @ do)], axis=2)
+    return {"dX": dP @ W, "dW_in": np.einsum("nti,ntj->ij", dP, x), "db_in": dP.sum(axis=(0, 1)),
+            "dW_out": np.einsum("nti,ntj->ij", dout, o), "db_out": dout.sum(axis=(0, 1))}
+def merged_wrong(*a):
+    return layer(*a, merge_back=False)
+def dq_unscaled(*a):
+    return layer(*a, scale_dq=False)
+'''
+
+
+def test_the_layers_mistakes_are_named_at_dx_and_the_projections_follow(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(LAYER)
+    outputs = ("dx", "din_proj_weight", "din_proj_bias", "dout_proj_weight", "dout_proj_bias")
+    lines, code = check_op("mha", f"{path}:layer")
+    assert code == 0 and lines[1:] == [f"  {n}: correct" for n in outputs], lines
+    for function, mistake, short in (("merged_wrong", "the heads not merged back as they were split", "the heads merged wrongly"),
+                                     ("dq_unscaled", "the 1/√d_k of the scores S = q kᵀ/√d_k left out of dq",
+                                      "1/√d_k missing in dq")):
+        lines, code = check_op("mha", f"{path}:{function}")
+        text = "\n".join(lines)
+        assert code == 1 and f"  dx: different: {mistake}" in text, text
+        for name in ("din_proj_weight", "din_proj_bias"):
+            assert f"  {name}: different: follows from dx's mistake ({short})" in text, text
+        assert "  dout_proj_weight: correct" in lines and "  dout_proj_bias: correct" in lines, text

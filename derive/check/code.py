@@ -15,7 +15,8 @@ softmax output read as element-wise), each named once, at the layer where it is 
 the same way, in the same contained child: the op is held between identity weights in a small
 derived network, so its gradients and its mistakes are the derivation's. The CNN ops (conv2d, the
 pooling ops, batch norm) and whole networks with them are judged by ``diagnose.OpJudge`` against
-the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes.
+the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes. The recurrent ops and attention
+(``attention`` per head, ``mha`` the whole layer) are judged by it against their op's own backward.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
@@ -1225,10 +1226,12 @@ ATTENTION_WIDTHS = {"H": 2, "T": 3, "d": 4}  # d ≠ T, so a product transposed 
 
 @dataclass(frozen=True)
 class AttentionOp:
-    """The attention op's check: its arguments, outputs and the correct formulas, printed."""
+    """The attention op's check: its arguments, outputs and the correct formulas, printed; ``layer``: the whole
+    torch.nn.MultiheadAttention layer (projections, heads split and merged), else one attention per head."""
     arguments: tuple
     outputs: tuple
     correct: dict
+    layer: bool = False
 
 
 def attention_ops() -> dict:
@@ -1236,14 +1239,29 @@ def attention_ops() -> dict:
     return {"attention": AttentionOp(
         ("dout", "q", "k", "v", "mask"), ("dq", "dk", "dv"),
         {"dq": "dS k / √d with dS = A ⊙ (dA − rowsum(dA ⊙ A)), dA = dout vᵀ, A = softmax(q kᵀ/√d + mask) row by row",
-         "dk": "dSᵀ q / √d", "dv": "Aᵀ dout"})}
+         "dk": "dSᵀ q / √d", "dv": "Aᵀ dout"}),
+        "mha": AttentionOp(
+            ("dout", "x", "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias", "num_heads", "mask"),
+            ("dx", "din_proj_weight", "din_proj_bias", "dout_proj_weight", "dout_proj_bias"),
+            {"dx": "dP in_proj_weight, dP = [dQ dK dV] (N, T, 3E), each the heads' dq, dk, dv merged as they were split",
+             "din_proj_weight": "Σ_n,t dP_tᵀ x_t (dPᵀ x summed over the batch)", "din_proj_bias": "dP summed over N and T",
+             "dout_proj_weight": "Σ_n,t dout_tᵀ o_t, o the heads' outputs merged", "dout_proj_bias": "dout summed over N and T"},
+            True)}
 
 
-def _attention_point(seed) -> dict:
-    """The op's arguments at one point: unit-scale q, k, v and dout, the causal mask (True above the diagonal)."""
-    rng = np.random.default_rng([seed, zlib.crc32(b"attention")])
+def _attention_point(seed, layer=False) -> dict:
+    """The op's arguments at one point: unit-scale q, k, v (or x) and dout, weights of variance 1/E, the causal mask
+    (True above the diagonal)."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"mha" if layer else b"attention")])
     n, h, t, d = BATCH, ATTENTION_WIDTHS["H"], ATTENTION_WIDTHS["T"], ATTENTION_WIDTHS["d"]
-    out = {a: rng.normal(size=(n, h, t, d)) for a in ("dout", "q", "k", "v")}
+    e = h * d
+    if layer:
+        out = {"dout": rng.normal(size=(n, t, e)), "x": rng.normal(size=(n, t, e)),
+               "in_proj_weight": rng.normal(size=(3 * e, e)) * e ** -0.5, "in_proj_bias": rng.normal(size=3 * e) * BIAS_SCALE,
+               "out_proj_weight": rng.normal(size=(e, e)) * e ** -0.5, "out_proj_bias": rng.normal(size=e) * BIAS_SCALE,
+               "num_heads": np.array(h)}
+    else:
+        out = {a: rng.normal(size=(n, h, t, d)) for a in ("dout", "q", "k", "v")}
     out["mask"] = np.triu(np.ones((t, t), dtype=bool), 1)
     return out
 
@@ -1286,23 +1304,77 @@ def attention_weights(point, causal=True):
                       for j in range(heads)] for Xn in _samples(X, spec.length)])
 
 
+def layer_reference(point, causal=True) -> dict:
+    """The mha op's gradients at ``point`` from the attention op's own backward, on torch's parameters as given."""
+    from ..ops.attention import AttentionSpec, backprop
+    n, t, e = point["x"].shape
+    column = lambda a: sp.Matrix(a.reshape(n, -1).T)  # (T·E, N), (t, f) order
+    grads = backprop(AttentionSpec(t, int(point["num_heads"]), causal, True), column(point["dout"]), column(point["x"]),
+                     *(sp.Matrix(point[p].reshape(point[p].shape[0], -1)) for p in
+                       ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")))
+    dx, *params = (np.array(g.tolist(), dtype=float) for g in grads)
+    return {"dx": dx.T.reshape(n, t, e), "din_proj_weight": params[0], "din_proj_bias": params[1].ravel(),
+            "dout_proj_weight": params[2], "dout_proj_bias": params[3].ravel()}
+
+
+def _split(a, heads):
+    """(N, T, E) -> (N, H, T, d): the heads' columns, as the layer's forward splits them."""
+    n, t, e = a.shape
+    return a.reshape(n, t, heads, e // heads).transpose(0, 2, 1, 3)
+
+
+def heads_point(point) -> dict:
+    """The per-head attention inside the mha layer at ``point``: its q, k, v and the heads' upstream gradient."""
+    heads, W, b = int(point["num_heads"]), point["in_proj_weight"], point["in_proj_bias"]
+    e = W.shape[1]
+    out = {a: _split(point["x"] @ W[i * e:(i + 1) * e].T + b[i * e:(i + 1) * e], heads) for i, a in enumerate("qkv")}
+    return {**out, "dout": _split(point["dout"] @ point["out_proj_weight"], heads), "mask": point["mask"]}
+
+
+def propagated(point, right, heads, mistakes) -> dict:
+    """The mha layer's gradients when its heads' dq, dk, dv are ``heads`` (mistaken), the output projection's
+    ``right``'s: back through the merge of the heads ("merge": a reshape without the transpose back) and the
+    projections, which act at every position."""
+    n, h, t, d = heads["dq"].shape
+    merge = (lambda a: a.reshape(n, t, h * d)) if mistakes.get("merge") else \
+        (lambda a: a.transpose(0, 2, 1, 3).reshape(n, t, h * d))
+    dP = np.concatenate([merge(heads[g]) for g in ("dq", "dk", "dv")], axis=2)  # (N, T, 3E)
+    return {**right, "dx": dP @ point["in_proj_weight"], "din_proj_weight": np.einsum("nti,ntj->ij", dP, point["x"]),
+            "din_proj_bias": dP.sum(axis=(0, 1))}
+
+
 @functools.lru_cache(maxsize=None)
 def _at(seed, causal, what):
-    """attention_reference or attention_weights at seed's point, made once per process (SymPy takes a second)."""
-    return (attention_reference if what == "grads" else attention_weights)(_attention_point(seed), causal)
+    """The attention op's gradients ("grads": per head; "layer": mha's; "heads": mha's heads') or A ("weights"; "heads
+    weights") at seed's point, made once per process (SymPy takes about a second for one)."""
+    point = _attention_point(seed, what != "grads" and what != "weights")
+    made = {"grads": lambda: attention_reference(point, causal), "weights": lambda: attention_weights(point, causal),
+            "layer": lambda: layer_reference(point, causal), "heads": lambda: attention_reference(heads_point(point), causal),
+            "heads weights": lambda: attention_weights(heads_point(point), causal)}
+    return made[what]()
 
 
-def attention_targets(seeds):
-    """``targets(overrides)`` for OpJudge: at each seed's point the op's dq, dk, dv with the mistakes of
+def attention_targets(seeds, layer=False):
+    """``targets(overrides)`` for OpJudge: at each seed's point the op's gradients with the mistakes of
     ``overrides`` (the keys ``diagnose.attention_worlds`` set)."""
     cache = {}
+
+    def at_seed(s, overrides):
+        causal = not overrides.get("unmasked")
+        if not layer:
+            return attention_mistaken(_attention_point(s), _at(s, causal, "grads"),
+                                      lambda: _at(s, causal, "weights"), overrides)
+        if not overrides:
+            return _at(s, True, "layer")
+        point = _attention_point(s, True)
+        heads = attention_mistaken(heads_point(point), _at(s, causal, "heads"), lambda: _at(s, causal, "heads weights"),
+                                   overrides)
+        return propagated(point, _at(s, True, "layer"), heads, overrides)
 
     def targets(overrides):
         key = tuple(sorted(overrides.items()))
         if key not in cache:
-            causal = not overrides.get("unmasked")
-            cache[key] = [attention_mistaken(_attention_point(s), _at(s, causal, "grads"),
-                                             lambda s=s: _at(s, causal, "weights"), overrides) for s in seeds]
+            cache[key] = [at_seed(s, overrides) for s in seeds]
         return cache[key]
     return targets
 
@@ -1324,12 +1396,12 @@ def attention_mistaken(point, right, weights, mistakes) -> dict:
 
 def _check_attention_op(op_name, op, target, limits):
     path, name = _split_target(target)
-    points = [_attention_point(seed) for seed in SEEDS]
-    targets = attention_targets(SEEDS)
-    judge = OpJudge(targets, attention_worlds(), _NO_LOSS)
+    points = [_attention_point(seed, op.layer) for seed in SEEDS]
+    targets = attention_targets(SEEDS, op.layer)
+    judge = OpJudge(targets, attention_worlds(op.layer), _NO_LOSS)
     right = targets({})
     outputs = list(op.outputs)
-    dtypes = {"mask": "bool"}
+    dtypes = {"mask": "bool", "num_heads": "int64"}
     task = {"cases": [{"args": [(p[a].tolist(), dtypes.get(a, "float64")) for a in op.arguments]} for p in points],
             "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
             "spellings": {n: list(ATTENTION_NAMES[n]) for n in outputs},

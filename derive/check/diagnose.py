@@ -1075,7 +1075,7 @@ def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
 # The reference is the attention op's own backward (``code.attention_reference``); a World's overrides are
 # read by ``code.attention_mistaken``: "scale dq"/"scale dk" (the 1/√d left out), "elementwise" (softmax's
 # Jacobian read as its diagonal), "transpose" (dK from dS, not dSᵀ), "unmasked" (the backward's A without
-# the mask: the op's own backward with causal = false).
+# the mask: the op's own backward with causal = false), and by ``code.propagated``: "merge" (mha's heads).
 
 def mistaken_scores(A, dA, mistakes):
     """dL/dS (N, H, T, T) from the weights A and dA = dout vᵀ as a mistaken backward has it: the softmax's
@@ -1086,9 +1086,10 @@ def mistaken_scores(A, dA, mistakes):
     return A * (dA - (dA * A).sum(axis=-1, keepdims=True))
 
 
-def attention_worlds() -> list:
+def attention_worlds(layer=False) -> list:
     """The usual mistakes of an attention backward, as Worlds, in a fixed order (one before the mistakes it may
-    be mistaken for: the scale before the rest, the softmax's diagonal before the transposed dS)."""
+    be mistaken for: the scale before the rest, the softmax's diagonal before the transposed dS); ``layer``: the
+    mha layer's too (the heads merged back without the transpose their split had)."""
     scale = "the 1/√d_k of the scores S = q kᵀ/√d_k left out of {0}: {0} = {1} / √d_k (d_k = 4 here, so yours is 2 times it)"
     return [World(scale.format("dq", "dS k"), "1/√d_k missing in dq", {"scale dq": True}, 1),
             World(scale.format("dk", "dSᵀ q"), "1/√d_k missing in dk", {"scale dk": True}, 1),
@@ -1099,4 +1100,8 @@ def attention_worlds() -> list:
                   "dS q / √d_k", "dS not transposed in dk", {"transpose": True}, 1),
             World("the mask not applied in the backward pass: masked scores (True in mask, a key after the query) get "
                   "weight 0 and carry no gradient; yours is the gradient of attention without the mask (A recomputed "
-                  "without it?)", "the mask missing", {"unmasked": True}, 1)]
+                  "without it?)", "the mask missing", {"unmasked": True}, 1)] + ([
+            World("the heads not merged back as they were split: the forward splits (N, T, E) into (N, H, T, d) with a "
+                  "reshape and a transpose, so dq, dk, dv (N, H, T, d) go back with the transpose first, "
+                  "d.transpose(0, 2, 1, 3).reshape(N, T, E); yours reshapes without it", "the heads merged wrongly",
+                  {"merge": True}, 1)] if layer else [])

@@ -158,6 +158,13 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     normalized over the keys, for every sample and head; q, k, v,
                                                     dout (N, H, T, d_k), heads already split; mask (T, T) bool,
                                                     True = ignore (CMU 11-785's and torch's), the causal triangle
+    mha         f(dout, x, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask)
+                -> (dx, din_proj_weight, din_proj_bias, dout_proj_weight, dout_proj_bias)
+                                                    torch.nn.MultiheadAttention(E, num_heads, batch_first=True) as
+                                                    self-attention, mha(x, x, x, attn_mask=mask), torch's parameters:
+                                                    q, k, v = x @ W_Q.T + b_Q, ... with in_proj_weight = [W_Q; W_K; W_V]
+                                                    (3E, E), split into heads (N, H, T, d), attention per head, the
+                                                    heads merged, @ out_proj_weight.T + out_proj_bias; x, dout (N, T, E)
                 (N = 3, H = 2, T = 3, d_k = 4; the function may return a dict keyed by the names below)
 
 Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; cs231n's Wx = W_ihᵀ):
@@ -171,10 +178,11 @@ Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; 
 
 Names of attention (the notes' Q = X W_Qᵀ, K, V; one head's q, k, v are its columns of them):
     Q, K, V, query, key, value   q, k, v      W_Q, W_K, W_V, Wq   the projections (torch's in_proj_weight)
-    S, scores, scaled_dot_product   q kᵀ/√d_k (+ mask)   d_k, d, E   the head's width; \\sqrt{d_k}, √d_k its root
+    S, scores, scaled_dot_product   q kᵀ/√d_k (+ mask)   d_k, d   the head's width (E = H d); \\sqrt{d_k}, √d_k its root
     A, P, attn, weights, attention_scores   softmax(S) row by row (CMU 11-785 calls A attention_scores)
     dQ, d_Q, grad_Q, dq   dS k/√d_k    dK, d_K, grad_K   dSᵀ q/√d_k    dV, d_V, grad_V   Aᵀ dout
     dS, dP, dA (of the scores, of A)   dA = dout vᵀ, dS = A ⊙ (dA − rowsum(dA ⊙ A))
+    dW_in, dW_qkv, dc_attn_w   din_proj_weight      dW_out, dW_O, dWo, dc_proj_w   dout_proj_weight (mha)
 
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
 function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it
@@ -224,4 +232,9 @@ ATTENTION_NAMES = {
     "dq": ("dq", "dQ", "d_Q", "d_q", "grad_Q", "grad_q", "dquery", "d_query"),
     "dk": ("dk", "dK", "d_K", "grad_K", "grad_k", "dkey", "d_key"),
     "dv": ("dv", "dV", "d_V", "d_v", "grad_V", "grad_v", "dvalue", "d_value"),
+    "dx": ("dx", "dX", "d_x", "grad_x", "dinput"),
+    "din_proj_weight": ("din_proj_weight", "d_in_proj_weight", "dW_in", "dW_qkv", "dWqkv", "dc_attn_w"),
+    "din_proj_bias": ("din_proj_bias", "d_in_proj_bias", "db_in", "db_qkv", "dbqkv", "dc_attn_b"),
+    "dout_proj_weight": ("dout_proj_weight", "d_out_proj_weight", "dW_out", "dW_O", "dWo", "dc_proj_w"),
+    "dout_proj_bias": ("dout_proj_bias", "d_out_proj_bias", "db_out", "db_O", "dbo", "dc_proj_b"),
 }
