@@ -15,7 +15,8 @@ softmax output read as element-wise), each named once, at the layer where it is 
 the same way, in the same contained child: the op is held between identity weights in a small
 derived network, so its gradients and its mistakes are the derivation's. The CNN ops (conv2d, the
 pooling ops, batch norm) and whole networks with them are judged by ``diagnose.OpJudge`` against
-the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes.
+the derivation's steps and ``diagnose.cnn_worlds``, their usual mistakes. The recurrent ops and attention
+(``attention`` per head, ``mha`` the whole layer) are judged by it against their op's own backward.
 
 Containment (see ``Limits``): the wall-clock timeout bounds the whole process tree; memory
 (RLIMIT_AS and RLIMIT_DATA), CPU time (RLIMIT_CPU) and file size (RLIMIT_FSIZE) are limited in the
@@ -30,6 +31,7 @@ same interpreter as the runner and could write on that pipe too, so a forged res
 claim gradients (judged like any others), never crash the parent or put text on its terminal.
 """
 import ctypes
+import functools
 import json
 import math
 import os
@@ -56,8 +58,9 @@ from .checker import Checker, unreadable
 from .compare import BATCH, BIAS_SCALE, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import BackwardJudge, BoundCell, OpJudge, cnn_worlds, cropped, padding_not_cropped, recurrent_worlds
-from .options import RECURRENT_NAMES
+from .diagnose import (BackwardJudge, BoundCell, OpJudge, attention_worlds, cnn_worlds, cropped, mistaken_scores,
+                       padding_not_cropped, recurrent_worlds)
+from .options import ATTENTION_NAMES, RECURRENT_NAMES
 from ..ops.recurrent import backprop as recurrent_backprop, cell as recurrent_cell
 
 SEEDS = (11, 12)
@@ -655,13 +658,15 @@ def _op_case(checker, op, seed):
 def check_op(op_name: str, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
     from derive import derive  # the op's network, derived on demand
-    known = {**ops(), **cnn_ops(), **recurrent_ops()}
+    known = {**ops(), **cnn_ops(), **recurrent_ops(), **attention_ops()}
     if op_name not in known:
         raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
     path, name = _split_target(target)
     op = known[op_name]
     if isinstance(op, RecurrentOp):  # the recurrent op's own BPTT, from a given state: no network
         return _check_recurrent_op(op_name, op, target, limits)
+    if isinstance(op, AttentionOp):  # the attention op's own backward on the given q, k, v: no network
+        return _check_attention_op(op_name, op, target, limits)
     derivation = derive(op.spec)
     if isinstance(op, CnnOp):
         return _check_cnn_op(op_name, op, derivation, target, limits)
@@ -1206,4 +1211,204 @@ def _check_recurrent_op(op_name, op, target, limits):
                     + ", ".join(RECURRENT_NAMES[n][1] for n in outputs)], 1
         lines, worst = _cnn_verdicts(judge, right, returned, results, op.correct.get)
         return lines + [f"  {n}: not returned, not checked" for n in outputs if n not in returned], worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)
+
+
+# -- scaled dot-product attention (``check-code --op attention``), in CMU 11-785's layout --------------
+# The reference is chainrule's attention op's own backward (``attention.backprop``, proved against sympy.diff
+# in tests/test_ops.py and tests/test_attention.py). Per-head q, k, v (N, H, T, d) are one op of 3H heads of
+# d features whose input X (T, 3·H·d) is [q k v] with the heads side by side: selector weights make the first
+# H heads' queries, keys and values q, k and v, the output projection keeps those heads and zeroes the
+# others, so the op's dX is [dq dk dv]. The mask (True = ignore, as CMU's and torch's) is the op's causal one.
+ATTENTION_WIDTHS = {"H": 2, "T": 3, "d": 4}  # d ≠ T, so a product transposed the wrong way has the wrong
+# shape; d = 4 keeps 1/√d = 1/2 rational, so SymPy multiplies floats, not floats times √d
+
+
+@dataclass(frozen=True)
+class AttentionOp:
+    """The attention op's check: its arguments, outputs and the correct formulas, printed; ``layer``: the whole
+    torch.nn.MultiheadAttention layer (projections, heads split and merged), else one attention per head."""
+    arguments: tuple
+    outputs: tuple
+    correct: dict
+    layer: bool = False
+
+
+def attention_ops() -> dict:
+    """attention: the backward of out = softmax(q kᵀ/√d + mask) v for every sample and head."""
+    return {"attention": AttentionOp(
+        ("dout", "q", "k", "v", "mask"), ("dq", "dk", "dv"),
+        {"dq": "dS k / √d with dS = A ⊙ (dA − rowsum(dA ⊙ A)), dA = dout vᵀ, A = softmax(q kᵀ/√d + mask) row by row",
+         "dk": "dSᵀ q / √d", "dv": "Aᵀ dout"}),
+        "mha": AttentionOp(
+            ("dout", "x", "in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias", "num_heads", "mask"),
+            ("dx", "din_proj_weight", "din_proj_bias", "dout_proj_weight", "dout_proj_bias"),
+            {"dx": "dP in_proj_weight, dP = [dQ dK dV] (N, T, 3E), each the heads' dq, dk, dv merged as they were split",
+             "din_proj_weight": "Σ_n,t dP_tᵀ x_t (dPᵀ x summed over the batch)", "din_proj_bias": "dP summed over N and T",
+             "dout_proj_weight": "Σ_n,t dout_tᵀ o_t, o the heads' outputs merged", "dout_proj_bias": "dout summed over N and T"},
+            True)}
+
+
+def _attention_point(seed, layer=False) -> dict:
+    """The op's arguments at one point: unit-scale q, k, v (or x) and dout, weights of variance 1/E, the causal mask
+    (True above the diagonal)."""
+    rng = np.random.default_rng([seed, zlib.crc32(b"mha" if layer else b"attention")])
+    n, h, t, d = BATCH, ATTENTION_WIDTHS["H"], ATTENTION_WIDTHS["T"], ATTENTION_WIDTHS["d"]
+    e = h * d
+    if layer:
+        out = {"dout": rng.normal(size=(n, t, e)), "x": rng.normal(size=(n, t, e)),
+               "in_proj_weight": rng.normal(size=(3 * e, e)) * e ** -0.5, "in_proj_bias": rng.normal(size=3 * e) * BIAS_SCALE,
+               "out_proj_weight": rng.normal(size=(e, e)) * e ** -0.5, "out_proj_bias": rng.normal(size=e) * BIAS_SCALE,
+               "num_heads": np.array(h)}
+    else:
+        out = {a: rng.normal(size=(n, h, t, d)) for a in ("dout", "q", "k", "v")}
+    out["mask"] = np.triu(np.ones((t, t), dtype=bool), 1)
+    return out
+
+
+def _attention_embedding(point, causal: bool):
+    """(spec, G, X, W_in, b_in, W_out, b_out) of the op that computes ``point``'s attention (see above)."""
+    from ..ops.attention import AttentionSpec
+    n, h, t, d = point["q"].shape
+    e = h * d
+    E = 3 * e
+    W_in, W_out = np.zeros((3 * E, E)), np.zeros((E, E))
+    for k in range(3):  # W_Q, W_K, W_V: the first H heads read q, k, v
+        W_in[k * E + np.arange(e), k * e + np.arange(e)] = 1
+    W_out[np.arange(e), np.arange(e)] = 1
+
+    def merged(a):  # (N, H, T, d) -> each sample's (T, H·d), heads side by side
+        return a.transpose(0, 2, 1, 3).reshape(n, t, e)
+    X = np.concatenate([merged(point[a]) for a in "qkv"], axis=2)
+    G = np.concatenate([merged(point["dout"]), np.zeros((n, t, 2 * e))], axis=2)
+    column = lambda a: sp.Matrix(a.reshape(n, -1).T)  # (T·E, N), (t, f) order
+    return (AttentionSpec(t, 3 * h, causal, False), column(G), column(X), sp.Matrix(W_in), sp.zeros(3 * E, 1),
+            sp.Matrix(W_out), sp.zeros(E, 1))
+
+
+def attention_reference(point, causal=True) -> dict:
+    """{dq, dk, dv} at ``point`` from the attention op's own backward."""
+    from ..ops.attention import backprop
+    spec, G, X, W_in, b_in, W_out, b_out = _attention_embedding(point, causal)
+    n, h, t, d = point["q"].shape
+    dX = np.array(backprop(spec, G, X, W_in, b_in, W_out, b_out)[0].tolist(), dtype=float).T.reshape(n, t, 3, h, d)
+    return {name: dX[:, :, i].transpose(0, 2, 1, 3) for i, name in enumerate(("dq", "dk", "dv"))}
+
+
+def attention_weights(point, causal=True):
+    """A (N, H, T, T) at ``point``: the attention op's own forward, each head's softmax of its scores."""
+    from ..ops.attention import _sample_forward, _samples
+    spec, _, X, W_in, b_in, W_out, b_out = _attention_embedding(point, causal)
+    heads = point["q"].shape[1]
+    return np.array([[np.array(_sample_forward(spec, Xn, W_in, b_in, W_out, b_out)["heads"][j][3].tolist(), dtype=float)
+                      for j in range(heads)] for Xn in _samples(X, spec.length)])
+
+
+def layer_reference(point, causal=True) -> dict:
+    """The mha op's gradients at ``point`` from the attention op's own backward, on torch's parameters as given."""
+    from ..ops.attention import AttentionSpec, backprop
+    n, t, e = point["x"].shape
+    column = lambda a: sp.Matrix(a.reshape(n, -1).T)  # (T·E, N), (t, f) order
+    grads = backprop(AttentionSpec(t, int(point["num_heads"]), causal, True), column(point["dout"]), column(point["x"]),
+                     *(sp.Matrix(point[p].reshape(point[p].shape[0], -1)) for p in
+                       ("in_proj_weight", "in_proj_bias", "out_proj_weight", "out_proj_bias")))
+    dx, *params = (np.array(g.tolist(), dtype=float) for g in grads)
+    return {"dx": dx.T.reshape(n, t, e), "din_proj_weight": params[0], "din_proj_bias": params[1].ravel(),
+            "dout_proj_weight": params[2], "dout_proj_bias": params[3].ravel()}
+
+
+def _split(a, heads):
+    """(N, T, E) -> (N, H, T, d): the heads' columns, as the layer's forward splits them."""
+    n, t, e = a.shape
+    return a.reshape(n, t, heads, e // heads).transpose(0, 2, 1, 3)
+
+
+def heads_point(point) -> dict:
+    """The per-head attention inside the mha layer at ``point``: its q, k, v and the heads' upstream gradient."""
+    heads, W, b = int(point["num_heads"]), point["in_proj_weight"], point["in_proj_bias"]
+    e = W.shape[1]
+    out = {a: _split(point["x"] @ W[i * e:(i + 1) * e].T + b[i * e:(i + 1) * e], heads) for i, a in enumerate("qkv")}
+    return {**out, "dout": _split(point["dout"] @ point["out_proj_weight"], heads), "mask": point["mask"]}
+
+
+def propagated(point, right, heads, mistakes) -> dict:
+    """The mha layer's gradients when its heads' dq, dk, dv are ``heads`` (mistaken), the output projection's
+    ``right``'s: back through the merge of the heads ("merge": a reshape without the transpose back) and the
+    projections, which act at every position."""
+    n, h, t, d = heads["dq"].shape
+    merge = (lambda a: a.reshape(n, t, h * d)) if mistakes.get("merge") else \
+        (lambda a: a.transpose(0, 2, 1, 3).reshape(n, t, h * d))
+    dP = np.concatenate([merge(heads[g]) for g in ("dq", "dk", "dv")], axis=2)  # (N, T, 3E)
+    return {**right, "dx": dP @ point["in_proj_weight"], "din_proj_weight": np.einsum("nti,ntj->ij", dP, point["x"]),
+            "din_proj_bias": dP.sum(axis=(0, 1))}
+
+
+@functools.lru_cache(maxsize=None)
+def _at(seed, causal, what):
+    """The attention op's gradients ("grads": per head; "layer": mha's; "heads": mha's heads') or A ("weights"; "heads
+    weights") at seed's point, made once per process (SymPy takes about a second for one)."""
+    point = _attention_point(seed, what != "grads" and what != "weights")
+    made = {"grads": lambda: attention_reference(point, causal), "weights": lambda: attention_weights(point, causal),
+            "layer": lambda: layer_reference(point, causal), "heads": lambda: attention_reference(heads_point(point), causal),
+            "heads weights": lambda: attention_weights(heads_point(point), causal)}
+    return made[what]()
+
+
+def attention_targets(seeds, layer=False):
+    """``targets(overrides)`` for OpJudge: at each seed's point the op's gradients with the mistakes of
+    ``overrides`` (the keys ``diagnose.attention_worlds`` set)."""
+    cache = {}
+
+    def at_seed(s, overrides):
+        causal = not overrides.get("unmasked")
+        if not layer:
+            return attention_mistaken(_attention_point(s), _at(s, causal, "grads"),
+                                      lambda: _at(s, causal, "weights"), overrides)
+        if not overrides:
+            return _at(s, True, "layer")
+        point = _attention_point(s, True)
+        heads = attention_mistaken(heads_point(point), _at(s, causal, "heads"), lambda: _at(s, causal, "heads weights"),
+                                   overrides)
+        return propagated(point, _at(s, True, "layer"), heads, overrides)
+
+    def targets(overrides):
+        key = tuple(sorted(overrides.items()))
+        if key not in cache:
+            cache[key] = [at_seed(s, overrides) for s in seeds]
+        return cache[key]
+    return targets
+
+
+def attention_mistaken(point, right, weights, mistakes) -> dict:
+    """{dq, dk, dv}: the reference ``right`` with ``mistakes`` made in it; ``weights()`` gives A, read only by
+    the mistakes made after the softmax's backward."""
+    out = dict(right)
+    root = math.sqrt(point["q"].shape[-1])
+    if mistakes.get("elementwise") or mistakes.get("transpose"):
+        dS = mistaken_scores(weights(), point["dout"] @ np.swapaxes(point["v"], -1, -2), mistakes)
+        out["dq"] = dS @ point["k"] / root
+        out["dk"] = (dS if mistakes.get("transpose") else np.swapaxes(dS, -1, -2)) @ point["q"] / root
+    for name in ("dq", "dk"):
+        if mistakes.get(f"scale {name}"):
+            out[name] = out[name] * root
+    return out
+
+
+def _check_attention_op(op_name, op, target, limits):
+    path, name = _split_target(target)
+    points = [_attention_point(seed, op.layer) for seed in SEEDS]
+    targets = attention_targets(SEEDS, op.layer)
+    judge = OpJudge(targets, attention_worlds(op.layer), _NO_LOSS)
+    right = targets({})
+    outputs = list(op.outputs)
+    dtypes = {"mask": "bool", "num_heads": "int64"}
+    task = {"cases": [{"args": [(p[a].tolist(), dtypes.get(a, "float64")) for a in op.arguments]} for p in points],
+            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "spellings": {n: list(ATTENTION_NAMES[n]) for n in outputs},
+            "sizes": {n: int(right[0][n].size) for n in outputs}}
+    shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+    header = f"{terminal_text(target)}: {op_name} backward (causal), {shapes}, {len(points)} random points"
+
+    def verdicts(results):
+        return _cnn_verdicts(judge, right, outputs, results, op.correct.get)
     return _run_and_judge(path, name, task, limits, header, verdicts)

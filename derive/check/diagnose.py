@@ -1069,3 +1069,39 @@ def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
                                  f"{name} = Σ_t (step t's {name}), accumulated with +=; yours is {step} alone",
                                  f"the sum over t missing in {name}", {f"sum {name}": which}, 1))
     return out
+
+
+# -- the usual mistakes of scaled dot-product attention's backward (check-code --op attention) ---------
+# The reference is the attention op's own backward (``code.attention_reference``); a World's overrides are
+# read by ``code.attention_mistaken``: "scale dq"/"scale dk" (the 1/√d left out), "elementwise" (softmax's
+# Jacobian read as its diagonal), "transpose" (dK from dS, not dSᵀ), "unmasked" (the backward's A without
+# the mask: the op's own backward with causal = false), and by ``code.propagated``: "merge" (mha's heads).
+
+def mistaken_scores(A, dA, mistakes):
+    """dL/dS (N, H, T, T) from the weights A and dA = dout vᵀ as a mistaken backward has it: the softmax's
+    diagonal alone A ⊙ (1 − A) ⊙ dA when "elementwise", else its Jacobian row by row (the op never returns
+    dS, so a mistake made after it is rebuilt from it here)."""
+    if mistakes.get("elementwise"):
+        return A * (1 - A) * dA
+    return A * (dA - (dA * A).sum(axis=-1, keepdims=True))
+
+
+def attention_worlds(layer=False) -> list:
+    """The usual mistakes of an attention backward, as Worlds, in a fixed order (one before the mistakes it may
+    be mistaken for: the scale before the rest, the softmax's diagonal before the transposed dS); ``layer``: the
+    mha layer's too (the heads merged back without the transpose their split had)."""
+    scale = "the 1/√d_k of the scores S = q kᵀ/√d_k left out of {0}: {0} = {1} / √d_k (d_k = 4 here, so yours is 2 times it)"
+    return [World(scale.format("dq", "dS k"), "1/√d_k missing in dq", {"scale dq": True}, 1),
+            World(scale.format("dk", "dSᵀ q"), "1/√d_k missing in dk", {"scale dk": True}, 1),
+            World("softmax treated as element-wise: dS = A ⊙ (1 − A) ⊙ dA is the Jacobian's diagonal alone; each row "
+                  "of A is a softmax of the whole row of S, so dS = A ⊙ (dA − rowsum(dA ⊙ A))",
+                  "softmax read as element-wise", {"elementwise": True}, 1),
+            World("dS not transposed in dk: S = q kᵀ, so dk = dSᵀ q / √d_k (key j collects column j of dS); yours is "
+                  "dS q / √d_k", "dS not transposed in dk", {"transpose": True}, 1),
+            World("the mask not applied in the backward pass: masked scores (True in mask, a key after the query) get "
+                  "weight 0 and carry no gradient; yours is the gradient of attention without the mask (A recomputed "
+                  "without it?)", "the mask missing", {"unmasked": True}, 1)] + ([
+            World("the heads not merged back as they were split: the forward splits (N, T, E) into (N, H, T, d) with a "
+                  "reshape and a transpose, so dq, dk, dv (N, H, T, d) go back with the transpose first, "
+                  "d.transpose(0, 2, 1, 3).reshape(N, T, E); yours reshapes without it", "the heads merged wrongly",
+                  {"merge": True}, 1)] if layer else [])

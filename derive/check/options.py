@@ -154,6 +154,19 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     the lstm_step at t = 1..T from h0 and c0 = 0
                 (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
 
+    attention   f(dout, q, k, v, mask) -> (dq, dk, dv)  out = softmax(q kᵀ/√d_k + mask) v, each row of the scores
+                                                    normalized over the keys, for every sample and head; q, k, v,
+                                                    dout (N, H, T, d_k), heads already split; mask (T, T) bool,
+                                                    True = ignore (CMU 11-785's and torch's), the causal triangle
+    mha         f(dout, x, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask)
+                -> (dx, din_proj_weight, din_proj_bias, dout_proj_weight, dout_proj_bias)
+                                                    torch.nn.MultiheadAttention(E, num_heads, batch_first=True) as
+                                                    self-attention, mha(x, x, x, attn_mask=mask), torch's parameters:
+                                                    q, k, v = x @ W_Q.T + b_Q, ... with in_proj_weight = [W_Q; W_K; W_V]
+                                                    (3E, E), split into heads (N, H, T, d), attention per head, the
+                                                    heads merged, @ out_proj_weight.T + out_proj_bias; x, dout (N, T, E)
+                (N = 3, H = 2, T = 3, d_k = 4; the function may return a dict keyed by the names below)
+
 Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; cs231n's Wx = W_ihᵀ):
     Wx, W_xh, Wxh, Wax, U   input-to-hidden W_ih      Wh, W_hh, Whh, Waa, W   hidden-to-hidden W_hh
     dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
@@ -162,6 +175,14 @@ Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; 
     dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
     δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
     dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
+
+Names of attention (the notes' Q = X W_Qᵀ, K, V; one head's q, k, v are its columns of them):
+    Q, K, V, query, key, value   q, k, v      W_Q, W_K, W_V, Wq   the projections (torch's in_proj_weight)
+    S, scores, scaled_dot_product   q kᵀ/√d_k (+ mask)   d_k, d   the head's width (E = H d); \\sqrt{d_k}, √d_k its root
+    A, P, attn, weights, attention_scores   softmax(S) row by row (CMU 11-785 calls A attention_scores)
+    dQ, d_Q, grad_Q, dq   dS k/√d_k    dK, d_K, grad_K   dSᵀ q/√d_k    dV, d_V, grad_V   Aᵀ dout
+    dS, dP, dA (of the scores, of A)   dA = dout vᵀ, dS = A ⊙ (dA − rowsum(dA ⊙ A))
+    dW_in, dW_qkv, dc_attn_w   din_proj_weight      dW_out, dW_O, dWo, dc_proj_w   dout_proj_weight (mha)
 
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
 function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it
@@ -202,4 +223,18 @@ RECURRENT_NAMES = {
     "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
     "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
     "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
+}
+
+
+#: The names people write for attention's gradients (CMU 11-785's d_Q, Karpathy-style dq, grad_Q) -> the op's
+#: outputs: an attention function may return a dict with any of them (the first found wins) instead of a tuple.
+ATTENTION_NAMES = {
+    "dq": ("dq", "dQ", "d_Q", "d_q", "grad_Q", "grad_q", "dquery", "d_query"),
+    "dk": ("dk", "dK", "d_K", "grad_K", "grad_k", "dkey", "d_key"),
+    "dv": ("dv", "dV", "d_V", "d_v", "grad_V", "grad_v", "dvalue", "d_value"),
+    "dx": ("dx", "dX", "d_x", "grad_x", "dinput"),
+    "din_proj_weight": ("din_proj_weight", "d_in_proj_weight", "dW_in", "dW_qkv", "dWqkv", "dc_attn_w"),
+    "din_proj_bias": ("din_proj_bias", "d_in_proj_bias", "db_in", "db_qkv", "dbqkv", "dc_attn_b"),
+    "dout_proj_weight": ("dout_proj_weight", "d_out_proj_weight", "dW_out", "dW_O", "dWo", "dc_proj_w"),
+    "dout_proj_bias": ("dout_proj_bias", "d_out_proj_bias", "db_out", "db_O", "dbo", "dc_proj_b"),
 }

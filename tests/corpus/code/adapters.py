@@ -5,6 +5,11 @@ as in ``check-code --help`` (cs231n's layouts). Each adapter only moves arrays b
 """
 import numpy as np
 
+import cmu_attention
+import cmu_attention_dk_transposed
+import cmu_attention_no_mask
+import cmu_attention_no_scale
+import cmu_softmax_diagonal
 import cs231n_layers
 import cs231n_lstm_layers
 import cs231n_lstm_no_cell_path
@@ -231,3 +236,19 @@ def _ng_rnn(backward):
 
 ng_rnn_backward = _ng_rnn(ng_rnn.rnn_backward)
 ng_rnn_no_numpy_backward = _ng_rnn(ng_rnn_no_numpy.rnn_backward)
+
+
+# -- attention: check-code --op attention from CMU 11-785's ScaledDotProductAttention (forward, then backward) --
+def _cmu_attention(module):
+    def adapted(dout, q, k, v, mask):
+        layer = module.ScaledDotProductAttention()
+        layer.forward(q, k, v, mask)
+        return layer.backward(dout)
+    return adapted
+
+
+cmu_attention_backward = _cmu_attention(cmu_attention)
+cmu_attention_no_scale_backward = _cmu_attention(cmu_attention_no_scale)
+cmu_attention_dk_transposed_backward = _cmu_attention(cmu_attention_dk_transposed)
+cmu_softmax_diagonal_backward = _cmu_attention(cmu_softmax_diagonal)
+cmu_attention_no_mask_backward = _cmu_attention(cmu_attention_no_mask)
