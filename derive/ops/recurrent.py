@@ -355,7 +355,8 @@ class BPTT(MatrixExpr):
 
 
 def _kernel_args(printer, spec, mats) -> str:
-    """The arguments of the emitted loops: the cell, the arrays as code holds them, T, sequences and relu."""
+    """The arguments of the emitted loops: the cell, the arrays as code holds them, sequences and relu (T is
+    read from the arrays, so the same code runs on truncated BPTT's shorter chunks)."""
     def code(m):
         if isinstance(m, str):
             return printer._name(m)
@@ -367,7 +368,7 @@ def _kernel_args(printer, spec, mats) -> str:
         finally:
             printer._transposed = saved
     relu = ", relu=True" if spec.kind == "rnn" and spec.nonlinearity == "relu" else ""
-    return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.length}, {spec.sequences}{relu}'
+    return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.sequences}{relu}'
 
 
 def _state_names(g, layer, sequences: bool) -> Names:
