@@ -39,7 +39,7 @@ class RecurrentNet:
         layers = [{"type": "embedding", "embedding_dim": EMBED},
                   {"type": self.cell, "hidden_size": HIDDEN, "return_sequences": self.sequences},
                   {"units": CLASSES, "activation": "softmax"}]
-        return {"name": self.key, "network": {"inputs": {"length": LENGTH, "vocab": VOCAB}, "layers": layers,
+        return {"name": self.key.replace("-", "_"), "network": {"inputs": {"length": LENGTH, "vocab": VOCAB}, "layers": layers,
                                               "loss": "cross_entropy"}}
 
     @property
