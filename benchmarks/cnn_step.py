@@ -128,7 +128,8 @@ def run(quick: bool) -> dict:
 
     def build(dtype):
         return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X64.astype(dtype), T)
-    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target, {"GEMMs alone": hand_cnn.gemms(params, X)})
+    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target,
+                {"GEMMs alone": hand_cnn.gemms(params, X)})
     bound = m.times["GEMMs alone"]["median_s"]
     memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
     rows = [{**row, "gemm_fraction": bound / row["median_s"], "peak_mib": memory.get(row["peer"])}

@@ -39,8 +39,8 @@ class RecurrentNet:
         layers = [{"type": "embedding", "embedding_dim": EMBED},
                   {"type": self.cell, "hidden_size": HIDDEN, "return_sequences": self.sequences},
                   {"units": CLASSES, "activation": "softmax"}]
-        return {"name": self.key.replace("-", "_"), "network": {"inputs": {"length": LENGTH, "vocab": VOCAB}, "layers": layers,
-                                              "loss": "cross_entropy"}}
+        network = {"inputs": {"length": LENGTH, "vocab": VOCAB}, "layers": layers, "loss": "cross_entropy"}
+        return {"name": self.key.replace("-", "_"), "network": network}
 
     @property
     def shapes(self) -> dict:

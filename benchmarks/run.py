@@ -33,8 +33,9 @@ import train_cli  # noqa: E402
 import train_step  # noqa: E402
 from targets import judge  # noqa: E402
 
-SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "cnn": cnn_step.run, "rnn": rnn_step.run, "digits": digits.run,
-            "derivation": derivation.run, "startup": startup.run, "memory": memory.run, "train_cli": train_cli.run}
+SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "cnn": cnn_step.run, "rnn": rnn_step.run,
+            "digits": digits.run, "derivation": derivation.run, "startup": startup.run, "memory": memory.run,
+            "train_cli": train_cli.run}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -203,8 +204,9 @@ def print_targets(verdicts):
     print("  " + ", ".join(f"{n} {w}" for w, n in counts.items()))
 
 
-PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "cnn": print_cnn, "rnn": print_rnn, "digits": print_digits, "derivation": print_derivation,
-            "startup": print_startup, "memory": print_memory, "train_cli": print_train_cli}
+PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "cnn": print_cnn, "rnn": print_rnn,
+            "digits": print_digits, "derivation": print_derivation, "startup": print_startup, "memory": print_memory,
+            "train_cli": print_train_cli}
 
 
 # -- the run ------------------------------------------------------------------------------------

@@ -256,7 +256,8 @@ def _check_bptt(k, layers):
         raise ChainruleError("[training] bptt needs a loss at every step, so that each chunk has its own: keep "
                              "return_sequences = true on the last recurrent layer, or remove bptt")
     if k > length:
-        raise ChainruleError(f"[training] bptt = {k} is longer than the sequences ({length} steps); use at most {length}")
+        raise ChainruleError(f"[training] bptt = {k} is longer than the sequences ({length} steps); "
+                             f"use at most {length}")
     if _drops(layers):  # its masks are drawn per whole sequence
         raise ChainruleError("[training] bptt with dropout is not supported; remove one of them")
 
