@@ -17,7 +17,8 @@ node per input: from t = T down to 1, δh_t = G_t + (the share of step t + 1), e
 shared weights' gradients summed over t. Both nodes unroll at explicit sizes (``doit``), so
 ``tests/test_ops.py`` proves the stated BPTT against ``sympy.diff`` of the recurrence for every cell.
 The emitted module runs the same loops in NumPy (``codegen``'s ``_recurrent_forward`` and
-``_recurrent_backward``), one GEMM for all gates of a step.
+``_recurrent_backward``), one GEMM for all gates of a step; under ``[training] bptt`` its train starts
+each chunk from the state the chunk before left (a constant: h_0 = 0, or that carried state).
 """
 import re
 from dataclasses import dataclass, replace
