@@ -207,6 +207,12 @@ def _with_logsumexp(lines, lse: str, z: str, loss_number: int, helpers: set) -> 
     softmax = f"_softmax({z}, axis=1)"
     helpers.discard("_softmax")
     helpers.add("_softmax_logsumexp")
+    step = re.compile(rf"_step_softmax\({re.escape(z)}, (\d+)\)")  # a softmax at every step of a sequence
+    if "_step_softmax" in helpers:
+        helpers.discard("_step_softmax")
+        helpers.add("_step_softmax_logsumexp")
+        return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_step_softmax_logsumexp({z}, {m[1]})",
+                        eq=f"{line.eq}, {loss_number}") if (m := step.fullmatch(line.rhs)) else line for line in lines]
     return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_softmax_logsumexp({z}, axis=1)",
                     eq=f"{line.eq}, {loss_number}") if line.rhs == softmax else line for line in lines]
 
@@ -496,6 +502,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         layout=", ".join(name for name, _ in net.layout) or None,
         layout_text=described(net.layout)[2:] if net.layout else None,
         outputs=net.outputs,
+        steps=dict(net.layers[-1].shape).get("length"),  # a sequence output (N, T, K): T and K
+        step_outputs=net.layers[-1].shape[-1][1],
         shapes=shapes,
         torch_keys=[(v.key, v.torch_key) for v in _state_dict_order(param_values + buffers)],
         buffers=[(v.key, v.shape[:1], v.param.init) for v in buffers],

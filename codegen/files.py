@@ -8,9 +8,9 @@ replaced file keeps its mode.
 """
 import contextlib
 import os
+import secrets
 import signal
 import stat
-import tempfile
 import threading
 from pathlib import Path
 
@@ -114,6 +114,12 @@ def _signals_clean_up():
             signal.signal(sig, handler)
 
 
+def _temporary_name(path: Path) -> Path:
+    """A new name beside ``path`` for the file being written (cut short so that it is never the one
+    name that is too long; 64 random bits, so it names no file there)."""
+    return path.parent / f".{path.name[:40]}.{secrets.token_hex(8)}.tmp"
+
+
 def write_atomic(path, text) -> None:
     """Write `text` (str, as UTF-8, or bytes) to `path` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -126,8 +132,10 @@ def write_atomic(path, text) -> None:
     tmp = None
     with _signals_clean_up():
         try:
-            # the temporary name is cut short so that it is never the one name that is too long
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
+            # named before the file exists, so a signal that lands while it is created still finds it to remove
+            # (tempfile.mkstemp creates the file before its name reaches us)
+            tmp = _temporary_name(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             try:
                 while data:
                     data = data[os.write(fd, data):]

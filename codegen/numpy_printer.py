@@ -29,7 +29,8 @@ from derive.ops.losses import clip, clip_form
 from .numpy_window import WINDOW_HELPERS, WindowPrinting
 
 #: Helper functions the emitted module defines when a printed expression calls them.
-HELPERS = ("_erf", "_softmax", "_softmax_logsumexp", "_recurrent", "_embedding_grad") + WINDOW_HELPERS
+HELPERS = ("_erf", "_softmax", "_softmax_logsumexp", "_recurrent", "_embedding_grad", "_step_softmax",
+           "_step_softmax_logsumexp") + WINDOW_HELPERS
 
 
 class Sigmoid(sp.Function):

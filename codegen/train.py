@@ -232,6 +232,8 @@ def checked(module, where, X, T=None, val=False):
                              f"give one target per sample")
     T = T.astype(np.float64)
     _finite(T, where, name_t)
+    if hasattr(module, "STEPS"):  # a sequence output: a target at every step
+        return X, _step_targets(module, where, name_t, T)
     kind, outputs = module.TARGET_KIND, module.OUTPUTS
     if kind == "classes" and T.ndim == 1:
         wrong = np.flatnonzero((T != np.round(T)) | (T < 0) | (T > outputs - 1))
@@ -252,6 +254,30 @@ def checked(module, where, X, T=None, val=False):
         raise ChainruleError(f"{where}: the rows of {name_t} must sum to 1 (one-hot or probabilities); "
                              f"sample {int(np.argmax(np.abs(T.sum(axis=1) - 1)))} does not")
     return X, T
+
+
+def _step_targets(module, where, name_t, T):
+    """T for a network whose output is a sequence (N, STEPS, STEP_OUTPUTS): class ids (N, STEPS) for the
+    cross-entropy, else (N, STEPS, STEP_OUTPUTS) values or their rows flattened; ChainruleError otherwise."""
+    steps, k = module.STEPS, module.STEP_OUTPUTS
+    if module.TARGET_KIND == "classes":
+        if T.shape[1:] != (steps,):
+            hint = "; for one label per sequence, set return_sequences = false on the last recurrent layer" \
+                if T.ndim == 1 else ""
+            raise ChainruleError(f"{where}: {name_t} has shape {T.shape}, but the network predicts a class at each of "
+                                 f"its {steps} steps; give class ids of shape (N, {steps}){hint}")
+        wrong = np.argwhere((T != np.round(T)) | (T < 0) | (T > k - 1))
+        if wrong.size:
+            raise ChainruleError(f"{where}: {name_t} must hold class ids 0..{k - 1} at every step; sample {wrong[0][0]} "
+                                 f"has {T[tuple(wrong[0])]:g} at step {wrong[0][1]}")
+        return T.astype(np.int64)
+    if T.shape[1:] not in ((steps, k), (module.OUTPUTS,)) + (((steps,),) if k == 1 else ()):
+        raise ChainruleError(f"{where}: {name_t} has shape {T.shape}, but the network outputs {k} values at each of "
+                             f"its {steps} steps; give targets of shape (N, {steps}, {k})")
+    T = T.reshape(T.shape[0], steps, k)
+    if module.TARGET_KIND == "binary" and (T.min() < 0 or T.max() > 1):
+        raise ChainruleError(f"{where}: {name_t} must hold 0/1 labels or probabilities for this loss")
+    return T
 
 
 def _finite(array, where, name):

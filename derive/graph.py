@@ -13,7 +13,7 @@ becomes the loss op, then the penalties and their sum, the objective.
 """
 from dataclasses import dataclass, field
 
-from .naming import LOSS, Names, buffer_names, indexed, letter, torch_key
+from .naming import LOSS, Names, buffer_names, greek, indexed, letter, torch_key
 from .ops.registry import ops
 
 OPS = ops()
@@ -96,6 +96,12 @@ class Graph:
         return self.value(indexed(param.letter, layer, f"{param.meaning} of layer {layer}"), axes, "param", layer,
                           param=param)
 
+    def greek_params(self, params, layer: int, axes: tuple) -> tuple:
+        """The values of an op's parameters written with Greek letters (a normalization's γ and β), each
+        of ``axes``, its meaning naming its attribute in the torch module."""
+        return tuple(self.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
+                                axes, "param", layer, param=p) for p in params)
+
     def leaf(self, key: str, rows: int = None, cols: int = None) -> Value:
         """An input value for an op's example: (rows, cols), (rows, batch) without cols, a scalar without rows."""
         axes = () if rows is None else self.features(rows) if cols is None else (("out_features", rows), ("in_features", cols))
@@ -126,7 +132,8 @@ class Graph:
 def expand(network, batch=1) -> Graph:
     """The graph of ``network`` with ``batch`` samples as columns (N for the batch form, 1 per sample)."""
     g = Graph(batch)
-    x = g.value(Names.plain(letter("x", g.batched), "input" + (", one sample per column" if g.batched else "")),
+    x = g.value(Names.plain(letter("x", g.batched), "input" + _sequence(network.layout)
+                            + (", one sample per column" if g.batched else "")),
                 g.features(network.inputs), "data", layout=network.layout)
     y = g.value(Names.plain(letter("y", g.batched), "target"), g.features(network.outputs), "data")
     a = x
@@ -134,6 +141,18 @@ def expand(network, batch=1) -> Graph:
         a = layer.expand(g, l, a, last=l == len(network.layers))
     _loss(g, network, a, y)
     return g
+
+
+def _sequence(layout) -> str:
+    """How a sequence input's column is made, for its meaning: '' for any other input."""
+    sizes = dict(layout)
+    if "length" not in sizes or len(sizes) != 2:
+        return ""
+    if "vocab" in sizes:
+        return f": {sizes['length']} token ids, each a one-hot column of {sizes['vocab']}, stacked (length × vocab)"
+    if "features" in sizes:
+        return f": {sizes['length']} steps of {sizes['features']} features, stacked (length × features)"
+    return ""
 
 
 def _loss(g: Graph, network, yhat: Value, y: Value):

@@ -84,8 +84,9 @@ class ElementSum(sp.Expr):
         return float(_numpy_broadcast(numpy_function(_bound(self.fn, value))(*mats), mats[0].shape).sum())
 
 
-class ColumnNormalize(MatrixExpr):
-    """Each column divided by its sum: softmax(Z) is ColumnNormalize(exp applied element-wise to Z)."""
+class OfOneMatrix(MatrixExpr):
+    """A node of one matrix argument, ``mat``, evaluated entry by entry once ``mat`` is explicit
+    (``entries(mat)``); until then ``doit`` keeps the node around the evaluated argument."""
 
     def __new__(cls, mat):
         return sp.Basic.__new__(cls, mat)
@@ -94,14 +95,19 @@ class ColumnNormalize(MatrixExpr):
     def mat(self):
         return self.args[0]
 
+    def doit(self, **hints):
+        mat = self.mat.doit(**hints)
+        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat)
+
+
+class ColumnNormalize(OfOneMatrix):
+    """Each column divided by its sum: softmax(Z) is ColumnNormalize(exp applied element-wise to Z)."""
+
     @property
     def shape(self):
         return self.mat.shape
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return ColumnNormalize(mat)
+    def entries(self, mat):
         sums = [sum(mat[:, j]) for j in range(mat.cols)]
         return sp.ImmutableMatrix(mat.rows, mat.cols, lambda i, j: mat[i, j] / sums[j])
 
@@ -170,24 +176,14 @@ def broadcast(mat, shape):
     return mat if tuple(mat.shape) == tuple(shape) else Broadcast(mat, *shape)
 
 
-class FeatureMean(MatrixExpr):
+class FeatureMean(OfOneMatrix):
     """The mean of each column of M, a row (1, columns): one mean over the features per sample."""
-
-    def __new__(cls, mat):
-        return sp.Basic.__new__(cls, mat)
-
-    @property
-    def mat(self):
-        return self.args[0]
 
     @property
     def shape(self):
         return sp.Integer(1), self.mat.shape[1]
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return FeatureMean(mat)
+    def entries(self, mat):
         return sp.ImmutableMatrix(1, mat.cols, lambda _, j: sum(mat[:, j]) / mat.rows)
 
     def numeric(self, value):

@@ -74,7 +74,8 @@ class Network:
 
     @property
     def outputs(self) -> int:
-        return self.layers[-1].units
+        """The output's features: a sequence's T·K (its layout's sizes multiplied)."""
+        return size(self.layers[-1].shape)
 
     @property
     def activations(self) -> tuple:

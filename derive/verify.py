@@ -149,12 +149,16 @@ class Expansion:
                     and q.key.lower().startswith("z"))
 
     def _one_hot_constraint(self) -> dict:
-        """Cross-entropy's fused rule holds where each target column sums to 1: impose it."""
+        """Cross-entropy's fused rule holds where each target column (each step's block of it, when the output
+        is a sequence) sums to 1: impose it."""
         if self.sweep.net.loss.fused_with != "softmax":
             return {}
         target = next(q for q in self.sweep.quantities.values() if q.role == "data" and q.key.lower() == "y")
         Y = self.entries[target.symbol]
-        return {Y[Y.rows - 1, j]: 1 - sum(Y[i, j] for i in range(Y.rows - 1)) for j in range(Y.cols)}
+        steps = dict(self.sweep.net.layers[-1].shape).get("length", 1)
+        K = Y.rows // steps
+        return {Y[(t + 1) * K - 1, j]: 1 - sum(Y[t * K + i, j] for i in range(K - 1))
+                for t in range(steps) for j in range(Y.cols)}
 
     def prove(self, rng: random.Random, exact: bool) -> list:
         """A Proof for every backward Step."""

@@ -217,14 +217,23 @@ def _maxpool_grad(delta, x, y, shape, kernel, stride, padding):
     view = _windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * len(kernel), fill=-np.inf)
     top = y.reshape(view.shape[:view.ndim // 2 + 1])
     delta = delta.reshape(top.shape)
-    unrouted = np.ones(top.shape, bool)
+    unrouted, first = np.ones(top.shape, bool), np.empty(top.shape, bool)
 
-    def parts():
-        for offset, part in _offsets(view):
-            first = (part == top) & unrouted
-            np.logical_and(unrouted, ~first, out=unrouted)  # the later entries equal to it get nothing
-            yield offset, delta * first
-    return _col2im(parts(), len(x), shape, stride, padding, (1,) * len(kernel), delta.dtype)
+    def routed(part):
+        np.logical_and(np.equal(part, top, out=first), unrouted, out=first)
+        np.logical_xor(unrouted, first, out=unrouted)  # the later entries equal to it get nothing
+        return first
+    if tuple(stride) == tuple(kernel) and not any(padding) and all(size % k == 0 for size, k in zip(shape[1:], kernel)):
+        # windows that tile the image: each offset's entries are a strided view of x and of dL/dx, written once
+        tiles = (len(x), shape[0]) + tuple(v for o, k in zip(top.shape[2:], kernel) for v in (o, k))
+        grad = np.empty(tiles, delta.dtype)
+        blocks = x.reshape(tiles)
+        for offset in np.ndindex(*kernel):
+            at = (slice(None), slice(None)) + tuple(v for u in offset for v in (slice(None), u))
+            np.multiply(delta, routed(blocks[at]), out=grad[at])
+        return grad.reshape(len(x), -1)
+    return _col2im(((offset, delta * routed(part)) for offset, part in _offsets(view)), len(x), shape, stride,
+                   padding, (1,) * len(kernel), delta.dtype)
 
 
 def _params(params):

@@ -11,7 +11,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -306,8 +305,11 @@ def _no_temporary_files(folder):
     return not [p for p in Path(folder).iterdir() if p.name.endswith(".tmp")]
 
 
-def _fail(code):
+def _fail(code, only=lambda *args: True, real=None):
+    """An os function that raises OSError(code) (when ``only`` holds for its arguments; else ``real``)."""
     def raises(*args, **kwargs):
+        if not only(*args):
+            return real(*args, **kwargs)
         raise OSError(code, os.strerror(code))
     return raises
 
@@ -315,8 +317,8 @@ def _fail(code):
 @pytest.mark.parametrize("patched, code, fragment", [
     ("write", errno.ENOSPC, "No space left on device"),
     ("replace", errno.EACCES, "Permission denied"),
-    ("mkstemp", errno.EROFS, "Read-only file system"),
-    ("mkstemp", errno.EACCES, "Permission denied"),
+    ("open", errno.EROFS, "Read-only file system"),
+    ("open", errno.EACCES, "Permission denied"),
 ])
 @pytest.mark.parametrize("command", ["derive", "generate"])
 def test_write_errors_are_one_line_and_keep_the_old_file(patched, code, fragment, command, tmp_path, monkeypatch,
@@ -325,7 +327,9 @@ def test_write_errors_are_one_line_and_keep_the_old_file(patched, code, fragment
     assert main([command, SPEC, "-o", str(out)]) == 0
     before = out.read_bytes()
     with monkeypatch.context() as patch:
-        patch.setattr(tempfile if patched == "mkstemp" else os, patched, _fail(code))
+        # the temporary file is the one os.open may not create (reading the old file's marker still works)
+        patch.setattr(os, patched, _fail(code, lambda name, *rest: str(name).endswith(".tmp"), os.open)
+                      if patched == "open" else _fail(code))
         err = fails_in_one_line(capsys, [command, "2 -> 3 tanh -> 1 ; mse", "-o", str(out)], fragment)
     assert "no file was changed" in err
     assert out.read_bytes() == before and _no_temporary_files(tmp_path)
@@ -383,6 +387,21 @@ try:
 except KeyboardInterrupt:
     sys.exit(130)
 """
+
+
+def test_a_signal_as_the_temporary_file_is_created_still_removes_it(tmp_path, monkeypatch):
+    real = os.open
+
+    def created_then_interrupted(name, *args):  # a Ctrl-C that lands just after the file exists
+        fd = real(name, *args)
+        if str(name).endswith(".tmp"):
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+    monkeypatch.setattr(os, "open", created_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "out.txt", "new\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 130),

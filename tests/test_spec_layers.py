@@ -53,8 +53,8 @@ def test_residual_shorthand_is_unchanged():
     ("{ channels = 1, height = 8, width = 8 }",
      "layer 1 (dense) takes vectors but its input is a 1×8×8 image; put a flatten layer before it"),
     ("{ channels = 2, length = 16 }", "layer 1 (dense) takes vectors but its input is a 2×16 signal; put a flatten layer"),
-    ("{ length = 12, features = 5 }", "layer 1 (dense) takes vectors; a sequence input needs sequence layers"),
-    ("{ length = 12, vocab = 50 }", "layer 1 (dense) takes vectors; a token-id input needs an embedding layer"),
+    # (a dense layer on { length, features } acts at every step: tests/test_sequence_dense.py)
+    ("{ length = 12, vocab = 50 }", 'layer 1 (dense) takes features but its input is token ids; put { type = "embedding"'),
     ("{ features = 0 }", "inputs features must be a positive whole number, not 0"),
     ("{ channels = 1, hieght = 8, width = 8 }", "unknown key 'hieght' (did you mean 'height'?)"),
     ("{ channels = 1, width = 8 }", "inputs { channels, width } is not an input form; give a number of features"),

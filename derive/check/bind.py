@@ -34,6 +34,8 @@ class _Target:
     expr: sp.Basic       # the gradient, in the convention's view of the derivation's symbols
     label: str
     rhs: sp.Basic        # what it equals, for printing
+    flip: bool = False   # the convention writes it transposed (rows, rowgrad)
+    unscaled: sp.Basic = None  # Ng's dZ, dA: what the derivation's gradient (1/m of his) equals
 
 
 class Ones:
@@ -50,9 +52,15 @@ class Binder:
     def view(self, q):
         """The matrix a name stands for in this convention (rows: transposed, weights excepted)."""
         sym = q.symbol
-        if self.rows and not re.fullmatch(r"(dL_d)?W\d+", q.key) and isinstance(sym, sp.MatrixSymbol):
+        if self.flipped(q.key) and isinstance(sym, sp.MatrixSymbol):
             return sym.T
         return sym
+
+    def flipped(self, key: str) -> bool:
+        """True when the convention writes the derivation's quantity ``key`` transposed: every one but the
+        weights in rows, every one in ng_rows (w stored (n_in, n_out)), the weights and the gradients in
+        rowgrad (δ a row vector, w stored (n_in, n_out))."""
+        return bool(self.transposed and re.fullmatch(self.transposed, key))
 
     def key(self, name: str) -> str:
         return name.upper() if self.batch and name in ("x", "y", "z", "a") else (
@@ -109,12 +117,12 @@ class Binder:
                 rhs = W.T * d
                 if self.net.layers[l].residual:
                     rhs = sp.MatAdd(rhs, self.q[f"dL_d{self._a_key(l + 1)}"].symbol)
-                grad = (rhs.T if self.rows else rhs, None, rhs)
+                grad = (rhs.T if self.flipped("dL_dx") else rhs, None, rhs)
             elif l == L:
                 # dL/dŷ of a loss fused with the output's activation (cross-entropy after softmax, bce after a
                 # sigmoid), which no step names: the loss's own derivative
                 rhs = self.sweep.loss_gradient(self.q[a_key], self.q[self.key("y")])
-                grad = (rhs.T if self.rows else rhs, None, rhs)
+                grad = (rhs.T if self.flipped("dL_dx") else rhs, None, rhs)
             else:
                 continue
             for base in (f"a{l}", f"h{l}") + (("yhat",) if l == L else ("x",) if l == 0 else ()):
@@ -137,7 +145,7 @@ class Binder:
             self.shown.append("N or m (batch size); names are case-insensitive")
         self.preactivations = {f"z{l}": l for l in range(1, L + 1) if f"z{l}" in self.table}
         self.scaled = {}  # Ng's dZ, dA (and dX): the gradients his names hold, where they differ from ours
-        if self.convention == "ng" and self.net.loss.reduction in ("mean", "batch"):
+        if self.ng and self.net.loss.reduction in ("mean", "batch"):
             # they are the gradients of the summed loss, m times chainrule's (whose Δ holds the 1/m); Δ, δ
             # and dL/dZ keep their meaning
             for norm in [n for n in self.grads if re.fullmatch(r"[zah]\d+|x|yhat", n)]:
@@ -153,6 +161,37 @@ class Binder:
             self.shown.append("a^{(k)} the pre-activation, h^{(k)} = f(a^{(k)}), g the gradient of the line before "
                               "(∇_{h^{(k)}} J before ∇_{a^{(k)}} J; ∇_{a^{(k)}} J before ∇_{W^{(k)}} J, ∇_{b^{(k)}} J, "
                               "∇_{h^{(k-1)}} J)")
+        if self.convention == "ufldl":
+            self._renumber()
+        self._aliases()
+
+    def _renumber(self):
+        """UFLDL numbers the input as layer 1 (a^{(1)} = x): its z^{(l)}, a^{(l)}, δ^{(l)} are chainrule's
+        z_{l-1}, a_{l-1}, δ_{l-1}, and its W^{(l)}, b^{(l)}, which leave layer l, are chainrule's W_l, b_l."""
+        def shifted(names):
+            out = {}
+            for name, value in names.items():
+                m = re.fullmatch(r"(z|a|h|delta)(\d+)", name)
+                out[f"{m[1]}{int(m[2]) + 1}" if m else name] = value
+            return out
+        self.table, self.grads = shifted(self.table), shifted(self.grads)
+        self.preactivations = {f"z{l + 1}": l for l in self.preactivations.values()}
+        self.shown = [re.sub(r"(?<![A-Za-z])(z|h|a|\\delta|delta)_?(\d+)", lambda m: f"{m[1]}_{int(m[2]) + 1}", shown)
+                      .replace("a_1 = h_1 = x", "a^{(1)} = x") for shown in self.shown]
+        self.shown.append("UFLDL's layers: a^{(1)} = x, z^{(l+1)} = W^{(l)} a^{(l)} + b^{(l)}, δ^{(l)} = ∂J/∂z^{(l)}")
+
+    def _aliases(self):
+        """Names some notes use for what the table has: t for the target y (Bishop, Hjorth-Jensen), and in
+        a network of one layer (logistic regression) W, b, z, a, δ without a layer number."""
+        self.table.setdefault("t", self.table["y"])
+        self.shown.append("t (the target, = y)")
+        if self.layers == 1:
+            for stem in ("w", "b", "z", "a", "h", "delta"):
+                for names in (self.table, self.grads):
+                    if f"{stem}1" in names:
+                        names.setdefault(stem, names[f"{stem}1"])
+            self.preactivations.setdefault("z", self.preactivations.get("z1"))
+            self.shown.append("W, b, z, a without a layer number (the network's one layer)")
 
     def _layernorm_names(self, l: int):
         """μ_l, σ_l, x̂_l, γ_l, β_l and the layer's output a_l (h_l); dL/dγ_l, dL/dβ_l, dL/da_l."""
@@ -224,10 +263,10 @@ class Binder:
 
     def _rows_form(self, rhs, transpose: bool):
         """A columns-form right-hand side written with the rows-form matrices (for printing)."""
-        if not self.rows:
+        if not self.transposed:
             return rhs
         swap = {q.symbol: sp.MatrixSymbol(q.key, q.symbol.shape[1], q.symbol.shape[0]).T for q in self.q.values()
-                if isinstance(q.symbol, sp.MatrixSymbol) and not q.key.startswith("W")}
+                if isinstance(q.symbol, sp.MatrixSymbol) and self.flipped(q.key)}
         out = rhs.xreplace(swap)
         return out.T if transpose else out
 
@@ -273,8 +312,9 @@ class Binder:
         if ng:
             name = "dZ" + norm[1:] if norm[0] == "z" else "dA" + norm[1:] if norm[0] in "ah" else (
                 "dX" if norm == "x" else f"dA{self.layers}")
-            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs))
-        return _Target(entry[0], label, rhs)
+            return _Target(self.scaled[ng], name, sp.MatMul(N, rhs), self.flipped(entry[1].key if entry[1] else "dL_dx"),
+                           rhs)
+        return _Target(entry[0], label, rhs, self.flipped(entry[1].key if entry[1] else "dL_dx"))
 
     def _upstream(self, norm: str):
         """Goodfellow's g for a line that computes the gradient ``norm``: the gradient of the line before."""
@@ -298,17 +338,57 @@ class Binder:
             return norm[3:]
         if norm.startswith("d") and norm not in self.table and norm[1:] in self.grads:
             return norm[1:]
+        if re.fullmatch(r"g[zahwbx]\w*", norm) and norm not in self.table and norm[1:] in self.grads:
+            return norm[1:]  # gz^l, gh^l: the gradient of z^l, h^l (notes after Goodfellow's running g)
         return None
 
     def printed(self, target: _Target):
         """The correct right-hand side as (text, LaTeX)."""
-        rhs = target.rhs
-        transpose = self.rows and not re.fullmatch(r"dL/dW\d+", target.label)
-        if self.rows:
-            rhs = _push_transposes(self._rows_form(rhs, transpose))
-        text = MathText({q.key: q.text for q in self.q.values()}).doprint(rhs)
-        latex = MathLatex({q.key: q.latex for q in self.q.values()}).doprint(rhs)
-        return text, latex
+        rhs, text_names, latex_names = target.rhs, {q.key: q.text for q in self.q.values()}, {
+            q.key: q.latex for q in self.q.values()}
+        if self.scaled:
+            rhs = self._ng_form(target, text_names, latex_names)
+        if self.convention == "ufldl":  # its layers count the input: chainrule's z1 is its z^{(2)}
+            for q in self.q.values():
+                if re.fullmatch(r"(z|a|h|delta)\d+", q.key):
+                    layer = int(re.search(r"\d+$", q.key)[0]) + 1
+                    text_names[q.key] = re.sub(r"\d+$", str(layer), q.text)
+                    latex_names[q.key] = "{" + re.sub(r"_\{\d+\}$", f"^{{({layer})}}", q.latex) + "}"
+        if self.transposed:
+            rhs = _push_transposes(self._rows_form(rhs, target.flip))
+        return MathText(text_names).doprint(rhs), MathLatex(latex_names).doprint(rhs)
+
+    def _ng_form(self, target, text_names, latex_names):
+        """The right-hand side as Ng writes it: in dZ^{[l]}, dA^{[l]}, which hold no 1/m (dZ^{[L]} = A^{[L]} − Y),
+        and the 1/m in dW = (1/m) dZ A^T and db = (1/m) Σ dZ; ``text_names`` and ``latex_names`` get his names.
+        A gradient is linear in the gradients it is computed from, so swapping each Δ for dZ/m moves the m."""
+        swap = {}
+        for norm in self.scaled:
+            q = self.grads[norm][1]
+            if q is None or q.symbol in swap:
+                continue
+            m = re.search(r"\d+$", norm)
+            layer = m[0] if m else str(self.layers)
+            name = "dZ" if norm[0] == "z" else "dX" if norm == "x" else "dA"
+            rows, cols = q.symbol.shape
+            own = sp.MatrixSymbol(f"ng_{q.key}", *((cols, rows) if self.flipped(q.key) else (rows, cols)))
+            swap[q.symbol] = own.T if self.flipped(q.key) else own  # in ng_rows, the batch-first matrix
+            text_names[own.name] = name if name == "dX" else name + layer
+            latex_names[own.name] = name if name == "dX" else f"{{{name}^{{[{layer}]}}}}"
+        yhat = self.q["Yhat"].key
+        text_names[yhat], latex_names[yhat] = f"A{self.layers}", f"{{A^{{[{self.layers}]}}}}"
+        text_names["N"] = latex_names["N"] = "m"
+        scaled = target.unscaled is not None
+        terms = target.unscaled.args if scaled and isinstance(target.unscaled, sp.MatAdd) else (
+            target.rhs.args if isinstance(target.rhs, sp.MatAdd) else ((target.unscaled if scaled else target.rhs),))
+        out = []
+        for term in terms:
+            ours = term.xreplace(swap)
+            if ours != term:  # in terms of dZ, dA: m Δ = dZ
+                out.append(ours if scaled else sp.MatMul(1 / N, ours))
+            else:  # the output layer's own (Δ_L = (Ŷ − Y)/m), or a penalty's term
+                out.append(_times_batch(term) if scaled else term)
+        return out[0] if len(out) == 1 else sp.MatAdd(*out)
 
     # -- binding a parsed expression to SymPy ------------------------------------------------------
     def bind(self, node: Node):
@@ -336,6 +416,8 @@ class Binder:
         norm = node.args[0]
         if norm in self.table:
             return self.table[norm]
+        if norm == "lambda":
+            return self._penalty_weight(node)
         if norm in ("n", "m"):
             if not self.batch:
                 raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
@@ -407,7 +489,14 @@ class Binder:
             return sp.OneMatrix(1, b.shape[0]) * b
         if isinstance(a, Ones) or isinstance(b, Ones):
             raise ChainruleError(f"cannot tell the length of the ones vector in '{node.text}'")
-        if how == "star":
+        if how == "star" and self.ng and a.shape[1] == b.shape[0] and N in a.shape + b.shape and (
+                _stretch(a.shape[0], b.shape[0]) is None or _stretch(a.shape[1], b.shape[1]) is None):
+            # the * of plain-text notes between matrices that only a matrix product fits (dZ * A^T, W^T * dZ):
+            # with m the batch, the element-wise reading cannot fit
+            return sp.MatMul(a, b)
+        if how == "star" or self.ng and a.shape == b.shape and N in a.shape:
+            # Ng's notes write the element-wise product of two n × m (m × n in rows) batch matrices side by side
+            # (dZ = dA g'(Z)) or with \times; their matrix product cannot fit, as m is the batch
             a, b = self._broadcast(node, a, b)
             return sp.HadamardProduct(a, b)
         if a.shape[1] == b.shape[0]:
@@ -502,7 +591,7 @@ class Binder:
         a, axis = self.bind(node.args[0]), node.args[1]
         if not is_matrix(a):
             return a
-        if axis == "batch" or axis is None and self.convention == "ng":  # Ng's sum(dZ) is over the examples
+        if axis == "batch" or axis is None and self.ng:  # Ng's sum(dZ) is over the examples
             if not self.batch:
                 return a
             axis = 0 if self.rows else 1
@@ -518,6 +607,12 @@ class Binder:
         if not is_matrix(arg):
             raise ChainruleError(f"'{node.text}' must be applied to a matrix such as z_1")
         layer = self._layer_of(arg_node)
+        if name == "diag":  # Nielsen's Σ'(z^l) (chapter 2, problem 1): diag(σ'(z^l)) of one sample
+            act = self.acts.get(layer)
+            if not prime or act is None or not act.elementwise or arg.shape[1] != 1:
+                raise ChainruleError(f"'{node.text}' is Nielsen's Σ'(z), the diagonal matrix of one sample's σ'(z); "
+                                     f"write it Σ'(z_l) of a layer's z_l in the sample convention")
+            return sp.DiagMatrix(Pointwise(sp.Lambda(Z, act.derivative), act.latex + "'", arg))
         if name == "sign":
             if prime:
                 raise ChainruleError(f"'{node.text}': sign' is not understood")
@@ -562,6 +657,25 @@ class Binder:
         body = act.derivative if prime else act.definition
         return Pointwise(sp.Lambda(Z, body), act.latex + ("'" if prime else ""), arg)
 
+    def _penalty_weight(self, node):
+        """λ of J = L + λΩ(θ): the spec's l2 (Ω = ½‖W‖²) or l1 (Ω = ‖W‖₁), whichever it has."""
+        weights = [w for w in (self.net.l2, self.net.l1) if w]
+        if len(weights) != 1:
+            raise ChainruleError(f"'{node.text}' is the weight of the penalty λΩ(θ), but this network has "
+                                 f"{'no penalty; add l2=... (or l1=...) to the spec' if not weights else 'both l1 and l2'}")
+        return sp.nsimplify(weights[0])
+
+    def _bind_pgrad(self, node):
+        """∇_θ Ω(θ) of Goodfellow's weight decay: W for Ω = ½‖W‖² (l2), sign(W) for ‖W‖₁ (l1), 0 for a bias."""
+        inner = node.args[0]
+        value = self.bind(inner)
+        if inner.kind != "name" or not re.fullmatch(r"[wb]\d+", inner.args[0]):
+            raise ChainruleError(f"'{node.text}': the penalty Ω(θ) has a gradient by a weight or a bias only")
+        self._penalty_weight(node)
+        if inner.args[0][0] == "b":  # weight decay leaves the biases alone
+            return sp.ZeroMatrix(*value.shape)
+        return value if self.net.l2 else Pointwise(sp.Lambda(Z, sp.sign(Z)), r"\operatorname{sign}", value)
+
     def _flag_wrong_derivative(self, node, layer, own, act):
         if not own.elementwise:  # σ'(z_L) for a softmax output: softmax read as element-wise
             self.flags.append(self.softmax_message(node.text))
@@ -583,6 +697,15 @@ def _push_transposes(expr):
     if isinstance(expr, sp.MatrixExpr) and not isinstance(expr, sp.MatrixSymbol) and expr.args:
         return expr.func(*(_push_transposes(a) for a in expr.args))
     return expr
+
+
+def _times_batch(expr):
+    """m · ``expr``, with m cancelled into its scalar factor (m · (1/m)(Ŷ − Y) is Ŷ − Y)."""
+    coeff, rest = (expr.args[0], expr.args[1:]) if isinstance(expr, sp.MatMul) and not is_matrix(expr.args[0]) \
+        else (sp.Integer(1), (expr,))
+    factor = sp.simplify(coeff * N)
+    body = rest[0] if len(rest) == 1 else sp.MatMul(*rest)
+    return body if factor == 1 else sp.MatMul(factor, body)
 
 
 def _stretch(a, b):

@@ -17,7 +17,14 @@ divided element by element.
 Conventions: ``sample`` (one sample, column vectors: x, z1, delta1), ``columns`` (a batch with
 samples as columns: X, Z1, Delta1, the derivation's batch form) and ``rows`` (batch-first as in
 generated code: X is N×in, Z1 = X W1ᵀ + b1; every quantity but the weights and their gradients is
-the transpose of its ``columns`` form, biases are rows). Names are case-insensitive; layer
+the transpose of its ``columns`` form, biases are rows); ``ng``, ``goodfellow``, and, tried by ``auto`` only
+where their marks appear (``options.TABLE``), ``ng_rows`` (Ng's names batch-first, W stored n_in × n_out),
+``ufldl`` (layers counted from the input, W^{(l)} leaving layer l) and ``rowgrad`` (δ a row vector, w
+stored n_in × n_out). Under ng and ng_rows two batch matrices of one shape side by side are multiplied
+element by element (their matrix product cannot fit), and the correct form is printed as Ng writes it
+(dZ = A − Y, dW = (1/m) dZ Aᵀ). ``t`` is the target y, a hat over a name with no hatted quantity
+(``\\hat{z}^L``) marks a vector, ``gz^l`` (g and a name) is that name's gradient, and in a network of one
+layer W, b, z, a need no layer number. Names are case-insensitive; layer
 numbers may be subscripts or superscripts (``W_2``, ``W2``, ``W^{2}``, ``W^{[2]}``); ``h_l`` and
 ``a_l`` are layer l's activation (``z_l`` for an identity layer, ``\\hat y`` for the last); ``N`` and
 ``m`` are the batch size. ``\\sum_n`` and ``sum(..., axis=...)`` sum over the batch (a no-op for one
@@ -48,8 +55,8 @@ from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, shape_of
-from .diagnose import Diagnoser
+from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
+from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
 from .parse import Node, parse_equation
 
@@ -134,6 +141,12 @@ class _Absent(Exception):
 
 
 _INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
+# A hat over a name that has no hatted quantity marks a vector (Hjorth-Jensen's \hat{z}^L, \hat{\delta}^L);
+# ŷ is the prediction and a layer norm's x̂ its normalised input.
+_HATTED = re.compile(r"(?P<stem>z|a|h|delta|w|b)hat(?P<rest>\d*|\[.*\])")
+ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad")  # the conventions of one sample (column vectors)
+# The derivation's quantities each convention writes transposed (``Binder.flipped``).
+TRANSPOSED = {"rows": r"(?!(dL_d)?W\d).*", "ng_rows": r".*", "rowgrad": r"W\d.*|delta.*|dL_d.*"}
 
 
 def _layer_refs(node: Node, letter: str) -> bool:
@@ -163,8 +176,10 @@ class Checker(Binder, Comparer, Diagnoser):
                                  f"at most {limits.CHECK_PARAMETERS} (CHECK_PARAMETERS), as they evaluate every "
                                  f"entry; check the same rule on a narrower network (the steps are the same)")
         self._size = size
-        self.batch = convention not in ("sample", "goodfellow")
-        self.rows = convention == "rows"
+        self.batch = convention not in ONE_SAMPLE
+        self.rows = convention in ("rows", "ng_rows")
+        self.ng = convention in ("ng", "ng_rows")
+        self.transposed = TRANSPOSED.get(convention)
         self.sweep = derivation.batch if self.batch else derivation.sample
         self.q = self.sweep.quantities
         self.layers = len(self.net.layers)
@@ -213,21 +228,31 @@ class Checker(Binder, Comparer, Diagnoser):
     def _at_layer(self, node: Node, l):
         """``node`` with every layer index in l (at ``l``) and L (the last layer) replaced by its number."""
         if node.kind in ("name", "grad"):
+            hat = _HATTED.fullmatch(node.args[0])
+            if hat and not self._known(node.args[0]):
+                node = Node(node.kind, (hat["stem"] + hat["rest"],), node.text)
             m = _INDEXED.fullmatch(node.args[0])
             if not m:
                 return node
             layer = (l if m["letter"] == "l" else self.layers) + int(m["offset"] or 0)
             norm = f"{m['stem']}{layer}"
-            if not (1 <= layer <= self.layers or layer == 0 and (
-                    norm in self.table or norm in self.grads or self._gradient_name(norm))):
+            # a layer out of 1..L, or one where a name known at other layers is missing (UFLDL's z^{(1)}), is
+            # absent; layer 0 (a^0 = x) and UFLDL's a^{(L+1)} exist
+            if not self._known(norm) and (not 1 <= layer <= self.layers or any(
+                    self._known(f"{m['stem']}{k}") for k in range(self.layers + 2))):
                 raise _Absent(node, layer)
             return Node(node.kind, (norm,), node.text)
         return Node(node.kind, tuple(self._at_layer(a, l) if isinstance(a, Node) else a for a in node.args), node.text)
 
+    def _known(self, norm: str) -> bool:
+        return norm in self.table or norm in self.grads or bool(self._gradient_name(norm) or self._ng_name(norm))
+
     def _absent_note(self, absent, wrt_tree, l) -> str:
         where = "the output layer" if l == self.layers else "a hidden layer"
         why = ("layers start at 1 (only a^0 = h^0 = x is layer 0)" if absent.layer <= 0 else
-               f"the network's last layer is {self.layers}")
+               f"the network's last layer is {self.layers}" if absent.layer > self.layers else
+               "in the ufldl convention layer 1 is the input, a^{(1)} = x" if self.convention == "ufldl" else
+               f"layer {absent.layer} has none")
         note = f"does not apply ({where}): {absent.node.text} would be layer {absent.layer}, and {why}"
         try:
             target = self.target(self._at_layer(wrt_tree, l))
@@ -236,7 +261,7 @@ class Checker(Binder, Comparer, Diagnoser):
         return note + f"; there {target.label} = {self.printed(target)[0]}"
 
     def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
-        target = self.target(wrt_tree)
+        target = self._target = self.target(wrt_tree)
         correct, correct_latex = self.printed(target)
         self.flags, self._bound = [], {}
         problem, mine = "", None
@@ -285,6 +310,48 @@ class Checker(Binder, Comparer, Diagnoser):
                 result.counterexample = self.counterexample(mine, expected, target.label, verdict.point)
         return result
 
+
+    # -- the mistakes check-code names ---------------------------------------------------------------
+    def sweep_mistake(self, mine, expected) -> str:
+        """A mistake the shared diagnosis names for check-code too, made in a step ``mine`` goes through: a
+        World of ``Diagnoser.worlds`` (another activation's derivative, or its formula in z; the derivative at
+        the upstream gradient; a derivative or dropout mask left out, which reaches every layer below, named
+        at its source; a square weight transposed), or a penalty's share wrong (twice, or the loss's part
+        scaled); else "". A World explains ``mine`` only when nothing ``mine`` names changes in it (δ1 by
+        name holds the right step)."""
+        if not is_matrix(mine) or shape_of(mine) != shape_of(expected):
+            return ""
+        right = self.points()
+        for layer in range(self.layers, 0, -1):
+            for world in self.worlds(layer):
+                envs = self._at_points(world.overrides)
+                if any(not np.array_equal(self.flat(s, right[0]), self.flat(s, envs[0]))
+                       for s in mine.atoms(sp.MatrixSymbol)):
+                    continue
+                if self.same(mine, expected, envs):
+                    return world.message
+        return self._penalty_mistake(mine, expected)
+
+    def _penalty_mistake(self, mine, expected) -> str:
+        """The penalty's gradient added twice, or the loss's part of a penalised weight's gradient scaled
+        (the 1/N forgotten beside λW), as check-code names them."""
+        m = re.fullmatch(r"dL/dW(\d+)", self._target.label)
+        W = m and self.table.get(f"w{m[1]}")
+        if W is None or not (self.net.l1 or self.net.l2):
+            return ""
+        sign = Pointwise(sp.Lambda(Z, sp.sign(Z)), "sign", W)
+        parts = [(w, t, kind, shown) for w, t, kind, shown in (
+            (self.net.l2, W, "L2", f"{self.net.l2:g}·W{m[1]}"), (self.net.l1, sign, "L1", f"{self.net.l1:g}·sign(W{m[1]})"))
+            if w]
+        term = sp.MatAdd(*[sp.nsimplify(w, rational=True) * t for w, t, _, _ in parts])
+        kinds, shown = " and ".join(p[2] for p in parts), " + ".join(p[3] for p in parts)
+        if self.same(sp.MatAdd(mine, -term), expected):
+            return f"the {kinds} penalty's gradient twice: it is {shown}, once"
+        k = self._ratio(sp.MatAdd(mine, -term), sp.MatAdd(expected, -term))
+        if k is not None and k != 1:
+            return (factor_message(k, self.net, self.batch, part="the loss's part") + "; "
+                    + "; ".join(f"the {p[2]} penalty's {p[3]} is right" for p in parts))
+        return ""
 
     # -- layer norm's usual mistakes ------------------------------------------------------------------
     def _layernorm_mistake(self, mine, expected) -> str:

@@ -40,8 +40,10 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import sympy as sp
@@ -51,10 +53,12 @@ from ..errors import ChainruleError
 from ..escape import terminal_text
 from ..printing import MathText
 from .checker import Checker, unreadable
-from .compare import BATCH, Comparer
+from .compare import BATCH, BIAS_SCALE, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
-from .diagnose import BackwardJudge, OpJudge, cnn_worlds, cropped, padding_not_cropped
+from .diagnose import BackwardJudge, BoundCell, OpJudge, cnn_worlds, cropped, padding_not_cropped, recurrent_worlds
+from .options import RECURRENT_NAMES
+from ..ops.recurrent import backprop as recurrent_backprop, cell as recurrent_cell
 
 SEEDS = (11, 12)
 MAX_SECONDS = 600.0
@@ -164,6 +168,9 @@ if not callable(function):
     report({"stage": "missing"})
 def positional(case):
     out = function(*[v if t == "dict" else np.array(v, dtype=t) for v, t in case["args"]])
+    if isinstance(out, dict) and task.get("spellings"):  # keyed by the names people write (dWh, dh_prev, ...)
+        keys = {n: next((k for k in ks if k in out), None) for n, ks in task["spellings"].items()}
+        return {n: out[k] for n, k in keys.items() if k is not None}
     out = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     names = task["outputs"]
     if task.get("loss") and len(out) == len(names) + 1:
@@ -537,6 +544,14 @@ def _spellings(name: str) -> list:
 def check_code(derivation, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for the backward pass FILE.py:FUNCTION."""
     path, name = _split_target(target)
+    recurrent = next((l for l, layer in enumerate(derivation.network.layers, 1) if layer.kind in ("rnn", "lstm", "gru")), None)
+    if recurrent is not None:
+        kind = derivation.network.layers[recurrent - 1].kind
+        fix = ("check-code --op has no GRU yet (it has rnn_step, rnn, lstm_step, lstm)" if kind == "gru" else
+               f"check the layer's backward function as one op: check-code --op {kind} FILE.py:FUNCTION (or "
+               f"{kind}_step; cs231n's layouts, see check-code --help)")
+        raise ChainruleError(f"check-code reads a network's backward pass without recurrent layers, and layer "
+                             f"{recurrent} is {kind}; {fix}")
     if unreadable(derivation.network) is not None and all(l.kind in CNN_KINDS for l in derivation.network.layers):
         return _check_cnn_code(derivation, target, limits)
     checker = Checker(derivation, "columns")
@@ -640,11 +655,13 @@ def _op_case(checker, op, seed):
 def check_op(op_name: str, target: str, limits: Limits = Limits()):
     """(lines of the report, exit code) for one op's backward function FILE.py:FUNCTION (``--op``)."""
     from derive import derive  # the op's network, derived on demand
-    known = {**ops(), **cnn_ops()}
+    known = {**ops(), **cnn_ops(), **recurrent_ops()}
     if op_name not in known:
         raise ChainruleError(f"unknown op '{op_name}'; choose one of: {', '.join(known)}")
     path, name = _split_target(target)
     op = known[op_name]
+    if isinstance(op, RecurrentOp):  # the recurrent op's own BPTT, from a given state: no network
+        return _check_recurrent_op(op_name, op, target, limits)
     derivation = derive(op.spec)
     if isinstance(op, CnnOp):
         return _check_cnn_op(op_name, op, derivation, target, limits)
@@ -978,3 +995,215 @@ def _check_cnn_code(derivation, target, limits):
              for n in names}
     return _run_and_judge(path, name, task, limits, header,
                           lambda results: _cnn_verdicts(judge, right, names, results, rules.get, lambda n: f"dL/d{n}"))
+
+
+# -- the recurrent ops (``check-code --op rnn_step``, rnn, lstm_step, lstm), in cs231n's layouts -------
+# The reference is the recurrent op's own backpropagation through time (``recurrent.backprop``, proved
+# against sympy.diff in tests/test_ops.py) on cs231n's arrays: Wx (D, G·H), Wh (H, G·H) and b (G·H,) are
+# the op's W_ihᵀ, W_hhᵀ and b_ih (b_hh = 0), with the LSTM's gates moved from cs231n's order i, f, o, g to
+# torch's i, f, g, o. ``diagnose.BoundCell`` starts the recurrence from the given state and keeps the
+# gradient that reaches it; ``diagnose.recurrent_worlds`` are the usual mistakes, judged by ``OpJudge``.
+RECURRENT_WIDTHS = {"D": 4, "H": 5, "T": 3}  # neither D nor H is N = 3, so a transposed product has the wrong shape
+
+
+@dataclass(frozen=True)
+class RecurrentOp:
+    """One recurrent op's check: its cell, T (1 for a step), its arguments and outputs, the correct formulas."""
+    cell: str
+    steps: int
+    arguments: tuple
+    outputs: tuple
+    correct: dict
+
+
+def recurrent_ops() -> dict:
+    """rnn_step, rnn, lstm_step and lstm, as cs231n's assignment 3 writes their backward functions."""
+    rnn = {"dWx": "Σ_t x_tᵀ da_t", "dWh": "Σ_t h_(t-1)ᵀ da_t", "db": "Σ_t da_t summed over the batch (axis=0)"}
+    step = {"dWx": "xᵀ da", "dWh": "prev_hᵀ da", "db": "da summed over the batch (axis=0)"}
+    gates = "da = [di, df, do, dg] (cs231n's order): di = dc ⊙ g ⊙ i(1 − i), df = dc ⊙ c_(t-1) ⊙ f(1 − f), " \
+            "do = dh ⊙ tanh(c_t) ⊙ o(1 − o), dg = dc ⊙ i ⊙ (1 − g²), dc = dnext_c + dh ⊙ o ⊙ (1 − tanh²(c_t))"
+    return {
+        "rnn_step": RecurrentOp("rnn", 1, ("dnext_h", "x", "prev_h", "Wx", "Wh", "b"),
+                                ("dx", "dprev_h", "dWx", "dWh", "db"),
+                                {"dx": "da Wxᵀ with da = dnext_h ⊙ (1 − next_h²)", "dprev_h": "da Whᵀ", **step}),
+        "rnn": RecurrentOp("rnn", RECURRENT_WIDTHS["T"], ("dh", "x", "h0", "Wx", "Wh", "b"),
+                           ("dx", "dh0", "dWx", "dWh", "db"),
+                           {"dx": "dx[:, t] = da_t Wxᵀ, da_t = (dh[:, t] + dprev_h) ⊙ (1 − h_t²) from t = T down to 1",
+                            "dh0": "step 1's dprev_h, da_1 Whᵀ", **rnn}),
+        "lstm_step": RecurrentOp("lstm", 1, ("dnext_h", "dnext_c", "x", "prev_h", "prev_c", "Wx", "Wh", "b"),
+                                 ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"),
+                                 {"dx": f"da Wxᵀ, {gates}", "dprev_h": "da Whᵀ", "dprev_c": "dc ⊙ f", **step}),
+        "lstm": RecurrentOp("lstm", RECURRENT_WIDTHS["T"], ("dh", "x", "h0", "Wx", "Wh", "b"),
+                            ("dx", "dh0", "dWx", "dWh", "db"),
+                            {"dx": f"dx[:, t] = da_t Wxᵀ from t = T down to 1, dh_t = dh[:, t] + dprev_h, dnext_c = "
+                                   f"the dprev_c of step t + 1; {gates}", "dh0": "step 1's dprev_h, da_1 Whᵀ", **rnn}),
+    }
+
+
+def _cs231n_gates(a, cell):
+    """The LSTM's gate blocks (rows of ``a``) between cs231n's order i, f, o, g and torch's i, f, g, o (either way)."""
+    if cell != "lstm":
+        return a
+    i, f, third, fourth = np.split(a, 4)
+    return np.concatenate([i, f, fourth, third])
+
+
+def _recurrent_point(op, seed) -> dict:
+    """The op's arguments at one point, cs231n's shapes, at the scale of an initialised network."""
+    rng = np.random.default_rng([seed, zlib.crc32(op.cell.encode())])
+    n, d, h, t = BATCH, RECURRENT_WIDTHS["D"], RECURRENT_WIDTHS["H"], op.steps
+    g = 4 if op.cell == "lstm" else 1
+    shapes = {"dnext_h": (n, h), "dnext_c": (n, h), "dh": (n, t, h), "x": (n, t, d) if t > 1 else (n, d),
+              "prev_h": (n, h), "h0": (n, h), "prev_c": (n, h), "Wx": (d, g * h), "Wh": (h, g * h), "b": (g * h,)}
+    scale = {"Wx": d ** -0.5, "Wh": h ** -0.5, "b": BIAS_SCALE}
+    out = {a: rng.normal(size=shapes[a]) * scale.get(a, 1.0) for a in op.arguments}
+    for a in ("prev_h", "h0"):  # a hidden state: an output of tanh (or o ⊙ tanh(c))
+        if a in out:
+            out[a] = np.tanh(out[a])
+    return out
+
+
+class _Recurrent:
+    """The recurrent op's sequence from a given state: ``recurrent.backprop`` reads ``cell``, ``length``, ``sequences``."""
+    sequences = True
+
+    def __init__(self, cell, length):
+        self.make, self.length = cell, length
+
+    @property
+    def cell(self):
+        return self.make()
+
+
+class Numeric:
+    """A float matrix with the explicit-matrix interface the recurrent op's cells and ``backprop`` use
+    (``*`` as the matrix product, ``multiply_elementwise``, ``applyfunc``, slices, ``col_join``), held in
+    NumPy: the op's own BPTT runs on it at NumPy's speed. Its ``_op_priority`` wins over SymPy's matrices,
+    so a SymPy zero or ones matrix the op's code makes meets it through its reflected operators."""
+    _op_priority = 100.0
+
+    def __init__(self, a):
+        self.a = np.asarray(a, dtype=float)
+
+    @staticmethod
+    def of(m):
+        return m.a if isinstance(m, Numeric) else np.array(sp.Matrix(m).tolist(), dtype=float)
+
+    shape = property(lambda self: self.a.shape)
+    rows = property(lambda self: self.a.shape[0])
+    cols = property(lambda self: self.a.shape[1])
+    T = property(lambda self: Numeric(self.a.T))
+
+    def __getitem__(self, key):
+        return Numeric(self.a[key])
+
+    def __add__(self, other):
+        return Numeric(self.a + Numeric.of(other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return Numeric(self.a - Numeric.of(other))
+
+    def __rsub__(self, other):
+        return Numeric(Numeric.of(other) - self.a)
+
+    def __mul__(self, other):
+        return Numeric(self.a @ Numeric.of(other))
+
+    def __rmul__(self, other):
+        return Numeric(Numeric.of(other) @ self.a)
+
+    def multiply_elementwise(self, other):
+        return Numeric(self.a * Numeric.of(other))
+
+    def applyfunc(self, fn):
+        """``fn`` (a SymPy function or formula of one entry) on each entry."""
+        return Numeric(np.vectorize(lambda v: float(fn(sp.Float(v))), otypes=[float])(self.a))
+
+    def col_join(self, other):
+        return Numeric(np.vstack([self.a, Numeric.of(other)]))
+
+    def as_immutable(self):
+        return self
+
+
+def recurrent_gradients(op, point, mistakes) -> dict:
+    """{output: array} of cs231n's backward function for ``op`` at ``point``, with ``mistakes`` (the keys
+    ``diagnose.BoundCell`` reads) made in it: the recurrent op's BPTT from the given state."""
+    n, d, h, t = BATCH, RECURRENT_WIDTHS["D"], RECURRENT_WIDTHS["H"], op.steps
+    x = point["x"].reshape(n, t, d)
+    dh = point["dh"] if "dh" in point else point["dnext_h"].reshape(n, 1, h)
+    X = Numeric(np.vstack([np.zeros((d, n)), x.reshape(n, t * d).T]))  # step 0 sets the state and reads no x
+    G = Numeric(np.vstack([np.zeros((h, n)), dh.reshape(n, t * h).T]))
+    W_ih, W_hh = (Numeric(_cs231n_gates(point[w].T, op.cell)) for w in ("Wx", "Wh"))
+    b_ih = Numeric(_cs231n_gates(point["b"].reshape(-1, 1), op.cell))
+    state = [Numeric(point.get("prev_h", point.get("h0")).T), Numeric(point.get("prev_c", np.zeros((n, h))).T)]
+    dc = Numeric(point.get("dnext_c", np.zeros((n, h))).T)
+    kept = {}
+    inner = recurrent_cell(op.cell)
+    sequence = _Recurrent(lambda: BoundCell(inner, tuple(state[:inner.states]), dc, t, mistakes, kept), t + 1)
+    dX, dW_ih, dW_hh, db_ih, _ = recurrent_backprop(sequence, G, X, W_ih, W_hh, b_ih, Numeric(np.zeros(b_ih.shape)))
+    dx = Numeric.of(dX)[d:].T.reshape(n, t, d)
+    initial = kept["initial"]
+    out = {"dx": dx if t > 1 else dx[:, 0], "dWx": _cs231n_gates(Numeric.of(dW_ih), op.cell).T,
+           "dWh": _cs231n_gates(Numeric.of(dW_hh), op.cell).T, "db": _cs231n_gates(Numeric.of(db_ih), op.cell).ravel(),
+           "dh0" if t > 1 else "dprev_h": Numeric.of(initial[0]).T}
+    if op.cell == "lstm" and t == 1:
+        out["dprev_c"] = Numeric.of(initial[1]).T
+    return out
+
+
+def recurrent_targets(op, points):
+    """``targets(overrides)`` for OpJudge: per point the op's gradients with the mistakes of ``overrides``;
+    a "sum dW" key keeps one step's share of that shared weight's gradient, "first" (step 1) or "last" (T)."""
+    cache = {}
+
+    def targets(overrides):
+        key = tuple(sorted(overrides.items()))
+        if key not in cache:
+            mistakes = {k: v for k, v in overrides.items() if not k.startswith("sum ")}
+            found = []
+            for point in points:
+                out = recurrent_gradients(op, point, mistakes)
+                for name, which in ((k[4:], v) for k, v in overrides.items() if k.startswith("sum ")):
+                    if which == "last":  # every step before T contributes nothing
+                        out[name] = recurrent_gradients(op, point, {**mistakes, "zeroed": "before_last"})[name]
+                    else:  # the whole sum less the sum without step 1
+                        out[name] = out[name] - recurrent_gradients(op, point, {**mistakes, "zeroed": "first"})[name]
+                found.append(out)
+            cache[key] = found
+        return cache[key]
+    return targets
+
+
+#: factor_message's view of a recurrent op: no loss of its own, so no hint of a square or a mean
+_NO_LOSS = SimpleNamespace(outputs=1, loss=SimpleNamespace(pointwise=sp.Integer(0), reduction="sum"))
+
+
+def _check_recurrent_op(op_name, op, target, limits):
+    path, name = _split_target(target)
+    points = [_recurrent_point(op, seed) for seed in SEEDS]
+    targets = recurrent_targets(op, points)
+    square = op.cell == "rnn"
+    views = (("dWh", lambda a: a.T if a.ndim == 2 and a.shape[0] == a.shape[1] else None,
+              lambda a: "dWh transposed: dWh = prev_hᵀ da (H × H, so daᵀ prev_h runs too)"),) if square else ()
+    judge = OpJudge(targets, recurrent_worlds(op.cell, op.steps, square), _NO_LOSS, views)
+    right = targets({})
+    outputs = list(op.outputs)
+    task = {"cases": [{"args": [(p[a].tolist(), "float64") for a in op.arguments]} for p in points],
+            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "spellings": {n: list(RECURRENT_NAMES[n]) for n in outputs},
+            "sizes": {n: int(right[0][n].size) for n in outputs}}
+    shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+    header = f"{terminal_text(target)}: {op_name} backward (cs231n), {shapes}, {len(points)} random points"
+
+    def verdicts(results):
+        """A dict may leave outputs out (Karpathy's computes no dx): those are listed, not judged."""
+        returned = [n for n in outputs if all(n in r for r in results)]
+        if not returned:
+            return [f"  no gradient returned: return ({', '.join(outputs)}), or a dict with keys such as "
+                    + ", ".join(RECURRENT_NAMES[n][1] for n in outputs)], 1
+        lines, worst = _cnn_verdicts(judge, right, returned, results, op.correct.get)
+        return lines + [f"  {n}: not returned, not checked" for n in outputs if n not in returned], worst
+    return _run_and_judge(path, name, task, limits, header, verdicts)

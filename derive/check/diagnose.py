@@ -202,6 +202,9 @@ class Diagnoser:
             return flags[0] if single else (self._two_mistakes(tree, mine, expected) or flags[0])
         if single:
             return single
+        sweep = self.sweep_mistake(mine, expected)  # the Worlds check-code finds too (checker.Checker's)
+        if sweep:
+            return sweep
         pair = self._two_mistakes(tree, mine, expected)
         if pair:
             return pair
@@ -432,7 +435,7 @@ def _local(node: Node, checker):
             yield Node("name", (f"h{other}",), f"h{other}"), f"wrong layer: '{t}' should be h{other}"
     if kind == "name" and re.fullmatch(r"[a-z]+\d+", args[0] or ""):
         stem, layer = re.fullmatch(r"([a-z]+)(\d+)", args[0]).groups()
-        for other in range(0, checker.layers + 1):
+        for other in range(0, checker.layers + 2):  # UFLDL's layers run to L + 1
             norm = f"{stem}{other}" if other else ("x" if stem in ("a", "h") else "")
             if other != int(layer) and norm and norm in checker.table:
                 yield Node("name", (norm,), norm), f"wrong layer: '{t}' should be {norm}"
@@ -721,9 +724,15 @@ def _layer(name) -> int:
     return int(found.group()) if found else 0
 
 
+def _gradient_label(name) -> str:
+    """How a message names the gradient ``name``: dL/dW1 for a network's parameter W1 (none starts with d),
+    an op's output dx or dWh as it is."""
+    return name if name.startswith("d") else f"dL/d{name}"
+
+
 def _composed(own, inherited) -> str:
     """The diagnosis from a gradient's own mistakes and the one above it that it inherits."""
-    source = f"dL/d{inherited[0]}'s mistake ({inherited[1]})" if inherited else ""
+    source = f"{_gradient_label(inherited[0])}'s mistake ({inherited[1]})" if inherited else ""
     if not own:
         return f"follows from {source}" if source else ""
     text = own[0] if len(own) == 1 else (f"two mistakes: {own[0]}; and {own[1]}" if len(own) == 2 else
@@ -928,18 +937,22 @@ class OpJudge:
 
     def verdicts(self, gots) -> dict:
         """{name: '' when right, else the diagnosis} for ``gots`` {name: one array per point}, in its order."""
-        adopted, source, out = {}, None, {}
+        adopted, sources, out = {}, [], {}
         for name, mine in gots.items():
-            text, world = self._explain(name, mine, adopted, source)
+            text, world = self._explain(name, mine, adopted, sources)
             if world is not None:
-                adopted, source = {**adopted, **world.overrides}, (name, world.short)
+                adopted = {**adopted, **world.overrides}
+                sources.append(((name, world.short), adopted))
             out[name] = text
         return out
 
-    def _explain(self, name, gots, adopted, source):
-        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place."""
+    def _explain(self, name, gots, adopted, sources):
+        """(the diagnosis, the World it names or None) of one gradient, the Worlds ``adopted`` already in place;
+        ``sources``: (where a World was named, the Worlds adopted with it) in order, the first that changes
+        this gradient is the mistake it inherits."""
         right, base = self.targets({}), self.targets(adopted)
-        inherited = source is not None and not all(close(b[name], r[name]) for b, r in zip(base, right))
+        source = next((where for where, upto in sources
+                       if not all(close(b[name], r[name]) for b, r in zip(self.targets(upto), right))), None)
         readings = [("", gots)] + [(message(gots[0]), [view(g) for g in gots]) for out, view, message in self.views
                                    if out == name and view(gots[0]) is not None]
         best = None
@@ -967,4 +980,92 @@ class OpJudge:
                     "no usual mistake of this op (see check-code --help) or constant factor explains the difference"
                     ), None
         _, found, world = best
-        return _composed(found, source if inherited and world is None else None), world
+        return _composed(found, source), world
+
+
+# -- the usual mistakes of backpropagation through time (check-code --op rnn_step, rnn, lstm_step, lstm) --
+# The reference is the recurrent op's own BPTT, ``recurrent.backprop``, run with a ``BoundCell``: its
+# step 0 sets the given initial state (prev_h, h0, prev_c) and its backward step 0 keeps the gradient that
+# reaches it (dprev_h, dh0, dprev_c). Each mistake changes what one backward step computes, so the loop,
+# its sums over t and its paths stay the op's. The keys of a World's overrides are read by ``BoundCell``
+# (the step's mistakes) and by ``code.recurrent_targets`` ("sum dWx": a shared weight's sum over t missing).
+
+class BoundCell:
+    """A recurrent op's Cell started from a given state, with ``mistakes`` in its backward step; ``kept``
+    receives the gradient of the initial state. ``dc``: the upstream gradient of the last cell state."""
+
+    def __init__(self, inner, state, dc, steps, mistakes, kept):
+        self.inner, self.state, self.dc, self.steps, self.mistakes, self.kept = inner, state, dc, steps, mistakes, kept
+        self.gates, self.states, self.title = inner.gates, inner.states, inner.title
+        self.t = 0  # unroll calls step once per time step, in order: step 0 is the initial state
+
+    def step(self, P, x, state):
+        t, self.t = self.t, self.t + 1
+        if t == 0:
+            return self.state, None
+        new, saved = self.inner.step(P, x, state)
+        return new, (t, saved, state[0])
+
+    def back(self, P, saved, dstate):
+        m = self.mistakes
+        dh = dstate[0]
+        zero = sp.zeros(*dh.shape)
+        if saved is None:
+            self.kept["initial"] = dstate
+            nothing = sp.zeros(self.gates * dh.rows, dh.cols)
+            return nothing, nothing, tuple(zero for _ in range(self.states))
+        t, inner, h_prev = saved
+        if self.states == 2:
+            dc = dstate[1] + (self.dc if t == self.steps else zero)
+            dstate = (dh, zero if m.get("cell_path") else dc)
+        da_x, da_h, direct = self.inner.back(P, inner, dstate)
+        if m.get("prime"):  # tanh' written in another value than this step's output h_t = tanh(a_t)
+            v = h_prev if m["prime"] == "prev" else inner
+            da_x = da_h = dh.multiply_elementwise(sp.ones(*dh.shape) - v.multiply_elementwise(v))
+        if m.get("forget"):  # dprev_c without the forget gate: the backward step with f = 1
+            i, f, g, o, c_prev, tc = inner
+            direct = (direct[0], self.inner.back(P, (i, sp.ones(*f.shape), g, o, c_prev, tc), dstate)[2][1])
+        if m.get("hidden_path") and t > 1:  # what goes back through Wh cancelled: dprev_h never reaches t - 1
+            direct = (direct[0] - P.W_hh.T * da_h,) + direct[1:]
+        if m.get("transpose"):  # the carry through Wh, not its transpose (cs231n's da @ Wh for da @ Wh.T)
+            direct = (direct[0] + (P.W_hh - P.W_hh.T) * da_h,) + direct[1:]
+        if (m.get("zeroed") == "first" and t == 1) or (m.get("zeroed") == "before_last" and t < self.steps):
+            # a step's share of the shared weights taken out: only dWx, dWh, db are read from such a run
+            da_x = da_h = sp.zeros(*da_x.shape)
+        return da_x, da_h, direct
+
+
+def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
+    """The usual BPTT mistakes of cs231n's rnn_step/rnn/lstm_step/lstm backward, as Worlds, in a fixed
+    order; ``steps``: T (1 for a step op), ``square``: Wh is square (the RNN's, so a transposed Wh runs)."""
+    h_t, h_prev = ("next_h", "prev_h") if steps == 1 else ("h_t", "h_(t-1)")
+    dnext = "dnext_h" if steps == 1 else "dh_t"
+    out = []
+    if cell == "rnn":
+        out += [World(f"tanh's derivative taken at {h_prev}: da = {dnext} ⊙ (1 − {h_t}²), the derivative at this "
+                      f"step's own output {h_t} = tanh(a), not 1 − {h_prev}²", f"tanh' at {h_prev}", {"prime": "prev"}, 1),
+                World(f"tanh's derivative taken at the pre-activation: da = {dnext} ⊙ (1 − {h_t}²) with {h_t} = "
+                      f"tanh(a); yours is 1 − a², the formula in the output applied to a = x Wx + {h_prev} Wh + b itself",
+                      "tanh' at a", {"prime": "pre"}, 1)]
+    if square:
+        out.append(World("Wh transposed in dprev_h: dprev_h = da @ Wh.T (Wh is square, so da @ Wh runs too)",
+                         "Wh transposed in dprev_h", {"transpose": True}, 1))
+    if cell == "lstm":
+        out += [World("the forget gate left out of dprev_c: c_t = f ⊙ c_(t-1) + i ⊙ g, so dprev_c = dc ⊙ f, not dc",
+                      "f missing in dprev_c", {"forget": True}, 1),
+                World("dnext_c not added: the cell state's gradient is dc = dnext_c + dnext_h ⊙ o ⊙ (1 − tanh²(next_c)); "
+                      "yours has the path through next_h alone" if steps == 1 else
+                      "the cell-state path dropped: step t's dnext_c is the dprev_c of step t + 1 (dc = dnext_c + "
+                      "dh_t ⊙ o ⊙ (1 − tanh²(c_t))); yours passes no dnext_c between the steps",
+                      "dnext_c missing" if steps == 1 else "the cell-state path missing", {"cell_path": True}, 1)]
+    if steps > 1:
+        out.append(World("the path through h_(t-1) dropped: step t's upstream gradient is dh[:, t] + dprev_h, the "
+                         "output's share plus what step t + 1 sends back; yours passes dh[:, t] alone",
+                         "the path through h_(t-1) missing", {"hidden_path": True}, 1))
+        for name, shared in (("dWx", "Wx"), ("dWh", "Wh"), ("db", "b")):
+            for which, step in (("first", "step 1's (the last one the backward loop reaches)"),
+                                ("last", f"step T = {steps}'s")):
+                out.append(World(f"the sum over time missing in {name}: {shared} is shared by the {steps} steps, so "
+                                 f"{name} = Σ_t (step t's {name}), accumulated with +=; yours is {step} alone",
+                                 f"the sum over t missing in {name}", {f"sum {name}": which}, 1))
+    return out

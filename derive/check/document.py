@@ -55,13 +55,18 @@ _ENVIRONMENT = re.compile(r"\\(?:begin|end)\s*\{[A-Za-z*]+\}(?:\{[^{}]*\})?")
 _RELATION = re.compile(r":=|\\coloneqq|\\equiv|\\leftarrow|\\gets|≡|←|(?<![<>!=:])=(?!=)")
 # Words of \text{...} (unwrapped by then): a condition ends the equation; 'and', 'where' separate two.
 _CONDITION = re.compile(r"(?<![\\A-Za-z.])(?:for|if|with|when)(?=\s)|\\forall(?![A-Za-z])")
-_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|\\;|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
+_SEPARATOR = re.compile(r"\\q?quad(?![A-Za-z])|(?<![\\A-Za-z.])(?:and|where)(?=\s)")
+_THIN_SPACE = re.compile(r"\\;")  # separates two equations, or is a space (Goodfellow's g \; h^{(k-1)\top})
+# A line outside math delimiters that is LaTeX math all through: a command, and no word of prose.
+_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{3,}|[^\x00-\x7f]")
 _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
 _FORWARD = ("z", "a", "h", "yhat", "x", "o")
 _LOSSES = ("l", "c", "j", "e")
+_LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: layer numbers
 
 
 def read_document(text: str) -> list:
@@ -165,7 +170,8 @@ def _segments(text: str):
         first = lines.number(pos)
         for offset, row in enumerate(text[pos:start].split("\n")):
             if "=" in row and row.strip():
-                yield first + offset, row, None
+                math = _COMMAND.search(row) and not _WORD.search(_COMMAND.sub(" ", row))
+                yield first + offset, row, False if math else None
         if start == len(text):
             return
         pos = after
@@ -278,7 +284,10 @@ def _pieces(row: str) -> list:
     """A row cut at top-level \\quad, \\; or 'and': the pieces that hold an equation; a remark after
     \\quad ('\\quad (BP1)') and a condition ('\\text{for } l = 1, ..., L', '\\forall l') are dropped."""
     row = _split(row, _CONDITION)[0]
-    pieces = [p for p in _split(row, _SEPARATOR) if _RELATION.search(p) or _OPERATOR.match(p)]
+    parts = _split(row, _THIN_SPACE)
+    row = parts[0] + "".join((r" \quad " if _RELATION.search(part) else " ") + part for part in parts[1:])
+    # after a separator only an equation counts: '..., where * is element-wise' is prose
+    pieces = [p for i, p in enumerate(_split(row, _SEPARATOR)) if _RELATION.search(p) or not i and _OPERATOR.match(p)]
     return pieces or [row]
 
 
@@ -306,6 +315,8 @@ def _not_a_gradient(lhs: str, rhs: str):
     and says what it cannot read)."""
     if _LABEL.match(lhs.strip()):
         return f"'{_short(lhs)}' labels the line; it is not a quantity"
+    if _LAYERS.fullmatch(lhs) and _LAYERS.fullmatch(rhs):
+        return f"it relates layer numbers ({_short(lhs)} = {_short(rhs)}), not quantities"
     try:
         left = read_tree(lhs)
     except NotAGradient as err:
@@ -332,7 +343,17 @@ def _not_a_gradient(lhs: str, rhs: str):
     if base in _FORWARD and not _mentions_gradient(right):
         return f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass " \
                f"from the spec and checks gradients"
+    if base in ("w", "b") and not _mentions_gradient(right) and _mentions(right, "z"):
+        return f"the forward pass solved for the parameter {_short(lhs)} (it is in terms of z, with no gradient); " \
+               f"chainrule checks gradients"
     return None
+
+
+def _mentions(tree: Node, stem: str) -> bool:
+    """True when the tree names ``stem`` at some layer (z, z1, z[l])."""
+    if tree.kind == "name" and re.fullmatch(rf"{stem}(\d+|\[[^\]]*\])?", tree.args[0]):
+        return True
+    return any(_mentions(a, stem) for a in tree.args if isinstance(a, Node))
 
 
 def _contains(tree: Node, part: Node) -> bool:

@@ -15,6 +15,9 @@ class Convention:
     mean: str
     signs: str = ""
     shown_signs: str = ""
+    # only by its marks (or by name): its names are other conventions' names at other layers or transposed,
+    # so an off-by-one layer or a missing transpose would be "right" in it
+    marked_only: bool = False
 
 
 TABLE = (
@@ -31,7 +34,8 @@ TABLE = (
                r"axis\s*=\s*0|[A-Z]\w*\s*@\s*W\w*\.T|[A-Z]\w*\.T\s*@\s*[A-Z]", "batch-first products (X @ W.T, axis=0)"),
     Convention("ng", "deeplearning.ai (Andrew Ng)",
                "X (n_x × m), Z^{[l]}, A^{[l]}, dZ^{[l]} = W^{[l+1]T} dZ^{[l+1]} * g^{[l]}'(Z^{[l]}), dA^{[l]}, "
-               "dW^{[l]}, db^{[l]}, m",
+               "dW^{[l]}, db^{[l]}, m; two n × m matrices side by side (or with \\times, \\cdot) are multiplied "
+               "element by element (dZ = dA g'(Z)), as their matrix product cannot fit",
                "in dW and db only: dZ^{[L]} = A^{[L]} − Y (dZ and dA are m × ∂J/∂Z), dW^{[l]} = (1/m) dZ^{[l]} "
                "A^{[l-1]T}, db^{[l]} = (1/m) Σ dZ^{[l]}",
                r"\[\s*(?:[lL]|\d+)\s*(?:[+-]\s*\d+\s*)?\]|(?<![A-Za-z\\])d[ZAX](?![a-z])",
@@ -41,6 +45,21 @@ TABLE = (
                "∇_{W^{(k)}} J = g h^{(k-1)T}, g the gradient of the line before (g ← g ⊙ f'(a^{(k)}))",
                "in J: one example, no 1/N",
                r"\\nabla|∇|\\leftarrow|←|\^\{?\(\s*k", "∇, ← or a layer written (k)"),
+    Convention("ng_rows", "Ng's names batch-first (42-school MLP projects, Keras-style notes)",
+               "X (m × n_x), Z^{[l]} = A^{[l-1]} W^{[l]} + b^{[l]} with W^{[l]} (n^{[l-1]} × n^{[l]}), "
+               "dZ^{[l-1]} = dZ^{[l]} W^{[l]T} * g'(Z^{[l-1]}); two m × n matrices side by side are multiplied "
+               "element by element, as in ng",
+               "as in ng: dZ^{[L]} = A^{[L]} − Y, dW^{[l]} = (1/m) A^{[l-1]T} dZ^{[l]}, db^{[l]} = (1/m) Σ dZ^{[l]}",
+               marked_only=True),
+    Convention("ufldl", "Stanford's UFLDL tutorial (Ng's CS294A notes)",
+               "a^{(1)} = x, z^{(l+1)} = W^{(l)} a^{(l)} + b^{(l)} (W^{(l)} leaves layer l), δ^{(l)} = ∂J/∂z^{(l)}, "
+               "layer n_l the output",
+               "nowhere for one example's J(W,b;x,y); the batch's J averages them",
+               r"s_\{?l\s*\+\s*1|n_\{?l\b", "s_{l+1} or n_l", marked_only=True),
+    Convention("rowgrad", "numerator layout (δ a row vector; derivations after the Jacobian, e.g. Kyle Lo's)",
+               "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)}, a 1 × m_l row, "
+               "∂L/∂w_l = h^{(l-1)} δ^{(l)} (summed over samples i: Σ_{i=1}^n h_i^{(l-1)} δ_i^{(l)})",
+               "nowhere: one sample's cost, and a sum over the samples", marked_only=True),
 )
 CONVENTIONS = tuple(c.name for c in TABLE)
 BY_NAME = {c.name: c for c in TABLE}
@@ -49,11 +68,12 @@ CHOICES = ("auto",) + CONVENTIONS
 
 def ranked(texts) -> list:
     """(convention, why) in the order ``auto`` tries them for these texts: those whose marks appear, in
-    the table's reverse order (the most specific first), then the others in the table's order."""
+    the table's reverse order (the most specific first), then the others in the table's order, except those
+    tried only by their marks."""
     text = " ".join(texts)
     marked = [(c.name, f"the names use {c.shown_signs}") for c in reversed(TABLE) if c.signs and re.search(c.signs, text)]
     rest = [(c.name, "the names carry no mark of another convention" if c.name == "sample" else "its shapes fit")
-            for c in TABLE if c.name not in dict(marked)]
+            for c in TABLE if c.name not in dict(marked) and not c.marked_only]
     return marked + rest
 
 
@@ -62,6 +82,8 @@ def convention_table() -> str:
     lines = ["conventions (--convention; auto, the default, picks one by the names you use and says which):"]
     for c in TABLE:
         lines += [f"  {c.name:<10} {c.source}", f"             names: {c.names}", f"             1/N:   {c.mean}"]
+        if c.marked_only:
+            lines.append(f"             auto:  {'only where ' + c.shown_signs + ' appear' if c.signs else 'never; choose it by name'}")
     return "\n".join(lines)
 
 #: The calling convention check-code holds a backward pass to (``check-code --help`` prints it).
@@ -118,8 +140,32 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     variance; bn_param {"mode": "train", "eps": 1e-5}
     spatial_batchnorm  the same on x (N, C, H, W), gamma, beta (C,): statistics per channel
 
+    rnn_step    f(dnext_h, x, prev_h, Wx, Wh, b) -> (dx, dprev_h, dWx, dWh, db)
+                                                    next_h = tanh(x @ Wx + prev_h @ Wh + b); x (N, D),
+                                                    prev_h (N, H), Wx (D, H), Wh (H, H), b (H,)
+    rnn         f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
+                                                    the rnn_step at t = 1..T from h0; x (N, T, D), dh (N, T, H)
+                                                    the upstream gradient of every h_t
+    lstm_step   f(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b) -> (dx, dprev_h, dprev_c, dWx, dWh, db)
+                                                    a = x @ Wx + prev_h @ Wh + b, (N, 4H), gates i, f, o, g in
+                                                    cs231n's order (sigmoid, sigmoid, sigmoid, tanh);
+                                                    next_c = f*prev_c + i*g, next_h = o*tanh(next_c)
+    lstm        f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
+                                                    the lstm_step at t = 1..T from h0 and c0 = 0
+                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
+
+Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; cs231n's Wx = W_ihᵀ):
+    Wx, W_xh, Wxh, Wax, U   input-to-hidden W_ih      Wh, W_hh, Whh, Waa, W   hidden-to-hidden W_hh
+    dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
+    dh_next, dhnext     the share step t + 1 sends back, W_hhᵀ δ_(t+1) (Karpathy's dhnext, cs231n's
+                        dprev_h of step t + 1), added to the output's dh[:, t] to give δh_t
+    dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
+    δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
+    dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
+
 dout is the upstream gradient dL/dout, (N, M) or (N, D). Wrap another layout in an adapter
-function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it.
+function (README: check-code --op); cs231n's f(dout, cache) needs the forward's cache, built in it
+(rnn_step: _, cache = rnn_step_forward(x, prev_h, Wx, Wh, b); return rnn_step_backward(dnext_h, cache)).
 """
 
 
@@ -139,6 +185,21 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--convention", choices=CHOICES, default="auto",
                         help="auto (default: the one whose names you use), sample (one sample as a column), columns "
                              "(batch as columns of X), rows (batch-first, as in the generated code), ng "
-                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4); see the table below")
+                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad; "
+                             "see the table below")
     parser.epilog = convention_table()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+#: The names people write for BPTT (cs231n, Karpathy's min-char-rnn, deeplearning.ai's a for h) -> each recurrent op's
+#: output: an op function may return a dict with any of them (the first found wins) instead of a tuple.
+#: Karpathy's dhnext is what step t sends back to step t - 1 (read there as the "next" step's share).
+RECURRENT_NAMES = {
+    "dx": ("dx", "dX", "dxs", "dxt", "dx_t", "dinputs"),
+    "dprev_h": ("dprev_h", "dh_prev", "dhprev", "dh_next", "dhnext", "da_prev", "dh_prev_t", "dh_tm1"),
+    "dh0": ("dh0", "dh_0", "da0", "dh_init", "dprev_h", "dh_prev", "dhnext", "dh_next"),
+    "dprev_c": ("dprev_c", "dc_prev", "dcprev", "dc_next", "dcnext", "dc_tm1"),
+    "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
+    "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
+    "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
+}

@@ -17,6 +17,10 @@ Before the tokenizer, pylatexenc reads the LaTeX (``rewrite``): typographic wrap
 may be named C, J, L, ``\\mathcal{L}``, E, with subscripts and arguments (``C_0``, ``J(W,b;x,y)``);
 ``\\nabla_a C`` is the output activation's gradient. Component form (``w^l_{jk}``, ``\\delta^l_j``,
 ``\\sum_k``) is lowered to the matrix it is entry by entry (``lower``), so the tree keeps the kinds below.
+A sum up to the sample count (``\\sum_{i=1}^n h_i δ_i``, also ^m, ^N) is over the samples, its letter a
+sample's mark. Goodfellow's ``\\lambda \\nabla_{W} \\Omega(\\theta)`` is the penalty's share, Nielsen's
+``\\Sigma'(z)`` the diagonal matrix of σ'(z), ``dG^l(Z^l)`` (d and an activation's letter) its derivative;
+``\\ldots`` in a product leaves factors out (``NotAGradient``).
 """
 import functools
 import re
@@ -43,13 +47,16 @@ GENERIC_ACTIVATIONS = ("f", "g", "phi", "varphi", "act")
 _IGNORED_COMMANDS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "displaystyle",
                      "mathbf", "boldsymbol", "bm", "mathrm", "mathit", "vec", "operatorname", "mathsf", ",", ";", "!",
                      "quad", "qquad", "textstyle", "scriptstyle", "limits", "nolimits", "nonumber", "notag",
-                     "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " "}
+                     "LARGE", "Large", "large", "small", "huge", "Huge", "normalsize", "tiny", "cal", ":", " ", "space"}
 _GREEK = {"delta": "delta", "Delta": "delta", "sigma": "sigma", "phi": "phi", "varphi": "phi", "partial": "partial",
-          "gamma": "gamma", "beta": "beta", "mu": "mu"}  # γ, β, μ (and σ): layer norm's quantities
+          "gamma": "gamma", "beta": "beta", "mu": "mu",  # γ, β, μ (and σ): layer norm's quantities
+          "lambda": "lambda",  # a penalty's weight (Goodfellow's J = L + λΩ(θ))
+          "Sigma": "diag"}  # Nielsen's Σ'(z): the diagonal matrix of σ'(z)
 _UNICODE = {"\\bigodot": r" \odot ", "δ": r" \delta", "Δ": r" \delta", "σ": r" \sigma", "⊙": r" \odot ",
             "∘": r" \circ ", "·": r" \cdot ", "×": r" \times ", "⊘": r" \oslash ", "ᵀ": "^T", "ŷ": " yhat ", "Ŷ": " yhat ", "∂": r" \partial ",
             "Σ": r" \sum ", "′": "'", "−": "-", "φ": r" \phi ", "ℓ": " l ", "γ": r" \gamma", "β": r" \beta",
-            "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum "}  # x̂: x and a combining hat
+            "μ": r" \mu", "\u0302": "hat", "∇": r" \nabla ", "∑": r" \sum ", "λ": r" \lambda ", "’": "'",
+            "Ω": r" \Omega "}  # x̂: x and a combining hat
 # The ways a prime is written, all read as "'": \sigma^{\prime}, \sigma^\prime, f^{'}.
 _PRIMES = re.compile(r"\^\s*\{\s*(?:\\prime|')\s*\}|\^\s*\\prime(?![A-Za-z])")
 # A cost's name in a calligraphic or script font (\mathcal{L}, {\cal C}) is the plain letter.
@@ -64,6 +71,8 @@ LAYER_MARK = re.compile(r"[\[(]?(?P<layer>\d+|[lL](?:[+-]\d{1,2})?)[\])]?(?P<mar
 # Letters that index the entries of a vector or matrix (w^l_{jk}, \delta^l_j); l and L are layers.
 INDEX_LETTERS = "ijkpqrs"
 _COMPONENTS = re.compile(rf"[{INDEX_LETTERS}](?:,?[{INDEX_LETTERS}])?")
+# The upper limits of a sum over the samples (\sum_{i=1}^n, \sum_{i=1}^m): the batch sizes' names.
+SAMPLE_COUNTS = ("n", "m", "N")
 # A loss's names: C (Nielsen), J (Ng, UFLDL, Goodfellow), L and \mathcal{L}, E (error), l (\ell).
 COSTS = ("C", "J", "L", "E", "l")
 
@@ -438,12 +447,14 @@ class Parser:
     num(value) name(norm) grad(norm) neg(a) add(a, b) sub(a, b) mul(a, b, how) had(a, b) div(a, b)
     T(a) pow(a, k) act(name, prime, arg) ind(arg, op) sum(a, axis) mean(a) ones(kind)
     where(cond, op, a, b) (np.where(cond op 0, a, b), op '>' or '>=') clip(a, low, high)
+    pgrad(a) (∇_a Ω(θ), the gradient of the penalty Ω by the name a)
     ``how`` is 'matmul' (@, juxtaposition, \\cdot, \\times) or 'star' (*, element-wise with broadcasting).
     Two kinds live only until ``lower``: entry(a, letters) (one entry, a^l_j) and isum(letter, a) (\\sum_k).
     """
 
     def __init__(self, tokens, text):
         self.tokens, self.text, self.pos, self.depth = tokens, text, 0, 0
+        self.samples = set()  # the letters of the sums over samples being read (\sum_{i=1}^n h_i δ_i)
 
     # -- helpers --------------------------------------------------------------------------------
     def peek(self, offset=0):
@@ -513,6 +524,10 @@ class Parser:
                 node = self.node("div", (node, self.unary()), start)
             elif self.starts_factor():
                 node = self.node("mul", (node, self.postfix(), "matmul"), start)
+            elif self.at("op", ".") and self.peek()[2] > self.tokens[self.pos - 1][3] and (
+                    self.at("id", None, 1) or self.at("op", "(", 1) or self.at("cmd", None, 1)):
+                self.take()  # a forum's W[2]T . dZ[2]: a dot between spaces is a product, as \cdot
+                node = self.node("mul", (node, self.unary(), "matmul"), start)
             else:
                 return node
 
@@ -563,7 +578,11 @@ class Parser:
                 return node
 
     def transpose_mark(self) -> bool:
-        """After '^': T, \\top, \\intercal, {T}, {\\top}; consumes it when present."""
+        """After '^': T, \\top, \\intercal, {T}, {\\top}, a forum's {[T]}; consumes it when present."""
+        if self.at("op", "(") and self.at("op", "[", 1) and self.at("id", "T", 2) and self.at("op", "]", 3) \
+                and self.at("op", ")", 4):
+            self.pos += 5
+            return True
         for offset, closing in ((0, False), (1, True)):
             if closing and not self.at("op", "("):
                 return False
@@ -700,12 +719,20 @@ class Parser:
         if value == "frac":
             return self.fraction(start)
         if value == "sum":
-            letter = self.skip_limits()
+            letter, upper = self.skip_limits()
+            if letter and upper in SAMPLE_COUNTS:  # \sum_{i=1}^n: i runs over the samples, h_i is sample i's h
+                self.samples.add(letter)
+                body = self.product()
+                self.samples.discard(letter)
+                return self.node("sum", (body, "batch"), start)
             if letter:  # \sum_k over a component index: the product after it, contracted when lowered
                 return self.node("isum", (letter, self.product()), start)
             return self.node("sum", (self.postfix(), "batch"), start)
         if value == "nabla":
             return self.nabla(start)
+        if value in ("ldots", "cdots", "dots"):
+            raise NotAGradient(f"'{_short(self.text)}' leaves factors out with \\{value}; chainrule checks an "
+                               f"expression written out, such as one step of it")
         if value == "partial":
             name = self.inline_partial()
             if name is not None:
@@ -738,8 +765,8 @@ class Parser:
                              f"^\\top, \\frac, \\sum, \\delta, \\sigma, \\hat")
 
     def skip_limits(self):
-        """Skip a sum's limits; the component index it runs over (\\sum_k, \\sum_{j=1}^{n}) or None."""
-        letter = None
+        """Skip a sum's limits; (the component index it runs over (\\sum_k, \\sum_{j=1}^{s}) or None, its upper limit)."""
+        letter, upper = None, ""
         for mark in ("_", "^"):
             if self.at("op", mark):
                 self.take()
@@ -756,7 +783,9 @@ class Parser:
                 inside = [v for _, v, _, _ in self.tokens[first:self.pos] if v not in "()"]
                 if mark == "_" and inside and inside[0] in INDEX_LETTERS and (len(inside) == 1 or inside[1] == "="):
                     letter = inside[0]
-        return letter
+                if mark == "^":
+                    upper = "".join(inside)
+        return letter, upper
 
     def braced_word(self) -> str:
         if self.at("op", "("):
@@ -895,6 +924,13 @@ class Parser:
             raise ChainruleError("write the gradient with its variable, like \\nabla_a C or \\nabla_{W^{[2]}} J")
         self.take()
         name = self.bracketed_name()
+        if self.at("cmd", "Omega"):  # ∇_W Ω(θ): the gradient of the penalty of J = L + λΩ(θ)
+            self.take()
+            if self.at("op", "("):
+                end = self.group_end(self.pos)
+                while self.pos < len(self.tokens) and self.tokens[self.pos][2] < end:
+                    self.pos += 1
+            return self.node("pgrad", (name,), start)
         self.cost()
         if name.kind == "name" and name.args[0] in ("a", "h"):
             name = Node("name", (name.args[0] + "[L]",), name.text)
@@ -983,6 +1019,8 @@ class Parser:
                 self.take()
                 word = self.braced_word()
                 m = LAYER_MARK.fullmatch(word)
+                if word in self.samples:
+                    continue  # the sample a sum over samples is at: h_i in \sum_{i=1}^n h_i δ_i
                 if not entries and _COMPONENTS.fullmatch(word):
                     entries = tuple(word.replace(",", ""))
                 elif not numbered and m and not m["mark"] and not m["layer"].isdigit():
@@ -999,6 +1037,9 @@ class Parser:
                     parts.append(m["layer"])
                 else:
                     index = m["layer"]
+                if self.at("id", "T") and self.peek()[2] == self.tokens[self.pos - 1][3]:
+                    self.take()
+                    transposed = True  # a forum's W[2]T
             elif self.at("op", "^") and self.at("num", None, 1) and self.at("op", "(", 2) and not numbered \
                     and normalise(parts) in ACTIVATION_ALIASES:
                 self.pos += 2
@@ -1026,6 +1067,8 @@ class Parser:
             if self.at("op", "^") and self.layer_ahead():
                 self.take()  # g'^{[l]}(z^{[l]}): the layer is the argument's
                 self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
+            elif self.at("op", "[") and self.bracket_layer():
+                self.bracket_layer(consume=True)  # a forum's g'[1](Z[1]), as g'^{[1]}
         elif self.at("op", "^") and self.at("cmd", "prime", 1):
             self.pos += 2
             prime = True
@@ -1037,6 +1080,9 @@ class Parser:
         base = re.sub(r"(\d+|\[[lL]([+-]\d+)?\])$", "", norm)
         if base != norm and (base in ACTIVATION_ALIASES or base in GENERIC_ACTIVATIONS) and (prime or self.at("op", "(")):
             norm = base  # g^{[l]}'(z^{[l]}), f_2'(z_2): the layer is the argument's
+        if base[:1] == "d" and (base[1:] in ACTIVATION_ALIASES or base[1:] in GENERIC_ACTIVATIONS) and not prime \
+                and self.at("op", "("):
+            norm, prime = base[1:], True  # dG^l(Z^l), dg(z): the activation's derivative, as some notes name it
         if self.at("op", "(") and (norm in ACTIVATION_ALIASES or norm in GENERIC_ACTIVATIONS or norm == "sign"
                                    or (prime and re.fullmatch(r"[a-z]+", norm))):
             self.take()

@@ -242,10 +242,7 @@ class BatchNorm(Op):
         sigma = g.add("batchnorm_std", [var], layer, eps=eps)
         # without γ and β, y is x̂: x̂ is folded into y's Step rather than copied into it
         xhat = g.add("batchnorm_normalize", [x, mu, sigma], layer, named=affine, group=group)
-        params = ()
-        if affine:
-            params = tuple(g.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
-                                   _column_axes(x, group), "param", layer, param=p) for p in self.params)
+        params = g.greek_params(self.params, layer, _column_axes(x, group)) if affine else ()
         out = indexed(letter("a", g.batched), layer, f"output of layer {layer}")
         return (x, xhat, sigma) + params, x.axes, out
 

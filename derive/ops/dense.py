@@ -1,7 +1,7 @@
 """The dense (affine) op, ``z = W a + b 1ᵀ`` (weights times the input plus the bias in every column),
 and the dense layer of the spec, ``{ units = 8, activation = "relu" }``: dense -> activation
 (-> dropout) (-> add, when ``residual = true``)."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -9,6 +9,7 @@ from ..errors import ChainruleError, shown
 from ..fields import described, entry, positive_int
 from ..naming import error, indexed, letter, network_output
 from ..steps import formula, ref
+from ..sequence import StepAffine, StepMatMul, StepOuter, StepTotal
 from .activations import Activation, make_activation
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -18,15 +19,25 @@ class Dense(Op):
     """``(in, N) -> (units, N)``; parameters W (units, in) and b (units, 1), torch.nn.Linear's weight and bias."""
     params = (Param("W", "weight", "weights", penalized=True), Param("b", "bias", "bias"))
 
-    def build(self, g, inputs, layer, units):
+    def build(self, g, inputs, layer, units, length=0):
         (a,) = inputs
-        # the bias is one column, broadcast over the batch
-        axes = ((("out_features", units), ("in_features", a.shape[0])), (("out_features", units), ("batch", 1)))
+        width = a.shape[0] // (length or 1)  # on a sequence, W reads one step's features
+        # the bias is one column, broadcast over the batch (and the steps)
+        axes = ((("out_features", units), ("in_features", width)), (("out_features", units), ("batch", 1)))
         W, b = (g.param(p, layer, p_axes) for p, p_axes in zip(self.params, axes))
-        return (a, W, b), g.features(units), indexed(letter("z", g.batched), layer, f"pre-activation of layer {layer}")
+        names = indexed(letter("z", g.batched), layer, f"pre-activation of layer {layer}")
+        if length:
+            return (a, W, b), g.features(units * length), names, (("length", length), ("features", units))
+        return (a, W, b), g.features(units), names
 
     def forward(self, node, ins):
         a, W, b = ins
+        length = node.attrs.get("length")
+        if length:
+            return Out(StepAffine(W, a, b, length),
+                       f"layer {node.layer} is affine at every step t of the sequence, with the same weights and bias "
+                       f"for all T = {length} steps: {formula('z_t = W a_t + b')}, the weights times the step's "
+                       f"features plus the bias" + (", for every sample" if node.batched else ""))
         bias = b * sp.OneMatrix(1, node.batch) if node.batched else b
         why = (f"layer {node.layer} is affine: weights times the layer's input plus the bias"
                + (", added to every column (a row of N ones)" if node.batched else ""))
@@ -36,6 +47,9 @@ class Dense(Op):
         a, W, _ = ins
         x, Wv, bv = node.inputs
         z = node.output
+        length = node.attrs.get("length")
+        if length:
+            return self._step_vjp(node, g, a, W, length)
         ones = " ⟦ones_row⟧" if node.batched else ""
         why = (f"chain rule through {formula(f'{ref(z)} = {ref(Wv)} {ref(x)} + {ref(bv)}{ones}')}: the error times "
                "the input, transposed" + (", which sums the samples' contributions" if node.batched else ""))
@@ -47,11 +61,28 @@ class Dense(Op):
         return {0: Grad(W.T * g, f"chain rule back through {ref(Wv)}: its transpose times the error of layer {node.layer}"),
                 1: Grad(g * a.T, why), 2: bias}
 
+    def _step_vjp(self, node, g, a, W, length):
+        """The VJPs of z_t = W a_t + b at every step: W and b are shared by the T steps, so theirs sum over t."""
+        x, Wv, bv = node.inputs
+        batch = " and over the batch" if node.batched else ""
+        return {0: Grad(StepMatMul(W.T, g, length),
+                        f"chain rule back through {ref(Wv)} at each step: the transposed weights times step t's error "
+                        f"of layer {node.layer}, {Wv.shape[1]} by {'N' if node.batched else 1} per step as the "
+                        f"step's input {formula('a_t')} is"),
+                1: Grad(StepOuter(g, a, length),
+                        f"the same weights act at every step, so their gradient is a sum over t of each step's error "
+                        f"times its input, transposed{batch} ({Wv.shape[0]} by {Wv.shape[1]}, as {ref(Wv)} is)"),
+                2: Grad(StepTotal(g, length),
+                        f"the bias is added at every step, so its gradient sums the error over t{batch} "
+                        f"({bv.shape[0]} by 1, as {ref(bv)} is)")}
+
     def adjoint_names(self, node):
         return error(node.output.names, node.layer, node.batched)
 
     def examples(self):
-        return [("3 to 2 units", lambda g: g.add("dense", [g.leaf("x", 3)], 1, units=2))]
+        return [("3 to 2 units", lambda g: g.add("dense", [g.leaf("x", 3)], 1, units=2)),
+                ("a sequence of T = 3 steps, 2 to 2 units", lambda g: g.add("dense", [g.leaf("x", 6)], 1, units=2,
+                                                                             length=3))]
 
 
 @layer("dense")
@@ -62,7 +93,9 @@ class DenseLayer(LayerKind):
     activation: Activation
     residual: bool = False
     dropout: float = 0.0
+    length: int = 0  # on a sequence (length, features): T, the steps it acts at (0 on vectors)
     keys = ("units", "activation", "residual", "dropout", "type")
+    takes = ("sequences", "tokens")  # at every step of a sequence; tokens: its parse says to put an embedding first
 
     @property
     def activations(self) -> tuple:
@@ -72,7 +105,15 @@ class DenseLayer(LayerKind):
     def parse(cls, raw, at):
         where, width = at.where, at.width
         units = positive_int(raw.get("units"), f"{where} units")
-        if at.shape[0][0] != "features":
+        names = tuple(name for name, _ in at.shape)
+        if names == ("length", "vocab"):
+            raise ChainruleError(f"{where} (dense) takes features but its input is token ids; put "
+                                 f'{{ type = "embedding", embedding_dim = 16 }} before it')
+        length = at.shape[0][1] if names == ("length", "features") else 0
+        if length and (raw.get("residual") or raw.get("dropout")):
+            raise ChainruleError(f"{where} (dense) acts at every step of a sequence and cannot be residual or have "
+                                 f"dropout yet; remove residual and dropout from it")
+        if not length and at.shape[0][0] != "features":
             raise ChainruleError(f"{where} (dense) takes vectors but its input is {described(at.shape)}; "
                                  f"put a flatten layer before it")
         act = make_activation(entry(raw.get("activation"), f"{where}: activation"), where)
@@ -87,21 +128,31 @@ class DenseLayer(LayerKind):
             raise ChainruleError(f"{where} dropout must be a probability in [0, 1), not {shown(dropout)}")
         if dropout and at.last:
             raise ChainruleError(f"{where} is the output layer and cannot have dropout; put it on a hidden layer")
-        return cls(units, act, residual, float(dropout))
+        return cls(units, act, residual, float(dropout), length)
+
+    @property
+    def shape(self) -> tuple:
+        if self.length:
+            return (("length", self.length), ("features", self.units))
+        return (("features", self.units),)
 
     def parameters(self, shape) -> int:
         return (shape[-1][1] + 1) * self.units  # W and b; a dense layer acts on the last axis
 
+    def capped(self, cap: int):
+        return replace(self, units=min(self.units, cap), length=min(self.length, cap))
+
     def expand(self, g, l, a, last):
         """dense -> activation (-> dropout) (-> add): one Step for z, one for the layer's output."""
-        z = g.add("dense", [a], l, units=self.units)
+        z = g.add("dense", [a], l, units=self.units, **({"length": self.length} if self.length else {}))
         f = self.activation
         kind = "elementwise" if f.elementwise else "softmax"
         if not last and f.is_identity and not self.dropout and not self.residual:
             # the layer's output is its pre-activation: the identity's node is folded away under z's names
-            return g.add(kind, [z], l, out=g.value(z.names, z.axes, "forward", l, named=False), act=f, silent=True)
+            return g.add(kind, [z], l, out=g.value(z.names, z.axes, "forward", l, named=False, layout=z.layout),
+                         act=f, silent=True)
         names = network_output(g.batched) if last else indexed(letter("a", g.batched), l, f"activation of layer {l}")
-        out = g.value(names, z.axes, "forward", l)
+        out = g.value(names, z.axes, "forward", l, layout=z.layout)
         h = g.add(kind, [z], l, out=None if self.dropout or self.residual else out, act=f,
                   output=last and not self.residual)
         if self.dropout:

@@ -172,7 +172,7 @@ class EmbeddingLayer(LayerKind):
         return g.add("embedding", [a], l, out=out, dim=self.embedding_dim, length=self.length)
 
     def capped(self, cap: int):
-        return replace(self, embedding_dim=min(self.embedding_dim, cap))
+        return replace(self, embedding_dim=min(self.embedding_dim, cap), length=min(self.length, cap))  # as shrink caps the input
 
     def inline(self, dense, user=str) -> str:
         return f"embedding(embedding_dim={self.embedding_dim})"

@@ -142,11 +142,8 @@ class LayerNorm(Op):
         sigma = g.add("layernorm_std", [x, mu], layer, eps=eps)
         # without γ and β, y is x̂: x̂ is folded into y's Step rather than copied into it
         xhat = g.add("layernorm_normalize", [x, mu, sigma], layer, named=affine)
-        params = ()
-        if affine:
-            axes = (("features", x.shape[0]), ("batch", 1))  # one gain and one shift per feature
-            params = tuple(g.value(greek(p.letter, layer, f"{p.meaning} of layer {layer} (torch's {p.torch})"),
-                                   axes, "param", layer, param=p) for p in self.params)
+        # one gain and one shift per feature
+        params = g.greek_params(self.params, layer, (("features", x.shape[0]), ("batch", 1))) if affine else ()
         out = indexed(letter("a", g.batched), layer, f"output of layer {layer}")
         return (x, xhat, sigma) + params, x.axes, out
 

@@ -1,7 +1,9 @@
 """The softmax op: each column of z exponentiated and divided by its sum; it couples a column's outputs."""
 import sympy as sp
 
+from ..naming import Names
 from ..nodes import ColumnNormalize, ColumnSums
+from ..sequence import StepNormalize, StepSums
 from ..steps import ref
 from .activations import make_activation
 from .elementwise import apply
@@ -17,7 +19,10 @@ class Softmax(Op):
         return inputs, inputs[0].axes, None
 
     def forward(self, node, ins):
-        f = node.attrs["act"]
+        f, length = node.attrs["act"], steps(node.inputs[0])
+        if length:
+            return Out(StepNormalize(apply(f, ins[0]), length),
+                       f"{f.name} at every step: over the features of each step t of each column, not over all T steps")
         return Out(ColumnNormalize(apply(f, ins[0])), f"{f.name} over each column")
 
     def vjp(self, node, g, ins, out):
@@ -27,7 +32,14 @@ class Softmax(Op):
         each column has its own ŷᵀ g, Ŷ ⊙ (G - 1 1ᵀ (Ŷ ⊙ G)) (``ColumnSums``).
         """
         yhat, z = node.output, node.inputs[0]
-        if node.batched:
+        length = steps(z)
+        if length:
+            weighted = StepSums(sp.HadamardProduct(out, g), length)
+            why = (f"each step t of a sample is a softmax of its own: its Jacobian diag(ŷ_t) minus ŷ_t times its "
+                   f"transpose, applied to step t's gradient, gives each output's gradient minus the ŷ_t-weighted "
+                   f"average of that step's gradients, times the output. The averages are the sums over each "
+                   f"step's features of {ref(yhat)} times {ref(g)} element-wise, copied to every feature of the step")
+        elif node.batched:
             weighted = ColumnSums(sp.HadamardProduct(out, g))
             why = (f"every output of a sample depends on every entry of that sample's column of {ref(z)}, so each "
                    f"column ŷ of {ref(yhat)} follows the one-sample rule: its Jacobian diag(ŷ) minus ŷ times its "
@@ -45,4 +57,15 @@ class Softmax(Op):
         return {0: Grad(rhs, "chain rule through softmax, which couples the outputs of a column: " + why)}
 
     def examples(self):
-        return [("3 outputs", lambda g: g.add("softmax", [g.leaf("z", 3)], 1, act=make_activation("softmax", "example")))]
+        act = make_activation("softmax", "example")
+
+        def sequence(g):
+            z = g.value(Names.plain("z"), g.features(6), "data", layout=(("length", 3), ("features", 2)))
+            return g.add("softmax", [z], 1, act=act)
+        return [("3 outputs", lambda g: g.add("softmax", [g.leaf("z", 3)], 1, act=act)),
+                ("T = 3 steps of 2 outputs", sequence)]
+
+
+def steps(value) -> int:
+    """T when ``value`` is a sequence (layout (("length", T), ("features", K))), else 0."""
+    return dict(value.layout).get("length", 0) if tuple(n for n, _ in value.layout) == ("length", "features") else 0

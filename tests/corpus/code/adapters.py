@@ -6,14 +6,26 @@ as in ``check-code --help`` (cs231n's layouts). Each adapter only moves arrays b
 import numpy as np
 
 import cs231n_layers
+import cs231n_lstm_layers
+import cs231n_lstm_no_cell_path
+import cs231n_lstm_step_no_forget
+import cs231n_rnn_dwh_not_summed
+import cs231n_rnn_layers
+import cs231n_rnn_no_hidden_path
+import cs231n_rnn_step_prev_h
 import cs231n_two_layer_no_reg_w1
 import dl_scratch_affine
 import dl_scratch_affine_unsaved
+import dlfs2_time_layers
+import karpathy_min_char_rnn
+import karpathy_prime_prev
 import layernorm_constant_statistics
 import layernorm_mlbites
 import ng_planar
 import ng_planar_db_axis0
 import ng_planar_sigmoid_prime
+import ng_rnn
+import ng_rnn_no_numpy
 import nielsen
 import nielsen_no_prime
 import nielsen_xrange
@@ -121,3 +133,101 @@ def tanh_back_of_delta_backward(dout, x):
     layer = tanh_back_of_delta.Tanh()
     layer.forward(x)
     return np.asarray(layer.back(dout))
+
+
+# -- recurrent ops: check-code --op rnn_step, rnn, lstm_step, lstm from cs231n's (dout, cache) ------
+def _rnn_step(backward):
+    def adapted(dnext_h, x, prev_h, Wx, Wh, b):
+        _, cache = cs231n_rnn_layers.rnn_step_forward(x, prev_h, Wx, Wh, b)
+        return backward(dnext_h, cache)
+    return adapted
+
+
+cs231n_rnn_step = _rnn_step(cs231n_rnn_layers.rnn_step_backward)
+cs231n_rnn_step_prev_h = _rnn_step(cs231n_rnn_step_prev_h.rnn_step_backward)
+
+
+def _rnn(backward):
+    def adapted(dh, x, h0, Wx, Wh, b):
+        _, cache = cs231n_rnn_layers.rnn_forward(x, h0, Wx, Wh, b)
+        return backward(dh, cache)
+    return adapted
+
+
+cs231n_rnn = _rnn(cs231n_rnn_layers.rnn_backward)
+cs231n_rnn_no_hidden_path = _rnn(cs231n_rnn_no_hidden_path.rnn_backward)
+cs231n_rnn_dwh_not_summed = _rnn(cs231n_rnn_dwh_not_summed.rnn_backward)
+
+
+def _lstm_step(backward):
+    def adapted(dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, b):
+        _, _, cache = cs231n_lstm_layers.lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+        return backward(dnext_h, dnext_c, cache)
+    return adapted
+
+
+cs231n_lstm_step = _lstm_step(cs231n_lstm_layers.lstm_step_backward)
+cs231n_lstm_step_no_forget = _lstm_step(cs231n_lstm_step_no_forget.lstm_step_backward)
+
+
+def _lstm(backward):
+    def adapted(dh, x, h0, Wx, Wh, b):
+        _, cache = cs231n_lstm_layers.lstm_forward(x, h0, Wx, Wh, b)
+        return backward(dh, cache)
+    return adapted
+
+
+cs231n_lstm = _lstm(cs231n_lstm_layers.lstm_backward)
+cs231n_lstm_no_cell_path = _lstm(cs231n_lstm_no_cell_path.lstm_backward)
+
+
+def dlfs2_rnn_step(dnext_h, x, prev_h, Wx, Wh, b):
+    """A layer object; the gradients returned under its own names (dh_prev), read by check-code's table."""
+    layer = dlfs2_time_layers.RNN(Wx, Wh, b)
+    layer.forward(x, prev_h)
+    dx, dh_prev = layer.backward(dnext_h)
+    return {"dx": dx, "dh_prev": dh_prev, "dWx": layer.grads[0], "dWh": layer.grads[1], "db": layer.grads[2]}
+
+
+def dlfs2_time_rnn(dh, x, h0, Wx, Wh, b):
+    layer = dlfs2_time_layers.TimeRNN(Wx, Wh, b, stateful=True)
+    layer.set_state(h0)
+    layer.forward(x)
+    dxs = layer.backward(dh)
+    return (dxs, layer.dh) + tuple(layer.grads)
+
+
+def _min_char_rnn(backward):
+    """One sequence at a time as columns, Wxh = Wxᵀ; the batch's gradient is the sum of the sequences'.
+    Returns Karpathy's names (dWxh, dWhh, dbh); he computes no dx and returns no dh0."""
+    def adapted(dh, x, h0, Wx, Wh, b):
+        total = {"dWxh": 0, "dWhh": 0, "dbh": 0}
+        for n in range(x.shape[0]):
+            xs = {t: x[n, t].reshape(-1, 1) for t in range(x.shape[1])}
+            hs = karpathy_min_char_rnn.lossFun_forward(xs, h0[n].reshape(-1, 1), Wx.T, Wh.T, b.reshape(-1, 1))
+            dhs = {t: dh[n, t].reshape(-1, 1) for t in range(x.shape[1])}
+            found = backward(xs, hs, dhs, Wx.T, Wh.T, b.reshape(-1, 1))
+            for name, value in zip(total, found):
+                total[name] = total[name] + value
+        return {"dWxh": total["dWxh"].T, "dWhh": total["dWhh"].T, "dbh": total["dbh"].ravel()}
+    return adapted
+
+
+karpathy_min_char_rnn_backward = _min_char_rnn(karpathy_min_char_rnn.lossFun_backward)
+karpathy_prime_prev_backward = _min_char_rnn(karpathy_prime_prev.lossFun_backward)
+
+
+def _ng_rnn(backward):
+    """deeplearning.ai's columns (n, m, T_x) and (n_a, n_x) weights; its dict of gradients keeps Ng's names."""
+    def adapted(dh, x, h0, Wx, Wh, b):
+        parameters = {"Wax": Wx.T, "Waa": Wh.T, "ba": b.reshape(-1, 1), "Wya": np.zeros((2, Wh.shape[0])),
+                      "by": np.zeros((2, 1))}
+        _, _, caches = ng_rnn.rnn_forward(x.transpose(2, 0, 1), h0.T, parameters)
+        g = backward(dh.transpose(2, 0, 1), caches)
+        return {"dx": g["dx"].transpose(1, 2, 0), "da0": g["da0"].T, "dWax": g["dWax"].T, "dWaa": g["dWaa"].T,
+                "dba": g["dba"].ravel()}
+    return adapted
+
+
+ng_rnn_backward = _ng_rnn(ng_rnn.rnn_backward)
+ng_rnn_no_numpy_backward = _ng_rnn(ng_rnn_no_numpy.rnn_backward)

@@ -1,0 +1,243 @@
+"""Expression nodes for an op that acts on the last axis of a sequence at every step.
+
+A sequence is a value of T·F features in (t, f) order, so step t of a column is rows t·F .. (t+1)·F
+(``layout`` (("length", T), ("features", F))). A dense layer on it applies the same W and b at every
+step, ``z_t = W a_t + b`` (``StepAffine``); its VJPs are ``[Wᵀ δz_t]`` stacked (``StepMatMul``),
+``Σ_t δz_t a_tᵀ`` (``StepOuter``) and ``Σ_t δz_t 1_N`` (``StepTotal``). A softmax normalises each step's
+block of every column (``StepNormalize``), and its VJP reads each block's column sums (``StepSums``).
+
+Each node unrolls at explicit sizes (``doit``), so ``tests/test_ops.py`` proves the VJPs against
+``sympy.diff``; each prints in NumPy as code holds a batch, (N, T·F), viewed as (N·T, F) rows: one GEMM
+over every step of every sample, no loop over t.
+"""
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+
+def _blocks(M, length):
+    """The T row blocks of an explicit M (T·F, n): step t's rows."""
+    F = M.rows // length
+    return [M[t * F:(t + 1) * F, :] for t in range(length)]
+
+
+def _explicit(*mats) -> bool:
+    return all(isinstance(m, sp.MatrixBase) for m in mats)
+
+
+def _held(printer, m) -> str:
+    """``m`` printed as the emitted code holds it (a batch value (N, features), a parameter as it is)."""
+    saved, printer._transposed = printer._transposed, printer.stored_transposed(m)
+    try:
+        text = printer._print(m)
+    finally:
+        printer._transposed = saved
+    return text if isinstance(m, sp.MatrixSymbol) else f"({text})"
+
+
+def _step_rows(printer, m, width) -> str:
+    """A batch value as code holds it, (N, T·width), viewed as N·T rows of ``width``."""
+    return f"{_held(printer, m)}.reshape(-1, {width})"
+
+
+class _Steps(MatrixExpr):
+    """A node whose last argument is T, the number of steps."""
+
+    @property
+    def length(self) -> int:
+        return int(self.args[-1])
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[:-1]
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.mats]
+        if not _explicit(*mats):
+            return type(self)(*mats, self.length)
+        return self.unrolled(*mats).as_immutable()
+
+
+class StepAffine(_Steps):
+    """[W a_t + b 1ᵀ] stacked over t = 1..T: (T·K, N) from A (T·F, N), W (K, F), b (K, 1)."""
+
+    def __new__(cls, W, A, b, length):
+        return sp.Basic.__new__(cls, W, A, b, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape[0] * self.length, self.args[1].shape[1]
+
+    def unrolled(self, W, A, b):
+        ones = sp.ImmutableMatrix.ones(1, A.cols)
+        return sp.ImmutableMatrix.vstack(*(W * a + b * ones for a in _blocks(A, self.length)))
+
+    def _latex(self, printer):
+        W, A, b = (printer._print(m) for m in self.mats)
+        return rf"\left[{W} \left({A}\right)_{{t}} + {b}\right]_{{t=1}}^{{T}}"
+
+    def _sympystr(self, printer):
+        W, A, b = (printer._print(m) for m in self.mats)
+        return f"[{W} {A}_t + {b}] for t = 1..T"
+
+    def _numpycode(self, printer):
+        W, A, b = self.mats
+        rows = _step_rows(printer, A, W.shape[1])
+        bias = printer._name(b.name) if isinstance(b, sp.MatrixSymbol) else _held(printer, b)
+        return f"({rows} @ {printer._name(W.name)}.T + {bias}).reshape({_held(printer, A)}.shape[0], -1)"
+
+
+class StepMatMul(_Steps):
+    """[M g_t] stacked over t = 1..T: (T·F, N) from M (F, K) and G (T·K, N) (a dense layer's δa_t = Wᵀ δz_t)."""
+
+    def __new__(cls, M, G, length):
+        return sp.Basic.__new__(cls, M, G, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape[0] * self.length, self.args[1].shape[1]
+
+    def unrolled(self, M, G):
+        return sp.ImmutableMatrix.vstack(*(M * g for g in _blocks(G, self.length)))
+
+    def _latex(self, printer):
+        M, G = (printer._print(m) for m in self.mats)
+        return rf"\left[{M} \left({G}\right)_{{t}}\right]_{{t=1}}^{{T}}"
+
+    def _sympystr(self, printer):
+        M, G = (printer._print(m) for m in self.mats)
+        return f"[{M} {G}_t] for t = 1..T"
+
+    def _numpycode(self, printer):
+        M, G = self.mats
+        saved, printer._transposed = printer._transposed, True  # rows g_tᵀ times Mᵀ
+        try:
+            right = printer._print(M)
+        finally:
+            printer._transposed = saved
+        return f"({_step_rows(printer, G, M.shape[1])} @ {right}).reshape({_held(printer, G)}.shape[0], -1)"
+
+
+class StepOuter(_Steps):
+    """Σ_t g_t a_tᵀ (K, F) from G (T·K, N) and A (T·F, N): a weight shared by every step sums their shares."""
+
+    def __new__(cls, G, A, length):
+        return sp.Basic.__new__(cls, G, A, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape[0] // self.length, self.args[1].shape[0] // self.length
+
+    def unrolled(self, G, A):
+        total = sp.zeros(*self.shape)
+        for g, a in zip(_blocks(G, self.length), _blocks(A, self.length)):
+            total += g * a.T
+        return total
+
+    def _latex(self, printer):
+        G, A = (printer._print(m) for m in self.mats)
+        return rf"\sum_{{t=1}}^{{T}} \left({G}\right)_{{t}} \left({A}\right)_{{t}}^{{\top}}"
+
+    def _sympystr(self, printer):
+        G, A = (printer._print(m) for m in self.mats)
+        return f"Σ_t {G}_t ({A}_t)ᵀ"
+
+    def _numpycode(self, printer):
+        G, A = self.mats
+        K, F = self.shape
+        return f"{_step_rows(printer, G, K)}.T @ {_step_rows(printer, A, F)}"
+
+
+class StepTotal(_Steps):
+    """Σ_t g_t 1_N (K, 1) from G (T·K, N): a bias added at every step of every sample sums their errors."""
+
+    def __new__(cls, G, length):
+        return sp.Basic.__new__(cls, G, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape[0] // self.length, sp.Integer(1)
+
+    def unrolled(self, G):
+        total = sp.zeros(G.rows // self.length, 1)
+        for g in _blocks(G, self.length):
+            total += g * sp.ones(G.cols, 1)
+        return total
+
+    def _latex(self, printer):
+        G = printer._print(self.mats[0])
+        batch = r" \mathbf{1}_{N}" if self.mats[0].shape[1] != 1 else ""
+        return rf"\sum_{{t=1}}^{{T}} \left({G}\right)_{{t}}{batch}"
+
+    def _sympystr(self, printer):
+        G = printer._print(self.mats[0])
+        return f"Σ_t {G}_t" + (" 1_N" if self.mats[0].shape[1] != 1 else "")
+
+    def _numpycode(self, printer):
+        return f"{_step_rows(printer, self.mats[0], self.shape[0])}.sum(axis=0)"  # 1-D, as a bias is held
+
+
+class StepNormalize(_Steps):
+    """Each step's block of each column divided by its sum: softmax at every step is StepNormalize(exp(Z))."""
+
+    def __new__(cls, mat, length):
+        return sp.Basic.__new__(cls, mat, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def unrolled(self, M):
+        blocks = []
+        for block in _blocks(M, self.length):
+            sums = [sum(block[:, j]) for j in range(block.cols)]
+            blocks.append(sp.ImmutableMatrix(block.rows, block.cols, lambda i, j: block[i, j] / sums[j]))
+        return sp.ImmutableMatrix.vstack(*blocks)
+
+    def _latex(self, printer):
+        inner = self.mats[0]
+        arg = printer._print(inner.mats[0]) if hasattr(inner, "mats") else printer._print(inner)
+        return rf"\left[\operatorname{{softmax}}\left(\left({arg}\right)_{{t}}\right)\right]_{{t=1}}^{{T}}"
+
+    def _sympystr(self, printer):
+        inner = self.mats[0]
+        arg = printer._print(inner.mats[0]) if hasattr(inner, "mats") else printer._print(inner)
+        return f"[softmax({arg}_t)] for t = 1..T"
+
+    def _numpycode(self, printer):
+        inner = self.mats[0]
+        K = inner.shape[0] // self.length
+        if hasattr(inner, "fn") and inner.fn.expr == sp.exp(inner.fn.variables[0]) \
+                and isinstance(inner.mats[0], sp.MatrixSymbol):
+            printer.helpers.add("_step_softmax")
+            return f"_step_softmax({_held(printer, inner.mats[0])}, {K})"
+        e = _held(printer, inner)
+        return f"({e}.reshape(-1, {K}) / {e}.reshape(-1, {K}).sum(axis=1, keepdims=True)).reshape({e}.shape)"
+
+
+class StepSums(_Steps):
+    """Every entry of M replaced by the sum of its step's block of its column (M's shape): ``1 1ᵀ m_t`` per step."""
+
+    def __new__(cls, mat, length):
+        return sp.Basic.__new__(cls, mat, sp.sympify(length))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def unrolled(self, M):
+        blocks = _blocks(M, self.length)
+        return sp.ImmutableMatrix.vstack(*(sp.ones(b.rows, b.rows) * b for b in blocks))
+
+    def _latex(self, printer):
+        M = printer._print(self.mats[0])
+        return rf"\left[\mathbf{{1}} \mathbf{{1}}^{{\top}} \left({M}\right)_{{t}}\right]_{{t=1}}^{{T}}"
+
+    def _sympystr(self, printer):
+        M = printer._print(self.mats[0])
+        return f"[1 1ᵀ ({M})_t] for t = 1..T"
+
+    def _numpycode(self, printer):
+        M = self.mats[0]
+        K = M.shape[0] // self.length
+        e = _held(printer, M)
+        return f"np.repeat({e}.reshape(-1, {self.length}, {K}).sum(axis=2), {K}, axis=1)"
