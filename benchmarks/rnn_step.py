@@ -49,7 +49,7 @@ class RecurrentNet:
                 "b_hh2": (rows,), "W3": (CLASSES, HIDDEN), "b3": (CLASSES,)}
 
 
-NETS = (RecurrentNet("lstm", "lstm", False), RecurrentNet("gru", "gru", False), RecurrentNet("rnn", "rnn", False))
+NETS = (RecurrentNet("char-lstm", "lstm", True), RecurrentNet("gru", "gru", False), RecurrentNet("rnn", "rnn", False))
 
 
 def make_params(net, dtype, seed=0) -> dict:
