@@ -479,8 +479,8 @@ def validate_schedule(raw) -> dict | None:
 def validate_training(raw) -> dict:
     """Normalized [training] settings; ``batch_size`` None means the whole data set per step."""
     raw = dict(raw or {})
-    settings = _fill(raw, TRAINING_DEFAULTS, "[training]", optional=("clip_norm", "clip_value", "patience", "init",
-                                                                           "bptt"))
+    optional = ("clip_norm", "clip_value", "patience", "init", "bptt")
+    settings = _fill(raw, TRAINING_DEFAULTS, "[training]", optional=optional)
     if settings["clip_norm"] is not None and settings["clip_value"] is not None:
         raise ChainruleError("[training] clip_norm and clip_value exclude each other; keep one")
     if settings["batch_size"] == "full":

@@ -267,6 +267,7 @@ def _drops(layers) -> bool:
     """Whether a layer of ``layers`` (in a block too) has dropout."""
     return any(getattr(layer, "dropout", 0) or _drops(layer.layers) for layer in layers)
 
+
 def _couples_samples(layers) -> bool:
     """Whether a layer of ``layers`` (in a block too) normalizes with the batch's statistics (batch norm)."""
     return any(layer.couples_samples or _couples_samples(layer.layers) for layer in layers)
