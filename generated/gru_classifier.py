@@ -231,8 +231,9 @@ def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
     """(dX, dW_ih, dW_hh, db_ih, db_hh) of one recurrent layer given G = dL/d(its output): backpropagation
     through time from t = T down to 1, dh gathering the output's gradient and step t + 1's (and, for the
     LSTM, dc the cell-state path). What multiplies dh (and dc) in each step's gate errors is computed for
-    every step at once before the loop, so a step is a few products and one GEMM into buffers made once;
-    the shared weights' gradients are sums over t, one GEMM for them all: the errors times [x_t; h_(t-1); 1]."""
+    every step at once before the loop, so a step is a few products and two GEMMs into buffers made once:
+    the errors times [x_t; h_(t-1); 1]ᵀ, added to the shared weights' gradients (sums over t), and
+    [W_x W_h]ᵀ times the errors, giving dx_t and the share of dh_(t-1) through W_hh."""
     cell, W, Z, hs, A, cs, tc = saved
     T, rows, N = A.shape
     F, H = W_ih.shape[1], W_hh.shape[1]
