@@ -1,4 +1,4 @@
-"""A careful hand-written NumPy train step of a recurrent network, the baseline of section 1e.
+"""A careful hand-written NumPy train step of a recurrent network, the baseline of section 1f.
 
 embedding - rnn / lstm / gru (torch's equations, gate order and two biases, h_0 = 0) - dense - softmax
 cross-entropy: on the last hidden state (many-to-one, targets (N,)) or on every step (the char model,

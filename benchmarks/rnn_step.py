@@ -1,4 +1,4 @@
-"""Section 1e: one train step of a recurrent network (issue 13), float32: token ids (N = 16, T = 32, vocab 32)
+"""Section 1f: one train step of a recurrent network (issue 13), float32: token ids (N = 16, T = 32, vocab 32)
 embedded to 16 features, an LSTM, GRU or plain RNN of 64 units, a dense layer to 32 classes and softmax
 cross-entropy; against hand-written NumPy BPTT (hand_rnn.py), PyTorch eager (nn.Embedding, nn.LSTM /
 nn.GRU / nn.RNN, nn.Linear) and jax.jit (a lax.scan cell).

@@ -21,6 +21,7 @@ sys.path.insert(1, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 
+import attention_step  # noqa: E402
 import cnn_step  # noqa: E402
 import derivation  # noqa: E402
 import digits  # noqa: E402
@@ -35,7 +36,7 @@ from targets import judge  # noqa: E402
 
 SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "cnn": cnn_step.run, "rnn": rnn_step.run,
             "digits": digits.run, "derivation": derivation.run, "startup": startup.run, "memory": memory.run,
-            "train_cli": train_cli.run}
+            "train_cli": train_cli.run, "attention": attention_step.run}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -125,11 +126,24 @@ def print_cnn(section):
         print(f"  !!! {message}")
 
 
+def print_attention(section):
+    rows = [[r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]), f"{r['ratio_to_hand']:.2f}x",
+             f"{r['peak_mib']:.1f} MiB" if r["peak_mib"] else "-",
+             f"{'ok' if r['grads_match'] else 'MISMATCH'} ({r['grad_rel_error']:.1g})"] for r in section["rows"]]
+    label = section["rows"][0]["label"] if section["rows"] else attention_step.LABEL
+    print(table(f"1e. Train step of a pre-norm transformer block, {label} float32 (median; peak memory: "
+                "tracemalloc's, NumPy peers only)",
+                ["peer", "median", "CPU time", "vs hand", "peak memory", "gradients vs hand f64 and f32"],
+                rows) + skipped_lines(section["skipped"]))
+    for message in section["mismatches"]:
+        print(f"  !!! {message}")
+
+
 def print_rnn(section):
     rows = [[r["net"], r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]), f"{r['ratio_to_hand']:.2f}x",
              f"{r['ratio_to_torch']:.2f}x" if r["ratio_to_torch"] else "-",
              f"{'ok' if r['grads_match'] else 'MISMATCH'} ({r['grad_rel_error']:.1g})"] for r in section["rows"]]
-    print(table(f"1e. Train step of a recurrent network, float32 (median): {'; '.join(section['labels'])}",
+    print(table(f"1f. Train step of a recurrent network, float32 (median): {'; '.join(section['labels'])}",
                 ["net", "peer", "median", "CPU time", "vs hand", "vs PyTorch", "gradients vs hand f64 and f32"], rows)
           + skipped_lines(section["skipped"]))
     for message in section["mismatches"]:
@@ -206,7 +220,7 @@ def print_targets(verdicts):
 
 PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "cnn": print_cnn, "rnn": print_rnn,
             "digits": print_digits, "derivation": print_derivation, "startup": print_startup, "memory": print_memory,
-            "train_cli": print_train_cli}
+            "train_cli": print_train_cli, "attention": print_attention}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -275,7 +289,8 @@ def main(argv=None) -> int:
     results["wall_s"] = time.perf_counter() - started
     Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"\nfigures written to {args.json} ({results['wall_s']:.0f} s)")
-    mismatched = any(results.get(name, {}).get("mismatches") for name in ("train_step", "layernorm", "cnn", "rnn"))
+    mismatched = any(results.get(name, {}).get("mismatches")
+                     for name in ("train_step", "layernorm", "cnn", "rnn", "attention"))
     return 1 if mismatched else 0
 
 

@@ -8,6 +8,7 @@ TRAIN_CLI_RATIO = 1.10
 CNN_TORCH_RATIO = 1.0   # issue 12: the CNN step at most PyTorch eager's time
 CNN_GEMM_FRACTION = 0.70
 RNN_TORCH_RATIO = 1.0   # issue 13: each recurrent step at most PyTorch eager's time
+ATTENTION_TORCH_RATIO = 1.0  # issue 14: the transformer block's step at most PyTorch eager's time
 LARGER_NETS = ("mnist-mlp", "wide-tanh")
 SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
 
@@ -71,6 +72,14 @@ def judge(results: dict) -> list:
         ratio = ours["median_s"] / torch_row["median_s"]
         add("chainrule CNN step vs PyTorch eager, float32", f"<= {CNN_TORCH_RATIO}x", f"{ratio:.2f}x",
             ours["grads_match"] and ratio <= CNN_TORCH_RATIO)
+    block = results.get("attention", {}).get("rows", [])
+    mine, eager = _row(block, "attention", "float32", "chainrule unchecked"), _row(block, "attention", "float32", "PyTorch")
+    what = "chainrule transformer-block step vs PyTorch eager, float32"
+    if mine is None or eager is None:
+        add(what, f"<= {ATTENTION_TORCH_RATIO}x", "not run", None)
+    else:
+        ratio = mine["median_s"] / eager["median_s"]
+        add(what, f"<= {ATTENTION_TORCH_RATIO}x", f"{ratio:.2f}x", mine["grads_match"] and ratio <= ATTENTION_TORCH_RATIO)
     if ours is not None:
         add("chainrule CNN step, GEMM bound", f">= {CNN_GEMM_FRACTION:.0%}", f"{ours['gemm_fraction']:.0%}",
             ours["grads_match"] and ours["gemm_fraction"] >= CNN_GEMM_FRACTION)

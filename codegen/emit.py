@@ -377,18 +377,20 @@ def _names(lines) -> set:
     return set(re.findall(r"\b[A-Za-z_]\w*\b", " ".join(line.rhs for line in lines)))
 
 
-def _setup(params, cache, lines, batch) -> list:
+def _setup(params, cache, lines, batch, dtype=None) -> list:
     """The statements a function runs before its math: the parameters and cached values the
-    lines use, the scalar type ``real`` and the batch size ``N`` when they appear."""
+    lines use, the scalar type ``real`` and the batch size ``N`` when they appear; ``dtype``, the code of
+    the arrays' dtype, is the batch's unless given (token ids are integers)."""
     used = _names(lines)
+    dtype = dtype or f"{batch}.dtype"
     out = [f'{p} = params["{p}"]' for p in params if p in used]
     out += [f'{k} = cache["{k}"]' for k in cache if k in used]
     if "real" in used:
-        out.append(f"real = {batch}.dtype.type  # constants as the arrays' dtype, so float32 stays float32")
+        out.append(f"real = {dtype}.type  # constants as the arrays' dtype, so float32 stays float32")
     if "N" in used:
         out.append(f"N = {batch}.shape[0]")
     if "ones_N" in used:
-        out.append(f"ones_N = np.ones({batch}.shape[0], {batch}.dtype)  # 1_N: Δ 1_N sums over the batch")
+        out.append(f"ones_N = np.ones({batch}.shape[0], {dtype})  # 1_N: Δ 1_N sums over the batch")
     return out
 
 
@@ -483,6 +485,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     mode_lines = [line for evaluation, updates in modes.values() for line in evaluation + updates]
     forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]] + sorted(_names(mode_lines)))
     backward_lines = _multiply_dead(backward_lines, [f"dL_d{p}" for p in params])
+    floats = f'params["{params[0]}"].dtype' if "vocab" in dict(net.layout) else None  # X holds token ids
     kind = "classes" if net.loss.name == "cross_entropy" else "binary" if net.loss.name == "bce" else "values"
     grads = [(p, f"dL_d{p}") for p in params]
     source = net.source or net.name
@@ -515,7 +518,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         loss_name=net.loss.name,
         forward_statements=_statements(forward_lines, modes),
         forward_setup=[f'{k} = masks["{k}"]' for k, _ in masks]
-        + _setup(params + [v.key for v in buffers], [], forward_lines + mode_lines, "X"),
+        + _setup(params + [v.key for v in buffers], [], forward_lines + mode_lines, "X", floats),
         masks=masks,
         init=_init(derivation, settings["training"]),
         drawn=[(v.key, *draw) for node in derivation.batch.graph.nodes if hasattr(node.op, "draws")
@@ -527,7 +530,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         loss_lines=loss_lines,
         loss_setup=_setup(params, cache, loss_lines, "Y"),
         backward_lines=backward_lines,
-        backward_setup=_setup(params, cache, backward_lines, "X"),
+        backward_setup=_setup(params, cache, backward_lines, "X", floats),
         grads=grads,
         helpers=sorted(h for h in printer.helpers if h in HELPERS),
         stable_sigmoid=printer.stable_sigmoid,

@@ -30,7 +30,7 @@ from .numpy_window import WINDOW_HELPERS, WindowPrinting
 
 #: Helper functions the emitted module defines when a printed expression calls them.
 HELPERS = ("_erf", "_softmax", "_softmax_logsumexp", "_recurrent", "_embedding_grad", "_step_softmax",
-           "_step_softmax_logsumexp") + WINDOW_HELPERS
+           "_step_softmax_logsumexp", "_attention", "_layernorm_steps") + WINDOW_HELPERS
 
 
 class Sigmoid(sp.Function):

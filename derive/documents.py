@@ -15,7 +15,7 @@ from typing import Callable
 import sympy as sp
 
 from .escape import latex_text, markdown_text, terminal_text
-from .fused import fused_outline
+from .fused import fused_labels, fused_outline
 from .picture import mermaid, text_picture, tikz
 from .recursion import recursion_outline
 from .worked import worked_outline
@@ -57,19 +57,35 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
     ('display', lines) | ('eq', n, label, lhs, rhs, reason, dimension check) | ('rule', n, label, formula).
     ``accepted``: the names ``chainrule check`` reads (``derive.check.accepted_names``; the checker is
     not imported here): given, the notes point to the checker (``chainrule check --names`` lists them).
-    ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); the equations are numbered from 1 in the
-    order printed. A right-hand side too wide for a line holds its lines joined by newlines, each
-    after the first starting with its sign (``_broken``); a reason cites an earlier equation by a
-    marker (``_CITE``) each layout writes in its own way. ``notation``: a name in
+    ``form``: 'sample', 'batch' or 'both' (see ``FORMS``); every equation ('eq' and 'rule': the steps, the
+    fused step's derivation, the update rules, the worked example) is numbered from 1 in the order
+    printed. A right-hand side too wide for a line holds its lines joined by newlines, each
+    after the first starting with its sign (``_broken``); a reason cites an equation, earlier or later, by
+    a marker holding its label (``cite``), which each layout writes in its own way. ``notation``: a name in
     ``derive.notation.NOTATIONS`` (or a Notation), whose symbols, scaling and layout print the steps. ``worked``:
     the worked example's numbers (a ``derive.worked.Example``, which ``codegen.worked`` computes with the
     generated code), or None; printed in chainrule's own notation only."""
+    number = 0
+    for kind, *args in _blocks(derivation, latex, accepted, form, notation, worked):
+        if kind in ("eq", "rule"):
+            number += 1
+            args[0] = number
+        yield (kind, *args)
+
+
+def cite(label: str) -> str:
+    """A citation of the equation labelled ``label`` (``eq:delta2``), in a reason or a paragraph."""
+    return f"\ue002{label}\ue003"
+
+
+def _blocks(derivation, latex, accepted, form, notation, worked):
+    """``outline``'s blocks, the equations not yet numbered."""
     notation = notation_named(notation)
     views = notation.views(derivation, form)
     forms = tuple(views)
     net = derivation.network
     math = (lambda s: f"${s}$") if latex else (lambda s: s)
-    yield "title", f"Gradients of the network {architecture(net, _user)}"
+    yield "title", f"Gradients of the network {architecture(net, _user, short=True)}"
     yield "para", (f"Network: {architecture(net, _user)}, trained on the {net.loss.title}"
                    + "".join(f", {k} = {v}" for k, v in (("l1", net.l1), ("l2", net.l2)) if v) + ".")
     if net.description:
@@ -83,9 +99,19 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
                       "--names lists the names it reads)." if checkable else ""))
     yield "heading", "The network as a graph"
     # batch norm couples the samples, so its network has only the batch form to draw
-    yield "para", PICTURE_CAPTION[latex].replace("for one sample", "for one sample" if derivation.sample else "for a batch")
-    yield "picture", derivation.sample or derivation.batch
+    # in the notation's symbols: the first form it prints (batch norm's network: the batch form only)
+    drawn = next(v for v in views.values() if v.sweep is not None)
+    yield "para", PICTURE_CAPTION[latex].replace("for one sample",
+                                                 "for one sample" if drawn.form == "sample" else "for a batch")
+    yield "picture", drawn.sweep, None if drawn.default else dict(zip(drawn.quantities, zip(
+        (drawn.names(True)[k] for k in drawn.quantities), (drawn.names(False)[k] for k in drawn.quantities))))
     yield "heading", "Notation"
+    blocks = [(l, layer) for l, layer in enumerate(net.layers, start=1) if getattr(layer, "layers", None)]
+    for l, block in blocks:  # a block's own layers are numbered within it
+        n = len(block.layers)
+        inner = f"{l}.1" if n == 1 else f"{l}.1 and {l}.2" if n == 2 else f"{l}.1 to {l}.{n}"
+        yield "para", (f"Layer{'s' if n > 1 else ''} {inner} {'are' if n > 1 else 'is'} the "
+                       f"{'layers' if n > 1 else 'layer'} inside layer {l}, a {block.kind} block.")
     for view in views.values():
         if view.sweep is None:  # batch norm: no per-sample form, said where its steps would stand
             continue
@@ -115,10 +141,16 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
         yield "para", (f"The mean is over the K = {net.outputs} outputs of a sample (and over the N samples of a "
                        f"batch), so the factor 1/{net.outputs} in the one-sample loss is 1/K.")
     if any(not f.elementwise for f in net.activations):
-        yield "para", (f"softmax acts on each {'row' if notation.rows else 'column'}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
+        where = f"each {'row' if notation.rows else 'column'}"
+        if getattr(net.layers[-1], "length", 0):  # a dense layer at every step of a sequence
+            where = f"the K = {net.layers[-1].units} outputs of each step of {where}"
+        yield "para", (f"softmax acts on {where}: " + math(r"\operatorname{softmax}(z)_i = e^{z_i} / \sum_k e^{z_k}"
                                                             if latex else "softmax(z)_i = exp(z_i) / Σ_k exp(z_k)") + ".")
-    yield from fused_outline(derivation, latex)
-    number = 0
+    # the fused step's derivation follows the steps (so each step's number is its Step's, which the
+    # emitted code's comments cite) and cites those of the first form printed
+    fused = fused_labels(derivation)
+    derived = f"{cite(fused[0])}–{cite(fused[-1])}" if len(fused) > 1 else cite(fused[0]) if fused else ""
+    cited = {}  # form -> {key: the label of its step}
     for view in views.values():
         yield "heading", view.title
         if view.sweep is None:
@@ -127,22 +159,32 @@ def outline(derivation, latex: bool, accepted=None, form: str = "both", notation
                            "batch form only.")
             continue
         names, printer = view.names(latex), view.printer(latex)
-        phase, printed = None, {}
+        phase, printed = None, cited.setdefault(view.form, {})
         for step in view.steps:
             if step.phase != phase:
                 phase = step.phase
                 yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
-            number += 1
             reason = _cited(step.reason, printed)
-            printed[step.target.key] = number
+            if fused:
+                reason = reason.replace(FUSED_WHERE, f"derived in {derived}")
+            printed[step.target.key] = label(step)
             rhs = _broken(printer, step.rhs) if latex else printer.doprint(step.rhs)
-            yield ("eq", number, label(step), view.lhs(step, printer, latex), rhs,
+            yield ("eq", None, label(step), view.lhs(step, printer, latex), rhs,
                    explain(reason, names, math), dimensions(step.rhs, latex))
         if view.form == "sample" and view.default:
-            yield from recursion_outline(derivation, latex, lambda key: f"\ue002{printed[key]}\ue003")
-    yield from training_outline(derivation, latex, number, "batch" in forms, views[forms[-1]].names(latex))
+            yield from recursion_outline(derivation, latex, lambda key: cite(printed[key]), derived)
+    if fused:
+        # in the one-sample symbols where the notes print them, else in z and the notation's cost
+        yield from fused_outline(derivation, latex, cited[drawn.form], fused, cite, drawn.sweep,
+                                 drawn.default and drawn.form == "sample", drawn.names(latex).get(LOSS.key, "L"))
+    yield from training_outline(derivation, latex, "batch" in forms, views[forms[-1]].names(latex),
+                                notation.estimate, notation.moments)
     if "batch" in forms and notation.name == "chainrule":
-        yield from worked_outline(derivation, worked, latex, names)
+        yield from worked_outline(derivation, worked, latex, names, cited["batch"], cite)
+
+
+#: The fused step's reason (``derive.ops.loss``) says where it is derived; the notes then cite where.
+FUSED_WHERE = "derived under Definitions"
 
 
 PICTURE_CAPTION = {
@@ -155,18 +197,18 @@ PICTURE_CAPTION = {
             "each with the gradient it adds to where that has a symbol (a value two arrows reach sums them):")}
 
 
-#: A reason's citation of an earlier equation: its number between two private-use characters (user
-#: text cannot hold them: it is escaped first), which each layout writes as it cites (LaTeX by the
-#: equation's label, which ``render`` has met with the equation).
-_CITE = re.compile("\ue002" r"(\d+)" "\ue003")
+#: A reason's citation of an equation: its label between two private-use characters (user text cannot
+#: hold them: it is escaped first), which each layout writes as it cites (by the equation's number,
+#: which ``render`` reads off the outline first, or LaTeX's \eqref of the label).
+_CITE = re.compile("\ue002" r"([^\ue003]+)" "\ue003")
 
 
 def _cited(reason: str, printed: dict) -> str:
     """``reason`` with each formula that restates an earlier equation (``z2 = W2 a1 + b2``) followed
-    by a citation of it; ``printed``: key -> number of the equations printed so far."""
-    def cite(m):
-        return m[0] + (f" \ue002{printed[m[1]]}\ue003" if m[1] in printed else "")
-    return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", cite, reason)
+    by a citation of it; ``printed``: key -> label of the equations printed so far."""
+    def restated(m):
+        return m[0] + (" " + cite(printed[m[1]]) if m[1] in printed else "")
+    return re.sub(r"⟨⟦(\w+)⟧ = [^⟩]*⟩", restated, reason)
 
 
 #: How wide (in ``_width``'s units, about a digit's width) a line of a display may be: a host
@@ -233,13 +275,23 @@ def dimensions(rhs, latex: bool) -> str:
     return ", ".join(dict.fromkeys(checks))
 
 
-def architecture(network, user=str) -> str:
-    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it)."""
+def architecture(network, user=str, short: bool = False) -> str:
+    """``2 -> 2 relu -> 1``: the layers, without the loss (``describe`` adds it); ``short``: a layer
+    whose spec has settings (``conv2d(out_channels=8, …)``) as its kind and activation alone, for a title."""
     def dense(layer):
         act = layer.activation
         name = user(act.name) + (f"({', '.join(f'{k}={v}' for k, v in act.params)})" if act.params else "")
         return f"{layer.units}" + ("" if act.is_identity else f" {name}") + (" residual" if layer.residual else "")
-    return " -> ".join([inline_inputs(network)] + [inline(layer, dense, user) for layer in network.layers])
+
+    def shown(layer):
+        if short and layer.layers:  # a block: its inner layers, each shortened
+            return f"{layer.kind}({' -> '.join(shown(inner) for inner in layer.layers)})"
+        text = inline(layer, dense, user)
+        if not short or "=" not in text:
+            return text
+        act = getattr(layer, "activation", None)
+        return layer.kind + ("" if act is None or act.is_identity else f" {user(act.name)}")
+    return " -> ".join([inline_inputs(network)] + [shown(layer) for layer in network.layers])
 
 
 def named_functions(exprs, latex: bool) -> str:
@@ -256,11 +308,13 @@ THETA, GRADIENT_OF_THETA = r"\theta", r"\partial{{}}{cost}/\partial\theta"
 RATE, RATE_E, RATE_0 = r"\eta", r"\eta_e", r"\eta_0"
 
 
-def training_outline(derivation, latex: bool, number: int, batch_shown: bool = True, names=None):
+def training_outline(derivation, latex: bool, batch_shown: bool = True, names=None, estimate="g", moments=()):
     """The optimizer's and the schedule's update rules, when the spec chooses them: only the rules its
-    settings use, numbered after the ``number`` equations printed before them, each symbol tied to
+    settings use (numbered by ``outline``), each symbol tied to
     its setting and θ to the parameters; ``batch_shown``: the notes print the batch form; ``names``:
-    each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J)."""
+    each parameter's printed name (its own, else: the notation's), and the cost's (Nielsen's C, J);
+    ``estimate``: the letter of the gradient on the batch (``Notation.estimate``); ``moments``: letters
+    of the rules renamed (``Notation.moments``)."""
     net = derivation.network
     cost = names.get(LOSS.key, "L") if names else "L"
     gradient = GRADIENT_OF_THETA.format(cost=cost)
@@ -276,14 +330,16 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
     theta = ", ".join(math(names[name] if names else params[name].latex if latex else params[name].text)
                       for name in net.param_names)
     yield "para", (f"Optimizer: {kind.torch_name}, as torch.optim.{kind.torch_name} updates each parameter. "
-                   f"Here {math(THETA)} stands for each of {theta} in turn, and {math('g_t')} for its gradient "
+                   f"Here {math(THETA)} stands for each of {theta} in turn, and {math(estimate + '_t')} for its gradient "
                    f"{math(gradient)} on the batch of step t"
                    + (" (the batch form above)" if batch_shown else "") + "; "
                    + _settings(kind.symbols, opt, rules, math) + ":")
     for i, rule in enumerate(rules, start=1):
-        number += 1
         rule = rule.replace(r"\nabla_\theta L(", rf"\nabla_\theta {cost}(")  # optim.GRADIENT in the notation's cost
-        yield "rule", number, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
+        rule = re.sub(r"(?<![\\A-Za-z])(?<!\\bar )g_t", lambda m: estimate + "_t", rule)  # not RMSprop's mean ḡ
+        for old, new in moments:  # a letter with its subscript or superscript: m_t, v^{\max}_t
+            rule = re.sub(rf"(?<![\\A-Za-z]){old}(?=[_^])", new, rule)
+        yield "rule", None, f"eq:{kind.name}-{i}", rule if latex else latex_to_text(rule)
     schedule = settings["schedule"]
     if schedule:
         skind = SCHEDULES[schedule["type"]]
@@ -297,8 +353,7 @@ def training_outline(derivation, latex: bool, number: int, batch_shown: bool = T
                           "the end of the warm-up)" if warmup else "")
                        + "; " + _settings(symbols, schedule, equations, math) + ":")
         for i, rule in enumerate(equations, start=1):
-            number += 1
-            yield "rule", number, f"eq:{skind.name}-{i}", rule if latex else latex_to_text(rule)
+            yield "rule", None, f"eq:{skind.name}-{i}", rule if latex else latex_to_text(rule)
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."
@@ -530,7 +585,7 @@ class Layout:
     body_note: str = ""
     end: str = ""
     wrap: int = 0
-    picture: Callable = None  # a sweep -> its picture (derive.picture: TikZ, Mermaid, text)
+    picture: Callable = None  # (a sweep, its names or None) -> its picture (derive.picture: TikZ, Mermaid, text)
 
 
 #: The symbol table's header: its caption (repeated, continued, on each page) over its columns' names.
@@ -551,7 +606,8 @@ LATEX = Layout(
     # a reason is set ragged right (its paragraph ends in its group), so a long word such as
     # torch.nn.LayerNorm cannot stick out of narrow text; its dimension check ends the reason's last
     # line at the right, or the next line's when it does not fit (the TeXbook's signature, p. 106)
-    eq=("\\begin{{equation}}\\label{{{label}}}\n{lhs} = {rhs}\n\\end{{equation}}",
+    # no page break between an equation and its reason (TeX reads \postdisplaypenalty as the display ends)
+    eq=("\\begin{{equation}}\\label{{{label}}}\\postdisplaypenalty=10000\n{lhs} = {rhs}\n\\end{{equation}}",
         r"{{\small\raggedright {reason}{dims}\par}}" + "\n"),
     dims=r" \nobreak\hfill\penalty50\hskip1em\null\nobreak\hfill ${}$\parfillskip=0pt",
     cite=r"\eqref{{{label}}}", broken=("\\begin{split}\n", " \\\\\n&\\quad ", "\n\\end{split}"),
@@ -576,7 +632,7 @@ MARKDOWN = Layout(
     display="{body}", display_line="$$\n{line}\n$$\n", display_join="\n",
     eq=("$$\n{lhs} = {rhs} \\tag{{{number}}}\n$$\n", "({number}) {reason}.{dims}\n"), dims=" Dimensions: ${}$.",
     cite="({number})", broken=("\\begin{aligned}\n", " \\\\\n&\\quad ", "\n\\end{aligned}"),
-    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep: mermaid(sweep) + "\n")
+    rule="$$\n{formula} \\tag{{{number}}}\n$$\n", picture=lambda sweep, names: mermaid(sweep, names) + "\n")
 
 TEXT = Layout(
     latex=False, prose=_prose(str, terminal_text),
@@ -591,13 +647,17 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
            notation="chainrule", worked=None) -> str:
     """The document: the outline's blocks, each laid out by ``layout``; ``body_only``: without the
     head and tail (LaTeX's preamble), for a larger document to ``\\input``; ``notation``: see ``outline``."""
-    labels = {}  # the number of each equation printed -> its label, for the citations of it
+    blocks = list(outline(derivation, layout.latex, names, form, notation, worked))
+    # each equation's label -> its number, for the citations of it (a later one's too)
+    numbers = {args[1]: args[0] for kind, *args in blocks if kind in ("eq", "rule")}
+    labels = {n: name for name, n in numbers.items()}
 
-    def prose(text):
-        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), layout.prose(text))
+    def prose(text):  # a label as its number while the prose is escaped (a label's _ is no LaTeX text)
+        text = layout.prose(_CITE.sub(lambda m: f"\ue002{numbers[m[1]]}\ue003", text))
+        return _CITE.sub(lambda m: layout.cite.format(number=m[1], label=labels[int(m[1])]), text)
     out = [layout.body_note] if body_only else list(layout.head)
     previous = ("title", "")
-    for kind, *args in outline(derivation, layout.latex, names, form, notation, worked):
+    for kind, *args in blocks:
         if layout.keep and kind in ("para", "eq", "rule") and not (
                 previous[0] in ("title", "heading", "subheading", "display")
                 or previous[0] == "para" and (kind == "para" or previous[1].endswith(":"))):
@@ -621,7 +681,6 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.append(layout.display.format(body=lines))
         elif kind == "eq":
             number, name, lhs, rhs, reason, dims = args
-            labels[number] = name
             dims = layout.dims.format(dims) if dims else ""
             if "\n" in rhs and layout.broken:
                 before, between, after = layout.broken
@@ -631,7 +690,7 @@ def render(derivation, layout: Layout, names=None, form: str = "both", body_only
             out.extend(t.format(number=number, label=name, lhs=lhs, rhs=rhs, reason=prose(reason), dims=dims)
                        for t in layout.eq)
         elif kind == "picture":
-            out.append(layout.picture(args[0]))
+            out.append(layout.picture(*args))
         elif kind == "rule":
             number, name, formula = args
             out.append(layout.rule.format(number=number, label=name, formula=formula))

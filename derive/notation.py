@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from .errors import ChainruleError, shown
-from .nodes import ColumnNormalize, ColumnSums, ElementSum, Pointwise
+from .nodes import BatchMean, Broadcast, ColumnNormalize, ColumnSums, ElementSum, FeatureMean, Pointwise
 from .printing import MathLatex, NotesText
 from .steps import N, formula, symbol
 
@@ -59,7 +59,12 @@ class Notation:
     only, deeplearning.ai's); ``rows``: samples are rows (batch-first); ``activation``: (LaTeX, text)
     formats of layer ``l``'s activation (``g^{[l]}``) or None (its name); ``adjoint_lhs``: (LaTeX,
     text) written before an error's or an adjoint's name (Goodfellow's ``g ←``); ``titles``: form ->
-    its heading; ``phrases``: (chainrule's words, this notation's) in reasons and meanings; ``about``: the two sentences of the notes' opening (which notation, what it means),
+    its heading; ``phrases``: (chainrule's words, this notation's) in reasons and meanings; ``estimate``:
+    the LaTeX letter of a parameter's gradient on a batch in the Training section's update rules
+    (Goodfellow's ĝ of his algorithm 8.1, since his g is the gradient a backward step propagates;
+    deeplearning.ai's dθ, as his dW, since his g is an activation);
+    ``moments``: (letter, this notation's) for an update rule's letter that would clash with one of its
+    own (deeplearning.ai's m is the batch size: Adam's moments m and v are his V and S); ``about``: the two sentences of the notes' opening (which notation, what it means),
     ``{g}`` there the list of the activations ``g^{[l]}``; ``check``: the ``chainrule check
     --convention`` that reads what it prints, per form.
     """
@@ -80,6 +85,8 @@ class Notation:
     adjoint_lhs: tuple = ("", "")
     titles: dict = field(default_factory=dict)
     phrases: tuple = ()
+    estimate: str = "g"
+    moments: tuple = ()
 
     def forms_of(self, form: str) -> tuple:
         """The forms the notes print for ``--form form`` ('both': every form this notation writes)."""
@@ -126,6 +133,7 @@ TABLE = (
                       "loss": ("J", "J")},
              index=("{s}^{{[{l}]}}", "{s}[{l}]"), gradient=("d{q}", "d{q}"), delta_as_gradient=True,
              output_layer=True, batch="m", mean="parameters", activation=("g^{{[{l}]{prime}}}", "g[{l}]{prime}"),
+             moments=(("m", "V"), ("v", "S")), estimate=r"d\theta",
              titles={"batch": "A batch of m examples (the columns of X)"}),
     Notation("goodfellow", ("sample",), {"sample": "goodfellow"},
              about=("The notation is Goodfellow, Bengio and Courville's (Deep Learning, algorithms 6.3 and 6.4): layer "
@@ -135,7 +143,7 @@ TABLE = (
              letters={"z": ("a", "a"), "a": ("h", "h"), "loss": ("J", "J")},
              index=("{s}^{{({l})}}", "{s}{paren}"),
              gradient=(r"\nabla_{{{q}}} {J}\,", "∇_{q} {J}"),  # \, : J h^{(1)\top}, not Jh
-             delta_as_gradient=True, adjoint_lhs=(r"g \leftarrow ", "g ← "),
+             delta_as_gradient=True, adjoint_lhs=(r"g \leftarrow ", "g ← "), estimate=r"\hat{g}",
              titles={"sample": "One example (column vectors)"}),
     Notation("cs231n", ("batch",), {"batch": "rows"},
              about=("The notation is cs231n's (Stanford): a batch is batch-first, its N examples the rows of $X$, "
@@ -152,6 +160,7 @@ TABLE = (
                       ("(times a column of ⟦N⟧ ones)", "(a row of ⟦N⟧ ones times it)"),
                       ("one sample per column", "one sample per row"),
                       ("over each column", "over each row"),
+                      ("each column (sample)", "each row (sample)"),
                       (re.compile(r"its transpose times the error of layer (\S+)"), r"the error of layer \1 times it"),
                       # a restated affine layer, batch-first
                       (re.compile(r"⟨⟦(\w+)⟧ = ⟦(\w+)⟧ ⟦(\w+)⟧ \+ ⟦(\w+)⟧ ⟦ones_row⟧⟩"),
@@ -352,12 +361,12 @@ class RowNormalize(MatrixExpr):
 
 def _batch_first(quantities, steps, names):
     """cs231n's batch form, rewritten from chainrule's: each batch value Q (features × N) is the
-    matrix of its rows, Qᵀ (N × features), a bias and its gradient rows too (``1_N b`` adds it to every
-    row), and each equation is transposed to match; the weights and their gradients keep PyTorch's
-    layout (out × in)."""
+    matrix of its rows, Qᵀ (N × features), a per-feature column (a bias, a norm's gain, shift and batch
+    norm's statistics) and its gradient rows too (``1_N b`` adds it to every row), and each equation is
+    transposed to match; the weights and their gradients keep PyTorch's layout (out × in)."""
     def flipped(q):
         kind = names[q.key].of.kind if names[q.key].kind == "gradient" else names[q.key].kind
-        return isinstance(q.symbol, sp.MatrixSymbol) and (q.symbol.shape[1] == N or kind == "b")
+        return isinstance(q.symbol, sp.MatrixSymbol) and (q.symbol.shape[1] in (N, 1) and kind != "w")
     rows = {q.symbol: symbol(q.key, tuple(reversed(q.shape))) for q in quantities.values() if flipped(q)}
     quantities = {k: replace(q, symbol=rows.get(q.symbol, q.symbol)) for k, q in quantities.items()}
     return quantities, [replace(s, rhs=(_transposed if s.target.symbol in rows else _upright)(s.rhs, rows))
@@ -374,6 +383,10 @@ def _transposed(e, rows):
         return e.T
     if isinstance(e, ColumnSums):
         return sp.MatMul(_transposed(e.mat, rows), sp.OneMatrix(e.shape[0], e.shape[0]))
+    if isinstance(e, Broadcast):  # a row copied down is its transpose copied across
+        return Broadcast(_transposed(e.mat, rows), e.shape[1], e.shape[0])
+    if isinstance(e, FeatureMean):  # each column's mean over the features: each row's, (1/F) Q 1_F
+        return BatchMean(_transposed(e.mat, rows))
     if isinstance(e, sp.MatMul):
         coeff, factors = e.as_coeff_matrices()
         factors = [_transposed(f, rows) for f in reversed(factors)]

@@ -11,6 +11,7 @@ then ``MAX_COLUMNS`` wide at most), so a deep
 network stays as wide as a shallow one.
 """
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import sympy as sp
@@ -20,8 +21,8 @@ MAX_COLUMNS = 10
 #: The most columns drawn whole: a network this wide is drawn smaller rather than cut (a layer norm
 #: takes four columns, so the gallery's pre-norm block is 18).
 ALL_COLUMNS = 20
-#: The share of the text's width the TikZ chain may take, and the width of a column at full size.
-FILL, COLUMN_CM = 0.95, 1.5
+#: The share of the text's width the TikZ picture may take.
+FILL = 0.97
 ELLIPSIS = "ellipsis"
 SUBSCRIPT_DIGITS = dict(zip("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
 
@@ -72,8 +73,10 @@ def passes_on(node) -> bool:
     return node.attrs.get("silent", False) or node.output.key == node.inputs[0].key
 
 
-def diagram(sweep, max_columns: int = MAX_COLUMNS):
-    """(boxes, arrows) of ``sweep``'s graph (the one-sample form), middle layers elided past ``max_columns``."""
+def diagram(sweep, max_columns: int = MAX_COLUMNS, names=None):
+    """(boxes, arrows) of ``sweep``'s graph (the one-sample form), middle layers elided past ``max_columns``;
+    ``names``: (LaTeX, text) names by key, a notation's (default: the sweep's own)."""
+    names = names or {q.key: (q.latex, q.text) for q in sweep.quantities.values()}
     graph = sweep.graph
     alias = {}
     for node in graph.nodes:
@@ -95,7 +98,7 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
                                       f"… layers {first}–{last} …", column + 0.5, kind=ELLIPSIS)
                 column += 2  # its label is two columns wide
             continue
-        boxes[v.key] = Box(v.key, *_labels(graph, v, sweep), column, kind="value" if v.named else "op")
+        boxes[v.key] = Box(v.key, *_labels(graph, v, names), column, kind="value" if v.named else "op")
         column += 1
     shown = lambda v: ELLIPSIS if layer_of(v) in hidden and v.role != "data" else v.key  # noqa: E731
     arrows, receives = [], _receives(sweep)
@@ -107,13 +110,13 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
         if node.output in side:  # a penalty: the row above the parameters, over the loss it joins
             column_of = next(boxes[shown(c.output)].column for c in graph.consumers[node.output])
             place = sum(1 for b in boxes.values() if b.row == 2)
-            boxes[out] = Box(out, *_labels(graph, node.output, sweep), column_of, 2, place - 0.5, kind="op")
+            boxes[out] = Box(out, *_labels(graph, node.output, names), column_of, 2, place - 0.5, kind="op")
         for i, v in enumerate(leaves):
             if v.key in boxes or out == ELLIPSIS:
                 continue
             row = -1 if v.role == "data" else 1
             spread = (i - (len(leaves) - 1) / 2) * 0.9 if row == 1 else 0.0
-            boxes[v.key] = Box(v.key, *_labels(graph, v, sweep), boxes[out].column, row, spread,
+            boxes[v.key] = Box(v.key, *_labels(graph, v, names), boxes[out].column, row, spread,
                                kind="data" if v.role == "data" else "param")
         shares = _shares(sweep, node) if node.output in receives else set()
         for i, v in enumerate(node.inputs):
@@ -123,8 +126,8 @@ def diagram(sweep, max_columns: int = MAX_COLUMNS):
             arrows.append(Arrow(source, out))
             if i in shares and v in receives:
                 key = sweep.adjoint_key(real(v))
-                q = sweep.quantities.get(key) if v.role != "param" else None
-                label = (q.latex, _unicode(q.text)) if q is not None else None
+                q = names.get(key) if v.role != "param" else None
+                label = (q[0], _unicode(q[1])) if q is not None else None
                 arrows.append(Arrow(out, source, adjoint=True, label=label))
     return list(boxes.values()), list(dict.fromkeys(arrows))
 
@@ -172,11 +175,11 @@ def _shares(sweep, node) -> set:
     return set(node.op.vjp(node, g, ins, sweep.expr[out]))
 
 
-def _labels(graph, v, sweep) -> tuple:
+def _labels(graph, v, names) -> tuple:
     """(LaTeX, text) labels of a value: its symbol, or for a value without a name, its op's."""
     if v.named:
-        q = sweep.quantities[v.key]
-        return q.latex, _unicode(q.text)
+        latex, text = names[v.key]
+        return latex, _unicode(text)
     node = graph.producer[v]
     act = node.attrs.get("act")
     if act is not None:
@@ -193,18 +196,96 @@ def _unicode(text: str) -> str:
 
 # -- TikZ ------------------------------------------------------------------------------------------
 
-def tikz(sweep) -> str:
+#: The TikZ layout, in cm at full size: the gap between two values on the chain (wider where an
+#: adjoint's label sits in it), between two boxes side by side, and the rows' heights.
+GAP_CM, SIDE_CM, LABEL_PAD_CM = 0.45, 0.12, 0.22
+ROW_CM = {2: 2.75, 1: 1.5, 0: 0.0, -1: -1.5}
+
+
+def _chars(text: str) -> tuple:
+    """(letters, scripts) of a label's text: subscript digits and dots after one count as scripts."""
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    scripts = sum(1 for c in text if c in SUBSCRIPT_DIGITS.values() or c == "." and text.index(c) > 0)
+    return len(text) - scripts, scripts
+
+
+def box_width(b) -> float:
+    """About how wide ``b`` prints at full size, in cm (letters of \\small, scripts smaller, its frame)."""
+    letters, scripts = _chars(b.text)
+    if b.kind in ("op", "ellipsis"):  # \scriptsize
+        return 0.15 * letters + 0.11 * scripts + (0.2 if b.kind == "op" else 0.0)
+    return 0.18 * letters + 0.13 * scripts + 0.25
+
+
+def label_width(text: str) -> float:
+    """About how wide an adjoint's \\scriptsize label prints: a fraction as its denominator."""
+    letters, scripts = _chars(text.split("/")[-1])
+    return 0.16 * letters + 0.12 * scripts
+
+
+def _side_by_side(boxes) -> float:
+    """The width of ``boxes`` in a row, ``SIDE_CM`` apart (0 for none)."""
+    return sum(box_width(b) for b in boxes) + SIDE_CM * max(len(boxes) - 1, 0)
+
+
+def layout(boxes, arrows) -> tuple:
+    """({key: (x, y)} in cm at full size, {key of a chain value: the middle of the gap after it}): the
+    chain left to right, each value given the width of the boxes above it (its parameters side by
+    side, centred over it) so no box, arrow or label meets another: the parameters' arrows stay over
+    their value, and a gap that holds an adjoint's label is wider than the label."""
+    chain = sorted((b for b in boxes if b.row == 0), key=lambda b: b.column)
+    over = {}
+    for b in boxes:
+        if b.row == 1:
+            host = min(chain, key=lambda c: abs(c.column - b.column))
+            over.setdefault(host.key, []).append(b)
+    slot = {c.key: max(box_width(c), _side_by_side(over.get(c.key, ()))) for c in chain}
+    labelled = {}
+    for a in arrows:
+        ends = {a.source, a.target}
+        for left, right in zip(chain, chain[1:]):
+            if a.adjoint and a.label and ends == {left.key, right.key}:
+                labelled[left.key] = label_width(a.label[1]) + LABEL_PAD_CM
+    at, gaps, x = {}, {}, 0.0
+    for i, c in enumerate(chain):
+        if i:
+            previous = chain[i - 1]
+            gap = max(GAP_CM, labelled.get(previous.key, 0.0))
+            gaps[previous.key] = x + slot[previous.key] / 2 + gap / 2
+            x += slot[previous.key] / 2 + gap + slot[c.key] / 2
+        at[c.key] = (x, ROW_CM[0])
+        params = over.get(c.key, ())
+        left = x - _side_by_side(params) / 2
+        for p in sorted(params, key=lambda p: p.offset):
+            at[p.key] = (left + box_width(p) / 2, ROW_CM[1])
+            left += box_width(p) + SIDE_CM
+    nearest = lambda b: at[min(chain, key=lambda c: abs(c.column - b.column)).key][0]  # noqa: E731
+    for b in boxes:
+        if b.row == -1:
+            at[b.key] = (nearest(b), ROW_CM[-1])
+    high = sorted((b for b in boxes if b.row == 2), key=lambda b: b.offset)
+    if high:  # the penalties, side by side over the loss they join
+        left = nearest(high[0]) - _side_by_side(high) / 2
+        for b in high:
+            at[b.key] = (left + box_width(b) / 2, ROW_CM[2])
+            left += box_width(b) + SIDE_CM
+    return at, gaps
+
+
+def tikz(sweep, names=None) -> str:
     """The picture as a ``tikzpicture`` (TikZ alone, no library), scaled down to the text width of
     whatever document holds it where that is narrower; where TikZ is not loaded (a host document's
     preamble without it), a sentence saying so instead."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     by_key = {b.key: b for b in boxes}
-    columns = max(max(b.column for b in boxes), 1)
-    natural = (columns * COLUMN_CM + 1.5) * 72.27 / 2.54  # pt: the columns and the end nodes' halves
+    at, gaps = layout(boxes, arrows)
+    lefts = [at[b.key][0] - box_width(b) / 2 for b in boxes]
+    rights = [at[b.key][0] + box_width(b) / 2 for b in boxes]
+    natural = (max(rights) - min(lefts)) * 72.27 / 2.54  # pt
     lines = [r"\ifdefined\tikzpicture", r"\begin{center}",
              # drawn smaller, text and all, where the text is narrower than the picture
              rf"\pgfmathsetmacro\chainrulescale{{min(1, {FILL}*\linewidth/{natural:.1f})}}",
-             rf"\begin{{tikzpicture}}[x={COLUMN_CM}cm, y=1cm, scale=\chainrulescale, transform shape, >=stealth, "
+             r"\begin{tikzpicture}[x=1cm, y=1cm, scale=\chainrulescale, transform shape, >=stealth, "
              r"font=\small,",
              r"  value/.style={draw, rounded corners, minimum height=6mm, inner sep=2pt},",
              r"  param/.style={draw, fill=black!6, minimum height=5mm, inner sep=2pt},",
@@ -214,8 +295,8 @@ def tikz(sweep) -> str:
     names = {b.key: f"n{i}" for i, b in enumerate(boxes)}
     for b in boxes:
         style = {"value": "value", "data": "value", "ellipsis": "ellipsis", "param": "param", "op": "op"}[b.kind]
-        lines.append(rf"\node[{style}] ({names[b.key]}) at ({b.column + b.offset * 0.6:.2f},{b.row * 1.3:.2f}) "
-                     rf"{{${b.latex}$}};")
+        x, y = at[b.key]
+        lines.append(rf"\node[{style}] ({names[b.key]}) at ({x:.2f},{y:.2f}) {{${b.latex}$}};")
     for a in arrows:
         s, t = by_key[a.source], by_key[a.target]
         span = abs(s.column - t.column)
@@ -223,9 +304,16 @@ def tikz(sweep) -> str:
             bend = " to[bend right=40]" if s.row == t.row == 0 and span > 1.5 else " --"
             lines.append(rf"\draw[->] ({names[a.source]}){bend} ({names[a.target]});")
             continue
+        if s.row == t.row == 0 and span <= 1.5:
+            # to the value before: a low arc over the forward arrow, as high wherever the values stand,
+            # under the parameters' arrows, its label in the gap that ``layout`` made for it
+            pos = (at[a.source][0] - gaps[a.target]) / (at[a.source][0] - at[a.target][0])
+            label = rf" node[pos={pos:.2f}, above, font=\scriptsize] {{${a.label[0]}$}}" if a.label else ""
+            lines.append(rf"\draw[adjoint] ({names[a.source]}.north west) .. controls +(-0.15,0.3) and +(0.15,0.3) .."
+                         rf"{label} ({names[a.target]}.north east);")
+            continue
         if s.row == t.row == 0:
-            bend = "bend left=60" if span > 1.5 else "bend right=35"  # a skip: below, under its forward arc
-            where = "below" if span > 1.5 else "above"
+            bend, where = "bend left=60", "below"  # a skip: below, under its forward arc
         else:
             bend, where = "bend right=25", "left"
         label = rf" node[{where}, font=\scriptsize] {{${a.label[0]}$}}" if a.label else ""
@@ -237,9 +325,9 @@ def tikz(sweep) -> str:
 
 # -- Mermaid ---------------------------------------------------------------------------------------
 
-def mermaid(sweep) -> str:
+def mermaid(sweep, names=None) -> str:
     """The picture as a Mermaid flowchart (a fenced ``mermaid`` block, which GitHub renders)."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     names = {b.key: f"n{i}" for i, b in enumerate(boxes)}
     shape = {"value": '["{}"]', "data": '["{}"]', "param": '[/"{}"/]', "op": '(("{}"))', "ellipsis": '["{}"]'}
     lines = ["```mermaid", "flowchart LR"]
@@ -261,9 +349,9 @@ def mermaid(sweep) -> str:
 
 # -- text ------------------------------------------------------------------------------------------
 
-def text_picture(sweep) -> str:
+def text_picture(sweep, names=None) -> str:
     """The picture for a terminal: the chain on one line, then what joins it and the adjoint's path back."""
-    boxes, arrows = diagram(sweep)
+    boxes, arrows = diagram(sweep, names=names)
     by_key = {b.key: b for b in boxes}
     chain = sorted((b for b in boxes if b.row == 0), key=lambda b: b.column)
     lines = ["    " + " → ".join(b.text for b in chain)]

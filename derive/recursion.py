@@ -69,9 +69,10 @@ def _output_error(sweep, f, z):
     return g if f.is_identity else sp.HadamardProduct(g, apply(f, sweep.expr[z], prime=True))
 
 
-def recursion_outline(derivation, latex: bool, cite):
+def recursion_outline(derivation, latex: bool, cite, fused=""):
     """The outline's blocks: BP1-BP4 boxed, each with the steps that instantiate it, ``cite(key)`` citing
-    the step of the quantity ``key`` (nothing unless a chain)."""
+    the step of the quantity ``key`` (nothing unless a chain); ``fused``: the citation of the fused
+    step's derivation, if the notes print one."""
     net = derivation.network
     if not is_chain(net):
         return
@@ -103,7 +104,7 @@ def recursion_outline(derivation, latex: bool, cite):
                    f"named as in Nielsen's Neural Networks and Deep Learning; here "
                    f"{math('a_{0} = x' if latex else 'a0 = x')}, the last layer is {last} and {activations}. "
                    f"The index form of BP4, one weight at a time, is why the weight gradient is an outer product."
-                   + (" With the softmax, BP1 is the fused step derived under Definitions." if softmax else ""))
+                   + (f" With the softmax, BP1 is the fused step derived in {fused}." if softmax and fused else ""))
     for rule, meaning in RULES.items():
         cited = [cite(step.target.key) for r, _, step, _ in found if r == rule]
         if not cited:

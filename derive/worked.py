@@ -54,9 +54,11 @@ def example_inputs(network, samples: int = SAMPLES) -> tuple:
     return X, T
 
 
-def worked_outline(derivation, example, latex: bool, names: dict):
-    """The outline's blocks of the worked example (nothing when ``example`` is None); ``names``: the
-    batch form's names, as the notes print them."""
+def worked_outline(derivation, example, latex: bool, names: dict, printed: dict, cite):
+    """The outline's blocks of the worked example (nothing when ``example`` is None), each display a
+    numbered equation (labelled ``eq:worked-…``) and each step's citing the step it works; ``names``: the
+    batch form's names, as the notes print them; ``printed``: key -> the label of its batch step;
+    ``cite(label)``: the outline's citation of an equation."""
     if example is None:
         return
     net, sweep = derivation.network, derivation.batch
@@ -70,9 +72,9 @@ def worked_outline(derivation, example, latex: bool, names: dict):
                    f"the parameters are those the module's initialisation draws with seed {example.seed}"
                    + (" (the first seed from the spec's at which every unit gets a gradient)" if example.seed else "")
                    + ":")
-    yield "display", [SIDE_BY_SIDE[latex].join(f"{names[key]} = {matrix(example.data[key], latex)}"
-                                               for key in ("X", "Y"))]
-    yield "display", _parameters(net, sweep, example.params, latex, names)
+    yield "rule", None, "eq:worked-data", SIDE_BY_SIDE[latex].join(
+        f"{names[key]} = {matrix(example.data[key], latex)}" for key in ("X", "Y"))
+    yield from _parameters(net, sweep, example.params, latex, names, "eq:worked-")
     phase = None
     for step in sweep.steps:
         if step.number not in example.steps:
@@ -82,13 +84,17 @@ def worked_outline(derivation, example, latex: bool, names: dict):
             yield "subheading", {"forward": "Forward pass", "loss": "Loss", "backward": "Backward pass"}[phase]
         value = example.steps[step.number]
         shown = _number(value, latex) if np.ndim(value) == 0 else matrix(value, latex)
-        yield "display", [f"{printer.doprint(step.target.symbol)} = {printer.doprint(step.rhs)} = {shown}"]
+        own = printed[step.target.key]
+        yield ("eq", None, own.replace("eq:batch-", "eq:worked-"), printer.doprint(step.target.symbol),
+               f"{printer.doprint(step.rhs)} = {shown}", f"equation {cite(own)} on this batch", "")
     kind = OPTIMIZERS[opt["type"]]
+    rules = len(kind.rules(opt))  # the Training section's labels of them (documents.training_outline)
     yield "subheading", "One optimizer step"
     yield "para", (f"One step of {kind.torch_name} (lr = {opt['lr']:g}"
-                   + (", the rules of the Training section" if net.tables else ", the module's default optimizer")
-                   + ") moves each parameter against its gradient:")
-    yield "display", _parameters(net, sweep, example.updated, latex, names)
+                   + (f", the rules {cite(f'eq:{kind.name}-1')}–{cite(f'eq:{kind.name}-{rules}')} of the Training "
+                      "section" if net.tables else ", the module's default optimizer")
+                   + ") moves each parameter against its gradient, to (← its value after the step):")
+    yield from _parameters(net, sweep, example.updated, latex, names, "eq:worked-step-", updated=True)
 
 
 def _target_words(net) -> str:
@@ -97,14 +103,16 @@ def _target_words(net) -> str:
             "sigmoid": "the targets alternately 0 and 1"}.get(output, "and so are the targets")
 
 
-def _parameters(net, sweep, values, latex: bool, printed: dict) -> list:
-    """One display line per layer: its parameters' values side by side (``printed``: their names)."""
-    lines, layer = [], {}
+def _parameters(net, sweep, values, latex: bool, printed: dict, prefix: str, updated: bool = False):
+    """One numbered equation per layer, labelled ``prefix`` and its first parameter: its parameters'
+    values side by side (``printed``: their names), as ``W ← …`` when ``updated`` (after the step)."""
+    gets = (r" \leftarrow " if latex else " ← ") if updated else " = "
+    layer = {}
     for name in net.param_names:
         layer.setdefault(sweep.quantities[name].layer, []).append(name)
     for names in layer.values():
-        lines.append(SIDE_BY_SIDE[latex].join(f"{printed[n]} = {matrix(values[n], latex)}" for n in names))
-    return lines
+        yield "rule", None, prefix + names[0], SIDE_BY_SIDE[latex].join(
+            f"{printed[n]}{gets}{matrix(values[n], latex)}" for n in names)
 
 
 def matrix(value, latex: bool) -> str:

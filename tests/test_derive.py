@@ -57,7 +57,9 @@ def test_printers_print_the_same_steps():
         assert f"\\label{{{label(step)}}}" in tex
         assert f"\\tag{{{step.number}}}" in md
         assert f"({step.number:>2})" in text
-    assert tex.count("\\label{") == md.count("\\tag{") == len(d.all_steps())
+    # and the one equation of the fused step's derivation, after them
+    assert tex.count("\\label{eq:fused") == 1
+    assert tex.count("\\label{") == md.count("\\tag{") == len(d.all_steps()) + 1
     assert "\\tag{" not in tex
 
 

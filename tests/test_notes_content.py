@@ -23,8 +23,14 @@ def _simplified_zero(matrix) -> bool:
     return all(sp.simplify(entry) == 0 for entry in matrix)
 
 
-def test_softmax_cross_entropy_stages_equal_sympy_diff():
-    graph = derive("3 -> 3 softmax ; cross_entropy").sample.graph
+# a softmax at every step of a sequence (2 steps of 3 features) derives one step's K = 3 outputs
+SEQUENCE_SOFTMAX = {"name": "steps", "network": {"inputs": {"length": 2, "features": 3}, "layers": [
+    {"units": 3, "activation": "softmax"}], "loss": "cross_entropy"}}
+
+
+@pytest.mark.parametrize("spec", ["3 -> 3 softmax ; cross_entropy", SEQUENCE_SOFTMAX], ids=["vector", "sequence"])
+def test_softmax_cross_entropy_stages_equal_sympy_diff(spec):
+    graph = derive(spec).sample.graph
     z = sp.Matrix(sp.symbols("z0:3", real=True))
     y = sp.Matrix(sp.symbols("y0:3", real=True))
     yhat = z.applyfunc(sp.exp) / sum(z.applyfunc(sp.exp))

@@ -116,7 +116,7 @@ def test_a_sum_too_wide_for_a_line_breaks_between_terms_in_every_format():
     d = derive.derive(WIDE)
     tex = d.latex()
     loss = tex[tex.index("\\label{eq:l}"):tex.index("\\end{equation}", tex.index("\\label{eq:l}"))]
-    assert loss.startswith("\\label{eq:l}\n\\begin{split}\nL & = \\frac{1}{2} \\sum_{i}")
+    assert loss.startswith("\\label{eq:l}\\postdisplaypenalty=10000\n\\begin{split}\nL & = \\frac{1}{2} \\sum_{i}")
     assert loss.count(" \\\\\n&\\quad + ") == 3 and loss.endswith("\\end{split}\n")
     assert "\\begin{aligned}\nL & = \\frac{1}{2} \\sum_{i}" in d.markdown()
     nested = derive.derive(NESTED).latex()                    # layer norm's 1/σ ⊙ (the sum of three terms)
@@ -158,7 +158,7 @@ def test_one_form_alone_is_numbered_from_one_in_every_format():
 def test_training_names_the_rate_eta_and_prints_only_the_rules_the_settings_use():
     d = derive.derive(ROOT / "generated/specs/digits.toml")          # Adam, no weight decay, no amsgrad
     training = " ".join(d.text().split("\nTraining\n--------\n")[1].split())
-    assert "η = lr = 0.001" in training and "(24) m₀ = v₀ = 0" in training and "γ" not in training
+    assert "η = lr = 0.001" in training and "(27) m₀ = v₀ = 0" in training and "γ" not in training
     assert "λ" not in training and "vᵐᵃˣ" not in training
 
 

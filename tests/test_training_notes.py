@@ -115,13 +115,13 @@ def test_digits_text_notes_end_with_adams_rules():
     text = derive.derive("generated/specs/digits.toml").text()
     assert text.endswith("b2 in turn, and gₜ for its gradient ∂L/∂θ on the batch of step t (the batch form above); η = lr =\n"
                          "  0.001, (β₁, β₂) = betas = (0.9, 0.999), ε = eps = 10⁻⁸:\n"
-                         "  (23)  gₜ = ∇_θ L(θₜ₋₁)\n"
-                         "  (24)  m₀ = v₀ = 0\n"
-                         "  (25)  mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
-                         "  (26)  vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
-                         "  (27)  m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
-                         "  (28)  v̂ₜ = vₜ / (1 - β₂ᵗ)\n"
-                         "  (29)  θₜ = θₜ₋₁ - η m̂ₜ / (√v̂ₜ + ε)\n"
+                         "  (26)  gₜ = ∇_θ L(θₜ₋₁)\n"
+                         "  (27)  m₀ = v₀ = 0\n"
+                         "  (28)  mₜ = β₁ mₜ₋₁ + (1 - β₁) gₜ\n"
+                         "  (29)  vₜ = β₂ vₜ₋₁ + (1 - β₂) gₜ²\n"
+                         "  (30)  m̂ₜ = mₜ / (1 - β₁ᵗ)\n"
+                         "  (31)  v̂ₜ = vₜ / (1 - β₂ᵗ)\n"
+                         "  (32)  θₜ = θₜ₋₁ - η m̂ₜ / (√v̂ₜ + ε)\n"
                          "Training: epochs = 20, batch_size = 32, seed = 0.\n"), text[-900:]
 
 

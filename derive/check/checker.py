@@ -324,6 +324,7 @@ class Checker(Binder, Comparer, Diagnoser):
         right = self.points()
         for layer in range(self.layers, 0, -1):
             for world in self.worlds(layer):
+                self.in_time()  # a world's points cost a whole forward and backward pass: not past the budget
                 envs = self._at_points(world.overrides)
                 if any(not np.array_equal(self.flat(s, right[0]), self.flat(s, envs[0]))
                        for s in mine.atoms(sp.MatrixSymbol)):

@@ -138,10 +138,14 @@ class Comparer:
         with np.errstate(all="ignore"):  # a person's division by an entry that is 0 gives inf, never equal
             return np.atleast_2d(np.asarray(numeric_value(expr, env), dtype=float)).ravel()
 
-    def same(self, a, b, envs=None) -> bool:
-        """Equal at the random points (both matrices or both scalars, equal shapes), within rounding."""
+    def in_time(self):
+        """Raise OutOfTime once the search is past its deadline."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise OutOfTime()
+
+    def same(self, a, b, envs=None) -> bool:
+        """Equal at the random points (both matrices or both scalars, equal shapes), within rounding."""
+        self.in_time()
         if shape_of(a) != shape_of(b):
             return False
         for env in envs or self.points():

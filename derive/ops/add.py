@@ -36,6 +36,7 @@ class Residual(LayerKind):
     """A residual block: its inner layers applied in order, plus the block's input."""
     layers: tuple
     keys = ("type", "layers")
+    takes = ("sequences",)  # as the first layer: its inner layers' parse says what they take
 
     @property
     def units(self) -> int:
@@ -83,6 +84,11 @@ class Residual(LayerKind):
 
     def capped(self, cap: int):
         return replace(self, layers=tuple(inner.capped(cap) for inner in self.layers))
+
+    def notes(self, l, latex: bool) -> list:
+        """The notes' Definitions of its inner layers (an attention layer's equations), numbered as their Steps."""
+        return [block for j, inner in enumerate(self.layers, start=1) if hasattr(inner, "notes")
+                for block in inner.notes(Path(tuple(l) + (j,) if isinstance(l, tuple) else (l, j)), latex)]
 
     def inline(self, dense, user=str) -> str:
         return f"residual({' -> '.join(inner.inline(dense, user) for inner in self.layers)})"

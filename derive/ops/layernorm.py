@@ -197,6 +197,9 @@ class LayerNormLayer(LayerKind):
 
     @classmethod
     def parse(cls, raw, at):
+        if tuple(name for name, _ in at.shape) == ("length", "features"):
+            from .sequence import StepLayerNormLayer  # torch.nn.LayerNorm(E) at every position of a sequence
+            return StepLayerNormLayer.parse(raw, at)
         where = at.where
         eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")
         affine = boolean(raw, "affine", True, where)
