@@ -14,8 +14,7 @@ import numpy as np
 import hand_cnn
 from nets import Unavailable, available, load_emitted
 from peers import _import
-from timing import interleaved
-from train_step import TOLERANCE, compare
+from train_step import measure
 
 SPEC = ("3x32x32 -> conv2d(out_channels=16, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) "
         "-> conv2d(out_channels=32, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) -> flatten "
@@ -122,36 +121,18 @@ def peak_mib(step) -> float:
 
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.05) if quick else (15, 0.2)
-    rows, mismatches, checked = [], [], {}
     X64, T = make_data(np.float64)
     params64 = make_params(np.float64)
     reference = hand_cnn.loss_and_grads(params64, X64, T)
-    steps64, skipped = build_steps("float64", params64, X64, T)
-    for name, step in steps64.items():
-        err, problem = compare(step, reference, TOLERANCE["float64"])
-        checked[name] = err
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} float64: {problem} (relative error {err:.3g})")
-            print(f"!! {mismatches[-1]}", file=sys.stderr, flush=True)
-    dtype = "float32"
-    params, X = {k: v.astype(dtype) for k, v in params64.items()}, X64.astype(dtype)
-    steps, _ = build_steps(dtype, params, X, T)
-    for name, step in steps.items():
-        err, problem = compare(step, reference, TOLERANCE[dtype])
-        checked[name] = max(checked.get(name, 0.0), err)
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} {dtype}: {problem} (relative error {err:.3g})")
-    gemms = hand_cnn.gemms(params, X)
-    times = interleaved({**steps, "GEMMs alone": gemms}, rounds, target)
-    hand, bound = times["hand NumPy"]["median_s"], times["GEMMs alone"]["median_s"]
-    memory = {name: peak_mib(steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in steps}
-    for name in PEERS:
-        if name in times:
-            t = times[name]["median_s"]
-            rows.append({"net": "cnn", "label": LABEL, "dtype": dtype, "peer": name, "median_s": t,
-                         "min_s": times[name]["min_s"], "cpu_median_s": times[name]["cpu_median_s"],
-                         "ratio_to_hand": t / hand, "gemm_fraction": bound / t, "peak_mib": memory.get(name),
-                         "grad_rel_error": checked.get(name),
-                         "grads_match": not any(f": {name} on" in m for m in mismatches)})
+    params, X = {k: v.astype("float32") for k, v in params64.items()}, X64.astype("float32")
+
+    def build(dtype):
+        return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X64.astype(dtype), T)
+    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target,
+                {"GEMMs alone": hand_cnn.gemms(params, X)})
+    bound = m.times["GEMMs alone"]["median_s"]
+    memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
+    rows = [{**row, "gemm_fraction": bound / row["median_s"], "peak_mib": memory.get(row["peer"])}
+            for row in m.rows(PEERS, net="cnn", label=LABEL, dtype="float32")]
     print("  CNN step: done", file=sys.stderr, flush=True)
-    return {"rows": rows, "skipped": skipped, "mismatches": mismatches, "gemm_s": bound}
+    return {"rows": rows, "skipped": m.skipped, "mismatches": m.messages, "gemm_s": bound}

@@ -11,8 +11,7 @@ import numpy as np
 import hand_numpy
 import peers
 from nets import Unavailable, available, load_emitted
-from timing import interleaved
-from train_step import TOLERANCE, compare
+from train_step import measure
 
 SPEC = "256 -> 256 relu -> layernorm -> 256 relu -> 10 softmax ; cross_entropy"
 LABEL = "256-256-layernorm-256-10 relu cross_entropy N=256"
@@ -61,34 +60,13 @@ def build_steps(dtype, params, X, T) -> tuple:
 
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.02) if quick else (15, 0.05)
-    rows, mismatches, checked = [], [], {}
     X64, T = make_data(np.float64)
     params64 = make_params(np.float64)
     reference = hand_numpy.layernorm_loss_and_grads(params64, X64, T)
-    # gradients in float64 first, every peer against the hand-written step
-    steps64, skipped = build_steps("float64", params64, X64, T)
-    for name, step in steps64.items():
-        err, problem = compare(step, reference, TOLERANCE["float64"])
-        checked[name] = err
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} float64: {problem} (relative error {err:.3g})")
-            print(f"!! {mismatches[-1]}", file=sys.stderr, flush=True)
-    dtype = "float32"
-    params = {k: v.astype(dtype) for k, v in params64.items()}
-    steps, _ = build_steps(dtype, params, X64.astype(dtype), T)
-    for name, step in steps.items():
-        err, problem = compare(step, reference, TOLERANCE[dtype])
-        checked[name] = max(checked.get(name, 0.0), err)
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} {dtype}: {problem} (relative error {err:.3g})")
-    times = interleaved(steps, rounds, target)
-    hand = times["hand NumPy"]["median_s"]
-    for name in PEERS:
-        if name in times:
-            t = times[name]["median_s"]
-            rows.append({"net": "layernorm", "label": LABEL, "dtype": dtype, "peer": name, "median_s": t,
-                         "min_s": times[name]["min_s"], "cpu_median_s": times[name]["cpu_median_s"],
-                         "ratio_to_hand": t / hand, "grad_rel_error": checked.get(name),
-                         "grads_match": not any(f": {name} on" in m for m in mismatches)})
+
+    def build(dtype):
+        return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X64.astype(dtype), T)
+    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target)
     print("  layer-norm step: done", file=sys.stderr, flush=True)
-    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}
+    return {"rows": m.rows(PEERS, net="layernorm", label=LABEL, dtype="float32"), "skipped": m.skipped,
+            "mismatches": m.messages}

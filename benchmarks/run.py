@@ -28,14 +28,15 @@ import digits  # noqa: E402
 import layernorm_step  # noqa: E402
 import memory  # noqa: E402
 import peers  # noqa: E402
+import rnn_step  # noqa: E402
 import startup  # noqa: E402
 import train_cli  # noqa: E402
 import train_step  # noqa: E402
 from targets import judge  # noqa: E402
 
-SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "cnn": cnn_step.run, "digits": digits.run,
-            "derivation": derivation.run, "startup": startup.run, "memory": memory.run, "train_cli": train_cli.run,
-            "attention": attention_step.run}
+SECTIONS = {"train_step": train_step.run, "layernorm": layernorm_step.run, "cnn": cnn_step.run, "rnn": rnn_step.run,
+            "digits": digits.run, "derivation": derivation.run, "startup": startup.run, "memory": memory.run,
+            "train_cli": train_cli.run, "attention": attention_step.run}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -138,6 +139,17 @@ def print_attention(section):
         print(f"  !!! {message}")
 
 
+def print_rnn(section):
+    rows = [[r["net"], r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]), f"{r['ratio_to_hand']:.2f}x",
+             f"{r['ratio_to_torch']:.2f}x" if r["ratio_to_torch"] else "-",
+             f"{'ok' if r['grads_match'] else 'MISMATCH'} ({r['grad_rel_error']:.1g})"] for r in section["rows"]]
+    print(table(f"1f. Train step of a recurrent network, float32 (median): {'; '.join(section['labels'])}",
+                ["net", "peer", "median", "CPU time", "vs hand", "vs PyTorch", "gradients vs hand f64 and f32"], rows)
+          + skipped_lines(section["skipped"]))
+    for message in section["mismatches"]:
+        print(f"  !!! {message}")
+
+
 def print_digits(section):
     rows = [[r["peer"], seconds(r["wall_s"]), f"{r['test_accuracy']:.1%}", r["runs"]] for r in section["rows"]]
     print(table(f"2. Digits ({digits.EPOCHS} epochs, batch {digits.BATCH}, Adam lr {digits.LR:g}, "
@@ -206,9 +218,9 @@ def print_targets(verdicts):
     print("  " + ", ".join(f"{n} {w}" for w, n in counts.items()))
 
 
-PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "cnn": print_cnn, "digits": print_digits, "derivation": print_derivation,
-            "startup": print_startup, "memory": print_memory, "train_cli": print_train_cli,
-            "attention": print_attention}
+PRINTERS = {"train_step": print_train_step, "layernorm": print_layernorm, "cnn": print_cnn, "rnn": print_rnn,
+            "digits": print_digits, "derivation": print_derivation, "startup": print_startup, "memory": print_memory,
+            "train_cli": print_train_cli, "attention": print_attention}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -277,7 +289,8 @@ def main(argv=None) -> int:
     results["wall_s"] = time.perf_counter() - started
     Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"\nfigures written to {args.json} ({results['wall_s']:.0f} s)")
-    mismatched = any(results.get(name, {}).get("mismatches") for name in ("train_step", "layernorm", "cnn", "attention"))
+    mismatched = any(results.get(name, {}).get("mismatches")
+                     for name in ("train_step", "layernorm", "cnn", "rnn", "attention"))
     return 1 if mismatched else 0
 
 

@@ -7,6 +7,7 @@ HELP_S = 0.2
 TRAIN_CLI_RATIO = 1.10
 CNN_TORCH_RATIO = 1.0   # issue 12: the CNN step at most PyTorch eager's time
 CNN_GEMM_FRACTION = 0.70
+RNN_TORCH_RATIO = 1.0   # issue 13: each recurrent step at most PyTorch eager's time
 ATTENTION_TORCH_RATIO = 1.0  # issue 14: the transformer block's step at most PyTorch eager's time
 LARGER_NETS = ("mnist-mlp", "wide-tanh")
 SMALLER_NETS = ("seed-2-2-1", "mnist-mlp")
@@ -82,6 +83,15 @@ def judge(results: dict) -> list:
     if ours is not None:
         add("chainrule CNN step, GEMM bound", f">= {CNN_GEMM_FRACTION:.0%}", f"{ours['gemm_fraction']:.0%}",
             ours["grads_match"] and ours["gemm_fraction"] >= CNN_GEMM_FRACTION)
+    recurrent = results.get("rnn", {}).get("rows", [])
+    for net in dict.fromkeys(r["net"] for r in recurrent):
+        ours = _row(recurrent, net, "float32", "chainrule unchecked")
+        what = f"chainrule recurrent step vs PyTorch eager, {net} float32"
+        if ours is None or ours["ratio_to_torch"] is None:
+            add(what, f"<= {RNN_TORCH_RATIO}x", "not run", None)
+            continue
+        add(what, f"<= {RNN_TORCH_RATIO}x", f"{ours['ratio_to_torch']:.2f}x",
+            ours["grads_match"] and ours["ratio_to_torch"] <= RNN_TORCH_RATIO)
     staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
     deep = staged.get(100, {})
     if "generate_s" in deep:

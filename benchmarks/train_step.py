@@ -64,6 +64,56 @@ def compare(step, reference, tolerance) -> tuple:
     return worst, (where if worst > tolerance else None)
 
 
+class Measured:
+    """What measure() found for one case: the steps timed, their times, each peer's worst error, the peers
+    whose loss or gradients disagreed, the peers skipped (and why) and the mismatch messages."""
+
+    def __init__(self):
+        self.steps, self.times, self.errors, self.bad, self.skipped, self.messages = {}, {}, {}, set(), {}, []
+
+    def rows(self, order, **fields) -> list:
+        """One row per timed peer, in ``order``, with ``fields`` (net, label, dtype) and the ratio to hand NumPy."""
+        hand = self.times.get("hand NumPy", {}).get("median_s")
+        rows = []
+        for name in order:
+            if name in self.steps:
+                t = self.times[name]
+                rows.append({**fields, "peer": name, "median_s": t["median_s"], "min_s": t["min_s"],
+                             "cpu_median_s": t["cpu_median_s"], "samples": t["samples"],
+                             "ratio_to_hand": t["median_s"] / hand if hand else None,
+                             "grad_rel_error": self.errors.get(name), "grads_match": name not in self.bad})
+        return rows
+
+
+def measure(label, build, reference, dtypes, rounds, target, extra=None) -> Measured:
+    """The peer-timing loop every train-step section shares: for each dtype, the peers of ``build(dtype)``
+    ({peer: step}, {peer: why skipped}) are compared with ``reference`` (loss and gradients in float64, to
+    TOLERANCE[dtype]); a peer that crashes is reported and dropped. Then the last dtype's peers, and the
+    functions in ``extra`` (bounds: the step's GEMMs alone), are timed in interleaved rounds."""
+    m = Measured()
+    for dtype in dtypes:
+        steps, why = build(dtype)
+        for name, reason in why.items():
+            m.skipped.setdefault(name, reason)
+        for name, step in list(steps.items()):
+            try:
+                err, problem = compare(step, reference, TOLERANCE[dtype])
+            except Exception as exc:   # a peer that crashes is reported, not fatal
+                err, problem = float("inf"), f"raised {type(exc).__name__}: {exc}"
+            m.errors[name] = max(m.errors.get(name, 0.0), err)
+            if problem:
+                message = (f"GRADIENT MISMATCH: {name} on {label} {dtype}: {problem} "
+                           f"(relative error {err:.3g} > {TOLERANCE[dtype]:g})")
+                print("!" * 100, f"\n!! {message}\n" + "!" * 100, file=sys.stderr, flush=True)
+                m.messages.append(message)
+                m.bad.add(name)
+                if err == float("inf"):
+                    del steps[name]
+    m.steps = steps
+    m.times = interleaved({**steps, **(extra or {})}, rounds, target)
+    return m
+
+
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.02) if quick else (15, 0.05)
     rows, skipped, mismatches = [], {}, []
@@ -75,44 +125,22 @@ def run(quick: bool) -> dict:
             params = {k: v.astype(dtype) for k, v in params64.items()}
             X = X64.astype(dtype)
             T = T64 if net.loss == "cross_entropy" else T64.astype(dtype)
-            steps, why = build_steps(net, dtype, params, X, T)
-            for name, reason in why.items():
-                skipped.setdefault(name, reason)
-            checked = {}
-            for name, step in list(steps.items()):
-                try:
-                    err, problem = compare(step, reference, TOLERANCE[dtype])
-                except Exception as exc:   # a peer that crashes is reported, not fatal
-                    err, problem = float("inf"), f"raised {type(exc).__name__}: {exc}"
-                if problem:
-                    message = (f"GRADIENT MISMATCH: {name} on {net.label} {dtype}: {problem} "
-                               f"(relative error {err:.3g} > {TOLERANCE[dtype]:g})")
-                    print("!" * 100, f"\n!! {message}\n" + "!" * 100, file=sys.stderr, flush=True)
-                    mismatches.append(message)
-                    if err == float("inf"):
-                        del steps[name]
-                checked[name] = err
             operands = hand_numpy.matmul_operands(net.widths, net.batch, dtype)
             bounds = {"matmuls": hand_numpy.matmuls_only(operands)}
-            if "PyTorch" in steps:  # PyTorch has its own BLAS: its matmuls alone, for comparison
+            try:  # PyTorch has its own BLAS: its matmuls alone, for comparison
                 bounds["torch matmuls"] = hand_numpy.matmuls_only(peers.torch_operands(operands))
-            times = interleaved({**steps, **bounds}, rounds, target)
-            bound = times["matmuls"]["median_s"]
-            torch_bound = times.get("torch matmuls", {}).get("median_s")
-            hand = times.get("hand NumPy", {}).get("median_s")
-            for name in PEERS:
-                if name not in steps:
-                    continue
-                t = times[name]["median_s"]
-                rows.append({"net": net.key, "label": net.label, "dtype": dtype, "peer": name,
-                             "median_s": t, "min_s": times[name]["min_s"],
-                             "cpu_median_s": times[name]["cpu_median_s"],
-                             "samples": times[name]["samples"],
-                             "ratio_to_hand": t / hand if hand else None,
-                             "matmul_bound_s": bound, "matmul_fraction": bound / t,
-                             "torch_matmul_bound_s": torch_bound,
-                             "grad_rel_error": checked.get(name),
-                             "grads_match": checked.get(name, 0) <= TOLERANCE[dtype]})
+            except Unavailable:
+                pass
+            m = measure(net.label, lambda d: build_steps(net, d, params, X, T), reference, (dtype,), rounds, target,
+                        bounds)
+            for name, reason in m.skipped.items():
+                skipped.setdefault(name, reason)
+            mismatches += m.messages
+            bound = m.times["matmuls"]["median_s"]
+            torch_bound = m.times.get("torch matmuls", {}).get("median_s") if "PyTorch" in m.steps else None
+            for row in m.rows(PEERS, net=net.key, label=net.label, dtype=dtype):
+                rows.append({**row, "matmul_bound_s": bound, "matmul_fraction": bound / row["median_s"],
+                             "torch_matmul_bound_s": torch_bound})
             print(f"  train step {net.key} {dtype}: done", file=sys.stderr, flush=True)
     return {"rows": rows, "skipped": skipped, "mismatches": mismatches, "checks": input_checks(rows)}
 

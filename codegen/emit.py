@@ -484,6 +484,11 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     saved = {f"{s.target.key}_saved" for s in forward if getattr(s.rhs, "saves", False)}
     forward_lines = [replace(line, lhs=f"{line.lhs}, {line.lhs}_saved") if f"{line.lhs}_saved" in saved else line
                      for line in forward_lines]
+    bptt = settings["training"]["bptt"]
+    recurrent = [line.lhs for line in forward_lines if line.rhs.startswith("_recurrent_forward(")]
+    if bptt:  # truncated BPTT: each recurrent layer starts from the state the previous chunk left it, if any
+        forward_lines = [replace(line, rhs=f'{line.rhs[:-1]}, state=state.get("{line.lhs.split(",")[0]}"))')
+                         if line.lhs in recurrent else line for line in forward_lines]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
         + [k for k, _ in masks] + sorted(saved & _names(backward_lines))
     modes = _modes(derivation, printer)
@@ -544,6 +549,8 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         optim_source=optim_source,
         training=settings["training"],
         clipping=settings["training"].get("clip_norm") is not None or settings["training"].get("clip_value") is not None,
+        bptt=bptt,
+        recurrent=[lhs.split(",")[0] for lhs in recurrent],
     )
     return ENV.get_template("module.py.jinja").render(**context)
 

@@ -279,7 +279,7 @@ SCHEDULES: dict[str, ScheduleKind] = {kind.name: kind for kind in (
 
 DEFAULT_OPTIMIZER = {"type": "sgd", "lr": 0.01}  # when the spec has no [optimizer] table
 TRAINING_DEFAULTS = dict(epochs=20, batch_size=32, clip_norm=None, clip_value=None, patience=None, seed=0,
-                         init=None)
+                         init=None, bptt=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +382,8 @@ RULES: dict[str, tuple[str, Callable]] = {
     "patience": ("a whole number >= 1", _whole(lambda v: v >= 1)),
     "seed": ("a whole number >= 0", _whole(lambda v: v >= 0)),
     "init": ("one of " + ", ".join(repr(name) for name in INITS), lambda v: isinstance(v, str) and v.lower() in INITS),
+    "bptt": ("a whole number >= 1 (steps per chunk of truncated backpropagation through time)",
+             _whole(lambda v: v >= 1)),
 }
 
 #: Bounds on every hyperparameter, so the emitted code's arithmetic stays finite and exact: real
@@ -477,7 +479,8 @@ def validate_schedule(raw) -> dict | None:
 def validate_training(raw) -> dict:
     """Normalized [training] settings; ``batch_size`` None means the whole data set per step."""
     raw = dict(raw or {})
-    settings = _fill(raw, TRAINING_DEFAULTS, "[training]", optional=("clip_norm", "clip_value", "patience", "init"))
+    optional = ("clip_norm", "clip_value", "patience", "init", "bptt")
+    settings = _fill(raw, TRAINING_DEFAULTS, "[training]", optional=optional)
     if settings["clip_norm"] is not None and settings["clip_value"] is not None:
         raise ChainruleError("[training] clip_norm and clip_value exclude each other; keep one")
     if settings["batch_size"] == "full":

@@ -237,11 +237,35 @@ def from_dict(spec: dict, source: str = "") -> Network:
     if tables.get("training", {}).get("batch_size") == 1 and _couples_samples(layers):
         raise ChainruleError("[training] batch_size = 1 cannot train batch norm, which normalizes with the statistics "
                              "of the batch (torch refuses a batch of 1 too); use a batch_size of 2 or more")
+    if tables.get("training", {}).get("bptt") is not None:
+        _check_bptt(tables["training"]["bptt"], layers)
     if not learns:
         raise ChainruleError("the network has no parameters to learn; add a dense layer")
     return Network(name, inputs, layers, loss, _penalty(net.get("l1", 0), "[network] l1"),
                    _penalty(net.get("l2", 0), "[network] l2"), description, source, tables,
                    given.sizes if given.form != "vectors" else ())
+
+
+def _check_bptt(k, layers):
+    """[training] bptt = k cuts each sequence into chunks of k steps: it needs a recurrent layer, a loss at
+    every step (the chunks' losses) and k at most the sequence's length."""
+    if not any(layer.kind in ("rnn", "lstm", "gru") for layer in layers):
+        raise ChainruleError("[training] bptt (truncated backpropagation through time) needs a recurrent layer "
+                             "(rnn, lstm or gru); remove bptt")
+    length = dict(layers[-1].shape).get("length")
+    if length is None:
+        raise ChainruleError("[training] bptt needs a loss at every step, so that each chunk has its own: keep "
+                             "return_sequences = true on the last recurrent layer, or remove bptt")
+    if k > length:
+        raise ChainruleError(f"[training] bptt = {k} is longer than the sequences ({length} steps); "
+                             f"use at most {length}")
+    if _drops(layers):  # its masks are drawn per whole sequence
+        raise ChainruleError("[training] bptt with dropout is not supported; remove one of them")
+
+
+def _drops(layers) -> bool:
+    """Whether a layer of ``layers`` (in a block too) has dropout."""
+    return any(getattr(layer, "dropout", 0) or _drops(layer.layers) for layer in layers)
 
 
 def _couples_samples(layers) -> bool:

@@ -149,99 +149,189 @@ def _step_softmax_logsumexp(z, k):
     return e.reshape(z.shape), np.repeat(lse[:, :, 0], k, axis=1)
 
 
-def _sigmoid(u):
-    """1/(1 + e^-u) as exp(-log(1 + e^-u)): no u overflows exp."""
-    return np.exp(-np.logaddexp(0, -u))
+def _recurrent_forward(cell, X, W_ih, W_hh, b_ih, b_hh, sequences, relu=False, state=None):
+    """(output, saved) of one recurrent layer (torch.nn.RNN/LSTM/GRU, batch_first) on X (N, T*F), any T:
+    every h_t as (N, T*H) or h_T as (N, H); saved holds what _recurrent_backward reads. It starts from
+    h_0 = 0 (and c_0 = 0), or from state, (h_0,) or (h_0, c_0) as (N, H) arrays: a constant, whose
+    gradient is not taken (truncated BPTT's state carried from the previous chunk).
 
-
-def _recurrent_forward(cell, X, W_ih, W_hh, b_ih, b_hh, T, sequences, relu=False):
-    """(output, saved) of one recurrent layer (torch.nn.RNN/LSTM/GRU, batch_first, h_0 = 0) on X (N, T*F):
-    every h_t as (N, T*H) or h_T as (N, H); saved holds what _recurrent_backward reads. The input
-    projections of all steps are one GEMM, and each step's gates one more (stacked as torch stacks them)."""
+    Inside, values are columns (features, N) as in the derivation, step after step, so every gate's
+    block is contiguous: Z[t] = [x_t; h_(t-1); 1] and one GEMM of it gives all of step t's gates,
+    written in place into A[t]. σ(u) = (1 + tanh(u/2))/2, its rows halved beforehand, so one tanh
+    serves every gate and nothing overflows. Every buffer is made once, before the loop."""
     N, H = X.shape[0], W_hh.shape[1]
-    Xs = X.reshape(N, T, -1)
-    GI = Xs @ W_ih.T + b_ih                     # (N, T, gates*H): W_ih x_t + b_ih for every t
-    hs = np.zeros((N, T + 1, H), X.dtype)       # hs[:, t] is h_t; h_0 = 0
-    gates = np.empty(GI.shape, X.dtype)         # the gates after their nonlinearities
-    extra = np.empty((N, T, H), X.dtype)        # lstm: c_t; gru: W_hn h_(t-1) + b_hn
-    c = np.zeros((N, H), X.dtype)
+    F = W_ih.shape[1]
+    T = X.shape[1] // F
+    W = _recurrent_stacked(cell, W_ih, W_hh, b_ih, b_hh)
+    A = np.empty((T, W.shape[0], N), X.dtype)   # A[t]: step t's pre-activations, then its gates in place
+    Z = np.empty((T + 1, F + H + 1, N), X.dtype)
+    Z[:T, :F] = X.reshape(N, T, F).transpose(1, 2, 0)
+    Z[T, :F] = 0
+    Z[0, F:F + H] = 0 if state is None else state[0].T
+    Z[:, F + H] = 1
+    hs = Z[:, F:F + H]                          # hs[t] is h_t, (H, N)
+    cs = np.zeros((T + 1, H, N), X.dtype) if cell == "lstm" else None   # c_t
+    if cell == "lstm" and state is not None:
+        cs[0] = state[1].T
+    tc = np.empty((T, H, N), X.dtype) if cell == "lstm" else None       # tanh(c_t)
+    part = np.empty((H, N), X.dtype)
     for t in range(T):
-        h = hs[:, t]
-        gh = h @ W_hh.T + b_hh
+        a, h = A[t], hs[t + 1]
+        np.matmul(W, Z[t], out=a)
         if cell == "rnn":
-            a = GI[:, t] + gh
-            hs[:, t + 1] = np.maximum(a, 0) if relu else np.tanh(a)
-        elif cell == "lstm":
-            a = GI[:, t] + gh
-            gates[:, t] = _sigmoid(a)           # i, f, o (g is overwritten below)
-            gates[:, t, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
-            i, f, g, o = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
-            c = f * c + i * g
-            extra[:, t] = c
-            hs[:, t + 1] = o * np.tanh(c)
-        else:
-            gates[:, t, :2 * H] = _sigmoid(GI[:, t, :2 * H] + gh[:, :2 * H])
-            r, z = gates[:, t, :H], gates[:, t, H:2 * H]
-            extra[:, t] = gh[:, 2 * H:]
-            n = gates[:, t, 2 * H:] = np.tanh(GI[:, t, 2 * H:] + r * extra[:, t])
-            hs[:, t + 1] = (1 - z) * n + z * h
-    out = hs[:, 1:].reshape(N, T * H) if sequences else hs[:, T].copy()
-    return out, (Xs, hs, gates, extra)
+            if relu:
+                np.maximum(a, 0, out=h)
+            else:
+                np.tanh(a, out=h)
+        elif cell == "lstm":                    # rows o, i, f, g
+            np.tanh(a, out=a)
+            s = a[:3 * H]
+            s *= 0.5
+            s += 0.5
+            c = cs[t + 1]
+            np.multiply(a[2 * H:3 * H], cs[t], out=c)
+            np.multiply(a[H:2 * H], a[3 * H:], out=part)
+            c += part
+            np.tanh(c, out=tc[t])
+            np.multiply(a[:H], tc[t], out=h)
+        else:                                   # rows r, z, W_in x + b_in, W_hn h + b_hn
+            s = a[:2 * H]
+            np.tanh(s, out=s)
+            s *= 0.5
+            s += 0.5
+            n = a[2 * H:3 * H]
+            np.multiply(a[:H], a[3 * H:], out=part)
+            n += part
+            np.tanh(n, out=n)                   # the candidate n_t, in place of W_in x + b_in
+            np.subtract(hs[t], n, out=h)
+            h *= a[H:2 * H]
+            h += n
+    out = hs[1:].transpose(2, 0, 1).reshape(N, T * H) if sequences else hs[T].T.copy()
+    return out, (cell, W, Z, hs, A, cs, tc)
 
 
-def _recurrent_backward(cell, G, saved, W_ih, W_hh, T, sequences, relu=False):
+def _recurrent_state(saved):
+    """The final state of the layer whose forward gave saved: (h_T,) or (h_T, c_T), as (N, H) copies."""
+    _, _, _, hs, _, cs, _ = saved
+    return (hs[-1].T.copy(),) if cs is None else (hs[-1].T.copy(), cs[-1].T.copy())
+
+
+def _recurrent_stacked(cell, W_ih, W_hh, b_ih, b_hh):
+    """[W_x W_h b]: the matrix whose product with [x_t; h_(t-1); 1] is every gate's pre-activation at once,
+    the sigmoid gates' rows halved. The LSTM's rows are o, i, f, g (its sigmoid gates adjacent, then g);
+    the GRU's r, z, then W_in x + b_in and W_hn h + b_hn apart (r multiplies the second)."""
+    rows, H = W_hh.shape
+    F = W_ih.shape[1]
+    if cell == "gru":
+        W = np.zeros((rows + H, F + H + 1), W_hh.dtype)
+        W[:2 * H, :F], W[:2 * H, F:F + H], W[:2 * H, F + H] = W_ih[:2 * H], W_hh[:2 * H], b_ih[:2 * H] + b_hh[:2 * H]
+        W[2 * H:3 * H, :F], W[2 * H:3 * H, F + H] = W_ih[2 * H:], b_ih[2 * H:]
+        W[3 * H:, F:F + H], W[3 * H:, F + H] = W_hh[2 * H:], b_hh[2 * H:]
+        W[:2 * H] *= 0.5
+        return W
+    W = np.concatenate((W_ih, W_hh, (b_ih + b_hh)[:, None]), axis=1)
+    if cell == "lstm":
+        W = np.roll(W, H, axis=0)               # i, f, g, o -> o, i, f, g
+        W[:3 * H] *= 0.5
+    return W
+
+
+def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
     """(dX, dW_ih, dW_hh, db_ih, db_hh) of one recurrent layer given G = dL/d(its output): backpropagation
     through time from t = T down to 1, dh gathering the output's gradient and step t + 1's (and, for the
-    LSTM, dc the cell-state path); the shared weights' gradients are sums over t, taken as one GEMM each."""
-    Xs, hs, gates, extra = saved
-    N, H = hs.shape[0], hs.shape[2]
-    dGI = np.empty(gates.shape, G.dtype)        # the error of W_ih x_t + b_ih at every t
-    dGH = dGI if cell != "gru" else np.empty(gates.shape, G.dtype)  # of W_hh h_(t-1) + b_hh
-    dh = np.zeros((N, H), G.dtype)
-    dc = np.zeros((N, H), G.dtype)
+    LSTM, dc the cell-state path). What multiplies dh (and dc) in each step's gate errors is computed for
+    every step at once before the loop, so a step is a few products and two GEMMs into buffers made once:
+    the errors times [x_t; h_(t-1); 1]ᵀ, added to the shared weights' gradients (sums over t), and
+    [W_x W_h]ᵀ times the errors, giving dx_t and the share of dh_(t-1) through W_hh."""
+    cell, W, Z, hs, A, cs, tc = saved
+    T, rows, N = A.shape
+    F, H = W_ih.shape[1], W_hh.shape[1]
+    Wt = W[:, :F + H].T.copy()                  # back to x_t and h_(t-1): W_x and W_h transposed,
+    Wt[:, :{"rnn": 0, "lstm": 3, "gru": 2}[cell] * H] *= 2  # the halved sigmoid rows restored
+    # dA: first, for every step at once, what multiplies dh (and dc) in each gate's error; then, step by step
+    # in place, the errors of the pre-activations themselves (no temporaries: fresh large arrays cost page faults)
+    dA = np.empty(A.shape, G.dtype)
+    if cell == "rnn":                           # dA[t] = f'(a_t) ⊙ dh
+        if relu:
+            np.greater(hs[1:], 0, out=dA)
+        else:
+            np.multiply(hs[1:], hs[1:], out=dA)
+            np.subtract(1, dA, out=dA)
+    elif cell == "lstm":                        # dA[t] = D[t] ⊙ [dh; dc; dc; dc] (rows o, i, f, g)
+        o, i, f, g = (A[:, k * H:(k + 1) * H] for k in range(4))
+        h = hs[1:]
+        np.subtract(1, o, out=dA[:, :H])
+        dA[:, :H] *= h                          # tanh(c_t) σ'(o) = h_t (1 - o)
+        D = dA[:, H:3 * H]
+        np.subtract(1, A[:, H:3 * H], out=D)
+        D *= A[:, H:3 * H]                      # σ' of i, f
+        dA[:, H:2 * H] *= g
+        dA[:, 2 * H:3 * H] *= cs[:T]
+        D = dA[:, 3 * H:]
+        np.multiply(g, g, out=D)
+        np.subtract(1, D, out=D)
+        D *= i
+        K = np.multiply(h, tc)                  # dc_t gathers dh_t ⊙ o_t ⊙ tanh'(c_t) = dh_t ⊙ (o_t - h_t tanh(c_t))
+        np.subtract(o, K, out=K)
+        dA3 = dA[:, H:].reshape(T, 3, H, N)
+        dc = np.zeros((H, N), G.dtype)
+    else:                                       # dA[t] = Q[t] ⊙ [dh; dh; dh; dh] (rows r, z, n, and n's W_hn h)
+        r, z, n, hn = (A[:, k * H:(k + 1) * H] for k in range(4))
+        Q = dA.reshape(T, 4, H, N)
+        np.multiply(n, n, out=Q[:, 2])
+        np.subtract(1, Q[:, 2], out=Q[:, 2])
+        np.subtract(1, z, out=Q[:, 1])
+        Q[:, 2] *= Q[:, 1]                      # (1 - z) ⊙ tanh'(n's pre-activation)
+        np.subtract(1, r, out=Q[:, 0])
+        Q[:, 0] *= r
+        Q[:, 0] *= hn
+        Q[:, 0] *= Q[:, 2]
+        Q[:, 1] *= z
+        np.subtract(hs[:T], n, out=Q[:, 3])
+        Q[:, 1] *= Q[:, 3]
+        np.multiply(Q[:, 2], r, out=Q[:, 3])
+    Gt = np.ascontiguousarray(G.reshape(N, T, H).transpose(1, 2, 0)) if sequences else None  # G_t as (H, N)
+    dh = G.T.copy() if not sequences else np.zeros((H, N), G.dtype)
+    part = np.empty((H, N), G.dtype)
+    dW, dW_t = np.zeros(W.shape, G.dtype), np.empty(W.shape, G.dtype)   # [dW_x dW_h db]: a sum over t
+    dXH = np.empty((T, F + H, N), G.dtype)      # [dx_t; W_hᵀ-share of dh_(t-1)]: one GEMM of W_x, W_h at once
     for t in range(T - 1, -1, -1):
         if sequences:
-            dh += G[:, t * H:(t + 1) * H]
-        elif t == T - 1:
-            dh += G
+            dh += Gt[t]
         if cell == "rnn":
-            h = hs[:, t + 1]
-            dGI[:, t] = dh * ((h > 0) if relu else (1 - h * h))
-            direct = 0
+            dA[t] *= dh
         elif cell == "lstm":
-            i, f, g, o = (gates[:, t, k * H:(k + 1) * H] for k in range(4))
-            c_prev = extra[:, t - 1] if t else 0
-            tc = np.tanh(extra[:, t])
-            dc += dh * o * (1 - tc * tc)        # the cell-state path: through h_t, plus step t + 1's
-            da = dGI[:, t]
-            da[:, :H] = dc * g * i * (1 - i)
-            da[:, H:2 * H] = dc * c_prev * f * (1 - f)
-            da[:, 2 * H:3 * H] = dc * i * (1 - g * g)
-            da[:, 3 * H:] = dh * tc * o * (1 - o)
-            dc *= f                             # to c_(t-1) through the forget gate
-            direct = 0
+            np.multiply(dh, K[t], out=part)
+            dc += part
+            dA[t, :H] *= dh
+            dA3[t] *= dc
+            dc *= A[t, 2 * H:3 * H]             # to c_(t-1) through the forget gate
         else:
-            r, z, n = gates[:, t, :H], gates[:, t, H:2 * H], gates[:, t, 2 * H:]
-            dn = dh * (1 - z) * (1 - n * n)
-            dr = dn * extra[:, t] * r * (1 - r)
-            dz = dh * (hs[:, t] - n) * z * (1 - z)
-            dGI[:, t, :H] = dGH[:, t, :H] = dr
-            dGI[:, t, H:2 * H] = dGH[:, t, H:2 * H] = dz
-            dGI[:, t, 2 * H:] = dn
-            dGH[:, t, 2 * H:] = dn * r
-            direct = dh * z
-        dh = dGH[:, t] @ W_hh + direct          # to h_(t-1): through W_hh, and directly (gru)
-    F = Xs.shape[2]
-    flat_i, flat_h = dGI.reshape(N * T, -1), dGH.reshape(N * T, -1)
-    dW_ih = flat_i.T @ Xs.reshape(N * T, F)
-    dW_hh = flat_h.T @ hs[:, :T].reshape(N * T, H)
-    return ((dGI @ W_ih).reshape(N, T * F), dW_ih, dW_hh, flat_i.sum(axis=0), flat_h.sum(axis=0))
+            Q[t] *= dh
+            dh *= A[t, H:2 * H]                 # the direct path z ⊙ h_(t-1)
+        np.matmul(dA[t], Z[t].T, out=dW_t)      # the errors times [x_t; h_(t-1); 1]
+        dW += dW_t
+        np.matmul(Wt, dA[t], out=dXH[t])        # to x_t, and to h_(t-1) through W_hh (unused at t = 0: h_0 is a constant)
+        if cell == "gru":
+            dh += dXH[t, F:]
+        else:
+            dh = dXH[t, F:]
+    dX = dXH[:, :F].transpose(2, 0, 1).reshape(N, T * F)
+    if cell == "lstm":
+        dW = np.roll(dW, -H, axis=0)            # o, i, f, g -> torch's i, f, g, o
+    if cell == "gru":
+        n_x, n_h = dW[2 * H:3 * H], dW[3 * H:]
+        return (dX, np.concatenate((dW[:2 * H, :F], n_x[:, :F])), np.concatenate((dW[:2 * H, F:F + H], n_h[:, F:F + H])),
+                np.concatenate((dW[:2 * H, F + H], n_x[:, F + H])), np.concatenate((dW[:2 * H, F + H], n_h[:, F + H])))
+    return dX, dW[:, :F], dW[:, F:F + H], dW[:, F + H], dW[:, F + H].copy()
 
 
 def _embedding_grad(ids, G, vocab):
     """dL/dW of an embedding: each id's row gathers the gradient rows of every position it occurs at (a scatter-add)."""
-    dW = np.zeros((vocab, G.shape[1] // ids.shape[1]), G.dtype)
-    np.add.at(dW, ids.ravel(), G.reshape(ids.size, -1))
+    width = G.shape[1] // ids.shape[1]
+    dW = np.zeros((vocab, width), G.dtype)
+    # on the flat array with one index per entry: np.add.at's fast 1-D path, 3x the speed of rows at once
+    np.add.at(dW.reshape(-1), (ids.reshape(-1, 1) * width + np.arange(width)).ravel(), G.ravel())
     return dW
 
 
@@ -405,7 +495,7 @@ def _forward(params, X):
     W3 = params["W3"]
     b3 = params["b3"]
     E1 = W1[X].reshape(X.shape[0], -1)  # (eq. 15)
-    H2, H2_saved = _recurrent_forward("lstm", E1, W_ih2, W_hh2, b_ih2, b_hh2, 20, True)  # (eq. 16)
+    H2, H2_saved = _recurrent_forward("lstm", E1, W_ih2, W_hh2, b_ih2, b_hh2, True)  # (eq. 16)
     Z3 = (H2.reshape(-1, 32) @ W3.T + b3).reshape(H2.shape[0], -1)  # (eq. 17)
     Yhat, logsumexp_Z3 = _step_softmax_logsumexp(Z3, 30)  # (eq. 18, 19)
     cache = {"X": X, "E1": E1, "H2": H2, "Z3": Z3, "Yhat": Yhat, "logsumexp_Z3": logsumexp_Z3, "H2_saved": H2_saved}
@@ -461,7 +551,7 @@ def _loss_and_grads(params, X, Y, outputs=None):
     dL_dW3 = Delta3.reshape(-1, 30).T @ H2.reshape(-1, 32)  # (eq. 21)
     dL_db3 = Delta3.reshape(-1, 30).sum(axis=0)  # (eq. 22)
     dL_dH2 = (Delta3.reshape(-1, 30) @ W3).reshape(Delta3.shape[0], -1)  # (eq. 23)
-    H2_grads = _recurrent_backward("lstm", dL_dH2, H2_saved, W_ih2, W_hh2, 20, True)  # (eq. 24)
+    H2_grads = _recurrent_backward("lstm", dL_dH2, H2_saved, W_ih2, W_hh2, True)  # (eq. 24)
     dL_dW_ih2 = H2_grads[1]  # (eq. 24)
     dL_dW_hh2 = H2_grads[2]  # (eq. 25)
     dL_db_ih2 = H2_grads[3]  # (eq. 26)

@@ -306,7 +306,7 @@ def test_defaults_when_tables_are_missing():
                                      "nesterov": False, "weight_decay": 0.0}
     assert settings["schedule"] is None
     assert settings["training"] == {"epochs": 20, "batch_size": 32, "clip_norm": None, "clip_value": None,
-                                    "patience": None, "seed": 0, "init": None}
+                                    "patience": None, "seed": 0, "init": None, "bptt": None}
     assert validate({"optimizer": {"type": "adamw"}})["optimizer"]["weight_decay"] == 0.01
     assert validate({"optimizer": {"type": "adam", "betas": [0.8, 0.9]}})["optimizer"]["betas"] == (0.8, 0.9)
     assert validate({"training": {"batch_size": "full"}})["training"]["batch_size"] is None

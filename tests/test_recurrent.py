@@ -214,7 +214,7 @@ def test_float32_runs_and_long_sequences_stay_finite_without_warnings():
 
 def test_emitted_code_loops_over_time_not_samples():
     source = __import__("codegen.emit", fromlist=["generate"]).generate(derive(NETWORKS["gru-last"]))
-    assert 'H1, H1_saved = _recurrent_forward("gru", X, W_ih1, W_hh1, b_ih1, b_hh1, 6, False)' in source
+    assert 'H1, H1_saved = _recurrent_forward("gru", X, W_ih1, W_hh1, b_ih1, b_hh1, False)' in source
     assert source.count("_recurrent_backward(\"gru\"") == 1  # one BPTT call serves all four gradients
     assert "for t in range(T - 1, -1, -1):" in source and "for n in range(" not in source
 

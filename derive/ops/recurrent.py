@@ -17,7 +17,8 @@ node per input: from t = T down to 1, δh_t = G_t + (the share of step t + 1), e
 shared weights' gradients summed over t. Both nodes unroll at explicit sizes (``doit``), so
 ``tests/test_ops.py`` proves the stated BPTT against ``sympy.diff`` of the recurrence for every cell.
 The emitted module runs the same loops in NumPy (``codegen``'s ``_recurrent_forward`` and
-``_recurrent_backward``), one GEMM for all gates of a step.
+``_recurrent_backward``), one GEMM for all gates of a step; under ``[training] bptt`` its train starts
+each chunk from the state the chunk before left (a constant: h_0 = 0, or that carried state).
 """
 import re
 from dataclasses import dataclass, replace
@@ -360,7 +361,8 @@ class BPTT(MatrixExpr):
 
 
 def _kernel_args(printer, spec, mats) -> str:
-    """The arguments of the emitted loops: the cell, the arrays as code holds them, T, sequences and relu."""
+    """The arguments of the emitted loops: the cell, the arrays as code holds them, sequences and relu (T is
+    read from the arrays, so the same code runs on truncated BPTT's shorter chunks)."""
     def code(m):
         if isinstance(m, str):
             return printer._name(m)
@@ -372,7 +374,7 @@ def _kernel_args(printer, spec, mats) -> str:
         finally:
             printer._transposed = saved
     relu = ", relu=True" if spec.kind == "rnn" and spec.nonlinearity == "relu" else ""
-    return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.length}, {spec.sequences}{relu}'
+    return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.sequences}{relu}'
 
 
 def _state_names(g, layer, sequences: bool) -> Names:
