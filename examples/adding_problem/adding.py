@@ -11,9 +11,10 @@ For each cell (rnn with tanh, lstm) and each T (--lengths), the script builds th
 layer that keeps its last state, then one linear output; mse; Adam), derives it and generates its NumPy
 module with codegen.generate, trains it, and prints the test loss before and after training and the
 norm of ∂L/∂h_t at some steps t of a test batch. ∂L/∂h_t comes from the emitted backward loop itself
-(``_recurrent_backward``): given the identity as the input weights it returns each step's gate errors
-δ_t, and ∂L/∂h_(t-1) = W_hhᵀ δ_t (for rnn and lstm, whose h_(t-1) reaches step t only through W_hh);
-the script checks that the same run, with the real input weights, gives the module's own dL/dW_ih.
+(``_recurrent_backward``): given W_hh in place of the input weights, the input's gradient it returns at
+step t is W_hhᵀ δ_t = ∂L/∂h_(t-1) (for rnn and lstm, whose h_(t-1) reaches step t only through W_hh);
+the script checks that the real run gives the module's own dL/dW_ih and that the stand-in's dL/dW_hh
+is the real one.
 
 What it shows: the RNN's gradient shrinks geometrically going back from t = T (the product of Jacobians
 W_hhᵀ diag(1 - h_t²) of its notes), so the first marker's step hardly moves its weights and at the
@@ -70,16 +71,21 @@ def hidden_gradients(module, cell: str, params, X, T):
     G = 2 / N * (Y_hat - Y) @ params["W2"]  # ∂L/∂h_T: the module's own step for dL/dH1 (mse, mean over N)
     saved, W_ih, W_hh = cache["H1_saved"], params["W_ih1"], params["W_hh1"]
     _, grads = module.loss_and_grads(params, X, T)
-    real = module._recurrent_backward(cell, G, saved, W_ih, W_hh, length, False)
+    real = module._recurrent_backward(cell, G, saved, W_ih, W_hh, False)
     assert np.allclose(real[1], grads["W_ih1"]), "∂L/∂h_T is not the module's"
-    # saved is (inputs, states, gates, extra): the inputs are read only for dW_ih and their width, which with
-    # the identity as input weights is the gates' (a stand-in of that width)
-    identity = np.eye(W_ih.shape[0], dtype=W_ih.dtype)
-    stand_in = (np.zeros((N, length, W_ih.shape[0]), W_ih.dtype),) + tuple(saved[1:])
-    deltas = module._recurrent_backward(cell, G, stand_in, identity, W_hh, length, False)[0].reshape(N, length, -1)
-    assert np.allclose((deltas @ W_ih).reshape(N, -1), real[0]), "the gate errors do not give the module's dL/dX"
-    dh = [G] + [deltas[:, t] @ W_hh for t in range(length - 1, 0, -1)]  # ∂L/∂h_T, ∂L/∂h_(T-1), ..., ∂L/∂h_1
-    return np.array([np.linalg.norm(g) for g in reversed(dh)])
+    # saved is (cell, W, Z, ...): W = [W_x W_h b] the stacked weights and Z[t] = [x_t; h_(t-1); 1] their
+    # operand; dX_t is W_xᵀ times step t's gate errors. With W_h in W_x's place (and h_(t-1) as the input,
+    # only read for dW), dX_t is W_hᵀ times them: ∂L/∂h_(t-1), for rnn and lstm, whose h_(t-1) reaches
+    # step t only through W_hh
+    cell_, W, Z, *rest = saved
+    F, H = W_ih.shape[1], W_hh.shape[1]
+    W_h, Z_h = W[:, F:F + H], Z[:, F:]
+    stand_in = (cell_, np.concatenate([W_h, W[:, F:]], axis=1), np.concatenate([Z_h[:, :H], Z_h], axis=1), *rest)
+    back = module._recurrent_backward(cell, G, stand_in, np.zeros((W_ih.shape[0], H), W_ih.dtype), W_hh, False)
+    assert np.allclose(back[2], real[2]), "the stand-in does not run the module's backward loop"
+    earlier = back[0].reshape(N, length, H)  # ∂L/∂h_0, ..., ∂L/∂h_(T-1)
+    dh = [earlier[:, t] for t in range(1, length)] + [G]  # ∂L/∂h_1, ..., ∂L/∂h_T
+    return np.array([np.linalg.norm(g) for g in dh])
 
 
 def run(cell: str, length: int, args):
