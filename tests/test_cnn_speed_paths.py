@@ -31,8 +31,9 @@ GEOMETRIES = {
 CONV = {1: F.conv1d, 2: F.conv2d}
 
 
-def _torch_conv(shape, O, kernel, stride, padding, dilation, n=3, seed=0):
-    """(x, W, b, z) as float64 tensors whose grads autograd fills, and z's adjoint delta."""
+def _torch_conv(shape, O, kernel, stride, padding, dilation, n=11, seed=0):
+    """(x, W, b, z, delta): float64 tensors whose grads autograd fills, and z's adjoint delta; n = 11 is more
+    than one block of _conv_input_grad and not a multiple of it."""
     rng = np.random.default_rng(seed)
     x = torch.tensor(rng.normal(size=(n,) + shape), requires_grad=True)
     W = torch.tensor(rng.normal(size=(O, shape[0]) + kernel), requires_grad=True)
