@@ -124,3 +124,21 @@ def test_the_backward_reads_the_forward_columns_and_matches_torch():
     named = dict(modules.named_parameters())
     for name, key in module.TORCH_KEYS.items():
         assert np.abs(grads[name] - named[key].grad.numpy()).max() < 1e-10, name
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [((3, 3), (3, 3), (0, 0)), ((1, 3), (1, 3), (0, 0)),
+                                                     ((3, 2), (1, 2), (1, 0))],
+                         ids=["tiling 3x3", "tiling 1x3", "overlapping padded 3x2"])
+def test_max_pool_ties_go_to_the_first_maximum_on_both_paths(kernel, stride, padding):
+    """Windows full of equal entries (a relu's zeros, small integers): each gradient goes to the first
+    maximum only, on the tiling path (one write per offset) as on the general one (col2im)."""
+    rng = np.random.default_rng(3)
+    shape = (2, 6, 6)
+    x = torch.tensor(np.maximum(rng.integers(-2, 3, size=(4,) + shape), 0).astype(float), requires_grad=True)
+    y = F.max_pool2d(x, kernel, stride, padding)
+    delta = torch.tensor(rng.normal(size=y.shape))
+    y.backward(delta)
+    flat = x.detach().numpy().reshape(4, -1)
+    ours = HELPERS._maxpool(flat, shape, kernel, stride, padding)
+    dx = HELPERS._maxpool_grad(delta.numpy().reshape(4, -1), flat, ours, shape, kernel, stride, padding)
+    assert np.abs(dx - x.grad.numpy().reshape(4, -1)).max() < 1e-12
