@@ -147,7 +147,7 @@ def _overwrite_dead(lines, keep) -> list:
                 and match["arg"] not in _names(lines[i + 1:]):
             line = replace(line, rhs="{}, out={})".format(line.rhs[:-1], match["arg"]))
         if line.op == "+=" or line.rhs.startswith("_conv("):  # a fresh array of this function's
-            computed.add(line.lhs)
+            computed.add(line.lhs.split(",")[0])  # _conv's output, not the columns it saves
         out.append(line)
     return out
 

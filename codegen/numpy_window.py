@@ -3,21 +3,23 @@
 in the template), whose arguments are the node's arrays as code holds them (a batch value (N,
 features), a kernel (O, C, kH, kW)) and its window's sizes.
 
-The helpers view an (N, C·H·W) array as (N, C, H, W) with a free reshape, take its windows with
-``numpy.lib.stride_tricks.sliding_window_view`` (no copy), copy them once into the (C·kH·kW, N·H'·W')
-im2col matrix (the image's rows innermost, so the copy runs along memory), and make each convolution
-one GEMM in each direction; the input's gradient is col2im, the columns added back to their positions
-by one strided slice per kernel offset; pooling takes one pass per kernel offset too, and max pooling
-routes each gradient to the first entry of its window equal to the pooled maximum.
+The helpers view an (N, C·H·W) array as (N, C, H, W) with a free reshape. A convolution copies its
+input once into each sample's (C·kH·kW, H'·W') im2col matrix, one strided slice per kernel offset (the
+padding never built), makes one GEMM per sample in each direction, and returns the columns with its
+output: the kernel's gradient reads them (``<key>_saved``) rather than copying them again. The input's
+gradient is col2im, the columns added back to their positions by one strided slice per kernel offset;
+pooling takes its windows with ``numpy.lib.stride_tricks.sliding_window_view`` (no copy) and one pass
+per kernel offset, and max pooling routes each gradient to the first entry of its window equal to the
+pooled maximum.
 """
 from derive.ops.conv import Window
 
 #: The helpers, in the order the template defines them, and the ones each needs.
-WINDOW_HELPERS = ("_windows", "_im2col", "_col2im", "_conv", "_conv_weight_grad", "_conv_input_grad",
+WINDOW_HELPERS = ("_windows", "_spans", "_im2col", "_col2im", "_conv", "_conv_weight_grad", "_conv_input_grad",
                   "_maxpool", "_maxpool_grad", "_avgpool", "_avgpool_grad")
-_NEEDS = {"_conv": ("_windows", "_im2col"), "_conv_weight_grad": ("_windows", "_im2col"),
-          "_conv_input_grad": ("_windows", "_im2col", "_col2im"), "_maxpool": ("_windows",),
-          "_maxpool_grad": ("_windows", "_col2im"), "_avgpool": ("_windows",), "_avgpool_grad": ("_col2im",)}
+_NEEDS = {"_conv": ("_spans", "_im2col"), "_conv_input_grad": ("_spans", "_col2im"), "_maxpool": ("_windows",),
+          "_maxpool_grad": ("_windows", "_spans", "_col2im"), "_avgpool": ("_windows",),
+          "_avgpool_grad": ("_spans", "_col2im")}
 
 
 def _global(w: Window) -> bool:
@@ -51,8 +53,9 @@ class WindowPrinting:
         return self._call("_conv", args, w, "shape", "stride", "padding", "dilation")
 
     def _print_ConvWeightGrad(self, expr):
-        return self._call("_conv_weight_grad", [self._held(m) for m in expr.mats], expr.window,
-                          "shape", "kernel", "stride", "padding", "dilation")
+        # the im2col columns the forward's _conv returned with its output (see Conv.saves)
+        args = [self._held(expr.mats[0]), f"{self._name(expr.saved)}_saved"]
+        return self._call("_conv_weight_grad", args, expr.window, "shape", "kernel")
 
     def _print_ChannelSum(self, expr):
         # Σ over the batch is one matrix-vector product (ones_N, see BatchFirstPrinter), then each channel's positions

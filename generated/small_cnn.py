@@ -144,60 +144,82 @@ def _offsets(view):
         yield offset, view[(Ellipsis,) + offset]
 
 
+def _spans(size, stride, padding, dilation, out, offset):
+    """(the outputs, the inputs they read) at kernel offset ``offset`` on one axis of size ``size``, as two
+    slices: output i reads input stride·i + dilation·offset - padding, and the outputs that read the
+    padding are left out (so nothing padded is ever built)."""
+    start = dilation * offset - padding
+    low = min(out, -(start // stride)) if start < 0 else 0
+    high = max(low, min(out, (size - 1 - start) // stride + 1))
+    return slice(low, high), slice(start + stride * low, start + stride * high, stride)
+
+
 def _im2col(x, kernel, stride, padding, dilation):
-    """The windows of x (N, C, *spatial) as one contiguous (C·kH·kW, N·H'·W') matrix, row (c, u, v) and
-    column (n, i, j) holding x[n, c, stride·i + dilation·u - padding]: the GEMM's operand, copied once
-    with the image's rows innermost (long runs), not the kernel's few entries."""
-    view = _windows(x, kernel, stride, padding, dilation)
-    dims = len(kernel)
-    order = (1,) + tuple(range(2 + dims, 2 + 2 * dims)) + (0,) + tuple(range(2, 2 + dims))
-    return view.transpose(order).reshape(x.shape[1] * math.prod(kernel), -1)
+    """The windows of x (N, C, *spatial) as one contiguous (N, C·kH·kW, H'·W') array, entry [n, (c, u, v),
+    (i, j)] holding x[n, c, stride·i + dilation·u - padding] (0 in the padding): each sample's GEMM operand.
+    Built by one strided copy per kernel offset, (N, C, H', W') runs in the same order on both sides, and
+    zeros written only where the offset reads the padding."""
+    n, c, spatial = len(x), x.shape[1], x.shape[2:]
+    out = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                for size, k, s, p, d in zip(spatial, kernel, stride, padding, dilation))
+    cols = np.empty((n, c) + tuple(kernel) + out, x.dtype)
+    lead = (slice(None), slice(None))
+    for offset in np.ndindex(*kernel):
+        part = cols[lead + offset]
+        spans = [_spans(*a) for a in zip(spatial, stride, padding, dilation, out, offset)]
+        for axis, (inside, _) in enumerate(spans):
+            before = lead + (slice(None),) * axis
+            part[before + (slice(0, inside.start),)] = 0
+            part[before + (slice(inside.stop, None),)] = 0
+        part[lead + tuple(o for o, _ in spans)] = x[lead + tuple(i for _, i in spans)]
+    return cols.reshape(n, c * math.prod(kernel), -1)
 
 
-def _channels_first(delta, channels):
-    """delta (N, O·H'·W') as the (O, N·H'·W') matrix the GEMMs read (one copy, H'·W' innermost)."""
-    return delta.reshape(len(delta), channels, -1).transpose(1, 0, 2).reshape(channels, -1)
-
-
-def _col2im(parts, n, shape, stride, padding, dilation, dtype):
-    """The adjoint of _windows: each (kernel offset, (N, C, *out) array) of parts added back to the
-    positions of x (N, C, *spatial) it was read from, one strided slice per offset (never a loop over
-    pixels), the padding cropped; (N, C·H·W) of dtype."""
-    padded = np.zeros((n, shape[0]) + tuple(size + 2 * p for size, p in zip(shape[1:], padding)), dtype)
+def _col2im(parts, x, stride, padding, dilation):
+    """The adjoint of the windows: each (kernel offset, (N, C, *out) array) of parts added into x (N, C,
+    *spatial) at the positions it was read from, one strided slice per offset (never a loop over
+    pixels), what fell in the padding dropped; x."""
+    lead = (slice(None), slice(None))
     for offset, part in parts:
-        at = tuple(slice(d * u, d * u + s * (o - 1) + 1, s)
-                   for u, d, s, o in zip(offset, dilation, stride, part.shape[2:]))
-        padded[(slice(None), slice(None)) + at] += part
-    crop = tuple(slice(p, p + size) for p, size in zip(padding, shape[1:]))
-    return padded[(slice(None), slice(None)) + crop].reshape(n, -1)
+        spans = [_spans(*a) for a in zip(x.shape[2:], stride, padding, dilation, part.shape[2:], offset)]
+        x[lead + tuple(i for _, i in spans)] += part[lead + tuple(o for o, _ in spans)]
+    return x
 
 
 def _conv(x, W, b, shape, stride, padding, dilation):
     """x (N, C·H·W), images of shape (C, H, W), correlated with the kernel W (O, C, kH, kW), plus the
-    bias b (O,) or None: (N, O·H'·W'), as torch.nn.Conv2d (Conv1d for one spatial axis). One GEMM."""
-    z = W.reshape(len(W), -1) @ _im2col(x.reshape((-1,) + shape), W.shape[2:], stride, padding, dilation)
-    if b is not None:  # z is (O, N·H'·W'): one bias per row
+    bias b (O,) or None: (N, O·H'·W'), as torch.nn.Conv2d (Conv1d for one spatial axis), and the im2col
+    columns (N, C·kH·kW, H'·W') the kernel's gradient reads. One GEMM per sample, written in place."""
+    cols = _im2col(x.reshape((-1,) + shape), W.shape[2:], stride, padding, dilation)
+    z = W.reshape(len(W), -1) @ cols
+    if b is not None:  # z is (N, O, H'·W'): one bias per channel
         z += b[:, None]
-    return z.reshape(len(W), len(x), -1).transpose(1, 0, 2).reshape(len(x), -1)
+    return z.reshape(len(x), -1), cols
 
 
-def _conv_weight_grad(delta, x, shape, kernel, stride, padding, dilation):
-    """dL/dW (O, C, kH, kW): the windows of x (N, C·H·W) correlated with delta (N, O·H'·W'), summed over
-    the batch and the positions. One GEMM."""
-    cols = _im2col(x.reshape((-1,) + shape), kernel, stride, padding, dilation)
-    channels = delta.shape[1] * len(x) // cols.shape[1]
-    return (_channels_first(delta, channels) @ cols.T).reshape((channels, shape[0]) + tuple(kernel))
+def _conv_weight_grad(delta, cols, shape, kernel):
+    """dL/dW (O, C, kH, kW): delta (N, O·H'·W') times the forward's im2col columns cols (N, C·kH·kW, H'·W'),
+    summed over the batch and the positions. One GEMM per sample."""
+    delta = delta.reshape(len(delta), -1, cols.shape[2])
+    return (delta @ cols.transpose(0, 2, 1)).sum(axis=0).reshape((delta.shape[1], shape[0]) + tuple(kernel))
 
 
-def _conv_input_grad(delta, W, shape, stride, padding, dilation):
+def _conv_input_grad(delta, W, shape, stride, padding, dilation, block=8):
     """dL/dx (N, C·H·W): the kernel W (O, C, kH, kW) transposed times delta (N, O·H'·W') into columns
-    (one GEMM), added back to their positions by _col2im: the full convolution of delta with the kernel."""
-    n, dims = len(delta), len(shape) - 1
+    (one GEMM per sample), added back to their positions by _col2im: the full convolution of delta with
+    the kernel. ``block`` samples at a time, so their columns are still in cache when col2im reads them."""
+    n, kernel = len(delta), W.shape[2:]
     out = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
-                for size, k, s, p, d in zip(shape[1:], W.shape[2:], stride, padding, dilation))
-    cols = (W.reshape(len(W), -1).T @ _channels_first(delta, len(W))).reshape(W.shape[1:] + (n,) + out)
-    parts = ((offset, cols[(slice(None),) + offset].swapaxes(0, 1)) for offset in np.ndindex(*W.shape[2:]))
-    return _col2im(parts, n, shape, stride, padding, dilation, delta.dtype)
+                for size, k, s, p, d in zip(shape[1:], kernel, stride, padding, dilation))
+    W_T, delta = W.reshape(len(W), -1).T, delta.reshape(n, len(W), -1)
+    x = np.zeros((n,) + tuple(shape), delta.dtype)
+    cols = np.empty((min(block, n), len(W_T), delta.shape[2]), delta.dtype)
+    for start in range(0, n, block):
+        rows = delta[start:start + block]
+        part = np.matmul(W_T, rows, out=cols[:len(rows)]).reshape((len(rows), shape[0]) + kernel + out)
+        _col2im(((offset, part[(slice(None), slice(None)) + offset]) for offset in np.ndindex(*kernel)),
+                x[start:start + block], stride, padding, dilation)
+    return x.reshape(n, -1)
 
 
 def _maxpool(x, shape, kernel, stride, padding):
@@ -217,23 +239,29 @@ def _maxpool_grad(delta, x, y, shape, kernel, stride, padding):
     view = _windows(x.reshape((-1,) + shape), kernel, stride, padding, (1,) * len(kernel), fill=-np.inf)
     top = y.reshape(view.shape[:view.ndim // 2 + 1])
     delta = delta.reshape(top.shape)
-    unrouted, first = np.ones(top.shape, bool), np.empty(top.shape, bool)
+    unrouted, first = np.empty(top.shape, bool), np.empty(top.shape, bool)
+    last = math.prod(kernel) - 1
 
-    def routed(part):
-        np.logical_and(np.equal(part, top, out=first), unrouted, out=first)
-        np.logical_xor(unrouted, first, out=unrouted)  # the later entries equal to it get nothing
+    def routed(k, part):
+        """Where the k-th offset's entries get their window's gradient; unrouted: the windows still waiting."""
+        np.equal(part, top, out=first)
+        if k:
+            np.logical_and(first, unrouted, out=first)
+        if k < last:  # the later entries equal to it get nothing
+            np.logical_xor(unrouted, first, out=unrouted) if k else np.logical_not(first, out=unrouted)
         return first
     if tuple(stride) == tuple(kernel) and not any(padding) and all(size % k == 0 for size, k in zip(shape[1:], kernel)):
         # windows that tile the image: each offset's entries are a strided view of x and of dL/dx, written once
         tiles = (len(x), shape[0]) + tuple(v for o, k in zip(top.shape[2:], kernel) for v in (o, k))
         grad = np.empty(tiles, delta.dtype)
         blocks = x.reshape(tiles)
-        for offset in np.ndindex(*kernel):
+        for k, offset in enumerate(np.ndindex(*kernel)):
             at = (slice(None), slice(None)) + tuple(v for u in offset for v in (slice(None), u))
-            np.multiply(delta, routed(blocks[at]), out=grad[at])
+            np.multiply(delta, routed(k, blocks[at]), out=grad[at])
         return grad.reshape(len(x), -1)
-    return _col2im(((offset, delta * routed(part)) for offset, part in _offsets(view)), len(x), shape, stride,
-                   padding, (1,) * len(kernel), delta.dtype)
+    grad = np.zeros((len(x),) + tuple(shape), delta.dtype)
+    parts = ((offset, delta * routed(k, part)) for k, (offset, part) in enumerate(_offsets(view)))
+    return _col2im(parts, grad, stride, padding, (1,) * len(kernel)).reshape(len(x), -1)
 
 
 def _params(params):
@@ -388,15 +416,15 @@ def _forward(params, X):
     b3 = params["b3"]
     W5 = params["W5"]
     b5 = params["b5"]
-    Z1 = _conv(X, W1, b1, shape=(1, 8, 8), stride=(1, 1), padding=(1, 1), dilation=(1, 1))  # (eq. 19)
+    Z1, Z1_saved = _conv(X, W1, b1, shape=(1, 8, 8), stride=(1, 1), padding=(1, 1), dilation=(1, 1))  # (eq. 19)
     A1 = np.maximum(Z1, 0, out=Z1)  # (eq. 20)
     A2 = _maxpool(A1, shape=(8, 8, 8), kernel=(2, 2), stride=(2, 2), padding=(0, 0))  # (eq. 21)
-    Z3 = _conv(A2, W3, b3, shape=(8, 4, 4), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 22)
+    Z3, Z3_saved = _conv(A2, W3, b3, shape=(8, 4, 4), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 22)
     A3 = np.maximum(Z3, 0, out=Z3)  # (eq. 23)
     Z5 = A3 @ W5.T  # (eq. 24)
     Z5 += b5  # (eq. 24)
     Yhat, logsumexp_Z5 = _softmax_logsumexp(Z5, axis=1)  # (eq. 25, 26)
-    cache = {"X": X, "A1": A1, "A2": A2, "A3": A3, "Z5": Z5, "Yhat": Yhat, "logsumexp_Z5": logsumexp_Z5}
+    cache = {"X": X, "A1": A1, "A2": A2, "A3": A3, "Z5": Z5, "Yhat": Yhat, "logsumexp_Z5": logsumexp_Z5, "Z1_saved": Z1_saved, "Z3_saved": Z3_saved}
     return Yhat, cache
 
 
@@ -443,6 +471,8 @@ def _loss_and_grads(params, X, Y, outputs=None):
     A2 = cache["A2"]
     A3 = cache["A3"]
     Yhat = cache["Yhat"]
+    Z1_saved = cache["Z1_saved"]
+    Z3_saved = cache["Z3_saved"]
     N = X.shape[0]
     ones_N = np.ones(X.shape[0], X.dtype)  # 1_N: Δ 1_N sums over the batch
     Delta5 = Yhat - Y  # (eq. 27)
@@ -451,12 +481,12 @@ def _loss_and_grads(params, X, Y, outputs=None):
     dL_db5 = ones_N @ Delta5  # (eq. 29)
     Delta3 = Delta5 @ W5  # (eq. 30)
     Delta3 *= (A3 > 0)  # (eq. 30)
-    dL_dW3 = _conv_weight_grad(Delta3, A2, shape=(8, 4, 4), kernel=(3, 3), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 31)
+    dL_dW3 = _conv_weight_grad(Delta3, Z3_saved, shape=(8, 4, 4), kernel=(3, 3))  # (eq. 31)
     dL_db3 = (ones_N @ Delta3).reshape(16, -1).sum(axis=1)  # (eq. 32)
     dL_dA2 = _conv_input_grad(Delta3, W3, shape=(8, 4, 4), stride=(1, 1), padding=(0, 0), dilation=(1, 1))  # (eq. 33)
     Delta1 = _maxpool_grad(dL_dA2, A1, A2, shape=(8, 8, 8), kernel=(2, 2), stride=(2, 2), padding=(0, 0))  # (eq. 34)
     Delta1 *= (A1 > 0)  # (eq. 34)
-    dL_dW1 = _conv_weight_grad(Delta1, X, shape=(1, 8, 8), kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1))  # (eq. 35)
+    dL_dW1 = _conv_weight_grad(Delta1, Z1_saved, shape=(1, 8, 8), kernel=(3, 3))  # (eq. 35)
     dL_db1 = (ones_N @ Delta1).reshape(8, -1).sum(axis=1)  # (eq. 36)
     return L, {
         "W1": dL_dW1,

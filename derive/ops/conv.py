@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, replace
 
 import sympy as sp
+from sympy.core.symbol import Str
 from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, shown
@@ -196,7 +197,7 @@ class WindowNode(MatrixExpr):
     def doit(self, **hints):
         mats = self._explicit(hints)
         if mats is None:
-            return type(self)(self.args[0], *(m.doit(**hints) for m in self.mats))
+            return type(self)(self.args[0], *(m.doit(**hints) for m in self.mats), *self.args[1 + len(self.mats):])
         return self._expand(*mats)
 
 
@@ -204,6 +205,7 @@ class WindowNode(MatrixExpr):
 
 class Conv(WindowNode):
     """``Conv(window, W, X[, b])``: the convolution's output (O·H'·W', N); W is (O, C·kH·kW), b (O, 1)."""
+    saves = True  # its code returns (the output, the im2col columns ConvWeightGrad reads), stored as <name>_saved
 
     @property
     def shape(self):
@@ -247,7 +249,20 @@ def _by_position(w: Window):
 
 
 class ConvWeightGrad(WindowNode):
-    """``ConvWeightGrad(window, G, X)``: dL/dW (O, C·kH·kW), the input correlated with the output's adjoint G."""
+    """``ConvWeightGrad(window, G, X, out)``: dL/dW (O, C·kH·kW), the input correlated with the output's
+    adjoint G; ``out`` names the convolution's output (a ``Str``, no matrix: the emitted code reads the
+    im2col columns its forward stored under that name, and nothing here depends on it)."""
+
+    def __new__(cls, window, G, X, out):
+        return super().__new__(cls, window, G, X, out if isinstance(out, Str) else Str(out))
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[1:3]
+
+    @property
+    def saved(self) -> str:
+        return self.args[3].name
 
     @property
     def shape(self):
@@ -396,7 +411,7 @@ class Convolution(Op):
                     f"{ref(W)} (a correlation with the flipped kernel)"
                     + ("" if set(w.stride) == {1} else ", the error dilated by the stride (zeros between its entries)")
                     + ("" if not any(w.padding) else ", the padding cropped")),
-            1: Grad(ConvWeightGrad(w, g, ins[0]),
+            1: Grad(ConvWeightGrad(w, g, ins[0], out.name),
                     f"each kernel entry meets the input at every output position: the input {ref(x)} correlated "
                     f"with the error" + (", summed over the batch" if node.batched else "")),
         }
