@@ -373,6 +373,13 @@ def training_outline(derivation, latex: bool, batch_shown: bool = True, names=No
     train = settings["training"]
     shown = ", ".join(f"{k} = {v}" for k, v in train.items() if v is not None)
     yield "para", f"Training: {shown}."
+    if train.get("bptt"):
+        k = train["bptt"]
+        yield "para", (f"Truncated backpropagation through time (bptt = {k}): each batch's sequences are cut into "
+                       f"chunks of {k} steps and the optimizer steps after each chunk. A chunk's recurrence starts "
+                       f"from the state the previous chunk ended in (its {math('h_0')}, and an LSTM's {math('c_0')}; zero for "
+                       f"the first chunk), a constant: no gradient flows back into it, so the steps above hold with "
+                       f"T = {k} (fewer in a last, shorter chunk) and the loss the mean over the chunk's steps.")
 
 
 def _settings(symbols: dict, settings: dict, rules, math) -> str:

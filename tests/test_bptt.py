@@ -150,3 +150,12 @@ def test_bad_bptt_settings_are_one_line_spec_errors(change, message):
 def test_bptt_needs_a_recurrent_layer():
     with pytest.raises(ChainruleError, match=r"bptt \(truncated backpropagation through time\) needs a recurrent"):
         derive({"network": {"inputs": 3, "layers": [{"units": 2}], "loss": "mse"}, "training": {"bptt": 2}})
+
+
+def test_the_notes_say_each_chunk_starts_from_the_carried_state():
+    """The steps are printed from h_0 = 0; under bptt the Training section says a chunk's h_0 is the state
+    carried from the chunk before, a constant, so the same steps hold with T = k."""
+    text = " ".join(derive(spec_of("lstm", 4, tokens=True)).text().split())  # the lines unwrapped
+    assert "bptt = 4" in text and "chunks of 4 steps" in text and "T = 4" in text
+    assert "no gradient flows back into it" in text
+    assert "chunks of" not in derive(spec_of("lstm", None, tokens=True)).text()
