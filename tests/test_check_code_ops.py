@@ -88,7 +88,7 @@ def test_a_right_backward_function_passes(capsys, module, op, function):
     ("tanh", "tanh_as_sigmoid", ["dx: different: wrong activation derivative: the op is tanh, whose derivative is "
                                  "1 - a², and yours is sigmoid's, a(1 - a) of its output"]),
     ("softmax", "softmax_no_mean", ["dx: different: constant factor: yours is 3 times the gradient (the 1/N of "
-                                    "the mean over the batch)", "loss: different: yours = "]),
+                                    "the mean over the batch, N = 3 at the check's points)", "loss: different: yours = "]),
     ("layernorm", "layernorm_constant_statistics", ["dgamma: correct", "dbeta: correct",
                                                     "dx: different: its backward without the paths through μ and σ"]),
     ("affine", "affine_one_value", ["affine_one_value raised an exception: TypeError: affine_one_value returned 1 value(s); it must "

@@ -135,7 +135,7 @@ def test_ufldl_prints_its_own_layer_numbers():
     (TANH, "sample", "delta1", r"\tanh'(W_2^T \delta_2)", "derivative taken at the upstream gradient"),
     (TANH, "sample", "W1", r"(W_2^T \delta_2) x^T", "missing activation derivative: Δ1 needs ⊙ tanh'(Z1)"),
     (TANH + " ; l2=0.1", "columns", "W2", r"N \Delta_2 A_1^T + 0.1 W_2",
-     "constant factor in the loss's part: yours is 3 times it (the 1/N of the mean over the batch); the L2 penalty's "
+     "constant factor in the loss's part: yours is 3 times it (the 1/N of the mean over the batch, N = 3 at the check's points); the L2 penalty's "
      "0.1·W2 is right"),
     (TANH + " ; l2=0.1", "columns", "W2", r"\Delta_2 A_1^T + 0.2 W_2", "the L2 penalty's gradient twice: it is 0.1·W2, once"),
 ])

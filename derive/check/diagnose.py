@@ -451,7 +451,7 @@ def factor_message(k, net, batch=True, part="") -> str:
     if abs(k) in (2, sp.Rational(1, 2)) and squared:
         hints.append("the 2 from differentiating the square: d/dŷ (ŷ - y)² = 2(ŷ - y)")
     if batch and abs(k) in (BATCH, sp.Rational(1, BATCH)):
-        hints.append("the 1/N of the mean over the batch")
+        hints.append(f"the 1/N of the mean over the batch, N = {BATCH} at the check's points")
     if net.loss.reduction == "mean" and outputs > 1 and abs(k) in (outputs, sp.Rational(1, outputs)):
         hints.append(f"the 1/{outputs} of the mean over the outputs")
     if batch and abs(k) in (2 * BATCH, sp.Rational(1, 2 * BATCH)) and squared:
