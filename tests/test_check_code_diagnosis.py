@@ -100,7 +100,7 @@ def test_a_missing_mean_with_an_l2_penalty_is_named(tmp_path):
     """)
     assert code == 1
     assert found["W2"].startswith("different: constant factor in the loss's part: yours is 3 times it (the 1/N of "
-                                  "the mean over the batch); the L2 penalty's 0.1·W2 is right"), text
+                                  "the mean over the batch, N = 3 at the check's points); the L2 penalty's 0.1·W2 is right"), text
     for later in ("b2", "W1", "b1"):
         assert found[later] == "different: follows from dL/dW2's mistake (constant factor in Δ2)", text
 
