@@ -68,9 +68,9 @@ def test_within_one_ulp_of_the_exact_value(erf):
     assert max(error) <= 1
 
 
-def test_float32_within_half_an_ulp_of_math_erf(erf):
-    """A float32 result is the float64 one (within 2^-52 relative) rounded: within 2^-24 relative,
-    plus math.erf's own error, of math.erf at the same float32 input."""
+def test_float32_within_1_4_ulp_of_math_erf(erf):
+    """A float32 input gets _erf32, Arm's float32 erff: within 1.4 float32 ulps of math.erf (itself within
+    a float64 ulp, far below that) at the same float32 input; tiny and subnormal inputs included."""
     rng = np.random.default_rng(3)
     tiny = np.geomspace(1.2e-38, 1e-3, 3000, dtype=np.float32)
     x = np.concatenate([np.linspace(-10, 10, 2_000_001, dtype=np.float32),
@@ -78,7 +78,8 @@ def test_float32_within_half_an_ulp_of_math_erf(erf):
                         around_edges().astype(np.float32)])
     got = erf(x)
     assert got.dtype == np.float32
-    assert max_relative_error(got, math_erf(x)) <= 2.0 ** -24 + 2.0 ** -50
+    want = math_erf(x)
+    assert np.max(np.abs(got - want) / np.spacing(np.abs(want).astype(np.float32))) <= 1.4
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
