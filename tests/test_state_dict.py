@@ -3,7 +3,7 @@ torch.nn.ModuleList twin, and loaded into the module they give torch's loss and 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from codegen.gallery import ROOT, spec_paths
 from derive import derive
@@ -148,10 +148,13 @@ def networks(draw):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks(), st.integers(0, 2 ** 16))
+# a layer norm over 2 features of small spread amplifies the loss's rounding: at a step of 1e-6 its noise
+# alone was 2e-6 of dL/dW1 (torch agreed with the module to 1e-10); at 1e-5 it is 1e-7
+@example(spec="3 -> 2 relu -> layernorm -> 1 relu ; mse", seed=974)
 def test_random_networks_match_torch_and_central_differences(spec, seed):
     module, params, X, T = assert_matches_torch(spec, seed)
     _, grads = module.loss_and_grads(params, X, T)
-    numeric = central_differences(module, params, X, T)
+    numeric = central_differences(module, params, X, T, eps=1e-5)
     for name in grads:
         assert relative_error(grads[name], numeric[name]) < 1e-6, name
     assert verify(derive(spec)).ok
