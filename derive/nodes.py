@@ -310,3 +310,81 @@ def _numpy_broadcast(values, shape):
     """A formula's values as a float array of ``shape`` (a constant formula gives one number)."""
     import numpy as np
     return np.broadcast_to(np.asarray(values, dtype=float), shape).copy()
+
+
+def explicit(*mats) -> bool:
+    """Whether every matrix is explicit, so a node can unroll on them."""
+    return all(isinstance(m, sp.MatrixBase) for m in mats)
+
+
+def held(printer, m) -> str:
+    """``m`` in NumPy as the emitted code holds it: a parameter by its name, a batch value (N, features)."""
+    if isinstance(m, sp.MatrixSymbol):
+        return printer._name(m.name)
+    saved, printer._transposed = printer._transposed, True
+    try:
+        return printer._print(m)
+    finally:
+        printer._transposed = saved
+
+
+def shared_backward(printer, call: str, out, which: int) -> str:
+    """Input ``which``'s gradient from ``call``, a backward pass that gives every input's: the call is made once
+    per node (named after its output ``out``) and indexed by each Step."""
+    if call not in printer.kernels:
+        printer.kernels[call] = f"{printer._name(out.name)}_grads"
+        printer.preamble.append((printer.kernels[call], call))
+    return f"{printer.kernels[call]}[{which}]"
+
+
+class OfSpec(MatrixExpr):
+    """A layer's node: ``Spec.basic(spec)`` (its frozen dataclass as the Tuple SymPy rebuilds it from), then its
+    matrices; ``doit`` unrolls it by ``unrolled(*mats)`` once they are explicit. ``_label(printer, latex)``
+    prints it."""
+    Spec: type
+
+    def __new__(cls, spec, *mats):
+        return sp.Basic.__new__(cls, cls.Spec.basic(spec), *mats)
+
+    @property
+    def spec(self):
+        return self.Spec.of(self.args[0])
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[1:]
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.mats]
+        if not explicit(*mats):
+            return type(self)(self.spec, *mats)
+        return self.unrolled(*mats)
+
+    def _latex(self, printer):
+        return self._label(printer, True)
+
+    def _sympystr(self, printer):
+        return self._label(printer, False)
+
+
+class OfSpecGrad(OfSpec):
+    """dL/d(input ``which``) of an :class:`OfSpec` node, given G = dL/d(its output): ``spec``, ``which``, G, ``out``
+    (the node's output: the emitted code reads what its forward pass stored under that name), then the node's
+    inputs; ``gradients(G, *inputs)`` gives every input's once they are explicit."""
+
+    def __new__(cls, spec, which: int, G, out, *mats):
+        return sp.Basic.__new__(cls, cls.Spec.basic(spec), sp.sympify(which), G, out, *mats)
+
+    @property
+    def which(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[2:]
+
+    def doit(self, **hints):
+        G, out, *ins = (m.doit(**hints) for m in self.mats)
+        if not explicit(G, *ins):
+            return type(self)(self.spec, self.which, G, out, *ins)
+        return self.gradients(G, *ins)[self.which]

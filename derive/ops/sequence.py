@@ -15,7 +15,7 @@ from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, shown
 from ..naming import Names, indexed, layer_key, letter, network_output
-from ..nodes import OfOneMatrix, broadcast
+from ..nodes import OfOneMatrix, broadcast, explicit, held, shared_backward
 from ..steps import ref
 from .attention import _sequence_input
 from .layernorm import LayerNormLayer
@@ -308,7 +308,7 @@ class StepLayerNorm(MatrixExpr):
 
     def doit(self, **hints):
         mats = [m.doit(**hints) for m in self.mats]
-        if not all(isinstance(m, sp.MatrixBase) for m in mats):
+        if not explicit(*mats):
             return StepLayerNorm(*mats, self.eps, self.length)
         X, *affine = mats
         E = X.rows // self.length
@@ -366,7 +366,7 @@ class StepLayerNormGrad(MatrixExpr):
     def doit(self, **hints):
         G, out, *mats = (m.doit(**hints) for m in self.mats)
         eps = self.args[-2]
-        if not all(isinstance(m, sp.MatrixBase) for m in [G] + mats):
+        if not explicit(G, *mats):
             return StepLayerNormGrad(self.which, G, out, *mats, eps, self.length)
         X, *affine = mats
         E, N = X.rows // self.length, X.cols
@@ -411,21 +411,13 @@ class StepLayerNormGrad(MatrixExpr):
         G, out, *mats = self.mats
         gamma = _held(printer, mats[1]) if len(mats) > 1 else "None"
         call = f"_layernorm_steps_backward({_held(printer, G)}, {printer._name(f'{out.name}_saved')}, {gamma})"
-        if call not in printer.kernels:
-            printer.kernels[call] = f"{printer._name(out.name)}_grads"
-            printer.preamble.append((printer.kernels[call], call))
-        return f"{printer.kernels[call]}[{self.which}]"
+        return shared_backward(printer, call, out, self.which)
 
 
 def _held(printer, m) -> str:
-    """``m`` as the emitted code holds it: a parameter by its name, a batch value (N, features)."""
-    if isinstance(m, sp.MatrixSymbol):
-        return printer._name(m.name)
-    saved, printer._transposed = printer._transposed, True
-    try:
-        return f"({printer._print(m)})"
-    finally:
-        printer._transposed = saved
+    """``held``, a batch value's expression in parentheses."""
+    text = held(printer, m)
+    return text if isinstance(m, sp.MatrixSymbol) else f"({text})"
 
 
 @op("step_layernorm")
