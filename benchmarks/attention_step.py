@@ -4,8 +4,8 @@ softmax over 32 at every position, cross-entropy over N·T; N = 8, T = 64, float
 NumPy, PyTorch eager (F.scaled_dot_product_attention) and jax.jit; the tracemalloc peak of one step of the
 NumPy peers too (the (N, heads, T, T) attention weights are the largest arrays).
 
-As in section 1, every peer's loss and gradients are first compared with the hand-written step in
-float64 on the same numbers; then medians over interleaved rounds.
+As in section 1 (``train_step.measure``), every peer's loss and gradients are first compared with the
+hand-written step in float64 on the same numbers, in float64 and float32; then medians over interleaved rounds.
 """
 import math
 import sys
@@ -16,8 +16,7 @@ from scipy.special import erf  # the hand-written gelu's (scikit-learn's depende
 
 import peers
 from nets import Unavailable, available, load_emitted
-from timing import interleaved
-from train_step import TOLERANCE, compare
+from train_step import measure
 
 N, T, V, E, HEADS, HIDDEN = 8, 64, 32, 64, 4, 256
 SPEC = {"name": "attention_block", "network": {"inputs": {"length": T, "vocab": V}, "layers": [
@@ -206,34 +205,15 @@ def peak_mib(step) -> float:
 
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.02) if quick else (15, 0.05)
-    rows, mismatches, checked = [], [], {}
     X, Y = make_data()
     params64 = make_params(np.float64)
     reference = hand_loss_and_grads(params64, X, Y)
-    steps64, skipped = build_steps("float64", params64, X, Y)
-    for name, step in steps64.items():
-        err, problem = compare(step, reference, TOLERANCE["float64"])
-        checked[name] = err
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} float64: {problem} (relative error {err:.3g})")
-            print(f"!! {mismatches[-1]}", file=sys.stderr, flush=True)
-    dtype = "float32"
-    params = {k: v.astype(dtype) for k, v in params64.items()}
-    steps, _ = build_steps(dtype, params, X, Y)
-    for name, step in steps.items():
-        err, problem = compare(step, reference, TOLERANCE[dtype])
-        checked[name] = max(checked.get(name, 0.0), err)
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} {dtype}: {problem} (relative error {err:.3g})")
-    times = interleaved(steps, rounds, target)
-    hand = times["hand NumPy"]["median_s"]
-    for name in PEERS:
-        if name in times:
-            t = times[name]["median_s"]
-            rows.append({"net": "attention", "label": LABEL, "dtype": dtype, "peer": name, "median_s": t,
-                         "min_s": times[name]["min_s"], "cpu_median_s": times[name]["cpu_median_s"],
-                         "ratio_to_hand": t / hand, "grad_rel_error": checked.get(name),
-                         "peak_mib": peak_mib(steps[name]) if name in ("hand NumPy", "chainrule unchecked") else None,
-                         "grads_match": not any(f": {name} on" in m for m in mismatches)})
+
+    def build(dtype):
+        return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X, Y)
+    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target)
+    memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
+    rows = [{**row, "peak_mib": memory.get(row["peer"])}
+            for row in m.rows(PEERS, net="attention", label=LABEL, dtype="float32")]
     print("  attention step: done", file=sys.stderr, flush=True)
-    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}
+    return {"rows": rows, "skipped": m.skipped, "mismatches": m.messages}
