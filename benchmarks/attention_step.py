@@ -9,14 +9,13 @@ hand-written step in float64 on the same numbers, in float64 and float32; then m
 """
 import math
 import sys
-import tracemalloc
 
 import numpy as np
 from scipy.special import erf  # the hand-written gelu's (scikit-learn's dependency, installed with it)
 
 import peers
 from nets import Unavailable, available, load_emitted
-from train_step import measure
+from train_step import measure, numpy_peaks
 
 N, T, V, E, HEADS, HIDDEN = 8, 64, 32, 64, 4, 256
 SPEC = {"name": "attention_block", "network": {"inputs": {"length": T, "vocab": V}, "layers": [
@@ -192,17 +191,6 @@ def build_steps(dtype, params, X, Y) -> tuple:
     return available(makers)
 
 
-def peak_mib(step) -> float:
-    """The tracemalloc peak of one call, in MiB (NumPy's arrays are traced; torch's and jax's are not)."""
-    step()
-    tracemalloc.start()
-    try:
-        step()
-        return tracemalloc.get_traced_memory()[1] / 2 ** 20
-    finally:
-        tracemalloc.stop()
-
-
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.02) if quick else (15, 0.05)
     X, Y = make_data()
@@ -212,7 +200,7 @@ def run(quick: bool) -> dict:
     def build(dtype):
         return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X, Y)
     m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target)
-    memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
+    memory = numpy_peaks(m.steps)
     rows = [{**row, "peak_mib": memory.get(row["peer"])}
             for row in m.rows(PEERS, net="attention", label=LABEL, dtype="float32")]
     print("  attention step: done", file=sys.stderr, flush=True)

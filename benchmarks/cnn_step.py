@@ -7,14 +7,13 @@ float64 on the same numbers; then medians over interleaved rounds, the bound set
 GEMMs (timed alone on contiguous operands), and the peak memory of one step (tracemalloc).
 """
 import sys
-import tracemalloc
 
 import numpy as np
 
 import hand_cnn
 from nets import Unavailable, available, load_emitted
 from peers import _import
-from train_step import measure
+from train_step import measure, numpy_peaks
 
 SPEC = ("3x32x32 -> conv2d(out_channels=16, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) "
         "-> conv2d(out_channels=32, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) -> flatten "
@@ -23,7 +22,6 @@ LABEL = "CIFAR CNN 3x32x32 c16-pool-c32-pool-fc10 N=64"
 BATCH = 64
 SHAPES = {"W1": (16, 3, 3, 3), "b1": (16,), "W3": (32, 16, 3, 3), "b3": (32,), "W6": (10, 2048), "b6": (10,)}
 PEERS = ("hand NumPy", "chainrule", "chainrule unchecked", "PyTorch", "jax.jit")
-MIB = 1 << 20
 
 
 def make_params(dtype, seed=0) -> dict:
@@ -109,16 +107,6 @@ def build_steps(dtype, params, X, T) -> tuple:
     return available(makers)
 
 
-def peak_mib(step) -> float:
-    """tracemalloc's peak of the bytes one call of ``step`` allocates (NumPy reports its buffers)."""
-    step()
-    tracemalloc.start()
-    step()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak / MIB
-
-
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.05) if quick else (15, 0.2)
     X64, T = make_data(np.float64)
@@ -131,7 +119,7 @@ def run(quick: bool) -> dict:
     m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target,
                 {"GEMMs alone": hand_cnn.gemms(params, X)})
     bound = m.times["GEMMs alone"]["median_s"]
-    memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
+    memory = numpy_peaks(m.steps)
     rows = [{**row, "gemm_fraction": bound / row["median_s"], "peak_mib": memory.get(row["peer"])}
             for row in m.rows(PEERS, net="cnn", label=LABEL, dtype="float32")]
     print("  CNN step: done", file=sys.stderr, flush=True)
