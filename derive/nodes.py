@@ -85,11 +85,12 @@ class ElementSum(sp.Expr):
 
 
 class OfOneMatrix(MatrixExpr):
-    """A node of one matrix argument, ``mat``, evaluated entry by entry once ``mat`` is explicit
-    (``entries(mat)``); until then ``doit`` keeps the node around the evaluated argument."""
+    """A node of one matrix argument, ``mat`` (and any integers its kind needs, such as a length), evaluated
+    entry by entry once ``mat`` is explicit (``entries(mat)``); until then ``doit`` keeps the node around the
+    evaluated argument."""
 
-    def __new__(cls, mat):
-        return sp.Basic.__new__(cls, mat)
+    def __new__(cls, mat, *counts):
+        return sp.Basic.__new__(cls, mat, *(sp.sympify(n) for n in counts))
 
     @property
     def mat(self):
@@ -97,7 +98,7 @@ class OfOneMatrix(MatrixExpr):
 
     def doit(self, **hints):
         mat = self.mat.doit(**hints)
-        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat)
+        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat, *self.args[1:])
 
 
 class ColumnNormalize(OfOneMatrix):
@@ -215,17 +216,10 @@ class BatchMean(MatMul):
         return BatchMean(scale, mat, ones)
 
 
-class ChannelTotal(MatrixExpr):
+class ChannelTotal(OfOneMatrix):
     """The sum of each channel of M over the batch and the image: M is (C·k, n), its rows in blocks of
     ``k`` (a channel's H·W positions, PyTorch's row-major order), and the result a column (C, 1). Batch
     norm after a convolution takes its statistics and its sums this way; with k = 1 it is ``M 1_N``."""
-
-    def __new__(cls, mat, k):
-        return sp.Basic.__new__(cls, mat, sp.sympify(k))
-
-    @property
-    def mat(self):
-        return self.args[0]
 
     @property
     def k(self) -> int:
@@ -235,10 +229,7 @@ class ChannelTotal(MatrixExpr):
     def shape(self):
         return self.mat.shape[0] / self.args[1], sp.Integer(1)
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return ChannelTotal(mat, self.k)
+    def entries(self, mat):
         k = self.k
         return sp.ImmutableMatrix(mat.rows // k, 1, lambda c, _: sum(mat[c * k:(c + 1) * k, :]))
 

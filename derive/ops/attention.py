@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from ..errors import ChainruleError
-from ..fields import boolean, positive_int, shown_shape
+from ..fields import boolean, positive_int, sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
 from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
 from ..steps import ref
@@ -292,22 +292,22 @@ class MultiheadAttention(Op):
         return [("T=2 E=1 1 head", build(2, 1, 1)), ("T=2 E=2 2 heads causal no bias", build(2, 2, 2, True, False))]
 
 
-def _sequence_input(at, where: str) -> tuple:
-    """(T, E) of a layer that takes a sequence { length, features }; else the one-line error."""
-    names = tuple(name for name, _ in at.shape)
-    if names == ("length", "vocab"):
-        raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
-                             f'{{ type = "embedding", embedding_dim = 16 }} before it')
-    if names != ("length", "features"):
-        raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
-                             f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}, or "
-                             f"put it before the layer that ends the sequence (a mean or return_sequences = false)")
-    return at.shape[0][1], at.shape[1][1]
+class SequenceOut:
+    """``units`` and ``shape`` of a layer kind whose output is a sequence of its fields ``length`` and
+    ``features`` (its input's)."""
+
+    @property
+    def units(self) -> int:
+        return self.length * self.features
+
+    @property
+    def shape(self) -> tuple:
+        return (("length", self.length), ("features", self.features))
 
 
 @layer("attention")
 @dataclass(frozen=True)
-class AttentionLayer(LayerKind):
+class AttentionLayer(SequenceOut, LayerKind):
     """torch.nn.MultiheadAttention(E, num_heads, bias, batch_first=True) as self-attention on a sequence
     (length, features = E): ``mha(x, x, x, need_weights=False)``, with the upper-triangular -inf mask when causal."""
     num_heads: int
@@ -318,18 +318,10 @@ class AttentionLayer(LayerKind):
     keys = ("type", "num_heads", "causal", "bias")
     takes = ("sequences", "tokens")  # tokens: its parse says to put an embedding first
 
-    @property
-    def units(self) -> int:
-        return self.length * self.features
-
-    @property
-    def shape(self) -> tuple:
-        return (("length", self.length), ("features", self.features))
-
     @classmethod
     def parse(cls, raw, at):
         where = f"{at.where} (attention)"
-        T, E = _sequence_input(at, where)
+        T, E = sequence_input(at, where)
         heads = positive_int(raw.get("num_heads"), f"{where} num_heads")
         if E % heads:
             raise ChainruleError(f"{where} num_heads = {heads} does not divide the embedding width {E}; give a "

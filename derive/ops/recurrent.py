@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.core.symbol import Str
 
 from ..errors import ChainruleError, did_you_mean, shown
-from ..fields import boolean, positive_int, shown_shape
+from ..fields import boolean, positive_int, sequence_input
 from ..functions import sigma
 from ..naming import Names, layer_key, network_output
 from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
@@ -422,14 +422,7 @@ class RecurrentLayer(LayerKind):
     @classmethod
     def parse(cls, raw, at):
         where = f"{at.where} ({cls.kind})"
-        names = tuple(name for name, _ in at.shape)
-        if names == ("length", "vocab"):
-            raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
-                                 f'{{ type = "embedding", embedding_dim = 16 }} before it')
-        if names != ("length", "features"):
-            raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
-                                 f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}"
-                                 f" or keep return_sequences = true on the recurrent layer before it")
+        length, _ = sequence_input(at, where, " or keep return_sequences = true on the recurrent layer before it")
         hidden = positive_int(raw.get("hidden_size"), f"{where} hidden_size")
         if not boolean(raw, "bias", True, where):
             raise ChainruleError(f"{where} bias = false is not supported; remove it (torch's default is true)")
@@ -437,7 +430,7 @@ class RecurrentLayer(LayerKind):
         if nonlinearity not in NONLINEARITIES:
             raise ChainruleError(f"{where} nonlinearity must be one of {', '.join(NONLINEARITIES)}, not "
                                  f"{shown(nonlinearity)}{did_you_mean(str(nonlinearity), NONLINEARITIES)}")
-        return cls(hidden, at.shape[0][1], boolean(raw, "return_sequences", True, where), nonlinearity)
+        return cls(hidden, length, boolean(raw, "return_sequences", True, where), nonlinearity)
 
     def parameters(self, shape) -> int:
         gates = cell(self.kind, self.nonlinearity).gates * self.hidden_size
