@@ -172,12 +172,7 @@ def jax_step(params, X, Y):
         return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
 
     compiled = jax.jit(jax.value_and_grad(loss))
-
-    def step():
-        value, grads = compiled(p, x, y)
-        jax.block_until_ready(grads)
-        return value, grads
-    return step
+    return peers.jitted_step(compiled, p, x, y)
 
 
 def build_steps(dtype, params, X, Y) -> tuple:

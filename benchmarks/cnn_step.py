@@ -12,7 +12,7 @@ import numpy as np
 
 import hand_cnn
 from nets import Unavailable, available, load_emitted
-from peers import _import
+from peers import _import, jitted_step
 from train_step import measure, numpy_peaks
 
 SPEC = ("3x32x32 -> conv2d(out_channels=16, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) "
@@ -88,12 +88,7 @@ def make_jax(params, X, T):
         return -jnp.mean(jnp.take_along_axis(log_probs, t[:, None], axis=1))
     compiled = jax.jit(jax.value_and_grad(loss))
     p, x, t = ({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X), jnp.asarray(T))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return float(value), grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 def build_steps(dtype, params, X, T) -> tuple:

@@ -14,7 +14,7 @@ import numpy as np
 
 import hand_rnn
 from nets import Unavailable, available, load_emitted
-from peers import _import
+from peers import _import, jitted_step
 from train_step import measure
 
 VOCAB, EMBED, HIDDEN, LENGTH, BATCH, CLASSES = 32, 16, 64, 32, 16, 32
@@ -135,12 +135,7 @@ def make_jax(net, params, X, T):
         return -jnp.mean(jnp.take_along_axis(log_probs, targets[..., None], axis=-1))
     compiled = jax.jit(jax.value_and_grad(loss))
     p, x, t = ({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X), jnp.asarray(T))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return float(value), grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 def build_steps(net, dtype, params, X, T) -> tuple:
