@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import erf  # the hand-written gelu's (scikit-learn's dependency, installed with it)
 
 import peers
-from nets import Unavailable, available, load_emitted
+from nets import available, emitted_step
 from train_step import measure, numpy_peaks
 
 N, T, V, E, HEADS, HIDDEN = 8, 64, 32, 64, 4, 256
@@ -114,16 +114,6 @@ def hand_loss_and_grads(p, X, Y):
 
 # -- the peers ----------------------------------------------------------------------------------------
 
-def emitted_step(dtype, params, X, Y, checked=True):
-    module = load_emitted(SPEC, dtype, f"emitted_attention_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, Y)
-    ready, X_ready, Y_ready = module._checked(params, X, Y)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
-
-
 def torch_step(params, X, Y):
     torch = peers._import("torch")
     F = torch.nn.functional
@@ -178,8 +168,9 @@ def jax_step(params, X, Y):
 def build_steps(dtype, params, X, Y) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_loss_and_grads(params, X, Y)),
-        "chainrule": lambda: emitted_step(dtype, params, X, Y),
-        "chainrule unchecked": lambda: emitted_step(dtype, params, X, Y, checked=False),
+        "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_attention", dtype, params, X, Y),
+        "chainrule unchecked": lambda: emitted_step(SPEC, SHAPES, "emitted_attention", dtype, params, X, Y,
+                                                    checked=False),
         "PyTorch": lambda: torch_step(params, X, Y),
         "jax.jit": lambda: jax_step(params, X, Y),
     }

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 import hand_cnn
-from nets import Unavailable, available, load_emitted
+from nets import available, emitted_step
 from peers import _import, jitted_step
 from train_step import measure, numpy_peaks
 
@@ -37,16 +37,6 @@ def make_params(dtype, seed=0) -> dict:
 def make_data(dtype, seed=1):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((BATCH, 3, 32, 32)).astype(dtype), rng.integers(0, 10, size=BATCH)
-
-
-def emitted_step(dtype, params, X, T, checked=True):
-    module = load_emitted(SPEC, dtype, f"emitted_cnn_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, T)
-    ready, X_ready, Y_ready = module._checked(params, X, T)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
 
 
 def make_torch(params, X, T):
@@ -94,8 +84,9 @@ def make_jax(params, X, T):
 def build_steps(dtype, params, X, T) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_cnn.loss_and_grads(params, X, T)),
-        "chainrule": lambda: emitted_step(dtype, params, X, T),
-        "chainrule unchecked": lambda: emitted_step(dtype, params, X, T, checked=False),
+        "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_cnn", dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(SPEC, SHAPES, "emitted_cnn", dtype, params, X, T,
+                                                    checked=False),
         "PyTorch": lambda: make_torch(params, X, T),
         "jax.jit": lambda: make_jax(params, X, T),
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import hand_rnn
-from nets import Unavailable, available, load_emitted
+from nets import available, emitted_step
 from peers import _import, jitted_step
 from train_step import measure
 
@@ -64,16 +64,6 @@ def make_data(net, seed=1):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, VOCAB, size=(BATCH, LENGTH)),
             rng.integers(0, CLASSES, size=(BATCH, LENGTH) if net.sequences else BATCH))
-
-
-def emitted_step(net, dtype, params, X, T, checked=True):
-    module = load_emitted(net.spec, dtype, f"emitted_{net.key.replace('-', '_')}_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != net.shapes:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {net.shapes}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, T)
-    ready, X_ready, Y_ready = module._checked(params, X, T)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
 
 
 def make_torch(net, params, X, T):
@@ -139,10 +129,11 @@ def make_jax(net, params, X, T):
 
 
 def build_steps(net, dtype, params, X, T) -> tuple:
+    name = f"emitted_{net.key.replace('-', '_')}"
     makers = {
         "hand NumPy": lambda: (lambda: hand_rnn.loss_and_grads(net.cell, params, X, T, net.sequences)),
-        "chainrule": lambda: emitted_step(net, dtype, params, X, T),
-        "chainrule unchecked": lambda: emitted_step(net, dtype, params, X, T, checked=False),
+        "chainrule": lambda: emitted_step(net.spec, net.shapes, name, dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(net.spec, net.shapes, name, dtype, params, X, T, checked=False),
         "PyTorch": lambda: make_torch(net, params, X, T),
         "jax.jit": lambda: make_jax(net, params, X, T),
     }
