@@ -4,20 +4,18 @@ softmax over 32 at every position, cross-entropy over N·T; N = 8, T = 64, float
 NumPy, PyTorch eager (F.scaled_dot_product_attention) and jax.jit; the tracemalloc peak of one step of the
 NumPy peers too (the (N, heads, T, T) attention weights are the largest arrays).
 
-As in section 1, every peer's loss and gradients are first compared with the hand-written step in
-float64 on the same numbers; then medians over interleaved rounds.
+As in section 1 (``train_step.measure``), every peer's loss and gradients are first compared with the
+hand-written step in float64 on the same numbers, in float64 and float32; then medians over interleaved rounds.
 """
 import math
 import sys
-import tracemalloc
 
 import numpy as np
 from scipy.special import erf  # the hand-written gelu's (scikit-learn's dependency, installed with it)
 
 import peers
-from nets import Unavailable, available, load_emitted
-from timing import interleaved
-from train_step import TOLERANCE, compare
+from nets import available, emitted_step
+from train_step import measure, numpy_peaks
 
 N, T, V, E, HEADS, HIDDEN = 8, 64, 32, 64, 4, 256
 SPEC = {"name": "attention_block", "network": {"inputs": {"length": T, "vocab": V}, "layers": [
@@ -116,16 +114,6 @@ def hand_loss_and_grads(p, X, Y):
 
 # -- the peers ----------------------------------------------------------------------------------------
 
-def emitted_step(dtype, params, X, Y, checked=True):
-    module = load_emitted(SPEC, dtype, f"emitted_attention_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, Y)
-    ready, X_ready, Y_ready = module._checked(params, X, Y)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
-
-
 def torch_step(params, X, Y):
     torch = peers._import("torch")
     F = torch.nn.functional
@@ -174,66 +162,32 @@ def jax_step(params, X, Y):
         return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
 
     compiled = jax.jit(jax.value_and_grad(loss))
-
-    def step():
-        value, grads = compiled(p, x, y)
-        jax.block_until_ready(grads)
-        return value, grads
-    return step
+    return peers.jitted_step(compiled, p, x, y)
 
 
 def build_steps(dtype, params, X, Y) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_loss_and_grads(params, X, Y)),
-        "chainrule": lambda: emitted_step(dtype, params, X, Y),
-        "chainrule unchecked": lambda: emitted_step(dtype, params, X, Y, checked=False),
+        "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_attention", dtype, params, X, Y),
+        "chainrule unchecked": lambda: emitted_step(SPEC, SHAPES, "emitted_attention", dtype, params, X, Y,
+                                                    checked=False),
         "PyTorch": lambda: torch_step(params, X, Y),
         "jax.jit": lambda: jax_step(params, X, Y),
     }
     return available(makers)
 
 
-def peak_mib(step) -> float:
-    """The tracemalloc peak of one call, in MiB (NumPy's arrays are traced; torch's and jax's are not)."""
-    step()
-    tracemalloc.start()
-    try:
-        step()
-        return tracemalloc.get_traced_memory()[1] / 2 ** 20
-    finally:
-        tracemalloc.stop()
-
-
 def run(quick: bool) -> dict:
     rounds, target = (5, 0.02) if quick else (15, 0.05)
-    rows, mismatches, checked = [], [], {}
     X, Y = make_data()
     params64 = make_params(np.float64)
     reference = hand_loss_and_grads(params64, X, Y)
-    steps64, skipped = build_steps("float64", params64, X, Y)
-    for name, step in steps64.items():
-        err, problem = compare(step, reference, TOLERANCE["float64"])
-        checked[name] = err
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} float64: {problem} (relative error {err:.3g})")
-            print(f"!! {mismatches[-1]}", file=sys.stderr, flush=True)
-    dtype = "float32"
-    params = {k: v.astype(dtype) for k, v in params64.items()}
-    steps, _ = build_steps(dtype, params, X, Y)
-    for name, step in steps.items():
-        err, problem = compare(step, reference, TOLERANCE[dtype])
-        checked[name] = max(checked.get(name, 0.0), err)
-        if problem:
-            mismatches.append(f"GRADIENT MISMATCH: {name} on {LABEL} {dtype}: {problem} (relative error {err:.3g})")
-    times = interleaved(steps, rounds, target)
-    hand = times["hand NumPy"]["median_s"]
-    for name in PEERS:
-        if name in times:
-            t = times[name]["median_s"]
-            rows.append({"net": "attention", "label": LABEL, "dtype": dtype, "peer": name, "median_s": t,
-                         "min_s": times[name]["min_s"], "cpu_median_s": times[name]["cpu_median_s"],
-                         "ratio_to_hand": t / hand, "grad_rel_error": checked.get(name),
-                         "peak_mib": peak_mib(steps[name]) if name in ("hand NumPy", "chainrule unchecked") else None,
-                         "grads_match": not any(f": {name} on" in m for m in mismatches)})
+
+    def build(dtype):
+        return build_steps(dtype, {k: v.astype(dtype) for k, v in params64.items()}, X, Y)
+    m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target)
+    memory = numpy_peaks(m.steps)
+    rows = [{**row, "peak_mib": memory.get(row["peer"])}
+            for row in m.rows(PEERS, net="attention", label=LABEL, dtype="float32")]
     print("  attention step: done", file=sys.stderr, flush=True)
-    return {"rows": rows, "skipped": skipped, "mismatches": mismatches}
+    return {"rows": rows, "skipped": m.skipped, "mismatches": m.messages}

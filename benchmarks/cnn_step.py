@@ -7,14 +7,13 @@ float64 on the same numbers; then medians over interleaved rounds, the bound set
 GEMMs (timed alone on contiguous operands), and the peak memory of one step (tracemalloc).
 """
 import sys
-import tracemalloc
 
 import numpy as np
 
 import hand_cnn
-from nets import Unavailable, available, load_emitted
-from peers import _import
-from train_step import measure
+from nets import available, emitted_step
+from peers import _import, jitted_step
+from train_step import measure, numpy_peaks
 
 SPEC = ("3x32x32 -> conv2d(out_channels=16, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) "
         "-> conv2d(out_channels=32, kernel_size=3, padding=1, activation=relu) -> maxpool2d(kernel_size=2) -> flatten "
@@ -23,7 +22,6 @@ LABEL = "CIFAR CNN 3x32x32 c16-pool-c32-pool-fc10 N=64"
 BATCH = 64
 SHAPES = {"W1": (16, 3, 3, 3), "b1": (16,), "W3": (32, 16, 3, 3), "b3": (32,), "W6": (10, 2048), "b6": (10,)}
 PEERS = ("hand NumPy", "chainrule", "chainrule unchecked", "PyTorch", "jax.jit")
-MIB = 1 << 20
 
 
 def make_params(dtype, seed=0) -> dict:
@@ -39,16 +37,6 @@ def make_params(dtype, seed=0) -> dict:
 def make_data(dtype, seed=1):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((BATCH, 3, 32, 32)).astype(dtype), rng.integers(0, 10, size=BATCH)
-
-
-def emitted_step(dtype, params, X, T, checked=True):
-    module = load_emitted(SPEC, dtype, f"emitted_cnn_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, T)
-    ready, X_ready, Y_ready = module._checked(params, X, T)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
 
 
 def make_torch(params, X, T):
@@ -90,33 +78,19 @@ def make_jax(params, X, T):
         return -jnp.mean(jnp.take_along_axis(log_probs, t[:, None], axis=1))
     compiled = jax.jit(jax.value_and_grad(loss))
     p, x, t = ({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X), jnp.asarray(T))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return float(value), grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 def build_steps(dtype, params, X, T) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_cnn.loss_and_grads(params, X, T)),
-        "chainrule": lambda: emitted_step(dtype, params, X, T),
-        "chainrule unchecked": lambda: emitted_step(dtype, params, X, T, checked=False),
+        "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_cnn", dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(SPEC, SHAPES, "emitted_cnn", dtype, params, X, T,
+                                                    checked=False),
         "PyTorch": lambda: make_torch(params, X, T),
         "jax.jit": lambda: make_jax(params, X, T),
     }
     return available(makers)
-
-
-def peak_mib(step) -> float:
-    """tracemalloc's peak of the bytes one call of ``step`` allocates (NumPy reports its buffers)."""
-    step()
-    tracemalloc.start()
-    step()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak / MIB
 
 
 def run(quick: bool) -> dict:
@@ -131,7 +105,7 @@ def run(quick: bool) -> dict:
     m = measure(LABEL, build, reference, ("float64", "float32"), rounds, target,
                 {"GEMMs alone": hand_cnn.gemms(params, X)})
     bound = m.times["GEMMs alone"]["median_s"]
-    memory = {name: peak_mib(m.steps[name]) for name in ("hand NumPy", "chainrule unchecked") if name in m.steps}
+    memory = numpy_peaks(m.steps)
     rows = [{**row, "gemm_fraction": bound / row["median_s"], "peak_mib": memory.get(row["peer"])}
             for row in m.rows(PEERS, net="cnn", label=LABEL, dtype="float32")]
     print("  CNN step: done", file=sys.stderr, flush=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 import hand_numpy
 import peers
-from nets import Unavailable, available, load_emitted
+from nets import available, emitted_step
 from train_step import measure
 
 SPEC = "256 -> 256 relu -> layernorm -> 256 relu -> 10 softmax ; cross_entropy"
@@ -37,21 +37,12 @@ def make_data(dtype, seed=1):
     return rng.standard_normal((BATCH, 256)).astype(dtype), rng.integers(0, 10, size=BATCH)
 
 
-def emitted_step(dtype, params, X, T, checked=True):
-    module = load_emitted(SPEC, dtype, f"emitted_layernorm_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != SHAPES:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {SHAPES}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, T)
-    ready, X_ready, Y_ready = module._checked(params, X, T)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
-
-
 def build_steps(dtype, params, X, T) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_numpy.layernorm_loss_and_grads(params, X, T)),
-        "chainrule": lambda: emitted_step(dtype, params, X, T),
-        "chainrule unchecked": lambda: emitted_step(dtype, params, X, T, checked=False),
+        "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_layernorm", dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(SPEC, SHAPES, "emitted_layernorm", dtype, params, X, T,
+                                                    checked=False),
         "PyTorch": lambda: peers.make_torch_layernorm(params, X, T),
         "jax.jit": lambda: peers.make_jax_layernorm(params, X, T),
     }

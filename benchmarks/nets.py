@@ -120,6 +120,18 @@ def write_emitted(spec, dtype: str, name: str) -> Path:
     return path
 
 
+def emitted_step(spec, shapes: dict, name: str, dtype: str, params, X, T, checked=True):
+    """The emitted module's loss_and_grads, which checks its inputs; or (checked=False) _loss_and_grads on inputs
+    checked once beforehand, as train runs it per batch. Unavailable where its PARAM_SHAPES are not ``shapes``."""
+    module = load_emitted(spec, dtype, f"{name}_{dtype}")
+    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != shapes:
+        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {shapes}")
+    if checked:
+        return lambda: module.loss_and_grads(params, X, T)
+    ready, X_ready, Y_ready = module._checked(params, X, T)
+    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
+
+
 def load_emitted(spec, dtype: str, name: str):
     """Generate ``spec`` and import it as a fresh module called ``name``."""
     path = write_emitted(spec, dtype, name)

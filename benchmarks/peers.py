@@ -16,6 +16,18 @@ def _import(name):
         raise Unavailable(f"{name} is not installed here; skipped") from None
 
 
+def jitted_step(compiled, *args):
+    """A step calling ``compiled`` (a jax.jit of value_and_grad) on ``args`` that waits for the gradients: jax
+    returns before its work is done, so a timing would otherwise stop early."""
+    import jax
+
+    def step():
+        value, grads = compiled(*args)
+        jax.block_until_ready(grads)
+        return value, grads
+    return step
+
+
 def versions() -> dict:
     """The peers' versions, or None where missing."""
     from importlib.metadata import PackageNotFoundError, version
@@ -111,12 +123,7 @@ def make_jax(net, params, X, T):
         return -jnp.mean(jnp.take_along_axis(log_probs, t[:, None], axis=1))
 
     compiled = jax.jit(jax.value_and_grad(loss))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return value, grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 # -- the layer-norm network (hand_numpy.layernorm_loss_and_grads) -------------------------------
@@ -156,12 +163,7 @@ def make_jax_layernorm(params, X, T, eps=1e-5):
         return -jnp.mean(jnp.take_along_axis(log_probs, t[:, None], axis=1))
 
     compiled = jax.jit(jax.value_and_grad(loss))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return value, grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 def to_numpy(grads) -> dict:

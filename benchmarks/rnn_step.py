@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import hand_rnn
-from nets import Unavailable, available, load_emitted
-from peers import _import
+from nets import available, emitted_step
+from peers import _import, jitted_step
 from train_step import measure
 
 VOCAB, EMBED, HIDDEN, LENGTH, BATCH, CLASSES = 32, 16, 64, 32, 16, 32
@@ -64,16 +64,6 @@ def make_data(net, seed=1):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, VOCAB, size=(BATCH, LENGTH)),
             rng.integers(0, CLASSES, size=(BATCH, LENGTH) if net.sequences else BATCH))
-
-
-def emitted_step(net, dtype, params, X, T, checked=True):
-    module = load_emitted(net.spec, dtype, f"emitted_{net.key.replace('-', '_')}_{dtype}")
-    if {k: tuple(v) for k, v in module.PARAM_SHAPES.items()} != net.shapes:
-        raise Unavailable(f"emitted PARAM_SHAPES {module.PARAM_SHAPES} differ from the expected {net.shapes}")
-    if checked:
-        return lambda: module.loss_and_grads(params, X, T)
-    ready, X_ready, Y_ready = module._checked(params, X, T)
-    return lambda: module._loss_and_grads(ready, X_ready, Y_ready)
 
 
 def make_torch(net, params, X, T):
@@ -135,19 +125,15 @@ def make_jax(net, params, X, T):
         return -jnp.mean(jnp.take_along_axis(log_probs, targets[..., None], axis=-1))
     compiled = jax.jit(jax.value_and_grad(loss))
     p, x, t = ({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(X), jnp.asarray(T))
-
-    def step():
-        value, grads = compiled(p, x, t)
-        jax.block_until_ready(grads)
-        return float(value), grads
-    return step
+    return jitted_step(compiled, p, x, t)
 
 
 def build_steps(net, dtype, params, X, T) -> tuple:
+    name = f"emitted_{net.key.replace('-', '_')}"
     makers = {
         "hand NumPy": lambda: (lambda: hand_rnn.loss_and_grads(net.cell, params, X, T, net.sequences)),
-        "chainrule": lambda: emitted_step(net, dtype, params, X, T),
-        "chainrule unchecked": lambda: emitted_step(net, dtype, params, X, T, checked=False),
+        "chainrule": lambda: emitted_step(net.spec, net.shapes, name, dtype, params, X, T),
+        "chainrule unchecked": lambda: emitted_step(net.spec, net.shapes, name, dtype, params, X, T, checked=False),
         "PyTorch": lambda: make_torch(net, params, X, T),
         "jax.jit": lambda: make_jax(net, params, X, T),
     }

@@ -4,6 +4,7 @@ Before any timing, every peer's loss and gradients are compared with the hand-wr
 step run in float64 on the same numbers; a mismatch is printed loudly and recorded.
 """
 import sys
+import tracemalloc
 
 import numpy as np
 
@@ -112,6 +113,22 @@ def measure(label, build, reference, dtypes, rounds, target, extra=None) -> Meas
     m.steps = steps
     m.times = interleaved({**steps, **(extra or {})}, rounds, target)
     return m
+
+
+def numpy_peaks(steps) -> dict:
+    """The tracemalloc peak of one call of each NumPy peer in ``steps`` (hand NumPy, chainrule unchecked), in
+    MiB: NumPy reports its buffers to tracemalloc, torch and jax do not."""
+    peaks = {}
+    for name in ("hand NumPy", "chainrule unchecked"):
+        if name in steps:
+            steps[name]()
+            tracemalloc.start()
+            try:
+                steps[name]()
+                peaks[name] = tracemalloc.get_traced_memory()[1] / 2 ** 20
+            finally:
+                tracemalloc.stop()
+    return peaks
 
 
 def run(quick: bool) -> dict:

@@ -117,3 +117,18 @@ def inline_value(text: str):
         except ValueError:
             pass
     return text
+
+
+def sequence_input(at, where: str,
+                   otherwise=", or put it before the layer that ends the sequence (a mean or return_sequences = false)"):
+    """(T, F) of a layer that takes a sequence { length, features }; else the one-line error, whose fix for an
+    input of other features ends with ``otherwise``."""
+    names = tuple(name for name, _ in at.shape)
+    if names == ("length", "vocab"):
+        raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
+                             f'{{ type = "embedding", embedding_dim = 16 }} before it')
+    if names != ("length", "features"):
+        raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
+                             f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}"
+                             f"{otherwise}")
+    return at.shape[0][1], at.shape[1][1]

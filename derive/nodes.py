@@ -85,11 +85,12 @@ class ElementSum(sp.Expr):
 
 
 class OfOneMatrix(MatrixExpr):
-    """A node of one matrix argument, ``mat``, evaluated entry by entry once ``mat`` is explicit
-    (``entries(mat)``); until then ``doit`` keeps the node around the evaluated argument."""
+    """A node of one matrix argument, ``mat`` (and any integers its kind needs, such as a length), evaluated
+    entry by entry once ``mat`` is explicit (``entries(mat)``); until then ``doit`` keeps the node around the
+    evaluated argument."""
 
-    def __new__(cls, mat):
-        return sp.Basic.__new__(cls, mat)
+    def __new__(cls, mat, *counts):
+        return sp.Basic.__new__(cls, mat, *(sp.sympify(n) for n in counts))
 
     @property
     def mat(self):
@@ -97,7 +98,7 @@ class OfOneMatrix(MatrixExpr):
 
     def doit(self, **hints):
         mat = self.mat.doit(**hints)
-        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat)
+        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat, *self.args[1:])
 
 
 class ColumnNormalize(OfOneMatrix):
@@ -215,17 +216,10 @@ class BatchMean(MatMul):
         return BatchMean(scale, mat, ones)
 
 
-class ChannelTotal(MatrixExpr):
+class ChannelTotal(OfOneMatrix):
     """The sum of each channel of M over the batch and the image: M is (C·k, n), its rows in blocks of
     ``k`` (a channel's H·W positions, PyTorch's row-major order), and the result a column (C, 1). Batch
     norm after a convolution takes its statistics and its sums this way; with k = 1 it is ``M 1_N``."""
-
-    def __new__(cls, mat, k):
-        return sp.Basic.__new__(cls, mat, sp.sympify(k))
-
-    @property
-    def mat(self):
-        return self.args[0]
 
     @property
     def k(self) -> int:
@@ -235,10 +229,7 @@ class ChannelTotal(MatrixExpr):
     def shape(self):
         return self.mat.shape[0] / self.args[1], sp.Integer(1)
 
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        if not isinstance(mat, sp.MatrixBase):
-            return ChannelTotal(mat, self.k)
+    def entries(self, mat):
         k = self.k
         return sp.ImmutableMatrix(mat.rows // k, 1, lambda c, _: sum(mat[c * k:(c + 1) * k, :]))
 
@@ -310,3 +301,81 @@ def _numpy_broadcast(values, shape):
     """A formula's values as a float array of ``shape`` (a constant formula gives one number)."""
     import numpy as np
     return np.broadcast_to(np.asarray(values, dtype=float), shape).copy()
+
+
+def explicit(*mats) -> bool:
+    """Whether every matrix is explicit, so a node can unroll on them."""
+    return all(isinstance(m, sp.MatrixBase) for m in mats)
+
+
+def held(printer, m) -> str:
+    """``m`` in NumPy as the emitted code holds it: a parameter by its name, a batch value (N, features)."""
+    if isinstance(m, sp.MatrixSymbol):
+        return printer._name(m.name)
+    saved, printer._transposed = printer._transposed, True
+    try:
+        return printer._print(m)
+    finally:
+        printer._transposed = saved
+
+
+def shared_backward(printer, call: str, out, which: int) -> str:
+    """Input ``which``'s gradient from ``call``, a backward pass that gives every input's: the call is made once
+    per node (named after its output ``out``) and indexed by each Step."""
+    if call not in printer.kernels:
+        printer.kernels[call] = f"{printer._name(out.name)}_grads"
+        printer.preamble.append((printer.kernels[call], call))
+    return f"{printer.kernels[call]}[{which}]"
+
+
+class OfSpec(MatrixExpr):
+    """A layer's node: ``Spec.basic(spec)`` (its frozen dataclass as the Tuple SymPy rebuilds it from), then its
+    matrices; ``doit`` unrolls it by ``unrolled(*mats)`` once they are explicit. ``_label(printer, latex)``
+    prints it."""
+    Spec: type
+
+    def __new__(cls, spec, *mats):
+        return sp.Basic.__new__(cls, cls.Spec.basic(spec), *mats)
+
+    @property
+    def spec(self):
+        return self.Spec.of(self.args[0])
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[1:]
+
+    def doit(self, **hints):
+        mats = [m.doit(**hints) for m in self.mats]
+        if not explicit(*mats):
+            return type(self)(self.spec, *mats)
+        return self.unrolled(*mats)
+
+    def _latex(self, printer):
+        return self._label(printer, True)
+
+    def _sympystr(self, printer):
+        return self._label(printer, False)
+
+
+class OfSpecGrad(OfSpec):
+    """dL/d(input ``which``) of an :class:`OfSpec` node, given G = dL/d(its output): ``spec``, ``which``, G, ``out``
+    (the node's output: the emitted code reads what its forward pass stored under that name), then the node's
+    inputs; ``gradients(G, *inputs)`` gives every input's once they are explicit."""
+
+    def __new__(cls, spec, which: int, G, out, *mats):
+        return sp.Basic.__new__(cls, cls.Spec.basic(spec), sp.sympify(which), G, out, *mats)
+
+    @property
+    def which(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def mats(self) -> tuple:
+        return self.args[2:]
+
+    def doit(self, **hints):
+        G, out, *ins = (m.doit(**hints) for m in self.mats)
+        if not explicit(G, *ins):
+            return type(self)(self.spec, self.which, G, out, *ins)
+        return self.gradients(G, *ins)[self.which]

@@ -13,15 +13,13 @@ over every step of every sample, no loop over t.
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
+from .nodes import explicit
+
 
 def _blocks(M, length):
     """The T row blocks of an explicit M (T·F, n): step t's rows."""
     F = M.rows // length
     return [M[t * F:(t + 1) * F, :] for t in range(length)]
-
-
-def _explicit(*mats) -> bool:
-    return all(isinstance(m, sp.MatrixBase) for m in mats)
 
 
 def _held(printer, m) -> str:
@@ -40,7 +38,11 @@ def _step_rows(printer, m, width) -> str:
 
 
 class _Steps(MatrixExpr):
-    """A node whose last argument is T, the number of steps."""
+    """A node of matrices (each class's docstring says which, in order) and last T, the number of steps."""
+
+    def __new__(cls, *args):
+        *mats, length = args
+        return sp.Basic.__new__(cls, *mats, sp.sympify(length))
 
     @property
     def length(self) -> int:
@@ -52,16 +54,13 @@ class _Steps(MatrixExpr):
 
     def doit(self, **hints):
         mats = [m.doit(**hints) for m in self.mats]
-        if not _explicit(*mats):
+        if not explicit(*mats):
             return type(self)(*mats, self.length)
         return self.unrolled(*mats).as_immutable()
 
 
 class StepAffine(_Steps):
-    """[W a_t + b 1ᵀ] stacked over t = 1..T: (T·K, N) from A (T·F, N), W (K, F), b (K, 1)."""
-
-    def __new__(cls, W, A, b, length):
-        return sp.Basic.__new__(cls, W, A, b, sp.sympify(length))
+    """[W a_t + b 1ᵀ] stacked over t = 1..T: (T·K, N) from W (K, F), A (T·F, N), b (K, 1)."""
 
     @property
     def shape(self):
@@ -88,9 +87,6 @@ class StepAffine(_Steps):
 
 class StepMatMul(_Steps):
     """[M g_t] stacked over t = 1..T: (T·F, N) from M (F, K) and G (T·K, N) (a dense layer's δa_t = Wᵀ δz_t)."""
-
-    def __new__(cls, M, G, length):
-        return sp.Basic.__new__(cls, M, G, sp.sympify(length))
 
     @property
     def shape(self):
@@ -120,9 +116,6 @@ class StepMatMul(_Steps):
 class StepOuter(_Steps):
     """Σ_t g_t a_tᵀ (K, F) from G (T·K, N) and A (T·F, N): a weight shared by every step sums their shares."""
 
-    def __new__(cls, G, A, length):
-        return sp.Basic.__new__(cls, G, A, sp.sympify(length))
-
     @property
     def shape(self):
         return self.args[0].shape[0] // self.length, self.args[1].shape[0] // self.length
@@ -150,9 +143,6 @@ class StepOuter(_Steps):
 class StepTotal(_Steps):
     """Σ_t g_t 1_N (K, 1) from G (T·K, N): a bias added at every step of every sample sums their errors."""
 
-    def __new__(cls, G, length):
-        return sp.Basic.__new__(cls, G, sp.sympify(length))
-
     @property
     def shape(self):
         return self.args[0].shape[0] // self.length, sp.Integer(1)
@@ -178,9 +168,6 @@ class StepTotal(_Steps):
 
 class StepNormalize(_Steps):
     """Each step's block of each column divided by its sum: softmax at every step is StepNormalize(exp(Z))."""
-
-    def __new__(cls, mat, length):
-        return sp.Basic.__new__(cls, mat, sp.sympify(length))
 
     @property
     def shape(self):
@@ -216,9 +203,6 @@ class StepNormalize(_Steps):
 
 class StepSums(_Steps):
     """Every entry of M replaced by the sum of its step's block of its column (M's shape): ``1 1ᵀ m_t`` per step."""
-
-    def __new__(cls, mat, length):
-        return sp.Basic.__new__(cls, mat, sp.sympify(length))
 
     @property
     def shape(self):

@@ -199,3 +199,45 @@ def torch_loss(network, modules, X, T):
         if isinstance(dict(modules.named_modules())[name.rsplit(".", 1)[0]], penalized) and name.endswith("weight"):
             value = value + network.l2 / 2 * (p ** 2).sum() + network.l1 * p.abs().sum()
     return value
+
+
+def random_params(module, seed=0):
+    """init_params moved by N(0, 0.3²) noise, so that no parameter sits at a value that hides a wrong gradient."""
+    rng = np.random.default_rng(seed)
+    return {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=seed).items()}
+
+
+def assert_equals_torch(module, params, X, T, modules, torch_loss_of, tolerance=1e-10):
+    """The module's loss and every gradient at ``params`` equal PyTorch's: ``modules`` (whose state-dict keys are
+    the module's, in its order) load ``params`` and ``torch_loss_of(modules)`` is torch's loss."""
+    import torch
+    state = module.to_torch_state_dict(params)
+    assert list(state) == list(modules.state_dict())
+    modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    value = torch_loss_of(modules)
+    value.backward()
+    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
+    loss, grads = module.loss_and_grads(params, X, T)
+    assert abs(loss - value.item()) < tolerance
+    assert grads.keys() == torch_grads.keys() == params.keys()
+    for key in grads:
+        assert np.abs(grads[key] - torch_grads[key]).max() < tolerance, key
+
+
+def sequence_twin(net):
+    """torch.nn.ModuleList, float64: module i is spec layer i of an embedding/recurrent/dense network (a dense
+    layer's activation is left to the forward pass)."""
+    import torch
+    modules, shape = [], net.input_shape
+    for layer in net.layers:
+        width = shape[-1][1]
+        if layer.kind == "embedding":
+            modules.append(torch.nn.Embedding(layer.vocab, layer.embedding_dim, dtype=torch.float64))
+        elif layer.kind in ("rnn", "lstm", "gru"):
+            cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[layer.kind]
+            extra = {"nonlinearity": layer.nonlinearity} if layer.kind == "rnn" else {}
+            modules.append(cls(width, layer.hidden_size, batch_first=True, dtype=torch.float64, **extra))
+        else:
+            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
+        shape = layer.shape
+    return torch.nn.ModuleList(modules)

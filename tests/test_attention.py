@@ -18,7 +18,7 @@ from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.attention import AttentionSpec, attend, backprop
 from derive.verify import verify
-from gradcheck import load_module, torch_activation
+from gradcheck import assert_equals_torch, load_module, random_params, torch_activation
 
 
 def matrix(key, rows, cols):
@@ -137,11 +137,6 @@ def _apply(layers, modules, a):
     return a
 
 
-def random_params(module, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=seed).items()}
-
-
 def tokens(net, n=6, seed=0):
     rng = np.random.default_rng(seed)
     layout = dict(net.input_shape)
@@ -174,18 +169,8 @@ def test_loss_and_every_gradient_equal_torch(name):
     module = load_module(spec)
     params = random_params(module)
     X, T = tokens(net)
-    modules = torch_twin(net)
-    state = module.to_torch_state_dict(params)
-    assert list(state) == list(modules.state_dict())
-    modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    value = torch.nn.functional.cross_entropy(torch_forward(net, modules, X), torch.from_numpy(T))
-    value.backward()
-    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, T)
-    assert abs(loss - value.item()) < 1e-10
-    assert grads.keys() == torch_grads.keys() == params.keys()
-    for key in grads:
-        assert np.abs(grads[key] - torch_grads[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, T, torch_twin(net), lambda modules: torch.nn.functional.cross_entropy(
+        torch_forward(net, modules, X), torch.from_numpy(T)))
 
 
 TRANSFORMER = str(ROOT / "generated" / "specs" / "tiny_transformer.toml")
@@ -199,19 +184,8 @@ def test_the_gallery_transformer_equals_torch():
     params = random_params(module)
     rng = np.random.default_rng(0)
     X, T = rng.integers(0, 40, size=(3, 16)), rng.integers(0, 40, size=(3, 16))
-    modules = torch_twin(net)
-    state = module.to_torch_state_dict(params)
-    assert list(state) == list(modules.state_dict())
-    modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    logits = torch_forward(net, modules, X)
-    value = torch.nn.functional.cross_entropy(logits.reshape(-1, 40), torch.from_numpy(T).reshape(-1))
-    value.backward()
-    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, T)
-    assert abs(loss - value.item()) < 1e-10
-    assert grads.keys() == torch_grads.keys() == params.keys()
-    for key in grads:
-        assert np.abs(grads[key] - torch_grads[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, T, torch_twin(net), lambda modules: torch.nn.functional.cross_entropy(
+        torch_forward(net, modules, X).reshape(-1, 40), torch.from_numpy(T).reshape(-1)))
 
 
 def test_the_char_transformer_example_beats_the_unigram_baseline(capsys):

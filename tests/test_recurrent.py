@@ -15,7 +15,7 @@ from codegen.gallery import ROOT
 from derive import derive
 from derive.errors import ChainruleError
 from derive.ops.recurrent import RecurrentSpec, _Affine, backprop
-from gradcheck import load_module
+from gradcheck import assert_equals_torch, load_module, random_params, sequence_twin
 
 
 def matrix(key, rows, cols):
@@ -72,23 +72,6 @@ def test_bptt_is_the_chain_rule_over_sympy_diff_of_the_unrolled_steps(kind, nonl
 
 def spec_of(layers, inputs, loss="cross_entropy"):
     return {"name": "seq", "network": {"inputs": inputs, "layers": layers, "loss": loss}}
-
-
-def torch_twin(net):
-    """torch.nn.ModuleList: module i is spec layer i, float64 (the dense layers here have no hidden activation)."""
-    modules, shape = [], net.input_shape
-    for layer in net.layers:
-        width = shape[-1][1]
-        if layer.kind == "embedding":
-            modules.append(torch.nn.Embedding(layer.vocab, layer.embedding_dim, dtype=torch.float64))
-        elif layer.kind in ("rnn", "lstm", "gru"):
-            cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[layer.kind]
-            extra = {"nonlinearity": layer.nonlinearity} if layer.kind == "rnn" else {}
-            modules.append(cls(width, layer.hidden_size, batch_first=True, dtype=torch.float64, **extra))
-        else:
-            modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
-        shape = layer.shape
-    return torch.nn.ModuleList(modules)
 
 
 def torch_forward(net, modules, X):
@@ -153,11 +136,6 @@ def torch_loss(net, modules, X, T):
     return torch.nn.functional.mse_loss(out, torch.from_numpy(T))
 
 
-def random_params(module, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=seed).items()}
-
-
 @pytest.mark.parametrize("name", NETWORKS)
 def test_loss_and_every_gradient_equal_torch(name):
     spec = NETWORKS[name]
@@ -165,18 +143,7 @@ def test_loss_and_every_gradient_equal_torch(name):
     module = load_module(spec)
     params = random_params(module)
     X, T = data(net)
-    modules = torch_twin(net)
-    state = module.to_torch_state_dict(params)
-    assert state.keys() == modules.state_dict().keys()
-    modules.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    value = torch_loss(net, modules, X, T)
-    value.backward()
-    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, T)
-    assert abs(loss - value.item()) < 1e-10
-    assert grads.keys() == torch_grads.keys()
-    for key in grads:
-        assert np.abs(grads[key] - torch_grads[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, T, sequence_twin(net), lambda modules: torch_loss(net, modules, X, T))
     assert module.gradient_check(params, X, T) < 1e-6
 
 

@@ -14,7 +14,7 @@ from codegen.emit import generate
 from codegen.gallery import ROOT
 from derive import derive
 from derive.errors import ChainruleError
-from gradcheck import central_differences, load_module
+from gradcheck import assert_equals_torch, central_differences, load_module, random_params, sequence_twin
 
 
 def spec_of(layers, inputs, loss):
@@ -44,18 +44,7 @@ class Twin(torch.nn.Module):
 
     def __init__(self, net):
         super().__init__()
-        self.net, modules, shape = net, [], net.input_shape
-        for layer in net.layers:
-            width = shape[-1][1]
-            if layer.kind == "embedding":
-                modules.append(torch.nn.Embedding(layer.vocab, layer.embedding_dim, dtype=torch.float64))
-            elif layer.kind in ("rnn", "lstm", "gru"):
-                cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[layer.kind]
-                modules.append(cls(width, layer.hidden_size, batch_first=True, dtype=torch.float64))
-            else:
-                modules.append(torch.nn.Linear(width, layer.units, dtype=torch.float64))
-            shape = layer.shape
-        self.layers = torch.nn.ModuleList(modules)
+        self.net, self.layers = net, sequence_twin(net)
 
     def forward(self, X):
         a = torch.from_numpy(X)
@@ -92,11 +81,6 @@ def data(net, n=5, seed=0):
     return X, rng.normal(size=(n, steps, k))
 
 
-def random_params(module, seed=0):
-    rng = np.random.default_rng(seed)
-    return {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=seed).items()}
-
-
 @pytest.fixture(scope="module")
 def modules():
     return {name: load_module(spec) for name, spec in NETWORKS.items()}
@@ -109,17 +93,7 @@ def test_loss_and_every_gradient_equal_torch(name, modules):
     params = random_params(module)
     X, T = data(net)
     twin = Twin(net)
-    state = module.to_torch_state_dict(params)
-    assert state.keys() == twin.layers.state_dict().keys()
-    twin.layers.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-    value = twin.loss(X, T)
-    value.backward()
-    torch_grads = module.from_torch_state_dict({k: p.grad for k, p in twin.layers.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, T)
-    assert abs(loss - value.item()) < 1e-10
-    assert grads.keys() == torch_grads.keys()
-    for key in grads:
-        assert np.abs(grads[key] - torch_grads[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, T, twin.layers, lambda _: twin.loss(X, T))
 
 
 def test_the_output_is_per_step_and_the_softmax_normalises_each_step(modules):

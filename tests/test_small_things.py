@@ -62,16 +62,8 @@ def test_verify_exact_and_the_note_on_a_wide_network(capsys):
     assert "(proved at the widths 3 -> 3 -> 2, the same network made narrow" in out
 
 
-def test_verify_exits_1_and_names_the_wrong_step(capsys, monkeypatch):
-    real = derive.derive
-
-    def with_a_slip(spec):
-        d = real(spec)
-        for steps in (d.sample_steps, d.steps):
-            i = next(i for i, s in enumerate(steps) if s.target.key == "dL_db1")
-            steps[i] = dataclasses.replace(steps[i], rhs=2 * steps[i].rhs)
-        return d
-    monkeypatch.setattr(derive, "derive", with_a_slip)
+def test_verify_exits_1_and_names_the_wrong_step(capsys, slipped):
+    slipped("dL_db1")
     assert main(["verify", "2 -> 2 tanh -> 1 ; mse"]) == 1
     out = capsys.readouterr().out
     assert "(11) dL/db1 [sample]: WRONG (numeric" in out and "(22) dL/db1 [batch]: WRONG (numeric" in out

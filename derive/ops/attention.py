@@ -31,11 +31,11 @@ import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
-from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError
-from ..fields import boolean, positive_int, shown_shape
+from ..fields import boolean, positive_int, sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
+from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
 from ..steps import ref
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -71,10 +71,6 @@ def _full(spec: AttentionSpec, mats) -> tuple:
         return tuple(mats)
     X, W_in, W_out = mats
     return X, W_in, sp.zeros(W_in.rows, 1), W_out, sp.zeros(W_out.rows, 1)
-
-
-def _explicit(mats) -> bool:
-    return all(isinstance(m, sp.MatrixBase) for m in mats)
 
 
 def _row_softmax(S, causal: bool):
@@ -146,28 +142,15 @@ def backprop(spec: AttentionSpec, G, X, W_in, b_in, W_out, b_out) -> tuple:
     return _columns(dXs), dW_in.as_immutable(), db_in.as_immutable(), dW_out.as_immutable(), db_out.as_immutable()
 
 
-class Attention(MatrixExpr):
+class Attention(OfSpec):
     """The self-attention layer's output for the sequence X (T·E, N): (T·E, N)."""
-
-    def __new__(cls, spec: AttentionSpec, *mats):
-        return sp.Basic.__new__(cls, AttentionSpec.basic(spec), *mats)
-
-    @property
-    def spec(self) -> AttentionSpec:
-        return AttentionSpec.of(self.args[0])
-
-    @property
-    def mats(self) -> tuple:
-        return self.args[1:]
+    Spec = AttentionSpec
 
     @property
     def shape(self):
         return self.mats[0].shape
 
-    def doit(self, **hints):
-        mats = [m.doit(**hints) for m in self.mats]
-        if not _explicit(mats):
-            return Attention(self.spec, *mats)
+    def unrolled(self, *mats):
         return attend(self.spec, *_full(self.spec, mats))
 
     def _label(self, printer, latex):
@@ -178,12 +161,6 @@ class Attention(MatrixExpr):
         inner = f"{X}; {', '.join(params)}"
         return rf"{name}\left({inner}\right)" if latex else f"{name}({inner})"
 
-    def _latex(self, printer):
-        return self._label(printer, True)
-
-    def _sympystr(self, printer):
-        return self._label(printer, False)
-
     saves = True  # its code returns (the output, what the backward pass reads), stored as <name>_saved
 
     def _numpycode(self, printer):
@@ -193,39 +170,19 @@ class Attention(MatrixExpr):
         return f"_attention_forward({X}, {W_in}, {b_in}, {W_out}, {b_out}, {s.length}, {s.heads}, {s.causal})"
 
 
-class AttentionGrad(MatrixExpr):
-    """dL/d(input ``which``, an index into INPUTS) of an attention node, given G = dL/d(its output).
-
-    ``out`` is the node's output (the emitted code reads what its forward pass stored under that name).
-    """
-
-    def __new__(cls, spec: AttentionSpec, which: int, G, out, *mats):
-        return sp.Basic.__new__(cls, AttentionSpec.basic(spec), sp.sympify(which), G, out, *mats)
-
-    @property
-    def spec(self) -> AttentionSpec:
-        return AttentionSpec.of(self.args[0])
-
-    @property
-    def which(self) -> int:
-        return int(self.args[1])
-
-    @property
-    def mats(self) -> tuple:
-        return self.args[2:]
+class AttentionGrad(OfSpecGrad):
+    """dL/d(input ``which``, an index into INPUTS) of an attention node, given G = dL/d(its output)."""
+    Spec = AttentionSpec
 
     @property
     def shape(self):
         G, out, *ins = self.mats
         return dict(zip(_present(self.spec), ins))[self.which].shape
 
-    def doit(self, **hints):
-        G, out, *ins = (m.doit(**hints) for m in self.mats)
-        if not _explicit([G] + ins):
-            return AttentionGrad(self.spec, self.which, G, out, *ins)
-        return backprop(self.spec, G, *_full(self.spec, ins))[self.which]
+    def gradients(self, G, *ins):
+        return backprop(self.spec, G, *_full(self.spec, ins))
 
-    def _form(self, printer, latex):
+    def _label(self, printer, latex):
         """Σ_t δp_t x_tᵀ and its kin: δp_t is position t's [δq_t; δk_t; δv_t], g_t its share of G."""
         G, _, X, W_in = (printer._print(m) for m in self.mats[:4])
         if latex:
@@ -240,23 +197,13 @@ class AttentionGrad(MatrixExpr):
             form = rf"{form} \mathbf{{1}}_{{N}}" if latex else f"{form} 1_N"
         return form
 
-    def _latex(self, printer):
-        return self._form(printer, True)
-
-    def _sympystr(self, printer):
-        return self._form(printer, False)
-
     def _numpycode(self, printer):
-        """One call of the backward pass gives every input's gradient: made once, indexed by each Step."""
+        """One call of the backward pass gives every input's gradient."""
         G, out, *ins = self.mats
         full = dict(zip(_present(self.spec), ins))
-        code = _code(printer)
-        call = f"_attention_backward({code(G)}, {printer._name(f'{out.name}_saved')}, {code(full[1])}, " \
-               f"{code(full[3])}, {self.spec.heads})"
-        if call not in printer.kernels:
-            printer.kernels[call] = f"{printer._name(out.name)}_grads"
-            printer.preamble.append((printer.kernels[call], call))
-        return f"{printer.kernels[call]}[{self.which}]"
+        call = f"_attention_backward({held(printer, G)}, {printer._name(f'{out.name}_saved')}, " \
+               f"{held(printer, full[1])}, {held(printer, full[3])}, {self.spec.heads})"
+        return shared_backward(printer, call, out, self.which)
 
 
 def _present(spec: AttentionSpec) -> tuple:
@@ -264,24 +211,10 @@ def _present(spec: AttentionSpec) -> tuple:
     return (0, 1, 2, 3, 4) if spec.bias else (0, 1, 3)
 
 
-def _code(printer):
-    """A matrix as code holds it: a parameter by its name, a batch value (N, features)."""
-    def code(m):
-        if isinstance(m, sp.MatrixSymbol):
-            return printer._name(m.name)
-        saved, printer._transposed = printer._transposed, True
-        try:
-            return printer._print(m)
-        finally:
-            printer._transposed = saved
-    return code
-
-
 def _codes(printer, spec, mats) -> tuple:
     """The five arguments of the emitted forward pass, None for an absent bias."""
-    code = _code(printer)
     full = dict(zip(_present(spec), mats))
-    return tuple(code(full[i]) if i in full else "None" for i in range(5))
+    return tuple(held(printer, full[i]) if i in full else "None" for i in range(5))
 
 
 def _param_names(part: str, letter_: str, layer, meaning: str) -> Names:
@@ -359,22 +292,22 @@ class MultiheadAttention(Op):
         return [("T=2 E=1 1 head", build(2, 1, 1)), ("T=2 E=2 2 heads causal no bias", build(2, 2, 2, True, False))]
 
 
-def _sequence_input(at, where: str) -> tuple:
-    """(T, E) of a layer that takes a sequence { length, features }; else the one-line error."""
-    names = tuple(name for name, _ in at.shape)
-    if names == ("length", "vocab"):
-        raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
-                             f'{{ type = "embedding", embedding_dim = 16 }} before it')
-    if names != ("length", "features"):
-        raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
-                             f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}, or "
-                             f"put it before the layer that ends the sequence (a mean or return_sequences = false)")
-    return at.shape[0][1], at.shape[1][1]
+class SequenceOut:
+    """``units`` and ``shape`` of a layer kind whose output is a sequence of its fields ``length`` and
+    ``features`` (its input's)."""
+
+    @property
+    def units(self) -> int:
+        return self.length * self.features
+
+    @property
+    def shape(self) -> tuple:
+        return (("length", self.length), ("features", self.features))
 
 
 @layer("attention")
 @dataclass(frozen=True)
-class AttentionLayer(LayerKind):
+class AttentionLayer(SequenceOut, LayerKind):
     """torch.nn.MultiheadAttention(E, num_heads, bias, batch_first=True) as self-attention on a sequence
     (length, features = E): ``mha(x, x, x, need_weights=False)``, with the upper-triangular -inf mask when causal."""
     num_heads: int
@@ -385,18 +318,10 @@ class AttentionLayer(LayerKind):
     keys = ("type", "num_heads", "causal", "bias")
     takes = ("sequences", "tokens")  # tokens: its parse says to put an embedding first
 
-    @property
-    def units(self) -> int:
-        return self.length * self.features
-
-    @property
-    def shape(self) -> tuple:
-        return (("length", self.length), ("features", self.features))
-
     @classmethod
     def parse(cls, raw, at):
         where = f"{at.where} (attention)"
-        T, E = _sequence_input(at, where)
+        T, E = sequence_input(at, where)
         heads = positive_int(raw.get("num_heads"), f"{where} num_heads")
         if E % heads:
             raise ChainruleError(f"{where} num_heads = {heads} does not divide the embedding width {E}; give a "

@@ -25,12 +25,12 @@ from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.core.symbol import Str
-from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, did_you_mean, shown
-from ..fields import boolean, positive_int, shown_shape
+from ..fields import boolean, positive_int, sequence_input
 from ..functions import sigma
 from ..naming import Names, layer_key, network_output
+from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
 from ..steps import formula, ref
 from .activations import Z, make_activation
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
@@ -234,33 +234,17 @@ class RecurrentSpec:
         return cls(kind.name, nonlinearity.name, int(length), bool(sequences))
 
 
-def _explicit(mats) -> bool:
-    return all(isinstance(m, sp.MatrixBase) for m in mats)
-
-
-class Recurrence(MatrixExpr):
-    """The recurrent layer's output for the sequence X (T·F, N): every h_t stacked (T·H, N) or h_T (H, N)."""
-
-    def __new__(cls, spec: RecurrentSpec, X, W_ih, W_hh, b_ih, b_hh):
-        return sp.Basic.__new__(cls, RecurrentSpec.basic(spec), X, W_ih, W_hh, b_ih, b_hh)
-
-    @property
-    def spec(self) -> RecurrentSpec:
-        return RecurrentSpec.of(self.args[0])
-
-    @property
-    def mats(self) -> tuple:
-        return self.args[1:]
+class Recurrence(OfSpec):
+    """The recurrent layer's output for the sequence X (T·F, N): every h_t stacked (T·H, N) or h_T (H, N);
+    its matrices X, W_ih, W_hh, b_ih, b_hh."""
+    Spec = RecurrentSpec
 
     @property
     def shape(self):
         hidden = self.args[3].shape[1]
         return (hidden * self.spec.length if self.spec.sequences else hidden), self.args[1].shape[1]
 
-    def doit(self, **hints):
-        mats = [m.doit(**hints) for m in self.mats]
-        if not _explicit(mats):
-            return Recurrence(self.spec, *mats)
+    def unrolled(self, *mats):
         hs, _, _ = unroll(self.spec, *mats)
         return sp.ImmutableMatrix.vstack(*hs) if self.spec.sequences else hs[-1]
 
@@ -272,12 +256,6 @@ class Recurrence(MatrixExpr):
         X, *params = (printer._print(m) for m in self.mats)
         inner = f"{X}; {', '.join(params)}"
         return rf"{name}\left({inner}\right)" if latex else f"{name}({inner})"
-
-    def _latex(self, printer):
-        return self._label(printer, True)
-
-    def _sympystr(self, printer):
-        return self._label(printer, False)
 
     saves = True  # its code returns (the output, what the backward loop reads), stored as <name>_saved
 
@@ -292,38 +270,18 @@ class Recurrence(MatrixExpr):
 INPUTS = ("X", "W_ih", "W_hh", "b_ih", "b_hh")
 
 
-class BPTT(MatrixExpr):
-    """dL/d(input ``which``) of a recurrent node, given G = dL/d(its output): backpropagation through time.
-
-    ``out`` is the node's output (the emitted code reads what its forward loop stored under that name).
-    """
-
-    def __new__(cls, spec: RecurrentSpec, which: int, G, out, X, W_ih, W_hh, b_ih, b_hh):
-        return sp.Basic.__new__(cls, RecurrentSpec.basic(spec), sp.sympify(which), G, out, X, W_ih, W_hh, b_ih, b_hh)
-
-    @property
-    def spec(self) -> RecurrentSpec:
-        return RecurrentSpec.of(self.args[0])
-
-    @property
-    def which(self) -> int:
-        return int(self.args[1])
-
-    @property
-    def mats(self) -> tuple:
-        return self.args[2:]
+class BPTT(OfSpecGrad):
+    """dL/d(input ``which``) of a recurrent node, given G = dL/d(its output): backpropagation through time."""
+    Spec = RecurrentSpec
 
     @property
     def shape(self):
         return self.args[4 + self.which].shape
 
-    def doit(self, **hints):
-        G, out, *ins = (m.doit(**hints) for m in self.mats)
-        if not _explicit([G] + ins):
-            return BPTT(self.spec, self.which, G, out, *ins)
-        return backprop(self.spec, G, *ins)[self.which]
+    def gradients(self, G, *ins):
+        return backprop(self.spec, G, *ins)
 
-    def _form(self, printer, latex):
+    def _label(self, printer, latex):
         """Σ_t δ_t x_tᵀ and its kin, with the input's and the hidden state's names from the printer."""
         gru = self.spec.kind == "gru"
         X = printer._print(self.mats[2])
@@ -344,35 +302,18 @@ class BPTT(MatrixExpr):
             form = rf"{form} \mathbf{{1}}_{{N}}" if latex else f"{form} 1_N"
         return form
 
-    def _latex(self, printer):
-        return self._form(printer, True)
-
-    def _sympystr(self, printer):
-        return self._form(printer, False)
-
     def _numpycode(self, printer):
-        """One call of the backward loop gives every input's gradient: made once, indexed by each Step."""
+        """One call of the backward loop gives every input's gradient."""
         G, out, X, W_ih, W_hh = self.mats[:5]
         call = f"_recurrent_backward({_kernel_args(printer, self.spec, (G, f'{out.name}_saved', W_ih, W_hh))})"
-        if call not in printer.kernels:
-            printer.kernels[call] = f"{printer._name(out.name)}_grads"
-            printer.preamble.append((printer.kernels[call], call))
-        return f"{printer.kernels[call]}[{self.which}]"
+        return shared_backward(printer, call, out, self.which)
 
 
 def _kernel_args(printer, spec, mats) -> str:
     """The arguments of the emitted loops: the cell, the arrays as code holds them, sequences and relu (T is
     read from the arrays, so the same code runs on truncated BPTT's shorter chunks)."""
     def code(m):
-        if isinstance(m, str):
-            return printer._name(m)
-        if isinstance(m, sp.MatrixSymbol):
-            return printer._name(m.name)
-        saved, printer._transposed = printer._transposed, True  # a batch value, held (N, features)
-        try:
-            return printer._print(m)
-        finally:
-            printer._transposed = saved
+        return printer._name(m) if isinstance(m, str) else held(printer, m)
     relu = ", relu=True" if spec.kind == "rnn" and spec.nonlinearity == "relu" else ""
     return f'"{spec.kind}", {", ".join(code(m) for m in mats)}, {spec.sequences}{relu}'
 
@@ -481,14 +422,7 @@ class RecurrentLayer(LayerKind):
     @classmethod
     def parse(cls, raw, at):
         where = f"{at.where} ({cls.kind})"
-        names = tuple(name for name, _ in at.shape)
-        if names == ("length", "vocab"):
-            raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
-                                 f'{{ type = "embedding", embedding_dim = 16 }} before it')
-        if names != ("length", "features"):
-            raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
-                                 f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}"
-                                 f" or keep return_sequences = true on the recurrent layer before it")
+        length, _ = sequence_input(at, where, " or keep return_sequences = true on the recurrent layer before it")
         hidden = positive_int(raw.get("hidden_size"), f"{where} hidden_size")
         if not boolean(raw, "bias", True, where):
             raise ChainruleError(f"{where} bias = false is not supported; remove it (torch's default is true)")
@@ -496,7 +430,7 @@ class RecurrentLayer(LayerKind):
         if nonlinearity not in NONLINEARITIES:
             raise ChainruleError(f"{where} nonlinearity must be one of {', '.join(NONLINEARITIES)}, not "
                                  f"{shown(nonlinearity)}{did_you_mean(str(nonlinearity), NONLINEARITIES)}")
-        return cls(hidden, at.shape[0][1], boolean(raw, "return_sequences", True, where), nonlinearity)
+        return cls(hidden, length, boolean(raw, "return_sequences", True, where), nonlinearity)
 
     def parameters(self, shape) -> int:
         gates = cell(self.kind, self.nonlinearity).gates * self.hidden_size

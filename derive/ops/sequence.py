@@ -14,10 +14,11 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError, shown
+from ..fields import sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
-from ..nodes import OfOneMatrix, broadcast
+from ..nodes import OfOneMatrix, broadcast, explicit, held, shared_backward
 from ..steps import ref
-from .attention import _sequence_input
+from .attention import SequenceOut
 from .layernorm import LayerNormLayer
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -47,24 +48,12 @@ class Stacked(OfOneMatrix):
         return f"{printer._name(self.mat.name)}.reshape({'-1' if printer._transposed else '-1, 1'})"
 
 
-class _OfSequence(MatrixExpr):
-    """A node of one matrix argument ``mat`` and the sequence's length T, evaluated by ``entries(mat)`` once
-    ``mat`` is explicit."""
-
-    def __new__(cls, mat, length):
-        return sp.Basic.__new__(cls, mat, sp.sympify(length))
-
-    @property
-    def mat(self):
-        return self.args[0]
+class _OfSequence(OfOneMatrix):
+    """A node of one matrix argument ``mat`` and the sequence's length T."""
 
     @property
     def length(self) -> int:
         return int(self.args[1])
-
-    def doit(self, **hints):
-        mat = self.mat.doit(**hints)
-        return self.entries(mat) if isinstance(mat, sp.MatrixBase) else type(self)(mat, self.length)
 
 
 class Unstacked(_OfSequence):
@@ -205,24 +194,16 @@ def _names(g, layer, meaning) -> Names:
 
 @layer("positional")
 @dataclass(frozen=True)
-class PositionalLayer(LayerKind):
+class PositionalLayer(SequenceOut, LayerKind):
     """A learned position table added to a sequence (length, features), stored as nn.Embedding(T, E)."""
     length: int
     features: int
     keys = ("type",)
     takes = ("sequences", "tokens")  # tokens: its parse says to put an embedding first
 
-    @property
-    def units(self) -> int:
-        return self.length * self.features
-
-    @property
-    def shape(self) -> tuple:
-        return (("length", self.length), ("features", self.features))
-
     @classmethod
     def parse(cls, raw, at):
-        return cls(*_sequence_input(at, f"{at.where} (positional)"))
+        return cls(*sequence_input(at, f"{at.where} (positional)"))
 
     def parameters(self, shape) -> int:
         return self.units
@@ -258,7 +239,7 @@ class MeanLayer(LayerKind):
         axis = raw.get("axis", "length")
         if axis != "length":
             raise ChainruleError(f"{where} axis must be \"length\" (the mean over the positions), not {shown(axis)}")
-        return cls(*_sequence_input(at, where))
+        return cls(*sequence_input(at, where))
 
     def expand(self, g, l, a, last):
         names = network_output(g.batched) if last else _names(g, l, "mean over the positions")
@@ -308,7 +289,7 @@ class StepLayerNorm(MatrixExpr):
 
     def doit(self, **hints):
         mats = [m.doit(**hints) for m in self.mats]
-        if not all(isinstance(m, sp.MatrixBase) for m in mats):
+        if not explicit(*mats):
             return StepLayerNorm(*mats, self.eps, self.length)
         X, *affine = mats
         E = X.rows // self.length
@@ -366,7 +347,7 @@ class StepLayerNormGrad(MatrixExpr):
     def doit(self, **hints):
         G, out, *mats = (m.doit(**hints) for m in self.mats)
         eps = self.args[-2]
-        if not all(isinstance(m, sp.MatrixBase) for m in [G] + mats):
+        if not explicit(G, *mats):
             return StepLayerNormGrad(self.which, G, out, *mats, eps, self.length)
         X, *affine = mats
         E, N = X.rows // self.length, X.cols
@@ -411,21 +392,13 @@ class StepLayerNormGrad(MatrixExpr):
         G, out, *mats = self.mats
         gamma = _held(printer, mats[1]) if len(mats) > 1 else "None"
         call = f"_layernorm_steps_backward({_held(printer, G)}, {printer._name(f'{out.name}_saved')}, {gamma})"
-        if call not in printer.kernels:
-            printer.kernels[call] = f"{printer._name(out.name)}_grads"
-            printer.preamble.append((printer.kernels[call], call))
-        return f"{printer.kernels[call]}[{self.which}]"
+        return shared_backward(printer, call, out, self.which)
 
 
 def _held(printer, m) -> str:
-    """``m`` as the emitted code holds it: a parameter by its name, a batch value (N, features)."""
-    if isinstance(m, sp.MatrixSymbol):
-        return printer._name(m.name)
-    saved, printer._transposed = printer._transposed, True
-    try:
-        return f"({printer._print(m)})"
-    finally:
-        printer._transposed = saved
+    """``held``, a batch value's expression in parentheses."""
+    text = held(printer, m)
+    return text if isinstance(m, sp.MatrixSymbol) else f"({text})"
 
 
 @op("step_layernorm")
@@ -483,7 +456,7 @@ class StepLayerNormLayer(LayerNormLayer):
 
     @classmethod
     def parse(cls, raw, at):
-        T, E = _sequence_input(at, f"{at.where} (layernorm)")
+        T, E = sequence_input(at, f"{at.where} (layernorm)")
         flat = LayerNormLayer.parse(raw, replace(at, shape=(("features", E),)))  # eps, affine and E >= 2 checked
         return cls(T * E, flat.eps, flat.affine, T)
 
