@@ -610,20 +610,46 @@ def gradient_check(params, X, T, eps=1e-6, max_entries=200):
 
 # ---- optimizer, schedule and clipping: codegen.optim.render_optim(settings) ----------------
 
-class SGD:
-    """torch.optim.SGD."""
+class Adam:
+    """torch.optim.Adam: bias-corrected running moments of the gradient."""
 
-    def __init__(self, params, lr=0.01):
+    def __init__(self, params, lr=0.01, betas=(0.9, 0.999), eps=1e-08):
         self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.step_count = 0
+        self.exp_avg = {name: np.zeros_like(p) for name, p in params.items()}
+        self.exp_avg_sq = {name: np.zeros_like(p) for name, p in params.items()}
 
     def step(self, params, grads):
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        bias_correction1 = 1 - beta1 ** self.step_count
+        bias_correction2 = 1 - beta2 ** self.step_count
+        # m_hat / (sqrt(v_hat) + eps), with the corrections moved onto the step size as torch does
+        step_size = self.lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2 ** 0.5
         for name, param in params.items():
             grad = grads[name]
-            param -= self.lr * grad  # param -= lr g
+            scratch = np.empty_like(param)  # every step below writes here rather than allocate
+            exp_avg, exp_avg_sq = self.exp_avg[name], self.exp_avg_sq[name]
+            np.subtract(grad, exp_avg, out=scratch)
+            scratch *= 1 - beta1
+            exp_avg += scratch  # m = beta1 m + (1 - beta1) g
+            np.multiply(grad, 1 - beta2, out=scratch)
+            scratch *= grad
+            exp_avg_sq *= beta2
+            exp_avg_sq += scratch  # v = beta2 v + (1 - beta2) g * g
+            denom = np.sqrt(exp_avg_sq, out=scratch)
+            denom /= bias_correction2_sqrt
+            denom += self.eps  # sqrt(v_hat) + eps
+            np.divide(exp_avg, denom, out=scratch)
+            scratch *= step_size
+            param -= scratch  # param -= step_size * m / denom
 
 
 def make_optimizer(params):
-    return SGD(params)
+    return Adam(params)
 
 
 def make_schedule(optimizer):
