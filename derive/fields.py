@@ -119,6 +119,12 @@ def inline_value(text: str):
     return text
 
 
+def sequence_length(shape) -> int:
+    """T when named sizes ``shape`` (a layer's input, a value's layout) are a sequence (("length", T),
+    ("features", F)), else 0."""
+    return shape[0][1] if tuple(name for name, _ in shape) == ("length", "features") else 0
+
+
 def sequence_input(at, where: str,
                    otherwise=", or put it before the layer that ends the sequence (a mean or return_sequences = false)"):
     """(T, F) of a layer that takes a sequence { length, features }; else the one-line error, whose fix for an
@@ -127,7 +133,7 @@ def sequence_input(at, where: str,
     if names == ("length", "vocab"):
         raise ChainruleError(f"{where} takes a sequence of features, but its input is token ids; put "
                              f'{{ type = "embedding", embedding_dim = 16 }} before it')
-    if names != ("length", "features"):
+    if not sequence_length(at.shape):
         raise ChainruleError(f"{where} takes a sequence {{ length, features }}, but its input is "
                              f"{shown_shape(at.shape)} {names[-1]}; give inputs = {{ length = T, features = F }}"
                              f"{otherwise}")

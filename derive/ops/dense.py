@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from ..errors import ChainruleError, shown
-from ..fields import described, entry, positive_int
+from ..fields import described, entry, positive_int, sequence_length
 from ..naming import error, indexed, letter, network_output
 from ..steps import formula, ref
 from ..sequence import StepAffine, StepMatMul, StepOuter, StepTotal
@@ -109,7 +109,7 @@ class DenseLayer(LayerKind):
         if names == ("length", "vocab"):
             raise ChainruleError(f"{where} (dense) takes features but its input is token ids; put "
                                  f'{{ type = "embedding", embedding_dim = 16 }} before it')
-        length = at.shape[0][1] if names == ("length", "features") else 0
+        length = sequence_length(at.shape)
         if length and (raw.get("residual") or raw.get("dropout")):
             raise ChainruleError(f"{where} (dense) acts at every step of a sequence and cannot be residual or have "
                                  f"dropout yet; remove residual and dropout from it")

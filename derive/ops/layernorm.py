@@ -29,7 +29,7 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from ..errors import ChainruleError
-from ..fields import boolean, number, sequence_input
+from ..fields import boolean, number, sequence_input, sequence_length
 from ..naming import Names, greek, indexed, letter, network_output, normalized
 from ..nodes import FeatureMean, Pointwise, broadcast, explicit, held, shared_backward
 from ..steps import formula, ref
@@ -202,7 +202,7 @@ class LayerNormLayer(LayerKind):
 
     @classmethod
     def parse(cls, raw, at):
-        if tuple(name for name, _ in at.shape) == ("length", "features"):
+        if sequence_length(at.shape):
             return StepLayerNormLayer.parse(raw, at)  # torch.nn.LayerNorm(E) at every position of a sequence
         where = at.where
         eps = number(raw, "eps", 1e-5, where, 0, 1, closed=(False, True), hint=" (torch's default is 1e-5)")

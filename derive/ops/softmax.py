@@ -1,6 +1,7 @@
 """The softmax op: each column of z exponentiated and divided by its sum; it couples a column's outputs."""
 import sympy as sp
 
+from ..fields import sequence_length
 from ..naming import Names
 from ..nodes import ColumnNormalize, ColumnSums
 from ..sequence import StepNormalize, StepSums
@@ -68,4 +69,4 @@ class Softmax(Op):
 
 def steps(value) -> int:
     """T when ``value`` is a sequence (layout (("length", T), ("features", K))), else 0."""
-    return dict(value.layout).get("length", 0) if tuple(n for n, _ in value.layout) == ("length", "features") else 0
+    return sequence_length(value.layout)
