@@ -1186,6 +1186,19 @@ def recurrent_targets(op, points):
 _NO_LOSS = SimpleNamespace(outputs=1, loss=SimpleNamespace(pointwise=sp.Integer(0), reduction="sum"))
 
 
+
+def _spelled_task(op, points, right, spellings: dict, dtypes=None) -> tuple:
+    """(the child's task, the arguments' shapes for the header) of an op whose outputs a function may also
+    return in a dict keyed by the names people write (``spellings``, by output): each random point's
+    arguments, float64 unless ``dtypes`` names another, and the sizes of the right gradients ``right``."""
+    dtypes = dtypes or {}
+    outputs = list(op.outputs)
+    task = {"cases": [{"args": [(p[a].tolist(), dtypes.get(a, "float64")) for a in op.arguments]} for p in points],
+            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
+            "spellings": {n: list(spellings[n]) for n in outputs},
+            "sizes": {n: int(right[0][n].size) for n in outputs}}
+    return task, ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+
 def _check_recurrent_op(op_name, op, target, limits):
     path, name = _split_target(target)
     points = [_recurrent_point(op, seed) for seed in SEEDS]
@@ -1196,11 +1209,7 @@ def _check_recurrent_op(op_name, op, target, limits):
     judge = OpJudge(targets, recurrent_worlds(op.cell, op.steps, square), _NO_LOSS, views)
     right = targets({})
     outputs = list(op.outputs)
-    task = {"cases": [{"args": [(p[a].tolist(), "float64") for a in op.arguments]} for p in points],
-            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
-            "spellings": {n: list(RECURRENT_NAMES[n]) for n in outputs},
-            "sizes": {n: int(right[0][n].size) for n in outputs}}
-    shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+    task, shapes = _spelled_task(op, points, right, RECURRENT_NAMES)
     header = f"{terminal_text(target)}: {op_name} backward (cs231n), {shapes}, {len(points)} random points"
 
     def verdicts(results):
@@ -1401,12 +1410,7 @@ def _check_attention_op(op_name, op, target, limits):
     judge = OpJudge(targets, attention_worlds(op.layer), _NO_LOSS)
     right = targets({})
     outputs = list(op.outputs)
-    dtypes = {"mask": "bool", "num_heads": "int64"}
-    task = {"cases": [{"args": [(p[a].tolist(), dtypes.get(a, "float64")) for a in op.arguments]} for p in points],
-            "outputs": outputs, "loss": False, "names": {n: [n] for n in outputs},
-            "spellings": {n: list(ATTENTION_NAMES[n]) for n in outputs},
-            "sizes": {n: int(right[0][n].size) for n in outputs}}
-    shapes = ", ".join(f"{a} {points[0][a].shape}" for a in op.arguments)
+    task, shapes = _spelled_task(op, points, right, ATTENTION_NAMES, {"mask": "bool", "num_heads": "int64"})
     header = f"{terminal_text(target)}: {op_name} backward (causal), {shapes}, {len(points)} random points"
 
     def verdicts(results):
