@@ -7,9 +7,11 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from .nodes import ElementSum, Pointwise
+from .nodes import Broadcast, ElementSum, Pointwise
 from .ops.activations import Z
 from .ops.losses import Y, YHAT, clip, clip_form, oriented
+from .ops.sequence import Stacked
+from .sequence import at_step, stacked
 
 SUPERSCRIPT_DIGITS = dict(zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
@@ -29,6 +31,9 @@ class _Named:
 
     def _print_MatAdd(self, expr):
         terms = _positive_first(expr.args)
+        if any(isinstance(t.mat if isinstance(t, Broadcast) else t, Stacked) for t in terms):
+            latex = isinstance(self, LatexPrinter)  # a sequence plus a table's rows: [x_t + P_tᵀ], step by step
+            return stacked(" + ".join(at_step(self, t, latex, factor=False) for t in terms), latex)
         text = self._print(terms[0])
         for term in terms[1:]:
             printed = self._print(term)

@@ -10,10 +10,46 @@ Each node unrolls at explicit sizes (``doit``), so ``tests/test_ops.py`` proves 
 ``sympy.diff``; each prints in NumPy as code holds a batch, (N, T·F), viewed as (N·T, F) rows: one GEMM
 over every step of every sample, no loop over t.
 """
+import re
+
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from .nodes import explicit
+from .nodes import Broadcast, explicit
+
+# a name the printer gives a matrix, with at most one subscript: x, \delta, \hat{x}, a_{5}, \Delta_{4.3}
+_LATEX_NAME = re.compile(r"(\\?[A-Za-z]+|\\[A-Za-z]+\{\\?[A-Za-z]+\})(?:_\{([^{}]*)\})?")
+_TEXT_NAME = re.compile(r"[^\s()\[\]/⊙·+-]+")  # x, a5, δ4.3, x̂: no operator a subscript could bind to
+
+
+def at_step(printer, m, latex: bool, factor: bool = True) -> str:
+    """Step t of the sequence ``m``: ``x_t``, ``a_{5,t}`` (a name's subscript gains t), the body f(t) of a
+    stacked [f(t)]_{t=1}^T (the node's ``step_form``: (f(t), whether it is a sum or product)), ``g_t 1_N`` for a sequence times the ones, else ``(m)_t``.
+    ``factor``: a body that is a sum or product goes in parentheses (it is multiplied or transposed)."""
+    if isinstance(m, Broadcast):  # prints as what it copies
+        return at_step(printer, m.mat, latex, factor)
+    form = m.step_form(printer, latex) if hasattr(m, "step_form") else None
+    if form is not None:
+        body, compound = form
+        if not (factor and compound):
+            return body
+        return rf"\left({body}\right)" if latex else f"({body})"
+    if isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
+        return f"{at_step(printer, m.args[0], latex)} {printer._print(m.args[1])}"
+    text = printer._print(m)
+    if latex:
+        name = _LATEX_NAME.fullmatch(text)
+        if name is None:
+            return rf"\left({text}\right)_{{t}}"
+        base, sub = name.groups()
+        return rf"{base}_{{{sub},t}}" if sub else rf"{base}_{{t}}"
+    return f"{text}_t" if _TEXT_NAME.fullmatch(text) else f"({text})_t"
+
+
+def stacked(body: str, latex: bool) -> str:
+    """The steps f(t) stacked over t = 1..T, from f(t) printed: ``[f(t)]_(t=1..T)`` in text, which stays one
+    operand inside a product or a sum (``[W δ_t]_(t=1..T) ⊙ gelu'(z)``)."""
+    return rf"\left[{body}\right]_{{t=1}}^{{T}}" if latex else f"[{body}]_(t=1..T)"
 
 
 def _blocks(M, length):
@@ -38,7 +74,8 @@ def _step_rows(printer, m, width) -> str:
 
 
 class _Steps(MatrixExpr):
-    """A node of matrices (each class's docstring says which, in order) and last T, the number of steps."""
+    """A node of matrices (each class's docstring says which, in order) and last T, the number of steps; one
+    that stacks its steps prints ``[f(t)]_{t=1}^T`` from its ``step_form``, f(t)."""
 
     def __new__(cls, *args):
         *mats, length = args
@@ -58,6 +95,12 @@ class _Steps(MatrixExpr):
             return type(self)(*mats, self.length)
         return self.unrolled(*mats).as_immutable()
 
+    def _latex(self, printer):
+        return stacked(self.step_form(printer, True)[0], True)
+
+    def _sympystr(self, printer):
+        return stacked(self.step_form(printer, False)[0], False)
+
 
 class StepAffine(_Steps):
     """[W a_t + b 1ᵀ] stacked over t = 1..T: (T·K, N) from W (K, F), A (T·F, N), b (K, 1)."""
@@ -70,13 +113,9 @@ class StepAffine(_Steps):
         ones = sp.ImmutableMatrix.ones(1, A.cols)
         return sp.ImmutableMatrix.vstack(*(W * a + b * ones for a in _blocks(A, self.length)))
 
-    def _latex(self, printer):
-        W, A, b = (printer._print(m) for m in self.mats)
-        return rf"\left[{W} \left({A}\right)_{{t}} + {b}\right]_{{t=1}}^{{T}}"
-
-    def _sympystr(self, printer):
-        W, A, b = (printer._print(m) for m in self.mats)
-        return f"[{W} {A}_t + {b}] for t = 1..T"
+    def step_form(self, printer, latex):
+        W, A, b = self.mats
+        return f"{printer._print(W)} {at_step(printer, A, latex)} + {printer._print(b)}", True
 
     def _numpycode(self, printer):
         W, A, b = self.mats
@@ -95,13 +134,9 @@ class StepMatMul(_Steps):
     def unrolled(self, M, G):
         return sp.ImmutableMatrix.vstack(*(M * g for g in _blocks(G, self.length)))
 
-    def _latex(self, printer):
-        M, G = (printer._print(m) for m in self.mats)
-        return rf"\left[{M} \left({G}\right)_{{t}}\right]_{{t=1}}^{{T}}"
-
-    def _sympystr(self, printer):
-        M, G = (printer._print(m) for m in self.mats)
-        return f"[{M} {G}_t] for t = 1..T"
+    def step_form(self, printer, latex):
+        M, G = self.mats
+        return f"{printer._print(M)} {at_step(printer, G, latex)}", True
 
     def _numpycode(self, printer):
         M, G = self.mats
@@ -127,12 +162,12 @@ class StepOuter(_Steps):
         return total
 
     def _latex(self, printer):
-        G, A = (printer._print(m) for m in self.mats)
-        return rf"\sum_{{t=1}}^{{T}} \left({G}\right)_{{t}} \left({A}\right)_{{t}}^{{\top}}"
+        G, A = (at_step(printer, m, True) for m in self.mats)
+        return rf"\sum_{{t=1}}^{{T}} {G} {A}^{{\top}}"
 
     def _sympystr(self, printer):
-        G, A = (printer._print(m) for m in self.mats)
-        return f"Σ_t {G}_t ({A}_t)ᵀ"
+        G, A = (at_step(printer, m, False) for m in self.mats)
+        return f"Σ_t {G} {A}ᵀ"
 
     def _numpycode(self, printer):
         G, A = self.mats
@@ -154,13 +189,12 @@ class StepTotal(_Steps):
         return total
 
     def _latex(self, printer):
-        G = printer._print(self.mats[0])
         batch = r" \mathbf{1}_{N}" if self.mats[0].shape[1] != 1 else ""
-        return rf"\sum_{{t=1}}^{{T}} \left({G}\right)_{{t}}{batch}"
+        return rf"\sum_{{t=1}}^{{T}} {at_step(printer, self.mats[0], True, factor=bool(batch))}{batch}"
 
     def _sympystr(self, printer):
-        G = printer._print(self.mats[0])
-        return f"Σ_t {G}_t" + (" 1_N" if self.mats[0].shape[1] != 1 else "")
+        batch = " 1_N" if self.mats[0].shape[1] != 1 else ""
+        return f"Σ_t {at_step(printer, self.mats[0], False, factor=bool(batch))}{batch}"
 
     def _numpycode(self, printer):
         return f"{_step_rows(printer, self.mats[0], self.shape[0])}.sum(axis=0)"  # 1-D, as a bias is held
@@ -180,15 +214,10 @@ class StepNormalize(_Steps):
             blocks.append(sp.ImmutableMatrix(block.rows, block.cols, lambda i, j: block[i, j] / sums[j]))
         return sp.ImmutableMatrix.vstack(*blocks)
 
-    def _latex(self, printer):
+    def step_form(self, printer, latex):
         inner = self.mats[0]
-        arg = printer._print(inner.mats[0]) if hasattr(inner, "mats") else printer._print(inner)
-        return rf"\left[\operatorname{{softmax}}\left(\left({arg}\right)_{{t}}\right)\right]_{{t=1}}^{{T}}"
-
-    def _sympystr(self, printer):
-        inner = self.mats[0]
-        arg = printer._print(inner.mats[0]) if hasattr(inner, "mats") else printer._print(inner)
-        return f"[softmax({arg}_t)] for t = 1..T"
+        arg = at_step(printer, inner.mats[0] if hasattr(inner, "mats") else inner, latex, factor=False)
+        return (rf"\operatorname{{softmax}}\left({arg}\right)" if latex else f"softmax({arg})"), False
 
     def _numpycode(self, printer):
         inner = self.mats[0]
@@ -212,13 +241,9 @@ class StepSums(_Steps):
         blocks = _blocks(M, self.length)
         return sp.ImmutableMatrix.vstack(*(sp.ones(b.rows, b.rows) * b for b in blocks))
 
-    def _latex(self, printer):
-        M = printer._print(self.mats[0])
-        return rf"\left[\mathbf{{1}} \mathbf{{1}}^{{\top}} \left({M}\right)_{{t}}\right]_{{t=1}}^{{T}}"
-
-    def _sympystr(self, printer):
-        M = printer._print(self.mats[0])
-        return f"[1 1ᵀ ({M})_t] for t = 1..T"
+    def step_form(self, printer, latex):
+        ones = r"\mathbf{1} \mathbf{1}^{\top}" if latex else "1 1ᵀ"
+        return f"{ones} {at_step(printer, self.mats[0], latex)}", True
 
     def _numpycode(self, printer):
         M = self.mats[0]

@@ -152,10 +152,10 @@ def test_emitted_code_is_one_gemm_over_every_step():
 
 def test_the_derivation_states_the_step_and_the_sums_over_t():
     text = derive(LM).text()
-    assert "Z3 = [W3 H2_t + b3] for t = 1..T" in text
-    assert "Ŷ = [softmax(Z3_t)] for t = 1..T" in text
-    assert "∂L/∂W3 = Σ_t Δ3_t (H2_t)ᵀ" in text and "∂L/∂b3 = Σ_t Δ3_t 1_N" in text
-    assert "∂L/∂H2 = [W3ᵀ Δ3_t] for t = 1..T" in text
+    assert "Z3 = [W3 H2_t + b3]_(t=1..T)" in text
+    assert "Ŷ = [softmax(Z3_t)]_(t=1..T)" in text
+    assert "∂L/∂W3 = Σ_t Δ3_t H2_tᵀ" in text and "∂L/∂b3 = Σ_t Δ3_t 1_N" in text
+    assert "∂L/∂H2 = [W3ᵀ Δ3_t]_(t=1..T)" in text
     assert "Δ3 = (1/(4 N)) (Ŷ - Y)" in text and "divided by N T (N samples, T = 4 steps)" in text
     # the symbol table says how the input's column is made, not only its flat size (24 × 1)
     assert "input: 4 token ids, each a one-hot column of 6, stacked (length × vocab)" in text

@@ -14,6 +14,7 @@ from sympy.matrices.expressions import MatrixExpr
 from ..errors import ChainruleError
 from ..fields import positive_int, shown_shape
 from ..naming import Names, layer_key
+from ..sequence import at_step, stacked
 from ..steps import ref
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -44,13 +45,16 @@ class Embed(MatrixExpr):
             return Embed(X, W, self.length)
         return sp.ImmutableMatrix.vstack(*(W.T * x for x in _steps(X, W, self.length)))
 
+    def step_form(self, printer, latex):
+        X, W = self.args[:2]
+        transposed = printer._print(W) + (r"^{\top}" if latex else "ᵀ")
+        return f"{transposed} {at_step(printer, X, latex)}", True
+
     def _latex(self, printer):
-        X, W = (printer._print(m) for m in self.args[:2])
-        return rf"\left[{W}^{{\top}} \left({X}\right)_{{t}}\right]_{{t=1}}^{{T}}"
+        return stacked(self.step_form(printer, True)[0], True)
 
     def _sympystr(self, printer):
-        X, W = (printer._print(m) for m in self.args[:2])
-        return f"[{W}ᵀ {X}_t] for t = 1..T"
+        return stacked(self.step_form(printer, False)[0], False)
 
     def _numpycode(self, printer):
         X, W = (printer._name(m.name) for m in self.args[:2])  # the ids (N, T) and the table, as code holds them
@@ -82,12 +86,12 @@ class EmbedGrad(MatrixExpr):
         return total.as_immutable()
 
     def _latex(self, printer):
-        G, X = (printer._print(m) for m in self.args[:2])
-        return rf"\sum_{{t=1}}^{{T}} \left({X}\right)_{{t}} \left({G}\right)_{{t}}^{{\top}}"
+        G, X = (at_step(printer, m, True) for m in self.args[:2])
+        return rf"\sum_{{t=1}}^{{T}} {X} {G}^{{\top}}"
 
     def _sympystr(self, printer):
-        G, X = (printer._print(m) for m in self.args[:2])
-        return f"Σ_t {X}_t ({G}_t)ᵀ"
+        G, X = (at_step(printer, m, False) for m in self.args[:2])
+        return f"Σ_t {X} {G}ᵀ"
 
     def _numpycode(self, printer):
         printer.helpers.add("_embedding_grad")

@@ -4,8 +4,8 @@ mean over its positions, ``{ type = "mean", axis = "length" }``, which ends the 
 for a classifier. (``{ type = "layernorm" }`` read on a sequence, ``torch.nn.LayerNorm(E)`` at every
 position, lives with layer norm in ``layernorm.py``.)
 
-In the math the table P (T, E) enters as the column of its rows stacked, vec(Pᵀ) (T·E, 1), added to
-every sample; its gradient is the sum of the samples' gradients, unstacked into rows. The mean is
+In the math the table P (T, E) enters as the column of its rows stacked, [P_tᵀ]_(t=1..T) (T·E, 1),
+added to every sample; its gradient is the sum of the samples' gradients, unstacked into rows. The mean is
 (1/T) Σ_t x_t and gives each position a T-th of its gradient.
 """
 from dataclasses import dataclass, replace
@@ -16,6 +16,7 @@ from ..errors import ChainruleError, shown
 from ..fields import sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
 from ..nodes import OfOneMatrix, broadcast
+from ..sequence import at_step, stacked
 from ..steps import ref
 from .attention import SequenceOut
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
@@ -35,11 +36,15 @@ class Stacked(OfOneMatrix):
     def numeric(self, value):
         return value(self.mat).reshape(-1, 1)
 
+    def step_form(self, printer, latex):
+        """Row t of the table as a column, P_tᵀ: what position t's features get."""
+        return at_step(printer, self.mat, latex) + (r"^{\top}" if latex else "ᵀ"), False
+
     def _latex(self, printer):
-        return rf"\operatorname{{vec}}\left({printer._print(self.mat)}^{{\top}}\right)"
+        return stacked(self.step_form(printer, True)[0], True)
 
     def _sympystr(self, printer):
-        return f"vec({printer._print(self.mat)}ᵀ)"
+        return stacked(self.step_form(printer, False)[0], False)
 
     def _numpycode(self, printer):
         # the table as torch stores it, (T, E): a row of T·E numbers broadcast over the samples held (N, T·E)
@@ -67,11 +72,18 @@ class Unstacked(_OfSequence):
     def numeric(self, value):
         return value(self.mat).reshape(self.length, -1)
 
+    def _row(self, printer, latex):
+        """Row t of the table: step t of the column transposed, ``1_Nᵀ G_tᵀ`` (the samples' sum) in the batch form."""
+        m, top = self.mat, (r"^{\top}" if latex else "ᵀ")
+        if isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
+            return f"{printer._print(m.args[1].T)} {at_step(printer, m.args[0], latex)}{top}"
+        return at_step(printer, m, latex) + top
+
     def _latex(self, printer):
-        return rf"\operatorname{{rows}}_{{T}}\left({printer._print(self.mat)}\right)"
+        return stacked(self._row(printer, True), True)
 
     def _sympystr(self, printer):
-        return f"rows_T({printer._print(self.mat)})"
+        return stacked(self._row(printer, False), False)
 
     def _numpycode(self, printer):
         text = printer._print(self.mat)  # the samples' sum, 1-D (T·E,)
@@ -95,10 +107,10 @@ class SequenceMean(_OfSequence):
         return M.reshape(self.length, -1, M.shape[1]).mean(axis=0)
 
     def _latex(self, printer):
-        return rf"\frac{{1}}{{T}} \sum_{{t=1}}^{{T}} \left({printer._print(self.mat)}\right)_{{t}}"
+        return rf"\frac{{1}}{{T}} \sum_{{t=1}}^{{T}} {at_step(printer, self.mat, True, factor=False)}"
 
     def _sympystr(self, printer):
-        return f"(1/T) Σ_t {printer._print(self.mat)}_t"
+        return f"(1/T) Σ_t {at_step(printer, self.mat, False, factor=False)}"
 
     def _numpycode(self, printer):
         text = printer._factor(self.mat)
@@ -125,7 +137,7 @@ class SequenceSpread(_OfSequence):
         return rf"\frac{{1}}{{T}} \left[{printer._print(self.mat)}\right]_{{t=1}}^{{T}}"
 
     def _sympystr(self, printer):
-        return f"(1/T) [{printer._print(self.mat)}] for t = 1..T"
+        return f"(1/T) [{printer._print(self.mat)}]_(t=1..T)"
 
     def _numpycode(self, printer):
         text = printer._factor(self.mat)
