@@ -257,7 +257,7 @@ def test_notes_state_the_attention_steps():
     assert r"\delta S_h = A_h \odot" in latex and "mask carries no gradient" in text
     nested = derive(CLASSIFIERS["prenorm-block-causal"]).text()  # inside a residual block, numbered as its Steps
     assert "Layer 3.2 is torch.nn.MultiheadAttention(4, 2, batch_first=True)" in nested
-    assert "∂L/∂γ3.1 = Σ_t (∂L/∂A3.1_t ⊙ x̂_t) 1_N" in nested  # layer norm at every position, summed over t and N
+    assert "∂L/∂γ3.1 = Σ_t ((∂L/∂A3.1)_t ⊙ x̂_t) 1_N" in nested  # layer norm at every position, summed over t and N
 
 
 @pytest.mark.parametrize("layers, inputs, message", [

@@ -36,6 +36,7 @@ from ..errors import ChainruleError
 from ..fields import boolean, positive_int, sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
 from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
+from ..sequence import at_step, stacked
 from ..steps import ref
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
 
@@ -182,17 +183,24 @@ class AttentionGrad(OfSpecGrad):
     def gradients(self, G, *ins):
         return backprop(self.spec, G, *_full(self.spec, ins))
 
+    def step_form(self, printer, latex):
+        """dL/dX at step t, W_inᵀ δp_t, for what reads it step by step; None for a parameter's."""
+        if self.which != 0:
+            return None
+        W_in = printer._print(self.mats[3])
+        return (rf"{W_in}^{{\top}} \delta p_{{t}}" if latex else f"{W_in}ᵀ δp_t"), True
+
     def _label(self, printer, latex):
         """Σ_t δp_t x_tᵀ and its kin: δp_t is position t's [δq_t; δk_t; δv_t], g_t its share of G."""
-        G, _, X, W_in = (printer._print(m) for m in self.mats[:4])
+        if self.which == 0:
+            return stacked(self.step_form(printer, latex)[0], latex)
+        gt, xt = (at_step(printer, self.mats[k], latex) for k in (0, 2))
         if latex:
-            total, dp, xt, o = r"\sum_{t=1}^{T} ", r"\delta p_{t}", rf"\left({X}\right)_{{t}}", r"o_{t}"
-            gt = rf"\left({G}\right)_{{t}}"
-            forms = (rf"\left[{W_in}^{{\top}} {dp}\right]_{{t=1}}^{{T}}", rf"{total}{dp} {xt}^{{\top}}", total + dp,
-                     rf"{total}{gt} {o}^{{\top}}", total + gt)
+            total, dp, o = r"\sum_{t=1}^{T} ", r"\delta p_{t}", r"o_{t}"
+            forms = (rf"{total}{dp} {xt}^{{\top}}", total + dp, rf"{total}{gt} {o}^{{\top}}", total + gt)
         else:
-            forms = (f"[{W_in}ᵀ δp_t] for t = 1..T", f"Σ_t δp_t {X}_tᵀ", "Σ_t δp_t", f"Σ_t {G}_t o_tᵀ", f"Σ_t {G}_t")
-        form = forms[self.which]
+            forms = (f"Σ_t δp_t {xt}ᵀ", "Σ_t δp_t", f"Σ_t {gt} o_tᵀ", f"Σ_t {gt}")
+        form = forms[self.which - 1]
         if self.which in (2, 4) and self.mats[0].shape[1] != 1:  # a bias: summed over the batch too
             form = rf"{form} \mathbf{{1}}_{{N}}" if latex else f"{form} 1_N"
         return form

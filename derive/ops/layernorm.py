@@ -32,6 +32,7 @@ from ..errors import ChainruleError
 from ..fields import boolean, number, sequence_input, sequence_length
 from ..naming import Names, greek, indexed, letter, network_output, normalized
 from ..nodes import FeatureMean, Pointwise, broadcast, explicit, held, shared_backward
+from ..sequence import at_step
 from ..steps import formula, ref
 from .activations import Z
 from .registry import Grad, LayerKind, Op, Out, Param, hadamard, layer, op, scaled
@@ -274,13 +275,13 @@ class StepLayerNorm(MatrixExpr):
         return sp.ImmutableMatrix.vstack(*blocks)
 
     def _latex(self, printer):
-        X, *affine = (printer._print(m) for m in self.mats)
-        inner = rf"\left({X}\right)_{{t}}" + (f"; {', '.join(affine)}" if affine else "")
+        affine = [printer._print(m) for m in self.mats[1:]]
+        inner = at_step(printer, self.mats[0], True, factor=False) + (f"; {', '.join(affine)}" if affine else "")
         return rf"\left[\operatorname{{LN}}\left({inner}\right)\right]_{{t=1}}^{{T}}"
 
     def _sympystr(self, printer):
-        X, *affine = (printer._print(m) for m in self.mats)
-        return f"[LN({X}_t{''.join('; ' + a for a in affine[:1])}{''.join(', ' + a for a in affine[1:])})] for t = 1..T"
+        X, affine = at_step(printer, self.mats[0], False, factor=False), [printer._print(m) for m in self.mats[1:]]
+        return f"[LN({X}{''.join('; ' + a for a in affine[:1])}{''.join(', ' + a for a in affine[1:])})]_(t=1..T)"
 
     saves = True  # its code returns (the output, what the backward pass reads), stored as <name>_saved
 
@@ -339,18 +340,19 @@ class StepLayerNormGrad(MatrixExpr):
 
     def _form(self, printer, latex):
         """The compact form at position t, with G_t the position's rows of G and g_t = γ ⊙ G_t."""
-        G = printer._print(self.mats[0])
+        Gt = at_step(printer, self.mats[0], latex)
         ones = self.mats[0].shape[1] != 1  # the batch form: summed over the samples too
         if latex:
-            Gt = rf"\left({G}\right)_{{t}}"
             total = r" \mathbf{1}_{N}" if ones else ""
+            scaled = rf"{Gt} \odot \hat{{x}}_{{t}}"
             return (r"\left[\frac{1}{\sigma_{t}} \odot \left(g_{t} - \overline{g_{t}} - \hat{x}_{t} \odot "
                     r"\overline{g_{t} \odot \hat{x}_{t}}\right)\right]_{t=1}^{T}",
-                    rf"\sum_{{t=1}}^{{T}} \left({Gt} \odot \hat{{x}}_{{t}}\right){total}",
+                    rf"\sum_{{t=1}}^{{T}} " + (rf"\left({scaled}\right){total}" if ones else scaled),
                     rf"\sum_{{t=1}}^{{T}} {Gt}{total}")[self.which]
         total = " 1_N" if ones else ""
-        return ("[(g_t - mean(g_t) - x̂_t ⊙ mean(g_t ⊙ x̂_t)) / σ_t] for t = 1..T", f"Σ_t ({G}_t ⊙ x̂_t){total}",
-                f"Σ_t {G}_t{total}")[self.which]
+        scaled = f"{Gt} ⊙ x̂_t"
+        return ("[(g_t - mean(g_t) - x̂_t ⊙ mean(g_t ⊙ x̂_t)) / σ_t]_(t=1..T)",
+                "Σ_t " + (f"({scaled}){total}" if ones else scaled), f"Σ_t {Gt}{total}")[self.which]
 
     def _latex(self, printer):
         return self._form(printer, True)

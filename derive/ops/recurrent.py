@@ -31,6 +31,7 @@ from ..fields import boolean, positive_int, sequence_input
 from ..functions import sigma
 from ..naming import Names, layer_key, network_output
 from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
+from ..sequence import at_step, stacked
 from ..steps import formula, ref
 from .activations import Z, make_activation
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
@@ -281,22 +282,30 @@ class BPTT(OfSpecGrad):
     def gradients(self, G, *ins):
         return backprop(self.spec, G, *ins)
 
+    def _deltas(self, latex):
+        """(the input weights' δ_t, the hidden ones'): one δ_t, or the GRU's δ^x_t and δ^h_t."""
+        if self.spec.kind == "gru":
+            return (r"\delta^{x}_{t}", r"\delta^{h}_{t}") if latex else ("δ^x_t", "δ^h_t")
+        return (r"\delta_{t}",) * 2 if latex else ("δ_t",) * 2
+
+    def step_form(self, printer, latex):
+        """dL/dX at step t, W_ihᵀ δ_t, for what reads it step by step (an embedding's gradient); None for a weight's."""
+        if self.which != 0:
+            return None
+        W = printer._print(self.mats[3]) + (r"^{\top}" if latex else "ᵀ")
+        return f"{W} {self._deltas(latex)[0]}", True
+
     def _label(self, printer, latex):
         """Σ_t δ_t x_tᵀ and its kin, with the input's and the hidden state's names from the printer."""
-        gru = self.spec.kind == "gru"
-        X = printer._print(self.mats[2])
+        if self.which == 0:
+            return stacked(self.step_form(printer, latex)[0], latex)
+        (dx, dh), xt = self._deltas(latex), at_step(printer, self.mats[2], latex)
         if latex:
-            dx, dh = (r"\delta^{x}_{t}", r"\delta^{h}_{t}") if gru else (r"\delta_{t}", r"\delta_{t}")
-            xt = rf"\left({X}\right)_{{t}}" if "_" in X else rf"{X}_{{t}}"
             total = r"\sum_{t=1}^{T} "
-            W = printer._print(self.mats[3])
-            forms = (rf"\left[{W}^{{\top}} {dx}\right]_{{t=1}}^{{T}}", rf"{total}{dx} {xt}^{{\top}}",
-                     rf"{total}{dh} h_{{t-1}}^{{\top}}", total + dx, total + dh)
+            forms = (rf"{total}{dx} {xt}^{{\top}}", rf"{total}{dh} h_{{t-1}}^{{\top}}", total + dx, total + dh)
         else:
-            dx, dh = ("δ^x_t", "δ^h_t") if gru else ("δ_t", "δ_t")
-            W = printer._print(self.mats[3])
-            forms = (f"[{W}ᵀ {dx}] for t = 1..T", f"Σ_t {dx} {X}_tᵀ", f"Σ_t {dh} h_(t-1)ᵀ", f"Σ_t {dx}", f"Σ_t {dh}")
-        form = forms[self.which]
+            forms = (f"Σ_t {dx} {xt}ᵀ", f"Σ_t {dh} h_(t-1)ᵀ", f"Σ_t {dx}", f"Σ_t {dh}")
+        form = forms[self.which - 1]
         batch = self.mats[0].shape[1]
         if self.which >= 3 and batch != 1:  # a bias: its error summed over the batch too
             form = rf"{form} \mathbf{{1}}_{{N}}" if latex else f"{form} 1_N"
