@@ -399,9 +399,9 @@ class StepLayerNormOp(Op):
         a = node.attrs
         args = (*ins, a.get("eps", 1e-5), a["length"])
         reasons = ("at each position t, the chain rule through the layer norm along all three paths (the mean, the "
-                   "standard deviation and the normalized features) in the compact form: with g_t the gain times the "
-                   "position's gradient, g_t less its mean, less the normalized features times the mean of g times "
-                   "them, all over the position's standard deviation",
+                   f"standard deviation and the normalized features) in the compact form: with {formula('g_t')} the gain "
+                   f"times the position's gradient, {formula('g_t')} less its mean, less the normalized features times "
+                   f"the mean of {formula('g_t')} times them, all over the position's standard deviation",
                    "each gain scales its normalized feature at every position: the gradient times the normalized "
                    "features, summed over the positions" + (" and the batch" if node.batched else ""),
                    "each shift adds to its feature at every position: the gradient summed over the positions"
