@@ -17,14 +17,15 @@ from sympy.matrices.expressions import MatrixExpr
 
 from .nodes import Broadcast, explicit
 
-# a name the printer gives a matrix, with at most one subscript: x, \delta, \hat{x}, a_{5}, \Delta_{4.3}
-_LATEX_NAME = re.compile(r"(\\?[A-Za-z]+|\\[A-Za-z]+\{\\?[A-Za-z]+\})(?:_\{([^{}]*)\})?")
+# a name the printer gives a matrix, with at most one superscript and one subscript: x, \delta, \hat{x}, a_{5},
+# \Delta_{4.3}, z^{3} (Nielsen's), dZ^{[3]} (Ng's)
+_LATEX_NAME = re.compile(r"(\\?[A-Za-z]+|\\[A-Za-z]+\{\\?[A-Za-z]+\})(\^\{[^{}]*\})?(?:_\{([^{}]*)\})?")
 _TEXT_NAME = re.compile(r"[^\s()\[\]/⊙·+-]+")  # x, a5, δ4.3, x̂: no operator a subscript could bind to
 
 
 def at_step(printer, m, latex: bool, factor: bool = True) -> str:
     """Step t of the sequence ``m``: ``x_t``, ``a_{5,t}`` (a name's subscript gains t), the body f(t) of a
-    stacked [f(t)]_{t=1}^T (the node's ``step_form``: (f(t), whether it is a sum or product)), ``g_t 1_N`` for a sequence times the ones, else ``(m)_t``.
+    stacked [f(t)]_{t=1}^T (the node's ``step_form``: (f(t), whether it is a sum or product)), else ``(m)_t``.
     ``factor``: a body that is a sum or product goes in parentheses (it is multiplied or transposed)."""
     if isinstance(m, Broadcast):  # prints as what it copies
         return at_step(printer, m.mat, latex, factor)
@@ -34,15 +35,14 @@ def at_step(printer, m, latex: bool, factor: bool = True) -> str:
         if not (factor and compound):
             return body
         return rf"\left({body}\right)" if latex else f"({body})"
-    if isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
-        return f"{at_step(printer, m.args[0], latex)} {printer._print(m.args[1])}"
     text = printer._print(m)
     if latex:
         name = _LATEX_NAME.fullmatch(text)
         if name is None:
             return rf"\left({text}\right)_{{t}}"
-        base, sub = name.groups()
-        return rf"{base}_{{{sub},t}}" if sub else rf"{base}_{{t}}"
+        base, sup, sub = name.groups()
+        base += sup or ""
+        return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
     return f"{text}_t" if _TEXT_NAME.fullmatch(text) else f"({text})_t"
 
 

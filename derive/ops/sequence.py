@@ -73,11 +73,8 @@ class Unstacked(_OfSequence):
         return value(self.mat).reshape(self.length, -1)
 
     def _row(self, printer, latex):
-        """Row t of the table: step t of the column transposed, ``1_Nᵀ G_tᵀ`` (the samples' sum) in the batch form."""
-        m, top = self.mat, (r"^{\top}" if latex else "ᵀ")
-        if isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
-            return f"{printer._print(m.args[1].T)} {at_step(printer, m.args[0], latex)}{top}"
-        return at_step(printer, m, latex) + top
+        """Row t of the table: step t of the column, transposed (of the samples' sum, ``(G 1_N)_tᵀ``, in the batch form)."""
+        return at_step(printer, self.mat, latex) + (r"^{\top}" if latex else "ᵀ")
 
     def _latex(self, printer):
         return stacked(self._row(printer, True), True)
@@ -170,7 +167,7 @@ class Positional(Op):
 
     def vjp(self, node, g, ins, out):
         total = g * sp.OneMatrix(node.batch, 1) if node.batched else g
-        return {0: Grad(g, "the identity plus a constant"),
+        return {0: Grad(g, "adding the position table passes the gradient on unchanged"),
                 1: Grad(Unstacked(total, node.attrs["length"]),
                         "row t of the table gets the gradient of position t" + (" summed over the batch"
                                                                                if node.batched else ""))}
