@@ -29,7 +29,10 @@ def at_step(printer, m, latex: bool, factor: bool = True) -> str:
     ``factor``: a body that is a sum or product goes in parentheses (it is multiplied or transposed)."""
     if isinstance(m, Broadcast):  # prints as what it copies
         return at_step(printer, m.mat, latex, factor)
-    form = m.step_form(printer, latex) if hasattr(m, "step_form") else None
+    form = _step_form(printer, m, latex)
+    if form is None and isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
+        inner = _step_form(printer, m.args[0], latex)  # a stack summed over the batch: f(t) 1_N
+        form = inner and (f"{inner[0]} {printer._print(m.args[1])}", True)
     if form is not None:
         body, compound = form
         if not (factor and compound):
@@ -44,6 +47,10 @@ def at_step(printer, m, latex: bool, factor: bool = True) -> str:
         base += sup or ""
         return f"{base}_{{{sub},t}}" if sub else f"{base}_{{t}}"
     return f"{text}_t" if _TEXT_NAME.fullmatch(text) else f"({text})_t"
+
+
+def _step_form(printer, m, latex: bool):
+    return m.step_form(printer, latex) if hasattr(m, "step_form") else None
 
 
 def stacked(body: str, latex: bool) -> str:

@@ -130,11 +130,18 @@ class SequenceSpread(_OfSequence):
         import numpy as np
         return np.tile(value(self.mat) / self.length, (self.length, 1))
 
+    def step_form(self, printer, latex):
+        """Every position's share, the same at each t: ``(1/T) G``."""
+        G = printer._print(self.mat)
+        if isinstance(self.mat, (sp.MatAdd, sp.HadamardProduct)):
+            G = rf"\left({G}\right)" if latex else f"({G})"
+        return (rf"\frac{{1}}{{T}} {G}" if latex else f"(1/T) {G}"), True
+
     def _latex(self, printer):
-        return rf"\frac{{1}}{{T}} \left[{printer._print(self.mat)}\right]_{{t=1}}^{{T}}"
+        return stacked(self.step_form(printer, True)[0], True)
 
     def _sympystr(self, printer):
-        return f"(1/T) [{printer._print(self.mat)}]_(t=1..T)"
+        return stacked(self.step_form(printer, False)[0], False)
 
     def _numpycode(self, printer):
         text = printer._factor(self.mat)
