@@ -32,7 +32,8 @@ def at_step(printer, m, latex: bool, factor: bool = True) -> str:
     form = _step_form(printer, m, latex)
     if form is None and isinstance(m, sp.MatMul) and len(m.args) == 2 and isinstance(m.args[1], sp.OneMatrix):
         inner = _step_form(printer, m.args[0], latex)  # a stack summed over the batch: f(t) 1_N
-        form = inner and (f"{inner[0]} {printer._print(m.args[1])}", True)
+        if inner is not None:
+            form = f"{inner[0]} {printer._print(m.args[1])}", True
     if form is not None:
         body, compound = form
         if not (factor and compound):
@@ -50,6 +51,7 @@ def at_step(printer, m, latex: bool, factor: bool = True) -> str:
 
 
 def _step_form(printer, m, latex: bool):
+    """(f(t), compound) of a node that stacks its steps, else None."""
     return m.step_form(printer, latex) if hasattr(m, "step_form") else None
 
 
