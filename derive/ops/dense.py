@@ -67,8 +67,8 @@ class Dense(Op):
         batch = " and over the batch" if node.batched else ""
         return {0: Grad(StepMatMul(W.T, g, length),
                         f"chain rule back through {ref(Wv)} at each step: the transposed weights times step t's error "
-                        f"of layer {node.layer}, {Wv.shape[1]} by {'N' if node.batched else 1} per step as the "
-                        f"step's input {formula('a_t')} is"),
+                        f"of layer {node.layer}, {Wv.shape[1]} by {'N' if node.batched else 1} per step as step t of "
+                        f"{ref(x)} is"),
                 1: Grad(StepOuter(g, a, length),
                         f"the same weights act at every step, so their gradient is a sum over t of each step's error "
                         f"times its input, transposed{batch} ({Wv.shape[0]} by {Wv.shape[1]}, as {ref(Wv)} is)"),
