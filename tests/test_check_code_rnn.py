@@ -258,7 +258,7 @@ def test_the_cli_checks_a_recurrent_op_and_documents_it(tmp_path):
     out = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "lstm_step", target],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 1 and "  dprev_c: different: the forget gate left out of dprev_c" in out.stdout, out
-    wrong = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "gru_step", target],
+    wrong = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "gru_cell", target],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert wrong.returncode == 2 and "rnn_step, rnn, lstm_step, lstm" in wrong.stderr and wrong.stdout == "", wrong
     spec = tmp_path / "lstm.toml"

@@ -152,6 +152,13 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     next_c = f*prev_c + i*g, next_h = o*tanh(next_c)
     lstm        f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
                                                     the lstm_step at t = 1..T from h0 and c0 = 0
+    gru_step    f(dnext_h, x, prev_h, Wx, Wh, bx, bh) -> (dx, dprev_h, dWx, dWh, dbx, dbh)
+                                                    torch.nn.GRU's equations and gate order r, z, n: a = x @ Wx + bx,
+                                                    ah = prev_h @ Wh + bh, (N, 3H); r, z = sigmoid(a + ah) (first two
+                                                    blocks), n = tanh(a_n + r*ah_n), next_h = (1-z)*n + z*prev_h;
+                                                    Wx (D, 3H), Wh (H, 3H), bx, bh (3H,)
+    gru         f(dh, x, h0, Wx, Wh, bx, bh) -> (dx, dh0, dWx, dWh, dbx, dbh)
+                                                    the gru_step at t = 1..T from h0
                 (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
 
     attention   f(dout, q, k, v, mask) -> (dq, dk, dv)  out = softmax(q kᵀ/√d_k + mask) v, each row of the scores
@@ -223,6 +230,8 @@ RECURRENT_NAMES = {
     "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
     "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
     "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
+    "dbx": ("dbx", "db_x", "db_ih", "dbih", "dbias_ih"),
+    "dbh": ("dbh", "db_h", "db_hh", "dbhh", "dbias_hh"),
 }
 
 
