@@ -1,5 +1,6 @@
 """check-code --op gru_step, gru: the reference against torch.nn.GRU, the GRU corpus (tests/corpus/code,
-sources in SOURCES.md) and each usual GRU mistake named once at its source."""
+sources in SOURCES.md), each usual GRU mistake named once at its source, and gradient clipping named as a
+mistake only where the clip explains the difference."""
 import subprocess
 import sys
 from pathlib import Path
@@ -116,7 +117,7 @@ def step(mistake=None):
         _, cache = gru_step_forward(x, prev_h, Wx, Wh, bx, bh)
         return gru_step_backward(dnext_h, cache, mistake)
     return backward
-def sequence(mistake=None, only_first_dbh=False):
+def sequence(mistake=None, clip=None, only_first_dbh=False):
     def backward(dh, x, h0, Wx, Wh, bx, bh):
         h, caches = h0, []
         for t in range(x.shape[1]):
@@ -129,10 +130,17 @@ def sequence(mistake=None, only_first_dbh=False):
             grads = [g + s for g, s in zip(grads, step_grads)]
             if only_first_dbh:
                 grads[3] = step_grads[3]  # = instead of +=: the last step the loop reaches, t = 1
+        if clip:
+            grads = [np.clip(g, -clip, clip) for g in grads]
         return (dx, dprev, *grads)
     return backward
 z_path_step, pre_step = step("z_path"), step("pre")
 hidden_path, chung, dbh_not_summed = sequence("hidden_path"), sequence("chung"), sequence(only_first_dbh=True)
+clipped, clip_not_reached = sequence(clip=1), sequence(clip=1000)
+def clipped_and_off(*args):
+    grads = list(clipped(*args))
+    grads[2] = grads[2] + 0.01  # beside the clip, a difference no clip explains
+    return tuple(grads)
 '''
 
 
@@ -147,6 +155,8 @@ hidden_path, chung, dbh_not_summed = sequence("hidden_path"), sequence("chung"),
                      "yours computes (1 − z) ⊙ h_(t-1) + z ⊙ n (Chung et al.'s and Olah's convention), forward and "
                      "backward"),
     ("gru", "dbh_not_summed", "dbh: different: the sum over time missing in dbh: bh is shared by the 3 steps"),
+    ("gru", "clipped", "dWx: different: clipped to [-1, 1]: np.clip(dparam, -1, 1) in the backward pass (as "
+                       "min-char-rnn does against exploding gradients) cuts every entry beyond ±1"),
 ], ids=lambda v: v if isinstance(v, str) and v.isidentifier() else "")
 def test_each_usual_gru_mistake_is_named_once_at_its_source(tmp_path, op, function, expected):
     path = tmp_path / "student.py"
@@ -156,6 +166,17 @@ def test_each_usual_gru_mistake_is_named_once_at_its_source(tmp_path, op, functi
     assert code == 1 and f"  {expected}" in text, text
     mistakes = [line for line in lines if ": different: " in line and "follows from" not in line]
     assert len(mistakes) == 1, text
+
+
+def test_a_clip_is_named_only_where_it_explains_the_difference(tmp_path):
+    path = tmp_path / "student.py"
+    path.write_text(SOURCE)
+    lines, code = check_op("gru", f"{path}:clip_not_reached")  # a clip that cuts nothing changes nothing
+    assert code == 0 and all(line.endswith(": correct") for line in lines[1:]), lines
+    lines, code = check_op("gru", f"{path}:clipped_and_off")
+    text = "\n".join(lines)
+    assert code == 1 and "  dWx: different: no usual mistake of this op" in text, text  # not "clipped"
+    assert "  dWh: different: clipped to [-1, 1]" in text, text  # dWh's own difference is the clip alone
 
 
 def test_a_gru_dict_is_read_by_its_bias_names(tmp_path):

@@ -1184,25 +1184,46 @@ def recurrent_gradients(op, point, mistakes) -> dict:
     return out
 
 
+#: The recurrent ops' arguments that hold the batch (N first); the weights and biases do not
+BATCHED = ("dnext_h", "dnext_c", "dh", "x", "prev_h", "h0", "prev_c")
+
+
 def recurrent_targets(op, points):
     """``targets(overrides)`` for OpJudge: per point the op's gradients with the mistakes of ``overrides``;
-    a "sum dW" key keeps one step's share of that shared weight's gradient, "first" (step 1) or "last" (T)."""
-    cache = {}
+    a "sum dW" key keeps one step's share of that shared weight's gradient, "first" (step 1) or "last" (T);
+    "clip" (c, each) clips the weights' and biases' gradients to [-c, c], each sample's before the sum if each."""
+    cache, samples = {}, {}
+
+    def at(point, overrides):
+        mistakes = {k: v for k, v in overrides.items() if not k.startswith("sum ")}
+        out = recurrent_gradients(op, point, mistakes)
+        for name, which in ((k[4:], v) for k, v in overrides.items() if k.startswith("sum ")):
+            if which == "last":  # every step before T contributes nothing
+                out[name] = recurrent_gradients(op, point, {**mistakes, "zeroed": "before_last"})[name]
+            else:  # the whole sum less the sum without step 1
+                out[name] = out[name] - recurrent_gradients(op, point, {**mistakes, "zeroed": "first"})[name]
+        return out
+
+    def each_sample(key, rest):
+        """Per point, each sample's gradients alone (a batch of one), with the mistakes ``rest``."""
+        if key not in samples:
+            samples[key] = [[at({k: v[i:i + 1] if k in BATCHED else v for k, v in point.items()}, rest)
+                             for i in range(len(point["x"]))] for point in points]
+        return samples[key]
 
     def targets(overrides):
         key = tuple(sorted(overrides.items()))
         if key not in cache:
-            mistakes = {k: v for k, v in overrides.items() if not k.startswith("sum ")}
-            found = []
-            for point in points:
-                out = recurrent_gradients(op, point, mistakes)
-                for name, which in ((k[4:], v) for k, v in overrides.items() if k.startswith("sum ")):
-                    if which == "last":  # every step before T contributes nothing
-                        out[name] = recurrent_gradients(op, point, {**mistakes, "zeroed": "before_last"})[name]
-                    else:  # the whole sum less the sum without step 1
-                        out[name] = out[name] - recurrent_gradients(op, point, {**mistakes, "zeroed": "first"})[name]
-                found.append(out)
-            cache[key] = found
+            if "clip" not in overrides:
+                cache[key] = [at(point, overrides) for point in points]
+                return cache[key]
+            bound, each = overrides["clip"]
+            rest = {k: v for k, v in overrides.items() if k != "clip"}
+            wholes = targets(rest)
+            parts = each_sample(tuple(sorted(rest.items())), rest) if each else [[whole] for whole in wholes]
+            cache[key] = [{**whole, **{name: sum(np.clip(p[name], -bound, bound) for p in part)
+                                       for name in whole if name.startswith(("dW", "db"))}}
+                          for whole, part in zip(wholes, parts)]
         return cache[key]
     return targets
 

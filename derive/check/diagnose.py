@@ -990,7 +990,7 @@ class OpJudge:
 # reaches it (dprev_h, dh0, dprev_c). Each mistake changes what one backward step computes, so the loop,
 # its sums over t and its paths stay the op's. The keys of a World's overrides are read by ``BoundCell``
 # (the step's mistakes) and by ``code.recurrent_targets`` ("sum dWx": a shared weight's sum over t missing;
-# "convention": the GRU written with z and 1 − z swapped throughout).
+# "clip": the parameters' gradients clipped, "convention": the GRU written with z and 1 − z swapped throughout).
 GRU_MISTAKES = ("swapped", "bias_outside", "z_path", "gru_prime")  # the GRU step's, read by BoundCell._gru_back
 
 
@@ -1068,7 +1068,7 @@ class BoundCell:
 def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
     """The usual BPTT mistakes of cs231n-style rnn_step/rnn/lstm_step/lstm/gru_step/gru backward functions, as
     Worlds, in a fixed order; ``steps``: T (1 for a step op), ``square``: Wh is square (the RNN's, so a
-    transposed Wh runs)."""
+    transposed Wh runs). Clipping comes last: it explains a difference only where nothing else does."""
     h_t, h_prev = ("next_h", "prev_h") if steps == 1 else ("h_t", "h_(t-1)")
     dnext = "dnext_h" if steps == 1 else "dh_t"
     out = []
@@ -1102,7 +1102,7 @@ def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
                 out.append(World(f"the sum over time missing in {name}: {weight} is shared by the {steps} steps, so "
                                  f"{name} = Σ_t (step t's {name}), accumulated with +=; yours is {step} alone",
                                  f"the sum over t missing in {name}", {f"sum {name}": which}, 1))
-    return out
+    return out + clip_worlds()
 
 
 def _gru_worlds(h_t, h_prev, dnext, steps) -> list:
@@ -1132,6 +1132,25 @@ def _gru_worlds(h_t, h_prev, dnext, steps) -> list:
         World(f"tanh's derivative taken at the pre-activation: {dn} with n = tanh(a_n); yours is 1 − a_n², the "
               f"formula in the output applied to a_n = x W_n + b_in + r ⊙ (W_hn {h_prev} + b_hn) itself",
               "tanh' at a_n", {"gru_prime": "pre"}, 1)]
+
+
+CLIP_BOUNDS = (1, 5, 10)  # the bounds people clip gradients to (min-char-rnn's 5)
+
+
+def clip_worlds() -> list:
+    """Gradient clipping inside the backward pass, as Worlds: np.clip(dparam, -c, c) on the shared weights' and
+    biases' gradients, of the batch ("clip": (c, False)) or of each sequence before the batch's are summed
+    ((c, True): min-char-rnn's lossFun sees one sequence). It changes the gradient wherever an entry is beyond c."""
+    out = []
+    for bound in CLIP_BOUNDS:
+        for each in (False, True):
+            whose = " on each sequence's gradient, before the batch's are summed," if each else ""
+            out.append(World(f"clipped to [-{bound}, {bound}]: np.clip(dparam, -{bound}, {bound}){whose} in the backward "
+                             f"pass (as min-char-rnn does against exploding gradients) cuts every entry beyond ±{bound}, "
+                             "so the gradient is no longer the derivative; return it unclipped and clip in the update "
+                             "step ([training] clip_norm clips by the norm)", f"clipped to [-{bound}, {bound}]",
+                             {"clip": (bound, each)}, 1))
+    return out
 
 
 # -- the usual mistakes of scaled dot-product attention's backward (check-code --op attention) ---------
