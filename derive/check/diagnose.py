@@ -1113,7 +1113,7 @@ def _gru_worlds(h_t, h_prev, dnext, steps) -> list:
     dn = f"dn = {dnext} ⊙ (1 − z) ⊙ (1 − n²)"
     chung = f"(1 − z) ⊙ {h_prev} + z ⊙ n (Chung et al.'s and Olah's convention)"
     return [
-        World(f"(1 − z) and z swapped" + (" in the backward pass" if steps > 1 else "") + f": {h_t} = (1 − z) ⊙ n + "
+        World("(1 − z) and z swapped" + (" in the backward pass" if steps > 1 else "") + f": {h_t} = (1 − z) ⊙ n + "
               f"z ⊙ {h_prev}, so {dn}, dz = {dnext} ⊙ ({h_prev} − n) ⊙ z(1 − z) and {h_prev} gets {dnext} ⊙ z "
               f"directly; yours has z into n and 1 − z into {h_prev}, the backward of {chung}",
               "(1 − z) and z swapped", {"swapped": True}, 1)] + ([
