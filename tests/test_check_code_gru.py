@@ -203,5 +203,6 @@ def test_the_cli_checks_a_gru_and_a_gru_network_is_sent_to_it(tmp_path):
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert whole.returncode == 2 and "check-code --op gru FILE.py:FUNCTION" in whole.stderr and not whole.stdout, whole
     for row in ("gru_step    f(dnext_h, x, prev_h, Wx, Wh, bx, bh) -> (dx, dprev_h, dWx, dWh, dbx, dbh)",
-                "gru         f(dh, x, h0, Wx, Wh, bx, bh) -> (dx, dh0, dWx, dWh, dbx, dbh)"):
+                "gru         f(dh, x, h0, Wx, Wh, bx, bh) -> (dx, dh0, dWx, dWh, dbx, dbh)",
+                "np.clip(dWx, -c, c) for c = 1, 5 or 10, is named so", "dbx, db_ih / dbh, db_hh"):
         assert row in OP_CONTRACT

@@ -159,7 +159,8 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     Wx (D, 3H), Wh (H, 3H), bx, bh (3H,)
     gru         f(dh, x, h0, Wx, Wh, bx, bh) -> (dx, dh0, dWx, dWh, dbx, dbh)
                                                     the gru_step at t = 1..T from h0
-                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
+                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below; a
+                gradient clipped inside the backward, np.clip(dWx, -c, c) for c = 1, 5 or 10, is named so)
 
     attention   f(dout, q, k, v, mask) -> (dq, dk, dv)  out = softmax(q kᵀ/√d_k + mask) v, each row of the scores
                                                     normalized over the keys, for every sample and head; q, k, v,
@@ -179,6 +180,7 @@ Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; 
     dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
     dh_next, dhnext     the share step t + 1 sends back, W_hhᵀ δ_(t+1) (Karpathy's dhnext, cs231n's
                         dprev_h of step t + 1), added to the output's dh[:, t] to give δh_t
+    dbx, db_ih / dbh, db_hh   the GRU's two biases' gradients: Σ_t δ^x_t and Σ_t δ^h_t (their n blocks differ by r)
     dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
     δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
     dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
