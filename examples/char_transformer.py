@@ -6,14 +6,15 @@ The text is the Zen of Python (the standard library's ``this`` module, no downlo
 window of T characters and its targets the next character at every position. The network is the
 gallery's tiny transformer (generated/specs/tiny_transformer.toml) with the text's vocabulary: embedding,
 learned positions, one pre-norm block (4-head causal self-attention, gelu feed-forward), a softmax per
-position. It prints the loss on the text before and after training (about 4.4 and 1.4 after 10 epochs, half
-a minute) against the unigram baseline (the entropy of the characters' frequencies, the best loss without
-context, 3.1), then samples text one character at a time.
+position. It trains on the first nine tenths of the text and holds out the last tenth, and prints the loss
+on each part before and after training (about 4.4 -> 2.1 on the training part and 4.4 -> 3.04 held out
+after 10 epochs, half a minute) against its unigram baseline (the cross-entropy under the training part's
+character frequencies, the best loss without context: 3.11 and 3.13), then samples text one character at a
+time. From 770 characters the model learns which characters follow which, not the text's last 86.
 """
 import codecs
 import contextlib
 import io
-import math
 import types
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from derive import derive
 
 SPEC = Path(__file__).resolve().parent.parent / "generated" / "specs" / "tiny_transformer.toml"
 LENGTH = 16  # the spec's window
+HELD_OUT = 0.1  # the last tenth of the text, never trained on
+LR = 1e-3  # not the spec's 3e-3: on 770 characters that memorizes the training part by the fourth epoch, and the
+# held-out loss climbs back above the unigram baseline; at 1e-3 it falls below it and stays there for 10 epochs
 
 
 def text() -> str:
@@ -39,12 +43,13 @@ def text() -> str:
 
 
 def emitted_module(vocab: int):
-    """The gallery transformer's module with the text's vocabulary as its input and output sizes."""
+    """The gallery transformer's module with the text's vocabulary as its input and output sizes, Adam at LR."""
     table = tomllib.loads(SPEC.read_text(encoding="utf-8"))
     net = table["network"]
     net["inputs"] = {"length": LENGTH, "vocab": vocab}
     net["layers"][-1]["units"] = vocab
     table["name"] = "char_transformer"
+    table["optimizer"]["lr"] = LR
     module = types.ModuleType("char_transformer")
     exec(compile(generate(derive(table)), "<char_transformer>", "exec"), module.__dict__)
     return module
@@ -55,6 +60,13 @@ def windows(ids: np.ndarray):
     starts = np.arange(len(ids) - LENGTH)
     X = ids[starts[:, None] + np.arange(LENGTH)]
     return X, ids[starts[:, None] + np.arange(1, LENGTH + 1)]
+
+
+def unigram(train: np.ndarray, ids: np.ndarray, vocab: int) -> float:
+    """The loss per character of ``ids`` under the characters' frequencies in ``train``, add-one smoothed (a
+    character the training part lacks costs log(N + V), not infinity): the best a model without context does."""
+    p = (np.bincount(train, minlength=vocab) + 1) / (len(train) + vocab)
+    return float(-np.mean(np.log(p[ids])))
 
 
 def sample(module, params, ids, chars, n=200, seed=0) -> str:
@@ -71,21 +83,26 @@ def sample(module, params, ids, chars, n=200, seed=0) -> str:
 
 
 def main(epochs=10):
+    """{"train"/"held_out": (loss before, loss after training, unigram baseline)} and the sampled text."""
     corpus = text()
     chars = sorted(set(corpus))
     ids = np.array([chars.index(c) for c in corpus])
-    counts = np.bincount(ids, minlength=len(chars))
-    unigram = -sum(c / len(ids) * math.log(c / len(ids)) for c in counts if c)
+    split = int(len(ids) * (1 - HELD_OUT))
+    parts = {"train": ids[:split], "held_out": ids[split:]}
     module = emitted_module(len(chars))
-    X, T = windows(ids)
+    data = {name: windows(part) for name, part in parts.items()}
     params = module.init_params(seed=0)
-    before = module.loss(params, X, T)
-    module.train(params, X, T, epochs=epochs, batch_size=32, verbose=False)
-    after = module.loss(params, X, T)
-    print(f"{len(corpus)} characters, vocabulary {len(chars)}; loss per character: {before:.3f} at the start, "
-          f"{after:.3f} after {epochs} epochs, unigram baseline {unigram:.3f}")
-    print(sample(module, params, ids, chars))
-    return before, after, unigram
+    before = {name: module.loss(params, X, T) for name, (X, T) in data.items()}
+    module.train(params, *data["train"], epochs=epochs, batch_size=32, verbose=False)
+    result = {name: (before[name], module.loss(params, X, T), unigram(parts["train"], T.ravel(), len(chars)))
+              for name, (X, T) in data.items()}
+    print(f"{len(corpus)} characters, vocabulary {len(chars)}, the last {len(parts['held_out'])} held out; "
+          f"loss per character before and after {epochs} epochs (unigram baseline):")
+    for name, (start, end, base) in result.items():
+        print(f"  {name.replace('_', '-'):9s} {start:.3f} -> {end:.3f} ({base:.3f})")
+    result["sample"] = sample(module, params, ids, chars)
+    print(result["sample"])
+    return result
 
 
 if __name__ == "__main__":

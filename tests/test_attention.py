@@ -188,19 +188,6 @@ def test_the_gallery_transformer_equals_torch():
         torch_forward(net, modules, X).reshape(-1, 40), torch.from_numpy(T).reshape(-1)))
 
 
-def test_the_char_transformer_example_beats_the_unigram_baseline(capsys):
-    import sys
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import char_transformer
-    finally:
-        sys.path.pop(0)
-    before, after, unigram = char_transformer.main(epochs=3)
-    assert after < unigram < before
-    printed = capsys.readouterr().out
-    assert "unigram baseline" in printed and printed.count("\n") > 2  # the losses, then the sampled text
-
-
 def test_central_differences_agree():
     module = load_module(CLASSIFIERS["2-heads-causal"])
     X, T = tokens(derive(CLASSIFIERS["2-heads-causal"]).network)

@@ -82,7 +82,8 @@ CASES = [
     ("rnn", "ng_rnn_backward", RIGHT),  # a dict by Ng's names: dx, da0, dWax, dWaa, dba
     ("rnn", "ng_rnn_no_numpy_backward", ["ng_rnn_no_numpy_backward raised an exception: NameError: name 'np' is not defined"]),
     ("rnn", "karpathy_min_char_rnn_backward",  # its np.clip(dparam, -5, 5) cuts one entry of one sequence's dWxh
-     ["dWx: different: no usual mistake of this op", "dWh: correct", "db: correct",
+     ["dWx: different: clipped to [-5, 5]: np.clip(dparam, -5, 5) on each sequence's gradient, before the batch's "
+      "are summed, in the backward pass", "dWh: correct", "db: correct",
       "dx: not returned, not checked", "dh0: not returned, not checked"]),
     ("rnn", "karpathy_prime_prev_backward",
      ["dWx: different: tanh's derivative taken at h_(t-1): da = dh_t ⊙ (1 − h_t²)",
@@ -258,7 +259,7 @@ def test_the_cli_checks_a_recurrent_op_and_documents_it(tmp_path):
     out = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "lstm_step", target],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 1 and "  dprev_c: different: the forget gate left out of dprev_c" in out.stdout, out
-    wrong = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "gru_step", target],
+    wrong = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--op", "gru_cell", target],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert wrong.returncode == 2 and "rnn_step, rnn, lstm_step, lstm" in wrong.stderr and wrong.stdout == "", wrong
     spec = tmp_path / "lstm.toml"

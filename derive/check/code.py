@@ -550,8 +550,7 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
     recurrent = next((l for l, layer in enumerate(derivation.network.layers, 1) if layer.kind in ("rnn", "lstm", "gru")), None)
     if recurrent is not None:
         kind = derivation.network.layers[recurrent - 1].kind
-        fix = ("check-code --op has no GRU yet (it has rnn_step, rnn, lstm_step, lstm)" if kind == "gru" else
-               f"check the layer's backward function as one op: check-code --op {kind} FILE.py:FUNCTION (or "
+        fix = (f"check the layer's backward function as one op: check-code --op {kind} FILE.py:FUNCTION (or "
                f"{kind}_step; cs231n's layouts, see check-code --help)")
         raise ChainruleError(f"check-code reads a network's backward pass without recurrent layers, and layer "
                              f"{recurrent} is {kind}; {fix}")
@@ -1002,11 +1001,11 @@ def _check_cnn_code(derivation, target, limits):
                           lambda results: _cnn_verdicts(judge, right, names, results, rules.get, lambda n: f"dL/d{n}"))
 
 
-# -- the recurrent ops (``check-code --op rnn_step``, rnn, lstm_step, lstm), in cs231n's layouts -------
+# -- the recurrent ops (``check-code --op rnn_step``, rnn, lstm_step, lstm, gru_step, gru), in cs231n's layouts --
 # The reference is the recurrent op's own backpropagation through time (``recurrent.backprop``, proved
 # against sympy.diff in tests/test_ops.py) on cs231n's arrays: Wx (D, G·H), Wh (H, G·H) and b (G·H,) are
 # the op's W_ihᵀ, W_hhᵀ and b_ih (b_hh = 0), with the LSTM's gates moved from cs231n's order i, f, o, g to
-# torch's i, f, g, o. ``diagnose.BoundCell`` starts the recurrence from the given state and keeps the
+# torch's i, f, g, o; the GRU keeps torch's gates r, z, n and both its biases, bx = b_ih and bh = b_hh. ``diagnose.BoundCell`` starts the recurrence from the given state and keeps the
 # gradient that reaches it; ``diagnose.recurrent_worlds`` are the usual mistakes, judged by ``OpJudge``.
 RECURRENT_WIDTHS = {"D": 4, "H": 5, "T": 3}  # neither D nor H is N = 3, so a transposed product has the wrong shape
 
@@ -1022,9 +1021,12 @@ class RecurrentOp:
 
 
 def recurrent_ops() -> dict:
-    """rnn_step, rnn, lstm_step and lstm, as cs231n's assignment 3 writes their backward functions."""
+    """rnn_step, rnn, lstm_step and lstm, as cs231n's assignment 3 writes their backward functions; gru_step and
+    gru in the same layout with torch's equations (n = tanh(x Wx_n + bx_n + r ⊙ (prev_h Wh_n + bh_n)))."""
     rnn = {"dWx": "Σ_t x_tᵀ da_t", "dWh": "Σ_t h_(t-1)ᵀ da_t", "db": "Σ_t da_t summed over the batch (axis=0)"}
     step = {"dWx": "xᵀ da", "dWh": "prev_hᵀ da", "db": "da summed over the batch (axis=0)"}
+    gru = "dax = [dr, dz, dn], dah = [dr, dz, r ⊙ dn] (torch's order): dn = dnext_h ⊙ (1 − z) ⊙ (1 − n²), " \
+          "dr = dn ⊙ (prev_h Wh_n + bh_n) ⊙ r(1 − r), dz = dnext_h ⊙ (prev_h − n) ⊙ z(1 − z)"
     gates = "da = [di, df, do, dg] (cs231n's order): di = dc ⊙ g ⊙ i(1 − i), df = dc ⊙ c_(t-1) ⊙ f(1 − f), " \
             "do = dh ⊙ tanh(c_t) ⊙ o(1 − o), dg = dc ⊙ i ⊙ (1 − g²), dc = dnext_c + dh ⊙ o ⊙ (1 − tanh²(c_t))"
     return {
@@ -1042,6 +1044,17 @@ def recurrent_ops() -> dict:
                             ("dx", "dh0", "dWx", "dWh", "db"),
                             {"dx": f"dx[:, t] = da_t Wxᵀ from t = T down to 1, dh_t = dh[:, t] + dprev_h, dnext_c = "
                                    f"the dprev_c of step t + 1; {gates}", "dh0": "step 1's dprev_h, da_1 Whᵀ", **rnn}),
+        "gru_step": RecurrentOp("gru", 1, ("dnext_h", "x", "prev_h", "Wx", "Wh", "bx", "bh"),
+                                ("dx", "dprev_h", "dWx", "dWh", "dbx", "dbh"),
+                                {"dx": f"dax Wxᵀ, {gru}", "dprev_h": "dnext_h ⊙ z + dah Whᵀ", "dWx": "xᵀ dax",
+                                 "dWh": "prev_hᵀ dah", "dbx": "dax summed over the batch (axis=0)",
+                                 "dbh": "dah summed over the batch (axis=0)"}),
+        "gru": RecurrentOp("gru", RECURRENT_WIDTHS["T"], ("dh", "x", "h0", "Wx", "Wh", "bx", "bh"),
+                           ("dx", "dh0", "dWx", "dWh", "dbx", "dbh"),
+                           {"dx": f"dx[:, t] = dax_t Wxᵀ from t = T down to 1, dnext_h = dh[:, t] + dprev_h of step "
+                                  f"t + 1; {gru}", "dh0": "step 1's dprev_h, dnext_h ⊙ z + dah Whᵀ",
+                            "dWx": "Σ_t x_tᵀ dax_t", "dWh": "Σ_t h_(t-1)ᵀ dah_t", "dbx": "Σ_t dax_t summed over the batch",
+                            "dbh": "Σ_t dah_t summed over the batch"}),
     }
 
 
@@ -1057,10 +1070,11 @@ def _recurrent_point(op, seed) -> dict:
     """The op's arguments at one point, cs231n's shapes, at the scale of an initialised network."""
     rng = np.random.default_rng([seed, zlib.crc32(op.cell.encode())])
     n, d, h, t = BATCH, RECURRENT_WIDTHS["D"], RECURRENT_WIDTHS["H"], op.steps
-    g = 4 if op.cell == "lstm" else 1
+    g = recurrent_cell(op.cell).gates
     shapes = {"dnext_h": (n, h), "dnext_c": (n, h), "dh": (n, t, h), "x": (n, t, d) if t > 1 else (n, d),
-              "prev_h": (n, h), "h0": (n, h), "prev_c": (n, h), "Wx": (d, g * h), "Wh": (h, g * h), "b": (g * h,)}
-    scale = {"Wx": d ** -0.5, "Wh": h ** -0.5, "b": BIAS_SCALE}
+              "prev_h": (n, h), "h0": (n, h), "prev_c": (n, h), "Wx": (d, g * h), "Wh": (h, g * h), "b": (g * h,),
+              "bx": (g * h,), "bh": (g * h,)}
+    scale = {"Wx": d ** -0.5, "Wh": h ** -0.5, "b": BIAS_SCALE, "bx": BIAS_SCALE, "bh": BIAS_SCALE}
     out = {a: rng.normal(size=shapes[a]) * scale.get(a, 1.0) for a in op.arguments}
     for a in ("prev_h", "h0"):  # a hidden state: an output of tanh (or o ⊙ tanh(c))
         if a in out:
@@ -1135,49 +1149,81 @@ class Numeric:
 
 def recurrent_gradients(op, point, mistakes) -> dict:
     """{output: array} of cs231n's backward function for ``op`` at ``point``, with ``mistakes`` (the keys
-    ``diagnose.BoundCell`` reads) made in it: the recurrent op's BPTT from the given state."""
-    n, d, h, t = BATCH, RECURRENT_WIDTHS["D"], RECURRENT_WIDTHS["H"], op.steps
+    ``diagnose.BoundCell`` reads, and "convention") made in it: the recurrent op's BPTT from the given state."""
+    n, d, h, t = point["x"].shape[0], RECURRENT_WIDTHS["D"], RECURRENT_WIDTHS["H"], op.steps
+    gru = op.cell == "gru"
+    # z and 1 - z swapped throughout is torch's GRU with z's weights and biases negated: z = σ(-a_z), so its
+    # gradients are torch's at the negated parameters, with their z blocks negated
+    flip = np.where((np.arange(3 * h) >= h) & (np.arange(3 * h) < 2 * h), -1.0, 1.0) if mistakes.get("convention") \
+        else 1.0
     x = point["x"].reshape(n, t, d)
     dh = point["dh"] if "dh" in point else point["dnext_h"].reshape(n, 1, h)
     X = Numeric(np.vstack([np.zeros((d, n)), x.reshape(n, t * d).T]))  # step 0 sets the state and reads no x
     G = Numeric(np.vstack([np.zeros((h, n)), dh.reshape(n, t * h).T]))
-    W_ih, W_hh = (Numeric(_cs231n_gates(point[w].T, op.cell)) for w in ("Wx", "Wh"))
-    b_ih = Numeric(_cs231n_gates(point["b"].reshape(-1, 1), op.cell))
+    W_ih, W_hh = (Numeric(_cs231n_gates((point[w] * flip).T, op.cell)) for w in ("Wx", "Wh"))
+    b_ih = Numeric(_cs231n_gates((point["bx" if gru else "b"] * flip).reshape(-1, 1), op.cell))
+    b_hh = Numeric((point["bh"] * flip).reshape(-1, 1) if gru else np.zeros(b_ih.shape))
     state = [Numeric(point.get("prev_h", point.get("h0")).T), Numeric(point.get("prev_c", np.zeros((n, h))).T)]
     dc = Numeric(point.get("dnext_c", np.zeros((n, h))).T)
     kept = {}
     inner = recurrent_cell(op.cell)
     sequence = _Recurrent(lambda: BoundCell(inner, tuple(state[:inner.states]), dc, t, mistakes, kept), t + 1)
-    dX, dW_ih, dW_hh, db_ih, _ = recurrent_backprop(sequence, G, X, W_ih, W_hh, b_ih, Numeric(np.zeros(b_ih.shape)))
+    dX, dW_ih, dW_hh, db_ih, db_hh = recurrent_backprop(sequence, G, X, W_ih, W_hh, b_ih, b_hh)
     dx = Numeric.of(dX)[d:].T.reshape(n, t, d)
     initial = kept["initial"]
-    out = {"dx": dx if t > 1 else dx[:, 0], "dWx": _cs231n_gates(Numeric.of(dW_ih), op.cell).T,
-           "dWh": _cs231n_gates(Numeric.of(dW_hh), op.cell).T, "db": _cs231n_gates(Numeric.of(db_ih), op.cell).ravel(),
+    out = {"dx": dx if t > 1 else dx[:, 0], "dWx": _cs231n_gates(Numeric.of(dW_ih), op.cell).T * flip,
+           "dWh": _cs231n_gates(Numeric.of(dW_hh), op.cell).T * flip,
+           "dbx" if gru else "db": _cs231n_gates(Numeric.of(db_ih), op.cell).ravel() * flip,
            "dh0" if t > 1 else "dprev_h": Numeric.of(initial[0]).T}
+    if gru:
+        out["dbh"] = Numeric.of(db_hh).ravel() * flip
+        if "db_hh" in kept:  # a mistake's share of the n gate's hidden bias beside the loop's
+            out["dbh"][2 * h:] += Numeric.of(kept["db_hh"]).ravel()
     if op.cell == "lstm" and t == 1:
         out["dprev_c"] = Numeric.of(initial[1]).T
     return out
 
 
+#: The recurrent ops' arguments that hold the batch (N first); the weights and biases do not
+BATCHED = ("dnext_h", "dnext_c", "dh", "x", "prev_h", "h0", "prev_c")
+
+
 def recurrent_targets(op, points):
     """``targets(overrides)`` for OpJudge: per point the op's gradients with the mistakes of ``overrides``;
-    a "sum dW" key keeps one step's share of that shared weight's gradient, "first" (step 1) or "last" (T)."""
-    cache = {}
+    a "sum dW" key keeps one step's share of that shared weight's gradient, "first" (step 1) or "last" (T);
+    "clip" (c, each) clips the weights' and biases' gradients to [-c, c], each sample's before the sum if each."""
+    cache, samples = {}, {}
+
+    def at(point, overrides):
+        mistakes = {k: v for k, v in overrides.items() if not k.startswith("sum ")}
+        out = recurrent_gradients(op, point, mistakes)
+        for name, which in ((k[4:], v) for k, v in overrides.items() if k.startswith("sum ")):
+            if which == "last":  # every step before T contributes nothing
+                out[name] = recurrent_gradients(op, point, {**mistakes, "zeroed": "before_last"})[name]
+            else:  # the whole sum less the sum without step 1
+                out[name] = out[name] - recurrent_gradients(op, point, {**mistakes, "zeroed": "first"})[name]
+        return out
+
+    def each_sample(key, rest):
+        """Per point, each sample's gradients alone (a batch of one), with the mistakes ``rest``."""
+        if key not in samples:
+            samples[key] = [[at({k: v[i:i + 1] if k in BATCHED else v for k, v in point.items()}, rest)
+                             for i in range(len(point["x"]))] for point in points]
+        return samples[key]
 
     def targets(overrides):
         key = tuple(sorted(overrides.items()))
         if key not in cache:
-            mistakes = {k: v for k, v in overrides.items() if not k.startswith("sum ")}
-            found = []
-            for point in points:
-                out = recurrent_gradients(op, point, mistakes)
-                for name, which in ((k[4:], v) for k, v in overrides.items() if k.startswith("sum ")):
-                    if which == "last":  # every step before T contributes nothing
-                        out[name] = recurrent_gradients(op, point, {**mistakes, "zeroed": "before_last"})[name]
-                    else:  # the whole sum less the sum without step 1
-                        out[name] = out[name] - recurrent_gradients(op, point, {**mistakes, "zeroed": "first"})[name]
-                found.append(out)
-            cache[key] = found
+            if "clip" not in overrides:
+                cache[key] = [at(point, overrides) for point in points]
+                return cache[key]
+            bound, each = overrides["clip"]
+            rest = {k: v for k, v in overrides.items() if k != "clip"}
+            wholes = targets(rest)
+            parts = each_sample(tuple(sorted(rest.items())), rest) if each else [[whole] for whole in wholes]
+            cache[key] = [{**whole, **{name: sum(np.clip(p[name], -bound, bound) for p in part)
+                                       for name in whole if name.startswith(("dW", "db"))}}
+                          for whole, part in zip(wholes, parts)]
         return cache[key]
     return targets
 

@@ -24,6 +24,7 @@ from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise
 from ..ops.conv import ConvInputGrad, ConvWeightGrad, Window, WindowNode, one
 from ..ops.pool import AvgPool, AvgPoolGrad, MaxPool, MaxPoolGrad
+from ..ops.recurrent import _had as had
 from ..ops.activations import A, CATALOGUE as ACTIVATIONS, Z, derivative_of_output, make_activation
 from ..ops.losses import CATALOGUE as LOSSES
 from .bind import ShapeMismatch
@@ -983,16 +984,20 @@ class OpJudge:
         return _composed(found, source), world
 
 
-# -- the usual mistakes of backpropagation through time (check-code --op rnn_step, rnn, lstm_step, lstm) --
+# -- the usual mistakes of backpropagation through time (check-code --op rnn_step, rnn, lstm_step, lstm, gru_step, gru) --
 # The reference is the recurrent op's own BPTT, ``recurrent.backprop``, run with a ``BoundCell``: its
 # step 0 sets the given initial state (prev_h, h0, prev_c) and its backward step 0 keeps the gradient that
 # reaches it (dprev_h, dh0, dprev_c). Each mistake changes what one backward step computes, so the loop,
 # its sums over t and its paths stay the op's. The keys of a World's overrides are read by ``BoundCell``
-# (the step's mistakes) and by ``code.recurrent_targets`` ("sum dWx": a shared weight's sum over t missing).
+# (the step's mistakes) and by ``code.recurrent_targets`` ("sum dWx": a shared weight's sum over t missing;
+# "clip": the parameters' gradients clipped, "convention": the GRU written with z and 1 − z swapped throughout).
+GRU_MISTAKES = ("swapped", "bias_outside", "z_path", "gru_prime")  # the GRU step's, read by BoundCell._gru_back
+
 
 class BoundCell:
     """A recurrent op's Cell started from a given state, with ``mistakes`` in its backward step; ``kept``
-    receives the gradient of the initial state. ``dc``: the upstream gradient of the last cell state."""
+    receives the gradient of the initial state (and "db_hh", what a mistake adds to the hidden bias's gradient
+    beside the share the op's loop sums). ``dc``: the upstream gradient of the last cell state."""
 
     def __init__(self, inner, state, dc, steps, mistakes, kept):
         self.inner, self.state, self.dc, self.steps, self.mistakes, self.kept = inner, state, dc, steps, mistakes, kept
@@ -1004,7 +1009,7 @@ class BoundCell:
         if t == 0:
             return self.state, None
         new, saved = self.inner.step(P, x, state)
-        return new, (t, saved, state[0])
+        return new, (t, saved, state[0], x)
 
     def back(self, P, saved, dstate):
         m = self.mistakes
@@ -1014,30 +1019,56 @@ class BoundCell:
             self.kept["initial"] = dstate
             nothing = sp.zeros(self.gates * dh.rows, dh.cols)
             return nothing, nothing, tuple(zero for _ in range(self.states))
-        t, inner, h_prev = saved
+        t, inner, h_prev, x = saved
         if self.states == 2:
             dc = dstate[1] + (self.dc if t == self.steps else zero)
             dstate = (dh, zero if m.get("cell_path") else dc)
-        da_x, da_h, direct = self.inner.back(P, inner, dstate)
+        extra = None
+        if self.gates == 3 and any(m.get(k) for k in GRU_MISTAKES):
+            da_x, da_h, direct, extra = self._gru_back(P, inner, dh, x)
+        else:
+            da_x, da_h, direct = self.inner.back(P, inner, dstate)
         if m.get("prime"):  # tanh' written in another value than this step's output h_t = tanh(a_t)
             v = h_prev if m["prime"] == "prev" else inner
             da_x = da_h = dh.multiply_elementwise(sp.ones(*dh.shape) - v.multiply_elementwise(v))
         if m.get("forget"):  # dprev_c without the forget gate: the backward step with f = 1
             i, f, g, o, c_prev, tc = inner
             direct = (direct[0], self.inner.back(P, (i, sp.ones(*f.shape), g, o, c_prev, tc), dstate)[2][1])
-        if m.get("hidden_path") and t > 1:  # what goes back through Wh cancelled: dprev_h never reaches t - 1
-            direct = (direct[0] - P.W_hh.T * da_h,) + direct[1:]
+        if m.get("hidden_path") and t > 1:  # dprev_h never reaches t - 1: through Wh (cancelled here) nor directly
+            direct = (zero - P.W_hh.T * da_h,) + direct[1:]
         if m.get("transpose"):  # the carry through Wh, not its transpose (cs231n's da @ Wh for da @ Wh.T)
             direct = (direct[0] + (P.W_hh - P.W_hh.T) * da_h,) + direct[1:]
         if (m.get("zeroed") == "first" and t == 1) or (m.get("zeroed") == "before_last" and t < self.steps):
             # a step's share of the shared weights taken out: only dWx, dWh, db are read from such a run
             da_x = da_h = sp.zeros(*da_x.shape)
+        elif extra is not None:
+            self.kept["db_hh"] = self.kept["db_hh"] + extra if "db_hh" in self.kept else extra
         return da_x, da_h, direct
+
+    def _gru_back(self, P, saved, dh, x):
+        """The GRU's backward step with its usual mistakes (``GRU_MISTAKES``), as ``GRUCell.back`` returns it, and
+        the batch-summed share a mistake adds to db_hh alone (None when there is none)."""
+        m = self.mistakes
+        r, z, n, hn, h_prev = saved
+        one = sp.ones(*dh.shape)
+        into_n, direct = (z, one - z) if m.get("swapped") else (one - z, z)  # n's share and h_(t-1)'s
+        H = dh.rows
+        bias = P.b_hh[2 * H:, :] * sp.ones(1, dh.cols)
+        v = {"output": had(one - z, n) + had(z, h_prev),
+             "pre": P.ih(x)[2 * H:, :] + had(r, hn)}.get(m.get("gru_prime"), n)
+        dn = had(dh, into_n, one - had(v, v))
+        inside = hn - bias if m.get("bias_outside") else hn   # what r multiplies, as the backward reads it
+        dr = had(dn, inside, r, one - r)
+        dz = had(dh, n - h_prev if m.get("swapped") else h_prev - n, z, one - z)
+        extra = (dn - had(dn, r)) * sp.ones(dh.cols, 1) if m.get("bias_outside") else None  # db_hn = dn, not r ⊙ dn
+        return (sp.ImmutableMatrix.vstack(dr, dz, dn), sp.ImmutableMatrix.vstack(dr, dz, had(dn, r)),
+                (sp.zeros(*dh.shape) if m.get("z_path") else had(dh, direct),), extra)
 
 
 def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
-    """The usual BPTT mistakes of cs231n's rnn_step/rnn/lstm_step/lstm backward, as Worlds, in a fixed
-    order; ``steps``: T (1 for a step op), ``square``: Wh is square (the RNN's, so a transposed Wh runs)."""
+    """The usual BPTT mistakes of cs231n-style rnn_step/rnn/lstm_step/lstm/gru_step/gru backward functions, as
+    Worlds, in a fixed order; ``steps``: T (1 for a step op), ``square``: Wh is square (the RNN's, so a
+    transposed Wh runs). Clipping comes last: it explains a difference only where nothing else does."""
     h_t, h_prev = ("next_h", "prev_h") if steps == 1 else ("h_t", "h_(t-1)")
     dnext = "dnext_h" if steps == 1 else "dh_t"
     out = []
@@ -1058,16 +1089,67 @@ def recurrent_worlds(cell: str, steps: int, square: bool) -> list:
                       "the cell-state path dropped: step t's dnext_c is the dprev_c of step t + 1 (dc = dnext_c + "
                       "dh_t ⊙ o ⊙ (1 − tanh²(c_t))); yours passes no dnext_c between the steps",
                       "dnext_c missing" if steps == 1 else "the cell-state path missing", {"cell_path": True}, 1)]
+    if cell == "gru":
+        out += _gru_worlds(h_t, h_prev, dnext, steps)
     if steps > 1:
         out.append(World("the path through h_(t-1) dropped: step t's upstream gradient is dh[:, t] + dprev_h, the "
                          "output's share plus what step t + 1 sends back; yours passes dh[:, t] alone",
                          "the path through h_(t-1) missing", {"hidden_path": True}, 1))
-        for name, shared in (("dWx", "Wx"), ("dWh", "Wh"), ("db", "b")):
+        shared = (("dWx", "Wx"), ("dWh", "Wh")) + ((("dbx", "bx"), ("dbh", "bh")) if cell == "gru" else (("db", "b"),))
+        for name, weight in shared:
             for which, step in (("first", "step 1's (the last one the backward loop reaches)"),
                                 ("last", f"step T = {steps}'s")):
-                out.append(World(f"the sum over time missing in {name}: {shared} is shared by the {steps} steps, so "
+                out.append(World(f"the sum over time missing in {name}: {weight} is shared by the {steps} steps, so "
                                  f"{name} = Σ_t (step t's {name}), accumulated with +=; yours is {step} alone",
                                  f"the sum over t missing in {name}", {f"sum {name}": which}, 1))
+    return out + clip_worlds()
+
+
+def _gru_worlds(h_t, h_prev, dnext, steps) -> list:
+    """The usual mistakes of a GRU's backward in torch's equations: r = σ(..), z = σ(..),
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h_t = (1 − z) ⊙ n + z ⊙ h_(t-1). One step cannot tell
+    z and 1 − z swapped in the backward alone from swapped throughout (its n, r and z are the same either
+    way), so a step op has the one World, a sequence both."""
+    dn = f"dn = {dnext} ⊙ (1 − z) ⊙ (1 − n²)"
+    chung = f"(1 − z) ⊙ {h_prev} + z ⊙ n (Chung et al.'s and Olah's convention)"
+    return [
+        World("(1 − z) and z swapped" + (" in the backward pass" if steps > 1 else "") + f": {h_t} = (1 − z) ⊙ n + "
+              f"z ⊙ {h_prev}, so {dn}, dz = {dnext} ⊙ ({h_prev} − n) ⊙ z(1 − z) and {h_prev} gets {dnext} ⊙ z "
+              f"directly; yours has z into n and 1 − z into {h_prev}, the backward of {chung}",
+              "(1 − z) and z swapped", {"swapped": True}, 1)] + ([
+        World(f"z and 1 − z swapped throughout: torch's GRU is {h_t} = (1 − z) ⊙ n + z ⊙ {h_prev}; yours computes "
+              f"{chung}, forward and backward: the GRU whose z gate has the opposite sign",
+              "z and 1 − z swapped throughout", {"convention": True}, 1)] if steps > 1 else []) + [
+        World(f"b_hn read outside r ⊙ (W_hn {h_prev} + b_hn): torch's n = tanh(W_in x + b_in + r ⊙ (W_hn {h_prev} + "
+              f"b_hn)), so dr = dn ⊙ (W_hn {h_prev} + b_hn) ⊙ r(1 − r) and dbh's n block is Σ r ⊙ dn; yours reads "
+              f"W_hn {h_prev} alone in dr and dn in dbh, as for tanh(... + r ⊙ (W_hn {h_prev}) + b_hn)",
+              "b_hn outside r ⊙ (...)", {"bias_outside": True}, 1),
+        World(f"the path from {h_t} to {h_prev} through z dropped: {h_t} = (1 − z) ⊙ n + z ⊙ {h_prev}, so dprev_h "
+              f"= {dnext} ⊙ z + the gates' paths through Wh; yours has the paths through Wh alone",
+              f"z ⊙ {h_prev}'s path missing", {"z_path": True}, 1),
+        World(f"tanh's derivative taken at {h_t}: {dn}, the derivative at the candidate n = tanh(a_n); yours is "
+              f"1 − {h_t}² (an RNN's, whose output is the tanh)", f"tanh' at {h_t}", {"gru_prime": "output"}, 1),
+        World(f"tanh's derivative taken at the pre-activation: {dn} with n = tanh(a_n); yours is 1 − a_n², the "
+              f"formula in the output applied to a_n = x W_n + b_in + r ⊙ (W_hn {h_prev} + b_hn) itself",
+              "tanh' at a_n", {"gru_prime": "pre"}, 1)]
+
+
+CLIP_BOUNDS = (1, 5, 10)  # the bounds people clip gradients to (min-char-rnn's 5)
+
+
+def clip_worlds() -> list:
+    """Gradient clipping inside the backward pass, as Worlds: np.clip(dparam, -c, c) on the shared weights' and
+    biases' gradients, of the batch ("clip": (c, False)) or of each sequence before the batch's are summed
+    ((c, True): min-char-rnn's lossFun sees one sequence). It changes the gradient wherever an entry is beyond c."""
+    out = []
+    for bound in CLIP_BOUNDS:
+        for each in (False, True):
+            whose = " on each sequence's gradient, before the batch's are summed," if each else ""
+            out.append(World(f"clipped to [-{bound}, {bound}]: np.clip(dparam, -{bound}, {bound}){whose} in the backward "
+                             f"pass (as min-char-rnn does against exploding gradients) cuts every entry beyond ±{bound}, "
+                             "so the gradient is no longer the derivative; return it unclipped and clip in the update "
+                             "step ([training] clip_norm clips by the norm)", f"clipped to [-{bound}, {bound}]",
+                             {"clip": (bound, each)}, 1))
     return out
 
 

@@ -152,7 +152,15 @@ With --op NAME, one op's backward function, batch-first (N samples as rows), cs2
                                                     next_c = f*prev_c + i*g, next_h = o*tanh(next_c)
     lstm        f(dh, x, h0, Wx, Wh, b) -> (dx, dh0, dWx, dWh, db)
                                                     the lstm_step at t = 1..T from h0 and c0 = 0
-                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below)
+    gru_step    f(dnext_h, x, prev_h, Wx, Wh, bx, bh) -> (dx, dprev_h, dWx, dWh, dbx, dbh)
+                                                    torch.nn.GRU's equations and gate order r, z, n: a = x @ Wx + bx,
+                                                    ah = prev_h @ Wh + bh, (N, 3H); r, z = sigmoid(a + ah) (first two
+                                                    blocks), n = tanh(a_n + r*ah_n), next_h = (1-z)*n + z*prev_h;
+                                                    Wx (D, 3H), Wh (H, 3H), bx, bh (3H,)
+    gru         f(dh, x, h0, Wx, Wh, bx, bh) -> (dx, dh0, dWx, dWh, dbx, dbh)
+                                                    the gru_step at t = 1..T from h0
+                (D = 4, H = 5, T = 3, N = 3; the function may return a dict keyed by the names below; a
+                gradient clipped inside the backward, np.clip(dWx, -c, c) for c = 1, 5 or 10, is named so)
 
     attention   f(dout, q, k, v, mask) -> (dq, dk, dv)  out = softmax(q kᵀ/√d_k + mask) v, each row of the scores
                                                     normalized over the keys, for every sample and head; q, k, v,
@@ -172,6 +180,7 @@ Names of BPTT, as courses write them, in chainrule's terms (torch's W_ih, W_hh; 
     dWx, dWxh, dWax     Σ_t δ_t x_tᵀ                      dWh, dWhh, dWaa     Σ_t δ_t h_(t-1)ᵀ
     dh_next, dhnext     the share step t + 1 sends back, W_hhᵀ δ_(t+1) (Karpathy's dhnext, cs231n's
                         dprev_h of step t + 1), added to the output's dh[:, t] to give δh_t
+    dbx, db_ih / dbh, db_hh   the GRU's two biases' gradients: Σ_t δ^x_t and Σ_t δ^h_t (their n blocks differ by r)
     dh_prev, dprev_h    what step t sends back to step t − 1 (Ng's da_prev; his a is h); dh0, da0: step 1's
     δ_t, delta_t, da    the step's pre-activation error, δh_t ⊙ (1 − h_t²) (an LSTM's: its gates', stacked)
     dc, dnext_c, dprev_c   the LSTM's cell-state path: δc_t = δh_t ⊙ o ⊙ (1 − tanh²(c_t)) + f_(t+1) ⊙ δc_(t+1)
@@ -223,6 +232,8 @@ RECURRENT_NAMES = {
     "dWx": ("dWx", "dWxh", "dW_xh", "dWax", "dW_ih", "dWih", "dU", "dWx_t"),
     "dWh": ("dWh", "dWhh", "dW_hh", "dWaa", "dWh_t"),
     "db": ("db", "dbh", "db_h", "dba", "db_ih", "dbias"),
+    "dbx": ("dbx", "db_x", "db_ih", "dbih", "dbias_ih"),
+    "dbh": ("dbh", "db_h", "db_hh", "dbhh", "dbias_hh"),
 }
 
 

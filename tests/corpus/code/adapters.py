@@ -9,6 +9,10 @@ import cmu_attention
 import cmu_attention_dk_transposed
 import cmu_attention_no_mask
 import cmu_attention_no_scale
+import cmu_gru_bias_outside
+import cmu_gru_cell
+import cmu_gru_tanh_at_h
+import cmu_gru_z_swapped
 import cmu_softmax_diagonal
 import cs231n_layers
 import cs231n_lstm_layers
@@ -236,6 +240,62 @@ def _ng_rnn(backward):
 
 ng_rnn_backward = _ng_rnn(ng_rnn.rnn_backward)
 ng_rnn_no_numpy_backward = _ng_rnn(ng_rnn_no_numpy.rnn_backward)
+
+
+# -- GRU: check-code --op gru_step and gru from CMU 11-785's GRUCell (one sample; forward, then backward) --
+def _gru_cell(module, Wx, Wh, bx, bh):
+    """A cell holding cs231n's Wx (D, 3H), Wh (H, 3H), bx, bh (3H,) as CMU's per-gate (h, d) weights, r, z, n."""
+    H = Wh.shape[0]
+    cell = module.GRUCell(Wx.shape[0], H)
+    gates = lambda a: [a[..., k * H:(k + 1) * H] for k in range(3)]
+    cell.init_weights(*[w.T for w in gates(Wx)], *[w.T for w in gates(Wh)], *gates(bx), *gates(bh))
+    return cell
+
+
+def _cmu_gradients(cell):
+    """cs231n's dWx, dWh, dbx, dbh from the cell's accumulated per-gate gradients."""
+    return (np.hstack([cell.dWrx.T, cell.dWzx.T, cell.dWnx.T]), np.hstack([cell.dWrh.T, cell.dWzh.T, cell.dWnh.T]),
+            np.concatenate([cell.dbrx, cell.dbzx, cell.dbnx]), np.concatenate([cell.dbrh, cell.dbzh, cell.dbnh]))
+
+
+def _cmu_gru_step(module):
+    """Each sample forward then backward through one cell, whose += sums the weights' gradients over the batch."""
+    def adapted(dnext_h, x, prev_h, Wx, Wh, bx, bh):
+        cell = _gru_cell(module, Wx, Wh, bx, bh)
+        dx, dprev_h = np.zeros_like(x), np.zeros_like(prev_h)
+        for i in range(x.shape[0]):
+            cell.forward(x[i], prev_h[i])
+            dx[i], dprev_h[i] = cell.backward(dnext_h[i])
+        return (dx, dprev_h) + _cmu_gradients(cell)
+    return adapted
+
+
+def _cmu_gru(module):
+    """The cell over each sequence; step t's backward (after its forward again, which the cell keeps) gets
+    delta = dh[:, t] plus what step t + 1 sent back, as HW3P1's docstring says delta is."""
+    def adapted(dh, x, h0, Wx, Wh, bx, bh):
+        cell = _gru_cell(module, Wx, Wh, bx, bh)
+        dx, dh0 = np.zeros_like(x), np.zeros_like(h0)
+        for i in range(x.shape[0]):
+            hs = [h0[i]]
+            for t in range(x.shape[1]):
+                hs.append(cell.forward(x[i, t], hs[t]))
+            dprev = np.zeros_like(h0[i])
+            for t in reversed(range(x.shape[1])):
+                cell.forward(x[i, t], hs[t])
+                dx[i, t], dprev = cell.backward(dh[i, t] + dprev)
+            dh0[i] = dprev
+        return (dx, dh0) + _cmu_gradients(cell)
+    return adapted
+
+
+cmu_gru_step = _cmu_gru_step(cmu_gru_cell)
+cmu_gru = _cmu_gru(cmu_gru_cell)
+cmu_gru_step_bias_outside = _cmu_gru_step(cmu_gru_bias_outside)
+cmu_gru_bias_outside = _cmu_gru(cmu_gru_bias_outside)
+cmu_gru_step_z_swapped = _cmu_gru_step(cmu_gru_z_swapped)
+cmu_gru_step_tanh_at_h = _cmu_gru_step(cmu_gru_tanh_at_h)
+cmu_gru_tanh_at_h = _cmu_gru(cmu_gru_tanh_at_h)
 
 
 # -- attention: check-code --op attention from CMU 11-785's ScaledDotProductAttention (forward, then backward) --
