@@ -1,24 +1,12 @@
-"""A character-level LSTM language model, trained on a text that ships with Python, that samples text.
-
-    python examples/char_lstm/char_lstm.py [--chars 80000] [--epochs 10]
+"""The text and the helpers the character-level examples share (char_lstm.py, char_transformer.py).
 
 The text is the prose of the Python language reference as the standard library ships it for help()
 (``pydoc_data.topics``: "The "if" statement is used for conditional execution: ..."), its paragraphs
-lower-cased and kept to 39 symbols (letters, space, newline and .,;:'"()-_*), the first --chars of it.
-The spec is char_lstm.toml beside this file: an embedding of the 39 symbols, an LSTM that keeps every
-step's state, and a dense softmax layer at every step, with cross-entropy over the (N, T) next-character
-targets (the mean over the N·T characters, as PyTorch's). The script derives it, generates its NumPy
-module with codegen.generate, cuts the text into windows of T + 1 characters (a window's first T are
-the input, its last T the targets), holds out a tenth of them, trains, and prints the loss (nats per
-character) before and after training, on the training windows and on the held-out ones, then a sample:
-starting from a window of the held-out text, the model's next-character distribution at the last step
-is sampled (at --temperature) and the window moves on by one character.
+lower-cased and kept to 39 symbols (letters, space, newline and .,;:'"()-_*): no download.
 """
 import argparse
 import time
-import tomllib
 import types
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -26,7 +14,6 @@ from threadpoolctl import threadpool_limits
 from codegen.emit import generate
 from derive import derive
 
-SPEC = Path(__file__).resolve().parent / "char_lstm.toml"
 ALPHABET = " \nabcdefghijklmnopqrstuvwxyz.,;:'\"()-_*"
 
 
@@ -49,10 +36,10 @@ def reference_text(chars: int) -> str:
     return "".join(c for c in text if c in ALPHABET)[:chars]
 
 
-def emitted_module(network: dict):
-    """The module chainrule emits for ``network``, imported from its source text."""
-    module = types.ModuleType(network["name"])
-    exec(compile(generate(derive(network)), f"<{network['name']}>", "exec"), module.__dict__)
+def emitted_module(table: dict):
+    """The module chainrule emits for the spec ``table``, imported from its source text."""
+    module = types.ModuleType(table["name"])
+    exec(compile(generate(derive(table)), f"<{table['name']}>", "exec"), module.__dict__)
     return module
 
 
@@ -64,41 +51,49 @@ def windows(ids, length: int):
     return X, T
 
 
+def unigram(train, targets, vocab: int) -> float:
+    """The loss per character of ``targets`` under the characters' frequencies in ``train``, add-one smoothed (a
+    character the training part lacks costs log(N + V), not infinity): the best a model without context does."""
+    p = (np.bincount(np.ravel(train), minlength=vocab) + 1) / (np.size(train) + vocab)
+    return float(-np.mean(np.log(p[np.ravel(targets)])))
+
+
 def sample(module, params, seed_ids, count: int, temperature: float, rng) -> str:
     """``count`` characters drawn one at a time from the model's distribution at the window's last step."""
     window, out = list(seed_ids), []
     vocab = len(ALPHABET)
     for _ in range(count):
         Y, _ = module.forward(params, np.array([window]))
-        p = Y.reshape(-1, vocab)[-1] ** (1 / temperature)
+        p = Y.reshape(-1, vocab)[-1].astype(np.float64) ** (1 / temperature)
         k = int(rng.choice(vocab, p=p / p.sum()))
         out.append(ALPHABET[k])
         window = window[1:] + [k]
     return "".join(out)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chars", type=int, default=80000, help="characters of the text to train on (default 80000)")
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The options both examples take (the text's length, the epochs, the sample)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--chars", type=int, default=80000, help="characters of the text to use (default 80000)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the spec's, 10)")
-    parser.add_argument("--hidden", type=int, help="the LSTM's hidden units (default: the spec's, 96)")
-    parser.add_argument("--length", type=int, help="characters per window, T (default: the spec's, 32)")
     parser.add_argument("--sample", type=int, default=300, help="characters to sample (default 300)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
-    args = parser.parse_args(argv)
-    spec = tomllib.loads(SPEC.read_text())
-    net = spec["network"]
-    assert net["inputs"]["vocab"] == len(ALPHABET), "char_lstm.toml's vocab is the alphabet's size"
-    net["inputs"]["length"] = args.length or net["inputs"]["length"]
-    net["layers"][1]["hidden_size"] = args.hidden or net["layers"][1]["hidden_size"]
-    spec["training"]["epochs"] = args.epochs or spec["training"]["epochs"]
+    return parser
+
+
+def run(table: dict, args) -> dict:
+    """Train the spec ``table`` on the text's windows but a held-out tenth, print the loss before and after on
+    both parts against the unigram baseline, and a sample that starts from a held-out window."""
+    length = table["network"]["inputs"]["length"]
+    assert table["network"]["inputs"]["vocab"] == len(ALPHABET), "the spec's vocab is the alphabet's size"
+    table["training"]["epochs"] = args.epochs or table["training"]["epochs"]
     text = reference_text(args.chars)
-    X, T = windows([ALPHABET.index(c) for c in text], net["inputs"]["length"])
+    X, T = windows([ALPHABET.index(c) for c in text], length)
     held = len(X) // 10
     X_train, T_train, X_val, T_val = X[held:], T[held:], X[:held], T[:held]
     print(f"{len(text)} characters of the Python language reference: {len(X_train)} windows of "
-          f"{net['inputs']['length']} to train on, {held} held out")
-    module = emitted_module(spec)
+          f"{length} to train on, {held} held out")
+    module = emitted_module(table)
     params = module.init_params(seed=0)
     before = module.loss(params, X_train, T_train), module.loss(params, X_val, T_val)
     start = time.perf_counter()
@@ -106,14 +101,12 @@ def main(argv=None):
         history = module.train(params, X_train, T_train, verbose=False)
     seconds = time.perf_counter() - start
     after = module.loss(params, X_train, T_train), module.loss(params, X_val, T_val)
-    print(f"loss (nats per character; uniform guessing is ln {len(ALPHABET)} = {np.log(len(ALPHABET)):.2f}): "
-          f"training {before[0]:.3f} -> {after[0]:.3f}, held out {before[1]:.3f} -> {after[1]:.3f} "
-          f"after {len(history['loss'])} epochs in {seconds:.1f}s")
+    base = unigram(T_train, T_train, len(ALPHABET)), unigram(T_train, T_val, len(ALPHABET))
+    print(f"loss in nats per character after {len(history['loss'])} epochs in {seconds:.1f}s (uniform guessing is "
+          f"ln {len(ALPHABET)} = {np.log(len(ALPHABET)):.2f}; the unigram baseline, the training part's character "
+          f"frequencies, in parentheses):\n  training {before[0]:.3f} -> {after[0]:.3f} ({base[0]:.3f}), "
+          f"held out {before[1]:.3f} -> {after[1]:.3f} ({base[1]:.3f})")
     seed = X_val[0].tolist()
     text_out = sample(module, params, seed, args.sample, args.temperature, np.random.default_rng(0))
     print(f"sample, after {''.join(ALPHABET[k] for k in seed)!r}:\n{text_out}")
-    return {"before": before, "after": after, "sample": text_out}
-
-
-if __name__ == "__main__":
-    main()
+    return {"before": before, "after": after, "unigram": base, "sample": text_out}
