@@ -20,6 +20,7 @@ from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
 from derive.ops.conv import WindowNode
+from derive.sequence import StepMatMul
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
 from derive.spec import inline, inline_inputs
@@ -266,9 +267,9 @@ def _sum_lines(printer, key: str, rhs, number: int, transposed: bool) -> list:
 
 
 def _is_fresh(term) -> bool:
-    """A matrix product, a sum or a window helper's result (a convolution's or a pooling's gradient):
-    NumPy computes it into a new array, which may be overwritten."""
-    return isinstance(term, (sp.MatAdd, WindowNode)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
+    """A matrix product (of every step of a sequence too), a sum or a window helper's result (a convolution's or a
+    pooling's gradient): NumPy computes it into a new array, which may be overwritten."""
+    return isinstance(term, (sp.MatAdd, WindowNode, StepMatMul)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
                                                          and len(term.as_coeff_mmul()[1].args) > 1)
 
 
