@@ -20,6 +20,7 @@ from derive.steps import symbol
 from derive.nodes import ElementSum, Pointwise
 from derive.ops.activations import A as A_SCALAR, Z, derivative_of_output
 from derive.ops.conv import WindowNode
+from derive.sequence import StepMatMul
 from derive.ops.losses import Y as Y_SCALAR, YHAT
 from derive.optim import init_scheme, validate
 from derive.spec import inline, inline_inputs
@@ -266,9 +267,9 @@ def _sum_lines(printer, key: str, rhs, number: int, transposed: bool) -> list:
 
 
 def _is_fresh(term) -> bool:
-    """A matrix product, a sum or a window helper's result (a convolution's or a pooling's gradient):
-    NumPy computes it into a new array, which may be overwritten."""
-    return isinstance(term, (sp.MatAdd, WindowNode)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
+    """A matrix product (of every step of a sequence too), a sum or a window helper's result (a convolution's or a
+    pooling's gradient): NumPy computes it into a new array, which may be overwritten."""
+    return isinstance(term, (sp.MatAdd, WindowNode, StepMatMul)) or (isinstance(term, sp.MatMul) and not _is_bias(term)
                                                          and len(term.as_coeff_mmul()[1].args) > 1)
 
 
@@ -322,6 +323,50 @@ def _in_terms_of_outputs(rhs, outputs: dict):
         return Pointwise(sp.Lambda(A_SCALAR, derivative_of_output(act)), node.label, output)
     return rhs.replace(lambda e: isinstance(e, Pointwise) and len(e.mats) == 1 and e.mats[0] in outputs
                        and e.fn.expr == outputs[e.mats[0]][0].derivative, swap)
+
+
+def _saved_erfs(forward, backward_rhs) -> dict:
+    """{erf(u(Z)) of a forward activation A = f(Z): the MatrixSymbol ``erf_Z`` that holds it} for each erf that
+    f' in the backward pass evaluates again at the same Z (gelu: A = Z Φ(Z), gelu' = Φ(Z) + Z φ(Z), both
+    erf(Z/√2)): the forward computes it once into the cache and both read it, saving the step's costliest
+    pass. Keyed by (Z, erf)."""
+    backward_erfs = {(m.mats[0], e) for rhs in backward_rhs for m in sp.preorder_traversal(rhs)
+                     if isinstance(m, Pointwise) and len(m.mats) == 1 for e in m.fn.expr.atoms(sp.erf)}
+    out = {}
+    for step in forward:
+        rhs = step.rhs
+        if isinstance(rhs, Pointwise) and len(rhs.mats) == 1 and isinstance(rhs.mats[0], sp.MatrixSymbol):
+            z = rhs.mats[0]
+            erfs = sorted((e for e in rhs.fn.expr.atoms(sp.erf) if (z, e) in backward_erfs), key=sp.default_sort_key)
+            for k, e in enumerate(erfs):
+                out[(z, e)] = sp.MatrixSymbol(f"erf{k or ''}_{z.name}", *z.shape)
+    return out
+
+
+def _reading_erfs(rhs, erfs: dict):
+    """``rhs`` with each one-matrix Pointwise f(Z) whose body holds a saved erf of ``erfs`` reading it as a second
+    matrix argument, ``f(Z, erf_Z)``."""
+    def swap(node):
+        z, (var,) = node.mats[0], node.fn.variables
+        saved = [(e, m) for (w, e), m in erfs.items() if w == z and node.fn.expr.has(e)]
+        values = [sp.Dummy(m.name, real=True) for _, m in saved]
+        body = node.fn.expr.xreplace({e: v for (e, _), v in zip(saved, values)})
+        return Pointwise(sp.Lambda((var, *values), body), node.label, z, *(m for _, m in saved))
+    return rhs.replace(lambda e: isinstance(e, Pointwise) and len(e.mats) == 1
+                       and any(w == e.mats[0] and e.fn.expr.has(f) for w, f in erfs), swap)
+
+
+def _erf_lines(printer, forward, erfs: dict) -> dict:
+    """{a forward Step's number: the Lines that compute its saved erfs into ``erf_Z``}, cited as that Step."""
+    out = {}
+    for step in forward:
+        for (z, e), name in erfs.items():
+            if isinstance(step.rhs, Pointwise) and step.rhs.mats == (z,) and step.rhs.fn.expr.has(e):
+                (var,) = step.rhs.fn.variables
+                pre, text = printer.print_value(Pointwise(sp.Lambda(var, e), "", z), stored_transposed(z))
+                out.setdefault(step.number, []).extend([Line(n, v, step.number) for n, v in pre]
+                                                        + [Line(name.name, text, step.number)])
+    return out
 
 
 def _modes(derivation, printer) -> dict:
@@ -463,7 +508,10 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
     loss_step = next(s for s in steps if s.phase == "loss")
     backward = [s for s in steps if s.phase == "backward"]
 
-    forward_lines = [line for s in forward for line in _lines(printer, s)]
+    erfs = _saved_erfs(forward, [s.rhs for s in backward])
+    erf_lines = _erf_lines(printer, forward, erfs)
+    forward_lines = [line for s in forward
+                     for line in erf_lines.get(s.number, []) + _lines(printer, s, _reading_erfs(s.rhs, erfs))]
     loss_rhs, lse = (loss_step.rhs, None)
     if net.loss.fused_with:
         loss_rhs, lse = _fused_loss(derivation, loss_step.rhs)
@@ -471,7 +519,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         forward_lines = _with_logsumexp(forward_lines, *lse, loss_step.number, printer.helpers)
     loss_lines = _lines(printer, loss_step, loss_rhs)
     outputs = _derivatives_from_outputs(derivation)
-    backward_rhs = [_in_terms_of_outputs(s.rhs, outputs) for s in backward]
+    backward_rhs = [_reading_erfs(_in_terms_of_outputs(s.rhs, outputs), erfs) for s in backward]
     backward_lines = [line for s, rhs in zip(backward, backward_rhs) for line in _lines(printer, s, rhs)]
 
     forward_keys = [s.target.key for s in forward]
@@ -490,7 +538,7 @@ def generate(derivation, dtype: str = "float64", output=None, tables=None, flags
         forward_lines = [replace(line, rhs=f'{line.rhs[:-1]}, state=state.get("{line.lhs.split(",")[0]}"))')
                          if line.lhs in recurrent else line for line in forward_lines]
     cache = [k for k in forward_keys + ([lse[0]] if lse else []) if k in backward_free | loss_free] \
-        + [k for k, _ in masks] + sorted(saved & _names(backward_lines))
+        + [k for k, _ in masks] + sorted(saved & _names(backward_lines)) + [m.name for m in erfs.values()]
     modes = _modes(derivation, printer)
     mode_lines = [line for evaluation, updates in modes.values() for line in evaluation + updates]
     forward_lines = _overwrite_dead(_reuse_dead(forward_lines), cache + [forward_keys[-1]] + sorted(_names(mode_lines)))

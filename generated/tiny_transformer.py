@@ -244,7 +244,7 @@ def _erf32(x):
     minimax coefficients, evaluated for arrays. With y = min(|x|, 4):
       y < 0.921875    erf = y + y A(y^2)             A fitted on [0, 0.921875]
       y >= 0.921875   erf = 1 - exp(-(y + y B(y)))   B fitted on [0.921875, 4]; erfc(4) < 2^-25: y = 4 gives 1
-    and erf(-y) = -erf(y) by copysign. Arm splits at 0.875 and gives 0.94 ulp with fused multiply-adds
+    and erf(-y) = -erf(y) by x's sign bit. Arm splits at 0.875 and gives 0.94 ulp with fused multiply-adds
     when splitting at 0.921875; NumPy rounds every operation, and every float32 from 0 to 4 is within 1.37
     ulps of the exact erf (the worst at 0x1.e24a4ep-1, against the float64 erf). Both branches run on every element and a 0/1 mask picks one: NumPy's masked
     assignment costs more than the second branch. The clamp keeps y^2 finite; NaN stays NaN through both.
@@ -255,8 +255,9 @@ def _erf32(x):
          0.003883934346958995, -0.00038320868043228984, 1.729489304125309e-05)
     flat = x.reshape(-1)  # 1-D, so that a 0-d x also gives arrays that out= can write into
     y = np.abs(flat)
-    np.minimum(y, 4, out=y)
-    small = _poly(a, y * y)
+    np.clip(y, 0, 4, out=y)  # NumPy's clip runs vectorized, its minimum with a scalar several times slower
+    scratch = y * y  # y^2, then the branch mask, then x's sign bits: one array, as each fresh one costs page faults
+    small = _poly(a, scratch)
     small *= y
     small += y
     large = _poly(b, y)
@@ -265,11 +266,16 @@ def _erf32(x):
     np.negative(large, out=large)
     np.exp(large, out=large)
     np.subtract(1, large, out=large)
-    pick = y < 0.921875
+    pick = np.less(y, 0.921875, out=scratch)  # 0/1 as floats: a boolean factor multiplies in more slowly
     small *= pick  # exactly small or 0, and large below exactly large or 0: the sum is the one picked
-    large *= ~pick
+    np.subtract(1, pick, out=pick)
+    large *= pick
     small += large
-    return np.copysign(small, flat, out=small).reshape(x.shape)
+    # x's sign bit set into the magnitude, as np.copysign does at a fraction of its cost
+    sign = np.bitwise_and(flat.view(np.uint32), np.uint32(0x80000000), out=scratch.view(np.uint32))
+    bits = small.view(np.uint32)
+    bits |= sign
+    return small.reshape(x.shape)
 
 
 def _softmax_logsumexp(z, axis):
@@ -307,23 +313,36 @@ def _heads(M, heads):
 
 def _attention_forward(X, W_in, b_in, W_out, b_out, T, heads, causal):
     """(output, saved) of torch.nn.MultiheadAttention(E, heads, batch_first=True) as self-attention on X (N, T*E),
-    need_weights=False: every sample and head at once as batched matmuls over (N, heads, T, T). A causal mask
-    adds -inf to the scores above the diagonal before the softmax, whose max is then the row's own finite
-    score, so exp gives them exactly 0 without a warning; the scores become the weights A in place."""
+    need_weights=False: every sample and head at once as batched matmuls over (N, heads, T, T). The scores are
+    computed transposed, S^T = K Q^T with a query per column, so that each query's max and sum over the keys
+    run down the columns (a vectorized pass, where a reduction along each 64-wide row is several times slower);
+    A is saved as a view of that array with the queries as rows again. Q is divided by sqrt(d) before the
+    product (T*E numbers, not T*T per head), and saved so. A causal mask adds -inf to the scores of the keys
+    after each query before the softmax, so exp gives them exactly 0 without a warning (the query's own score is
+    finite); the scores become the weights in place, each query's column times 1 / its sum (at least e^-64, or
+    1 when shifted by the max: the max's own exp)."""
     N, E = X.shape[0], W_out.shape[0]
     Xs = X.reshape(N, T, E)
     P = Xs @ W_in.T                             # (N, T, 3E): [Q K V] of every position
     if b_in is not None:
         P += b_in
+    P[:, :, :E] *= 1 / math.sqrt(E // heads)    # Q / sqrt(d)
     Q, K, V = (_heads(P[:, :, k * E:(k + 1) * E], heads) for k in range(3))
-    A = Q @ K.transpose(0, 1, 3, 2)             # (N, heads, T, T): row i is query i's scores
-    A *= 1 / math.sqrt(E // heads)
+    St = K @ Q.transpose(0, 1, 3, 2)            # (N, heads, T, T): S^T, column i is query i's scores
     if causal:  # added, not assigned through a boolean index: one pass, broadcast over samples and heads
-        A += np.where(np.triu(np.ones((T, T), bool), 1), -np.inf, 0).astype(A.dtype)
-    A -= A.max(axis=3, keepdims=True)
-    np.exp(A, out=A)
-    A /= A.sum(axis=3, keepdims=True)           # each query's weights over the keys
-    O = (A @ V).transpose(0, 2, 1, 3).reshape(N, T, E)  # the heads side by side
+        keys_after = np.arange(T)[:, None] > np.arange(T)  # row j (a key), column i (a query): j > i
+        St += np.where(keys_after, St.dtype.type(-np.inf), St.dtype.type(0))
+    # |s_ij| <= |q_i| |k_j| (Cauchy-Schwarz): while every such bound is under 64, exp of a score neither overflows
+    # nor underflows (e^-64 and e^64 are normal float32s), so the shift by each query's max, a reduction and a pass
+    # over the (N, heads, T, T) scores, changes nothing and is skipped; past it, the shift keeps exp finite
+    squares = np.einsum("nthc,nthc->nth", *2 * (P[:, :, :2 * E].reshape(N, T, 2 * heads, -1),))  # |q|^2, |k|^2
+    if not squares[:, :, :heads].max() * squares[:, :, heads:].max() < 64 ** 2:
+        St -= St.max(axis=2, keepdims=True)
+    np.exp(St, out=St)
+    St *= (1 / (np.ones(T, St.dtype) @ St))[:, :, None, :]  # each query's weights over the keys
+    A = St.transpose(0, 1, 3, 2)                # row i is query i's weights
+    O = np.empty((N, T, E), St.dtype)           # the heads side by side, each head's A V written into its columns
+    np.matmul(A, V, out=_heads(O, heads))
     Y = O @ W_out.T
     if b_out is not None:
         Y += b_out
@@ -333,25 +352,33 @@ def _attention_forward(X, W_in, b_in, W_out, b_out, T, heads, causal):
 def _attention_backward(G, saved, W_in, W_out, heads):
     """(dX, dW_in, db_in, dW_out, db_out) of the attention layer given G = dL/d(its output) (N, T*E): dO through
     the output projection, dV = A^T dO and dA = dO V^T, dS = A * (dA - rowsum(dA * A)) (the softmax's Jacobian
-    row by row, computed in dA's array; a masked weight is 0, so its dS is 0), dQ = dS K / sqrt(d) and
-    dK = dS^T Q / sqrt(d); the projections' gradients are sums over positions and samples, one GEMM each."""
+    row by row; a masked weight is 0, so its dS is 0), dQ = dS K / sqrt(d) and dK = dS^T Q / sqrt(d) (the
+    saved Q is already over sqrt(d)); the projections' gradients are sums over positions and samples, one GEMM
+    each. rowsum(dA * A) is rowsum(dO_h * O_h), since sum_j (dO V^T)_ij A_ij = sum_c dO_ic (A V)_ic: read off
+    (N, T, d) arrays rather than the (N, heads, T, T) ones. dS is computed transposed, as the forward's scores,
+    and dQ, dK, dV are written straight into their columns of dP = [dQ dK dV] (N, T, 3E)."""
     Xs, Q, K, V, A, O = saved
     N, T, E = Xs.shape
+    d = E // heads
     Gs = G.reshape(N * T, E)
     dW_out = Gs.T @ O.reshape(N * T, E)
-    dO = _heads((Gs @ W_out).reshape(N, T, E), heads)
-    dV = A.transpose(0, 1, 3, 2) @ dO
-    dS = dO @ V.transpose(0, 1, 3, 2)           # dA, then dS in place
-    dS -= np.einsum("nhij,nhij->nhi", dS, A)[..., None]
-    dS *= A
-    scale = 1 / math.sqrt(E // heads)
-    dQ = dS @ K
-    dQ *= scale
-    dK = dS.transpose(0, 1, 3, 2) @ Q
-    dK *= scale
-    dP = np.concatenate([M.transpose(0, 2, 1, 3).reshape(N * T, E) for M in (dQ, dK, dV)], axis=1)  # (N*T, 3E)
+    dOs = (Gs @ W_out).reshape(N, T, E)
+    dO = _heads(dOs, heads)
+    total = np.einsum("nthc,nthc->nht", dOs.reshape(N, T, heads, d), O.reshape(N, T, heads, d))
+    dP = np.empty((N, T, 3 * E), Xs.dtype)
+    dQ, dK, dV = (_heads(dP[:, :, k * E:(k + 1) * E], heads) for k in range(3))
+    At = A.transpose(0, 1, 3, 2)                # the forward's array, key-major
+    np.matmul(At, dO, out=dV)
+    dSt = V @ dO.transpose(0, 1, 3, 2)          # dA^T, then dS^T in place
+    dSt -= total[:, :, None, :]
+    dSt *= At
+    np.matmul(dSt.transpose(0, 1, 3, 2), K, out=dQ)
+    dP[:, :, :E] *= 1 / math.sqrt(d)
+    np.matmul(dSt, Q, out=dK)
+    dP = dP.reshape(N * T, 3 * E)
     dW_in = dP.T @ Xs.reshape(N * T, E)
-    return ((dP @ W_in).reshape(N, T * E), dW_in, dP.sum(axis=0), dW_out, Gs.sum(axis=0))
+    ones = np.ones(N * T, dP.dtype)  # the biases' sums over positions and samples as matrix-vector products (3x faster)
+    return ((dP @ W_in).reshape(N, T * E), dW_in, ones @ dP, dW_out, ones @ Gs)
 
 
 def _layernorm_steps(X, gamma, beta, T, eps):
@@ -359,11 +386,15 @@ def _layernorm_steps(X, gamma, beta, T, eps):
     less their mean, over sqrt(biased variance + eps), then times gamma plus beta (None without affine)."""
     N = X.shape[0]
     Xs = X.reshape(N * T, -1)
-    centred = Xs - Xs.mean(axis=1, keepdims=True)
+    # each position's mean as a matrix-vector product with (1/E, ..., 1/E): several times faster than
+    # a NumPy mean along every short row, as NumPy reduces along a row one row at a time
+    centred = Xs - (Xs @ np.full(Xs.shape[1], 1 / Xs.shape[1], Xs.dtype))[:, None]
     sigma = np.sqrt(np.einsum("ij,ij->i", centred, centred)[:, None] / Xs.shape[1] + eps)
     xhat = centred
-    xhat /= sigma
-    Y = xhat.copy() if gamma is None else xhat * gamma + beta  # never the saved xhat itself
+    xhat *= 1 / sigma
+    Y = xhat * (1 if gamma is None else gamma)  # never the saved xhat itself
+    if beta is not None:
+        Y += beta
     return Y.reshape(N, -1), (xhat, sigma)
 
 
@@ -374,10 +405,10 @@ def _layernorm_steps_backward(G, saved, gamma):
     xhat, sigma = saved
     Gs = G.reshape(xhat.shape)
     g = Gs if gamma is None else Gs * gamma
-    dX = g - g.mean(axis=1, keepdims=True)
+    dX = g - (g @ np.full(g.shape[1], 1 / g.shape[1], g.dtype))[:, None]  # mean(g), as the forward's mean
     dX -= xhat * (np.einsum("ij,ij->i", g, xhat)[:, None] / xhat.shape[1])
-    dX /= sigma
-    return dX.reshape(G.shape), np.einsum("ij,ij->j", Gs, xhat), Gs.sum(axis=0)
+    dX *= 1 / sigma
+    return dX.reshape(G.shape), np.einsum("ij,ij->j", Gs, xhat), np.ones(len(Gs), Gs.dtype) @ Gs  # dbeta, as a GEMV
 
 
 def _params(params):
@@ -557,14 +588,14 @@ def _forward(params, X):
     A3 = A3_2 + A2  # (eq. 47)
     A4_1, A4_1_saved = _layernorm_steps(A3, gamma4_1, beta4_1, 16, 1e-05)  # (eq. 48)
     Z4_2 = (A4_1.reshape(-1, 32) @ W4_2.T + b4_2).reshape(A4_1.shape[0], -1)  # (eq. 49)
-    t0 = (1/2)*Z4_2  # (eq. 50)
-    A4_2 = t0*(_erf(1.4142135623730951*t0) + 1)  # (eq. 50)
+    erf_Z4_2 = _erf((1/2)*1.4142135623730951*Z4_2)  # (eq. 50)
+    A4_2 = (1/2)*Z4_2*(erf_Z4_2 + 1)  # (eq. 50)
     Z4_3 = (A4_2.reshape(-1, 64) @ W4_3.T + b4_3).reshape(A4_2.shape[0], -1)  # (eq. 51)
     A4 = Z4_3 + A3  # (eq. 52)
     A5, A5_saved = _layernorm_steps(A4, gamma5, beta5, 16, 1e-05)  # (eq. 53)
     Z6 = (A5.reshape(-1, 32) @ W6.T + b6).reshape(A5.shape[0], -1)  # (eq. 54)
     Yhat, logsumexp_Z6 = _step_softmax_logsumexp(Z6, 40)  # (eq. 55, 56)
-    cache = {"X": X, "A2": A2, "A3_1": A3_1, "A3_2": A3_2, "A3": A3, "A4_1": A4_1, "Z4_2": Z4_2, "A4_2": A4_2, "A4": A4, "A5": A5, "Z6": Z6, "Yhat": Yhat, "logsumexp_Z6": logsumexp_Z6, "A3_1_saved": A3_1_saved, "A3_2_saved": A3_2_saved, "A4_1_saved": A4_1_saved, "A5_saved": A5_saved}
+    cache = {"X": X, "A2": A2, "A3_1": A3_1, "A3_2": A3_2, "A3": A3, "A4_1": A4_1, "Z4_2": Z4_2, "A4_2": A4_2, "A4": A4, "A5": A5, "Z6": Z6, "Yhat": Yhat, "logsumexp_Z6": logsumexp_Z6, "A3_1_saved": A3_1_saved, "A3_2_saved": A3_2_saved, "A4_1_saved": A4_1_saved, "A5_saved": A5_saved, "erf_Z4_2": erf_Z4_2}
     return Yhat, cache
 
 
@@ -622,6 +653,7 @@ def _loss_and_grads(params, X, Y, outputs=None):
     A3_2_saved = cache["A3_2_saved"]
     A4_1_saved = cache["A4_1_saved"]
     A5_saved = cache["A5_saved"]
+    erf_Z4_2 = cache["erf_Z4_2"]
     N = X.shape[0]
     ones_N = np.ones(X.shape[0], params["W1"].dtype)  # 1_N: Δ 1_N sums over the batch
     Delta6 = Yhat - Y  # (eq. 57)
@@ -636,8 +668,8 @@ def _loss_and_grads(params, X, Y, outputs=None):
     Delta4_3 = dL_dA4  # (eq. 64)
     dL_dW4_3 = Delta4_3.reshape(-1, 32).T @ A4_2.reshape(-1, 64)  # (eq. 65)
     dL_db4_3 = Delta4_3.reshape(-1, 32).sum(axis=0)  # (eq. 66)
-    t0 = (1/2)*1.4142135623730951*Z4_2  # (eq. 67)
-    Delta4_2 = (Delta4_3.reshape(-1, 32) @ W4_3).reshape(Delta4_3.shape[0], -1) * (t0*np.exp(-1/2*np.clip(Z4_2, -47, 47)**2)/1.772453850905516 + (1/2)*_erf(t0) + 1/2)  # (eq. 67)
+    Delta4_2 = (Delta4_3.reshape(-1, 32) @ W4_3).reshape(Delta4_3.shape[0], -1)  # (eq. 67)
+    Delta4_2 *= ((1/2)*1.4142135623730951*Z4_2*np.exp(-1/2*np.clip(Z4_2, -47, 47)**2)/1.772453850905516 + (1/2)*erf_Z4_2 + 1/2)  # (eq. 67)
     dL_dW4_2 = Delta4_2.reshape(-1, 64).T @ A4_1.reshape(-1, 32)  # (eq. 68)
     dL_db4_2 = Delta4_2.reshape(-1, 64).sum(axis=0)  # (eq. 69)
     dL_dA4_1 = (Delta4_2.reshape(-1, 64) @ W4_2).reshape(Delta4_2.shape[0], -1)  # (eq. 70)
