@@ -59,20 +59,24 @@ _SQUARE = re.compile(r"(_\s*(?:\{\s*(?:t|last)(?:\s*[+-]\s*1)?\s*\}|t(?![A-Za-z0
 _LIST = re.compile(r"\b(hs|xs|ps|ys|cs)\[\s*(t\s*[+-]\s*1|t)\s*\]")
 _LISTED = {"hs": "h", "xs": "x", "ps": "yhat", "ys": "o", "cs": "c"}
 _GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgoc])\s*\}?")
+# The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
+# dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
+_STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
 _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
 
 
 def rewrite_time(text: str) -> str:
     """The text with time sums as ``\\sumtime`` and time indices the parser keeps apart (T as ``last``)."""
+    text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
-    text = _SUPER_T.sub(lambda m: "_{" + ("last" if m[1] == "T" else "t") + (m[2] or "").replace(" ", "") + "}"
+    text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
                         + ("^T" if m[3] else ""), text)
     text = _LIST.sub(lambda m: f"{_LISTED[m[1]]}_{{{m[2].replace(' ', '')}}}", text)
     text = _LAST.sub(lambda m: "_{last" + (m[1] or "").replace(" ", "") + "}", text)
     text = _SQUARE.sub(r"\1**2", text)
     text = _GATE.sub(lambda m: f"\\delta_{{gate{m[1]}}}", text)
     text = _TILDE.sub("g", text)
-    text = text.replace(".dot(", " @ (")
+    text = re.sub(r"(?<!\bnp)\.dot\(", " @ (", text)  # x.T.dot(d), not np.dot(x, d)
     return _diagonals(text)
 
 
@@ -84,6 +88,8 @@ def _diagonals(text: str) -> str:
     inner_end = _closing(text, m.end())
     rest_end = _term_end(text, inner_end + 1)
     inner = text[m.end():inner_end].replace(r"\right", "")
+    if not text[inner_end + 1:rest_end].strip():  # nothing after it (W^T δ diag(v)): read as ⊙ v, literally
+        return _diagonals(text[:m.start()]) + f" \\odot ({inner})" + _diagonals(text[rest_end:])
     return (text[:m.start()] + f"(({inner}) \\odot ({_diagonals(text[inner_end + 1:rest_end])}))"
             + _diagonals(text[rest_end:]))
 
@@ -120,10 +126,11 @@ _STEP_STEMS = {
     "delta": "delta", "dhraw": "delta", "dtanh": "delta", "yhat": "yhat", "y": "y", "o": "o",
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
     "deltagatec": "dc", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
-    "dy": "dy", "dscores": "dy",
+    "dy": "dy", "dscores": "dy", "dt": "delta", "hnext": "h", "hprev": "hprev", "dhprev": "carry",
 }
 # Stems that stand at step t without an index (Karpathy's and cs231n's loop bodies).
-_IMPLICIT = ("dhraw", "dtanh", "nexth", "prevh", "dnexth", "dprevh", "dhnext", "dy", "dscores")
+_IMPLICIT = ("x", "h", "dhraw", "dtanh", "dt", "nexth", "prevh", "hnext", "hprev", "dnexth", "dprevh", "dhnext",
+             "dhprev", "dy", "dscores")
 _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
 
@@ -296,7 +303,7 @@ class RecurrentChecker(Binder):
         if norm in self.cs231n:
             if not self.rows:
                 raise ShapeMismatch(f"{node.text} is cs231n's weight, stored in × out for batch-first rows")
-            return self.params[self.cs231n[norm]]
+            return sp.Transpose(self.params[self.cs231n[norm]])
         if norm in self.aliases:
             key = self.aliases[norm]
             return self.params[key] if key[0] == "w" else self.view(self.params[key])
@@ -485,18 +492,20 @@ class RecurrentChecker(Binder):
             for k, name in enumerate(("i", "f", "g", "o")):
                 world[name] = [_array(s[k]) for s in saved]
             world["c"] = [_array(s[4]) for s in saved[1:]] + [_array(_c_last(saved[-1]))]
-        world["grads"] = {"wih": _array(grads["wih"]), "whh": _array(grads["whh"]), "bih": _array(grads["b"]),
-                          "bhh": _array(grads["b"])}
+        world["grads"] = {"wih": _array(grads["wih"]), "whh": _array(grads["whh"]), "b": _array(grads["b"]),
+                          "bih": _array(grads["b"]), "bhh": _array(grads["b"])}
         return world
 
     # -- the verdict ----------------------------------------------------------------------------------------
     def check(self, wrt: str, text: str, diagnose: bool = True):
         from .checker import _LayerVerdict
         self.diagnosing = diagnose
-        wrt, text = wrt.strip(), text.strip()
+        wrt, written = wrt.strip(), text.strip()
+        text = written
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
-            wrt, text = wrt[:-1].strip(), rf"\sumtime ({text})"
+            wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
         wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        text = written
         if self._timed(wrt_tree):
             verdicts = []
             for t in range(1, self.T + 1):
@@ -530,15 +539,18 @@ class RecurrentChecker(Binder):
         result = CheckResult(label, text, False, "", quantity.text, quantity.latex)
         worlds = self.points()
         expected = [getter(w[(None, False)]) for w in worlds]
-        if free:
-            parts = [self.bind(self._at(tree, s)) for s in range(1, self.T + 1)]
-            summed = sp.MatAdd(*parts)
-            if self._agree(summed, expected, worlds):
+        if free:  # one step's term where the gradient sums them: bound at every t, it may be the sum's terms
+            try:
+                summed = sp.MatAdd(*[self.bind(self._at(tree, s)) for s in range(1, self.T + 1)])
+            except ShapeMismatch as err:
+                result.diagnosis = str(err)
+                return result
+            result.fits = _shape(summed) == expected[0].shape
+            if result.fits and self._agree(summed, expected, worlds):
                 result.diagnosis = (f"the sum over t is missing: the weights are shared by the {self.T} steps, so "
                                     f"{label} sums every step's term; yours, at each t, is one step's term")
             else:
-                result.diagnosis = "it has a free step t and is not one step's share of the gradient either"
-            result.fits = False
+                result.diagnosis = "it has a free step t, and summed over t it is not the gradient either"
             return result
         if mine is None:
             result.diagnosis = problem
@@ -583,7 +595,7 @@ class RecurrentChecker(Binder):
             else:
                 flip = norm in self.cs231n
                 g = self.param_grads[key]
-                label = f"dL/d{node.text}"
+                label = node.text
                 quantity = self._form(key)
 
                 def value(world, g=g, key=key, flip=flip):
@@ -592,8 +604,8 @@ class RecurrentChecker(Binder):
                 return label, value, quantity
         stem, step = name.split("@")
         step = int(step)
-        if stem == "next":
-            stem, step = "carry", step + 1
+        if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
+            stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
