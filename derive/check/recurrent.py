@@ -32,6 +32,7 @@ from ..chain import Derivation
 from ..errors import ChainruleError, did_you_mean
 from ..ops.activations import make_activation
 from ..ops.recurrent import BPTT, _Affine, unroll
+from ..printing import MathLatex, MathText
 from ..steps import N
 from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
@@ -131,6 +132,8 @@ _STEP_STEMS = {
 # Stems that stand at step t without an index (Karpathy's and cs231n's loop bodies).
 _IMPLICIT = ("x", "h", "dhraw", "dtanh", "dt", "nexth", "prevh", "hnext", "hprev", "dnexth", "dprevh", "dhnext",
              "dhprev", "dy", "dscores")
+# A step quantity -> the checker's name for its gradient.
+_GRADIENT_OF = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "out": "dy"}
 _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
 
@@ -261,8 +264,10 @@ class RecurrentChecker(Binder):
                 if not rest and stem not in _IMPLICIT and not (grad and stem in "xh"):
                     continue
                 own = _STEP_STEMS[stem]
+                if own == "o" and self.kind == "rnn":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
+                    own = "out"
                 if grad:
-                    own = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "o": "dy", "z": "delta"}.get(own)
+                    own = _GRADIENT_OF.get(own)
                     if own is None:
                         continue
                 return own, rest or "t"
@@ -280,7 +285,14 @@ class RecurrentChecker(Binder):
             if split is None:
                 return node
             stem, when = split
+            if node.kind == "grad":  # \\nabla_{h^{(t)}} L, \\frac{\\partial L}{\\partial h_t}
+                stem = _GRADIENT_OF.get(stem)
+                if stem is None:
+                    raise ChainruleError(f"'{node.text}' is not a gradient this checker knows; use dL/dh_t, dL/da_t, "
+                                         f"dL/dx_t" + (", dL/dc_t" if self.kind == "lstm" else ", dL/do_t"))
             m = _TIME.fullmatch(when)
+            if stem in ("yhat", "y", "out", "dy") and not self.sequences and when == "t":
+                m = _TIME.fullmatch("last")  # only h_T is output: the output layer's quantities are step T's
             if m["n"]:
                 step = int(m["n"])
             else:
@@ -318,8 +330,10 @@ class RecurrentChecker(Binder):
                 raise ChainruleError(f"'{node.text}' is the batch size, which one sample does not have; "
                                      f"use --convention columns or rows")
             return N
+        if re.search(r"t[+-]\d", norm):
+            raise ChainruleError(f"'{node.text}': a step is written t - 1, t, t + 1, T, T + 1 or a number")
         raise ChainruleError(f"unknown name '{node.text}'{did_you_mean(norm, list(self.aliases) + list(_STEP_STEMS))}; "
-                             f"for this network use: {'; '.join(self.shown)}")
+                             f"chainrule check SPEC --names lists the names of this network")
 
     def _param_grad(self, name):
         if name in self.cs231n:
@@ -505,7 +519,7 @@ class RecurrentChecker(Binder):
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
         wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
-        text = written
+        wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
         if self._timed(wrt_tree):
             verdicts = []
             for t in range(1, self.T + 1):
@@ -637,8 +651,7 @@ class RecurrentChecker(Binder):
             "deltaf": ("dc_t ⊙ c_(t-1) ⊙ f_t ⊙ (1 − f_t)", r"dc_t \odot c_{t-1} \odot f_t \odot (1 - f_t)"),
             "deltag": ("dc_t ⊙ i_t ⊙ (1 − g_t²)", r"dc_t \odot i_t \odot (1 - g_t^2)"),
             "deltao": ("dh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)", r"dh_t \odot \tanh(c_t) \odot o_t \odot (1 - o_t)"),
-            "dy": ("the output layer's δ at step t (the derivation's " + self.q[self._key("delta2")].text + ")",
-                   r"\delta^{out}_t") if self.layers == 2 else ("", ""),
+            "dy": self._output_delta() if self.layers == 2 else ("", ""),
             "wih": ("Σ_t δ_t x_tᵀ", r"\sum_{t=1}^{T} \delta_t x_t^\top"),
             "whh": ("Σ_t δ_t h_(t-1)ᵀ", r"\sum_{t=1}^{T} \delta_t h_{t-1}^\top"),
             "b": ("Σ_t δ_t" + (" 1_N" if self.batch else ""), r"\sum_{t=1}^{T} \delta_t"),
@@ -650,6 +663,14 @@ class RecurrentChecker(Binder):
         if self.rows:
             text += " (columns form; transpose it for rows)"
         return _Quantity(key, text, latex)
+
+    def _output_delta(self):
+        """The output layer's δ as the derivation states it (stacked over the steps), to read at step t."""
+        step = next(s for s in self.sweep.steps if s.target.key == self._key("delta2"))
+        names = {q.key: q.text for q in self.q.values()}
+        latex = {q.key: q.latex for q in self.q.values()}
+        return (f"{MathText(names).doprint(step.rhs)}, at step t (the derivation's {step.target.text}, its block t)",
+                MathLatex(latex).doprint(step.rhs))
 
     # -- comparing and naming mistakes ---------------------------------------------------------------------
     def _values(self, mine, worlds, key=(None, False)):
