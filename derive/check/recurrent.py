@@ -51,7 +51,7 @@ def recurrent(network) -> bool:
 
 
 # -- the text: time indices as names the parser keeps apart ----------------------------------------------
-_SUM_T = re.compile(r"\\sum\s*(?:_\s*(?:\{\s*t\s*(?:=\s*[01]\s*)?\}|t(?![A-Za-z]))\s*(?:\^\s*(?:\{\s*T\s*\}|T))?)"
+_SUM_T = re.compile(r"\\sum\s*(?:_\s*(?:\{\s*t\s*(?:=\s*[01]\s*)?\}|t(?![A-Za-z]))\s*(?:\^\s*(?:\{\s*(?:T|\\tau)\s*\}|T|\\tau))?)"
                     r"|∑_t|Σ_t|Σ_\{t\}")
 _SUPER_T = re.compile(r"\^\s*\{\s*(?:\(\s*|<\s*|\\langle\s*)(t|T|\\tau)\s*([+-]\s*1)?\s*(?:\)|>|\\rangle)\s*"
                       r"(\\top|T|')?\s*\}")
@@ -68,6 +68,7 @@ _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
 
 def rewrite_time(text: str) -> str:
     """The text with time sums as ``\\sumtime`` and time indices the parser keeps apart (T as ``last``)."""
+    text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
@@ -468,8 +469,8 @@ class RecurrentChecker(Binder):
                 keep = saved[t]
                 if made == "f_at_h":
                     keep = hs[t]
-                elif made == "f_at_prev":
-                    keep = hs[t - 1] if t else zero
+                elif made == "f_at_prev":  # f' at a_(t-1): 1 - h_(t-1)² for tanh (a_0 = 0 gives h_0 = 0)
+                    keep = saved[t - 1] if t else zero
                 dgi, dgh, direct = cell.back(P, keep, (dh,) + carry[1:])
                 if made == "f_missing":
                     dgi = dgh = dh
@@ -479,7 +480,7 @@ class RecurrentChecker(Binder):
                 results.append((dh, dgi, dgh, share, direct, carry))
             (dh, dgi, dgh, share, direct, carry), wrong_result = results
             true_carry = (share,) + direct[1:]
-            shown = wrong_result if mistake is not None and not (local and mistake != "last_only") else results[0]
+            shown = wrong_result if mistake is not None else results[0]
             if not local and mistake is not None:
                 wrong_carry = (wrong_result[3],) + wrong_result[4][1:]
             else:
