@@ -46,8 +46,8 @@ READ_IN = ("sample", "goodfellow", "columns", "rows")
 
 
 def recurrent(network) -> bool:
-    """Whether the network's first layer is recurrent (the checker's ``RecurrentChecker`` reads it)."""
-    return network.layers[0].kind in ("rnn", "lstm", "gru")
+    """Whether the network has a recurrent layer (``RecurrentChecker`` reads it, or says why not)."""
+    return any(layer.kind in ("rnn", "lstm", "gru") for layer in network.layers)
 
 
 # -- the text: time indices as names the parser keeps apart ----------------------------------------------
@@ -152,8 +152,8 @@ class RecurrentChecker(Binder):
         net = derivation.network
         layer = net.layers[0]
         if layer.kind not in CELLS:
-            raise ChainruleError(f"chainrule check reads networks whose first layer is rnn or lstm, and this one is "
-                                 f"{layer.kind}; check the derivation with derive.verify")
+            raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn or lstm, and this "
+                                 f"one's is {layer.kind}; check the derivation with derive.verify")
         if len(net.layers) > 2 or (len(net.layers) == 2 and net.layers[1].kind != "dense"):
             raise ChainruleError("chainrule check reads a recurrent layer followed by at most one dense layer; check "
                                  "the same steps on that network (deeper ones with derive.verify)")
@@ -383,6 +383,11 @@ class RecurrentChecker(Binder):
         stem = node.args[0].split("@")[0]
         return 1 if stem == "a" and self.kind == "rnn" else 2 if stem == "out" else None
 
+    def _flag_wrong_derivative(self, node, layer, own, act):
+        where = "the recurrent layer" if layer == 1 else "the output layer"
+        self.flags.append(f"wrong activation derivative: {where} uses {own.name}, so '{node.text}' should be "
+                          f"{own.name}'({'a_t' if layer == 1 else 'o_t'}), not {act.name}'")
+
     # -- the values at points -----------------------------------------------------------------------------
     def points(self):
         """Each random point's values (symbol -> array) in the true world and in each mistake's."""
@@ -576,6 +581,9 @@ class RecurrentChecker(Binder):
         if not result.fits:
             result.diagnosis = (f"yours is {_shape_text(_shape(mine))} but {label} is "
                                 f"{_shape_text(expected[0].shape)}")
+            return result
+        if self.flags:  # a named activation derivative that is not the layer's (tanh' on a relu layer)
+            result.diagnosis = self.flags[0]
             return result
         status = self._status(mine, expected, worlds)
         if status == "equal":
