@@ -69,6 +69,7 @@ _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
 def rewrite_time(text: str) -> str:
     """The text with time sums as ``\\sumtime`` and time indices the parser keeps apart (T as ``last``)."""
     text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
+    text = re.sub(r"\bd_([ifgo])_pre\b", r"d\1pre", text)  # d_i_pre: i is a gate, not an entry index
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
@@ -129,12 +130,18 @@ _STEP_STEMS = {
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
     "deltagatec": "dc", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
     "dy": "dy", "dscores": "dy", "dt": "delta", "hnext": "h", "hprev": "hprev", "dhprev": "carry",
+    # an LSTM's loop body: c_prev, dc_next (step t + 1's share of dc_t), dc_prev, d_i_pre (δ^i_t), ...
+    "cprev": "cprev", "dcnext": "cnext", "dcprev": "ccarry",
+    "dipre": "deltai", "dfpre": "deltaf", "dgpre": "deltag", "dopre": "deltao",
 }
 # Stems that stand at step t without an index (Karpathy's and cs231n's loop bodies).
 _IMPLICIT = ("x", "h", "dhraw", "dtanh", "dt", "nexth", "prevh", "hnext", "hprev", "dnexth", "dprevh", "dhnext",
-             "dhprev", "dy", "dscores")
+             "dhprev", "dy", "dscores", "c", "i", "f", "g", "o", "cprev", "dcnext", "dcprev", "dipre", "dfpre", "dgpre",
+             "dopre")
 # A step quantity -> the checker's name for its gradient.
-_GRADIENT_OF = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "out": "dy"}
+_GRADIENT_OF = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "out": "dy", "i": "di", "f": "df", "g": "dg",
+                "o": "do"}
+_LSTM_ONLY = ("c", "i", "f", "g", "o", "cprev", "dcnext", "dcprev", "dipre", "dfpre", "dgpre", "dopre")
 _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
 
@@ -189,7 +196,8 @@ class RecurrentChecker(Binder):
         K = self.net.layers[1].units if self.layers == 2 else H
         shapes = {"x": F, "h": H, "a": gates, "delta": gates, "dh": H, "carry": H, "dx": F}
         if self.kind == "lstm":
-            shapes.update({k: H for k in ("c", "dc", "i", "f", "g", "o", "deltai", "deltaf", "deltag", "deltao")})
+            shapes.update({k: H for k in ("c", "dc", "i", "f", "g", "o", "deltai", "deltaf", "deltag", "deltao",
+                                          "di", "df", "dg", "do", "ccarry")})
         if self.layers == 2:
             shapes.update({"yhat": K, "y": K, "out": K, "dy": K})
         else:
@@ -262,8 +270,9 @@ class RecurrentChecker(Binder):
                 rest = norm[len(prefix + stem):]
                 if rest and not _TIME.fullmatch(rest):
                     continue
-                if not rest and stem not in _IMPLICIT and not (grad and stem in "xh"):
-                    continue
+                if not rest and (stem not in _IMPLICIT or stem in _LSTM_ONLY and self.kind != "lstm") \
+                        and not (grad and stem in "xh"):
+                    continue  # an RNN's c is Goodfellow's output bias
                 own = _STEP_STEMS[stem]
                 if own == "o" and self.kind == "rnn":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
                     own = "out"
@@ -353,8 +362,10 @@ class RecurrentChecker(Binder):
         step = int(step)
         if stem == "next":  # Karpathy's dhnext at step t: what step t + 1 passed back
             stem, step = "carry", step + 1
-        if stem == "hprev":
-            stem, step = "h", step - 1
+        if stem in ("hprev", "cprev"):
+            stem, step = stem[0], step - 1
+        if stem == "cnext":  # dc_next at step t: what step t + 1 passed back to c_t
+            stem, step = "ccarry", step + 1
         if stem not in self.shapes:
             raise ChainruleError(f"'{node.text}' names nothing of this network ({self.kind}"
                                  f"{' followed by a dense layer' if self.layers == 2 else ''})")
@@ -462,7 +473,8 @@ class RecurrentChecker(Binder):
         H, T, n = W_hh.shape[1], self.T, X.shape[1]
         zero = sp.zeros(H, n)
         Gm = sp.ImmutableMatrix(G)
-        rec = {k: [None] * T for k in ("dh", "delta", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao")}
+        rec = {k: [None] * T for k in ("dh", "delta", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
+                                       "di", "df", "dg", "do", "ccarry")}
         true_carry = wrong_carry = (zero,) * cell.states
         grads = {"wih": sp.zeros(*W_ih.shape), "whh": sp.zeros(*W_hh.shape), "b": sp.zeros(W_hh.shape[0], 1)}
         for t in reversed(range(T)):
@@ -496,7 +508,11 @@ class RecurrentChecker(Binder):
             if cell.states == 2:
                 i, f, g, o, c_prev, tc = saved[t]
                 one = sp.ones(H, n)
-                rec["dc"][t] = carry_s[1] + dh_s.multiply_elementwise(o).multiply_elementwise(one - tc.multiply_elementwise(tc))
+                dc = rec["dc"][t] = carry_s[1] + dh_s.multiply_elementwise(o).multiply_elementwise(
+                    one - tc.multiply_elementwise(tc))
+                # the gates' own gradients (after their σ or tanh), and the share passed back to c_(t-1)
+                rec["di"][t], rec["df"][t], rec["dg"][t] = (dc.multiply_elementwise(v) for v in (g, c_prev, i))
+                rec["do"][t], rec["ccarry"][t] = dh_s.multiply_elementwise(tc), direct_s[1]
                 for k, name in enumerate(("deltai", "deltaf", "deltag", "deltao")):
                     rec[name][t] = dgi_s[k * H:(k + 1) * H, :]
             if mistake == "last_only" and t != T - 1:
@@ -629,7 +645,8 @@ class RecurrentChecker(Binder):
         step = int(step)
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
-        if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao"):
+        if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
+                        "dg", "do", "ccarry"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -660,6 +677,9 @@ class RecurrentChecker(Binder):
             "deltaf": ("dc_t ⊙ c_(t-1) ⊙ f_t ⊙ (1 − f_t)", r"dc_t \odot c_{t-1} \odot f_t \odot (1 - f_t)"),
             "deltag": ("dc_t ⊙ i_t ⊙ (1 − g_t²)", r"dc_t \odot i_t \odot (1 - g_t^2)"),
             "deltao": ("dh_t ⊙ tanh(c_t) ⊙ o_t ⊙ (1 − o_t)", r"dh_t \odot \tanh(c_t) \odot o_t \odot (1 - o_t)"),
+            "di": ("dc_t ⊙ g_t", r"dc_t \odot g_t"), "df": ("dc_t ⊙ c_(t-1)", r"dc_t \odot c_{t-1}"),
+            "dg": ("dc_t ⊙ i_t", r"dc_t \odot i_t"), "do": ("dh_t ⊙ tanh(c_t)", r"dh_t \odot \tanh(c_t)"),
+            "ccarry": ("dc_t ⊙ f_t", r"dc_t \odot f_t"),
             "dy": self._output_delta() if self.layers == 2 else ("", ""),
             "wih": ("Σ_t δ_t x_tᵀ", r"\sum_{t=1}^{T} \delta_t x_t^\top"),
             "whh": ("Σ_t δ_t h_(t-1)ᵀ", r"\sum_{t=1}^{T} \delta_t h_{t-1}^\top"),
