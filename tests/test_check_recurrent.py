@@ -162,3 +162,24 @@ def test_a_gru_is_refused_by_the_checker_with_the_way_out():
     with pytest.raises(ChainruleError, match="check the derivation with derive.verify"):
         Checker(derive("generated/specs/gru_classifier.toml"))
     assert accepted_names(derive("generated/specs/gru_classifier.toml")) is None  # its notes point to no checker
+
+
+def test_softmax_of_the_output_is_the_prediction_and_its_prime_is_refused():
+    assert check("dy_t", "(softmax(o_t) - y_t)/3").equal  # the mean over T = 3 steps of one sample
+    with pytest.raises(ChainruleError, match="the softmax is not element-wise"):
+        check("dy_t", "softmax'(o_t)")
+
+
+def test_a_file_of_bptt_equations_checks_line_by_line(tmp_path):
+    spec = tmp_path / "net.toml"
+    spec.write_text(_RNN)
+    derivation = tmp_path / "bptt.tex"
+    derivation.write_text("\\begin{align}\n\\delta_t &= dh_t \\odot (1 - h_t^2) \\\\\n"
+                          "\\frac{\\partial L}{\\partial W_{hh}} &= \\sum_{t=1}^{T} \\delta_t h_{t-1}^\\top \\\\\n"
+                          "\\frac{\\partial L}{\\partial W_{ih}} &= \\delta_T x_T^\\top\n\\end{align}\n")
+    run = subprocess.run([sys.executable, "-m", "codegen.cli", "check", str(spec), "--file", str(derivation)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "line 2: \\delta_t = dh_t \\odot (1 - h_t^2): a rule in t, checked at t = 1, 2, 3: correct" in run.stdout
+    assert "line 3: \\frac{\\partial L}{\\partial W_{hh}}: correct" in run.stdout
+    assert "line 4: \\frac{\\partial L}{\\partial W_{ih}}: different" in run.stdout and "sum over t is missing" in run.stdout

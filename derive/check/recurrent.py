@@ -36,7 +36,7 @@ from ..printing import MathLatex, MathText
 from ..steps import N
 from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
-from .compare import BATCH, _agreement, numeric_value
+from .compare import BATCH, Point, _agreement, numeric_value
 from .parse import Node, parse_equation
 
 CELLS = ("rnn", "lstm")
@@ -147,7 +147,6 @@ _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
 @dataclass
 class _Quantity:
-    label: str     # as a verdict prints it
     text: str      # the correct right-hand side, columns form
     latex: str
 
@@ -175,7 +174,7 @@ class RecurrentChecker(Binder):
         self.small = derivation if small == net else Derivation(small)
         self.net = self.small.network
         self.batch = convention not in ONE_SAMPLE
-        self.rows, self.ng, self.transposed, self.scaled = convention == "rows", False, None, {}
+        self.rows, self.ng = convention == "rows", False  # Binder's operators read them
         self.sweep = self.small.batch if self.batch else self.small.sample
         self.q = self.sweep.quantities
         self.kind, self.f = self.net.layers[0].kind, self.net.layers[0].nonlinearity
@@ -220,10 +219,9 @@ class RecurrentChecker(Binder):
         if self.layers == 2:
             self.acts[2] = self.net.layers[1].activation
         self.preactivations = {}
-        self.softmax_message = lambda text: f"'{text}' reads the softmax as element-wise"
         # every person's spelling of a weight or bias -> the checker's key
-        self.aliases = {"wih": "wih", "wxh": "wih", "u": "wih", "wax": "wih", "wi": "wih", "w1": "wih",
-                        "whh": "whh", "w": "whh", "waa": "whh", "wh_": "whh",
+        self.aliases = {"wih": "wih", "wxh": "wih", "u": "wih", "wax": "wih", "w1": "wih",
+                        "whh": "whh", "w": "whh", "waa": "whh",
                         "bih": "bih", "bhh": "bhh", "b": "b", "bh": "b", "ba": "b", "b1": "b",
                         "why": "wy", "v": "wy", "wy": "wy", "wya": "wy", "who": "wy", "w2": "wy", "whq": "wy",
                         "by": "by", "b2": "by", "bq": "by"}
@@ -236,7 +234,7 @@ class RecurrentChecker(Binder):
         lstm = self.kind == "lstm"
         names = ["x_t, h_t, h_{t-1} (h_0 = 0), a_t or z_t (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
                  + (", the four gates stacked" if lstm else "") + "); t, t ± 1, T, T + 1 or a step number; "
-                 "Goodfellow's h^{(t)}, Ng's a^{<t>}, Karpathy's hs[t], xs[t]",
+                 "Goodfellow's h^{(t)}, Karpathy's hs[t], xs[t]",
                  "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh, b (bh: b_ih + b_hh); cs231n's Wx, Wh stored in × out",
                  "dh_t (dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output and step t + 1",
                  "δ_t (dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0",
@@ -255,7 +253,7 @@ class RecurrentChecker(Binder):
         return names
 
     def accepted(self) -> list:
-        return [f"{n}" for n in self.shown] + [f"checked at {self._sizes()}"]
+        return self.shown + [f"checked at {self._sizes()}"]
 
     def _sizes(self) -> str:
         return sizes(self.net) + (f", N = {self.columns}" if self.batch else ", one sample")
@@ -394,6 +392,15 @@ class RecurrentChecker(Binder):
         stem = node.args[0].split("@")[0]
         return 1 if stem == "a" and self.kind == "rnn" else 2 if stem == "out" else None
 
+    def _bind_act(self, node):
+        name, prime, arg = node.args
+        if name == "softmax" and not prime and self.layers == 2 and self._layer_of(arg) == 2:
+            return self.view(self.sym[("yhat", int(arg.args[0].split("@")[1]))])  # softmax(o_t) is ŷ_t
+        if name == "softmax":
+            raise ChainruleError(f"'{node.text}': the softmax is not element-wise; write the output's δ as its rule "
+                                 f"(with cross-entropy, ŷ_t − y_t over the loss's mean)")
+        return super()._bind_act(node)
+
     def _flag_wrong_derivative(self, node, layer, own, act):
         where = "the recurrent layer" if layer == 1 else "the output layer"
         self.flags.append(f"wrong activation derivative: {where} uses {own.name}, so '{node.text}' should be "
@@ -422,11 +429,10 @@ class RecurrentChecker(Binder):
                                               for _ in range(rows // K)])
             else:
                 leaves[q.symbol] = draw.standard_normal((rows, cols))
-        from .compare import Point
         point = Point(leaves, {s.target.symbol: s.rhs for s in self.sweep.steps})
         G, _, X, W_ih, W_hh, b_ih, b_hh = (np.asarray(numeric_value(m, point), dtype=float) for m in self.node.mats)
         worlds = {(mistake, local): self._bptt(G, X, W_ih, W_hh, b_ih, b_hh, mistake, local)
-                  for mistake, local in [(None, False)] + [(m, l) for m in self._mistakes() for l in (False, True)]}
+                  for mistake, local in [(None, False)] + self._worlds()}
         true = worlds[(None, False)]
         env = dict(point.items())
         for stem, t in self.sym:
@@ -456,6 +462,11 @@ class RecurrentChecker(Binder):
         for key, value in world["grads"].items():
             out[self.param_grads[key]] = value
         return out
+
+    def _worlds(self) -> list:
+        """(mistake, local) of every world a point is computed in: each mistake made at every step from the
+        true upstream values (local), and carried through the backward loop; the missing sum has one."""
+        return [(m, local) for m in self._mistakes() for local in ((True, False) if m != "last_only" else (False,))]
 
     def _mistakes(self) -> list:
         both = ["no_path", "last_only"]
@@ -691,7 +702,7 @@ class RecurrentChecker(Binder):
         text, latex = forms[key]
         if self.rows:
             text += " (columns form; transpose it for rows)"
-        return _Quantity(key, text, latex)
+        return _Quantity(text, latex)
 
     def _output_delta(self):
         """The output layer's δ as the derivation states it (stacked over the steps), to read at step t."""
@@ -728,10 +739,9 @@ class RecurrentChecker(Binder):
 
     def _diagnose(self, mine, getter, expected, worlds, label) -> str:
         messages = self._messages()
-        for (mistake, local) in [(m, l) for m in self._mistakes() for l in (True, False)]:
+        for mistake, local in self._worlds():
             wrong = [getter(w[(mistake, local)]) for w in worlds]
-            if any(np.allclose(a, b) for a, b in zip(wrong, expected)) and all(
-                    np.allclose(a, b) for a, b in zip(wrong, expected)):
+            if all(np.allclose(a, b) for a, b in zip(wrong, expected)):
                 continue  # the mistake does not change this quantity
             names_changed = not local and mistake != "last_only"
             key = (mistake, local) if names_changed else (None, False)
