@@ -430,10 +430,9 @@ class RecurrentChecker(Binder):
             else:
                 leaves[q.symbol] = draw.standard_normal((rows, cols))
         point = Point(leaves, {s.target.symbol: s.rhs for s in self.sweep.steps})
-        G, _, X, W_ih, W_hh, b_ih, b_hh = (np.asarray(numeric_value(m, point), dtype=float) for m in self.node.mats)
-        worlds = {(mistake, local): self._bptt(G, X, W_ih, W_hh, b_ih, b_hh, mistake, local)
-                  for mistake, local in [(None, False)] + self._worlds()}
-        true = worlds[(None, False)]
+        inputs = [np.asarray(numeric_value(m, point), dtype=float) for m in self.node.mats]
+        del inputs[1]  # G, X, W_ih, W_hh, b_ih, b_hh: the BPTT node's output is not read
+        true = self._bptt(*inputs, None, False)
         env = dict(point.items())
         for stem, t in self.sym:
             if stem in ("yhat", "y", "out", "dy"):
@@ -447,9 +446,13 @@ class RecurrentChecker(Binder):
                 for t in range(1, self.T + 1):
                     block = value if lastonly else value[(t - 1) * K:t * K]
                     env[self.sym[(stem, t)]] = block if (not lastonly or t == self.T) else np.zeros_like(block)
-        for (mistake, local), world in worlds.items():
-            world["env"] = env if mistake is None else self._world_env(env, world)
-        return worlds
+        true["env"] = env
+
+        def world(key):  # a mistake's world, computed when the diagnosis first asks for it
+            made = self._bptt(*inputs, *key)
+            made["env"] = self._world_env(env, made)
+            return made
+        return _Worlds(world, {(None, False): true})
 
     def _key(self, name):
         return {"yhat": "Yhat", "y": "Y", "z2": "Z2", "delta2": "Delta2"}[name] if self.batch else name
@@ -791,6 +794,18 @@ def _rule_in_t():
             text = super().report().replace(": a rule in l, checked at l = ", ": a rule in t, checked at t = ")
             return re.sub(r"(?m)^  l = ", "  t = ", text).replace("wrong at l = ", "wrong at t = ")
     return TimeRule
+
+
+class _Worlds(dict):
+    """A point's worlds by (mistake, local): the true one, (None, False), and each other when first looked up."""
+
+    def __init__(self, make, known):
+        super().__init__(known)
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
 
 
 class _Free(Exception):
