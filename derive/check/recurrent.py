@@ -368,7 +368,7 @@ class RecurrentChecker(Binder):
             raise ChainruleError(f"'{node.text}' names nothing of this network ({self.kind}"
                                  f"{' followed by a dense layer' if self.layers == 2 else ''})")
         rows = self.shapes[stem]
-        if step == self.T + 1 or step == 0 and stem in ("h", "c"):
+        if step == self.T + 1 and stem not in ("x", "y") or step == 0 and stem in ("h", "c"):
             return sp.ZeroMatrix(rows, self.columns)  # h_0 = c_0 = 0; nothing comes back from step T + 1
         if not 1 <= step <= self.T:
             raise _Absent(node, step)
