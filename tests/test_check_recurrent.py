@@ -183,3 +183,13 @@ def test_a_file_of_bptt_equations_checks_line_by_line(tmp_path):
     assert "line 2: \\delta_t = dh_t \\odot (1 - h_t^2): a rule in t, checked at t = 1, 2, 3: correct" in run.stdout
     assert "line 3: \\frac{\\partial L}{\\partial W_{hh}}: correct" in run.stdout
     assert "line 4: \\frac{\\partial L}{\\partial W_{ih}}: different" in run.stdout and "sum over t is missing" in run.stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("diag(h_t)" * 300, "longer than 2000 characters"),
+    ("diag(h_t", "unbalanced parentheses after diag"),
+    ("__import__('os').system('true')", "unexpected '_'"),
+])
+def test_hostile_or_huge_text_is_refused_before_anything_is_bound(text, message):
+    with pytest.raises(ChainruleError, match=message):
+        check("W_hh", text)

@@ -37,7 +37,7 @@ from ..steps import N
 from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
 from .compare import BATCH, Point, _agreement, numeric_value
-from .parse import Node, parse_equation
+from .parse import MAX_LENGTH, Node, parse_equation
 
 CELLS = ("rnn", "lstm")
 POINTS = 4
@@ -68,6 +68,8 @@ _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
 
 def rewrite_time(text: str) -> str:
     """The text with time sums as ``\\sumtime`` and time indices the parser keeps apart (T as ``last``)."""
+    if len(text) > MAX_LENGTH:  # before the rewriting, as the tokenizer would (diag(...) is read recursively)
+        raise ChainruleError(f"the expression is longer than {MAX_LENGTH} characters; shorten it")
     text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
     text = re.sub(r"\bd_([ifgo])_pre\b", r"d\1pre", text)  # d_i_pre: i is a gate, not an entry index
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
