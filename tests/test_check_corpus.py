@@ -1,6 +1,7 @@
 """The corpus of real derivations (tests/corpus/derivations/*.toml): every equation, read verbatim
 from its source, gets the verdict it is owed: correct, wrong, or skipped with a reason."""
 import functools
+import json
 import pathlib
 import sys
 
@@ -29,12 +30,14 @@ def _entries():
 
 @functools.lru_cache(maxsize=None)
 def _checker(spec: str, convention: str) -> Checker:
-    return Checker(derive(spec), convention)
+    return Checker(derive(json.loads(spec) if spec.startswith("{") else spec), convention)
 
 
 def verdicts(data: dict, entry: dict) -> list:
     """(verdict, detail) for each equation the reader finds in the entry's text, in order."""
-    checker = _checker(entry.get("spec", data["spec"]), entry.get("convention", data["convention"]))
+    spec = entry.get("spec", data["spec"])  # an inline spec, or a TOML table (a recurrent network)
+    checker = _checker(json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec,
+                       entry.get("convention", data["convention"]))
     out = []
     for item in read_document(entry["text"]):
         if isinstance(item, Skipped):

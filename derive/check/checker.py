@@ -39,6 +39,9 @@ exists (layer 0 only as a^0 = x): one verdict per layer, and for a layer where i
 the network lacks (W^{l+1} at the output layer) the reason and that layer's correct expression,
 without counting against the rule. L in an index is the last layer (``\\delta^L``).
 
+A network whose first layer is rnn or lstm is read by ``recurrent.RecurrentChecker`` (``Checker`` gives one):
+per-step names (x_t, h_t, δ_t, dh_t, c_t), sums and rules in t, the usual BPTT mistakes.
+
 The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
 their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;
 ``Checker`` joins them for one derivation in one convention.
@@ -59,6 +62,7 @@ from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comp
 from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
 from .parse import Node, parse_equation
+from .recurrent import RecurrentChecker, recurrent
 
 
 @dataclass
@@ -159,6 +163,11 @@ def _layer_refs(node: Node, letter: str) -> bool:
 
 class Checker(Binder, Comparer, Diagnoser):
     """One derivation in one convention: names, values at points, the comparison and diagnosis."""
+
+    def __new__(cls, derivation, convention="sample"):
+        if cls is Checker and recurrent(derivation.network):  # backpropagation through time: its own names
+            return RecurrentChecker(derivation, convention)
+        return super().__new__(cls)
 
     def __init__(self, derivation, convention="sample"):
         if convention not in CONVENTIONS:
@@ -514,6 +523,11 @@ def unreadable(network):
 def accepted_names(derivation, convention: str = "sample"):
     """The names ``check`` binds for this network, as a person may write them; None when it cannot read
     the network (``unreadable``), whose notes then have no section on checking."""
+    if recurrent(derivation.network):
+        try:
+            return Checker(derivation, convention).accepted()
+        except ChainruleError:  # a recurrent network the checker does not read (an embedding, a GRU)
+            return None
     if unreadable(derivation.network) is not None:
         return None
     return Checker(derivation, convention).accepted()

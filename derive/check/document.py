@@ -273,6 +273,10 @@ def _rows(math: str, line: int):
             start = i + 2
             i += 2
             continue
+        elif re.match(r"\\cr(?![A-Za-z])", math[i:]) and depth <= 0:  # plain TeX's row end, as \\
+            rows.append((start, math[start:i]))
+            start = i = i + 3
+            continue
         i += 1
     rows.append((start, math[start:]))
     for begin, row in rows:

@@ -718,6 +718,8 @@ class Parser:
         value = self.take()[1]
         if value == "frac":
             return self.fraction(start)
+        if value == "sumtime":  # \sum_t over the steps of a recurrent layer (check.recurrent.rewrite_time)
+            return self.node("sum", (self.product(), "time"), start)
         if value == "sum":
             letter, upper = self.skip_limits()
             if letter and upper in SAMPLE_COUNTS:  # \sum_{i=1}^n: i runs over the samples, h_i is sample i's h
