@@ -207,13 +207,13 @@ def _with_logsumexp(lines, lse: str, z: str, loss_number: int, helpers: set) -> 
     loss: one pass of exp serves both the output and the loss. Its citation names both equations."""
     softmax = f"_softmax({z}, axis=1)"
     helpers.discard("_softmax")
-    helpers.add("_softmax_logsumexp")
     step = re.compile(rf"_step_softmax\({re.escape(z)}, (\d+)\)")  # a softmax at every step of a sequence
     if "_step_softmax" in helpers:
         helpers.discard("_step_softmax")
         helpers.add("_step_softmax_logsumexp")
         return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_step_softmax_logsumexp({z}, {m[1]})",
                         eq=f"{line.eq}, {loss_number}") if (m := step.fullmatch(line.rhs)) else line for line in lines]
+    helpers.add("_softmax_logsumexp")
     return [replace(line, lhs=f"{line.lhs}, {lse}", rhs=f"_softmax_logsumexp({z}, axis=1)",
                     eq=f"{line.eq}, {loss_number}") if line.rhs == softmax else line for line in lines]
 

@@ -150,54 +150,61 @@ def _recurrent_forward(cell, X, W_ih, W_hh, b_ih, b_hh, sequences, relu=False, s
     Inside, values are columns (features, N) as in the derivation, step after step, so every gate's
     block is contiguous: Z[t] = [x_t; h_(t-1); 1] and one GEMM of it gives all of step t's gates,
     written in place into A[t]. σ(u) = (1 + tanh(u/2))/2, its rows halved beforehand, so one tanh
-    serves every gate and nothing overflows. Every buffer is made once, before the loop."""
+    serves every gate and nothing overflows. The LSTM's A[t] holds c_(t-1) below its gates, so one product
+    gives i ⊙ g and f ⊙ c_(t-1) together. Every buffer is made once, before the loop."""
     N, H = X.shape[0], W_hh.shape[1]
     F = W_ih.shape[1]
     T = X.shape[1] // F
     W = _recurrent_stacked(cell, W_ih, W_hh, b_ih, b_hh)
-    A = np.empty((T, W.shape[0], N), X.dtype)   # A[t]: step t's pre-activations, then its gates in place
+    rows = W.shape[0]
+    lstm = cell == "lstm"
+    # A[t]: step t's pre-activations, then its gates in place; the LSTM's also c_(t-1) below them (c_T in A[T])
+    A = np.empty((T + 1, rows + H, N) if lstm else (T, rows, N), X.dtype)
     Z = np.empty((T + 1, F + H + 1, N), X.dtype)
     Z[:T, :F] = X.reshape(N, T, F).transpose(1, 2, 0)
     Z[T, :F] = 0
     Z[0, F:F + H] = 0 if state is None else state[0].T
     Z[:, F + H] = 1
     hs = Z[:, F:F + H]                          # hs[t] is h_t, (H, N)
-    cs = np.zeros((T + 1, H, N), X.dtype) if cell == "lstm" else None   # c_t
-    if cell == "lstm" and state is not None:
-        cs[0] = state[1].T
-    tc = np.empty((T, H, N), X.dtype) if cell == "lstm" else None       # tanh(c_t)
-    part = np.empty((H, N), X.dtype)
-    for t in range(T):
-        a, h = A[t], hs[t + 1]
-        np.matmul(W, Z[t], out=a)
-        if cell == "rnn":
-            if relu:
-                np.maximum(a, 0, out=h)
-            else:
-                np.tanh(a, out=h)
-        elif cell == "lstm":                    # rows o, i, f, g
-            np.tanh(a, out=a)
-            s = a[:3 * H]
-            s *= 0.5
-            s += 0.5
-            c = cs[t + 1]
-            np.multiply(a[2 * H:3 * H], cs[t], out=c)
-            np.multiply(a[H:2 * H], a[3 * H:], out=part)
-            c += part
-            np.tanh(c, out=tc[t])
-            np.multiply(a[:H], tc[t], out=h)
-        else:                                   # rows r, z, W_in x + b_in, W_hn h + b_hn
-            s = a[:2 * H]
-            np.tanh(s, out=s)
-            s *= 0.5
-            s += 0.5
-            n = a[2 * H:3 * H]
-            np.multiply(a[:H], a[3 * H:], out=part)
-            n += part
-            np.tanh(n, out=n)                   # the candidate n_t, in place of W_in x + b_in
-            np.subtract(hs[t], n, out=h)
-            h *= a[H:2 * H]
-            h += n
+    cs = A[:, rows:] if lstm else None          # cs[t] is c_t, (H, N)
+    if lstm:
+        cs[0] = 0 if state is None else state[1].T
+    tc = np.empty((T, H, N), X.dtype) if lstm else None                 # tanh(c_t)
+    part = np.empty((2 * H if lstm else H, N), X.dtype)
+    if lstm:                                    # rows o, i, f, g, then c_(t-1); every step's views made once,
+        matmul, tanh, add, mul = np.matmul, np.tanh, np.add, np.multiply   # ufuncs bound once, out positional
+        ig, fc = part[:H], part[H:]
+        for z, a, s, i_f, g_c, c, tanh_c, o, h in zip(Z, A[:, :rows], A[:, :3 * H], A[:, H:3 * H], A[:, 3 * H:],
+                                                      cs[1:], tc, A[:, :H], hs[1:]):
+            matmul(W, z, a)
+            tanh(a, a)
+            mul(s, 0.5, s)
+            add(s, 0.5, s)
+            mul(i_f, g_c, part)                 # [i ⊙ g; f ⊙ c_(t-1)]
+            add(ig, fc, c)
+            tanh(c, tanh_c)
+            mul(o, tanh_c, h)
+    else:
+        for t in range(T):
+            a, h = A[t], hs[t + 1]
+            np.matmul(W, Z[t], out=a)
+            if cell == "rnn":
+                if relu:
+                    np.maximum(a, 0, out=h)
+                else:
+                    np.tanh(a, out=h)
+            else:                               # rows r, z, W_in x + b_in, W_hn h + b_hn
+                s = a[:2 * H]
+                np.tanh(s, out=s)
+                s *= 0.5
+                s += 0.5
+                n = a[2 * H:3 * H]
+                np.multiply(a[:H], a[3 * H:], out=part)
+                n += part
+                np.tanh(n, out=n)               # the candidate n_t, in place of W_in x + b_in
+                np.subtract(hs[t], n, out=h)
+                h *= a[H:2 * H]
+                h += n
     out = hs[1:].transpose(2, 0, 1).reshape(N, T * H) if sequences else hs[T].T.copy()
     return out, (cell, W, Z, hs, A, cs, tc)
 
@@ -221,10 +228,13 @@ def _recurrent_stacked(cell, W_ih, W_hh, b_ih, b_hh):
         W[3 * H:, F:F + H], W[3 * H:, F + H] = W_hh[2 * H:], b_hh[2 * H:]
         W[:2 * H] *= 0.5
         return W
-    W = np.concatenate((W_ih, W_hh, (b_ih + b_hh)[:, None]), axis=1)
-    if cell == "lstm":
-        W = np.roll(W, H, axis=0)               # i, f, g, o -> o, i, f, g
-        W[:3 * H] *= 0.5
+    if cell == "rnn":
+        return np.concatenate((W_ih, W_hh, (b_ih + b_hh)[:, None]), axis=1)
+    W = np.empty((rows, F + H + 1), W_hh.dtype)
+    for to, of in ((slice(0, H), slice(3 * H, rows)), (slice(H, rows), slice(0, 3 * H))):   # i, f, g, o -> o, i, f, g
+        W[to, :F], W[to, F:F + H] = W_ih[of], W_hh[of]
+        np.add(b_ih[of], b_hh[of], out=W[to, F + H])
+    W[:3 * H] *= 0.5
     return W
 
 
@@ -232,17 +242,18 @@ def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
     """(dX, dW_ih, dW_hh, db_ih, db_hh) of one recurrent layer given G = dL/d(its output): backpropagation
     through time from t = T down to 1, dh gathering the output's gradient and step t + 1's (and, for the
     LSTM, dc the cell-state path). What multiplies dh (and dc) in each step's gate errors is computed for
-    every step at once before the loop, so a step is a few products and two GEMMs into buffers made once:
-    the errors times [x_t; h_(t-1); 1]ᵀ, added to the shared weights' gradients (sums over t), and
-    [W_x W_h]ᵀ times the errors, giving dx_t and the share of dh_(t-1) through W_hh."""
-    cell, W, Z, hs, A, cs, tc = saved
-    T, rows, N = A.shape
+    every step at once before the loop, so a step is a few in-place products and one GEMM, W_hᵀ times the
+    errors (the share of dh_(t-1) through W_hh). Every step's errors are kept, so after the loop one GEMM
+    over all T·N columns gives the shared weights' gradients (sums over t) and one more every dx_t."""
+    cell, W, Z, hs, stored, cs, tc = saved
+    T, N, rows = Z.shape[0] - 1, Z.shape[2], W.shape[0]
+    A = stored[:T, :rows]                       # the gates (below them the LSTM's stored holds c_(t-1))
     F, H = W_ih.shape[1], W_hh.shape[1]
     Wt = W[:, :F + H].T.copy()                  # back to x_t and h_(t-1): W_x and W_h transposed,
     Wt[:, :{"rnn": 0, "lstm": 3, "gru": 2}[cell] * H] *= 2  # the halved sigmoid rows restored
     # dA: first, for every step at once, what multiplies dh (and dc) in each gate's error; then, step by step
     # in place, the errors of the pre-activations themselves (no temporaries: fresh large arrays cost page faults)
-    dA = np.empty(A.shape, G.dtype)
+    dA = np.empty((T, rows, N), G.dtype)
     if cell == "rnn":                           # dA[t] = f'(a_t) ⊙ dh
         if relu:
             np.greater(hs[1:], 0, out=dA)
@@ -252,21 +263,28 @@ def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
     elif cell == "lstm":                        # dA[t] = D[t] ⊙ [dh; dc; dc; dc] (rows o, i, f, g)
         o, i, f, g = (A[:, k * H:(k + 1) * H] for k in range(4))
         h = hs[1:]
-        np.subtract(1, o, out=dA[:, :H])
+        np.subtract(1, A[:, :3 * H], out=dA[:, :3 * H])   # 1 - σ of o, i, f
         dA[:, :H] *= h                          # tanh(c_t) σ'(o) = h_t (1 - o)
         D = dA[:, H:3 * H]
-        np.subtract(1, A[:, H:3 * H], out=D)
         D *= A[:, H:3 * H]                      # σ' of i, f
-        dA[:, H:2 * H] *= g
-        dA[:, 2 * H:3 * H] *= cs[:T]
+        D *= stored[:T, 3 * H:]                 # times [g; c_(t-1)], which lie so below the gates
         D = dA[:, 3 * H:]
         np.multiply(g, g, out=D)
         np.subtract(1, D, out=D)
         D *= i
-        K = np.multiply(h, tc)                  # dc_t gathers dh_t ⊙ o_t ⊙ tanh'(c_t) = dh_t ⊙ (o_t - h_t tanh(c_t))
+        # dc_t = dc_(t+1) ⊙ f_(t+1) + dh_t ⊙ K_t, K_t = o_t ⊙ tanh'(c_t) = o_t - h_t tanh(c_t): one product of
+        # [dc_(t+1); dh_t] and FK[t] = [f_(t+1); K_t], then one sum of its halves
+        FK = np.empty((T, 2 * H, N), G.dtype)
+        K = FK[:, H:]
+        np.multiply(h, tc, out=K)
         np.subtract(o, K, out=K)
+        FK[:T - 1, :H] = f[1:]
+        FK[T - 1, :H] = 0
         dA3 = dA[:, H:].reshape(T, 3, H, N)
-        dc = np.zeros((H, N), G.dtype)
+        dch = np.zeros((2 * H, N), G.dtype)     # [dc; dh]
+        dc, dh = dch[:H], dch[H:]
+        both = np.empty((2 * H, N), G.dtype)
+        dc_f, dh_k, dA_o = both[:H], both[H:], dA[:, :H]
     else:                                       # dA[t] = Q[t] ⊙ [dh; dh; dh; dh] (rows r, z, n, and n's W_hn h)
         r, z, n, hn = (A[:, k * H:(k + 1) * H] for k in range(4))
         Q = dA.reshape(T, 4, H, N)
@@ -283,34 +301,45 @@ def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
         Q[:, 1] *= Q[:, 3]
         np.multiply(Q[:, 2], r, out=Q[:, 3])
     Gt = np.ascontiguousarray(G.reshape(N, T, H).transpose(1, 2, 0)) if sequences else None  # G_t as (H, N)
-    dh = G.T.copy() if not sequences else np.zeros((H, N), G.dtype)
+    if cell != "lstm":
+        dh = np.zeros((H, N), G.dtype)
+    if not sequences:
+        dh[...] = G.T
     part = np.empty((H, N), G.dtype)
-    dW, dW_t = np.zeros(W.shape, G.dtype), np.empty(W.shape, G.dtype)   # [dW_x dW_h db]: a sum over t
-    dXH = np.empty((T, F + H, N), G.dtype)      # [dx_t; W_hᵀ-share of dh_(t-1)]: one GEMM of W_x, W_h at once
-    for t in range(T - 1, -1, -1):
-        if sequences:
-            dh += Gt[t]
-        if cell == "rnn":
-            dA[t] *= dh
-        elif cell == "lstm":
-            np.multiply(dh, K[t], out=part)
-            dc += part
-            dA[t, :H] *= dh
-            dA3[t] *= dc
-            dc *= A[t, 2 * H:3 * H]             # to c_(t-1) through the forget gate
-        else:
-            Q[t] *= dh
-            dh *= A[t, H:2 * H]                 # the direct path z ⊙ h_(t-1)
-        np.matmul(dA[t], Z[t].T, out=dW_t)      # the errors times [x_t; h_(t-1); 1]
-        dW += dW_t
-        np.matmul(Wt, dA[t], out=dXH[t])        # to x_t, and to h_(t-1) through W_hh (unused at t = 0: h_0 is a constant)
-        if cell == "gru":
-            dh += dXH[t, F:]
-        else:
-            dh = dXH[t, F:]
-    dX = dXH[:, :F].transpose(2, 0, 1).reshape(N, T * F)
+    Wh = Wt[F:]                                 # (H, rows): to h_(t-1) through W_hh
+    if cell == "lstm":                          # ufuncs bound once, out positional: ~0.2 us less a call
+        matmul, add, mul = np.matmul, np.add, np.multiply
+        for t, fk, o, ifg, da in zip(range(T - 1, -1, -1), FK[::-1], dA_o[::-1], dA3[::-1], dA[::-1]):
+            if sequences:
+                add(dh, Gt[t], dh)
+            mul(dch, fk, both)
+            add(dc_f, dh_k, dc)
+            mul(o, dh, o)
+            mul(ifg, dc, ifg)
+            if t:                               # h_0 is a constant: no share of dh_0
+                matmul(Wh, da, dh)
+    else:
+        for t in range(T - 1, -1, -1):
+            if sequences:
+                dh += Gt[t]
+            if cell == "rnn":
+                dA[t] *= dh
+            else:
+                Q[t] *= dh
+                dh *= A[t, H:2 * H]             # the direct path z ⊙ h_(t-1)
+            if not t:
+                break                           # h_0 is a constant: no share of dh_0
+            if cell == "gru":
+                np.matmul(Wh, dA[t], out=part)
+                dh += part
+            else:
+                np.matmul(Wh, dA[t], out=dh)
+    # every step's errors side by side, (rows, T·N), and [x_t; h_(t-1); 1] likewise: sums over t as one GEMM
+    errors = dA.transpose(1, 0, 2).reshape(rows, T * N)
+    dW = errors @ Z[:T].transpose(1, 0, 2).reshape(F + H + 1, T * N).T   # [dW_x dW_h db]
+    dX = (Wt[:F] @ errors).reshape(F, T, N).transpose(2, 1, 0).reshape(N, T * F)   # dx_t = W_xᵀ (errors of step t)
     if cell == "lstm":
-        dW = np.roll(dW, -H, axis=0)            # o, i, f, g -> torch's i, f, g, o
+        dW = np.concatenate((dW[H:], dW[:H]))   # o, i, f, g -> torch's i, f, g, o
     if cell == "gru":
         n_x, n_h = dW[2 * H:3 * H], dW[3 * H:]
         return (dX, np.concatenate((dW[:2 * H, :F], n_x[:, :F])), np.concatenate((dW[:2 * H, F:F + H], n_h[:, F:F + H])),
