@@ -54,6 +54,7 @@ from .. import limits
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
+from .attention import AttentionBinder
 from .bind import Binder, Ones, ShapeMismatch
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
@@ -157,7 +158,7 @@ def _layer_refs(node: Node, letter: str) -> bool:
     return any(_layer_refs(a, letter) for a in node.args if isinstance(a, Node))
 
 
-class Checker(Binder, Comparer, Diagnoser):
+class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
     """One derivation in one convention: names, values at points, the comparison and diagnosis."""
 
     def __init__(self, derivation, convention="sample"):
@@ -168,7 +169,7 @@ class Checker(Binder, Comparer, Diagnoser):
         other = unreadable(self.net)
         if other is not None:
             raise ChainruleError(f"chainrule check reads networks of dense, layernorm and activation layers and residual "
-                                 f"blocks of them only, and layer {other} "
+                                 f"blocks of them, attention and the mean over a sequence only, and layer {other} "
                                  f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
         size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
         if size > limits.CHECK_PARAMETERS:
@@ -281,7 +282,7 @@ class Checker(Binder, Comparer, Diagnoser):
                 proved = self.exactly_equal(mine, expected)
                 result.equal, result.proof = True, f"equal at {len(self.seeds())} random points, within " \
                                                    f"{AGREE:g} of the gradient's largest entry; " + (
-                    "the exact proof is tried only on small networks without kinks (relu, np.where) or erf"
+                    "the exact proof is tried only on small networks without kinks (relu, np.where), erf or attention"
                     if proved is None else f"SymPy did not finish the exact proof in its {PROOF_SECONDS:g} s budget")
                 if proved:
                     result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
@@ -297,7 +298,8 @@ class Checker(Binder, Comparer, Diagnoser):
         # a big network's search has a time budget (a small one's is bounded by its candidates, deterministically)
         self.deadline = time.monotonic() + SEARCH_SECONDS if self._size > BUDGETED else None
         try:
-            result.diagnosis = (result.fits and not flags and self._layernorm_mistake(mine, expected)) or \
+            result.diagnosis = (result.fits and not flags and (self._layernorm_mistake(mine, expected)
+                                                               or self.attention_mistake(mine, expected))) or \
                 self.diagnose(tree, mine, expected, problem, flags)
         except OutOfTime:
             result.diagnosis = (f"no usual mistake found within the search's {SEARCH_SECONDS:g} s "
@@ -501,14 +503,16 @@ def check(derivation, wrt: str, expr: str, convention: str = "sample"):
 
 
 _READ = ("dense", "layernorm", "activation", "residual")
+_READ_OUTSIDE_BLOCKS = ("attention", "mean")  # attention's names are those of a top-level layer
 
 
 def unreadable(network):
     """The position of the first layer ``check`` cannot read (a kind outside _READ, or inside a residual
     block), or None."""
-    def readable(layer):
-        return layer.kind in _READ and all(readable(inner) for inner in getattr(layer, "layers", ()))
-    return next((l for l, layer in enumerate(network.layers, 1) if not readable(layer)), None)
+    def readable(layer, top=False):
+        return (layer.kind in _READ or top and layer.kind in _READ_OUTSIDE_BLOCKS) and all(
+            readable(inner) for inner in getattr(layer, "layers", ()))
+    return next((l for l, layer in enumerate(network.layers, 1) if not readable(layer, top=True)), None)
 
 
 def accepted_names(derivation, convention: str = "sample"):

@@ -70,6 +70,7 @@ _ELL = re.compile(r"\\ell(?![A-Za-z])")
 LAYER_MARK = re.compile(r"[\[(]?(?P<layer>\d+|[lL](?:[+-]\d{1,2})?)[\])]?(?P<mark>T|top|prime|')?")
 # The names of attention's quantities whose gradient δQ, \delta S_h, \mathrm{d}{V} name (dQ, dS_h, dV).
 ATTENTION_DELTA = r"[QKVSAPO]"
+WIDTH = "width"  # d_k is read as the name widthk, which dK (dk) cannot be
 # Letters that index the entries of a vector or matrix (w^l_{jk}, \delta^l_j); l and L are layers.
 INDEX_LETTERS = "ijkpqrs"
 _COMPONENTS = re.compile(rf"[{INDEX_LETTERS}](?:,?[{INDEX_LETTERS}])?")
@@ -1043,7 +1044,9 @@ class Parser:
                 m = LAYER_MARK.fullmatch(word)
                 if word in self.samples:
                     continue  # the sample a sum over samples is at: h_i in \sum_{i=1}^n h_i δ_i
-                if not entries and _COMPONENTS.fullmatch(word) and normalise(parts) != "d":  # d_k is a width
+                if normalise(parts) == "d":  # d_k, d_{model}: attention's widths, not dK nor an entry of d
+                    parts = [WIDTH + word]
+                elif not entries and _COMPONENTS.fullmatch(word):
                     entries = tuple(word.replace(",", ""))
                 elif not numbered and m and not m["mark"] and not m["layer"].isdigit():
                     index = m["layer"]
