@@ -16,6 +16,9 @@ taken over the model's width; δK without its transpose; softmax's Jacobian read
 mask left out of the backward pass's softmax; a head's share of δO taken from another head's columns). An
 expression equal to a Part computed with a slip has that mistake.
 """
+import functools
+import re
+
 import numpy as np
 import sympy as sp
 
@@ -131,18 +134,9 @@ class Part(sp.MatrixExpr):
 
     def numeric(self, value):
         spec = AttentionSpec.of(self.args[2])
-        mats = tuple(np.asarray(value(m), dtype=float) for m in self.args[4:])
-        slip = self.args[1].name
-        kept = (slip, spec, tuple(m.tobytes() for m in mats))
-        if kept not in _COMPUTED:
-            if len(_COMPUTED) > 256:
-                _COMPUTED.clear()
-            E = mats[4].shape[0]
-            args = {} if slip == "none" else _slips(spec, E)[slip][0]
-            with np.errstate(all="ignore"):
-                parts = sample_parts(spec, args, *(sp.Matrix(m) for m in mats))
-            _COMPUTED[kept] = {k: np.array(v.evalf().tolist(), dtype=float) for k, v in parts.items()}
-        return _COMPUTED[kept][self.key]
+        mats = [np.asarray(value(m), dtype=float).ravel() for m in self.args[4:]]
+        with np.errstate(all="ignore"):
+            return np.asarray(_compiled(spec, self.args[8].shape[0], self.args[1].name, self.key)(*mats), dtype=float)
 
     def _sympystr(self, printer):
         return self.key
@@ -150,7 +144,22 @@ class Part(sp.MatrixExpr):
     _latex = _sympystr
 
 
-_COMPUTED = {}  # (slip, spec, the inputs' bytes) -> every part's value at one point
+@functools.lru_cache(maxsize=None)
+def _symbolic(spec: AttentionSpec, E: int, slip: str):
+    """The symbols of the inputs (G, X, W_in, b_in, W_out, b_out) and every part in them, with the slip."""
+    T = spec.length
+    shapes = ((T * E, 1), (T * E, 1), (3 * E, E), (3 * E, 1), (E, E), (E, 1))
+    mats = [sp.Matrix(r, c, lambda i, j, k=k: sp.Symbol(f"in{k}_{i}_{j}", real=True)) for k, (r, c) in enumerate(shapes)]
+    args = {} if slip == "none" else _slips(spec, E)[slip][0]
+    return mats, sample_parts(spec, args, *mats)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(spec: AttentionSpec, E: int, slip: str, key: str):
+    """A NumPy function of the flattened inputs giving the part ``key`` (compiled once: SymPy's own arithmetic
+    on floats keeps √d exact and is a thousand times slower)."""
+    mats, parts = _symbolic(spec, E, slip)
+    return sp.lambdify([list(m) for m in mats], parts[key], "numpy", cse=True)
 
 
 class RowSoftmax(sp.MatrixExpr):
@@ -227,12 +236,14 @@ class AttentionBinder:
         names = ["q", "k", "v", "o", "g", "wq", "wk", "wv", "wo"] + (["bq", "bk", "bv", "bo"] if spec.bias else [])
         names += ["mask"] if spec.causal else []
         heads = [f"{n}{h}" for h in range(1, H + 1) for n in ("q", "k", "v", "o", "s", "p")]
+        flip = (lambda key, value: sp.Transpose(value) if key in ("wq", "wk", "wv", "wo") else value) if \
+            self.convention == "vaswani" else (lambda key, value: value)  # W_Q (E × d_k): Q = X W_Q
         for key in names + heads:
-            self.table[key] = self.part(key)
+            self.table[key] = flip(key, self.part(key))
         grads = ["q", "k", "v", "o", "wq", "wk", "wv", "wo"] + (["bq", "bk", "bv", "bo"] if spec.bias else [])
         grads += [f"{n}{h}" for h in range(1, H + 1) for n in ("q", "k", "v", "o", "s", "p")]
         for key in grads:
-            self.grads[key] = (self.part("d" + key), None, self.part("d" + key))
+            self.grads[key] = (flip(key, self.part("d" + key)), None, self.part("d" + key))
         for key in ("W_in", "b_in", "W_out", "b_out"):  # torch's stacked parameters, as the derivation has them
             if f"{key}{l}" in self.q:
                 for norm in (f"{key.lower().replace('_', '')}{l}", key.lower().replace("_", "")):
@@ -305,9 +316,13 @@ class AttentionBinder:
         if self.attention is not None and node.kind in ("name", "grad"):
             norm = node.args[0] if node.kind == "grad" else self._gradient_name(node.args[0])
             entry = self.grads.get(norm) if norm else None
-            if entry is not None and isinstance(entry[0], Part):
-                return _Target(entry[0], f"dL/d{self._shown_name(norm)}", entry[0])
-        return super().target(wrt)
+            if entry is not None and isinstance(entry[-1], Part):
+                return _Target(entry[0], f"dL/d{self._shown_name(norm)}", entry[2], flip=entry[0] is not entry[2])
+        found = super().target(wrt)
+        stacked = re.fullmatch(r"dL/d([Wb])(in|out)(\d*)", found.label)
+        if stacked:  # torch's stacked parameters, as the notes name them: dL/dW_in1
+            found.label = f"dL/d{stacked[1]}_{stacked[2]}{stacked[3]}"
+        return found
 
     def _shown_name(self, norm: str) -> str:
         if norm == "x" or norm[:-1] in _SHOWN and norm[-1:].isdigit() or norm in _SHOWN:
@@ -318,7 +333,7 @@ class AttentionBinder:
     def printed(self, target):
         if not isinstance(target.rhs, Part):
             return super().printed(target)
-        return _stated(target.rhs.key, self.attention[1])
+        return _stated(target.rhs.key, self.attention[1], self.convention == "vaswani")
 
     def exactly_equal(self, a, b):
         """Not tried through attention: SymPy's proof of its row softmax with a symbol per entry takes minutes."""
@@ -328,18 +343,21 @@ class AttentionBinder:
 
     def attention_mistake(self, mine, expected) -> str:
         """The usual attention mistake whose backward steps give ``mine``, else ""."""
-        if self.attention is None or not isinstance(expected, Part):
+        part = expected.arg if isinstance(expected, sp.Transpose) else expected
+        if self.attention is None or not isinstance(part, Part):
             return ""
         l, spec, E, _ = self.attention
         for slip, (_, message) in _slips(spec, E).items():
-            wrong = self.part(expected.key, slip)
+            wrong = self.part(part.key, slip)
+            wrong = wrong.T if part is not expected else wrong
             if not self.same(wrong, expected) and self.same(mine, wrong):
                 return message
         return ""
 
 
-def _stated(key: str, spec: AttentionSpec) -> tuple:
-    """The op's stated step for the gradient ``key`` (dq, ds1, dwq, ...) as (text, LaTeX)."""
+def _stated(key: str, spec: AttentionSpec, vaswani=False) -> tuple:
+    """The op's stated step for the gradient ``key`` (dq, ds1, dwq, ...) as (text, LaTeX); ``vaswani``: with
+    W_Q (E × d_k), the transpose of torch's."""
     one = spec.heads == 1
     m = key[-1] if key[-1].isdigit() else ""
     h = "" if one or not m else m
@@ -358,9 +376,12 @@ def _stated(key: str, spec: AttentionSpec) -> tuple:
         "dwo": ("Gᵀ O", r"G^{\top} O"), "dbo": ("1ᵀ G", r"\mathbf{1}^{\top} G"),
         "dx": ("δQ W_Q + δK W_K + δV W_V", r"\delta Q W_Q + \delta K W_K + \delta V W_V"),
     }
+    if vaswani:
+        forms.update({"do": ("G W_Oᵀ", r"G W_O^{\top}"), "dwo": ("Oᵀ G", r"O^{\top} G"),
+                      "dx": ("δQ W_Qᵀ + δK W_Kᵀ + δV W_Vᵀ", r"\delta Q W_Q^{\top} + \delta K W_K^{\top} + \delta V W_V^{\top}")})
     for n in "qkv":
         N = n.upper()
-        forms[f"dw{n}"] = (f"δ{N}ᵀ X", rf"\delta {N}^{{\top}} X")
+        forms[f"dw{n}"] = (f"Xᵀ δ{N}", rf"X^{{\top}} \delta {N}") if vaswani else (f"δ{N}ᵀ X", rf"\delta {N}^{{\top}} X")
         forms[f"db{n}"] = (f"1ᵀ δ{N}", rf"\mathbf{{1}}^{{\top}} \delta {N}")
     if not m and not one and base in ("dq", "dk", "dv", "do"):
         N = base[1].upper()

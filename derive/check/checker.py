@@ -145,7 +145,7 @@ _INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
 # A hat over a name that has no hatted quantity marks a vector (Hjorth-Jensen's \hat{z}^L, \hat{\delta}^L);
 # ŷ is the prediction and a layer norm's x̂ its normalised input.
 _HATTED = re.compile(r"(?P<stem>z|a|h|delta|w|b)hat(?P<rest>\d*|\[.*\])")
-ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad")  # the conventions of one sample (column vectors)
+ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad", "vaswani")  # the conventions of one sample (column vectors)
 # The derivation's quantities each convention writes transposed (``Binder.flipped``).
 TRANSPOSED = {"rows": r"(?!(dL_d)?W\d).*", "ng_rows": r".*", "rowgrad": r"W\d.*|delta.*|dL_d.*"}
 
@@ -189,6 +189,9 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
         self._names()
+        if convention == "vaswani" and self.attention is None:
+            raise ChainruleError("the vaswani convention reads the names of an attention layer, and this network has "
+                                 "none (or more than one); use sample or auto")
         self.shared = {}  # the random points (compare.Comparer.seeds), shared by checkers of one sweep
         self.drawn = {}  # the random leaves, shared by checkers of one derivation
         self.diagnosing = True

@@ -60,6 +60,10 @@ TABLE = (
                "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)}, a 1 × m_l row, "
                "∂L/∂w_l = h^{(l-1)} δ^{(l)} (summed over samples i: Σ_{i=1}^n h_i^{(l-1)} δ_i^{(l)})",
                "nowhere: one sample's cost, and a sum over the samples", marked_only=True),
+    Convention("vaswani", "Vaswani et al. and courses on attention (networks with an attention layer only)",
+               "one sample, positions as rows: Q = X W_Q with W_Q (E × d_k), the transpose of torch's in_proj_weight "
+               "rows; dW_Q = Xᵀ dQ, dX = dQ W_Qᵀ + dK W_Kᵀ + dV W_Vᵀ; otherwise as sample",
+               "nowhere: one sample's cost"),
 )
 CONVENTIONS = tuple(c.name for c in TABLE)
 BY_NAME = {c.name: c for c in TABLE}
