@@ -29,7 +29,7 @@ def _entries():
 
 @functools.lru_cache(maxsize=None)
 def _checker(spec: str, convention: str) -> Checker:
-    return Checker(derive(spec), convention)
+    return Checker(derive(spec if "->" in spec else CORPUS / spec), convention)  # a spec file beside the corpus
 
 
 def verdicts(data: dict, entry: dict) -> list:

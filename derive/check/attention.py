@@ -260,6 +260,8 @@ class AttentionBinder:
             if H == 1:
                 self.table.setdefault("a", self.table["p1"])
                 self.grads.setdefault("a", self.grads["p1"])
+        for key in [k for k in self.grads if k in _SHOWN or k[:-1] in _SHOWN and k[-1:].isdigit()]:
+            self.table.setdefault(f"g{key}", self.grads[key][0])  # G_S, G_O: the gradient of S, O (G alone is dL/dY)
         if spec.causal:
             self.table["m"] = self.table["mask"]
         for width in ("d", f"{WIDTH}k", f"{WIDTH}head", f"{WIDTH}v", f"{WIDTH}h"):

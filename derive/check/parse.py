@@ -984,11 +984,11 @@ class Parser:
             return self.where(start)
         if word == "clip":
             return self.clip(start)
-        if word == "rowsum":  # \operatorname{rowsum}(dA \odot A): attention's sum over each row
+        if word in ("rowsum", "sqrt") and self.at("op", "("):  # rowsum(dA \odot A), sqrt(d_k): attention's
             self.expect("op", "(")
             arg = self.expr()
             self.expect("op", ")")
-            return self.node("rowsum", (arg,), start)
+            return self.node(word, (arg,), start)
         if word == "d" and self.at("op", "(") and self.text[self.peek()[2]] == "{" and self.at("id", None, 1) \
                 and re.fullmatch(ATTENTION_DELTA, self.peek(1)[1]) and self.at("op", ")", 2):
             self.take()  # \mathrm{d}{V} (FlashAttention's dV): d and a braced name
