@@ -16,12 +16,12 @@ taken over the model's width; δK without its transpose; softmax's Jacobian read
 mask left out of the backward pass's softmax; a head's share of δO taken from another head's columns). An
 expression equal to a Part computed with a slip has that mistake.
 """
-import functools
 import re
 
 import numpy as np
 import sympy as sp
 
+from .. import limits
 from ..errors import ChainruleError
 from ..ops.attention import (AttentionGrad, AttentionSpec, _row_softmax, _sample_forward, _samples, head_backward,
                              head_columns, sample_backward)
@@ -133,10 +133,16 @@ class Part(sp.MatrixExpr):
         return self.args[0].name
 
     def numeric(self, value):
-        spec = AttentionSpec.of(self.args[2])
-        mats = [np.asarray(value(m), dtype=float).ravel() for m in self.args[4:]]
-        with np.errstate(all="ignore"):
-            return np.asarray(_compiled(spec, self.args[8].shape[0], self.args[1].name, self.key)(*mats), dtype=float)
+        spec, slip = AttentionSpec.of(self.args[2]), self.args[1].name
+        mats = tuple(np.asarray(value(m), dtype=float) for m in self.args[4:])
+        kept = (spec, slip, tuple(m.tobytes() for m in mats))
+        if kept not in _COMPUTED:
+            if len(_COMPUTED) >= 256:
+                _COMPUTED.clear()
+            args = {} if slip == "none" else _slips(spec, mats[4].shape[0])[slip][0]
+            parts = sample_parts(spec, args, *(sp.Matrix(m) for m in mats))
+            _COMPUTED[kept] = {k: np.array(v.tolist(), dtype=float) for k, v in parts.items()}
+        return _COMPUTED[kept][self.key]
 
     def _sympystr(self, printer):
         return self.key
@@ -144,22 +150,7 @@ class Part(sp.MatrixExpr):
     _latex = _sympystr
 
 
-@functools.lru_cache(maxsize=None)
-def _symbolic(spec: AttentionSpec, E: int, slip: str):
-    """The symbols of the inputs (G, X, W_in, b_in, W_out, b_out) and every part in them, with the slip."""
-    T = spec.length
-    shapes = ((T * E, 1), (T * E, 1), (3 * E, E), (3 * E, 1), (E, E), (E, 1))
-    mats = [sp.Matrix(r, c, lambda i, j, k=k: sp.Symbol(f"in{k}_{i}_{j}", real=True)) for k, (r, c) in enumerate(shapes)]
-    args = {} if slip == "none" else _slips(spec, E)[slip][0]
-    return mats, sample_parts(spec, args, *mats)
-
-
-@functools.lru_cache(maxsize=None)
-def _compiled(spec: AttentionSpec, E: int, slip: str, key: str):
-    """A NumPy function of the flattened inputs giving the part ``key`` (compiled once: SymPy's own arithmetic
-    on floats keeps √d exact and is a thousand times slower)."""
-    mats, parts = _symbolic(spec, E, slip)
-    return sp.lambdify([list(m) for m in mats], parts[key], "numpy", cse=True)
+_COMPUTED = {}  # (spec, slip, the inputs' bytes) -> every part's value at that point
 
 
 class RowSoftmax(sp.MatrixExpr):
@@ -190,6 +181,7 @@ class AttentionBinder:
     """The names of a network's attention layer in the sample convention (``Binder``'s hooks call these)."""
 
     attention = None  # (layer, spec, E, the op's inputs and G) when the sample convention reads one
+    too_big = ""  # why it does not, for a layer over CHECK_ATTENTION
 
     def _attention_names(self, l: int):
         """The layer's output a_l (h_l) in every convention; in the sample convention, attention's own names."""
@@ -205,6 +197,12 @@ class AttentionBinder:
         spec = AttentionSpec(layer.length, layer.num_heads, layer.causal, layer.bias)
         X, W_in, *rest = forward.mats
         E = W_in.cols
+        if spec.length * E > limits.CHECK_ATTENTION:
+            self.too_big = (f"attention's own names (Q, K, V, S, dQ, ...) are read for a layer of T·E = {spec.length}·{E}"
+                            f" = {spec.length * E} at most {limits.CHECK_ATTENTION} (CHECK_ATTENTION); check the same "
+                            f"steps on a shorter or narrower layer, such as length = 3, features = 4")
+            self.shown.append(f"({self.too_big})")
+            return
         b_in, W_out, b_out = rest if spec.bias else (sp.ZeroMatrix(3 * E, 1), rest[0], sp.ZeroMatrix(E, 1))
         self.attention = (l, spec, E, (grad.mats[0], X, W_in, b_in, W_out, b_out))
         self._attention_table(l, spec, E)
@@ -320,7 +318,10 @@ class AttentionBinder:
             entry = self.grads.get(norm) if norm else None
             if entry is not None and isinstance(entry[-1], Part):
                 return _Target(entry[0], f"dL/d{self._shown_name(norm)}", entry[2], flip=entry[0] is not entry[2])
-        found = super().target(wrt)
+        try:
+            found = super().target(wrt)
+        except ChainruleError as err:
+            raise ChainruleError(f"{err}; {self.too_big}" if self.too_big else str(err)) from None
         stacked = re.fullmatch(r"dL/d([Wb])(in|out)(\d*)", found.label)
         if stacked:  # torch's stacked parameters, as the notes name them: dL/dW_in1
             found.label = f"dL/d{stacked[1]}_{stacked[2]}{stacked[3]}"

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 
 from ..errors import ChainruleError
 from ..fields import boolean, positive_int, sequence_input
@@ -87,7 +88,7 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
     d = E // spec.heads
     ones = sp.ones(T, 1)
     Q, K, V = (Xn * W_in[k * E:(k + 1) * E, :].T + ones * b_in[k * E:(k + 1) * E, :].T for k in range(3))
-    scale = 1 / sp.sqrt(d)
+    scale = _scale(d, Xn, W_in, b_in, W_out, b_out)
     heads = []
     for h in range(spec.heads):
         cols = slice(h * d, (h + 1) * d)
@@ -96,6 +97,15 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
         heads.append((Qh, Kh, Vh, A, A * Vh))
     O = sp.Matrix.hstack(*(head[4] for head in heads))
     return {"Q": Q, "K": K, "V": V, "heads": heads, "O": O, "Y": O * W_out.T + ones * b_out.T, "scale": scale}
+
+
+def _scale(d: int, *mats):
+    """1/√d, a Float of their precision when every input entry is a Float (a numeric point: SymPy keeps 1/√2
+    exact and Float·√2 unevaluated, which makes the arithmetic crawl), else exact."""
+    entries = [e for m in mats for e in m]
+    if entries and all(isinstance(e, sp.Float) for e in entries):
+        return (1 / sp.sqrt(d)).evalf(prec_to_dps(min(e._prec for e in entries)))
+    return 1 / sp.sqrt(d)
 
 
 def _samples(M, T: int) -> list:
