@@ -350,6 +350,16 @@ class AttentionBinder:
         if self.attention is None or not isinstance(part, Part):
             return ""
         l, spec, E, _ = self.attention
+        if not is_matrix(mine):
+            return ""
+        if mine.shape != expected.shape:
+            d = E // spec.heads
+            one = [i for i in (0, 1) if mine.shape[i] != expected.shape[i]]
+            if spec.heads > 1 and all(mine.shape[i] == d and expected.shape[i] == E for i in one):
+                return (f"heads not merged the same way backwards: yours has one head's d = {d} features where the "
+                        f"gradient has all {spec.heads} heads' E = {E}; δQ = [δQ_1 ⋯ δQ_{spec.heads}] side by side "
+                        f"(likewise δK, δV, δO), as the heads were split")
+            return ""
         for slip, (_, message) in _slips(spec, E).items():
             wrong = self.part(part.key, slip)
             wrong = wrong.T if part is not expected else wrong

@@ -169,8 +169,9 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         other = unreadable(self.net)
         if other is not None:
             raise ChainruleError(f"chainrule check reads networks of dense, layernorm and activation layers and residual "
-                                 f"blocks of them, attention and the mean over a sequence only, and layer {other} "
-                                 f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
+                                 f"blocks of them only, and layer {other} "
+                                 f"has type = \"{self.net.layers[other - 1].kind}\" (attention and the mean over a "
+                                 f"sequence are read outside blocks); check the derivation with derive.verify")
         size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
         if size > limits.CHECK_PARAMETERS:
             raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
@@ -301,8 +302,8 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         # a big network's search has a time budget (a small one's is bounded by its candidates, deterministically)
         self.deadline = time.monotonic() + SEARCH_SECONDS if self._size > BUDGETED else None
         try:
-            result.diagnosis = (result.fits and not flags and (self._layernorm_mistake(mine, expected)
-                                                               or self.attention_mistake(mine, expected))) or \
+            result.diagnosis = (result.fits and not flags and self._layernorm_mistake(mine, expected)) or \
+                (not flags and self.attention_mistake(mine, expected)) or \
                 self.diagnose(tree, mine, expected, problem, flags)
         except OutOfTime:
             result.diagnosis = (f"no usual mistake found within the search's {SEARCH_SECONDS:g} s "
