@@ -39,6 +39,13 @@ exists (layer 0 only as a^0 = x): one verdict per layer, and for a layer where i
 the network lacks (W^{l+1} at the output layer) the reason and that layer's correct expression,
 without counting against the rule. L in an index is the last layer (``\\delta^L``).
 
+A network with one attention layer (``attention``) is read one sample at a time with the positions as rows:
+Q, K, V, O, G = dL/dY, S_h, P_h (A with one head), M, W_Q, ..., d_k, and their gradients (dQ, δS_h,
+\\frac{\\partial L}{\\partial V}) are bound to the op's own steps; ``\\sqrt{d_k}``, ``rowsum``, ``softmax(S)`` row
+by row and ``\\mathbf{1}^\\top`` read as attention's notes write them, and its usual mistakes (the 1/√d_k, a
+transpose in δK, softmax read element-wise, the mask, the heads) are named; W_Q is torch's (Q = X W_Qᵀ)
+in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``).
+
 The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
 their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;
 ``Checker`` joins them for one derivation in one convention.
@@ -189,10 +196,12 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         computed = {step.target.key for step in self.sweep.steps}
         # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
-        self._names()
-        if convention == "vaswani" and self.attention is None:
+        if convention == "vaswani" and [layer.kind for layer in self.net.layers].count("attention") != 1:
             raise ChainruleError("the vaswani convention reads the names of an attention layer, and this network has "
                                  "none (or more than one); use sample or auto")
+        self._names()
+        if convention == "vaswani" and self.attention is None:
+            raise ChainruleError(f"the vaswani convention reads the names of an attention layer, and {self.too_big}")
         self.shared = {}  # the random points (compare.Comparer.seeds), shared by checkers of one sweep
         self.drawn = {}  # the random leaves, shared by checkers of one derivation
         self.diagnosing = True
@@ -437,9 +446,10 @@ class Conventions:
     def accepted(self) -> list:
         if self.convention != "auto":
             return self.checker(self.convention).accepted()
+        vaswani = ", vaswani (W_Q as E × d_k: Q = X W_Q)" if self.checker("sample").attention else ""
         return self.checker("sample").accepted() + [
-            "or the names of the columns, rows, ng or goodfellow convention (auto picks the one your names use; "
-            "see check --help)"]
+            f"or the names of the columns, rows, ng or goodfellow convention{vaswani} (auto picks the one your names "
+            f"use; see check --help)"]
 
     def check(self, wrt: str, text: str):
         self._started = time.monotonic()

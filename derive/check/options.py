@@ -210,7 +210,8 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--convention", choices=CHOICES, default="auto",
                         help="auto (default: the one whose names you use), sample (one sample as a column), columns "
                              "(batch as columns of X), rows (batch-first, as in the generated code), ng "
-                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad; "
+                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad, vaswani "
+                             "(attention's W_Q as the paper's); "
                              "see the table below")
     parser.epilog = convention_table()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
