@@ -4,8 +4,9 @@ A person writes attention one sample at a time with the positions as rows, as co
 ``derive/ops/attention.py`` do: X (T × E) the layer's input, Q = X W_Qᵀ + 1 b_Qᵀ, K, V (T × E), per head
 S_h = Q_h K_hᵀ/√d (+ M), A_h (P_h) = softmax of each row, O_h = A_h V_h, O = [O_1 ⋯ O_H], Y = O W_Oᵀ + 1 b_Oᵀ
 and G = dL/dY; W_Q, W_K, W_V are the rows of torch's in_proj_weight, W_O its out_proj.weight (the notes'
-orientation). The checker reads these names in the ``sample`` convention (one sample), for a network with
-one attention layer: each is a ``Part``, the quantity the op's own forward and backward steps
+orientation; the ``vaswani`` convention reads them as the paper's, E × d_k with Q = X W_Q). The checker reads
+these names in those two conventions (one sample), for a network with one attention layer, of T·E at most
+limits.CHECK_ATTENTION: each is a ``Part``, the quantity the op's own forward and backward steps
 (``_sample_forward``, ``sample_backward``) compute from the layer's input, parameters and G at the checking
 points, so δO, δA_h (δP_h), δS_h, δQ, δK, δV, δW_Q, ... are gradients ``--wrt`` may name. With one head the
 head's names have no subscript (S, A, P, dS); with several, S_h, P_h, Q_h, dQ_h for h = 1..H (A_h would be
@@ -14,7 +15,8 @@ layer h's activation a_h).
 A usual mistake is a ``slip``: the backward steps with that mistake made (the 1/√d_k missing in δQ or δK, or
 taken over the model's width; δK without its transpose; softmax's Jacobian read element-wise; the causal
 mask left out of the backward pass's softmax; a head's share of δO taken from another head's columns). An
-expression equal to a Part computed with a slip has that mistake.
+expression equal to a Part computed with a slip has that mistake; one with one head's d columns where the
+gradient has all E has the heads not merged.
 """
 import re
 
@@ -29,10 +31,8 @@ from .bind import Ones
 from .compare import is_matrix
 from .parse import WIDTH
 
-# The slips: (the keyword arguments of sample_backward that make the mistake, when it can be made, the message).
-_PLAIN, _CAUSAL, _HEADS = "always", "causal", "heads"
 
-
+# The slips of one head's backward steps (``head_backward``'s, or its columns of δO), each with one mistake made.
 def _unscaled(which):
     def head(h, dOh, scale):
         steps = head_backward(h, dOh, scale)
@@ -172,7 +172,6 @@ class RowSoftmax(sp.MatrixExpr):
 
 # -- the binding, mixed into the Checker -----------------------------------------------------------------
 
-_SINGLE = ("s", "p", "dp", "ds")  # the names of one head's quantities, unnumbered when there is one head
 _SHOWN = {"q": "Q", "k": "K", "v": "V", "o": "O", "g": "G", "x": "X", "p": "A", "s": "S", "mask": "M",
           "wq": "W_Q", "wk": "W_K", "wv": "W_V", "wo": "W_O", "bq": "b_Q", "bk": "b_K", "bv": "b_V", "bo": "b_O"}
 
@@ -250,14 +249,12 @@ class AttentionBinder:
         if l == 1:  # the network's input is the layer's: X by positions
             self.table["x"] = self.table["a0"] = self.table["h0"] = self.part("x")
             self.grads["x"] = (self.part("dx"), None, self.part("dx"))
-        if H == 1:
+        if H == 1:  # one head's names without its number, and A for P (a without a layer number names none)
             for n in ("q", "k", "v", "o", "s", "p"):
                 self.table.setdefault(n, self.table[f"{n}1"])
                 self.grads.setdefault(n, self.grads[f"{n}1"])
-        for n in ("s", "p"):  # A for P where it names no layer
-            if H == 1:
-                self.table.setdefault("a", self.table["p1"])
-                self.grads.setdefault("a", self.grads["p1"])
+            self.table.setdefault("a", self.table["p1"])
+            self.grads.setdefault("a", self.grads["p1"])
         for key in [k for k in self.grads if k in _SHOWN or k[:-1] in _SHOWN and k[-1:].isdigit()]:
             self.table.setdefault(f"g{key}", self.grads[key][0])  # G_S, G_O: the gradient of S, O (G alone is dL/dY)
         if spec.causal:
