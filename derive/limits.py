@@ -38,6 +38,9 @@ PARAMETERS = 16_000_000
 #: per entry only on networks of a few entries): ten layers 1000 wide (10 010 000) check in about
 #: 3 s and 1 GB.
 CHECK_PARAMETERS = 10_100_000
+#: ``check`` reads an attention layer's own names (Q, K, S_h, dQ, ...) when its positions times features
+#: (T·E) are at most this: it evaluates them with SymPy's floats; at 64 a check takes a few seconds.
+CHECK_ATTENTION = 64
 
 #: The macros a ``check --file`` derivation may define (\newcommand, \def) and the expansions they may
 #: make in all and inside one another, so a macro that expands to itself, or to many copies of

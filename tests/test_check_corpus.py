@@ -30,7 +30,9 @@ def _entries():
 
 @functools.lru_cache(maxsize=None)
 def _checker(spec: str, convention: str) -> Checker:
-    return Checker(derive(json.loads(spec) if spec.startswith("{") else spec), convention)
+    if spec.startswith("{"):  # a recurrent network has no inline form: its spec is a TOML table
+        return Checker(derive(json.loads(spec)), convention)
+    return Checker(derive(spec if "->" in spec else CORPUS / spec), convention)  # a spec file beside the corpus
 
 
 def verdicts(data: dict, entry: dict) -> list:

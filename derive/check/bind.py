@@ -78,7 +78,7 @@ class Binder:
             kind = self.net.layers[l - 1].kind
             if kind != "dense":
                 {"layernorm": self._layernorm_names, "activation": self._activation_names,
-                 "residual": self._block_names}[kind](l)
+                 "residual": self._block_names, "attention": self._attention_names, "mean": self._mean_names}[kind](l)
                 continue
             for p in ("W", "b"):
                 self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])

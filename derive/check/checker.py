@@ -42,6 +42,13 @@ without counting against the rule. L in an index is the last layer (``\\delta^L`
 A network whose first layer is rnn or lstm is read by ``recurrent.RecurrentChecker`` (``Checker`` gives one):
 per-step names (x_t, h_t, δ_t, dh_t, c_t), sums and rules in t, the usual BPTT mistakes.
 
+A network with one attention layer (``attention``) is read one sample at a time with the positions as rows:
+Q, K, V, O, G = dL/dY, S_h, P_h (A with one head), M, W_Q, ..., d_k, and their gradients (dQ, δS_h,
+\\frac{\\partial L}{\\partial V}) are bound to the op's own steps; ``\\sqrt{d_k}``, ``rowsum``, ``softmax(S)`` row
+by row and ``\\mathbf{1}^\\top`` read as attention's notes write them, and its usual mistakes (the 1/√d_k, a
+transpose in δK, softmax read element-wise, the mask, the heads) are named; W_Q is torch's (Q = X W_Qᵀ)
+in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``).
+
 The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
 their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;
 ``Checker`` joins them for one derivation in one convention.
@@ -57,6 +64,7 @@ from .. import limits
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
+from .attention import AttentionBinder
 from .bind import Binder, Ones, ShapeMismatch
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
@@ -148,7 +156,7 @@ _INDEXED = re.compile(r"(?P<stem>.*)\[(?P<letter>[lL])(?P<offset>[+-]\d+)?\]")
 # A hat over a name that has no hatted quantity marks a vector (Hjorth-Jensen's \hat{z}^L, \hat{\delta}^L);
 # ŷ is the prediction and a layer norm's x̂ its normalised input.
 _HATTED = re.compile(r"(?P<stem>z|a|h|delta|w|b)hat(?P<rest>\d*|\[.*\])")
-ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad")  # the conventions of one sample (column vectors)
+ONE_SAMPLE = ("sample", "goodfellow", "ufldl", "rowgrad", "vaswani")  # the conventions of one sample (column vectors)
 # The derivation's quantities each convention writes transposed (``Binder.flipped``).
 TRANSPOSED = {"rows": r"(?!(dL_d)?W\d).*", "ng_rows": r".*", "rowgrad": r"W\d.*|delta.*|dL_d.*"}
 
@@ -161,7 +169,7 @@ def _layer_refs(node: Node, letter: str) -> bool:
     return any(_layer_refs(a, letter) for a in node.args if isinstance(a, Node))
 
 
-class Checker(Binder, Comparer, Diagnoser):
+class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
     """One derivation in one convention: names, values at points, the comparison and diagnosis."""
 
     def __new__(cls, derivation, convention="sample"):
@@ -178,7 +186,8 @@ class Checker(Binder, Comparer, Diagnoser):
         if other is not None:
             raise ChainruleError(f"chainrule check reads networks of dense, layernorm and activation layers and residual "
                                  f"blocks of them only, and layer {other} "
-                                 f"has type = \"{self.net.layers[other - 1].kind}\"; check the derivation with derive.verify")
+                                 f"has type = \"{self.net.layers[other - 1].kind}\" (attention and the mean over a "
+                                 f"sequence are read outside blocks); check the derivation with derive.verify")
         size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
         if size > limits.CHECK_PARAMETERS:
             raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
@@ -196,7 +205,12 @@ class Checker(Binder, Comparer, Diagnoser):
         computed = {step.target.key for step in self.sweep.steps}
         # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
+        if convention == "vaswani" and [layer.kind for layer in self.net.layers].count("attention") != 1:
+            raise ChainruleError("the vaswani convention reads the names of an attention layer, and this network has "
+                                 "none (or more than one); use sample or auto")
         self._names()
+        if convention == "vaswani" and self.attention is None:
+            raise ChainruleError(f"the vaswani convention reads the names of an attention layer, and {self.too_big}")
         self.shared = {}  # the random points (compare.Comparer.seeds), shared by checkers of one sweep
         self.drawn = {}  # the random leaves, shared by checkers of one derivation
         self.diagnosing = True
@@ -290,7 +304,7 @@ class Checker(Binder, Comparer, Diagnoser):
                 proved = self.exactly_equal(mine, expected)
                 result.equal, result.proof = True, f"equal at {len(self.seeds())} random points, within " \
                                                    f"{AGREE:g} of the gradient's largest entry; " + (
-                    "the exact proof is tried only on small networks without kinks (relu, np.where) or erf"
+                    "the exact proof is tried only on small networks without kinks (relu, np.where), erf or attention"
                     if proved is None else f"SymPy did not finish the exact proof in its {PROOF_SECONDS:g} s budget")
                 if proved:
                     result.proof = "SymPy proves it equal entry by entry at the network's sizes" + (
@@ -307,6 +321,7 @@ class Checker(Binder, Comparer, Diagnoser):
         self.deadline = time.monotonic() + SEARCH_SECONDS if self._size > BUDGETED else None
         try:
             result.diagnosis = (result.fits and not flags and self._layernorm_mistake(mine, expected)) or \
+                (not flags and self.attention_mistake(mine, expected)) or \
                 self.diagnose(tree, mine, expected, problem, flags)
         except OutOfTime:
             result.diagnosis = (f"no usual mistake found within the search's {SEARCH_SECONDS:g} s "
@@ -440,9 +455,10 @@ class Conventions:
     def accepted(self) -> list:
         if self.convention != "auto":
             return self.checker(self.convention).accepted()
+        vaswani = ", vaswani (W_Q as E × d_k: Q = X W_Q)" if self.checker("sample").attention else ""
         return self.checker("sample").accepted() + [
-            "or the names of the columns, rows, ng or goodfellow convention (auto picks the one your names use; "
-            "see check --help)"]
+            f"or the names of the columns, rows, ng or goodfellow convention{vaswani} (auto picks the one your names "
+            f"use; see check --help)"]
 
     def check(self, wrt: str, text: str):
         self._started = time.monotonic()
@@ -510,14 +526,16 @@ def check(derivation, wrt: str, expr: str, convention: str = "sample"):
 
 
 _READ = ("dense", "layernorm", "activation", "residual")
+_READ_OUTSIDE_BLOCKS = ("attention", "mean")  # attention's names are those of a top-level layer
 
 
 def unreadable(network):
     """The position of the first layer ``check`` cannot read (a kind outside _READ, or inside a residual
     block), or None."""
-    def readable(layer):
-        return layer.kind in _READ and all(readable(inner) for inner in getattr(layer, "layers", ()))
-    return next((l for l, layer in enumerate(network.layers, 1) if not readable(layer)), None)
+    def readable(layer, top=False):
+        return (layer.kind in _READ or top and layer.kind in _READ_OUTSIDE_BLOCKS) and all(
+            readable(inner) for inner in getattr(layer, "layers", ()))
+    return next((l for l, layer in enumerate(network.layers, 1) if not readable(layer, top=True)), None)
 
 
 def accepted_names(derivation, convention: str = "sample"):

@@ -64,7 +64,9 @@ _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
-_FORWARD = ("z", "a", "h", "yhat", "x", "o")
+_FORWARD = ("z", "a", "h", "yhat", "x", "o", "q", "k", "v", "s", "p")  # q .. p: attention's
+# A shape after the expression, as attention's notes give it: dV = P^T dO \in \mathbb{R}^{N \times d}.
+_SHAPE = re.compile(r"\\in\s*\\mathbb\s*\{?\s*R\s*\}?\s*(?:\^\s*(?:\{[^{}]*\}|\S))?\s*$")
 _LOSSES = ("l", "c", "j", "e")
 _LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: layer numbers
 
@@ -247,7 +249,7 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
                 out.append(Skipped(number, _short(piece), "continues an equation whose left side is not there"))
                 continue
             for rhs in sides[1:]:
-                rhs = _TRAILING.sub("", rhs)
+                rhs = _TRAILING.sub("", _SHAPE.sub("", _TRAILING.sub("", rhs)))
                 if not rhs:
                     continue
                 pending = None

@@ -60,6 +60,10 @@ TABLE = (
                "z^{(l)} = w_l^T h^{(l-1)} + b_l with w_l (m_{l-1} × m_l), δ^{(l)} = ∂L/∂z^{(l)}, a 1 × m_l row, "
                "∂L/∂w_l = h^{(l-1)} δ^{(l)} (summed over samples i: Σ_{i=1}^n h_i^{(l-1)} δ_i^{(l)})",
                "nowhere: one sample's cost, and a sum over the samples", marked_only=True),
+    Convention("vaswani", "Vaswani et al. and courses on attention (networks with an attention layer only)",
+               "one sample, positions as rows: Q = X W_Q with W_Q (E × d_k), the transpose of torch's in_proj_weight "
+               "rows; dW_Q = Xᵀ dQ, dX = dQ W_Qᵀ + dK W_Kᵀ + dV W_Vᵀ; otherwise as sample",
+               "nowhere: one sample's cost"),
 )
 CONVENTIONS = tuple(c.name for c in TABLE)
 BY_NAME = {c.name: c for c in TABLE}
@@ -215,7 +219,8 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--convention", choices=CHOICES, default="auto",
                         help="auto (default: the one whose names you use), sample (one sample as a column), columns "
                              "(batch as columns of X), rows (batch-first, as in the generated code), ng "
-                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad; "
+                             "(deeplearning.ai), goodfellow (Deep Learning's Algorithm 6.4), ng_rows, ufldl, rowgrad, vaswani "
+                             "(attention's W_Q as the paper's); "
                              "see the table below")
     parser.epilog = convention_table()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter

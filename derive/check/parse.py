@@ -68,6 +68,9 @@ _ELL = re.compile(r"\\ell(?![A-Za-z])")
 # A layer superscript or subscript: a number, or the letter l (any layer a rule is checked at) or L (the
 # last layer) with an offset; in brackets or parentheses, perhaps followed by a transpose or a prime.
 LAYER_MARK = re.compile(r"[\[(]?(?P<layer>\d+|[lL](?:[+-]\d{1,2})?)[\])]?(?P<mark>T|top|prime|')?")
+# The names of attention's quantities whose gradient δQ, \delta S_h, \mathrm{d}{V} name (dQ, dS_h, dV).
+ATTENTION_DELTA = r"[QKVSAPO]"
+WIDTH = "width"  # d_k is read as the name widthk, which dK (dk) cannot be
 # Letters that index the entries of a vector or matrix (w^l_{jk}, \delta^l_j); l and L are layers.
 INDEX_LETTERS = "ijkpqrs"
 _COMPONENTS = re.compile(rf"[{INDEX_LETTERS}](?:,?[{INDEX_LETTERS}])?")
@@ -756,6 +759,8 @@ class Parser:
                     return self.comparison(inner, start, ")")
                 self.braced_word()  # the length, as in \mathbf{1}_N
             return self.node("ones", ("column",), start)
+        if value == "delta" and self.at("id") and re.fullmatch(ATTENTION_DELTA, self.peek()[1]):
+            return self.name_rest(["d" + self.take()[1]], start)  # \delta Q_h: attention's dL/dQ_h
         if value in _GREEK:
             word = _GREEK[value]
             if word == "partial":
@@ -763,6 +768,13 @@ class Parser:
             return self.identifier(start, word)
         if value in ("tanh", "exp", "log", "sign"):
             return self.identifier(start, value)
+        if value == "sqrt":  # \sqrt{d_k} of attention's scores
+            self.expect("op", "(")
+            arg = self.expr()
+            self.expect("op", ")")
+            return self.node("sqrt", (arg,), start)
+        if re.fullmatch(r"delta[QKVSAPO]", value):  # δQ, written without a space: attention's δQ = dL/dQ
+            return self.name_rest(["d" + value[5:]], start)
         raise ChainruleError(f"the LaTeX command \\{value} is not understood; use \\odot, \\circ, \\oslash, \\cdot, "
                              f"^\\top, \\frac, \\sum, \\delta, \\sigma, \\hat")
 
@@ -974,6 +986,17 @@ class Parser:
             return self.where(start)
         if word == "clip":
             return self.clip(start)
+        if word in ("rowsum", "sqrt") and self.at("op", "("):  # rowsum(dA \odot A), sqrt(d_k): attention's
+            self.expect("op", "(")
+            arg = self.expr()
+            self.expect("op", ")")
+            return self.node(word, (arg,), start)
+        if word == "d" and self.at("op", "(") and self.text[self.peek()[2]] == "{" and self.at("id", None, 1) \
+                and re.fullmatch(ATTENTION_DELTA, self.peek(1)[1]) and self.at("op", ")", 2):
+            self.take()  # \mathrm{d}{V} (FlashAttention's dV): d and a braced name
+            word = "d" + self.take()[1]
+            self.take()
+            return self.name_rest([word], start)
         if word == "mean":  # \operatorname{mean}(g): over the features of each sample (layer norm)
             self.expect("op", "(")
             arg = self.expr()
@@ -1023,7 +1046,9 @@ class Parser:
                 m = LAYER_MARK.fullmatch(word)
                 if word in self.samples:
                     continue  # the sample a sum over samples is at: h_i in \sum_{i=1}^n h_i δ_i
-                if not entries and _COMPONENTS.fullmatch(word):
+                if normalise(parts) == "d":  # d_k, d_{model}: attention's widths, not dK nor an entry of d
+                    parts = [WIDTH + word]
+                elif not entries and _COMPONENTS.fullmatch(word):
                     entries = tuple(word.replace(",", ""))
                 elif not numbered and m and not m["mark"] and not m["layer"].isdigit():
                     index = m["layer"]
@@ -1046,6 +1071,9 @@ class Parser:
                     and normalise(parts) in ACTIVATION_ALIASES:
                 self.pos += 2
                 power = int(self.tokens[self.pos - 1][1])  # \\tanh^2(z), \\sigma^2(z): a power, not a layer
+            elif self.at("op", "^") and normalise(parts) == "w" and self._projection_ahead():
+                self.take()  # Vaswani's W^Q, W^{K}: attention's projections, as W_Q
+                parts.append(self.braced_word())
             elif self.at("op", "^") and not self.transpose_ahead() and not numbered and self.layer_ahead():
                 self.take()
                 word = self.bracket_layer(consume=True) if self.at("op", "[") else self.braced_word()
@@ -1098,6 +1126,11 @@ class Parser:
         if transposed or prime:  # a prime on a quantity is MATLAB's transpose: A^{[l-1]}'
             node = self.node("T", (node,), start)
         return self.node("entry", (node, entries), start) if entries else node
+
+    def _projection_ahead(self) -> bool:
+        """After ^: Q, K, V or O, alone or braced (W^Q, W^{V})."""
+        braced = self.at("op", "(", 1) and self.at("op", ")", 3)
+        return bool(self.peek(2 if braced else 1)[0] == "id" and re.fullmatch("[QKVO]", self.peek(2 if braced else 1)[1]))
 
     def bracket_layer(self, consume=False):
         """At '[': the text of a layer in brackets ('[2]', '[l-1]') when one follows, consumed if asked."""

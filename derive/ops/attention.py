@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 
 from ..errors import ChainruleError
 from ..fields import boolean, positive_int, sequence_input
@@ -88,7 +89,7 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
     d = E // spec.heads
     ones = sp.ones(T, 1)
     Q, K, V = (Xn * W_in[k * E:(k + 1) * E, :].T + ones * b_in[k * E:(k + 1) * E, :].T for k in range(3))
-    scale = 1 / sp.sqrt(d)
+    scale = _scale(d, Xn, W_in, b_in, W_out, b_out)
     heads = []
     for h in range(spec.heads):
         cols = slice(h * d, (h + 1) * d)
@@ -97,6 +98,15 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
         heads.append((Qh, Kh, Vh, A, A * Vh))
     O = sp.Matrix.hstack(*(head[4] for head in heads))
     return {"Q": Q, "K": K, "V": V, "heads": heads, "O": O, "Y": O * W_out.T + ones * b_out.T, "scale": scale}
+
+
+def _scale(d: int, *mats):
+    """1/√d, a Float of their precision when every input entry is a Float (a numeric point: SymPy keeps 1/√2
+    exact and Float·√2 unevaluated, which makes the arithmetic crawl), else exact."""
+    entries = [e for m in mats for e in m]
+    if entries and all(isinstance(e, sp.Float) for e in entries):
+        return (1 / sp.sqrt(d)).evalf(prec_to_dps(min(e._prec for e in entries)))
+    return 1 / sp.sqrt(d)
 
 
 def _samples(M, T: int) -> list:
@@ -115,9 +125,45 @@ def attend(spec: AttentionSpec, X, W_in, b_in, W_out, b_out):
     return _columns([_sample_forward(spec, Xn, W_in, b_in, W_out, b_out)["Y"] for Xn in _samples(X, spec.length)])
 
 
+def softmax_backward(A, dA):
+    """δS from δA through each row's softmax Jacobian diag(a) - a aᵀ: A ⊙ (δA − rowsum(δA ⊙ A) 1ᵀ)."""
+    total = sp.Matrix(A.rows, 1, lambda i, _: sum(dA[i, j] * A[i, j] for j in range(A.cols)))
+    return sp.Matrix(A.rows, A.cols, lambda i, j: A[i, j] * (dA[i, j] - total[i]))
+
+
+def head_backward(head, dOh, scale) -> dict:
+    """One head's backward steps given its share δO_h of δO: δA_h, δS_h and δQ_h, δK_h, δV_h."""
+    Qh, Kh, Vh, A, _ = head
+    dA = dOh * Vh.T
+    dS = softmax_backward(A, dA)
+    return {"dA": dA, "dS": dS, "dQ": scale * dS * Kh, "dK": scale * dS.T * Qh, "dV": A.T * dOh}
+
+
+def head_columns(h: int, d: int, heads: int) -> list:
+    """The columns of Q, K, V (and O) that head h takes: a block of d."""
+    return list(range(h * d, (h + 1) * d))
+
+
+def sample_backward(spec: AttentionSpec, f: dict, Gn, W_out, head=head_backward, columns=head_columns) -> dict:
+    """One sample's backward steps given its forward pass ``f`` and G_n = dL/dY (T, E): δO, each head's
+    steps (``head``), and δP = [δQ δK δV] (T, 3E), the heads merged back into the columns they were split
+    from (``columns``)."""
+    E = W_out.rows
+    d = E // spec.heads
+    dO = Gn * W_out
+    heads = [head(f["heads"][h], dO[:, columns(h, d, spec.heads)], f["scale"]) for h in range(spec.heads)]
+    merged = {}
+    for k in ("dQ", "dK", "dV"):
+        m = sp.zeros(dO.rows, E)
+        for h, steps in enumerate(heads):
+            for c, col in enumerate(columns(h, d, spec.heads)):
+                m[:, col] = steps[k][:, c]
+        merged[k] = m
+    return {"dO": dO, "heads": heads, **merged, "dP": sp.Matrix.hstack(merged["dQ"], merged["dK"], merged["dV"])}
+
+
 def backprop(spec: AttentionSpec, G, X, W_in, b_in, W_out, b_out) -> tuple:
     """(dX, dW_in, db_in, dW_out, db_out) given G = dL/d(output), the backward steps of the module docstring."""
-    E = W_out.rows
     dW_in, db_in = sp.zeros(*W_in.shape), sp.zeros(*b_in.shape)
     dW_out, db_out = sp.zeros(*W_out.shape), sp.zeros(*b_out.shape)
     dXs = []
@@ -125,18 +171,7 @@ def backprop(spec: AttentionSpec, G, X, W_in, b_in, W_out, b_out) -> tuple:
         f = _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
         dW_out += Gn.T * f["O"]                                 # Σ_t g_t o_tᵀ
         db_out += Gn.T * sp.ones(Gn.rows, 1)
-        dO = Gn * W_out
-        d = E // spec.heads
-        parts = {"Q": [], "K": [], "V": []}
-        for h, (Qh, Kh, Vh, A, _) in enumerate(f["heads"]):
-            dOh = dO[:, h * d:(h + 1) * d]
-            dA = dOh * Vh.T
-            total = sp.Matrix(A.rows, 1, lambda i, _: sum(dA[i, j] * A[i, j] for j in range(A.cols)))
-            dS = sp.Matrix(A.rows, A.cols, lambda i, j: A[i, j] * (dA[i, j] - total[i]))  # row by row
-            parts["Q"].append(f["scale"] * dS * Kh)
-            parts["K"].append(f["scale"] * dS.T * Qh)
-            parts["V"].append(A.T * dOh)
-        dP = sp.Matrix.hstack(*(sp.Matrix.hstack(*parts[k]) for k in "QKV"))  # (T, 3E): [δQ δK δV]
+        dP = sample_backward(spec, f, Gn, W_out)["dP"]           # (T, 3E): [δQ δK δV]
         dW_in += dP.T * Xn                                      # a sum over positions
         db_in += dP.T * sp.ones(dP.rows, 1)
         dXs.append(dP * W_in)
