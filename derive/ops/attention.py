@@ -83,7 +83,8 @@ def _row_softmax(S, causal: bool):
 
 
 def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out, hold=same) -> dict:
-    """Every quantity of one sample's forward pass, Xn its (T, E) positions as rows."""
+    """Every quantity of one sample's forward pass, Xn its (T, E) positions as rows; each head's scores, weights
+    and output go through ``hold`` (``OfSpec``'s)."""
     T, E = Xn.shape
     d = E // spec.heads
     ones = sp.ones(T, 1)
@@ -93,8 +94,8 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out, hold=same
     for h in range(spec.heads):
         cols = slice(h * d, (h + 1) * d)
         Qh, Kh, Vh = Q[:, cols], K[:, cols], V[:, cols]
-        A = _row_softmax(scale * Qh * Kh.T, spec.causal)
-        heads.append((Qh, Kh, Vh, A, A * Vh))
+        A = hold(_row_softmax(hold(scale * Qh * Kh.T), spec.causal))
+        heads.append((Qh, Kh, Vh, A, hold(A * Vh)))
     O = sp.Matrix.hstack(*(head[4] for head in heads))
     return {"Q": Q, "K": K, "V": V, "heads": heads, "O": O, "Y": O * W_out.T + ones * b_out.T, "scale": scale}
 
