@@ -328,10 +328,21 @@ def shared_backward(printer, call: str, out, which: int) -> str:
     return f"{printer.kernels[call]}[{which}]"
 
 
+def same(matrix):
+    """The ``hold`` of an :class:`OfSpec` node outside the proof: each intermediate matrix as it is."""
+    return matrix
+
+
 class OfSpec(MatrixExpr):
     """A layer's node: ``Spec.basic(spec)`` (its frozen dataclass as the Tuple SymPy rebuilds it from), then its
     matrices; ``doit`` unrolls it by ``unrolled(*mats)`` once they are explicit. ``_label(printer, latex)``
-    prints it."""
+    prints it.
+
+    ``unrolled(*mats, hold=same)`` passes each intermediate matrix it computes (a time step's state, attention's
+    scores) through ``hold`` and goes on with what it returns: ``derive.verify`` gives back a matrix of fresh
+    symbols defined by it, so the expanded network is a graph of one intermediate's size, not a copy of the whole
+    node in every entry. :class:`OfSpecGrad`'s ``gradients`` takes the same ``hold`` and recomputes the forward
+    intermediates through it, reading the symbols the forward pass held."""
     Spec: type
 
     def __new__(cls, spec, *mats):
@@ -361,7 +372,7 @@ class OfSpec(MatrixExpr):
 class OfSpecGrad(OfSpec):
     """dL/d(input ``which``) of an :class:`OfSpec` node, given G = dL/d(its output): ``spec``, ``which``, G, ``out``
     (the node's output: the emitted code reads what its forward pass stored under that name), then the node's
-    inputs; ``gradients(G, *inputs)`` gives every input's once they are explicit."""
+    inputs; ``gradients(G, *inputs, hold=same)`` gives every input's once they are explicit."""
 
     def __new__(cls, spec, which: int, G, out, *mats):
         return sp.Basic.__new__(cls, cls.Spec.basic(spec), sp.sympify(which), G, out, *mats)

@@ -9,9 +9,12 @@ copied into the loss wherever it is used. The reference dL/dv for every entry v 
 rule over that graph: the sum, over the entries computed from v, of their own dL/d times
 ``sympy.diff`` of their expression with respect to v, which is ``sympy.diff`` of the fully
 expanded loss. Only the forward and loss Steps build it, never the derivation's backward ones. A
-recurrent layer's Step is expanded one time step at a time, each step's state a matrix of symbols
-defined by the cell's step (``unroll``'s ``hold``), so no entry holds the whole sequence; its BPTT
-Steps read those states. A network over a sequence is proved at T = 3 and width 2 (``shrink``).
+layer's node (``OfSpec``: a recurrent layer, attention) is expanded through its own ``hold``: each
+intermediate matrix it computes (a time step's state; a head's scores, softmax weights and output)
+becomes a matrix of symbols defined by it, one more level of the graph, so no entry holds the whole
+sequence. Its gradient nodes recompute those intermediates and read the same symbols (their true
+values), so they are proved against the definitions, never against each other. A network over a
+sequence is proved at T = 3 and width 2 (``shrink``).
 
 Each backward Step's right-hand side, evaluated element-wise with the true values of the
 quantities it names, must equal the reference dL/d(its quantity) at two random points to 30
@@ -20,7 +23,8 @@ true ones, and a wrong Step is the only one reported. With ``exact=True`` the di
 also cancel to zero symbolically: first with the intermediate entries as free symbols (which
 suffices), then, where that is not enough (softmax's output against its logits), with their
 definitions substituted, the latest Step's first, down to the fully expanded network. Piecewise
-and erf resist cancellation, so a difference that keeps them stays numeric.
+and erf resist cancellation, so a difference that keeps them stays numeric; a network with an LSTM,
+a GRU or attention is refused (SymPy would not finish in minutes).
 """
 import math
 import random
@@ -32,7 +36,7 @@ import sympy as sp
 
 from .chain import N, Derivation
 from .errors import ChainruleError
-from .ops.recurrent import BPTT, Recurrence, backprop, unroll
+from .nodes import OfSpec, OfSpecGrad
 
 _DIGITS = 30
 _TOLERANCE = 1e-20
@@ -121,12 +125,15 @@ def verify(derivation: Derivation, cap: int = None, batch: int = 2, seed: int = 
     A larger network is derived again at those sizes (the Report's ``network``), so a Step edited in
     place is proved as written only when the network is already that small.
     """
-    gated = sorted({node.attrs["cell_kind"] for node in derivation.batch.graph.nodes
-                    if node.op.name == "recurrent" and node.attrs["cell_kind"] != "rnn"})
-    if exact and gated:
-        raise ChainruleError(f"the exact proof cannot cancel the {' and '.join(k.upper() for k in gated)}'s "
-                             f"backpropagation through time in minutes; drop --exact (the proof checks every step "
-                             f"to {_DIGITS} digits at two random points)")
+    nodes = derivation.batch.graph.nodes
+    gated = sorted({node.attrs["cell_kind"] for node in nodes if node.op.name == "recurrent"} - {"rnn"})
+    slow = [f"the {' and '.join(k.upper() for k in gated)}'s backpropagation through time"] if gated else []
+    if any(node.op.name == "attention" for node in nodes):
+        # SymPy's expansion of its softmax ratios runs for many minutes even at T = 2, E = 2, one head
+        slow.append("attention's softmax over the positions")
+    if exact and slow:
+        raise ChainruleError(f"the exact proof cannot cancel {' and '.join(slow)} in minutes; drop --exact (the "
+                             f"proof checks every step to {_DIGITS} digits at two random points)")
     small = shrink(derivation.network, cap, length)
     small = derivation if small == derivation.network else Derivation(small)
     proofs = []
@@ -162,8 +169,8 @@ class Expansion:
         self.sweep = sweep
         quantities = sweep.quantities.values()
         self.entries = {q.symbol: _explicit(q, columns) for q in quantities}
-        self.states = {}  # a recurrent node's arguments -> the symbols of its state at each step
-        self.bptt = {}    # a BPTT node's arguments but `which` -> every input's gradient
+        self.held = {}       # each matrix a node held (``OfSpec``) -> the symbols that stand for it
+        self.gradients = {}  # a gradient node with `which` 0 -> every input's gradient
         self.inputs = [s for q in quantities if q.role in _INPUT_ROLES for s in self.entries[q.symbol]]
         self.levels = [level for step in sweep.steps if step.phase in ("forward", "loss")
                        for level in self._expand(step, columns)]
@@ -175,33 +182,36 @@ class Expansion:
         self.constraint = self._one_hot_constraint()
 
     def _expand(self, step, columns: int) -> list:
-        """The levels of a forward or loss Step: a recurrent node's steps first, each step's state a matrix
-        of symbols (so an entry's expression is one step's, not the whole sequence's), then its own entries."""
+        """The levels of a forward or loss Step: what a layer's node holds first, each a matrix of symbols
+        (so an entry's expression is one intermediate's, not the whole node's), then the Step's own entries."""
         levels, values = [], dict(self.entries)
-        for node in sorted(step.rhs.atoms(Recurrence), key=str):
-            states = self.states[node.args] = []
-            def hold(t, state, key=step.target.key):
-                named = tuple(sp.ImmutableMatrix(*m.shape, lambda i, j: sp.Symbol(f"{key}_t{t}s{k}_{i}_{j}", real=True))
-                              for k, m in enumerate(state))
-                levels.append({e: v for m, value in zip(named, state) for e, v in zip(m, value)})
-                states.append(named)
-                return named
-            hs, _, _ = unroll(node.spec, *(_evaluate(m, self.entries, columns) for m in node.mats), hold=hold)
-            values[node] = sp.ImmutableMatrix.vstack(*hs) if node.spec.sequences else hs[-1]
+
+        def hold(matrix):
+            matrix = sp.ImmutableMatrix(matrix)
+            if matrix not in self.held:  # the same matrix held twice is one set of symbols
+                name = f"{step.target.key}_h{len(self.held)}"
+                # a number (a masked weight, a zero) stays one: nothing to define
+                self.held[matrix] = sp.ImmutableMatrix(*matrix.shape, lambda i, j: matrix[i, j] if matrix[i, j].is_number
+                                                       else sp.Symbol(f"{name}_{i}_{j}", real=True))
+                level = {e: v for e, v in zip(self.held[matrix], matrix) if e != v}
+                levels.extend([level] if level else [])
+            return self.held[matrix]
+
+        for node in sorted(step.rhs.atoms(OfSpec), key=str):
+            values[node] = node.unrolled(*(_evaluate(m, self.entries, columns) for m in node.mats), hold=hold)
         return levels + [dict(zip(self.entries[step.target.symbol], _evaluate(step.rhs, values, columns)))]
 
     def _backward(self, step, columns: int):
-        """A backward Step's entries. Backpropagation through time runs once per recurrent node and reads
-        the forward states by their symbols (their true values) instead of unrolling the recurrence
-        again; its gradients stand in the Step as symbols while the rest is evaluated."""
+        """A backward Step's entries. A gradient node's backward pass runs once per node, recomputing its
+        forward intermediates through ``hold``, which gives back the symbols they were held as (their true
+        values); its gradients stand in the Step as symbols while the rest is evaluated."""
         values, grads = dict(self.entries), {}
-        for node in step.rhs.atoms(BPTT):
-            key = (node.args[0],) + node.args[2:]  # the spec, G, the output and the inputs: all but `which`
-            if key not in self.bptt:
+        for node in step.rhs.atoms(OfSpecGrad):
+            key = node.func(node.args[0], 0, *node.args[2:])  # every input's gradient: the node but `which`
+            if key not in self.gradients:
                 G, _, *ins = (_evaluate(m, self.entries, columns) for m in node.mats)
-                states = self.states[(node.args[0],) + node.args[4:]]
-                self.bptt[key] = backprop(node.spec, G, *ins, hold=lambda t, _: states[t])
-            grad = self.bptt[key][node.which]
+                self.gradients[key] = node.gradients(G, *ins, hold=lambda m: self.held[sp.ImmutableMatrix(m)])
+            grad = self.gradients[key][node.which]
             values[node] = sp.ImmutableMatrix(*grad.shape, lambda i, j: sp.Dummy())
             grads.update(zip(values[node], grad))
         return _evaluate(step.rhs, values, columns).xreplace(grads)

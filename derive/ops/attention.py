@@ -36,7 +36,7 @@ from mpmath.libmp import prec_to_dps
 from ..errors import ChainruleError
 from ..fields import boolean, positive_int, sequence_input
 from ..naming import Names, indexed, layer_key, letter, network_output
-from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
+from ..nodes import OfSpec, OfSpecGrad, held, same, shared_backward
 from ..sequence import at_step, stacked
 from ..steps import ref
 from .registry import Grad, LayerKind, Op, Out, Param, layer, op
@@ -83,8 +83,9 @@ def _row_softmax(S, causal: bool):
     return sp.ImmutableMatrix(T, T, lambda i, j: E[i, j] / sum(E[i, :]) if keep[i][j] else 0)
 
 
-def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
-    """Every quantity of one sample's forward pass, Xn its (T, E) positions as rows."""
+def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out, hold=same) -> dict:
+    """Every quantity of one sample's forward pass, Xn its (T, E) positions as rows; each head's scores, weights
+    and output go through ``hold`` (``OfSpec``'s)."""
     T, E = Xn.shape
     d = E // spec.heads
     ones = sp.ones(T, 1)
@@ -94,8 +95,8 @@ def _sample_forward(spec: AttentionSpec, Xn, W_in, b_in, W_out, b_out) -> dict:
     for h in range(spec.heads):
         cols = slice(h * d, (h + 1) * d)
         Qh, Kh, Vh = Q[:, cols], K[:, cols], V[:, cols]
-        A = _row_softmax(scale * Qh * Kh.T, spec.causal)
-        heads.append((Qh, Kh, Vh, A, A * Vh))
+        A = hold(_row_softmax(hold(scale * Qh * Kh.T), spec.causal))
+        heads.append((Qh, Kh, Vh, A, hold(A * Vh)))
     O = sp.Matrix.hstack(*(head[4] for head in heads))
     return {"Q": Q, "K": K, "V": V, "heads": heads, "O": O, "Y": O * W_out.T + ones * b_out.T, "scale": scale}
 
@@ -120,9 +121,10 @@ def _columns(mats) -> sp.ImmutableMatrix:
     return sp.ImmutableMatrix.hstack(*(sp.ImmutableMatrix(m.rows * m.cols, 1, list(m)) for m in mats))
 
 
-def attend(spec: AttentionSpec, X, W_in, b_in, W_out, b_out):
+def attend(spec: AttentionSpec, X, W_in, b_in, W_out, b_out, hold=same):
     """The layer's output (T·E, N) for explicit matrices: every sample's Y, stacked by position."""
-    return _columns([_sample_forward(spec, Xn, W_in, b_in, W_out, b_out)["Y"] for Xn in _samples(X, spec.length)])
+    return _columns([_sample_forward(spec, Xn, W_in, b_in, W_out, b_out, hold)["Y"]
+                     for Xn in _samples(X, spec.length)])
 
 
 def softmax_backward(A, dA):
@@ -162,13 +164,13 @@ def sample_backward(spec: AttentionSpec, f: dict, Gn, W_out, head=head_backward,
     return {"dO": dO, "heads": heads, **merged, "dP": sp.Matrix.hstack(merged["dQ"], merged["dK"], merged["dV"])}
 
 
-def backprop(spec: AttentionSpec, G, X, W_in, b_in, W_out, b_out) -> tuple:
+def backprop(spec: AttentionSpec, G, X, W_in, b_in, W_out, b_out, hold=same) -> tuple:
     """(dX, dW_in, db_in, dW_out, db_out) given G = dL/d(output), the backward steps of the module docstring."""
     dW_in, db_in = sp.zeros(*W_in.shape), sp.zeros(*b_in.shape)
     dW_out, db_out = sp.zeros(*W_out.shape), sp.zeros(*b_out.shape)
     dXs = []
     for Xn, Gn in zip(_samples(X, spec.length), _samples(G, spec.length)):
-        f = _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
+        f = _sample_forward(spec, Xn, W_in, b_in, W_out, b_out, hold)
         dW_out += Gn.T * f["O"]                                 # Σ_t g_t o_tᵀ
         db_out += Gn.T * sp.ones(Gn.rows, 1)
         dP = sample_backward(spec, f, Gn, W_out)["dP"]           # (T, 3E): [δQ δK δV]
@@ -186,8 +188,8 @@ class Attention(OfSpec):
     def shape(self):
         return self.mats[0].shape
 
-    def unrolled(self, *mats):
-        return attend(self.spec, *_full(self.spec, mats))
+    def unrolled(self, *mats, hold=same):
+        return attend(self.spec, *_full(self.spec, mats), hold)
 
     def _label(self, printer, latex):
         X, *params = (printer._print(m) for m in self.mats)
@@ -215,8 +217,8 @@ class AttentionGrad(OfSpecGrad):
         G, out, *ins = self.mats
         return dict(zip(_present(self.spec), ins))[self.which].shape
 
-    def gradients(self, G, *ins):
-        return backprop(self.spec, G, *_full(self.spec, ins))
+    def gradients(self, G, *ins, hold=same):
+        return backprop(self.spec, G, *_full(self.spec, ins), hold)
 
     def step_form(self, printer, latex):
         """dL/dX at step t, W_inᵀ δp_t, for what reads it step by step; None for a parameter's."""

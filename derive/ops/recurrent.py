@@ -30,7 +30,7 @@ from ..errors import ChainruleError, did_you_mean, shown
 from ..fields import boolean, positive_int, sequence_input
 from ..functions import sigma
 from ..naming import Names, layer_key, network_output
-from ..nodes import OfSpec, OfSpecGrad, held, shared_backward
+from ..nodes import OfSpec, OfSpecGrad, held, same, shared_backward
 from ..sequence import at_step, stacked
 from ..steps import formula, ref
 from .activations import Z, make_activation
@@ -158,11 +158,10 @@ class _Affine:
         return self.W_hh * h + self.b_hh * sp.ImmutableMatrix.ones(1, h.cols)
 
 
-def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh, hold=None):
+def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh, hold=same):
     """(hidden states h_1..h_T, saved values of each step, the inputs x_t) of the recurrence from zero.
 
-    ``hold(t, state)``, if given, returns the state as step t + 1 reads it (``derive.verify`` names each
-    step's state with symbols, so the unrolled network stays a graph of one step's size)."""
+    Each matrix of a step's state goes through ``hold`` (``OfSpec``'s) before step t + 1 reads it."""
     c = spec.cell
     H, F, T = W_hh.cols, W_ih.cols, spec.length
     P = _Affine(W_ih, W_hh, b_ih, b_hh)
@@ -171,15 +170,14 @@ def unroll(spec: "RecurrentSpec", X, W_ih, W_hh, b_ih, b_hh, hold=None):
     for t in range(T):
         x = X[t * F:(t + 1) * F, :]
         state, keep = c.step(P, x, state)
-        if hold:
-            state = hold(t, state)
+        state = tuple(hold(m) for m in state)
         hs.append(state[0])
         saved.append(keep)
         xs.append(x)
     return hs, saved, xs
 
 
-def backprop(spec: "RecurrentSpec", G, X, W_ih, W_hh, b_ih, b_hh, hold=None) -> tuple:
+def backprop(spec: "RecurrentSpec", G, X, W_ih, W_hh, b_ih, b_hh, hold=same) -> tuple:
     """(dX, dW_ih, dW_hh, db_ih, db_hh): backpropagation through time, from t = T down to 1 (``hold`` as unroll's)."""
     c = spec.cell
     hs, saved, xs = unroll(spec, X, W_ih, W_hh, b_ih, b_hh, hold)
@@ -245,8 +243,8 @@ class Recurrence(OfSpec):
         hidden = self.args[3].shape[1]
         return (hidden * self.spec.length if self.spec.sequences else hidden), self.args[1].shape[1]
 
-    def unrolled(self, *mats):
-        hs, _, _ = unroll(self.spec, *mats)
+    def unrolled(self, *mats, hold=same):
+        hs, _, _ = unroll(self.spec, *mats, hold=hold)
         return sp.ImmutableMatrix.vstack(*hs) if self.spec.sequences else hs[-1]
 
     def _label(self, printer, latex):
@@ -279,8 +277,8 @@ class BPTT(OfSpecGrad):
     def shape(self):
         return self.args[4 + self.which].shape
 
-    def gradients(self, G, *ins):
-        return backprop(self.spec, G, *ins)
+    def gradients(self, G, *ins, hold=same):
+        return backprop(self.spec, G, *ins, hold=hold)
 
     def _deltas(self, latex):
         """(the input weights' δ_t, the hidden ones'): one δ_t, or the GRU's δ^x_t and δ^h_t."""
