@@ -63,6 +63,11 @@ _GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgoc])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
+# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
+_ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(\+)?")
+# onehot(x_t), \text{one\_hot}(x_t): the token at step t as a one-hot column, one name the parser reads
+_ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
+                     r"(_\s*(?:\{[^{}()]*\}|[A-Za-z0-9]+))\s*(?:\\right\s*)?\)", re.IGNORECASE)
 _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
 
 
@@ -79,6 +84,7 @@ def rewrite_time(text: str) -> str:
     text = _LIST.sub(lambda m: f"{_LISTED[m[1]]}_{{{m[2].replace(' ', '')}}}", text)
     text = _LAST.sub(lambda m: "_{last" + (m[1] or "").replace(" ", "") + "}", text)
     text = _SQUARE.sub(r"\1**2", text)
+    text = _ONEHOT.sub(r"onehot\1", text)
     text = _GATE.sub(lambda m: f"\\delta_{{gate{m[1]}}}", text)
     text = _TILDE.sub("g", text)
     text = re.sub(r"(?<!\bnp)\.dot\(", " @ (", text)  # x.T.dot(d), not np.dot(x, d)
@@ -127,7 +133,7 @@ def _term_end(text: str, start: int) -> int:
 # -- the names -------------------------------------------------------------------------------------------
 # A person's stems for per-step quantities -> the checker's; ``\\delta^{i}_t`` is deltagatei.
 _STEP_STEMS = {
-    "x": "x", "h": "h", "a": "a", "z": "a", "c": "c", "i": "i", "f": "f", "g": "g",
+    "x": "x", "e": "x", "onehot": "onehot", "h": "h", "a": "a", "z": "a", "c": "c", "i": "i", "f": "f", "g": "g",
     "delta": "delta", "dhraw": "delta", "dtanh": "delta", "yhat": "yhat", "y": "y", "o": "o",
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
     "deltagatec": "dc", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
@@ -158,16 +164,19 @@ class RecurrentChecker(Binder):
 
     def __init__(self, derivation, convention="sample"):
         net = derivation.network
-        layer = net.layers[0]
+        self.embedded = net.layers[0].kind == "embedding"  # token ids, embedded, then the recurrent layer
+        body = net.layers[1:] if self.embedded else net.layers
+        layer = body[0] if body else net.layers[0]
         if layer.kind not in CELLS:
             raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn or lstm, and this "
-                                 f"one's is {layer.kind}; check the derivation with derive.verify")
-        if len(net.layers) > 2 or (len(net.layers) == 2 and net.layers[1].kind != "dense"):
+                                 f"one's is {layer.kind} (an embedding may come before it); check the derivation with "
+                                 f"derive.verify")
+        if len(body) > 2 or (len(body) == 2 and body[1].kind != "dense"):
             raise ChainruleError("chainrule check reads a recurrent layer followed by at most one dense layer; check "
                                  "the same steps on that network (deeper ones with derive.verify)")
-        if net.input_shape[0][0] != "length" or dict(net.input_shape).get("vocab"):
-            raise ChainruleError("chainrule check reads a recurrent layer over a sequence of features; "
-                                 "check an embedding's gradient with derive.verify")
+        if net.input_shape[0][0] != "length":
+            raise ChainruleError("chainrule check reads a recurrent layer over a sequence of features or of token ids; "
+                                 "check this network with derive.verify")
         if convention not in READ_IN:
             raise ChainruleError(f"chainrule check reads a recurrent network in the {', '.join(READ_IN)} conventions, "
                                  f"not {convention}")
@@ -175,14 +184,16 @@ class RecurrentChecker(Binder):
         small = shrink(net)
         self.small = derivation if small == net else Derivation(small)
         self.net = self.small.network
+        self.l = 2 if self.embedded else 1  # the recurrent layer's number in the derivation's names (W_ih2, ...)
+        self.cell_layer = self.net.layers[self.l - 1]
         self.batch = convention not in ONE_SAMPLE
         self.rows, self.ng = convention == "rows", False  # Binder's operators read them
         self.sweep = self.small.batch if self.batch else self.small.sample
         self.q = self.sweep.quantities
-        self.kind, self.f = self.net.layers[0].kind, self.net.layers[0].nonlinearity
-        self.T = self.net.layers[0].length
-        self.sequences = self.net.layers[0].return_sequences
-        self.layers = len(self.net.layers)
+        self.kind, self.f = self.cell_layer.kind, self.cell_layer.nonlinearity
+        self.T = self.cell_layer.length
+        self.sequences = self.cell_layer.return_sequences
+        self.layers = len(self.net.layers) - self.embedded  # the recurrent layer and the output layer, if any
         self.columns = BATCH if self.batch else 1
         self.flags, self._bound, self.shared, self.drawn = [], {}, {}, {}
         self.node = next(a for s in self.sweep.steps for a in s.rhs.atoms(BPTT))
@@ -191,11 +202,13 @@ class RecurrentChecker(Binder):
 
     # -- per-step symbols and the names that stand for them ---------------------------------------------
     def _symbols(self):
-        layer = self.net.layers[0]
-        H, F = layer.hidden_size, self.net.input_shape[-1][1]
+        layer, l = self.cell_layer, self.l
+        H, F = layer.hidden_size, self.q[f"W_ih{l}"].symbol.shape[1]
         gates = {"rnn": 1, "lstm": 4}[self.kind] * H
-        K = self.net.layers[1].units if self.layers == 2 else H
+        K = self.net.layers[l].units if self.layers == 2 else H
         shapes = {"x": F, "h": H, "a": gates, "delta": gates, "dh": H, "carry": H, "dx": F}
+        if self.embedded:  # the token at step t, a one-hot column of V entries
+            shapes["onehot"] = self.q["W1"].symbol.shape[0]
         if self.kind == "lstm":
             shapes.update({k: H for k in ("c", "dc", "i", "f", "g", "o", "deltai", "deltaf", "deltag", "deltao",
                                           "di", "df", "dg", "do", "ccarry")})
@@ -207,19 +220,22 @@ class RecurrentChecker(Binder):
         self.sym = {(stem, t): sp.MatrixSymbol(f"{stem}_{t}", rows, self.columns)
                     for stem, rows in shapes.items() for t in range(1, self.T + 1)}
         q = self.q
-        p = {name: q[f"{name}1"].symbol for name in ("W_ih", "W_hh", "b_ih", "b_hh")}
+        p = {name: q[f"{name}{l}"].symbol for name in ("W_ih", "W_hh", "b_ih", "b_hh")}
         ones = sp.OneMatrix(1, self.columns)
         bias = sp.MatAdd(p["b_ih"], p["b_hh"])
         self.params = {"wih": p["W_ih"], "whh": p["W_hh"], "bih": p["b_ih"] * ones, "bhh": p["b_hh"] * ones,
                        "b": bias * ones}
-        self.param_grads = {"wih": q["dL_dW_ih1"].symbol, "whh": q["dL_dW_hh1"].symbol,
-                            "bih": q["dL_db_ih1"].symbol, "bhh": q["dL_db_hh1"].symbol, "b": q["dL_db_ih1"].symbol}
+        self.param_grads = {"wih": q[f"dL_dW_ih{l}"].symbol, "whh": q[f"dL_dW_hh{l}"].symbol,
+                            "bih": q[f"dL_db_ih{l}"].symbol, "bhh": q[f"dL_db_hh{l}"].symbol,
+                            "b": q[f"dL_db_ih{l}"].symbol}
         if self.layers == 2:
-            self.params.update({"wy": q["W2"].symbol, "by": q["b2"].symbol * ones})
-            self.param_grads.update({"wy": q["dL_dW2"].symbol, "by": q["dL_db2"].symbol})
+            self.params.update({"wy": q[f"W{l + 1}"].symbol, "by": q[f"b{l + 1}"].symbol * ones})
+            self.param_grads.update({"wy": q[f"dL_dW{l + 1}"].symbol, "by": q[f"dL_db{l + 1}"].symbol})
+        if self.embedded:  # nn.Embedding's table, (V, D) in every convention
+            self.params["wemb"], self.param_grads["wemb"] = q["W1"].symbol, q["dL_dW1"].symbol
         self.acts = {1: make_activation(self.f, "rnn")}
         if self.layers == 2:
-            self.acts[2] = self.net.layers[1].activation
+            self.acts[2] = self.net.layers[l].activation
         self.preactivations = {}
         # every person's spelling of a weight or bias -> the checker's key
         self.aliases = {"wih": "wih", "wxh": "wih", "u": "wih", "wax": "wih", "w1": "wih",
@@ -227,6 +243,11 @@ class RecurrentChecker(Binder):
                         "bih": "bih", "bhh": "bhh", "b": "b", "bh": "b", "ba": "b", "b1": "b",
                         "why": "wy", "v": "wy", "wy": "wy", "wya": "wy", "who": "wy", "w2": "wy", "whq": "wy",
                         "by": "by", "b2": "by", "bq": "by"}
+        if self.embedded:  # W1 is the table, the dense layer's weights are W3, b3
+            for name in ("w1", "b1", "w2", "b2"):
+                del self.aliases[name]
+            self.aliases.update({"w3": "wy", "b3": "by", "e": "wemb", "we": "wemb", "wemb": "wemb", "wembed": "wemb",
+                                 "emb": "wemb", "embedding": "wemb", "w1": "wemb"})
         if self.kind == "rnn":
             self.aliases["c"] = "by"  # Goodfellow's output bias (an LSTM's c_t is its cell state)
         self.cs231n = {"wx": "wih", "wh": "whh"}  # stored in × out (x @ Wx), as cs231n's rnn_step_forward
@@ -250,6 +271,10 @@ class RecurrentChecker(Binder):
             out = "o_t" if not lstm else "the output's pre-activation"
             names.append(f"W_hy (Why, V, W_y, W2), b_y (by, {'c, ' if not lstm else ''}b2); y_t, ŷ_t (ps[t]), "
                          f"{out}; dy_t (dscores, dL/do_t: the output's pre-activation gradient); dL/dW_hy, dL/db_y")
+        if self.embedded:
+            names.append("the embedding: E (W_e, W_emb, W1: nn.Embedding's table, V × D), e_t or x_t (the embedded step, "
+                         "E's row for the token at step t), onehot(x_t) (the token as a one-hot column); dL/dE (dE, "
+                         "dW_e) = Σ_t onehot(x_t) dx_tᵀ, or the loop's dE[x_t] += dx_t (dE[x_t] = dx_t overwrites)")
         if self.batch:
             names.append("N or m (batch size)")
         return names
@@ -422,24 +447,45 @@ class RecurrentChecker(Binder):
             if q.role not in ("data", "param"):
                 continue
             rows, cols = (int(sp.sympify(s).subs(N, BATCH)) for s in q.symbol.shape)
-            if q.role == "param":
-                bound = 1 / np.sqrt(self.net.layers[0].hidden_size) if q.layer == 1 else 1 / np.sqrt(cols)
-                leaves[q.symbol] = draw.uniform(-bound, bound, (rows, cols)) * (2 if q.layer == 1 else 1)
+            if q.role == "param" and self.embedded and q.layer == 1:  # the table, N(0, 1) as nn.Embedding's
+                leaves[q.symbol] = draw.standard_normal((rows, cols))
+            elif q.role == "param":
+                cell = q.layer == self.l
+                bound = 1 / np.sqrt(self.cell_layer.hidden_size) if cell else 1 / np.sqrt(cols)
+                leaves[q.symbol] = draw.uniform(-bound, bound, (rows, cols)) * (2 if cell else 1)
+            elif self.embedded and q.key.lower() == "x":  # a token id at each step, as its one-hot column
+                V = self.shapes["onehot"]
+                leaves[q.symbol] = np.vstack([np.eye(V)[:, draw.integers(V, size=cols)] for _ in range(self.T)])
             elif q.key.lower() == "y" and self.net.loss.name == "cross_entropy":
                 K = rows // (self.T if self.sequences else 1)
                 leaves[q.symbol] = np.vstack([np.eye(K)[:, draw.integers(K, size=cols)]
                                               for _ in range(rows // K)])
             else:
                 leaves[q.symbol] = draw.standard_normal((rows, cols))
-        point = Point(leaves, {s.target.symbol: s.rhs for s in self.sweep.steps})
+        rhs = {s.target.symbol: s.rhs for s in self.sweep.steps}
+        onehots = []
+        if self.embedded:  # the embedding's steps are computed here (its nodes have no numeric form)
+            X, table = leaves[self.q["X" if self.batch else "x"].symbol], leaves[self.params["wemb"]]
+            V = table.shape[0]
+            onehots = [X[t * V:(t + 1) * V] for t in range(self.T)]
+            embedded = self.sweep.steps[0].target.symbol
+            leaves[embedded] = np.vstack([table.T @ k for k in onehots])
+            for symbol in (embedded, self.param_grads["wemb"]):
+                del rhs[symbol]
+        point = Point(leaves, rhs)
         inputs = [np.asarray(numeric_value(m, point), dtype=float) for m in self.node.mats]
         del inputs[1]  # G, X, W_ih, W_hh, b_ih, b_hh: the BPTT node's output is not read
         true = self._bptt(*inputs, None, False)
+        self._scatter(true, onehots, None)
         env = dict(point.items())
         for stem, t in self.sym:
-            if stem in ("yhat", "y", "out", "dy"):
+            if stem in ("yhat", "y", "out", "dy", "onehot"):
                 continue
             env[self.sym[(stem, t)]] = true[stem][t - 1]
+        for t, k in enumerate(onehots, 1):
+            env[self.sym[("onehot", t)]] = k
+        if self.embedded:
+            env[self.param_grads["wemb"]] = true["grads"]["wemb"]
         if self.layers == 2:
             K, lastonly = self.shapes["yhat"], not self.sequences
             for stem, key in (("yhat", self._key("yhat")), ("y", self._key("y")), ("out", self._key("z2")),
@@ -452,12 +498,14 @@ class RecurrentChecker(Binder):
 
         def world(key):  # a mistake's world, computed when the diagnosis first asks for it
             made = self._bptt(*inputs, *key)
+            self._scatter(made, onehots, key[0])
             made["env"] = self._world_env(env, made)
             return made
         return _Worlds(world, {(None, False): true})
 
     def _key(self, name):
-        return {"yhat": "Yhat", "y": "Y", "z2": "Z2", "delta2": "Delta2"}[name] if self.batch else name
+        name = name.replace("2", str(self.l + 1))  # the output layer's Z, Δ
+        return {"yhat": "Yhat", "y": "Y"}.get(name, name.capitalize()) if self.batch else name
 
     def _world_env(self, env, world):
         out = dict(env)
@@ -471,10 +519,11 @@ class RecurrentChecker(Binder):
     def _worlds(self) -> list:
         """(mistake, local) of every world a point is computed in: each mistake made at every step from the
         true upstream values (local), and carried through the backward loop; the missing sum has one."""
-        return [(m, local) for m in self._mistakes() for local in ((True, False) if m != "last_only" else (False,))]
+        return [(m, local) for m in self._mistakes()
+                for local in ((True, False) if m not in ("last_only", "overwrite") else (False,))]
 
     def _mistakes(self) -> list:
-        both = ["no_path", "last_only"]
+        both = ["no_path", "last_only"] + (["overwrite"] if self.embedded else [])
         if self.kind == "rnn":
             return both + ["untransposed", "f_at_h", "f_at_prev", "f_missing", "h_for_prev"]
         return both + ["no_forget", "h_for_prev"]
@@ -548,12 +597,26 @@ class RecurrentChecker(Binder):
                           "bih": _array(grads["b"]), "bhh": _array(grads["b"])}
         return world
 
+    def _scatter(self, world, onehots, mistake):
+        """The table's gradient from each step's dx_t: Σ_t onehot_t dx_tᵀ, a scatter-add (``overwrite``: each
+        occurrence replaces the row, the last step's winning; ``last_only``: step T's share alone)."""
+        if not onehots:
+            return
+        steps = list(zip(onehots, world["dx"]))
+        if mistake == "last_only":
+            steps = steps[-1:]
+        world["grads"]["wemb"] = (_overwritten(steps) if mistake == "overwrite"
+                                  else sum(k @ dx.T for k, dx in steps))
+
     # -- the verdict ----------------------------------------------------------------------------------------
     def check(self, wrt: str, text: str, diagnose: bool = True):
         from .checker import _LayerVerdict
         self.diagnosing = diagnose
         wrt, written = wrt.strip(), text.strip()
         text = written
+        row = _ROW_OF.fullmatch(wrt)
+        if row and self.embedded and self.aliases.get(re.sub(r"[\s_{}\\]", "", row[1]).lower()[1:]) == "wemb":
+            return self._scatter_check(row[1], bool(row[2]), wrt, written)
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
         wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
@@ -576,6 +639,53 @@ class RecurrentChecker(Binder):
         except _Absent as absent:
             raise ChainruleError(f"{absent.node.text} would be step {absent.step}, but this network's steps are 1 "
                                  f"to {self.T} (as checked: {self._sizes()})") from None
+
+    def _scatter_check(self, table, adds, wrt, text):
+        """dE[x_t] += dx_t (``adds``) or dE[x_t] = dx_t in a loop over t: each step's share scattered into its
+        token's row, added or assigned, against the table's gradient."""
+        from .checker import CheckResult
+        wrt_tree, tree = parse_equation(rewrite_time(table), rewrite_time(text))
+        label, getter, quantity = self._target(wrt_tree, None)
+        result = CheckResult(wrt, text, False, "", quantity.text, quantity.latex)
+        self.flags, self._bound = [], {}
+        try:
+            shares = [self.bind(self._at(tree, t)) for t in range(1, self.T + 1)]
+        except ShapeMismatch as err:
+            result.diagnosis = str(err)
+            return result
+        shares = [sp.Transpose(s) if self.rows else s for s in shares]  # columns form, (D, N)
+        if any(_shape(s) != (self.shapes["dx"], self.columns) for s in shares):
+            result.diagnosis = (f"each step's share is {_shape_text(_shape(shares[0]))}, but a token's row gets "
+                                f"dx_t, {_shape_text((self.shapes['dx'], self.columns))} in columns form")
+            return result
+        added = sp.MatAdd(*[self.sym[("onehot", t)] * s.T for t, s in enumerate(shares, 1)])
+        worlds = self.points()
+        expected = [getter(w[(None, False)]) for w in worlds]
+        if adds:
+            status = self._status(added, expected, worlds)
+        else:
+            try:
+                assigned = [_overwritten([(w[(None, False)]["env"][self.sym[("onehot", t)]],
+                                           self._values(s, [w])[0]) for t, s in enumerate(shares, 1)])
+                            for w in worlds]
+            except (TypeError, ValueError, KeyError, ZeroDivisionError) as err:
+                status = f"yours could not be evaluated ({err})"
+            else:
+                status = "equal" if all(_agreement(a.ravel(), e.ravel()) == "agree"
+                                        for a, e in zip(assigned, expected)) else "different"
+        if status == "equal":
+            result.equal = True
+            result.proof = (f"equal at {len(worlds)} random points at {self._sizes()}, within 1e-07 of the "
+                            f"gradient's largest entry")
+        elif status != "different":
+            result.undecided = status
+        elif self.diagnosing:
+            if not adds and self._agree(added, expected, worlds):
+                result.diagnosis = self._messages()["overwrite"]
+            else:
+                result.diagnosis = self._diagnose(added, getter, expected, worlds, label) or \
+                    "no usual mistake of backpropagation through time explains it"
+        return result
 
     def _one(self, wrt_tree, tree, text, t):
         from .checker import CheckResult
@@ -702,6 +812,7 @@ class RecurrentChecker(Binder):
             "b": ("Σ_t δ_t" + (" 1_N" if self.batch else ""), r"\sum_{t=1}^{T} \delta_t"),
             "wy": ("Σ_t dy_t h_tᵀ", r"\sum_{t=1}^{T} dy_t h_t^\top") if self.sequences else ("dy h_Tᵀ", r"dy\, h_T^\top"),
             "by": ("Σ_t dy_t", r"\sum_{t=1}^{T} dy_t") if self.sequences else ("dy", "dy"),
+            "wemb": ("Σ_t onehot(x_t) dx_tᵀ (dE[x_t] += dx_t)", r"\sum_{t=1}^{T} \operatorname{onehot}(x_t)\, dx_t^\top"),
         }
         forms["bih"] = forms["bhh"] = forms["b"]
         text, latex = forms[key]
@@ -771,6 +882,9 @@ class RecurrentChecker(Binder):
         f = "tanh'" if self.f == "tanh" else "relu'"
         at = "1 − h_t²" if self.f == "tanh" else "[a_t > 0]"
         return {
+            "overwrite": ("a token's row is overwritten instead of added to: a token that occurs at several steps (or "
+                          "in several samples) gets the sum of their dx_t, dE[x_t] += dx_t (np.add.at(dE, ids, dx), "
+                          "not dE[ids] = dx)"),
             "no_path": ("the path through h_t into step t + 1 is missing: h_{t+1} = f(... + W_hh h_t) depends on "
                         f"h_t, so dh_t = {out} + W_hhᵀ δ_(t+1); yours drops W_hhᵀ δ_(t+1)"),
             "untransposed": ("W_hh not transposed on the path from step t + 1: dh_t gets W_hhᵀ δ_(t+1), "
@@ -822,6 +936,15 @@ class _Absent(Exception):
 
 def _array(m):
     return np.array(sp.Matrix(m).evalf().tolist(), dtype=float)
+
+
+def _overwritten(steps):
+    """dE[ids] = dx at each step in turn, as a loop that assigns instead of adding: the last occurrence wins."""
+    table = np.zeros((steps[0][0].shape[0], steps[0][1].shape[0]))
+    for onehot, dx in steps:
+        for n, v in enumerate(np.argmax(onehot, axis=0)):
+            table[v] = dx[:, n]
+    return table
 
 
 def _c_last(saved):
