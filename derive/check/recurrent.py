@@ -36,10 +36,15 @@ from ..printing import MathLatex, MathText
 from ..steps import N
 from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
+from .diagnose import BoundCell
 from .compare import BATCH, Point, _agreement, numeric_value
 from .parse import MAX_LENGTH, Node, parse_equation
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
+# the GRU step's usual mistakes, as check-code names them (diagnose.BoundCell makes them)
+GRU_WORLDS = {"swapped": {"swapped": True}, "bias_outside": {"bias_outside": True}, "z_path": {"z_path": True},
+              "gru_at_h": {"gru_prime": "output"}, "gru_at_pre": {"gru_prime": "pre"}}
+GRU_BLOCKS = ("r", "z", "n")  # torch's order of the stacked gates
 POINTS = 4
 ONE_SAMPLE = ("sample", "goodfellow")
 READ_IN = ("sample", "goodfellow", "columns", "rows")
@@ -59,7 +64,7 @@ _LAST = re.compile(r"_\s*(?:\{\s*T\s*([+-]\s*1)?\s*\}|T(?![A-Za-z0-9]))")
 _SQUARE = re.compile(r"(_\s*(?:\{\s*(?:t|last)(?:\s*[+-]\s*1)?\s*\}|t(?![A-Za-z0-9])))\s*\^\s*(?:\{\s*2\s*\}|2)")
 _LIST = re.compile(r"\b(hs|xs|ps|ys|cs)\[\s*(t\s*[+-]\s*1|t)\s*\]")
 _LISTED = {"hs": "h", "xs": "x", "ps": "yhat", "ys": "o", "cs": "c"}
-_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgoc])\s*\}?")
+_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrzn])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
@@ -69,6 +74,7 @@ _ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(
 _ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
                      r"(_\s*(?:\{[^{}()]*\}|[A-Za-z0-9]+))\s*(?:\\right\s*)?\)", re.IGNORECASE)
 _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
+_TILDE_H = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*h\s*\}?")  # the GRU's candidate h̃_t, torch's n_t
 
 
 def rewrite_time(text: str) -> str:
@@ -87,6 +93,7 @@ def rewrite_time(text: str) -> str:
     text = _ONEHOT.sub(r"onehot\1", text)
     text = _GATE.sub(lambda m: f"\\delta_{{gate{m[1]}}}", text)
     text = _TILDE.sub("g", text)
+    text = _TILDE_H.sub("n", text)
     text = re.sub(r"(?<!\bnp)\.dot\(", " @ (", text)  # x.T.dot(d), not np.dot(x, d)
     return _diagonals(text)
 
@@ -136,7 +143,8 @@ _STEP_STEMS = {
     "x": "x", "e": "x", "onehot": "onehot", "h": "h", "a": "a", "z": "a", "c": "c", "i": "i", "f": "f", "g": "g",
     "delta": "delta", "dhraw": "delta", "dtanh": "delta", "yhat": "yhat", "y": "y", "o": "o",
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
-    "deltagatec": "dc", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
+    "deltagatec": "dc", "r": "r", "n": "n",
+    "deltagater": "deltar", "deltagatez": "deltaz", "deltagaten": "deltan", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
     "dy": "dy", "dscores": "dy", "dt": "delta", "hnext": "h", "hprev": "hprev", "dhprev": "carry",
     # an LSTM's loop body: c_prev, dc_next (step t + 1's share of dc_t), dc_prev, d_i_pre (δ^i_t), ...
     "cprev": "cprev", "dcnext": "cnext", "dcprev": "ccarry",
@@ -148,7 +156,7 @@ _IMPLICIT = ("x", "h", "dhraw", "dtanh", "dt", "nexth", "prevh", "hnext", "hprev
              "dopre")
 # A step quantity -> the checker's name for its gradient.
 _GRADIENT_OF = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "out": "dy", "i": "di", "f": "df", "g": "dg",
-                "o": "do"}
+                "o": "do", "r": "dr", "z": "dz", "n": "dn"}
 _LSTM_ONLY = ("c", "i", "f", "g", "o", "cprev", "dcnext", "dcprev", "dipre", "dfpre", "dgpre", "dopre")
 _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
@@ -168,7 +176,7 @@ class RecurrentChecker(Binder):
         body = net.layers[1:] if self.embedded else net.layers
         layer = body[0] if body else net.layers[0]
         if layer.kind not in CELLS:
-            raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn or lstm, and this "
+            raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn, lstm or gru, and this "
                                  f"one's is {layer.kind} (an embedding may come before it); check the derivation with "
                                  f"derive.verify")
         if len(body) > 2 or (len(body) == 2 and body[1].kind != "dense"):
@@ -204,7 +212,7 @@ class RecurrentChecker(Binder):
     def _symbols(self):
         layer, l = self.cell_layer, self.l
         H, F = layer.hidden_size, self.q[f"W_ih{l}"].symbol.shape[1]
-        gates = {"rnn": 1, "lstm": 4}[self.kind] * H
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.kind] * H
         K = self.net.layers[l].units if self.layers == 2 else H
         shapes = {"x": F, "h": H, "a": gates, "delta": gates, "dh": H, "carry": H, "dx": F}
         if self.embedded:  # the token at step t, a one-hot column of V entries
@@ -212,6 +220,8 @@ class RecurrentChecker(Binder):
         if self.kind == "lstm":
             shapes.update({k: H for k in ("c", "dc", "i", "f", "g", "o", "deltai", "deltaf", "deltag", "deltao",
                                           "di", "df", "dg", "do", "ccarry")})
+        if self.kind == "gru":
+            shapes.update({k: H for k in ("r", "z", "n", "deltar", "deltaz", "deltan", "dr", "dz", "dn")})
         if self.layers == 2:
             shapes.update({"yhat": K, "y": K, "out": K, "dy": K})
         else:
@@ -231,6 +241,17 @@ class RecurrentChecker(Binder):
         if self.layers == 2:
             self.params.update({"wy": q[f"W{l + 1}"].symbol, "by": q[f"b{l + 1}"].symbol * ones})
             self.param_grads.update({"wy": q[f"dL_dW{l + 1}"].symbol, "by": q[f"dL_db{l + 1}"].symbol})
+        # a GRU's gate blocks of the stacked weights and biases (W_ir, W_iz, W_in, ..., b_hn) and their gradients
+        self.blocks = {}
+        if self.kind == "gru":
+            for part, (w, b) in (("i", (p["W_ih"], p["b_ih"])), ("h", (p["W_hh"], p["b_hh"]))):
+                for k, gate in enumerate(GRU_BLOCKS):
+                    for kind, whole in (("w", w), ("b", b)):
+                        key = f"{kind}{part}{gate}"
+                        block = sp.MatrixSymbol(f"{kind.upper()}_{part}{gate}", H, whole.shape[1])
+                        self.blocks[key] = (block, whole, k, H)
+                        self.params[key] = block if kind == "w" else block * ones
+                        self.param_grads[key] = sp.MatrixSymbol(f"dL_d{kind.upper()}_{part}{gate}", H, whole.shape[1])
         if self.embedded:  # nn.Embedding's table, (V, D) in every convention
             self.params["wemb"], self.param_grads["wemb"] = q["W1"].symbol, q["dL_dW1"].symbol
         self.acts = {1: make_activation(self.f, "rnn")}
@@ -248,6 +269,11 @@ class RecurrentChecker(Binder):
                 del self.aliases[name]
             self.aliases.update({"w3": "wy", "b3": "by", "e": "wemb", "we": "wemb", "wemb": "wemb", "wembed": "wemb",
                                  "emb": "wemb", "embedding": "wemb", "w1": "wemb"})
+        if self.kind == "gru":  # two bias vectors that differ in their n block: no summed b
+            for name in ("b", "bh", "ba", "b1"):
+                self.aliases.pop(name, None)
+            self.aliases.update({key: key for key in self.blocks})
+            self.aliases.update({"bh": "bhh", "bx": "bih"})
         if self.kind == "rnn":
             self.aliases["c"] = "by"  # Goodfellow's output bias (an LSTM's c_t is its cell state)
         self.cs231n = {"wx": "wih", "wh": "whh"}  # stored in × out (x @ Wx), as cs231n's rnn_step_forward
@@ -255,8 +281,9 @@ class RecurrentChecker(Binder):
 
     def _shown(self) -> list:
         lstm = self.kind == "lstm"
-        names = ["x_t, h_t, h_{t-1} (h_0 = 0), a_t or z_t (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
-                 + (", the four gates stacked" if lstm else "") + "); t, t ± 1, T, T + 1 or a step number; "
+        gru = self.kind == "gru"
+        names = ["x_t, h_t, h_{t-1} (h_0 = 0), " + ("a_t" if gru else "a_t or z_t") + " (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
+                 + (", the four gates stacked" if lstm else ", the three gates stacked" if gru else "") + "); t, t ± 1, T, T + 1 or a step number; "
                  "Goodfellow's h^{(t)}, Karpathy's hs[t], xs[t]",
                  "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh, b (bh: b_ih + b_hh); cs231n's Wx, Wh stored in × out",
                  "dh_t (dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output and step t + 1",
@@ -267,6 +294,12 @@ class RecurrentChecker(Binder):
         if lstm:
             names.append("c_t (c_0 = 0), i_t, f_t, g_t (\\tilde c_t), o_t; dc_t (dL/dc_t), \\delta^i_t, \\delta^f_t, "
                          "\\delta^g_t, \\delta^o_t (the gates' pre-activation gradients)")
+        if self.kind == "gru":
+            names.append("r_t, z_t, n_t (\\tilde h_t: torch's n = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn)), "
+                         "h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}); \\delta^r_t, \\delta^z_t, \\delta^n_t (the gates' "
+                         "pre-activation gradients), dr_t, dz_t, dn_t (after their σ or tanh)")
+            names.append("the gate blocks W_ir, W_iz, W_in, W_hr, W_hz, W_hn, b_ir, b_iz, b_in, b_hr, b_hz, b_hn and "
+                         "their dL/dW_hn, ...; b_ih (bx) and b_hh (bh) apart (their n blocks' gradients differ)")
         if self.layers == 2:
             out = "o_t" if not lstm else "the output's pre-activation"
             names.append(f"W_hy (Why, V, W_y, W2), b_y (by, {'c, ' if not lstm else ''}b2); y_t, ŷ_t (ps[t]), "
@@ -299,6 +332,8 @@ class RecurrentChecker(Binder):
                         and not (grad and stem in "xh"):
                     continue  # an RNN's c is Goodfellow's output bias
                 own = _STEP_STEMS[stem]
+                if stem == "z" and self.kind == "gru":  # the update gate, not a pre-activation
+                    own = "z"
                 if own == "o" and self.kind == "rnn":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
                     own = "out"
                 if grad:
@@ -484,6 +519,9 @@ class RecurrentChecker(Binder):
             env[self.sym[(stem, t)]] = true[stem][t - 1]
         for t, k in enumerate(onehots, 1):
             env[self.sym[("onehot", t)]] = k
+        for key, (block, whole, k, H) in self.blocks.items():
+            env[block] = np.asarray(point[whole])[k * H:(k + 1) * H]
+            env[self.param_grads[key]] = true["grads"][key]
         if self.embedded:
             env[self.param_grads["wemb"]] = true["grads"]["wemb"]
         if self.layers == 2:
@@ -526,6 +564,8 @@ class RecurrentChecker(Binder):
         both = ["no_path", "last_only"] + (["overwrite"] if self.embedded else [])
         if self.kind == "rnn":
             return both + ["untransposed", "f_at_h", "f_at_prev", "f_missing", "h_for_prev"]
+        if self.kind == "gru":  # its own first: at t = 1 (h_0 = 0) several worlds agree, the cell's is the clue
+            return list(GRU_WORLDS) + both + ["h_for_prev"]
         return both + ["no_forget", "h_for_prev"]
 
     def _bptt(self, G, X, W_ih, W_hh, b_ih, b_hh, mistake, local):
@@ -539,9 +579,11 @@ class RecurrentChecker(Binder):
         zero = sp.zeros(H, n)
         Gm = sp.ImmutableMatrix(G)
         rec = {k: [None] * T for k in ("dh", "delta", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
-                                       "di", "df", "dg", "do", "ccarry")}
+                                       "di", "df", "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz",
+                                       "dn")}
         true_carry = wrong_carry = (zero,) * cell.states
-        grads = {"wih": sp.zeros(*W_ih.shape), "whh": sp.zeros(*W_hh.shape), "b": sp.zeros(W_hh.shape[0], 1)}
+        grads = {"wih": sp.zeros(*W_ih.shape), "whh": sp.zeros(*W_hh.shape), "bih": sp.zeros(W_hh.shape[0], 1),
+                 "bhh": sp.zeros(W_hh.shape[0], 1)}
         for t in reversed(range(T)):
             out = Gm[t * H:(t + 1) * H, :] if spec.sequences else (Gm if t == T - 1 else zero)
             results = []
@@ -553,21 +595,26 @@ class RecurrentChecker(Binder):
                     keep = hs[t]
                 elif made == "f_at_prev":  # f' at a_(t-1): 1 - h_(t-1)² for tanh (a_0 = 0 gives h_0 = 0)
                     keep = saved[t - 1] if t else zero
-                dgi, dgh, direct = cell.back(P, keep, (dh,) + carry[1:])
+                extra = None
+                if made in GRU_WORLDS:
+                    dgi, dgh, direct, extra = BoundCell(cell, None, None, T, GRU_WORLDS[made], {})._gru_back(
+                        P, keep, dh, xs[t])
+                else:
+                    dgi, dgh, direct = cell.back(P, keep, (dh,) + carry[1:])
                 if made == "f_missing":
                     dgi = dgh = dh
                 if made == "no_forget" and cell.states == 2:
                     direct = (direct[0], zero)
                 share = (P.W_hh if made == "untransposed" else P.W_hh.T) * dgh + direct[0]
-                results.append((dh, dgi, dgh, share, direct, carry))
-            (dh, dgi, dgh, share, direct, carry), wrong_result = results
+                results.append((dh, dgi, dgh, share, direct, carry, extra))
+            (dh, dgi, dgh, share, direct, carry, _), wrong_result = results
             true_carry = (share,) + direct[1:]
             shown = wrong_result if mistake is not None else results[0]
             if not local and mistake is not None:
                 wrong_carry = (wrong_result[3],) + wrong_result[4][1:]
             else:
                 wrong_carry = true_carry
-            dh_s, dgi_s, dgh_s, share_s, direct_s, carry_s = shown
+            dh_s, dgi_s, dgh_s, share_s, direct_s, carry_s, extra_s = shown
             rec["dh"][t], rec["delta"][t], rec["carry"][t] = dh_s, dgi_s, share_s
             rec["dx"][t] = P.W_ih.T * dgi_s
             if cell.states == 2:
@@ -580,12 +627,23 @@ class RecurrentChecker(Binder):
                 rec["do"][t], rec["ccarry"][t] = dh_s.multiply_elementwise(tc), direct_s[1]
                 for k, name in enumerate(("deltai", "deltaf", "deltag", "deltao")):
                     rec[name][t] = dgi_s[k * H:(k + 1) * H, :]
+            if self.kind == "gru":
+                r, z, n_t, hn, h_before = saved[t]
+                for k, gate in enumerate(GRU_BLOCKS):
+                    rec["delta" + gate][t] = dgi_s[k * H:(k + 1) * H, :]
+                # the gates' own gradients (after their σ or tanh)
+                rec["dn"][t] = dh_s.multiply_elementwise(sp.ones(H, n) - z)
+                rec["dz"][t] = dh_s.multiply_elementwise(h_before - n_t)
+                rec["dr"][t] = rec["deltan"][t].multiply_elementwise(hn)
             if mistake == "last_only" and t != T - 1:
                 continue
             h_prev = (hs[t] if mistake == "h_for_prev" else hs[t - 1] if t else zero)
             grads["wih"] += dgi_s * xs[t].T
             grads["whh"] += dgh_s * h_prev.T
-            grads["b"] += dgi_s * sp.ones(n, 1)
+            grads["bih"] += dgi_s * sp.ones(n, 1)
+            grads["bhh"] += dgh_s * sp.ones(n, 1)
+            if extra_s is not None:  # what b_hn read outside r ⊙ (...) adds to its block of db_hh
+                grads["bhh"] += sp.Matrix.vstack(sp.zeros(2 * H, 1), extra_s)
         world = {k: [_array(v) for v in vs] for k, vs in rec.items() if vs[0] is not None}
         world["h"], world["x"] = [_array(h) for h in hs], [_array(x) for x in xs]
         world["a"] = [_array(P.ih(x) + P.hh(hs[t - 1] if t else zero)) for t, x in enumerate(xs)]
@@ -593,8 +651,14 @@ class RecurrentChecker(Binder):
             for k, name in enumerate(("i", "f", "g", "o")):
                 world[name] = [_array(s[k]) for s in saved]
             world["c"] = [_array(s[4]) for s in saved[1:]] + [_array(_c_last(saved[-1]))]
-        world["grads"] = {"wih": _array(grads["wih"]), "whh": _array(grads["whh"]), "b": _array(grads["b"]),
-                          "bih": _array(grads["b"]), "bhh": _array(grads["b"])}
+        if self.kind == "gru":
+            for k, gate in enumerate(GRU_BLOCKS):
+                world[gate] = [_array(s[k]) for s in saved]
+        world["grads"] = {key: _array(value) for key, value in grads.items()}
+        world["grads"]["b"] = world["grads"]["bih"]
+        for key, (block, whole, k, rows) in self.blocks.items():
+            whole_key = {"wi": "wih", "wh": "whh", "bi": "bih", "bh": "bhh"}[key[:2]]
+            world["grads"][key] = world["grads"][whole_key][k * rows:(k + 1) * rows]
         return world
 
     def _scatter(self, world, onehots, mistake):
@@ -772,7 +836,7 @@ class RecurrentChecker(Binder):
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
-                        "dg", "do", "ccarry"):
+                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -815,10 +879,39 @@ class RecurrentChecker(Binder):
             "wemb": ("Σ_t onehot(x_t) dx_tᵀ (dE[x_t] += dx_t)", r"\sum_{t=1}^{T} \operatorname{onehot}(x_t)\, dx_t^\top"),
         }
         forms["bih"] = forms["bhh"] = forms["b"]
+        if self.kind == "gru":
+            forms.update(self._gru_forms(out))
         text, latex = forms[key]
         if self.rows:
             text += " (columns form; transpose it for rows)"
         return _Quantity(text, latex)
+
+    def _gru_forms(self, out) -> dict:
+        """The GRU's own forms: torch's r, z, n; δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t] is what W_hh h + b_hh gets."""
+        hh = ("[δ^r_t; δ^z_t; r_t ⊙ δ^n_t]", r"[\delta^r_t; \delta^z_t; r_t \odot \delta^n_t]")
+        forms = {
+            "dh": (f"{out[0]} + W_hhᵀ δ^h_(t+1) + dh_(t+1) ⊙ z_(t+1), δ^h_t = {hh[0]}",
+                   rf"{out[1]} + W_{{hh}}^\top \delta^h_{{t+1}} + dh_{{t+1}} \odot z_{{t+1}}"),
+            "delta": ("[δ^r_t; δ^z_t; δ^n_t]", r"[\delta^r_t; \delta^z_t; \delta^n_t]"),
+            "carry": ("W_hhᵀ δ^h_t + dh_t ⊙ z_t", r"W_{hh}^\top \delta^h_t + dh_t \odot z_t"),
+            "deltan": ("dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²)", r"dh_t \odot (1 - z_t) \odot (1 - n_t^2)"),
+            "deltaz": ("dh_t ⊙ (h_(t-1) − n_t) ⊙ z_t ⊙ (1 − z_t)",
+                       r"dh_t \odot (h_{t-1} - n_t) \odot z_t \odot (1 - z_t)"),
+            "deltar": ("δ^n_t ⊙ (W_hn h_(t-1) + b_hn) ⊙ r_t ⊙ (1 − r_t)",
+                       r"\delta^n_t \odot (W_{hn} h_{t-1} + b_{hn}) \odot r_t \odot (1 - r_t)"),
+            "dn": ("dh_t ⊙ (1 − z_t)", r"dh_t \odot (1 - z_t)"),
+            "dz": ("dh_t ⊙ (h_(t-1) − n_t)", r"dh_t \odot (h_{t-1} - n_t)"),
+            "dr": ("δ^n_t ⊙ (W_hn h_(t-1) + b_hn)", r"\delta^n_t \odot (W_{hn} h_{t-1} + b_{hn})"),
+            "whh": (f"Σ_t δ^h_t h_(t-1)ᵀ, δ^h_t = {hh[0]}", r"\sum_{t=1}^{T} \delta^h_t h_{t-1}^\top"),
+            "bhh": (f"Σ_t δ^h_t, δ^h_t = {hh[0]}", r"\sum_{t=1}^{T} \delta^h_t"),
+        }
+        for gate in GRU_BLOCKS:
+            d = ("r_t ⊙ δ^n_t", r"r_t \odot \delta^n_t") if gate == "n" else (f"δ^{gate}_t", rf"\delta^{gate}_t")
+            forms[f"wi{gate}"] = (f"Σ_t δ^{gate}_t x_tᵀ", rf"\sum_{{t=1}}^{{T}} \delta^{gate}_t x_t^\top")
+            forms[f"bi{gate}"] = (f"Σ_t δ^{gate}_t", rf"\sum_{{t=1}}^{{T}} \delta^{gate}_t")
+            forms[f"wh{gate}"] = (f"Σ_t {d[0]} h_(t-1)ᵀ", rf"\sum_{{t=1}}^{{T}} ({d[1]}) h_{{t-1}}^\top")
+            forms[f"bh{gate}"] = (f"Σ_t {d[0]}", rf"\sum_{{t=1}}^{{T}} {d[1]}")
+        return forms
 
     def _output_delta(self):
         """The output layer's δ as the derivation states it (stacked over the steps), to read at step t."""
@@ -859,6 +952,8 @@ class RecurrentChecker(Binder):
             wrong = [getter(w[(mistake, local)]) for w in worlds]
             if all(np.allclose(a, b) for a, b in zip(wrong, expected)):
                 continue  # the mistake does not change this quantity
+            if not local and not any(np.any(a) for a in wrong):
+                continue  # carried through the loop it leaves this step nothing (no output share before T): no clue
             names_changed = not local and mistake != "last_only"
             key = (mistake, local) if names_changed else (None, False)
             if self._agree(mine, wrong, worlds, key):
@@ -869,7 +964,7 @@ class RecurrentChecker(Binder):
             return "the sign: yours is the negative of the gradient"
         values = self._values(mine, worlds)
         ratios = [float(np.sum(v * e) / np.sum(e * e)) for v, e in zip(values, expected) if np.sum(e * e) > 0]
-        if ratios and max(ratios) - min(ratios) < 1e-6 * max(1, abs(ratios[0])) and all(
+        if ratios and abs(ratios[0]) > 1e-9 and max(ratios) - min(ratios) < 1e-6 * max(1, abs(ratios[0])) and all(
                 np.allclose(v, ratios[0] * e) for v, e in zip(values, expected)):
             k = sp.nsimplify(ratios[0], rational=True, tolerance=1e-6)
             mean = f" (the loss is the mean over the T = {self.T} steps" + \
@@ -881,7 +976,22 @@ class RecurrentChecker(Binder):
         out = ("the output's share" if self.layers == 2 else "(∂L/∂h_t)_out")
         f = "tanh'" if self.f == "tanh" else "relu'"
         at = "1 − h_t²" if self.f == "tanh" else "[a_t > 0]"
+        h = "h_(t-1)"
         return {
+            # the GRU's, as check-code's gru op names them (diagnose._gru_worlds)
+            "swapped": (f"(1 − z) and z swapped: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ {h}, so δ^n_t = dh_t ⊙ (1 − z_t) ⊙ "
+                        f"(1 − n_t²), δ^z_t = dh_t ⊙ ({h} − n_t) ⊙ z_t(1 − z_t) and {h} gets dh_t ⊙ z_t directly; "
+                        "yours is the backward of (1 − z) ⊙ h_(t-1) + z ⊙ n (Chung et al.'s and Olah's convention)"),
+            "bias_outside": (f"b_hn read outside r ⊙ (W_hn {h} + b_hn): torch's n = tanh(W_in x + b_in + r ⊙ (W_hn {h} "
+                             f"+ b_hn)), so δ^r_t = δ^n_t ⊙ (W_hn {h} + b_hn) ⊙ r_t(1 − r_t) and dL/db_hn = Σ_t r_t ⊙ "
+                             f"δ^n_t; yours reads W_hn {h} alone, or δ^n_t for b_hn's share"),
+            "z_path": (f"the path from h_t to {h} through z dropped: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ {h}, so dh_(t-1) "
+                       f"gets dh_t ⊙ z_t besides the gates' paths through W_hh; yours has the paths through W_hh alone"),
+            "gru_at_h": ("tanh' taken at h_t: δ^n_t = dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²), the derivative at the candidate "
+                         "n_t = tanh(a_n); yours is 1 − h_t² (an RNN's, whose output is the tanh)"),
+            "gru_at_pre": (f"tanh' taken at the pre-activation: δ^n_t = dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²) with n_t = "
+                           f"tanh(a_n); yours is 1 − a_n², the formula applied to a_n = W_in x_t + b_in + r_t ⊙ (W_hn "
+                           f"{h} + b_hn) itself"),
             "overwrite": ("a token's row is overwritten instead of added to: a token that occurs at several steps (or "
                           "in several samples) gets the sum of their dx_t, dE[x_t] += dx_t (np.add.at(dE, ids, dx), "
                           "not dE[ids] = dx)"),
