@@ -64,7 +64,7 @@ _LAST = re.compile(r"_\s*(?:\{\s*T\s*([+-]\s*1)?\s*\}|T(?![A-Za-z0-9]))")
 _SQUARE = re.compile(r"(_\s*(?:\{\s*(?:t|last)(?:\s*[+-]\s*1)?\s*\}|t(?![A-Za-z0-9])))\s*\^\s*(?:\{\s*2\s*\}|2)")
 _LIST = re.compile(r"\b(hs|xs|ps|ys|cs)\[\s*(t\s*[+-]\s*1|t)\s*\]")
 _LISTED = {"hs": "h", "xs": "x", "ps": "yhat", "ys": "o", "cs": "c"}
-_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrzn])\s*\}?")
+_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrznxh])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
@@ -74,6 +74,10 @@ _ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(
 _ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
                      r"(_\s*(?:\{[^{}()]*\}|[A-Za-z0-9]+))\s*(?:\\right\s*)?\)", re.IGNORECASE)
 _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
+# the notes' δh_t, δc_t (dh_t, dc_t) and (∂L/∂h_t)_out, the output's share of dh_t
+_DELTA_STATE = re.compile(r"\\delta\s*([hc])\s*_")
+_OUT_SHARE = re.compile(r"(?:\\left\s*)?\(\s*\\frac\s*\{\s*\\partial\s*L\s*\}\s*\{\s*\\partial\s*h\s*(_\s*(?:\{[^{}]*\}|\w))\s*\}"
+                        r"\s*(?:\\right\s*)?\)\s*_\s*\{?\s*(?:\\mathrm\s*\{\s*out\s*\}|out)\s*\}?")
 _TILDE_H = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*h\s*\}?")  # the GRU's candidate h̃_t, torch's n_t
 
 
@@ -84,6 +88,10 @@ def rewrite_time(text: str) -> str:
     text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
     text = re.sub(r"\bd_([ifgo])_pre\b", r"d\1pre", text)  # d_i_pre: i is a gate, not an entry index
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
+    # \tanh^{2}(c_t) as \tanh^2(c_t): the parser reads the braced power as no power at all
+    text = re.sub(r"\\(tanh|sigma)\s*\^\s*\{\s*2\s*\}", r"\\\1^2", text)
+    text = _OUT_SHARE.sub(r"gout\1", text)
+    text = _DELTA_STATE.sub(r"d\1_", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
                         + ("^T" if m[3] else ""), text)
@@ -110,6 +118,24 @@ def _diagonals(text: str) -> str:
         return _diagonals(text[:m.start()]) + f" \\odot ({inner})" + _diagonals(text[rest_end:])
     return (text[:m.start()] + f"(({inner}) \\odot ({_diagonals(text[inner_end + 1:rest_end])}))"
             + _diagonals(text[rest_end:]))
+
+
+def _stacked(text: str):
+    """The blocks of ``[A; B; C]`` when that is the whole text, or None."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    depth, cuts = 0, []
+    for k, c in enumerate(text[1:-1], 1):
+        depth += (c in "([{") - (c in ")]}")
+        if depth < 0:
+            return None  # [a] b [c]: the first bracket closes before the end
+        if c == ";" and depth == 0:
+            cuts.append(k)
+    if not cuts:
+        return None
+    bounds = [0] + cuts + [len(text) - 1]
+    return [text[a + 1:b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 def _closing(text: str, start: int) -> int:
@@ -144,7 +170,9 @@ _STEP_STEMS = {
     "delta": "delta", "dhraw": "delta", "dtanh": "delta", "yhat": "yhat", "y": "y", "o": "o",
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
     "deltagatec": "dc", "r": "r", "n": "n",
-    "deltagater": "deltar", "deltagatez": "deltaz", "deltagaten": "deltan", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
+    "deltagater": "deltar", "deltagatez": "deltaz", "deltagaten": "deltan", "gout": "gout",
+    # the notes' δ^x_t, δ^h_t: what W_ih x_t + b_ih and W_hh h_(t-1) + b_hh get (one δ_t but for a GRU)
+    "deltagatex": "delta", "deltagateh": "deltah", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
     "dy": "dy", "dscores": "dy", "dt": "delta", "hnext": "h", "hprev": "hprev", "dhprev": "carry",
     # an LSTM's loop body: c_prev, dc_next (step t + 1's share of dc_t), dc_prev, d_i_pre (δ^i_t), ...
     "cprev": "cprev", "dcnext": "cnext", "dcprev": "ccarry",
@@ -214,7 +242,7 @@ class RecurrentChecker(Binder):
         H, F = layer.hidden_size, self.q[f"W_ih{l}"].symbol.shape[1]
         gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.kind] * H
         K = self.net.layers[l].units if self.layers == 2 else H
-        shapes = {"x": F, "h": H, "a": gates, "delta": gates, "dh": H, "carry": H, "dx": F}
+        shapes = {"x": F, "h": H, "a": gates, "delta": gates, "deltah": gates, "dh": H, "carry": H, "dx": F, "gout": H}
         if self.embedded:  # the token at step t, a one-hot column of V entries
             shapes["onehot"] = self.q["W1"].symbol.shape[0]
         if self.kind == "lstm":
@@ -285,11 +313,12 @@ class RecurrentChecker(Binder):
         names = ["x_t, h_t, h_{t-1} (h_0 = 0), " + ("a_t" if gru else "a_t or z_t") + " (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
                  + (", the four gates stacked" if lstm else ", the three gates stacked" if gru else "") + "); t, t ± 1, T, T + 1 or a step number; "
                  "Goodfellow's h^{(t)}, Karpathy's hs[t], xs[t]",
-                 "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh, b (bh: b_ih + b_hh); cs231n's Wx, Wh stored in × out",
+                 "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh" + ("" if gru else ", b (bh: b_ih + b_hh)")
+                 + "; cs231n's Wx, Wh stored in × out",
                  "dh_t (dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output and step t + 1",
                  "δ_t (dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0",
                  "dhnext (Karpathy: step t + 1's share of dh_t), dprev_h (cs231n: the share step t passes to h_{t-1})",
-                 "dL/dW_ih, dL/dW_hh, dL/db_ih, dL/db_hh, dL/db (dWxh, dWhh, dbh), dL/dx_t",
+                 "dL/dW_ih, dL/dW_hh, dL/db_ih, dL/db_hh" + ("" if gru else ", dL/db (dWxh, dWhh, dbh)") + ", dL/dx_t",
                  "\\sum_t, \\sum_{t=1}^{T} (over the steps); dW += ... (a sum over t); a rule in t checked at every t"]
         if lstm:
             names.append("c_t (c_0 = 0), i_t, f_t, g_t (\\tilde c_t), o_t; dc_t (dL/dc_t), \\delta^i_t, \\delta^f_t, "
@@ -302,7 +331,8 @@ class RecurrentChecker(Binder):
                          "their dL/dW_hn, ...; b_ih (bx) and b_hh (bh) apart (their n blocks' gradients differ)")
         if self.layers == 2:
             out = "o_t" if not lstm else "the output's pre-activation"
-            names.append(f"W_hy (Why, V, W_y, W2), b_y (by, {'c, ' if not lstm else ''}b2); y_t, ŷ_t (ps[t]), "
+            w, b = ("W3", "b3") if self.embedded else ("W2", "b2")
+            names.append(f"W_hy (Why, V, W_y, {w}), b_y (by, {'c, ' if self.kind == 'rnn' else ''}{b}); y_t, ŷ_t (ps[t]), "
                          f"{out}; dy_t (dscores, dL/do_t: the output's pre-activation gradient); dL/dW_hy, dL/db_y")
         if self.embedded:
             names.append("the embedding: E (W_e, W_emb, W1: nn.Embedding's table, V × D), e_t or x_t (the embedded step, "
@@ -334,7 +364,7 @@ class RecurrentChecker(Binder):
                 own = _STEP_STEMS[stem]
                 if stem == "z" and self.kind == "gru":  # the update gate, not a pre-activation
                     own = "z"
-                if own == "o" and self.kind == "rnn":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
+                if own == "o" and self.kind != "lstm":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
                     own = "out"
                 if grad:
                     own = _GRADIENT_OF.get(own)
@@ -446,6 +476,22 @@ class RecurrentChecker(Binder):
         if any(isinstance(p, Ones) for p in parts):
             raise ChainruleError(f"a ones vector alone cannot be summed over t in '{node.text}'")
         return sp.MatAdd(*parts) if all(isinstance(p, sp.MatrixExpr) for p in parts) else sp.Add(*parts)
+
+    def _bind_stack(self, node):
+        parts = [self.bind(a) for a in node.args]
+        if not all(isinstance(p, sp.MatrixExpr) for p in parts):
+            raise ShapeMismatch(f"'{node.text}' stacks something that is not a matrix")
+        parts = [sp.Transpose(p) if self.rows else p for p in parts]  # columns form
+        if len({p.shape[1] for p in parts}) > 1:
+            raise ShapeMismatch(f"the blocks of '{node.text}' have different numbers of columns")
+        total, start, placed = sum(p.shape[0] for p in parts), 0, []
+        for p in parts:  # block k placed by a constant selection matrix: numeric_value evaluates it
+            select = sp.zeros(total, p.shape[0])
+            select[start:start + p.shape[0], :] = sp.eye(p.shape[0])
+            placed.append(sp.ImmutableMatrix(select) * p)
+            start += p.shape[0]
+        stacked = sp.MatAdd(*placed)
+        return sp.Transpose(stacked) if self.rows else stacked
 
     def _layer_of(self, node):
         """The layer whose pre-activation ``node`` names: a_t is the recurrent layer's, o_t the output's."""
@@ -578,7 +624,7 @@ class RecurrentChecker(Binder):
         H, T, n = W_hh.shape[1], self.T, X.shape[1]
         zero = sp.zeros(H, n)
         Gm = sp.ImmutableMatrix(G)
-        rec = {k: [None] * T for k in ("dh", "delta", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
+        rec = {k: [None] * T for k in ("dh", "delta", "deltah", "gout", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
                                        "di", "df", "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz",
                                        "dn")}
         true_carry = wrong_carry = (zero,) * cell.states
@@ -616,6 +662,7 @@ class RecurrentChecker(Binder):
                 wrong_carry = true_carry
             dh_s, dgi_s, dgh_s, share_s, direct_s, carry_s, extra_s = shown
             rec["dh"][t], rec["delta"][t], rec["carry"][t] = dh_s, dgi_s, share_s
+            rec["deltah"][t], rec["gout"][t] = dgh_s, out
             rec["dx"][t] = P.W_ih.T * dgi_s
             if cell.states == 2:
                 i, f, g, o, c_prev, tc = saved[t]
@@ -683,7 +730,12 @@ class RecurrentChecker(Binder):
             return self._scatter_check(row[1], bool(row[2]), wrt, written)
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
-        wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        pieces = _stacked(rewrite_time(text))
+        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
+            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
+            tree = Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
+        else:
+            wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
         wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
         if self._timed(wrt_tree):
             verdicts = []
@@ -836,7 +888,7 @@ class RecurrentChecker(Binder):
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
-                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn"):
+                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -879,6 +931,7 @@ class RecurrentChecker(Binder):
             "wemb": ("Σ_t onehot(x_t) dx_tᵀ (dE[x_t] += dx_t)", r"\sum_{t=1}^{T} \operatorname{onehot}(x_t)\, dx_t^\top"),
         }
         forms["bih"] = forms["bhh"] = forms["b"]
+        forms["deltah"] = forms["delta"]
         if self.kind == "gru":
             forms.update(self._gru_forms(out))
         text, latex = forms[key]
@@ -893,6 +946,7 @@ class RecurrentChecker(Binder):
             "dh": (f"{out[0]} + W_hhᵀ δ^h_(t+1) + dh_(t+1) ⊙ z_(t+1), δ^h_t = {hh[0]}",
                    rf"{out[1]} + W_{{hh}}^\top \delta^h_{{t+1}} + dh_{{t+1}} \odot z_{{t+1}}"),
             "delta": ("[δ^r_t; δ^z_t; δ^n_t]", r"[\delta^r_t; \delta^z_t; \delta^n_t]"),
+            "deltah": hh,
             "carry": ("W_hhᵀ δ^h_t + dh_t ⊙ z_t", r"W_{hh}^\top \delta^h_t + dh_t \odot z_t"),
             "deltan": ("dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²)", r"dh_t \odot (1 - z_t) \odot (1 - n_t^2)"),
             "deltaz": ("dh_t ⊙ (h_(t-1) − n_t) ⊙ z_t ⊙ (1 − z_t)",
