@@ -315,8 +315,11 @@ class RecurrentChecker(Binder):
                  "Goodfellow's h^{(t)}, Karpathy's hs[t], xs[t]",
                  "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh" + ("" if gru else ", b (bh: b_ih + b_hh)")
                  + "; cs231n's Wx, Wh stored in × out",
-                 "dh_t (dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output and step t + 1",
-                 "δ_t (dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0",
+                 "dh_t (δh_t, dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output, "
+                 "(\\partial L/\\partial h_t)_{out}, and step t + 1",
+                 "δ_t (δ^x_t, dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0"
+                 + ("; δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t], what W_hh h_{t-1} + b_hh gets" if gru else
+                    "; [A; B; ...] stacks the gates' blocks"),
                  "dhnext (Karpathy: step t + 1's share of dh_t), dprev_h (cs231n: the share step t passes to h_{t-1})",
                  "dL/dW_ih, dL/dW_hh, dL/db_ih, dL/db_hh" + ("" if gru else ", dL/db (dWxh, dWhh, dbh)") + ", dL/dx_t",
                  "\\sum_t, \\sum_{t=1}^{T} (over the steps); dW += ... (a sum over t); a rule in t checked at every t"]
