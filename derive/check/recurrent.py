@@ -1,4 +1,5 @@
-"""Checking a derivation of backpropagation through time: a network whose first layer is ``rnn`` or ``lstm``.
+"""Checking a derivation of backpropagation through time: a network whose first layer is ``rnn``, ``lstm`` or
+``gru`` (after an ``embedding`` of token ids, or not), then at most one dense layer.
 
 The recurrence is one node of the derivation graph, so the names people give its steps (x_t, h_t,
 h_{t-1}, a_t, δ_t, dh_t, c_t, the LSTM's gates i_t, f_t, g_t (\\tilde c_t), o_t) stand for per-step
@@ -20,6 +21,14 @@ rule checked at every t = 1, ..., T. The usual mistakes are named: the sum over 
 from step t + 1 into dh_t dropped, W_hh untransposed on it, f' taken at h_t or h_{t-1} instead of the
 pre-activation, f' left out, h_t for h_{t-1} in dW_hh, the forget-gate path of dc_t missing (LSTM), and
 a constant factor (the loss is the mean over the T steps).
+
+After an embedding, E (W_e, W_emb) is nn.Embedding's (V, D) table, e_t or x_t the embedded step and
+onehot(x_t) the token's one-hot column; dL/dE = Σ_t onehot(x_t) dx_tᵀ, and the loop's dE[x_t] += dx_t
+scatters each step's share into its token's row (dE[x_t] = dx_t, which overwrites a repeated token's row,
+is named). A GRU is read in torch's equations: r_t, z_t, n_t (\\tilde h_t), their δs, the gate blocks
+W_ir .. b_hn, b_ih and b_hh apart, δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t] what W_hh h_(t-1) + b_hh gets;
+its usual mistakes are check-code's (``diagnose.BoundCell`` makes them at each step). The notes' own
+spellings read too: δh_t, δc_t, (∂L/∂h_t)_out, δ^x_t, and a stacked [A; B; C] as the whole right side.
 """
 import random
 import re
