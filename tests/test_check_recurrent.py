@@ -133,21 +133,23 @@ def test_names_lists_the_recurrent_names_and_the_sizes():
     names = "\n".join(accepted_names(derive(_spec(cell="lstm"))))
     for name in ("h_{t-1}", "W_hh", "dhnext", "dc_t", "\\delta^f_t", "checked at T = 3"):
         assert name in names
-    assert accepted_names(derive("generated/specs/lstm_lm.toml")) is None  # an embedding: not read
+    assert "onehot(x_t)" in "\n".join(accepted_names(derive("generated/specs/lstm_lm.toml")))  # an embedding: read
 
 
 _GRU = ('[network]\ninputs = { length = 3, features = 2 }\nlayers = [ { type = "gru", hidden_size = 2 } ]\n'
         'loss = "sse_half"\n')
 _RNN = _GRU.replace('"gru"', '"rnn"')
+_DENSE_FIRST = _RNN.replace('layers = [ {', 'layers = [ { units = 2 }, {')
 
 
 @pytest.mark.parametrize("spec, args, message", [
-    (_GRU, ["--wrt", "W_hh", "--grad", "0"], "first layer is rnn or lstm, and this one's is gru"),
-    ("generated/specs/lstm_lm.toml", ["--wrt", "W_hh", "--grad", "0"], "this one's is embedding"),
+    (_DENSE_FIRST, ["--wrt", "W_hh", "--grad", "0"], "first layer is rnn, lstm or gru, and this one's is dense"),
+    (_GRU.replace('hidden_size = 2 } ]', 'hidden_size = 2 }, { units = 2 }, { units = 2 } ]').replace('"gru"', '"rnn"'),
+     ["--wrt", "W_hh", "--grad", "0"], "followed by at most one dense layer"),
     (None, ["--wrt", "W_hh", "--grad", "h_{t+5}"], "a step is written t - 1, t, t + 1, T, T + 1"),
     (None, ["--wrt", "W_hh", "--grad", "q_t"], "unknown name 'q_t'"),
     (None, ["--wrt", "h_t", "--grad", "x_t"], "is not a gradient"),
-], ids=["gru", "embedding", "offset", "unknown", "not-a-gradient"])
+], ids=["dense-first", "deeper", "offset", "unknown", "not-a-gradient"])
 def test_cli_errors_are_one_line(tmp_path, spec, args, message):
     if spec is None or spec.startswith("["):
         text, spec = spec or _RNN, tmp_path / "net.toml"
@@ -158,10 +160,13 @@ def test_cli_errors_are_one_line(tmp_path, spec, args, message):
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("chainrule: error:") and message in run.stderr, run.stderr
 
 
-def test_a_gru_is_refused_by_the_checker_with_the_way_out():
+def test_a_dense_layer_before_the_recurrent_one_is_refused_with_the_way_out(tmp_path):
+    spec = tmp_path / "net.toml"
+    spec.write_text(_DENSE_FIRST)
     with pytest.raises(ChainruleError, match="check the derivation with derive.verify"):
-        Checker(derive("generated/specs/gru_classifier.toml"))
-    assert accepted_names(derive("generated/specs/gru_classifier.toml")) is None  # its notes point to no checker
+        Checker(derive(str(spec)))
+    assert accepted_names(derive(str(spec))) is None  # its notes point to no checker
+    assert "W_hn" in "\n".join(accepted_names(derive("generated/specs/gru_classifier.toml")))  # a GRU: read
 
 
 def test_softmax_of_the_output_is_the_prediction_and_its_prime_is_refused():

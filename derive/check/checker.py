@@ -39,8 +39,8 @@ exists (layer 0 only as a^0 = x): one verdict per layer, and for a layer where i
 the network lacks (W^{l+1} at the output layer) the reason and that layer's correct expression,
 without counting against the rule. L in an index is the last layer (``\\delta^L``).
 
-A network whose first layer is rnn or lstm is read by ``recurrent.RecurrentChecker`` (``Checker`` gives one):
-per-step names (x_t, h_t, δ_t, dh_t, c_t), sums and rules in t, the usual BPTT mistakes.
+A network whose first layer is rnn, lstm or gru (an embedding may come first) is read by
+``recurrent.RecurrentChecker`` (``Checker`` gives one): per-step names (x_t, h_t, δ_t, dh_t, c_t), sums and rules in t, the usual BPTT mistakes.
 
 A network with one attention layer (``attention``) is read one sample at a time with the positions as rows:
 Q, K, V, O, G = dL/dY, S_h, P_h (A with one head), M, W_Q, ..., d_k, and their gradients (dQ, δS_h,
@@ -544,7 +544,7 @@ def accepted_names(derivation, convention: str = "sample"):
     if recurrent(derivation.network):
         try:
             return Checker(derivation, convention).accepted()
-        except ChainruleError:  # a recurrent network the checker does not read (an embedding, a GRU)
+        except ChainruleError:  # a recurrent network the checker does not read (a layer before it, a deeper stack)
             return None
     if unreadable(derivation.network) is not None:
         return None

@@ -1,4 +1,5 @@
-"""Checking a derivation of backpropagation through time: a network whose first layer is ``rnn`` or ``lstm``.
+"""Checking a derivation of backpropagation through time: a network whose first layer is ``rnn``, ``lstm`` or
+``gru`` (after an ``embedding`` of token ids, or not), then at most one dense layer.
 
 The recurrence is one node of the derivation graph, so the names people give its steps (x_t, h_t,
 h_{t-1}, a_t, δ_t, dh_t, c_t, the LSTM's gates i_t, f_t, g_t (\\tilde c_t), o_t) stand for per-step
@@ -20,6 +21,14 @@ rule checked at every t = 1, ..., T. The usual mistakes are named: the sum over 
 from step t + 1 into dh_t dropped, W_hh untransposed on it, f' taken at h_t or h_{t-1} instead of the
 pre-activation, f' left out, h_t for h_{t-1} in dW_hh, the forget-gate path of dc_t missing (LSTM), and
 a constant factor (the loss is the mean over the T steps).
+
+After an embedding, E (W_e, W_emb) is nn.Embedding's (V, D) table, e_t or x_t the embedded step and
+onehot(x_t) the token's one-hot column; dL/dE = Σ_t onehot(x_t) dx_tᵀ, and the loop's dE[x_t] += dx_t
+scatters each step's share into its token's row (dE[x_t] = dx_t, which overwrites a repeated token's row,
+is named). A GRU is read in torch's equations: r_t, z_t, n_t (\\tilde h_t), their δs, the gate blocks
+W_ir .. b_hn, b_ih and b_hh apart, δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t] what W_hh h_(t-1) + b_hh gets;
+its usual mistakes are check-code's (``diagnose.BoundCell`` makes them at each step). The notes' own
+spellings read too: δh_t, δc_t, (∂L/∂h_t)_out, δ^x_t, and a stacked [A; B; C] as the whole right side.
 """
 import random
 import re
@@ -36,10 +45,15 @@ from ..printing import MathLatex, MathText
 from ..steps import N
 from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
+from .diagnose import BoundCell
 from .compare import BATCH, Point, _agreement, numeric_value
 from .parse import MAX_LENGTH, Node, parse_equation
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
+# the GRU step's usual mistakes, as check-code names them (diagnose.BoundCell makes them)
+GRU_WORLDS = {"swapped": {"swapped": True}, "bias_outside": {"bias_outside": True}, "z_path": {"z_path": True},
+              "gru_at_h": {"gru_prime": "output"}, "gru_at_pre": {"gru_prime": "pre"}}
+GRU_BLOCKS = ("r", "z", "n")  # torch's order of the stacked gates
 POINTS = 4
 ONE_SAMPLE = ("sample", "goodfellow")
 READ_IN = ("sample", "goodfellow", "columns", "rows")
@@ -59,11 +73,21 @@ _LAST = re.compile(r"_\s*(?:\{\s*T\s*([+-]\s*1)?\s*\}|T(?![A-Za-z0-9]))")
 _SQUARE = re.compile(r"(_\s*(?:\{\s*(?:t|last)(?:\s*[+-]\s*1)?\s*\}|t(?![A-Za-z0-9])))\s*\^\s*(?:\{\s*2\s*\}|2)")
 _LIST = re.compile(r"\b(hs|xs|ps|ys|cs)\[\s*(t\s*[+-]\s*1|t)\s*\]")
 _LISTED = {"hs": "h", "xs": "x", "ps": "yhat", "ys": "o", "cs": "c"}
-_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgoc])\s*\}?")
+_GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrznxh])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
+# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
+_ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(\+)?")
+# onehot(x_t), \text{one\_hot}(x_t): the token at step t as a one-hot column, one name the parser reads
+_ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
+                     r"(_\s*(?:\{[^{}()]*\}|[A-Za-z0-9]+))\s*(?:\\right\s*)?\)", re.IGNORECASE)
 _TILDE = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*[cC]\s*\}?")
+# the notes' δh_t, δc_t (dh_t, dc_t) and (∂L/∂h_t)_out, the output's share of dh_t
+_DELTA_STATE = re.compile(r"\\delta\s*([hc])\s*_")
+_OUT_SHARE = re.compile(r"(?:\\left\s*)?\(\s*\\frac\s*\{\s*\\partial\s*L\s*\}\s*\{\s*\\partial\s*h\s*(_\s*(?:\{[^{}]*\}|\w))\s*\}"
+                        r"\s*(?:\\right\s*)?\)\s*_\s*\{?\s*(?:\\mathrm\s*\{\s*out\s*\}|out)\s*\}?")
+_TILDE_H = re.compile(r"\\(?:tilde|widetilde)\s*\{?\s*h\s*\}?")  # the GRU's candidate h̃_t, torch's n_t
 
 
 def rewrite_time(text: str) -> str:
@@ -73,14 +97,20 @@ def rewrite_time(text: str) -> str:
     text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
     text = re.sub(r"\bd_([ifgo])_pre\b", r"d\1pre", text)  # d_i_pre: i is a gate, not an entry index
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
+    # \tanh^{2}(c_t) as \tanh^2(c_t): the parser reads the braced power as no power at all
+    text = re.sub(r"\\(tanh|sigma)\s*\^\s*\{\s*2\s*\}", r"\\\1^2", text)
+    text = _OUT_SHARE.sub(r"gout\1", text)
+    text = _DELTA_STATE.sub(r"d\1_", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
                         + ("^T" if m[3] else ""), text)
     text = _LIST.sub(lambda m: f"{_LISTED[m[1]]}_{{{m[2].replace(' ', '')}}}", text)
     text = _LAST.sub(lambda m: "_{last" + (m[1] or "").replace(" ", "") + "}", text)
     text = _SQUARE.sub(r"\1**2", text)
+    text = _ONEHOT.sub(r"onehot\1", text)
     text = _GATE.sub(lambda m: f"\\delta_{{gate{m[1]}}}", text)
     text = _TILDE.sub("g", text)
+    text = _TILDE_H.sub("n", text)
     text = re.sub(r"(?<!\bnp)\.dot\(", " @ (", text)  # x.T.dot(d), not np.dot(x, d)
     return _diagonals(text)
 
@@ -97,6 +127,24 @@ def _diagonals(text: str) -> str:
         return _diagonals(text[:m.start()]) + f" \\odot ({inner})" + _diagonals(text[rest_end:])
     return (text[:m.start()] + f"(({inner}) \\odot ({_diagonals(text[inner_end + 1:rest_end])}))"
             + _diagonals(text[rest_end:]))
+
+
+def _stacked(text: str):
+    """The blocks of ``[A; B; C]`` when that is the whole text, or None."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    depth, cuts = 0, []
+    for k, c in enumerate(text[1:-1], 1):
+        depth += (c in "([{") - (c in ")]}")
+        if depth < 0:
+            return None  # [a] b [c]: the first bracket closes before the end
+        if c == ";" and depth == 0:
+            cuts.append(k)
+    if not cuts:
+        return None
+    bounds = [0] + cuts + [len(text) - 1]
+    return [text[a + 1:b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 def _closing(text: str, start: int) -> int:
@@ -127,10 +175,13 @@ def _term_end(text: str, start: int) -> int:
 # -- the names -------------------------------------------------------------------------------------------
 # A person's stems for per-step quantities -> the checker's; ``\\delta^{i}_t`` is deltagatei.
 _STEP_STEMS = {
-    "x": "x", "h": "h", "a": "a", "z": "a", "c": "c", "i": "i", "f": "f", "g": "g",
+    "x": "x", "e": "x", "onehot": "onehot", "h": "h", "a": "a", "z": "a", "c": "c", "i": "i", "f": "f", "g": "g",
     "delta": "delta", "dhraw": "delta", "dtanh": "delta", "yhat": "yhat", "y": "y", "o": "o",
     "deltagatei": "deltai", "deltagatef": "deltaf", "deltagateg": "deltag", "deltagateo": "deltao",
-    "deltagatec": "dc", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
+    "deltagatec": "dc", "r": "r", "n": "n",
+    "deltagater": "deltar", "deltagatez": "deltaz", "deltagaten": "deltan", "gout": "gout",
+    # the notes' δ^x_t, δ^h_t: what W_ih x_t + b_ih and W_hh h_(t-1) + b_hh get (one δ_t but for a GRU)
+    "deltagatex": "delta", "deltagateh": "deltah", "nexth": "h", "prevh": "hprev", "dnexth": "dh", "dprevh": "carry", "dhnext": "next",
     "dy": "dy", "dscores": "dy", "dt": "delta", "hnext": "h", "hprev": "hprev", "dhprev": "carry",
     # an LSTM's loop body: c_prev, dc_next (step t + 1's share of dc_t), dc_prev, d_i_pre (δ^i_t), ...
     "cprev": "cprev", "dcnext": "cnext", "dcprev": "ccarry",
@@ -142,7 +193,7 @@ _IMPLICIT = ("x", "h", "dhraw", "dtanh", "dt", "nexth", "prevh", "hnext", "hprev
              "dopre")
 # A step quantity -> the checker's name for its gradient.
 _GRADIENT_OF = {"h": "dh", "x": "dx", "a": "delta", "c": "dc", "out": "dy", "i": "di", "f": "df", "g": "dg",
-                "o": "do"}
+                "o": "do", "r": "dr", "z": "dz", "n": "dn"}
 _LSTM_ONLY = ("c", "i", "f", "g", "o", "cprev", "dcnext", "dcprev", "dipre", "dfpre", "dgpre", "dopre")
 _TIME = re.compile(r"(?P<t>t|last)(?P<off>[+-]1)?|(?P<n>\d)")
 
@@ -158,16 +209,19 @@ class RecurrentChecker(Binder):
 
     def __init__(self, derivation, convention="sample"):
         net = derivation.network
-        layer = net.layers[0]
+        self.embedded = net.layers[0].kind == "embedding"  # token ids, embedded, then the recurrent layer
+        body = net.layers[1:] if self.embedded else net.layers
+        layer = body[0] if body else net.layers[0]
         if layer.kind not in CELLS:
-            raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn or lstm, and this "
-                                 f"one's is {layer.kind}; check the derivation with derive.verify")
-        if len(net.layers) > 2 or (len(net.layers) == 2 and net.layers[1].kind != "dense"):
+            raise ChainruleError(f"chainrule check reads a recurrent network whose first layer is rnn, lstm or gru, and this "
+                                 f"one's is {layer.kind} (an embedding may come before it); check the derivation with "
+                                 f"derive.verify")
+        if len(body) > 2 or (len(body) == 2 and body[1].kind != "dense"):
             raise ChainruleError("chainrule check reads a recurrent layer followed by at most one dense layer; check "
                                  "the same steps on that network (deeper ones with derive.verify)")
-        if net.input_shape[0][0] != "length" or dict(net.input_shape).get("vocab"):
-            raise ChainruleError("chainrule check reads a recurrent layer over a sequence of features; "
-                                 "check an embedding's gradient with derive.verify")
+        if net.input_shape[0][0] != "length":
+            raise ChainruleError("chainrule check reads a recurrent layer over a sequence of features or of token ids; "
+                                 "check this network with derive.verify")
         if convention not in READ_IN:
             raise ChainruleError(f"chainrule check reads a recurrent network in the {', '.join(READ_IN)} conventions, "
                                  f"not {convention}")
@@ -175,14 +229,16 @@ class RecurrentChecker(Binder):
         small = shrink(net)
         self.small = derivation if small == net else Derivation(small)
         self.net = self.small.network
+        self.l = 2 if self.embedded else 1  # the recurrent layer's number in the derivation's names (W_ih2, ...)
+        self.cell_layer = self.net.layers[self.l - 1]
         self.batch = convention not in ONE_SAMPLE
         self.rows, self.ng = convention == "rows", False  # Binder's operators read them
         self.sweep = self.small.batch if self.batch else self.small.sample
         self.q = self.sweep.quantities
-        self.kind, self.f = self.net.layers[0].kind, self.net.layers[0].nonlinearity
-        self.T = self.net.layers[0].length
-        self.sequences = self.net.layers[0].return_sequences
-        self.layers = len(self.net.layers)
+        self.kind, self.f = self.cell_layer.kind, self.cell_layer.nonlinearity
+        self.T = self.cell_layer.length
+        self.sequences = self.cell_layer.return_sequences
+        self.layers = len(self.net.layers) - self.embedded  # the recurrent layer and the output layer, if any
         self.columns = BATCH if self.batch else 1
         self.flags, self._bound, self.shared, self.drawn = [], {}, {}, {}
         self.node = next(a for s in self.sweep.steps for a in s.rhs.atoms(BPTT))
@@ -191,14 +247,18 @@ class RecurrentChecker(Binder):
 
     # -- per-step symbols and the names that stand for them ---------------------------------------------
     def _symbols(self):
-        layer = self.net.layers[0]
-        H, F = layer.hidden_size, self.net.input_shape[-1][1]
-        gates = {"rnn": 1, "lstm": 4}[self.kind] * H
-        K = self.net.layers[1].units if self.layers == 2 else H
-        shapes = {"x": F, "h": H, "a": gates, "delta": gates, "dh": H, "carry": H, "dx": F}
+        layer, l = self.cell_layer, self.l
+        H, F = layer.hidden_size, self.q[f"W_ih{l}"].symbol.shape[1]
+        gates = {"rnn": 1, "lstm": 4, "gru": 3}[self.kind] * H
+        K = self.net.layers[l].units if self.layers == 2 else H
+        shapes = {"x": F, "h": H, "a": gates, "delta": gates, "deltah": gates, "dh": H, "carry": H, "dx": F, "gout": H}
+        if self.embedded:  # the token at step t, a one-hot column of V entries
+            shapes["onehot"] = self.q["W1"].symbol.shape[0]
         if self.kind == "lstm":
             shapes.update({k: H for k in ("c", "dc", "i", "f", "g", "o", "deltai", "deltaf", "deltag", "deltao",
                                           "di", "df", "dg", "do", "ccarry")})
+        if self.kind == "gru":
+            shapes.update({k: H for k in ("r", "z", "n", "deltar", "deltaz", "deltan", "dr", "dz", "dn")})
         if self.layers == 2:
             shapes.update({"yhat": K, "y": K, "out": K, "dy": K})
         else:
@@ -207,19 +267,33 @@ class RecurrentChecker(Binder):
         self.sym = {(stem, t): sp.MatrixSymbol(f"{stem}_{t}", rows, self.columns)
                     for stem, rows in shapes.items() for t in range(1, self.T + 1)}
         q = self.q
-        p = {name: q[f"{name}1"].symbol for name in ("W_ih", "W_hh", "b_ih", "b_hh")}
+        p = {name: q[f"{name}{l}"].symbol for name in ("W_ih", "W_hh", "b_ih", "b_hh")}
         ones = sp.OneMatrix(1, self.columns)
         bias = sp.MatAdd(p["b_ih"], p["b_hh"])
         self.params = {"wih": p["W_ih"], "whh": p["W_hh"], "bih": p["b_ih"] * ones, "bhh": p["b_hh"] * ones,
                        "b": bias * ones}
-        self.param_grads = {"wih": q["dL_dW_ih1"].symbol, "whh": q["dL_dW_hh1"].symbol,
-                            "bih": q["dL_db_ih1"].symbol, "bhh": q["dL_db_hh1"].symbol, "b": q["dL_db_ih1"].symbol}
+        self.param_grads = {"wih": q[f"dL_dW_ih{l}"].symbol, "whh": q[f"dL_dW_hh{l}"].symbol,
+                            "bih": q[f"dL_db_ih{l}"].symbol, "bhh": q[f"dL_db_hh{l}"].symbol,
+                            "b": q[f"dL_db_ih{l}"].symbol}
         if self.layers == 2:
-            self.params.update({"wy": q["W2"].symbol, "by": q["b2"].symbol * ones})
-            self.param_grads.update({"wy": q["dL_dW2"].symbol, "by": q["dL_db2"].symbol})
+            self.params.update({"wy": q[f"W{l + 1}"].symbol, "by": q[f"b{l + 1}"].symbol * ones})
+            self.param_grads.update({"wy": q[f"dL_dW{l + 1}"].symbol, "by": q[f"dL_db{l + 1}"].symbol})
+        # a GRU's gate blocks of the stacked weights and biases (W_ir, W_iz, W_in, ..., b_hn) and their gradients
+        self.blocks = {}
+        if self.kind == "gru":
+            for part, (w, b) in (("i", (p["W_ih"], p["b_ih"])), ("h", (p["W_hh"], p["b_hh"]))):
+                for k, gate in enumerate(GRU_BLOCKS):
+                    for kind, whole in (("w", w), ("b", b)):
+                        key = f"{kind}{part}{gate}"
+                        block = sp.MatrixSymbol(f"{kind.upper()}_{part}{gate}", H, whole.shape[1])
+                        self.blocks[key] = (block, whole, k, H)
+                        self.params[key] = block if kind == "w" else block * ones
+                        self.param_grads[key] = sp.MatrixSymbol(f"dL_d{kind.upper()}_{part}{gate}", H, whole.shape[1])
+        if self.embedded:  # nn.Embedding's table, (V, D) in every convention
+            self.params["wemb"], self.param_grads["wemb"] = q["W1"].symbol, q["dL_dW1"].symbol
         self.acts = {1: make_activation(self.f, "rnn")}
         if self.layers == 2:
-            self.acts[2] = self.net.layers[1].activation
+            self.acts[2] = self.net.layers[l].activation
         self.preactivations = {}
         # every person's spelling of a weight or bias -> the checker's key
         self.aliases = {"wih": "wih", "wxh": "wih", "u": "wih", "wax": "wih", "w1": "wih",
@@ -227,6 +301,16 @@ class RecurrentChecker(Binder):
                         "bih": "bih", "bhh": "bhh", "b": "b", "bh": "b", "ba": "b", "b1": "b",
                         "why": "wy", "v": "wy", "wy": "wy", "wya": "wy", "who": "wy", "w2": "wy", "whq": "wy",
                         "by": "by", "b2": "by", "bq": "by"}
+        if self.embedded:  # W1 is the table, the dense layer's weights are W3, b3
+            for name in ("w1", "b1", "w2", "b2"):
+                del self.aliases[name]
+            self.aliases.update({"w3": "wy", "b3": "by", "e": "wemb", "we": "wemb", "wemb": "wemb", "wembed": "wemb",
+                                 "emb": "wemb", "embedding": "wemb", "w1": "wemb"})
+        if self.kind == "gru":  # two bias vectors that differ in their n block: no summed b
+            for name in ("b", "bh", "ba", "b1"):
+                self.aliases.pop(name, None)
+            self.aliases.update({key: key for key in self.blocks})
+            self.aliases.update({"bh": "bhh", "bx": "bih"})
         if self.kind == "rnn":
             self.aliases["c"] = "by"  # Goodfellow's output bias (an LSTM's c_t is its cell state)
         self.cs231n = {"wx": "wih", "wh": "whh"}  # stored in × out (x @ Wx), as cs231n's rnn_step_forward
@@ -234,22 +318,38 @@ class RecurrentChecker(Binder):
 
     def _shown(self) -> list:
         lstm = self.kind == "lstm"
-        names = ["x_t, h_t, h_{t-1} (h_0 = 0), a_t or z_t (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
-                 + (", the four gates stacked" if lstm else "") + "); t, t ± 1, T, T + 1 or a step number; "
+        gru = self.kind == "gru"
+        names = ["x_t, h_t, h_{t-1} (h_0 = 0), " + ("a_t" if gru else "a_t or z_t") + " (the pre-activation W_ih x_t + b_ih + W_hh h_{t-1} + b_hh"
+                 + (", the four gates stacked" if lstm else ", the three gates stacked" if gru else "") + "); t, t ± 1, T, T + 1 or a step number; "
                  "Goodfellow's h^{(t)}, Karpathy's hs[t], xs[t]",
-                 "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh, b (bh: b_ih + b_hh); cs231n's Wx, Wh stored in × out",
-                 "dh_t (dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output and step t + 1",
-                 "δ_t (dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0",
+                 "W_ih (W_xh, Wxh, U), W_hh (Whh, W), b_ih, b_hh" + ("" if gru else ", b (bh: b_ih + b_hh)")
+                 + "; cs231n's Wx, Wh stored in × out",
+                 "dh_t (δh_t, dL/dh_t, \\nabla_{h^{(t)}} L, dnext_h): through the output, "
+                 "(\\partial L/\\partial h_t)_{out}, and step t + 1",
+                 "δ_t (δ^x_t, dhraw, dtanh, dL/da_t): the pre-activation's gradient, δ_{T+1} = 0"
+                 + ("; δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t], what W_hh h_{t-1} + b_hh gets" if gru else
+                    "; [A; B; ...] stacks the gates' blocks"),
                  "dhnext (Karpathy: step t + 1's share of dh_t), dprev_h (cs231n: the share step t passes to h_{t-1})",
-                 "dL/dW_ih, dL/dW_hh, dL/db_ih, dL/db_hh, dL/db (dWxh, dWhh, dbh), dL/dx_t",
+                 "dL/dW_ih, dL/dW_hh, dL/db_ih, dL/db_hh" + ("" if gru else ", dL/db (dWxh, dWhh, dbh)") + ", dL/dx_t",
                  "\\sum_t, \\sum_{t=1}^{T} (over the steps); dW += ... (a sum over t); a rule in t checked at every t"]
         if lstm:
             names.append("c_t (c_0 = 0), i_t, f_t, g_t (\\tilde c_t), o_t; dc_t (dL/dc_t), \\delta^i_t, \\delta^f_t, "
                          "\\delta^g_t, \\delta^o_t (the gates' pre-activation gradients)")
+        if self.kind == "gru":
+            names.append("r_t, z_t, n_t (\\tilde h_t: torch's n = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn)), "
+                         "h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t-1}); \\delta^r_t, \\delta^z_t, \\delta^n_t (the gates' "
+                         "pre-activation gradients), dr_t, dz_t, dn_t (after their σ or tanh)")
+            names.append("the gate blocks W_ir, W_iz, W_in, W_hr, W_hz, W_hn, b_ir, b_iz, b_in, b_hr, b_hz, b_hn and "
+                         "their dL/dW_hn, ...; b_ih (bx) and b_hh (bh) apart (their n blocks' gradients differ)")
         if self.layers == 2:
             out = "o_t" if not lstm else "the output's pre-activation"
-            names.append(f"W_hy (Why, V, W_y, W2), b_y (by, {'c, ' if not lstm else ''}b2); y_t, ŷ_t (ps[t]), "
+            w, b = ("W3", "b3") if self.embedded else ("W2", "b2")
+            names.append(f"W_hy (Why, V, W_y, {w}), b_y (by, {'c, ' if self.kind == 'rnn' else ''}{b}); y_t, ŷ_t (ps[t]), "
                          f"{out}; dy_t (dscores, dL/do_t: the output's pre-activation gradient); dL/dW_hy, dL/db_y")
+        if self.embedded:
+            names.append("the embedding: E (W_e, W_emb, W1: nn.Embedding's table, V × D), e_t or x_t (the embedded step, "
+                         "E's row for the token at step t), onehot(x_t) (the token as a one-hot column); dL/dE (dE, "
+                         "dW_e) = Σ_t onehot(x_t) dx_tᵀ, or the loop's dE[x_t] += dx_t (dE[x_t] = dx_t overwrites)")
         if self.batch:
             names.append("N or m (batch size)")
         return names
@@ -274,7 +374,9 @@ class RecurrentChecker(Binder):
                         and not (grad and stem in "xh"):
                     continue  # an RNN's c is Goodfellow's output bias
                 own = _STEP_STEMS[stem]
-                if own == "o" and self.kind == "rnn":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
+                if stem == "z" and self.kind == "gru":  # the update gate, not a pre-activation
+                    own = "z"
+                if own == "o" and self.kind != "lstm":  # Goodfellow's o^(t) (an LSTM's o_t is its output gate)
                     own = "out"
                 if grad:
                     own = _GRADIENT_OF.get(own)
@@ -387,6 +489,22 @@ class RecurrentChecker(Binder):
             raise ChainruleError(f"a ones vector alone cannot be summed over t in '{node.text}'")
         return sp.MatAdd(*parts) if all(isinstance(p, sp.MatrixExpr) for p in parts) else sp.Add(*parts)
 
+    def _bind_stack(self, node):
+        parts = [self.bind(a) for a in node.args]
+        if not all(isinstance(p, sp.MatrixExpr) for p in parts):
+            raise ShapeMismatch(f"'{node.text}' stacks something that is not a matrix")
+        parts = [sp.Transpose(p) if self.rows else p for p in parts]  # columns form
+        if len({p.shape[1] for p in parts}) > 1:
+            raise ShapeMismatch(f"the blocks of '{node.text}' have different numbers of columns")
+        total, start, placed = sum(p.shape[0] for p in parts), 0, []
+        for p in parts:  # block k placed by a constant selection matrix: numeric_value evaluates it
+            select = sp.zeros(total, p.shape[0])
+            select[start:start + p.shape[0], :] = sp.eye(p.shape[0])
+            placed.append(sp.ImmutableMatrix(select) * p)
+            start += p.shape[0]
+        stacked = sp.MatAdd(*placed)
+        return sp.Transpose(stacked) if self.rows else stacked
+
     def _layer_of(self, node):
         """The layer whose pre-activation ``node`` names: a_t is the recurrent layer's, o_t the output's."""
         if node.kind != "name" or "@" not in node.args[0]:
@@ -422,24 +540,48 @@ class RecurrentChecker(Binder):
             if q.role not in ("data", "param"):
                 continue
             rows, cols = (int(sp.sympify(s).subs(N, BATCH)) for s in q.symbol.shape)
-            if q.role == "param":
-                bound = 1 / np.sqrt(self.net.layers[0].hidden_size) if q.layer == 1 else 1 / np.sqrt(cols)
-                leaves[q.symbol] = draw.uniform(-bound, bound, (rows, cols)) * (2 if q.layer == 1 else 1)
+            if q.role == "param" and self.embedded and q.layer == 1:  # the table, N(0, 1) as nn.Embedding's
+                leaves[q.symbol] = draw.standard_normal((rows, cols))
+            elif q.role == "param":
+                cell = q.layer == self.l
+                bound = 1 / np.sqrt(self.cell_layer.hidden_size) if cell else 1 / np.sqrt(cols)
+                leaves[q.symbol] = draw.uniform(-bound, bound, (rows, cols)) * (2 if cell else 1)
+            elif self.embedded and q.key.lower() == "x":  # a token id at each step, as its one-hot column
+                V = self.shapes["onehot"]
+                leaves[q.symbol] = np.vstack([np.eye(V)[:, draw.integers(V, size=cols)] for _ in range(self.T)])
             elif q.key.lower() == "y" and self.net.loss.name == "cross_entropy":
                 K = rows // (self.T if self.sequences else 1)
                 leaves[q.symbol] = np.vstack([np.eye(K)[:, draw.integers(K, size=cols)]
                                               for _ in range(rows // K)])
             else:
                 leaves[q.symbol] = draw.standard_normal((rows, cols))
-        point = Point(leaves, {s.target.symbol: s.rhs for s in self.sweep.steps})
+        rhs = {s.target.symbol: s.rhs for s in self.sweep.steps}
+        onehots = []
+        if self.embedded:  # the embedding's steps are computed here (its nodes have no numeric form)
+            X, table = leaves[self.q["X" if self.batch else "x"].symbol], leaves[self.params["wemb"]]
+            V = table.shape[0]
+            onehots = [X[t * V:(t + 1) * V] for t in range(self.T)]
+            embedded = self.sweep.steps[0].target.symbol
+            leaves[embedded] = np.vstack([table.T @ k for k in onehots])
+            for symbol in (embedded, self.param_grads["wemb"]):
+                del rhs[symbol]
+        point = Point(leaves, rhs)
         inputs = [np.asarray(numeric_value(m, point), dtype=float) for m in self.node.mats]
         del inputs[1]  # G, X, W_ih, W_hh, b_ih, b_hh: the BPTT node's output is not read
         true = self._bptt(*inputs, None, False)
+        self._scatter(true, onehots, None)
         env = dict(point.items())
         for stem, t in self.sym:
-            if stem in ("yhat", "y", "out", "dy"):
+            if stem in ("yhat", "y", "out", "dy", "onehot"):
                 continue
             env[self.sym[(stem, t)]] = true[stem][t - 1]
+        for t, k in enumerate(onehots, 1):
+            env[self.sym[("onehot", t)]] = k
+        for key, (block, whole, k, H) in self.blocks.items():
+            env[block] = np.asarray(point[whole])[k * H:(k + 1) * H]
+            env[self.param_grads[key]] = true["grads"][key]
+        if self.embedded:
+            env[self.param_grads["wemb"]] = true["grads"]["wemb"]
         if self.layers == 2:
             K, lastonly = self.shapes["yhat"], not self.sequences
             for stem, key in (("yhat", self._key("yhat")), ("y", self._key("y")), ("out", self._key("z2")),
@@ -452,12 +594,14 @@ class RecurrentChecker(Binder):
 
         def world(key):  # a mistake's world, computed when the diagnosis first asks for it
             made = self._bptt(*inputs, *key)
+            self._scatter(made, onehots, key[0])
             made["env"] = self._world_env(env, made)
             return made
         return _Worlds(world, {(None, False): true})
 
     def _key(self, name):
-        return {"yhat": "Yhat", "y": "Y", "z2": "Z2", "delta2": "Delta2"}[name] if self.batch else name
+        name = name.replace("2", str(self.l + 1))  # the output layer's Z, Δ
+        return {"yhat": "Yhat", "y": "Y"}.get(name, name.capitalize()) if self.batch else name
 
     def _world_env(self, env, world):
         out = dict(env)
@@ -471,12 +615,15 @@ class RecurrentChecker(Binder):
     def _worlds(self) -> list:
         """(mistake, local) of every world a point is computed in: each mistake made at every step from the
         true upstream values (local), and carried through the backward loop; the missing sum has one."""
-        return [(m, local) for m in self._mistakes() for local in ((True, False) if m != "last_only" else (False,))]
+        return [(m, local) for m in self._mistakes()
+                for local in ((True, False) if m not in ("last_only", "overwrite") else (False,))]
 
     def _mistakes(self) -> list:
-        both = ["no_path", "last_only"]
+        both = ["no_path", "last_only"] + (["overwrite"] if self.embedded else [])
         if self.kind == "rnn":
             return both + ["untransposed", "f_at_h", "f_at_prev", "f_missing", "h_for_prev"]
+        if self.kind == "gru":  # its own first: at t = 1 (h_0 = 0) several worlds agree, the cell's is the clue
+            return list(GRU_WORLDS) + both + ["h_for_prev"]
         return both + ["no_forget", "h_for_prev"]
 
     def _bptt(self, G, X, W_ih, W_hh, b_ih, b_hh, mistake, local):
@@ -489,10 +636,12 @@ class RecurrentChecker(Binder):
         H, T, n = W_hh.shape[1], self.T, X.shape[1]
         zero = sp.zeros(H, n)
         Gm = sp.ImmutableMatrix(G)
-        rec = {k: [None] * T for k in ("dh", "delta", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
-                                       "di", "df", "dg", "do", "ccarry")}
+        rec = {k: [None] * T for k in ("dh", "delta", "deltah", "gout", "carry", "dx", "dc", "deltai", "deltaf", "deltag", "deltao",
+                                       "di", "df", "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz",
+                                       "dn")}
         true_carry = wrong_carry = (zero,) * cell.states
-        grads = {"wih": sp.zeros(*W_ih.shape), "whh": sp.zeros(*W_hh.shape), "b": sp.zeros(W_hh.shape[0], 1)}
+        grads = {"wih": sp.zeros(*W_ih.shape), "whh": sp.zeros(*W_hh.shape), "bih": sp.zeros(W_hh.shape[0], 1),
+                 "bhh": sp.zeros(W_hh.shape[0], 1)}
         for t in reversed(range(T)):
             out = Gm[t * H:(t + 1) * H, :] if spec.sequences else (Gm if t == T - 1 else zero)
             results = []
@@ -504,22 +653,28 @@ class RecurrentChecker(Binder):
                     keep = hs[t]
                 elif made == "f_at_prev":  # f' at a_(t-1): 1 - h_(t-1)² for tanh (a_0 = 0 gives h_0 = 0)
                     keep = saved[t - 1] if t else zero
-                dgi, dgh, direct = cell.back(P, keep, (dh,) + carry[1:])
+                extra = None
+                if made in GRU_WORLDS:
+                    dgi, dgh, direct, extra = BoundCell(cell, None, None, T, GRU_WORLDS[made], {})._gru_back(
+                        P, keep, dh, xs[t])
+                else:
+                    dgi, dgh, direct = cell.back(P, keep, (dh,) + carry[1:])
                 if made == "f_missing":
                     dgi = dgh = dh
                 if made == "no_forget" and cell.states == 2:
                     direct = (direct[0], zero)
                 share = (P.W_hh if made == "untransposed" else P.W_hh.T) * dgh + direct[0]
-                results.append((dh, dgi, dgh, share, direct, carry))
-            (dh, dgi, dgh, share, direct, carry), wrong_result = results
+                results.append((dh, dgi, dgh, share, direct, carry, extra))
+            (dh, dgi, dgh, share, direct, carry, _), wrong_result = results
             true_carry = (share,) + direct[1:]
             shown = wrong_result if mistake is not None else results[0]
             if not local and mistake is not None:
                 wrong_carry = (wrong_result[3],) + wrong_result[4][1:]
             else:
                 wrong_carry = true_carry
-            dh_s, dgi_s, dgh_s, share_s, direct_s, carry_s = shown
+            dh_s, dgi_s, dgh_s, share_s, direct_s, carry_s, extra_s = shown
             rec["dh"][t], rec["delta"][t], rec["carry"][t] = dh_s, dgi_s, share_s
+            rec["deltah"][t], rec["gout"][t] = dgh_s, out
             rec["dx"][t] = P.W_ih.T * dgi_s
             if cell.states == 2:
                 i, f, g, o, c_prev, tc = saved[t]
@@ -531,12 +686,23 @@ class RecurrentChecker(Binder):
                 rec["do"][t], rec["ccarry"][t] = dh_s.multiply_elementwise(tc), direct_s[1]
                 for k, name in enumerate(("deltai", "deltaf", "deltag", "deltao")):
                     rec[name][t] = dgi_s[k * H:(k + 1) * H, :]
+            if self.kind == "gru":
+                r, z, n_t, hn, h_before = saved[t]
+                for k, gate in enumerate(GRU_BLOCKS):
+                    rec["delta" + gate][t] = dgi_s[k * H:(k + 1) * H, :]
+                # the gates' own gradients (after their σ or tanh)
+                rec["dn"][t] = dh_s.multiply_elementwise(sp.ones(H, n) - z)
+                rec["dz"][t] = dh_s.multiply_elementwise(h_before - n_t)
+                rec["dr"][t] = rec["deltan"][t].multiply_elementwise(hn)
             if mistake == "last_only" and t != T - 1:
                 continue
             h_prev = (hs[t] if mistake == "h_for_prev" else hs[t - 1] if t else zero)
             grads["wih"] += dgi_s * xs[t].T
             grads["whh"] += dgh_s * h_prev.T
-            grads["b"] += dgi_s * sp.ones(n, 1)
+            grads["bih"] += dgi_s * sp.ones(n, 1)
+            grads["bhh"] += dgh_s * sp.ones(n, 1)
+            if extra_s is not None:  # what b_hn read outside r ⊙ (...) adds to its block of db_hh
+                grads["bhh"] += sp.Matrix.vstack(sp.zeros(2 * H, 1), extra_s)
         world = {k: [_array(v) for v in vs] for k, vs in rec.items() if vs[0] is not None}
         world["h"], world["x"] = [_array(h) for h in hs], [_array(x) for x in xs]
         world["a"] = [_array(P.ih(x) + P.hh(hs[t - 1] if t else zero)) for t, x in enumerate(xs)]
@@ -544,9 +710,26 @@ class RecurrentChecker(Binder):
             for k, name in enumerate(("i", "f", "g", "o")):
                 world[name] = [_array(s[k]) for s in saved]
             world["c"] = [_array(s[4]) for s in saved[1:]] + [_array(_c_last(saved[-1]))]
-        world["grads"] = {"wih": _array(grads["wih"]), "whh": _array(grads["whh"]), "b": _array(grads["b"]),
-                          "bih": _array(grads["b"]), "bhh": _array(grads["b"])}
+        if self.kind == "gru":
+            for k, gate in enumerate(GRU_BLOCKS):
+                world[gate] = [_array(s[k]) for s in saved]
+        world["grads"] = {key: _array(value) for key, value in grads.items()}
+        world["grads"]["b"] = world["grads"]["bih"]
+        for key, (block, whole, k, rows) in self.blocks.items():
+            whole_key = {"wi": "wih", "wh": "whh", "bi": "bih", "bh": "bhh"}[key[:2]]
+            world["grads"][key] = world["grads"][whole_key][k * rows:(k + 1) * rows]
         return world
+
+    def _scatter(self, world, onehots, mistake):
+        """The table's gradient from each step's dx_t: Σ_t onehot_t dx_tᵀ, a scatter-add (``overwrite``: each
+        occurrence replaces the row, the last step's winning; ``last_only``: step T's share alone)."""
+        if not onehots:
+            return
+        steps = list(zip(onehots, world["dx"]))
+        if mistake == "last_only":
+            steps = steps[-1:]
+        world["grads"]["wemb"] = (_overwritten(steps) if mistake == "overwrite"
+                                  else sum(k @ dx.T for k, dx in steps))
 
     # -- the verdict ----------------------------------------------------------------------------------------
     def check(self, wrt: str, text: str, diagnose: bool = True):
@@ -554,9 +737,17 @@ class RecurrentChecker(Binder):
         self.diagnosing = diagnose
         wrt, written = wrt.strip(), text.strip()
         text = written
+        row = _ROW_OF.fullmatch(wrt)
+        if row and self.embedded and self.aliases.get(re.sub(r"[\s_{}\\]", "", row[1]).lower()[1:]) == "wemb":
+            return self._scatter_check(row[1], bool(row[2]), wrt, written)
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
-        wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        pieces = _stacked(rewrite_time(text))
+        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
+            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
+            tree = Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
+        else:
+            wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
         wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
         if self._timed(wrt_tree):
             verdicts = []
@@ -576,6 +767,53 @@ class RecurrentChecker(Binder):
         except _Absent as absent:
             raise ChainruleError(f"{absent.node.text} would be step {absent.step}, but this network's steps are 1 "
                                  f"to {self.T} (as checked: {self._sizes()})") from None
+
+    def _scatter_check(self, table, adds, wrt, text):
+        """dE[x_t] += dx_t (``adds``) or dE[x_t] = dx_t in a loop over t: each step's share scattered into its
+        token's row, added or assigned, against the table's gradient."""
+        from .checker import CheckResult
+        wrt_tree, tree = parse_equation(rewrite_time(table), rewrite_time(text))
+        label, getter, quantity = self._target(wrt_tree, None)
+        result = CheckResult(wrt, text, False, "", quantity.text, quantity.latex)
+        self.flags, self._bound = [], {}
+        try:
+            shares = [self.bind(self._at(tree, t)) for t in range(1, self.T + 1)]
+        except ShapeMismatch as err:
+            result.diagnosis = str(err)
+            return result
+        shares = [sp.Transpose(s) if self.rows else s for s in shares]  # columns form, (D, N)
+        if any(_shape(s) != (self.shapes["dx"], self.columns) for s in shares):
+            result.diagnosis = (f"each step's share is {_shape_text(_shape(shares[0]))}, but a token's row gets "
+                                f"dx_t, {_shape_text((self.shapes['dx'], self.columns))} in columns form")
+            return result
+        added = sp.MatAdd(*[self.sym[("onehot", t)] * s.T for t, s in enumerate(shares, 1)])
+        worlds = self.points()
+        expected = [getter(w[(None, False)]) for w in worlds]
+        if adds:
+            status = self._status(added, expected, worlds)
+        else:
+            try:
+                assigned = [_overwritten([(w[(None, False)]["env"][self.sym[("onehot", t)]],
+                                           self._values(s, [w])[0]) for t, s in enumerate(shares, 1)])
+                            for w in worlds]
+            except (TypeError, ValueError, KeyError, ZeroDivisionError) as err:
+                status = f"yours could not be evaluated ({err})"
+            else:
+                status = "equal" if all(_agreement(a.ravel(), e.ravel()) == "agree"
+                                        for a, e in zip(assigned, expected)) else "different"
+        if status == "equal":
+            result.equal = True
+            result.proof = (f"equal at {len(worlds)} random points at {self._sizes()}, within 1e-07 of the "
+                            f"gradient's largest entry")
+        elif status != "different":
+            result.undecided = status
+        elif self.diagnosing:
+            if not adds and self._agree(added, expected, worlds):
+                result.diagnosis = self._messages()["overwrite"]
+            else:
+                result.diagnosis = self._diagnose(added, getter, expected, worlds, label) or \
+                    "no usual mistake of backpropagation through time explains it"
+        return result
 
     def _one(self, wrt_tree, tree, text, t):
         from .checker import CheckResult
@@ -662,7 +900,7 @@ class RecurrentChecker(Binder):
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
-                        "dg", "do", "ccarry"):
+                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -702,12 +940,44 @@ class RecurrentChecker(Binder):
             "b": ("Σ_t δ_t" + (" 1_N" if self.batch else ""), r"\sum_{t=1}^{T} \delta_t"),
             "wy": ("Σ_t dy_t h_tᵀ", r"\sum_{t=1}^{T} dy_t h_t^\top") if self.sequences else ("dy h_Tᵀ", r"dy\, h_T^\top"),
             "by": ("Σ_t dy_t", r"\sum_{t=1}^{T} dy_t") if self.sequences else ("dy", "dy"),
+            "wemb": ("Σ_t onehot(x_t) dx_tᵀ (dE[x_t] += dx_t)", r"\sum_{t=1}^{T} \operatorname{onehot}(x_t)\, dx_t^\top"),
         }
         forms["bih"] = forms["bhh"] = forms["b"]
+        forms["deltah"] = forms["delta"]
+        if self.kind == "gru":
+            forms.update(self._gru_forms(out))
         text, latex = forms[key]
         if self.rows:
             text += " (columns form; transpose it for rows)"
         return _Quantity(text, latex)
+
+    def _gru_forms(self, out) -> dict:
+        """The GRU's own forms: torch's r, z, n; δ^h_t = [δ^r_t; δ^z_t; r_t ⊙ δ^n_t] is what W_hh h + b_hh gets."""
+        hh = ("[δ^r_t; δ^z_t; r_t ⊙ δ^n_t]", r"[\delta^r_t; \delta^z_t; r_t \odot \delta^n_t]")
+        forms = {
+            "dh": (f"{out[0]} + W_hhᵀ δ^h_(t+1) + dh_(t+1) ⊙ z_(t+1), δ^h_t = {hh[0]}",
+                   rf"{out[1]} + W_{{hh}}^\top \delta^h_{{t+1}} + dh_{{t+1}} \odot z_{{t+1}}"),
+            "delta": ("[δ^r_t; δ^z_t; δ^n_t]", r"[\delta^r_t; \delta^z_t; \delta^n_t]"),
+            "deltah": hh,
+            "carry": ("W_hhᵀ δ^h_t + dh_t ⊙ z_t", r"W_{hh}^\top \delta^h_t + dh_t \odot z_t"),
+            "deltan": ("dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²)", r"dh_t \odot (1 - z_t) \odot (1 - n_t^2)"),
+            "deltaz": ("dh_t ⊙ (h_(t-1) − n_t) ⊙ z_t ⊙ (1 − z_t)",
+                       r"dh_t \odot (h_{t-1} - n_t) \odot z_t \odot (1 - z_t)"),
+            "deltar": ("δ^n_t ⊙ (W_hn h_(t-1) + b_hn) ⊙ r_t ⊙ (1 − r_t)",
+                       r"\delta^n_t \odot (W_{hn} h_{t-1} + b_{hn}) \odot r_t \odot (1 - r_t)"),
+            "dn": ("dh_t ⊙ (1 − z_t)", r"dh_t \odot (1 - z_t)"),
+            "dz": ("dh_t ⊙ (h_(t-1) − n_t)", r"dh_t \odot (h_{t-1} - n_t)"),
+            "dr": ("δ^n_t ⊙ (W_hn h_(t-1) + b_hn)", r"\delta^n_t \odot (W_{hn} h_{t-1} + b_{hn})"),
+            "whh": (f"Σ_t δ^h_t h_(t-1)ᵀ, δ^h_t = {hh[0]}", r"\sum_{t=1}^{T} \delta^h_t h_{t-1}^\top"),
+            "bhh": (f"Σ_t δ^h_t, δ^h_t = {hh[0]}", r"\sum_{t=1}^{T} \delta^h_t"),
+        }
+        for gate in GRU_BLOCKS:
+            d = ("r_t ⊙ δ^n_t", r"r_t \odot \delta^n_t") if gate == "n" else (f"δ^{gate}_t", rf"\delta^{gate}_t")
+            forms[f"wi{gate}"] = (f"Σ_t δ^{gate}_t x_tᵀ", rf"\sum_{{t=1}}^{{T}} \delta^{gate}_t x_t^\top")
+            forms[f"bi{gate}"] = (f"Σ_t δ^{gate}_t", rf"\sum_{{t=1}}^{{T}} \delta^{gate}_t")
+            forms[f"wh{gate}"] = (f"Σ_t {d[0]} h_(t-1)ᵀ", rf"\sum_{{t=1}}^{{T}} ({d[1]}) h_{{t-1}}^\top")
+            forms[f"bh{gate}"] = (f"Σ_t {d[0]}", rf"\sum_{{t=1}}^{{T}} {d[1]}")
+        return forms
 
     def _output_delta(self):
         """The output layer's δ as the derivation states it (stacked over the steps), to read at step t."""
@@ -748,6 +1018,8 @@ class RecurrentChecker(Binder):
             wrong = [getter(w[(mistake, local)]) for w in worlds]
             if all(np.allclose(a, b) for a, b in zip(wrong, expected)):
                 continue  # the mistake does not change this quantity
+            if not local and not any(np.any(a) for a in wrong):
+                continue  # carried through the loop it leaves this step nothing (no output share before T): no clue
             names_changed = not local and mistake != "last_only"
             key = (mistake, local) if names_changed else (None, False)
             if self._agree(mine, wrong, worlds, key):
@@ -758,7 +1030,7 @@ class RecurrentChecker(Binder):
             return "the sign: yours is the negative of the gradient"
         values = self._values(mine, worlds)
         ratios = [float(np.sum(v * e) / np.sum(e * e)) for v, e in zip(values, expected) if np.sum(e * e) > 0]
-        if ratios and max(ratios) - min(ratios) < 1e-6 * max(1, abs(ratios[0])) and all(
+        if ratios and abs(ratios[0]) > 1e-9 and max(ratios) - min(ratios) < 1e-6 * max(1, abs(ratios[0])) and all(
                 np.allclose(v, ratios[0] * e) for v, e in zip(values, expected)):
             k = sp.nsimplify(ratios[0], rational=True, tolerance=1e-6)
             mean = f" (the loss is the mean over the T = {self.T} steps" + \
@@ -770,7 +1042,25 @@ class RecurrentChecker(Binder):
         out = ("the output's share" if self.layers == 2 else "(∂L/∂h_t)_out")
         f = "tanh'" if self.f == "tanh" else "relu'"
         at = "1 − h_t²" if self.f == "tanh" else "[a_t > 0]"
+        h = "h_(t-1)"
         return {
+            # the GRU's, as check-code's gru op names them (diagnose._gru_worlds)
+            "swapped": (f"(1 − z) and z swapped: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ {h}, so δ^n_t = dh_t ⊙ (1 − z_t) ⊙ "
+                        f"(1 − n_t²), δ^z_t = dh_t ⊙ ({h} − n_t) ⊙ z_t(1 − z_t) and {h} gets dh_t ⊙ z_t directly; "
+                        "yours is the backward of (1 − z) ⊙ h_(t-1) + z ⊙ n (Chung et al.'s and Olah's convention)"),
+            "bias_outside": (f"b_hn read outside r ⊙ (W_hn {h} + b_hn): torch's n = tanh(W_in x + b_in + r ⊙ (W_hn {h} "
+                             f"+ b_hn)), so δ^r_t = δ^n_t ⊙ (W_hn {h} + b_hn) ⊙ r_t(1 − r_t) and dL/db_hn = Σ_t r_t ⊙ "
+                             f"δ^n_t; yours reads W_hn {h} alone, or δ^n_t for b_hn's share"),
+            "z_path": (f"the path from h_t to {h} through z dropped: h_t = (1 − z_t) ⊙ n_t + z_t ⊙ {h}, so dh_(t-1) "
+                       f"gets dh_t ⊙ z_t besides the gates' paths through W_hh; yours has the paths through W_hh alone"),
+            "gru_at_h": ("tanh' taken at h_t: δ^n_t = dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²), the derivative at the candidate "
+                         "n_t = tanh(a_n); yours is 1 − h_t² (an RNN's, whose output is the tanh)"),
+            "gru_at_pre": (f"tanh' taken at the pre-activation: δ^n_t = dh_t ⊙ (1 − z_t) ⊙ (1 − n_t²) with n_t = "
+                           f"tanh(a_n); yours is 1 − a_n², the formula applied to a_n = W_in x_t + b_in + r_t ⊙ (W_hn "
+                           f"{h} + b_hn) itself"),
+            "overwrite": ("a token's row is overwritten instead of added to: a token that occurs at several steps (or "
+                          "in several samples) gets the sum of their dx_t, dE[x_t] += dx_t (np.add.at(dE, ids, dx), "
+                          "not dE[ids] = dx)"),
             "no_path": ("the path through h_t into step t + 1 is missing: h_{t+1} = f(... + W_hh h_t) depends on "
                         f"h_t, so dh_t = {out} + W_hhᵀ δ_(t+1); yours drops W_hhᵀ δ_(t+1)"),
             "untransposed": ("W_hh not transposed on the path from step t + 1: dh_t gets W_hhᵀ δ_(t+1), "
@@ -822,6 +1112,15 @@ class _Absent(Exception):
 
 def _array(m):
     return np.array(sp.Matrix(m).evalf().tolist(), dtype=float)
+
+
+def _overwritten(steps):
+    """dE[ids] = dx at each step in turn, as a loop that assigns instead of adding: the last occurrence wins."""
+    table = np.zeros((steps[0][0].shape[0], steps[0][1].shape[0]))
+    for onehot, dx in steps:
+        for n, v in enumerate(np.argmax(onehot, axis=0)):
+            table[v] = dx[:, n]
+    return table
 
 
 def _c_last(saved):
