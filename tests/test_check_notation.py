@@ -30,6 +30,7 @@ def verdict(spec, convention, wrt, text):
 @pytest.mark.parametrize("spec, convention, wrt, text", [
     (SIGMOID, "sample", r"\delta^L_j", r"a_j^L(1-a_j^L)\left(a_j^L - t_j\right)"),  # t, the target
     (SIGMOID, "sample", r"\hat{\delta}^L", r"f'(\hat{z}^L)\circ\frac{\partial C}{\partial (\hat{a}^L)}"),  # hats on vectors
+    (TANH, "sample", r"\delta_1", r"(W_2^T \delta_2) \odot (1 - \tanh^{2}(z_1))"),  # a braced power, not layer 2
     (TANH, "sample", "gz^l", r"gh^l \odot f'(z^l)"),  # g + a name: its gradient
     (TANH, "sample", "gh^l", r"(W^{l+1})^T gz^{l+1}"),
     (NG, "ng", "dZ^l", r"dA^l * dG^l(Z^l)"),  # dG: the activation's derivative (at l = 1; softmax at l = 2 below)

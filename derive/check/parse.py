@@ -1071,6 +1071,10 @@ class Parser:
                     and normalise(parts) in ACTIVATION_ALIASES:
                 self.pos += 2
                 power = int(self.tokens[self.pos - 1][1])  # \\tanh^2(z), \\sigma^2(z): a power, not a layer
+            elif self.at("op", "^") and self.at("op", "(", 1) and self.at("num", None, 2) and self.at("op", ")", 3) \
+                    and self.at("op", "(", 4) and not numbered and normalise(parts) in ACTIVATION_ALIASES:
+                self.pos += 4  # \\tanh^{2}(z) (its braces are read as parentheses): a power too, not layer 2's tanh
+                power = int(self.tokens[self.pos - 2][1])
             elif self.at("op", "^") and normalise(parts) == "w" and self._projection_ahead():
                 self.take()  # Vaswani's W^Q, W^{K}: attention's projections, as W_Q
                 parts.append(self.braced_word())

@@ -97,8 +97,6 @@ def rewrite_time(text: str) -> str:
     text = text.replace(r"\_", "_")  # Markdown's escaped subscripts
     text = re.sub(r"\bd_([ifgo])_pre\b", r"d\1pre", text)  # d_i_pre: i is a gate, not an entry index
     text = _STEP_FUNCTION.sub(lambda m: f"{m[1]}{m[3]}_{m[2]}", text)
-    # \tanh^{2}(c_t) as \tanh^2(c_t): the parser reads the braced power as no power at all
-    text = re.sub(r"\\(tanh|sigma)\s*\^\s*\{\s*2\s*\}", r"\\\1^2", text)
     text = _OUT_SHARE.sub(r"gout\1", text)
     text = _DELTA_STATE.sub(r"d\1_", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
