@@ -12,7 +12,7 @@ import sys
 import types
 
 _EXPORTS = {
-    "CheckResult": "checker", "Checker": "checker", "Conventions": "checker", "RuleResult": "checker", "accepted_names": "checker",
+    "CheckResult": "results", "Checker": "checker", "Conventions": "checker", "RuleResult": "results", "accepted_names": "checker",
     "check": "checker", "read_equations": "checker", "check_code": "code",
 }
 __all__ = sorted(_EXPORTS)

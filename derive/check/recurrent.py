@@ -48,6 +48,7 @@ from .bind import Binder, Ones, ShapeMismatch
 from .diagnose import BoundCell
 from .compare import BATCH, Point, _agreement, numeric_value
 from .parse import MAX_LENGTH, Node, parse_equation
+from .results import CheckResult, RuleResult, _LayerVerdict
 
 CELLS = ("rnn", "lstm", "gru")
 # the GRU step's usual mistakes, as check-code names them (diagnose.BoundCell makes them)
@@ -731,7 +732,6 @@ class RecurrentChecker(Binder):
 
     # -- the verdict ----------------------------------------------------------------------------------------
     def check(self, wrt: str, text: str, diagnose: bool = True):
-        from .checker import _LayerVerdict
         self.diagnosing = diagnose
         wrt, written = wrt.strip(), text.strip()
         text = written
@@ -769,7 +769,6 @@ class RecurrentChecker(Binder):
     def _scatter_check(self, table, adds, wrt, text):
         """dE[x_t] += dx_t (``adds``) or dE[x_t] = dx_t in a loop over t: each step's share scattered into its
         token's row, added or assigned, against the table's gradient."""
-        from .checker import CheckResult
         wrt_tree, tree = parse_equation(rewrite_time(table), rewrite_time(text))
         label, getter, quantity = self._target(wrt_tree, None)
         result = CheckResult(wrt, text, False, "", quantity.text, quantity.latex)
@@ -814,7 +813,6 @@ class RecurrentChecker(Binder):
         return result
 
     def _one(self, wrt_tree, tree, text, t):
-        from .checker import CheckResult
         label, getter, quantity = self._target(wrt_tree, t)
         self.flags, self._bound = [], {}
         free = False
@@ -1075,7 +1073,6 @@ class RecurrentChecker(Binder):
 
 
 def _rule_in_t():
-    from .checker import RuleResult
 
     class TimeRule(RuleResult):
         """A RuleResult whose steps are the time steps t (its report says t where a layer rule says l)."""
