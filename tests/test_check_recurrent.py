@@ -198,3 +198,15 @@ def test_a_file_of_bptt_equations_checks_line_by_line(tmp_path):
 def test_hostile_or_huge_text_is_refused_before_anything_is_bound(text, message):
     with pytest.raises(ChainruleError, match=message):
         check("W_hh", text)
+
+
+@pytest.mark.parametrize("spec", ["generated/specs/gru_classifier.toml", "generated/specs/lstm_lm.toml"])
+def test_the_names_command_lists_a_recurrent_networks_names_and_its_conventions(spec):
+    """`check --names` under auto asks the sample checker for what it reads and names the other conventions: a
+    recurrent network's are columns, rows and goodfellow (its checker has no attention layer to offer vaswani for)."""
+    run = subprocess.run([sys.executable, "-m", "codegen.cli", "check", spec, "--names"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert "W_hh" in run.stdout and "onehot(x_t)" in run.stdout
+    assert run.stdout.rstrip().endswith("or the names of the columns, rows or goodfellow convention (auto picks the "
+                                        "one your names use; see check --help)")

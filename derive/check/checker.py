@@ -384,10 +384,13 @@ class Conventions:
     def accepted(self) -> list:
         if self.convention != "auto":
             return self.checker(self.convention).accepted()
-        vaswani = ", vaswani (W_Q as E × d_k: Q = X W_Q)" if self.checker("sample").attention else ""
-        return self.checker("sample").accepted() + [
-            f"or the names of the columns, rows, ng or goodfellow convention{vaswani} (auto picks the one your names "
-            f"use; see check --help)"]
+        sample = self.checker("sample")
+        if isinstance(sample, RecurrentChecker):
+            others = "columns, rows or goodfellow convention"  # the conventions it reads a recurrent network in
+        else:
+            others = "columns, rows, ng or goodfellow convention" + (
+                ", vaswani (W_Q as E × d_k: Q = X W_Q)" if sample.attention else "")
+        return sample.accepted() + [f"or the names of the {others} (auto picks the one your names use; see check --help)"]
 
     def check(self, wrt: str, text: str):
         self._started = time.monotonic()
