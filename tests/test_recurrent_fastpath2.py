@@ -1,6 +1,7 @@
 """The emitted step kernels' second round of fast paths (issue 13's speed): the per-step softmax shifts every
-step by its first logit while all logits lie within 64 of each other, and by its own max otherwise. Both sides of
-that bound against the textbook softmax in float64; test_recurrent.py holds the equality with PyTorch."""
+step by its first logit while all logits lie within 64 of each other, and by its own max otherwise; an embedding's
+gradient is a GEMM with the ids' one-hot rows up to 64 ids, a scatter-add beyond. Both sides of each bound
+against the textbook in float64; test_recurrent.py holds the equality with PyTorch."""
 import warnings
 
 import numpy as np
@@ -16,6 +17,16 @@ def kernels():
                "layers": [{"type": "lstm", "hidden_size": 3}, {"units": 6, "activation": "softmax"}],
                "loss": "cross_entropy"}
     return load_module({"name": "fastpath2", "network": network})
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    """An emitted module whose first layer embeds token ids: it holds the embedding's gradient."""
+    network = {"inputs": {"length": 4, "vocab": 8},
+               "layers": [{"type": "embedding", "embedding_dim": 3}, {"type": "lstm", "hidden_size": 3},
+                          {"units": 8, "activation": "softmax"}],
+               "loss": "cross_entropy"}
+    return load_module({"name": "fastpath2_tokens", "network": network})
 
 
 def textbook(z, k):
@@ -44,3 +55,22 @@ def test_a_step_whose_first_logit_is_far_from_its_max(kernels, dtype, spread):
     assert np.allclose(e, expected, rtol=tolerance, atol=tolerance)
     assert np.allclose(lse, expected_lse, rtol=tolerance, atol=0)
     assert np.allclose(e.astype(np.float64).reshape(3, 4, k).sum(axis=2), 1, rtol=0, atol=10 * tolerance)
+
+
+@pytest.mark.parametrize("vocab", [64, 65], ids=["one-hot-gemm", "scatter-add"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_embedding_gradient_sums_every_position_of_each_id(tokens, vocab, dtype):
+    # up to 64 ids a GEMM with their one-hot rows, beyond a scatter-add: both against a loop over positions,
+    # ids repeated and some never seen (their rows stay 0)
+    rng = np.random.default_rng(5)
+    n, t, width = 3, 7, 5
+    ids = rng.integers(0, vocab // 2, (n, t))
+    ids[0, :3] = vocab - 1
+    G = rng.standard_normal((n, t * width)).astype(dtype)
+    expected = np.zeros((vocab, width))
+    for (i, j), token in np.ndenumerate(ids):
+        expected[token] += G[i, j * width:(j + 1) * width]
+    dW = tokens._embedding_grad(ids, G, vocab)
+    assert dW.dtype == dtype and dW.shape == (vocab, width)
+    assert np.allclose(dW, expected, rtol=1e-12 if dtype == np.float64 else 1e-5, atol=1e-6)
+    assert not dW[vocab // 2:vocab - 1].any()
