@@ -347,7 +347,7 @@ class StepLayerNormGrad(MatrixExpr):
             scaled = rf"{Gt} \odot \hat{{x}}_{{t}}"
             return (r"\left[\frac{1}{\sigma_{t}} \odot \left(g_{t} - \overline{g_{t}} - \hat{x}_{t} \odot "
                     r"\overline{g_{t} \odot \hat{x}_{t}}\right)\right]_{t=1}^{T}",
-                    rf"\sum_{{t=1}}^{{T}} " + (rf"\left({scaled}\right){total}" if ones else scaled),
+                    r"\sum_{t=1}^{T} " + (rf"\left({scaled}\right){total}" if ones else scaled),
                     rf"\sum_{{t=1}}^{{T}} {Gt}{total}")[self.which]
         total = " 1_N" if ones else ""
         scaled = f"{Gt} ⊙ x̂_t"
