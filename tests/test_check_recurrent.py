@@ -210,3 +210,19 @@ def test_the_names_command_lists_a_recurrent_networks_names_and_its_conventions(
     assert "W_hh" in run.stdout and "onehot(x_t)" in run.stdout
     assert run.stdout.rstrip().endswith("or the names of the columns, rows or goodfellow convention (auto picks the "
                                         "one your names use; see check --help)")
+
+
+def test_a_files_forward_steps_are_skipped_not_misread(tmp_path):
+    """The forward equations of a BPTT write-up (a_t, the gates, c_t, h_t) are skipped with the reason, as a dense
+    network's are, and the file's gradient lines still decide the exit code."""
+    notes = tmp_path / "lstm.md"
+    notes.write_text("$$a_t = W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh}$$\n\n"
+                     "$$i_t = \\sigma(a^{i}_t), \\quad g_t = \\tanh(a^{g}_t)$$\n\n"
+                     "$$c_t = f_t \\odot c_{t-1} + i_t \\odot g_t$$\n\n"
+                     "$$\\frac{\\partial L}{\\partial W_{hh}} = \\sum_{t=1}^{T} \\delta_t h_{t-1}^{\\top}$$\n")
+    run = subprocess.run([sys.executable, "-m", "codegen.cli", "check", "generated/specs/lstm_lm.toml", "--file",
+                          str(notes)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    skipped = [line for line in run.stdout.splitlines() if "skipped" in line]
+    assert len(skipped) == 4 and all("is not a gradient: an equation for it is the forward pass" in line for line in skipped), run.stdout
+    assert "not understood" not in run.stdout and "line 7: \\frac{\\partial L}{\\partial W_{hh}}: correct" in run.stdout

@@ -47,7 +47,7 @@ from ..verify import shrink, sizes
 from .bind import Binder, Ones, ShapeMismatch
 from .diagnose import BoundCell
 from .compare import BATCH, Point, _agreement, numeric_value
-from .parse import MAX_LENGTH, Node, parse_equation
+from .parse import MAX_LENGTH, Node, NotAGradient, parse_equation
 from .results import CheckResult, RuleResult, _LayerVerdict
 
 CELLS = ("rnn", "lstm", "gru")
@@ -79,6 +79,10 @@ _GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrznxh])\s*\}?")
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
 # dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
+# A step's forward value as the notes and courses name it (a_t, i_t, \tilde c_t, a^{i}_t, h_{t-1}, c_T): an
+# equation defining one is the forward pass, which the spec gives; it is skipped, not checked.
+_FORWARD_STEP = re.compile(r"\s*(?:\\tilde\s*\{?\s*)?[xhazcifgonre]\s*\}?(?:\^\{?\s*[a-z]\s*\}?)?"
+                           r"_\{?\s*(?:t|T|\d+)(?:\s*[-+]\s*1)?\s*\}?\s*")
 _ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(\+)?")
 # onehot(x_t), \text{one\_hot}(x_t): the token at step t as a one-hot column, one name the parser reads
 _ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
@@ -732,6 +736,9 @@ class RecurrentChecker(Binder):
 
     # -- the verdict ----------------------------------------------------------------------------------------
     def check(self, wrt: str, text: str, diagnose: bool = True):
+        if _FORWARD_STEP.fullmatch(wrt):
+            raise NotAGradient(f"'{wrt.strip()}' is not a gradient: an equation for it is the forward pass, which "
+                               f"chainrule derives from the spec; check dh_t, delta_t or a weight's dL/dW")
         self.diagnosing = diagnose
         wrt, written = wrt.strip(), text.strip()
         text = written
