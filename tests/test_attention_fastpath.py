@@ -12,7 +12,7 @@ import torch
 
 from codegen.emit import generate
 from derive import derive
-from gradcheck import load_module, torch_loss_and_grads
+from gradcheck import assert_equals_torch, load_module, torch_loss_and_grads
 from test_attention import spec_of, torch_forward, torch_twin
 
 #: The benchmark's block (benchmarks/attention_step.py, section 1e) with a smaller vocabulary.
@@ -57,16 +57,8 @@ def test_the_benchmark_block_equals_torch_in_float64(scale):
     params = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=1).items()}
     params["W_in3_2"][:2 * E] *= scale
     X, Y = rng.integers(0, VOCAB, size=(3, T)), rng.integers(0, VOCAB, size=(3, T))
-    modules = torch_twin(net)
-    modules.load_state_dict({k: torch.from_numpy(v) for k, v in module.to_torch_state_dict(params).items()})
-    value = torch.nn.functional.cross_entropy(torch_forward(net, modules, X).reshape(-1, VOCAB),
-                                              torch.from_numpy(Y).reshape(-1))
-    value.backward()
-    want = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, Y)
-    assert abs(loss - value.item()) < 1e-10
-    for key in params:
-        assert np.abs(grads[key] - want[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, Y, torch_twin(net), lambda modules: torch.nn.functional.cross_entropy(
+        torch_forward(net, modules, X).reshape(-1, VOCAB), torch.from_numpy(Y).reshape(-1)))
 
 
 def test_float32_saturated_scores_run_without_warnings_and_keep_one_weights_array():
@@ -142,12 +134,5 @@ def test_layernorm_means_by_matrix_vector_product_keep_float64_exact_at_a_large_
     rng = np.random.default_rng(4)
     params = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in module.init_params(seed=4).items()}
     X, Y = 1e4 + rng.normal(size=(5, 18)), rng.normal(size=(5, 2))
-    modules = torch_twin(net)
-    modules.load_state_dict({k: torch.from_numpy(v) for k, v in module.to_torch_state_dict(params).items()})
-    value = ((torch_forward(net, modules, X.reshape(5, 3, 6)) - torch.from_numpy(Y)) ** 2).sum() / 10  # mse: Σ / 2N
-    value.backward()
-    want = module.from_torch_state_dict({k: p.grad for k, p in modules.named_parameters()})
-    loss, grads = module.loss_and_grads(params, X, Y)
-    assert abs(loss - value.item()) < 1e-10
-    for key in params:
-        assert np.abs(grads[key] - want[key]).max() < 1e-10, key
+    assert_equals_torch(module, params, X, Y, torch_twin(net), lambda modules: (  # mse: Σ / 2N
+        (torch_forward(net, modules, X.reshape(5, 3, 6)) - torch.from_numpy(Y)) ** 2).sum() / 10)
