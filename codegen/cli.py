@@ -77,8 +77,7 @@ def _check(args) -> int:
     """``chainrule check``: 0 when every expression is right, 1 when one differs, 2 when not understood."""
     from derive import derive
     from derive.check import Conventions
-    from derive.check.document import Equation, Skipped, read_document
-    from derive.check.parse import NotAGradient
+    from derive.check.document import Equation, Skipped, checked, read_document
     from derive.limits import read_text
     checker = Conventions(derive(args.spec), args.convention)
     if args.names:
@@ -91,21 +90,15 @@ def _check(args) -> int:
             raise ChainruleError(f"'{args.file}' has no equations of the form 'QUANTITY = EXPRESSION' to check"
                                  + (f" ({len(items)} skipped: {items[0].reason})" if items else ""))
         worst = 0
-        for item in items:
+        for item, result in checked(checker, items):
             if isinstance(item, Skipped):
                 print(f"line {item.line}: skipped '{item.text}': {item.reason}")
-                continue
-            try:
-                result = checker.check(item.lhs, item.rhs)
-            except NotAGradient as err:  # found out by the checker, not by the reader (a recurrent forward step)
-                print(f"line {item.line}: skipped '{item.lhs} = {item.rhs}': {err}")
-                continue
-            except ChainruleError as err:
-                print(f"line {item.line}: not understood: {err}")
+            elif isinstance(result, ChainruleError):
+                print(f"line {item.line}: not understood: {result}")
                 worst = 2
-                continue
-            print(f"line {item.line}: " + result.report(), end="")
-            worst = max(worst, 0 if result.equal else 1)
+            else:
+                print(f"line {item.line}: " + result.report(), end="")
+                worst = max(worst, 0 if result.equal else 1)
         return worst
     if not args.wrt or args.grad is None:
         raise ChainruleError("give --wrt QUANTITY and --grad EXPRESSION, or --file FILE")

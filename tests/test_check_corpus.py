@@ -9,7 +9,7 @@ import pytest
 
 from derive import derive
 from derive.check import Checker
-from derive.check.document import Equation, Skipped, read_document
+from derive.check.document import Skipped, checked, read_document
 from derive.errors import ChainruleError
 
 if sys.version_info >= (3, 11):
@@ -41,15 +41,12 @@ def verdicts(data: dict, entry: dict) -> list:
     checker = _checker(json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else spec,
                        entry.get("convention", data["convention"]))
     out = []
-    for item in read_document(entry["text"]):
+    for item, result in checked(checker, read_document(entry["text"])):  # as chainrule check --file reads them
         if isinstance(item, Skipped):
             out.append(("skipped", item.reason))
-        elif isinstance(item, Equation):
-            try:
-                result = checker.check(item.lhs, item.rhs)
-            except ChainruleError as err:
-                out.append(("refused", str(err)))
-                continue
+        elif isinstance(result, ChainruleError):
+            out.append(("refused", str(result)))
+        else:
             out.append(("correct", "") if result.equal else ("wrong", result.report()))
     return out
 

@@ -100,6 +100,24 @@ def read_document(text: str) -> list:
     return out
 
 
+def checked(checker, items):
+    """(item, verdict) for each item of ``read_document``: a Skipped with None; an Equation with the checker's
+    result, or the ChainruleError it raised. An equation the checker finds is not about a gradient (a recurrent
+    network's forward step, which only its checker knows) becomes a Skipped, as the reader's own are."""
+    for item in items:
+        if isinstance(item, Skipped):
+            yield item, None
+            continue
+        try:
+            result = checker.check(item.lhs, item.rhs)
+        except NotAGradient as err:
+            yield Skipped(item.line, f"{item.lhs} = {item.rhs}", str(err)), None
+        except ChainruleError as err:
+            yield item, err
+        else:
+            yield item, result
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= 70 else text[:67] + "..."
