@@ -91,12 +91,12 @@ def _slips(spec: AttentionSpec, E: int) -> dict:
     return slips
 
 
-def sample_parts(spec: AttentionSpec, slip_args: dict, G, X, W_in, b_in, W_out, b_out) -> dict:
+def sample_parts(spec: AttentionSpec, slip_args: dict, G, X, W_in, b_in, W_out, b_out, f=None) -> dict:
     """Every named quantity of one sample's attention (explicit matrices in, explicit matrices out), the
-    backward steps made with ``slip_args`` (``sample_backward``'s keywords)."""
+    backward steps made with ``slip_args`` (``sample_backward``'s keywords); ``f``, the forward pass if known."""
     Xn, Gn = _samples(X, spec.length)[0], _samples(G, spec.length)[0]
     E = W_out.rows
-    f = _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
+    f = f or _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
     b = sample_backward(spec, f, Gn, W_out, **slip_args)
     T, ones = Xn.rows, sp.ones(Xn.rows, 1)
     parts = {"x": Xn, "g": Gn, "q": f["Q"], "k": f["K"], "v": f["V"], "o": f["O"], "wo": W_out, "bo": b_out.T,
@@ -136,12 +136,17 @@ class Part(sp.MatrixExpr):
     def numeric(self, value):
         spec, slip = AttentionSpec.of(self.args[2]), self.args[1].name
         mats = tuple(np.asarray(value(m), dtype=float) for m in self.args[4:])
-        kept = (spec, slip, tuple(m.tobytes() for m in mats))
+        inputs = (spec, tuple(m.tobytes() for m in mats[1:]))  # X and the parameters: the forward pass's
+        kept = (slip, mats[0].tobytes(), inputs)
         if kept not in _COMPUTED:
             if len(_COMPUTED) >= 256:
                 _COMPUTED.clear()
+                _FORWARDS.clear()
             args = {} if slip == "none" else _slips(spec, mats[4].shape[0])[slip][0]
-            parts = sample_parts(spec, args, *(sp.Matrix(m) for m in mats))
+            explicit = [sp.Matrix(m) for m in mats]
+            if inputs not in _FORWARDS:  # each slip's backward steps start from the same forward pass
+                _FORWARDS[inputs] = _sample_forward(spec, _samples(explicit[1], spec.length)[0], *explicit[2:])
+            parts = sample_parts(spec, args, *explicit, f=_FORWARDS[inputs])
             _COMPUTED[kept] = {k: np.array(v.tolist(), dtype=float) for k, v in parts.items()}
         return _COMPUTED[kept][self.key]
 
@@ -151,7 +156,8 @@ class Part(sp.MatrixExpr):
     _latex = _sympystr
 
 
-_COMPUTED = {}  # (spec, slip, the inputs' bytes) -> every part's value at that point
+_COMPUTED = {}  # (slip, G's bytes, (spec, the inputs' bytes)) -> every part's value at that point
+_FORWARDS = {}  # (spec, the inputs' bytes) -> the forward pass there (``_sample_forward``'s)
 
 
 class RowSoftmax(sp.MatrixExpr):
@@ -291,10 +297,12 @@ class AttentionBinder:
         sub = "" if H == 1 else "_h"
         self.shown += [
             f"attention (layer {shown}), one sample with the positions as rows: X (T × E = {spec.length} × {E}, the "
-            f"layer's input{', = x' if X == self.q[self.key('x')].symbol else ''}), Q, K, V, O (T × E), G = dL/dY, W_Q, W_K, W_V (torch's "
-            f"in_proj_weight rows: Q = X W_Qᵀ + 1 b_Qᵀ), W_O" + (", b_Q, b_K, b_V, b_O" if spec.bias else ""),
-            (f"per head h = 1..{H}: Q_h, K_h, V_h, O_h (T × {d}), S_h, P_h (T × T, the weights; A_h would be "
-             f"layer h's a_h)" if H > 1 else "S (T × T, the scores), A or P (the weights)")
+            f"layer's input{', = x' if X == self.q[self.key('x')].symbol else ''}), Q, K, V, O (T × E), G = dL/dY, "
+            f"W_Q, W_K, W_V (torch's in_proj_weight rows: Q = X W_Qᵀ + 1 b_Qᵀ), W_O"
+            + (", b_Q, b_K, b_V, b_O" if spec.bias else ""),
+            (f"per head h = 1..{H}: Q_h, K_h, V_h, O_h (T × {d}), S_h, P_h (T × T, the weights; A_1 alone is layer "
+             f"1's a_1, and a layer's P_l comes first), or a rule in h (δV_h = A_h^⊤ δO_h, A_h the weights)"
+             if H > 1 else "S (T × T, the scores), A or P (the weights)")
             + (", M (the causal mask, −∞ above the diagonal)" if spec.causal else ""),
             f"d, d_k (= {d}, the head's width), d_{{model}} (= {E}), \\sqrt{{d_k}}, softmax(S{sub}) row by row, "
             f"rowsum(...), \\mathbf{{1}}",
@@ -371,11 +379,28 @@ class AttentionBinder:
             entry = self.grads.get(norm) if norm else None
             if entry is not None and isinstance(entry[-1], Part):
                 return _Target(entry[0], f"dL/d{self._shown_name(norm)}", entry[2], flip=entry[0] is not entry[2])
-        found = super().target(wrt)
+        try:
+            found = super().target(wrt)
+        except ChainruleError as err:
+            raise ChainruleError(f"{err}; {self._unread(node)}" if self._unread(node) else str(err)) from None
         stacked = re.fullmatch(r"dL/d([Wb])(in|out),?([\d._]*)", found.label)
         if stacked:  # torch's stacked parameters, as the notes name them: dL/dW_in1, dL/dW_in3.2
             found.label = f"dL/d{stacked[1]}_{stacked[2]}{stacked[3].replace('_', '.')}"
         return found
+
+    def _unread(self, node) -> str:
+        """Why attention's own name ``node`` (dQ, S_1, ...) names nothing here, else ""."""
+        name = node.args[0] if node.kind in ("name", "grad") else ""
+        base = re.sub(r"^(dld|d|g)|\d+$", "", name)
+        layers = attention_layers(self.net.layers)
+        if not layers or base not in _SHOWN or base in ("x", "g"):
+            return ""
+        if self.batch:
+            return "attention's own names (Q, K, V, S_h, dQ, ...) are read one sample at a time: use --convention sample"
+        if len(layers) > 1:
+            return (f"attention's own names (Q, K, V, S_h, dQ, ...) are read in a network of one attention layer, and "
+                    f"this one has {len(layers)}: check one layer's steps on a network with only it")
+        return f"attention here has {self.attention[1].heads} heads (h = 1..{self.attention[1].heads})"
 
     def _shown_name(self, norm: str) -> str:
         if norm[:-1] == "a" and norm[-1:].isdigit():  # A_h of a rule in h: head h's weights

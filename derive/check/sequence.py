@@ -8,8 +8,6 @@ sums the steps, ``\\sum_t \\delta_{6,t}`` its columns summed, and ``[(\\partial 
 (a row per step) the T × F table P_2's gradient. Step t of attention's T × E names (o_t, δp_t: row t of O and of
 [δQ δK δV]) is its column. The compact layer norm step's σ_t, x̂_t and g_t (γ ⊙ the position's gradient) are those
 of the layer norm the gradient goes through: the one reading a_k for dL/da_k, layer k's for dL/dγ_k, dL/dβ_k.
-A residual block's input gets the block's backward plus the gradient of its output (the identity path); one
-without that term is the mistake named.
 
 A network whose attention is wider than limits.CHECK_ATTENTION (T·E) is checked at small sizes (``narrowed``):
 every width at most WIDTH as verify shrinks it, heads of at least 2 features, and the network's T when T·WIDTH
@@ -256,22 +254,3 @@ class SequenceBinder:
         """Point σ_t, x̂_t, g_t at the layer norm the gradient ``expected`` goes through (none: None)."""
         own = expected.args[0] if isinstance(expected, Steps) else expected
         self._norm = next((n for n in self.norms if own in n[0]), None)
-
-    def residual_mistake(self, mine, expected) -> str:
-        """The identity path of a residual block left out of its input's gradient (or only it kept), else ""."""
-        own = expected.args[0] if isinstance(expected, Steps) else expected
-        step = next((s for s in self.sweep.steps if s.target.symbol == own), None)
-        if step is None or not isinstance(step.rhs, sp.MatAdd) or not is_matrix(mine):
-            return ""
-        skip = next((a for a in step.rhs.args if isinstance(a, sp.MatrixSymbol)), None)
-        if skip is None:
-            return ""
-        skip = Steps(skip, self.length) if isinstance(expected, Steps) else skip
-        name = self.q[skip.args[0].name if isinstance(skip, Steps) else skip.name].text
-        if self.same(sp.MatAdd(mine, skip), expected):
-            return (f"the residual path's identity term missing: the block's input reaches the loss through the "
-                    f"block and around it, so its gradient is the block's backward plus {name} (both paths summed)")
-        if self.same(mine, skip):
-            return (f"only the residual path's identity term: the block's backward is missing, the gradient is "
-                    f"{name} plus the gradient through the block's layers")
-        return ""
