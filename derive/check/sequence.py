@@ -208,8 +208,8 @@ class SequenceBinder:
         """Step t of ``base`` (a_5 of a_{5,t}) as a column of an F × T matrix, or None."""
         if base in ("sigma", "xhat", "g") and (self._norm is not None or base not in self.table):
             if self._norm is None:
-                raise ChainruleError(f"σ_t, x̂_t and g_t are a layer norm's at position t; check them in the "
-                                     f"gradient through one: dL/da_k of a layer norm's input a_k, or dL/dγ_k, dL/dβ_k")
+                raise ChainruleError("σ_t, x̂_t and g_t are a layer norm's at position t; check them in the "
+                                     "gradient through one: dL/da_k of a layer norm's input a_k, or dL/dγ_k, dL/dβ_k")
             return {"xhat": self._norm[1], "sigma": self._norm[2], "g": self._norm[3]}[base]
         if base == "x":
             return self.inputs
