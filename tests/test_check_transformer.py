@@ -148,3 +148,17 @@ def test_the_gallery_notes_attention_and_block_lines_check_as_correct():
     assert set(wrong) <= {"dL/dŷ", "δ6"}, wrong  # ∂ℓ/∂ŷ of one element (no 1/T) and the fused step's derivation
     rules = [verdict for _, verdict in results if hasattr(verdict, "letter") and verdict.letter == "h"]
     assert len(rules) >= 5 and all(rule.equal for rule in rules)
+
+
+def test_a_layer_norms_own_sigma_and_xhat_by_number():
+    assert SAMPLE.check(DL + r"\gamma_{3.1}}", r"\sum_t (" + DL + r"a_{3.1}})_t \odot \hat{x}_{3.1}").equal
+    assert not SAMPLE.check(DL + r"\gamma_{3.1}}", r"\sum_t (" + DL + r"a_{3.1}})_t \odot \hat{x}_{5}").equal
+
+
+def test_check_code_refuses_the_block_in_one_line_and_names_the_op(tmp_path):
+    code = tmp_path / "bw.py"
+    code.write_text("def backward(cache, dout):\n    return {}\n")
+    run = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", str(SPEC), f"{code}:backward"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and run.stdout == "" and run.stderr.count("\n") == 1, run
+    assert "layer 1 is embedding(embedding_dim=32)" in run.stderr and "check-code --op mha" in run.stderr

@@ -5,12 +5,12 @@ A person writes attention one sample at a time with the positions as rows, as co
 S_h = Q_h K_hᵀ/√d (+ M), A_h (P_h) = softmax of each row, O_h = A_h V_h, O = [O_1 ⋯ O_H], Y = O W_Oᵀ + 1 b_Oᵀ
 and G = dL/dY; W_Q, W_K, W_V are the rows of torch's in_proj_weight, W_O its out_proj.weight (the notes'
 orientation; the ``vaswani`` convention reads them as the paper's, E × d_k with Q = X W_Q). The checker reads
-these names in those two conventions (one sample), for a network with one attention layer, of T·E at most
-limits.CHECK_ATTENTION: each is a ``Part``, the quantity the op's own forward and backward steps
-(``_sample_forward``, ``sample_backward``) compute from the layer's input, parameters and G at the checking
-points, so δO, δA_h (δP_h), δS_h, δQ, δK, δV, δW_Q, ... are gradients ``--wrt`` may name. With one head the
+these names in those two conventions (one sample), for a network with one attention layer (inside a residual
+block or not; ``sequence.narrowed`` keeps its T·E within limits.CHECK_ATTENTION): each is a ``Part``, the
+quantity the op's own forward and backward steps (``_sample_forward``, ``sample_backward``) compute from the
+layer's input, parameters and G at the checking points, so δO, δA_h (δP_h), δS_h, δQ, δK, δV, δW_Q, ... are gradients ``--wrt`` may name. With one head the
 head's names have no subscript (S, A, P, dS); with several, S_h, P_h, Q_h, dQ_h for h = 1..H (A_h would be
-layer h's activation a_h).
+layer h's activation a_h, but in a rule in h, δV_h = A_h^⊤ δO_h checked at every head, it is head h's weights).
 
 A usual mistake is a ``slip``: the backward steps with that mistake made (the 1/√d_k missing in δQ or δK, or
 taken over the model's width; δK without its transpose; softmax's Jacobian read element-wise; the causal

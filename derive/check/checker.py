@@ -47,7 +47,11 @@ Q, K, V, O, G = dL/dY, S_h, P_h (A with one head), M, W_Q, ..., d_k, and their g
 \\frac{\\partial L}{\\partial V}) are bound to the op's own steps; ``\\sqrt{d_k}``, ``rowsum``, ``softmax(S)`` row
 by row and ``\\mathbf{1}^\\top`` read as attention's notes write them, and its usual mistakes (the 1/√d_k, a
 transpose in δK, softmax read element-wise, the mask, the heads) are named; W_Q is torch's (Q = X W_Qᵀ)
-in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``).
+in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``). The layer may be inside a residual
+block, after an embedding and a position table (the pre-norm transformer); one sample's sequences are then
+read a step per column, as the notes write them (``sequence``: [W a_t + b]_{t=1}^{T}, Σ_t, a layer norm's
+σ_t), and a network whose attention is wider than limits.CHECK_ATTENTION is checked narrow (``narrowed``),
+the note saying at which sizes.
 
 The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
 their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;

@@ -181,10 +181,14 @@ class SequenceBinder:
             g = sp.HadamardProduct(affine[0] * sp.OneMatrix(1, T), G) if affine else G
             xhat = Steps(StepLayerNorm(x, step.rhs.eps, T), T)
             owned = {self.q[f"dL_d{x.name}"].symbol} | {self.q[f"dL_d{a.name}"].symbol for a in affine}
-            norms.append((owned, xhat, PositionSigma(x, step.rhs.eps, T), g))
+            norms.append((owned, xhat, PositionSigma(x, step.rhs.eps, T), g, step.target.key[1:]))
         self.norms = tuple(norms)
 
     def _steps_shown(self):
+        """The step-by-step names in the list ``--names`` prints, and each layer norm's own σ_l, x̂_l by number."""
+        for _, xhat, sigma, _, path in self.norms:
+            for number in {path, path.replace("_", "."), path.replace("_", ",")}:
+                self.table[f"sigma{number}"], self.table[f"xhat{number}"] = sigma, xhat
         if self.length:
             self.shown.append(
                 f"one sample step by step (T = {self.length}): a_{{l,t}}, \\delta_{{l,t}}, x_t (a_l, δ_l themselves: "
