@@ -180,7 +180,7 @@ class RowSoftmax(sp.MatrixExpr):
 # -- the binding, mixed into the Checker -----------------------------------------------------------------
 
 _HEAD = re.compile(r"_\s*(?:\{\s*h\s*\}|h(?![A-Za-z0-9]))")  # Q_h, S_{h}: head h of a rule in h
-_GRADIENT = re.compile(r"\s*(?:\\delta|δ|d(?![_\s])|\\frac\s*\{\s*\\partial|\\partial|∂|G_|dL)")
+_GRADIENT = re.compile(r"\s*(?:\\left\s*)?\(?\s*(?:\\delta|δ|d(?![_\s])|\\frac\s*\{\s*\\partial|\\partial|∂|G_|dL)")
 
 _SHOWN = {"q": "Q", "k": "K", "v": "V", "o": "O", "g": "G", "x": "X", "p": "A", "s": "S", "mask": "M",
           "wq": "W_Q", "wk": "W_K", "wv": "W_V", "wo": "W_O", "bq": "b_Q", "bk": "b_K", "bv": "b_V", "bo": "b_O"}

@@ -230,7 +230,7 @@ class SequenceBinder:
         """Raise NotAGradient for an equation defining a step of a forward value (the notes' z_t = W a_t + b)."""
         if self.length and wrt_tree.kind == "name" and wrt_tree.args[0] not in self.grads:
             m = _STEP_NAME.fullmatch(wrt_tree.args[0])
-            if m and re.fullmatch(r"[zaheoqkvs][\d.,]*", m["base"]):
+            if m and re.fullmatch(r"[zahe][\d.,]*", m["base"]):  # not Adam's m_t, v_t
                 raise NotAGradient(f"'{wrt_tree.text}' is step t of a forward value: an equation for it is the "
                                    f"forward pass, which chainrule derives from the spec; check a gradient")
 
