@@ -104,10 +104,13 @@ def test_the_issues_spec_is_checked_narrow_and_says_at_which_sizes():
 def test_forward_steps_in_the_notes_are_skipped_not_checked():
     conventions = Conventions(TINY, "auto")
     steps = [(r"z_{4.2}", r"\left[W_{4.2} a_{4.1,t} + b_{4.2}\right]_{t=1}^{T}"), ("z_t", "W a_t + b"),
-             ("O_h", "A_h V_h"), ("S_h", r"Q_h K_h^{\top} / \sqrt{d} + M")]
+             ("O_h", "A_h V_h"), ("S_h", r"Q_h K_h^{\top} / \sqrt{d} + M"),
+             ("a_{3.1}", r"\left[\operatorname{LN}\left(a_{2,t}; \gamma_{3.1}, \beta_{3.1}\right)\right]_{t=1}^{T}"),
+             ("a_{3.2}", r"\operatorname{MHA}_{\mathrm{causal}}\left(a_{3.1}; W_{in,3.2}, b_{in,3.2}, W_{out,3.2}, "
+                         r"b_{out,3.2}\right)")]
     items = [item for lhs, rhs in steps for item in read_document(f"$${lhs} = {rhs}$$")]
     verdicts = list(checked(conventions, items))
-    assert len(verdicts) == 4 and all(verdict is None for _, verdict in verdicts), verdicts
+    assert len(verdicts) == 6 and all(verdict is None for _, verdict in verdicts), verdicts
     assert all("forward" in item.reason for item, _ in verdicts)
 
 

@@ -160,6 +160,7 @@ class Checker(AttentionBinder, SequenceBinder, Binder, Comparer, Diagnoser):
         if self.attention is not None and _HEAD.search(wrt):
             return self.check_heads(wrt, text, diagnose)
         self.diagnosing = diagnose
+        self.layer_applied(wrt, text)
         wrt_tree, tree = parse_equation(self.step_text(wrt), self.step_text(text))
         self.forward_step(wrt_tree)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):

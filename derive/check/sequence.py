@@ -22,7 +22,7 @@ from .. import limits
 from ..errors import ChainruleError
 from ..ops.layernorm import StepLayerNorm, StepLayerNormGrad
 from .compare import is_matrix
-from .parse import NotAGradient
+from .parse import NotAGradient, parse
 from .recurrent import _SUM_T, _term_end
 
 WIDTH = 4  # the narrowed widths: E = 4 keeps 2 heads of d = 2, so a missing 1/√d_k shows
@@ -102,6 +102,7 @@ _STACKED = re.compile(r"\\right\s*\]\s*_\s*\{\s*t\s*=\s*1\s*\}\s*\^\s*(?:\{\s*T\
 _STEP_OF = re.compile(r"(\\right\s*\)|\))\s*_\s*(?:\{\s*t\s*\}|t(?![A-Za-z0-9]))")  # (∂L/∂a_5)_t: step t of it
 _PROJECTED = re.compile(r"\\delta\s*([pqkvo])\s*_\s*(\{\s*t\s*\}|t(?![A-Za-z0-9]))")  # δq_t; δp_t: [δq_t; δk_t; δv_t]
 _STEP_NAME = re.compile(r"(?P<base>.+?),?t")
+_APPLIED = re.compile(r"[A-Za-z]\s*(?:_\s*\{[^{}]*\}\s*)?(?:\\left\s*)?\(\s*[^;()]*;")  # LN(x; γ, β), MHA(x; W_in, ...)
 
 
 def step_text(text: str) -> str:
@@ -225,6 +226,19 @@ class SequenceBinder:
         if isinstance(value, Steps) or value.shape[1] == self.length:
             return value
         return sp.Transpose(value) if value.shape[0] == self.length else None  # a row per step: P_2, attention's O
+
+    def layer_applied(self, wrt: str, text: str):
+        """Raise NotAGradient for the notes' a_{3.1} = [LN(a_{2,t}; γ, β)]_t, a layer applied to its input and its
+        parameters (after a semicolon): the forward pass, which the parser does not read."""
+        if not self.length or not _APPLIED.search(text):
+            return
+        try:
+            node = parse(wrt)
+        except ChainruleError:
+            return
+        if node.kind == "name" and not node.args[0].startswith("delta") and not self._gradient_name(node.args[0]):
+            raise NotAGradient(f"'{wrt.strip()}' is a layer applied to its input and parameters: the forward pass, "
+                               f"which chainrule derives from the spec; check a gradient")
 
     def forward_step(self, wrt_tree):
         """Raise NotAGradient for an equation defining a step of a forward value (the notes' z_t = W a_t + b)."""
