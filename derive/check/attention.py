@@ -314,8 +314,16 @@ class AttentionBinder:
     def _step_value(self, base: str):
         """Step t of attention's own names as a column: δp_t (row t of [δQ δK δV]); in attention's own gradients
         x_t is row t of its input X (elsewhere, of the network's input)."""
-        if self.attention is not None and (base == "dqkv" or base == "x" and isinstance(self._target.rhs, Part)):
+        if self.attention is None or base == "g" and self._norm is not None:  # g_t of a layer norm comes first
+            return super()._step_value(base)
+        if base == "dqkv" or base == "x" and isinstance(self._target.rhs, Part):
             return sp.Transpose(self.part("dqkv" if base == "dqkv" else "x"))
+        if base == "x":
+            return super()._step_value(base)
+        grad = self._gradient_name(base) if base not in self.table else None
+        value = self.grads[grad][0] if grad else self.table.get(base)
+        if isinstance(value, Part):  # o_t, δq_t: row t of O, of δQ (T × E, a row per position), whatever E is
+            return sp.Transpose(value)
         return super()._step_value(base)
 
     def check_heads(self, wrt: str, text: str, diagnose: bool):
