@@ -37,6 +37,7 @@ import sympy as sp
 from .chain import N, Derivation
 from .errors import ChainruleError
 from .nodes import OfSpec, OfSpecGrad
+from .ops.layernorm import StepLayerNormLayer
 
 _DIGITS = 30
 _TOLERANCE = 1e-20
@@ -115,7 +116,12 @@ def _steps(layer, small, length: int):
     (a block: its inner layers)."""
     if layer.layers:
         return replace(small, layers=tuple(_steps(*pair, length) for pair in zip(layer.layers, small.layers)))
-    return replace(small, length=min(layer.length, length)) if getattr(layer, "length", 0) else small
+    if not getattr(layer, "length", 0):
+        return small
+    steps = min(layer.length, length)
+    if isinstance(small, StepLayerNormLayer):  # its units count every position's features: keep those per position
+        return replace(small, units=steps * small.features, length=steps)
+    return replace(small, length=steps)
 
 
 def verify(derivation: Derivation, cap: int = None, batch: int = 2, seed: int = 0, exact: bool = False,

@@ -128,6 +128,7 @@ def test_checker_refuses_other_layers_in_one_line(monkeypatch):
     # the checker reads every layer kind there is now; one it would not read is played by activation
     monkeypatch.setattr("derive.check.checker._READ", ("dense", "layernorm", "residual"))
     with pytest.raises(derive.ChainruleError,
-                       match='reads networks of dense, layernorm and activation layers and residual blocks of them '
-                             'only, and layer 2 has type = "activation"'):
+                       match=r'reads networks of dense, layernorm, activation and attention layers and residual blocks '
+                             r'of them \(after an embedding and a position table, or not\), and layer 2 has type = '
+                             r'"activation"'):
         Checker(derive.derive("3 -> 3 relu -> tanh -> 2 ; mse"))

@@ -5,12 +5,12 @@ A person writes attention one sample at a time with the positions as rows, as co
 S_h = Q_h K_hᵀ/√d (+ M), A_h (P_h) = softmax of each row, O_h = A_h V_h, O = [O_1 ⋯ O_H], Y = O W_Oᵀ + 1 b_Oᵀ
 and G = dL/dY; W_Q, W_K, W_V are the rows of torch's in_proj_weight, W_O its out_proj.weight (the notes'
 orientation; the ``vaswani`` convention reads them as the paper's, E × d_k with Q = X W_Q). The checker reads
-these names in those two conventions (one sample), for a network with one attention layer, of T·E at most
-limits.CHECK_ATTENTION: each is a ``Part``, the quantity the op's own forward and backward steps
-(``_sample_forward``, ``sample_backward``) compute from the layer's input, parameters and G at the checking
-points, so δO, δA_h (δP_h), δS_h, δQ, δK, δV, δW_Q, ... are gradients ``--wrt`` may name. With one head the
+these names in those two conventions (one sample), for a network with one attention layer (inside a residual
+block or not; ``sequence.narrowed`` keeps its T·E within limits.CHECK_ATTENTION): each is a ``Part``, the
+quantity the op's own forward and backward steps (``_sample_forward``, ``sample_backward``) compute from the
+layer's input, parameters and G at the checking points, so δO, δA_h (δP_h), δS_h, δQ, δK, δV, δW_Q, ... are gradients ``--wrt`` may name. With one head the
 head's names have no subscript (S, A, P, dS); with several, S_h, P_h, Q_h, dQ_h for h = 1..H (A_h would be
-layer h's activation a_h).
+layer h's activation a_h, but in a rule in h, δV_h = A_h^⊤ δO_h checked at every head, it is head h's weights).
 
 A usual mistake is a ``slip``: the backward steps with that mistake made (the 1/√d_k missing in δQ or δK, or
 taken over the model's width; δK without its transpose; softmax's Jacobian read element-wise; the causal
@@ -23,13 +23,14 @@ import re
 import numpy as np
 import sympy as sp
 
-from .. import limits
 from ..errors import ChainruleError
 from ..ops.attention import (AttentionGrad, AttentionSpec, _row_softmax, _sample_forward, _samples, head_backward,
                              head_columns, sample_backward)
 from .bind import Ones
 from .compare import is_matrix
-from .parse import WIDTH
+from .parse import WIDTH, NotAGradient
+from .results import RuleResult, _LayerVerdict
+from .sequence import attention_layers
 
 
 # The slips of one head's backward steps (``head_backward``'s, or its columns of δO), each with one mistake made.
@@ -90,16 +91,16 @@ def _slips(spec: AttentionSpec, E: int) -> dict:
     return slips
 
 
-def sample_parts(spec: AttentionSpec, slip_args: dict, G, X, W_in, b_in, W_out, b_out) -> dict:
+def sample_parts(spec: AttentionSpec, slip_args: dict, G, X, W_in, b_in, W_out, b_out, f=None) -> dict:
     """Every named quantity of one sample's attention (explicit matrices in, explicit matrices out), the
-    backward steps made with ``slip_args`` (``sample_backward``'s keywords)."""
+    backward steps made with ``slip_args`` (``sample_backward``'s keywords); ``f``, the forward pass if known."""
     Xn, Gn = _samples(X, spec.length)[0], _samples(G, spec.length)[0]
     E = W_out.rows
-    f = _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
+    f = f or _sample_forward(spec, Xn, W_in, b_in, W_out, b_out)
     b = sample_backward(spec, f, Gn, W_out, **slip_args)
     T, ones = Xn.rows, sp.ones(Xn.rows, 1)
     parts = {"x": Xn, "g": Gn, "q": f["Q"], "k": f["K"], "v": f["V"], "o": f["O"], "wo": W_out, "bo": b_out.T,
-             "dx": b["dP"] * W_in, "do": b["dO"], "dwo": Gn.T * f["O"], "dbo": ones.T * Gn,
+             "dx": b["dP"] * W_in, "dqkv": b["dP"], "do": b["dO"], "dwo": Gn.T * f["O"], "dbo": ones.T * Gn,
              "mask": sp.Matrix(T, T, lambda i, j: -sp.oo if spec.causal and j > i else 0)}
     for k, name in enumerate("qkv"):
         rows = slice(k * E, (k + 1) * E)
@@ -135,12 +136,17 @@ class Part(sp.MatrixExpr):
     def numeric(self, value):
         spec, slip = AttentionSpec.of(self.args[2]), self.args[1].name
         mats = tuple(np.asarray(value(m), dtype=float) for m in self.args[4:])
-        kept = (spec, slip, tuple(m.tobytes() for m in mats))
+        inputs = (spec, tuple(m.tobytes() for m in mats[1:]))  # X and the parameters: the forward pass's
+        kept = (slip, mats[0].tobytes(), inputs)
         if kept not in _COMPUTED:
             if len(_COMPUTED) >= 256:
                 _COMPUTED.clear()
+                _FORWARDS.clear()
             args = {} if slip == "none" else _slips(spec, mats[4].shape[0])[slip][0]
-            parts = sample_parts(spec, args, *(sp.Matrix(m) for m in mats))
+            explicit = [sp.Matrix(m) for m in mats]
+            if inputs not in _FORWARDS:  # each slip's backward steps start from the same forward pass
+                _FORWARDS[inputs] = _sample_forward(spec, _samples(explicit[1], spec.length)[0], *explicit[2:])
+            parts = sample_parts(spec, args, *explicit, f=_FORWARDS[inputs])
             _COMPUTED[kept] = {k: np.array(v.tolist(), dtype=float) for k, v in parts.items()}
         return _COMPUTED[kept][self.key]
 
@@ -150,7 +156,8 @@ class Part(sp.MatrixExpr):
     _latex = _sympystr
 
 
-_COMPUTED = {}  # (spec, slip, the inputs' bytes) -> every part's value at that point
+_COMPUTED = {}  # (slip, G's bytes, (spec, the inputs' bytes)) -> every part's value at that point
+_FORWARDS = {}  # (spec, the inputs' bytes) -> the forward pass there (``_sample_forward``'s)
 
 
 class RowSoftmax(sp.MatrixExpr):
@@ -172,6 +179,9 @@ class RowSoftmax(sp.MatrixExpr):
 
 # -- the binding, mixed into the Checker -----------------------------------------------------------------
 
+_HEAD = re.compile(r"_\s*(?:\{\s*h\s*\}|h(?![A-Za-z0-9]))")  # Q_h, S_{h}: head h of a rule in h
+_GRADIENT = re.compile(r"\s*(?:\\left\s*)?\(?\s*(?:\\delta|δ|d(?![_\s])|\\frac\s*\{\s*\\partial|\\partial|∂|G_|dL)")
+
 _SHOWN = {"q": "Q", "k": "K", "v": "V", "o": "O", "g": "G", "x": "X", "p": "A", "s": "S", "mask": "M",
           "wq": "W_Q", "wk": "W_K", "wv": "W_V", "wo": "W_O", "bq": "b_Q", "bk": "b_K", "bv": "b_V", "bo": "b_O"}
 
@@ -180,31 +190,43 @@ class AttentionBinder:
     """The names of a network's attention layer in the sample convention (``Binder``'s hooks call these)."""
 
     attention = None  # (layer, spec, E, the op's inputs and G) when the sample convention reads one
-    too_big = ""  # why it does not, for a layer over CHECK_ATTENTION
 
-    def _attention_names(self, l: int):
-        """The layer's output a_l (h_l) in every convention; in the sample convention, attention's own names."""
+    def _attention_names(self, l):
+        """The layer's output a_l (h_l) in every convention; in the sample convention, attention's own names. ``l``
+        is its layer number, or its path inside a residual block (3_2: layer 3.2)."""
         a = self.q["Yhat" if self.batch else "yhat"] if l == self.layers else self.q[f"{self.key('a')}{l}"]
         self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
-        self.shown.append(f"{'A' if self.batch else 'a'}_{l} (the attention layer's output, a column)")
-        layers = [k for k, layer in enumerate(self.net.layers, 1) if layer.kind == "attention"]
-        if self.batch or len(layers) > 1:
+        shown = str(l).replace("_", ".")
+        self.shown.append(f"{'A' if self.batch else 'a'}_{{{shown}}} (the attention layer's output, a column)")
+        if self.batch or len(attention_layers(self.net.layers)) > 1:
             return
-        forward = next(s.rhs for s in self.sweep.steps if s.target.key == a.key)
+        forward = next(s for s in self.sweep.steps if s.target.key == a.key)
         grad = next(s.rhs for s in self.sweep.steps if isinstance(s.rhs, AttentionGrad) and s.rhs.has(a.symbol))
-        layer = self.net.layers[l - 1]
+        layer = attention_layers(self.net.layers)[0]
         spec = AttentionSpec(layer.length, layer.num_heads, layer.causal, layer.bias)
-        X, W_in, *rest = forward.mats
+        X, W_in, *rest = forward.rhs.mats
         E = W_in.cols
-        if spec.length * E > limits.CHECK_ATTENTION:
-            self.too_big = (f"attention's own names (Q, K, V, S, dQ, ...) are read for a layer of T·E = {spec.length}·{E}"
-                            f" = {spec.length * E} at most {limits.CHECK_ATTENTION} (CHECK_ATTENTION); check the same "
-                            f"steps on a shorter or narrower layer, such as length = 3, features = 4")
-            self.shown.append(f"({self.too_big})")
-            return
         b_in, W_out, b_out = rest if spec.bias else (sp.ZeroMatrix(3 * E, 1), rest[0], sp.ZeroMatrix(E, 1))
         self.attention = (l, spec, E, (grad.mats[0], X, W_in, b_in, W_out, b_out))
-        self._attention_table(l, spec, E)
+        self._attention_table(l, spec, E, X)
+
+    def _embedding_names(self, l: int):
+        """An embedding's table W_l (nn.Embedding's, V × E) and its output e_l (a_l, h_l); dL/dW_l."""
+        self._sequence_names(l, "W", "e", "the embedding's table (V × E, a row per token id) and e_{l}, the "
+                                          "embedded tokens (a_{l})")
+
+    def _positional_names(self, l: int):
+        """A position table P_l (T × E, row t added at position t) and the layer's output a_l (h_l); dL/dP_l."""
+        self._sequence_names(l, "P", "a", "the position table (T × E, row t added at position t) and a_{l}")
+
+    def _sequence_names(self, l, param, out, meaning):
+        q = self.q
+        self.table[f"{param.lower()}{l}"] = self.view(q[f"{param}{l}"])
+        self.grads[f"{param.lower()}{l}"] = (self.view(q[f"dL_d{param}{l}"]), q[f"dL_d{param}{l}"])
+        key = out.upper() if self.batch else out
+        a = q["Yhat" if self.batch else "yhat"] if l == self.layers else q[f"{key}{l}"]
+        self.table[f"{out}{l}"] = self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
+        self.shown.append(f"{param}_{l}, {key}_{l} ({meaning.replace('{l}', str(l))})")
 
     def _mean_names(self, l: int):
         """The mean over a sequence: its output a_l (h_l)."""
@@ -224,31 +246,41 @@ class AttentionBinder:
             return (T, T)
         if base in ("wq", "wk", "wv", "wo"):
             return (E, E)
+        if base == "qkv":  # [δQ δK δV], a row per position
+            return (T, 3 * E)
         if base in ("bq", "bk", "bv", "bo"):
             return (1, E)
         return (T, d) if base[-1:].isdigit() else (T, E)
 
-    def _attention_table(self, l, spec, E):
+    def _attention_table(self, l, spec, E, X):
         H, d = spec.heads, E // spec.heads
+        shown = str(l).replace("_", ".")
         names = ["q", "k", "v", "o", "g", "wq", "wk", "wv", "wo"] + (["bq", "bk", "bv", "bo"] if spec.bias else [])
         names += ["mask"] if spec.causal else []
         heads = [f"{n}{h}" for h in range(1, H + 1) for n in ("q", "k", "v", "o", "s", "p")]
         flip = (lambda key, value: sp.Transpose(value) if key in ("wq", "wk", "wv", "wo") else value) if \
             self.convention == "vaswani" else (lambda key, value: value)  # W_Q (E × d_k): Q = X W_Q
-        for key in names + heads:
+        for key in names:
             self.table[key] = flip(key, self.part(key))
+        for key in heads:  # a layer's own name comes first: P_2 is a position table at layer 2
+            self.table.setdefault(key, self.part(key))
         grads = ["q", "k", "v", "o", "wq", "wk", "wv", "wo"] + (["bq", "bk", "bv", "bo"] if spec.bias else [])
-        grads += [f"{n}{h}" for h in range(1, H + 1) for n in ("q", "k", "v", "o", "s", "p")]
         for key in grads:
             self.grads[key] = (flip(key, self.part("d" + key)), None, self.part("d" + key))
+        for key in heads:
+            self.grads.setdefault(key, (self.part("d" + key), None, self.part("d" + key)))
+        path = str(l)
         for key in ("W_in", "b_in", "W_out", "b_out"):  # torch's stacked parameters, as the derivation has them
             if f"{key}{l}" in self.q:
-                for norm in (f"{key.lower().replace('_', '')}{l}", key.lower().replace("_", "")):
+                stem = key.lower().replace("_", "")
+                for norm in {stem, stem + path, stem + path.replace("_", "."), f"{stem},{path.replace('_', '.')}"}:
                     self.table[norm] = self.view(self.q[f"{key}{l}"])
                     self.grads[norm] = (self.view(self.q[f"dL_d{key}{l}"]), self.q[f"dL_d{key}{l}"])
-        if l == 1:  # the network's input is the layer's: X by positions
-            self.table["x"] = self.table["a0"] = self.table["h0"] = self.part("x")
-            self.grads["x"] = (self.part("dx"), None, self.part("dx"))
+        # X by positions: the layer's input (the network's when it is layer 1; else a_0 = h_0 stays the input)
+        self.table["x"] = self.part("x")
+        self.grads["x"] = (self.part("dx"), None, self.part("dx"))
+        if X == self.q[self.key("x")].symbol:
+            self.table["a0"] = self.table["h0"] = self.table["x"]
         if H == 1:  # one head's names without its number, and A for P (a without a layer number names none)
             for n in ("q", "k", "v", "o", "s", "p"):
                 self.table.setdefault(n, self.table[f"{n}1"])
@@ -264,17 +296,57 @@ class AttentionBinder:
         self.table[f"{WIDTH}model"] = sp.Integer(E)
         sub = "" if H == 1 else "_h"
         self.shown += [
-            f"attention (layer {l}), one sample with the positions as rows: X (T × E = {spec.length} × {E}, the "
-            f"layer's input{', = x' if l == 1 else ''}), Q, K, V, O (T × E), G = dL/dY, W_Q, W_K, W_V (torch's "
-            f"in_proj_weight rows: Q = X W_Qᵀ + 1 b_Qᵀ), W_O" + (", b_Q, b_K, b_V, b_O" if spec.bias else ""),
-            (f"per head h = 1..{H}: Q_h, K_h, V_h, O_h (T × {d}), S_h, P_h (T × T, the weights; A_h would be "
-             f"layer h's a_h)" if H > 1 else "S (T × T, the scores), A or P (the weights)")
+            f"attention (layer {shown}), one sample with the positions as rows: X (T × E = {spec.length} × {E}, the "
+            f"layer's input{', = x' if X == self.q[self.key('x')].symbol else ''}), Q, K, V, O (T × E), G = dL/dY, "
+            f"W_Q, W_K, W_V (torch's in_proj_weight rows: Q = X W_Qᵀ + 1 b_Qᵀ), W_O"
+            + (", b_Q, b_K, b_V, b_O" if spec.bias else ""),
+            (f"per head h = 1..{H}: Q_h, K_h, V_h, O_h (T × {d}), S_h, P_h (T × T, the weights; A_1 alone is layer "
+             f"1's a_1, and a layer's P_l comes first), or a rule in h (δV_h = A_h^⊤ δO_h, A_h the weights)"
+             if H > 1 else "S (T × T, the scores), A or P (the weights)")
             + (", M (the causal mask, −∞ above the diagonal)" if spec.causal else ""),
             f"d, d_k (= {d}, the head's width), d_{{model}} (= {E}), \\sqrt{{d_k}}, softmax(S{sub}) row by row, "
             f"rowsum(...), \\mathbf{{1}}",
-            f"W_in, b_in, W_out, b_out (torch's in_proj_weight, in_proj_bias, out_proj), as W_{{in,{l}}} or W_in{l}",
+            f"W_in, b_in, W_out, b_out (torch's in_proj_weight, in_proj_bias, out_proj), as W_{{in,{shown}}} or "
+            f"W_in{shown}",
             f"dO, dV{sub}, dP{sub} (dA{sub}), dS{sub}, dQ{sub}, dK{sub}, dW_Q, db_Q, ..., dX (also δQ, "
             f"\\frac{{\\partial L}}{{\\partial Q}}): the gradients of the above"]
+
+    def _step_value(self, base: str):
+        """Step t of attention's own names as a column: δp_t (row t of [δQ δK δV]); in attention's own gradients
+        x_t is row t of its input X (elsewhere, of the network's input)."""
+        if self.attention is None or base == "g" and self._norm is not None:  # g_t of a layer norm comes first
+            return super()._step_value(base)
+        if base == "dqkv" or base == "x" and isinstance(self._target.rhs, Part):
+            return sp.Transpose(self.part("dqkv" if base == "dqkv" else "x"))
+        if base == "x":
+            return super()._step_value(base)
+        grad = self._gradient_name(base) if base not in self.table else None
+        value = self.grads[grad][0] if grad else self.table.get(base)
+        if isinstance(value, Part):  # o_t, δq_t: row t of O, of δQ (T × E, a row per position), whatever E is
+            return sp.Transpose(value)
+        return super()._step_value(base)
+
+    def check_heads(self, wrt: str, text: str, diagnose: bool):
+        """A rule in the head h (δV_h = A_h^⊤ δO_h) checked at h = 1..H, A_h and P_h head h's weights there (with
+        one head, the names without a number); an equation for a head's forward value is not a gradient."""
+        if not _GRADIENT.match(wrt):
+            raise NotAGradient(f"'{wrt.strip()}' is a head's forward value: an equation for it is the forward pass, "
+                               f"which chainrule derives from the spec; check a gradient such as \\delta V_h")
+        heads = self.attention[1].heads
+        verdicts = []
+        for h in range(1, heads + 1):
+            number = "" if heads == 1 else f"_{{{h}}}"
+            keys = (f"a{h}", f"p{h}")
+            kept = ({k: self.table.get(k) for k in keys}, {k: self.grads.get(k) for k in keys})
+            for key in keys:
+                self.table[key], self.grads[key] = self.part(f"p{h}"), (self.part(f"dp{h}"), None, self.part(f"dp{h}"))
+            try:
+                verdicts.append(_LayerVerdict(h, self.check(_HEAD.sub(number, wrt), _HEAD.sub(number, text), diagnose)))
+            finally:
+                for names, old in zip((self.table, self.grads), kept):
+                    for key, value in old.items():
+                        names.pop(key) if value is None else names.__setitem__(key, value)
+        return RuleResult(wrt, text, verdicts, letter="h")
 
     # -- operators attention adds -------------------------------------------------------------------
     def _bind_sqrt(self, node):
@@ -318,13 +390,29 @@ class AttentionBinder:
         try:
             found = super().target(wrt)
         except ChainruleError as err:
-            raise ChainruleError(f"{err}; {self.too_big}" if self.too_big else str(err)) from None
-        stacked = re.fullmatch(r"dL/d([Wb])(in|out)(\d*)", found.label)
-        if stacked:  # torch's stacked parameters, as the notes name them: dL/dW_in1
-            found.label = f"dL/d{stacked[1]}_{stacked[2]}{stacked[3]}"
+            raise ChainruleError(f"{err}; {self._unread(node)}" if self._unread(node) else str(err)) from None
+        stacked = re.fullmatch(r"dL/d([Wb])(in|out),?([\d._]*)", found.label)
+        if stacked:  # torch's stacked parameters, as the notes name them: dL/dW_in1, dL/dW_in3.2
+            found.label = f"dL/d{stacked[1]}_{stacked[2]}{stacked[3].replace('_', '.')}"
         return found
 
+    def _unread(self, node) -> str:
+        """Why attention's own name ``node`` (dQ, S_1, ...) names nothing here, else ""."""
+        name = node.args[0] if node.kind in ("name", "grad") else ""
+        base = re.sub(r"^(dld|d|g)|\d+$", "", name)
+        layers = attention_layers(self.net.layers)
+        if not layers or base not in _SHOWN or base in ("x", "g"):
+            return ""
+        if self.batch:
+            return "attention's own names (Q, K, V, S_h, dQ, ...) are read one sample at a time: use --convention sample"
+        if len(layers) > 1:
+            return (f"attention's own names (Q, K, V, S_h, dQ, ...) are read in a network of one attention layer, and "
+                    f"this one has {len(layers)}: check one layer's steps on a network with only it")
+        return f"attention here has {self.attention[1].heads} heads (h = 1..{self.attention[1].heads})"
+
     def _shown_name(self, norm: str) -> str:
+        if norm[:-1] == "a" and norm[-1:].isdigit():  # A_h of a rule in h: head h's weights
+            norm = "p" + norm[-1]
         if norm == "x" or norm[:-1] in _SHOWN and norm[-1:].isdigit() or norm in _SHOWN:
             base, h = (norm, "") if norm in _SHOWN else (norm[:-1], norm[-1])
             return _SHOWN[base] + (f"_{h}" if h and self.attention[1].heads > 1 else "")
@@ -335,9 +423,18 @@ class AttentionBinder:
             return super().printed(target)
         return _stated(target.rhs.key, self.attention[1], self.convention == "vaswani")
 
+    def oriented(self, mine, expected):
+        """``mine``, a column where the gradient of one of attention's biases is the row 1ᵀ G: a bias is one
+        vector, which the notes' Σ_t g_t sums as a column."""
+        if isinstance(expected, Part) and expected.key in ("dbq", "dbk", "dbv", "dbo") and is_matrix(mine) and \
+                mine.shape == expected.shape[::-1]:
+            return sp.Transpose(mine)
+        return mine
+
     def exactly_equal(self, a, b):
-        """Not tried through attention: SymPy's proof of its row softmax with a symbol per entry takes minutes."""
-        if self.attention is not None:
+        """Not tried through attention (SymPy's proof of its row softmax with a symbol per entry takes minutes), nor
+        step by step (a sequence's layer norms and embeddings have no symbolic form here)."""
+        if self.attention is not None or self.length:
             return None
         return super().exactly_equal(a, b)
 

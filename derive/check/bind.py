@@ -78,7 +78,8 @@ class Binder:
             kind = self.net.layers[l - 1].kind
             if kind != "dense":
                 {"layernorm": self._layernorm_names, "activation": self._activation_names,
-                 "residual": self._block_names, "attention": self._attention_names, "mean": self._mean_names}[kind](l)
+                 "residual": self._block_names, "attention": self._attention_names, "mean": self._mean_names,
+                 "embedding": self._embedding_names, "positional": self._positional_names}[kind](l)
                 continue
             for p in ("W", "b"):
                 self.table[f"{p.lower()}{l}"] = self.view(q[f"{p}{l}"])
@@ -228,7 +229,7 @@ class Binder:
             if not m or not isinstance(q.symbol, sp.MatrixSymbol):
                 continue
             stem = {"delta": "z"}.get(m["stem"].lower(), m["stem"].lower())
-            for path in (m["path"], m["path"].replace("_", ","), m["path"].replace("_", "")):
+            for path in (m["path"], m["path"].replace("_", ","), m["path"].replace("_", ""), m["path"].replace("_", ".")):
                 norm = stem + path
                 if m["stem"].lower() == "delta":
                     self.table.setdefault("delta" + path, self.view(q))
@@ -236,6 +237,9 @@ class Binder:
                     self.grads.setdefault(norm, (self.view(q), q))
                 else:
                     self.table.setdefault(norm, self.view(q))
+        for i, layer in enumerate(self.net.layers[l - 1].layers, 1):
+            if layer.kind == "attention":
+                self._attention_names(f"{l}_{i}")
         a = self.q["Yhat" if self.batch else "yhat"] if l == self.layers else self.q[f"{self.key('a')}{l}"]
         self.table[f"a{l}"] = self.table[f"h{l}"] = self.view(a)
         self.shown.append(f"the residual block {l}'s quantities as the notes name them (W_{{{l},1}}, z_{{{l},1}}, "
@@ -247,7 +251,8 @@ class Binder:
             return self.key("x")
         if l == self.layers:
             return "Yhat" if self.batch else "yhat"
-        return (self.q.get(f"{self.key('a')}{l}") or self.q[f"{self.key('z')}{l}"]).key
+        return (self.q.get(f"{self.key('a')}{l}") or self.q.get(f"{self.key('z')}{l}")
+                or self.q[f"{'E' if self.batch else 'e'}{l}"]).key  # an embedding's e_l
 
     def _output_plain(self) -> bool:
         last = self.net.layers[-1]
@@ -276,7 +281,7 @@ class Binder:
         node = parse(wrt) if isinstance(wrt, str) else wrt
         wrt = node.text
         ng = None
-        if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
+        if node.kind == "name" and re.fullmatch(r"delta\d+(?:[.,_]\d+)*", node.args[0]):  # δ_2, δ_{4.3}
             norm = "z" + node.args[0][5:]
         elif node.kind == "grad":
             norm = node.args[0]
@@ -293,9 +298,9 @@ class Binder:
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
                                  f"choose one of: {', '.join(choices)}")
         entry = self.grads[norm]
-        greek = re.fullmatch(r"(gamma|beta)(\d+)", norm)  # layer norm's γ_l and β_l
+        greek = re.fullmatch(r"(gamma|beta)(\d+(?:[.,_]\d+)*)", norm)  # layer norm's γ_l and β_l (γ_{3.1} in a block)
         label = GREEK[greek[1]] + greek[2] if greek else {
-            "w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
+            "w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x", "p": "P"}[norm[0]] + (
             norm[1:] if norm != "yhat" else "")
         if self.batch and norm[0] in "zahx" and not greek:
             label = label.upper()

@@ -47,7 +47,11 @@ Q, K, V, O, G = dL/dY, S_h, P_h (A with one head), M, W_Q, ..., d_k, and their g
 \\frac{\\partial L}{\\partial V}) are bound to the op's own steps; ``\\sqrt{d_k}``, ``rowsum``, ``softmax(S)`` row
 by row and ``\\mathbf{1}^\\top`` read as attention's notes write them, and its usual mistakes (the 1/√d_k, a
 transpose in δK, softmax read element-wise, the mask, the heads) are named; W_Q is torch's (Q = X W_Qᵀ)
-in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``).
+in ``sample`` and the paper's (Q = X W_Q) in ``vaswani`` (``attention``). The layer may be inside a residual
+block, after an embedding and a position table (the pre-norm transformer); one sample's sequences are then
+read a step per column, as the notes write them (``sequence``: [W a_t + b]_{t=1}^{T}, Σ_t, a layer norm's
+σ_t), and a network whose attention is wider than limits.CHECK_ATTENTION is checked narrow (``narrowed``),
+the note saying at which sizes.
 
 The work is split by concern: ``parse`` reads the text, ``bind`` gives its names and operators
 their SymPy values, ``compare`` evaluates and compares, ``diagnose`` searches the usual mistakes;
@@ -60,17 +64,20 @@ import numpy as np
 import sympy as sp
 
 from .. import limits
+from ..chain import Derivation
 from ..errors import ChainruleError
 from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
-from .attention import AttentionBinder
+from ..verify import sizes
+from .attention import _HEAD, AttentionBinder
 from .bind import Binder, Ones, ShapeMismatch
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
-from .parse import Node, parse_equation
+from .parse import Node, NotAGradient, parse_equation
 from .recurrent import RecurrentChecker, recurrent
 from .results import CheckResult, RuleResult, _LayerVerdict
+from .sequence import SequenceBinder, attention_layers, narrowed
 
 
 class _Absent(Exception):
@@ -98,7 +105,7 @@ def _layer_refs(node: Node, letter: str) -> bool:
     return any(_layer_refs(a, letter) for a in node.args if isinstance(a, Node))
 
 
-class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
+class Checker(AttentionBinder, SequenceBinder, Binder, Comparer, Diagnoser):
     """One derivation in one convention: names, values at points, the comparison and diagnosis."""
 
     def __new__(cls, derivation, convention="sample"):
@@ -113,10 +120,10 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         self.net = derivation.network
         other = unreadable(self.net)
         if other is not None:
-            raise ChainruleError(f"chainrule check reads networks of dense, layernorm and activation layers and residual "
-                                 f"blocks of them only, and layer {other} "
-                                 f"has type = \"{self.net.layers[other - 1].kind}\" (attention and the mean over a "
-                                 f"sequence are read outside blocks); check the derivation with derive.verify")
+            raise ChainruleError(f"chainrule check reads networks of dense, layernorm, activation and attention layers "
+                                 f"and residual blocks of them (after an embedding and a position table, or not), and "
+                                 f"layer {other} has type = \"{self.net.layers[other - 1].kind}\" (the mean over a "
+                                 f"sequence is read outside blocks); check the derivation with derive.verify")
         size = sum(q.symbol.rows * q.symbol.cols for q in derivation.sample.quantities.values() if q.role == "param")
         if size > limits.CHECK_PARAMETERS:
             raise ChainruleError(f"the network has {size} weights and biases; check and check-code read networks of "
@@ -134,12 +141,12 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
         computed = {step.target.key for step in self.sweep.steps}
         # the inputs, targets, parameters and anything else no step computes (dropout masks) get values
         self.leaf_keys = {k for k, q in self.q.items() if k not in computed and isinstance(q.symbol, sp.MatrixSymbol)}
-        if convention == "vaswani" and [layer.kind for layer in self.net.layers].count("attention") != 1:
+        if convention == "vaswani" and len(attention_layers(self.net.layers)) != 1:
             raise ChainruleError("the vaswani convention reads the names of an attention layer, and this network has "
                                  "none (or more than one); use sample or auto")
+        self._read_steps()
         self._names()
-        if convention == "vaswani" and self.attention is None:
-            raise ChainruleError(f"the vaswani convention reads the names of an attention layer, and {self.too_big}")
+        self._steps_shown()
         self.shared = {}  # the random points (compare.Comparer.seeds), shared by checkers of one sweep
         self.drawn = {}  # the random leaves, shared by checkers of one derivation
         self.diagnosing = True
@@ -150,8 +157,12 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
     def check(self, wrt: str, text: str, diagnose: bool = True):
         """A CheckResult, or a RuleResult (one verdict per layer) when the expression is a rule in l;
         without ``diagnose``, the verdict alone (no mistake search)."""
+        if self.attention is not None and _HEAD.search(wrt):
+            return self.check_heads(wrt, text, diagnose)
         self.diagnosing = diagnose
-        wrt_tree, tree = parse_equation(wrt, text)
+        self.layer_applied(wrt, text)
+        wrt_tree, tree = parse_equation(self.step_text(wrt), self.step_text(text))
+        self.forward_step(wrt_tree)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
             raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
                                  f"left side in l too, like \\delta^l or dL/dW^l, to check it at every layer")
@@ -214,6 +225,7 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
 
     def _check_one(self, wrt_tree: Node, tree: Node, text: str) -> CheckResult:
         target = self._target = self.target(wrt_tree)
+        self.through_norm(target.expr)
         correct, correct_latex = self.printed(target)
         self.flags, self._bound = [], {}
         problem, mine = "", None
@@ -221,6 +233,7 @@ class Checker(AttentionBinder, Binder, Comparer, Diagnoser):
             mine = self.bind(tree)
             if isinstance(mine, Ones):
                 raise ChainruleError(f"'{text}' is only a ones vector")
+            mine = self.oriented(mine, target.expr)
         except ShapeMismatch as err:
             problem = str(err)
         flags = list(self.flags)
@@ -371,6 +384,7 @@ class Conventions:
     def __init__(self, derivation, convention="auto"):
         if convention not in CHOICES:
             raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CHOICES)}")
+        derivation, self.sizes = _narrowed(derivation)
         self.derivation, self.convention, self._checkers, self._shared, self._drawn = derivation, convention, {}, {}, {}
         self.checker(CONVENTIONS[0] if convention == "auto" else convention)  # an unreadable network fails here
 
@@ -390,9 +404,21 @@ class Conventions:
         else:
             others = "columns, rows, ng or goodfellow convention" + (
                 ", vaswani (W_Q as E × d_k: Q = X W_Q)" if sample.attention else "")
-        return sample.accepted() + [f"or the names of the {others} (auto picks the one your names use; see check --help)"]
+        return sample.accepted() + [f"or the names of the {others} (auto picks the one your names use; see check --help)"] \
+            + ([self.sizes] if self.sizes else [])
 
     def check(self, wrt: str, text: str):
+        try:
+            result = self._check(wrt, text)
+        except NotAGradient:
+            raise
+        except ChainruleError as err:  # a name of the spec's sizes may be missing at these (a head h > 2)
+            raise ChainruleError(f"{err} ({self.sizes})" if self.sizes else str(err)) from None
+        if self.sizes:
+            result.note = f"{result.note}; {self.sizes}" if result.note else self.sizes
+        return result
+
+    def _check(self, wrt: str, text: str):
         self._started = time.monotonic()
         if self.convention != "auto":
             result = self.checker(self.convention).check(wrt, text)
@@ -405,6 +431,8 @@ class Conventions:
         for rank, (name, why) in enumerate(ranked((wrt, text))):
             try:
                 found = self.checker(name).check(wrt, text, diagnose=False)
+            except NotAGradient:  # a forward step in one convention is one in all
+                raise
             except ChainruleError as err:
                 first_error = first_error or (rank, err)
                 continue
@@ -445,6 +473,20 @@ class Conventions:
         return None
 
 
+def _narrowed(derivation):
+    """(the derivation check reads, and when its sizes are not the spec's, the sentence that says them, else "")."""
+    small = narrowed(derivation.network)
+    if small is derivation.network:
+        return derivation, ""
+    heads = [(a.num_heads, a.features // a.num_heads) for a in (attention_layers(n.layers)[0] for n in
+                                                                 (small, derivation.network))]
+    return Derivation(small), (f"checked at {sizes(small)} with {heads[0][0]} head{'s' * (heads[0][0] > 1)} of "
+                               f"d = {heads[0][1]}, the same network made narrow (the spec has "
+                               f"{sizes(derivation.network)} with {heads[1][0]} of d = {heads[1][1]}; attention is read "
+                               f"at T·E of at most {limits.CHECK_ATTENTION}, CHECK_ATTENTION): the steps are the same "
+                               f"at every size")
+
+
 def _where_mean(name) -> str:
     mean = BY_NAME[name].mean
     return "one sample, no 1/N" if mean.startswith("nowhere") else f"the 1/N {mean}"
@@ -457,8 +499,8 @@ def check(derivation, wrt: str, expr: str, convention: str = "sample"):
     return Conventions(derivation, convention).check(wrt, expr)
 
 
-_READ = ("dense", "layernorm", "activation", "residual")
-_READ_OUTSIDE_BLOCKS = ("attention", "mean")  # attention's names are those of a top-level layer
+_READ = ("dense", "layernorm", "activation", "residual", "attention")
+_READ_OUTSIDE_BLOCKS = ("mean", "embedding", "positional")
 
 
 def unreadable(network):
@@ -480,7 +522,8 @@ def accepted_names(derivation, convention: str = "sample"):
             return None
     if unreadable(derivation.network) is not None:
         return None
-    return Checker(derivation, convention).accepted()
+    derivation, narrow = _narrowed(derivation)
+    return Checker(derivation, convention).accepted() + ([narrow] if narrow else [])
 
 
 def read_equations(text: str) -> list:

@@ -55,6 +55,7 @@ from ..errors import ChainruleError
 from ..escape import terminal_text
 from ..printing import MathText
 from .checker import Checker, unreadable
+from .sequence import attention_layers
 from .compare import BATCH, BIAS_SCALE, Comparer
 from ..ops.activations import CATALOGUE as ACTIVATIONS
 from .compare import numeric_value
@@ -554,6 +555,14 @@ def check_code(derivation, target: str, limits: Limits = Limits()):
                f"{kind}_step; cs231n's layouts, see check-code --help)")
         raise ChainruleError(f"check-code reads a network's backward pass without recurrent layers, and layer "
                              f"{recurrent} is {kind}; {fix}")
+    sequence = next((l for l, layer in enumerate(derivation.network.layers, 1) if layer.kind in ("embedding", "positional")
+                     or layer.kind == "residual" and attention_layers(layer.layers)), None)
+    if sequence is not None:  # check reads these one sample at a time; a backward pass runs on a batch
+        kind = derivation.network.layers[sequence - 1].inline(None)
+        raise ChainruleError(f"check-code reads a network's backward pass without an embedding, a position table or "
+                             f"attention inside a block, and layer {sequence} is {kind}; check the attention layer's "
+                             f"backward function as one op (check-code --op mha FILE.py:FUNCTION, see check-code "
+                             f"--help), or the derivation line by line with chainrule check --file")
     if unreadable(derivation.network) is not None and all(l.kind in CNN_KINDS for l in derivation.network.layers):
         return _check_cnn_code(derivation, target, limits)
     checker = Checker(derivation, "columns")

@@ -159,7 +159,8 @@ class Diagnoser:
         """Overrides of the sweep's steps that read a softmax output as element-wise: δ_L = ŷ ⊙ (1 − ŷ) ⊙
         dL/dŷ, the diagonal of its Jacobian only (dL/dŷ the loss's own where softmax and loss are fused);
         {} when the output is not softmax."""
-        if self.net.layers[-1].activation.elementwise:
+        last = getattr(self.net.layers[-1], "activation", None)  # a block, a layer norm or a mean has none
+        if last is None or last.elementwise:
             return {}
         yhat, y = self.q[self._a_key(self.layers)], self.q[self.key("y")]
         named = self.q.get(f"dL_d{yhat.key}")

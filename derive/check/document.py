@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .. import limits
 from ..errors import ChainruleError
 from .parse import MAX_LENGTH, NotAGradient, Node, parse_equation, read_tree, rewrite
+from .sequence import step_text
 
 
 @dataclass
@@ -351,11 +352,11 @@ def _not_a_gradient(lhs: str, rhs: str):
     if inner.kind == "act":
         return f"it defines the function {'the derivative ' if inner.args[1] else ''}'{_short(lhs)}' on its own; " \
                f"chainrule knows each activation and its derivative"
-    base = re.sub(r"(\d+|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None
+    base = re.sub(r"(\d+(?:[.,]\d+)*|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None  # a_{4.2}
     if base in _LOSSES:
         return f"it defines the loss {_short(lhs)}; chainrule takes the loss from the spec"
     try:
-        _, right = parse_equation(lhs, rhs)
+        _, right = parse_equation(lhs, step_text(rhs))  # a sequence's steps: [W a_t + b]_{t=1}^{T}
     except NotAGradient as err:
         return str(err)
     except ChainruleError:

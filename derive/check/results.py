@@ -48,6 +48,7 @@ class RuleResult:
     expression: str
     layers: list
     note: str = ""
+    letter: str = "l"  # the index the rule is in: l (layers), or h (attention's heads)
 
     @property
     def fits(self) -> bool:
@@ -60,14 +61,15 @@ class RuleResult:
     def report(self) -> str:
         checked = [str(v.layer) for v in self.layers if v.result is not None]
         wrong = [str(v.layer) for v in self.layers if v.result is not None and not v.result.equal]
-        verdict = f"wrong at l = {', '.join(wrong)}" if wrong else "correct wherever it applies"
-        lines = [f"{self.wrt} = {self.expression}: a rule in l, checked at l = {', '.join(checked)}: {verdict}"]
+        verdict = f"wrong at {self.letter} = {', '.join(wrong)}" if wrong else "correct wherever it applies"
+        k = self.letter
+        lines = [f"{self.wrt} = {self.expression}: a rule in {k}, checked at {k} = {', '.join(checked)}: {verdict}"]
         for v in self.layers:
             if v.result is None:
-                lines.append(f"  l = {v.layer}: {v.note}")
+                lines.append(f"  {k} = {v.layer}: {v.note}")
                 continue
             first, *rest = v.result.report().rstrip("\n").split("\n")
-            lines.append(f"  l = {v.layer}: {first}")
+            lines.append(f"  {k} = {v.layer}: {first}")
             lines += [f"  {line}" for line in rest]
         if self.note:
             lines.append(f"  convention: {self.note}")
