@@ -228,7 +228,7 @@ class Binder:
             if not m or not isinstance(q.symbol, sp.MatrixSymbol):
                 continue
             stem = {"delta": "z"}.get(m["stem"].lower(), m["stem"].lower())
-            for path in (m["path"], m["path"].replace("_", ","), m["path"].replace("_", "")):
+            for path in (m["path"], m["path"].replace("_", ","), m["path"].replace("_", "."), m["path"].replace("_", "")):
                 norm = stem + path
                 if m["stem"].lower() == "delta":
                     self.table.setdefault("delta" + path, self.view(q))
@@ -276,7 +276,7 @@ class Binder:
         node = parse(wrt) if isinstance(wrt, str) else wrt
         wrt = node.text
         ng = None
-        if node.kind == "name" and re.fullmatch(r"delta\d+", node.args[0]):
+        if node.kind == "name" and re.fullmatch(r"delta\d+(?:[.,]\d+)*", node.args[0]):  # δ_{3.1} in a block
             norm = "z" + node.args[0][5:]
         elif node.kind == "grad":
             norm = node.args[0]
@@ -293,7 +293,7 @@ class Binder:
             raise ChainruleError(f"cannot check a gradient with respect to '{wrt}'{did_you_mean(norm, choices)}; "
                                  f"choose one of: {', '.join(choices)}")
         entry = self.grads[norm]
-        greek = re.fullmatch(r"(gamma|beta)(\d+)", norm)  # layer norm's γ_l and β_l
+        greek = re.fullmatch(r"(gamma|beta)(\d+(?:[.,_]\d+)*)", norm)  # layer norm's γ_l and β_l (γ_{3.2} in a block)
         label = GREEK[greek[1]] + greek[2] if greek else {
             "w": "W", "b": "b", "z": "z", "a": "a", "h": "h", "y": "ŷ", "x": "x"}[norm[0]] + (
             norm[1:] if norm != "yhat" else "")
@@ -555,7 +555,7 @@ class Binder:
         return a if k == 1 else sp.HadamardProduct(*([a] * k))
 
     def _bind_ones(self, node):
-        return Ones()
+        return sp.OneMatrix(node.args[1], 1) if len(node.args) > 1 else Ones()  # \mathbf{1}_{10}: its length given
 
     def _bind_ind(self, node):
         arg = self.bind(node.args[0])
