@@ -88,6 +88,8 @@ _JACOBIAN = re.compile(r"\\partial\s*\\hat\s*\{?\s*[yY]\s*\}?(?:\s*_\s*\{?\s*\w*
 # An optimizer's rule: the parameter θ_t, its gradient ∇_θ, Adam's moments m_t, v_t (m_0, the bias-corrected \hat m_t)
 _OPTIMIZER = re.compile(r"\\theta\s*_\s*\{?\s*t|\\nabla\s*_\s*\{?\s*\\theta"
                         r"|^\s*(?:\\hat\s*\{?\s*)?[mv]\s*\}?\s*_\s*\{?\s*[t0]\s*\}?\s*$")
+_SCALED = re.compile(r"\s*([1-9]\d*)\s+([\\A-Za-z].*)", re.S)  # 20 \delta_{3}: a whole number times a quantity
+_EXPRESSION = re.compile(r"[-+/()^]|\\(?:sum|cdot|odot|times)(?![A-Za-z])")  # a left side that is a computation
 _STEPS = re.compile(r"\s*t\s*")  # t = 1, \ldots, T: the range of the steps
 _LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: layer numbers
 
@@ -304,10 +306,23 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
                 if not rhs:
                     continue
                 pending = None
-                reason = _not_a_gradient(lhs, rhs)
-                out.append(Skipped(number, _short(f"{lhs} = {rhs}"), reason) if reason else Equation(number, lhs, rhs))
+                reason = _not_a_gradient(*_unscaled(lhs, rhs))
+                out.append(Skipped(number, _short(f"{lhs} = {rhs}"), reason) if reason else
+                           Equation(number, *_unscaled(lhs, rhs)))
     state.update(lhs=lhs, pending=pending)
     return out
+
+
+def _unscaled(lhs: str, rhs: str):
+    """``k Q = R`` as ``Q = R / k``: the notes' fused step for a loss that divides by k (20 δ3 = ŷ - y)."""
+    m = _SCALED.fullmatch(lhs)
+    if m is None:
+        return lhs, rhs
+    try:
+        kind = read_tree(m[2]).kind
+    except ChainruleError:
+        return lhs, rhs
+    return (m[2], rf"\frac{{{rhs}}}{{{m[1]}}}") if kind in ("name", "grad") else (lhs, rhs)
 
 
 def _rows(math: str, line: int):
@@ -398,11 +413,12 @@ def _not_a_gradient(lhs: str, rhs: str):
     if inner.kind == "act":
         return f"it defines the function {'the derivative ' if inner.args[1] else ''}'{_short(lhs)}' on its own; " \
                f"chainrule knows each activation and its derivative"
-    if left.kind not in ("name", "grad", "entry"):
+    if left.kind not in ("name", "grad", "entry") and _EXPRESSION.search(re.sub(r"_\s*\{[^{}]*\}", "", lhs)):
+        # (\delta h_{T+1} is one name, dh_{T+1}, read by the recurrent checker)
         return f"an identity between two expressions ({_short(lhs)} is not one quantity); chainrule checks a " \
                f"gradient's equation"
     base = re.sub(r"(\d+(?:[.,_]\d+)*|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None
-    if base in _LOSSES:
+    if base in _LOSSES and not (base == "e" and inner.args[0] != "e"):  # e_1, e_t: an embedding's output
         return f"it defines the loss {_short(lhs)}; chainrule takes the loss from the spec"
     forward = f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass from the " \
               f"spec and checks gradients"
