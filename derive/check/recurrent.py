@@ -78,11 +78,16 @@ _GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrznxh])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
-# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
 # A step's forward value as the notes and courses name it (a_t, i_t, \tilde c_t, a^{i}_t, h_{t-1}, c_T): an
 # equation defining one is the forward pass, which the spec gives; it is skipped, not checked.
-_FORWARD_STEP = re.compile(r"\s*(?:\\tilde\s*\{?\s*)?[xhazcifgonre]\s*\}?(?:\^\{?\s*[a-z]\s*\}?)?"
-                           r"_\{?\s*(?:t|T|\d+)(?:\s*[-+]\s*1)?\s*\}?\s*")
+_FORWARD_STEP = re.compile(r"\s*(?:\\tilde\s*\{?\s*)?[xhazcifgonreXHAZE]\s*\}?(?:\^\{?\s*[a-z]\s*\}?)?"
+                           r"_\{?\s*(?:t|T|\d+)(?:\s*[-+]\s*1)?\s*\}?\s*|\s*\\hat\s*\{?\s*[yY]\s*\}?\s*")
+# The notes' stack of one expression per step, [W_3^T δ_{3,t}]_{t=1}^{T}: read as the expression at step t
+_STACK_T = re.compile(r"\\left\s*\[(.*?)\\right\s*\]\s*_\s*\{\s*t\s*=\s*1\s*\}\s*\^\s*(?:\{\s*T\s*\}|T)", re.S)
+# The notes' names carry the layer's number: W_{ih,2}, δ_{3,t} (layer 3 at step t), h_2 (layer 2, every step)
+_LAYER_PARAM = re.compile(r"([a-z]+),(\d+)")
+_LAYER_STEP = re.compile(r"([a-z]+?)(\d+)(?:,(.+))?")
+# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
 _ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(\+)?")
 # onehot(x_t), \text{one\_hot}(x_t): the token at step t as a one-hot column, one name the parser reads
 _ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
@@ -105,6 +110,7 @@ def rewrite_time(text: str) -> str:
     text = _OUT_SHARE.sub(r"gout\1", text)
     text = _DELTA_STATE.sub(r"d\1_", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
+    text = _STACK_T.sub(r"(\1)", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
                         + ("^T" if m[3] else ""), text)
     text = _LIST.sub(lambda m: f"{_LISTED[m[1]]}_{{{m[2].replace(' ', '')}}}", text)
@@ -245,6 +251,12 @@ class RecurrentChecker(Binder):
         self.columns = BATCH if self.batch else 1
         self.flags, self._bound, self.shared, self.drawn = [], {}, {}, {}
         self.node = next(a for s in self.sweep.steps for a in s.rhs.atoms(BPTT))
+        # The spec's own sizes, which the notes print (1/20 for T = 20, \mathbf{1}_{30}), read as the shrunk
+        # network's: the steps' count, and a ones vector's length
+        self.spec_steps = net.layers[self.l - 1].length
+        spec = derivation.sample.quantities
+        self.resized = {int(a): int(b) for q in self.small.sample.quantities.values() if q.role == "param"
+                        for a, b in zip(spec[q.key].symbol.shape, q.symbol.shape)}
         self._symbols()
         self._points = None
 
@@ -363,6 +375,40 @@ class RecurrentChecker(Binder):
     def _sizes(self) -> str:
         return sizes(self.net) + (f", N = {self.columns}" if self.batch else ", one sample")
 
+    # -- the notes' layer numbers ---------------------------------------------------------------------------
+    def _numbered(self, tree: Node) -> bool:
+        """Whether the equation names things as the notes do, by their layer: W_{ih,2}, δ_{3,t}, W_3, or the
+        output ŷ without a step."""
+        if tree.kind in ("name", "grad"):
+            norm = tree.args[0]
+            return bool(_LAYER_PARAM.fullmatch(norm) or "," in norm and _LAYER_STEP.fullmatch(norm)
+                        or norm in (f"w{self.l + 1}", f"b{self.l + 1}") or norm in ("yhat", "y") and self.layers == 2)
+        return any(self._numbered(a) for a in tree.args if isinstance(a, Node))
+
+    def _renumbered(self, tree: Node) -> Node:
+        """The tree with the notes' layer-numbered names as the checker's per-step ones: W_{ih,2} is W_ih, δ_{3,t}
+        the output's dy_t, h_{2,t} h_t, e_{1,t} the embedded x_t, x_t the token's one-hot column; h_2, δ_3, ŷ, y
+        (the whole sequence) are step t's (step T's when only h_T is output), and dL/dh_2 the output's share."""
+        if tree.kind not in ("name", "grad"):
+            return Node(tree.kind, tuple(self._renumbered(a) if isinstance(a, Node) else a for a in tree.args),
+                        tree.text)
+        norm, grad, kind = tree.args[0], tree.kind == "grad", tree.kind
+        every = "t" if self.sequences else "last"
+        param, step = _LAYER_PARAM.fullmatch(norm), _LAYER_STEP.fullmatch(norm)
+        if param and int(param[2]) == self.l and param[1] in self.aliases:
+            norm = param[1]
+        elif step and self.layers == 2 and step[1] == "delta" and int(step[2]) == self.l + 1:
+            norm = "dy" + (step[3] or every)
+        elif step and step[1] == "h" and int(step[2]) == self.l:
+            norm, kind = ("gout" if grad else "h") + (step[3] or every), "name"
+        elif step and self.embedded and step[1] == "e" and int(step[2]) == 1 and step[3]:
+            norm = "x" + step[3]
+        elif norm in ("yhat", "y") and self.layers == 2:
+            norm += every
+        elif self.embedded and not grad and re.fullmatch(r"x(?:t|last|\d)(?:[+-]1)?", norm):
+            norm = "onehot" + norm[1:]  # the notes' x_t is the token, a one-hot column of x
+        return Node(kind, (norm,), tree.text)
+
     # -- time indices -------------------------------------------------------------------------------------
     def _split(self, norm: str):
         """(the checker's stem, time text or None) of a normalised name, or None when it is no step's."""
@@ -449,6 +495,16 @@ class RecurrentChecker(Binder):
             raise ChainruleError(f"'{node.text}': a step is written t - 1, t, t + 1, T, T + 1 or a number")
         raise ChainruleError(f"unknown name '{node.text}'{did_you_mean(norm, list(self.aliases) + list(_STEP_STEMS))}; "
                              f"chainrule check SPEC --names lists the names of this network")
+
+    def _bind_num(self, node):
+        if node.args[0] == str(self.spec_steps):  # the mean over the spec's T steps, checked at T = 3
+            return sp.Integer(self.T)
+        return super()._bind_num(node)
+
+    def _bind_ones(self, node):
+        if len(node.args) > 1:  # \mathbf{1}_{30}: the spec's length, the shrunk network's here
+            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
+        return super()._bind_ones(node)
 
     def _param_grad(self, name):
         if name in self.cs231n:
@@ -753,6 +809,8 @@ class RecurrentChecker(Binder):
             tree = Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
         else:
             wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        if self._numbered(wrt_tree) or self._numbered(tree):
+            wrt_tree, tree = self._renumbered(wrt_tree), self._renumbered(tree)
         wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
         if self._timed(wrt_tree):
             verdicts = []
@@ -903,7 +961,7 @@ class RecurrentChecker(Binder):
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
-                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah"):
+                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah", "gout"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -937,6 +995,7 @@ class RecurrentChecker(Binder):
             "di": ("dc_t ⊙ g_t", r"dc_t \odot g_t"), "df": ("dc_t ⊙ c_(t-1)", r"dc_t \odot c_{t-1}"),
             "dg": ("dc_t ⊙ i_t", r"dc_t \odot i_t"), "do": ("dh_t ⊙ tanh(c_t)", r"dh_t \odot \tanh(c_t)"),
             "ccarry": ("dc_t ⊙ f_t", r"dc_t \odot f_t"),
+            "gout": out,
             "dy": self._output_delta() if self.layers == 2 else ("", ""),
             "wih": ("Σ_t δ_t x_tᵀ", r"\sum_{t=1}^{T} \delta_t x_t^\top"),
             "whh": ("Σ_t δ_t h_(t-1)ᵀ", r"\sum_{t=1}^{T} \delta_t h_{t-1}^\top"),
