@@ -95,3 +95,13 @@ def test_the_layer_number_is_the_layer_and_a_step_number_stays_a_step(gru):
     assert gru.check(r"\frac{\partial L}{\partial W_{3}}", r"\delta_{3} h_{2}^{\top}").equal
     assert not gru.check(r"\frac{\partial L}{\partial W_{3}}", r"\delta_{3} h_{1}^{\top}").equal
     assert gru.check(r"\frac{\partial L}{\partial W_{ih,2}}", r"\sum_{t=1}^{T} \delta^{x}_{t} e_{1,t}^{\top}").equal
+
+
+@pytest.mark.parametrize("wrt, grad, quoted", [
+    (r"\delta_t", r"\sum_t \delta_t (", r"'\sum_t \delta_t (' ends too early"),
+    ("dh_t", r"W_{hh}^T \delta_{T} +", r"'W_{hh}^T \delta_{T} +' ends too early"),
+])
+def test_a_message_quotes_the_text_as_written_not_as_the_reader_rewrote_it(lstm, wrt, grad, quoted):
+    with pytest.raises(ChainruleError) as err:
+        lstm.check(wrt, grad)
+    assert str(err.value) == quoted  # not '\sumtime \delta_t (', not \delta_{last}

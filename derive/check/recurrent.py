@@ -803,12 +803,10 @@ class RecurrentChecker(Binder):
             return self._scatter_check(row[1], bool(row[2]), wrt, written)
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
-        pieces = _stacked(rewrite_time(text))
-        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
-            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
-            tree = Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
-        else:
-            wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        try:
+            wrt_tree, tree = self._read(wrt, text)
+        except ChainruleError as err:
+            raise _as_written(err, wrt, written) from None
         if self._numbered(wrt_tree) or self._numbered(tree):
             wrt_tree, tree = self._renumbered(wrt_tree), self._renumbered(tree)
         wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
@@ -830,6 +828,13 @@ class RecurrentChecker(Binder):
         except _Absent as absent:
             raise ChainruleError(f"{absent.node.text} would be step {absent.step}, but this network's steps are 1 "
                                  f"to {self.T} (as checked: {self._sizes()})") from None
+
+    def _read(self, wrt, text):
+        pieces = _stacked(rewrite_time(text))
+        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
+            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
+            return wrt_tree, Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
+        return parse_equation(rewrite_time(wrt), rewrite_time(text))
 
     def _scatter_check(self, table, adds, wrt, text):
         """dE[x_t] += dx_t (``adds``) or dE[x_t] = dx_t in a loop over t: each step's share scattered into its
@@ -1136,6 +1141,24 @@ class RecurrentChecker(Binder):
             "no_forget": ("the forget-gate path of dc_t is missing: c_(t+1) = f_(t+1) ⊙ c_t + ..., so dc_t = "
                           "dh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + dc_(t+1) ⊙ f_(t+1)"),
         }
+
+
+# What the reader writes in a person's text (\sum_t as \sumtime, _T as _{last}, δ^x as deltagatex)
+_REWRITTEN = re.compile(r"\\sumtime|_\{last|gout|deltagate|onehot")
+
+
+def _as_written(err, wrt: str, text: str):
+    """``err`` quoting the person's text as written where it quoted the reader's rewriting of it (and without
+    the rewriting's character positions)."""
+    message = str(err)
+    if rewrite_time(wrt) == wrt and rewrite_time(text) == text:
+        return err
+    def quoted(m):
+        if not _REWRITTEN.search(m[1]):
+            return m[0]
+        return f"'{wrt}'" if m[1] in rewrite_time(wrt) else f"'{text}'"
+    message = re.sub(r" at character \d+", "", re.sub(r" at character \d+ (?:of|in) ", " in ", message))
+    return type(err)(re.sub(r"'([^']*)'", quoted, message))
 
 
 def _rule_in_t():
