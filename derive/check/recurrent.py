@@ -365,6 +365,14 @@ class RecurrentChecker(Binder):
             names.append("the embedding: E (W_e, W_emb, W1: nn.Embedding's table, V × D), e_t or x_t (the embedded step, "
                          "E's row for the token at step t), onehot(x_t) (the token as a one-hot column); dL/dE (dE, "
                          "dW_e) = Σ_t onehot(x_t) dx_tᵀ, or the loop's dE[x_t] += dx_t (dE[x_t] = dx_t overwrites)")
+        l, out = self.l, self.l + 1
+        names.append(f"the notes' names, by layer: W_{{ih,{l}}}, W_{{hh,{l}}}, b_{{ih,{l}}}, b_{{hh,{l}}}, h_{{{l},t}}"
+                     + (f", δ_{{{out},t}} (dy_t), W_{out}, b_{out}" if self.layers == 2 else "")
+                     + (", e_{1,t} (x_t then the token's one-hot column)" if self.embedded else "")
+                     + f"; h_{l}" + (f", δ_{out}, ŷ, y" if self.layers == 2 else "")
+                     + f" for every step (a rule in t{'' if self.sequences else '; step T, the only output'}), "
+                     f"dL/dh_{l} the output's share; [ ... ]_{{t=1}}^{{T}} stacks the steps; the spec's sizes "
+                     f"(T = {self.spec_steps} in 1/{self.spec_steps}, \\mathbf{{1}}_K) read at the checked ones")
         if self.batch:
             names.append("N or m (batch size)")
         return names
