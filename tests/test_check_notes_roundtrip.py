@@ -1,6 +1,7 @@
-"""The project's own notes pasted back: ``chainrule check SPEC --file generated/NAME.md`` on every gallery spec
-the checker reads finds no line different and none it cannot read (each is correct or skipped with a reason),
-and every numbered gradient step the notes print checks as correct."""
+"""The project's own notes pasted back: ``chainrule check SPEC --file generated/NAME.md`` (or ``.tex``) on every
+gallery spec the checker reads finds no line different and none it cannot read (each is correct or skipped with a
+reason), and every numbered gradient step the notes print checks as correct."""
+import functools
 import re
 from pathlib import Path
 
@@ -13,14 +14,16 @@ from derive.errors import ChainruleError
 
 GALLERY = Path(__file__).resolve().parent.parent / "generated"
 SPECS = sorted((GALLERY / "specs").glob("*.toml"))
-# A numbered gradient step of the notes, one display line: \frac{\partial L}{\partial W_{2}} = ... \tag{7},
-# \delta_{3} = ... \tag{6}, \Delta_{3.1} = ... \tag{59}; not the worked example's, in numbers (a matrix)
-STEP = re.compile(r"(?:\\frac\{\\partial L\}\{\\partial |\\delta_\{|\\Delta_\{)(?:(?!\\begin)[^$])*\\tag\{\d+\}")
+# A numbered gradient step of the notes, one display line: \frac{\partial L}{\partial W_{2}} = ..., \delta_{3} = ...,
+# \Delta_{3.1} = ..., tagged in Markdown (\tag{7}), the line after \begin{equation} in LaTeX; not the worked
+# example's, in numbers (a matrix)
+GRADIENT = re.compile(r"(?:\\frac\{\\partial L\}\{\\partial |\\delta_\{|\\Delta_\{)(?:(?!\\begin)[^$])*$")
 # The specs chainrule check reads today (the rest it refuses with a reason: batch norm, the CNN, the transformer)
 READ = {"binary", "digits", "gru_classifier", "huber_tanh", "layernorm", "lstm_lm", "mish", "residual", "sigmoid_sse",
         "simple_nn"}
 
 
+@functools.lru_cache(maxsize=None)  # one per spec, for its Markdown and its LaTeX notes
 def _checker(spec: Path):
     try:
         return Conventions(derive(str(spec)), "auto")  # as chainrule check builds it
@@ -28,9 +31,9 @@ def _checker(spec: Path):
         return None
 
 
-def _verdicts(spec: Path) -> list:
-    """(line, verdict, detail) for each equation of the spec's Markdown notes, as check --file reads them."""
-    notes = (GALLERY / f"{spec.stem}.md").read_text(encoding="utf-8")
+def _verdicts(spec: Path, suffix=".md") -> list:
+    """(line, verdict, detail) for each equation of the spec's notes, as check --file reads them."""
+    notes = (GALLERY / spec.stem).with_suffix(suffix).read_text(encoding="utf-8")
     out = []
     for item, result in checked(_checker(spec), read_document(notes)):
         if isinstance(item, Skipped):
@@ -46,14 +49,20 @@ def test_the_checker_reads_the_gallery_specs_it_should():
     assert {spec.stem for spec in SPECS if _checker(spec) is not None} >= READ
 
 
+def _steps(lines: list) -> set:
+    """The line numbers of the notes' numbered gradient steps."""
+    return {number for number, text in enumerate(lines, 1) if GRADIENT.match(text) and (
+        re.search(r"\\tag\{\d+\}$", text) or number > 1 and lines[number - 2].startswith(r"\begin{equation}"))}
+
+
+@pytest.mark.parametrize("suffix", [".md", ".tex"])
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.stem in READ], ids=lambda s: s.stem)
-def test_the_notes_pasted_back_are_correct_or_skipped_with_a_reason(spec):
-    found = _verdicts(spec)
+def test_the_notes_pasted_back_are_correct_or_skipped_with_a_reason(spec, suffix):
+    found = _verdicts(spec, suffix)
     wrong = [(line, verdict, detail) for line, verdict, detail in found if verdict in ("different", "not understood")]
     assert not wrong, wrong
     assert all(detail for _, verdict, detail in found if verdict == "skipped")
-    lines = (GALLERY / f"{spec.stem}.md").read_text(encoding="utf-8").splitlines()
-    steps = {number for number, text in enumerate(lines, 1) if STEP.match(text)}
+    steps = _steps((GALLERY / spec.stem).with_suffix(suffix).read_text(encoding="utf-8").splitlines())
     correct = {line for line, verdict, _ in found if verdict == "correct"}
     assert len(steps) >= 6 and steps <= correct, sorted(steps - correct)
 

@@ -74,6 +74,11 @@ _LOSSES = ("l", "c", "j", "e")
 # \left( ... \right), \Bigl( ... \Bigr): a row of an aligned block does not end inside them
 _OPEN_SIZED = re.compile(r"\\(?:left|[bB]igg?l)(?![A-Za-z])")
 _CLOSE_SIZED = re.compile(r"\\(?:right|[bB]igg?r)(?![A-Za-z])")
+# TeX's layout parameters set in the text (the notes' \postdisplaypenalty=10000, \parfillskip=0pt) and labels:
+# not math (and a row after \label{eq:z1} starts on the line below it)
+_TEX_PARAMETER = re.compile(r"\\label[ \t]*\{[^{}\n]*\}|\\(?:(?:post|pre)?displaypenalty|(?:club|widow|inter)?penalty|parfillskip|parskip|parindent"
+                            r"|emergencystretch|tolerance)(?![A-Za-z])[ \t]*=?[ \t]*-?[\d.]*[ \t]*(?:pt|em|ex|mm|cm|in|bp|sp)?"
+                            r"(?:\\(?:linewidth|textwidth|hsize)(?![A-Za-z]))?")
 _UPDATE = re.compile(r"\\leftarrow|\\gets|←")
 # The dimensions the notes print beside a step: (2 \times 2)(2 \times 1) = 2 \times 1, 2 \times N, (2 \times 1)(1 \times N)
 _DIMENSIONS = re.compile(r"(?:\s*,?\s*\(?\s*(?:\d+|[A-Za-z])\s*\\times\s*(?:\d+|[A-Za-z])\s*\)?)+\s*")
@@ -97,6 +102,7 @@ _LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: l
 def read_document(text: str) -> list:
     """The document's equations and skipped equations (``Equation``, ``Skipped``), in order."""
     macros, text = _definitions(text)
+    text = _TEX_PARAMETER.sub("", text)
     budget = [0, 0]  # macro expansions, and their nesting
     out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
     for line, math, plain in _segments(text):
