@@ -106,6 +106,11 @@ def test_the_layer_number_is_the_layer_and_a_step_number_stays_a_step(gru):
     assert gru.check(r"\frac{\partial L}{\partial W_{ih,2}}", r"\sum_{t=1}^{T} \delta^{x}_{t} e_{1,t}^{\top}").equal
 
 
+def test_a_weight_named_with_another_layer_number_is_refused_with_the_right_one(lstm):
+    with pytest.raises(ChainruleError, match=r"layer 3's, but the recurrent layer is layer 2: W_\{ih,2\}"):
+        lstm.check(r"\frac{\partial L}{\partial W_{ih,3}}", r"\sum_{t=1}^{T} \delta_{t} e_{1,t}^{\top}")
+
+
 @pytest.mark.parametrize("wrt, grad, quoted", [
     (r"\delta_t", r"\sum_t \delta_t (", r"'\sum_t \delta_t (' ends too early"),
     ("dh_t", r"W_{hh}^T \delta_{T} +", r"'W_{hh}^T \delta_{T} +' ends too early"),

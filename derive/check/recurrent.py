@@ -403,7 +403,10 @@ class RecurrentChecker(Binder):
         norm, grad, kind = tree.args[0], tree.kind == "grad", tree.kind
         every = "t" if self.sequences else "last"
         param, step = _LAYER_PARAM.fullmatch(norm), _LAYER_STEP.fullmatch(norm)
-        if param and int(param[2]) == self.l and param[1] in self.aliases:
+        if param and param[1] in self.aliases:
+            if int(param[2]) != self.l:
+                raise ChainruleError(f"'{tree.text}' is layer {param[2]}'s, but the recurrent layer is layer {self.l}: "
+                                     f"W_{{ih,{self.l}}}, W_{{hh,{self.l}}}, b_{{ih,{self.l}}}, b_{{hh,{self.l}}}")
             norm = param[1]
         elif step and self.layers == 2 and step[1] == "delta" and int(step[2]) == self.l + 1:
             norm = "dy" + (step[3] or every)
