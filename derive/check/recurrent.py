@@ -252,7 +252,7 @@ class RecurrentChecker(Binder):
         self.flags, self._bound, self.shared, self.drawn = [], {}, {}, {}
         self.node = next(a for s in self.sweep.steps for a in s.rhs.atoms(BPTT))
         # The spec's own sizes, which the notes print (1/20 for T = 20, \mathbf{1}_{30}), read as the shrunk
-        # network's: the steps' count, and a ones vector's length
+        # network's: the steps' count in a denominator, and a ones vector's length
         self.spec_steps = net.layers[self.l - 1].length
         spec = derivation.sample.quantities
         self.resized = {int(a): int(b) for q in self.small.sample.quantities.values() if q.role == "param"
@@ -507,10 +507,16 @@ class RecurrentChecker(Binder):
         raise ChainruleError(f"unknown name '{node.text}'{did_you_mean(norm, list(self.aliases) + list(_STEP_STEMS))}; "
                              f"chainrule check SPEC --names lists the names of this network")
 
-    def _bind_num(self, node):
-        if node.args[0] == str(self.spec_steps):  # the mean over the spec's T steps, checked at T = 3
-            return sp.Integer(self.T)
-        return super()._bind_num(node)
+    def _bind_div(self, node):
+        """1/20 or 1/(20 N) with the spec's T = 20: the mean over the steps, checked at the shrunk T."""
+        return super()._bind_div(Node(node.kind, (node.args[0], self._steps_count(node.args[1])), node.text))
+
+    def _steps_count(self, node):
+        if node.kind == "num" and node.args[0] == str(self.spec_steps):
+            return Node("num", (str(self.T),), node.text)
+        if node.kind == "mul":
+            return Node("mul", tuple(self._steps_count(a) if isinstance(a, Node) else a for a in node.args), node.text)
+        return node
 
     def _bind_ones(self, node):
         if len(node.args) > 1:  # \mathbf{1}_{30}: the spec's length, the shrunk network's here
@@ -1164,6 +1170,7 @@ def _as_written(err, wrt: str, text: str):
     message = str(err)
     if rewrite_time(wrt) == wrt and rewrite_time(text) == text:
         return err
+
     def quoted(m):
         if not _REWRITTEN.search(m[1]):
             return m[0]
