@@ -13,6 +13,7 @@ import sympy as sp
 
 from .nodes import Pointwise
 from .ops.activations import A, derivative_of_output
+from .ops.loss import _divisor, scale
 from .ops.losses import Y, YHAT
 from .ops.softmax import steps as sequence_steps
 from .printing import MathLatex, NotesText
@@ -77,7 +78,9 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
         z = "z"
         delta, said = ((rf"\frac{{\partial {cost}}}{{\partial z}}", rf"\partial {cost} / \partial z") if latex
                        else (f"∂{cost}/∂z", f"∂{cost}/∂z"))
-    outputs = yhat_v.shape[0] if loss.reduction == "mean" else 1  # the one-sample loss's divisor, K or 1
+    at_step = sequence_steps(yhat_v)
+    # the one-sample loss's divisor: K (a mean over the outputs), T (a sequence's steps), T K, or 1
+    outputs = int(1 / (scale(loss, yhat_v, at_step) * yhat_v.shape[1]))  # per column: the batch form has N
     lhs = f"{outputs} {delta}" if outputs != 1 else delta
     said = f"{outputs} {said}" if outputs != 1 else said
     jacobian, steps = stages(sweep.graph, node)
@@ -97,14 +100,14 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
     delta_at, loss_at, yhat_at = (cite(printed[key]) for key in
                                   (form.adjoint_key(shown.inputs[2]), shown.output.key, shown.inputs[0].key))
     yield "heading", "Where the fused step comes from"
-    at_step = sequence_steps(yhat_v)
     lead = (f"The fused step {delta_at}, derived for one sample"
             + (f" at one step {math('t')} (the softmax normalises each step's K = {yhat_v.shape[0] // at_step} "
                f"outputs, so {math(yhat)}, {math('y')} and {math(z)} below are one step's)" if at_step else "")
             + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
             + f": the loss {loss_at} "
             f"is the sum of {math(ell_k)} over the outputs {math('k')}"
-            + (f", divided by K = {outputs}" if outputs != 1 else "")
+            + (f", divided by {_divisor(loss, yhat_v, at_step)}" if at_step else
+               f", divided by K = {outputs}" if outputs != 1 else "")
             + f", and {math(yhat)} is the {act.name} of {math(z)} {yhat_at}, so by the chain rule")
     first, last = labels[0], labels[-1]
     if jacobian is not None:

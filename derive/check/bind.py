@@ -560,7 +560,7 @@ class Binder:
         return a if k == 1 else sp.HadamardProduct(*([a] * k))
 
     def _bind_ones(self, node):
-        return Ones()
+        return sp.OneMatrix(node.args[1], 1) if len(node.args) > 1 else Ones()  # \mathbf{1}_{10}: its length given
 
     def _bind_ind(self, node):
         arg = self.bind(node.args[0])

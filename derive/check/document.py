@@ -8,7 +8,8 @@ a document with none of these is read line by line. Rows of ``align``, ``aligned
 separates two equations on one line. The file's macros (``\\newcommand``, ``\\renewcommand``,
 ``\\def``, ``\\DeclareMathOperator``) are expanded, at most limits.MACROS of them and
 limits.MACRO_EXPANSIONS expansions. An equation chainrule cannot check (a forward step, the loss's
-definition, a Jacobian entry, an update) is ``Skipped`` with the reason; nothing is run.
+definition, a Jacobian entry, an update, an optimizer's rule, the sizes the notes print beside a step) is
+``Skipped`` with the reason; nothing is run.
 """
 import bisect
 import re
@@ -65,16 +66,44 @@ _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
-_FORWARD = ("z", "a", "h", "yhat", "x", "o", "q", "k", "v", "s", "p")  # q .. p: attention's
+_FORWARD = ("z", "a", "h", "yhat", "x", "o", "q", "k", "v", "s", "p",  # q .. p: attention's
+            "mu", "sigma", "xhat")  # layer norm's
+_GRADIENT_TEXT = re.compile(r"\\(?:partial|delta|Delta|nabla)(?![A-Za-z])|'")
 # A shape after the expression, as attention's notes give it: dV = P^T dO \in \mathbb{R}^{N \times d}.
 _SHAPE = re.compile(r"\\in\s*\\mathbb\s*\{?\s*R\s*\}?\s*(?:\^\s*(?:\{[^{}]*\}|\S))?\s*$")
 _LOSSES = ("l", "c", "j", "e")
+# \left( ... \right), \Bigl( ... \Bigr): a row of an aligned block does not end inside them
+_OPEN_SIZED = re.compile(r"\\(?:left|[bB]igg?l)(?![A-Za-z])")
+_CLOSE_SIZED = re.compile(r"\\(?:right|[bB]igg?r)(?![A-Za-z])")
+# TeX's layout parameters set in the text (the notes' \postdisplaypenalty=10000, \parfillskip=0pt) and labels:
+# not math (and a row after \label{eq:z1} starts on the line below it)
+_TEX_PARAMETER = re.compile(r"\\label[ \t]*\{[^{}\n]*\}|\\(?:(?:post|pre)?displaypenalty|(?:club|widow|inter)?penalty|parfillskip|parskip|parindent"
+                            r"|emergencystretch|tolerance)(?![A-Za-z])[ \t]*=?[ \t]*-?[\d.]*[ \t]*(?:pt|em|ex|mm|cm|in|bp|sp)?"
+                            r"(?:\\(?:linewidth|textwidth|hsize)(?![A-Za-z]))?")
+_UPDATE = re.compile(r"\\leftarrow|\\gets|←")
+# The dimensions the notes print beside a step: (2 \times 2)(2 \times 1) = 2 \times 1, 2 \times N, (2 \times 1)(1 \times N)
+_DIMENSIONS = re.compile(r"(?:\s*,?\s*\(?\s*(?:\d+|[A-Za-z])\s*\\times\s*(?:\d+|[A-Za-z])\s*\)?)+\s*")
+# One element's loss term and its derivative, as the notes define them: \ell(\hat{y}, y) = ..., \partial \ell / ...
+_LOSS_TERM = re.compile(r"\s*(?:\\ell|[lLJCE])\s*(?:\\left\s*)?\(")
+_TERM_DERIVATIVE = re.compile(r"\\partial\s*\\ell(?![A-Za-z])")
+# softmax(z)_i = e^{z_i} / \sum_k e^{z_k}: a function's definition entry by entry
+_FUNCTION_ENTRY = re.compile(r"\s*(?:\\operatorname\s*\{\s*)?[A-Za-z]+\s*\}?\s*(?:\\left\s*)?\([^()]*\)\s*_")
+# The softmax's Jacobian, ∂ŷ/∂z = diag(ŷ) − ŷŷᵀ, in the chain rule the notes derive the fused step with
+_JACOBIAN = re.compile(r"\\partial\s*\\hat\s*\{?\s*[yY]\s*\}?(?:\s*_\s*\{?\s*\w*\s*\}?)?\s*/"
+                       r"|diag\s*\}?\s*(?:\\left\s*)?\(\s*\\hat")
+# An optimizer's rule: the parameter θ_t, its gradient ∇_θ, Adam's moments m_t, v_t (m_0, the bias-corrected \hat m_t)
+_OPTIMIZER = re.compile(r"\\theta\s*_\s*\{?\s*t|\\nabla\s*_\s*\{?\s*\\theta"
+                        r"|^\s*(?:\\hat\s*\{?\s*)?[mv]\s*\}?\s*_\s*\{?\s*[t0]\s*\}?\s*$")
+_SCALED = re.compile(r"\s*([1-9]\d*)\s+([\\A-Za-z].*)", re.S)  # 20 \delta_{3}: a whole number times a quantity
+_EXPRESSION = re.compile(r"[-+/()^]|\\(?:sum|cdot|odot|times)(?![A-Za-z])")  # a left side that is a computation
+_STEPS = re.compile(r"\s*t\s*")  # t = 1, \ldots, T: the range of the steps
 _LAYERS = re.compile(r"\s*[lLk](?:\s*[-+]\s*\d+)?\s*|\s*\d+\s*")  # l + 1 = L: layer numbers
 
 
 def read_document(text: str) -> list:
     """The document's equations and skipped equations (``Equation``, ``Skipped``), in order."""
     macros, text = _definitions(text)
+    text = _TEX_PARAMETER.sub("", text)
     budget = [0, 0]  # macro expansions, and their nesting
     out, sides = [], {}  # sides: the left side an '&= ...' line continues, kept from line to line of plain text
     for line, math, plain in _segments(text):
@@ -93,9 +122,15 @@ def read_document(text: str) -> list:
                 raise
             out.append(Skipped(line, math.strip(), f"cannot be read as LaTeX: {err}"))
             continue
+        if _MATRIX.search(math) and _UPDATE.search(math):
+            out.append(Skipped(line + _leading_lines(math), _short(math),
+                               "an update to numbers (\\leftarrow and a matrix of values, a worked example's optimizer "
+                               "step): a value, not a gradient; chainrule check reads gradients"))
+            continue
         if _MATRIX.search(math) and "=" in math:
-            out.append(Skipped(line, _short(math), "writes a matrix out entry by entry, which chainrule does not read; "
-                                                   "write the matrix expression"))
+            out.append(Skipped(line + _leading_lines(math), _short(math),
+                               "writes a matrix out entry by entry, which chainrule does not read; write the matrix "
+                               "expression"))
             continue
         out += _equations(math, line, plain, sides)
     return out
@@ -117,6 +152,11 @@ def checked(checker, items):
             yield item, err
         else:
             yield item, result
+
+
+def _leading_lines(math: str) -> int:
+    """How many lines down ``math`` its first character is (a display block opens on the line above)."""
+    return math[:len(math) - len(math.lstrip())].count("\n")
 
 
 def _short(text: str) -> str:
@@ -248,7 +288,8 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
     for number, row in _rows(math, line):
         if plain:
             row = re.sub(r"(^|\s)#.*$", "", row)  # a comment, as in Python
-        row = _ENVIRONMENT.sub(" ", row).replace("&", " ")
+        # a \\ left inside \Bigl( ... \Bigr) by _rows breaks the line, not the equation
+        row = _ENVIRONMENT.sub(" ", row).replace("&", " ").replace("\\\\", " ")
         for piece in _pieces(row):
             sides = [s.strip() for s in _split(piece, _RELATION)]
             if len(sides) < 2 and out and isinstance(out[-1], Equation) and _OPERATOR.match(piece):
@@ -272,10 +313,23 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
                 if not rhs:
                     continue
                 pending = None
-                reason = _not_a_gradient(lhs, rhs)
-                out.append(Skipped(number, _short(f"{lhs} = {rhs}"), reason) if reason else Equation(number, lhs, rhs))
+                reason = _not_a_gradient(*_unscaled(lhs, rhs))
+                out.append(Skipped(number, _short(f"{lhs} = {rhs}"), reason) if reason else
+                           Equation(number, *_unscaled(lhs, rhs)))
     state.update(lhs=lhs, pending=pending)
     return out
+
+
+def _unscaled(lhs: str, rhs: str):
+    """``k Q = R`` as ``Q = R / k``: the notes' fused step for a loss that divides by k (20 δ3 = ŷ - y)."""
+    m = _SCALED.fullmatch(lhs)
+    if m is None:
+        return lhs, rhs
+    try:
+        kind = read_tree(m[2]).kind
+    except ChainruleError:
+        return lhs, rhs
+    return (m[2], rf"\frac{{{rhs}}}{{{m[1]}}}") if kind in ("name", "grad") else (lhs, rhs)
 
 
 def _rows(math: str, line: int):
@@ -285,9 +339,9 @@ def _rows(math: str, line: int):
     i = 0
     while i < len(math):
         char = math[i]
-        if char in "{":
+        if char in "{" or _OPEN_SIZED.match(math, i):
             depth += 1
-        elif char == "}":
+        elif char == "}" or _CLOSE_SIZED.match(math, i):
             depth -= 1
         elif char == "\\" and math.startswith("\\\\", i) and depth <= 0:
             rows.append((start, math[start:i]))
@@ -340,6 +394,20 @@ def _not_a_gradient(lhs: str, rhs: str):
     and says what it cannot read)."""
     if _LABEL.match(lhs.strip()):
         return f"'{_short(lhs)}' labels the line; it is not a quantity"
+    if _DIMENSIONS.fullmatch(lhs) and _DIMENSIONS.fullmatch(rhs):
+        return "a shape annotation (the sizes of a step's factors), not a quantity"
+    if _OPTIMIZER.search(lhs) or _OPTIMIZER.search(rhs):
+        return "an optimizer's update rule; chainrule check reads gradients"
+    if _LOSS_TERM.match(lhs) or _TERM_DERIVATIVE.search(lhs):
+        return f"it defines one element's loss term ℓ or its derivative ({_short(lhs)}); chainrule takes the loss " \
+               f"from the spec"
+    if _FUNCTION_ENTRY.match(lhs):
+        return f"it defines the function {_short(lhs)} entry by entry; chainrule knows each activation"
+    if _STEPS.fullmatch(lhs):
+        return f"it ranges the steps (t = {_short(rhs)}), it is not a quantity"
+    if _JACOBIAN.search(lhs) or _JACOBIAN.search(rhs):
+        return "it writes the softmax's Jacobian (∂ŷ/∂z, diag(ŷ) − ŷŷᵀ), which chainrule does not read; write what " \
+               "the product equals"
     if _LAYERS.fullmatch(lhs) and _LAYERS.fullmatch(rhs):
         return f"it relates layer numbers ({_short(lhs)} = {_short(rhs)}), not quantities"
     try:
@@ -352,22 +420,27 @@ def _not_a_gradient(lhs: str, rhs: str):
     if inner.kind == "act":
         return f"it defines the function {'the derivative ' if inner.args[1] else ''}'{_short(lhs)}' on its own; " \
                f"chainrule knows each activation and its derivative"
-    base = re.sub(r"(\d+(?:[.,]\d+)*|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None  # a_{4.2}
-    if base in _LOSSES:
+    if left.kind not in ("name", "grad", "entry") and _EXPRESSION.search(re.sub(r"_\s*\{[^{}]*\}", "", lhs)):
+        # (\delta h_{T+1} is one name, dh_{T+1}, read by the recurrent checker)
+        return f"an identity between two expressions ({_short(lhs)} is not one quantity); chainrule checks a " \
+               f"gradient's equation"
+    base = re.sub(r"(\d+(?:[.,_]\d+)*|\[[^\]]*\])$", "", inner.args[0]) if inner.kind == "name" else None  # a_{4.2}
+    if base in _LOSSES and not (base == "e" and inner.args[0] != "e"):  # e_1, e_t: an embedding's output
         return f"it defines the loss {_short(lhs)}; chainrule takes the loss from the spec"
+    forward = f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass from the " \
+              f"spec and checks gradients"
     try:
         _, right = parse_equation(lhs, step_text(rhs))  # a sequence's steps: [W a_t + b]_{t=1}^{T}
     except NotAGradient as err:
         return str(err)
-    except ChainruleError:
-        return None
+    except ChainruleError:  # layer norm's σ = sqrt(mean(...) + 10^{-5}): still a forward step
+        return forward if base in _FORWARD and not _GRADIENT_TEXT.search(rhs) else None
     if right.kind == "num" or right.kind == "neg" and right.args[0].kind == "num":
         return f"it sets {_short(lhs)} to a number (an initialisation), not to a gradient"
     if right != inner and _contains(right, inner):
         return f"an update or accumulation: {_short(lhs)} appears on both sides"
     if base in _FORWARD and not _mentions_gradient(right):
-        return f"a forward-pass equation (it defines {_short(lhs)}); chainrule derives the forward pass " \
-               f"from the spec and checks gradients"
+        return forward
     if base in ("w", "b") and not _mentions_gradient(right) and _mentions(right, "z"):
         return f"the forward pass solved for the parameter {_short(lhs)} (it is in terms of z, with no gradient); " \
                f"chainrule checks gradients"

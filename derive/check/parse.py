@@ -439,6 +439,11 @@ def _check_size(tree: Node):
         stack.extend((child, depth + 1) for child in node.args if isinstance(child, Node))
 
 
+def _constant(node: Node) -> bool:
+    """A number, its negation, or a fraction of them (a clip's bound, - \\frac{1}{2})."""
+    return node.kind == "num" or node.kind in ("neg", "div") and all(_constant(a) for a in node.args)
+
+
 def normalise(parts) -> str:
     """``['W', '2']`` -> ``w2``; ``['\\hat', 'y']`` -> ``yhat``."""
     return "".join(parts).lower().replace("_", "")
@@ -701,7 +706,7 @@ class Parser:
         return self.node("where", (left, op, yes, no), start)
 
     def clip(self, start) -> Node:
-        """np.clip(A, low, high); the bounds are numbers."""
+        """np.clip(A, low, high); the bounds are numbers (-1, \\frac{1}{2})."""
         self.expect("op", "(")
         arg = self.expr()
         bounds = []
@@ -710,7 +715,7 @@ class Parser:
             if self.at("id", "a") and self.at("op", "_", 1) and self.at("id", key[2:], 2) and self.at("op", "=", 3):
                 self.pos += 4
             bound = self.expr()
-            if not (bound.kind == "num" or bound.kind == "neg" and bound.args[0].kind == "num"):
+            if not _constant(bound):
                 raise ChainruleError(f"the bounds of np.clip must be numbers, like np.clip(yhat - y, -1, 1), "
                                      f"not '{bound.text}'")
             bounds.append(bound)
@@ -757,7 +762,9 @@ class Parser:
                     self.take()
                     inner = self.expr()
                     return self.comparison(inner, start, ")")
-                self.braced_word()  # the length, as in \mathbf{1}_N
+                length = self.braced_word()  # the length, as in \mathbf{1}_N or the notes' \mathbf{1}_{10}
+                if re.fullmatch(r"[1-9]\d{0,3}", length):
+                    return self.node("ones", ("column", int(length)), start)
             return self.node("ones", ("column",), start)
         if value == "delta" and self.at("id") and re.fullmatch(ATTENTION_DELTA, self.peek()[1]):
             return self.name_rest(["d" + self.take()[1]], start)  # \delta Q_h: attention's dL/dQ_h

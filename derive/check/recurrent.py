@@ -78,11 +78,16 @@ _GATE = re.compile(r"\\delta\s*\^\s*\{?\s*([ifgocrznxh])\s*\}?")
 # The step functions' dh_next, h_prev (the gradient into step t, the state before it) as cs231n spells them,
 # dnext_h, prev_h: Karpathy's dhnext, written as one word, is step t + 1's share instead.
 _STEP_FUNCTION = re.compile(r"\b(d?)(h)_(next|prev)\b")
-# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
 # A step's forward value as the notes and courses name it (a_t, i_t, \tilde c_t, a^{i}_t, h_{t-1}, c_T): an
 # equation defining one is the forward pass, which the spec gives; it is skipped, not checked.
-_FORWARD_STEP = re.compile(r"\s*(?:\\tilde\s*\{?\s*)?[xhazcifgonre]\s*\}?(?:\^\{?\s*[a-z]\s*\}?)?"
-                           r"_\{?\s*(?:t|T|\d+)(?:\s*[-+]\s*1)?\s*\}?\s*")
+_FORWARD_STEP = re.compile(r"\s*(?:\\tilde\s*\{?\s*)?[xhazcifgonreXHAZE]\s*\}?(?:\^\{?\s*[a-z]\s*\}?)?"
+                           r"_\{?\s*(?:t|T|\d+)(?:\s*[-+]\s*1)?\s*\}?\s*|\s*\\hat\s*\{?\s*[yY]\s*\}?\s*")
+# The notes' stack of one expression per step, [W_3^T δ_{3,t}]_{t=1}^{T}: read as the expression at step t
+_STACK_T = re.compile(r"\\left\s*\[(.*?)\\right\s*\]\s*_\s*\{\s*t\s*=\s*1\s*\}\s*\^\s*(?:\{\s*T\s*\}|T)", re.S)
+# The notes' names carry the layer's number: W_{ih,2}, δ_{3,t} (layer 3 at step t), h_2 (layer 2, every step)
+_LAYER_PARAM = re.compile(r"([a-z]+),(\d+)")
+_LAYER_STEP = re.compile(r"([a-z]+?)(\d+)(?:,(.+))?")
+# dE[x_t] += dx_t, dW_emb[ids] = dX: a step's share scattered into its token's row of the table
 _ROW_OF = re.compile(r"(d\s*[A-Za-z][\w{}\\]*)\s*\[(?:[^\[\]]|\[[^\]]*\])*\]\s*(\+)?")
 # onehot(x_t), \text{one\_hot}(x_t): the token at step t as a one-hot column, one name the parser reads
 _ONEHOT = re.compile(r"(?:\\(?:text|operatorname|mathrm)\s*\{\s*)?one[_-]?hot\s*\}?\s*(?:\\left\s*)?\(\s*x\s*"
@@ -105,6 +110,7 @@ def rewrite_time(text: str) -> str:
     text = _OUT_SHARE.sub(r"gout\1", text)
     text = _DELTA_STATE.sub(r"d\1_", text)
     text = _SUM_T.sub(r" \\sumtime ", text)
+    text = _STACK_T.sub(r"(\1)", text)
     text = _SUPER_T.sub(lambda m: "_{" + ("t" if m[1] == "t" else "last") + (m[2] or "").replace(" ", "") + "}"
                         + ("^T" if m[3] else ""), text)
     text = _LIST.sub(lambda m: f"{_LISTED[m[1]]}_{{{m[2].replace(' ', '')}}}", text)
@@ -245,6 +251,12 @@ class RecurrentChecker(Binder):
         self.columns = BATCH if self.batch else 1
         self.flags, self._bound, self.shared, self.drawn = [], {}, {}, {}
         self.node = next(a for s in self.sweep.steps for a in s.rhs.atoms(BPTT))
+        # The spec's own sizes, which the notes print (1/20 for T = 20, \mathbf{1}_{30}), read as the shrunk
+        # network's: the steps' count in a denominator, and a ones vector's length
+        self.spec_steps = net.layers[self.l - 1].length
+        spec = derivation.sample.quantities
+        self.resized = {int(a): int(b) for q in self.small.sample.quantities.values() if q.role == "param"
+                        for a, b in zip(spec[q.key].symbol.shape, q.symbol.shape)}
         self._symbols()
         self._points = None
 
@@ -353,6 +365,14 @@ class RecurrentChecker(Binder):
             names.append("the embedding: E (W_e, W_emb, W1: nn.Embedding's table, V × D), e_t or x_t (the embedded step, "
                          "E's row for the token at step t), onehot(x_t) (the token as a one-hot column); dL/dE (dE, "
                          "dW_e) = Σ_t onehot(x_t) dx_tᵀ, or the loop's dE[x_t] += dx_t (dE[x_t] = dx_t overwrites)")
+        l, out = self.l, self.l + 1
+        names.append(f"the notes' names, by layer: W_{{ih,{l}}}, W_{{hh,{l}}}, b_{{ih,{l}}}, b_{{hh,{l}}}, h_{{{l},t}}"
+                     + (f", δ_{{{out},t}} (dy_t), W_{out}, b_{out}" if self.layers == 2 else "")
+                     + (", e_{1,t} (x_t then the token's one-hot column)" if self.embedded else "")
+                     + f"; h_{l}" + (f", δ_{out}, ŷ, y" if self.layers == 2 else "")
+                     + f" for every step (a rule in t{'' if self.sequences else '; step T, the only output'}), "
+                     f"dL/dh_{l} the output's share; [ ... ]_{{t=1}}^{{T}} stacks the steps; the spec's sizes "
+                     f"(T = {self.spec_steps} in 1/{self.spec_steps}, \\mathbf{{1}}_K) read at the checked ones")
         if self.batch:
             names.append("N or m (batch size)")
         return names
@@ -362,6 +382,43 @@ class RecurrentChecker(Binder):
 
     def _sizes(self) -> str:
         return sizes(self.net) + (f", N = {self.columns}" if self.batch else ", one sample")
+
+    # -- the notes' layer numbers ---------------------------------------------------------------------------
+    def _numbered(self, tree: Node) -> bool:
+        """Whether the equation names things as the notes do, by their layer: W_{ih,2}, δ_{3,t}, W_3, or the
+        output ŷ without a step."""
+        if tree.kind in ("name", "grad"):
+            norm = tree.args[0]
+            return bool(_LAYER_PARAM.fullmatch(norm) or "," in norm and _LAYER_STEP.fullmatch(norm)
+                        or norm in (f"w{self.l + 1}", f"b{self.l + 1}") or norm in ("yhat", "y") and self.layers == 2)
+        return any(self._numbered(a) for a in tree.args if isinstance(a, Node))
+
+    def _renumbered(self, tree: Node) -> Node:
+        """The tree with the notes' layer-numbered names as the checker's per-step ones: W_{ih,2} is W_ih, δ_{3,t}
+        the output's dy_t, h_{2,t} h_t, e_{1,t} the embedded x_t, x_t the token's one-hot column; h_2, δ_3, ŷ, y
+        (the whole sequence) are step t's (step T's when only h_T is output), and dL/dh_2 the output's share."""
+        if tree.kind not in ("name", "grad"):
+            return Node(tree.kind, tuple(self._renumbered(a) if isinstance(a, Node) else a for a in tree.args),
+                        tree.text)
+        norm, grad, kind = tree.args[0], tree.kind == "grad", tree.kind
+        every = "t" if self.sequences else "last"
+        param, step = _LAYER_PARAM.fullmatch(norm), _LAYER_STEP.fullmatch(norm)
+        if param and param[1] in self.aliases:
+            if int(param[2]) != self.l:
+                raise ChainruleError(f"'{tree.text}' is layer {param[2]}'s, but the recurrent layer is layer {self.l}: "
+                                     f"W_{{ih,{self.l}}}, W_{{hh,{self.l}}}, b_{{ih,{self.l}}}, b_{{hh,{self.l}}}")
+            norm = param[1]
+        elif step and self.layers == 2 and step[1] == "delta" and int(step[2]) == self.l + 1:
+            norm = "dy" + (step[3] or every)
+        elif step and step[1] == "h" and int(step[2]) == self.l:
+            norm, kind = ("gout" if grad else "h") + (step[3] or every), "name"
+        elif step and self.embedded and step[1] == "e" and int(step[2]) == 1 and step[3]:
+            norm = "x" + step[3]
+        elif norm in ("yhat", "y") and self.layers == 2:
+            norm += every
+        elif self.embedded and not grad and re.fullmatch(r"x(?:t|last|\d)(?:[+-]1)?", norm):
+            norm = "onehot" + norm[1:]  # the notes' x_t is the token, a one-hot column of x
+        return Node(kind, (norm,), tree.text)
 
     # -- time indices -------------------------------------------------------------------------------------
     def _split(self, norm: str):
@@ -449,6 +506,22 @@ class RecurrentChecker(Binder):
             raise ChainruleError(f"'{node.text}': a step is written t - 1, t, t + 1, T, T + 1 or a number")
         raise ChainruleError(f"unknown name '{node.text}'{did_you_mean(norm, list(self.aliases) + list(_STEP_STEMS))}; "
                              f"chainrule check SPEC --names lists the names of this network")
+
+    def _bind_div(self, node):
+        """1/20 or 1/(20 N) with the spec's T = 20: the mean over the steps, checked at the shrunk T."""
+        return super()._bind_div(Node(node.kind, (node.args[0], self._steps_count(node.args[1])), node.text))
+
+    def _steps_count(self, node):
+        if node.kind == "num" and node.args[0] == str(self.spec_steps):
+            return Node("num", (str(self.T),), node.text)
+        if node.kind == "mul":
+            return Node("mul", tuple(self._steps_count(a) if isinstance(a, Node) else a for a in node.args), node.text)
+        return node
+
+    def _bind_ones(self, node):
+        if len(node.args) > 1:  # \mathbf{1}_{30}: the spec's length, the shrunk network's here
+            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
+        return super()._bind_ones(node)
 
     def _param_grad(self, name):
         if name in self.cs231n:
@@ -747,12 +820,12 @@ class RecurrentChecker(Binder):
             return self._scatter_check(row[1], bool(row[2]), wrt, written)
         if wrt.endswith("+"):  # Karpathy's dWhh += ...: the steps' shares summed over t
             wrt, text = wrt[:-1].strip(), rf"\sumtime ({written})"
-        pieces = _stacked(rewrite_time(text))
-        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
-            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
-            tree = Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
-        else:
-            wrt_tree, tree = parse_equation(rewrite_time(wrt), rewrite_time(text))
+        try:
+            wrt_tree, tree = self._read(wrt, text)
+        except ChainruleError as err:
+            raise _as_written(err, wrt, written) from None
+        if self._numbered(wrt_tree) or self._numbered(tree):
+            wrt_tree, tree = self._renumbered(wrt_tree), self._renumbered(tree)
         wrt_tree, text = Node(wrt_tree.kind, wrt_tree.args, wrt), written  # the verdicts quote them as written
         if self._timed(wrt_tree):
             verdicts = []
@@ -772,6 +845,13 @@ class RecurrentChecker(Binder):
         except _Absent as absent:
             raise ChainruleError(f"{absent.node.text} would be step {absent.step}, but this network's steps are 1 "
                                  f"to {self.T} (as checked: {self._sizes()})") from None
+
+    def _read(self, wrt, text):
+        pieces = _stacked(rewrite_time(text))
+        if pieces:  # the notes' [δ^r_t; δ^z_t; δ^n_t]: the gates' blocks stacked
+            wrt_tree = parse_equation(rewrite_time(wrt), pieces[0])[0]
+            return wrt_tree, Node("stack", tuple(parse_equation(rewrite_time(wrt), p)[1] for p in pieces), text)
+        return parse_equation(rewrite_time(wrt), rewrite_time(text))
 
     def _scatter_check(self, table, adds, wrt, text):
         """dE[x_t] += dx_t (``adds``) or dE[x_t] = dx_t in a loop over t: each step's share scattered into its
@@ -903,7 +983,7 @@ class RecurrentChecker(Binder):
         if stem == "next":  # Karpathy's dhnext = ... at step t: the share step t passes back to h_(t-1)
             stem = "carry"
         if stem not in ("dh", "delta", "carry", "dc", "dx", "dy", "deltai", "deltaf", "deltag", "deltao", "di", "df",
-                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah"):
+                        "dg", "do", "ccarry", "deltar", "deltaz", "deltan", "dr", "dz", "dn", "deltah", "gout"):
             raise ChainruleError(f"--wrt '{node.text}' is not a gradient; choose dh_t, delta_t, dx_t"
                                  + (", dc_t" if self.kind == "lstm" else "") + " or a weight's dL/dW")
         if not 1 <= step <= self.T:
@@ -937,6 +1017,7 @@ class RecurrentChecker(Binder):
             "di": ("dc_t ⊙ g_t", r"dc_t \odot g_t"), "df": ("dc_t ⊙ c_(t-1)", r"dc_t \odot c_{t-1}"),
             "dg": ("dc_t ⊙ i_t", r"dc_t \odot i_t"), "do": ("dh_t ⊙ tanh(c_t)", r"dh_t \odot \tanh(c_t)"),
             "ccarry": ("dc_t ⊙ f_t", r"dc_t \odot f_t"),
+            "gout": out,
             "dy": self._output_delta() if self.layers == 2 else ("", ""),
             "wih": ("Σ_t δ_t x_tᵀ", r"\sum_{t=1}^{T} \delta_t x_t^\top"),
             "whh": ("Σ_t δ_t h_(t-1)ᵀ", r"\sum_{t=1}^{T} \delta_t h_{t-1}^\top"),
@@ -1077,6 +1158,25 @@ class RecurrentChecker(Binder):
             "no_forget": ("the forget-gate path of dc_t is missing: c_(t+1) = f_(t+1) ⊙ c_t + ..., so dc_t = "
                           "dh_t ⊙ o_t ⊙ (1 − tanh²(c_t)) + dc_(t+1) ⊙ f_(t+1)"),
         }
+
+
+# What the reader writes in a person's text (\sum_t as \sumtime, _T as _{last}, δ^x as deltagatex)
+_REWRITTEN = re.compile(r"\\sumtime|_\{last|gout|deltagate|onehot")
+
+
+def _as_written(err, wrt: str, text: str):
+    """``err`` quoting the person's text as written where it quoted the reader's rewriting of it (and without
+    the rewriting's character positions)."""
+    message = str(err)
+    if rewrite_time(wrt) == wrt and rewrite_time(text) == text:
+        return err
+
+    def quoted(m):
+        if not _REWRITTEN.search(m[1]):
+            return m[0]
+        return f"'{wrt}'" if m[1] in rewrite_time(wrt) else f"'{text}'"
+    message = re.sub(r" at character \d+", "", re.sub(r" at character \d+ (?:of|in) ", " in ", message))
+    return type(err)(re.sub(r"'([^']*)'", quoted, message))
 
 
 def _rule_in_t():
