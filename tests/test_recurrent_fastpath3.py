@@ -1,5 +1,5 @@
 """The emitted recurrent kernels' third round of fast paths (issue 13's speed): the backward moves every step's
-errors side by side as rows of N numbers (one void item each) up to 1 KB a row, by NumPy's transposing copy
+errors side by side as rows of N numbers (one void item each, _swapped) up to 1 KB a row, by NumPy's transposing copy
 beyond and for one sample; both sides of that bound, for every cell, against torch's own backward of
 torch.nn.RNN/LSTM/GRU given the same output gradient."""
 import numpy as np
@@ -53,3 +53,13 @@ def test_the_backward_equals_torch_on_either_side_of_the_row_copy_bound(kernels,
     for name, a, b in zip(("dX", "dW_ih", "dW_hh", "db_ih", "db_hh"), ours, expected):
         assert a.dtype == dtype and a.shape == b.shape, name
         assert np.allclose(a, b, rtol=tolerance, atol=tolerance), name
+
+
+@pytest.mark.parametrize("dtype, k", [(np.float64, 1), (np.float64, 2), (np.float64, 128), (np.float64, 129),
+                                      (np.float32, 256), (np.float32, 257)])
+def test_swapped_is_the_swapaxes_copy_on_either_side_of_its_bound(kernels, dtype, k):
+    # up to 1 KB a row the rows of k numbers move as void items, beyond by NumPy's copy; both C-contiguous, and a
+    # strided input (a slice) read as its values
+    x = np.random.default_rng(8).standard_normal((3, 5, 2 * k)).astype(dtype)[:, :, :k]
+    y = kernels._swapped(x)
+    assert y.dtype == dtype and y.flags.c_contiguous and np.array_equal(y, x.swapaxes(0, 1))
