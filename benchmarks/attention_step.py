@@ -165,7 +165,7 @@ def jax_step(params, X, Y):
     return peers.jitted_step(compiled, p, x, y)
 
 
-def build_steps(dtype, params, X, Y) -> tuple:
+def build_steps(dtype, params, X, Y, only=None) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_loss_and_grads(params, X, Y)),
         "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_attention", dtype, params, X, Y),
@@ -174,7 +174,7 @@ def build_steps(dtype, params, X, Y) -> tuple:
         "PyTorch": lambda: torch_step(params, X, Y),
         "jax.jit": lambda: jax_step(params, X, Y),
     }
-    return available(makers)
+    return available(makers, only)
 
 
 def run(quick: bool) -> dict:

@@ -81,7 +81,7 @@ def make_jax(params, X, T):
     return jitted_step(compiled, p, x, t)
 
 
-def build_steps(dtype, params, X, T) -> tuple:
+def build_steps(dtype, params, X, T, only=None) -> tuple:
     makers = {
         "hand NumPy": lambda: (lambda: hand_cnn.loss_and_grads(params, X, T)),
         "chainrule": lambda: emitted_step(SPEC, SHAPES, "emitted_cnn", dtype, params, X, T),
@@ -90,7 +90,7 @@ def build_steps(dtype, params, X, T) -> tuple:
         "PyTorch": lambda: make_torch(params, X, T),
         "jax.jit": lambda: make_jax(params, X, T),
     }
-    return available(makers)
+    return available(makers, only)
 
 
 def run(quick: bool) -> dict:

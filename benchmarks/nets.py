@@ -78,10 +78,13 @@ class Unavailable(Exception):
     """A peer that cannot run here; the message says why, and the benchmark skips it."""
 
 
-def available(makers: dict) -> tuple:
-    """({name: step} of the peers whose maker ran, {name: why} of those that raised Unavailable)."""
+def available(makers: dict, only=None) -> tuple:
+    """({name: step} of the peers whose maker ran, {name: why} of those that raised Unavailable); of the peers
+    named in ``only`` alone, when given."""
     steps, skipped = {}, {}
     for name, make in makers.items():
+        if only is not None and name not in only:
+            continue
         try:
             steps[name] = make()
         except Unavailable as err:
@@ -90,6 +93,7 @@ def available(makers: dict) -> tuple:
 
 
 _EMITTED_DIR = None
+PREBUILT = None  # a folder of modules another process of this run generated (fresh.py): loaded, not generated
 
 
 def emitted_source(spec, dtype: str = "float64") -> str:
@@ -114,7 +118,10 @@ def emitted_folder() -> Path:
 
 
 def write_emitted(spec, dtype: str, name: str) -> Path:
-    """Generate ``spec`` into the run's temporary folder as ``name.py``; return its path."""
+    """Generate ``spec`` into the run's temporary folder as ``name.py``; return its path (in PREBUILT, where set,
+    the module already there: nothing is generated)."""
+    if PREBUILT is not None:
+        return PREBUILT / f"{name}.py"
     path = emitted_folder() / f"{name}.py"
     path.write_text(emitted_source(spec, dtype), encoding="utf-8")
     return path

@@ -128,7 +128,7 @@ def make_jax(net, params, X, T):
     return jitted_step(compiled, p, x, t)
 
 
-def build_steps(net, dtype, params, X, T) -> tuple:
+def build_steps(net, dtype, params, X, T, only=None) -> tuple:
     name = f"emitted_{net.key.replace('-', '_')}"
     makers = {
         "hand NumPy": lambda: (lambda: hand_rnn.loss_and_grads(net.cell, params, X, T, net.sequences)),
@@ -137,7 +137,7 @@ def build_steps(net, dtype, params, X, T) -> tuple:
         "PyTorch": lambda: make_torch(net, params, X, T),
         "jax.jit": lambda: make_jax(net, params, X, T),
     }
-    return available(makers)
+    return available(makers, only)
 
 
 def run(quick: bool) -> dict:

@@ -25,8 +25,10 @@ import attention_step  # noqa: E402
 import cnn_step  # noqa: E402
 import derivation  # noqa: E402
 import digits  # noqa: E402
+import fresh  # noqa: E402
 import layernorm_step  # noqa: E402
 import memory  # noqa: E402
+import nets  # noqa: E402
 import peers  # noqa: E402
 import rnn_step  # noqa: E402
 import startup  # noqa: E402
@@ -210,6 +212,14 @@ def print_train_cli(section):
           + skipped_lines(section["skipped"]))
 
 
+def print_fresh(name, rows):
+    cells = [[r["net"], r["peer"], "failed: " + r["error"]] + [""] * 3 if "error" in r else
+             [r["net"], r["peer"], seconds(r["median_s"]), seconds(r["cpu_median_s"]), f"{r['faults_per_step']:.0f}",
+              f"{r['ratio_to_torch']:.2f}x" if r["ratio_to_torch"] else "-"] for r in rows]
+    print(table(f"   {name}, each peer in a fresh process of its own (NumPy alone, or NumPy and torch), float32",
+                ["net", "peer", "median", "CPU time", "page faults a step", "vs PyTorch"], cells))
+
+
 def print_targets(verdicts):
     word = {True: "met", False: "MISSED", None: "not run"}
     rows = [[v["target"], v["wanted"], v["figure"], word[v["met"]]] for v in verdicts]
@@ -284,6 +294,9 @@ def main(argv=None) -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = SECTIONS[name](args.quick)
         PRINTERS[name](results[name])
+        if name in fresh.CASES:
+            results[name]["fresh"] = fresh.run(name, args.quick, args.threads, nets.emitted_folder())
+            print_fresh(name, results[name]["fresh"])
     results["targets"] = judge(results)
     print_targets(results["targets"])
     results["wall_s"] = time.perf_counter() - started

@@ -92,6 +92,12 @@ def judge(results: dict) -> list:
             continue
         add(what, f"<= {RNN_TORCH_RATIO}x", f"{ours['ratio_to_torch']:.2f}x",
             ours["grads_match"] and ours["ratio_to_torch"] <= RNN_TORCH_RATIO)
+    for section, wanted in (("cnn", CNN_TORCH_RATIO), ("attention", ATTENTION_TORCH_RATIO), ("rnn", RNN_TORCH_RATIO)):
+        for row in results.get(section, {}).get("fresh", []):
+            if row["peer"] == "chainrule unchecked":
+                figure = row.get("ratio_to_torch")
+                add(f"chainrule {row['net']} step vs PyTorch eager, each in a fresh process, float32", f"<= {wanted}x",
+                    f"{figure:.2f}x" if figure else "not run", figure <= wanted if figure else None)
     staged = {r["depth"]: r for r in results.get("derivation", {}).get("staged", [])}
     deep = staged.get(100, {})
     if "generate_s" in deep:

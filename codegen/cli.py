@@ -250,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--op", metavar="NAME", help="check one op's backward function instead of a network's: affine, "
                                                "an activation (relu, sigmoid, tanh, ...), softmax, layernorm, conv2d, "
                                                "maxpool2d, avgpool2d, batchnorm, spatial_batchnorm, rnn_step, rnn, "
-                                               "lstm_step, lstm, attention, mha (the signatures are below)")
+                                               "lstm_step, lstm, gru_step, gru, attention, mha (the signatures are below)")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="wall-clock seconds for the code and every process it starts (default 20, at most 600)")
     p.add_argument("--cpu", type=float, metavar="SECONDS",
