@@ -131,7 +131,7 @@ def test_the_cli_documents_attention():
         assert name in OP_CONTRACT, name
     help_text = subprocess.run([sys.executable, "-m", "codegen.cli", "check-code", "--help"],
                                capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
-    assert "lstm_step, lstm, attention, mha (the signatures are below)" in " ".join(help_text.split())
+    assert "lstm_step, lstm, gru_step, gru, attention, mha (the signatures are below)" in " ".join(help_text.split())
     assert "mha         f(dout, x, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads, mask)" in OP_CONTRACT
 
 
