@@ -384,8 +384,11 @@ class Conventions:
     def __init__(self, derivation, convention="auto"):
         if convention not in CHOICES:
             raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CHOICES)}")
-        derivation, self.sizes = _narrowed(derivation)
+        spec, (derivation, self.sizes) = derivation, _narrowed(derivation)
         self.derivation, self.convention, self._checkers, self._shared, self._drawn = derivation, convention, {}, {}, {}
+        # the spec's sizes, which its notes print (\mathbf{1}_{40}), as the narrowed network's
+        self.resized = {int(a): int(b) for q in derivation.sample.quantities.values() if q.role == "param"
+                        for a, b in zip(spec.sample.quantities[q.key].symbol.shape, q.symbol.shape)} if self.sizes else {}
         self.checker(CONVENTIONS[0] if convention == "auto" else convention)  # an unreadable network fails here
 
     def checker(self, name) -> Checker:
@@ -393,6 +396,8 @@ class Conventions:
             checker = self._checkers[name] = Checker(self.derivation, name)
             checker.shared = self._shared.setdefault(id(checker.sweep), {})
             checker.drawn = self._drawn
+            if self.resized:  # (a recurrent checker narrows by itself, and keeps its own)
+                checker.resized = self.resized
         return self._checkers[name]
 
     def accepted(self) -> list:

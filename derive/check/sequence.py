@@ -162,6 +162,7 @@ class SequenceBinder:
     length = None  # T when one sample's sequences are read a step per column, else None
     norms = ()  # the layer norms at every position: (their gradients' symbols, x̂, σ, g) per layer norm
     _norm = None  # the layer norm whose σ_t, x̂_t, g_t the current gradient goes through
+    resized = {}  # {the spec's size: the narrowed network's}, when the network is checked narrowed (not changed)
 
     def _read_steps(self):
         """Whether this sweep is read step by step, and the layer norms' own quantities when it is (before the
@@ -258,6 +259,22 @@ class SequenceBinder:
             if norm in ("sigma", "xhat"):
                 return self._step_value(norm)
         return super()._bind_name(node)
+
+    def _bind_mul(self, node):
+        """The notes' fused softmax step at every position, ŷ 1ᵀ y: ŷ_t (1ᵀ y_t), each column of ŷ times the sum of
+        y's (a product of two F × T sequences, which the matrix product cannot fit)."""
+        left = node.args[0]
+        if self.length and node.args[2] == "matmul" and left.kind == "mul" and left.args[2] == "matmul" and \
+                left.args[1].kind == "T" and left.args[1].args[0].kind == "ones":
+            a, b = self.bind(left.args[0]), self.bind(node.args[1])
+            if is_matrix(a) and is_matrix(b) and a.shape == b.shape and a.shape[1] == self.length > 1:
+                return sp.HadamardProduct(a, sp.OneMatrix(b.shape[0], b.shape[0]) * b)
+        return super()._bind_mul(node)
+
+    def _bind_ones(self, node):
+        if len(node.args) > 1:  # \mathbf{1}_{40}: the spec's length, the narrowed network's here
+            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
+        return super()._bind_ones(node)
 
     def _bind_sum(self, node):
         """\\sum_{t=1}^{T}: the steps' columns summed, unless a product has already summed them (Σ_t δ_t a_tᵀ)."""
