@@ -74,7 +74,7 @@ from .bind import Binder, Ones, ShapeMismatch
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
-from .parse import Node, NotAGradient, parse_equation
+from .parse import Node, NotAGradient
 from .recurrent import RecurrentChecker, recurrent
 from .results import CheckResult, RuleResult, _LayerVerdict
 from .sequence import SequenceBinder, attention_layers, narrowed
@@ -161,7 +161,7 @@ class Checker(AttentionBinder, SequenceBinder, Binder, Comparer, Diagnoser):
             return self.check_heads(wrt, text, diagnose)
         self.diagnosing = diagnose
         self.layer_applied(wrt, text)
-        wrt_tree, tree = parse_equation(self.step_text(wrt), self.step_text(text))
+        wrt_tree, tree = self.read(wrt, text)
         self.forward_step(wrt_tree)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
             raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "

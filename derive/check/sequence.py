@@ -22,8 +22,8 @@ from .. import limits
 from ..errors import ChainruleError
 from ..ops.layernorm import StepLayerNorm, StepLayerNormGrad
 from .compare import is_matrix
-from .parse import NotAGradient, parse
-from .recurrent import _SUM_T, _term_end
+from .parse import NotAGradient, parse, parse_equation, rewrite
+from .recurrent import _SUM_T, _as_written, _term_end
 
 WIDTH = 4  # the narrowed widths: E = 4 keeps 2 heads of d = 2, so a missing 1/√d_k shows
 
@@ -207,8 +207,21 @@ class SequenceBinder:
             return Steps(sym, self.length)
         return sym
 
-    def step_text(self, text: str) -> str:
-        return step_text(text) if self.length else text
+    def read(self, wrt: str, text: str):
+        """The trees of ``wrt = text``, its per-step forms read (``step_text``); a message quotes the text as
+        written."""
+        if not self.length:
+            return parse_equation(wrt, text)
+        try:
+            return parse_equation(step_text(wrt), step_text(text))
+        except NotAGradient:
+            raise
+        except ChainruleError as err:
+            wrt, text = wrt.strip(), text.strip()
+            # a quote the parser's reading of the text as written does not hold is one of step_text's rewriting
+            written = rewrite(wrt) + "\n" + rewrite(text)
+            raise _as_written(err, wrt, text, lambda x: rewrite(step_text(x)),
+                              lambda quote: quote.removesuffix("...") not in written) from None
 
     def _step_value(self, base: str):
         """Step t of ``base`` (a_5 of a_{5,t}) as a column of an F × T matrix, or None."""
