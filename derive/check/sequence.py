@@ -21,6 +21,7 @@ import sympy as sp
 from .. import limits
 from ..errors import ChainruleError
 from ..ops.layernorm import StepLayerNorm, StepLayerNormGrad
+from ..steps import N
 from .compare import is_matrix
 from .parse import NotAGradient, parse, parse_equation, rewrite
 from .recurrent import _SUM_T, _as_written, _term_end
@@ -162,14 +163,17 @@ class SequenceBinder:
     length = None  # T when one sample's sequences are read a step per column, else None
     norms = ()  # the layer norms at every position: (their gradients' symbols, x̂, σ, g) per layer norm
     _norm = None  # the layer norm whose σ_t, x̂_t, g_t the current gradient goes through
+    summed = None  # T when a batch's sequence summed over its samples (M 1_N) is read a step per column
     resized = {}  # {the spec's size: the narrowed network's}, when the network is checked narrowed (not changed)
 
     def _read_steps(self):
         """Whether this sweep is read step by step, and the layer norms' own quantities when it is (before the
         names, which it views)."""
         layout = self.net.layout
-        if self.batch or not layout or layout[0][0] != "length" or any(
-                layer.kind in ("rnn", "lstm", "gru") for layer in self.net.layers):
+        if not layout or layout[0][0] != "length" or any(layer.kind in ("rnn", "lstm", "gru") for layer in self.net.layers):
+            return
+        if self.batch:
+            self.summed = layout[0][1]
             return
         self.length = layout[0][1]
         self.inputs = Steps(self.q[self.key("x")].symbol, self.length)
@@ -210,7 +214,7 @@ class SequenceBinder:
     def read(self, wrt: str, text: str):
         """The trees of ``wrt = text``, its per-step forms read (``step_text``); a message quotes the text as
         written."""
-        if not self.length:
+        if not self.length and not self.summed:
             return parse_equation(wrt, text)
         try:
             return parse_equation(step_text(wrt), step_text(text))
@@ -282,7 +286,12 @@ class SequenceBinder:
             a, b = self.bind(left.args[0]), self.bind(node.args[1])
             if is_matrix(a) and is_matrix(b) and a.shape == b.shape and a.shape[1] == self.length > 1:
                 return sp.HadamardProduct(a, sp.OneMatrix(b.shape[0], b.shape[0]) * b)
-        return super()._bind_mul(node)
+        product = super()._bind_mul(node)
+        if self.summed and node.args[1].kind == "ones" and is_matrix(product) and product.shape[1] == 1 and \
+                self.bind(node.args[0]).shape[1] == N and product.shape[0] % self.summed == 0:
+            # a batch's sequence summed over the samples, the notes' (∂L/∂A_2 1_N)_t: one sequence, step t column t
+            return Steps(product, self.summed)
+        return product
 
     def _bind_ones(self, node):
         if len(node.args) > 1:  # \mathbf{1}_{40}: the spec's length, the narrowed network's here
