@@ -37,6 +37,8 @@ def test_the_notes_definitions_are_skipped_with_their_reasons(math, reason):
 def test_a_remark_in_words_after_the_expression_is_dropped_and_the_rest_checked():
     [item] = read_document(r"$$\frac{\partial L}{\partial b_Q} = \sum_{t=1}^{T} \delta q_t \text{ (likewise K, V)}$$")
     assert isinstance(item, Equation) and item.rhs == r"\sum_{t=1}^{T} \delta q_t"
+    [item] = read_document("dz = W (yhat - y)")  # a name in parentheses is no remark
+    assert isinstance(item, Equation) and item.rhs == "W (yhat - y)"
 
 
 def test_the_fused_softmax_step_reads_at_every_position_with_the_spec_ones_length(transformer):

@@ -103,8 +103,10 @@ _SIZES = re.compile(r"\s*\d+\s*|\s*[A-Z]\s*(?:/|\*|\\cdot(?![A-Za-z]))\s*[A-Z]\s
 _STACK = re.compile(r"\s*\[[^\[\]]*;[^\[\]]*\]\s*")
 # (\delta S_h)_{ij}: an entry of a bracketed expression
 _ENTRY_OF = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)\s*_\s*(?:\{\s*[a-z]\s*,?\s*[a-z]\s*\}|[a-z])\s*")
-# ... \text{ (likewise K, V)}: a remark in words after the expression (the text unwrapped by then)
-_REMARK = re.compile(r"\s+\(\s*[A-Za-z]{3,}(?:\s[^()]*)?\)\s*$")
+# ... \text{ (likewise K, V)}: a remark in words after the expression (the text unwrapped by then); a word that
+# starts one, not a name (yhat in W (yhat - y))
+_REMARK = re.compile(r"\s+\(\s*(?:likewise|similarly|the same|same|see|cf\.|note|i\.e\.|e\.g\.)(?![A-Za-z])[^()]*\)\s*$",
+                     re.I)
 _SCALED = re.compile(r"\s*([1-9]\d*)\s+([\\A-Za-z].*)", re.S)  # 20 \delta_{3}: a whole number times a quantity
 _EXPRESSION = re.compile(r"[-+/()^]|\\(?:sum|cdot|odot|times)(?![A-Za-z])")  # a left side that is a computation
 _STEPS = re.compile(r"\s*t\s*")  # t = 1, \ldots, T: the range of the steps
