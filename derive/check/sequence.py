@@ -172,8 +172,8 @@ class SequenceBinder:
         layout = self.net.layout
         if not layout or layout[0][0] != "length" or any(layer.kind in ("rnn", "lstm", "gru") for layer in self.net.layers):
             return
-        if self.batch:
-            self.summed = layout[0][1]
+        if self.batch:  # (only when the output is a sequence too: then every value is one, none pooled by a mean)
+            self.summed = layout[0][1] if self._steps_out() > 1 else None
             return
         self.length = layout[0][1]
         self.inputs = Steps(self.q[self.key("x")].symbol, self.length)
