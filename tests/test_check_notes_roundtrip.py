@@ -21,7 +21,7 @@ GRADIENT = re.compile(r"(?:\\frac\{\\partial L\}\{\\partial |\\delta_\{|\\Delta_
 # The specs chainrule check reads today, at least (it refuses batch norm and the CNN with a reason); the round trip
 # runs on every spec it reads
 READ = {"binary", "digits", "gru_classifier", "huber_tanh", "layernorm", "lstm_lm", "mish", "residual", "sigmoid_sse",
-        "simple_nn"}
+        "simple_nn", "tiny_transformer"}
 
 
 @functools.lru_cache(maxsize=None)  # one per spec, for its Markdown and its LaTeX notes

@@ -74,7 +74,7 @@ from .bind import Binder, Ones, ShapeMismatch
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
-from .parse import Node, NotAGradient, parse_equation
+from .parse import Node, NotAGradient
 from .recurrent import RecurrentChecker, recurrent
 from .results import CheckResult, RuleResult, _LayerVerdict
 from .sequence import SequenceBinder, attention_layers, narrowed
@@ -161,7 +161,7 @@ class Checker(AttentionBinder, SequenceBinder, Binder, Comparer, Diagnoser):
             return self.check_heads(wrt, text, diagnose)
         self.diagnosing = diagnose
         self.layer_applied(wrt, text)
-        wrt_tree, tree = parse_equation(self.step_text(wrt), self.step_text(text))
+        wrt_tree, tree = self.read(wrt, text)
         self.forward_step(wrt_tree)
         if _layer_refs(tree, "l") and not _layer_refs(wrt_tree, "l"):
             raise ChainruleError(f"'{text}' is a rule in the layer l but '{wrt}' names one quantity; write the "
@@ -384,8 +384,11 @@ class Conventions:
     def __init__(self, derivation, convention="auto"):
         if convention not in CHOICES:
             raise ChainruleError(f"unknown convention '{convention}'; choose one of: {', '.join(CHOICES)}")
-        derivation, self.sizes = _narrowed(derivation)
+        spec, (derivation, self.sizes) = derivation, _narrowed(derivation)
         self.derivation, self.convention, self._checkers, self._shared, self._drawn = derivation, convention, {}, {}, {}
+        # the spec's sizes, which its notes print (\mathbf{1}_{40}), as the narrowed network's
+        self.resized = {int(a): int(b) for q in derivation.sample.quantities.values() if q.role == "param"
+                        for a, b in zip(spec.sample.quantities[q.key].symbol.shape, q.symbol.shape)} if self.sizes else {}
         self.checker(CONVENTIONS[0] if convention == "auto" else convention)  # an unreadable network fails here
 
     def checker(self, name) -> Checker:
@@ -393,6 +396,8 @@ class Conventions:
             checker = self._checkers[name] = Checker(self.derivation, name)
             checker.shared = self._shared.setdefault(id(checker.sweep), {})
             checker.drawn = self._drawn
+            if self.resized:  # (a recurrent checker narrows by itself, and keeps its own)
+                checker.resized = self.resized
         return self._checkers[name]
 
     def accepted(self) -> list:

@@ -81,6 +81,11 @@ class Comparer:
                     values[q.symbol] = _normal(draw, rows, cols) / np.sqrt(cols)
                 else:
                     values[q.symbol] = BIAS_SCALE * _normal(draw, rows, cols)
+            elif q.key.lower() == "y" and self.net.loss.name == "cross_entropy" and self._steps_out() > 1:
+                # a class at every step of the output sequence (its (t, f) order), as the notes' 1ᵀ y = 1 assumes
+                T = self._steps_out()
+                values[q.symbol] = np.eye(rows // T)[draw.integers(rows // T, size=(T, cols))].transpose(0, 2, 1)\
+                    .reshape(rows, cols)
             elif q.key.lower() == "y" and self.net.loss.name == "cross_entropy":
                 values[q.symbol] = np.eye(rows)[:, draw.integers(rows, size=cols)]
             elif q.key.lower() == "y" and self.net.loss.name == "bce":
@@ -89,6 +94,10 @@ class Comparer:
                 values[q.symbol] = _normal(draw, rows, cols)
             self.drawn[kept] = values[q.symbol]
         return values
+
+    def _steps_out(self) -> int:
+        """The steps of the output, a sequence's T when the last layer acts at every step (else 1)."""
+        return getattr(self.net.layers[-1], "length", None) or 1
 
     def evaluate_steps(self, leaves, overrides=None):
         """Every step's value from the leaves: SymPy matrices for symbols (all at once); NumPy arrays

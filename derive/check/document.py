@@ -66,7 +66,7 @@ _TRAILING = re.compile(r"(?:\s|[,.;]|\\[,;:!]|\\q?quad(?![A-Za-z]))+$")
 _OPERATOR = re.compile(r"\s*(?:[-+*/@]|\\(?:odot|circ|cdot|times|oslash)(?![A-Za-z]))")
 _RUNNING = re.compile(r"g|G|\\bar\s*\{?\s*g\s*\}?")
 _LABEL = re.compile(r"[A-Za-z]{3,}\s*:")
-_FORWARD = ("z", "a", "h", "yhat", "x", "o", "q", "k", "v", "s", "p",  # q .. p: attention's
+_FORWARD = ("z", "a", "h", "yhat", "x", "o", "q", "k", "v", "s", "p", "y",  # q .. y: attention's (Y its output)
             "mu", "sigma", "xhat")  # layer norm's
 _GRADIENT_TEXT = re.compile(r"\\(?:partial|delta|Delta|nabla)(?![A-Za-z])|'")
 # A shape after the expression, as attention's notes give it: dV = P^T dO \in \mathbb{R}^{N \times d}.
@@ -94,6 +94,19 @@ _JACOBIAN = re.compile(r"\\partial\s*\\hat\s*\{?\s*[yY]\s*\}?(?:\s*_\s*\{?\s*\w*
 # An optimizer's rule: the parameter θ_t, its gradient ∇_θ, Adam's moments m_t, v_t (m_0, the bias-corrected \hat m_t)
 _OPTIMIZER = re.compile(r"\\theta\s*_\s*\{?\s*t|\\nabla\s*_\s*\{?\s*\\theta"
                         r"|^\s*(?:\\hat\s*\{?\s*)?[mv]\s*\}?\s*_\s*\{?\s*[t0]\s*\}?\s*$")
+# \Phi(z) = ...: a function of one variable defined on its own (one the parser may not know by name)
+_FUNCTION_OF = re.compile(r"\s*\\?[A-Za-z]+\s*(?:\\left\s*)?\(\s*[a-z]\s*(?:\\right\s*)?\)\s*")
+# T = 16, d = E/H: a size (a letter sizes are named with, perhaps with a letter below), a number or from sizes
+_SIZE = re.compile(r"\s*[TEHNDVKMFd]\s*(?:_\s*\{?\s*[a-z]\s*\}?)?\s*")
+_SIZES = re.compile(r"\s*\d+\s*|\s*[A-Z]\s*(?:/|\*|\\cdot(?![A-Za-z]))\s*[A-Z]\s*|\s*\\frac\s*\{\s*[A-Z]\s*\}\s*\{\s*[A-Z]\s*\}\s*")
+# W_{in} = [W_Q; W_K; W_V]: matrices stacked, a parameter's layout
+_STACK = re.compile(r"\s*\[[^\[\]]*;[^\[\]]*\]\s*")
+# (\delta S_h)_{ij}: an entry of a bracketed expression
+_ENTRY_OF = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)\s*_\s*(?:\{\s*[a-z]\s*,?\s*[a-z]\s*\}|[a-z])\s*")
+# ... \text{ (likewise K, V)}: a remark in words after the expression (the text unwrapped by then); a word that
+# starts one, not a name (yhat in W (yhat - y))
+_REMARK = re.compile(r"\s+\(\s*(?:likewise|similarly|the same|same|see|cf\.|note|i\.e\.|e\.g\.)(?![A-Za-z])[^()]*\)\s*$",
+                     re.I)
 _SCALED = re.compile(r"\s*([1-9]\d*)\s+([\\A-Za-z].*)", re.S)  # 20 \delta_{3}: a whole number times a quantity
 _EXPRESSION = re.compile(r"[-+/()^]|\\(?:sum|cdot|odot|times)(?![A-Za-z])")  # a left side that is a computation
 _STEPS = re.compile(r"\s*t\s*")  # t = 1, \ldots, T: the range of the steps
@@ -309,7 +322,7 @@ def _equations(math: str, line: int, plain: bool, state: dict) -> list:
                 out.append(Skipped(number, _short(piece), "continues an equation whose left side is not there"))
                 continue
             for rhs in sides[1:]:
-                rhs = _TRAILING.sub("", _SHAPE.sub("", _TRAILING.sub("", rhs)))
+                rhs = _TRAILING.sub("", _SHAPE.sub("", _REMARK.sub("", _TRAILING.sub("", rhs))))
                 if not rhs:
                     continue
                 pending = None
@@ -398,11 +411,25 @@ def _not_a_gradient(lhs: str, rhs: str):
         return "a shape annotation (the sizes of a step's factors), not a quantity"
     if _OPTIMIZER.search(lhs) or _OPTIMIZER.search(rhs):
         return "an optimizer's update rule; chainrule check reads gradients"
+    if _SIZE.fullmatch(lhs) and _SIZES.fullmatch(rhs):
+        return f"it gives a size ({_short(lhs)} = {_short(rhs)}), not a quantity"
     if _LOSS_TERM.match(lhs) or _TERM_DERIVATIVE.search(lhs):
         return f"it defines one element's loss term ℓ or its derivative ({_short(lhs)}); chainrule takes the loss " \
                f"from the spec"
     if _FUNCTION_ENTRY.match(lhs):
         return f"it defines the function {_short(lhs)} entry by entry; chainrule knows each activation"
+    if _FUNCTION_OF.fullmatch(lhs):
+        return f"it defines the function '{_short(lhs)}' on its own; chainrule knows each activation and its derivative"
+    if _ENTRY_OF.fullmatch(lhs):
+        return f"it writes one entry, {_short(lhs)}, which chainrule reads only in the whole matrix; write the " \
+               f"matrix expression"
+    if r"\infty" in rhs:
+        return f"it sets {_short(lhs)} to an infinity (a mask's entry), not to a gradient"
+    if _STACK.fullmatch(rhs) and not _GRADIENT_TEXT.search(lhs):
+        return f"it stacks matrices ({_short(lhs)} = {_short(rhs)}), a parameter's layout, which chainrule takes " \
+               f"from the spec; check a gradient"
+    if _RUNNING.fullmatch(lhs.strip()) and _gradient(rhs):
+        return f"it names the gradient {_short(rhs)} ({lhs.strip()}), which the steps after it use; check those steps"
     if _STEPS.fullmatch(lhs):
         return f"it ranges the steps (t = {_short(rhs)}), it is not a quantity"
     if _JACOBIAN.search(lhs) or _JACOBIAN.search(rhs):
@@ -439,12 +466,20 @@ def _not_a_gradient(lhs: str, rhs: str):
         return f"it sets {_short(lhs)} to a number (an initialisation), not to a gradient"
     if right != inner and _contains(right, inner):
         return f"an update or accumulation: {_short(lhs)} appears on both sides"
-    if base in _FORWARD and not _mentions_gradient(right):
-        return forward
+    if (base in _FORWARD or base == "e" and inner.args[0] != "e") and not _mentions_gradient(right):
+        return forward  # (e_1: an embedding's output)
     if base in ("w", "b") and not _mentions_gradient(right) and _mentions(right, "z"):
         return f"the forward pass solved for the parameter {_short(lhs)} (it is in terms of z, with no gradient); " \
                f"chainrule checks gradients"
     return None
+
+
+def _gradient(text: str) -> bool:
+    """True when ``text`` is one gradient, ∂L/∂Y (∇_y J)."""
+    try:
+        return read_tree(text).kind == "grad"
+    except ChainruleError:
+        return False
 
 
 def _mentions(tree: Node, stem: str) -> bool:

@@ -1164,17 +1164,17 @@ class RecurrentChecker(Binder):
 _REWRITTEN = re.compile(r"\\sumtime|_\{last|gout|deltagate|onehot")
 
 
-def _as_written(err, wrt: str, text: str):
-    """``err`` quoting the person's text as written where it quoted the reader's rewriting of it (and without
-    the rewriting's character positions)."""
+def _as_written(err, wrt: str, text: str, rewritten=rewrite_time, rewriting=_REWRITTEN.search):
+    """``err`` quoting the person's text as written where it quoted the reader's rewriting of it (``rewritten``;
+    ``rewriting`` tells a quote of it), and without the rewriting's character positions."""
     message = str(err)
-    if rewrite_time(wrt) == wrt and rewrite_time(text) == text:
+    if rewritten(wrt) == wrt and rewritten(text) == text:
         return err
 
     def quoted(m):
-        if not _REWRITTEN.search(m[1]):
+        if not rewriting(m[1]):
             return m[0]
-        return f"'{wrt}'" if m[1] in rewrite_time(wrt) else f"'{text}'"
+        return f"'{wrt}'" if m[1].removesuffix("...") in rewritten(wrt) else f"'{text}'"
     message = re.sub(r" at character \d+", "", re.sub(r" at character \d+ (?:of|in) ", " in ", message))
     return type(err)(re.sub(r"'([^']*)'", quoted, message))
 

@@ -21,9 +21,10 @@ import sympy as sp
 from .. import limits
 from ..errors import ChainruleError
 from ..ops.layernorm import StepLayerNorm, StepLayerNormGrad
+from ..steps import N
 from .compare import is_matrix
-from .parse import NotAGradient, parse
-from .recurrent import _SUM_T, _term_end
+from .parse import NotAGradient, parse, parse_equation, rewrite
+from .recurrent import _SUM_T, _as_written, _term_end
 
 WIDTH = 4  # the narrowed widths: E = 4 keeps 2 heads of d = 2, so a missing 1/√d_k shows
 
@@ -162,13 +163,17 @@ class SequenceBinder:
     length = None  # T when one sample's sequences are read a step per column, else None
     norms = ()  # the layer norms at every position: (their gradients' symbols, x̂, σ, g) per layer norm
     _norm = None  # the layer norm whose σ_t, x̂_t, g_t the current gradient goes through
+    summed = None  # T when a batch's sequence summed over its samples (M 1_N) is read a step per column
+    resized = {}  # {the spec's size: the narrowed network's}, when the network is checked narrowed (not changed)
 
     def _read_steps(self):
         """Whether this sweep is read step by step, and the layer norms' own quantities when it is (before the
         names, which it views)."""
         layout = self.net.layout
-        if self.batch or not layout or layout[0][0] != "length" or any(
-                layer.kind in ("rnn", "lstm", "gru") for layer in self.net.layers):
+        if not layout or layout[0][0] != "length" or any(layer.kind in ("rnn", "lstm", "gru") for layer in self.net.layers):
+            return
+        if self.batch:  # (only when the output is a sequence too: then every value is one, none pooled by a mean)
+            self.summed = layout[0][1] if self._steps_out() > 1 else None
             return
         self.length = layout[0][1]
         self.inputs = Steps(self.q[self.key("x")].symbol, self.length)
@@ -206,8 +211,21 @@ class SequenceBinder:
             return Steps(sym, self.length)
         return sym
 
-    def step_text(self, text: str) -> str:
-        return step_text(text) if self.length else text
+    def read(self, wrt: str, text: str):
+        """The trees of ``wrt = text``, its per-step forms read (``step_text``); a message quotes the text as
+        written."""
+        if not self.length and not self.summed:
+            return parse_equation(wrt, text)
+        try:
+            return parse_equation(step_text(wrt), step_text(text))
+        except NotAGradient:
+            raise
+        except ChainruleError as err:
+            wrt, text = wrt.strip(), text.strip()
+            # a quote the parser's reading of the text as written does not hold is one of step_text's rewriting
+            written = rewrite(wrt) + "\n" + rewrite(text)
+            raise _as_written(err, wrt, text, lambda x: rewrite(step_text(x)),
+                              lambda quote: quote.removesuffix("...") not in written) from None
 
     def _step_value(self, base: str):
         """Step t of ``base`` (a_5 of a_{5,t}) as a column of an F × T matrix, or None."""
@@ -258,6 +276,27 @@ class SequenceBinder:
             if norm in ("sigma", "xhat"):
                 return self._step_value(norm)
         return super()._bind_name(node)
+
+    def _bind_mul(self, node):
+        """The notes' fused softmax step at every position, ŷ 1ᵀ y: ŷ_t (1ᵀ y_t), each column of ŷ times the sum of
+        y's (a product of two F × T sequences, which the matrix product cannot fit)."""
+        left = node.args[0]
+        if self.length and node.args[2] == "matmul" and left.kind == "mul" and left.args[2] == "matmul" and \
+                left.args[1].kind == "T" and left.args[1].args[0].kind == "ones":
+            a, b = self.bind(left.args[0]), self.bind(node.args[1])
+            if is_matrix(a) and is_matrix(b) and a.shape == b.shape and a.shape[1] == self.length > 1:
+                return sp.HadamardProduct(a, sp.OneMatrix(b.shape[0], b.shape[0]) * b)
+        product = super()._bind_mul(node)
+        if self.summed and node.args[1].kind == "ones" and is_matrix(product) and product.shape[1] == 1 and \
+                self.bind(node.args[0]).shape[1] == N and product.shape[0] % self.summed == 0:
+            # a batch's sequence summed over the samples, the notes' (∂L/∂A_2 1_N)_t: one sequence, step t column t
+            return Steps(product, self.summed)
+        return product
+
+    def _bind_ones(self, node):
+        if len(node.args) > 1:  # \mathbf{1}_{40}: the spec's length, the narrowed network's here
+            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
+        return super()._bind_ones(node)
 
     def _bind_sum(self, node):
         """\\sum_{t=1}^{T}: the steps' columns summed, unless a product has already summed them (Σ_t δ_t a_tᵀ)."""
