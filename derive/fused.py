@@ -13,7 +13,7 @@ import sympy as sp
 
 from .nodes import Pointwise
 from .ops.activations import A, derivative_of_output
-from .ops.loss import _divisor, scale
+from .ops.loss import divided_by, scale
 from .ops.losses import Y, YHAT
 from .ops.softmax import steps as sequence_steps
 from .printing import MathLatex, NotesText
@@ -106,7 +106,7 @@ def fused_outline(derivation, latex: bool, printed: dict, labels: list, cite, fo
             + ("" if own else f" ({math(z)} the output layer's pre-activation and {math(yhat)} its output, columns)")
             + f": the loss {loss_at} "
             f"is the sum of {math(ell_k)} over the outputs {math('k')}"
-            + (f", divided by {_divisor(loss, yhat_v, at_step)}" if at_step else
+            + (f", divided by {divided_by(loss, yhat_v, at_step)}" if at_step else
                f", divided by K = {outputs}" if outputs != 1 else "")
             + f", and {math(yhat)} is the {act.name} of {math(z)} {yhat_at}, so by the chain rule")
     first, last = labels[0], labels[-1]

@@ -25,7 +25,7 @@ def scale(loss, yhat, length=0) -> sp.Expr:
     return sp.Integer(1) / ((rows if loss.reduction == "mean" else length or 1) * cols)
 
 
-def _divisor(loss, yhat, length=0) -> str:
+def divided_by(loss, yhat, length=0) -> str:
     """What the loss divides its sum by, in words ('' for nothing): ``K = 2 outputs``, ``N``, ``K N``."""
     rows, cols = yhat.shape
     if length and loss.reduction == "mean":
@@ -68,14 +68,14 @@ class Loss(Op):
         loss, yhat = node.attrs["loss"], node.inputs[0]
         length = steps(yhat)
         term = scale(loss, yhat, length) * ElementSum(sp.Lambda((YHAT, Y), loss.pointwise), *ins[:2])
-        divisor = _divisor(loss, yhat, length)
+        divisor = divided_by(loss, yhat, length)
         why = f"{loss.title} of one sample" if not node.batched else f"{loss.title} of the batch"
         return Out(term, why + (f": the sum divided by {divisor}" if divisor else ""))
 
     def vjp(self, node, g, ins, out):
         loss, (yhat, y) = node.attrs["loss"], ins[:2]
         length = steps(node.inputs[0])
-        divisor = _divisor(loss, node.inputs[0], length)
+        divisor = divided_by(loss, node.inputs[0], length)
         divided = f", divided by {divisor}, as the loss is" if divisor else ""
         if len(ins) == 3:
             why = (f"{loss.fused_with} and the {loss.title} differentiated together (their fused form, derived under "
