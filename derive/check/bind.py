@@ -45,8 +45,17 @@ class Ones:
         self.row = row
 
 
+def resized(spec, small) -> dict:
+    """{a size of the spec's parameters: the same size in ``small``, the spec's network checked at smaller
+    sizes}: what a size the notes print (\\mathbf{1}_{40}) is read as."""
+    return {int(a): int(b) for q in small.sample.quantities.values() if q.role == "param"
+            for a, b in zip(spec.sample.quantities[q.key].symbol.shape, q.symbol.shape)}
+
+
 class Binder:
     """The names and binding of a Checker (its ``q``, ``net``, ``layers``, ``batch``, ``rows``, ``flags``)."""
+
+    resized = {}  # {the spec's size: the checked network's} (``resized``), when the spec is checked at smaller sizes
 
     # -- names ----------------------------------------------------------------------------------
     def view(self, q):
@@ -560,7 +569,9 @@ class Binder:
         return a if k == 1 else sp.HadamardProduct(*([a] * k))
 
     def _bind_ones(self, node):
-        return sp.OneMatrix(node.args[1], 1) if len(node.args) > 1 else Ones()  # \mathbf{1}_{10}: its length given
+        if len(node.args) > 1:  # \mathbf{1}_{10}: its length given, the spec's (read at the checked sizes)
+            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
+        return Ones()
 
     def _bind_ind(self, node):
         arg = self.bind(node.args[0])

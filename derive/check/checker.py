@@ -70,7 +70,7 @@ from ..nodes import FeatureMean, Pointwise, broadcast
 from ..ops.activations import Z
 from ..verify import sizes
 from .attention import _HEAD, AttentionBinder
-from .bind import Binder, Ones, ShapeMismatch
+from .bind import Binder, Ones, ShapeMismatch, resized
 from .compare import AGREE, BATCH, BUDGETED, PROOF_SECONDS, SEARCH_SECONDS, Comparer, OutOfTime, is_matrix, shape_of
 from .diagnose import Diagnoser, factor_message
 from .options import BY_NAME, CHOICES, CONVENTIONS, ranked
@@ -387,8 +387,7 @@ class Conventions:
         spec, (derivation, self.sizes) = derivation, _narrowed(derivation)
         self.derivation, self.convention, self._checkers, self._shared, self._drawn = derivation, convention, {}, {}, {}
         # the spec's sizes, which its notes print (\mathbf{1}_{40}), as the narrowed network's
-        self.resized = {int(a): int(b) for q in derivation.sample.quantities.values() if q.role == "param"
-                        for a, b in zip(spec.sample.quantities[q.key].symbol.shape, q.symbol.shape)} if self.sizes else {}
+        self.resized = resized(spec, derivation) if self.sizes else {}
         self.checker(CONVENTIONS[0] if convention == "auto" else convention)  # an unreadable network fails here
 
     def checker(self, name) -> Checker:

@@ -44,7 +44,7 @@ from ..ops.recurrent import BPTT, _Affine, unroll
 from ..printing import MathLatex, MathText
 from ..steps import N
 from ..verify import shrink, sizes
-from .bind import Binder, Ones, ShapeMismatch
+from .bind import Binder, Ones, ShapeMismatch, resized
 from .diagnose import BoundCell
 from .compare import BATCH, Point, _agreement, numeric_value
 from .parse import MAX_LENGTH, Node, NotAGradient, parse_equation
@@ -254,9 +254,7 @@ class RecurrentChecker(Binder):
         # The spec's own sizes, which the notes print (1/20 for T = 20, \mathbf{1}_{30}), read as the shrunk
         # network's: the steps' count in a denominator, and a ones vector's length
         self.spec_steps = net.layers[self.l - 1].length
-        spec = derivation.sample.quantities
-        self.resized = {int(a): int(b) for q in self.small.sample.quantities.values() if q.role == "param"
-                        for a, b in zip(spec[q.key].symbol.shape, q.symbol.shape)}
+        self.resized = resized(derivation, self.small)
         self._symbols()
         self._points = None
 
@@ -517,11 +515,6 @@ class RecurrentChecker(Binder):
         if node.kind == "mul":
             return Node("mul", tuple(self._steps_count(a) if isinstance(a, Node) else a for a in node.args), node.text)
         return node
-
-    def _bind_ones(self, node):
-        if len(node.args) > 1:  # \mathbf{1}_{30}: the spec's length, the shrunk network's here
-            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
-        return super()._bind_ones(node)
 
     def _param_grad(self, name):
         if name in self.cs231n:

@@ -164,7 +164,6 @@ class SequenceBinder:
     norms = ()  # the layer norms at every position: (their gradients' symbols, x̂, σ, g) per layer norm
     _norm = None  # the layer norm whose σ_t, x̂_t, g_t the current gradient goes through
     summed = None  # T when a batch's sequence summed over its samples (M 1_N) is read a step per column
-    resized = {}  # {the spec's size: the narrowed network's}, when the network is checked narrowed (not changed)
 
     def _read_steps(self):
         """Whether this sweep is read step by step, and the layer norms' own quantities when it is (before the
@@ -292,11 +291,6 @@ class SequenceBinder:
             # a batch's sequence summed over the samples, the notes' (∂L/∂A_2 1_N)_t: one sequence, step t column t
             return Steps(product, self.summed)
         return product
-
-    def _bind_ones(self, node):
-        if len(node.args) > 1:  # \mathbf{1}_{40}: the spec's length, the narrowed network's here
-            return sp.OneMatrix(self.resized.get(node.args[1], node.args[1]), 1)
-        return super()._bind_ones(node)
 
     def _bind_sum(self, node):
         """\\sum_{t=1}^{T}: the steps' columns summed, unless a product has already summed them (Σ_t δ_t a_tᵀ)."""
