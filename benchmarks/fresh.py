@@ -8,7 +8,6 @@ allocator hands freed arrays back to the system: page faults, counted here per s
     python benchmarks/fresh.py SECTION CASE PEER ROUNDS TARGET_S THREADS FOLDER    (what run.py starts)
 """
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def run(section: str, quick: bool, threads, folder) -> list:
         for peer in PEERS:
             args = [sys.executable, str(Path(__file__)), section, case, peer, str(rounds), str(target),
                     str(threads or 0), str(folder)]
-            done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+            done = subprocess.run(args, capture_output=True, text=True, timeout=600)
             if done.returncode:
                 rows.append({"net": case, "peer": peer, "error": (done.stderr or done.stdout).strip()[-300:]})
                 continue
